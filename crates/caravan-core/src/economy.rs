@@ -1,0 +1,427 @@
+//! The economy: the state every event log folds into — tokens, the lineage, the ledger, what
+//! each compute node served this epoch, and the closed epochs. [`Economy::append`] validates an
+//! event against the state, applies it and seals it; [`Economy::replay`] does the same for a stored
+//! envelope and checks the hash chain. Both paths run the same rules, so a replay reproduces the
+//! state bit for bit, which [`Economy::state_hash`] lets two parties compare.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::address::Address;
+use crate::asset::{AssetId, Licence};
+use crate::codec::{DecodeError, Encoder};
+use crate::epoch::{EpochOutcome, prepare_close};
+use crate::event::{ChainError, ChainHead, Envelope, Event, Genesis, Usage};
+use crate::hash::{Hash32, keccak256};
+use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
+use crate::lineage::{Lineage, LineageError};
+use crate::money::{Amount, Token, mul_div_rem};
+use crate::royalty::ServedBy;
+
+/// A closed epoch as the state remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochRecord {
+    pub epoch: u64,
+    pub root: Hash32,
+    /// Sequence number of the `EpochClosed` event.
+    pub seq: u64,
+    pub at_ms: u64,
+    pub leaf_count: u64,
+}
+
+/// Why an event was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("the log must start with a genesis event that sets the treasury and protocol fee")]
+    NoGenesis,
+    #[error("genesis was already recorded; an economy is set up once")]
+    GenesisRepeated,
+    #[error("token {0} is already registered")]
+    TokenExists(Address),
+    #[error("token {0} is not registered; register it with its symbol and decimals first")]
+    UnknownToken(Address),
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("asset {0} is not registered")]
+    UnknownAsset(AssetId),
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{what} must be above zero")]
+    Zero { what: &'static str },
+    #[error("asset {0} is licensed for non-commercial use only; it cannot be used in paid calls")]
+    NonCommercialUse(AssetId),
+    #[error("asset {asset} is priced in token {expected}; usage in token {given} is not accepted")]
+    WrongToken {
+        asset: AssetId,
+        expected: Address,
+        given: Address,
+    },
+    #[error("the next epoch to close is {expected}, not {given}")]
+    WrongEpoch { expected: u64, given: u64 },
+    #[error(
+        "replaying epoch {epoch} gives root {computed}, but the log recorded {recorded}: the log and the rules disagree"
+    )]
+    RootMismatch {
+        epoch: u64,
+        recorded: Hash32,
+        computed: Hash32,
+    },
+}
+
+/// Why a stored envelope cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("event {seq}: {source}")]
+    Decode { seq: u64, source: DecodeError },
+    #[error("event {seq} ({kind}) was accepted once but is refused on replay: {source}")]
+    Refused {
+        seq: u64,
+        kind: &'static str,
+        source: EventError,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Economy {
+    genesis: Option<Genesis>,
+    tokens: BTreeMap<Address, Token>,
+    lineage: Lineage,
+    ledger: Ledger,
+    served: FxHashMap<(u32, Address), ServedBy>,
+    epochs: Vec<EpochRecord>,
+    head: ChainHead,
+}
+
+impl Economy {
+    pub fn genesis(&self) -> Option<&Genesis> {
+        self.genesis.as_ref()
+    }
+    pub fn tokens(&self) -> &BTreeMap<Address, Token> {
+        &self.tokens
+    }
+    pub fn token(&self, address: &Address) -> Result<&Token, EventError> {
+        self.tokens
+            .get(address)
+            .ok_or(EventError::UnknownToken(*address))
+    }
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn served(&self) -> &FxHashMap<(u32, Address), ServedBy> {
+        &self.served
+    }
+    pub fn epochs(&self) -> &[EpochRecord] {
+        &self.epochs
+    }
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+    /// The number of the epoch the next close will produce (epochs count from 1).
+    pub fn next_epoch(&self) -> u64 {
+        self.epochs.len() as u64 + 1
+    }
+
+    /// Checks `event` against the current state without changing anything.
+    pub fn check(&self, event: &Event) -> Result<(), EventError> {
+        let genesis = match (&self.genesis, event) {
+            (None, Event::Genesis(_)) => return Ok(()),
+            (None, _) => return Err(EventError::NoGenesis),
+            (Some(_), Event::Genesis(_)) => return Err(EventError::GenesisRepeated),
+            (Some(genesis), _) => genesis,
+        };
+        match event {
+            Event::Genesis(_) => unreachable!("handled above"),
+            Event::TokenRegistered(token) => {
+                token.validate().map_err(EventError::InvalidToken)?;
+                if self.tokens.contains_key(&token.address) {
+                    return Err(EventError::TokenExists(token.address));
+                }
+            }
+            Event::AssetRegistered(manifest) => {
+                if let Licence::Commercial { token, .. } = &manifest.licence {
+                    self.token(token)?;
+                }
+                self.lineage.check(manifest)?;
+            }
+            Event::Deposited {
+                payer,
+                token,
+                amount,
+            } => {
+                self.token(token)?;
+                if *amount == 0 {
+                    return Err(EventError::Zero { what: "a deposit" });
+                }
+                self.ledger
+                    .check(&deposit_transfer(*payer, *token, *amount))?;
+            }
+            Event::UsageRecorded(usage) => {
+                self.check_usage(usage)?;
+                let whole_charge = Transfer {
+                    amount: usage.amount,
+                    ..usage_transfers(genesis, usage)[1]
+                };
+                self.ledger.check(&whole_charge)?;
+            }
+            Event::EpochClosed { epoch, .. } => {
+                if *epoch != self.next_epoch() {
+                    return Err(EventError::WrongEpoch {
+                        expected: self.next_epoch(),
+                        given: *epoch,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_usage(&self, usage: &Usage) -> Result<u32, EventError> {
+        self.token(&usage.token)?;
+        if usage.amount == 0 {
+            return Err(EventError::Zero {
+                what: "a usage amount",
+            });
+        }
+        if usage.calls == 0 {
+            return Err(EventError::Zero {
+                what: "a usage call count",
+            });
+        }
+        let position = self
+            .lineage
+            .position(&usage.asset)
+            .ok_or(EventError::UnknownAsset(usage.asset))?;
+        match &self.lineage.at(position).manifest.licence {
+            Licence::NonCommercial => return Err(EventError::NonCommercialUse(usage.asset)),
+            Licence::Commercial { token, .. } if *token != usage.token => {
+                return Err(EventError::WrongToken {
+                    asset: usage.asset,
+                    expected: *token,
+                    given: usage.token,
+                });
+            }
+            _ => {}
+        }
+        Ok(position)
+    }
+
+    /// Validates and applies `event` (anything but an epoch close, which [`Economy::close_epoch`]
+    /// computes), then seals it as the next envelope. On error nothing changed.
+    pub fn append(&mut self, event: Event, at_ms: u64) -> Result<(Envelope, Vec<u8>), EventError> {
+        assert!(
+            !matches!(event, Event::EpochClosed { .. }),
+            "epochs are closed with close_epoch"
+        );
+        self.check(&event)?;
+        self.apply_checked(&event);
+        Ok(self.head.seal(event, at_ms))
+    }
+
+    /// Closes the current epoch: propagates royalties, pays the treasury, builds the cumulative
+    /// Merkle tree, and seals the `EpochClosed` event. Fails only before genesis.
+    pub fn close_epoch(
+        &mut self,
+        at_ms: u64,
+    ) -> Result<(EpochOutcome, Envelope, Vec<u8>), EventError> {
+        if self.genesis.is_none() {
+            return Err(EventError::NoGenesis);
+        }
+        let outcome = prepare_close(self);
+        let event = Event::EpochClosed {
+            epoch: outcome.epoch,
+            root: outcome.root,
+        };
+        let seq = self.head.next_seq;
+        self.commit_close(&outcome, seq, at_ms);
+        let (envelope, body) = self.head.seal(event, at_ms);
+        Ok((outcome, envelope, body))
+    }
+
+    /// Applies a stored envelope: checks it follows the chain, decodes it and applies it under
+    /// the same rules it was accepted with. An epoch close is recomputed and its root compared.
+    pub fn replay(
+        &mut self,
+        seq: u64,
+        at_ms: u64,
+        hash: &Hash32,
+        body: &[u8],
+    ) -> Result<(), ReplayError> {
+        let mut next_head = self.head;
+        next_head.follow(seq, at_ms, hash, body)?;
+        let event = Event::decode(body).map_err(|source| ReplayError::Decode { seq, source })?;
+        let refused = |source| ReplayError::Refused {
+            seq,
+            kind: event.kind_name(),
+            source,
+        };
+        self.check(&event).map_err(refused)?;
+        if let Event::EpochClosed { epoch, root } = &event {
+            let outcome = prepare_close(self);
+            if outcome.root != *root {
+                return Err(refused(EventError::RootMismatch {
+                    epoch: *epoch,
+                    recorded: *root,
+                    computed: outcome.root,
+                }));
+            }
+            self.commit_close(&outcome, seq, at_ms);
+        } else {
+            self.apply_checked(&event);
+        }
+        self.head = next_head;
+        Ok(())
+    }
+
+    fn apply_checked(&mut self, event: &Event) {
+        match event {
+            Event::Genesis(genesis) => self.genesis = Some(genesis.clone()),
+            Event::TokenRegistered(token) => {
+                self.tokens.insert(token.address, token.clone());
+            }
+            Event::AssetRegistered(manifest) => {
+                self.lineage
+                    .register(manifest.clone())
+                    .expect("checked before applying");
+            }
+            Event::Deposited {
+                payer,
+                token,
+                amount,
+            } => {
+                self.ledger
+                    .transfer(deposit_transfer(*payer, *token, *amount))
+                    .expect("checked before applying");
+            }
+            Event::UsageRecorded(usage) => {
+                let position = self.check_usage(usage).expect("checked before applying");
+                let genesis = self.genesis.as_ref().expect("checked before applying");
+                let transfers = usage_transfers(genesis, usage);
+                let to_asset = transfers[1].amount;
+                for transfer in transfers {
+                    self.ledger
+                        .transfer(transfer)
+                        .expect("checked before applying");
+                }
+                *self
+                    .served
+                    .entry((position, usage.token))
+                    .or_default()
+                    .entry(usage.node)
+                    .or_default() += to_asset;
+            }
+            Event::EpochClosed { .. } => unreachable!("epoch closes go through commit_close"),
+        }
+    }
+
+    fn commit_close(&mut self, outcome: &EpochOutcome, seq: u64, at_ms: u64) {
+        for transfer in &outcome.transfers {
+            self.ledger
+                .transfer(*transfer)
+                .expect("close transfers are derived from balances that exist");
+        }
+        self.served.clear();
+        self.epochs.push(EpochRecord {
+            epoch: outcome.epoch,
+            root: outcome.root,
+            seq,
+            at_ms,
+            leaf_count: outcome.leaves.len() as u64,
+        });
+    }
+
+    /// A hash of the whole state in canonical order. Two replays of the same log agree on it.
+    pub fn state_hash(&self) -> Hash32 {
+        let mut e = Encoder::default();
+        e.u64(self.head.next_seq).hash(&self.head.hash);
+        if let Some(genesis) = &self.genesis {
+            e.address(&genesis.treasury)
+                .u32(genesis.protocol_fee.parts());
+        }
+        e.len(self.tokens.len());
+        for token in self.tokens.values() {
+            e.address(&token.address)
+                .str(&token.symbol)
+                .u8(token.decimals);
+        }
+        e.len(self.lineage.len());
+        for asset in self.lineage.iter() {
+            e.hash(&asset.id.0);
+        }
+        let entries = self.ledger.sorted_entries();
+        e.len(entries.len());
+        for (account, token, balance) in entries {
+            encode_account(&mut e, &account);
+            e.address(&token).u128(balance.credits).u128(balance.debits);
+        }
+        let mut served: Vec<_> = self.served.iter().collect();
+        served.sort_unstable_by_key(|(key, _)| **key);
+        e.len(served.len());
+        for ((position, token), nodes) in served {
+            e.u32(*position).address(token).len(nodes.len());
+            for (node, amount) in nodes {
+                e.address(node).u128(*amount);
+            }
+        }
+        e.len(self.epochs.len());
+        for record in &self.epochs {
+            e.u64(record.epoch)
+                .hash(&record.root)
+                .u64(record.seq)
+                .u64(record.at_ms)
+                .u64(record.leaf_count);
+        }
+        keccak256(&e.bytes)
+    }
+}
+
+fn encode_account(e: &mut Encoder, account: &AccountRef) {
+    match account {
+        AccountRef::External(a) => e.u8(0).address(a),
+        AccountRef::Payer(a) => e.u8(1).address(a),
+        AccountRef::AssetRevenue(id) => e.u8(2).hash(&id.0),
+        AccountRef::CarryForward(id) => e.u8(3).hash(&id.0),
+        AccountRef::Beneficiary(a) => e.u8(4).address(a),
+        AccountRef::Treasury => e.u8(5),
+    };
+}
+
+fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer {
+    Transfer {
+        from: AccountRef::External(payer),
+        to: AccountRef::Payer(payer),
+        token,
+        amount,
+    }
+}
+
+/// The protocol fee (rounded down) to the treasury, the rest to the asset's revenue.
+fn usage_transfers(genesis: &Genesis, usage: &Usage) -> [Transfer; 2] {
+    let (fee, _) = mul_div_rem(
+        usage.amount,
+        genesis.protocol_fee.parts() as u128,
+        1_000_000,
+    );
+    let from = AccountRef::Payer(usage.payer);
+    [
+        Transfer {
+            from,
+            to: AccountRef::Treasury,
+            token: usage.token,
+            amount: fee,
+        },
+        Transfer {
+            from,
+            to: AccountRef::AssetRevenue(usage.asset),
+            token: usage.token,
+            amount: usage.amount - fee,
+        },
+    ]
+}

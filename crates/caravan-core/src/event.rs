@@ -1,0 +1,332 @@
+//! The append-only event log. Every economically meaningful fact is an [`Event`]; each is sealed
+//! into an [`Envelope`] with a sequence number, a timestamp and the hash of the envelope before
+//! it, so changing or dropping any past event breaks every hash after it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::asset::{AssetId, Manifest};
+use crate::codec::{DecodeError, Decoder, Encoder};
+use crate::hash::{Hash32, keccak256_parts};
+use crate::money::{Amount, Ppm, Token};
+
+const EVENT_DOMAIN: &[u8] = b"caravan/event/v1";
+
+/// How an economy is set up; the first event of every log and never repeated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Where protocol fees are paid.
+    pub treasury: Address,
+    /// Taken from every paid call before the rest accrues to the asset.
+    pub protocol_fee: Ppm,
+}
+
+/// One paid use of an asset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub asset: AssetId,
+    pub payer: Address,
+    pub token: Address,
+    /// What the payer is charged in total, in base units.
+    #[serde(with = "crate::serde_u128")]
+    pub amount: Amount,
+    /// How many calls this record covers.
+    pub calls: u32,
+    /// The node that served the calls; it shares the asset's compute-node role by revenue served.
+    pub node: Address,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Event {
+    Genesis(Genesis),
+    TokenRegistered(Token),
+    AssetRegistered(Manifest),
+    /// Money enters a payer's prepaid balance from outside.
+    Deposited {
+        payer: Address,
+        token: Address,
+        #[serde(with = "crate::serde_u128")]
+        amount: Amount,
+    },
+    UsageRecorded(Usage),
+    /// The epoch's royalties were propagated; `root` is the cumulative Merkle root it produced,
+    /// which a replay must reproduce.
+    EpochClosed {
+        epoch: u64,
+        root: Hash32,
+    },
+}
+
+impl Event {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Event::Genesis(_) => "genesis",
+            Event::TokenRegistered(_) => "token registered",
+            Event::AssetRegistered(_) => "asset registered",
+            Event::Deposited { .. } => "deposited",
+            Event::UsageRecorded(_) => "usage recorded",
+            Event::EpochClosed { .. } => "epoch closed",
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::default();
+        match self {
+            Event::Genesis(g) => {
+                e.u8(0).address(&g.treasury).u32(g.protocol_fee.parts());
+            }
+            Event::TokenRegistered(t) => {
+                e.u8(1).address(&t.address).str(&t.symbol).u8(t.decimals);
+            }
+            Event::AssetRegistered(m) => {
+                e.u8(2);
+                m.encode_into(&mut e);
+            }
+            Event::Deposited {
+                payer,
+                token,
+                amount,
+            } => {
+                e.u8(3).address(payer).address(token).u128(*amount);
+            }
+            Event::UsageRecorded(u) => {
+                e.u8(4)
+                    .hash(&u.asset.0)
+                    .address(&u.payer)
+                    .address(&u.token)
+                    .u128(u.amount)
+                    .u32(u.calls)
+                    .address(&u.node);
+            }
+            Event::EpochClosed { epoch, root } => {
+                e.u8(5).u64(*epoch).hash(root);
+            }
+        }
+        e.bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        let mut d = Decoder::new(bytes);
+        let event = match d.u8()? {
+            0 => {
+                let treasury = d.address()?;
+                let raw = d.u32()?;
+                Event::Genesis(Genesis {
+                    treasury,
+                    protocol_fee: Ppm::new(raw).map_err(|why| d.error(why))?,
+                })
+            }
+            1 => Event::TokenRegistered(Token {
+                address: d.address()?,
+                symbol: d.str()?,
+                decimals: d.u8()?,
+            }),
+            2 => Event::AssetRegistered(Manifest::decode_from(&mut d)?),
+            3 => Event::Deposited {
+                payer: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+            },
+            4 => Event::UsageRecorded(Usage {
+                asset: AssetId(d.hash()?),
+                payer: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+                calls: d.u32()?,
+                node: d.address()?,
+            }),
+            5 => Event::EpochClosed {
+                epoch: d.u64()?,
+                root: d.hash()?,
+            },
+            tag => return Err(d.error(format!("unknown event tag {tag}"))),
+        };
+        d.finish()?;
+        Ok(event)
+    }
+}
+
+/// An event sealed into the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// 0 for the first event, then one more for each event.
+    pub seq: u64,
+    /// When the event was accepted, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// This envelope's hash, which commits to `seq`, `at_ms`, the previous hash and the event.
+    pub hash: Hash32,
+    pub event: Event,
+}
+
+/// The hash of an envelope given the hash of the one before it (zero before the first).
+pub fn envelope_hash(seq: u64, at_ms: u64, previous: &Hash32, body: &[u8]) -> Hash32 {
+    keccak256_parts(&[
+        EVENT_DOMAIN,
+        &seq.to_be_bytes(),
+        &at_ms.to_be_bytes(),
+        &previous.0,
+        body,
+    ])
+}
+
+/// The end of the log: what the next envelope must follow.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainHead {
+    pub next_seq: u64,
+    pub hash: Hash32,
+}
+
+impl ChainHead {
+    /// Seals `event` as the next envelope and advances the head. Returns the envelope and its
+    /// encoded body, which is what the store writes.
+    pub fn seal(&mut self, event: Event, at_ms: u64) -> (Envelope, Vec<u8>) {
+        let body = event.encode();
+        let hash = envelope_hash(self.next_seq, at_ms, &self.hash, &body);
+        let envelope = Envelope {
+            seq: self.next_seq,
+            at_ms,
+            hash,
+            event,
+        };
+        self.next_seq += 1;
+        self.hash = hash;
+        (envelope, body)
+    }
+
+    /// Checks that a stored envelope (`seq`, `at_ms`, `hash`, `body`) follows this head, and advances.
+    pub fn follow(
+        &mut self,
+        seq: u64,
+        at_ms: u64,
+        hash: &Hash32,
+        body: &[u8],
+    ) -> Result<(), ChainError> {
+        if seq != self.next_seq {
+            return Err(ChainError::Gap {
+                expected: self.next_seq,
+                found: seq,
+            });
+        }
+        let expected = envelope_hash(seq, at_ms, &self.hash, body);
+        if expected != *hash {
+            return Err(ChainError::HashMismatch {
+                seq,
+                stored: *hash,
+                computed: expected,
+            });
+        }
+        self.next_seq += 1;
+        self.hash = *hash;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("event log has a gap: expected event {expected}, found {found}")]
+    Gap { expected: u64, found: u64 },
+    #[error(
+        "event {seq} does not match its hash (stored {stored}, computed {computed}): the log was altered or corrupted at or before this event"
+    )]
+    HashMismatch {
+        seq: u64,
+        stored: Hash32,
+        computed: Hash32,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::tests::dataset;
+
+    fn samples() -> Vec<Event> {
+        let a = Address::from_label("a");
+        vec![
+            Event::Genesis(Genesis {
+                treasury: a,
+                protocol_fee: Ppm::new(20_000).unwrap(),
+            }),
+            Event::TokenRegistered(Token {
+                address: a,
+                symbol: "USDC".into(),
+                decimals: 6,
+            }),
+            Event::AssetRegistered(dataset("d", &[("x", 2)])),
+            Event::Deposited {
+                payer: a,
+                token: a,
+                amount: u128::MAX,
+            },
+            Event::UsageRecorded(Usage {
+                asset: dataset("d", &[]).id(),
+                payer: a,
+                token: a,
+                amount: 7,
+                calls: 1,
+                node: a,
+            }),
+            Event::EpochClosed {
+                epoch: 3,
+                root: Hash32([5; 32]),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_and_trailing_bytes_are_rejected() {
+        for event in samples() {
+            let bytes = event.encode();
+            assert_eq!(Event::decode(&bytes).unwrap(), event);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(
+                Event::decode(&longer)
+                    .unwrap_err()
+                    .what
+                    .contains("trailing")
+            );
+            assert!(Event::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
+        assert!(
+            Event::decode(&[99])
+                .unwrap_err()
+                .what
+                .contains("unknown event tag")
+        );
+    }
+
+    #[test]
+    fn the_chain_detects_altered_and_missing_events() {
+        let mut writer = ChainHead::default();
+        let sealed: Vec<_> = samples()
+            .into_iter()
+            .map(|e| writer.seal(e, 1_000))
+            .collect();
+        let mut reader = ChainHead::default();
+        for (envelope, body) in &sealed {
+            reader
+                .follow(envelope.seq, envelope.at_ms, &envelope.hash, body)
+                .unwrap();
+        }
+        assert_eq!(reader, writer);
+
+        let mut reader = ChainHead::default();
+        let (first, body) = &sealed[0];
+        let mut altered = body.clone();
+        altered[1] ^= 1;
+        assert!(matches!(
+            reader.follow(first.seq, first.at_ms, &first.hash, &altered),
+            Err(ChainError::HashMismatch { .. })
+        ));
+        let (second, body) = &sealed[1];
+        assert_eq!(
+            reader.follow(second.seq, second.at_ms, &second.hash, body),
+            Err(ChainError::Gap {
+                expected: 0,
+                found: 1
+            })
+        );
+    }
+}
