@@ -246,8 +246,7 @@ impl EpochBundle {
                 })
             })
             .collect();
-        served_rows
-            .sort_unstable_by(|a, b| (a.asset, a.token, a.node).cmp(&(b.asset, b.token, b.node)));
+        served_rows.sort_unstable_by_key(|row| (row.asset, row.token, row.node));
         let epochs = economy.epochs();
         let previous_root = epochs
             .iter()

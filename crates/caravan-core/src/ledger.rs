@@ -158,7 +158,7 @@ impl Ledger {
             .iter()
             .map(|((account, token), balance)| (*account, *token, *balance))
             .collect();
-        entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        entries.sort_unstable_by_key(|(account, token, _)| (*account, *token));
         entries
     }
 

@@ -179,12 +179,30 @@ mod tests {
 
     #[test]
     fn matches_openzeppelin_standard_merkle_tree() {
-        // Root computed by @openzeppelin/merkle-tree 1.0.8:
-        // StandardMerkleTree.of([[a0,t,1],[a1,t,1001],[a2,t,2001]], ["address","address","uint256"]).root
-        // with a_i = last 20 bytes of keccak256("account i") and t = that of keccak256("token").
-        let leaves: Vec<Leaf> = (0..3).map(leaf).collect();
-        let tree = MerkleTree::build(&leaves);
-        assert_eq!(tree.root(), reference_root(&leaves));
+        // Computed with @openzeppelin/merkle-tree 1.0.8:
+        // StandardMerkleTree.of(values, ["address", "address", "uint256"]) where values[i] is
+        // [last 20 bytes of keccak256("account i"), same of keccak256("token"), i * 1000 + 1].
+        let three: Vec<Leaf> = (0..3).map(leaf).collect();
+        assert_eq!(
+            MerkleTree::build(&three).root().to_hex(),
+            "0x50e4d4d26bd96e46ec9e1b90f910acccf780b800fbca65a1e6902312e539d0c8"
+        );
+        let five: Vec<Leaf> = (0..5).map(leaf).collect();
+        let tree = MerkleTree::build(&five);
+        assert_eq!(
+            tree.root().to_hex(),
+            "0x799d425894d1780b22db1c5ed67a1efd40583690bcff88dd43969b07e5458f4a"
+        );
+        let proof: Vec<String> = tree.proof(3).iter().map(Hash32::to_hex).collect();
+        assert_eq!(
+            proof,
+            [
+                "0x5b9134137bb52d4cc44587c3a1a6727418bd3bff740f555c86dbbe14ce30feb0",
+                "0x71ae8426839c939109e6bfaa8bd8a4cf5069097e290c095daca91ac4a910a8b0",
+                "0x2422277a6dc76fbfe6d24ce00da3ddb5ecc9cc6b2aa02ce082a2f6578495a875",
+            ]
+        );
+        assert_eq!(tree.root(), reference_root(&five));
     }
 
     #[test]

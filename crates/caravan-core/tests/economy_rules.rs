@@ -1,0 +1,455 @@
+//! Worked examples of the economy's rules and one test per refused event.
+
+use caravan_core::economy::EventError;
+use caravan_core::ledger::LedgerError;
+use caravan_core::*;
+
+fn ppm(parts: u32) -> Ppm {
+    Ppm::new(parts).unwrap()
+}
+
+fn usdc() -> Token {
+    Token {
+        address: Address::from_label("usdc"),
+        symbol: "USDC".into(),
+        decimals: 6,
+    }
+}
+
+fn started(fee: u32) -> Economy {
+    let mut economy = Economy::default();
+    economy
+        .append(
+            Event::Genesis(Genesis {
+                treasury: Address::from_label("treasury"),
+                protocol_fee: ppm(fee),
+            }),
+            0,
+        )
+        .unwrap();
+    economy.append(Event::TokenRegistered(usdc()), 0).unwrap();
+    economy
+}
+
+fn dataset(contributors: &[(&str, u64)]) -> Manifest {
+    let mut manifest = Manifest {
+        kind: AssetKind::Dataset,
+        name: "reviews".into(),
+        owner: Address::from_label("requester"),
+        content: keccak256(b"reviews"),
+        licence: Licence::OpenUse,
+        parents: vec![],
+        roles: vec![RoleShare {
+            role: Role::DataContributor,
+            share: Ppm::ONE,
+            members: contributors
+                .iter()
+                .map(|(l, w)| Member {
+                    account: Address::from_label(l),
+                    weight: *w,
+                })
+                .collect(),
+        }],
+    };
+    manifest.normalise();
+    manifest
+}
+
+fn model(parent: AssetId, share: u32) -> Manifest {
+    Manifest {
+        kind: AssetKind::Model,
+        name: "sentiment".into(),
+        owner: Address::from_label("developer"),
+        content: keccak256(b"weights"),
+        licence: Licence::Commercial {
+            token: usdc().address,
+            price_per_call: 1_000,
+            derivative_royalty: ppm(0),
+        },
+        parents: vec![ParentEdge {
+            parent,
+            kind: EdgeKind::TrainedOn,
+            share: ppm(share),
+        }],
+        roles: vec![
+            RoleShare {
+                role: Role::Developer,
+                share: ppm(750_000),
+                members: vec![Member {
+                    account: Address::from_label("developer"),
+                    weight: 1,
+                }],
+            },
+            RoleShare {
+                role: Role::ComputeNode,
+                share: ppm(250_000),
+                members: vec![],
+            },
+        ],
+    }
+}
+
+fn entitled(economy: &Economy, label: &str) -> u128 {
+    economy
+        .ledger()
+        .balance(
+            &AccountRef::Beneficiary(Address::from_label(label)),
+            &usdc().address,
+        )
+        .credits
+}
+
+#[test]
+fn a_paid_call_flows_to_the_treasury_the_model_the_node_and_the_labelers() {
+    let mut economy = started(20_000); // 2% protocol fee
+    let data = dataset(&[("alice", 3), ("bob", 1)]);
+    let data_id = data.id();
+    economy.append(Event::AssetRegistered(data), 0).unwrap();
+    let m = model(data_id, 400_000); // 40% to the dataset
+    let model_id = m.id();
+    economy.append(Event::AssetRegistered(m), 0).unwrap();
+    let payer = Address::from_label("shop");
+    economy
+        .append(
+            Event::Deposited {
+                payer,
+                token: usdc().address,
+                amount: 1_000_000,
+            },
+            0,
+        )
+        .unwrap();
+    let node = Address::from_label("node");
+    economy
+        .append(
+            Event::UsageRecorded(Usage {
+                asset: model_id,
+                payer,
+                token: usdc().address,
+                amount: 100_000,
+                calls: 100,
+                node,
+            }),
+            0,
+        )
+        .unwrap();
+    economy.close_epoch(1).unwrap();
+
+    // 100_000 charged: 2_000 fee; 98_000 to the model; 39_200 to the dataset (alice 3/4, bob 1/4);
+    // 58_800 kept: 44_100 developer, 14_700 node.
+    assert_eq!(entitled(&economy, "treasury"), 2_000);
+    assert_eq!(entitled(&economy, "alice"), 29_400);
+    assert_eq!(entitled(&economy, "bob"), 9_800);
+    assert_eq!(entitled(&economy, "developer"), 44_100);
+    assert_eq!(entitled(&economy, "node"), 14_700);
+    assert_eq!(
+        economy
+            .ledger()
+            .balance(&AccountRef::Payer(payer), &usdc().address)
+            .available(),
+        900_000
+    );
+    economy.ledger().assert_balanced();
+}
+
+#[test]
+fn amounts_too_small_to_split_are_carried_to_the_next_epoch() {
+    let mut economy = started(0);
+    let contributors: Vec<(String, u64)> = (0..10).map(|i| (format!("c{i}"), 1)).collect();
+    let refs: Vec<(&str, u64)> = contributors.iter().map(|(l, w)| (l.as_str(), *w)).collect();
+    let data = dataset(&refs);
+    let id = data.id();
+    economy.append(Event::AssetRegistered(data), 0).unwrap();
+    let payer = Address::from_label("p");
+    economy
+        .append(
+            Event::Deposited {
+                payer,
+                token: usdc().address,
+                amount: 100,
+            },
+            0,
+        )
+        .unwrap();
+    let usage = Usage {
+        asset: id,
+        payer,
+        token: usdc().address,
+        amount: 6,
+        calls: 1,
+        node: payer,
+    };
+    economy
+        .append(Event::UsageRecorded(usage.clone()), 0)
+        .unwrap();
+    let (first, _, _) = economy.close_epoch(1).unwrap();
+    assert_eq!(
+        first.payouts,
+        vec![Payout {
+            asset: id,
+            token: usdc().address,
+            to: PayoutTo::Carry,
+            amount: 6
+        }]
+    );
+    assert_eq!(
+        economy
+            .ledger()
+            .balance(&AccountRef::CarryForward(id), &usdc().address)
+            .available(),
+        6
+    );
+    economy.append(Event::UsageRecorded(usage), 0).unwrap();
+    let (second, _, _) = economy.close_epoch(2).unwrap();
+    let paid: u128 = second.payouts.iter().map(|p| p.amount).sum();
+    assert_eq!(paid, 12);
+    assert!(
+        second
+            .payouts
+            .iter()
+            .all(|p| matches!(p.to, PayoutTo::Member { .. }))
+    );
+    assert_eq!(
+        second.leaves.len(),
+        10,
+        "every contributor got at least one unit once enough was pooled"
+    );
+    assert_eq!(
+        economy
+            .ledger()
+            .balance(&AccountRef::CarryForward(id), &usdc().address)
+            .available(),
+        0
+    );
+}
+
+#[test]
+fn each_refused_event_says_why_and_changes_nothing() {
+    let mut fresh = Economy::default();
+    assert_eq!(
+        fresh.append(Event::TokenRegistered(usdc()), 0).unwrap_err(),
+        EventError::NoGenesis
+    );
+    assert_eq!(fresh.close_epoch(0).err(), Some(EventError::NoGenesis));
+
+    let mut economy = started(0);
+    let before = economy.state_hash();
+    let genesis = Event::Genesis(Genesis {
+        treasury: Address::ZERO,
+        protocol_fee: Ppm::ZERO,
+    });
+    assert_eq!(
+        economy.append(genesis, 0).unwrap_err(),
+        EventError::GenesisRepeated
+    );
+    assert_eq!(
+        economy
+            .append(Event::TokenRegistered(usdc()), 0)
+            .unwrap_err(),
+        EventError::TokenExists(usdc().address)
+    );
+    let bad_token = Token {
+        address: Address::ZERO,
+        symbol: "NOT A SYMBOL".into(),
+        decimals: 6,
+    };
+    assert!(matches!(
+        economy.append(Event::TokenRegistered(bad_token), 0),
+        Err(EventError::InvalidToken(_))
+    ));
+    let stranger = Address::from_label("stranger");
+    assert_eq!(
+        economy
+            .append(
+                Event::Deposited {
+                    payer: stranger,
+                    token: stranger,
+                    amount: 1
+                },
+                0
+            )
+            .unwrap_err(),
+        EventError::UnknownToken(stranger)
+    );
+    assert_eq!(
+        economy
+            .append(
+                Event::Deposited {
+                    payer: stranger,
+                    token: usdc().address,
+                    amount: 0
+                },
+                0
+            )
+            .unwrap_err(),
+        EventError::Zero { what: "a deposit" }
+    );
+
+    let data = dataset(&[("a", 1)]);
+    let data_id = data.id();
+    let usage = Usage {
+        asset: data_id,
+        payer: stranger,
+        token: usdc().address,
+        amount: 5,
+        calls: 1,
+        node: stranger,
+    };
+    assert_eq!(
+        economy
+            .append(Event::UsageRecorded(usage.clone()), 0)
+            .unwrap_err(),
+        EventError::UnknownAsset(data_id)
+    );
+    assert_eq!(
+        economy.state_hash(),
+        before,
+        "refused events change nothing"
+    );
+
+    economy
+        .append(Event::AssetRegistered(data.clone()), 0)
+        .unwrap();
+    assert!(matches!(
+        economy.append(Event::AssetRegistered(data), 0),
+        Err(EventError::Lineage(_))
+    ));
+    assert!(matches!(
+        economy.append(Event::UsageRecorded(usage.clone()), 0),
+        Err(EventError::Ledger(LedgerError::InsufficientBalance {
+            available: 0,
+            needed: 5,
+            ..
+        }))
+    ));
+    assert_eq!(
+        economy
+            .append(
+                Event::UsageRecorded(Usage {
+                    amount: 0,
+                    ..usage.clone()
+                }),
+                0
+            )
+            .unwrap_err(),
+        EventError::Zero {
+            what: "a usage amount"
+        }
+    );
+    assert_eq!(
+        economy
+            .append(
+                Event::UsageRecorded(Usage {
+                    calls: 0,
+                    ..usage.clone()
+                }),
+                0
+            )
+            .unwrap_err(),
+        EventError::Zero {
+            what: "a usage call count"
+        }
+    );
+
+    let mut private = dataset(&[("b", 1)]);
+    private.licence = Licence::NonCommercial;
+    let private_id = private.id();
+    economy.append(Event::AssetRegistered(private), 0).unwrap();
+    economy
+        .append(
+            Event::Deposited {
+                payer: stranger,
+                token: usdc().address,
+                amount: 50,
+            },
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        economy
+            .append(
+                Event::UsageRecorded(Usage {
+                    asset: private_id,
+                    ..usage.clone()
+                }),
+                0
+            )
+            .unwrap_err(),
+        EventError::NonCommercialUse(private_id)
+    );
+
+    let other = Token {
+        address: Address::from_label("dai"),
+        symbol: "DAI".into(),
+        decimals: 18,
+    };
+    economy
+        .append(Event::TokenRegistered(other.clone()), 0)
+        .unwrap();
+    let priced = model(data_id, 0);
+    let priced_id = priced.id();
+    economy.append(Event::AssetRegistered(priced), 0).unwrap();
+    assert_eq!(
+        economy
+            .append(
+                Event::UsageRecorded(Usage {
+                    asset: priced_id,
+                    token: other.address,
+                    ..usage
+                }),
+                0
+            )
+            .unwrap_err(),
+        EventError::WrongToken {
+            asset: priced_id,
+            expected: usdc().address,
+            given: other.address
+        }
+    );
+}
+
+#[test]
+fn a_replay_whose_close_disagrees_with_the_recorded_root_is_refused() {
+    let mut economy = started(0);
+    let data = dataset(&[("a", 1)]);
+    let id = data.id();
+    let payer = Address::from_label("p");
+    let mut log = vec![];
+    for event in [
+        Event::AssetRegistered(data),
+        Event::Deposited {
+            payer,
+            token: usdc().address,
+            amount: 10,
+        },
+        Event::UsageRecorded(Usage {
+            asset: id,
+            payer,
+            token: usdc().address,
+            amount: 10,
+            calls: 1,
+            node: payer,
+        }),
+    ] {
+        log.push(economy.append(event, 0).unwrap());
+    }
+    let mut replayed = started(0);
+    for (envelope, body) in &log {
+        replayed
+            .replay(envelope.seq, envelope.at_ms, &envelope.hash, body)
+            .unwrap();
+    }
+    let forged = Event::EpochClosed {
+        epoch: 1,
+        root: Hash32([7; 32]),
+    };
+    let mut head = replayed.head();
+    let (envelope, body) = head.seal(forged, 5);
+    let error = replayed
+        .replay(envelope.seq, envelope.at_ms, &envelope.hash, &body)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("the log and the rules disagree"),
+        "{error}"
+    );
+}
