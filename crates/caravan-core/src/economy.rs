@@ -82,7 +82,7 @@ pub enum ReplayError {
     Refused {
         seq: u64,
         kind: &'static str,
-        source: EventError,
+        source: Box<EventError>,
     },
 }
 
@@ -260,7 +260,7 @@ impl Economy {
         let refused = |source| ReplayError::Refused {
             seq,
             kind: event.kind_name(),
-            source,
+            source: Box::new(source),
         };
         self.check(&event).map_err(refused)?;
         if let Event::EpochClosed { epoch, root } = &event {

@@ -41,17 +41,18 @@ fn build_world(seed: &[u32], asset_count: usize, usage_amounts: &[u64], fee: u32
                 .iter()
                 .copied()
                 .find(|e| e.allows(kind, earlier.kind));
-            if let Some(edge) = edge {
-                if pick.next().unwrap() % 3 == 0 && parents.len() < 4 {
-                    let share = pick.next().unwrap() % 400_000;
-                    if stack + share <= 1_000_000 {
-                        stack += share;
-                        parents.push(ParentEdge {
-                            parent: manifests[j].id(),
-                            kind: edge,
-                            share: ppm(share),
-                        });
-                    }
+            if let Some(edge) = edge
+                && pick.next().unwrap() % 3 == 0
+                && parents.len() < 4
+            {
+                let share = pick.next().unwrap() % 400_000;
+                if stack + share <= 1_000_000 {
+                    stack += share;
+                    parents.push(ParentEdge {
+                        parent: manifests[j].id(),
+                        kind: edge,
+                        share: ppm(share),
+                    });
                 }
             }
         }
@@ -142,11 +143,10 @@ fn pick_weight(seed: &[u32], i: usize) -> u32 {
     seed[i % seed.len()] % 1000
 }
 
+type SealedLog = Vec<(Envelope, Vec<u8>)>;
+
 /// Feeds the world into a fresh economy, returning it and every sealed (envelope, body).
-fn run(
-    world: &World,
-    usage_order: &[usize],
-) -> (Economy, Vec<(Envelope, Vec<u8>)>, Vec<EpochBundle>) {
+fn run(world: &World, usage_order: &[usize]) -> (Economy, SealedLog, Vec<EpochBundle>) {
     let mut economy = Economy::default();
     let mut log = Vec::new();
     let mut bundles = Vec::new();
