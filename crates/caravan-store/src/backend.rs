@@ -1,0 +1,73 @@
+//! What a storage backend must provide: append a batch atomically and durably, read back in order.
+
+use caravan_core::Hash32;
+
+/// One event as stored: the envelope fields and the canonical body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub hash: Hash32,
+    pub body: Vec<u8>,
+}
+
+/// An epoch bundle to store in the same transaction as its `EpochClosed` event.
+#[derive(Clone, Debug)]
+pub struct BundleRow {
+    pub epoch: u64,
+    pub root: Hash32,
+    pub json: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("{0}")]
+    Io(String),
+    #[error(
+        "the event log already holds event {seq}: another process is writing to this store; stop it, or point this one at another data directory"
+    )]
+    Conflict { seq: u64 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store's writer stopped after an earlier failure ({0}); reopen the store")]
+    WriterStopped(String),
+    #[error(
+        "this store was written by a newer caravan (schema version {found}, this build knows up to {known}); upgrade caravan"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+/// A connection to one store. Implementations keep every method atomic: a batch is written whole
+/// or not at all, and is durable when `append` returns.
+pub trait Backend: Send {
+    /// Writes `events` (consecutive, following what is stored) and `bundles` in one transaction.
+    fn append(&mut self, events: &[&EventRow], bundles: &[&BundleRow]) -> Result<(), StoreError>;
+    /// Up to `limit` events with `seq >= from`, in order.
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
+    /// The number of stored events (the next sequence number).
+    fn event_count(&mut self) -> Result<u64, StoreError>;
+    /// The stored bundle of `epoch`, as JSON bytes.
+    fn bundle(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{what} {value} does not fit in a signed 64-bit column"
+        ))
+    })
+}
+
+pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {
+    let array: [u8; 32] = bytes.try_into().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "event {seq} has a {}-byte hash, not 32",
+            bytes.len()
+        ))
+    })?;
+    Ok(Hash32(array))
+}

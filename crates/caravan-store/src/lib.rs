@@ -1,0 +1,20 @@
+//! Durable storage for caravan: the hash-chained event log and the epoch bundles, on SQLite (an
+//! embedded file in a data directory, the default) or PostgreSQL (selected by a `postgres://` URL).
+//!
+//! Both backends implement [`Backend`] and pass the same test suite. Writes go through one writer
+//! thread per store that commits whatever is queued as one transaction (group commit), so many
+//! small appends cost one sync; an append is acknowledged only after its transaction is durable.
+//! [`Journal`] keeps a [`caravan_core::Economy`] in step with the log. This crate holds no business
+//! rules: what is valid is decided by `caravan-core`.
+
+mod backend;
+mod journal;
+mod location;
+mod log;
+mod postgres_backend;
+mod sqlite_backend;
+
+pub use backend::{Backend, BundleRow, EventRow, StoreError};
+pub use journal::{Journal, JournalError, Submitted, now_ms};
+pub use location::Location;
+pub use log::{AppendTicket, EventLog};

@@ -1,0 +1,195 @@
+//! The durable event log: one writer thread per store, group commit, acknowledgements only after
+//! the transaction is durable.
+//!
+//! Appends are queued on a channel; the writer takes everything queued (up to
+//! [`MAX_GROUP_EVENTS`]) and commits it as one transaction, then answers every request in the
+//! group. Under load many appends share one sync; an idle append pays one sync alone. If a commit
+//! fails, the writer refuses every later append: the caller's in-memory state already includes the
+//! failed events, so it must reopen the store and replay rather than write on top of a hole.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use crate::backend::{Backend, BundleRow, EventRow, StoreError};
+use crate::location::Location;
+
+/// The most events one group commit writes; more stay queued for the next transaction.
+pub const MAX_GROUP_EVENTS: usize = 65_536;
+
+enum Request {
+    Append {
+        events: Vec<EventRow>,
+        bundles: Vec<BundleRow>,
+        reply: Sender<Result<(), StoreError>>,
+    },
+    Read {
+        from: u64,
+        limit: usize,
+        reply: Sender<Result<Vec<EventRow>, StoreError>>,
+    },
+    Count {
+        reply: Sender<Result<u64, StoreError>>,
+    },
+    Bundle {
+        epoch: u64,
+        reply: Sender<Result<Option<Vec<u8>>, StoreError>>,
+    },
+}
+
+/// A pending append; [`AppendTicket::wait`] returns once it is durable (or failed).
+#[must_use = "an append is durable only once its ticket has been waited on"]
+pub struct AppendTicket {
+    reply: Receiver<Result<(), StoreError>>,
+}
+
+impl AppendTicket {
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.reply
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::WriterStopped("the writer thread exited".into())))
+    }
+}
+
+pub struct EventLog {
+    requests: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl EventLog {
+    /// Connects to `location` (creating and migrating the store if needed) and starts the writer.
+    pub fn open(location: &Location) -> Result<EventLog, StoreError> {
+        let backend = location.connect()?;
+        let (requests, queue) = channel();
+        let writer = std::thread::Builder::new()
+            .name("caravan-log-writer".into())
+            .spawn(move || run_writer(backend, queue))
+            .map_err(|e| StoreError::Io(format!("cannot start the log writer thread: {e}")))?;
+        Ok(EventLog {
+            requests: Some(requests),
+            writer: Some(writer),
+        })
+    }
+
+    fn send<T>(
+        &self,
+        make: impl FnOnce(Sender<Result<T, StoreError>>) -> Request,
+    ) -> Receiver<Result<T, StoreError>> {
+        let (reply, answer) = channel();
+        // A send fails only if the writer exited; the dropped reply then reads as WriterStopped.
+        let _ = self
+            .requests
+            .as_ref()
+            .expect("requests live until drop")
+            .send(make(reply));
+        answer
+    }
+
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        self.send(make)
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::WriterStopped("the writer thread exited".into())))
+    }
+
+    /// Queues `events` and `bundles` for the next group commit.
+    pub fn append(&self, events: Vec<EventRow>, bundles: Vec<BundleRow>) -> AppendTicket {
+        AppendTicket {
+            reply: self.send(|reply| Request::Append {
+                events,
+                bundles,
+                reply,
+            }),
+        }
+    }
+
+    pub fn read(&self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        self.ask(|reply| Request::Read { from, limit, reply })
+    }
+
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        self.ask(|reply| Request::Count { reply })
+    }
+
+    pub fn bundle(&self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.ask(|reply| Request::Bundle { epoch, reply })
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>) {
+    let mut stopped: Option<String> = None;
+    let mut carried: Option<Request> = None;
+    loop {
+        let Some(request) = carried.take().or_else(|| queue.recv().ok()) else {
+            return;
+        };
+        match request {
+            Request::Append {
+                events,
+                bundles,
+                reply,
+            } => {
+                let mut group = vec![(events, bundles, reply)];
+                let mut count = group[0].0.len();
+                while count < MAX_GROUP_EVENTS {
+                    match queue.try_recv() {
+                        Ok(Request::Append {
+                            events,
+                            bundles,
+                            reply,
+                        }) => {
+                            count += events.len();
+                            group.push((events, bundles, reply));
+                        }
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let outcome = match &stopped {
+                    Some(why) => Err(why.clone()),
+                    None => commit_group(backend.as_mut(), &group),
+                };
+                if let Err(why) = &outcome {
+                    stopped.get_or_insert_with(|| why.clone());
+                }
+                for (_, _, reply) in group {
+                    let _ = reply.send(outcome.clone().map_err(StoreError::WriterStopped));
+                }
+            }
+            Request::Read { from, limit, reply } => {
+                let _ = reply.send(backend.read(from, limit));
+            }
+            Request::Count { reply } => {
+                let _ = reply.send(backend.event_count());
+            }
+            Request::Bundle { epoch, reply } => {
+                let _ = reply.send(backend.bundle(epoch));
+            }
+        }
+    }
+}
+
+type Group = [(
+    Vec<EventRow>,
+    Vec<BundleRow>,
+    Sender<Result<(), StoreError>>,
+)];
+
+fn commit_group(backend: &mut dyn Backend, group: &Group) -> Result<(), String> {
+    let events: Vec<&EventRow> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
+    let bundles: Vec<&BundleRow> = group.iter().flat_map(|(_, b, _)| b.iter()).collect();
+    backend.append(&events, &bundles).map_err(|e| e.to_string())
+}

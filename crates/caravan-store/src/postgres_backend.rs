@@ -1,0 +1,159 @@
+//! The scale backend: PostgreSQL. Batches go in as arrays through one `INSERT … SELECT unnest`,
+//! committed with the server's default synchronous commit. An advisory lock keeps a second caravan
+//! process from writing the same database.
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+
+use crate::backend::{Backend, BundleRow, EventRow, StoreError, hash_from, to_i64};
+use crate::location::redact;
+
+/// Schema migrations in order; `caravan_schema.version` records how many have run.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE events (
+        seq    BIGINT PRIMARY KEY,
+        at_ms  BIGINT NOT NULL,
+        hash   BYTEA  NOT NULL,
+        body   BYTEA  NOT NULL
+    );
+    CREATE TABLE epoch_bundles (
+        epoch  BIGINT PRIMARY KEY,
+        root   BYTEA NOT NULL,
+        bundle BYTEA NOT NULL
+    );
+"];
+
+/// Arbitrary constant naming caravan's advisory lock.
+const WRITER_LOCK: i64 = 0x6361_7261_7661_6e00;
+
+pub struct PostgresBackend {
+    client: Client,
+}
+
+impl PostgresBackend {
+    pub fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
+        let client = Client::connect(url, NoTls).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                redact(url)
+            ))
+        })?;
+        let mut backend = PostgresBackend { client };
+        let locked: bool = backend
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?
+            .get(0);
+        if !locked {
+            return Err(StoreError::Io(format!(
+                "another caravan process is using the database at {}; stop it first",
+                redact(url)
+            )));
+        }
+        backend.migrate()?;
+        Ok(backend)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS caravan_schema (version BIGINT NOT NULL); LOCK TABLE caravan_schema;")?;
+        let version: i64 = match tx.query_opt("SELECT version FROM caravan_schema", &[])? {
+            Some(row) => row.get(0),
+            None => {
+                tx.execute("INSERT INTO caravan_schema (version) VALUES (0)", &[])?;
+                0
+            }
+        };
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch_execute(sql)?;
+            tx.execute(
+                "UPDATE caravan_schema SET version = $1",
+                &[&(index as i64 + 1)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn append(&mut self, events: &[&EventRow], bundles: &[&BundleRow]) -> Result<(), StoreError> {
+        let mut seqs = Vec::with_capacity(events.len());
+        let mut times = Vec::with_capacity(events.len());
+        let mut hashes: Vec<&[u8]> = Vec::with_capacity(events.len());
+        let mut bodies: Vec<&[u8]> = Vec::with_capacity(events.len());
+        for row in events {
+            seqs.push(to_i64(row.seq, "sequence number")?);
+            times.push(to_i64(row.at_ms, "timestamp")?);
+            hashes.push(&row.hash.0);
+            bodies.push(&row.body);
+        }
+        let mut tx = self.client.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO events (seq, at_ms, hash, body) SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[])",
+            &[&seqs, &times, &hashes, &bodies],
+        );
+        match inserted {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(StoreError::Conflict {
+                    seq: events.first().map(|r| r.seq).unwrap_or(0),
+                });
+            }
+            other => other?,
+        };
+        for bundle in bundles {
+            tx.execute(
+                "INSERT INTO epoch_bundles (epoch, root, bundle) VALUES ($1, $2, $3)",
+                &[
+                    &to_i64(bundle.epoch, "epoch")?,
+                    &&bundle.root.0[..],
+                    &bundle.json,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        let rows = self.client.query(
+            "SELECT seq, at_ms, hash, body FROM events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            &[&to_i64(from, "sequence number")?, &(limit as i64)],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let at_ms: i64 = row.get(1);
+                let hash: &[u8] = row.get(2);
+                Ok(EventRow {
+                    seq: seq as u64,
+                    at_ms: at_ms as u64,
+                    hash: hash_from(hash, seq)?,
+                    body: row.get(3),
+                })
+            })
+            .collect()
+    }
+
+    fn event_count(&mut self) -> Result<u64, StoreError> {
+        let max: Option<i64> = self
+            .client
+            .query_one("SELECT MAX(seq) FROM events", &[])?
+            .get(0);
+        Ok(max.map(|m| m as u64 + 1).unwrap_or(0))
+    }
+
+    fn bundle(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT bundle FROM epoch_bundles WHERE epoch = $1",
+            &[&to_i64(epoch, "epoch")?],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}

@@ -1,0 +1,175 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
+//! transaction survives a crash or power loss. A lock file keeps a second process out.
+
+use std::fs::{self, File, TryLockError};
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::backend::{Backend, BundleRow, EventRow, StoreError, hash_from, to_i64};
+
+/// Schema migrations in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE events (
+        seq    INTEGER PRIMARY KEY,
+        at_ms  INTEGER NOT NULL,
+        hash   BLOB    NOT NULL,
+        body   BLOB    NOT NULL
+    );
+    CREATE TABLE epoch_bundles (
+        epoch  INTEGER PRIMARY KEY,
+        root   BLOB NOT NULL,
+        bundle BLOB NOT NULL
+    );
+"];
+
+pub struct SqliteBackend {
+    connection: Connection,
+    _lock: File,
+}
+
+impl SqliteBackend {
+    pub fn open(dir: &Path) -> Result<SqliteBackend, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let lock_path = dir.join("caravan.lock");
+        let lock = File::create(&lock_path)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Io(format!(
+                    "another caravan process is using the data directory {}; stop it or choose another directory with --data-dir",
+                    dir.display()
+                )));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError::Io(format!(
+                    "cannot lock {}: {e}",
+                    lock_path.display()
+                )));
+            }
+        }
+        let connection = Connection::open(dir.join("caravan.db"))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "cache_size", -65_536)?;
+        let mut backend = SqliteBackend {
+            connection,
+            _lock: lock,
+        };
+        backend.migrate()?;
+        Ok(backend)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.connection.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn append(&mut self, events: &[&EventRow], bundles: &[&BundleRow]) -> Result<(), StoreError> {
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (seq, at_ms, hash, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for row in events {
+                let seq = to_i64(row.seq, "sequence number")?;
+                match insert.execute(params![
+                    seq,
+                    to_i64(row.at_ms, "timestamp")?,
+                    &row.hash.0[..],
+                    &row.body
+                ]) {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(StoreError::Conflict { seq: row.seq });
+                    }
+                    other => other?,
+                };
+            }
+            let mut insert_bundle = tx.prepare_cached(
+                "INSERT INTO epoch_bundles (epoch, root, bundle) VALUES (?1, ?2, ?3)",
+            )?;
+            for bundle in bundles {
+                insert_bundle.execute(params![
+                    to_i64(bundle.epoch, "epoch")?,
+                    &bundle.root.0[..],
+                    &bundle.json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        let mut select = self.connection.prepare_cached(
+            "SELECT seq, at_ms, hash, body FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = select.query_map(
+            params![to_i64(from, "sequence number")?, limit as i64],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::with_capacity(limit.min(65_536));
+        for row in rows {
+            let (seq, at_ms, hash, body) = row?;
+            out.push(EventRow {
+                seq: seq as u64,
+                at_ms: at_ms as u64,
+                hash: hash_from(&hash, seq)?,
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    fn event_count(&mut self) -> Result<u64, StoreError> {
+        let max: Option<i64> =
+            self.connection
+                .query_row("SELECT MAX(seq) FROM events", [], |row| row.get(0))?;
+        Ok(max.map(|m| m as u64 + 1).unwrap_or(0))
+    }
+
+    fn bundle(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT bundle FROM epoch_bundles WHERE epoch = ?1",
+                params![to_i64(epoch, "epoch")?],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+}

@@ -1,0 +1,320 @@
+//! One test suite, run against both backends. The SQLite half always runs; the PostgreSQL half
+//! is ignored by default and runs with `--run-ignored` when `CARAVAN_TEST_POSTGRES_URL` names a
+//! server where it may create databases (`.ci/run` does this).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use caravan_core::*;
+use caravan_store::*;
+
+/// A store that exists for one test and is removed afterwards.
+struct Scratch {
+    location: Location,
+    _dir: Option<tempfile::TempDir>,
+    dropper: Option<(String, String)>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.dropper {
+            if let Ok(mut client) = postgres::Client::connect(admin_url, postgres::NoTls) {
+                let _ =
+                    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+fn sqlite() -> Scratch {
+    let dir = tempfile::tempdir().unwrap();
+    Scratch {
+        location: Location::DataDir(dir.path().join("data")),
+        _dir: Some(dir),
+        dropper: None,
+    }
+}
+
+fn postgres() -> Scratch {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let admin_url = std::env::var("CARAVAN_TEST_POSTGRES_URL").expect("set CARAVAN_TEST_POSTGRES_URL to a PostgreSQL URL where tests may create databases, e.g. postgres://postgres@127.0.0.1:5432/postgres");
+    let name = format!(
+        "caravan_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
+        .expect("connect to the PostgreSQL test server");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap();
+    Scratch {
+        location: Location::Postgres(format!("{base}/{name}")),
+        _dir: None,
+        dropper: Some((admin_url, name)),
+    }
+}
+
+fn open(location: &Location) -> Journal {
+    Journal::open(location.clone(), &mut |_, _| {}).unwrap()
+}
+
+fn usdc() -> Token {
+    Token {
+        address: Address::from_label("usdc"),
+        symbol: "USDC".into(),
+        decimals: 6,
+    }
+}
+
+fn dataset(name: &str) -> Manifest {
+    let mut manifest = Manifest {
+        kind: AssetKind::Dataset,
+        name: name.into(),
+        owner: Address::from_label("owner"),
+        content: keccak256(name.as_bytes()),
+        licence: Licence::OpenUse,
+        parents: vec![],
+        roles: vec![RoleShare {
+            role: Role::DataContributor,
+            share: Ppm::ONE,
+            members: (0..5)
+                .map(|i| Member {
+                    account: Address::from_label(&format!("{name} {i}")),
+                    weight: i + 1,
+                })
+                .collect(),
+        }],
+    };
+    manifest.normalise();
+    manifest
+}
+
+fn seed_economy(journal: &mut Journal) -> AssetId {
+    let data = dataset("reviews");
+    let id = data.id();
+    let payer = Address::from_label("payer");
+    let events = vec![
+        Event::Genesis(Genesis {
+            treasury: Address::from_label("treasury"),
+            protocol_fee: Ppm::new(10_000).unwrap(),
+        }),
+        Event::TokenRegistered(usdc()),
+        Event::AssetRegistered(data),
+        Event::Deposited {
+            payer,
+            token: usdc().address,
+            amount: 10_000_000,
+        },
+    ];
+    let submitted = journal.submit(events).unwrap();
+    assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
+    id
+}
+
+fn usage(asset: AssetId, amount: u128) -> Event {
+    Event::UsageRecorded(Usage {
+        asset,
+        payer: Address::from_label("payer"),
+        token: usdc().address,
+        amount,
+        calls: 1,
+        node: Address::from_label("node"),
+    })
+}
+
+fn reopen_reproduces_state_and_refused_events_are_not_stored(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    let submitted = journal
+        .submit(vec![
+            usage(asset, 500),
+            usage(asset, 999_999_999_999),
+            usage(asset, 700),
+        ])
+        .unwrap();
+    assert_eq!(submitted.accepted.len(), 2);
+    assert_eq!(submitted.refused.len(), 1);
+    assert_eq!(submitted.refused[0].0, 1);
+    let hash = journal.economy().state_hash();
+    let head = journal.economy().head();
+    drop(journal);
+    let reopened = open(&scratch.location);
+    assert_eq!(reopened.economy().state_hash(), hash);
+    assert_eq!(reopened.economy().head(), head);
+    assert_eq!(head.next_seq, 6);
+}
+
+fn epoch_bundles_are_stored_with_their_event(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal
+        .submit((0..100).map(|i| usage(asset, 1_000 + i)).collect())
+        .unwrap();
+    let (first, _) = journal.close_epoch().unwrap();
+    journal.submit(vec![usage(asset, 12_345)]).unwrap();
+    let (second, _) = journal.close_epoch().unwrap();
+    drop(journal);
+    let journal = open(&scratch.location);
+    let stored_first = journal.bundle(1).unwrap().unwrap();
+    let stored_second = journal.bundle(2).unwrap().unwrap();
+    assert_eq!(stored_first.root, first.root);
+    assert_eq!(stored_second.root, second.root);
+    assert!(
+        verify_bundle(&stored_second, Some(&stored_first))
+            .unwrap()
+            .checked_against_previous
+    );
+    assert!(journal.bundle(3).unwrap().is_none());
+    assert_eq!(journal.economy().epochs().len(), 2);
+}
+
+fn a_second_writer_is_refused_with_a_clear_error(scratch: Scratch) {
+    let _first = open(&scratch.location);
+    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
+        .err()
+        .expect("a second writer must be refused")
+        .to_string();
+    assert!(error.contains("another caravan process"), "{error}");
+}
+
+fn a_conflicting_batch_is_rolled_back_whole(scratch: Scratch) {
+    let log = EventLog::open(&scratch.location).unwrap();
+    let row = |seq| EventRow {
+        seq,
+        at_ms: 1,
+        hash: Hash32([seq as u8; 32]),
+        body: vec![seq as u8],
+    };
+    log.append(vec![row(0), row(1)], vec![]).wait().unwrap();
+    let error = log.append(vec![row(2), row(1)], vec![]).wait().unwrap_err();
+    assert!(
+        error.to_string().contains("another process is writing"),
+        "{error}"
+    );
+    assert_eq!(
+        log.event_count().unwrap(),
+        2,
+        "event 2 must not be stored when its batch failed"
+    );
+    let later = log.append(vec![row(2)], vec![]).wait().unwrap_err();
+    assert!(later.to_string().contains("reopen the store"), "{later}");
+    drop(log);
+    let log = EventLog::open(&scratch.location).unwrap();
+    assert_eq!(log.read(0, 10).unwrap(), vec![row(0), row(1)]);
+}
+
+fn a_tampered_log_fails_to_open(scratch: Scratch, tamper: fn(&Location)) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    drop(journal);
+    tamper(&scratch.location);
+    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
+        .err()
+        .expect("a tampered log must not open")
+        .to_string();
+    assert!(error.contains("does not match its hash"), "{error}");
+}
+
+fn tamper_sqlite(location: &Location) {
+    let Location::DataDir(dir) = location else {
+        unreachable!()
+    };
+    let connection = rusqlite::Connection::open(dir.join("caravan.db")).unwrap();
+    connection.execute("UPDATE events SET body = CAST(replace(CAST(body AS TEXT), 'x', 'y') AS BLOB) WHERE seq = 4", []).unwrap();
+    let changed: i64 = connection
+        .query_row("SELECT count(*) FROM events WHERE seq = 4", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(changed, 1);
+    connection
+        .execute("UPDATE events SET at_ms = at_ms + 1 WHERE seq = 4", [])
+        .unwrap();
+}
+
+fn tamper_postgres(location: &Location) {
+    let Location::Postgres(url) = location else {
+        unreachable!()
+    };
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .execute("UPDATE events SET at_ms = at_ms + 1 WHERE seq = 4", &[])
+        .unwrap();
+}
+
+fn acknowledged_events_survive_a_kill(scratch: Scratch, test_name: &str) {
+    let location_arg = match &scratch.location {
+        Location::DataDir(dir) => dir.display().to_string(),
+        Location::Postgres(url) => url.clone(),
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--include-ignored", "--nocapture"])
+        .env("CARAVAN_CRASH_WRITER", &location_arg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = 0u64;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(seq) = line.strip_prefix("acknowledged ") {
+            acknowledged = seq.parse().unwrap();
+            if acknowledged >= 2_000 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(acknowledged >= 2_000, "the writer child stopped early");
+    let journal = open(&scratch.location);
+    assert!(
+        journal.economy().head().next_seq >= acknowledged,
+        "acknowledged {acknowledged} events, found {}",
+        journal.economy().head().next_seq
+    );
+}
+
+/// The child half of `acknowledged_events_survive_a_kill`: writes until killed, printing what is durable.
+fn crash_writer_child() -> bool {
+    let Ok(target) = std::env::var("CARAVAN_CRASH_WRITER") else {
+        return false;
+    };
+    let location = if target.starts_with("postgres") {
+        Location::Postgres(target)
+    } else {
+        Location::DataDir(target.into())
+    };
+    let mut journal = open(&location);
+    let asset = seed_economy(&mut journal);
+    loop {
+        let batch = (0..50).map(|i| usage(asset, 1 + i)).collect();
+        let (_, ticket) = journal.submit_pipelined(batch, now_ms());
+        journal.settle(ticket).unwrap();
+        println!("acknowledged {}", journal.economy().head().next_seq);
+    }
+}
+
+macro_rules! suite {
+    ($module:ident, $scratch:expr, $tamper:expr, $($ignore:tt)*) => {
+        mod $module {
+            use super::*;
+            $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
+            $($ignore)* #[test] fn epoch_bundles_are_stored_with_their_event() { super::epoch_bundles_are_stored_with_their_event($scratch) }
+            $($ignore)* #[test] fn a_second_writer_is_refused_with_a_clear_error() { super::a_second_writer_is_refused_with_a_clear_error($scratch) }
+            $($ignore)* #[test] fn a_conflicting_batch_is_rolled_back_whole() { super::a_conflicting_batch_is_rolled_back_whole($scratch) }
+            $($ignore)* #[test] fn a_tampered_log_fails_to_open() { super::a_tampered_log_fails_to_open($scratch, $tamper) }
+            $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
+                if super::crash_writer_child() { return; }
+                super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))
+            }
+        }
+    };
+}
+
+suite!(on_sqlite, sqlite(), tamper_sqlite,);
+suite!(on_postgres, postgres(), tamper_postgres, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
