@@ -78,6 +78,7 @@ pub enum Licence {
     /// Paid per call in `token`; any derivative must give it at least `derivative_royalty`.
     Commercial {
         token: Address,
+        #[serde(with = "crate::serde_u128")]
         price_per_call: Amount,
         derivative_royalty: Ppm,
     },

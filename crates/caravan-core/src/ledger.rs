@@ -167,26 +167,34 @@ impl Ledger {
         self.balances.iter()
     }
 
-    /// Recomputes that the balances of every token sum to zero. Linear in the number of accounts:
-    /// call it from tests and `log verify`, not on a hot path.
-    pub fn assert_balanced(&self) {
+    /// Recomputes that the balances of every token sum to zero and that no inside account is
+    /// negative. Linear in the number of accounts: for tests and `log verify`, not a hot path.
+    pub fn check_balanced(&self) -> Result<(), String> {
         let mut credits: FxHashMap<Address, Amount> = FxHashMap::default();
         let mut debits: FxHashMap<Address, Amount> = FxHashMap::default();
         for ((account, token), balance) in &self.balances {
-            assert!(
-                account.may_go_negative() || balance.credits >= balance.debits,
-                "{account} is negative in {token}"
-            );
+            if !account.may_go_negative() && balance.credits < balance.debits {
+                return Err(format!("{account} is negative in token {token}"));
+            }
             *credits.entry(*token).or_default() += balance.credits;
             *debits.entry(*token).or_default() += balance.debits;
         }
-        assert_eq!(credits, debits, "ledger out of balance");
         for (token, total) in &credits {
-            assert_eq!(
-                self.volume.get(token),
-                Some(total),
-                "ledger volume of {token} disagrees with its accounts"
-            );
+            if debits.get(token) != Some(total) || self.volume.get(token) != Some(total) {
+                return Err(format!(
+                    "token {token}: credits {total}, debits {:?}, recorded volume {:?}",
+                    debits.get(token),
+                    self.volume.get(token)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Ledger::check_balanced`], panicking on failure: for tests.
+    pub fn assert_balanced(&self) {
+        if let Err(why) = self.check_balanced() {
+            panic!("ledger out of balance: {why}");
         }
     }
 }

@@ -1,0 +1,112 @@
+//! `caravan`: the command line of a caravan node.
+//!
+//! Every command opens the store (SQLite in the data directory, or PostgreSQL when `--database`
+//! is given), replays the event log into the economy, does its work through `caravan-core`'s
+//! rules and writes new events durably before reporting success.
+
+mod bench;
+mod commands;
+mod demo;
+mod present;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// caravan turns AI work into shared, continuing income: accepted data work becomes datasets,
+/// datasets train models, paid calls to models send money back along the lineage to everyone whose
+/// work is in it, and each epoch settles as one Merkle root anyone can re-check.
+#[derive(Parser)]
+#[command(name = "caravan", version, propagate_version = true)]
+#[command(
+    after_help = "Start with `caravan demo` to watch a day of paid calls flow back to the people behind a model.\n\
+Then try `caravan asset show ID`, `caravan balances` and `caravan epoch show 1 --account ADDRESS` on the data it leaves."
+)]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Directory of the embedded SQLite store (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "CARAVAN_DATA_DIR",
+        default_value = "caravan-data"
+    )]
+    data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded store: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(
+        long,
+        global = true,
+        env = "CARAVAN_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a realistic lineage, simulate a day of paid calls, close the epoch and show who earned what.
+    ///
+    /// Runs in a new directory under the data directory, so it never touches existing data:
+    /// two datasets with a few hundred contributors each, a model trained on both, a fine-tune of
+    /// it, an agent composing the fine-tune with a summariser, three apps paying per call and
+    /// three serving nodes. Prints the flow of money, the top earners with the reason they were
+    /// paid, the settlement root and a Merkle proof a contract would accept.
+    Demo(demo::DemoArgs),
+    /// Set up a new economy: the treasury address and the protocol fee on every paid call.
+    ///
+    /// Only once per store; commands on a store without this use a 0% fee and the zero address.
+    Init(commands::InitArgs),
+    /// Register ERC-20 tokens that payments may be made in.
+    #[command(subcommand)]
+    Token(commands::TokenCommand),
+    /// Register and inspect datasets, models and agents.
+    #[command(subcommand)]
+    Asset(commands::AssetCommand),
+    /// Put money into a payer's prepaid balance.
+    Deposit(commands::DepositArgs),
+    /// Record paid calls to assets.
+    #[command(subcommand)]
+    Usage(commands::UsageCommand),
+    /// Close epochs, inspect them, get proofs, and re-check bundles.
+    #[command(subcommand)]
+    Epoch(commands::EpochCommand),
+    /// Show balances and cumulative entitlements.
+    Balances(commands::BalancesArgs),
+    /// Check the event log.
+    #[command(subcommand)]
+    Log(commands::LogCommand),
+    /// Measure performance and print a table, then one `name: value` line per figure.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&cli.store, args),
+        Command::Init(args) => commands::init(&cli.store, args),
+        Command::Token(command) => commands::token(&cli.store, command),
+        Command::Asset(command) => commands::asset(&cli.store, command),
+        Command::Deposit(args) => commands::deposit(&cli.store, args),
+        Command::Usage(command) => commands::usage(&cli.store, command),
+        Command::Epoch(command) => commands::epoch(&cli.store, command),
+        Command::Balances(args) => commands::balances(&cli.store, args),
+        Command::Log(command) => commands::log(&cli.store, command),
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! How the command line shows things: tables, amounts, progress bars and opening the store.
+
+use std::time::Duration;
+
+use caravan_core::{Address, Amount, Economy, Token};
+use caravan_store::{Journal, Location};
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::StoreArgs;
+
+/// A table with a header row; columns listed in `right` are right-aligned (numbers).
+pub fn table(header: &[&str], right: &[usize]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().copied());
+    for column in right {
+        if let Some(column) = table.column_mut(*column) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+/// A progress bar of `total` steps with `label`; drawn only on a terminal.
+pub fn progress(total: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// `amount` of `token` in whole tokens, or in base units when the token is unknown.
+pub fn amount(economy: &Economy, token: &Address, amount: Amount) -> String {
+    match economy.tokens().get(token) {
+        Some(known) => known.format(amount),
+        None => format!("{amount} base units of {token}"),
+    }
+}
+
+/// Opens the store named by the arguments, with a progress bar while a long log replays.
+pub fn open_journal(store: &StoreArgs) -> Result<Journal, String> {
+    let location = Location::choose(store.data_dir.clone(), store.database.as_deref())
+        .map_err(|e| e.to_string())?;
+    let mut bar: Option<ProgressBar> = None;
+    let journal = Journal::open(location, &mut |done, total| {
+        if total >= 200_000 {
+            let bar = bar.get_or_insert_with(|| progress(total, "replaying log"));
+            bar.set_position(done);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(journal)
+}
+
+/// Parses a decimal amount of `token` (given as an address) into base units.
+pub fn parse_amount(economy: &Economy, token: &Address, text: &str) -> Result<Amount, String> {
+    let token: &Token = economy.token(token).map_err(|e| e.to_string())?;
+    token.parse_amount(text)
+}
