@@ -1,0 +1,285 @@
+//! The command line as a person uses it: the demo end to end, the commands on the store it leaves,
+//! and clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn caravan(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("CARAVAN_DATABASE_URL")
+        .output()
+        .expect("run caravan")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "caravan failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn failure(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "caravan should have failed:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn the_demo_pays_everyone_exactly_and_leaves_a_store_that_verifies() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = ok(&caravan(
+        scratch.path(),
+        &["demo", "--calls", "3000", "--seed", "11"],
+    ));
+    assert!(out.contains("exact to the last base unit"), "{out}");
+    assert!(
+        out.contains("verifies against the root (as OpenZeppelin's MerkleProof would): true"),
+        "{out}"
+    );
+    assert!(
+        out.contains("data contributor of product-reviews-sentiment"),
+        "{out}"
+    );
+    let demo_dir = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    let verified = ok(&caravan(&demo_dir, &["log", "verify"]));
+    assert!(verified.contains("log verified: 3012 events"), "{verified}");
+
+    let account = out
+        .lines()
+        .find_map(|l| l.strip_prefix("  \"account\": \""))
+        .map(|l| l.trim_end_matches("\",").to_string())
+        .expect("the demo prints a proof");
+    let bundle = scratch.path().join("epoch-1.json");
+    let shown = ok(&caravan(
+        &demo_dir,
+        &[
+            "epoch",
+            "show",
+            "1",
+            "--account",
+            &account,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        shown.contains("proof verifies against the root: true"),
+        "{shown}"
+    );
+    let checked = ok(&caravan(
+        &demo_dir,
+        &["epoch", "verify-bundle", bundle.to_str().unwrap()],
+    ));
+    assert!(checked.contains("epoch 1 verifies"), "{checked}");
+
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let needle = "\"cumulative\": \"";
+    let at = text.rfind(needle).unwrap() + needle.len();
+    let tampered = format!("{}9{}", &text[..at], &text[at..]);
+    std::fs::write(&bundle, tampered).unwrap();
+    let refused = failure(&caravan(
+        &demo_dir,
+        &["epoch", "verify-bundle", bundle.to_str().unwrap()],
+    ));
+    assert!(refused.contains("bundle does NOT verify"), "{refused}");
+}
+
+#[test]
+fn a_store_is_built_by_hand_with_the_commands() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let treasury = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    let token = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+    let alice = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
+    let payer = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb";
+    ok(&caravan(
+        dir,
+        &["init", "--treasury", treasury, "--protocol-fee", "1"],
+    ));
+    assert!(failure(&caravan(dir, &["init", "--treasury", treasury])).contains("already set up"));
+    ok(&caravan(
+        dir,
+        &[
+            "token",
+            "register",
+            "--address",
+            token,
+            "--symbol",
+            "USDC",
+            "--decimals",
+            "6",
+        ],
+    ));
+    let manifest = dir.join("dataset.json");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{"kind":"dataset","name":"tiny","owner":"{alice}","content":"0x{zeros}","licence":{{"type":"commercial","token":"{token}","price_per_call":"2500","derivative_royalty":100000}},
+               "roles":[{{"role":"data_contributor","share":1000000,"members":[{{"account":"{alice}","weight":3}}]}}]}}"#,
+            zeros = "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let id = ok(&caravan(
+        dir,
+        &[
+            "asset",
+            "register",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    ))
+    .trim()
+    .to_string();
+    assert!(id.starts_with("0x") && id.len() == 66, "{id}");
+    assert!(
+        failure(&caravan(
+            dir,
+            &[
+                "asset",
+                "register",
+                "--manifest",
+                manifest.to_str().unwrap()
+            ]
+        ))
+        .contains("already registered")
+    );
+    let shown = ok(&caravan(dir, &["asset", "show", &id]));
+    assert!(
+        shown.contains("commercial, 0.0025 USDC per call, derivatives owe ≥ 10%"),
+        "{shown}"
+    );
+
+    let broke = failure(&caravan(
+        dir,
+        &[
+            "usage", "record", "--asset", &id, "--payer", payer, "--node", alice, "--calls", "4",
+        ],
+    ));
+    assert!(
+        broke.contains("holds 0 base units") && broke.contains("less than the 10000 asked for"),
+        "{broke}"
+    );
+    ok(&caravan(
+        dir,
+        &[
+            "deposit", "--payer", payer, "--token", token, "--amount", "1.5",
+        ],
+    ));
+    ok(&caravan(
+        dir,
+        &[
+            "usage", "record", "--asset", &id, "--payer", payer, "--node", alice, "--calls", "4",
+        ],
+    ));
+    let closed = ok(&caravan(dir, &["epoch", "close"]));
+    assert!(closed.contains("epoch 1 closed"), "{closed}");
+    let balances = ok(&caravan(dir, &["balances", "--account", alice]));
+    assert!(
+        balances.contains("0.0099 USDC"),
+        "alice gets the 1% fee less of 0.01 USDC:\n{balances}"
+    );
+    assert!(ok(&caravan(dir, &["log", "verify"])).contains("1 epoch(s) re-derived"));
+}
+
+#[test]
+fn bad_input_is_refused_with_what_to_do() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let typo = failure(&caravan(
+        dir,
+        &[
+            "init",
+            "--treasury",
+            "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        ],
+    ));
+    assert!(
+        typo.contains("wrong EIP-55 checksum")
+            && typo.contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        "{typo}"
+    );
+    let fee = failure(&caravan(
+        dir,
+        &[
+            "init",
+            "--treasury",
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+            "--protocol-fee",
+            "150",
+        ],
+    ));
+    assert!(fee.contains("above 100%"), "{fee}");
+    let manifest = dir.join("bad.json");
+    std::fs::write(&manifest, r#"{"kind":"painting","name":"x"}"#).unwrap();
+    let bad = failure(&caravan(
+        dir,
+        &[
+            "asset",
+            "register",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    ));
+    assert!(bad.contains("unknown variant `painting`"), "{bad}");
+    let unknown = failure(&caravan(
+        dir,
+        &["asset", "show", &format!("0x{}", "ab".repeat(32))],
+    ));
+    assert!(unknown.contains("is not registered"), "{unknown}");
+    let not_pg = failure(&caravan(
+        dir,
+        &["--database", "mysql://root:hunter2@db/x", "balances"],
+    ));
+    assert!(
+        not_pg.contains("not a PostgreSQL URL") && !not_pg.contains("hunter2"),
+        "{not_pg}"
+    );
+    assert!(failure(&caravan(dir, &["epoch", "show"])).contains("no epoch has been closed yet"));
+}
+
+#[test]
+fn the_benchmark_prints_one_line_per_figure() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = ok(&Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .args([
+            "bench",
+            "economy",
+            "--quick",
+            "--runs",
+            "1",
+            "--scratch-dir",
+        ])
+        .arg(scratch.path())
+        .output()
+        .unwrap());
+    for name in [
+        "ingest_events_per_s",
+        "epoch_close_s",
+        "epoch_close_tenth_calls_s",
+        "merkle_3m2_s",
+        "merkle_3m2_build_s",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{out}"));
+        let value: f64 = line.split(": ").nth(1).unwrap().parse().unwrap();
+        assert!(value > 0.0, "{line}");
+    }
+}
