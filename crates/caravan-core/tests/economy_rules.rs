@@ -453,3 +453,89 @@ fn a_replay_whose_close_disagrees_with_the_recorded_root_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn every_way_a_bundle_can_be_wrong_is_named() {
+    use caravan_core::epoch::{BundleError, EpochBundle};
+    let mut economy = started(10_000);
+    let data = dataset(&[("alice", 3), ("bob", 1)]);
+    let data_id = data.id();
+    economy.append(Event::AssetRegistered(data), 0).unwrap();
+    let priced = model(data_id, 300_000);
+    let model_id = priced.id();
+    economy.append(Event::AssetRegistered(priced), 0).unwrap();
+    let payer = Address::from_label("shop");
+    economy
+        .append(
+            Event::Deposited {
+                payer,
+                token: usdc().address,
+                amount: 1_000_000,
+            },
+            0,
+        )
+        .unwrap();
+    let mut bundles = Vec::new();
+    for round in 0..2 {
+        let usage = Usage {
+            asset: model_id,
+            payer,
+            token: usdc().address,
+            amount: 10_000 + round,
+            calls: 10,
+            node: Address::from_label("node"),
+        };
+        economy.append(Event::UsageRecorded(usage), 0).unwrap();
+        let served = economy.served().clone();
+        let (outcome, envelope, _) = economy.close_epoch(round as u64).unwrap();
+        bundles.push(EpochBundle::assemble(
+            &economy,
+            &outcome,
+            &served,
+            envelope.seq,
+            envelope.hash,
+            envelope.at_ms,
+        ));
+    }
+    let (first, second) = (&bundles[0], &bundles[1]);
+    assert!(
+        verify_bundle(second, Some(first))
+            .unwrap()
+            .checked_against_previous
+    );
+
+    let wrong = |change: &dyn Fn(&mut EpochBundle)| {
+        let mut bundle = second.clone();
+        change(&mut bundle);
+        verify_bundle(&bundle, Some(first)).unwrap_err()
+    };
+    assert!(matches!(
+        wrong(&|b| b.format = "other/9".into()),
+        BundleError::Format(_)
+    ));
+    assert!(matches!(
+        wrong(&|b| b.leaves.swap(0, 1)),
+        BundleError::LeafOrder(1)
+    ));
+    assert!(matches!(
+        wrong(&|b| b.root = Hash32([1; 32])),
+        BundleError::Root { .. }
+    ));
+    assert!(matches!(
+        wrong(&|b| {
+            b.assets.remove(0);
+        }),
+        BundleError::Lineage(_)
+    ));
+    assert!(
+        matches!(wrong(&|b| { b.assets.pop(); }), BundleError::MissingAsset(id) if id == model_id)
+    );
+    assert!(matches!(
+        wrong(&|b| b.payouts[0].amount += 1),
+        BundleError::Payouts { index: 0, .. }
+    ));
+    assert!(matches!(
+        verify_bundle(second, Some(second)).unwrap_err(),
+        BundleError::NotTheNextEpoch { .. }
+    ));
+}
