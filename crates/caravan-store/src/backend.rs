@@ -71,3 +71,23 @@ pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {
     })?;
     Ok(Hash32(array))
 }
+
+/// The migrations still to run on a store at schema `version`, each with the version it brings the
+/// store to; an error if the store is newer than this build.
+pub(crate) fn pending_migrations<'a>(
+    version: i64,
+    migrations: &'a [&'a str],
+) -> Result<impl Iterator<Item = (i64, &'a str)>, StoreError> {
+    let known = migrations.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    Ok(migrations
+        .iter()
+        .enumerate()
+        .skip(version as usize)
+        .map(|(index, sql)| (index as i64 + 1, *sql)))
+}

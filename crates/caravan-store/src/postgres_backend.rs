@@ -5,7 +5,9 @@
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
-use crate::backend::{Backend, BundleRow, EventRow, StoreError, hash_from, to_i64};
+use crate::backend::{
+    Backend, BundleRow, EventRow, StoreError, hash_from, pending_migrations, to_i64,
+};
 use crate::location::redact;
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
@@ -63,19 +65,9 @@ impl PostgresBackend {
                 0
             }
         };
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                known,
-            });
-        }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (next, sql) in pending_migrations(version, MIGRATIONS)? {
             tx.batch_execute(sql)?;
-            tx.execute(
-                "UPDATE caravan_schema SET version = $1",
-                &[&(index as i64 + 1)],
-            )?;
+            tx.execute("UPDATE caravan_schema SET version = $1", &[&next])?;
         }
         tx.commit()?;
         Ok(())

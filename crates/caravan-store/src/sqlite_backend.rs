@@ -6,7 +6,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::backend::{Backend, BundleRow, EventRow, StoreError, hash_from, to_i64};
+use crate::backend::{
+    Backend, BundleRow, EventRow, StoreError, hash_from, pending_migrations, to_i64,
+};
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &["
@@ -70,17 +72,10 @@ impl SqliteBackend {
         let version: i64 = self
             .connection
             .pragma_query_value(None, "user_version", |row| row.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                known,
-            });
-        }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (next, sql) in pending_migrations(version, MIGRATIONS)? {
             let tx = self.connection.transaction()?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.pragma_update(None, "user_version", next)?;
             tx.commit()?;
         }
         Ok(())

@@ -218,6 +218,39 @@ fn a_tampered_log_fails_to_open(scratch: Scratch, tamper: fn(&Location)) {
     assert!(error.contains("does not match its hash"), "{error}");
 }
 
+fn a_store_from_a_newer_caravan_is_refused(scratch: Scratch, bump: fn(&Location)) {
+    drop(open(&scratch.location));
+    bump(&scratch.location);
+    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
+        .err()
+        .expect("a newer schema must be refused")
+        .to_string();
+    assert!(
+        error.contains("written by a newer caravan (schema version 99"),
+        "{error}"
+    );
+}
+
+fn bump_sqlite_schema(location: &Location) {
+    let Location::DataDir(dir) = location else {
+        unreachable!()
+    };
+    rusqlite::Connection::open(dir.join("caravan.db"))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+}
+
+fn bump_postgres_schema(location: &Location) {
+    let Location::Postgres(url) = location else {
+        unreachable!()
+    };
+    postgres::Client::connect(url, postgres::NoTls)
+        .unwrap()
+        .execute("UPDATE caravan_schema SET version = 99", &[])
+        .unwrap();
+}
+
 fn tamper_sqlite(location: &Location) {
     let Location::DataDir(dir) = location else {
         unreachable!()
@@ -299,7 +332,7 @@ fn crash_writer_child() -> bool {
 }
 
 macro_rules! suite {
-    ($module:ident, $scratch:expr, $tamper:expr, $($ignore:tt)*) => {
+    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $($ignore:tt)*) => {
         mod $module {
             use super::*;
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
@@ -307,6 +340,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_second_writer_is_refused_with_a_clear_error() { super::a_second_writer_is_refused_with_a_clear_error($scratch) }
             $($ignore)* #[test] fn a_conflicting_batch_is_rolled_back_whole() { super::a_conflicting_batch_is_rolled_back_whole($scratch) }
             $($ignore)* #[test] fn a_tampered_log_fails_to_open() { super::a_tampered_log_fails_to_open($scratch, $tamper) }
+            $($ignore)* #[test] fn a_store_from_a_newer_caravan_is_refused() { super::a_store_from_a_newer_caravan_is_refused($scratch, $bump) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
                 if super::crash_writer_child() { return; }
                 super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))
@@ -315,5 +349,5 @@ macro_rules! suite {
     };
 }
 
-suite!(on_sqlite, sqlite(), tamper_sqlite,);
-suite!(on_postgres, postgres(), tamper_postgres, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
+suite!(on_sqlite, sqlite(), tamper_sqlite, bump_sqlite_schema,);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
