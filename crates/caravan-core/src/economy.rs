@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use crate::address::Address;
 use crate::asset::{AssetId, Licence};
 use crate::codec::{DecodeError, Encoder};
-use crate::epoch::{EpochOutcome, prepare_close};
+use crate::epoch::{Accrual, BUNDLE_FORMAT, EpochBundle, EpochOutcome, TreasuryFee, prepare_close};
 use crate::event::{ChainError, ChainHead, Envelope, Event, Genesis, Usage};
 use crate::hash::{Hash32, keccak256};
 use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
@@ -234,7 +234,7 @@ impl Economy {
         if self.genesis.is_none() {
             return Err(EventError::NoGenesis);
         }
-        let outcome = prepare_close(self);
+        let outcome = self.prepare_close();
         let event = Event::EpochClosed {
             epoch: outcome.epoch,
             root: outcome.root,
@@ -264,7 +264,7 @@ impl Economy {
         };
         self.check(&event).map_err(refused)?;
         if let Event::EpochClosed { epoch, root } = &event {
-            let outcome = prepare_close(self);
+            let outcome = self.prepare_close();
             if outcome.root != *root {
                 return Err(refused(EventError::RootMismatch {
                     epoch: *epoch,
@@ -318,6 +318,84 @@ impl Economy {
                     .or_default() += to_asset;
             }
             Event::EpochClosed { .. } => unreachable!("epoch closes go through commit_close"),
+        }
+    }
+
+    fn prepare_close(&self) -> EpochOutcome {
+        let treasury = self
+            .genesis
+            .as_ref()
+            .expect("closing needs genesis")
+            .treasury;
+        prepare_close(
+            &self.lineage,
+            &self.ledger,
+            &self.served,
+            treasury,
+            self.next_epoch(),
+        )
+    }
+
+    /// The self-contained bundle of an epoch this economy has just closed with `outcome`, sealed
+    /// as event `event_seq` with hash `event_hash`.
+    pub fn epoch_bundle(
+        &self,
+        outcome: &EpochOutcome,
+        event_seq: u64,
+        event_hash: Hash32,
+        closed_at_ms: u64,
+    ) -> EpochBundle {
+        let lineage = &self.lineage;
+        let mut needed = vec![false; lineage.len()];
+        let mut stack: Vec<u32> = outcome.accruals.iter().map(|(p, _, _)| *p).collect();
+        while let Some(position) = stack.pop() {
+            if !std::mem::replace(&mut needed[position as usize], true) {
+                stack.extend(&lineage.at(position).parent_positions);
+            }
+        }
+        let previous_root = self
+            .epochs
+            .iter()
+            .rev()
+            .find(|r| r.epoch < outcome.epoch)
+            .map(|r| r.root)
+            .unwrap_or(Hash32::ZERO);
+        EpochBundle {
+            format: BUNDLE_FORMAT.into(),
+            epoch: outcome.epoch,
+            root: outcome.root,
+            previous_root,
+            event_seq,
+            event_hash,
+            closed_at_ms,
+            genesis: self.genesis.clone().expect("closed epochs follow genesis"),
+            tokens: self.tokens.values().cloned().collect(),
+            assets: lineage
+                .iter()
+                .zip(&needed)
+                .filter(|(_, n)| **n)
+                .map(|(a, _)| a.manifest.clone())
+                .collect(),
+            accruals: outcome
+                .accruals
+                .iter()
+                .map(|(p, token, amount)| Accrual {
+                    asset: lineage.at(*p).id,
+                    token: *token,
+                    amount: *amount,
+                })
+                .collect(),
+            served: outcome.served.clone(),
+            treasury_fees: outcome
+                .treasury_fees
+                .iter()
+                .map(|(token, amount)| TreasuryFee {
+                    token: *token,
+                    amount: *amount,
+                })
+                .collect(),
+            payouts: outcome.payouts.clone(),
+            leaves: outcome.leaves.clone(),
         }
     }
 

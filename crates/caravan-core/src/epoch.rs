@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::asset::{AssetId, Manifest};
-use crate::economy::Economy;
 use crate::event::Genesis;
 use crate::hash::Hash32;
+use crate::ledger::Ledger;
 use crate::ledger::{AccountRef, Transfer};
 use crate::lineage::Lineage;
 use crate::merkle::{Leaf, MerkleTree};
@@ -29,6 +29,8 @@ pub struct EpochOutcome {
     pub accruals: Vec<(u32, Address, Amount)>,
     /// Protocol fees paid to the treasury address, per token.
     pub treasury_fees: BTreeMap<Address, Amount>,
+    /// Revenue each compute node served per asset and token, sorted.
+    pub served: Vec<Served>,
     pub payouts: Vec<Payout>,
     pub transfers: Vec<Transfer>,
     /// Every beneficiary's cumulative entitlement after this epoch, sorted by (account, token).
@@ -46,13 +48,18 @@ impl EpochOutcome {
     }
 }
 
-/// Computes the close of the current epoch from the state, changing nothing.
-pub(crate) fn prepare_close(economy: &Economy) -> EpochOutcome {
-    let lineage = economy.lineage();
+/// Computes the close of epoch `epoch` from the state's parts, changing nothing.
+pub(crate) fn prepare_close(
+    lineage: &Lineage,
+    ledger: &Ledger,
+    served: &FxHashMap<(u32, Address), ServedBy>,
+    treasury: Address,
+    epoch: u64,
+) -> EpochOutcome {
     let mut pooled: BTreeMap<(u32, Address), Amount> = BTreeMap::new();
     let mut transfers = Vec::new();
     let mut treasury_fees = BTreeMap::new();
-    for ((account, token), balance) in economy.ledger().entries() {
+    for ((account, token), balance) in ledger.entries() {
         let amount = balance.available();
         if amount == 0 {
             continue;
@@ -96,7 +103,7 @@ pub(crate) fn prepare_close(economy: &Economy) -> EpochOutcome {
         .into_iter()
         .map(|((position, token), amount)| (position, token, amount))
         .collect();
-    let payouts = propagate_royalties(lineage, &accruals, economy.served());
+    let payouts = propagate_royalties(lineage, &accruals, served);
 
     let mut gained: BTreeMap<(Address, Address), Amount> = BTreeMap::new();
     for payout in &payouts {
@@ -116,7 +123,6 @@ pub(crate) fn prepare_close(economy: &Economy) -> EpochOutcome {
             amount: payout.amount,
         });
     }
-    let treasury = economy.genesis().expect("closing needs genesis").treasury;
     for (token, amount) in &treasury_fees {
         *gained.entry((treasury, *token)).or_default() += amount;
         transfers.push(Transfer {
@@ -128,7 +134,7 @@ pub(crate) fn prepare_close(economy: &Economy) -> EpochOutcome {
     }
 
     let mut cumulative: BTreeMap<(Address, Address), Amount> = BTreeMap::new();
-    for ((account, token), balance) in economy.ledger().entries() {
+    for ((account, token), balance) in ledger.entries() {
         if let AccountRef::Beneficiary(address) = account {
             cumulative.insert((*address, *token), balance.credits);
         }
@@ -147,7 +153,8 @@ pub(crate) fn prepare_close(economy: &Economy) -> EpochOutcome {
     let tree = MerkleTree::build(&leaves);
     let root = tree.root();
     EpochOutcome {
-        epoch: economy.next_epoch(),
+        epoch,
+        served: served_rows(lineage, served),
         accruals,
         treasury_fees,
         payouts,
@@ -156,6 +163,23 @@ pub(crate) fn prepare_close(economy: &Economy) -> EpochOutcome {
         tree,
         root,
     }
+}
+
+fn served_rows(lineage: &Lineage, served: &FxHashMap<(u32, Address), ServedBy>) -> Vec<Served> {
+    let mut rows: Vec<Served> = served
+        .iter()
+        .flat_map(|((position, token), nodes)| {
+            let asset = lineage.at(*position).id;
+            nodes.iter().map(move |(node, amount)| Served {
+                asset,
+                token: *token,
+                node: *node,
+                amount: *amount,
+            })
+        })
+        .collect();
+    rows.sort_unstable_by_key(|row| (row.asset, row.token, row.node));
+    rows
 }
 
 /// Revenue an asset brought into an epoch (its own plus carried in), in one token.
@@ -208,88 +232,6 @@ pub struct EpochBundle {
     pub treasury_fees: Vec<TreasuryFee>,
     pub payouts: Vec<Payout>,
     pub leaves: Vec<Leaf>,
-}
-
-impl EpochBundle {
-    /// Assembles the bundle of an outcome that was just committed to `economy`.
-    pub fn assemble(
-        economy: &Economy,
-        outcome: &EpochOutcome,
-        served: &FxHashMap<(u32, Address), ServedBy>,
-        event_seq: u64,
-        event_hash: Hash32,
-        closed_at_ms: u64,
-    ) -> EpochBundle {
-        let lineage = economy.lineage();
-        let mut needed = vec![false; lineage.len()];
-        let mut stack: Vec<u32> = outcome.accruals.iter().map(|(p, _, _)| *p).collect();
-        while let Some(position) = stack.pop() {
-            if !std::mem::replace(&mut needed[position as usize], true) {
-                stack.extend(&lineage.at(position).parent_positions);
-            }
-        }
-        let assets = lineage
-            .iter()
-            .zip(&needed)
-            .filter(|(_, n)| **n)
-            .map(|(a, _)| a.manifest.clone())
-            .collect();
-        let mut served_rows: Vec<Served> = served
-            .iter()
-            .flat_map(|((position, token), nodes)| {
-                let asset = lineage.at(*position).id;
-                nodes.iter().map(move |(node, amount)| Served {
-                    asset,
-                    token: *token,
-                    node: *node,
-                    amount: *amount,
-                })
-            })
-            .collect();
-        served_rows.sort_unstable_by_key(|row| (row.asset, row.token, row.node));
-        let epochs = economy.epochs();
-        let previous_root = epochs
-            .iter()
-            .rev()
-            .find(|r| r.epoch < outcome.epoch)
-            .map(|r| r.root)
-            .unwrap_or(Hash32::ZERO);
-        EpochBundle {
-            format: BUNDLE_FORMAT.into(),
-            epoch: outcome.epoch,
-            root: outcome.root,
-            previous_root,
-            event_seq,
-            event_hash,
-            closed_at_ms,
-            genesis: economy
-                .genesis()
-                .expect("closed epochs follow genesis")
-                .clone(),
-            tokens: economy.tokens().values().cloned().collect(),
-            assets,
-            accruals: outcome
-                .accruals
-                .iter()
-                .map(|(p, token, amount)| Accrual {
-                    asset: lineage.at(*p).id,
-                    token: *token,
-                    amount: *amount,
-                })
-                .collect(),
-            served: served_rows,
-            treasury_fees: outcome
-                .treasury_fees
-                .iter()
-                .map(|(token, amount)| TreasuryFee {
-                    token: *token,
-                    amount: *amount,
-                })
-                .collect(),
-            payouts: outcome.payouts.clone(),
-            leaves: outcome.leaves.clone(),
-        }
-    }
 }
 
 /// What [`verify_bundle`] established.

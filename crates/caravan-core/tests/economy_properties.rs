@@ -200,16 +200,8 @@ fn run(world: &World, usage_order: &[usize]) -> (Economy, SealedLog, Vec<EpochBu
                 Event::UsageRecorded(world.usages[*k].clone()),
             );
         }
-        let served = economy.served().clone();
         let (outcome, envelope, body) = economy.close_epoch(2 + round as u64).unwrap();
-        bundles.push(EpochBundle::assemble(
-            &economy,
-            &outcome,
-            &served,
-            envelope.seq,
-            envelope.hash,
-            envelope.at_ms,
-        ));
+        bundles.push(economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, envelope.at_ms));
         log.push((envelope, body));
     }
     (economy, log, bundles)

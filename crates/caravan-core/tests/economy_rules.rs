@@ -486,16 +486,8 @@ fn every_way_a_bundle_can_be_wrong_is_named() {
             node: Address::from_label("node"),
         };
         economy.append(Event::UsageRecorded(usage), 0).unwrap();
-        let served = economy.served().clone();
         let (outcome, envelope, _) = economy.close_epoch(round as u64).unwrap();
-        bundles.push(EpochBundle::assemble(
-            &economy,
-            &outcome,
-            &served,
-            envelope.seq,
-            envelope.hash,
-            envelope.at_ms,
-        ));
+        bundles.push(economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, envelope.at_ms));
     }
     let (first, second) = (&bundles[0], &bundles[1]);
     assert!(

@@ -91,3 +91,17 @@ pub(crate) fn pending_migrations<'a>(
         .skip(version as usize)
         .map(|(index, sql)| (index as i64 + 1, *sql)))
 }
+
+/// A URL with any password replaced, safe to print.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

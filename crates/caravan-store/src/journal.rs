@@ -120,17 +120,11 @@ impl Journal {
 
     /// Closes the epoch and stores its `EpochClosed` event and bundle in one transaction.
     pub fn close_epoch(&mut self) -> Result<(EpochOutcome, EpochBundle), JournalError> {
-        let served = self.economy.served().clone();
         let at_ms = now_ms();
         let (outcome, envelope, body) = self.economy.close_epoch(at_ms)?;
-        let bundle = EpochBundle::assemble(
-            &self.economy,
-            &outcome,
-            &served,
-            envelope.seq,
-            envelope.hash,
-            at_ms,
-        );
+        let bundle = self
+            .economy
+            .epoch_bundle(&outcome, envelope.seq, envelope.hash, at_ms);
         let json = serde_json::to_vec(&bundle).expect("bundles always serialise");
         let row = EventRow {
             seq: envelope.seq,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::backend::{Backend, StoreError};
+use crate::backend::{Backend, StoreError, redact};
 use crate::postgres_backend::PostgresBackend;
 use crate::sqlite_backend::SqliteBackend;
 
@@ -36,20 +36,6 @@ impl Location {
             Location::DataDir(dir) => Box::new(SqliteBackend::open(dir)?),
             Location::Postgres(url) => Box::new(PostgresBackend::connect(url)?),
         })
-    }
-}
-
-/// A URL with any password replaced, safe to print.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 

@@ -6,9 +6,8 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
 use crate::backend::{
-    Backend, BundleRow, EventRow, StoreError, hash_from, pending_migrations, to_i64,
+    Backend, BundleRow, EventRow, StoreError, hash_from, pending_migrations, redact, to_i64,
 };
-use crate::location::redact;
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
 const MIGRATIONS: &[&str] = &["
