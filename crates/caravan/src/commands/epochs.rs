@@ -1,0 +1,186 @@
+//! Closing epochs, showing them with proofs, and re-checking bundles.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use caravan_core::epoch::{EpochBundle, verify_bundle};
+use caravan_core::*;
+use clap::Subcommand;
+
+use super::ensure_genesis;
+use crate::StoreArgs;
+use crate::present::{amount, open_journal, table};
+
+#[derive(Subcommand)]
+pub enum EpochCommand {
+    /// Close the current epoch: propagate royalties and fix the cumulative Merkle root.
+    Close,
+    /// Show a closed epoch (the latest by default); with --account, that account's proof.
+    Show {
+        epoch: Option<u64>,
+        /// Print the leaves and Merkle proofs of this account.
+        #[arg(long)]
+        account: Option<Address>,
+        /// Write the epoch bundle (JSON) to this file for others to verify.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Re-check an epoch bundle file from its contents alone (and against the previous epoch's bundle).
+    VerifyBundle {
+        bundle: PathBuf,
+        #[arg(long)]
+        previous: Option<PathBuf>,
+    },
+}
+
+pub fn epoch(store: &StoreArgs, command: EpochCommand) -> Result<(), String> {
+    match command {
+        EpochCommand::Close => {
+            let mut journal = open_journal(store)?;
+            ensure_genesis(&mut journal)?;
+            let (outcome, bundle) = journal.close_epoch().map_err(|e| e.to_string())?;
+            print_close_summary(journal.economy(), &bundle);
+            println!(
+                "epoch {} closed: root {} over {} leaves",
+                outcome.epoch,
+                outcome.root,
+                outcome.leaves.len()
+            );
+            Ok(())
+        }
+        EpochCommand::Show {
+            epoch,
+            account,
+            out,
+        } => {
+            let journal = open_journal(store)?;
+            let latest = journal
+                .economy()
+                .epochs()
+                .last()
+                .map(|r| r.epoch)
+                .ok_or("no epoch has been closed yet; run `caravan epoch close`")?;
+            let number = epoch.unwrap_or(latest);
+            let bundle = journal
+                .bundle(number)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("epoch {number} is not closed; the latest is {latest}"))?;
+            println!(
+                "epoch {}  root {}  (previous {})",
+                bundle.epoch, bundle.root, bundle.previous_root
+            );
+            println!(
+                "closed by event {} ({}), {} leaves, {} payouts",
+                bundle.event_seq,
+                bundle.event_hash.short(),
+                bundle.leaves.len(),
+                bundle.payouts.len()
+            );
+            print_close_summary(journal.economy(), &bundle);
+            if let Some(account) = account {
+                print_proofs(journal.economy(), &bundle, &account)?;
+            }
+            if let Some(path) = out {
+                let json = serde_json::to_vec_pretty(&bundle).expect("bundles serialise");
+                fs::write(&path, json)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                println!("bundle written to {}", path.display());
+            }
+            Ok(())
+        }
+        EpochCommand::VerifyBundle { bundle, previous } => {
+            let read = |path: &PathBuf| -> Result<EpochBundle, String> {
+                let bytes =
+                    fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{} is not an epoch bundle: {e}", path.display()))
+            };
+            let current = read(&bundle)?;
+            let previous = previous.as_ref().map(read).transpose()?;
+            let report = verify_bundle(&current, previous.as_ref())
+                .map_err(|e| format!("bundle does NOT verify: {e}"))?;
+            println!(
+                "epoch {} verifies: root {} rebuilt from {} leaves; {} payouts recomputed from the inputs",
+                current.epoch, current.root, report.leaves, report.payouts
+            );
+            if report.checked_against_previous {
+                println!("every leaf equals the previous epoch's leaf plus this epoch's payouts");
+            } else {
+                println!(
+                    "leaves were not checked against the previous epoch (give --previous FILE to check them)"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Who was paid what in an epoch, by role, and what was carried.
+pub fn print_close_summary(economy: &Economy, bundle: &EpochBundle) {
+    let mut by_role: BTreeMap<(String, Address), (Amount, usize)> = BTreeMap::new();
+    for payout in &bundle.payouts {
+        let label = match &payout.to {
+            PayoutTo::Parent { .. } => continue,
+            PayoutTo::Member { role, .. } => role.name().to_string(),
+            PayoutTo::Owner {
+                role: Some(role), ..
+            } => format!("owner (no {} yet)", role.name()),
+            PayoutTo::Owner { role: None, .. } => "owner".into(),
+            PayoutTo::Carry => "carried to next epoch".into(),
+        };
+        let entry = by_role.entry((label, payout.token)).or_default();
+        entry.0 += payout.amount;
+        entry.1 += 1;
+    }
+    for fee in &bundle.treasury_fees {
+        by_role.insert(
+            ("treasury (protocol fee)".into(), fee.token),
+            (fee.amount, 1),
+        );
+    }
+    if by_role.is_empty() {
+        println!("nothing accrued in epoch {}", bundle.epoch);
+        return;
+    }
+    let mut t = table(&["paid to", "payouts", "amount"], &[1, 2]);
+    for ((label, token), (total, count)) in by_role {
+        t.add_row(vec![
+            label,
+            count.to_string(),
+            amount(economy, &token, total),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn print_proofs(economy: &Economy, bundle: &EpochBundle, account: &Address) -> Result<(), String> {
+    let tree = MerkleTree::build(&bundle.leaves);
+    let mut found = false;
+    for (index, leaf) in bundle
+        .leaves
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.account == *account)
+    {
+        found = true;
+        let proof = tree.proof(index);
+        let verified = verify_proof(&bundle.root, leaf, &proof);
+        println!(
+            "\n{} may claim up to {} in total (cumulative through epoch {})",
+            account,
+            amount(economy, &leaf.token, leaf.cumulative),
+            bundle.epoch
+        );
+        let json = serde_json::json!({ "account": leaf.account, "token": leaf.token, "cumulative": leaf.cumulative.to_string(), "root": bundle.root, "proof": proof });
+        println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+        println!("proof verifies against the root: {verified}");
+    }
+    if !found {
+        return Err(format!(
+            "{account} has no entitlement in epoch {}",
+            bundle.epoch
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The store-backed commands: each opens the store, replays it, and writes through the core's rules.
+
+mod assets;
+mod epochs;
+mod inspect;
+mod setup;
+
+pub use assets::{AssetCommand, UsageCommand, asset, usage};
+pub use epochs::{EpochCommand, epoch, print_close_summary};
+pub use inspect::{BalancesArgs, LogCommand, balances, log};
+pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
+
+use caravan_core::{Address, Envelope, Event, Genesis, Ppm};
+use caravan_store::Journal;
+
+/// Submits one event (setting up the economy first if it is not a genesis and none exists) and
+/// returns its envelope, or the reason it was refused.
+pub fn submit_one(journal: &mut Journal, event: Event) -> Result<Envelope, String> {
+    if !matches!(event, Event::Genesis(_)) {
+        ensure_genesis(journal)?;
+    }
+    let mut submitted = journal.submit(vec![event]).map_err(|e| e.to_string())?;
+    if let Some((_, why)) = submitted.refused.pop() {
+        return Err(why.to_string());
+    }
+    Ok(submitted.accepted.remove(0))
+}
+
+/// Sets up an economy with no protocol fee if nobody ran `caravan init`.
+fn ensure_genesis(journal: &mut Journal) -> Result<(), String> {
+    if journal.economy().genesis().is_some() {
+        return Ok(());
+    }
+    let genesis = Event::Genesis(Genesis {
+        treasury: Address::ZERO,
+        protocol_fee: Ppm::ZERO,
+    });
+    journal.submit(vec![genesis]).map_err(|e| e.to_string())?;
+    eprintln!(
+        "note: set up this store with a 0% protocol fee (run `caravan init` first to choose a treasury and fee)"
+    );
+    Ok(())
+}
