@@ -30,12 +30,62 @@ impl Location {
         }
     }
 
+    /// Creates the empty database `name` on the PostgreSQL server that `admin_url` reaches (as a
+    /// user allowed to create databases) and returns its location: for tests and benchmarks that
+    /// need a fresh store. `name` must be lower-case letters, digits and underscores.
+    pub fn create_postgres_database(admin_url: &str, name: &str) -> Result<Location, StoreError> {
+        check_database_name(name)?;
+        let mut client = postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                redact(admin_url)
+            ))
+        })?;
+        client.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        let base = admin_url.split('?').next().unwrap_or(admin_url);
+        let server = base
+            .rsplit_once('/')
+            .map(|(server, _)| server)
+            .filter(|server| server.contains("://") && !server.ends_with('/'))
+            .unwrap_or(base);
+        Ok(Location::Postgres(format!("{server}/{name}")))
+    }
+
+    /// Drops a database made by [`Location::create_postgres_database`], disconnecting its users.
+    pub fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        check_database_name(name)?;
+        let mut client = postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                redact(admin_url)
+            ))
+        })?;
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        Ok(())
+    }
+
     /// Opens a connection, creating the store and running migrations when needed.
     pub fn connect(&self) -> Result<Box<dyn Backend>, StoreError> {
         Ok(match self {
             Location::DataDir(dir) => Box::new(SqliteBackend::open(dir)?),
             Location::Postgres(url) => Box::new(PostgresBackend::connect(url)?),
         })
+    }
+}
+
+fn check_database_name(name: &str) -> Result<(), StoreError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Io(format!(
+            "`{name}` is not a usable database name: use up to 63 lower-case letters, digits and underscores, starting with a letter"
+        )))
     }
 }
 
@@ -68,5 +118,19 @@ mod tests {
             .to_string();
         assert!(!error.contains("pw@"), "{error}");
         assert!(error.contains("postgres://USER@HOST"), "{error}");
+    }
+
+    #[test]
+    fn scratch_database_names_cannot_carry_sql() {
+        for bad in ["x; DROP DATABASE postgres", "Caps", "9lives", ""] {
+            let error =
+                Location::create_postgres_database("postgres://nobody@127.0.0.1:1/postgres", bad)
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                error.contains("not a usable database name"),
+                "{bad}: {error}"
+            );
+        }
     }
 }

@@ -18,10 +18,8 @@ struct Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some((admin_url, name)) = &self.dropper
-            && let Ok(mut client) = postgres::Client::connect(admin_url, postgres::NoTls)
-        {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let Some((admin_url, name)) = &self.dropper {
+            let _ = Location::drop_postgres_database(admin_url, name);
         }
     }
 }
@@ -43,14 +41,10 @@ fn postgres() -> Scratch {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
-        .expect("connect to the PostgreSQL test server");
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap();
+    let location =
+        Location::create_postgres_database(&admin_url, &name).expect("create a test database");
     Scratch {
-        location: Location::Postgres(format!("{base}/{name}")),
+        location,
         _dir: None,
         dropper: Some((admin_url, name)),
     }

@@ -33,6 +33,57 @@ pub struct EconomyArgs {
     /// Directory for the ingest stores (a fresh temporary one inside it per run).
     #[arg(long, default_value = ".")]
     scratch_dir: std::path::PathBuf,
+    /// Also measure ingest on PostgreSQL: a URL of a server where the benchmark may create (and
+    /// afterwards drop) a scratch database per run, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(long)]
+    postgres: Option<String>,
+}
+
+/// A fresh store for one ingest run, removed when dropped.
+struct ScratchStore {
+    location: Location,
+    _dir: Option<tempfile::TempDir>,
+    database: Option<(String, String)>,
+}
+
+impl ScratchStore {
+    fn sqlite(parent: &std::path::Path) -> Result<ScratchStore, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("caravan-bench-")
+            .tempdir_in(parent)
+            .map_err(|e| {
+                format!(
+                    "cannot create a scratch directory in {}: {e}",
+                    parent.display()
+                )
+            })?;
+        Ok(ScratchStore {
+            location: Location::DataDir(dir.path().to_path_buf()),
+            _dir: Some(dir),
+            database: None,
+        })
+    }
+
+    fn postgres(admin_url: &str, run: u32) -> Result<ScratchStore, String> {
+        let name = format!("caravan_bench_{}_{run}", std::process::id());
+        let location =
+            Location::create_postgres_database(admin_url, &name).map_err(|e| e.to_string())?;
+        Ok(ScratchStore {
+            location,
+            _dir: None,
+            database: Some((admin_url.to_string(), name)),
+        })
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.database
+            && let Err(why) = Location::drop_postgres_database(admin_url, name)
+        {
+            eprintln!("warning: could not drop the scratch database {name}: {why}");
+        }
+    }
 }
 
 pub fn run(command: BenchCommand) -> Result<(), String> {
@@ -71,14 +122,27 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
 
     let mut ingest_rates = Vec::new();
     for run in 0..args.runs {
+        let store = ScratchStore::sqlite(&args.scratch_dir)?;
         ingest_rates.push(measure_ingest(
-            &args.scratch_dir,
+            &store.location,
             &token,
             work.ingest_events,
-            run,
+            &format!("SQLite run {}", run + 1),
         )?);
     }
     let ingest = median(ingest_rates.clone());
+    let mut postgres_rates = Vec::new();
+    if let Some(admin_url) = &args.postgres {
+        for run in 0..args.runs {
+            let store = ScratchStore::postgres(admin_url, run)?;
+            postgres_rates.push(measure_ingest(
+                &store.location,
+                &token,
+                work.ingest_events,
+                &format!("PostgreSQL run {}", run + 1),
+            )?);
+        }
+    }
 
     let (close_1m, close_full, payouts, leaves) = measure_close(&token, &work);
 
@@ -99,6 +163,22 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
         format!("{ingest:.0} events/s"),
         "≥ 200,000 events/s".into(),
     ]);
+    if !postgres_rates.is_empty() {
+        t.add_row(vec![
+            "(a') usage ingest, durable, PostgreSQL".to_string(),
+            format!(
+                "the same on PostgreSQL (synchronous commit); {} runs: {}",
+                args.runs,
+                postgres_rates
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("{:.0} events/s", median(postgres_rates.clone())),
+            "—".into(),
+        ]);
+    }
     t.add_row(vec![
         "(b) epoch close".to_string(),
         format!(
@@ -136,6 +216,12 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
     );
     println!("{t}");
     println!("ingest_events_per_s: {ingest:.0}");
+    if !postgres_rates.is_empty() {
+        println!(
+            "ingest_events_per_s_postgres: {:.0}",
+            median(postgres_rates)
+        );
+    }
     println!("epoch_close_s: {close_full:.3}");
     println!("epoch_close_tenth_calls_s: {close_1m:.3}");
     println!("merkle_3m2_s: {merkle:.3}");
@@ -148,22 +234,12 @@ const BATCH: usize = 4_096;
 const IN_FLIGHT: usize = 8;
 
 fn measure_ingest(
-    scratch: &std::path::Path,
+    location: &Location,
     token: &Token,
     events: u64,
-    run: u32,
+    label: &str,
 ) -> Result<f64, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("caravan-bench-")
-        .tempdir_in(scratch)
-        .map_err(|e| {
-            format!(
-                "cannot create a scratch directory in {}: {e}",
-                scratch.display()
-            )
-        })?;
-    let mut journal = Journal::open(Location::DataDir(dir.path().to_path_buf()), &mut |_, _| {})
-        .map_err(|e| e.to_string())?;
+    let mut journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
     let assets: Vec<Manifest> = (0..100)
         .map(|i| {
             bench_dataset(
@@ -194,7 +270,7 @@ fn measure_ingest(
         .map(|i| Address::from_label(&format!("node {i}")))
         .collect();
 
-    let bar = progress(events, &format!("ingest run {}", run + 1));
+    let bar = progress(events, label);
     let mut pending = VecDeque::new();
     let started = Instant::now();
     let mut sent = 0u64;
