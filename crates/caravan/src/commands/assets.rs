@@ -29,7 +29,10 @@ pub enum AssetCommand {
         manifest: PathBuf,
     },
     /// Show an asset: its licence, parents, children, roles and what it holds this epoch.
-    Show { id: AssetId },
+    Show {
+        /// The asset id (0x and 64 hex digits).
+        id: AssetId,
+    },
     /// List every registered asset in registration order.
     List,
 }
@@ -189,13 +192,16 @@ fn show_asset(journal: &Journal, id: &AssetId) -> Result<(), String> {
 pub enum UsageCommand {
     /// Record paid calls to an asset, charged to a payer's prepaid balance.
     Record {
+        /// Id of the asset called (0x and 64 hex digits, as `caravan asset list` shows).
         #[arg(long)]
         asset: AssetId,
+        /// Address whose prepaid balance pays (see `caravan deposit`).
         #[arg(long)]
         payer: Address,
         /// The node that served the calls (shares the compute-node role).
         #[arg(long)]
         node: Address,
+        /// How many calls this record covers.
         #[arg(long, default_value_t = 1)]
         calls: u32,
         /// Total charged in whole tokens; default: the licence's price per call × calls.

@@ -18,6 +18,7 @@ pub enum EpochCommand {
     Close,
     /// Show a closed epoch (the latest by default); with --account, that account's proof.
     Show {
+        /// Epoch number, counting from 1; the latest closed epoch when left out.
         epoch: Option<u64>,
         /// Print the leaves and Merkle proofs of this account.
         #[arg(long)]
@@ -28,7 +29,9 @@ pub enum EpochCommand {
     },
     /// Re-check an epoch bundle file from its contents alone (and against the previous epoch's bundle).
     VerifyBundle {
+        /// The bundle file, as `caravan epoch show N --out FILE` writes it.
         bundle: PathBuf,
+        /// The previous epoch's bundle, to check every leaf as its previous leaf plus this epoch's payouts.
         #[arg(long)]
         previous: Option<PathBuf>,
     },

@@ -45,8 +45,10 @@ pub fn init(store: &StoreArgs, args: InitArgs) -> Result<(), String> {
 pub enum TokenCommand {
     /// Register an ERC-20 token: its address, symbol and decimals.
     Register {
+        /// The token contract's address.
         #[arg(long)]
         address: Address,
+        /// Its symbol, 1 to 16 letters or digits (USDC).
         #[arg(long)]
         symbol: String,
         /// Decimals of one whole token (6 for USDC, 18 for most tokens).
@@ -92,6 +94,7 @@ pub fn token(store: &StoreArgs, command: TokenCommand) -> Result<(), String> {
 
 #[derive(Args)]
 pub struct DepositArgs {
+    /// Address whose prepaid balance receives the money.
     #[arg(long)]
     payer: Address,
     /// Token address.
