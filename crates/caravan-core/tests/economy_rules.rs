@@ -99,26 +99,30 @@ fn entitled(economy: &Economy, label: &str) -> u128 {
         .credits
 }
 
-#[test]
-fn a_paid_call_flows_to_the_treasury_the_model_the_node_and_the_labelers() {
-    let mut economy = started(20_000); // 2% protocol fee
+/// An economy with `fee`, a dataset of alice (weight 3) and bob (weight 1), a model giving it
+/// `share`, and a payer holding 1 USDC. Returns the economy, the model's id and the payer.
+fn model_on_dataset(fee: u32, share: u32) -> (Economy, AssetId, Address) {
+    let mut economy = started(fee);
     let data = dataset(&[("alice", 3), ("bob", 1)]);
     let data_id = data.id();
     economy.append(Event::AssetRegistered(data), 0).unwrap();
-    let m = model(data_id, 400_000); // 40% to the dataset
-    let model_id = m.id();
-    economy.append(Event::AssetRegistered(m), 0).unwrap();
+    let priced = model(data_id, share);
+    let model_id = priced.id();
+    economy.append(Event::AssetRegistered(priced), 0).unwrap();
     let payer = Address::from_label("shop");
-    economy
-        .append(
-            Event::Deposited {
-                payer,
-                token: usdc().address,
-                amount: 1_000_000,
-            },
-            0,
-        )
-        .unwrap();
+    let deposit = Event::Deposited {
+        payer,
+        token: usdc().address,
+        amount: 1_000_000,
+    };
+    economy.append(deposit, 0).unwrap();
+    (economy, model_id, payer)
+}
+
+#[test]
+fn a_paid_call_flows_to_the_treasury_the_model_the_node_and_the_labelers() {
+    // 2% protocol fee; the model gives 40% to the dataset.
+    let (mut economy, model_id, payer) = model_on_dataset(20_000, 400_000);
     let node = Address::from_label("node");
     economy
         .append(
@@ -457,24 +461,7 @@ fn a_replay_whose_close_disagrees_with_the_recorded_root_is_refused() {
 #[test]
 fn every_way_a_bundle_can_be_wrong_is_named() {
     use caravan_core::epoch::{BundleError, EpochBundle};
-    let mut economy = started(10_000);
-    let data = dataset(&[("alice", 3), ("bob", 1)]);
-    let data_id = data.id();
-    economy.append(Event::AssetRegistered(data), 0).unwrap();
-    let priced = model(data_id, 300_000);
-    let model_id = priced.id();
-    economy.append(Event::AssetRegistered(priced), 0).unwrap();
-    let payer = Address::from_label("shop");
-    economy
-        .append(
-            Event::Deposited {
-                payer,
-                token: usdc().address,
-                amount: 1_000_000,
-            },
-            0,
-        )
-        .unwrap();
+    let (mut economy, model_id, payer) = model_on_dataset(10_000, 300_000);
     let mut bundles = Vec::new();
     for round in 0..2 {
         let usage = Usage {

@@ -35,12 +35,7 @@ impl Location {
     /// need a fresh store. `name` must be lower-case letters, digits and underscores.
     pub fn create_postgres_database(admin_url: &str, name: &str) -> Result<Location, StoreError> {
         check_database_name(name)?;
-        let mut client = postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
-            StoreError::Io(format!(
-                "cannot connect to PostgreSQL at {}: {e}",
-                redact(admin_url)
-            ))
-        })?;
+        let mut client = admin_client(admin_url)?;
         client.batch_execute(&format!("CREATE DATABASE {name}"))?;
         let base = admin_url.split('?').next().unwrap_or(admin_url);
         let server = base
@@ -54,12 +49,7 @@ impl Location {
     /// Drops a database made by [`Location::create_postgres_database`], disconnecting its users.
     pub fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
         check_database_name(name)?;
-        let mut client = postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
-            StoreError::Io(format!(
-                "cannot connect to PostgreSQL at {}: {e}",
-                redact(admin_url)
-            ))
-        })?;
+        let mut client = admin_client(admin_url)?;
         client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
         Ok(())
     }
@@ -71,6 +61,15 @@ impl Location {
             Location::Postgres(url) => Box::new(PostgresBackend::connect(url)?),
         })
     }
+}
+
+fn admin_client(admin_url: &str) -> Result<postgres::Client, StoreError> {
+    postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
+        StoreError::Io(format!(
+            "cannot connect to PostgreSQL at {}: {e}",
+            redact(admin_url)
+        ))
+    })
 }
 
 fn check_database_name(name: &str) -> Result<(), StoreError> {

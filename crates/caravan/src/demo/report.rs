@@ -95,14 +95,17 @@ pub fn proof(
     Ok(*leaf)
 }
 
+/// The demo name of an asset id.
+fn asset_name(manifests: &[Manifest], id: &AssetId) -> String {
+    manifests
+        .iter()
+        .find(|m| m.id() == *id)
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
+}
+
 pub fn lineage(economy: &Economy, manifests: &[Manifest]) {
-    let name_of = |id: &AssetId| {
-        manifests
-            .iter()
-            .find(|m| m.id() == *id)
-            .map(|m| m.name.clone())
-            .unwrap_or_default()
-    };
+    let name_of = |id: &AssetId| asset_name(manifests, id);
     let mut t = table(
         &[
             "asset",
@@ -199,13 +202,7 @@ pub fn earners(
     cast: &Cast,
     manifests: &[Manifest],
 ) {
-    let name_of = |id: &AssetId| {
-        manifests
-            .iter()
-            .find(|m| m.id() == *id)
-            .map(|m| m.name.clone())
-            .unwrap_or_default()
-    };
+    let name_of = |id: &AssetId| asset_name(manifests, id);
     let mut earners: BTreeMap<Address, (Amount, BTreeMap<String, Amount>)> = BTreeMap::new();
     for payout in &bundle.payouts {
         let (account, why) = match &payout.to {
