@@ -272,6 +272,7 @@ fn the_benchmark_prints_one_line_per_figure() {
         "ingest_events_per_s",
         "epoch_close_s",
         "epoch_close_tenth_calls_s",
+        "epoch_close_durable_s",
         "merkle_3m2_s",
         "merkle_3m2_build_s",
     ] {
