@@ -10,10 +10,10 @@ use rustc_hash::FxHashMap;
 
 use crate::address::Address;
 use crate::asset::{AssetId, Licence};
-use crate::codec::{DecodeError, Encoder};
+use crate::codec::DecodeError;
 use crate::epoch::{Accrual, BUNDLE_FORMAT, EpochBundle, EpochOutcome, TreasuryFee, prepare_close};
 use crate::event::{ChainError, ChainHead, Envelope, Event, Genesis, Usage};
-use crate::hash::{Hash32, keccak256};
+use crate::hash::Hash32;
 use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
 use crate::lineage::{Lineage, LineageError};
 use crate::money::{Amount, Token, mul_div_rem};
@@ -88,13 +88,13 @@ pub enum ReplayError {
 
 #[derive(Clone, Debug, Default)]
 pub struct Economy {
-    genesis: Option<Genesis>,
-    tokens: BTreeMap<Address, Token>,
-    lineage: Lineage,
-    ledger: Ledger,
-    served: FxHashMap<(u32, Address), ServedBy>,
-    epochs: Vec<EpochRecord>,
-    head: ChainHead,
+    pub(crate) genesis: Option<Genesis>,
+    pub(crate) tokens: BTreeMap<Address, Token>,
+    pub(crate) lineage: Lineage,
+    pub(crate) ledger: Ledger,
+    pub(crate) served: FxHashMap<(u32, Address), ServedBy>,
+    pub(crate) epochs: Vec<EpochRecord>,
+    pub(crate) head: ChainHead,
 }
 
 impl Economy {
@@ -414,61 +414,6 @@ impl Economy {
             leaf_count: outcome.leaves.len() as u64,
         });
     }
-
-    /// A hash of the whole state in canonical order. Two replays of the same log agree on it.
-    pub fn state_hash(&self) -> Hash32 {
-        let mut e = Encoder::default();
-        e.u64(self.head.next_seq).hash(&self.head.hash);
-        if let Some(genesis) = &self.genesis {
-            e.address(&genesis.treasury)
-                .u32(genesis.protocol_fee.parts());
-        }
-        e.len(self.tokens.len());
-        for token in self.tokens.values() {
-            e.address(&token.address)
-                .str(&token.symbol)
-                .u8(token.decimals);
-        }
-        e.len(self.lineage.len());
-        for asset in self.lineage.iter() {
-            e.hash(&asset.id.0);
-        }
-        let entries = self.ledger.sorted_entries();
-        e.len(entries.len());
-        for (account, token, balance) in entries {
-            encode_account(&mut e, &account);
-            e.address(&token).u128(balance.credits).u128(balance.debits);
-        }
-        let mut served: Vec<_> = self.served.iter().collect();
-        served.sort_unstable_by_key(|(key, _)| **key);
-        e.len(served.len());
-        for ((position, token), nodes) in served {
-            e.u32(*position).address(token).len(nodes.len());
-            for (node, amount) in nodes {
-                e.address(node).u128(*amount);
-            }
-        }
-        e.len(self.epochs.len());
-        for record in &self.epochs {
-            e.u64(record.epoch)
-                .hash(&record.root)
-                .u64(record.seq)
-                .u64(record.at_ms)
-                .u64(record.leaf_count);
-        }
-        keccak256(&e.bytes)
-    }
-}
-
-fn encode_account(e: &mut Encoder, account: &AccountRef) {
-    match account {
-        AccountRef::External(a) => e.u8(0).address(a),
-        AccountRef::Payer(a) => e.u8(1).address(a),
-        AccountRef::AssetRevenue(id) => e.u8(2).hash(&id.0),
-        AccountRef::CarryForward(id) => e.u8(3).hash(&id.0),
-        AccountRef::Beneficiary(a) => e.u8(4).address(a),
-        AccountRef::Treasury => e.u8(5),
-    };
 }
 
 fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer {

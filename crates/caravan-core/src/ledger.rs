@@ -167,6 +167,25 @@ impl Ledger {
         self.balances.iter()
     }
 
+    /// Rebuilds a ledger from stored balances (a snapshot), refusing any set that does not
+    /// balance: a snapshot that breaks the ledger's invariant is corrupt, not a state.
+    pub fn from_entries(
+        entries: impl IntoIterator<Item = (AccountRef, Address, Balance)>,
+    ) -> Result<Ledger, String> {
+        let mut ledger = Ledger::default();
+        for (account, token, balance) in entries {
+            if ledger.balances.insert((account, token), balance).is_some() {
+                return Err(format!("{account} appears twice in token {token}"));
+            }
+            let volume = ledger.volume.entry(token).or_default();
+            *volume = volume
+                .checked_add(balance.credits)
+                .ok_or_else(|| format!("credits of token {token} overflow"))?;
+        }
+        ledger.check_balanced()?;
+        Ok(ledger)
+    }
+
     /// Recomputes that the balances of every token sum to zero and that no inside account is
     /// negative. Linear in the number of accounts: for tests and `log verify`, not a hot path.
     pub fn check_balanced(&self) -> Result<(), String> {

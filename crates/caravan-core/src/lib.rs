@@ -21,6 +21,7 @@ pub mod lineage;
 pub mod merkle;
 pub mod money;
 pub mod royalty;
+pub mod snapshot;
 
 pub use address::Address;
 pub use asset::{

@@ -334,6 +334,40 @@ fn replay_reproduces_balances_state_hash_and_roots() {
 }
 
 #[test]
+fn a_snapshot_plus_the_events_after_it_equals_a_full_replay() {
+    TestRunner::new(config(48, 5))
+        .run(
+            &(strategy(), any::<prop::sample::Index>()),
+            |(world, cut)| {
+                let order: Vec<usize> = (0..world.usages.len()).collect();
+                let (live, log, _) = run(&world, &order);
+                let cut = cut.index(log.len());
+                let mut before = Economy::default();
+                for (envelope, body) in &log[..cut] {
+                    before
+                        .replay(envelope.seq, envelope.at_ms, &envelope.hash, body)
+                        .unwrap();
+                }
+                let bytes = before.encode_state();
+                let mut restored = Economy::decode_state(&bytes).unwrap();
+                prop_assert_eq!(restored.state_hash(), before.state_hash());
+                for (envelope, body) in &log[cut..] {
+                    restored
+                        .replay(envelope.seq, envelope.at_ms, &envelope.hash, body)
+                        .unwrap();
+                }
+                prop_assert_eq!(restored.state_hash(), live.state_hash());
+                prop_assert_eq!(restored.epochs(), live.epochs());
+                let mut truncated = bytes.clone();
+                truncated.pop();
+                prop_assert!(Economy::decode_state(&truncated).is_err());
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
 fn bundles_re_check_and_every_proof_verifies() {
     TestRunner::new(config(48, 4))
         .run(&strategy(), |world| {

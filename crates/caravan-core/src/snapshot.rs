@@ -1,0 +1,202 @@
+//! The whole economy as one canonical byte string.
+//!
+//! Its keccak-256 is the state hash two replays must agree on, and the bytes themselves are a
+//! snapshot: a store can start from its latest snapshot and replay only the events after it.
+//! A snapshot is a cache of the log, never a source of truth — decoding re-checks the lineage's
+//! rules and the ledger's balance, and a full replay (`caravan log verify`) ignores snapshots.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::address::Address;
+use crate::asset::{AssetId, Manifest};
+use crate::codec::{DecodeError, Decoder, Encoder};
+use crate::economy::{Economy, EpochRecord};
+use crate::event::{ChainHead, Genesis};
+use crate::hash::{Hash32, keccak256};
+use crate::ledger::{AccountRef, Balance, Ledger};
+use crate::lineage::Lineage;
+use crate::money::{Ppm, Token};
+use crate::royalty::ServedBy;
+
+const SNAPSHOT_VERSION: u8 = 1;
+
+impl Economy {
+    /// The state in canonical order: same state, same bytes, on every machine.
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut e = Encoder::default();
+        e.u8(SNAPSHOT_VERSION)
+            .u64(self.head.next_seq)
+            .hash(&self.head.hash);
+        match &self.genesis {
+            None => e.u8(0),
+            Some(genesis) => e
+                .u8(1)
+                .address(&genesis.treasury)
+                .u32(genesis.protocol_fee.parts()),
+        };
+        e.len(self.tokens.len());
+        for token in self.tokens.values() {
+            e.address(&token.address)
+                .str(&token.symbol)
+                .u8(token.decimals);
+        }
+        e.len(self.lineage.len());
+        for asset in self.lineage.iter() {
+            asset.manifest.encode_into(&mut e);
+        }
+        let entries = self.ledger.sorted_entries();
+        e.len(entries.len());
+        for (account, token, balance) in entries {
+            encode_account(&mut e, &account);
+            e.address(&token).u128(balance.credits).u128(balance.debits);
+        }
+        let mut served: Vec<_> = self.served.iter().collect();
+        served.sort_unstable_by_key(|(key, _)| **key);
+        e.len(served.len());
+        for ((position, token), nodes) in served {
+            e.u32(*position).address(token).len(nodes.len());
+            for (node, amount) in nodes {
+                e.address(node).u128(*amount);
+            }
+        }
+        e.len(self.epochs.len());
+        for record in &self.epochs {
+            e.u64(record.epoch)
+                .hash(&record.root)
+                .u64(record.seq)
+                .u64(record.at_ms)
+                .u64(record.leaf_count);
+        }
+        e.bytes
+    }
+
+    /// A hash of the whole state. Two replays of the same log agree on it bit for bit.
+    pub fn state_hash(&self) -> Hash32 {
+        keccak256(&self.encode_state())
+    }
+
+    /// Rebuilds an economy from [`Economy::encode_state`] bytes, re-checking the lineage rules
+    /// and that the ledger balances.
+    pub fn decode_state(bytes: &[u8]) -> Result<Economy, DecodeError> {
+        let mut d = Decoder::new(bytes);
+        let version = d.u8()?;
+        if version != SNAPSHOT_VERSION {
+            return Err(d.error(format!(
+                "snapshot version {version}; this build reads {SNAPSHOT_VERSION}"
+            )));
+        }
+        let head = ChainHead {
+            next_seq: d.u64()?,
+            hash: d.hash()?,
+        };
+        let genesis = match d.u8()? {
+            0 => None,
+            1 => {
+                let treasury = d.address()?;
+                let fee = d.u32()?;
+                Some(Genesis {
+                    treasury,
+                    protocol_fee: Ppm::new(fee).map_err(|why| d.error(why))?,
+                })
+            }
+            _ => return Err(d.error("bad genesis marker")),
+        };
+        let mut tokens = BTreeMap::new();
+        for _ in 0..d.len(25)? {
+            let token = Token {
+                address: d.address()?,
+                symbol: d.str()?,
+                decimals: d.u8()?,
+            };
+            tokens.insert(token.address, token);
+        }
+        let mut lineage = Lineage::default();
+        for _ in 0..d.len(64)? {
+            let manifest = Manifest::decode_from(&mut d)?;
+            lineage
+                .register(manifest)
+                .map_err(|why| d.error(format!("snapshot lineage is invalid: {why}")))?;
+        }
+        let mut entries = Vec::new();
+        for _ in 0..d.len(53)? {
+            let account = decode_account(&mut d)?;
+            if let AccountRef::AssetRevenue(id) | AccountRef::CarryForward(id) = &account
+                && lineage.position(id).is_none()
+            {
+                return Err(d.error(format!(
+                    "snapshot holds money for asset {id}, which its lineage lacks"
+                )));
+            }
+            entries.push((
+                account,
+                d.address()?,
+                Balance {
+                    credits: d.u128()?,
+                    debits: d.u128()?,
+                },
+            ));
+        }
+        let ledger = Ledger::from_entries(entries)
+            .map_err(|why| d.error(format!("snapshot ledger is invalid: {why}")))?;
+        let mut served: FxHashMap<(u32, Address), ServedBy> = FxHashMap::default();
+        for _ in 0..d.len(28)? {
+            let position = d.u32()?;
+            if position as usize >= lineage.len() {
+                return Err(d.error(format!(
+                    "served revenue names asset position {position}, past the lineage"
+                )));
+            }
+            let token = d.address()?;
+            let mut nodes = ServedBy::new();
+            for _ in 0..d.len(36)? {
+                nodes.insert(d.address()?, d.u128()?);
+            }
+            served.insert((position, token), nodes);
+        }
+        let mut epochs = Vec::new();
+        for _ in 0..d.len(64)? {
+            epochs.push(EpochRecord {
+                epoch: d.u64()?,
+                root: d.hash()?,
+                seq: d.u64()?,
+                at_ms: d.u64()?,
+                leaf_count: d.u64()?,
+            });
+        }
+        d.finish()?;
+        Ok(Economy {
+            genesis,
+            tokens,
+            lineage,
+            ledger,
+            served,
+            epochs,
+            head,
+        })
+    }
+}
+
+fn encode_account(e: &mut Encoder, account: &AccountRef) {
+    match account {
+        AccountRef::External(a) => e.u8(0).address(a),
+        AccountRef::Payer(a) => e.u8(1).address(a),
+        AccountRef::AssetRevenue(id) => e.u8(2).hash(&id.0),
+        AccountRef::CarryForward(id) => e.u8(3).hash(&id.0),
+        AccountRef::Beneficiary(a) => e.u8(4).address(a),
+        AccountRef::Treasury => e.u8(5),
+    };
+}
+
+fn decode_account(d: &mut Decoder<'_>) -> Result<AccountRef, DecodeError> {
+    Ok(match d.u8()? {
+        0 => AccountRef::External(d.address()?),
+        1 => AccountRef::Payer(d.address()?),
+        2 => AccountRef::AssetRevenue(AssetId(d.hash()?)),
+        3 => AccountRef::CarryForward(AssetId(d.hash()?)),
+        4 => AccountRef::Beneficiary(d.address()?),
+        5 => AccountRef::Treasury,
+        tag => return Err(d.error(format!("unknown account kind {tag}"))),
+    })
+}
