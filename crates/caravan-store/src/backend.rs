@@ -19,6 +19,25 @@ pub struct BundleRow {
     pub json: Vec<u8>,
 }
 
+/// The whole economy encoded at `seq` (after the first `seq` events), with its keccak-256.
+/// A cache: a store keeps the latest few and can always be replayed without them.
+#[derive(Clone, Debug)]
+pub struct SnapshotRow {
+    pub seq: u64,
+    pub state_hash: Hash32,
+    pub state: Vec<u8>,
+}
+
+/// What is written in the same transaction as a batch of events.
+#[derive(Clone, Debug, Default)]
+pub struct Attachments {
+    pub bundles: Vec<BundleRow>,
+    pub snapshots: Vec<SnapshotRow>,
+}
+
+/// How many snapshots a store keeps; older ones are deleted when a new one is written.
+pub const SNAPSHOTS_KEPT: usize = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("SQLite: {0}")]
@@ -44,14 +63,22 @@ pub enum StoreError {
 /// A connection to one store. Implementations keep every method atomic: a batch is written whole
 /// or not at all, and is durable when `append` returns.
 pub trait Backend: Send {
-    /// Writes `events` (consecutive, following what is stored) and `bundles` in one transaction.
-    fn append(&mut self, events: &[&EventRow], bundles: &[&BundleRow]) -> Result<(), StoreError>;
+    /// Writes `events` (consecutive, following what is stored), `bundles` and `snapshots` in one
+    /// transaction, keeping only the newest [`SNAPSHOTS_KEPT`] snapshots.
+    fn append(
+        &mut self,
+        events: &[&EventRow],
+        bundles: &[&BundleRow],
+        snapshots: &[&SnapshotRow],
+    ) -> Result<(), StoreError>;
     /// Up to `limit` events with `seq >= from`, in order.
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
     /// The number of stored events (the next sequence number).
     fn event_count(&mut self) -> Result<u64, StoreError>;
     /// The stored bundle of `epoch`, as JSON bytes.
     fn bundle(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The kept snapshots, oldest first.
+    fn snapshots(&mut self) -> Result<Vec<SnapshotRow>, StoreError>;
 }
 
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {

@@ -1,16 +1,21 @@
 //! The economy kept in step with its durable log.
 //!
-//! Opening a journal replays the stored log into a fresh [`Economy`], checking every hash and
-//! rule on the way. Submitting events validates and applies them in memory, seals them, and
-//! acknowledges only after the store has made them durable. If a write fails, the journal replays
-//! the store again so memory never runs ahead of what is on disk.
+//! Opening a journal starts from the latest snapshot (if one decodes and matches its hash) and
+//! replays the events after it, checking every hash and rule on the way; [`Journal::open_verifying`]
+//! ignores snapshots, replays everything and checks each snapshot against the replay. Submitting
+//! events validates and applies them in memory, seals them, and acknowledges only after the store
+//! has made them durable. If a write fails, the journal reloads from the store so memory never
+//! runs ahead of what is on disk. Each epoch close stores its bundle and a snapshot in the same
+//! transaction as its event.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use caravan_core::epoch::EpochBundle;
-use caravan_core::{Economy, Envelope, EpochOutcome, Event, EventError, ReplayError};
+use caravan_core::{
+    Economy, Envelope, EpochOutcome, Event, EventError, Hash32, ReplayError, keccak256,
+};
 
-use crate::backend::{BundleRow, EventRow, StoreError};
+use crate::backend::{Attachments, BundleRow, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
 use crate::log::{AppendTicket, EventLog};
 
@@ -27,6 +32,10 @@ pub enum JournalError {
     Event(#[from] EventError),
     #[error("epoch bundle {epoch}: {why}")]
     Bundle { epoch: u64, why: String },
+    #[error(
+        "the snapshot at event {seq} does not match a replay of the log ({why}); it is only a cache — delete it and reopen"
+    )]
+    SnapshotMismatch { seq: u64, why: String },
 }
 
 /// The outcome of a submission: accepted events are durable, refused ones changed nothing.
@@ -37,24 +46,75 @@ pub struct Submitted {
     pub refused: Vec<(usize, EventError)>,
 }
 
+/// Where an open started from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The snapshot the state was restored from (its event count), if any.
+    pub snapshot_seq: Option<u64>,
+    /// Why the latest snapshot was passed over for a full replay, if it was.
+    pub snapshot_skipped: Option<String>,
+    /// Events replayed on top of the snapshot (or from the start).
+    pub replayed: u64,
+    /// Snapshots checked against a full replay (by [`Journal::open_verifying`]).
+    pub snapshots_verified: usize,
+}
+
 pub struct Journal {
     location: Location,
     log: EventLog,
     economy: Economy,
+    report: OpenReport,
 }
 
 impl Journal {
-    /// Opens the store at `location` and replays it; `progress(done, total)` is called as events replay.
+    /// Opens the store at `location` from its latest usable snapshot and replays the rest;
+    /// `progress(done, total)` is called as events replay.
     pub fn open(
         location: Location,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Journal, JournalError> {
         let log = EventLog::open(&location)?;
-        let economy = replay_all(&log, progress)?;
+        let (economy, report) = restore(&log, progress)?;
         Ok(Journal {
             location,
             log,
             economy,
+            report,
+        })
+    }
+
+    /// Opens the store by replaying every event from the start, ignoring snapshots, and checks
+    /// that each kept snapshot equals the state the replay reaches at its point.
+    pub fn open_verifying(
+        location: Location,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Journal, JournalError> {
+        let log = EventLog::open(&location)?;
+        let snapshots = log.snapshots()?;
+        let mut report = OpenReport::default();
+        let mut checkpoints = snapshots.iter().peekable();
+        let economy = replay(&log, Economy::default(), progress, &mut |economy| {
+            while let Some(snapshot) = checkpoints.next_if(|s| s.seq <= economy.head().next_seq) {
+                if snapshot.seq < economy.head().next_seq {
+                    continue;
+                }
+                check_snapshot(snapshot, economy)?;
+                report.snapshots_verified += 1;
+            }
+            Ok(())
+        })?;
+        if let Some(beyond) = checkpoints.next() {
+            return Err(JournalError::SnapshotMismatch {
+                seq: beyond.seq,
+                why: format!("the log holds only {} events", economy.head().next_seq),
+            });
+        }
+        report.replayed = economy.head().next_seq;
+        Ok(Journal {
+            location,
+            log,
+            economy,
+            report,
         })
     }
 
@@ -64,6 +124,11 @@ impl Journal {
 
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// How the last open (or reload) reached the current state.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
     }
 
     /// Validates, applies and durably stores `events`, stamped with the current time.
@@ -97,11 +162,11 @@ impl Journal {
                 Err(error) => submitted.refused.push((index, error)),
             }
         }
-        (submitted, self.log.append(rows, Vec::new()))
+        (submitted, self.log.append(rows, Attachments::default()))
     }
 
     /// Waits for a queued submission to be durable. On a store failure the journal reopens the
-    /// store and replays it, so the in-memory state matches what was really written.
+    /// store and reloads it, so the in-memory state matches what was really written.
     pub fn settle(&mut self, ticket: AppendTicket) -> Result<(), JournalError> {
         match ticket.wait() {
             Ok(()) => Ok(()),
@@ -114,11 +179,12 @@ impl Journal {
 
     fn reload(&mut self) -> Result<(), JournalError> {
         self.log = EventLog::open(&self.location)?;
-        self.economy = replay_all(&self.log, &mut |_, _| {})?;
+        (self.economy, self.report) = restore(&self.log, &mut |_, _| {})?;
         Ok(())
     }
 
-    /// Closes the epoch and stores its `EpochClosed` event and bundle in one transaction.
+    /// Closes the epoch and stores its `EpochClosed` event, its bundle and a snapshot of the
+    /// state after it in one transaction.
     pub fn close_epoch(&mut self) -> Result<(EpochOutcome, EpochBundle), JournalError> {
         let at_ms = now_ms();
         let (outcome, envelope, body) = self.economy.close_epoch(at_ms)?;
@@ -126,20 +192,26 @@ impl Journal {
             .economy
             .epoch_bundle(&outcome, envelope.seq, envelope.hash, at_ms);
         let json = serde_json::to_vec(&bundle).expect("bundles always serialise");
+        let state = self.economy.encode_state();
+        let attachments = Attachments {
+            bundles: vec![BundleRow {
+                epoch: outcome.epoch,
+                root: outcome.root,
+                json,
+            }],
+            snapshots: vec![SnapshotRow {
+                seq: self.economy.head().next_seq,
+                state_hash: keccak256(&state),
+                state,
+            }],
+        };
         let row = EventRow {
             seq: envelope.seq,
             at_ms,
             hash: envelope.hash,
             body,
         };
-        let ticket = self.log.append(
-            vec![row],
-            vec![BundleRow {
-                epoch: outcome.epoch,
-                root: outcome.root,
-                json,
-            }],
-        );
+        let ticket = self.log.append(vec![row], attachments);
         self.settle(ticket)?;
         Ok((outcome, bundle))
     }
@@ -158,17 +230,89 @@ impl Journal {
     }
 }
 
-fn replay_all(log: &EventLog, progress: &mut dyn FnMut(u64, u64)) -> Result<Economy, JournalError> {
+/// The state from the latest snapshot that is intact and not ahead of the log, plus the events
+/// after it; a full replay when no snapshot qualifies.
+fn restore(
+    log: &EventLog,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Economy, OpenReport), JournalError> {
+    let mut report = OpenReport::default();
+    let stored = log.event_count()?;
+    let mut start = Economy::default();
+    if let Some(snapshot) = log.snapshots()?.pop() {
+        match decode_snapshot(&snapshot, stored) {
+            Ok(economy) => {
+                report.snapshot_seq = Some(snapshot.seq);
+                start = economy;
+            }
+            Err(why) => {
+                report.snapshot_skipped = Some(format!("snapshot at event {}: {why}", snapshot.seq))
+            }
+        }
+    }
+    let from = start.head().next_seq;
+    let economy = replay(log, start, progress, &mut |_| Ok(()))?;
+    report.replayed = economy.head().next_seq - from;
+    Ok((economy, report))
+}
+
+fn decode_snapshot(snapshot: &SnapshotRow, stored_events: u64) -> Result<Economy, String> {
+    if snapshot.seq > stored_events {
+        return Err(format!(
+            "it is ahead of the log, which holds {stored_events} events"
+        ));
+    }
+    if keccak256(&snapshot.state) != snapshot.state_hash {
+        return Err("its bytes do not match its hash".into());
+    }
+    let economy = Economy::decode_state(&snapshot.state).map_err(|e| e.to_string())?;
+    if economy.head().next_seq != snapshot.seq {
+        return Err(format!(
+            "it encodes the state after {} events, not {}",
+            economy.head().next_seq,
+            snapshot.seq
+        ));
+    }
+    Ok(economy)
+}
+
+fn check_snapshot(snapshot: &SnapshotRow, replayed: &Economy) -> Result<(), JournalError> {
+    let mismatch = |why: &str| JournalError::SnapshotMismatch {
+        seq: snapshot.seq,
+        why: why.into(),
+    };
+    if keccak256(&snapshot.state) != snapshot.state_hash {
+        return Err(mismatch("its bytes do not match its stored hash"));
+    }
+    let expected: Hash32 = replayed.state_hash();
+    if snapshot.state_hash != expected {
+        return Err(mismatch(&format!(
+            "it has state hash {}, the replay {expected}",
+            snapshot.state_hash
+        )));
+    }
+    Ok(())
+}
+
+/// Replays the stored events after `economy`'s head into it, calling `after_each` after every
+/// event (for checkpoints) and `progress(done, total)` after every page.
+fn replay(
+    log: &EventLog,
+    mut economy: Economy,
+    progress: &mut dyn FnMut(u64, u64),
+    after_each: &mut dyn FnMut(&Economy) -> Result<(), JournalError>,
+) -> Result<Economy, JournalError> {
     let total = log.event_count()?;
-    let mut economy = Economy::default();
-    let mut next = 0u64;
-    progress(0, total);
+    let mut next = economy.head().next_seq;
+    progress(next, total);
+    after_each(&economy)?;
     loop {
         let page = log.read(next, REPLAY_PAGE)?;
         let Some(last) = page.last() else { break };
         next = last.seq + 1;
         for row in &page {
             economy.replay(row.seq, row.at_ms, &row.hash, &row.body)?;
+            after_each(&economy)?;
         }
         progress(next, total);
     }

@@ -14,7 +14,9 @@ mod log;
 mod postgres_backend;
 mod sqlite_backend;
 
-pub use backend::{Backend, BundleRow, EventRow, StoreError};
-pub use journal::{Journal, JournalError, Submitted, now_ms};
+pub use backend::{
+    Attachments, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
+};
+pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
 pub use location::Location;
 pub use log::{AppendTicket, EventLog};

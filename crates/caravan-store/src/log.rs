@@ -10,7 +10,7 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-use crate::backend::{Backend, BundleRow, EventRow, StoreError};
+use crate::backend::{Attachments, Backend, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
 
 /// The most events one group commit writes; more stay queued for the next transaction.
@@ -19,7 +19,7 @@ pub const MAX_GROUP_EVENTS: usize = 65_536;
 enum Request {
     Append {
         events: Vec<EventRow>,
-        bundles: Vec<BundleRow>,
+        attachments: Attachments,
         reply: Sender<Result<(), StoreError>>,
     },
     Read {
@@ -33,6 +33,9 @@ enum Request {
     Bundle {
         epoch: u64,
         reply: Sender<Result<Option<Vec<u8>>, StoreError>>,
+    },
+    Snapshots {
+        reply: Sender<Result<Vec<SnapshotRow>, StoreError>>,
     },
 }
 
@@ -93,12 +96,17 @@ impl EventLog {
             .unwrap_or_else(|_| Err(StoreError::WriterStopped("the writer thread exited".into())))
     }
 
-    /// Queues `events` and `bundles` for the next group commit.
-    pub fn append(&self, events: Vec<EventRow>, bundles: Vec<BundleRow>) -> AppendTicket {
+    /// The kept snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, StoreError> {
+        self.ask(|reply| Request::Snapshots { reply })
+    }
+
+    /// Queues `events` and their `attachments` for the next group commit.
+    pub fn append(&self, events: Vec<EventRow>, attachments: Attachments) -> AppendTicket {
         AppendTicket {
             reply: self.send(|reply| Request::Append {
                 events,
-                bundles,
+                attachments,
                 reply,
             }),
         }
@@ -136,20 +144,20 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>) {
         match request {
             Request::Append {
                 events,
-                bundles,
+                attachments,
                 reply,
             } => {
-                let mut group = vec![(events, bundles, reply)];
+                let mut group = vec![(events, attachments, reply)];
                 let mut count = group[0].0.len();
                 while count < MAX_GROUP_EVENTS {
                     match queue.try_recv() {
                         Ok(Request::Append {
                             events,
-                            bundles,
+                            attachments,
                             reply,
                         }) => {
                             count += events.len();
-                            group.push((events, bundles, reply));
+                            group.push((events, attachments, reply));
                         }
                         Ok(other) => {
                             carried = Some(other);
@@ -178,18 +186,26 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>) {
             Request::Bundle { epoch, reply } => {
                 let _ = reply.send(backend.bundle(epoch));
             }
+            Request::Snapshots { reply } => {
+                let _ = reply.send(backend.snapshots());
+            }
         }
     }
 }
 
-type Group = [(
-    Vec<EventRow>,
-    Vec<BundleRow>,
-    Sender<Result<(), StoreError>>,
-)];
+type Group = [(Vec<EventRow>, Attachments, Sender<Result<(), StoreError>>)];
 
 fn commit_group(backend: &mut dyn Backend, group: &Group) -> Result<(), String> {
     let events: Vec<&EventRow> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
-    let bundles: Vec<&BundleRow> = group.iter().flat_map(|(_, b, _)| b.iter()).collect();
-    backend.append(&events, &bundles).map_err(|e| e.to_string())
+    let bundles: Vec<_> = group
+        .iter()
+        .flat_map(|(_, a, _)| a.bundles.iter())
+        .collect();
+    let snapshots: Vec<_> = group
+        .iter()
+        .flat_map(|(_, a, _)| a.snapshots.iter())
+        .collect();
+    backend
+        .append(&events, &bundles, &snapshots)
+        .map_err(|e| e.to_string())
 }

@@ -6,11 +6,13 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
 use crate::backend::{
-    Backend, BundleRow, EventRow, StoreError, hash_from, pending_migrations, redact, to_i64,
+    Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError, hash_from,
+    pending_migrations, redact, to_i64,
 };
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         seq    BIGINT PRIMARY KEY,
         at_ms  BIGINT NOT NULL,
@@ -22,7 +24,15 @@ const MIGRATIONS: &[&str] = &["
         root   BYTEA NOT NULL,
         bundle BYTEA NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE snapshots (
+        seq        BIGINT PRIMARY KEY,
+        state_hash BYTEA NOT NULL,
+        state      BYTEA NOT NULL
+    );
+",
+];
 
 /// Arbitrary constant naming caravan's advisory lock.
 const WRITER_LOCK: i64 = 0x6361_7261_7661_6e00;
@@ -74,7 +84,12 @@ impl PostgresBackend {
 }
 
 impl Backend for PostgresBackend {
-    fn append(&mut self, events: &[&EventRow], bundles: &[&BundleRow]) -> Result<(), StoreError> {
+    fn append(
+        &mut self,
+        events: &[&EventRow],
+        bundles: &[&BundleRow],
+        snapshots: &[&SnapshotRow],
+    ) -> Result<(), StoreError> {
         let mut seqs = Vec::with_capacity(events.len());
         let mut times = Vec::with_capacity(events.len());
         let mut hashes: Vec<&[u8]> = Vec::with_capacity(events.len());
@@ -107,6 +122,15 @@ impl Backend for PostgresBackend {
                     &bundle.json,
                 ],
             )?;
+        }
+        for snapshot in snapshots {
+            tx.execute(
+                "INSERT INTO snapshots (seq, state_hash, state) VALUES ($1, $2, $3) ON CONFLICT (seq) DO UPDATE SET state_hash = EXCLUDED.state_hash, state = EXCLUDED.state",
+                &[&to_i64(snapshot.seq, "sequence number")?, &&snapshot.state_hash.0[..], &snapshot.state],
+            )?;
+        }
+        if !snapshots.is_empty() {
+            tx.execute("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT $1)", &[&(SNAPSHOTS_KEPT as i64)])?;
         }
         tx.commit()?;
         Ok(())
@@ -146,5 +170,23 @@ impl Backend for PostgresBackend {
             &[&to_i64(epoch, "epoch")?],
         )?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    fn snapshots(&mut self) -> Result<Vec<SnapshotRow>, StoreError> {
+        let rows = self.client.query(
+            "SELECT seq, state_hash, state FROM snapshots ORDER BY seq",
+            &[],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let hash: &[u8] = row.get(1);
+                Ok(SnapshotRow {
+                    seq: seq as u64,
+                    state_hash: hash_from(hash, seq)?,
+                    state: row.get(2),
+                })
+            })
+            .collect()
     }
 }

@@ -7,11 +7,13 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::backend::{
-    Backend, BundleRow, EventRow, StoreError, hash_from, pending_migrations, to_i64,
+    Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError, hash_from,
+    pending_migrations, to_i64,
 };
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         seq    INTEGER PRIMARY KEY,
         at_ms  INTEGER NOT NULL,
@@ -23,7 +25,15 @@ const MIGRATIONS: &[&str] = &["
         root   BLOB NOT NULL,
         bundle BLOB NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE snapshots (
+        seq        INTEGER PRIMARY KEY,
+        state_hash BLOB NOT NULL,
+        state      BLOB NOT NULL
+    );
+",
+];
 
 pub struct SqliteBackend {
     connection: Connection,
@@ -83,7 +93,12 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn append(&mut self, events: &[&EventRow], bundles: &[&BundleRow]) -> Result<(), StoreError> {
+    fn append(
+        &mut self,
+        events: &[&EventRow],
+        bundles: &[&BundleRow],
+        snapshots: &[&SnapshotRow],
+    ) -> Result<(), StoreError> {
         let tx = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -116,6 +131,19 @@ impl Backend for SqliteBackend {
                     &bundle.root.0[..],
                     &bundle.json
                 ])?;
+            }
+            let mut insert_snapshot = tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (seq, state_hash, state) VALUES (?1, ?2, ?3)",
+            )?;
+            for snapshot in snapshots {
+                insert_snapshot.execute(params![
+                    to_i64(snapshot.seq, "sequence number")?,
+                    &snapshot.state_hash.0[..],
+                    &snapshot.state
+                ])?;
+            }
+            if !snapshots.is_empty() {
+                tx.execute("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?1)", params![SNAPSHOTS_KEPT as i64])?;
             }
         }
         tx.commit()?;
@@ -166,5 +194,28 @@ impl Backend for SqliteBackend {
                 |row| row.get(0),
             )
             .optional()?)
+    }
+
+    fn snapshots(&mut self) -> Result<Vec<SnapshotRow>, StoreError> {
+        let mut select = self
+            .connection
+            .prepare_cached("SELECT seq, state_hash, state FROM snapshots ORDER BY seq")?;
+        let rows = select.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, hash, state) = row?;
+            out.push(SnapshotRow {
+                seq: seq as u64,
+                state_hash: hash_from(&hash, seq)?,
+                state,
+            });
+        }
+        Ok(out)
     }
 }

@@ -181,8 +181,13 @@ fn a_conflicting_batch_is_rolled_back_whole(scratch: Scratch) {
         hash: Hash32([seq as u8; 32]),
         body: vec![seq as u8],
     };
-    log.append(vec![row(0), row(1)], vec![]).wait().unwrap();
-    let error = log.append(vec![row(2), row(1)], vec![]).wait().unwrap_err();
+    log.append(vec![row(0), row(1)], Attachments::default())
+        .wait()
+        .unwrap();
+    let error = log
+        .append(vec![row(2), row(1)], Attachments::default())
+        .wait()
+        .unwrap_err();
     assert!(
         error.to_string().contains("another process is writing"),
         "{error}"
@@ -192,7 +197,10 @@ fn a_conflicting_batch_is_rolled_back_whole(scratch: Scratch) {
         2,
         "event 2 must not be stored when its batch failed"
     );
-    let later = log.append(vec![row(2)], vec![]).wait().unwrap_err();
+    let later = log
+        .append(vec![row(2)], Attachments::default())
+        .wait()
+        .unwrap_err();
     assert!(later.to_string().contains("reopen the store"), "{later}");
     drop(log);
     let log = EventLog::open(&scratch.location).unwrap();
@@ -243,6 +251,130 @@ fn bump_postgres_schema(location: &Location) {
         .unwrap()
         .execute("UPDATE caravan_schema SET version = 99", &[])
         .unwrap();
+}
+
+fn reopening_starts_from_the_latest_snapshot(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal
+        .submit(vec![usage(asset, 500), usage(asset, 600)])
+        .unwrap();
+    journal.close_epoch().unwrap();
+    let snapshot_seq = journal.economy().head().next_seq;
+    journal
+        .submit(vec![
+            usage(asset, 700),
+            usage(asset, 800),
+            usage(asset, 900),
+        ])
+        .unwrap();
+    let hash = journal.economy().state_hash();
+    drop(journal);
+
+    let reopened = open(&scratch.location);
+    assert_eq!(reopened.open_report().snapshot_seq, Some(snapshot_seq));
+    assert_eq!(reopened.open_report().replayed, 3);
+    assert_eq!(reopened.economy().state_hash(), hash);
+    drop(reopened);
+    let verified = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {}).unwrap();
+    assert_eq!(verified.open_report().snapshots_verified, 1);
+    assert_eq!(verified.economy().state_hash(), hash);
+}
+
+fn only_the_newest_snapshots_are_kept(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    for amount in 1..=5 {
+        journal.submit(vec![usage(asset, 1_000 * amount)]).unwrap();
+        journal.close_epoch().unwrap();
+    }
+    drop(journal);
+    let log = EventLog::open(&scratch.location).unwrap();
+    let kept: Vec<u64> = log.snapshots().unwrap().iter().map(|s| s.seq).collect();
+    assert_eq!(kept.len(), SNAPSHOTS_KEPT);
+    assert_eq!(*kept.last().unwrap(), log.event_count().unwrap());
+}
+
+fn a_damaged_snapshot_is_passed_over_and_caught_by_verification(
+    scratch: Scratch,
+    damage: fn(&Location),
+) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    journal.close_epoch().unwrap();
+    let hash = journal.economy().state_hash();
+    drop(journal);
+    damage(&scratch.location);
+    let reopened = open(&scratch.location);
+    assert!(
+        reopened
+            .open_report()
+            .snapshot_skipped
+            .as_deref()
+            .unwrap_or("")
+            .contains("do not match its hash"),
+        "{:?}",
+        reopened.open_report()
+    );
+    assert_eq!(reopened.open_report().snapshot_seq, None);
+    assert_eq!(
+        reopened.economy().state_hash(),
+        hash,
+        "a full replay still reaches the same state"
+    );
+    drop(reopened);
+    let error = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {})
+        .err()
+        .expect("verification must catch a damaged snapshot")
+        .to_string();
+    assert!(
+        error.contains("does not match a replay of the log"),
+        "{error}"
+    );
+}
+
+fn damage_sqlite_snapshot(location: &Location) {
+    let Location::DataDir(dir) = location else {
+        unreachable!()
+    };
+    rusqlite::Connection::open(dir.join("caravan.db"))
+        .unwrap()
+        .execute("UPDATE snapshots SET state = zeroblob(64)", [])
+        .unwrap();
+}
+
+fn damage_postgres_snapshot(location: &Location) {
+    let Location::Postgres(url) = location else {
+        unreachable!()
+    };
+    postgres::Client::connect(url, postgres::NoTls)
+        .unwrap()
+        .execute(
+            "UPDATE snapshots SET state = decode(repeat('00', 64), 'hex')",
+            &[],
+        )
+        .unwrap();
+}
+
+fn verification_catches_tampering_behind_a_snapshot(scratch: Scratch, tamper: fn(&Location)) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    journal.close_epoch().unwrap();
+    drop(journal);
+    tamper(&scratch.location);
+    let reopened = open(&scratch.location);
+    assert!(
+        reopened.open_report().snapshot_seq.is_some(),
+        "an ordinary open trusts the snapshot for the history behind it"
+    );
+    drop(reopened);
+    let error = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {})
+        .err()
+        .expect("a full replay must catch the altered event")
+        .to_string();
+    assert!(error.contains("does not match its hash"), "{error}");
 }
 
 fn tamper_sqlite(location: &Location) {
@@ -326,7 +458,7 @@ fn crash_writer_child() -> bool {
 }
 
 macro_rules! suite {
-    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $($ignore:tt)*) => {
+    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $($ignore:tt)*) => {
         mod $module {
             use super::*;
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
@@ -335,6 +467,10 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_conflicting_batch_is_rolled_back_whole() { super::a_conflicting_batch_is_rolled_back_whole($scratch) }
             $($ignore)* #[test] fn a_tampered_log_fails_to_open() { super::a_tampered_log_fails_to_open($scratch, $tamper) }
             $($ignore)* #[test] fn a_store_from_a_newer_caravan_is_refused() { super::a_store_from_a_newer_caravan_is_refused($scratch, $bump) }
+            $($ignore)* #[test] fn reopening_starts_from_the_latest_snapshot() { super::reopening_starts_from_the_latest_snapshot($scratch) }
+            $($ignore)* #[test] fn verification_catches_tampering_behind_a_snapshot() { super::verification_catches_tampering_behind_a_snapshot($scratch, $tamper) }
+            $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
+            $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
                 if super::crash_writer_child() { return; }
                 super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))
@@ -343,5 +479,11 @@ macro_rules! suite {
     };
 }
 
-suite!(on_sqlite, sqlite(), tamper_sqlite, bump_sqlite_schema,);
-suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
+suite!(
+    on_sqlite,
+    sqlite(),
+    tamper_sqlite,
+    bump_sqlite_schema,
+    damage_sqlite_snapshot,
+);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);

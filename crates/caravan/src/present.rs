@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use caravan_core::{Address, Amount, Economy, Token};
-use caravan_store::{Journal, Location};
+use caravan_store::{Journal, JournalError, Location};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,12 +46,24 @@ pub fn amount(economy: &Economy, token: &Address, amount: Amount) -> String {
     }
 }
 
-/// Opens the store named by the arguments, with a progress bar while a long log replays.
+/// Opens the store named by the arguments from its latest snapshot, with a progress bar while a
+/// long log replays, and a warning when a snapshot had to be passed over.
 pub fn open_journal(store: &StoreArgs) -> Result<Journal, String> {
+    open_with(store, Journal::open)
+}
+
+/// Opens the store by replaying every event and checking every snapshot against the replay.
+pub fn open_journal_verifying(store: &StoreArgs) -> Result<Journal, String> {
+    open_with(store, Journal::open_verifying)
+}
+
+type Opener = fn(Location, &mut dyn FnMut(u64, u64)) -> Result<Journal, JournalError>;
+
+fn open_with(store: &StoreArgs, opener: Opener) -> Result<Journal, String> {
     let location = Location::choose(store.data_dir.clone(), store.database.as_deref())
         .map_err(|e| e.to_string())?;
     let mut bar: Option<ProgressBar> = None;
-    let journal = Journal::open(location, &mut |done, total| {
+    let journal = opener(location, &mut |done, total| {
         if total >= 200_000 {
             let bar = bar.get_or_insert_with(|| progress(total, "replaying log"));
             bar.set_position(done);
@@ -60,6 +72,11 @@ pub fn open_journal(store: &StoreArgs) -> Result<Journal, String> {
     .map_err(|e| e.to_string())?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(why) = &journal.open_report().snapshot_skipped {
+        eprintln!(
+            "warning: replayed the whole log because the {why}; `caravan log verify` checks the store"
+        );
     }
     Ok(journal)
 }

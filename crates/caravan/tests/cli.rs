@@ -58,6 +58,10 @@ fn the_demo_pays_everyone_exactly_and_leaves_a_store_that_verifies() {
 
     let verified = ok(&caravan(&demo_dir, &["log", "verify"]));
     assert!(verified.contains("log verified: 3012 events"), "{verified}");
+    assert!(
+        verified.contains("1 kept snapshot(s) equal the replayed state"),
+        "{verified}"
+    );
 
     let account = out
         .lines()

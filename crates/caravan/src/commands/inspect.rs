@@ -5,7 +5,7 @@ use caravan_core::*;
 use clap::{Args, Subcommand};
 
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, table};
+use crate::present::{amount, open_journal, open_journal_verifying, table};
 
 #[derive(Args)]
 pub struct BalancesArgs {
@@ -75,13 +75,17 @@ pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
 
 #[derive(Subcommand)]
 pub enum LogCommand {
-    /// Replay the whole log: check every hash link, every rule, every epoch root, every stored bundle.
+    /// Replay the whole log from the first event: check every hash link, every rule, every epoch
+    /// root, every stored bundle and every kept snapshot.
+    ///
+    /// Other commands start from the latest snapshot and trust the history behind it; this one
+    /// trusts nothing but the rules.
     Verify,
 }
 
 pub fn log(store: &StoreArgs, command: LogCommand) -> Result<(), String> {
     let LogCommand::Verify = command;
-    let journal = open_journal(store)?;
+    let journal = open_journal_verifying(store)?;
     let economy = journal.economy();
     economy
         .ledger()
@@ -113,6 +117,10 @@ pub fn log(store: &StoreArgs, command: LogCommand) -> Result<(), String> {
     println!(
         "ledger balances to zero in every token; {} epoch(s) re-derived with matching roots and bundles",
         economy.epochs().len()
+    );
+    println!(
+        "{} kept snapshot(s) equal the replayed state at their point",
+        journal.open_report().snapshots_verified
     );
     Ok(())
 }
