@@ -9,7 +9,9 @@ use crate::hash::{hex_lower, keccak256, parse_hex_exact};
 
 /// An EVM address. Every person, payer, node and token in caravan is one.
 ///
-/// Parsing is strict: `0x` and exactly 40 hex digits. All-lower-case and all-upper-case input is
+/// Shown to people (`Display`) with its EIP-55 checksum; written into JSON in lower case, the
+/// machine form Ethereum's JSON-RPC uses — a checksum costs a keccak per address, which in a bundle
+/// of a million leaves is most of the time spent writing it. Parsing is strict: `0x` and exactly 40 hex digits. All-lower-case and all-upper-case input is
 /// accepted as written; mixed case must carry a correct EIP-55 checksum, because a mistyped
 /// mixed-case address is exactly the error a checksum exists to catch.
 #[derive(Copy, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,7 +93,7 @@ impl fmt::Debug for Address {
 
 impl Serialize for Address {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_checksum())
+        serializer.serialize_str(&format!("0x{}", hex_lower(&self.0)))
     }
 }
 
@@ -130,6 +132,22 @@ mod tests {
             Err(AddressError::BadChecksum { expected, .. }) => assert_eq!(expected, EIP55[0]),
             other => panic!("expected a checksum error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn json_carries_lower_case_and_reads_either_form() {
+        let address: Address = EIP55[0].parse().unwrap();
+        let json = serde_json::to_string(&address).unwrap();
+        assert_eq!(json, format!("\"{}\"", EIP55[0].to_lowercase()));
+        assert_eq!(serde_json::from_str::<Address>(&json).unwrap(), address);
+        assert_eq!(
+            serde_json::from_str::<Address>(&format!("\"{}\"", EIP55[0])).unwrap(),
+            address
+        );
+        assert!(
+            serde_json::from_str::<Address>("\"0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\"")
+                .is_err()
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub type ServedBy = BTreeMap<Address, Amount>;
 
 /// Where one part of an asset's amount went.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "to")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum PayoutTo {
     /// Sent up an edge to a parent, which splits it in turn.
     Parent { parent: AssetId, edge: EdgeKind },
@@ -46,7 +46,6 @@ pub enum PayoutTo {
 pub struct Payout {
     pub asset: AssetId,
     pub token: Address,
-    #[serde(flatten)]
     pub to: PayoutTo,
     #[serde(with = "crate::serde_u128")]
     pub amount: Amount,
