@@ -423,3 +423,45 @@ fn a_tampered_log_is_refused_on_replay() {
         .unwrap();
     assert!(matches!(error, ReplayError::Chain(_)), "{error}");
 }
+
+#[test]
+fn corrupt_events_and_snapshots_are_errors_never_panics() {
+    let world = build_world(
+        &[5, 9, 13, 2, 7, 1, 8, 3],
+        6,
+        &[1000, 2000, 30, 4000],
+        20_000,
+    );
+    let order: Vec<usize> = (0..world.usages.len()).collect();
+    let (economy, log, _) = run(&world, &order);
+    let state = economy.encode_state();
+    let bodies: Vec<Vec<u8>> = log.into_iter().map(|(_, body)| body).collect();
+    TestRunner::new(config(512, 6))
+        .run(
+            &(
+                any::<prop::sample::Index>(),
+                any::<prop::sample::Index>(),
+                any::<u8>(),
+                proptest::collection::vec(any::<u8>(), 0..200),
+            ),
+            |(which, at, flip, noise)| {
+                let mut body = bodies[which.index(bodies.len())].clone();
+                let position = at.index(body.len());
+                body[position] ^= flip | 1;
+                let _ = Event::decode(&body);
+                let _ = Event::decode(&noise);
+                let mut snapshot = state.clone();
+                let position = at.index(snapshot.len());
+                snapshot[position] ^= flip | 1;
+                if let Ok(decoded) = Economy::decode_state(&snapshot) {
+                    prop_assert!(
+                        decoded.ledger().check_balanced().is_ok(),
+                        "a decoded snapshot always balances"
+                    );
+                }
+                prop_assert!(Economy::decode_state(&noise).is_err());
+                Ok(())
+            },
+        )
+        .unwrap();
+}
