@@ -4,16 +4,20 @@
 mod close;
 mod ingest;
 mod merkle;
+mod pipeline;
 mod store;
+mod workload;
 
 use caravan_core::{Address, Token};
 use clap::{Args, Subcommand};
 
 use crate::present::table;
-use close::{CloseWorkload, measure_close, measure_durable_close};
-use ingest::{BATCH, measure_ingest};
+use close::{measure_close, measure_durable_close};
+use ingest::measure_ingest;
 use merkle::measure_merkle;
+use pipeline::BATCH;
 use store::ScratchStore;
+use workload::CloseWorkload;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
