@@ -43,7 +43,7 @@ pub enum StoreError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]
-    Postgres(#[from] postgres::Error),
+    Postgres(String),
     #[error("{0}")]
     Io(String),
     #[error(
@@ -58,6 +58,26 @@ pub enum StoreError {
         "this store was written by a newer caravan (schema version {found}, this build knows up to {known}); upgrade caravan"
     )]
     SchemaTooNew { found: i64, known: i64 },
+}
+
+impl From<postgres::Error> for StoreError {
+    /// Keeps the server's own words: `postgres::Error` alone displays as just "db error".
+    fn from(error: postgres::Error) -> StoreError {
+        let text = match error.as_db_error() {
+            Some(db) => {
+                let mut text = format!("{} ({})", db.message(), db.code().code());
+                if let Some(detail) = db.detail() {
+                    text.push_str(&format!("; {detail}"));
+                }
+                if let Some(hint) = db.hint() {
+                    text.push_str(&format!("; hint: {hint}"));
+                }
+                text
+            }
+            None => error.to_string(),
+        };
+        StoreError::Postgres(text)
+    }
 }
 
 /// A connection to one store. Implementations keep every method atomic: a batch is written whole

@@ -64,6 +64,9 @@ pub struct Journal {
     log: EventLog,
     economy: Economy,
     report: OpenReport,
+    /// How many times the journal reloaded after a failed write; lets concurrent waiters on
+    /// one failed group reload once, not once each.
+    generation: u64,
 }
 
 impl Journal {
@@ -80,6 +83,7 @@ impl Journal {
             log,
             economy,
             report,
+            generation: 0,
         })
     }
 
@@ -115,6 +119,7 @@ impl Journal {
             log,
             economy,
             report,
+            generation: 0,
         })
     }
 
@@ -177,8 +182,16 @@ impl Journal {
         }
     }
 
-    fn reload(&mut self) -> Result<(), JournalError> {
-        self.log = EventLog::open(&self.location)?;
+    /// The number of reloads so far.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reopens the store and rebuilds the state from it, dropping anything applied in memory
+    /// that did not reach the disk.
+    pub fn reload(&mut self) -> Result<(), JournalError> {
+        self.generation += 1;
+        self.log.reopen(&self.location)?;
         (self.economy, self.report) = restore(&self.log, &mut |_, _| {})?;
         Ok(())
     }

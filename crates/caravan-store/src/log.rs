@@ -78,12 +78,11 @@ impl EventLog {
         make: impl FnOnce(Sender<Result<T, StoreError>>) -> Request,
     ) -> Receiver<Result<T, StoreError>> {
         let (reply, answer) = channel();
-        // A send fails only if the writer exited; the dropped reply then reads as WriterStopped.
-        let _ = self
-            .requests
-            .as_ref()
-            .expect("requests live until drop")
-            .send(make(reply));
+        // With no writer (shut down, or exited) the request and its reply sender are dropped,
+        // and the answer reads as WriterStopped.
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(make(reply));
+        }
         answer
     }
 
@@ -125,12 +124,27 @@ impl EventLog {
     }
 }
 
-impl Drop for EventLog {
-    fn drop(&mut self) {
+impl EventLog {
+    /// Stops the writer after it has handled everything queued, then connects again: the way to
+    /// recover after a failed commit. The old connection (and its lock on the store) is released
+    /// before the new one is taken. If connecting fails, every later request fails too.
+    pub fn reopen(&mut self, location: &Location) -> Result<(), StoreError> {
+        self.shut_down();
+        *self = EventLog::open(location)?;
+        Ok(())
+    }
+
+    fn shut_down(&mut self) {
         drop(self.requests.take());
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }
 

@@ -34,8 +34,10 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
-/// Arbitrary constant naming caravan's advisory lock.
+/// Arbitrary constant naming caravan's advisory lock (advisory locks are per database).
 const WRITER_LOCK: i64 = 0x6361_7261_7661_6e00;
+/// Tries at taking the lock, about two seconds in all.
+const LOCK_ATTEMPTS: u32 = 10;
 
 pub struct PostgresBackend {
     client: Client,
@@ -50,10 +52,19 @@ impl PostgresBackend {
             ))
         })?;
         let mut backend = PostgresBackend { client };
-        let locked: bool = backend
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?
-            .get(0);
+        // A session that just closed may still hold the lock for a moment while the server
+        // tears it down, so ask a few times before calling the database busy.
+        let mut locked = false;
+        for attempt in 0..LOCK_ATTEMPTS {
+            locked = backend
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])?
+                .get(0);
+            if locked {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20 << attempt.min(4)));
+        }
         if !locked {
             return Err(StoreError::Io(format!(
                 "another caravan process is using the database at {}; stop it first",
@@ -188,5 +199,15 @@ impl Backend for PostgresBackend {
                 })
             })
             .collect()
+    }
+}
+
+impl Drop for PostgresBackend {
+    /// Releases the writer lock before the connection closes, so a reopen right after (a reload
+    /// after a failed write, the next command) does not race the server's teardown of this session.
+    fn drop(&mut self) {
+        let _ = self
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]);
     }
 }

@@ -115,7 +115,7 @@ impl Backend for SqliteBackend {
                     &row.body
                 ]) {
                     Err(rusqlite::Error::SqliteFailure(e, _))
-                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
                     {
                         return Err(StoreError::Conflict { seq: row.seq });
                     }

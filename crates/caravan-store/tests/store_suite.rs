@@ -334,6 +334,60 @@ fn a_damaged_snapshot_is_passed_over_and_caught_by_verification(
     );
 }
 
+fn a_failed_write_rolls_memory_back_to_the_disk(
+    scratch: Scratch,
+    refuse_writes: fn(&Location, bool),
+) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    let durable = journal.economy().state_hash();
+    refuse_writes(&scratch.location, true);
+    let error = journal
+        .submit(vec![usage(asset, 600), usage(asset, 700)])
+        .expect_err("the store refuses the write")
+        .to_string();
+    assert!(error.contains("injected failure"), "{error}");
+    assert_eq!(
+        journal.economy().state_hash(),
+        durable,
+        "memory must not keep what the disk refused"
+    );
+    assert_eq!(journal.generation(), 1);
+    refuse_writes(&scratch.location, false);
+    journal.submit(vec![usage(asset, 800)]).unwrap();
+    let hash = journal.economy().state_hash();
+    drop(journal);
+    assert_eq!(open(&scratch.location).economy().state_hash(), hash);
+}
+
+fn refuse_sqlite_writes(location: &Location, refuse: bool) {
+    let Location::DataDir(dir) = location else {
+        unreachable!()
+    };
+    let connection = rusqlite::Connection::open(dir.join("caravan.db")).unwrap();
+    let sql = if refuse {
+        "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+    } else {
+        "DROP TRIGGER refuse;"
+    };
+    connection.execute_batch(sql).unwrap();
+}
+
+fn refuse_postgres_writes(location: &Location, refuse: bool) {
+    let Location::Postgres(url) = location else {
+        unreachable!()
+    };
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let sql = if refuse {
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse();"
+    } else {
+        "DROP TRIGGER refuse ON events; DROP FUNCTION refuse();"
+    };
+    client.batch_execute(sql).unwrap();
+}
+
 fn damage_sqlite_snapshot(location: &Location) {
     let Location::DataDir(dir) = location else {
         unreachable!()
@@ -458,7 +512,7 @@ fn crash_writer_child() -> bool {
 }
 
 macro_rules! suite {
-    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $($ignore:tt)*) => {
+    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $($ignore:tt)*) => {
         mod $module {
             use super::*;
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
@@ -469,6 +523,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_store_from_a_newer_caravan_is_refused() { super::a_store_from_a_newer_caravan_is_refused($scratch, $bump) }
             $($ignore)* #[test] fn reopening_starts_from_the_latest_snapshot() { super::reopening_starts_from_the_latest_snapshot($scratch) }
             $($ignore)* #[test] fn verification_catches_tampering_behind_a_snapshot() { super::verification_catches_tampering_behind_a_snapshot($scratch, $tamper) }
+            $($ignore)* #[test] fn a_failed_write_rolls_memory_back_to_the_disk() { super::a_failed_write_rolls_memory_back_to_the_disk($scratch, $refuse) }
             $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
@@ -485,5 +540,6 @@ suite!(
     tamper_sqlite,
     bump_sqlite_schema,
     damage_sqlite_snapshot,
+    refuse_sqlite_writes,
 );
-suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
