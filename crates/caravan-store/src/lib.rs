@@ -12,6 +12,7 @@ mod journal;
 mod location;
 mod log;
 mod postgres_backend;
+mod shared;
 mod sqlite_backend;
 
 pub use backend::{
@@ -20,3 +21,4 @@ pub use backend::{
 pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
 pub use location::Location;
 pub use log::{AppendTicket, EventLog};
+pub use shared::SharedJournal;

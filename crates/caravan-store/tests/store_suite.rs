@@ -361,6 +361,65 @@ fn a_failed_write_rolls_memory_back_to_the_disk(
     assert_eq!(open(&scratch.location).economy().state_hash(), hash);
 }
 
+fn concurrent_submitters_share_one_journal(scratch: Scratch, refuse_writes: fn(&Location, bool)) {
+    const THREADS: usize = 12;
+    const EACH: u128 = 40;
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    let shared = SharedJournal::new(journal);
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let shared = &shared;
+            scope.spawn(move || {
+                for k in 0..EACH {
+                    let submitted = shared
+                        .submit(vec![usage(asset, 1 + thread as u128 * 1_000 + k)])
+                        .unwrap();
+                    assert_eq!(submitted.accepted.len(), 1);
+                }
+            });
+        }
+    });
+    let charged: u128 = (0..THREADS as u128)
+        .flat_map(|t| (0..EACH).map(move |k| 1 + t * 1_000 + k))
+        .sum();
+    let (head, hash, paid) = shared.read(|j| {
+        let economy = j.economy();
+        let paid = 10_000_000
+            - economy
+                .ledger()
+                .balance(
+                    &AccountRef::Payer(Address::from_label("payer")),
+                    &usdc().address,
+                )
+                .available();
+        (economy.head().next_seq, economy.state_hash(), paid)
+    });
+    assert_eq!(head, 4 + THREADS as u64 * EACH as u64);
+    assert_eq!(
+        paid, charged,
+        "every acknowledged call was charged exactly once"
+    );
+
+    refuse_writes(&scratch.location, true);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            let shared = &shared;
+            scope.spawn(move || assert!(shared.submit(vec![usage(asset, 5)]).is_err()));
+        }
+    });
+    assert_eq!(
+        shared.read(|j| j.economy().state_hash()),
+        hash,
+        "refused groups leave no trace in memory"
+    );
+    refuse_writes(&scratch.location, false);
+    shared.submit(vec![usage(asset, 5)]).unwrap();
+    let hash = shared.read(|j| j.economy().state_hash());
+    drop(shared);
+    assert_eq!(open(&scratch.location).economy().state_hash(), hash);
+}
+
 fn refuse_sqlite_writes(location: &Location, refuse: bool) {
     let Location::DataDir(dir) = location else {
         unreachable!()
@@ -524,6 +583,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn reopening_starts_from_the_latest_snapshot() { super::reopening_starts_from_the_latest_snapshot($scratch) }
             $($ignore)* #[test] fn verification_catches_tampering_behind_a_snapshot() { super::verification_catches_tampering_behind_a_snapshot($scratch, $tamper) }
             $($ignore)* #[test] fn a_failed_write_rolls_memory_back_to_the_disk() { super::a_failed_write_rolls_memory_back_to_the_disk($scratch, $refuse) }
+            $($ignore)* #[test] fn concurrent_submitters_share_one_journal() { super::concurrent_submitters_share_one_journal($scratch, $refuse) }
             $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
