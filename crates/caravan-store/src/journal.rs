@@ -17,7 +17,7 @@ use caravan_core::{
 
 use crate::backend::{Attachments, BundleRow, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
-use crate::log::{AppendTicket, EventLog};
+use crate::log::{AppendTicket, CommitStats, EventLog};
 
 /// How many events a replay reads per round trip.
 const REPLAY_PAGE: usize = 50_000;
@@ -180,6 +180,11 @@ impl Journal {
                 Err(error.into())
             }
         }
+    }
+
+    /// Group commits since the store was (re)opened: transactions and the events they carried.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.log.commit_stats()
     }
 
     /// The number of reloads so far.

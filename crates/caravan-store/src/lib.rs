@@ -20,5 +20,5 @@ pub use backend::{
 };
 pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
 pub use location::Location;
-pub use log::{AppendTicket, EventLog};
+pub use log::{AppendTicket, CommitStats, EventLog};
 pub use shared::SharedJournal;

@@ -7,6 +7,8 @@
 //! fails, the writer refuses every later append: the caller's in-memory state already includes the
 //! failed events, so it must reopen the store and replay rather than write on top of a hole.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
@@ -56,6 +58,21 @@ impl AppendTicket {
 pub struct EventLog {
     requests: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
+    stats: Arc<CommitCounters>,
+}
+
+/// What the writer has committed since the log was opened.
+#[derive(Debug, Default)]
+struct CommitCounters {
+    transactions: AtomicU64,
+    events: AtomicU64,
+}
+
+/// Group commits so far: how many transactions carried how many events.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub transactions: u64,
+    pub events: u64,
 }
 
 impl EventLog {
@@ -63,14 +80,25 @@ impl EventLog {
     pub fn open(location: &Location) -> Result<EventLog, StoreError> {
         let backend = location.connect()?;
         let (requests, queue) = channel();
+        let stats = Arc::new(CommitCounters::default());
+        let counters = Arc::clone(&stats);
         let writer = std::thread::Builder::new()
             .name("caravan-log-writer".into())
-            .spawn(move || run_writer(backend, queue))
+            .spawn(move || run_writer(backend, queue, &counters))
             .map_err(|e| StoreError::Io(format!("cannot start the log writer thread: {e}")))?;
         Ok(EventLog {
             requests: Some(requests),
             writer: Some(writer),
+            stats,
         })
+    }
+
+    /// Transactions and events committed since this log was opened.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            transactions: self.stats.transactions.load(Ordering::Relaxed),
+            events: self.stats.events.load(Ordering::Relaxed),
+        }
     }
 
     fn send<T>(
@@ -148,7 +176,7 @@ impl Drop for EventLog {
     }
 }
 
-fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>) {
+fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters: &CommitCounters) {
     let mut stopped: Option<String> = None;
     let mut carried: Option<Request> = None;
     loop {
@@ -184,8 +212,14 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>) {
                     Some(why) => Err(why.clone()),
                     None => commit_group(backend.as_mut(), &group),
                 };
-                if let Err(why) = &outcome {
-                    stopped.get_or_insert_with(|| why.clone());
+                match &outcome {
+                    Ok(()) => {
+                        counters.transactions.fetch_add(1, Ordering::Relaxed);
+                        counters.events.fetch_add(count as u64, Ordering::Relaxed);
+                    }
+                    Err(why) => {
+                        stopped.get_or_insert_with(|| why.clone());
+                    }
                 }
                 for (_, _, reply) in group {
                     let _ = reply.send(outcome.clone().map_err(StoreError::WriterStopped));

@@ -274,6 +274,8 @@ fn the_benchmark_prints_one_line_per_figure() {
         .unwrap());
     for name in [
         "ingest_events_per_s",
+        "ingest_events_per_s_64_clients",
+        "ingest_events_per_group_commit_64_clients",
         "epoch_close_s",
         "epoch_close_tenth_calls_s",
         "epoch_close_durable_s",
