@@ -137,12 +137,6 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
         format!("{ingest:.0} events/s"),
         "≥ 200,000 events/s".into(),
     ]);
-    t.add_row(vec![
-        "(a'') usage ingest, concurrent clients".into(),
-        format!("{concurrent_events} usage events from {clients} threads, one event per submission, each waiting until durable; {group_size:.1} events per group commit on average"),
-        format!("{concurrent_rate:.0} events/s"),
-        "—".into(),
-    ]);
     if !postgres_rates.is_empty() {
         t.add_row(vec![
             "(a') the same on PostgreSQL".into(),
@@ -155,6 +149,12 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
             "—".into(),
         ]);
     }
+    t.add_row(vec![
+        "(a'') usage ingest, concurrent clients".into(),
+        format!("{concurrent_events} usage events from {clients} threads, one event per submission, each waiting until durable; {group_size:.1} events per group commit on average"),
+        format!("{concurrent_rate:.0} events/s"),
+        "—".into(),
+    ]);
     t.add_row(vec![
         "(b) epoch close".into(),
         format!("{usage_events} usage events over {assets} assets, {contributors} contributors → {} payouts, {} leaves", close.payouts, close.leaves),
