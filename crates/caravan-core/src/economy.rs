@@ -183,7 +183,7 @@ impl Economy {
         Ok(())
     }
 
-    fn check_usage(&self, usage: &Usage) -> Result<u32, EventError> {
+    fn check_usage(&self, usage: &Usage) -> Result<(), EventError> {
         self.token(&usage.token)?;
         if usage.amount == 0 {
             return Err(EventError::Zero {
@@ -210,7 +210,7 @@ impl Economy {
             }
             _ => {}
         }
-        Ok(position)
+        Ok(())
     }
 
     /// Validates and applies `event` (anything but an epoch close, which [`Economy::close_epoch`]
@@ -301,7 +301,7 @@ impl Economy {
                     .expect("checked before applying");
             }
             Event::UsageRecorded(usage) => {
-                let position = self.check_usage(usage).expect("checked before applying");
+                let position = self.lineage.position(&usage.asset).expect("checked before applying");
                 let genesis = self.genesis.as_ref().expect("checked before applying");
                 let transfers = usage_transfers(genesis, usage);
                 let to_asset = transfers[1].amount;
