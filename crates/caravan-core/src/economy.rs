@@ -301,7 +301,10 @@ impl Economy {
                     .expect("checked before applying");
             }
             Event::UsageRecorded(usage) => {
-                let position = self.lineage.position(&usage.asset).expect("checked before applying");
+                let position = self
+                    .lineage
+                    .position(&usage.asset)
+                    .expect("checked before applying");
                 let genesis = self.genesis.as_ref().expect("checked before applying");
                 let transfers = usage_transfers(genesis, usage);
                 let to_asset = transfers[1].amount;

@@ -15,6 +15,10 @@ pub struct BalancesArgs {
     /// Show at most this many rows, largest first.
     #[arg(long, default_value_t = 40)]
     limit: usize,
+    /// Also show the bookkeeping accounts: depositors' external accounts and emptied asset
+    /// revenue, carry and treasury accounts.
+    #[arg(long)]
+    all: bool,
 }
 
 pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
@@ -33,7 +37,15 @@ pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
                 ) => a == wanted,
                 _ => false,
             };
+            let bookkeeping = match account {
+                AccountRef::External(_) => true,
+                AccountRef::AssetRevenue(_)
+                | AccountRef::CarryForward(_)
+                | AccountRef::Treasury => balance.available() == 0,
+                AccountRef::Payer(_) | AccountRef::Beneficiary(_) => false,
+            };
             mine && (balance.credits > 0 || balance.debits > 0)
+                && (args.all || args.account.is_some() || !bookkeeping)
         })
         .collect();
     rows.sort_by_key(|(_, _, b)| std::cmp::Reverse(b.credits));
@@ -68,7 +80,7 @@ pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
         );
     }
     println!(
-        "a beneficiary's credits are their cumulative entitlement; external accounts are negative by what their owner deposited"
+        "a beneficiary's credits are their cumulative entitlement; add --all for the bookkeeping accounts"
     );
     Ok(())
 }
