@@ -256,5 +256,25 @@ pub fn earners(
             show(*least),
             show(annotators[annotators.len() / 2])
         );
+        print!("{}", decile_chart(&annotators, &show));
     }
+}
+
+/// A bar per tenth of `earnings` (sorted largest first): what each tenth of the people earned
+/// together, so the long tail of a crowd can be seen at a glance.
+fn decile_chart(earnings: &[Amount], show: &dyn Fn(Amount) -> String) -> String {
+    const WIDTH: u128 = 40;
+    let tenth = earnings.len().div_ceil(10);
+    let totals: Vec<Amount> = earnings
+        .chunks(tenth)
+        .map(|chunk| chunk.iter().sum())
+        .collect();
+    let largest = totals.iter().copied().max().unwrap_or(0).max(1);
+    let mut chart = String::from("earnings by tenth of annotators, most accepted labels first:\n");
+    for (index, total) in totals.iter().enumerate() {
+        let bar = "█".repeat((total * WIDTH / largest) as usize);
+        let label = format!("{}–{}%", index * 10, index * 10 + 10);
+        chart.push_str(&format!("  {label:>8} {bar:<40} {}\n", show(*total)));
+    }
+    chart
 }
