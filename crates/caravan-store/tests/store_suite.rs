@@ -602,4 +602,4 @@ suite!(
     damage_sqlite_snapshot,
     refuse_sqlite_writes,
 );
-suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with --run-ignored"]);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
