@@ -39,15 +39,6 @@ pub struct EpochOutcome {
     pub root: Hash32,
 }
 
-impl EpochOutcome {
-    /// The position of `(account, token)` among the leaves, for proofs.
-    pub fn leaf_index(&self, account: &Address, token: &Address) -> Option<usize> {
-        self.leaves
-            .binary_search_by(|leaf| (leaf.account, leaf.token).cmp(&(*account, *token)))
-            .ok()
-    }
-}
-
 /// Computes the close of epoch `epoch` from the state's parts, changing nothing.
 pub(crate) fn prepare_close(
     lineage: &Lineage,

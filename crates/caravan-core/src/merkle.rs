@@ -126,10 +126,6 @@ impl MerkleTree {
         self.nodes.first().copied().unwrap_or(Hash32::ZERO)
     }
 
-    pub fn leaf_count(&self) -> usize {
-        self.slot_of_leaf.len()
-    }
-
     /// The proof for the `index`-th leaf given to [`MerkleTree::build`], siblings from the leaf up.
     pub fn proof(&self, index: usize) -> Vec<Hash32> {
         let mut proof = Vec::new();

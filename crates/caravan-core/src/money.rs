@@ -59,11 +59,6 @@ impl Ppm {
     pub fn parts(self) -> u32 {
         self.0
     }
-
-    /// What is left of the whole after this share.
-    pub fn complement(self) -> Ppm {
-        Ppm(Self::ONE.0 - self.0)
-    }
 }
 
 impl TryFrom<u32> for Ppm {

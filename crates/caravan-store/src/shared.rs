@@ -56,15 +56,4 @@ impl SharedJournal {
     pub fn read<R>(&self, read: impl FnOnce(&Journal) -> R) -> R {
         read(&self.lock())
     }
-
-    /// Runs `work` with the journal to itself, for whole-economy steps such as closing an epoch.
-    pub fn exclusive<R>(&self, work: impl FnOnce(&mut Journal) -> R) -> R {
-        work(&mut self.lock())
-    }
-
-    pub fn into_inner(self) -> Journal {
-        self.journal
-            .into_inner()
-            .expect("a thread panicked while applying events")
-    }
 }
