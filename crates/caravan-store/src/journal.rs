@@ -78,13 +78,7 @@ impl Journal {
     ) -> Result<Journal, JournalError> {
         let log = EventLog::open(&location)?;
         let (economy, report) = restore(&log, progress)?;
-        Ok(Journal {
-            location,
-            log,
-            economy,
-            report,
-            generation: 0,
-        })
+        Ok(Journal::opened(location, log, economy, report))
     }
 
     /// Opens the store by replaying every event from the start, ignoring snapshots, and checks
@@ -114,13 +108,17 @@ impl Journal {
             });
         }
         report.replayed = economy.head().next_seq;
-        Ok(Journal {
+        Ok(Journal::opened(location, log, economy, report))
+    }
+
+    fn opened(location: Location, log: EventLog, economy: Economy, report: OpenReport) -> Journal {
+        Journal {
             location,
             log,
             economy,
             report,
             generation: 0,
-        })
+        }
     }
 
     pub fn economy(&self) -> &Economy {
