@@ -111,6 +111,7 @@ fn a_store_is_built_by_hand_with_the_commands() {
     let token = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
     let alice = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
     let payer = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb";
+    let node = "0x00000000000000000000000000000000000000aa";
     ok(&caravan(
         dir,
         &["init", "--treasury", treasury, "--protocol-fee", "1"],
@@ -129,54 +130,55 @@ fn a_store_is_built_by_hand_with_the_commands() {
             "6",
         ],
     ));
-    let manifest = dir.join("dataset.json");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"{{"kind":"dataset","name":"tiny","owner":"{alice}","content":"0x{zeros}","licence":{{"type":"commercial","token":"{token}","price_per_call":"2500","derivative_royalty":100000}},
-               "roles":[{{"role":"data_contributor","share":1000000,"members":[{{"account":"{alice}","weight":3}}]}}]}}"#,
-            zeros = "0".repeat(64)
-        ),
-    )
-    .unwrap();
-    let id = ok(&caravan(
-        dir,
-        &[
-            "asset",
-            "register",
-            "--manifest",
-            manifest.to_str().unwrap(),
-        ],
-    ))
-    .trim()
-    .to_string();
-    assert!(id.starts_with("0x") && id.len() == 66, "{id}");
-    assert!(
-        failure(&caravan(
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dataset = examples.join("dataset.json");
+    let model = examples.join("model.json");
+    let register = |manifest: &Path| {
+        caravan(
             dir,
             &[
                 "asset",
                 "register",
                 "--manifest",
-                manifest.to_str().unwrap()
-            ]
-        ))
-        .contains("already registered")
+                manifest.to_str().unwrap(),
+            ],
+        )
+    };
+    assert!(
+        failure(&register(&model))
+            .contains("is not registered; register parents before their children")
+    );
+    let id = ok(&register(&dataset)).trim().to_string();
+    let model_text = std::fs::read_to_string(&model).unwrap();
+    assert!(
+        model_text.contains(&id),
+        "examples/model.json must name the id examples/dataset.json registers as: {id}"
+    );
+    assert!(failure(&register(&dataset)).contains("already registered"));
+    let model_id = ok(&register(&model)).trim().to_string();
+    assert!(
+        model_id.starts_with("0x") && model_id.len() == 66,
+        "{model_id}"
     );
     let shown = ok(&caravan(dir, &["asset", "show", &id]));
     assert!(
         shown.contains("commercial, 0.0025 USDC per call, derivatives owe ≥ 10%"),
         "{shown}"
     );
+    assert!(
+        shown.contains("ticket-router") && shown.contains("TRAINED_ON"),
+        "the dataset lists its child:\n{shown}"
+    );
 
     let broke = failure(&caravan(
         dir,
         &[
-            "usage", "record", "--asset", &id, "--payer", payer, "--node", alice, "--calls", "4",
+            "usage", "record", "--asset", &model_id, "--payer", payer, "--node", node, "--calls",
+            "4",
         ],
     ));
     assert!(
-        broke.contains("holds 0 base units") && broke.contains("less than the 10000 asked for"),
+        broke.contains("holds 0 base units") && broke.contains("less than the 40000 asked for"),
         "{broke}"
     );
     ok(&caravan(
@@ -188,15 +190,23 @@ fn a_store_is_built_by_hand_with_the_commands() {
     ok(&caravan(
         dir,
         &[
-            "usage", "record", "--asset", &id, "--payer", payer, "--node", alice, "--calls", "4",
+            "usage", "record", "--asset", &model_id, "--payer", payer, "--node", node, "--calls",
+            "4",
         ],
     ));
     let closed = ok(&caravan(dir, &["epoch", "close"]));
     assert!(closed.contains("epoch 1 closed"), "{closed}");
     let balances = ok(&caravan(dir, &["balances", "--account", alice]));
+    // 4 calls × 0.01 USDC, 1% fee: the model keeps 0.0396 and sends 25% (0.0099) to the dataset,
+    // whose contributors share 90% (0.00891) by weight 3 : 1.
     assert!(
-        balances.contains("0.0099 USDC"),
-        "alice gets the 1% fee less of 0.01 USDC:\n{balances}"
+        balances.contains("0.006682 USDC"),
+        "alice's three quarters of 0.00891 USDC:\n{balances}"
+    );
+    let node_balance = ok(&caravan(dir, &["balances", "--account", node]));
+    assert!(
+        node_balance.contains("0.00594 USDC"),
+        "the node's 20% of the model's 0.0297:\n{node_balance}"
     );
     assert!(ok(&caravan(dir, &["log", "verify"])).contains("1 epoch(s) re-derived"));
 }
