@@ -11,7 +11,9 @@ use crate::hash::{hex_lower, keccak256, parse_hex_exact};
 ///
 /// Shown to people (`Display`) with its EIP-55 checksum; written into JSON in lower case, the
 /// machine form Ethereum's JSON-RPC uses — a checksum costs a keccak per address, which in a bundle
-/// of a million leaves is most of the time spent writing it. Parsing is strict: `0x` and exactly 40 hex digits. All-lower-case and all-upper-case input is
+/// of a million leaves is most of the time spent writing it.
+///
+/// Parsing is strict: `0x` and exactly 40 hex digits. All-lower-case and all-upper-case input is
 /// accepted as written; mixed case must carry a correct EIP-55 checksum, because a mistyped
 /// mixed-case address is exactly the error a checksum exists to catch.
 #[derive(Copy, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -92,10 +92,8 @@ impl Journal {
         let mut report = OpenReport::default();
         let mut checkpoints = snapshots.iter().peekable();
         let economy = replay(&log, Economy::default(), progress, &mut |economy| {
-            while let Some(snapshot) = checkpoints.next_if(|s| s.seq <= economy.head().next_seq) {
-                if snapshot.seq < economy.head().next_seq {
-                    continue;
-                }
+            // Called at every event count from zero, so each snapshot is met exactly at its seq.
+            while let Some(snapshot) = checkpoints.next_if(|s| s.seq == economy.head().next_seq) {
                 check_snapshot(snapshot, economy)?;
                 report.snapshots_verified += 1;
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use caravan_core::{Address, Amount, Economy, Token};
+use caravan_core::{Address, Amount, Economy, Hash32, Leaf, Token};
 use caravan_store::{Journal, JournalError, Location};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
@@ -44,6 +44,18 @@ pub fn amount(economy: &Economy, token: &Address, amount: Amount) -> String {
         Some(known) => known.format(amount),
         None => format!("{amount} base units of {token}"),
     }
+}
+
+/// A leaf with its proof against `root`, as JSON ready to hand to a claim.
+pub fn proof_json(leaf: &Leaf, root: &Hash32, proof: &[Hash32]) -> String {
+    let json = serde_json::json!({
+        "account": leaf.account,
+        "token": leaf.token,
+        "cumulative": leaf.cumulative.to_string(),
+        "root": root,
+        "proof": proof,
+    });
+    serde_json::to_string_pretty(&json).expect("a proof always serialises")
 }
 
 /// Opens the store named by the arguments from its latest snapshot, with a progress bar while a

@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use super::ensure_genesis;
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, table};
+use crate::present::{amount, open_journal, proof_json, table};
 
 #[derive(Subcommand)]
 pub enum EpochCommand {
@@ -175,8 +175,7 @@ fn print_proofs(economy: &Economy, bundle: &EpochBundle, account: &Address) -> R
             amount(economy, &leaf.token, leaf.cumulative),
             bundle.epoch
         );
-        let json = serde_json::json!({ "account": leaf.account, "token": leaf.token, "cumulative": leaf.cumulative.to_string(), "root": bundle.root, "proof": proof });
-        println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+        println!("{}", proof_json(leaf, &bundle.root, &proof));
         println!("proof verifies against the root: {verified}");
     }
     if !found {

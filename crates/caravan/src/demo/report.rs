@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use caravan_core::*;
 
 use super::world::Cast;
-use crate::present::table;
+use crate::present::{proof_json, table};
 
 /// Prints the calls and revenue per asset and returns the total charged.
 pub fn calls(usdc: &Token, per_asset: &BTreeMap<&'static str, (u64, Amount)>) -> Amount {
@@ -86,8 +86,7 @@ pub fn proof(
         leaf.account,
         usdc.format(leaf.cumulative)
     );
-    let json = serde_json::json!({ "account": leaf.account, "token": leaf.token, "cumulative": leaf.cumulative.to_string(), "proof": proof });
-    println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+    println!("{}", proof_json(leaf, &outcome.root, &proof));
     println!(
         "verifies against the root (as OpenZeppelin's MerkleProof would): {}",
         verify_proof(&outcome.root, leaf, &proof)
