@@ -8,6 +8,7 @@ mod bench;
 mod commands;
 mod demo;
 mod present;
+mod quality;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,9 @@ enum Command {
     /// Check the event log.
     #[command(subcommand)]
     Log(commands::LogCommand),
+    /// Infer true labels from crowd judgments and measure agreement, on any CSV file.
+    #[command(subcommand)]
+    Quality(quality::QualityCommand),
     /// Measure performance and print a table, then one `name: value` line per figure.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Epoch(command) => commands::epoch(&cli.store, command),
         Command::Balances(args) => commands::balances(&cli.store, args),
         Command::Log(command) => commands::log(&cli.store, command),
+        Command::Quality(command) => quality::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

@@ -300,3 +300,46 @@ fn the_benchmark_prints_one_line_per_figure() {
         assert!(value > 0.0, "{line}");
     }
 }
+
+#[test]
+fn quality_infer_prints_labels_or_accuracy_and_names_bad_lines() {
+    let scratch = tempfile::tempdir().unwrap();
+    let answers = scratch.path().join("answers.csv");
+    let truth = scratch.path().join("truth.csv");
+    // Two reliable workers and one who always disagrees; "q3" is a tie between label 1 and 2.
+    std::fs::write(
+        &answers,
+        "question,worker,answer\nq1,a,1\nq1,b,1\nq1,c,2\nq2,a,2\nq2,b,2\nq2,c,1\nq3,a,2\nq3,c,1\n",
+    )
+    .unwrap();
+    std::fs::write(&truth, "question,truth\nq1,1\nq2,2\nq3,2\n").unwrap();
+    let args = |extra: &[&str]| {
+        let mut args = vec!["quality", "infer", "--method", "mv", "--answers"];
+        args.push(answers.to_str().unwrap());
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        caravan(scratch.path(), &args)
+    };
+
+    let labels = ok(&run(args(&[])));
+    assert_eq!(
+        labels, "item,label,confidence\nq1,1,0.6667\nq2,2,0.6667\nq3,1,0.5000\n",
+        "majority vote breaks the q3 tie towards the smallest label"
+    );
+    let summary = ok(&run(args(&["--truth", truth.to_str().unwrap()])));
+    assert_eq!(
+        summary.lines().last(),
+        Some("accuracy: 0.6667"),
+        "{summary}"
+    );
+
+    std::fs::write(&answers, "question,worker,answer\nq1,a,1\nq1;b;2\n").unwrap();
+    let err = failure(&run(args(&[])));
+    assert!(
+        err.contains("line 3") && err.contains("3 comma-separated columns"),
+        "{err}"
+    );
+}
