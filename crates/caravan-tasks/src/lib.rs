@@ -11,6 +11,7 @@
 pub mod agreement;
 pub mod answers;
 pub mod inference;
+pub mod schema;
 
 pub use answers::{Answers, AnswersError, Judgment};
 pub use inference::{Inference, Method, infer};
