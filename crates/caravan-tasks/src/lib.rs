@@ -10,7 +10,9 @@
 
 pub mod agreement;
 pub mod answers;
+pub mod import;
 pub mod inference;
+pub mod item;
 pub mod schema;
 
 pub use answers::{Answers, AnswersError, Judgment};

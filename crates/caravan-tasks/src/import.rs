@@ -1,0 +1,369 @@
+//! Item import from JSONL, CSV and Label Studio task JSON. Every record is validated against the
+//! project's schema (gold answers and model predictions included); the first bad record stops
+//! the import with its position and field, so nothing is half-imported.
+//!
+//! - JSONL: one object per line, either `{"data": {...}, "gold": ANSWER, "predictions": [...]}`
+//!   or a plain object that is the item's data.
+//! - CSV: a header line of field names; each row's fields become the item's data. A `gold` column
+//!   holds the known answer written as text (see [`parse_answer_text`]) and is not part of the data.
+//! - Label Studio: a JSON array of tasks `{"data": {...}, "predictions": [{"model_version",
+//!   "score", "result": [...]}]}`. Results of type `choices`, `labels`, `rating`, `textarea` and
+//!   `pairwise` are converted to answers; annotations are not imported.
+
+use serde_json::Value;
+
+use crate::item::{Item, ItemError, Prediction};
+use crate::schema::{Answer, LabelSchema, Preference, Span};
+
+/// The most items one import may carry; split bigger files.
+pub const MAX_IMPORT_ITEMS: usize = 1_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportFormat {
+    Jsonl,
+    Csv,
+    LabelStudio,
+}
+
+impl ImportFormat {
+    /// Guesses the format from a file name's extension: `.jsonl`, `.csv` or `.json` (Label Studio).
+    pub fn from_file_name(name: &str) -> Option<ImportFormat> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+            Some(ImportFormat::Jsonl)
+        } else if lower.ends_with(".csv") {
+            Some(ImportFormat::Csv)
+        } else if lower.ends_with(".json") {
+            Some(ImportFormat::LabelStudio)
+        } else {
+            None
+        }
+    }
+}
+
+/// What is wrong with an import, and where: `record` is the line (JSONL, CSV, counting the
+/// header) or the task's position in the array (Label Studio, from 1).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{unit} {record}: {field}: {message}")]
+pub struct ImportError {
+    pub unit: &'static str,
+    pub record: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// Parses and validates every record of `text`.
+pub fn import_items(
+    format: ImportFormat,
+    text: &str,
+    schema: &LabelSchema,
+) -> Result<Vec<Item>, ImportError> {
+    let items = match format {
+        ImportFormat::Jsonl => parse_jsonl(text, schema)?,
+        ImportFormat::Csv => parse_csv(text, schema)?,
+        ImportFormat::LabelStudio => parse_label_studio(text, schema)?,
+    };
+    if items.len() > MAX_IMPORT_ITEMS {
+        return Err(ImportError {
+            unit: "import",
+            record: items.len(),
+            field: "items".into(),
+            message: format!("more than {MAX_IMPORT_ITEMS} items; split the file"),
+        });
+    }
+    Ok(items)
+}
+
+fn error(unit: &'static str, record: usize, field: &str, message: impl ToString) -> ImportError {
+    ImportError {
+        unit,
+        record,
+        field: field.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// Validates an item, turning its error into one that names the record and field.
+fn checked(
+    item: Item,
+    schema: &LabelSchema,
+    unit: &'static str,
+    record: usize,
+) -> Result<Item, ImportError> {
+    item.validate(schema).map_err(|e| {
+        let field = match &e {
+            ItemError::NotAnObject | ItemError::TooLarge(_) => "data".to_owned(),
+            ItemError::Gold(_) => "gold".to_owned(),
+            ItemError::Prediction { index, .. } | ItemError::PredictionScore { index, .. } => {
+                format!("predictions[{index}]")
+            }
+        };
+        error(unit, record, &field, e)
+    })?;
+    Ok(item)
+}
+
+fn parse_jsonl(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError> {
+    let mut items = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| error("line", line_no, "json", format!("not valid JSON: {e}")))?;
+        let item = match value.get("data") {
+            Some(data) if data.is_object() => serde_json::from_value::<Item>(value.clone())
+                .map_err(|e| error("line", line_no, "item", e))?,
+            _ => Item {
+                data: value,
+                gold: None,
+                predictions: Vec::new(),
+            },
+        };
+        items.push(checked(item, schema, "line", line_no)?);
+    }
+    Ok(items)
+}
+
+fn parse_csv(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| error("line", 1, "header", e))?
+        .clone();
+    if headers.is_empty() || headers.iter().any(str::is_empty) {
+        return Err(error("line", 1, "header", "every column needs a name"));
+    }
+    let mut items = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            error("line", line, "row", e)
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let mut data = serde_json::Map::new();
+        let mut gold = None;
+        for (name, value) in headers.iter().zip(record.iter()) {
+            if name == "gold" {
+                if !value.is_empty() {
+                    gold = Some(
+                        parse_answer_text(schema, value)
+                            .map_err(|message| error("line", line, "gold", message))?,
+                    );
+                }
+            } else {
+                data.insert(name.to_owned(), Value::String(value.to_owned()));
+            }
+        }
+        let item = Item {
+            data: Value::Object(data),
+            gold,
+            predictions: Vec::new(),
+        };
+        items.push(checked(item, schema, "line", line)?);
+    }
+    Ok(items)
+}
+
+/// Reads an answer written as plain text, as a CSV cell or a command-line argument holds it:
+/// the option for single choice, options joined by `|` for multiple choice, the number for a
+/// rating, `a`/`b`/`tie` for pairwise, the text itself for free text, and a JSON array of
+/// `{"start","end","label"}` for spans.
+pub fn parse_answer_text(schema: &LabelSchema, text: &str) -> Result<Answer, String> {
+    Ok(match schema {
+        LabelSchema::SingleChoice { .. } => Answer::Choice(text.to_owned()),
+        LabelSchema::MultipleChoice { .. } => {
+            Answer::Choices(text.split('|').map(str::to_owned).collect())
+        }
+        LabelSchema::FreeText { .. } => Answer::Text(text.to_owned()),
+        LabelSchema::Rating { .. } => Answer::Rating(
+            text.trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not a whole number"))?,
+        ),
+        LabelSchema::Pairwise { .. } => Answer::Preference(match text.trim() {
+            "a" | "A" => Preference::A,
+            "b" | "B" => Preference::B,
+            "tie" => Preference::Tie,
+            other => return Err(format!("{other:?} is not `a`, `b` or `tie`")),
+        }),
+        LabelSchema::Spans { .. } => Answer::Spans(
+            serde_json::from_str::<Vec<Span>>(text)
+                .map_err(|e| format!("spans must be a JSON array of {{start, end, label}}: {e}"))?,
+        ),
+    })
+}
+
+fn parse_label_studio(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError> {
+    let tasks: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+        error(
+            "task",
+            0,
+            "json",
+            format!("expected a JSON array of Label Studio tasks: {e}"),
+        )
+    })?;
+    let mut items = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        let record = i + 1;
+        let data = task
+            .get("data")
+            .filter(|d| d.is_object())
+            .ok_or_else(|| error("task", record, "data", "missing or not an object"))?
+            .clone();
+        let mut predictions = Vec::new();
+        let listed = match task.get("predictions") {
+            None | Some(Value::Null) => &Vec::new(),
+            Some(Value::Array(list)) => list,
+            Some(_) => return Err(error("task", record, "predictions", "must be an array")),
+        };
+        for (p, prediction) in listed.iter().enumerate() {
+            let field = format!("predictions[{p}]");
+            let model = prediction
+                .get("model_version")
+                .and_then(Value::as_str)
+                .unwrap_or("unnamed model")
+                .to_owned();
+            let score = match prediction.get("score") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_f64().ok_or_else(|| {
+                    error(
+                        "task",
+                        record,
+                        &format!("{field}.score"),
+                        "must be a number",
+                    )
+                })?),
+            };
+            let results = prediction
+                .get("result")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    error(
+                        "task",
+                        record,
+                        &format!("{field}.result"),
+                        "must be an array",
+                    )
+                })?;
+            let answer = answer_from_results(schema, results).map_err(|(r, message)| {
+                error("task", record, &format!("{field}.result[{r}]"), message)
+            })?;
+            predictions.push(Prediction {
+                model,
+                answer,
+                score,
+            });
+        }
+        let item = Item {
+            data,
+            gold: None,
+            predictions,
+        };
+        items.push(checked(item, schema, "task", record)?);
+    }
+    Ok(items)
+}
+
+/// Converts one prediction's Label Studio results into an answer for `schema`; the error names
+/// the result index.
+fn answer_from_results(schema: &LabelSchema, results: &[Value]) -> Result<Answer, (usize, String)> {
+    let value_of = |r: usize, key: &str| -> Result<&Value, (usize, String)> {
+        results[r]
+            .get("value")
+            .and_then(|v| v.get(key))
+            .ok_or_else(|| {
+                (
+                    r,
+                    format!(
+                        "value.{key} is missing; a {} schema needs it",
+                        schema.answer_kind()
+                    ),
+                )
+            })
+    };
+    let strings = |r: usize, key: &str| -> Result<Vec<String>, (usize, String)> {
+        value_of(r, key)?
+            .as_array()
+            .and_then(|list| list.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+            .ok_or_else(|| (r, format!("value.{key} must be an array of strings")))
+    };
+    if results.is_empty() && !matches!(schema, LabelSchema::Spans { .. }) {
+        return Err((0, "the prediction has no result".into()));
+    }
+    Ok(match schema {
+        LabelSchema::SingleChoice { .. } => {
+            let mut chosen = strings(0, "choices")?;
+            if chosen.len() != 1 {
+                return Err((
+                    0,
+                    format!(
+                        "value.choices must hold exactly one option, got {}",
+                        chosen.len()
+                    ),
+                ));
+            }
+            Answer::Choice(chosen.remove(0))
+        }
+        LabelSchema::MultipleChoice { .. } => Answer::Choices(strings(0, "choices")?),
+        LabelSchema::FreeText { .. } => {
+            let mut texts = strings(0, "text")?;
+            if texts.is_empty() {
+                return Err((0, "value.text is empty".into()));
+            }
+            Answer::Text(texts.remove(0))
+        }
+        LabelSchema::Rating { .. } => Answer::Rating(
+            value_of(0, "rating")?
+                .as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| (0, "value.rating must be a whole number".to_owned()))?,
+        ),
+        LabelSchema::Pairwise { .. } => {
+            Answer::Preference(match value_of(0, "selected")?.as_str() {
+                Some("left") => Preference::A,
+                Some("right") => Preference::B,
+                other => {
+                    return Err((
+                        0,
+                        format!("value.selected must be \"left\" or \"right\", got {other:?}"),
+                    ));
+                }
+            })
+        }
+        LabelSchema::Spans { .. } => {
+            let mut spans = Vec::with_capacity(results.len());
+            for r in 0..results.len() {
+                let bound = |key| {
+                    value_of(r, key)?
+                        .as_u64()
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| (r, format!("value.{key} must be a character offset")))
+                };
+                let mut labels = strings(r, "labels")?;
+                if labels.len() != 1 {
+                    return Err((
+                        r,
+                        format!(
+                            "value.labels must hold exactly one label, got {}",
+                            labels.len()
+                        ),
+                    ));
+                }
+                spans.push(Span {
+                    start: bound("start")?,
+                    end: bound("end")?,
+                    label: labels.remove(0),
+                });
+            }
+            spans.sort();
+            Answer::Spans(spans)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
