@@ -10,9 +10,11 @@
 
 pub mod agreement;
 pub mod answers;
+pub mod board;
 pub mod import;
 pub mod inference;
 pub mod item;
+pub mod project;
 pub mod schema;
 
 pub use answers::{Answers, AnswersError, Judgment};

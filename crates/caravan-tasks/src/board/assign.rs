@@ -1,0 +1,181 @@
+//! Handing out items: exam first, gold mixed in at the project's rate, never an item a
+//! contributor has seen, never more leases than an item's overlap needs, one lease per
+//! contributor at a time, within the deadline, the daily cap and the budget.
+
+use caravan_core::{Address, Ppm, hash::keccak256_parts};
+use serde::Serialize;
+
+use super::{Board, DAY_MS, ExamState, PauseReason};
+use crate::item::{ItemId, Prediction};
+
+/// A contributor's claim on one item until `until_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Lease {
+    pub(super) item_id: ItemId,
+    pub(super) item: u32,
+    pub(super) since_ms: u64,
+    pub(super) until_ms: u64,
+}
+
+/// What a contributor is shown. Gold and exam items look exactly like real ones.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Assignment {
+    pub item: ItemId,
+    pub data: serde_json::Value,
+    /// Model pre-labels, shown as suggestions.
+    pub suggestions: Vec<Prediction>,
+    pub lease_until_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AssignError {
+    #[error("you are paused on this project: {0}")]
+    Paused(PauseReason),
+    #[error("the project's deadline has passed")]
+    DeadlinePassed,
+    #[error(
+        "you reached this project's daily cap of {cap} judgments; it resets at {resets_at_ms} ms (00:00 UTC)"
+    )]
+    DailyCap { cap: u32, resets_at_ms: u64 },
+    #[error("the project's budget is fully committed; no more work can be paid for")]
+    BudgetCommitted,
+    #[error(
+        "the project has {gold} gold items but its exam asks {questions}; the requester must add gold items"
+    )]
+    NotEnoughGold { gold: usize, questions: u32 },
+    #[error("no item is waiting for you right now; try again later")]
+    NothingLeft,
+}
+
+impl Board {
+    /// Gives `contributor` their next item under a lease, or the item they already hold.
+    pub fn assign_next_item(
+        &mut self,
+        contributor: Address,
+        now_ms: u64,
+    ) -> Result<Assignment, AssignError> {
+        self.expire_leases(now_ms);
+        if let Some(lease) = self.leases.get(&contributor) {
+            return Ok(self.assignment(lease.item, lease.until_ms));
+        }
+        let record = self.contributors.entry(contributor).or_default();
+        if let Some(reason) = &record.paused {
+            return Err(AssignError::Paused(reason.clone()));
+        }
+        if now_ms > self.spec.deadline_ms {
+            return Err(AssignError::DeadlinePassed);
+        }
+        let day = now_ms / DAY_MS;
+        if record.day == day && record.today >= self.spec.daily_cap {
+            return Err(AssignError::DailyCap {
+                cap: self.spec.daily_cap,
+                resets_at_ms: (day + 1) * DAY_MS,
+            });
+        }
+        if self.committed() + self.spec.bounty > self.spec.budget {
+            return Err(AssignError::BudgetCommitted);
+        }
+        let item = self.choose_item(&contributor)?;
+        let until_ms = now_ms + u64::from(self.spec.lease_seconds) * 1000;
+        let state = &mut self.items[item as usize];
+        state.leased += 1;
+        let lease = Lease {
+            item_id: state.id,
+            item,
+            since_ms: now_ms,
+            until_ms,
+        };
+        self.leases.insert(contributor, lease);
+        self.lease_expiry.insert((until_ms, contributor));
+        self.refresh_open(item);
+        Ok(self.assignment(item, until_ms))
+    }
+
+    fn assignment(&self, item: u32, until_ms: u64) -> Assignment {
+        let state = &self.items[item as usize];
+        Assignment {
+            item: state.id,
+            data: state.item.data.clone(),
+            suggestions: state.item.predictions.clone(),
+            lease_until_ms: until_ms,
+        }
+    }
+
+    fn choose_item(&self, contributor: &Address) -> Result<u32, AssignError> {
+        let record = &self.contributors[contributor];
+        if let Some(exam) = self.spec.exam
+            && record.exam == ExamState::Pending
+        {
+            if self.gold.len() < exam.questions as usize {
+                return Err(AssignError::NotEnoughGold {
+                    gold: self.gold.len(),
+                    questions: exam.questions,
+                });
+            }
+            return self
+                .unseen_gold(contributor)
+                .ok_or(AssignError::NothingLeft);
+        }
+        if self.gold_turn(contributor)
+            && let Some(gold) = self.unseen_gold(contributor)
+        {
+            return Ok(gold);
+        }
+        self.open
+            .iter()
+            .map(|&(_, index)| index)
+            .find(|index| !record.seen.contains(index))
+            .ok_or(AssignError::NothingLeft)
+    }
+
+    /// Whether this assignment should be a gold item: a keyed hash of the project, the
+    /// contributor and how many judgments they have made, compared with the gold rate, so the
+    /// schedule is unpredictable to the contributor and the same on every replay.
+    fn gold_turn(&self, contributor: &Address) -> bool {
+        let rate = self.spec.gold_rate.parts();
+        if rate == 0 {
+            return false;
+        }
+        let submitted = self.contributors[contributor].submitted;
+        let draw = keccak256_parts(&[&self.id.0.0, &contributor.0, &submitted.to_be_bytes()]);
+        let value = u32::from_be_bytes(draw.0[..4].try_into().expect("4 bytes"));
+        u64::from(value) * u64::from(Ppm::ONE.parts()) < u64::from(rate) << 32
+    }
+
+    /// The first gold item the contributor has not seen, starting at a per-contributor offset so
+    /// a ring of accounts does not all meet the same gold items in the same order.
+    fn unseen_gold(&self, contributor: &Address) -> Option<u32> {
+        if self.gold.is_empty() {
+            return None;
+        }
+        let seen = &self.contributors[contributor].seen;
+        let start = u32::from_be_bytes(contributor.0[..4].try_into().expect("4 bytes")) as usize
+            % self.gold.len();
+        (0..self.gold.len())
+            .map(|k| self.gold[(start + k) % self.gold.len()])
+            .find(|g| !seen.contains(g))
+    }
+
+    /// Drops leases whose time is up, returning their items to the pool.
+    fn expire_leases(&mut self, now_ms: u64) {
+        while let Some(&(until, contributor)) = self.lease_expiry.first() {
+            if until > now_ms {
+                break;
+            }
+            self.release_lease(&contributor);
+        }
+    }
+
+    pub(super) fn release_lease(&mut self, contributor: &Address) {
+        if let Some(lease) = self.leases.remove(contributor) {
+            self.lease_expiry.remove(&(lease.until_ms, *contributor));
+            self.items[lease.item as usize].leased -= 1;
+            self.refresh_open(lease.item);
+        }
+    }
+
+    /// Leases currently held.
+    pub fn active_leases(&self) -> usize {
+        self.leases.len()
+    }
+}

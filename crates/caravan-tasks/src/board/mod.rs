@@ -1,0 +1,555 @@
+//! A project's work board: items, who judged what, gold accuracy, pauses, reviews, what is
+//! resolved and what has been paid.
+//!
+//! The board is a fold over [`TaskEvent`]s, which the shell stores durably: replaying a
+//! project's events rebuilds the same board and the same [`Effect`]s (payments, pauses,
+//! resolutions) bit for bit. Leases are the one thing not in the log: they are short-lived
+//! promises ("this item is yours for ten minutes"), and after a restart an unsubmitted lease
+//! simply expires early, which costs a contributor one re-request and never a double payment.
+//!
+//! Commands ([`Board::assign_next_item`], [`Board::submit`], [`Board::review`]) check a request
+//! against the current state and, when it is acceptable, apply the event they produce and return
+//! it with its effects.
+
+mod assign;
+mod resolve;
+
+use caravan_core::{Address, Amount, Ppm};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use assign::{AssignError, Assignment};
+pub use resolve::{ReviewError, Verdict};
+
+use crate::item::{Item, ItemId};
+use crate::project::{ProjectId, ProjectSpec};
+use crate::schema::{Answer, AnswerError};
+
+/// Milliseconds in a UTC day, the period of the daily cap.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// A durable fact about a project. Only these change a board (besides ephemeral leases).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TaskEvent {
+    ItemsAdded {
+        items: Vec<Item>,
+    },
+    ReviewerAdded {
+        reviewer: Address,
+    },
+    JudgmentSubmitted {
+        contributor: Address,
+        item: ItemId,
+        answer: Answer,
+        at_ms: u64,
+    },
+    Reviewed {
+        reviewer: Address,
+        judgment: u32,
+        verdict: Verdict,
+        at_ms: u64,
+    },
+}
+
+/// A consequence of an event that the world outside the board acts on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    /// A judgment was accepted: pay `amount` of the project's token to `contributor` out of the
+    /// project's escrow.
+    Paid {
+        contributor: Address,
+        item: ItemId,
+        judgment: u32,
+        #[serde(with = "caravan_core::serde_u128")]
+        amount: Amount,
+    },
+    /// The contributor may no longer work on the project, and why.
+    Paused {
+        contributor: Address,
+        reason: PauseReason,
+    },
+    ExamPassed {
+        contributor: Address,
+    },
+    /// An item has its final judgments.
+    Resolved {
+        item: ItemId,
+    },
+}
+
+/// Why a contributor was paused; shown to them as is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PauseReason {
+    #[error(
+        "failed the qualification exam: {correct} of {questions} right, the pass mark is {pass_mark_percent}%"
+    )]
+    ExamFailed {
+        correct: u32,
+        questions: u32,
+        pass_mark_percent: f64,
+    },
+    #[error(
+        "accuracy on check questions is {correct} of {seen}, below this project's bar of {bar_percent}%; your judgments here no longer count"
+    )]
+    GoldAccuracy {
+        correct: u32,
+        seen: u32,
+        bar_percent: f64,
+    },
+}
+
+/// Where a judgment stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgmentStatus {
+    /// Counts towards its item; waits for the item to resolve or for a review.
+    Pending,
+    /// Accepted and paid.
+    Accepted,
+    /// Accepted and paid after a reviewer corrected it; the dataset uses the correction.
+    Fixed(Answer),
+    /// Not accepted: disagreed with the resolved label, rejected in review, or a wrong gold answer.
+    Rejected,
+    /// Its contributor was paused before it was settled; it no longer counts and earns nothing.
+    Discarded,
+    /// A qualification-exam answer: graded, never paid, never part of the dataset.
+    Exam { right: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judgment {
+    pub item: u32,
+    pub contributor: Address,
+    pub answer: Answer,
+    pub at_ms: u64,
+    /// Answered on a gold item (exam or check question).
+    pub gold: bool,
+    pub status: JudgmentStatus,
+}
+
+impl Judgment {
+    /// Still part of its item's evidence.
+    pub fn counts(&self) -> bool {
+        matches!(
+            self.status,
+            JudgmentStatus::Pending | JudgmentStatus::Accepted | JudgmentStatus::Fixed(_)
+        )
+    }
+}
+
+/// An item on the board.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemState {
+    pub id: ItemId,
+    pub item: Item,
+    pub judgments: Vec<u32>,
+    /// Judgments this item should collect now (grows with dynamic overlap).
+    pub needed: u32,
+    /// Contributors holding a lease on it.
+    pub leased: u32,
+    pub resolved: bool,
+}
+
+impl ItemState {
+    pub fn is_gold(&self) -> bool {
+        self.item.gold.is_some()
+    }
+}
+
+/// Where a contributor stands on the exam.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExamState {
+    #[default]
+    Pending,
+    Passed,
+    Failed,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Contributor {
+    pub seen: FxHashSet<u32>,
+    pub exam: ExamState,
+    pub exam_answered: u32,
+    pub exam_correct: u32,
+    /// Gold answers after the exam.
+    pub gold_seen: u32,
+    pub gold_correct: u32,
+    pub submitted: u32,
+    /// UTC day of the last submission and how many were made that day.
+    pub day: u64,
+    pub today: u32,
+    pub paused: Option<PauseReason>,
+    pub accepted: u32,
+    pub rejected: u32,
+}
+
+impl Contributor {
+    /// The board's running estimate of how often this contributor is right, from gold answers
+    /// (exam included) with a Beta(4, 1) prior: 0.8 before any gold, so newcomers count but
+    /// less than a proven contributor.
+    pub fn skill(&self) -> f64 {
+        let correct = f64::from(self.exam_correct + self.gold_correct);
+        let seen = f64::from(self.exam_answered + self.gold_seen);
+        (correct + 4.0) / (seen + 5.0)
+    }
+}
+
+/// Why a submission was refused. Nothing was recorded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("you hold no lease on item {0}; it may have expired: request the next item")]
+    NoLease(ItemId),
+    #[error(
+        "answered {elapsed_s:.1} s after the item was handed out; this project asks for at least {min_s} s per item"
+    )]
+    TooFast { elapsed_s: f64, min_s: u32 },
+    #[error("invalid answer: {0}")]
+    Invalid(#[from] AnswerError),
+    #[error("you are paused on this project: {0}")]
+    Paused(PauseReason),
+}
+
+/// One project's board. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Board {
+    pub id: ProjectId,
+    pub requester: Address,
+    pub spec: ProjectSpec,
+    items: Vec<ItemState>,
+    item_index: FxHashMap<ItemId, u32>,
+    gold: Vec<u32>,
+    judgments: Vec<Judgment>,
+    contributors: FxHashMap<Address, Contributor>,
+    reviewers: FxHashSet<Address>,
+    /// Real items that can take another assignment, in queue order.
+    open: BTreeSet<(u64, u32)>,
+    /// Judgments of reviewed task types waiting for a reviewer.
+    awaiting_review: BTreeSet<u32>,
+    leases: FxHashMap<Address, assign::Lease>,
+    lease_expiry: BTreeSet<(u64, Address)>,
+    paid: Amount,
+    /// Judgments that may still be paid (pending ones); with leases, what the budget must cover.
+    liable: u64,
+    events: u64,
+}
+
+impl Board {
+    /// An empty board for a validated spec.
+    pub fn new(id: ProjectId, requester: Address, spec: ProjectSpec) -> Board {
+        debug_assert!(spec.validate().is_ok());
+        Board {
+            id,
+            requester,
+            spec,
+            items: Vec::new(),
+            item_index: FxHashMap::default(),
+            gold: Vec::new(),
+            judgments: Vec::new(),
+            contributors: FxHashMap::default(),
+            reviewers: FxHashSet::default(),
+            open: BTreeSet::new(),
+            awaiting_review: BTreeSet::new(),
+            leases: FxHashMap::default(),
+            lease_expiry: BTreeSet::new(),
+            paid: 0,
+            liable: 0,
+            events: 0,
+        }
+    }
+
+    /// Applies a durable event. Events come from this board's commands or from the log, so they
+    /// are trusted: a replay applies them without re-checking leases or timing.
+    pub fn apply(&mut self, event: &TaskEvent) -> Vec<Effect> {
+        self.events += 1;
+        let mut effects = Vec::new();
+        match event {
+            TaskEvent::ItemsAdded { items } => {
+                for item in items {
+                    self.add_item(item.clone());
+                }
+            }
+            TaskEvent::ReviewerAdded { reviewer } => {
+                self.reviewers.insert(*reviewer);
+            }
+            TaskEvent::JudgmentSubmitted {
+                contributor,
+                item,
+                answer,
+                at_ms,
+            } => self.record_judgment(*contributor, *item, answer.clone(), *at_ms, &mut effects),
+            TaskEvent::Reviewed {
+                judgment, verdict, ..
+            } => self.record_review(*judgment, verdict, &mut effects),
+        }
+        effects
+    }
+
+    fn add_item(&mut self, item: Item) {
+        let id = item.id();
+        if self.item_index.contains_key(&id) {
+            return;
+        }
+        let index = self.items.len() as u32;
+        let gold = item.gold.is_some();
+        self.items.push(ItemState {
+            id,
+            item,
+            judgments: Vec::new(),
+            needed: self.spec.overlap.min,
+            leased: 0,
+            resolved: false,
+        });
+        self.item_index.insert(id, index);
+        if gold {
+            self.gold.push(index);
+        } else {
+            self.refresh_open(index);
+        }
+    }
+
+    /// Checks a submission against the contributor's lease, the timing rule and the schema, then
+    /// records it. Returns the event to store and its effects.
+    pub fn submit(
+        &mut self,
+        contributor: Address,
+        item: ItemId,
+        answer: Answer,
+        now_ms: u64,
+    ) -> Result<(TaskEvent, Vec<Effect>), SubmitError> {
+        if let Some(reason) = self
+            .contributors
+            .get(&contributor)
+            .and_then(|c| c.paused.clone())
+        {
+            return Err(SubmitError::Paused(reason));
+        }
+        let lease = self
+            .leases
+            .get(&contributor)
+            .filter(|l| l.item_id == item && l.until_ms > now_ms)
+            .ok_or(SubmitError::NoLease(item))?;
+        let elapsed_ms = now_ms.saturating_sub(lease.since_ms);
+        if elapsed_ms < u64::from(self.spec.min_seconds_per_item) * 1000 {
+            return Err(SubmitError::TooFast {
+                elapsed_s: elapsed_ms as f64 / 1000.0,
+                min_s: self.spec.min_seconds_per_item,
+            });
+        }
+        let index = self.item_index[&item];
+        self.spec
+            .schema
+            .validate(&answer, &self.items[index as usize].item.data)?;
+        let event = TaskEvent::JudgmentSubmitted {
+            contributor,
+            item,
+            answer,
+            at_ms: now_ms,
+        };
+        let effects = self.apply(&event);
+        Ok((event, effects))
+    }
+
+    fn record_judgment(
+        &mut self,
+        contributor: Address,
+        item_id: ItemId,
+        answer: Answer,
+        at_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.release_lease(&contributor);
+        let Some(&index) = self.item_index.get(&item_id) else {
+            debug_assert!(false, "a judgment on an item the board does not have");
+            return;
+        };
+        let gold = self.items[index as usize].is_gold();
+        let judgment = self.judgments.len() as u32;
+        self.judgments.push(Judgment {
+            item: index,
+            contributor,
+            answer,
+            at_ms,
+            gold,
+            status: JudgmentStatus::Pending,
+        });
+        self.items[index as usize].judgments.push(judgment);
+        let record = self.contributors.entry(contributor).or_default();
+        record.seen.insert(index);
+        record.submitted += 1;
+        let day = at_ms / DAY_MS;
+        if record.day != day {
+            record.day = day;
+            record.today = 0;
+        }
+        record.today += 1;
+        if gold {
+            self.grade_gold(judgment, effects);
+        } else {
+            self.liable += 1;
+            self.after_judgment(index, judgment, effects);
+        }
+    }
+
+    /// Adds an item to or removes it from the assignment queue to match its state.
+    fn refresh_open(&mut self, index: u32) {
+        let key = (self.queue_key(index), index);
+        let state = &self.items[index as usize];
+        let counting = self.counting(index);
+        let total = state.judgments.len() as u32;
+        let available = !state.is_gold()
+            && !state.resolved
+            && counting + state.leased < state.needed
+            && total + state.leased < self.spec.overlap.max.max(state.needed);
+        if available {
+            self.open.insert(key);
+        } else {
+            self.open.remove(&key);
+        }
+    }
+
+    fn queue_key(&self, index: u32) -> u64 {
+        match self.spec.order {
+            crate::project::QueueOrder::ImportOrder => 0,
+            crate::project::QueueOrder::ModelUncertainty => {
+                // Most uncertain first; items without scores last.
+                match self.items[index as usize].item.model_uncertainty() {
+                    Some(u) => u64::from(Ppm::ONE.parts() - (u * 1e6).round() as u32),
+                    None => u64::MAX,
+                }
+            }
+        }
+    }
+
+    /// Judgments on the item that still count.
+    fn counting(&self, index: u32) -> u32 {
+        self.items[index as usize]
+            .judgments
+            .iter()
+            .filter(|&&j| self.judgments[j as usize].counts())
+            .count() as u32
+    }
+
+    fn pay(&mut self, judgment: u32, fixed: Option<Answer>, effects: &mut Vec<Effect>) {
+        let record = &mut self.judgments[judgment as usize];
+        if !record.gold {
+            self.liable -= 1;
+        }
+        record.status = match fixed {
+            Some(answer) => JudgmentStatus::Fixed(answer),
+            None => JudgmentStatus::Accepted,
+        };
+        let contributor = record.contributor;
+        let item = self.items[record.item as usize].id;
+        self.paid += self.spec.bounty;
+        debug_assert!(self.paid <= self.spec.budget, "paid beyond the budget");
+        self.contributors.entry(contributor).or_default().accepted += 1;
+        effects.push(Effect::Paid {
+            contributor,
+            item,
+            judgment,
+            amount: self.spec.bounty,
+        });
+    }
+
+    fn reject(&mut self, judgment: u32) {
+        let record = &mut self.judgments[judgment as usize];
+        if !record.gold && record.status == JudgmentStatus::Pending {
+            self.liable -= 1;
+        }
+        record.status = JudgmentStatus::Rejected;
+        let contributor = record.contributor;
+        self.contributors.entry(contributor).or_default().rejected += 1;
+    }
+
+    pub fn items(&self) -> &[ItemState] {
+        &self.items
+    }
+
+    pub fn item(&self, id: &ItemId) -> Option<&ItemState> {
+        self.item_index.get(id).map(|&i| &self.items[i as usize])
+    }
+
+    pub fn judgments(&self) -> &[Judgment] {
+        &self.judgments
+    }
+
+    pub fn contributor(&self, account: &Address) -> Option<&Contributor> {
+        self.contributors.get(account)
+    }
+
+    pub fn contributors(&self) -> impl Iterator<Item = (&Address, &Contributor)> {
+        self.contributors.iter()
+    }
+
+    pub fn is_reviewer(&self, account: &Address) -> bool {
+        self.reviewers.contains(account)
+    }
+
+    /// Paid so far, in the token's base units; never more than the budget.
+    pub fn paid(&self) -> Amount {
+        self.paid
+    }
+
+    /// The most the project may still owe: pending judgments and active leases at one bounty each.
+    pub fn committed(&self) -> Amount {
+        self.paid + self.spec.bounty * u128::from(self.liable + self.leases.len() as u64)
+    }
+
+    /// Events applied so far.
+    pub fn event_count(&self) -> u64 {
+        self.events
+    }
+
+    /// A summary a requester reads.
+    pub fn status(&self) -> BoardStatus {
+        let real = self.items.iter().filter(|i| !i.is_gold());
+        let (mut resolved, mut total) = (0, 0);
+        for item in real {
+            total += 1;
+            resolved += u64::from(item.resolved);
+        }
+        let paused = self
+            .contributors
+            .values()
+            .filter(|c| c.paused.is_some())
+            .count() as u64;
+        BoardStatus {
+            items: total,
+            gold_items: self.gold.len() as u64,
+            resolved,
+            judgments: self.judgments.len() as u64,
+            contributors: self.contributors.len() as u64,
+            paused,
+            awaiting_review: self.awaiting_review.len() as u64,
+            paid: self.paid,
+            budget: self.spec.budget,
+            model_agreement: self.model_agreement(),
+        }
+    }
+}
+
+/// How a project is doing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoardStatus {
+    pub items: u64,
+    pub gold_items: u64,
+    pub resolved: u64,
+    pub judgments: u64,
+    pub contributors: u64,
+    pub paused: u64,
+    pub awaiting_review: u64,
+    #[serde(with = "caravan_core::serde_u128")]
+    pub paid: Amount,
+    #[serde(with = "caravan_core::serde_u128")]
+    pub budget: Amount,
+    /// Per model: resolved items where its prediction matched the people's label, and items compared.
+    pub model_agreement: BTreeMap<String, (u64, u64)>,
+}
+
+#[cfg(test)]
+mod tests;
