@@ -518,12 +518,18 @@ impl Board {
             .values()
             .filter(|c| c.paused.is_some())
             .count() as u64;
+        // Only contributors with a stored judgment: asking for work leaves no durable trace.
+        let contributors = self
+            .contributors
+            .values()
+            .filter(|c| c.submitted > 0)
+            .count() as u64;
         BoardStatus {
             items: total,
             gold_items: self.gold.len() as u64,
             resolved,
             judgments: self.judgments.len() as u64,
-            contributors: self.contributors.len() as u64,
+            contributors,
             paused,
             awaiting_review: self.awaiting_review.len() as u64,
             paid: self.paid,
@@ -540,6 +546,7 @@ pub struct BoardStatus {
     pub gold_items: u64,
     pub resolved: u64,
     pub judgments: u64,
+    /// Contributors who submitted at least one judgment.
     pub contributors: u64,
     pub paused: u64,
     pub awaiting_review: u64,
