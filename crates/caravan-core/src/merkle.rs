@@ -66,7 +66,13 @@ pub struct MerkleTree {
 impl MerkleTree {
     /// Builds the tree over `leaves`. An empty tree has the zero root and no proofs.
     pub fn build(leaves: &[Leaf]) -> MerkleTree {
-        let n = leaves.len();
+        MerkleTree::from_leaf_hashes(leaves.par_iter().map(Leaf::hash).collect())
+    }
+
+    /// Builds the tree over already hashed leaves (any leaf encoding, such as a dataset's items),
+    /// with the same layout as [`MerkleTree::build`]: leaves sorted, pairs hashed in order.
+    pub fn from_leaf_hashes(leaf_hashes: Vec<Hash32>) -> MerkleTree {
+        let n = leaf_hashes.len();
         assert!(n < u32::MAX as usize / 2, "more than 2^31 leaves");
         if n == 0 {
             return MerkleTree {
@@ -74,10 +80,10 @@ impl MerkleTree {
                 slot_of_leaf: Vec::new(),
             };
         }
-        let mut hashed: Vec<(Hash32, u32)> = leaves
-            .par_iter()
+        let mut hashed: Vec<(Hash32, u32)> = leaf_hashes
+            .into_par_iter()
             .enumerate()
-            .map(|(i, leaf)| (leaf.hash(), i as u32))
+            .map(|(i, hash)| (hash, i as u32))
             .collect();
         hashed.par_sort_unstable();
         let size = 2 * n - 1;

@@ -326,10 +326,13 @@ fn answer_from_results(schema: &LabelSchema, results: &[Value]) -> Result<Answer
             Answer::Preference(match value_of(0, "selected")?.as_str() {
                 Some("left") => Preference::A,
                 Some("right") => Preference::B,
+                Some("tie") => Preference::Tie,
                 other => {
                     return Err((
                         0,
-                        format!("value.selected must be \"left\" or \"right\", got {other:?}"),
+                        format!(
+                            "value.selected must be \"left\", \"right\" or \"tie\", got {other:?}"
+                        ),
                     ));
                 }
             })

@@ -11,6 +11,8 @@
 pub mod agreement;
 pub mod answers;
 pub mod board;
+pub mod dataset;
+pub mod export;
 pub mod import;
 pub mod inference;
 pub mod item;

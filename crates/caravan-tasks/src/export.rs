@@ -1,0 +1,127 @@
+//! Dataset export as JSONL, CSV and Label Studio JSON, one chunk of text per row, so the shell
+//! streams any size of dataset without building it in memory.
+
+use serde_json::{Value, json};
+
+use crate::board::Board;
+use crate::dataset::{Dataset, DatasetRow};
+use crate::schema::{Answer, LabelSchema, Preference};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    LabelStudio,
+}
+
+/// The export as chunks of text; concatenated, they are the whole file.
+pub fn export_chunks<'a>(
+    dataset: &'a Dataset,
+    board: &'a Board,
+    format: ExportFormat,
+) -> Box<dyn Iterator<Item = String> + 'a> {
+    let data = move |row: &DatasetRow| {
+        board
+            .item(&row.item)
+            .map_or(Value::Null, |state| state.item.data.clone())
+    };
+    let count = dataset.rows.len();
+    match format {
+        ExportFormat::Jsonl => Box::new(dataset.rows.iter().map(move |row| {
+            let line = json!({
+                "item": row.item,
+                "data": data(row),
+                "answer": row.answer,
+                "confidence": row.confidence,
+                "contributors": row.contributors,
+            });
+            format!("{line}\n")
+        })),
+        ExportFormat::Csv => Box::new(
+            std::iter::once("item,label,confidence,contributors,data\n".to_owned()).chain(
+                dataset.rows.iter().map(move |row| {
+                    let contributors: Vec<String> =
+                        row.contributors.iter().map(|a| a.to_string()).collect();
+                    format!(
+                        "{},{},{:.6},{},{}\n",
+                        row.item,
+                        csv_field(&answer_text(&row.answer)),
+                        row.confidence,
+                        contributors.join(" "),
+                        csv_field(&data(row).to_string())
+                    )
+                }),
+            ),
+        ),
+        ExportFormat::LabelStudio => Box::new(
+            std::iter::once("[\n".to_owned())
+                .chain(dataset.rows.iter().enumerate().map(move |(i, row)| {
+                    let task = json!({
+                        "data": data(row),
+                        "meta": { "caravan_item": row.item, "confidence": row.confidence },
+                        "annotations": [{ "result": label_studio_result(&dataset.schema, &row.answer) }],
+                    });
+                    let separator = if i + 1 < count { ",\n" } else { "\n" };
+                    format!("{task}{separator}")
+                }))
+                .chain(std::iter::once("]\n".to_owned())),
+        ),
+    }
+}
+
+/// An answer as plain text, the inverse of [`crate::import::parse_answer_text`].
+pub fn answer_text(answer: &Answer) -> String {
+    match answer {
+        Answer::Choice(c) => c.clone(),
+        Answer::Choices(c) => c.join("|"),
+        Answer::Text(t) => t.clone(),
+        Answer::Rating(r) => r.to_string(),
+        Answer::Preference(p) => match p {
+            Preference::A => "a",
+            Preference::B => "b",
+            Preference::Tie => "tie",
+        }
+        .to_owned(),
+        Answer::Spans(spans) => serde_json::to_string(spans).expect("spans serialise"),
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// An answer as Label Studio annotation results (the shapes the importer reads).
+fn label_studio_result(schema: &LabelSchema, answer: &Answer) -> Value {
+    let to_name = match schema {
+        LabelSchema::Spans { text_field, .. } => text_field.as_str(),
+        _ => "text",
+    };
+    let one = |kind: &str, value: Value| json!([{ "from_name": "label", "to_name": to_name, "type": kind, "value": value }]);
+    match answer {
+        Answer::Choice(c) => one("choices", json!({ "choices": [c] })),
+        Answer::Choices(c) => one("choices", json!({ "choices": c })),
+        Answer::Text(t) => one("textarea", json!({ "text": [t] })),
+        Answer::Rating(r) => one("rating", json!({ "rating": r })),
+        Answer::Preference(p) => one(
+            "pairwise",
+            json!({ "selected": match p {
+                Preference::A => "left",
+                Preference::B => "right",
+                Preference::Tie => "tie",
+            } }),
+        ),
+        Answer::Spans(spans) => Value::Array(
+            spans
+                .iter()
+                .map(|s| {
+                    json!({ "from_name": "label", "to_name": to_name, "type": "labels",
+                            "value": { "start": s.start, "end": s.end, "labels": [s.label] } })
+                })
+                .collect(),
+        ),
+    }
+}
