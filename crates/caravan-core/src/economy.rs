@@ -12,7 +12,7 @@ use crate::address::Address;
 use crate::asset::{AssetId, Licence};
 use crate::codec::DecodeError;
 use crate::epoch::{Accrual, BUNDLE_FORMAT, EpochBundle, EpochOutcome, TreasuryFee, prepare_close};
-use crate::event::{ChainError, ChainHead, Envelope, Event, Genesis, Usage};
+use crate::event::{ChainError, ChainHead, Envelope, Event, Genesis, MAX_WORK_RECORD_BYTES, Usage};
 use crate::hash::Hash32;
 use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
 use crate::lineage::{Lineage, LineageError};
@@ -59,6 +59,10 @@ pub enum EventError {
         expected: Address,
         given: Address,
     },
+    #[error(
+        "a work record of {0} bytes is over the limit of {MAX_WORK_RECORD_BYTES}; split it (imports go in chunks)"
+    )]
+    WorkRecordTooLarge(usize),
     #[error("the next epoch to close is {expected}, not {given}")]
     WrongEpoch { expected: u64, given: u64 },
     #[error(
@@ -170,6 +174,21 @@ impl Economy {
                     ..usage_transfers(genesis, usage)[1]
                 };
                 self.ledger.check(&whole_charge)?;
+            }
+            Event::WorkRecorded { record, .. } => {
+                if record.len() > MAX_WORK_RECORD_BYTES {
+                    return Err(EventError::WorkRecordTooLarge(record.len()));
+                }
+            }
+            Event::ProjectFunded { .. } | Event::BountyPaid { .. } => {
+                let transfer = escrow_transfer(event).expect("an escrow event");
+                self.token(&transfer.token)?;
+                if transfer.amount == 0 {
+                    return Err(EventError::Zero {
+                        what: "an escrow amount",
+                    });
+                }
+                self.ledger.check(&transfer)?;
             }
             Event::EpochClosed { epoch, .. } => {
                 if *epoch != self.next_epoch() {
@@ -320,6 +339,13 @@ impl Economy {
                     .entry(usage.node)
                     .or_default() += to_asset;
             }
+            Event::WorkRecorded { .. } => {}
+            Event::ProjectFunded { .. } | Event::BountyPaid { .. } => {
+                let transfer = escrow_transfer(event).expect("an escrow event");
+                self.ledger
+                    .transfer(transfer)
+                    .expect("checked before applying");
+            }
             Event::EpochClosed { .. } => unreachable!("epoch closes go through commit_close"),
         }
     }
@@ -425,6 +451,37 @@ fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer 
         to: AccountRef::Payer(payer),
         token,
         amount,
+    }
+}
+
+/// The ledger movement of an escrow event: a requester funding a project from outside, or a
+/// bounty leaving the project's escrow for a contributor. No protocol fee is taken on either.
+fn escrow_transfer(event: &Event) -> Option<Transfer> {
+    match event {
+        Event::ProjectFunded {
+            project,
+            requester,
+            token,
+            amount,
+        } => Some(Transfer {
+            from: AccountRef::External(*requester),
+            to: AccountRef::Escrow(*project),
+            token: *token,
+            amount: *amount,
+        }),
+        Event::BountyPaid {
+            project,
+            contributor,
+            token,
+            amount,
+            ..
+        } => Some(Transfer {
+            from: AccountRef::Escrow(*project),
+            to: AccountRef::Beneficiary(*contributor),
+            token: *token,
+            amount: *amount,
+        }),
+        _ => None,
     }
 }
 

@@ -56,7 +56,36 @@ pub enum Event {
         epoch: u64,
         root: Hash32,
     },
+    /// A fact of the data-work layer (a project created, items added, a judgment submitted, a
+    /// review), as that layer's own JSON. The economy does not interpret it; it is chained here
+    /// so that work and the bounties it causes form one atomic, tamper-evident history.
+    WorkRecorded {
+        project: Hash32,
+        record: String,
+    },
+    /// A requester escrows a data project's budget; bounties are paid out of it.
+    ProjectFunded {
+        project: Hash32,
+        requester: Address,
+        token: Address,
+        #[serde(with = "crate::serde_u128")]
+        amount: Amount,
+    },
+    /// An accepted judgment earns its bounty: out of the project's escrow, into the
+    /// contributor's entitlement (and so into the next epoch's root).
+    BountyPaid {
+        project: Hash32,
+        contributor: Address,
+        token: Address,
+        #[serde(with = "crate::serde_u128")]
+        amount: Amount,
+        /// The judgment's number within its project, for audit.
+        judgment: u32,
+    },
 }
+
+/// The largest work record accepted, in bytes of JSON; imports are split into records below it.
+pub const MAX_WORK_RECORD_BYTES: usize = 4 << 20;
 
 impl Event {
     pub fn kind_name(&self) -> &'static str {
@@ -67,6 +96,9 @@ impl Event {
             Event::Deposited { .. } => "deposited",
             Event::UsageRecorded(_) => "usage recorded",
             Event::EpochClosed { .. } => "epoch closed",
+            Event::WorkRecorded { .. } => "work recorded",
+            Event::ProjectFunded { .. } => "project funded",
+            Event::BountyPaid { .. } => "bounty paid",
         }
     }
 
@@ -101,6 +133,35 @@ impl Event {
             }
             Event::EpochClosed { epoch, root } => {
                 e.u8(5).u64(*epoch).hash(root);
+            }
+            Event::WorkRecorded { project, record } => {
+                e.u8(6).hash(project).str(record);
+            }
+            Event::ProjectFunded {
+                project,
+                requester,
+                token,
+                amount,
+            } => {
+                e.u8(7)
+                    .hash(project)
+                    .address(requester)
+                    .address(token)
+                    .u128(*amount);
+            }
+            Event::BountyPaid {
+                project,
+                contributor,
+                token,
+                amount,
+                judgment,
+            } => {
+                e.u8(8)
+                    .hash(project)
+                    .address(contributor)
+                    .address(token)
+                    .u128(*amount)
+                    .u32(*judgment);
             }
         }
         e.bytes
@@ -139,6 +200,23 @@ impl Event {
             5 => Event::EpochClosed {
                 epoch: d.u64()?,
                 root: d.hash()?,
+            },
+            6 => Event::WorkRecorded {
+                project: d.hash()?,
+                record: d.str()?,
+            },
+            7 => Event::ProjectFunded {
+                project: d.hash()?,
+                requester: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+            },
+            8 => Event::BountyPaid {
+                project: d.hash()?,
+                contributor: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+                judgment: d.u32()?,
             },
             tag => return Err(d.error(format!("unknown event tag {tag}"))),
         };
@@ -270,6 +348,23 @@ mod tests {
             Event::EpochClosed {
                 epoch: 3,
                 root: Hash32([5; 32]),
+            },
+            Event::WorkRecorded {
+                project: Hash32([6; 32]),
+                record: "{\"type\":\"items_added\"}".into(),
+            },
+            Event::ProjectFunded {
+                project: Hash32([6; 32]),
+                requester: a,
+                token: a,
+                amount: 1,
+            },
+            Event::BountyPaid {
+                project: Hash32([6; 32]),
+                contributor: a,
+                token: a,
+                amount: 2,
+                judgment: u32::MAX,
             },
         ]
     }

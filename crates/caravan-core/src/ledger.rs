@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::address::Address;
 use crate::asset::AssetId;
+use crate::hash::Hash32;
 use crate::money::Amount;
 
 /// Every kind of account money can sit in.
@@ -29,6 +30,8 @@ pub enum AccountRef {
     Beneficiary(Address),
     /// Protocol fees accrued in the current epoch, paid to the treasury address at close.
     Treasury,
+    /// A data project's escrowed budget, keyed by project id; bounties are paid out of it.
+    Escrow(Hash32),
 }
 
 impl AccountRef {
@@ -47,6 +50,7 @@ impl fmt::Display for AccountRef {
             AccountRef::CarryForward(id) => write!(f, "carry-forward of asset {}", id.0.short()),
             AccountRef::Beneficiary(a) => write!(f, "beneficiary {a}"),
             AccountRef::Treasury => write!(f, "treasury"),
+            AccountRef::Escrow(project) => write!(f, "escrow of project {}", project.short()),
         }
     }
 }

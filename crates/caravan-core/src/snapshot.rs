@@ -186,6 +186,7 @@ fn encode_account(e: &mut Encoder, account: &AccountRef) {
         AccountRef::CarryForward(id) => e.u8(3).hash(&id.0),
         AccountRef::Beneficiary(a) => e.u8(4).address(a),
         AccountRef::Treasury => e.u8(5),
+        AccountRef::Escrow(project) => e.u8(6).hash(project),
     };
 }
 
@@ -197,6 +198,7 @@ fn decode_account(d: &mut Decoder<'_>) -> Result<AccountRef, DecodeError> {
         3 => AccountRef::CarryForward(AssetId(d.hash()?)),
         4 => AccountRef::Beneficiary(d.address()?),
         5 => AccountRef::Treasury,
+        6 => AccountRef::Escrow(d.hash()?),
         tag => return Err(d.error(format!("unknown account kind {tag}"))),
     })
 }

@@ -518,3 +518,93 @@ fn every_way_a_bundle_can_be_wrong_is_named() {
         BundleError::NotTheNextEpoch { .. }
     ));
 }
+
+#[test]
+fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
+    let mut economy = started(50_000);
+    let project = keccak256(b"project");
+    let requester = Address::from_label("requester");
+    let token = usdc().address;
+    economy
+        .append(
+            Event::ProjectFunded {
+                project,
+                requester,
+                token,
+                amount: 100,
+            },
+            1,
+        )
+        .unwrap();
+    economy
+        .append(
+            Event::WorkRecorded {
+                project,
+                record: r#"{"type":"judgment_submitted"}"#.into(),
+            },
+            2,
+        )
+        .unwrap();
+    let bounty = |contributor: &str, amount, judgment| Event::BountyPaid {
+        project,
+        contributor: Address::from_label(contributor),
+        token,
+        amount,
+        judgment,
+    };
+    economy.append(bounty("alice", 60, 0), 3).unwrap();
+    economy.append(bounty("bob", 40, 1), 3).unwrap();
+    assert_eq!(
+        entitled(&economy, "alice"),
+        60,
+        "no protocol fee on bounties"
+    );
+    let escrow = AccountRef::Escrow(project);
+    assert_eq!(economy.ledger().balance(&escrow, &token).available(), 0);
+
+    let over = economy.append(bounty("carol", 1, 2), 4).unwrap_err();
+    assert!(
+        matches!(
+            over,
+            EventError::Ledger(LedgerError::InsufficientBalance { available: 0, .. })
+        ),
+        "{over}"
+    );
+    assert_eq!(
+        economy.append(bounty("carol", 0, 2), 4).unwrap_err(),
+        EventError::Zero {
+            what: "an escrow amount"
+        }
+    );
+    let stranger = Address::from_label("unregistered token");
+    let unknown = Event::ProjectFunded {
+        project,
+        requester,
+        token: stranger,
+        amount: 5,
+    };
+    assert_eq!(
+        economy.append(unknown, 4).unwrap_err(),
+        EventError::UnknownToken(stranger)
+    );
+    let huge = Event::WorkRecorded {
+        project,
+        record: "x".repeat(MAX_WORK_RECORD_BYTES + 1),
+    };
+    assert_eq!(
+        economy.append(huge, 4).unwrap_err(),
+        EventError::WorkRecordTooLarge(MAX_WORK_RECORD_BYTES + 1)
+    );
+
+    // Paid bounties are entitlements: the next epoch's root pays them out on chain.
+    let (outcome, _, _) = economy.close_epoch(5).unwrap();
+    let alice = outcome
+        .leaves
+        .iter()
+        .find(|l| l.account == Address::from_label("alice"))
+        .unwrap();
+    assert_eq!(alice.cumulative, 60);
+    // Escrow balances survive a snapshot.
+    let restored = Economy::decode_state(&economy.encode_state()).unwrap();
+    assert_eq!(restored.state_hash(), economy.state_hash());
+}

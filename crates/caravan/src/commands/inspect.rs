@@ -41,7 +41,8 @@ pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
                 AccountRef::External(_) => true,
                 AccountRef::AssetRevenue(_)
                 | AccountRef::CarryForward(_)
-                | AccountRef::Treasury => balance.available() == 0,
+                | AccountRef::Treasury
+                | AccountRef::Escrow(_) => balance.available() == 0,
                 AccountRef::Payer(_) | AccountRef::Beneficiary(_) => false,
             };
             mine && (balance.credits > 0 || balance.debits > 0)
