@@ -63,6 +63,8 @@ pub enum EventError {
         "a work record of {0} bytes is over the limit of {MAX_WORK_RECORD_BYTES}; split it (imports go in chunks)"
     )]
     WorkRecordTooLarge(usize),
+    #[error("the bounties of one work record add up to more than 2^128 base units")]
+    BountiesOverflow,
     #[error("the next epoch to close is {expected}, not {given}")]
     WrongEpoch { expected: u64, given: u64 },
     #[error(
@@ -175,20 +177,48 @@ impl Economy {
                 };
                 self.ledger.check(&whole_charge)?;
             }
-            Event::WorkRecorded { record, .. } => {
+            Event::WorkRecorded {
+                project,
+                record,
+                token,
+                bounties,
+            } => {
                 if record.len() > MAX_WORK_RECORD_BYTES {
                     return Err(EventError::WorkRecordTooLarge(record.len()));
                 }
+                if let Some(first) = bounties.first() {
+                    self.token(token)?;
+                    let mut total: Amount = 0;
+                    for bounty in bounties {
+                        if bounty.amount == 0 {
+                            return Err(EventError::Zero { what: "a bounty" });
+                        }
+                        total = total
+                            .checked_add(bounty.amount)
+                            .ok_or(EventError::BountiesOverflow)?;
+                    }
+                    self.ledger.check(&Transfer {
+                        from: AccountRef::Escrow(*project),
+                        to: AccountRef::Beneficiary(first.contributor),
+                        token: *token,
+                        amount: total,
+                    })?;
+                }
             }
-            Event::ProjectFunded { .. } | Event::BountyPaid { .. } => {
-                let transfer = escrow_transfer(event).expect("an escrow event");
-                self.token(&transfer.token)?;
-                if transfer.amount == 0 {
+            Event::ProjectFunded {
+                project,
+                requester,
+                token,
+                amount,
+            } => {
+                self.token(token)?;
+                if *amount == 0 {
                     return Err(EventError::Zero {
-                        what: "an escrow amount",
+                        what: "a project's funding",
                     });
                 }
-                self.ledger.check(&transfer)?;
+                self.ledger
+                    .check(&funding_transfer(*project, *requester, *token, *amount))?;
             }
             Event::EpochClosed { epoch, .. } => {
                 if *epoch != self.next_epoch() {
@@ -339,11 +369,31 @@ impl Economy {
                     .entry(usage.node)
                     .or_default() += to_asset;
             }
-            Event::WorkRecorded { .. } => {}
-            Event::ProjectFunded { .. } | Event::BountyPaid { .. } => {
-                let transfer = escrow_transfer(event).expect("an escrow event");
+            Event::WorkRecorded {
+                project,
+                token,
+                bounties,
+                ..
+            } => {
+                for bounty in bounties {
+                    self.ledger
+                        .transfer(Transfer {
+                            from: AccountRef::Escrow(*project),
+                            to: AccountRef::Beneficiary(bounty.contributor),
+                            token: *token,
+                            amount: bounty.amount,
+                        })
+                        .expect("checked before applying");
+                }
+            }
+            Event::ProjectFunded {
+                project,
+                requester,
+                token,
+                amount,
+            } => {
                 self.ledger
-                    .transfer(transfer)
+                    .transfer(funding_transfer(*project, *requester, *token, *amount))
                     .expect("checked before applying");
             }
             Event::EpochClosed { .. } => unreachable!("epoch closes go through commit_close"),
@@ -454,34 +504,18 @@ fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer 
     }
 }
 
-/// The ledger movement of an escrow event: a requester funding a project from outside, or a
-/// bounty leaving the project's escrow for a contributor. No protocol fee is taken on either.
-fn escrow_transfer(event: &Event) -> Option<Transfer> {
-    match event {
-        Event::ProjectFunded {
-            project,
-            requester,
-            token,
-            amount,
-        } => Some(Transfer {
-            from: AccountRef::External(*requester),
-            to: AccountRef::Escrow(*project),
-            token: *token,
-            amount: *amount,
-        }),
-        Event::BountyPaid {
-            project,
-            contributor,
-            token,
-            amount,
-            ..
-        } => Some(Transfer {
-            from: AccountRef::Escrow(*project),
-            to: AccountRef::Beneficiary(*contributor),
-            token: *token,
-            amount: *amount,
-        }),
-        _ => None,
+/// A requester funding a project's escrow from outside. No protocol fee is taken on bounties.
+fn funding_transfer(
+    project: Hash32,
+    requester: Address,
+    token: Address,
+    amount: Amount,
+) -> Transfer {
+    Transfer {
+        from: AccountRef::External(requester),
+        to: AccountRef::Escrow(project),
+        token,
+        amount,
     }
 }
 

@@ -57,11 +57,16 @@ pub enum Event {
         root: Hash32,
     },
     /// A fact of the data-work layer (a project created, items added, a judgment submitted, a
-    /// review), as that layer's own JSON. The economy does not interpret it; it is chained here
-    /// so that work and the bounties it causes form one atomic, tamper-evident history.
+    /// review), as that layer's own JSON, with the bounties it caused. The economy does not
+    /// interpret the record; chaining it here makes work and the payments it causes one atomic,
+    /// tamper-evident history: the record and its bounties are accepted together or not at all.
     WorkRecorded {
         project: Hash32,
         record: String,
+        /// The project's token, which bounties are paid in.
+        token: Address,
+        /// Accepted judgments' bounties, out of the project's escrow.
+        bounties: Vec<Bounty>,
     },
     /// A requester escrows a data project's budget; bounties are paid out of it.
     ProjectFunded {
@@ -71,17 +76,17 @@ pub enum Event {
         #[serde(with = "crate::serde_u128")]
         amount: Amount,
     },
-    /// An accepted judgment earns its bounty: out of the project's escrow, into the
-    /// contributor's entitlement (and so into the next epoch's root).
-    BountyPaid {
-        project: Hash32,
-        contributor: Address,
-        token: Address,
-        #[serde(with = "crate::serde_u128")]
-        amount: Amount,
-        /// The judgment's number within its project, for audit.
-        judgment: u32,
-    },
+}
+
+/// A bounty for an accepted judgment: out of the project's escrow, into the contributor's
+/// entitlement (and so into the next epoch's root).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounty {
+    pub contributor: Address,
+    #[serde(with = "crate::serde_u128")]
+    pub amount: Amount,
+    /// The judgment's number within its project, for audit.
+    pub judgment: u32,
 }
 
 /// The largest work record accepted, in bytes of JSON; imports are split into records below it.
@@ -98,7 +103,6 @@ impl Event {
             Event::EpochClosed { .. } => "epoch closed",
             Event::WorkRecorded { .. } => "work recorded",
             Event::ProjectFunded { .. } => "project funded",
-            Event::BountyPaid { .. } => "bounty paid",
         }
     }
 
@@ -134,8 +138,19 @@ impl Event {
             Event::EpochClosed { epoch, root } => {
                 e.u8(5).u64(*epoch).hash(root);
             }
-            Event::WorkRecorded { project, record } => {
-                e.u8(6).hash(project).str(record);
+            Event::WorkRecorded {
+                project,
+                record,
+                token,
+                bounties,
+            } => {
+                e.u8(6).hash(project).str(record).address(token);
+                e.len(bounties.len());
+                for bounty in bounties {
+                    e.address(&bounty.contributor)
+                        .u128(bounty.amount)
+                        .u32(bounty.judgment);
+                }
             }
             Event::ProjectFunded {
                 project,
@@ -148,20 +163,6 @@ impl Event {
                     .address(requester)
                     .address(token)
                     .u128(*amount);
-            }
-            Event::BountyPaid {
-                project,
-                contributor,
-                token,
-                amount,
-                judgment,
-            } => {
-                e.u8(8)
-                    .hash(project)
-                    .address(contributor)
-                    .address(token)
-                    .u128(*amount)
-                    .u32(*judgment);
             }
         }
         e.bytes
@@ -201,22 +202,31 @@ impl Event {
                 epoch: d.u64()?,
                 root: d.hash()?,
             },
-            6 => Event::WorkRecorded {
-                project: d.hash()?,
-                record: d.str()?,
-            },
+            6 => {
+                let project = d.hash()?;
+                let record = d.str()?;
+                let token = d.address()?;
+                let count = d.len(20 + 16 + 4)?;
+                let mut bounties = Vec::with_capacity(count);
+                for _ in 0..count {
+                    bounties.push(Bounty {
+                        contributor: d.address()?,
+                        amount: d.u128()?,
+                        judgment: d.u32()?,
+                    });
+                }
+                Event::WorkRecorded {
+                    project,
+                    record,
+                    token,
+                    bounties,
+                }
+            }
             7 => Event::ProjectFunded {
                 project: d.hash()?,
                 requester: d.address()?,
                 token: d.address()?,
                 amount: d.u128()?,
-            },
-            8 => Event::BountyPaid {
-                project: d.hash()?,
-                contributor: d.address()?,
-                token: d.address()?,
-                amount: d.u128()?,
-                judgment: d.u32()?,
             },
             tag => return Err(d.error(format!("unknown event tag {tag}"))),
         };
@@ -352,19 +362,18 @@ mod tests {
             Event::WorkRecorded {
                 project: Hash32([6; 32]),
                 record: "{\"type\":\"items_added\"}".into(),
+                token: a,
+                bounties: vec![Bounty {
+                    contributor: a,
+                    amount: 2,
+                    judgment: u32::MAX,
+                }],
             },
             Event::ProjectFunded {
                 project: Hash32([6; 32]),
                 requester: a,
                 token: a,
                 amount: 1,
-            },
-            Event::BountyPaid {
-                project: Hash32([6; 32]),
-                contributor: a,
-                token: a,
-                amount: 2,
-                judgment: u32::MAX,
             },
         ]
     }

@@ -29,7 +29,7 @@ pub use asset::{
 };
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{EpochBundle, EpochOutcome, verify_bundle};
-pub use event::{ChainHead, Envelope, Event, Genesis, MAX_WORK_RECORD_BYTES, Usage};
+pub use event::{Bounty, ChainHead, Envelope, Event, Genesis, MAX_WORK_RECORD_BYTES, Usage};
 pub use hash::{Hash32, keccak256};
 pub use ledger::{AccountRef, Balance, Ledger, Transfer};
 pub use merkle::{Leaf, MerkleTree, verify_proof};

@@ -536,45 +536,48 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
             1,
         )
         .unwrap();
-    economy
-        .append(
-            Event::WorkRecorded {
-                project,
-                record: r#"{"type":"judgment_submitted"}"#.into(),
-            },
-            2,
-        )
-        .unwrap();
-    let bounty = |contributor: &str, amount, judgment| Event::BountyPaid {
+    let work = |bounties: &[(&str, u128)]| Event::WorkRecorded {
         project,
-        contributor: Address::from_label(contributor),
+        record: r#"{"type":"judgment_submitted"}"#.into(),
         token,
-        amount,
-        judgment,
+        bounties: bounties
+            .iter()
+            .enumerate()
+            .map(|(judgment, (who, amount))| Bounty {
+                contributor: Address::from_label(who),
+                amount: *amount,
+                judgment: judgment as u32,
+            })
+            .collect(),
     };
-    economy.append(bounty("alice", 60, 0), 3).unwrap();
-    economy.append(bounty("bob", 40, 1), 3).unwrap();
+    economy.append(work(&[]), 2).unwrap();
+    economy
+        .append(work(&[("alice", 60), ("bob", 30)]), 3)
+        .unwrap();
     assert_eq!(
         entitled(&economy, "alice"),
         60,
         "no protocol fee on bounties"
     );
     let escrow = AccountRef::Escrow(project);
-    assert_eq!(economy.ledger().balance(&escrow, &token).available(), 0);
+    assert_eq!(economy.ledger().balance(&escrow, &token).available(), 10);
 
-    let over = economy.append(bounty("carol", 1, 2), 4).unwrap_err();
+    // A record whose bounties together exceed the escrow is refused whole: carol's 5 alone
+    // would fit, but not with dave's 6.
+    let over = economy
+        .append(work(&[("carol", 5), ("dave", 6)]), 4)
+        .unwrap_err();
     assert!(
         matches!(
             over,
-            EventError::Ledger(LedgerError::InsufficientBalance { available: 0, .. })
+            EventError::Ledger(LedgerError::InsufficientBalance { available: 10, .. })
         ),
         "{over}"
     );
+    assert_eq!(entitled(&economy, "carol"), 0);
     assert_eq!(
-        economy.append(bounty("carol", 0, 2), 4).unwrap_err(),
-        EventError::Zero {
-            what: "an escrow amount"
-        }
+        economy.append(work(&[("carol", 0)]), 4).unwrap_err(),
+        EventError::Zero { what: "a bounty" }
     );
     let stranger = Address::from_label("unregistered token");
     let unknown = Event::ProjectFunded {
@@ -590,6 +593,8 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
     let huge = Event::WorkRecorded {
         project,
         record: "x".repeat(MAX_WORK_RECORD_BYTES + 1),
+        token,
+        bounties: vec![],
     };
     assert_eq!(
         economy.append(huge, 4).unwrap_err(),
