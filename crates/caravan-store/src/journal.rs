@@ -127,6 +127,12 @@ impl Journal {
         &self.location
     }
 
+    /// Up to `limit` stored events from `seq` on, for layers that fold the log themselves (the
+    /// data-work boards read their records this way).
+    pub fn read_events(&self, from: u64, limit: usize) -> Result<Vec<EventRow>, JournalError> {
+        Ok(self.log.read(from, limit)?)
+    }
+
     /// How the last open (or reload) reached the current state.
     pub fn open_report(&self) -> &OpenReport {
         &self.report

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use caravan_core::Event;
 
 use crate::journal::{Journal, JournalError, Submitted, now_ms};
+use crate::log::AppendTicket;
 
 pub struct SharedJournal {
     journal: Mutex<Journal>,
@@ -28,25 +29,23 @@ impl SharedJournal {
         )
     }
 
-    /// Validates, applies and durably stores `events`; returns once they are durable. When the
-    /// store fails a commit, every caller in that group gets the error and the journal reloads
-    /// from the store once, not once per caller.
+    /// Validates, applies and durably stores `events`; returns once they are durable.
     pub fn submit(&self, events: Vec<Event>) -> Result<Submitted, JournalError> {
-        let (submitted, ticket, generation) = {
-            let mut journal = self.lock();
-            let generation = journal.generation();
-            let (submitted, ticket) = journal.submit_pipelined(events, now_ms());
-            (submitted, ticket, generation)
-        };
-        match ticket.wait() {
-            Ok(()) => Ok(submitted),
-            Err(error) => {
-                let mut journal = self.lock();
-                if journal.generation() == generation {
-                    journal.reload()?;
-                }
-                Err(error.into())
-            }
+        self.enqueue(events).wait()
+    }
+
+    /// Validates, applies and queues `events` without waiting for durability. A caller that
+    /// must keep its own order (a project board handing its records over under its own lock)
+    /// enqueues under that lock and waits after releasing it.
+    pub fn enqueue(&self, events: Vec<Event>) -> PendingSubmission<'_> {
+        let mut journal = self.lock();
+        let generation = journal.generation();
+        let (submitted, ticket) = journal.submit_pipelined(events, now_ms());
+        PendingSubmission {
+            shared: self,
+            submitted,
+            ticket,
+            generation,
         }
     }
 
@@ -55,5 +54,37 @@ impl SharedJournal {
     /// be final only from events the caller has seen acknowledged.
     pub fn read<R>(&self, read: impl FnOnce(&Journal) -> R) -> R {
         read(&self.lock())
+    }
+}
+
+/// Events applied in memory and queued for the store; [`PendingSubmission::wait`] returns once
+/// they are durable.
+#[must_use = "nothing is acknowledged until the submission is waited for"]
+pub struct PendingSubmission<'a> {
+    shared: &'a SharedJournal,
+    submitted: Submitted,
+    ticket: AppendTicket,
+    generation: u64,
+}
+
+impl PendingSubmission<'_> {
+    /// Waits for durability. When the store fails a commit, every caller in that group gets the
+    /// error and the journal reloads from the store once, not once per caller.
+    pub fn wait(self) -> Result<Submitted, JournalError> {
+        match self.ticket.wait() {
+            Ok(()) => Ok(self.submitted),
+            Err(error) => {
+                let mut journal = self.shared.lock();
+                if journal.generation() == self.generation {
+                    journal.reload()?;
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// What was accepted and refused, before durability.
+    pub fn submitted(&self) -> &Submitted {
+        &self.submitted
     }
 }

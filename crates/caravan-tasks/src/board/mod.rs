@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use assign::{AssignError, Assignment};
-pub use resolve::{ReviewError, Verdict};
+pub use resolve::{ReviewError, ReviewTask, Verdict};
 
 use crate::item::{Item, ItemId};
 use crate::project::{ProjectId, ProjectSpec};
@@ -33,6 +33,14 @@ pub const DAY_MS: u64 = 86_400_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TaskEvent {
+    /// The first record of every project: who posted it and what it asks. A board is built
+    /// from it ([`Board::created`]); applying it to a board changes nothing.
+    ProjectCreated {
+        requester: Address,
+        /// Lets one requester post the same spec twice as two projects.
+        nonce: u64,
+        spec: Box<ProjectSpec>,
+    },
     ItemsAdded {
         items: Vec<Item>,
     },
@@ -262,12 +270,28 @@ impl Board {
         }
     }
 
+    /// The board a `ProjectCreated` record describes, with the project's id; `None` for any
+    /// other record.
+    pub fn created(event: &TaskEvent) -> Option<Board> {
+        let TaskEvent::ProjectCreated {
+            requester,
+            nonce,
+            spec,
+        } = event
+        else {
+            return None;
+        };
+        let id = spec.id(requester, *nonce);
+        Some(Board::new(id, *requester, (**spec).clone()))
+    }
+
     /// Applies a durable event. Events come from this board's commands or from the log, so they
     /// are trusted: a replay applies them without re-checking leases or timing.
     pub fn apply(&mut self, event: &TaskEvent) -> Vec<Effect> {
         self.events += 1;
         let mut effects = Vec::new();
         match event {
+            TaskEvent::ProjectCreated { .. } => {}
             TaskEvent::ItemsAdded { items } => {
                 for item in items {
                     self.add_item(item.clone());

@@ -1,0 +1,409 @@
+//! The data-task desk: project boards kept in step with the durable event log.
+//!
+//! Every change to a board is a `WorkRecorded` event carrying the board's own record (JSON) and
+//! the bounties it caused, so a judgment and its payments are durable together or not at all.
+//! A command locks its project's board, checks and applies the change in memory, queues the
+//! event while still holding the lock (so the log keeps each project's order), releases the lock
+//! and waits for durability; concurrent submissions share group commits. If a write fails, the
+//! boards are rebuilt from the log, so memory never runs ahead of the disk.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use caravan_core::{Address, AssetId, Bounty, Event, Licence, Ppm};
+use caravan_store::{Journal, JournalError, SharedJournal, now_ms};
+use caravan_tasks::board::ReviewTask;
+use caravan_tasks::board::{
+    AssignError, Assignment, Board, BoardStatus, Effect, ReviewError, SubmitError, TaskEvent,
+    Verdict,
+};
+use caravan_tasks::dataset::{Dataset, DatasetError};
+use caravan_tasks::item::{Item, ItemError, ItemId};
+use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
+use caravan_tasks::schema::Answer;
+
+/// Items per `ItemsAdded` record, well under the economy's record size limit for ordinary items.
+const ITEMS_PER_RECORD: usize = 500;
+/// How many stored events a rebuild reads per round trip.
+const READ_PAGE: usize = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error("no project {0}")]
+    UnknownProject(ProjectId),
+    #[error("only the project's requester {requester} may do this")]
+    NotRequester { requester: Address },
+    #[error("invalid project: {0}")]
+    Spec(#[from] SpecError),
+    #[error("token {0} is not registered; register it before posting a project paid in it")]
+    UnknownToken(Address),
+    #[error("project {0} already exists")]
+    ProjectExists(ProjectId),
+    #[error("item {index}: {error}")]
+    Item { index: usize, error: ItemError },
+    #[error(transparent)]
+    Assign(#[from] AssignError),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("the economy refused the record: {0}")]
+    Refused(String),
+    #[error("storage: {0}")]
+    Store(#[from] JournalError),
+    #[error("stored work record {seq} cannot be read: {why}")]
+    CorruptRecord { seq: u64, why: String },
+}
+
+/// What a submission or review led to, for the person who made it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Receipt {
+    pub effects: Vec<Effect>,
+}
+
+/// The desk. Cheap to share: wrap it in an `Arc`.
+pub struct Desk {
+    journal: SharedJournal,
+    boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
+}
+
+impl Desk {
+    /// Builds every project's board by folding the work records in `journal`'s log.
+    pub fn open(journal: Journal) -> Result<Desk, DeskError> {
+        let boards = fold_boards(&journal)?;
+        Ok(Desk {
+            journal: SharedJournal::new(journal),
+            boards: RwLock::new(boards),
+        })
+    }
+
+    pub fn journal(&self) -> &SharedJournal {
+        &self.journal
+    }
+
+    fn board(&self, project: &ProjectId) -> Result<Arc<Mutex<Board>>, DeskError> {
+        self.boards
+            .read()
+            .expect("board map lock")
+            .get(project)
+            .cloned()
+            .ok_or(DeskError::UnknownProject(*project))
+    }
+
+    /// Every project, in id order.
+    pub fn projects(&self) -> Vec<ProjectId> {
+        self.boards
+            .read()
+            .expect("board map lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Runs `read` on a project's board.
+    pub fn with_board<R>(
+        &self,
+        project: &ProjectId,
+        read: impl FnOnce(&Board) -> R,
+    ) -> Result<R, DeskError> {
+        let board = self.board(project)?;
+        let guard = lock(&board);
+        Ok(read(&guard))
+    }
+
+    /// Posts a project and escrows its budget from the requester.
+    pub fn create_project(
+        &self,
+        requester: Address,
+        spec: ProjectSpec,
+    ) -> Result<ProjectId, DeskError> {
+        spec.validate()?;
+        if !self
+            .journal
+            .read(|j| j.economy().tokens().contains_key(&spec.token))
+        {
+            return Err(DeskError::UnknownToken(spec.token));
+        }
+        let mut boards = self.boards.write().expect("board map lock");
+        let nonce = boards.len() as u64;
+        let created = TaskEvent::ProjectCreated {
+            requester,
+            nonce,
+            spec: Box::new(spec.clone()),
+        };
+        let board = Board::created(&created).expect("a creation record");
+        let id = board.id;
+        if boards.contains_key(&id) {
+            return Err(DeskError::ProjectExists(id));
+        }
+        let events = vec![
+            work_event(&board, &created, Vec::new()),
+            Event::ProjectFunded {
+                project: id.0,
+                requester,
+                token: spec.token,
+                amount: spec.budget,
+            },
+        ];
+        let pending = self.journal.enqueue(events);
+        refused(pending.submitted())?;
+        boards.insert(id, Arc::new(Mutex::new(board)));
+        drop(boards);
+        self.settle(pending)?;
+        Ok(id)
+    }
+
+    /// Adds items (validated against the schema); returns how many were new.
+    pub fn add_items(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+        items: Vec<Item>,
+    ) -> Result<usize, DeskError> {
+        let board = self.board(project)?;
+        let mut added = 0;
+        for (chunk_index, chunk) in items.chunks(ITEMS_PER_RECORD).enumerate() {
+            let guard = lock(&board);
+            check_requester(&guard, requester)?;
+            for (i, item) in chunk.iter().enumerate() {
+                item.validate(&guard.spec.schema)
+                    .map_err(|error| DeskError::Item {
+                        index: chunk_index * ITEMS_PER_RECORD + i,
+                        error,
+                    })?;
+            }
+            let fresh: Vec<Item> = chunk
+                .iter()
+                .filter(|item| guard.item(&item.id()).is_none())
+                .cloned()
+                .collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            added += fresh.len();
+            let event = TaskEvent::ItemsAdded { items: fresh };
+            self.record(guard, event)?;
+        }
+        Ok(added)
+    }
+
+    pub fn add_reviewer(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+        reviewer: Address,
+    ) -> Result<(), DeskError> {
+        let board = self.board(project)?;
+        let guard = lock(&board);
+        check_requester(&guard, requester)?;
+        self.record(guard, TaskEvent::ReviewerAdded { reviewer })
+            .map(|_| ())
+    }
+
+    /// The contributor's next item under a lease (in memory only; see the board's docs).
+    pub fn next_item(
+        &self,
+        project: &ProjectId,
+        contributor: Address,
+    ) -> Result<Assignment, DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        Ok(guard.assign_next_item(contributor, now_ms())?)
+    }
+
+    /// Records a judgment and pays any bounties it settles; returns once durable.
+    pub fn submit(
+        &self,
+        project: &ProjectId,
+        contributor: Address,
+        item: ItemId,
+        answer: Answer,
+    ) -> Result<Receipt, DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        let (event, effects) = guard.submit(contributor, item, answer, now_ms())?;
+        self.persist(guard, &event, effects)
+    }
+
+    pub fn next_review(
+        &self,
+        project: &ProjectId,
+        reviewer: Address,
+    ) -> Result<Option<ReviewTask>, DeskError> {
+        let board = self.board(project)?;
+        let guard = lock(&board);
+        Ok(guard.next_review(&reviewer)?)
+    }
+
+    pub fn review(
+        &self,
+        project: &ProjectId,
+        reviewer: Address,
+        judgment: u32,
+        verdict: Verdict,
+    ) -> Result<Receipt, DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        let (event, effects) = guard.review(reviewer, judgment, verdict, now_ms())?;
+        self.persist(guard, &event, effects)
+    }
+
+    pub fn status(&self, project: &ProjectId) -> Result<(ProjectSpec, BoardStatus), DeskError> {
+        self.with_board(project, |b| (b.spec.clone(), b.status()))
+    }
+
+    /// Publishes the project's resolved work as a dataset asset owned by the requester.
+    pub fn publish(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+        name: String,
+        licence: Licence,
+        curator_share: Ppm,
+    ) -> Result<(AssetId, Dataset), DeskError> {
+        let dataset = self.with_board(project, |board| {
+            check_requester(board, requester)?;
+            Ok::<_, DeskError>(Dataset::build(board)?)
+        })??;
+        let manifest = dataset.manifest(name, requester, licence, curator_share)?;
+        let id = manifest.id();
+        let submitted = self
+            .journal
+            .submit(vec![Event::AssetRegistered(manifest)])?;
+        refused(&submitted)?;
+        Ok((id, dataset))
+    }
+
+    /// Applies a requester's record (no bounties) to the locked board and stores it.
+    fn record(
+        &self,
+        mut guard: MutexGuard<'_, Board>,
+        event: TaskEvent,
+    ) -> Result<Receipt, DeskError> {
+        let effects = guard.apply(&event);
+        self.persist(guard, &event, effects)
+    }
+
+    /// Queues the event (already applied to the locked board) with its bounties, releases the
+    /// board and waits for durability.
+    fn persist(
+        &self,
+        guard: MutexGuard<'_, Board>,
+        event: &TaskEvent,
+        effects: Vec<Effect>,
+    ) -> Result<Receipt, DeskError> {
+        let bounties = effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Paid {
+                    contributor,
+                    judgment,
+                    amount,
+                    ..
+                } => Some(Bounty {
+                    contributor: *contributor,
+                    amount: *amount,
+                    judgment: *judgment,
+                }),
+                _ => None,
+            })
+            .collect();
+        let pending = self
+            .journal
+            .enqueue(vec![work_event(&guard, event, bounties)]);
+        let refusal = refused(pending.submitted());
+        drop(guard);
+        if let Err(error) = refusal {
+            // The board applied a change the economy would not take: memory is ahead of the
+            // log. Put it back the way the log says.
+            let _ = pending.wait();
+            self.rebuild()?;
+            return Err(error);
+        }
+        self.settle(pending)?;
+        Ok(Receipt { effects })
+    }
+
+    fn settle(&self, pending: caravan_store::PendingSubmission<'_>) -> Result<(), DeskError> {
+        if let Err(error) = pending.wait() {
+            self.rebuild()?;
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Rebuilds every board from the durable log.
+    fn rebuild(&self) -> Result<(), DeskError> {
+        let boards = self.journal.read(fold_boards)?;
+        *self.boards.write().expect("board map lock") = boards;
+        Ok(())
+    }
+}
+
+fn lock(board: &Mutex<Board>) -> MutexGuard<'_, Board> {
+    board
+        .lock()
+        .expect("a thread panicked while changing a board; its state cannot be trusted")
+}
+
+fn check_requester(board: &Board, requester: Address) -> Result<(), DeskError> {
+    if board.requester != requester {
+        return Err(DeskError::NotRequester {
+            requester: board.requester,
+        });
+    }
+    Ok(())
+}
+
+fn work_event(board: &Board, event: &TaskEvent, bounties: Vec<Bounty>) -> Event {
+    Event::WorkRecorded {
+        project: board.id.0,
+        record: serde_json::to_string(event).expect("task events serialise"),
+        token: board.spec.token,
+        bounties,
+    }
+}
+
+fn refused(submitted: &caravan_store::Submitted) -> Result<(), DeskError> {
+    match submitted.refused.first() {
+        Some((_, why)) => Err(DeskError::Refused(why.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Every project's board, folded from the work records in the log.
+fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>>>, DeskError> {
+    let mut boards: BTreeMap<ProjectId, Board> = BTreeMap::new();
+    let mut next = 0;
+    loop {
+        let page = journal.read_events(next, READ_PAGE)?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for row in &page {
+            let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
+            let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
+            let Event::WorkRecorded {
+                project, record, ..
+            } = event
+            else {
+                continue;
+            };
+            let task: TaskEvent =
+                serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
+            if let Some(board) = Board::created(&task) {
+                boards.insert(board.id, board);
+                continue;
+            }
+            let board = boards
+                .get_mut(&ProjectId(project))
+                .ok_or_else(|| corrupt(format!("a record for unknown project {project}")))?;
+            board.apply(&task);
+        }
+    }
+    Ok(boards
+        .into_iter()
+        .map(|(id, board)| (id, Arc::new(Mutex::new(board))))
+        .collect())
+}

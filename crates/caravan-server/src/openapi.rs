@@ -1,0 +1,338 @@
+//! The OpenAPI 3.1 document of the data-task API, served at `/v1/openapi.json`. A test checks
+//! that every route the router serves is documented here and nothing else is.
+
+use serde_json::{Value, json};
+
+/// Every documented `(method, path)`, in the document's order.
+pub const OPERATIONS: [(&str, &str); 13] = [
+    ("get", "/v1/openapi.json"),
+    ("post", "/v1/projects"),
+    ("get", "/v1/projects"),
+    ("get", "/v1/projects/{project}"),
+    ("post", "/v1/projects/{project}/items"),
+    ("post", "/v1/projects/{project}/reviewers"),
+    ("post", "/v1/projects/{project}/next"),
+    ("post", "/v1/projects/{project}/judgments"),
+    ("post", "/v1/projects/{project}/reviews/next"),
+    ("post", "/v1/projects/{project}/reviews"),
+    ("get", "/v1/projects/{project}/contributors/{account}"),
+    ("post", "/v1/projects/{project}/publish"),
+    ("get", "/v1/projects/{project}/export"),
+];
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn errors() -> Value {
+    let error = json!({ "description": "what was wrong and how to fix it",
+        "content": { "application/json": { "schema": reference("Error") } } });
+    json!({ "400": error, "403": error, "404": error, "409": error, "422": error, "503": error })
+}
+
+fn operation(summary: &str, request: Option<Value>, status: &str, response: Value) -> Value {
+    let mut responses = errors();
+    responses[status] = response;
+    let mut op = json!({ "summary": summary, "responses": responses });
+    if let Some(request) = request {
+        op["requestBody"] = request;
+    }
+    op
+}
+
+fn address() -> Value {
+    json!({ "type": "string", "pattern": "^0x[0-9a-fA-F]{40}$",
+            "description": "EVM address; mixed case must carry a valid EIP-55 checksum" })
+}
+
+fn hash() -> Value {
+    json!({ "type": "string", "pattern": "^0x[0-9a-f]{64}$" })
+}
+
+fn schemas() -> Value {
+    let amount = json!({ "type": "string", "pattern": "^[0-9]+$",
+                         "description": "base units of the token, as a decimal string" });
+    let ppm = json!({ "type": "integer", "minimum": 0, "maximum": 1_000_000,
+                      "description": "parts per million (1000000 = 100%)" });
+    json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } },
+        "Address": address(),
+        "Hash": hash(),
+        "LabelSchema": { "oneOf": [
+            { "type": "object", "required": ["type", "options"], "properties": {
+                "type": { "const": "single_choice" }, "options": { "type": "array", "items": { "type": "string" } } } },
+            { "type": "object", "required": ["type", "options", "min_selected", "max_selected"], "properties": {
+                "type": { "const": "multiple_choice" }, "options": { "type": "array", "items": { "type": "string" } },
+                "min_selected": { "type": "integer" }, "max_selected": { "type": "integer" } } },
+            { "type": "object", "required": ["type", "min_chars", "max_chars"], "properties": {
+                "type": { "const": "free_text" }, "min_chars": { "type": "integer" }, "max_chars": { "type": "integer" } } },
+            { "type": "object", "required": ["type", "min", "max"], "properties": {
+                "type": { "const": "rating" }, "min": { "type": "integer" }, "max": { "type": "integer" } } },
+            { "type": "object", "required": ["type", "allow_tie"], "properties": {
+                "type": { "const": "pairwise" }, "allow_tie": { "type": "boolean" } } },
+            { "type": "object", "required": ["type", "labels", "text_field"], "properties": {
+                "type": { "const": "spans" }, "labels": { "type": "array", "items": { "type": "string" } },
+                "text_field": { "type": "string" } } }
+        ] },
+        "Answer": { "description": "exactly one key, matching the project's task type", "oneOf": [
+            { "type": "object", "required": ["choice"], "properties": { "choice": { "type": "string" } } },
+            { "type": "object", "required": ["choices"], "properties": { "choices": { "type": "array", "items": { "type": "string" } } } },
+            { "type": "object", "required": ["text"], "properties": { "text": { "type": "string" } } },
+            { "type": "object", "required": ["rating"], "properties": { "rating": { "type": "integer" } } },
+            { "type": "object", "required": ["preference"], "properties": { "preference": { "enum": ["a", "b", "tie"] } } },
+            { "type": "object", "required": ["spans"], "properties": { "spans": { "type": "array", "items": {
+                "type": "object", "required": ["start", "end", "label"], "properties": {
+                    "start": { "type": "integer" }, "end": { "type": "integer" }, "label": { "type": "string" } } } } } }
+        ] },
+        "ProjectSpec": { "type": "object", "required": ["title", "instructions", "schema", "overlap", "token",
+            "bounty", "budget", "gold_rate", "skill_bar", "gold_grace", "min_seconds_per_item", "daily_cap",
+            "deadline_ms", "lease_seconds", "method"],
+            "properties": {
+                "title": { "type": "string", "maxLength": 200 },
+                "instructions": { "type": "string" },
+                "schema": reference("LabelSchema"),
+                "overlap": { "type": "object", "required": ["min", "max", "confidence"], "properties": {
+                    "min": { "type": "integer", "minimum": 1 }, "max": { "type": "integer", "maximum": 100 },
+                    "confidence": { "type": "number", "exclusiveMinimum": 0, "maximum": 1 } } },
+                "token": address(), "bounty": amount, "budget": amount,
+                "gold_rate": ppm, "skill_bar": ppm,
+                "exam": { "type": "object", "required": ["questions", "pass_mark"], "properties": {
+                    "questions": { "type": "integer", "minimum": 1 }, "pass_mark": ppm } },
+                "gold_grace": { "type": "integer" },
+                "min_seconds_per_item": { "type": "integer" },
+                "daily_cap": { "type": "integer", "minimum": 1 },
+                "deadline_ms": { "type": "integer", "description": "ms since the Unix epoch" },
+                "lease_seconds": { "type": "integer", "minimum": 1 },
+                "order": { "enum": ["import_order", "model_uncertainty"] },
+                "method": { "enum": ["mv", "wawa", "ds", "glad"] } } },
+        "Assignment": { "type": "object", "properties": {
+            "item": hash(), "data": { "type": "object" },
+            "suggestions": { "type": "array", "items": { "type": "object", "properties": {
+                "model": { "type": "string" }, "answer": reference("Answer"), "score": { "type": "number" } } } },
+            "lease_until_ms": { "type": "integer" } } },
+        "Receipt": { "type": "object", "properties": { "effects": { "type": "array", "items": {
+            "type": "object", "required": ["type"], "properties": {
+                "type": { "enum": ["paid", "paused", "exam_passed", "resolved"] } } } } } },
+        "Verdict": { "oneOf": [
+            { "type": "object", "required": ["decision"], "properties": { "decision": { "const": "accept" } } },
+            { "type": "object", "required": ["decision", "answer"], "properties": {
+                "decision": { "const": "fix" }, "answer": reference("Answer") } },
+            { "type": "object", "required": ["decision"], "properties": { "decision": { "const": "reject" } } }
+        ] }
+    })
+}
+
+fn object(properties: Value, required: &[&str]) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties,
+            "additionalProperties": false })
+}
+
+fn inline(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let contributor = inline(object(
+        json!({ "contributor": address() }),
+        &["contributor"],
+    ));
+    let format = |formats: &str| {
+        json!({ "name": "format", "in": "query", "required": true,
+                "schema": { "enum": formats.split(',').collect::<Vec<_>>() } })
+    };
+    let mut paths = json!({});
+    let mut add = |method: &str, path: &str, op: Value| {
+        paths[path][method] = op;
+    };
+    add(
+        "get",
+        OPERATIONS[0].1,
+        ok_op("This document.", json!({ "type": "object" })),
+    );
+    add(
+        "post",
+        "/v1/projects",
+        operation(
+            "Post a project; its budget is escrowed from the requester.",
+            Some(inline(object(
+                json!({ "requester": address(), "spec": reference("ProjectSpec") }),
+                &["requester", "spec"],
+            ))),
+            "201",
+            ok(
+                "created",
+                object(json!({ "project": hash() }), &["project"]),
+            ),
+        ),
+    );
+    add(
+        "get",
+        "/v1/projects",
+        ok_op("Every project with its status.", json!({ "type": "array" })),
+    );
+    add(
+        "get",
+        "/v1/projects/{project}",
+        ok_op(
+            "A project's spec and status: items, resolved, paid, paused, model agreement.",
+            json!({ "type": "object" }),
+        ),
+    );
+    let mut import = operation(
+        "Import items from JSONL, CSV or Label Studio JSON (the body); gold answers and predictions are validated against the schema.",
+        Some(
+            json!({ "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } }),
+        ),
+        "201",
+        ok(
+            "added",
+            object(
+                json!({ "added": { "type": "integer" }, "already_present": { "type": "integer" } }),
+                &["added", "already_present"],
+            ),
+        ),
+    );
+    import["parameters"] = json!([format("jsonl,csv,label_studio"),
+        { "name": "requester", "in": "query", "required": true, "schema": address() }]);
+    add("post", "/v1/projects/{project}/items", import);
+    add(
+        "post",
+        "/v1/projects/{project}/reviewers",
+        operation(
+            "Let an account review free-text and span work.",
+            Some(inline(object(
+                json!({ "requester": address(), "reviewer": address() }),
+                &["requester", "reviewer"],
+            ))),
+            "204",
+            json!({ "description": "added" }),
+        ),
+    );
+    add(
+        "post",
+        "/v1/projects/{project}/next",
+        operation(
+            "The contributor's next item under a lease (exam and check questions look the same as real items).",
+            Some(contributor.clone()),
+            "200",
+            ok("assigned", reference("Assignment")),
+        ),
+    );
+    add(
+        "post",
+        "/v1/projects/{project}/judgments",
+        operation(
+            "Submit an answer for the leased item; the receipt lists payments, pauses and resolutions it caused.",
+            Some(inline(object(
+                json!({ "contributor": address(), "item": hash(), "answer": reference("Answer") }),
+                &["contributor", "item", "answer"],
+            ))),
+            "201",
+            ok("recorded", reference("Receipt")),
+        ),
+    );
+    add(
+        "post",
+        "/v1/projects/{project}/reviews/next",
+        operation(
+            "The oldest judgment waiting for review that the reviewer did not write (204 when none).",
+            Some(inline(object(
+                json!({ "reviewer": address() }),
+                &["reviewer"],
+            ))),
+            "200",
+            ok("a judgment to review", json!({ "type": "object" })),
+        ),
+    );
+    add(
+        "post",
+        "/v1/projects/{project}/reviews",
+        operation(
+            "Accept, fix or reject a judgment; a rejected item goes back to the pool.",
+            Some(inline(object(
+                json!({ "reviewer": address(), "judgment": { "type": "integer" }, "verdict": reference("Verdict") }),
+                &["reviewer", "judgment", "verdict"],
+            ))),
+            "200",
+            ok("reviewed", reference("Receipt")),
+        ),
+    );
+    add(
+        "get",
+        "/v1/projects/{project}/contributors/{account}",
+        ok_op(
+            "A contributor's standing: skill, exam, gold record, accepted work, earnings, and why they are paused.",
+            json!({ "type": "object" }),
+        ),
+    );
+    add(
+        "post",
+        "/v1/projects/{project}/publish",
+        operation(
+            "Publish resolved work as a dataset asset: item root, contributor weights by skill.",
+            Some(inline(object(
+                json!({ "requester": address(), "name": { "type": "string" },
+            "licence": { "type": "object", "description": "{\"type\":\"open_use\"}, {\"type\":\"non_commercial\"} or commercial terms" },
+            "curator_share": { "type": "string", "description": "kept by the requester, e.g. \"10%\"" } }),
+                &["requester", "name", "licence"],
+            ))),
+            "201",
+            ok("published", json!({ "type": "object" })),
+        ),
+    );
+    let mut export = ok_op(
+        "The published rows as JSONL, CSV or Label Studio JSON, streamed.",
+        json!({ "type": "string" }),
+    );
+    export["parameters"] = json!([format("jsonl,csv,label_studio")]);
+    add("get", "/v1/projects/{project}/export", export);
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "caravan data tasks", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Post labeling and writing tasks with a budget, do them, review them, and publish the accepted work as a dataset whose contributors share its royalties." },
+        "paths": paths,
+        "components": { "schemas": schemas() }
+    })
+}
+
+fn ok_op(summary: &str, schema: Value) -> Value {
+    operation(summary, None, "200", ok("ok", schema))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_exactly_the_documented_operations_and_resolves_its_references() {
+        let doc = document();
+        let mut listed = Vec::new();
+        for (path, methods) in doc["paths"].as_object().unwrap() {
+            for method in methods.as_object().unwrap().keys() {
+                listed.push((method.clone(), path.clone()));
+            }
+        }
+        listed.sort();
+        let mut expected: Vec<(String, String)> = OPERATIONS
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(listed, expected);
+        let text = doc.to_string();
+        for name in text.split("#/components/schemas/").skip(1) {
+            let name = &name[..name.find('"').unwrap()];
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{name} undefined"
+            );
+        }
+    }
+}
