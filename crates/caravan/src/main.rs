@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod present;
 mod quality;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,11 @@ enum Command {
     /// Check the event log.
     #[command(subcommand)]
     Log(commands::LogCommand),
+    /// Post data projects, import items, follow progress, publish and export datasets.
+    #[command(subcommand)]
+    Task(commands::TaskCommand),
+    /// Run the node's HTTP API (data tasks, with its OpenAPI document at /v1/openapi.json).
+    Serve(serve::ServeArgs),
     /// Infer true labels from crowd judgments and measure agreement, on any CSV file.
     #[command(subcommand)]
     Quality(quality::QualityCommand),
@@ -104,6 +110,8 @@ fn main() -> ExitCode {
         Command::Epoch(command) => commands::epoch(&cli.store, command),
         Command::Balances(args) => commands::balances(&cli.store, args),
         Command::Log(command) => commands::log(&cli.store, command),
+        Command::Task(command) => commands::task(&cli.store, command),
+        Command::Serve(args) => serve::run(&cli.store, args),
         Command::Quality(command) => quality::run(command),
         Command::Bench(command) => bench::run(command),
     };

@@ -4,11 +4,13 @@ mod assets;
 mod epochs;
 mod inspect;
 mod setup;
+mod tasks;
 
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
 pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
+pub use tasks::{TaskCommand, task};
 
 use caravan_core::{Address, Envelope, Event, Genesis, Ppm};
 use caravan_store::Journal;
@@ -27,7 +29,7 @@ pub fn submit_one(journal: &mut Journal, event: Event) -> Result<Envelope, Strin
 }
 
 /// Sets up an economy with no protocol fee if nobody ran `caravan init`.
-fn ensure_genesis(journal: &mut Journal) -> Result<(), String> {
+pub fn ensure_genesis(journal: &mut Journal) -> Result<(), String> {
     if journal.economy().genesis().is_some() {
         return Ok(());
     }

@@ -1,0 +1,275 @@
+//! `caravan task`: the requester's commands for data projects, on the same desk the API serves.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use caravan_core::{Address, Licence, Ppm};
+use caravan_server::desk::Desk;
+use caravan_tasks::dataset::Dataset;
+use caravan_tasks::export::{ExportFormat, export_chunks};
+use caravan_tasks::import::{ImportFormat, import_items};
+use caravan_tasks::project::{ProjectId, ProjectSpec};
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::StoreArgs;
+use crate::commands::ensure_genesis;
+use crate::present::{amount, open_journal, progress, table};
+
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// Post a project from a JSON spec and escrow its budget from the requester.
+    ///
+    /// The spec is the API's `ProjectSpec` (see `examples/project.json`): title, instructions,
+    /// schema (single_choice, multiple_choice, free_text, rating, pairwise, spans), overlap,
+    /// token, bounty and budget in base units, gold rate, exam, skill bar, minimum seconds per
+    /// item, daily cap, deadline, lease length, queue order and truth-inference method.
+    Create(CreateArgs),
+    /// Import items from a JSONL, CSV or Label Studio JSON file.
+    Import(ImportArgs),
+    /// List projects with their progress.
+    List,
+    /// A project's progress: items resolved, judgments, paused contributors, money paid.
+    Status(ProjectArg),
+    /// Publish resolved work as a dataset asset whose contributors share its royalties.
+    Publish(PublishArgs),
+    /// Write the published rows as JSONL, CSV or Label Studio JSON (to stdout or --out).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The requester's address; the budget is escrowed from it.
+    #[arg(long)]
+    requester: Address,
+    /// The project spec, a JSON file.
+    #[arg(long)]
+    spec: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ProjectArg {
+    /// The project id printed by `caravan task create`.
+    project: String,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    project: String,
+    #[arg(long)]
+    requester: Address,
+    /// Items: `.jsonl`, `.csv` or `.json` (Label Studio tasks); `--format` overrides the extension.
+    file: PathBuf,
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Csv,
+    LabelStudio,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LicenceArg {
+    OpenUse,
+    NonCommercial,
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    project: String,
+    #[arg(long)]
+    requester: Address,
+    /// The dataset's name.
+    #[arg(long)]
+    name: String,
+    #[arg(long, value_enum, default_value = "open-use")]
+    licence: LicenceArg,
+    /// What the requester keeps as curator, e.g. "10%"; contributors share the rest.
+    #[arg(long, default_value = "0%")]
+    curator_share: String,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    project: String,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: FormatArg,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
+    let mut journal = open_journal(store)?;
+    ensure_genesis(&mut journal)?;
+    let desk = Desk::open(journal).map_err(|e| e.to_string())?;
+    match command {
+        TaskCommand::Create(args) => {
+            let text = std::fs::read_to_string(&args.spec)
+                .map_err(|e| format!("cannot read {}: {e}", args.spec.display()))?;
+            let spec: ProjectSpec =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.spec.display()))?;
+            let id = desk
+                .create_project(args.requester, spec)
+                .map_err(|e| e.to_string())?;
+            println!("project {id}");
+        }
+        TaskCommand::Import(args) => {
+            let project = project_id(&args.project)?;
+            let format = match args.format {
+                Some(f) => import_format(f),
+                None => args
+                    .file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(ImportFormat::from_file_name)
+                    .ok_or_else(|| {
+                        format!(
+                            "cannot tell the format of {} from its name; pass --format jsonl|csv|label-studio",
+                            args.file.display()
+                        )
+                    })?,
+            };
+            let text = std::fs::read_to_string(&args.file)
+                .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+            let schema = desk
+                .with_board(&project, |b| b.spec.schema.clone())
+                .map_err(|e| e.to_string())?;
+            let items = import_items(format, &text, &schema)
+                .map_err(|e| format!("{}: {e}", args.file.display()))?;
+            let bar = progress(items.len() as u64, "importing");
+            let mut added = 0;
+            for chunk in items.chunks(5_000) {
+                added += desk
+                    .add_items(&project, args.requester, chunk.to_vec())
+                    .map_err(|e| e.to_string())?;
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            println!(
+                "imported {added} new items ({} already present)",
+                items.len() - added
+            );
+        }
+        TaskCommand::List => {
+            let mut t = table(
+                &["project", "title", "items", "resolved", "paid"],
+                &[2, 3, 4],
+            );
+            for id in desk.projects() {
+                let (spec, status) = desk.status(&id).map_err(|e| e.to_string())?;
+                let paid = desk
+                    .journal()
+                    .read(|j| amount(j.economy(), &spec.token, status.paid));
+                t.add_row(vec![
+                    id.to_string(),
+                    spec.title,
+                    status.items.to_string(),
+                    status.resolved.to_string(),
+                    paid,
+                ]);
+            }
+            println!("{t}");
+        }
+        TaskCommand::Status(args) => print_status(&desk, &project_id(&args.project)?)?,
+        TaskCommand::Publish(args) => {
+            let project = project_id(&args.project)?;
+            let licence = match args.licence {
+                LicenceArg::OpenUse => Licence::OpenUse,
+                LicenceArg::NonCommercial => Licence::NonCommercial,
+            };
+            let share = Ppm::from_percent_text(&args.curator_share)
+                .map_err(|e| format!("--curator-share: {e}"))?;
+            let (asset, dataset) = desk
+                .publish(&project, args.requester, args.name, licence, share)
+                .map_err(|e| e.to_string())?;
+            println!("dataset asset {asset}");
+            println!(
+                "{} rows, item root {}, {} contributors",
+                dataset.rows.len(),
+                dataset.item_root,
+                dataset.contributors.len()
+            );
+        }
+        TaskCommand::Export(args) => {
+            let project = project_id(&args.project)?;
+            let format = match args.format {
+                FormatArg::Jsonl => ExportFormat::Jsonl,
+                FormatArg::Csv => ExportFormat::Csv,
+                FormatArg::LabelStudio => ExportFormat::LabelStudio,
+            };
+            let out: Box<dyn Write> = match &args.out {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut out = BufWriter::new(out);
+            desk.with_board(&project, |board| {
+                let dataset = Dataset::build(board).map_err(|e| e.to_string())?;
+                for chunk in export_chunks(&dataset, board, format) {
+                    out.write_all(chunk.as_bytes())
+                        .map_err(|e| format!("cannot write the export: {e}"))?;
+                }
+                out.flush()
+                    .map_err(|e| format!("cannot write the export: {e}"))
+            })
+            .map_err(|e| e.to_string())??;
+        }
+    }
+    Ok(())
+}
+
+fn import_format(format: FormatArg) -> ImportFormat {
+    match format {
+        FormatArg::Jsonl => ImportFormat::Jsonl,
+        FormatArg::Csv => ImportFormat::Csv,
+        FormatArg::LabelStudio => ImportFormat::LabelStudio,
+    }
+}
+
+pub fn project_id(text: &str) -> Result<ProjectId, String> {
+    text.parse()
+        .map(ProjectId)
+        .map_err(|e| format!("{text:?} is not a project id (0x and 64 hex digits): {e}"))
+}
+
+/// Prints a project's progress as a table.
+pub fn print_status(desk: &Desk, project: &ProjectId) -> Result<(), String> {
+    let (spec, status) = desk.status(project).map_err(|e| e.to_string())?;
+    let money = |units| {
+        desk.journal()
+            .read(|j| amount(j.economy(), &spec.token, units))
+    };
+    let mut t = table(&["", ""], &[1]);
+    let rows = [
+        ("title", spec.title.clone()),
+        (
+            "items (gold)",
+            format!("{} ({})", status.items, status.gold_items),
+        ),
+        ("resolved", status.resolved.to_string()),
+        ("judgments", status.judgments.to_string()),
+        ("contributors", status.contributors.to_string()),
+        ("paused", status.paused.to_string()),
+        ("awaiting review", status.awaiting_review.to_string()),
+        (
+            "paid / budget",
+            format!("{} / {}", money(status.paid), money(status.budget)),
+        ),
+    ];
+    for (name, value) in rows {
+        t.add_row(vec![name.to_owned(), value]);
+    }
+    for (model, (agree, compared)) in &status.model_agreement {
+        t.add_row(vec![
+            format!("model {model} agrees"),
+            format!("{agree} of {compared}"),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
