@@ -63,20 +63,36 @@ pub struct Receipt {
     pub effects: Vec<Effect>,
 }
 
+/// Milliseconds since the Unix epoch, as the desk sees them.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// The desk. Cheap to share: wrap it in an `Arc`.
 pub struct Desk {
     journal: SharedJournal,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
+    clock: Clock,
 }
 
 impl Desk {
     /// Builds every project's board by folding the work records in `journal`'s log.
     pub fn open(journal: Journal) -> Result<Desk, DeskError> {
+        Desk::open_with_clock(journal, Arc::new(now_ms))
+    }
+
+    /// Like [`Desk::open`], reading time from `clock`: simulations and tests run a day of work
+    /// (leases, minimum seconds per item, daily caps) in moments.
+    pub fn open_with_clock(journal: Journal, clock: Clock) -> Result<Desk, DeskError> {
         let boards = fold_boards(&journal)?;
         Ok(Desk {
             journal: SharedJournal::new(journal),
             boards: RwLock::new(boards),
+            clock,
         })
+    }
+
+    /// Hands the journal back (for commands that go on with the economy after the desk).
+    pub fn into_journal(self) -> Journal {
+        self.journal.into_inner()
     }
 
     pub fn journal(&self) -> &SharedJournal {
@@ -210,7 +226,7 @@ impl Desk {
     ) -> Result<Assignment, DeskError> {
         let board = self.board(project)?;
         let mut guard = lock(&board);
-        Ok(guard.assign_next_item(contributor, now_ms())?)
+        Ok(guard.assign_next_item(contributor, (self.clock)())?)
     }
 
     /// Records a judgment and pays any bounties it settles; returns once durable.
@@ -223,7 +239,7 @@ impl Desk {
     ) -> Result<Receipt, DeskError> {
         let board = self.board(project)?;
         let mut guard = lock(&board);
-        let (event, effects) = guard.submit(contributor, item, answer, now_ms())?;
+        let (event, effects) = guard.submit(contributor, item, answer, (self.clock)())?;
         self.persist(guard, &event, effects)
     }
 
@@ -246,7 +262,7 @@ impl Desk {
     ) -> Result<Receipt, DeskError> {
         let board = self.board(project)?;
         let mut guard = lock(&board);
-        let (event, effects) = guard.review(reviewer, judgment, verdict, now_ms())?;
+        let (event, effects) = guard.review(reviewer, judgment, verdict, (self.clock)())?;
         self.persist(guard, &event, effects)
     }
 

@@ -23,6 +23,13 @@ impl SharedJournal {
         }
     }
 
+    /// The journal, once no one else holds this.
+    pub fn into_inner(self) -> Journal {
+        self.journal.into_inner().expect(
+            "a thread panicked while applying events; the journal's state cannot be trusted",
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().expect(
             "a thread panicked while applying events; the journal's state cannot be trusted",

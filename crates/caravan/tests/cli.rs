@@ -38,7 +38,7 @@ fn the_demo_pays_everyone_exactly_and_leaves_a_store_that_verifies() {
     let scratch = tempfile::tempdir().unwrap();
     let out = ok(&caravan(
         scratch.path(),
-        &["demo", "--calls", "3000", "--seed", "11"],
+        &["demo", "--calls", "3000", "--seed", "11", "--skip-labeling"],
     ));
     assert!(out.contains("exact to the last base unit"), "{out}");
     assert!(
@@ -342,4 +342,64 @@ fn quality_infer_prints_labels_or_accuracy_and_names_bad_lines() {
         err.contains("line 3") && err.contains("3 comma-separated columns"),
         "{err}"
     );
+}
+
+/// Where the demo's digits are, or `None` (and the test skips) when they were never fetched and
+/// `CARAVAN_REQUIRE_DIGITS` is not set; CI fetches them and sets it.
+fn digits_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("CARAVAN_DIGITS_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/digits"))
+        })?;
+    if dir.join("digits.csv").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CARAVAN_REQUIRE_DIGITS").is_none(),
+        "digits not found in {}; run scripts/fetch-digits.sh",
+        dir.display()
+    );
+    eprintln!("digits not fetched (scripts/fetch-digits.sh); skipping");
+    None
+}
+
+#[test]
+fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
+    let Some(digits) = digits_dir() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .args(["demo", "--calls", "500"])
+        .env("CARAVAN_DIGITS_DIR", &digits)
+        .env_remove("CARAVAN_DATABASE_URL")
+        .output()
+        .unwrap();
+    let out = ok(&out);
+    assert!(out.contains("ring: 6 of 6 paused"), "{out}");
+    assert!(out.contains("weight held by the ring: 0"), "{out}");
+    let accuracy = |row: &str| -> f64 {
+        let line = out.lines().find(|l| l.contains(row)).unwrap();
+        let cell = line.split('┆').nth(1).unwrap();
+        let cell = cell.trim_matches(|c: char| c.is_whitespace() || c == '│' || c == '%');
+        cell.parse().unwrap()
+    };
+    let single = accuracy("single judgments");
+    let published = accuracy("Dawid–Skene");
+    assert!(
+        published > 95.0 && published > single + 5.0,
+        "{single} -> {published}"
+    );
+    let demo_dir = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let listed = ok(&caravan(&demo_dir, &["task", "list"]));
+    assert!(listed.contains("Which digit is this?"), "{listed}");
+    let verified = ok(&caravan(&demo_dir, &["log", "verify"]));
+    assert!(verified.contains("log verified"), "{verified}");
 }

@@ -10,7 +10,7 @@ pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
 pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
-pub use tasks::{TaskCommand, task};
+pub use tasks::{TaskCommand, project_id, task};
 
 use caravan_core::{Address, Envelope, Event, Genesis, Ppm};
 use caravan_store::Journal;

@@ -1,6 +1,7 @@
 //! `caravan demo`: a realistic day in a small caravan economy, end to end through the real store.
 
 mod report;
+mod tasks;
 mod world;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,9 @@ pub struct DemoArgs {
     /// Seed of the simulation: the same seed gives the same day, the same payouts and the same root.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Skip the first chapter (a crowd labeling handwritten digits through the API).
+    #[arg(long)]
+    skip_labeling: bool,
 }
 
 pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
@@ -41,6 +45,10 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
             .submit(world.setup.clone())
             .map_err(|e| e.to_string())?,
     )?;
+    if !args.skip_labeling {
+        journal = tasks::label_digits(journal, &world.usdc, &mut cast, args.seed)?;
+        println!("chapter 2 — a day of paid calls, paid back along the lineage\n");
+    }
     report::lineage(journal.economy(), &world.manifests);
 
     let per_asset = simulate_day(&mut journal, &world, &mut dice, args.calls)?;
