@@ -97,15 +97,20 @@ impl Posteriors {
     /// against the previous probabilities.
     pub(crate) fn set_from_log_scores(&mut self, log_scores: &[f64]) -> f64 {
         let mut change: f64 = 0.0;
+        let mut exps = vec![0.0; self.labels];
         for (row, scores) in self
             .probabilities
             .chunks_exact_mut(self.labels)
             .zip(log_scores.chunks_exact(self.labels))
         {
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-            for (p, s) in row.iter_mut().zip(scores) {
-                let next = (s - max).exp() / total;
+            let mut total = 0.0;
+            for (e, s) in exps.iter_mut().zip(scores) {
+                *e = (s - max).exp();
+                total += *e;
+            }
+            for (p, e) in row.iter_mut().zip(&exps) {
+                let next = e / total;
                 change = change.max((next - *p).abs());
                 *p = next;
             }

@@ -6,6 +6,7 @@ mod ingest;
 mod merkle;
 mod pipeline;
 mod store;
+mod tasks;
 mod workload;
 
 use caravan_core::{Address, Token};
@@ -30,6 +31,12 @@ pub enum BenchCommand {
     ///     the same close done durably through the store with its bundle written;
     /// (c) building the Merkle tree over 3.2 million leaves and extracting every proof.
     Economy(EconomyArgs),
+    /// Data tasks: durable judgment submissions and truth inference.
+    ///
+    /// Judgment submissions per second with 1,000 concurrent clients and 200,000 registered
+    /// contributors, each submission durable before its client goes on (SQLite, and PostgreSQL
+    /// with --postgres); the four truth-inference methods on S_Rel (98,453 judgments).
+    Tasks(tasks::TasksArgs),
 }
 
 #[derive(Args)]
@@ -52,6 +59,7 @@ pub struct EconomyArgs {
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Economy(args) => economy(args),
+        BenchCommand::Tasks(args) => tasks::tasks(args),
     }
 }
 

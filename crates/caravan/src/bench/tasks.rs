@@ -1,0 +1,341 @@
+//! `caravan bench tasks`: durable judgment submissions under many concurrent clients, and truth
+//! inference on the largest real crowd data set.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+use caravan_core::{Address, Event, Genesis, Ppm, Token};
+use caravan_server::desk::{Desk, DeskError};
+use caravan_store::{Journal, Location};
+use caravan_tasks::board::AssignError;
+use caravan_tasks::inference::{Method, infer};
+use caravan_tasks::item::Item;
+use caravan_tasks::project::{Overlap, ProjectId, ProjectSpec, QueueOrder};
+use caravan_tasks::schema::{Answer, LabelSchema};
+use caravan_tasks::{Answers, answers::parse_truth_csv, inference::accuracy};
+use clap::Args;
+
+use super::store::ScratchStore;
+use super::{listed, median};
+use crate::present::{progress, table};
+
+#[derive(Args)]
+pub struct TasksArgs {
+    /// Divide the workload by 20: a quick check that the benchmark runs, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
+    /// Directory for the scratch stores (a fresh temporary one inside it per run).
+    #[arg(long, default_value = ".")]
+    scratch_dir: PathBuf,
+    /// Also measure on PostgreSQL: a URL of a server where the benchmark may create (and
+    /// afterwards drop) a scratch database per run.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// The crowd data sets (folders with answer.csv and truth.csv); S_Rel is `s4_Relevance`.
+    #[arg(
+        long,
+        env = "CARAVAN_CROWD_DATA",
+        default_value = "../shared/data/crowd"
+    )]
+    crowd_data: PathBuf,
+}
+
+/// Concurrent clients submitting judgments.
+const CLIENTS: usize = 1_000;
+
+struct Submissions {
+    /// Timed judgments per second, each durable before its client sends the next.
+    rate: f64,
+    /// Judgments per second while the contributors registered (their first judgment each).
+    warm_up_rate: f64,
+}
+
+pub fn tasks(args: TasksArgs) -> Result<(), String> {
+    let scale = if args.quick { 20 } else { 1 };
+    let contributors = 200_000 / scale;
+    let timed = 100_000 / scale;
+
+    let mut sqlite = Vec::new();
+    let mut sqlite_warm = Vec::new();
+    for run in 0..args.runs {
+        let scratch = ScratchStore::sqlite(&args.scratch_dir)?;
+        let label = format!("SQLite run {}", run + 1);
+        let measured = measure_submissions(&scratch.location, contributors, timed, &label)?;
+        sqlite.push(measured.rate);
+        sqlite_warm.push(measured.warm_up_rate);
+    }
+    let mut postgres = Vec::new();
+    if let Some(admin_url) = &args.postgres {
+        for run in 0..args.runs {
+            let scratch = ScratchStore::postgres(admin_url, 100 + run)?;
+            let label = format!("PostgreSQL run {}", run + 1);
+            postgres
+                .push(measure_submissions(&scratch.location, contributors, timed, &label)?.rate);
+        }
+    }
+    let inference = measure_inference(&args.crowd_data, args.runs)?;
+
+    let mut t = table(&["figure", "workload", "median", "target"], &[2]);
+    t.add_row(vec![
+        "judgment submissions, SQLite".into(),
+        format!(
+            "{CLIENTS} concurrent clients, {contributors} registered contributors (one judgment each first, at {:.0}/s), then {timed} timed judgments: next item + submit, each durable before the client goes on; {} runs: {}",
+            median(sqlite_warm),
+            args.runs,
+            listed(&sqlite)
+        ),
+        format!("{:.0} judgments/s", median(sqlite.clone())),
+        "≥ 5,000/s".into(),
+    ]);
+    if !postgres.is_empty() {
+        t.add_row(vec![
+            "judgment submissions, PostgreSQL".into(),
+            format!("the same; {} runs: {}", args.runs, listed(&postgres)),
+            format!("{:.0} judgments/s", median(postgres.clone())),
+            "≥ 5,000/s".into(),
+        ]);
+    }
+    if let Some(rows) = &inference {
+        for (method, seconds, accuracy, judgments) in rows {
+            t.add_row(vec![
+                format!("{} on S_Rel", method_name(*method)),
+                format!("{judgments} judgments, 4 classes; accuracy {accuracy:.4} over the items with truth"),
+                format!("{seconds:.3} s"),
+                if *method == Method::DawidSkene { "< 0.3 s" } else { "—" }.into(),
+            ]);
+        }
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "caravan bench tasks{} on {cores} cores",
+        if args.quick {
+            " --quick (NOT a measurement)"
+        } else {
+            ""
+        }
+    );
+    println!("{t}");
+    println!("judgments_per_s_sqlite: {:.0}", median(sqlite));
+    if !postgres.is_empty() {
+        println!("judgments_per_s_postgres: {:.0}", median(postgres));
+    }
+    match inference {
+        Some(rows) => {
+            for (method, seconds, _, _) in rows {
+                println!("{}_s_rel_s: {seconds:.3}", method.code());
+            }
+        }
+        None => eprintln!(
+            "note: no crowd data at {}; pass --crowd-data DIR to time truth inference",
+            args.crowd_data.display()
+        ),
+    }
+    Ok(())
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::MajorityVote => "majority vote",
+        Method::Wawa => "Wawa",
+        Method::DawidSkene => "Dawid–Skene",
+        Method::Glad => "GLAD",
+    }
+}
+
+/// Times every method on S_Rel: `(method, median seconds, accuracy, judgments)`.
+fn measure_inference(
+    dir: &std::path::Path,
+    runs: u32,
+) -> Result<Option<Vec<(Method, f64, f64, usize)>>, String> {
+    let set = dir.join("s4_Relevance");
+    let Ok(answers_text) = std::fs::read_to_string(set.join("answer.csv")) else {
+        return Ok(None);
+    };
+    let truth_text = std::fs::read_to_string(set.join("truth.csv"))
+        .map_err(|e| format!("cannot read {}: {e}", set.join("truth.csv").display()))?;
+    let answers = Answers::parse_csv(&answers_text).map_err(|e| e.to_string())?;
+    let truth = parse_truth_csv(&truth_text).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for method in Method::ALL {
+        let mut times = Vec::new();
+        let mut result = None;
+        for _ in 0..runs {
+            let start = Instant::now();
+            result = Some(infer(&answers, method));
+            times.push(start.elapsed().as_secs_f64());
+        }
+        let (correct, compared) = accuracy(&answers, &result.expect("runs >= 1"), &truth);
+        rows.push((
+            method,
+            median(times),
+            correct as f64 / compared as f64,
+            answers.judgments().len(),
+        ));
+    }
+    Ok(Some(rows))
+}
+
+fn measure_submissions(
+    location: &Location,
+    contributors: usize,
+    timed: usize,
+    label: &str,
+) -> Result<Submissions, String> {
+    let token = Token {
+        address: Address::from_label("bench token"),
+        symbol: "TKN".into(),
+        decimals: 6,
+    };
+    let requester = Address::from_label("bench requester");
+    let mut journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
+    journal
+        .submit(vec![
+            Event::Genesis(Genesis {
+                treasury: Address::from_label("bench treasury"),
+                protocol_fee: Ppm::ZERO,
+            }),
+            Event::TokenRegistered(token.clone()),
+        ])
+        .map_err(|e| e.to_string())?;
+    let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
+    let spec = ProjectSpec {
+        title: "bench: pick the topic".into(),
+        instructions: String::new(),
+        schema: LabelSchema::SingleChoice {
+            options: ["sports", "politics", "science", "arts"]
+                .map(String::from)
+                .to_vec(),
+        },
+        overlap: Overlap {
+            min: 3,
+            max: 5,
+            confidence: 0.9,
+        },
+        token: token.address,
+        bounty: 1_000,
+        budget: u128::from(u64::MAX),
+        gold_rate: Ppm::new(50_000).expect("5%"),
+        exam: None,
+        skill_bar: Ppm::new(300_000).expect("30%"),
+        gold_grace: 10,
+        min_seconds_per_item: 0,
+        daily_cap: 1_000_000,
+        deadline_ms: u64::MAX,
+        lease_seconds: 600,
+        order: QueueOrder::ImportOrder,
+        method: Method::DawidSkene,
+    };
+    let project = desk
+        .create_project(requester, spec)
+        .map_err(|e| e.to_string())?;
+    let items = (contributors + timed) / 2 + 1_000;
+    let bar = progress(items as u64, &format!("{label}: items"));
+    for chunk in 0..items.div_ceil(10_000) {
+        let batch: Vec<Item> = (chunk * 10_000..((chunk + 1) * 10_000).min(items))
+            .map(|n| Item {
+                data: serde_json::json!({ "text": format!("article {n}") }),
+                gold: (n < 500).then(|| Answer::Choice(topic(n as u64).into())),
+                predictions: Vec::new(),
+            })
+            .collect();
+        bar.inc(batch.len() as u64);
+        desk.add_items(&project, requester, batch)
+            .map_err(|e| e.to_string())?;
+    }
+    bar.finish_and_clear();
+
+    let per_client = contributors.div_ceil(CLIENTS);
+    let timed_per_client = timed.div_ceil(CLIENTS);
+    let barrier = Arc::new(Barrier::new(CLIENTS + 1));
+    let (warm_done, timed_done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let bar = progress((CLIENTS * (per_client + timed_per_client)) as u64, label);
+    let (warm_up, timed_phase) = std::thread::scope(|scope| -> Result<(f64, f64), String> {
+        let mut handles = Vec::new();
+        for client in 0..CLIENTS {
+            let (desk, barrier, bar) = (desk.clone(), barrier.clone(), bar.clone());
+            let (warm_done, timed_done) = (&warm_done, &timed_done);
+            let handle = std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn_scoped(scope, move || -> Result<(), String> {
+                    let people: Vec<Address> = (0..per_client)
+                        .map(|p| Address::from_label(&format!("bench contributor {client} {p}")))
+                        .collect();
+                    barrier.wait();
+                    for person in &people {
+                        if judge(&desk, &project, *person)? {
+                            warm_done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        bar.inc(1);
+                    }
+                    barrier.wait();
+                    barrier.wait();
+                    for n in 0..timed_per_client {
+                        if judge(&desk, &project, people[n % people.len()])? {
+                            timed_done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        bar.inc(1);
+                    }
+                    barrier.wait();
+                    Ok(())
+                })
+                .map_err(|e| format!("cannot start a client thread: {e}"))?;
+            handles.push(handle);
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        let warm = start.elapsed().as_secs_f64();
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        let timed = start.elapsed().as_secs_f64();
+        for handle in handles {
+            handle
+                .join()
+                .map_err(|_| "a client thread panicked".to_owned())??;
+        }
+        Ok((warm, timed))
+    })?;
+    bar.finish_and_clear();
+    Ok(Submissions {
+        rate: timed_done.into_inner() as f64 / timed_phase,
+        warm_up_rate: warm_done.into_inner() as f64 / warm_up,
+    })
+}
+
+/// The topic an article is "really" about, for gold answers and mostly-right contributors.
+fn topic(n: u64) -> &'static str {
+    ["sports", "politics", "science", "arts"][(n.wrapping_mul(0x9E37_79B9) >> 7) as usize % 4]
+}
+
+/// One next-item + submit round trip; the answer is right four times in five. `false` when the
+/// contributor got no item (paused by check questions), which the rate does not count.
+fn judge(desk: &Desk, project: &ProjectId, person: Address) -> Result<bool, String> {
+    let assignment = match desk.next_item(project, person) {
+        Ok(assignment) => assignment,
+        Err(DeskError::Assign(AssignError::Paused(_))) => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    };
+    let n: u64 = assignment.data["text"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("article "))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let noise = (n ^ u64::from_be_bytes(person.0[..8].try_into().expect("8 bytes"))) % 5;
+    let answer = if noise == 0 { topic(n + 1) } else { topic(n) };
+    desk.submit(
+        project,
+        person,
+        assignment.item,
+        Answer::Choice(answer.into()),
+    )
+    .map(|_| true)
+    .map_err(|e| e.to_string())
+}
