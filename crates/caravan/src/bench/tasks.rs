@@ -101,12 +101,20 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
         ]);
     }
     if let Some(rows) = &inference {
-        for (method, seconds, accuracy, judgments) in rows {
+        for row in rows {
             t.add_row(vec![
-                format!("{} on S_Rel", method_name(*method)),
-                format!("{judgments} judgments, 4 classes; accuracy {accuracy:.4} over the items with truth"),
-                format!("{seconds:.3} s"),
-                if *method == Method::DawidSkene { "< 0.3 s" } else { "—" }.into(),
+                format!("{} on S_Rel", method_name(row.method)),
+                format!(
+                    "{} judgments, 4 classes; accuracy {:.4} over the items with truth",
+                    row.judgments, row.accuracy
+                ),
+                format!("{:.3} s", row.seconds),
+                if row.method == Method::DawidSkene {
+                    "< 0.3 s"
+                } else {
+                    "—"
+                }
+                .into(),
             ]);
         }
     }
@@ -128,8 +136,8 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     }
     match inference {
         Some(rows) => {
-            for (method, seconds, _, _) in rows {
-                println!("{}_s_rel_s: {seconds:.3}", method.code());
+            for row in rows {
+                println!("{}_s_rel_s: {:.3}", row.method.code(), row.seconds);
             }
         }
         None => eprintln!(
@@ -149,11 +157,21 @@ fn method_name(method: Method) -> &'static str {
     }
 }
 
-/// Times every method on S_Rel: `(method, median seconds, accuracy, judgments)`.
+/// One method timed on S_Rel.
+struct InferenceTiming {
+    method: Method,
+    /// Median seconds.
+    seconds: f64,
+    /// Over the items with truth.
+    accuracy: f64,
+    judgments: usize,
+}
+
+/// Times every method on S_Rel; `None` without the data.
 fn measure_inference(
     dir: &std::path::Path,
     runs: u32,
-) -> Result<Option<Vec<(Method, f64, f64, usize)>>, String> {
+) -> Result<Option<Vec<InferenceTiming>>, String> {
     let set = dir.join("s4_Relevance");
     let Ok(answers_text) = std::fs::read_to_string(set.join("answer.csv")) else {
         return Ok(None);
@@ -172,12 +190,12 @@ fn measure_inference(
             times.push(start.elapsed().as_secs_f64());
         }
         let (correct, compared) = accuracy(&answers, &result.expect("runs >= 1"), &truth);
-        rows.push((
+        rows.push(InferenceTiming {
             method,
-            median(times),
-            correct as f64 / compared as f64,
-            answers.judgments().len(),
-        ));
+            seconds: median(times),
+            accuracy: correct as f64 / compared as f64,
+            judgments: answers.judgments().len(),
+        });
     }
     Ok(Some(rows))
 }
