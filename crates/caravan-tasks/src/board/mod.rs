@@ -548,6 +548,7 @@ impl Board {
             .values()
             .filter(|c| c.submitted > 0)
             .count() as u64;
+        let (fleiss_kappa, krippendorff_alpha) = self.agreement();
         BoardStatus {
             items: total,
             gold_items: self.gold.len() as u64,
@@ -559,6 +560,8 @@ impl Board {
             paid: self.paid,
             budget: self.spec.budget,
             model_agreement: self.model_agreement(),
+            fleiss_kappa,
+            krippendorff_alpha,
         }
     }
 }
@@ -580,6 +583,9 @@ pub struct BoardStatus {
     pub budget: Amount,
     /// Per model: resolved items where its prediction matched the people's label, and items compared.
     pub model_agreement: BTreeMap<String, (u64, u64)>,
+    /// Chance-corrected agreement between contributors (categorical projects with overlap).
+    pub fleiss_kappa: Option<f64>,
+    pub krippendorff_alpha: Option<f64>,
 }
 
 #[cfg(test)]

@@ -363,3 +363,43 @@ fn same_answer(gold: &Answer, answer: &Answer) -> bool {
 fn percent(share: Ppm) -> f64 {
     f64::from(share.parts()) / 10_000.0
 }
+
+impl Board {
+    /// Fleiss' kappa and Krippendorff's alpha over the judgments that count on real items (for
+    /// categorical task types; `None` otherwise or when undefined).
+    pub fn agreement(&self) -> (Option<f64>, Option<f64>) {
+        let Some(mut categories) = self
+            .spec
+            .schema
+            .categories()
+            .or_else(|| self.spec.schema.is_categorical().then(Vec::new))
+        else {
+            return (None, None);
+        };
+        let counted = || {
+            self.judgments
+                .iter()
+                .filter(|j| !j.gold && j.counts())
+                .filter_map(|j| Some((j, j.answer.category()?)))
+        };
+        for (_, category) in counted() {
+            if !categories.contains(&category) {
+                categories.push(category);
+            }
+        }
+        let Ok(mut answers) = crate::answers::Answers::new(categories) else {
+            return (None, None);
+        };
+        for (j, category) in counted() {
+            let item = j.item.to_string();
+            let worker = j.contributor.to_string();
+            answers
+                .push(&item, &worker, &category)
+                .expect("every category was listed");
+        }
+        (
+            crate::agreement::fleiss_kappa(&answers),
+            crate::agreement::krippendorff_alpha(&answers),
+        )
+    }
+}

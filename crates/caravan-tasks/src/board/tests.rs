@@ -472,3 +472,19 @@ fn replaying_the_log_rebuilds_the_board_and_its_effects() {
     assert_eq!(replayed.paid(), board.paid());
     assert_eq!(replayed.status(), board.status());
 }
+
+#[test]
+fn project_agreement_is_reported_for_categorical_work() {
+    let (mut board, mut log) = board_with(spec(), vec![item(0), item(1)]);
+    assert_eq!(board.status().fleiss_kappa, None, "nothing judged yet");
+    let mut now = 0;
+    for n in 0..3 {
+        // Everyone agrees: "pos" on the first item, "neg" on the second.
+        for answer in ["pos", "neg"] {
+            work(&mut board, &mut log, person(n), answer, &mut now);
+        }
+    }
+    let status = board.status();
+    assert!((status.fleiss_kappa.unwrap() - 1.0).abs() < 1e-12);
+    assert!((status.krippendorff_alpha.unwrap() - 1.0).abs() < 1e-12);
+}

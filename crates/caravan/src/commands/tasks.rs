@@ -264,6 +264,15 @@ pub fn print_status(desk: &Desk, project: &ProjectId) -> Result<(), String> {
     for (name, value) in rows {
         t.add_row(vec![name.to_owned(), value]);
     }
+    let metric = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.3}"));
+    t.add_row(vec![
+        "agreement (Fleiss κ / Krippendorff α)".to_owned(),
+        format!(
+            "{} / {}",
+            metric(status.fleiss_kappa),
+            metric(status.krippendorff_alpha)
+        ),
+    ]);
     for (model, (agree, compared)) in &status.model_agreement {
         t.add_row(vec![
             format!("model {model} agrees"),
