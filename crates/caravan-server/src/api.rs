@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use caravan_core::{Address, Hash32, Licence, Ppm};
 use caravan_tasks::board::{AssignError, Verdict};
-use caravan_tasks::export::{ExportFormat, export_chunks};
+use caravan_tasks::export::{ExportFormat, export_chunk};
 use caravan_tasks::import::{ImportFormat, import_items};
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::{ProjectId, ProjectSpec};
@@ -101,6 +101,7 @@ impl From<DeskError> for ApiError {
             DeskError::Submit(_) => (S::UNPROCESSABLE_ENTITY, "submission_refused"),
             DeskError::Review(_) => (S::UNPROCESSABLE_ENTITY, "review_refused"),
             DeskError::Dataset(_) => (S::CONFLICT, "nothing_to_publish"),
+            DeskError::NotPublished(_) => (S::CONFLICT, "not_published"),
             DeskError::Refused(_) => (S::CONFLICT, "refused"),
             DeskError::Store(_) => (S::SERVICE_UNAVAILABLE, "storage"),
             DeskError::CorruptRecord { .. } => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
@@ -402,16 +403,17 @@ async fn export(
             )));
         }
     };
-    let chunks: Vec<String> = desk.with_board(&id, |board| {
-        let dataset = caravan_tasks::dataset::Dataset::build(board)?;
-        Ok::<_, DeskError>(export_chunks(&dataset, board, format).collect())
-    })??;
-    // Sent row by row: the client starts receiving before the last row is encoded for the wire.
-    let stream = futures_util::stream::iter(
-        chunks
-            .into_iter()
-            .map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from(chunk))),
-    );
+    let (_, dataset, board) = blocking(move || desk.published(&id)).await?;
+    // Rendered row by row as the client reads: the export is never built whole in memory.
+    let published = Arc::new((dataset, board));
+    let stream = futures_util::stream::unfold(0usize, move |n| {
+        let published = published.clone();
+        async move {
+            let (dataset, board) = &*published;
+            export_chunk(dataset, board, format, n)
+                .map(|chunk| (Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), n + 1))
+        }
+    });
     Ok((
         [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(stream),

@@ -49,6 +49,8 @@ pub enum DeskError {
     Review(#[from] ReviewError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    #[error("project {0} has not been published yet; publish it, then export")]
+    NotPublished(ProjectId),
     #[error("the economy refused the record: {0}")]
     Refused(String),
     #[error("storage: {0}")]
@@ -270,7 +272,8 @@ impl Desk {
         self.with_board(project, |b| (b.spec.clone(), b.status()))
     }
 
-    /// Publishes the project's resolved work as a dataset asset owned by the requester.
+    /// Publishes the project's resolved work as a dataset asset owned by the requester, and
+    /// records the publication on the board so the same rows can be exported later.
     pub fn publish(
         &self,
         project: &ProjectId,
@@ -279,17 +282,56 @@ impl Desk {
         licence: Licence,
         curator_share: Ppm,
     ) -> Result<(AssetId, Dataset), DeskError> {
-        let dataset = self.with_board(project, |board| {
-            check_requester(board, requester)?;
-            Ok::<_, DeskError>(Dataset::build(board)?)
-        })??;
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        check_requester(&guard, requester)?;
+        let dataset = Dataset::build(&guard)?;
         let manifest = dataset.manifest(name, requester, licence, curator_share)?;
         let id = manifest.id();
-        let submitted = self
-            .journal
-            .submit(vec![Event::AssetRegistered(manifest)])?;
-        refused(&submitted)?;
+        self.journal
+            .read(|j| j.economy().lineage().check(&manifest))
+            .map_err(|e| DeskError::Refused(e.to_string()))?;
+        let record = TaskEvent::Published {
+            asset: id.0,
+            item_root: dataset.item_root,
+        };
+        guard.apply(&record);
+        let events = vec![
+            Event::AssetRegistered(manifest),
+            work_event(&guard, &record, Vec::new()),
+        ];
+        let pending = self.journal.enqueue(events);
+        let refusal = refused(pending.submitted());
+        drop(guard);
+        if let Err(error) = refusal {
+            let _ = pending.wait();
+            self.rebuild()?;
+            return Err(error);
+        }
+        self.settle(pending)?;
         Ok((id, dataset))
+    }
+
+    /// The rows of the project's latest publication, rebuilt by replaying the project's records
+    /// up to it, with the dataset asset's id; the rows' root is checked against the recorded one.
+    pub fn published(&self, project: &ProjectId) -> Result<(AssetId, Dataset, Board), DeskError> {
+        let (asset, item_root) = self
+            .with_board(project, |b| b.publications().last().copied())?
+            .ok_or(DeskError::NotPublished(*project))?;
+        let board = self
+            .journal
+            .read(|j| board_at_publication(j, project, &asset))?;
+        let dataset = Dataset::build(&board)?;
+        if dataset.item_root != item_root {
+            return Err(DeskError::CorruptRecord {
+                seq: 0,
+                why: format!(
+                    "replaying project {project} to its publication gives item root {}, not the published {item_root}",
+                    dataset.item_root
+                ),
+            });
+        }
+        Ok((AssetId(asset), dataset, board))
     }
 
     /// Applies a requester's record (no bounties) to the locked board and stores it.
@@ -422,4 +464,48 @@ fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>
         .into_iter()
         .map(|(id, board)| (id, Arc::new(Mutex::new(board))))
         .collect())
+}
+
+/// The project's board as it stood when `asset` was published from it.
+fn board_at_publication(
+    journal: &Journal,
+    project: &ProjectId,
+    asset: &caravan_core::Hash32,
+) -> Result<Board, DeskError> {
+    let mut board: Option<Board> = None;
+    let mut next = 0;
+    loop {
+        let page = journal.read_events(next, READ_PAGE)?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for row in &page {
+            let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
+            let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
+            let Event::WorkRecorded {
+                project: of,
+                record,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            if ProjectId(of) != *project {
+                continue;
+            }
+            let task: TaskEvent =
+                serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
+            if let Some(created) = Board::created(&task) {
+                board = Some(created);
+                continue;
+            }
+            let current = board
+                .as_mut()
+                .ok_or_else(|| corrupt("a record before its project was created".into()))?;
+            current.apply(&task);
+            if matches!(&task, TaskEvent::Published { asset: a, .. } if a == asset) {
+                return Ok(board.expect("created above"));
+            }
+        }
+    }
+    Err(DeskError::NotPublished(*project))
 }

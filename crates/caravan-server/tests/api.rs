@@ -166,6 +166,13 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
     });
     assert_eq!(entitled, 4000);
 
+    let export_uri = format!("/v1/projects/{project}/export?format=jsonl");
+    let (status, body) = call(&app, Method::GET, &export_uri, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_published"))
+    );
+
     let publish = json!({ "requester": requester(), "name": "review-sentiment",
                           "licence": { "type": "open_use" }, "curator_share": "10%" });
     let (status, published) = call(
@@ -194,15 +201,41 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
         "{again}"
     );
 
-    let (status, export) = call(
-        &app,
-        Method::GET,
-        &format!("/v1/projects/{project}/export?format=jsonl"),
-        None,
-    )
-    .await;
+    // Work goes on after publishing; the export still gives the published rows.
+    let uri = format!(
+        "/v1/projects/{project}/items?format=jsonl&requester={}",
+        requester()
+    );
+    let more = "{\"text\": \"late review\", \"truth\": \"pos\"}\n";
+    let (status, _) = send(&app, Request::post(uri).body(Body::from(more)).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for n in 0..3 {
+        let contributor = Address::from_label(&format!("worker {n}"));
+        let next = format!("/v1/projects/{project}/next");
+        let (_, assignment) = call(
+            &app,
+            Method::POST,
+            &next,
+            Some(json!({ "contributor": contributor })),
+        )
+        .await;
+        let body = json!({ "contributor": contributor, "item": assignment["item"], "answer": { "choice": "pos" } });
+        let judgments = format!("/v1/projects/{project}/judgments");
+        let (status, _) = call(&app, Method::POST, &judgments, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (_, live) = call(&app, Method::GET, &format!("/v1/projects/{project}"), None).await;
+    assert_eq!(live["status"]["resolved"], 5);
+    let (status, export) = call(&app, Method::GET, &export_uri, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(export.as_str().unwrap().lines().count(), 4);
+    let rows: Vec<Value> = export
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "the published snapshot, not the live board");
+    assert!(rows.iter().all(|r| r["data"]["text"] != "late review"));
 
     let (status, doc) = call(&app, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -19,15 +19,26 @@ pub fn export_chunks<'a>(
     dataset: &'a Dataset,
     board: &'a Board,
     format: ExportFormat,
-) -> Box<dyn Iterator<Item = String> + 'a> {
-    let data = move |row: &DatasetRow| {
+) -> impl Iterator<Item = String> + 'a {
+    (0..).map_while(move |n| export_chunk(dataset, board, format, n))
+}
+
+/// The `n`-th chunk of the export (a header, one row, or a closing bracket), or `None` past the
+/// end; lets a server stream from owned data without holding an iterator across awaits.
+pub fn export_chunk(
+    dataset: &Dataset,
+    board: &Board,
+    format: ExportFormat,
+    n: usize,
+) -> Option<String> {
+    let data = |row: &DatasetRow| {
         board
             .item(&row.item)
             .map_or(Value::Null, |state| state.item.data.clone())
     };
-    let count = dataset.rows.len();
+    let rows = &dataset.rows;
     match format {
-        ExportFormat::Jsonl => Box::new(dataset.rows.iter().map(move |row| {
+        ExportFormat::Jsonl => rows.get(n).map(|row| {
             let line = json!({
                 "item": row.item,
                 "data": data(row),
@@ -36,36 +47,37 @@ pub fn export_chunks<'a>(
                 "contributors": row.contributors,
             });
             format!("{line}\n")
-        })),
-        ExportFormat::Csv => Box::new(
-            std::iter::once("item,label,confidence,contributors,data\n".to_owned()).chain(
-                dataset.rows.iter().map(move |row| {
-                    let contributors: Vec<String> =
-                        row.contributors.iter().map(|a| a.to_string()).collect();
-                    format!(
-                        "{},{},{:.6},{},{}\n",
-                        row.item,
-                        csv_field(&answer_text(&row.answer)),
-                        row.confidence,
-                        contributors.join(" "),
-                        csv_field(&data(row).to_string())
-                    )
-                }),
-            ),
-        ),
-        ExportFormat::LabelStudio => Box::new(
-            std::iter::once("[\n".to_owned())
-                .chain(dataset.rows.iter().enumerate().map(move |(i, row)| {
-                    let task = json!({
-                        "data": data(row),
-                        "meta": { "caravan_item": row.item, "confidence": row.confidence },
-                        "annotations": [{ "result": label_studio_result(&dataset.schema, &row.answer) }],
-                    });
-                    let separator = if i + 1 < count { ",\n" } else { "\n" };
-                    format!("{task}{separator}")
-                }))
-                .chain(std::iter::once("]\n".to_owned())),
-        ),
+        }),
+        ExportFormat::Csv => match n {
+            0 => Some("item,label,confidence,contributors,data\n".to_owned()),
+            _ => rows.get(n - 1).map(|row| {
+                let contributors: Vec<String> =
+                    row.contributors.iter().map(|a| a.to_string()).collect();
+                format!(
+                    "{},{},{:.6},{},{}\n",
+                    row.item,
+                    csv_field(&answer_text(&row.answer)),
+                    row.confidence,
+                    contributors.join(" "),
+                    csv_field(&data(row).to_string())
+                )
+            }),
+        },
+        ExportFormat::LabelStudio => match n {
+            0 => Some("[\n".to_owned()),
+            n if n <= rows.len() => {
+                let row = &rows[n - 1];
+                let task = json!({
+                    "data": data(row),
+                    "meta": { "caravan_item": row.item, "confidence": row.confidence },
+                    "annotations": [{ "result": label_studio_result(&dataset.schema, &row.answer) }],
+                });
+                let separator = if n < rows.len() { ",\n" } else { "\n" };
+                Some(format!("{task}{separator}"))
+            }
+            n if n == rows.len() + 1 => Some("]\n".to_owned()),
+            _ => None,
+        },
     }
 }
 

@@ -14,7 +14,7 @@
 mod assign;
 mod resolve;
 
-use caravan_core::{Address, Amount, Ppm};
+use caravan_core::{Address, Amount, Hash32, Ppm};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +58,12 @@ pub enum TaskEvent {
         judgment: u32,
         verdict: Verdict,
         at_ms: u64,
+    },
+    /// The board as it stood was published as dataset `asset` with rows committed to by
+    /// `item_root`; replaying the log up to this record rebuilds exactly those rows.
+    Published {
+        asset: Hash32,
+        item_root: Hash32,
     },
 }
 
@@ -244,6 +250,8 @@ pub struct Board {
     /// Judgments that may still be paid (pending ones); with leases, what the budget must cover.
     liable: u64,
     events: u64,
+    /// Datasets published from this board, oldest first: asset id and item root.
+    publications: Vec<(Hash32, Hash32)>,
 }
 
 impl Board {
@@ -267,6 +275,7 @@ impl Board {
             paid: 0,
             liable: 0,
             events: 0,
+            publications: Vec::new(),
         }
     }
 
@@ -309,6 +318,9 @@ impl Board {
             TaskEvent::Reviewed {
                 judgment, verdict, ..
             } => self.record_review(*judgment, verdict, &mut effects),
+            TaskEvent::Published { asset, item_root } => {
+                self.publications.push((*asset, *item_root))
+            }
         }
         effects
     }
@@ -522,6 +534,11 @@ impl Board {
     /// The most the project may still owe: pending judgments and active leases at one bounty each.
     pub fn committed(&self) -> Amount {
         self.paid + self.spec.bounty * u128::from(self.liable + self.leases.len() as u64)
+    }
+
+    /// Datasets published from this board, oldest first: asset id and item root.
+    pub fn publications(&self) -> &[(Hash32, Hash32)] {
+        &self.publications
     }
 
     /// Events applied so far.

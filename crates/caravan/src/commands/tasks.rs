@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use caravan_core::{Address, Licence, Ppm};
 use caravan_server::desk::Desk;
-use caravan_tasks::dataset::Dataset;
 use caravan_tasks::export::{ExportFormat, export_chunks};
 use caravan_tasks::import::{ImportFormat, import_items};
 use caravan_tasks::project::{ProjectId, ProjectSpec};
@@ -32,7 +31,10 @@ pub enum TaskCommand {
     Status(ProjectArg),
     /// Publish resolved work as a dataset asset whose contributors share its royalties.
     Publish(PublishArgs),
-    /// Write the published rows as JSONL, CSV or Label Studio JSON (to stdout or --out).
+    /// Write the latest published rows as JSONL, CSV or Label Studio JSON (to stdout or --out).
+    ///
+    /// The rows are rebuilt from the log as they were at publication, so they match the dataset
+    /// asset's item root even if work went on afterwards.
     Export(ExportArgs),
 }
 
@@ -208,16 +210,18 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut out = BufWriter::new(out);
-            desk.with_board(&project, |board| {
-                let dataset = Dataset::build(board).map_err(|e| e.to_string())?;
-                for chunk in export_chunks(&dataset, board, format) {
-                    out.write_all(chunk.as_bytes())
-                        .map_err(|e| format!("cannot write the export: {e}"))?;
-                }
-                out.flush()
-                    .map_err(|e| format!("cannot write the export: {e}"))
-            })
-            .map_err(|e| e.to_string())??;
+            let (asset, dataset, board) = desk.published(&project).map_err(|e| e.to_string())?;
+            for chunk in export_chunks(&dataset, &board, format) {
+                out.write_all(chunk.as_bytes())
+                    .map_err(|e| format!("cannot write the export: {e}"))?;
+            }
+            out.flush()
+                .map_err(|e| format!("cannot write the export: {e}"))?;
+            eprintln!(
+                "exported {} rows of dataset {asset} (item root {})",
+                dataset.rows.len(),
+                dataset.item_root
+            );
         }
     }
     Ok(())
