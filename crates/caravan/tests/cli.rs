@@ -403,3 +403,85 @@ fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
     let verified = ok(&caravan(&demo_dir, &["log", "verify"]));
     assert!(verified.contains("log verified"), "{verified}");
 }
+
+#[test]
+fn a_requester_posts_and_imports_with_the_task_commands() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let requester = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let spec = examples.join("project.json");
+    let spec = spec.to_str().unwrap();
+
+    let err = failure(&caravan(
+        dir,
+        &["task", "create", "--requester", requester, "--spec", spec],
+    ));
+    assert!(err.contains("is not registered; register it"), "{err}");
+    ok(&caravan(
+        dir,
+        &[
+            "token",
+            "register",
+            "--address",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "--symbol",
+            "USDC",
+            "--decimals",
+            "6",
+        ],
+    ));
+    let created = ok(&caravan(
+        dir,
+        &["task", "create", "--requester", requester, "--spec", spec],
+    ));
+    let project = created.trim().strip_prefix("project ").unwrap().to_owned();
+
+    let reviews = examples.join("reviews.csv");
+    let reviews = reviews.to_str().unwrap();
+    let import = [
+        "task",
+        "import",
+        &project,
+        "--requester",
+        requester,
+        reviews,
+    ];
+    assert!(ok(&caravan(dir, &import)).contains("imported 8 new items (0 already present)"));
+    assert!(ok(&caravan(dir, &import)).contains("imported 0 new items (8 already present)"));
+    let stranger = [
+        "task",
+        "import",
+        &project,
+        "--requester",
+        "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+        reviews,
+    ];
+    assert!(failure(&caravan(dir, &stranger)).contains("only the project's requester"));
+
+    let status = ok(&caravan(dir, &["task", "status", &project]));
+    assert!(
+        status.contains("4 (4)") && status.contains("0 USDC / 50 USDC"),
+        "{status}"
+    );
+    let balances = ok(&caravan(dir, &["balances", "--all"]));
+    assert!(
+        balances.contains("escrow of project") && balances.contains("50 USDC"),
+        "{balances}"
+    );
+
+    let publish = [
+        "task",
+        "publish",
+        &project,
+        "--requester",
+        requester,
+        "--name",
+        "reviews",
+    ];
+    assert!(failure(&caravan(dir, &publish)).contains("nothing to publish yet"));
+    let export = failure(&caravan(dir, &["task", "export", &project]));
+    assert!(export.contains("has not been published yet"), "{export}");
+    let unknown = failure(&caravan(dir, &["task", "status", "0x1234"]));
+    assert!(unknown.contains("is not a project id"), "{unknown}");
+}
