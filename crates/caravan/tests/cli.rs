@@ -485,3 +485,52 @@ fn a_requester_posts_and_imports_with_the_task_commands() {
     let unknown = failure(&caravan(dir, &["task", "status", "0x1234"]));
     assert!(unknown.contains("is not a project id"), "{unknown}");
 }
+
+/// `caravan serve` answers over real loopback HTTP: the API document, and a 404 in the API's
+/// error shape for a project that does not exist.
+#[test]
+fn serve_answers_over_http() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let scratch = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("CARAVAN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let address = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+        .to_owned();
+    let get = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let document = get("/v1/openapi.json");
+    let missing = get(&format!("/v1/projects/0x{}", "00".repeat(32)));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(document.starts_with("HTTP/1.1 200"), "{document}");
+    assert!(document.contains("\"openapi\":\"3.1.0\""), "{document}");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(
+        missing.contains("\"code\":\"unknown_project\""),
+        "{missing}"
+    );
+}
