@@ -205,20 +205,15 @@ impl Economy {
                     })?;
                 }
             }
-            Event::ProjectFunded {
-                project,
-                requester,
-                token,
-                amount,
-            } => {
-                self.token(token)?;
+            Event::ProjectFunded { amount, .. } | Event::EscrowReleased { amount, .. } => {
+                let transfer = escrow_transfer(event).expect("an escrow event");
+                self.token(&transfer.token)?;
                 if *amount == 0 {
                     return Err(EventError::Zero {
-                        what: "a project's funding",
+                        what: "an escrow amount",
                     });
                 }
-                self.ledger
-                    .check(&funding_transfer(*project, *requester, *token, *amount))?;
+                self.ledger.check(&transfer)?;
             }
             Event::EpochClosed { epoch, .. } => {
                 if *epoch != self.next_epoch() {
@@ -386,14 +381,9 @@ impl Economy {
                         .expect("checked before applying");
                 }
             }
-            Event::ProjectFunded {
-                project,
-                requester,
-                token,
-                amount,
-            } => {
+            Event::ProjectFunded { .. } | Event::EscrowReleased { .. } => {
                 self.ledger
-                    .transfer(funding_transfer(*project, *requester, *token, *amount))
+                    .transfer(escrow_transfer(event).expect("an escrow event"))
                     .expect("checked before applying");
             }
             Event::EpochClosed { .. } => unreachable!("epoch closes go through commit_close"),
@@ -504,18 +494,33 @@ fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer 
     }
 }
 
-/// A requester funding a project's escrow from outside. No protocol fee is taken on bounties.
-fn funding_transfer(
-    project: Hash32,
-    requester: Address,
-    token: Address,
-    amount: Amount,
-) -> Transfer {
-    Transfer {
-        from: AccountRef::External(requester),
-        to: AccountRef::Escrow(project),
-        token,
-        amount,
+/// The ledger movement of a project's funding (from outside into escrow) or release (from
+/// escrow to the requester's entitlement). No protocol fee is taken on either, nor on bounties.
+fn escrow_transfer(event: &Event) -> Option<Transfer> {
+    match event {
+        Event::ProjectFunded {
+            project,
+            requester,
+            token,
+            amount,
+        } => Some(Transfer {
+            from: AccountRef::External(*requester),
+            to: AccountRef::Escrow(*project),
+            token: *token,
+            amount: *amount,
+        }),
+        Event::EscrowReleased {
+            project,
+            requester,
+            token,
+            amount,
+        } => Some(Transfer {
+            from: AccountRef::Escrow(*project),
+            to: AccountRef::Beneficiary(*requester),
+            token: *token,
+            amount: *amount,
+        }),
+        _ => None,
     }
 }
 

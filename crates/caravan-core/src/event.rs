@@ -76,6 +76,15 @@ pub enum Event {
         #[serde(with = "crate::serde_u128")]
         amount: Amount,
     },
+    /// Budget a closed project no longer needs goes back to its requester, as an entitlement
+    /// claimable on chain like any other.
+    EscrowReleased {
+        project: Hash32,
+        requester: Address,
+        token: Address,
+        #[serde(with = "crate::serde_u128")]
+        amount: Amount,
+    },
 }
 
 /// A bounty for an accepted judgment: out of the project's escrow, into the contributor's
@@ -103,6 +112,7 @@ impl Event {
             Event::EpochClosed { .. } => "epoch closed",
             Event::WorkRecorded { .. } => "work recorded",
             Event::ProjectFunded { .. } => "project funded",
+            Event::EscrowReleased { .. } => "escrow released",
         }
     }
 
@@ -159,6 +169,18 @@ impl Event {
                 amount,
             } => {
                 e.u8(7)
+                    .hash(project)
+                    .address(requester)
+                    .address(token)
+                    .u128(*amount);
+            }
+            Event::EscrowReleased {
+                project,
+                requester,
+                token,
+                amount,
+            } => {
+                e.u8(8)
                     .hash(project)
                     .address(requester)
                     .address(token)
@@ -223,6 +245,12 @@ impl Event {
                 }
             }
             7 => Event::ProjectFunded {
+                project: d.hash()?,
+                requester: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+            },
+            8 => Event::EscrowReleased {
                 project: d.hash()?,
                 requester: d.address()?,
                 token: d.address()?,
@@ -370,6 +398,12 @@ mod tests {
                 }],
             },
             Event::ProjectFunded {
+                project: Hash32([6; 32]),
+                requester: a,
+                token: a,
+                amount: 1,
+            },
+            Event::EscrowReleased {
                 project: Hash32([6; 32]),
                 requester: a,
                 token: a,

@@ -601,6 +601,20 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
         EventError::WorkRecordTooLarge(MAX_WORK_RECORD_BYTES + 1)
     );
 
+    // What the project no longer needs goes back to the requester; never more than is left.
+    let release = |amount| Event::EscrowReleased {
+        project,
+        requester,
+        token,
+        amount,
+    };
+    assert!(matches!(
+        economy.append(release(11), 4).unwrap_err(),
+        EventError::Ledger(LedgerError::InsufficientBalance { available: 10, .. })
+    ));
+    economy.append(release(10), 4).unwrap();
+    assert_eq!(entitled(&economy, "requester"), 10);
+
     // Paid bounties are entitlements: the next epoch's root pays them out on chain.
     let (outcome, _, _) = economy.close_epoch(5).unwrap();
     let alice = outcome

@@ -43,6 +43,7 @@ pub fn router(desk: Arc<Desk>) -> Router {
             get(contributor_standing),
         )
         .route("/v1/projects/{project}/publish", post(publish))
+        .route("/v1/projects/{project}/close", post(close_project))
         .route("/v1/projects/{project}/export", get(export))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(desk)
@@ -91,6 +92,7 @@ impl From<DeskError> for ApiError {
                 S::CONFLICT,
                 match e {
                     AssignError::Paused(_) => "paused",
+                    AssignError::Closed => "closed",
                     AssignError::DeadlinePassed => "deadline_passed",
                     AssignError::DailyCap { .. } => "daily_cap",
                     AssignError::BudgetCommitted => "budget_committed",
@@ -240,6 +242,22 @@ async fn add_reviewer(
     let id = project_id(&project)?;
     blocking(move || desk.add_reviewer(&id, body.requester, body.reviewer)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requester {
+    requester: Address,
+}
+
+async fn close_project(
+    State(desk): State<Arc<Desk>>,
+    Path(project): Path<String>,
+    JsonBody(body): JsonBody<Requester>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let id = project_id(&project)?;
+    let released = blocking(move || desk.close_project(&id, body.requester)).await?;
+    Ok(axum::Json(json!({ "released": released.to_string() })))
 }
 
 #[derive(Deserialize)]

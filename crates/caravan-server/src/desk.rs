@@ -220,6 +220,42 @@ impl Desk {
             .map(|_| ())
     }
 
+    /// Closes the project to new work and returns to the requester the budget no pending
+    /// judgment or lease can still claim; returns the amount released. Closing again later
+    /// releases what became free since.
+    pub fn close_project(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+    ) -> Result<caravan_core::Amount, DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        check_requester(&guard, requester)?;
+        let released = guard.releasable();
+        let record = TaskEvent::Closed { released };
+        guard.apply(&record);
+        let mut events = Vec::new();
+        if released > 0 {
+            events.push(Event::EscrowReleased {
+                project: project.0,
+                requester,
+                token: guard.spec.token,
+                amount: released,
+            });
+        }
+        events.push(work_event(&guard, &record, Vec::new()));
+        let pending = self.journal.enqueue(events);
+        let refusal = refused(pending.submitted());
+        drop(guard);
+        if let Err(error) = refusal {
+            let _ = pending.wait();
+            self.rebuild()?;
+            return Err(error);
+        }
+        self.settle(pending)?;
+        Ok(released)
+    }
+
     /// The contributor's next item under a lease (in memory only; see the board's docs).
     pub fn next_item(
         &self,

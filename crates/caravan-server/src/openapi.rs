@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 13] = [
+pub const OPERATIONS: [(&str, &str); 14] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -17,6 +17,7 @@ pub const OPERATIONS: [(&str, &str); 13] = [
     ("post", "/v1/projects/{project}/reviews"),
     ("get", "/v1/projects/{project}/contributors/{account}"),
     ("post", "/v1/projects/{project}/publish"),
+    ("post", "/v1/projects/{project}/close"),
     ("get", "/v1/projects/{project}/export"),
 ];
 
@@ -285,6 +286,25 @@ pub fn document() -> Value {
             ))),
             "201",
             ok("published", json!({ "type": "object" })),
+        ),
+    );
+    add(
+        "post",
+        "/v1/projects/{project}/close",
+        operation(
+            "Close the project to new work and return the budget no pending judgment or lease can still claim (again later: what became free since).",
+            Some(inline(object(
+                json!({ "requester": address() }),
+                &["requester"],
+            ))),
+            "200",
+            ok(
+                "closed",
+                object(
+                    json!({ "released": { "type": "string", "description": "base units returned to the requester's entitlement" } }),
+                    &["released"],
+                ),
+            ),
         ),
     );
     let mut export = ok_op(

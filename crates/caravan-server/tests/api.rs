@@ -414,4 +414,25 @@ fn concurrent_contributors_never_double_assign_and_a_restart_rebuilds_the_boards
     let reopened = open_desk(dir.path());
     let (_, after) = reopened.status(&project).unwrap();
     assert_eq!(after, status);
+
+    // Closing returns the unspent budget to the requester and leaves the escrow empty.
+    let released = reopened.close_project(&project, requester()).unwrap();
+    assert_eq!(released, spec.budget - status.paid);
+    let (escrow, refunded) = reopened.journal().read(|j| {
+        let ledger = j.economy().ledger();
+        (
+            ledger
+                .balance(&AccountRef::Escrow(project.0), &token())
+                .available(),
+            ledger
+                .balance(&AccountRef::Beneficiary(requester()), &token())
+                .credits,
+        )
+    });
+    assert_eq!((escrow, refunded), (0, released));
+    assert!(
+        reopened
+            .next_item(&project, Address::from_label("late"))
+            .is_err()
+    );
 }

@@ -482,6 +482,19 @@ fn a_requester_posts_and_imports_with_the_task_commands() {
     assert!(failure(&caravan(dir, &publish)).contains("nothing to publish yet"));
     let export = failure(&caravan(dir, &["task", "export", &project]));
     assert!(export.contains("has not been published yet"), "{export}");
+    let closed = ok(&caravan(
+        dir,
+        &["task", "close", &project, "--requester", requester],
+    ));
+    assert!(
+        closed.contains("closed; 50 USDC released to the requester"),
+        "{closed}"
+    );
+    let again = ok(&caravan(
+        dir,
+        &["task", "close", &project, "--requester", requester],
+    ));
+    assert!(again.contains("closed; 0 USDC released"), "{again}");
     let unknown = failure(&caravan(dir, &["task", "status", "0x1234"]));
     assert!(unknown.contains("is not a project id"), "{unknown}");
 }

@@ -31,6 +31,8 @@ pub struct Assignment {
 pub enum AssignError {
     #[error("you are paused on this project: {0}")]
     Paused(PauseReason),
+    #[error("the requester closed this project")]
+    Closed,
     #[error("the project's deadline has passed")]
     DeadlinePassed,
     #[error(
@@ -61,6 +63,9 @@ impl Board {
         let record = self.contributors.entry(contributor).or_default();
         if let Some(reason) = &record.paused {
             return Err(AssignError::Paused(reason.clone()));
+        }
+        if self.closed {
+            return Err(AssignError::Closed);
         }
         if now_ms > self.spec.deadline_ms {
             return Err(AssignError::DeadlinePassed);

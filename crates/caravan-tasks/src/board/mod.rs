@@ -59,6 +59,13 @@ pub enum TaskEvent {
         verdict: Verdict,
         at_ms: u64,
     },
+    /// The requester closed the project: no more items are handed out, and `released` of the
+    /// budget (what no pending judgment or lease can still claim) went back to them. Closing again
+    /// later releases what became free since.
+    Closed {
+        #[serde(with = "caravan_core::serde_u128")]
+        released: Amount,
+    },
     /// The board as it stood was published as dataset `asset` with rows committed to by
     /// `item_root`; replaying the log up to this record rebuilds exactly those rows.
     Published {
@@ -252,6 +259,10 @@ pub struct Board {
     events: u64,
     /// Datasets published from this board, oldest first: asset id and item root.
     publications: Vec<(Hash32, Hash32)>,
+    /// Closed by the requester: nothing more is handed out.
+    closed: bool,
+    /// Budget returned to the requester so far.
+    released: Amount,
 }
 
 impl Board {
@@ -276,6 +287,8 @@ impl Board {
             liable: 0,
             events: 0,
             publications: Vec::new(),
+            closed: false,
+            released: 0,
         }
     }
 
@@ -318,6 +331,11 @@ impl Board {
             TaskEvent::Reviewed {
                 judgment, verdict, ..
             } => self.record_review(*judgment, verdict, &mut effects),
+            TaskEvent::Closed { released } => {
+                self.closed = true;
+                self.released += released;
+                debug_assert!(self.committed() <= self.spec.budget);
+            }
             TaskEvent::Published { asset, item_root } => {
                 self.publications.push((*asset, *item_root))
             }
@@ -531,9 +549,21 @@ impl Board {
         self.paid
     }
 
-    /// The most the project may still owe: pending judgments and active leases at one bounty each.
+    /// The part of the budget that is spent or spoken for: paid, released to the requester, and
+    /// one bounty for each pending judgment and active lease.
     pub fn committed(&self) -> Amount {
-        self.paid + self.spec.bounty * u128::from(self.liable + self.leases.len() as u64)
+        self.paid
+            + self.released
+            + self.spec.bounty * u128::from(self.liable + self.leases.len() as u64)
+    }
+
+    /// What closing the project now would return to the requester.
+    pub fn releasable(&self) -> Amount {
+        self.spec.budget - self.committed()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Datasets published from this board, oldest first: asset id and item root.

@@ -488,3 +488,27 @@ fn project_agreement_is_reported_for_categorical_work() {
     assert!((status.fleiss_kappa.unwrap() - 1.0).abs() < 1e-12);
     assert!((status.krippendorff_alpha.unwrap() - 1.0).abs() < 1e-12);
 }
+
+#[test]
+fn closing_releases_what_no_pending_work_can_claim_and_stops_assignment() {
+    let (mut board, mut log) = board_with(spec(), (0..3).map(item).collect());
+    let mut now = 0;
+    work(&mut board, &mut log, person(1), "pos", &mut now);
+    let held = board.assign_next_item(person(2), now).unwrap();
+    // One pending judgment and one lease stay covered; the rest of the budget is free.
+    assert_eq!(board.releasable(), 1_000_000 - 2 * 10);
+    board.apply(&TaskEvent::Closed {
+        released: board.releasable(),
+    });
+    assert_eq!(
+        board.assign_next_item(person(3), now),
+        Err(AssignError::Closed)
+    );
+    // Work already handed out may still be finished and paid.
+    now += 3 * SECOND;
+    board
+        .submit(person(2), held.item, Answer::Choice("pos".into()), now)
+        .unwrap();
+    assert_eq!(board.committed(), board.spec.budget);
+    assert_eq!(board.releasable(), 0);
+}

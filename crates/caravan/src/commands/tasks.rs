@@ -31,6 +31,12 @@ pub enum TaskCommand {
     Status(ProjectArg),
     /// Publish resolved work as a dataset asset whose contributors share its royalties.
     Publish(PublishArgs),
+    /// Close a project to new work and return the unneeded budget to the requester.
+    ///
+    /// What pending judgments and active leases could still claim stays in escrow; closing again
+    /// later releases what became free since. Released budget is the requester's entitlement,
+    /// claimable on chain after the next epoch close.
+    Close(CloseArgs),
     /// Write the latest published rows as JSONL, CSV or Label Studio JSON (to stdout or --out).
     ///
     /// The rows are rebuilt from the log as they were at publication, so they match the dataset
@@ -91,6 +97,13 @@ pub struct PublishArgs {
     /// What the requester keeps as curator, e.g. "10%"; contributors share the rest.
     #[arg(long, default_value = "0%")]
     curator_share: String,
+}
+
+#[derive(Args)]
+pub struct CloseArgs {
+    project: String,
+    #[arg(long)]
+    requester: Address,
 }
 
 #[derive(Args)]
@@ -194,6 +207,19 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
                 dataset.item_root,
                 dataset.contributors.len()
             );
+        }
+        TaskCommand::Close(args) => {
+            let project = project_id(&args.project)?;
+            let released = desk
+                .close_project(&project, args.requester)
+                .map_err(|e| e.to_string())?;
+            let token = desk
+                .with_board(&project, |b| b.spec.token)
+                .map_err(|e| e.to_string())?;
+            let released = desk
+                .journal()
+                .read(|j| amount(j.economy(), &token, released));
+            println!("closed; {released} released to the requester");
         }
         TaskCommand::Export(args) => {
             let project = project_id(&args.project)?;
