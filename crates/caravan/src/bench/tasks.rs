@@ -53,6 +53,10 @@ struct Submissions {
     rate: f64,
     /// Judgments per second while the contributors registered (their first judgment each).
     warm_up_rate: f64,
+    /// Seconds to reopen the store and rebuild the board from every stored record.
+    reopen_seconds: f64,
+    /// Judgments on the board when it was reopened.
+    judgments: u64,
 }
 
 pub fn tasks(args: TasksArgs) -> Result<(), String> {
@@ -62,12 +66,16 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
 
     let mut sqlite = Vec::new();
     let mut sqlite_warm = Vec::new();
+    let mut reopen = Vec::new();
+    let mut reopened_judgments = 0;
     for run in 0..args.runs {
         let scratch = ScratchStore::sqlite(&args.scratch_dir)?;
         let label = format!("SQLite run {}", run + 1);
         let measured = measure_submissions(&scratch.location, contributors, timed, &label)?;
         sqlite.push(measured.rate);
         sqlite_warm.push(measured.warm_up_rate);
+        reopen.push(measured.reopen_seconds);
+        reopened_judgments = measured.judgments;
     }
     let mut postgres = Vec::new();
     if let Some(admin_url) = &args.postgres {
@@ -91,6 +99,15 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
         ),
         format!("{:.0} judgments/s", median(sqlite.clone())),
         "≥ 5,000/s".into(),
+    ]);
+    let reopen = median(reopen);
+    t.add_row(vec![
+        "reopen, SQLite".into(),
+        format!(
+            "open the store and rebuild the board from {reopened_judgments} judgments' records"
+        ),
+        format!("{reopen:.3} s"),
+        "—".into(),
     ]);
     if !postgres.is_empty() {
         t.add_row(vec![
@@ -131,6 +148,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     );
     println!("{t}");
     println!("judgments_per_s_sqlite: {:.0}", median(sqlite));
+    println!("reopen_board_s: {reopen:.3}");
     if !postgres.is_empty() {
         println!("judgments_per_s_postgres: {:.0}", median(postgres));
     }
@@ -322,9 +340,31 @@ fn measure_submissions(
         Ok((warm, timed))
     })?;
     bar.finish_and_clear();
+    let judgments = desk
+        .status(&project)
+        .map_err(|e| e.to_string())?
+        .1
+        .judgments;
+    drop(desk);
+    let start = Instant::now();
+    let journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let reopened = Desk::open(journal).map_err(|e| e.to_string())?;
+    let reopen_seconds = start.elapsed().as_secs_f64();
+    let rebuilt = reopened
+        .status(&project)
+        .map_err(|e| e.to_string())?
+        .1
+        .judgments;
+    if rebuilt != judgments {
+        return Err(format!(
+            "the reopened board has {rebuilt} judgments, not {judgments}"
+        ));
+    }
     Ok(Submissions {
         rate: timed_done.into_inner() as f64 / timed_phase,
         warm_up_rate: warm_done.into_inner() as f64 / warm_up,
+        reopen_seconds,
+        judgments,
     })
 }
 
