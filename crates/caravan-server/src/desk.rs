@@ -22,8 +22,11 @@ use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
 
-/// Items per `ItemsAdded` record, well under the economy's record size limit for ordinary items.
+/// The most items in one `ItemsAdded` record.
 const ITEMS_PER_RECORD: usize = 500;
+/// The most item data (canonical JSON bytes) in one record, a quarter of the economy's limit on
+/// a work record, which leaves room for gold answers, predictions and JSON framing.
+const ITEM_BYTES_PER_RECORD: usize = caravan_core::MAX_WORK_RECORD_BYTES / 4;
 /// How many stored events a rebuild reads per round trip.
 const READ_PAGE: usize = 20_000;
 
@@ -173,7 +176,8 @@ impl Desk {
         Ok(id)
     }
 
-    /// Adds items (validated against the schema); returns how many were new.
+    /// Adds items; returns how many were new. Every item is validated against the schema before
+    /// any is stored, so a bad item leaves the project as it was.
     pub fn add_items(
         &self,
         project: &ProjectId,
@@ -181,17 +185,17 @@ impl Desk {
         items: Vec<Item>,
     ) -> Result<usize, DeskError> {
         let board = self.board(project)?;
-        let mut added = 0;
-        for (chunk_index, chunk) in items.chunks(ITEMS_PER_RECORD).enumerate() {
+        {
             let guard = lock(&board);
             check_requester(&guard, requester)?;
-            for (i, item) in chunk.iter().enumerate() {
+            for (index, item) in items.iter().enumerate() {
                 item.validate(&guard.spec.schema)
-                    .map_err(|error| DeskError::Item {
-                        index: chunk_index * ITEMS_PER_RECORD + i,
-                        error,
-                    })?;
+                    .map_err(|error| DeskError::Item { index, error })?;
             }
+        }
+        let mut added = 0;
+        for chunk in record_chunks(&items) {
+            let guard = lock(&board);
             let fresh: Vec<Item> = chunk
                 .iter()
                 .filter(|item| guard.item(&item.id()).is_none())
@@ -544,4 +548,46 @@ fn board_at_publication(
         }
     }
     Err(DeskError::NotPublished(*project))
+}
+
+/// Consecutive runs of items that each fit in one record: at most [`ITEMS_PER_RECORD`] items and
+/// [`ITEM_BYTES_PER_RECORD`] bytes of data (a single larger item, at most the per-item limit,
+/// goes alone).
+fn record_chunks(items: &[Item]) -> Vec<&[Item]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = item.canonical_data().len();
+        let full = i - start == ITEMS_PER_RECORD || bytes + size > ITEM_BYTES_PER_RECORD;
+        if i > start && full {
+            chunks.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_are_chunked_by_count_and_by_bytes() {
+        let item = |bytes: usize| Item {
+            data: serde_json::json!({ "text": "x".repeat(bytes) }),
+            gold: None,
+            predictions: Vec::new(),
+        };
+        let small: Vec<Item> = (0..1_201).map(|_| item(10)).collect();
+        let sizes: Vec<usize> = record_chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![500, 500, 201]);
+        let big: Vec<Item> = (0..5).map(|_| item(400_000)).collect();
+        let sizes: Vec<usize> = record_chunks(&big).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+        assert!(record_chunks(&[]).is_empty());
+    }
 }
