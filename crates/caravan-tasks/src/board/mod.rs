@@ -13,14 +13,16 @@
 
 mod assign;
 mod resolve;
+mod status;
 
 use caravan_core::{Address, Amount, Hash32, Ppm};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 pub use assign::{AssignError, Assignment};
 pub use resolve::{ReviewError, ReviewTask, Verdict};
+pub use status::BoardStatus;
 
 use crate::item::{Item, ItemId};
 use crate::project::{ProjectId, ProjectSpec};
@@ -575,64 +577,6 @@ impl Board {
     pub fn event_count(&self) -> u64 {
         self.events
     }
-
-    /// A summary a requester reads.
-    pub fn status(&self) -> BoardStatus {
-        let real = self.items.iter().filter(|i| !i.is_gold());
-        let (mut resolved, mut total) = (0, 0);
-        for item in real {
-            total += 1;
-            resolved += u64::from(item.resolved);
-        }
-        let paused = self
-            .contributors
-            .values()
-            .filter(|c| c.paused.is_some())
-            .count() as u64;
-        // Only contributors with a stored judgment: asking for work leaves no durable trace.
-        let contributors = self
-            .contributors
-            .values()
-            .filter(|c| c.submitted > 0)
-            .count() as u64;
-        let (fleiss_kappa, krippendorff_alpha) = self.agreement();
-        BoardStatus {
-            items: total,
-            gold_items: self.gold.len() as u64,
-            resolved,
-            judgments: self.judgments.len() as u64,
-            contributors,
-            paused,
-            awaiting_review: self.awaiting_review.len() as u64,
-            paid: self.paid,
-            budget: self.spec.budget,
-            model_agreement: self.model_agreement(),
-            fleiss_kappa,
-            krippendorff_alpha,
-        }
-    }
-}
-
-/// How a project is doing.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BoardStatus {
-    pub items: u64,
-    pub gold_items: u64,
-    pub resolved: u64,
-    pub judgments: u64,
-    /// Contributors who submitted at least one judgment.
-    pub contributors: u64,
-    pub paused: u64,
-    pub awaiting_review: u64,
-    #[serde(with = "caravan_core::serde_u128")]
-    pub paid: Amount,
-    #[serde(with = "caravan_core::serde_u128")]
-    pub budget: Amount,
-    /// Per model: resolved items where its prediction matched the people's label, and items compared.
-    pub model_agreement: BTreeMap<String, (u64, u64)>,
-    /// Chance-corrected agreement between contributors (categorical projects with overlap).
-    pub fleiss_kappa: Option<f64>,
-    pub krippendorff_alpha: Option<f64>,
 }
 
 #[cfg(test)]
