@@ -168,11 +168,8 @@ impl Desk {
                 amount: spec.budget,
             },
         ];
-        let pending = self.journal.enqueue(events);
-        refused(pending.submitted())?;
         boards.insert(id, Arc::new(Mutex::new(board)));
-        drop(boards);
-        self.settle(pending)?;
+        self.commit(boards, events)?;
         Ok(id)
     }
 
@@ -248,15 +245,7 @@ impl Desk {
             });
         }
         events.push(work_event(&guard, &record, Vec::new()));
-        let pending = self.journal.enqueue(events);
-        let refusal = refused(pending.submitted());
-        drop(guard);
-        if let Err(error) = refusal {
-            let _ = pending.wait();
-            self.rebuild()?;
-            return Err(error);
-        }
-        self.settle(pending)?;
+        self.commit(guard, events)?;
         Ok(released)
     }
 
@@ -340,15 +329,7 @@ impl Desk {
             Event::AssetRegistered(manifest),
             work_event(&guard, &record, Vec::new()),
         ];
-        let pending = self.journal.enqueue(events);
-        let refusal = refused(pending.submitted());
-        drop(guard);
-        if let Err(error) = refusal {
-            let _ = pending.wait();
-            self.rebuild()?;
-            return Err(error);
-        }
-        self.settle(pending)?;
+        self.commit(guard, events)?;
         Ok((id, dataset))
     }
 
@@ -408,20 +389,25 @@ impl Desk {
                 _ => None,
             })
             .collect();
-        let pending = self
-            .journal
-            .enqueue(vec![work_event(&guard, event, bounties)]);
+        let event = work_event(&guard, event, bounties);
+        self.commit(guard, vec![event])?;
+        Ok(Receipt { effects })
+    }
+
+    /// Queues `events`, whose change is already applied in memory, while `guard` (a board or the
+    /// board map) is still held, so the log keeps each project's order; then releases it and
+    /// waits for durability. If the economy refuses an event or the store fails, memory is ahead
+    /// of the log: the boards are rebuilt from the log and the error returned.
+    fn commit<Guard>(&self, guard: Guard, events: Vec<Event>) -> Result<(), DeskError> {
+        let pending = self.journal.enqueue(events);
         let refusal = refused(pending.submitted());
         drop(guard);
         if let Err(error) = refusal {
-            // The board applied a change the economy would not take: memory is ahead of the
-            // log. Put it back the way the log says.
             let _ = pending.wait();
             self.rebuild()?;
             return Err(error);
         }
-        self.settle(pending)?;
-        Ok(Receipt { effects })
+        self.settle(pending)
     }
 
     fn settle(&self, pending: caravan_store::PendingSubmission<'_>) -> Result<(), DeskError> {
