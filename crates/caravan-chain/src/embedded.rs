@@ -1,0 +1,145 @@
+//! An in-process EVM (revm): deploys and calls contracts with exact gas accounting, on a clock
+//! the caller advances.
+
+use alloy_primitives::{Address, Bytes, Log, U256};
+use revm::Context;
+use revm::context::TxEnv;
+use revm::context::result::{ExecutionResult, Output};
+use revm::database::{CacheDB, EmptyDB};
+use revm::handler::MainnetContext;
+use revm::handler::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, MainnetEvm};
+use revm::primitives::TxKind;
+
+/// The most gas one transaction may use: the per-transaction cap of current Ethereum (EIP-7825).
+const TX_GAS_LIMIT: u64 = 1 << 24;
+
+/// Why a transaction did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChainError {
+    /// The contract reverted; `data` is the revert payload (an ABI-encoded custom error).
+    #[error("the transaction reverted ({} bytes of revert data)", data.len())]
+    Reverted { data: Bytes, gas_used: u64 },
+    #[error("the transaction halted: {0}")]
+    Halted(String),
+    #[error("the EVM refused the transaction: {0}")]
+    Invalid(String),
+}
+
+/// A transaction that succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub gas_used: u64,
+    pub output: Bytes,
+    pub logs: Vec<Log>,
+    /// The new contract's address, for a deployment.
+    pub created: Option<Address>,
+}
+
+/// An EVM with its state in memory.
+pub struct EmbeddedEvm {
+    evm: MainnetEvm<MainnetContext<CacheDB<EmptyDB>>>,
+}
+
+impl Default for EmbeddedEvm {
+    fn default() -> Self {
+        EmbeddedEvm::new(1_800_000_000)
+    }
+}
+
+impl EmbeddedEvm {
+    /// A fresh chain whose clock reads `timestamp` (seconds since the Unix epoch). Gas is free
+    /// (price and base fee zero), so accounts need no ether.
+    pub fn new(timestamp: u64) -> EmbeddedEvm {
+        let evm = Context::mainnet()
+            .with_db(CacheDB::new(EmptyDB::default()))
+            .modify_block_chained(|block| {
+                block.timestamp = U256::from(timestamp);
+                block.basefee = 0;
+                block.gas_limit = 30_000_000;
+            })
+            .modify_cfg_chained(|cfg| cfg.disable_nonce_check = true)
+            .build_mainnet();
+        EmbeddedEvm { evm }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, seconds: u64) {
+        self.evm
+            .ctx
+            .modify_block(|block| block.timestamp += U256::from(seconds));
+    }
+
+    pub fn timestamp(&self) -> u64 {
+        self.evm.ctx.block.timestamp.to::<u64>()
+    }
+
+    /// Deploys `init_code` (creation bytecode with encoded constructor arguments) from `from`.
+    pub fn deploy(&mut self, from: Address, init_code: Bytes) -> Result<Receipt, ChainError> {
+        self.send(from, TxKind::Create, init_code)
+    }
+
+    /// Sends a transaction to `to` and commits its effects.
+    pub fn transact(
+        &mut self,
+        from: Address,
+        to: Address,
+        data: Bytes,
+    ) -> Result<Receipt, ChainError> {
+        self.send(from, TxKind::Call(to), data)
+    }
+
+    /// Runs a call without committing anything (a view).
+    pub fn call(&mut self, from: Address, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        let tx = transaction(from, TxKind::Call(to), data)?;
+        let result = self
+            .evm
+            .transact(tx)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?
+            .result;
+        receipt(result).map(|r| r.output)
+    }
+
+    fn send(&mut self, from: Address, kind: TxKind, data: Bytes) -> Result<Receipt, ChainError> {
+        let tx = transaction(from, kind, data)?;
+        let result = self
+            .evm
+            .transact_commit(tx)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        receipt(result)
+    }
+}
+
+fn transaction(from: Address, kind: TxKind, data: Bytes) -> Result<TxEnv, ChainError> {
+    TxEnv::builder()
+        .caller(from)
+        .kind(kind)
+        .data(data)
+        .gas_limit(TX_GAS_LIMIT)
+        .gas_price(0)
+        .build()
+        .map_err(|e| ChainError::Invalid(format!("{e:?}")))
+}
+
+fn receipt(result: ExecutionResult) -> Result<Receipt, ChainError> {
+    match result {
+        ExecutionResult::Success {
+            gas, logs, output, ..
+        } => {
+            let (output, created) = match output {
+                Output::Call(bytes) => (bytes, None),
+                Output::Create(bytes, address) => (bytes, address),
+            };
+            Ok(Receipt {
+                gas_used: gas.tx_gas_used(),
+                output,
+                logs,
+                created,
+            })
+        }
+        ExecutionResult::Revert { gas, output, .. } => Err(ChainError::Reverted {
+            data: output,
+            gas_used: gas.tx_gas_used(),
+        }),
+        ExecutionResult::Halt { reason, .. } => Err(ChainError::Halted(format!("{reason:?}"))),
+    }
+}

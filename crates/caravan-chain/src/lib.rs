@@ -1,0 +1,5 @@
+//! Settlement on EVM chains: the compiled contracts' bindings and an embedded, in-process EVM
+//! (revm) that runs them with nothing installed.
+
+pub mod contracts;
+pub mod embedded;
