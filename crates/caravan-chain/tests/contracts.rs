@@ -3,7 +3,7 @@
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
-use caravan_chain::contracts::{CaravanToken, RoyaltyDistributor};
+use caravan_chain::contracts::{AssetRegistry, CaravanToken, RoyaltyDistributor};
 use caravan_chain::embedded::{ChainError, EmbeddedEvm};
 use caravan_core::merkle::{Leaf, hash_pair};
 
@@ -228,4 +228,181 @@ fn gas_of_posting_and_claiming_at_depth_22() {
     println!("gas_claim_first_depth22: {first_claim}");
     println!("gas_claim_repeat_depth22: {repeat_claim}");
     assert_eq!(w.balance(w.token, who("alice")), U256::from(2_500));
+}
+
+/// Builds a real tree with caravan's Merkle code and returns the root and each leaf's proof.
+fn tree(leaves: &[Leaf]) -> (B256, Vec<Vec<B256>>) {
+    let tree = caravan_core::MerkleTree::build(leaves);
+    let proofs = (0..leaves.len())
+        .map(|i| tree.proof(i).iter().map(|h| B256::from(h.0)).collect())
+        .collect();
+    (B256::from(tree.root().0), proofs)
+}
+
+#[test]
+fn several_tokens_are_claimed_from_one_root_one_by_one_or_in_a_batch() {
+    let mut w = world();
+    w.fund(w.token, 1_000);
+    w.fund(w.other_token, 1_000);
+    let leaves = vec![
+        leaf(who("alice"), w.token, 100),
+        leaf(who("alice"), w.other_token, 40),
+        leaf(who("bob"), w.token, 7),
+    ];
+    let (root, proofs) = tree(&leaves);
+    w.post_and_activate(root, 1, &[(w.token, 107), (w.other_token, 40)]);
+    w.claim(&leaves[0], root, &proofs[0]).unwrap();
+    let batch = RoyaltyDistributor::claimManyCall {
+        claims: leaves[1..]
+            .iter()
+            .zip(&proofs[1..])
+            .map(|(l, p)| RoyaltyDistributor::Claim {
+                account: Address::from(l.account.0),
+                token: Address::from(l.token.0),
+                cumulative: U256::from(l.cumulative),
+                proof: p.clone(),
+            })
+            .collect(),
+        expectedRoot: root,
+    };
+    w.send(who("relayer"), w.distributor, batch).unwrap();
+    assert_eq!(w.balance(w.token, who("alice")), U256::from(100));
+    assert_eq!(w.balance(w.other_token, who("alice")), U256::from(40));
+    assert_eq!(w.balance(w.token, who("bob")), U256::from(7));
+    let claimed = w.view(
+        w.distributor,
+        RoyaltyDistributor::claimedCall {
+            account: who("alice"),
+            token: w.other_token,
+        },
+    );
+    assert_eq!(claimed, U256::from(40));
+}
+
+#[test]
+fn roots_wait_out_their_delay_can_be_paused_and_never_exceed_the_funds() {
+    let mut w = world();
+    w.fund(w.token, 500);
+    let alice = leaf(who("alice"), w.token, 300);
+    let (root, proof) = proof_of_depth(&alice, 3);
+
+    let too_much = w.post(root, 1, &[(w.token, 501)]).unwrap_err();
+    assert!(matches!(
+        revert_reason(too_much),
+        RoyaltyDistributor::RoyaltyDistributorErrors::RootExceedsFunds(_)
+    ));
+    let stranger = w.send(
+        who("stranger"),
+        w.distributor,
+        RoyaltyDistributor::postRootCall {
+            root,
+            epoch: 1,
+            totals: vec![],
+        },
+    );
+    assert!(matches!(
+        revert_reason(stranger.unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::NotPoster(_)
+    ));
+
+    w.post(root, 1, &[(w.token, 300)]).unwrap();
+    // Not claimable before activation, and not activatable before the delay.
+    assert!(matches!(
+        revert_reason(w.claim(&alice, root, &proof).unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::RootMismatch(_)
+    ));
+    let early = w.send(w.poster, w.distributor, RoyaltyDistributor::activateCall {});
+    assert!(matches!(
+        revert_reason(early.unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::PendingInDelay(_)
+    ));
+    assert!(matches!(
+        revert_reason(w.post(root, 2, &[]).unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::PendingInDelay(_)
+    ));
+
+    // The guardian pauses it; it never activates; only the guardian may pause.
+    let by_poster = w.send(
+        w.poster,
+        w.distributor,
+        RoyaltyDistributor::pausePendingCall {},
+    );
+    assert!(matches!(
+        revert_reason(by_poster.unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::NotGuardian(_)
+    ));
+    w.send(
+        w.guardian,
+        w.distributor,
+        RoyaltyDistributor::pausePendingCall {},
+    )
+    .unwrap();
+    w.evm.advance(DELAY);
+    let paused = w.send(w.poster, w.distributor, RoyaltyDistributor::activateCall {});
+    assert!(matches!(
+        revert_reason(paused.unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::NothingToActivate(_)
+    ));
+
+    // A corrected root replaces it; epochs only go forward.
+    assert!(matches!(
+        revert_reason(w.post(root, 1, &[]).unwrap_err()),
+        RoyaltyDistributor::RoyaltyDistributorErrors::EpochNotNewer(_)
+    ));
+    w.post_and_activate(root, 2, &[(w.token, 300)]);
+    w.claim(&alice, root, &proof).unwrap();
+    assert_eq!(w.balance(w.token, who("alice")), U256::from(300));
+}
+
+#[test]
+fn a_claim_pinned_to_a_stale_root_reverts() {
+    let mut w = world();
+    w.fund(w.token, 1_000);
+    let first = leaf(who("alice"), w.token, 100);
+    let (root1, proof1) = proof_of_depth(&first, 4);
+    w.post_and_activate(root1, 1, &[(w.token, 100)]);
+    let second = leaf(who("alice"), w.token, 250);
+    let (root2, _) = proof_of_depth(&second, 4);
+    w.post_and_activate(root2, 2, &[(w.token, 250)]);
+    let stale = w.claim(&first, root1, &proof1).unwrap_err();
+    assert!(matches!(
+        revert_reason(stale),
+        RoyaltyDistributor::RoyaltyDistributorErrors::RootMismatch(_)
+    ));
+}
+
+#[test]
+fn the_registry_accepts_each_asset_once_and_only_after_its_parents() {
+    let mut w = world();
+    let registry = deploy(&mut w.evm, w.poster, &AssetRegistry::BYTECODE, Vec::new());
+    let dataset = B256::repeat_byte(1);
+    let model = B256::repeat_byte(2);
+    let register = |id, parents: Vec<B256>| AssetRegistry::registerCall {
+        id,
+        owner: who("owner"),
+        parents,
+        licenceHash: B256::repeat_byte(9),
+    };
+    let orphan = w.send(w.poster, registry, register(model, vec![dataset]));
+    let reason = |e| match e {
+        ChainError::Reverted { data, .. } => {
+            AssetRegistry::AssetRegistryErrors::abi_decode(&data).unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        reason(orphan.unwrap_err()),
+        AssetRegistry::AssetRegistryErrors::UnknownParent(_)
+    ));
+    w.send(w.poster, registry, register(dataset, vec![]))
+        .unwrap();
+    w.send(w.poster, registry, register(model, vec![dataset]))
+        .unwrap();
+    let again = w.send(w.poster, registry, register(dataset, vec![]));
+    assert!(matches!(
+        reason(again.unwrap_err()),
+        AssetRegistry::AssetRegistryErrors::AlreadyRegistered(_)
+    ));
+    let owner = w.view(registry, AssetRegistry::ownerOfCall(model));
+    assert_eq!(owner, who("owner"));
 }
