@@ -164,37 +164,63 @@ contract RoyaltyDistributor {
         private
         returns (uint256 paid)
     {
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(account, token, cumulative))));
-        if (!_verify(proof, root, leaf)) revert InvalidProof();
+        if (_leafRoot(account, token, cumulative, proof) != root) revert InvalidProof();
         uint256 already = claimed[account][token];
         if (cumulative <= already) return 0;
         claimed[account][token] = cumulative;
         unchecked {
             paid = cumulative - already;
         }
-        _call(token, abi.encodeWithSelector(0xa9059cbb, account, paid));
+        _transfer(token, account, paid);
     }
 
-    /// OpenZeppelin's sorted-pair proof check, walking the proof in calldata.
-    function _verify(bytes32[] calldata proof, bytes32 root, bytes32 leaf) private pure returns (bool) {
-        bytes32 node = leaf;
+    /// The root that `proof` leads to from the leaf `(account, token, cumulative)`, hashed as
+    /// OpenZeppelin's StandardMerkleTree does: `keccak256(keccak256(abi.encode(leaf)))`, then
+    /// sorted pairs up the tree. Walks the proof in calldata without copying it.
+    function _leafRoot(address account, address token, uint256 cumulative, bytes32[] calldata proof)
+        private
+        pure
+        returns (bytes32 node)
+    {
         assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, account)
+            mstore(add(m, 0x20), token)
+            mstore(add(m, 0x40), cumulative)
+            mstore(0x00, keccak256(m, 0x60))
+            node := keccak256(0x00, 0x20)
             let end := add(proof.offset, shl(5, proof.length))
-            for { let p := proof.offset } lt(p, end) { p := add(p, 32) } {
+            for { let p := proof.offset } lt(p, end) { p := add(p, 0x20) } {
                 let sibling := calldataload(p)
-                switch lt(sibling, node)
-                case 1 {
-                    mstore(0x00, sibling)
-                    mstore(0x20, node)
-                }
-                default {
-                    mstore(0x00, node)
-                    mstore(0x20, sibling)
-                }
+                // The smaller of the pair is hashed first: when the sibling is smaller, the two
+                // words swap places.
+                let swap := shl(5, lt(sibling, node))
+                mstore(swap, node)
+                mstore(xor(swap, 0x20), sibling)
                 node := keccak256(0x00, 0x40)
             }
         }
-        return node == root;
+    }
+
+    /// `token.transfer(to, amount)`, reverting unless it returned true (or returned nothing from
+    /// a contract, as some old tokens do).
+    function _transfer(address token, address to, uint256 amount) private {
+        bytes4 failed = TransferFailed.selector;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, 0xa9059cbb00000000000000000000000000000000000000000000000000000000)
+            mstore(add(m, 0x04), to)
+            mstore(add(m, 0x24), amount)
+            let ok := call(gas(), token, 0, m, 0x44, 0x00, 0x20)
+            switch returndatasize()
+            case 0 { ok := and(ok, gt(extcodesize(token), 0)) }
+            default { ok := and(ok, and(gt(returndatasize(), 0x1f), eq(mload(0x00), 1))) }
+            if iszero(ok) {
+                mstore(m, failed)
+                mstore(add(m, 0x04), token)
+                revert(m, 0x24)
+            }
+        }
     }
 
     /// Calls an ERC-20 function that returns a bool (or nothing, as some old tokens do) and

@@ -211,23 +211,30 @@ fn claims_pay_once_per_cumulative_amount_and_bad_proofs_revert() {
 fn gas_of_posting_and_claiming_at_depth_22() {
     let mut w = world();
     w.fund(w.token, 1_000_000);
-    let alice = leaf(who("alice"), w.token, 1_000);
-    let (root, proof) = proof_of_depth(&alice, 22);
-    let first_post = w.post(root, 1, &[(w.token, 1_000)]).unwrap();
+    let token = w.token;
+    let epoch = |n: u64| {
+        let alice = leaf(who("alice"), token, 1_000 * u128::from(n));
+        let (root, proof) = proof_of_depth(&alice, 22);
+        (alice, root, proof)
+    };
+    let (first, root1, proof1) = epoch(1);
+    w.post(root1, 1, &[(w.token, 1_000)]).unwrap();
     w.evm.advance(DELAY);
-    let alice2 = leaf(who("alice"), w.token, 2_500);
-    let (root2, proof2) = proof_of_depth(&alice2, 22);
-    let repeat_post = w.post(root2, 2, &[(w.token, 2_500)]).unwrap();
-    let first_claim = w.claim(&alice, root, &proof).unwrap();
+    let (_, root2, _) = epoch(2);
+    w.post(root2, 2, &[(w.token, 2_000)]).unwrap();
+    let first_claim = w.claim(&first, root1, &proof1).unwrap();
+    w.evm.advance(DELAY);
+    // Steady state: each post activates the previous root and waits out its own delay.
+    let (third, root3, proof3) = epoch(3);
+    let post = w.post(root3, 3, &[(w.token, 3_000)]).unwrap();
     w.evm.advance(DELAY);
     w.send(w.poster, w.distributor, RoyaltyDistributor::activateCall {})
         .unwrap();
-    let repeat_claim = w.claim(&alice2, root2, &proof2).unwrap();
-    println!("gas_post_root_first: {first_post}");
-    println!("gas_post_root: {repeat_post}");
+    let repeat_claim = w.claim(&third, root3, &proof3).unwrap();
+    println!("gas_post_root: {post}");
     println!("gas_claim_first_depth22: {first_claim}");
     println!("gas_claim_repeat_depth22: {repeat_claim}");
-    assert_eq!(w.balance(w.token, who("alice")), U256::from(2_500));
+    assert_eq!(w.balance(w.token, who("alice")), U256::from(3_000));
 }
 
 /// Builds a real tree with caravan's Merkle code and returns the root and each leaf's proof.
