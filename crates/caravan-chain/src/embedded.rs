@@ -73,6 +73,14 @@ impl EmbeddedEvm {
         self.evm.ctx.block.timestamp.to::<u64>()
     }
 
+    /// Sets the clock; it never goes back.
+    pub fn set_timestamp(&mut self, timestamp: u64) {
+        let timestamp = timestamp.max(self.timestamp());
+        self.evm
+            .ctx
+            .modify_block(|block| block.timestamp = U256::from(timestamp));
+    }
+
     /// Deploys `init_code` (creation bytecode with encoded constructor arguments) from `from`.
     pub fn deploy(&mut self, from: Address, init_code: Bytes) -> Result<Receipt, ChainError> {
         self.send(from, TxKind::Create, init_code)
@@ -86,6 +94,19 @@ impl EmbeddedEvm {
         data: Bytes,
     ) -> Result<Receipt, ChainError> {
         self.send(from, TxKind::Call(to), data)
+    }
+
+    /// Whether `address` holds contract code.
+    pub fn has_code(&mut self, address: Address) -> bool {
+        use revm::Database;
+        self.evm
+            .ctx
+            .journaled_state
+            .database
+            .basic(address)
+            .ok()
+            .flatten()
+            .is_some_and(|info| !info.is_empty_code_hash())
     }
 
     /// Runs a call without committing anything (a view).

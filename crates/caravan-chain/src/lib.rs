@@ -3,3 +3,4 @@
 
 pub mod contracts;
 pub mod embedded;
+pub mod persistent;

@@ -1,0 +1,144 @@
+//! The embedded EVM kept in a data directory: every transaction is appended (and synced) to a
+//! journal before it is acknowledged, and opening the directory replays the journal. The EVM is
+//! deterministic, so the replay reproduces every contract's code and storage exactly.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::{Address, Bytes};
+use serde::{Deserialize, Serialize};
+
+use crate::embedded::{ChainError, EmbeddedEvm, Receipt};
+
+const JOURNAL: &str = "transactions.jsonl";
+
+/// One journaled transaction: who sent what to whom, and when.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    at: u64,
+    from: Address,
+    /// `None` for a deployment.
+    to: Option<Address>,
+    data: Bytes,
+}
+
+/// Why the chain's directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} line {line} is not a journaled transaction ({why}); the chain's journal is damaged"
+    )]
+    Damaged {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+}
+
+/// A persistent embedded chain.
+pub struct PersistentEvm {
+    evm: EmbeddedEvm,
+    journal: File,
+    path: PathBuf,
+    transactions: u64,
+}
+
+impl PersistentEvm {
+    /// Opens (or creates) the chain in `dir`, replaying its journal.
+    pub fn open(dir: &Path) -> Result<PersistentEvm, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(JOURNAL);
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let mut evm = EmbeddedEvm::new(0);
+        let mut transactions = 0;
+        for (n, line) in BufReader::new(&journal).lines().enumerate() {
+            let line = line.map_err(io(&path))?;
+            let damaged = |why: String| StoreError::Damaged {
+                path: path.clone(),
+                line: n + 1,
+                why,
+            };
+            let entry: Entry = serde_json::from_str(&line).map_err(|e| damaged(e.to_string()))?;
+            evm.set_timestamp(entry.at);
+            // Reverted transactions were journaled too (they still move the sender's nonce), so
+            // their outcome on replay is not an error.
+            let _ = match entry.to {
+                Some(to) => evm.transact(entry.from, to, entry.data),
+                None => evm.deploy(entry.from, entry.data),
+            };
+            transactions += 1;
+        }
+        Ok(PersistentEvm {
+            evm,
+            journal,
+            path,
+            transactions,
+        })
+    }
+
+    /// Transactions in the journal.
+    pub fn transactions(&self) -> u64 {
+        self.transactions
+    }
+
+    pub fn timestamp(&self) -> u64 {
+        self.evm.timestamp()
+    }
+
+    /// Runs a transaction at time `at` (the clock never goes back), journals it durably, and
+    /// returns its outcome.
+    pub fn send(
+        &mut self,
+        at: u64,
+        from: Address,
+        to: Option<Address>,
+        data: Bytes,
+    ) -> Result<Result<Receipt, ChainError>, StoreError> {
+        self.evm.set_timestamp(at);
+        let entry = Entry {
+            at: self.evm.timestamp(),
+            from,
+            to,
+            data: data.clone(),
+        };
+        let outcome = match to {
+            Some(to) => self.evm.transact(from, to, data),
+            None => self.evm.deploy(from, data),
+        };
+        let mut line = serde_json::to_string(&entry).expect("entries serialise");
+        line.push('\n');
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.journal.write_all(line.as_bytes()).map_err(io)?;
+        self.journal.sync_data().map_err(io)?;
+        self.transactions += 1;
+        Ok(outcome)
+    }
+
+    /// A read-only call against the current state.
+    pub fn call(&mut self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        self.evm.call(Address::ZERO, to, data)
+    }
+
+    /// Whether `address` holds code.
+    pub fn has_code(&mut self, address: Address) -> bool {
+        self.evm.has_code(address)
+    }
+}
