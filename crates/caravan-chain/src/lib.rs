@@ -4,3 +4,4 @@
 pub mod contracts;
 pub mod embedded;
 pub mod persistent;
+pub mod settlement;

@@ -1,0 +1,393 @@
+//! Settling epochs on the embedded chain: deploy once (addresses recorded), fund, post each
+//! epoch's root after checking it off chain, activate, claim, read what was claimed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::{Address, B256, Bytes, U256, address};
+use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
+use caravan_core::{EpochBundle, Leaf};
+use serde::{Deserialize, Serialize};
+
+use crate::contracts::{AssetRegistry, CaravanToken, RoyaltyDistributor};
+use crate::embedded::{ChainError, Receipt};
+use crate::persistent::{PersistentEvm, StoreError};
+
+/// The account that deploys on a development chain: the first account of anvil's (and
+/// Hardhat's) default mnemonic, so the first contract it deploys, the development token, has
+/// the same address on the embedded chain as on a fresh anvil: `DEV_TOKEN`.
+pub const DEV_DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+/// Where the development token lands (the deployer's first contract).
+pub const DEV_TOKEN: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
+/// The development token's supply (10^12 whole tokens of 6 decimals), all held by the deployer.
+const DEV_SUPPLY: u128 = 1_000_000_000_000 * 1_000_000;
+
+const DEPLOYMENT: &str = "deployment.json";
+
+/// The contracts of one chain, recorded in the chain's directory after the first deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub token: Address,
+    pub registry: Address,
+    pub distributor: Address,
+    pub poster: Address,
+    pub guardian: Address,
+    /// Seconds a posted root waits before it can be activated.
+    pub delay: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {why}")]
+    Deployment { path: PathBuf, why: String },
+    #[error("{what} failed: {why}")]
+    Transaction { what: String, why: String },
+    #[error(
+        "epoch {epoch} would lower {account}'s cumulative amount of token {token} from {before} to {after}; a root may never lower anyone's entitlement"
+    )]
+    Lowered {
+        epoch: u64,
+        account: caravan_core::Address,
+        token: caravan_core::Address,
+        before: u128,
+        after: u128,
+    },
+    #[error(
+        "epoch {epoch} promises {promised} of token {token} but only {funded} was funded into the distributor; fund the difference first"
+    )]
+    Underfunded {
+        epoch: u64,
+        token: caravan_core::Address,
+        promised: u128,
+        funded: u128,
+    },
+}
+
+/// A chain with caravan's contracts on it.
+pub struct Settlement {
+    chain: PersistentEvm,
+    deployment: Deployment,
+}
+
+impl Settlement {
+    /// Opens the embedded chain in `dir`, deploying the contracts on first use (the deployer
+    /// posts roots and guards them on a development chain).
+    pub fn open(dir: &Path, delay: u64, at: u64) -> Result<Settlement, SettleError> {
+        let mut chain = PersistentEvm::open(dir)?;
+        let path = dir.join(DEPLOYMENT);
+        let deployment = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let deployment: Deployment =
+                    serde_json::from_str(&text).map_err(|e| SettleError::Deployment {
+                        path: path.clone(),
+                        why: e.to_string(),
+                    })?;
+                for contract in [
+                    deployment.token,
+                    deployment.registry,
+                    deployment.distributor,
+                ] {
+                    if !chain.has_code(contract) {
+                        return Err(SettleError::Deployment {
+                            path,
+                            why: format!(
+                                "no contract at recorded address {contract}; the chain's journal and its deployment record disagree"
+                            ),
+                        });
+                    }
+                }
+                deployment
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let deployment = deploy(&mut chain, delay, at)?;
+                write_atomically(
+                    &path,
+                    &serde_json::to_vec_pretty(&deployment).expect("serialises"),
+                )
+                .map_err(|e| SettleError::Deployment {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                deployment
+            }
+            Err(e) => {
+                return Err(SettleError::Deployment {
+                    path,
+                    why: e.to_string(),
+                });
+            }
+        };
+        Ok(Settlement { chain, deployment })
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// Funds the distributor with `amount` of the development token from the deployer.
+    pub fn fund(&mut self, amount: u128, at: u64) -> Result<Receipt, SettleError> {
+        let d = self.deployment.clone();
+        let approve = CaravanToken::approveCall {
+            spender: d.distributor,
+            value: U256::from(amount),
+        };
+        self.send(
+            "approving the distributor",
+            at,
+            DEV_DEPLOYER,
+            d.token,
+            approve,
+        )?;
+        let fund = RoyaltyDistributor::fundCall {
+            token: d.token,
+            amount: U256::from(amount),
+        };
+        self.send(
+            "funding the distributor",
+            at,
+            DEV_DEPLOYER,
+            d.distributor,
+            fund,
+        )
+    }
+
+    /// Checks `bundle` against the previous posted one (nobody's cumulative amount goes down)
+    /// and against the distributor's funds, then posts its root.
+    pub fn post(
+        &mut self,
+        bundle: &EpochBundle,
+        previous: Option<&EpochBundle>,
+        at: u64,
+    ) -> Result<Receipt, SettleError> {
+        if let Some(previous) = previous {
+            check_not_lowered(bundle, previous)?;
+        }
+        let mut totals: BTreeMap<caravan_core::Address, u128> = BTreeMap::new();
+        for leaf in &bundle.leaves {
+            *totals.entry(leaf.token).or_default() += leaf.cumulative;
+        }
+        for (token, promised) in &totals {
+            let funded = self.funded(Address::from(token.0));
+            if *promised > funded {
+                return Err(SettleError::Underfunded {
+                    epoch: bundle.epoch,
+                    token: *token,
+                    promised: *promised,
+                    funded,
+                });
+            }
+        }
+        let call = RoyaltyDistributor::postRootCall {
+            root: B256::from(bundle.root.0),
+            epoch: bundle.epoch,
+            totals: totals
+                .iter()
+                .map(|(token, cumulative)| RoyaltyDistributor::TokenTotal {
+                    token: Address::from(token.0),
+                    cumulative: U256::from(*cumulative),
+                })
+                .collect(),
+        };
+        let d = self.deployment.clone();
+        self.send(
+            &format!("posting the root of epoch {}", bundle.epoch),
+            at,
+            d.poster,
+            d.distributor,
+            call,
+        )
+    }
+
+    /// Activates the pending root once its delay is over.
+    pub fn activate(&mut self, at: u64) -> Result<Receipt, SettleError> {
+        let d = self.deployment.clone();
+        let call = RoyaltyDistributor::activateCall {};
+        self.send(
+            "activating the pending root",
+            at,
+            d.poster,
+            d.distributor,
+            call,
+        )
+    }
+
+    /// Claims `leaf` with `proof` against `root` (submitted by `relayer`; paid to the leaf's
+    /// account). Returns the receipt; the amount paid is `cumulative − already claimed`.
+    pub fn claim(
+        &mut self,
+        leaf: &Leaf,
+        proof: &[caravan_core::Hash32],
+        root: caravan_core::Hash32,
+        relayer: caravan_core::Address,
+        at: u64,
+    ) -> Result<Receipt, SettleError> {
+        let call = RoyaltyDistributor::claimCall {
+            account: Address::from(leaf.account.0),
+            token: Address::from(leaf.token.0),
+            cumulative: U256::from(leaf.cumulative),
+            expectedRoot: B256::from(root.0),
+            proof: proof.iter().map(|h| B256::from(h.0)).collect(),
+        };
+        let distributor = self.deployment.distributor;
+        self.send(
+            &format!("claiming for {}", leaf.account),
+            at,
+            Address::from(relayer.0),
+            distributor,
+            call,
+        )
+    }
+
+    /// What `account` has claimed of `token` so far.
+    pub fn claimed(
+        &mut self,
+        account: caravan_core::Address,
+        token: caravan_core::Address,
+    ) -> u128 {
+        let call = RoyaltyDistributor::claimedCall {
+            account: Address::from(account.0),
+            token: Address::from(token.0),
+        };
+        self.read(self.deployment.distributor, call).to::<u128>()
+    }
+
+    /// The development token balance of `account`.
+    pub fn balance(&mut self, account: caravan_core::Address) -> u128 {
+        let call = CaravanToken::balanceOfCall(Address::from(account.0));
+        self.read(self.deployment.token, call).to::<u128>()
+    }
+
+    /// The root claims are checked against now (zero before the first activation).
+    pub fn active_root(&mut self) -> caravan_core::Hash32 {
+        let root: B256 = self.read(
+            self.deployment.distributor,
+            RoyaltyDistributor::activeRootCall {},
+        );
+        caravan_core::Hash32(root.0)
+    }
+
+    fn funded(&mut self, token: Address) -> u128 {
+        let call = RoyaltyDistributor::fundedCall { token };
+        self.read(self.deployment.distributor, call).to::<u128>()
+    }
+
+    fn read<C: SolCall>(&mut self, to: Address, call: C) -> C::Return {
+        let out = self
+            .chain
+            .call(to, Bytes::from(call.abi_encode()))
+            .expect("views of caravan's own contracts do not revert");
+        C::abi_decode_returns(&out).expect("the contract returns what its ABI says")
+    }
+
+    fn send<C: SolCall>(
+        &mut self,
+        what: &str,
+        at: u64,
+        from: Address,
+        to: Address,
+        call: C,
+    ) -> Result<Receipt, SettleError> {
+        self.chain
+            .send(at, from, Some(to), call.abi_encode().into())?
+            .map_err(|e| SettleError::Transaction {
+                what: what.to_owned(),
+                why: explain(e),
+            })
+    }
+}
+
+fn deploy(chain: &mut PersistentEvm, delay: u64, at: u64) -> Result<Deployment, SettleError> {
+    let mut create = |what: &str, mut code: Vec<u8>, args: Vec<u8>| {
+        code.extend(args);
+        chain
+            .send(at, DEV_DEPLOYER, None, code.into())?
+            .map_err(|e| SettleError::Transaction {
+                what: format!("deploying the {what}"),
+                why: explain(e),
+            })
+            .map(|r| r.created.expect("a deployment creates a contract"))
+    };
+    let token = create(
+        "development token",
+        CaravanToken::BYTECODE.to_vec(),
+        CaravanToken::constructorCall {
+            name_: "caravan dev USD".into(),
+            symbol_: "USDC".into(),
+            decimals_: 6,
+            holder: DEV_DEPLOYER,
+            supply: U256::from(DEV_SUPPLY),
+        }
+        .abi_encode(),
+    )?;
+    let registry = create(
+        "asset registry",
+        AssetRegistry::BYTECODE.to_vec(),
+        Vec::new(),
+    )?;
+    let distributor = create(
+        "royalty distributor",
+        RoyaltyDistributor::BYTECODE.to_vec(),
+        RoyaltyDistributor::constructorCall {
+            poster_: DEV_DEPLOYER,
+            guardian_: DEV_DEPLOYER,
+            delay_: U256::from(delay),
+        }
+        .abi_encode(),
+    )?;
+    Ok(Deployment {
+        token,
+        registry,
+        distributor,
+        poster: DEV_DEPLOYER,
+        guardian: DEV_DEPLOYER,
+        delay,
+    })
+}
+
+/// Every leaf of `previous` must appear in `bundle` with at least the same cumulative amount.
+fn check_not_lowered(bundle: &EpochBundle, previous: &EpochBundle) -> Result<(), SettleError> {
+    let now: BTreeMap<_, _> = bundle
+        .leaves
+        .iter()
+        .map(|l| ((l.account, l.token), l.cumulative))
+        .collect();
+    for leaf in &previous.leaves {
+        let after = now.get(&(leaf.account, leaf.token)).copied().unwrap_or(0);
+        if after < leaf.cumulative {
+            return Err(SettleError::Lowered {
+                epoch: bundle.epoch,
+                account: leaf.account,
+                token: leaf.token,
+                before: leaf.cumulative,
+                after,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A revert as a person reads it: the distributor's or registry's named error when it is one.
+fn explain(error: ChainError) -> String {
+    match &error {
+        ChainError::Reverted { data, .. } => {
+            if let Ok(e) = RoyaltyDistributor::RoyaltyDistributorErrors::abi_decode(data) {
+                return format!("the distributor reverted with {e:?}");
+            }
+            if let Ok(e) = AssetRegistry::AssetRegistryErrors::abi_decode(data) {
+                return format!("the registry reverted with {e:?}");
+            }
+            error.to_string()
+        }
+        _ => error.to_string(),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
