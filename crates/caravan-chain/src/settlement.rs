@@ -169,7 +169,7 @@ impl Settlement {
             *totals.entry(leaf.token).or_default() += leaf.cumulative;
         }
         for (token, promised) in &totals {
-            let funded = self.funded(Address::from(token.0));
+            let funded = self.funded_raw(Address::from(token.0));
             if *promised > funded {
                 return Err(SettleError::Underfunded {
                     epoch: bundle.epoch,
@@ -268,7 +268,21 @@ impl Settlement {
         caravan_core::Hash32(root.0)
     }
 
-    fn funded(&mut self, token: Address) -> u128 {
+    /// The epochs of the active and of the pending root (0 when none), and the pending root.
+    pub fn epochs(&mut self) -> (u64, u64, caravan_core::Hash32) {
+        let d = self.deployment.distributor;
+        let active = self.read(d, RoyaltyDistributor::activeEpochCall {});
+        let pending = self.read(d, RoyaltyDistributor::pendingEpochCall {});
+        let root: B256 = self.read(d, RoyaltyDistributor::pendingRootCall {});
+        (active, pending, caravan_core::Hash32(root.0))
+    }
+
+    /// What the distributor may still promise of `token` in total (everything funded).
+    pub fn funded(&mut self, token: caravan_core::Address) -> u128 {
+        self.funded_raw(Address::from(token.0))
+    }
+
+    fn funded_raw(&mut self, token: Address) -> u128 {
         let call = RoyaltyDistributor::fundedCall { token };
         self.read(self.deployment.distributor, call).to::<u128>()
     }

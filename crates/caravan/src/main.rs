@@ -80,6 +80,10 @@ enum Command {
     /// Close epochs, inspect them, get proofs, and re-check bundles.
     #[command(subcommand)]
     Epoch(commands::EpochCommand),
+    /// Claim what an account is owed under the chain's active root (anyone may submit it).
+    Claim(commands::ClaimArgs),
+    /// Rebuild an epoch's root from its published bundle and compare it with the root on chain.
+    Verify(commands::VerifyArgs),
     /// Show balances and cumulative entitlements.
     Balances(commands::BalancesArgs),
     /// Check the event log.
@@ -108,6 +112,8 @@ fn main() -> ExitCode {
         Command::Deposit(args) => commands::deposit(&cli.store, args),
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),
+        Command::Claim(args) => commands::claim(&cli.store, args),
+        Command::Verify(args) => commands::verify(&cli.store, args),
         Command::Balances(args) => commands::balances(&cli.store, args),
         Command::Log(command) => commands::log(&cli.store, command),
         Command::Task(command) => commands::task(&cli.store, command),

@@ -547,3 +547,101 @@ fn serve_answers_over_http() {
         "{missing}"
     );
 }
+
+/// Close → post on the embedded chain → claim (twice: the second pays nothing) → verify.
+#[test]
+fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let manifest = std::fs::read_to_string(examples.join("dataset.json"))
+        .unwrap()
+        .replace("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359", token);
+    let manifest_path = dir.join("dataset.json");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let labeler = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
+    ok(&caravan(
+        dir,
+        &[
+            "token",
+            "register",
+            "--address",
+            token,
+            "--symbol",
+            "USDC",
+            "--decimals",
+            "6",
+        ],
+    ));
+    let registered = ok(&caravan(
+        dir,
+        &[
+            "asset",
+            "register",
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+        ],
+    ));
+    let asset = registered
+        .split_whitespace()
+        .find(|w| w.starts_with("0x") && w.len() == 66)
+        .unwrap()
+        .to_owned();
+    ok(&caravan(
+        dir,
+        &[
+            "deposit", "--payer", payer, "--token", token, "--amount", "100",
+        ],
+    ));
+    ok(&caravan(
+        dir,
+        &[
+            "usage", "record", "--asset", &asset, "--payer", payer, "--node", labeler, "--calls",
+            "10",
+        ],
+    ));
+    assert!(failure(&caravan(dir, &["claim", "--account", labeler])).contains("no root is active"));
+    ok(&caravan(dir, &["epoch", "close"]));
+
+    let posted = ok(&caravan(dir, &["epoch", "post"]));
+    assert!(
+        posted.contains("posted epoch 1's root") && posted.contains("activated"),
+        "{posted}"
+    );
+    assert!(ok(&caravan(dir, &["epoch", "post"])).contains("already posted"));
+    let first = ok(&caravan(dir, &["claim", "--account", labeler]));
+    assert!(first.contains("0.016875 USDC ┆ 0.016875 USDC │"), "{first}");
+    let second = ok(&caravan(dir, &["claim", "--account", labeler]));
+    assert!(second.contains("0 USDC ┆ 0.016875 USDC │"), "{second}");
+
+    let verified = ok(&caravan(dir, &["verify", "--epoch", "1"]));
+    assert!(verified.starts_with("match: epoch 1's root"), "{verified}");
+    let bundle = dir.join("epoch-1.json");
+    ok(&caravan(
+        dir,
+        &["epoch", "show", "1", "--out", bundle.to_str().unwrap()],
+    ));
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["leaves"][0]["cumulative"] = serde_json::json!("1");
+    std::fs::write(&bundle, value.to_string()).unwrap();
+    let refused = failure(&caravan(
+        dir,
+        &[
+            "verify",
+            "--epoch",
+            "1",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        refused.contains("the bundle does not check out"),
+        "{refused}"
+    );
+    assert!(
+        failure(&caravan(dir, &["epoch", "post", "--chain", "mainnet"])).contains("unknown chain")
+    );
+}

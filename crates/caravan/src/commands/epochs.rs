@@ -27,6 +27,11 @@ pub enum EpochCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Post a closed epoch's root on a chain, where everyone can claim against it.
+    ///
+    /// Checks first that no one's cumulative amount goes down and that the distributor holds
+    /// what the root promises (on the embedded development chain it funds the difference).
+    Post(super::PostArgs),
     /// Re-check an epoch bundle file from its contents alone (and against the previous epoch's bundle).
     VerifyBundle {
         /// The bundle file, as `caravan epoch show N --out FILE` writes it.
@@ -39,6 +44,7 @@ pub enum EpochCommand {
 
 pub fn epoch(store: &StoreArgs, command: EpochCommand) -> Result<(), String> {
     match command {
+        EpochCommand::Post(args) => super::post(store, args),
         EpochCommand::Close => {
             let mut journal = open_journal(store)?;
             ensure_genesis(&mut journal)?;

@@ -3,12 +3,14 @@
 mod assets;
 mod epochs;
 mod inspect;
+mod settle;
 mod setup;
 mod tasks;
 
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
+pub use settle::{ClaimArgs, PostArgs, VerifyArgs, claim, post, verify};
 pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
 pub use tasks::{TaskCommand, project_id, task};
 

@@ -1,0 +1,289 @@
+//! Settlement from the command line: post an epoch's root on a chain, claim for an account,
+//! and verify a published bundle against the root on chain.
+
+use std::path::PathBuf;
+
+use caravan_chain::settlement::Settlement;
+use caravan_core::epoch::{EpochBundle, verify_bundle};
+use caravan_core::{Address, MerkleTree};
+use caravan_store::{Journal, now_ms};
+use clap::Args;
+
+use crate::StoreArgs;
+use crate::present::{amount, open_journal, table};
+
+/// The chain every store has: an EVM inside this process, kept in `<data dir>/chains/embedded`.
+const EMBEDDED: &str = "embedded";
+
+#[derive(Args)]
+pub struct PostArgs {
+    /// The epoch to post; the latest closed one when left out.
+    epoch: Option<u64>,
+    #[command(flatten)]
+    chain: ChainArg,
+}
+
+#[derive(Args)]
+pub struct ClaimArgs {
+    /// The account to pay; anyone may claim for it, the money only goes to it.
+    #[arg(long)]
+    account: Address,
+    #[command(flatten)]
+    chain: ChainArg,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The epoch whose root to check.
+    #[arg(long)]
+    epoch: u64,
+    /// The published bundle to rebuild the root from (as `caravan epoch show N --out FILE`
+    /// writes it); this store's own bundle when left out.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    chain: ChainArg,
+}
+
+#[derive(Args)]
+pub struct ChainArg {
+    /// The chain to settle on. `embedded` (the default) is an EVM inside this process, kept in
+    /// the data directory, with caravan's contracts deployed on first use.
+    #[arg(long, default_value = EMBEDDED)]
+    chain: String,
+    /// Seconds a posted root waits before it can be claimed against (used when the chain's
+    /// contracts are first deployed).
+    #[arg(long, default_value_t = 0)]
+    delay: u64,
+}
+
+fn open_chain(store: &StoreArgs, chain: &ChainArg) -> Result<Settlement, String> {
+    if chain.chain != EMBEDDED {
+        return Err(format!(
+            "unknown chain {:?}; the chains configured here: {EMBEDDED}",
+            chain.chain
+        ));
+    }
+    if store.database.is_some() {
+        return Err(
+            "the embedded chain lives in the data directory; use --data-dir with it".into(),
+        );
+    }
+    let dir = store.data_dir.join("chains").join(EMBEDDED);
+    Settlement::open(&dir, chain.delay, now_ms() / 1000).map_err(|e| e.to_string())
+}
+
+fn bundle(journal: &Journal, epoch: u64) -> Result<EpochBundle, String> {
+    journal
+        .bundle(epoch)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("epoch {epoch} is not closed; close it with `caravan epoch close`"))
+}
+
+/// Posts the epoch's root (funding the distributor on the development chain with what the root
+/// promises beyond what it holds), then activates it if its delay allows.
+pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
+    let journal = open_journal(store)?;
+    let latest = journal.economy().next_epoch() - 1;
+    let epoch = args.epoch.unwrap_or(latest);
+    if epoch == 0 {
+        return Err("no epoch is closed yet; close one with `caravan epoch close`".into());
+    }
+    let current = bundle(&journal, epoch)?;
+    let previous = match epoch {
+        1 => None,
+        n => Some(bundle(&journal, n - 1)?),
+    };
+    let mut chain = open_chain(store, &args.chain)?;
+    let (active, pending, _) = chain.epochs();
+    if epoch <= active.max(pending) {
+        println!(
+            "epoch {epoch} is already posted on {} (active epoch {active}, pending {pending})",
+            args.chain.chain
+        );
+        return Ok(());
+    }
+    let now = now_ms() / 1000;
+    let mut rows = Vec::new();
+    for token in journal.economy().tokens().keys() {
+        let promised: u128 = current
+            .leaves
+            .iter()
+            .filter(|l| l.token == *token)
+            .map(|l| l.cumulative)
+            .sum();
+        let funded = chain.funded(*token);
+        if promised > funded && Address(chain.deployment().token.into_array()) == *token {
+            chain
+                .fund(promised - funded, now)
+                .map_err(|e| e.to_string())?;
+        }
+        rows.push((*token, promised));
+    }
+    let receipt = chain
+        .post(&current, previous.as_ref(), now)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "posted epoch {epoch}'s root {} on {} ({} gas)",
+        current.root, args.chain.chain, receipt.gas_used
+    );
+    for (token, promised) in rows {
+        println!(
+            "  promises {} in total",
+            amount(journal.economy(), &token, promised)
+        );
+    }
+    if args.chain.delay == 0 || chain.deployment().delay == 0 {
+        chain.activate(now).map_err(|e| e.to_string())?;
+        println!("activated: claims against it are open");
+    } else {
+        println!(
+            "claimable after the {} s delay, once activated (the next post activates it)",
+            chain.deployment().delay
+        );
+    }
+    Ok(())
+}
+
+/// Claims every token the account is owed under the active root.
+pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
+    let journal = open_journal(store)?;
+    let mut chain = open_chain(store, &args.chain)?;
+    let (active, _, _) = chain.epochs();
+    if active == 0 {
+        return Err(
+            "no root is active on this chain yet; post an epoch with `caravan epoch post`".into(),
+        );
+    }
+    let current = bundle(&journal, active)?;
+    let root = chain.active_root();
+    if root != current.root {
+        return Err(format!(
+            "the chain's active root {root} is not epoch {active}'s root {} in this store; run `caravan verify --epoch {active}`",
+            current.root
+        ));
+    }
+    let tree = MerkleTree::build(&current.leaves);
+    let mut t = table(
+        &[
+            "token",
+            "entitled",
+            "claimed before",
+            "paid now",
+            "balance after",
+        ],
+        &[1, 2, 3, 4],
+    );
+    let mut found = false;
+    for (index, leaf) in current
+        .leaves
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.account == args.account)
+    {
+        found = true;
+        let before = chain.claimed(leaf.account, leaf.token);
+        chain
+            .claim(
+                leaf,
+                &tree.proof(index),
+                root,
+                args.account,
+                now_ms() / 1000,
+            )
+            .map_err(|e| e.to_string())?;
+        let economy = journal.economy();
+        let balance = if Address(chain.deployment().token.into_array()) == leaf.token {
+            amount(economy, &leaf.token, chain.balance(leaf.account))
+        } else {
+            "—".into()
+        };
+        t.add_row(vec![
+            economy
+                .tokens()
+                .get(&leaf.token)
+                .map(|t| t.symbol.clone())
+                .unwrap_or_default(),
+            amount(economy, &leaf.token, leaf.cumulative),
+            amount(economy, &leaf.token, before),
+            amount(economy, &leaf.token, leaf.cumulative - before),
+            balance,
+        ]);
+    }
+    if !found {
+        return Err(format!(
+            "{} has no entitlement in epoch {active}",
+            args.account
+        ));
+    }
+    println!(
+        "claimed for {} under epoch {active}'s root {root}\n{t}",
+        args.account
+    );
+    Ok(())
+}
+
+/// Rebuilds the epoch's root from a bundle alone and compares it with the root on chain.
+pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
+    let published = match &args.bundle {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str::<EpochBundle>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => bundle(&open_journal(store)?, args.epoch)?,
+    };
+    if published.epoch != args.epoch {
+        return Err(format!(
+            "the bundle is epoch {}, not {}",
+            published.epoch, args.epoch
+        ));
+    }
+    verify_bundle(&published, None).map_err(|e| format!("the bundle does not check out: {e}"))?;
+    let rebuilt = MerkleTree::build(&published.leaves).root();
+    let mut chain = open_chain(store, &args.chain)?;
+    let (active, pending, pending_root) = chain.epochs();
+    let on_chain = if args.epoch == active {
+        chain.active_root()
+    } else if args.epoch == pending {
+        pending_root
+    } else {
+        return Err(format!(
+            "the chain holds epochs {active} (active) and {pending} (pending), not {}",
+            args.epoch
+        ));
+    };
+    if rebuilt == on_chain {
+        println!(
+            "match: epoch {}'s root {rebuilt}, rebuilt from {} leaves, is the root on {}",
+            args.epoch,
+            published.leaves.len(),
+            args.chain.chain
+        );
+        return Ok(());
+    }
+    let ours = bundle(&open_journal(store)?, args.epoch).ok();
+    let differing = ours.as_ref().and_then(|ours| {
+        published
+            .leaves
+            .iter()
+            .zip(&ours.leaves)
+            .position(|(a, b)| a != b)
+            .map(|i| (i, published.leaves[i].clone(), ours.leaves[i].clone()))
+    });
+    match differing {
+        Some((i, theirs, ours)) => Err(format!(
+            "mismatch: the bundle rebuilds root {rebuilt}, the chain holds {on_chain}; leaf {i} differs: the bundle says {} gets {} of {}, this store says {} gets {} of {}",
+            theirs.account,
+            theirs.cumulative,
+            theirs.token,
+            ours.account,
+            ours.cumulative,
+            ours.token
+        )),
+        None => Err(format!(
+            "mismatch: the bundle rebuilds root {rebuilt}, the chain holds {on_chain}"
+        )),
+    }
+}
