@@ -270,7 +270,7 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
             .iter()
             .zip(&ours.leaves)
             .position(|(a, b)| a != b)
-            .map(|i| (i, published.leaves[i].clone(), ours.leaves[i].clone()))
+            .map(|i| (i, published.leaves[i], ours.leaves[i]))
     });
     match differing {
         Some((i, theirs, ours)) => Err(format!(
