@@ -45,6 +45,17 @@ fn the_demo_pays_everyone_exactly_and_leaves_a_store_that_verifies() {
         out.contains("verifies against the root (as OpenZeppelin's MerkleProof would): true"),
         "{out}"
     );
+    assert!(out.contains("settled on the embedded chain"), "{out}");
+    let claims: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.starts_with("│ annotator-")
+                || l.starts_with("│ validator-")
+                || l.starts_with("│ node-")
+        })
+        .filter(|l| l.contains("┆         0 USDC ┆"))
+        .collect();
+    assert_eq!(claims.len(), 3, "three claims from a zero balance: {out}");
     assert!(
         out.contains("data contributor of product-reviews-sentiment"),
         "{out}"

@@ -1,6 +1,7 @@
 //! `caravan demo`: a realistic day in a small caravan economy, end to end through the real store.
 
 mod report;
+mod settle;
 mod tasks;
 mod world;
 
@@ -62,6 +63,7 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     report::earners(economy, &bundle, &cast, &world.manifests);
     report::conservation(&world.usdc, &bundle, charged);
     let leaf = report::proof(&world.usdc, &outcome, &bundle, &cast)?;
+    settle::settle_and_claim(&dir, &world.usdc, &outcome, &bundle, &cast)?;
 
     println!("\nexplore it:");
     let dir_arg = dir.display();

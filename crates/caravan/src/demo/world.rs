@@ -103,8 +103,9 @@ pub struct World {
 /// Builds the lineage: two datasets, a model trained on both, a fine-tune, a summariser and an
 /// agent composing the two; three apps with prepaid balances and three serving nodes.
 pub fn build_world(cast: &mut Cast, dice: &mut Dice) -> World {
+    // The development token the embedded chain deploys first, so the epoch can settle on it.
     let usdc = Token {
-        address: Address::from_label("caravan demo USDC"),
+        address: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
         symbol: "USDC".into(),
         decimals: 6,
     };
