@@ -5,6 +5,7 @@ mod close;
 mod ingest;
 mod merkle;
 mod pipeline;
+mod settlement;
 mod store;
 mod tasks;
 mod workload;
@@ -37,6 +38,9 @@ pub enum BenchCommand {
     /// contributors, each submission durable before its client goes on (SQLite, and PostgreSQL
     /// with --postgres); the four truth-inference methods on S_Rel (98,453 judgments).
     Tasks(tasks::TasksArgs),
+    /// Settlement on the embedded chain: gas of posting a root and of claims at tree depth 22
+    /// (3.2 million leaves), and one epoch closed, posted and claimed by 1,000 people, timed.
+    Settlement(settlement::SettlementArgs),
 }
 
 #[derive(Args)]
@@ -60,6 +64,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Economy(args) => economy(args),
         BenchCommand::Tasks(args) => tasks::tasks(args),
+        BenchCommand::Settlement(args) => settlement::settlement(args),
     }
 }
 

@@ -1,0 +1,302 @@
+//! `caravan bench settlement`: gas of posting a root and of claims at tree depth 22 on the
+//! embedded chain, and an epoch settled end to end (close, post, 1,000 claims), timed.
+
+use std::time::Instant;
+
+use caravan_chain::settlement::{DEV_TOKEN, Settlement};
+use caravan_core::epoch::EpochBundle;
+use caravan_core::*;
+use clap::Args;
+
+use crate::present::{progress, table};
+
+#[derive(Args)]
+pub struct SettlementArgs {
+    /// A smaller tree (depth 16) and 100 claims: a quick check that the benchmark runs.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for the scratch chains (a fresh temporary one inside it per measurement).
+    #[arg(long, default_value = ".")]
+    scratch_dir: std::path::PathBuf,
+}
+
+fn token() -> Address {
+    Address(DEV_TOKEN.into_array())
+}
+
+/// `count` leaves of distinct accounts in the development token, `bump` added to leaf 0.
+fn leaves(count: usize, bump: u128) -> Vec<Leaf> {
+    (0..count)
+        .map(|i| {
+            let mut account = [0u8; 20];
+            account[..8]
+                .copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+            account[12..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            Leaf {
+                account: Address(account),
+                token: token(),
+                cumulative: 1_000 + (i as u128 % 977) + if i == 0 { bump } else { 0 },
+            }
+        })
+        .collect()
+}
+
+/// A bundle carrying just what posting reads: epoch, root and leaves.
+fn bare_bundle(epoch: u64, leaves: Vec<Leaf>, root: Hash32) -> EpochBundle {
+    EpochBundle {
+        format: caravan_core::epoch::BUNDLE_FORMAT.into(),
+        epoch,
+        root,
+        previous_root: Hash32::ZERO,
+        event_seq: 0,
+        event_hash: Hash32::ZERO,
+        closed_at_ms: 0,
+        genesis: Genesis {
+            treasury: Address::ZERO,
+            protocol_fee: Ppm::ZERO,
+        },
+        tokens: Vec::new(),
+        assets: Vec::new(),
+        accruals: Vec::new(),
+        served: Vec::new(),
+        treasury_fees: Vec::new(),
+        payouts: Vec::new(),
+        leaves,
+    }
+}
+
+struct Gas {
+    depth: usize,
+    leaves: usize,
+    post: u64,
+    first_claim: u64,
+    repeat_claim: u64,
+}
+
+/// Posts two epochs over `count` leaves (the second raises leaf 0) and claims leaf 0 in each.
+fn measure_gas(scratch: &std::path::Path, count: usize) -> Result<Gas, String> {
+    let dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
+    let mut chain = Settlement::open(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
+    let bar = progress(2, "building trees");
+    let first = leaves(count, 0);
+    let tree1 = MerkleTree::build(&first);
+    bar.inc(1);
+    let second = leaves(count, 500);
+    let tree2 = MerkleTree::build(&second);
+    bar.finish_and_clear();
+    let total: u128 = second.iter().map(|l| l.cumulative).sum();
+    chain.fund(total, 1_000).map_err(|e| e.to_string())?;
+    let bundle1 = bare_bundle(1, first.clone(), tree1.root());
+    chain
+        .post(&bundle1, None, 1_000)
+        .map_err(|e| e.to_string())?;
+    chain.activate(1_000).map_err(|e| e.to_string())?;
+    let relayer = Address::from_label("relayer");
+    let proof1 = tree1.proof(0);
+    let first_claim = chain
+        .claim(&first[0], &proof1, tree1.root(), relayer, 1_001)
+        .map_err(|e| e.to_string())?
+        .gas_used;
+    let bundle2 = bare_bundle(2, second.clone(), tree2.root());
+    // Steady state: a third epoch's post activates the second one, as every post does.
+    chain
+        .post(&bundle2, Some(&bundle1), 1_002)
+        .map_err(|e| e.to_string())?;
+    let bundle3 = bare_bundle(3, second.clone(), tree2.root());
+    let post = chain
+        .post(&bundle3, Some(&bundle2), 1_003)
+        .map_err(|e| e.to_string())?
+        .gas_used;
+    let repeat_claim = chain
+        .claim(&second[0], &tree2.proof(0), tree2.root(), relayer, 1_004)
+        .map_err(|e| e.to_string())?
+        .gas_used;
+    Ok(Gas {
+        depth: proof1.len(),
+        leaves: count,
+        post,
+        first_claim,
+        repeat_claim,
+    })
+}
+
+struct EndToEnd {
+    close: f64,
+    post: f64,
+    claims: f64,
+    count: usize,
+}
+
+/// An economy whose dataset has `count` contributors, one epoch closed, posted, and every
+/// contributor claiming.
+fn measure_end_to_end(scratch: &std::path::Path, count: usize) -> Result<EndToEnd, String> {
+    let mut economy = Economy::default();
+    let token = token();
+    let members: Vec<Member> = (0..count)
+        .map(|i| Member {
+            account: Address::from_label(&format!("bench contributor {i}")),
+            weight: 1 + i as u64 % 5,
+        })
+        .collect();
+    let mut manifest = Manifest {
+        kind: AssetKind::Dataset,
+        name: "bench dataset".into(),
+        owner: Address::from_label("bench owner"),
+        content: keccak256(b"bench dataset"),
+        licence: Licence::Commercial {
+            token,
+            price_per_call: 1,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: Vec::new(),
+        roles: vec![RoleShare {
+            role: Role::DataContributor,
+            share: Ppm::ONE,
+            members,
+        }],
+    };
+    manifest.normalise();
+    let asset = manifest.id();
+    let payer = Address::from_label("bench payer");
+    let events = vec![
+        Event::Genesis(Genesis {
+            treasury: Address::from_label("bench treasury"),
+            protocol_fee: Ppm::ZERO,
+        }),
+        Event::TokenRegistered(Token {
+            address: token,
+            symbol: "USDC".into(),
+            decimals: 6,
+        }),
+        Event::AssetRegistered(manifest),
+        Event::Deposited {
+            payer,
+            token,
+            amount: 1_000_000_000,
+        },
+        Event::UsageRecorded(Usage {
+            asset,
+            payer,
+            token,
+            amount: 500_000_000,
+            calls: 10_000,
+            node: Address::from_label("bench node"),
+        }),
+    ];
+    for event in events {
+        economy.append(event, 0).map_err(|e| e.to_string())?;
+    }
+    let started = Instant::now();
+    let (outcome, envelope, _) = economy.close_epoch(0).map_err(|e| e.to_string())?;
+    let bundle = economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, 0);
+    let close = started.elapsed().as_secs_f64();
+
+    let dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
+    let mut chain = Settlement::open(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let promised: u128 = bundle.leaves.iter().map(|l| l.cumulative).sum();
+    chain.fund(promised, 1_000).map_err(|e| e.to_string())?;
+    chain
+        .post(&bundle, None, 1_000)
+        .map_err(|e| e.to_string())?;
+    chain.activate(1_000).map_err(|e| e.to_string())?;
+    let post = started.elapsed().as_secs_f64();
+
+    let bar = progress(outcome.leaves.len() as u64, "claiming");
+    let started = Instant::now();
+    for (index, leaf) in outcome.leaves.iter().enumerate() {
+        chain
+            .claim(
+                leaf,
+                &outcome.tree.proof(index),
+                bundle.root,
+                leaf.account,
+                1_001,
+            )
+            .map_err(|e| e.to_string())?;
+        bar.inc(1);
+    }
+    let claims = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let paid: u128 = outcome
+        .leaves
+        .iter()
+        .map(|l| chain.balance(l.account))
+        .sum();
+    if paid != promised {
+        return Err(format!("claims paid {paid}, the epoch promised {promised}"));
+    }
+    Ok(EndToEnd {
+        close,
+        post,
+        claims,
+        count: outcome.leaves.len(),
+    })
+}
+
+pub fn settlement(args: SettlementArgs) -> Result<(), String> {
+    // A power of two, so every leaf sits at the same depth: 2^22 leaves (4.2 million) give the
+    // depth-22 proofs that ≈3.2 million leaves give their deepest leaves.
+    let (leaf_count, claimants) = if args.quick {
+        (1 << 16, 100)
+    } else {
+        (1 << 22, 1_000)
+    };
+    let gas = measure_gas(&args.scratch_dir, leaf_count)?;
+    let e2e = measure_end_to_end(&args.scratch_dir, claimants)?;
+    let mut t = table(&["figure", "workload", "embedded (revm)", "target"], &[2]);
+    t.add_row(vec![
+        "post a root".into(),
+        "steady state: the post also activates the previous root; one token".into(),
+        format!("{} gas", gas.post),
+        "≤ 45,000".into(),
+    ]);
+    t.add_row(vec![
+        format!("first claim, depth {}", gas.depth),
+        format!(
+            "{} leaves; the account's claimed amount and token balance start at zero",
+            gas.leaves
+        ),
+        format!("{} gas", gas.first_claim),
+        "≤ 90,000".into(),
+    ]);
+    t.add_row(vec![
+        format!("repeat claim, depth {}", gas.depth),
+        "the same account after the next epoch raised its cumulative amount".into(),
+        format!("{} gas", gas.repeat_claim),
+        "≤ 55,000".into(),
+    ]);
+    t.add_row(vec![
+        "epoch end to end".into(),
+        format!(
+            "close ({:.3} s), fund + post + activate ({:.3} s), {} claims each journaled durably ({:.3} s)",
+            e2e.close, e2e.post, e2e.count, e2e.claims
+        ),
+        format!("{:.3} s", e2e.close + e2e.post + e2e.claims),
+        "—".into(),
+    ]);
+    println!(
+        "caravan bench settlement{}",
+        if args.quick {
+            " --quick (depth 16, NOT the measurement)"
+        } else {
+            ""
+        }
+    );
+    println!("{t}");
+    println!("gas_post_root_embedded: {}", gas.post);
+    println!(
+        "gas_claim_first_depth{}_embedded: {}",
+        gas.depth, gas.first_claim
+    );
+    println!(
+        "gas_claim_repeat_depth{}_embedded: {}",
+        gas.depth, gas.repeat_claim
+    );
+    println!(
+        "settle_epoch_{}_claims_s: {:.3}",
+        e2e.count,
+        e2e.close + e2e.post + e2e.claims
+    );
+    Ok(())
+}
