@@ -32,6 +32,10 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
+        "another caravan process is using the chain in {0}; stop it or use another data directory"
+    )]
+    Busy(PathBuf),
+    #[error(
         "{path} line {line} is not a journaled transaction ({why}); the chain's journal is damaged"
     )]
     Damaged {
@@ -44,6 +48,8 @@ pub enum StoreError {
 /// A persistent embedded chain.
 pub struct PersistentEvm {
     evm: EmbeddedEvm,
+    /// Held for the chain's lifetime: one process at a time appends to the journal.
+    _lock: File,
     journal: File,
     path: PathBuf,
     transactions: u64,
@@ -57,6 +63,15 @@ impl PersistentEvm {
             move |source| StoreError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("chain.lock");
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Busy(dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
         let path = dir.join(JOURNAL);
         let journal = OpenOptions::new()
             .create(true)
@@ -85,6 +100,7 @@ impl PersistentEvm {
         }
         Ok(PersistentEvm {
             evm,
+            _lock: lock,
             journal,
             path,
             transactions,

@@ -60,6 +60,10 @@ fn a_reopened_chain_has_the_same_contracts_and_balances() {
         token
     };
     let mut reopened = PersistentEvm::open(dir.path()).unwrap();
+    assert!(
+        matches!(PersistentEvm::open(dir.path()), Err(StoreError::Busy(_))),
+        "a second opener is refused while the first holds the chain"
+    );
     assert_eq!(reopened.transactions(), 3);
     assert_eq!(reopened.timestamp(), 300);
     assert!(reopened.has_code(token));
@@ -70,6 +74,7 @@ fn a_reopened_chain_has_the_same_contracts_and_balances() {
     assert_eq!(balance(&mut reopened, token, holder), U256::from(750u64));
     assert_eq!(balance(&mut reopened, token, who("bob")), U256::ZERO);
 
+    drop(reopened);
     std::fs::write(
         dir.path().join("transactions.jsonl"),
         "{\"at\": 1}\nnot json\n",
