@@ -45,6 +45,9 @@ pub fn router(desk: Arc<Desk>) -> Router {
         .route("/v1/projects/{project}/publish", post(publish))
         .route("/v1/projects/{project}/close", post(close_project))
         .route("/v1/projects/{project}/export", get(export))
+        .route("/v1/epochs", get(list_epochs))
+        .route("/v1/epochs/{epoch}", get(epoch_status))
+        .route("/v1/epochs/{epoch}/proofs/{account}", get(epoch_proofs))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(desk)
 }
@@ -437,4 +440,87 @@ async fn export(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+fn epoch_json(record: &caravan_core::EpochRecord) -> Value {
+    json!({
+        "epoch": record.epoch,
+        "root": record.root,
+        "leaves": record.leaf_count,
+        "closed_at_ms": record.at_ms,
+        "event_seq": record.seq,
+    })
+}
+
+async fn list_epochs(State(desk): State<Arc<Desk>>) -> axum::Json<Value> {
+    let epochs: Vec<Value> = desk
+        .journal()
+        .read(|j| j.economy().epochs().iter().map(epoch_json).collect());
+    axum::Json(Value::Array(epochs))
+}
+
+fn closed_epoch(desk: &Desk, text: &str) -> Result<caravan_core::EpochRecord, ApiError> {
+    let unknown = |why: String| ApiError::new(StatusCode::NOT_FOUND, "unknown_epoch", why);
+    let epoch: u64 = text
+        .parse()
+        .map_err(|_| unknown(format!("{text:?} is not an epoch number (1, 2, …)")))?;
+    desk.journal()
+        .read(|j| {
+            j.economy()
+                .epochs()
+                .iter()
+                .find(|r| r.epoch == epoch)
+                .cloned()
+        })
+        .ok_or_else(|| unknown(format!("epoch {epoch} is not closed")))
+}
+
+async fn epoch_status(
+    State(desk): State<Arc<Desk>>,
+    Path(epoch): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(epoch_json(&closed_epoch(&desk, &epoch)?)))
+}
+
+/// An account's leaves in an epoch with their Merkle proofs: what a wallet submits to claim.
+async fn epoch_proofs(
+    State(desk): State<Arc<Desk>>,
+    Path((epoch, account)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let record = closed_epoch(&desk, &epoch)?;
+    let account = address(&account, "account")?;
+    let epoch = record.epoch;
+    let leaves = blocking(move || {
+        let bundle = desk
+            .journal()
+            .read(|j| j.bundle(epoch))?
+            .ok_or(DeskError::Refused(format!(
+                "the bundle of epoch {epoch} is missing"
+            )))?;
+        let tree = caravan_core::MerkleTree::build(&bundle.leaves);
+        Ok(bundle
+            .leaves
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.account == account)
+            .map(|(i, l)| {
+                json!({
+                    "token": l.token,
+                    "cumulative": l.cumulative.to_string(),
+                    "proof": tree.proof(i),
+                })
+            })
+            .collect::<Vec<Value>>())
+    })
+    .await?;
+    if leaves.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_entitlement",
+            format!("{account} has no entitlement in epoch {epoch}"),
+        ));
+    }
+    Ok(axum::Json(
+        json!({ "epoch": epoch, "root": record.root, "account": account, "leaves": leaves }),
+    ))
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 14] = [
+pub const OPERATIONS: [(&str, &str); 17] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -19,6 +19,9 @@ pub const OPERATIONS: [(&str, &str); 14] = [
     ("post", "/v1/projects/{project}/publish"),
     ("post", "/v1/projects/{project}/close"),
     ("get", "/v1/projects/{project}/export"),
+    ("get", "/v1/epochs"),
+    ("get", "/v1/epochs/{epoch}"),
+    ("get", "/v1/epochs/{epoch}/proofs/{account}"),
 ];
 
 fn reference(name: &str) -> Value {
@@ -313,6 +316,33 @@ pub fn document() -> Value {
     );
     export["parameters"] = json!([format("jsonl,csv,label_studio")]);
     add("get", "/v1/projects/{project}/export", export);
+    let epoch = json!({ "type": "object", "properties": {
+        "epoch": { "type": "integer" }, "root": hash(), "leaves": { "type": "integer" },
+        "closed_at_ms": { "type": "integer" }, "event_seq": { "type": "integer" } } });
+    add(
+        "get",
+        "/v1/epochs",
+        ok_op(
+            "Every closed epoch with its settlement root.",
+            json!({ "type": "array", "items": epoch }),
+        ),
+    );
+    add(
+        "get",
+        "/v1/epochs/{epoch}",
+        ok_op("One closed epoch: root, leaf count, when it closed.", epoch),
+    );
+    add(
+        "get",
+        "/v1/epochs/{epoch}/proofs/{account}",
+        ok_op(
+            "An account's leaves in the epoch with their Merkle proofs: what a wallet submits to the distributor's claim.",
+            json!({ "type": "object", "properties": { "epoch": { "type": "integer" }, "root": hash(), "account": address(),
+            "leaves": { "type": "array", "items": { "type": "object", "properties": {
+                "token": address(), "cumulative": { "type": "string" },
+                "proof": { "type": "array", "items": hash() } } } } } }),
+        ),
+    );
     json!({
         "openapi": "3.1.0",
         "info": { "title": "caravan data tasks", "version": env!("CARGO_PKG_VERSION"),

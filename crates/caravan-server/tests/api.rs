@@ -237,6 +237,51 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
     assert_eq!(rows.len(), 4, "the published snapshot, not the live board");
     assert!(rows.iter().all(|r| r["data"]["text"] != "late review"));
 
+    // The bounties settle at the next epoch close; a worker fetches their proof to claim.
+    desk.journal().close_epoch().unwrap();
+    let (status, epochs) = call(&app, Method::GET, "/v1/epochs", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let root: caravan_core::Hash32 = epochs[0]["root"].as_str().unwrap().parse().unwrap();
+    let (status, proofs) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/epochs/1/proofs/{worker}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{proofs}");
+    let entry = &proofs["leaves"][0];
+    let leaf = caravan_core::Leaf {
+        account: worker,
+        token: token(),
+        cumulative: entry["cumulative"].as_str().unwrap().parse().unwrap(),
+    };
+    let proof: Vec<caravan_core::Hash32> = entry["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        leaf.cumulative, 5_000,
+        "four bounties before publishing and one after"
+    );
+    assert!(caravan_core::verify_proof(&root, &leaf, &proof));
+    let (status, _) = call(&app, Method::GET, "/v1/epochs/2", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let stranger = Address::from_label("stranger");
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/epochs/1/proofs/{stranger}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_entitlement"))
+    );
+
     let (status, doc) = call(&app, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");

@@ -56,6 +56,13 @@ impl SharedJournal {
         }
     }
 
+    /// Closes the epoch (see [`Journal::close_epoch`]); submissions wait while it runs.
+    pub fn close_epoch(
+        &self,
+    ) -> Result<(caravan_core::EpochOutcome, caravan_core::epoch::EpochBundle), JournalError> {
+        self.lock().close_epoch()
+    }
+
     /// Runs `read` on the journal. It sees every accepted event, including ones whose commit is
     /// still in flight (and would vanish if that commit failed): answer money questions that must
     /// be final only from events the caller has seen acknowledged.
