@@ -1,5 +1,6 @@
-//! Settling epochs on the embedded chain: deploy once (addresses recorded), fund, post each
-//! epoch's root after checking it off chain, activate, claim, read what was claimed.
+//! Settling epochs on a chain: deploy once (addresses recorded), fund, post each epoch's root
+//! after checking it off chain, activate, claim, read what was claimed. The same code runs on
+//! the embedded chain and on any JSON-RPC chain.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
 use caravan_core::{EpochBundle, Leaf};
 use serde::{Deserialize, Serialize};
 
+use crate::chain::{Chain, ChainFault};
 use crate::contracts::{AssetRegistry, CaravanToken, RoyaltyDistributor};
 use crate::embedded::{ChainError, Receipt};
 use crate::persistent::{PersistentEvm, StoreError};
@@ -40,6 +42,8 @@ pub struct Deployment {
 pub enum SettleError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainFault),
     #[error("{path}: {why}")]
     Deployment { path: PathBuf, why: String },
     #[error("{what} failed: {why}")]
@@ -67,15 +71,31 @@ pub enum SettleError {
 
 /// A chain with caravan's contracts on it.
 pub struct Settlement {
-    chain: PersistentEvm,
+    chain: Box<dyn Chain>,
     deployment: Deployment,
 }
 
 impl Settlement {
-    /// Opens the embedded chain in `dir`, deploying the contracts on first use (the deployer
-    /// posts roots and guards them on a development chain).
-    pub fn open(dir: &Path, delay: u64, at: u64) -> Result<Settlement, SettleError> {
-        let mut chain = PersistentEvm::open(dir)?;
+    /// Opens the embedded chain kept in `dir`.
+    pub fn open_embedded(dir: &Path, delay: u64, at: u64) -> Result<Settlement, SettleError> {
+        let chain = PersistentEvm::open(dir)?;
+        Settlement::open(dir, Box::new(chain), delay, at)
+    }
+
+    /// Uses `chain`, whose deployment is recorded in `dir`: on first use the contracts are
+    /// deployed (the node's account posts roots and guards them, as on a development chain)
+    /// and their addresses written down; afterwards the recorded addresses are checked to hold
+    /// code and reused.
+    pub fn open(
+        dir: &Path,
+        mut chain: Box<dyn Chain>,
+        delay: u64,
+        at: u64,
+    ) -> Result<Settlement, SettleError> {
+        std::fs::create_dir_all(dir).map_err(|e| SettleError::Deployment {
+            path: dir.to_path_buf(),
+            why: e.to_string(),
+        })?;
         let path = dir.join(DEPLOYMENT);
         let deployment = match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -89,7 +109,7 @@ impl Settlement {
                     deployment.registry,
                     deployment.distributor,
                 ] {
-                    if !chain.has_code(contract) {
+                    if !chain.has_code(contract)? {
                         return Err(SettleError::Deployment {
                             path,
                             why: format!(
@@ -101,7 +121,7 @@ impl Settlement {
                 deployment
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let deployment = deploy(&mut chain, delay, at)?;
+                let deployment = deploy(chain.as_mut(), delay, at)?;
                 write_atomically(
                     &path,
                     &serde_json::to_vec_pretty(&deployment).expect("serialises"),
@@ -126,31 +146,19 @@ impl Settlement {
         &self.deployment
     }
 
-    /// Funds the distributor with `amount` of the development token from the deployer.
+    /// Funds the distributor with `amount` of the development token from the node's account.
     pub fn fund(&mut self, amount: u128, at: u64) -> Result<Receipt, SettleError> {
         let d = self.deployment.clone();
         let approve = CaravanToken::approveCall {
             spender: d.distributor,
             value: U256::from(amount),
         };
-        self.send(
-            "approving the distributor",
-            at,
-            DEV_DEPLOYER,
-            d.token,
-            approve,
-        )?;
+        self.send("approving the distributor", at, d.token, approve)?;
         let fund = RoyaltyDistributor::fundCall {
             token: d.token,
             amount: U256::from(amount),
         };
-        self.send(
-            "funding the distributor",
-            at,
-            DEV_DEPLOYER,
-            d.distributor,
-            fund,
-        )
+        self.send("funding the distributor", at, d.distributor, fund)
     }
 
     /// Checks `bundle` against the previous posted one (nobody's cumulative amount goes down)
@@ -169,7 +177,7 @@ impl Settlement {
             *totals.entry(leaf.token).or_default() += leaf.cumulative;
         }
         for (token, promised) in &totals {
-            let funded = self.funded_raw(Address::from(token.0));
+            let funded = self.funded_raw(Address::from(token.0))?;
             if *promised > funded {
                 return Err(SettleError::Underfunded {
                     epoch: bundle.epoch,
@@ -190,12 +198,11 @@ impl Settlement {
                 })
                 .collect(),
         };
-        let d = self.deployment.clone();
+        let distributor = self.deployment.distributor;
         self.send(
             &format!("posting the root of epoch {}", bundle.epoch),
             at,
-            d.poster,
-            d.distributor,
+            distributor,
             call,
         )
     }
@@ -204,23 +211,16 @@ impl Settlement {
     pub fn activate(&mut self, at: u64) -> Result<Receipt, SettleError> {
         let d = self.deployment.clone();
         let call = RoyaltyDistributor::activateCall {};
-        self.send(
-            "activating the pending root",
-            at,
-            d.poster,
-            d.distributor,
-            call,
-        )
+        self.send("activating the pending root", at, d.distributor, call)
     }
 
-    /// Claims `leaf` with `proof` against `root` (submitted by `relayer`; paid to the leaf's
-    /// account). Returns the receipt; the amount paid is `cumulative − already claimed`.
+    /// Claims `leaf` with `proof` against `root`, submitted by the node's account and paid to
+    /// the leaf's account. Returns the receipt; the amount paid is `cumulative − already claimed`.
     pub fn claim(
         &mut self,
         leaf: &Leaf,
         proof: &[caravan_core::Hash32],
         root: caravan_core::Hash32,
-        relayer: caravan_core::Address,
         at: u64,
     ) -> Result<Receipt, SettleError> {
         let call = RoyaltyDistributor::claimCall {
@@ -234,7 +234,6 @@ impl Settlement {
         self.send(
             &format!("claiming for {}", leaf.account),
             at,
-            Address::from(relayer.0),
             distributor,
             call,
         )
@@ -245,66 +244,67 @@ impl Settlement {
         &mut self,
         account: caravan_core::Address,
         token: caravan_core::Address,
-    ) -> u128 {
+    ) -> Result<u128, SettleError> {
         let call = RoyaltyDistributor::claimedCall {
             account: Address::from(account.0),
             token: Address::from(token.0),
         };
-        self.read(self.deployment.distributor, call).to::<u128>()
+        Ok(self.read(self.deployment.distributor, call)?.to::<u128>())
     }
 
     /// The development token balance of `account`.
-    pub fn balance(&mut self, account: caravan_core::Address) -> u128 {
+    pub fn balance(&mut self, account: caravan_core::Address) -> Result<u128, SettleError> {
         let call = CaravanToken::balanceOfCall(Address::from(account.0));
-        self.read(self.deployment.token, call).to::<u128>()
+        Ok(self.read(self.deployment.token, call)?.to::<u128>())
     }
 
     /// The root claims are checked against now (zero before the first activation).
-    pub fn active_root(&mut self) -> caravan_core::Hash32 {
+    pub fn active_root(&mut self) -> Result<caravan_core::Hash32, SettleError> {
         let root: B256 = self.read(
             self.deployment.distributor,
             RoyaltyDistributor::activeRootCall {},
-        );
-        caravan_core::Hash32(root.0)
+        )?;
+        Ok(caravan_core::Hash32(root.0))
     }
 
     /// The epochs of the active and of the pending root (0 when none), and the pending root.
-    pub fn epochs(&mut self) -> (u64, u64, caravan_core::Hash32) {
+    pub fn epochs(&mut self) -> Result<(u64, u64, caravan_core::Hash32), SettleError> {
         let d = self.deployment.distributor;
-        let active = self.read(d, RoyaltyDistributor::activeEpochCall {});
-        let pending = self.read(d, RoyaltyDistributor::pendingEpochCall {});
-        let root: B256 = self.read(d, RoyaltyDistributor::pendingRootCall {});
-        (active, pending, caravan_core::Hash32(root.0))
+        let active = self.read(d, RoyaltyDistributor::activeEpochCall {})?;
+        let pending = self.read(d, RoyaltyDistributor::pendingEpochCall {})?;
+        let root: B256 = self.read(d, RoyaltyDistributor::pendingRootCall {})?;
+        Ok((active, pending, caravan_core::Hash32(root.0)))
     }
 
     /// What the distributor may still promise of `token` in total (everything funded).
-    pub fn funded(&mut self, token: caravan_core::Address) -> u128 {
+    pub fn funded(&mut self, token: caravan_core::Address) -> Result<u128, SettleError> {
         self.funded_raw(Address::from(token.0))
     }
 
-    fn funded_raw(&mut self, token: Address) -> u128 {
+    fn funded_raw(&mut self, token: Address) -> Result<u128, SettleError> {
         let call = RoyaltyDistributor::fundedCall { token };
-        self.read(self.deployment.distributor, call).to::<u128>()
+        Ok(self.read(self.deployment.distributor, call)?.to::<u128>())
     }
 
-    fn read<C: SolCall>(&mut self, to: Address, call: C) -> C::Return {
-        let out = self
-            .chain
-            .call(to, Bytes::from(call.abi_encode()))
-            .expect("views of caravan's own contracts do not revert");
-        C::abi_decode_returns(&out).expect("the contract returns what its ABI says")
+    fn read<C: SolCall>(&mut self, to: Address, call: C) -> Result<C::Return, SettleError> {
+        let out = self.chain.call(to, Bytes::from(call.abi_encode()))?;
+        C::abi_decode_returns(&out).map_err(|e| {
+            SettleError::Chain(ChainFault::Call(format!(
+                "{to} answered {} bytes that do not decode: {e}; is this caravan's contract?",
+                out.len()
+            )))
+        })
     }
 
     fn send<C: SolCall>(
         &mut self,
         what: &str,
         at: u64,
-        from: Address,
         to: Address,
         call: C,
     ) -> Result<Receipt, SettleError> {
         self.chain
-            .send(at, from, Some(to), call.abi_encode().into())?
+            .send(at, Some(to), call.abi_encode().into())?
             .map_err(|e| SettleError::Transaction {
                 what: what.to_owned(),
                 why: explain(e),
@@ -312,11 +312,12 @@ impl Settlement {
     }
 }
 
-fn deploy(chain: &mut PersistentEvm, delay: u64, at: u64) -> Result<Deployment, SettleError> {
+fn deploy(chain: &mut dyn Chain, delay: u64, at: u64) -> Result<Deployment, SettleError> {
+    let node = chain.sender();
     let mut create = |what: &str, mut code: Vec<u8>, args: Vec<u8>| {
         code.extend(args);
         chain
-            .send(at, DEV_DEPLOYER, None, code.into())?
+            .send(at, None, code.into())?
             .map_err(|e| SettleError::Transaction {
                 what: format!("deploying the {what}"),
                 why: explain(e),
@@ -330,7 +331,7 @@ fn deploy(chain: &mut PersistentEvm, delay: u64, at: u64) -> Result<Deployment, 
             name_: "caravan dev USD".into(),
             symbol_: "USDC".into(),
             decimals_: 6,
-            holder: DEV_DEPLOYER,
+            holder: node,
             supply: U256::from(DEV_SUPPLY),
         }
         .abi_encode(),
@@ -344,8 +345,8 @@ fn deploy(chain: &mut PersistentEvm, delay: u64, at: u64) -> Result<Deployment, 
         "royalty distributor",
         RoyaltyDistributor::BYTECODE.to_vec(),
         RoyaltyDistributor::constructorCall {
-            poster_: DEV_DEPLOYER,
-            guardian_: DEV_DEPLOYER,
+            poster_: node,
+            guardian_: node,
             delay_: U256::from(delay),
         }
         .abi_encode(),
@@ -354,8 +355,8 @@ fn deploy(chain: &mut PersistentEvm, delay: u64, at: u64) -> Result<Deployment, 
         token,
         registry,
         distributor,
-        poster: DEV_DEPLOYER,
-        guardian: DEV_DEPLOYER,
+        poster: node,
+        guardian: node,
         delay,
     })
 }

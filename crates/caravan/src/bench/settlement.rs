@@ -76,7 +76,7 @@ struct Gas {
 /// Posts two epochs over `count` leaves (the second raises leaf 0) and claims leaf 0 in each.
 fn measure_gas(scratch: &std::path::Path, count: usize) -> Result<Gas, String> {
     let dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
-    let mut chain = Settlement::open(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
+    let mut chain = Settlement::open_embedded(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
     let bar = progress(2, "building trees");
     let first = leaves(count, 0);
     let tree1 = MerkleTree::build(&first);
@@ -91,10 +91,9 @@ fn measure_gas(scratch: &std::path::Path, count: usize) -> Result<Gas, String> {
         .post(&bundle1, None, 1_000)
         .map_err(|e| e.to_string())?;
     chain.activate(1_000).map_err(|e| e.to_string())?;
-    let relayer = Address::from_label("relayer");
     let proof1 = tree1.proof(0);
     let first_claim = chain
-        .claim(&first[0], &proof1, tree1.root(), relayer, 1_001)
+        .claim(&first[0], &proof1, tree1.root(), 1_001)
         .map_err(|e| e.to_string())?
         .gas_used;
     let bundle2 = bare_bundle(2, second.clone(), tree2.root());
@@ -108,7 +107,7 @@ fn measure_gas(scratch: &std::path::Path, count: usize) -> Result<Gas, String> {
         .map_err(|e| e.to_string())?
         .gas_used;
     let repeat_claim = chain
-        .claim(&second[0], &tree2.proof(0), tree2.root(), relayer, 1_004)
+        .claim(&second[0], &tree2.proof(0), tree2.root(), 1_004)
         .map_err(|e| e.to_string())?
         .gas_used;
     Ok(Gas {
@@ -192,7 +191,7 @@ fn measure_end_to_end(scratch: &std::path::Path, count: usize) -> Result<EndToEn
     let close = started.elapsed().as_secs_f64();
 
     let dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
-    let mut chain = Settlement::open(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
+    let mut chain = Settlement::open_embedded(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let promised: u128 = bundle.leaves.iter().map(|l| l.cumulative).sum();
     chain.fund(promised, 1_000).map_err(|e| e.to_string())?;
@@ -206,23 +205,16 @@ fn measure_end_to_end(scratch: &std::path::Path, count: usize) -> Result<EndToEn
     let started = Instant::now();
     for (index, leaf) in outcome.leaves.iter().enumerate() {
         chain
-            .claim(
-                leaf,
-                &outcome.tree.proof(index),
-                bundle.root,
-                leaf.account,
-                1_001,
-            )
+            .claim(leaf, &outcome.tree.proof(index), bundle.root, 1_001)
             .map_err(|e| e.to_string())?;
         bar.inc(1);
     }
     let claims = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let paid: u128 = outcome
-        .leaves
-        .iter()
-        .map(|l| chain.balance(l.account))
-        .sum();
+    let mut paid = 0;
+    for leaf in &outcome.leaves {
+        paid += chain.balance(leaf.account).map_err(|e| e.to_string())?;
+    }
     if paid != promised {
         return Err(format!("claims paid {paid}, the epoch promised {promised}"));
     }

@@ -70,7 +70,7 @@ fn open_chain(store: &StoreArgs, chain: &ChainArg) -> Result<Settlement, String>
         );
     }
     let dir = store.data_dir.join("chains").join(EMBEDDED);
-    Settlement::open(&dir, chain.delay, now_ms() / 1000).map_err(|e| e.to_string())
+    Settlement::open_embedded(&dir, chain.delay, now_ms() / 1000).map_err(|e| e.to_string())
 }
 
 fn bundle(journal: &Journal, epoch: u64) -> Result<EpochBundle, String> {
@@ -95,7 +95,7 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
         n => Some(bundle(&journal, n - 1)?),
     };
     let mut chain = open_chain(store, &args.chain)?;
-    let (active, pending, _) = chain.epochs();
+    let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
     if epoch <= active.max(pending) {
         println!(
             "epoch {epoch} is already posted on {} (active epoch {active}, pending {pending})",
@@ -112,7 +112,7 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
             .filter(|l| l.token == *token)
             .map(|l| l.cumulative)
             .sum();
-        let funded = chain.funded(*token);
+        let funded = chain.funded(*token).map_err(|e| e.to_string())?;
         if promised > funded && Address(chain.deployment().token.into_array()) == *token {
             chain
                 .fund(promised - funded, now)
@@ -149,14 +149,14 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
 pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
     let journal = open_journal(store)?;
     let mut chain = open_chain(store, &args.chain)?;
-    let (active, _, _) = chain.epochs();
+    let (active, _, _) = chain.epochs().map_err(|e| e.to_string())?;
     if active == 0 {
         return Err(
             "no root is active on this chain yet; post an epoch with `caravan epoch post`".into(),
         );
     }
     let current = bundle(&journal, active)?;
-    let root = chain.active_root();
+    let root = chain.active_root().map_err(|e| e.to_string())?;
     if root != current.root {
         return Err(format!(
             "the chain's active root {root} is not epoch {active}'s root {} in this store; run `caravan verify --epoch {active}`",
@@ -182,19 +182,19 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
         .filter(|(_, l)| l.account == args.account)
     {
         found = true;
-        let before = chain.claimed(leaf.account, leaf.token);
+        let before = chain
+            .claimed(leaf.account, leaf.token)
+            .map_err(|e| e.to_string())?;
         chain
-            .claim(
-                leaf,
-                &tree.proof(index),
-                root,
-                args.account,
-                now_ms() / 1000,
-            )
+            .claim(leaf, &tree.proof(index), root, now_ms() / 1000)
             .map_err(|e| e.to_string())?;
         let economy = journal.economy();
         let balance = if Address(chain.deployment().token.into_array()) == leaf.token {
-            amount(economy, &leaf.token, chain.balance(leaf.account))
+            amount(
+                economy,
+                &leaf.token,
+                chain.balance(leaf.account).map_err(|e| e.to_string())?,
+            )
         } else {
             "—".into()
         };
@@ -243,9 +243,9 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
     verify_bundle(&published, None).map_err(|e| format!("the bundle does not check out: {e}"))?;
     let rebuilt = MerkleTree::build(&published.leaves).root();
     let mut chain = open_chain(store, &args.chain)?;
-    let (active, pending, pending_root) = chain.epochs();
+    let (active, pending, pending_root) = chain.epochs().map_err(|e| e.to_string())?;
     let on_chain = if args.epoch == active {
-        chain.active_root()
+        chain.active_root().map_err(|e| e.to_string())?
     } else if args.epoch == pending {
         pending_root
     } else {

@@ -19,8 +19,8 @@ pub fn settle_and_claim(
     cast: &Cast,
 ) -> Result<(), String> {
     let now = now_ms() / 1000;
-    let mut chain =
-        Settlement::open(&dir.join("chains/embedded"), 0, now).map_err(|e| e.to_string())?;
+    let mut chain = Settlement::open_embedded(&dir.join("chains/embedded"), 0, now)
+        .map_err(|e| e.to_string())?;
     let promised: u128 = bundle.leaves.iter().map(|l| l.cumulative).sum();
     chain.fund(promised, now).map_err(|e| e.to_string())?;
     let posted = chain.post(bundle, None, now).map_err(|e| e.to_string())?;
@@ -55,17 +55,11 @@ pub fn settle_and_claim(
         &[1, 2, 3, 4],
     );
     for (index, leaf) in picked {
-        let before = chain.balance(leaf.account);
+        let before = chain.balance(leaf.account).map_err(|e| e.to_string())?;
         let receipt = chain
-            .claim(
-                &leaf,
-                &outcome.tree.proof(index),
-                bundle.root,
-                leaf.account,
-                now,
-            )
+            .claim(&leaf, &outcome.tree.proof(index), bundle.root, now)
             .map_err(|e| e.to_string())?;
-        let after = chain.balance(leaf.account);
+        let after = chain.balance(leaf.account).map_err(|e| e.to_string())?;
         t.add_row(vec![
             cast.name(&leaf.account),
             usdc.format(before),

@@ -1,0 +1,38 @@
+//! What settlement needs from a chain, whichever it is: send a transaction from the node's
+//! account and wait for it to be confirmed, run a read-only call, and look for code.
+
+use alloy_primitives::{Address, Bytes};
+
+use crate::embedded::{ChainError, Receipt};
+
+/// Something went wrong with the chain itself (not a revert): its store, the network, the node.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainFault {
+    #[error(transparent)]
+    Store(#[from] crate::persistent::StoreError),
+    #[error("{0}")]
+    Rpc(String),
+    #[error("a read-only call failed: {0}")]
+    Call(String),
+}
+
+pub trait Chain {
+    /// The account transactions are sent from: the node's signer.
+    fn sender(&self) -> Address;
+
+    /// Sends a transaction (`to` is `None` for a deployment) and returns once it is confirmed:
+    /// the outer error is the chain failing, the inner one the transaction reverting. `at` is
+    /// the time the embedded chain stamps; real chains use their own clock.
+    fn send(
+        &mut self,
+        at: u64,
+        to: Option<Address>,
+        data: Bytes,
+    ) -> Result<Result<Receipt, ChainError>, ChainFault>;
+
+    /// A read-only call against the latest state.
+    fn call(&mut self, to: Address, data: Bytes) -> Result<Bytes, ChainFault>;
+
+    /// Whether `address` holds contract code.
+    fn has_code(&mut self, address: Address) -> Result<bool, ChainFault>;
+}
