@@ -80,6 +80,9 @@ enum Command {
     /// Close epochs, inspect them, get proofs, and re-check bundles.
     #[command(subcommand)]
     Epoch(commands::EpochCommand),
+    /// Configure the chains to settle on (the embedded one always exists).
+    #[command(subcommand)]
+    Chain(commands::ChainCommand),
     /// Claim what an account is owed under the chain's active root (anyone may submit it).
     Claim(commands::ClaimArgs),
     /// Rebuild an epoch's root from its published bundle and compare it with the root on chain.
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Deposit(args) => commands::deposit(&cli.store, args),
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),
+        Command::Chain(command) => commands::chain(&cli.store, command),
         Command::Claim(args) => commands::claim(&cli.store, args),
         Command::Verify(args) => commands::verify(&cli.store, args),
         Command::Balances(args) => commands::balances(&cli.store, args),

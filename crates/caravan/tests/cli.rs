@@ -559,11 +559,9 @@ fn serve_answers_over_http() {
     );
 }
 
-/// Close → post on the embedded chain → claim (twice: the second pays nothing) → verify.
-#[test]
-fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
-    let scratch = tempfile::tempdir().unwrap();
-    let dir = scratch.path();
+/// A store whose first epoch pays the example dataset's contributors in the development token;
+/// returns one contributor's address.
+fn store_with_a_closed_epoch(dir: &Path) -> &'static str {
     let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let manifest = std::fs::read_to_string(examples.join("dataset.json"))
@@ -615,6 +613,15 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
     ));
     assert!(failure(&caravan(dir, &["claim", "--account", labeler])).contains("no root is active"));
     ok(&caravan(dir, &["epoch", "close"]));
+    labeler
+}
+
+/// Close → post on the embedded chain → claim (twice: the second pays nothing) → verify.
+#[test]
+fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let labeler = store_with_a_closed_epoch(dir);
 
     let posted = ok(&caravan(dir, &["epoch", "post"]));
     assert!(
@@ -655,4 +662,104 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
     assert!(
         failure(&caravan(dir, &["epoch", "post", "--chain", "mainnet"])).contains("unknown chain")
     );
+}
+
+/// The same flow on a JSON-RPC chain: anvil from npm, started here on a free port.
+#[test]
+fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
+    let anvil = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if !anvil.exists() {
+        assert!(
+            std::env::var_os("CARAVAN_REQUIRE_ANVIL").is_none(),
+            "anvil is not installed; run scripts/anvil/install.sh"
+        );
+        eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Killed(
+        Command::new(&anvil)
+            .args(["--port", &port.to_string(), "--silent"])
+            .spawn()
+            .unwrap(),
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let labeler = store_with_a_closed_epoch(dir);
+    let url = format!("http://127.0.0.1:{port}");
+    // anvil's first development key, public and printed by anvil itself.
+    let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let with_key = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_caravan"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env("CARAVAN_TEST_CHAIN_KEY", key)
+            .env_remove("CARAVAN_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let add = [
+        "chain",
+        "add",
+        "local",
+        "--url",
+        &url,
+        "--chain-id",
+        "31337",
+        "--key-env",
+        "CARAVAN_TEST_CHAIN_KEY",
+    ];
+    let mut added = with_key(&add);
+    for _ in 0..100 {
+        if added.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        added = with_key(&add);
+    }
+    assert!(ok(&added).contains("the node signs as 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"));
+    assert!(
+        !std::fs::read_to_string(dir.join("chains/local/chain.json"))
+            .unwrap()
+            .contains(&key[2..]),
+        "the key is never stored"
+    );
+    assert!(ok(&with_key(&["chain", "list"])).contains(&url));
+
+    let posted = ok(&with_key(&["epoch", "post", "--chain", "local"]));
+    assert!(
+        posted.contains("posted epoch 1's root") && posted.contains("activated"),
+        "{posted}"
+    );
+    let claimed = ok(&with_key(&[
+        "claim",
+        "--account",
+        labeler,
+        "--chain",
+        "local",
+    ]));
+    assert!(
+        claimed.contains("0.016875 USDC ┆ 0.016875 USDC │"),
+        "{claimed}"
+    );
+    let verified = ok(&with_key(&["verify", "--epoch", "1", "--chain", "local"]));
+    assert!(verified.starts_with("match:"), "{verified}");
+    let no_key = failure(&caravan(
+        dir,
+        &["claim", "--account", labeler, "--chain", "local"],
+    ));
+    assert!(no_key.contains("set CARAVAN_TEST_CHAIN_KEY"), "{no_key}");
 }

@@ -1,6 +1,7 @@
 //! The store-backed commands: each opens the store, replays it, and writes through the core's rules.
 
 mod assets;
+mod chains;
 mod epochs;
 mod inspect;
 mod settle;
@@ -8,6 +9,7 @@ mod setup;
 mod tasks;
 
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
+pub use chains::{ChainCommand, chain};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
 pub use settle::{ClaimArgs, PostArgs, VerifyArgs, claim, post, verify};

@@ -12,8 +12,7 @@ use clap::Args;
 use crate::StoreArgs;
 use crate::present::{amount, open_journal, table};
 
-/// The chain every store has: an EVM inside this process, kept in `<data dir>/chains/embedded`.
-const EMBEDDED: &str = "embedded";
+use super::chains::EMBEDDED;
 
 #[derive(Args)]
 pub struct PostArgs {
@@ -47,8 +46,9 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct ChainArg {
-    /// The chain to settle on. `embedded` (the default) is an EVM inside this process, kept in
-    /// the data directory, with caravan's contracts deployed on first use.
+    /// The chain to settle on: `embedded` (the default, an EVM inside this process kept in the
+    /// data directory) or a chain added with `caravan chain add`. caravan's contracts are
+    /// deployed on a chain's first use and their addresses recorded.
     #[arg(long, default_value = EMBEDDED)]
     chain: String,
     /// Seconds a posted root waits before it can be claimed against (used when the chain's
@@ -58,19 +58,7 @@ pub struct ChainArg {
 }
 
 fn open_chain(store: &StoreArgs, chain: &ChainArg) -> Result<Settlement, String> {
-    if chain.chain != EMBEDDED {
-        return Err(format!(
-            "unknown chain {:?}; the chains configured here: {EMBEDDED}",
-            chain.chain
-        ));
-    }
-    if store.database.is_some() {
-        return Err(
-            "the embedded chain lives in the data directory; use --data-dir with it".into(),
-        );
-    }
-    let dir = store.data_dir.join("chains").join(EMBEDDED);
-    Settlement::open_embedded(&dir, chain.delay, now_ms() / 1000).map_err(|e| e.to_string())
+    super::chains::open_settlement(store, &chain.chain, chain.delay)
 }
 
 fn bundle(journal: &Journal, epoch: u64) -> Result<EpochBundle, String> {
