@@ -18,14 +18,18 @@ pub struct SettlementArgs {
     /// Directory for the scratch chains (a fresh temporary one inside it per measurement).
     #[arg(long, default_value = ".")]
     scratch_dir: std::path::PathBuf,
+    /// Also measure gas over JSON-RPC on a fresh anvil this benchmark starts from the given
+    /// binary (`scripts/anvil/install.sh` installs it and prints its path).
+    #[arg(long)]
+    anvil: Option<std::path::PathBuf>,
 }
 
 fn token() -> Address {
     Address(DEV_TOKEN.into_array())
 }
 
-/// `count` leaves of distinct accounts in the development token, `bump` added to leaf 0.
-fn leaves(count: usize, bump: u128) -> Vec<Leaf> {
+/// `count` leaves of distinct accounts in `token`, `bump` added to leaf 0.
+fn leaves(count: usize, token: Address, bump: u128) -> Vec<Leaf> {
     (0..count)
         .map(|i| {
             let mut account = [0u8; 20];
@@ -34,7 +38,7 @@ fn leaves(count: usize, bump: u128) -> Vec<Leaf> {
             account[12..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
             Leaf {
                 account: Address(account),
-                token: token(),
+                token,
                 cumulative: 1_000 + (i as u128 % 977) + if i == 0 { bump } else { 0 },
             }
         })
@@ -73,15 +77,14 @@ struct Gas {
     repeat_claim: u64,
 }
 
-/// Posts two epochs over `count` leaves (the second raises leaf 0) and claims leaf 0 in each.
-fn measure_gas(scratch: &std::path::Path, count: usize) -> Result<Gas, String> {
-    let dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
-    let mut chain = Settlement::open_embedded(dir.path(), 0, 1_000).map_err(|e| e.to_string())?;
+/// Posts epochs over `count` leaves (the second raises leaf 0) and claims leaf 0 twice.
+fn measure_gas(mut chain: Settlement, count: usize) -> Result<Gas, String> {
+    let token = Address(chain.deployment().token.into_array());
     let bar = progress(2, "building trees");
-    let first = leaves(count, 0);
+    let first = leaves(count, token, 0);
     let tree1 = MerkleTree::build(&first);
     bar.inc(1);
-    let second = leaves(count, 500);
+    let second = leaves(count, token, 500);
     let tree2 = MerkleTree::build(&second);
     bar.finish_and_clear();
     let total: u128 = second.iter().map(|l| l.cumulative).sum();
@@ -234,13 +237,35 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
     } else {
         (1 << 22, 1_000)
     };
-    let gas = measure_gas(&args.scratch_dir, leaf_count)?;
+    let scratch = tempfile::tempdir_in(&args.scratch_dir).map_err(|e| e.to_string())?;
+    let embedded =
+        Settlement::open_embedded(scratch.path(), 0, 1_000).map_err(|e| e.to_string())?;
+    let gas = measure_gas(embedded, leaf_count)?;
+    let rpc_gas = match &args.anvil {
+        Some(binary) => Some(measure_gas_on_anvil(binary, &args.scratch_dir, leaf_count)?),
+        None => None,
+    };
     let e2e = measure_end_to_end(&args.scratch_dir, claimants)?;
-    let mut t = table(&["figure", "workload", "embedded (revm)", "target"], &[2]);
+    let rpc = |value: fn(&Gas) -> u64| {
+        rpc_gas
+            .as_ref()
+            .map_or("—".to_owned(), |g| format!("{} gas", value(g)))
+    };
+    let mut t = table(
+        &[
+            "figure",
+            "workload",
+            "embedded (revm)",
+            "JSON-RPC (anvil)",
+            "target",
+        ],
+        &[2, 3],
+    );
     t.add_row(vec![
         "post a root".into(),
         "steady state: the post also activates the previous root; one token".into(),
         format!("{} gas", gas.post),
+        rpc(|g| g.post),
         "≤ 45,000".into(),
     ]);
     t.add_row(vec![
@@ -250,12 +275,14 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
             gas.leaves
         ),
         format!("{} gas", gas.first_claim),
+        rpc(|g| g.first_claim),
         "≤ 90,000".into(),
     ]);
     t.add_row(vec![
         format!("repeat claim, depth {}", gas.depth),
         "the same account after the next epoch raised its cumulative amount".into(),
         format!("{} gas", gas.repeat_claim),
+        rpc(|g| g.repeat_claim),
         "≤ 55,000".into(),
     ]);
     t.add_row(vec![
@@ -265,6 +292,7 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
             e2e.close, e2e.post, e2e.count, e2e.claims
         ),
         format!("{:.3} s", e2e.close + e2e.post + e2e.claims),
+        "—".into(),
         "—".into(),
     ]);
     println!(
@@ -285,10 +313,54 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
         "gas_claim_repeat_depth{}_embedded: {}",
         gas.depth, gas.repeat_claim
     );
+    if let Some(g) = &rpc_gas {
+        println!("gas_post_root_rpc: {}", g.post);
+        println!("gas_claim_first_depth{}_rpc: {}", g.depth, g.first_claim);
+        println!("gas_claim_repeat_depth{}_rpc: {}", g.depth, g.repeat_claim);
+    }
     println!(
         "settle_epoch_{}_claims_s: {:.3}",
         e2e.count,
         e2e.close + e2e.post + e2e.claims
     );
     Ok(())
+}
+
+/// Starts anvil on a free loopback port, measures the same gas over JSON-RPC, stops it.
+fn measure_gas_on_anvil(
+    binary: &std::path::Path,
+    scratch: &std::path::Path,
+    count: usize,
+) -> Result<Gas, String> {
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("cannot find a free port: {e}"))?
+        .port();
+    let _anvil = Stopped(
+        std::process::Command::new(binary)
+            .args(["--port", &port.to_string(), "--silent"])
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?,
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    // anvil's first development key, public and printed by anvil at start-up.
+    let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let started = Instant::now();
+    let rpc = loop {
+        match caravan_chain::rpc::RpcChain::connect(&url, 31_337, key) {
+            Ok(rpc) => break rpc,
+            Err(e) if started.elapsed().as_secs() > 20 => return Err(e.to_string()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    let records = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
+    let chain = Settlement::open(records.path(), Box::new(rpc), 0, 0).map_err(|e| e.to_string())?;
+    measure_gas(chain, count)
 }
