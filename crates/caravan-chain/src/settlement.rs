@@ -239,6 +239,33 @@ impl Settlement {
         )
     }
 
+    /// Registers an asset in the on-chain registry unless it is there already (so anchoring
+    /// the lineage again is harmless). Parents must be anchored first; returns whether a
+    /// transaction was sent.
+    pub fn anchor_asset(
+        &mut self,
+        id: caravan_core::AssetId,
+        owner: caravan_core::Address,
+        parents: &[caravan_core::AssetId],
+        licence_hash: caravan_core::Hash32,
+        at: u64,
+    ) -> Result<bool, SettleError> {
+        let registry = self.deployment.registry;
+        let id = B256::from(id.0.0);
+        let existing: Address = self.read(registry, AssetRegistry::ownerOfCall(id))?;
+        if existing != Address::ZERO {
+            return Ok(false);
+        }
+        let call = AssetRegistry::registerCall {
+            id,
+            owner: Address::from(owner.0),
+            parents: parents.iter().map(|p| B256::from(p.0.0)).collect(),
+            licenceHash: B256::from(licence_hash.0),
+        };
+        self.send(&format!("registering asset {id}"), at, registry, call)?;
+        Ok(true)
+    }
+
     /// What `account` has claimed of `token` so far.
     pub fn claimed(
         &mut self,

@@ -171,3 +171,34 @@ fn epochs_settle_and_everyone_claims_their_cumulative_share() {
         other => panic!("expected a lowered entitlement, got {other:?}"),
     }
 }
+
+#[test]
+fn the_lineage_is_anchored_parents_first_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Settlement::open_embedded(dir.path(), DELAY, T0).unwrap();
+    let (_, dataset) = economy();
+    let model = AssetId(keccak256(b"a model"));
+    let licence = keccak256(b"licence");
+    match chain.anchor_asset(model, person("lab"), &[dataset], licence, T0) {
+        Err(SettleError::Transaction { why, .. }) => {
+            assert!(why.contains("UnknownParent"), "{why}")
+        }
+        other => panic!("a child before its parent must be refused, got {other:?}"),
+    }
+    assert!(
+        chain
+            .anchor_asset(dataset, person("requester"), &[], licence, T0)
+            .unwrap()
+    );
+    assert!(
+        chain
+            .anchor_asset(model, person("lab"), &[dataset], licence, T0)
+            .unwrap()
+    );
+    assert!(
+        !chain
+            .anchor_asset(dataset, person("requester"), &[], licence, T0)
+            .unwrap(),
+        "already there"
+    );
+}

@@ -636,6 +636,13 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
 
     let verified = ok(&caravan(dir, &["verify", "--epoch", "1"]));
     assert!(verified.starts_with("match: epoch 1's root"), "{verified}");
+    let anchored = ok(&caravan(dir, &["asset", "anchor"]));
+    assert!(anchored.contains("anchored 1 assets"), "{anchored}");
+    let again = ok(&caravan(dir, &["asset", "anchor"]));
+    assert!(
+        again.contains("anchored 0 assets") && again.contains("(1 were there already)"),
+        "{again}"
+    );
     let bundle = dir.join("epoch-1.json");
     ok(&caravan(
         dir,

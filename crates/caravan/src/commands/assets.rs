@@ -35,11 +35,19 @@ pub enum AssetCommand {
     },
     /// List every registered asset in registration order.
     List,
+    /// Register every asset (parents first) in a chain's on-chain asset registry, skipping
+    /// those already there: owner, parent ids and the keccak-256 of the licence's JSON.
+    Anchor {
+        /// The chain (`embedded`, or one added with `caravan chain add`).
+        #[arg(long, default_value = "embedded")]
+        chain: String,
+    },
 }
 
 pub fn asset(store: &StoreArgs, command: AssetCommand) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     match command {
+        AssetCommand::Anchor { chain } => anchor(store, &journal, &chain)?,
         AssetCommand::Register { manifest } => {
             let text = if manifest.as_os_str() == "-" {
                 let mut text = String::new();
@@ -269,6 +277,40 @@ pub fn usage(store: &StoreArgs, command: UsageCommand) -> Result<(), String> {
         "recorded {calls} call(s) for {} as event {}",
         amount(journal.economy(), &token, value),
         envelope.seq
+    );
+    Ok(())
+}
+
+/// Registers the lineage in the chain's registry, parents first (registration order is a
+/// topological order).
+fn anchor(
+    store: &StoreArgs,
+    journal: &caravan_store::Journal,
+    chain_name: &str,
+) -> Result<(), String> {
+    let mut chain = super::chains::open_settlement(store, chain_name, 0)?;
+    let (mut sent, mut present) = (0, 0);
+    for asset in journal.economy().lineage().iter() {
+        let licence = serde_json::to_vec(&asset.manifest.licence).expect("licences serialise");
+        let parents: Vec<AssetId> = asset.manifest.parents.iter().map(|p| p.parent).collect();
+        let registered = chain
+            .anchor_asset(
+                asset.id,
+                asset.manifest.owner,
+                &parents,
+                caravan_core::keccak256(&licence),
+                caravan_store::now_ms() / 1000,
+            )
+            .map_err(|e| e.to_string())?;
+        if registered {
+            sent += 1;
+        } else {
+            present += 1;
+        }
+    }
+    println!(
+        "anchored {sent} assets in the registry at {} on {chain_name} ({present} were there already)",
+        chain.deployment().registry
     );
     Ok(())
 }
