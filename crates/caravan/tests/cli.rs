@@ -611,7 +611,6 @@ fn store_with_a_closed_epoch(dir: &Path) -> &'static str {
             "10",
         ],
     ));
-    assert!(failure(&caravan(dir, &["claim", "--account", labeler])).contains("no root is active"));
     ok(&caravan(dir, &["epoch", "close"]));
     labeler
 }
@@ -622,6 +621,7 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let labeler = store_with_a_closed_epoch(dir);
+    assert!(failure(&caravan(dir, &["claim", "--account", labeler])).contains("no root is active"));
 
     let posted = ok(&caravan(dir, &["epoch", "post"]));
     assert!(
@@ -769,4 +769,26 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         &["claim", "--account", labeler, "--chain", "local"],
     ));
     assert!(no_key.contains("set CARAVAN_TEST_CHAIN_KEY"), "{no_key}");
+}
+
+/// With a delay, a posted root is not claimable until it is activated after the delay.
+#[test]
+fn a_delayed_root_waits_before_claims_open() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let labeler = store_with_a_closed_epoch(dir);
+    let posted = ok(&caravan(dir, &["epoch", "post", "--delay", "3600"]));
+    assert!(
+        posted.contains("claimable once its 3600 s delay is over"),
+        "{posted}"
+    );
+    let early = failure(&caravan(dir, &["claim", "--account", labeler]));
+    assert!(early.contains("waits out its delay"), "{early}");
+    let activate = failure(&caravan(dir, &["epoch", "activate"]));
+    assert!(activate.contains("PendingInDelay"), "{activate}");
+    let other_delay = failure(&caravan(dir, &["epoch", "post", "--delay", "60"]));
+    assert!(
+        other_delay.contains("deployed with a 3600 s delay"),
+        "{other_delay}"
+    );
 }

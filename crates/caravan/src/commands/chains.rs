@@ -125,8 +125,21 @@ fn read_config(dir: &Path) -> Result<RpcConfig, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Opens the named chain with caravan's contracts (deploying them on first use, with `delay`).
+/// Opens the named chain with caravan's contracts (deploying them on first use, with `delay`;
+/// a non-zero `delay` that differs from the deployed one is an error, since contracts are
+/// immutable).
 pub fn open_settlement(store: &StoreArgs, name: &str, delay: u64) -> Result<Settlement, String> {
+    let settlement = open_deployed(store, name, delay)?;
+    let deployed = settlement.deployment().delay;
+    if delay != 0 && delay != deployed {
+        return Err(format!(
+            "chain {name}'s distributor was deployed with a {deployed} s delay; contracts are immutable, so --delay only applies to a chain's first use"
+        ));
+    }
+    Ok(settlement)
+}
+
+fn open_deployed(store: &StoreArgs, name: &str, delay: u64) -> Result<Settlement, String> {
     let dir = chains_dir(store)?.join(name);
     if name == EMBEDDED {
         return Settlement::open_embedded(&dir, delay, now_ms() / 1000).map_err(|e| e.to_string());

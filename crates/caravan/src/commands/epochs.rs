@@ -32,6 +32,8 @@ pub enum EpochCommand {
     /// Checks first that no one's cumulative amount goes down and that the distributor holds
     /// what the root promises (on the embedded development chain it funds the difference).
     Post(super::PostArgs),
+    /// Activate the posted root once its delay is over, opening claims against it.
+    Activate(super::ChainArg),
     /// Re-check an epoch bundle file from its contents alone (and against the previous epoch's bundle).
     VerifyBundle {
         /// The bundle file, as `caravan epoch show N --out FILE` writes it.
@@ -45,6 +47,7 @@ pub enum EpochCommand {
 pub fn epoch(store: &StoreArgs, command: EpochCommand) -> Result<(), String> {
     match command {
         EpochCommand::Post(args) => super::post(store, args),
+        EpochCommand::Activate(chain) => super::activate(store, chain),
         EpochCommand::Close => {
             let mut journal = open_journal(store)?;
             ensure_genesis(&mut journal)?;

@@ -12,7 +12,7 @@ pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use chains::{ChainCommand, chain};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
-pub use settle::{ClaimArgs, PostArgs, VerifyArgs, claim, post, verify};
+pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};
 pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
 pub use tasks::{TaskCommand, project_id, task};
 

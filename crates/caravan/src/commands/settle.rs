@@ -121,15 +121,27 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
             amount(journal.economy(), &token, promised)
         );
     }
-    if args.chain.delay == 0 || chain.deployment().delay == 0 {
+    if chain.deployment().delay == 0 {
         chain.activate(now).map_err(|e| e.to_string())?;
         println!("activated: claims against it are open");
     } else {
         println!(
-            "claimable after the {} s delay, once activated (the next post activates it)",
+            "claimable once its {} s delay is over and it is activated: `caravan epoch activate` (the next post also activates it)",
             chain.deployment().delay
         );
     }
+    Ok(())
+}
+
+/// Activates the pending root once its delay is over (anyone may; it opens claims against it).
+pub fn activate(store: &StoreArgs, chain_arg: ChainArg) -> Result<(), String> {
+    let mut chain = open_chain(store, &chain_arg)?;
+    chain.activate(now_ms() / 1000).map_err(|e| e.to_string())?;
+    let (active, _, _) = chain.epochs().map_err(|e| e.to_string())?;
+    println!(
+        "epoch {active}'s root is active on {}: claims are open",
+        chain_arg.chain
+    );
     Ok(())
 }
 
@@ -137,7 +149,12 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
 pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
     let journal = open_journal(store)?;
     let mut chain = open_chain(store, &args.chain)?;
-    let (active, _, _) = chain.epochs().map_err(|e| e.to_string())?;
+    let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
+    if active == 0 && pending > 0 {
+        return Err(format!(
+            "epoch {pending} is posted but waits out its delay; once it is over, `caravan epoch activate` opens claims"
+        ));
+    }
     if active == 0 {
         return Err(
             "no root is active on this chain yet; post an epoch with `caravan epoch post`".into(),
