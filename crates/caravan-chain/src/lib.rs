@@ -1,6 +1,7 @@
 //! Settlement on EVM chains: the compiled contracts' bindings and an embedded, in-process EVM
 //! (revm) that runs them with nothing installed.
 
+pub mod anvil;
 pub mod chain;
 pub mod contracts;
 pub mod embedded;

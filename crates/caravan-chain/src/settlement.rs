@@ -69,6 +69,25 @@ pub enum SettleError {
     },
 }
 
+/// What posting an epoch needs: its number, its root and the leaves the root commits to. An
+/// epoch bundle gives one (`(&bundle).into()`); so can any set of leaves.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochRoot<'a> {
+    pub epoch: u64,
+    pub root: caravan_core::Hash32,
+    pub leaves: &'a [Leaf],
+}
+
+impl<'a> From<&'a EpochBundle> for EpochRoot<'a> {
+    fn from(bundle: &'a EpochBundle) -> EpochRoot<'a> {
+        EpochRoot {
+            epoch: bundle.epoch,
+            root: bundle.root,
+            leaves: &bundle.leaves,
+        }
+    }
+}
+
 /// A chain with caravan's contracts on it.
 pub struct Settlement {
     chain: Box<dyn Chain>,
@@ -165,15 +184,15 @@ impl Settlement {
     /// and against the distributor's funds, then posts its root.
     pub fn post(
         &mut self,
-        bundle: &EpochBundle,
-        previous: Option<&EpochBundle>,
+        bundle: EpochRoot<'_>,
+        previous: Option<EpochRoot<'_>>,
         at: u64,
     ) -> Result<Receipt, SettleError> {
         if let Some(previous) = previous {
             check_not_lowered(bundle, previous)?;
         }
         let mut totals: BTreeMap<caravan_core::Address, u128> = BTreeMap::new();
-        for leaf in &bundle.leaves {
+        for leaf in bundle.leaves {
             *totals.entry(leaf.token).or_default() += leaf.cumulative;
         }
         for (token, promised) in &totals {
@@ -389,13 +408,13 @@ fn deploy(chain: &mut dyn Chain, delay: u64, at: u64) -> Result<Deployment, Sett
 }
 
 /// Every leaf of `previous` must appear in `bundle` with at least the same cumulative amount.
-fn check_not_lowered(bundle: &EpochBundle, previous: &EpochBundle) -> Result<(), SettleError> {
+fn check_not_lowered(bundle: EpochRoot<'_>, previous: EpochRoot<'_>) -> Result<(), SettleError> {
     let now: BTreeMap<_, _> = bundle
         .leaves
         .iter()
         .map(|l| ((l.account, l.token), l.cumulative))
         .collect();
-    for leaf in &previous.leaves {
+    for leaf in previous.leaves {
         let after = now.get(&(leaf.account, leaf.token)).copied().unwrap_or(0);
         if after < leaf.cumulative {
             return Err(SettleError::Lowered {

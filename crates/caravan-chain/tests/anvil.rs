@@ -3,29 +3,12 @@
 //! passes, unless `CARAVAN_REQUIRE_ANVIL` is set (CI installs it and sets it).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use caravan_chain::anvil::{ANVIL_CHAIN_ID, ANVIL_DEV_KEY, LocalAnvil};
 use caravan_chain::chain::ChainFault;
 use caravan_chain::rpc::RpcChain;
-use caravan_chain::settlement::{DEV_TOKEN, SettleError, Settlement};
-use caravan_core::{Address, Hash32, Leaf, MerkleTree};
-
-/// anvil's first development account's key: public, printed by anvil itself at start-up.
-const ANVIL_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const ANVIL_CHAIN_ID: u64 = 31_337;
-
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use caravan_chain::settlement::{DEV_TOKEN, EpochRoot, SettleError, Settlement};
+use caravan_core::{Address, Leaf, MerkleTree};
 
 fn anvil_binary() -> Option<PathBuf> {
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -41,33 +24,6 @@ fn anvil_binary() -> Option<PathBuf> {
     None
 }
 
-fn start_anvil(binary: &PathBuf) -> Anvil {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["--port", &port.to_string(), "--silent"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let anvil = Anvil {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let started = Instant::now();
-    while RpcChain::connect(&anvil.url, ANVIL_CHAIN_ID, ANVIL_KEY).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "anvil did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    anvil
-}
-
 fn leaf(name: &str, cumulative: u128) -> Leaf {
     Leaf {
         account: Address::from_label(name),
@@ -76,36 +32,12 @@ fn leaf(name: &str, cumulative: u128) -> Leaf {
     }
 }
 
-fn bundle(epoch: u64, leaves: Vec<Leaf>) -> caravan_core::EpochBundle {
-    let root = MerkleTree::build(&leaves).root();
-    caravan_core::EpochBundle {
-        format: caravan_core::epoch::BUNDLE_FORMAT.into(),
-        epoch,
-        root,
-        previous_root: Hash32::ZERO,
-        event_seq: 0,
-        event_hash: Hash32::ZERO,
-        closed_at_ms: 0,
-        genesis: caravan_core::Genesis {
-            treasury: Address::ZERO,
-            protocol_fee: caravan_core::Ppm::ZERO,
-        },
-        tokens: vec![],
-        assets: vec![],
-        accruals: vec![],
-        served: vec![],
-        treasury_fees: vec![],
-        payouts: vec![],
-        leaves,
-    }
-}
-
 #[test]
 fn an_epoch_settles_over_json_rpc_on_anvil() {
     let Some(binary) = anvil_binary() else { return };
-    let anvil = start_anvil(&binary);
+    let anvil = LocalAnvil::start(&binary).unwrap();
     let records = tempfile::tempdir().unwrap();
-    let connect = || Box::new(RpcChain::connect(&anvil.url, ANVIL_CHAIN_ID, ANVIL_KEY).unwrap());
+    let connect = || Box::new(anvil.connect().unwrap());
 
     let mut chain = Settlement::open(records.path(), connect(), 0, 0).unwrap();
     let deployment = chain.deployment().clone();
@@ -115,11 +47,15 @@ fn an_epoch_settles_over_json_rpc_on_anvil() {
     );
 
     let leaves = vec![leaf("ana", 700), leaf("ben", 300)];
-    let first = bundle(1, leaves.clone());
-    chain.fund(1_000, 0).unwrap();
-    let posted = chain.post(&first, None, 0).unwrap();
-    chain.activate(0).unwrap();
     let tree = MerkleTree::build(&leaves);
+    let first = EpochRoot {
+        epoch: 1,
+        root: tree.root(),
+        leaves: &leaves,
+    };
+    chain.fund(1_000, 0).unwrap();
+    let posted = chain.post(first, None, 0).unwrap();
+    chain.activate(0).unwrap();
     for (i, l) in leaves.iter().enumerate() {
         chain.claim(l, &tree.proof(i), first.root, 0).unwrap();
         assert_eq!(chain.balance(l.account).unwrap(), l.cumulative);
@@ -149,12 +85,12 @@ fn an_epoch_settles_over_json_rpc_on_anvil() {
     }
 
     // A wrong chain id and an unreachable node are refused with what to check.
-    match RpcChain::connect(&anvil.url, 1, ANVIL_KEY) {
+    match RpcChain::connect(anvil.url(), 1, ANVIL_DEV_KEY) {
         Err(ChainFault::Rpc(why)) => assert!(why.contains("serves chain id 31337"), "{why}"),
         other => panic!("expected a chain-id mismatch, got {:?}", other.err()),
     }
     drop(anvil);
-    match RpcChain::connect("http://127.0.0.1:9", ANVIL_CHAIN_ID, ANVIL_KEY) {
+    match RpcChain::connect("http://127.0.0.1:9", ANVIL_CHAIN_ID, ANVIL_DEV_KEY) {
         Err(ChainFault::Rpc(why)) => assert!(why.contains("cannot reach"), "{why}"),
         other => panic!("expected an unreachable node, got {:?}", other.err()),
     }

@@ -101,7 +101,7 @@ fn epochs_settle_and_everyone_claims_their_cumulative_share() {
     let (outcome, bundle) = close(&mut economy);
 
     // Not funded yet: the root would promise money the distributor does not hold.
-    match chain.post(&bundle, None, T0) {
+    match chain.post((&bundle).into(), None, T0) {
         Err(SettleError::Underfunded {
             promised: 6_000,
             funded: 0,
@@ -110,7 +110,7 @@ fn epochs_settle_and_everyone_claims_their_cumulative_share() {
         other => panic!("expected underfunded, got {other:?}"),
     }
     chain.fund(100_000, T0).unwrap();
-    chain.post(&bundle, None, T0).unwrap();
+    chain.post((&bundle).into(), None, T0).unwrap();
     assert!(chain.activate(T0 + 1).is_err(), "the delay is not over");
     chain.activate(T0 + DELAY).unwrap();
     assert_eq!(chain.active_root().unwrap(), bundle.root);
@@ -141,7 +141,9 @@ fn epochs_settle_and_everyone_claims_their_cumulative_share() {
     // A second epoch: only the difference is paid.
     spend(&mut economy, dataset, 600);
     let (outcome2, bundle2) = close(&mut economy);
-    chain.post(&bundle2, Some(&bundle), T0 + DELAY).unwrap();
+    chain
+        .post((&bundle2).into(), Some((&bundle).into()), T0 + DELAY)
+        .unwrap();
     chain.activate(T0 + 2 * DELAY).unwrap();
     let cleo = outcome2
         .leaves
@@ -162,7 +164,7 @@ fn epochs_settle_and_everyone_claims_their_cumulative_share() {
     let mut lowered = bundle2.clone();
     lowered.epoch = 3;
     lowered.leaves[cleo].cumulative -= 1;
-    match chain.post(&lowered, Some(&bundle2), T0 + 3 * DELAY) {
+    match chain.post((&lowered).into(), Some((&bundle2).into()), T0 + 3 * DELAY) {
         Err(SettleError::Lowered {
             before: 3_300,
             after: 3_299,

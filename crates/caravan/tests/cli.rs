@@ -684,30 +684,12 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _node = Killed(
-        Command::new(&anvil)
-            .args(["--port", &port.to_string(), "--silent"])
-            .spawn()
-            .unwrap(),
-    );
+    let node = caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let labeler = store_with_a_closed_epoch(dir);
-    let url = format!("http://127.0.0.1:{port}");
-    // anvil's first development key, public and printed by anvil itself.
-    let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let url = node.url().to_owned();
+    let key = caravan_chain::anvil::ANVIL_DEV_KEY;
     let with_key = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_caravan"))
             .arg("--data-dir")
@@ -729,14 +711,7 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         "--key-env",
         "CARAVAN_TEST_CHAIN_KEY",
     ];
-    let mut added = with_key(&add);
-    for _ in 0..100 {
-        if added.status.success() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        added = with_key(&add);
-    }
+    let added = with_key(&add);
     assert!(ok(&added).contains("the node signs as 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"));
     assert!(
         !std::fs::read_to_string(dir.join("chains/local/chain.json"))

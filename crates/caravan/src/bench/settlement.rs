@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use caravan_chain::settlement::{DEV_TOKEN, Settlement};
-use caravan_core::epoch::EpochBundle;
+use caravan_chain::anvil::LocalAnvil;
+use caravan_chain::settlement::{DEV_TOKEN, EpochRoot, Settlement};
 use caravan_core::*;
 use clap::Args;
 
@@ -45,30 +45,6 @@ fn leaves(count: usize, token: Address, bump: u128) -> Vec<Leaf> {
         .collect()
 }
 
-/// A bundle carrying just what posting reads: epoch, root and leaves.
-fn bare_bundle(epoch: u64, leaves: Vec<Leaf>, root: Hash32) -> EpochBundle {
-    EpochBundle {
-        format: caravan_core::epoch::BUNDLE_FORMAT.into(),
-        epoch,
-        root,
-        previous_root: Hash32::ZERO,
-        event_seq: 0,
-        event_hash: Hash32::ZERO,
-        closed_at_ms: 0,
-        genesis: Genesis {
-            treasury: Address::ZERO,
-            protocol_fee: Ppm::ZERO,
-        },
-        tokens: Vec::new(),
-        assets: Vec::new(),
-        accruals: Vec::new(),
-        served: Vec::new(),
-        treasury_fees: Vec::new(),
-        payouts: Vec::new(),
-        leaves,
-    }
-}
-
 struct Gas {
     depth: usize,
     leaves: usize,
@@ -89,24 +65,25 @@ fn measure_gas(mut chain: Settlement, count: usize) -> Result<Gas, String> {
     bar.finish_and_clear();
     let total: u128 = second.iter().map(|l| l.cumulative).sum();
     chain.fund(total, 1_000).map_err(|e| e.to_string())?;
-    let bundle1 = bare_bundle(1, first.clone(), tree1.root());
-    chain
-        .post(&bundle1, None, 1_000)
-        .map_err(|e| e.to_string())?;
+    let epoch = |epoch, tree: &MerkleTree, leaves| EpochRoot {
+        epoch,
+        root: tree.root(),
+        leaves,
+    };
+    let (epoch1, epoch2) = (epoch(1, &tree1, &first[..]), epoch(2, &tree2, &second[..]));
+    chain.post(epoch1, None, 1_000).map_err(|e| e.to_string())?;
     chain.activate(1_000).map_err(|e| e.to_string())?;
     let proof1 = tree1.proof(0);
     let first_claim = chain
         .claim(&first[0], &proof1, tree1.root(), 1_001)
         .map_err(|e| e.to_string())?
         .gas_used;
-    let bundle2 = bare_bundle(2, second.clone(), tree2.root());
     // Steady state: a third epoch's post activates the second one, as every post does.
     chain
-        .post(&bundle2, Some(&bundle1), 1_002)
+        .post(epoch2, Some(epoch1), 1_002)
         .map_err(|e| e.to_string())?;
-    let bundle3 = bare_bundle(3, second.clone(), tree2.root());
     let post = chain
-        .post(&bundle3, Some(&bundle2), 1_003)
+        .post(epoch(3, &tree2, &second[..]), Some(epoch2), 1_003)
         .map_err(|e| e.to_string())?
         .gas_used;
     let repeat_claim = chain
@@ -199,7 +176,7 @@ fn measure_end_to_end(scratch: &std::path::Path, count: usize) -> Result<EndToEn
     let promised: u128 = bundle.leaves.iter().map(|l| l.cumulative).sum();
     chain.fund(promised, 1_000).map_err(|e| e.to_string())?;
     chain
-        .post(&bundle, None, 1_000)
+        .post((&bundle).into(), None, 1_000)
         .map_err(|e| e.to_string())?;
     chain.activate(1_000).map_err(|e| e.to_string())?;
     let post = started.elapsed().as_secs_f64();
@@ -332,34 +309,8 @@ fn measure_gas_on_anvil(
     scratch: &std::path::Path,
     count: usize,
 ) -> Result<Gas, String> {
-    struct Stopped(std::process::Child);
-    impl Drop for Stopped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("cannot find a free port: {e}"))?
-        .port();
-    let _anvil = Stopped(
-        std::process::Command::new(binary)
-            .args(["--port", &port.to_string(), "--silent"])
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?,
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    // anvil's first development key, public and printed by anvil at start-up.
-    let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-    let started = Instant::now();
-    let rpc = loop {
-        match caravan_chain::rpc::RpcChain::connect(&url, 31_337, key) {
-            Ok(rpc) => break rpc,
-            Err(e) if started.elapsed().as_secs() > 20 => return Err(e.to_string()),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    };
+    let anvil = LocalAnvil::start(binary).map_err(|e| e.to_string())?;
+    let rpc = anvil.connect().map_err(|e| e.to_string())?;
     let records = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
     let chain = Settlement::open(records.path(), Box::new(rpc), 0, 0).map_err(|e| e.to_string())?;
     measure_gas(chain, count)

@@ -109,7 +109,7 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
         rows.push((*token, promised));
     }
     let receipt = chain
-        .post(&current, previous.as_ref(), now)
+        .post((&current).into(), previous.as_ref().map(Into::into), now)
         .map_err(|e| e.to_string())?;
     println!(
         "posted epoch {epoch}'s root {} on {} ({} gas)",

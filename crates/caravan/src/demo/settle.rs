@@ -23,7 +23,9 @@ pub fn settle_and_claim(
         .map_err(|e| e.to_string())?;
     let promised: u128 = bundle.leaves.iter().map(|l| l.cumulative).sum();
     chain.fund(promised, now).map_err(|e| e.to_string())?;
-    let posted = chain.post(bundle, None, now).map_err(|e| e.to_string())?;
+    let posted = chain
+        .post(bundle.into(), None, now)
+        .map_err(|e| e.to_string())?;
     chain.activate(now).map_err(|e| e.to_string())?;
     println!(
         "\nsettled on the embedded chain: distributor {} funded with {}, root posted ({} gas) and active",
