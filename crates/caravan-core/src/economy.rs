@@ -11,11 +11,16 @@ use rustc_hash::FxHashMap;
 use crate::address::Address;
 use crate::asset::{AssetId, Licence};
 use crate::codec::DecodeError;
-use crate::epoch::{Accrual, BUNDLE_FORMAT, EpochBundle, EpochOutcome, TreasuryFee, prepare_close};
-use crate::event::{ChainError, ChainHead, Envelope, Event, Genesis, MAX_WORK_RECORD_BYTES, Usage};
+use crate::epoch::{
+    Accrual, BUNDLE_FORMAT, ChainLeaves, EpochBundle, EpochOutcome, TreasuryFee, prepare_close,
+};
+use crate::event::{
+    ChainError, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_WORK_RECORD_BYTES, Usage,
+};
 use crate::hash::Hash32;
 use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
 use crate::lineage::{Lineage, LineageError};
+use crate::merkle::{Leaf, MerkleTree};
 use crate::money::{Amount, Token, mul_div_rem};
 use crate::royalty::ServedBy;
 
@@ -65,6 +70,8 @@ pub enum EventError {
     WorkRecordTooLarge(usize),
     #[error("the bounties of one work record add up to more than 2^128 base units")]
     BountiesOverflow,
+    #[error("{account} is already paid on chain {chain_id}; nothing to change")]
+    PayoutChainUnchanged { account: Address, chain_id: u64 },
     #[error("the next epoch to close is {expected}, not {given}")]
     WrongEpoch { expected: u64, given: u64 },
     #[error(
@@ -101,6 +108,12 @@ pub struct Economy {
     pub(crate) served: FxHashMap<(u32, Address), ServedBy>,
     pub(crate) epochs: Vec<EpochRecord>,
     pub(crate) head: ChainHead,
+    /// Accounts that chose a chain other than the home chain, and which.
+    pub(crate) payout_chains: BTreeMap<Address, u64>,
+    /// What each account earned while it had chosen a chain: (chain id, account, token) →
+    /// cumulative. The home chain gets the rest of an account's entitlement, so an economy where
+    /// nobody chose keeps this empty.
+    pub(crate) chain_credits: BTreeMap<(u64, Address, Address), Amount>,
 }
 
 impl Economy {
@@ -129,6 +142,17 @@ impl Economy {
     }
     pub fn head(&self) -> ChainHead {
         self.head
+    }
+    /// The chain `account` is paid on from now on ([`HOME_CHAIN`] unless it chose another).
+    pub fn payout_chain(&self, account: &Address) -> u64 {
+        self.payout_chains
+            .get(account)
+            .copied()
+            .unwrap_or(HOME_CHAIN)
+    }
+    /// Every account that chose a chain other than the home chain, and which.
+    pub fn payout_chains(&self) -> &BTreeMap<Address, u64> {
+        &self.payout_chains
     }
     /// The number of the epoch the next close will produce (epochs count from 1).
     pub fn next_epoch(&self) -> u64 {
@@ -214,6 +238,14 @@ impl Economy {
                     });
                 }
                 self.ledger.check(&transfer)?;
+            }
+            Event::PayoutChainChosen { account, chain_id } => {
+                if self.payout_chain(account) == *chain_id {
+                    return Err(EventError::PayoutChainUnchanged {
+                        account: *account,
+                        chain_id: *chain_id,
+                    });
+                }
             }
             Event::EpochClosed { epoch, .. } => {
                 if *epoch != self.next_epoch() {
@@ -371,22 +403,41 @@ impl Economy {
                 ..
             } => {
                 for bounty in bounties {
-                    self.ledger
-                        .transfer(Transfer {
-                            from: AccountRef::Escrow(*project),
-                            to: AccountRef::Beneficiary(bounty.contributor),
-                            token: *token,
-                            amount: bounty.amount,
-                        })
-                        .expect("checked before applying");
+                    self.credit(Transfer {
+                        from: AccountRef::Escrow(*project),
+                        to: AccountRef::Beneficiary(bounty.contributor),
+                        token: *token,
+                        amount: bounty.amount,
+                    });
                 }
             }
             Event::ProjectFunded { .. } | Event::EscrowReleased { .. } => {
-                self.ledger
-                    .transfer(escrow_transfer(event).expect("an escrow event"))
-                    .expect("checked before applying");
+                self.credit(escrow_transfer(event).expect("an escrow event"));
+            }
+            Event::PayoutChainChosen { account, chain_id } => {
+                if *chain_id == HOME_CHAIN {
+                    self.payout_chains.remove(account);
+                } else {
+                    self.payout_chains.insert(*account, *chain_id);
+                }
             }
             Event::EpochClosed { .. } => unreachable!("epoch closes go through commit_close"),
+        }
+    }
+
+    /// Applies a checked transfer, and when it pays an account that chose a chain other than
+    /// home, counts it towards that chain.
+    fn credit(&mut self, transfer: Transfer) {
+        self.ledger
+            .transfer(transfer)
+            .expect("checked before applying");
+        if let AccountRef::Beneficiary(account) = transfer.to
+            && let Some(chain_id) = self.payout_chains.get(&account)
+        {
+            *self
+                .chain_credits
+                .entry((*chain_id, account, transfer.token))
+                .or_default() += transfer.amount;
         }
     }
 
@@ -396,13 +447,52 @@ impl Economy {
             .as_ref()
             .expect("closing needs genesis")
             .treasury;
-        prepare_close(
+        let mut outcome = prepare_close(
             &self.lineage,
             &self.ledger,
             &self.served,
             treasury,
             self.next_epoch(),
-        )
+        );
+        outcome.chains = self.chain_partitions(&outcome.transfers);
+        outcome
+    }
+
+    /// The leaves of every chain other than home after the close's `transfers`: what each
+    /// account earned while it had chosen that chain, cumulative, sorted by (account, token).
+    fn chain_partitions(&self, transfers: &[Transfer]) -> Vec<ChainLeaves> {
+        if self.payout_chains.is_empty() && self.chain_credits.is_empty() {
+            return Vec::new();
+        }
+        let mut credits = self.chain_credits.clone();
+        for transfer in transfers {
+            if let AccountRef::Beneficiary(account) = transfer.to
+                && let Some(chain_id) = self.payout_chains.get(&account)
+            {
+                *credits
+                    .entry((*chain_id, account, transfer.token))
+                    .or_default() += transfer.amount;
+            }
+        }
+        let mut chains: Vec<ChainLeaves> = Vec::new();
+        for ((chain_id, account, token), cumulative) in credits {
+            if chains.last().is_none_or(|c| c.chain_id != chain_id) {
+                chains.push(ChainLeaves {
+                    chain_id,
+                    root: Hash32::ZERO,
+                    leaves: Vec::new(),
+                });
+            }
+            chains.last_mut().expect("pushed above").leaves.push(Leaf {
+                account,
+                token,
+                cumulative,
+            });
+        }
+        for chain in &mut chains {
+            chain.root = MerkleTree::build(&chain.leaves).root();
+        }
+        chains
     }
 
     /// The self-contained bundle of an epoch this economy has just closed with `outcome`, sealed
@@ -465,14 +555,13 @@ impl Economy {
                 .collect(),
             payouts: outcome.payouts.clone(),
             leaves: outcome.leaves.clone(),
+            chains: outcome.chains.clone(),
         }
     }
 
     fn commit_close(&mut self, outcome: &EpochOutcome, seq: u64, at_ms: u64) {
         for transfer in &outcome.transfers {
-            self.ledger
-                .transfer(*transfer)
-                .expect("close transfers are derived from balances that exist");
+            self.credit(*transfer);
         }
         self.served.clear();
         self.epochs.push(EpochRecord {

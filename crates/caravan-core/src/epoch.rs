@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::asset::{AssetId, Manifest};
-use crate::event::Genesis;
+use crate::event::{Genesis, HOME_CHAIN};
 use crate::hash::Hash32;
 use crate::ledger::{AccountRef, Ledger, Transfer};
 use crate::lineage::Lineage;
@@ -36,6 +36,17 @@ pub struct EpochOutcome {
     pub leaves: Vec<Leaf>,
     pub tree: MerkleTree,
     pub root: Hash32,
+    /// The leaves of each chain other than home that accounts chose to be paid on, by chain id.
+    pub chains: Vec<ChainLeaves>,
+}
+
+/// What one chain other than the home chain pays: the cumulative amounts accounts earned while
+/// they had chosen it, as leaves sorted by (account, token), and their Merkle root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLeaves {
+    pub chain_id: u64,
+    pub root: Hash32,
+    pub leaves: Vec<Leaf>,
 }
 
 /// Computes the close of epoch `epoch` from the state's parts, changing nothing.
@@ -152,6 +163,7 @@ pub(crate) fn prepare_close(
         leaves,
         tree,
         root,
+        chains: Vec::new(),
     }
 }
 
@@ -221,7 +233,66 @@ pub struct EpochBundle {
     pub served: Vec<Served>,
     pub treasury_fees: Vec<TreasuryFee>,
     pub payouts: Vec<Payout>,
+    /// Every beneficiary's cumulative entitlement, whichever chain pays it; `root` is theirs.
     pub leaves: Vec<Leaf>,
+    /// The part of the entitlements paid on chains other than home, by ascending chain id (empty
+    /// while nobody chose another chain). The home chain pays the rest: see
+    /// [`EpochBundle::chain_leaves`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<ChainLeaves>,
+}
+
+impl EpochBundle {
+    /// The leaves chain `chain_id` pays ([`HOME_CHAIN`] for home): a chosen chain's own leaves,
+    /// or for home each entitlement less what other chains pay (leaves that come to zero left
+    /// out). A chain nobody chose pays nothing.
+    pub fn chain_leaves(&self, chain_id: u64) -> Vec<Leaf> {
+        if chain_id != HOME_CHAIN {
+            return self
+                .chains
+                .iter()
+                .find(|c| c.chain_id == chain_id)
+                .map(|c| c.leaves.clone())
+                .unwrap_or_default();
+        }
+        if self.chains.is_empty() {
+            return self.leaves.clone();
+        }
+        let elsewhere = self.paid_elsewhere();
+        self.leaves
+            .iter()
+            .filter_map(|leaf| {
+                let cumulative = leaf.cumulative
+                    - elsewhere
+                        .get(&(leaf.account, leaf.token))
+                        .copied()
+                        .unwrap_or(0);
+                (cumulative > 0).then_some(Leaf {
+                    cumulative,
+                    ..*leaf
+                })
+            })
+            .collect()
+    }
+
+    /// The root of [`EpochBundle::chain_leaves`]; for home while nobody chose another chain,
+    /// the bundle's own root.
+    pub fn chain_root(&self, chain_id: u64) -> Hash32 {
+        match self.chains.iter().find(|c| c.chain_id == chain_id) {
+            Some(chain) => chain.root,
+            None if chain_id == HOME_CHAIN && self.chains.is_empty() => self.root,
+            None => MerkleTree::build(&self.chain_leaves(chain_id)).root(),
+        }
+    }
+
+    /// Per (account, token), the sum of what chains other than home pay.
+    fn paid_elsewhere(&self) -> BTreeMap<(Address, Address), Amount> {
+        let mut sums: BTreeMap<(Address, Address), Amount> = BTreeMap::new();
+        for leaf in self.chains.iter().flat_map(|c| &c.leaves) {
+            *sums.entry((leaf.account, leaf.token)).or_default() += leaf.cumulative;
+        }
+        sums
+    }
 }
 
 /// What [`verify_bundle`] established.
@@ -264,6 +335,21 @@ pub enum BundleError {
     },
     #[error("this bundle follows root {stated}, but the previous bundle given has root {previous}")]
     NotTheNextEpoch { stated: Hash32, previous: Hash32 },
+    #[error(
+        "the chains are not listed once each by ascending chain id, other than home ({HOME_CHAIN}), at chain {0}"
+    )]
+    ChainOrder(u64),
+    #[error(
+        "chains other than home pay {account} {elsewhere} of {token}, more than its whole entitlement {entitled}"
+    )]
+    PaidTwice {
+        account: Address,
+        token: Address,
+        elsewhere: Amount,
+        entitled: Amount,
+    },
+    #[error("chain {chain_id}: {problem}")]
+    Chain { chain_id: u64, problem: String },
 }
 
 /// Re-checks a bundle from its own contents: the root from the leaves, the payouts from the
@@ -288,6 +374,7 @@ pub fn verify_bundle(
             computed,
         });
     }
+    verify_chains(bundle)?;
 
     let mut lineage = Lineage::default();
     for manifest in &bundle.assets {
@@ -373,9 +460,79 @@ pub fn verify_bundle(
             });
         }
     }
+    for chain_id in std::iter::once(HOME_CHAIN).chain(previous.chains.iter().map(|c| c.chain_id)) {
+        let now: BTreeMap<_, _> = bundle
+            .chain_leaves(chain_id)
+            .into_iter()
+            .map(|l| ((l.account, l.token), l.cumulative))
+            .collect();
+        for before in previous.chain_leaves(chain_id) {
+            let after = now
+                .get(&(before.account, before.token))
+                .copied()
+                .unwrap_or(0);
+            if after < before.cumulative {
+                return Err(BundleError::Chain {
+                    chain_id,
+                    problem: format!(
+                        "{} had {} of {} after the previous epoch but {after} now; a chain's cumulative amounts never go down",
+                        before.account, before.cumulative, before.token
+                    ),
+                });
+            }
+        }
+    }
     Ok(BundleReport {
         leaves: bundle.leaves.len(),
         payouts: bundle.payouts.len(),
         checked_against_previous: true,
     })
+}
+
+/// Checks the chosen chains' leaves: listed by ascending chain id, each sorted with its stated
+/// root, and together never paying an account more than its whole entitlement.
+fn verify_chains(bundle: &EpochBundle) -> Result<(), BundleError> {
+    let mut last = HOME_CHAIN;
+    for chain in &bundle.chains {
+        if chain.chain_id <= last {
+            return Err(BundleError::ChainOrder(chain.chain_id));
+        }
+        last = chain.chain_id;
+        let problem = |problem: String| BundleError::Chain {
+            chain_id: chain.chain_id,
+            problem,
+        };
+        for (i, pair) in chain.leaves.windows(2).enumerate() {
+            if (pair[0].account, pair[0].token) >= (pair[1].account, pair[1].token) {
+                return Err(problem(format!(
+                    "leaves are not sorted by (account, token) without repeats at leaf {}",
+                    i + 1
+                )));
+            }
+        }
+        let computed = MerkleTree::build(&chain.leaves).root();
+        if computed != chain.root {
+            return Err(problem(format!(
+                "the leaves give root {computed}, but the bundle states {}",
+                chain.root
+            )));
+        }
+    }
+    let whole: BTreeMap<_, _> = bundle
+        .leaves
+        .iter()
+        .map(|l| ((l.account, l.token), l.cumulative))
+        .collect();
+    for ((account, token), elsewhere) in bundle.paid_elsewhere() {
+        let entitled = whole.get(&(account, token)).copied().unwrap_or(0);
+        if elsewhere > entitled {
+            return Err(BundleError::PaidTwice {
+                account,
+                token,
+                elsewhere,
+                entitled,
+            });
+        }
+    }
+    Ok(())
 }

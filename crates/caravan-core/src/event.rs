@@ -85,7 +85,19 @@ pub enum Event {
         #[serde(with = "crate::serde_u128")]
         amount: Amount,
     },
+    /// An account chooses the chain its earnings are paid on from now on: a chain id, or
+    /// [`HOME_CHAIN`] for the node's home chain. What it earned before stays claimable on the
+    /// chain it was assigned to; cumulative amounts never move between chains.
+    PayoutChainChosen {
+        account: Address,
+        chain_id: u64,
+    },
 }
+
+/// The chain id that stands for the node's home chain: where everyone who never chose a chain is
+/// paid. The node's configuration says which chain that is; it cannot change once a home root
+/// is posted.
+pub const HOME_CHAIN: u64 = 0;
 
 /// A bounty for an accepted judgment: out of the project's escrow, into the contributor's
 /// entitlement (and so into the next epoch's root).
@@ -113,6 +125,7 @@ impl Event {
             Event::WorkRecorded { .. } => "work recorded",
             Event::ProjectFunded { .. } => "project funded",
             Event::EscrowReleased { .. } => "escrow released",
+            Event::PayoutChainChosen { .. } => "payout chain chosen",
         }
     }
 
@@ -186,6 +199,9 @@ impl Event {
                     .address(token)
                     .u128(*amount);
             }
+            Event::PayoutChainChosen { account, chain_id } => {
+                e.u8(9).address(account).u64(*chain_id);
+            }
         }
         e.bytes
     }
@@ -255,6 +271,10 @@ impl Event {
                 requester: d.address()?,
                 token: d.address()?,
                 amount: d.u128()?,
+            },
+            9 => Event::PayoutChainChosen {
+                account: d.address()?,
+                chain_id: d.u64()?,
             },
             tag => return Err(d.error(format!("unknown event tag {tag}"))),
         };

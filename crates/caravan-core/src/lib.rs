@@ -28,8 +28,10 @@ pub use asset::{
     AssetId, AssetKind, EdgeKind, Licence, Manifest, Member, ParentEdge, Role, RoleShare,
 };
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
-pub use epoch::{EpochBundle, EpochOutcome, verify_bundle};
-pub use event::{Bounty, ChainHead, Envelope, Event, Genesis, MAX_WORK_RECORD_BYTES, Usage};
+pub use epoch::{ChainLeaves, EpochBundle, EpochOutcome, verify_bundle};
+pub use event::{
+    Bounty, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_WORK_RECORD_BYTES, Usage,
+};
 pub use hash::{Hash32, keccak256};
 pub use ledger::{AccountRef, Balance, Ledger, Transfer};
 pub use merkle::{Leaf, MerkleTree, verify_proof};

@@ -13,22 +13,31 @@ use crate::address::Address;
 use crate::asset::{AssetId, Manifest};
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::economy::{Economy, EpochRecord};
-use crate::event::{ChainHead, Genesis};
+use crate::event::{ChainHead, Genesis, HOME_CHAIN};
 use crate::hash::{Hash32, keccak256};
 use crate::ledger::{AccountRef, Balance, Ledger};
 use crate::lineage::Lineage;
 use crate::money::{Ppm, Token};
 use crate::royalty::ServedBy;
 
-const SNAPSHOT_VERSION: u8 = 1;
+/// Version 1 is the state of an economy where nobody chose a payout chain; version 2 adds the
+/// choices and what each chosen chain pays. Writing version 1 while there are none keeps the
+/// state hash of every older log unchanged.
+const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION_WITHOUT_CHAINS: u8 = 1;
 
 impl Economy {
     /// The state in canonical order: same state, same bytes, on every machine.
     pub fn encode_state(&self) -> Vec<u8> {
         let mut e = Encoder::default();
-        e.u8(SNAPSHOT_VERSION)
-            .u64(self.head.next_seq)
-            .hash(&self.head.hash);
+        let with_chains = !(self.payout_chains.is_empty() && self.chain_credits.is_empty());
+        e.u8(if with_chains {
+            SNAPSHOT_VERSION
+        } else {
+            SNAPSHOT_VERSION_WITHOUT_CHAINS
+        })
+        .u64(self.head.next_seq)
+        .hash(&self.head.hash);
         match &self.genesis {
             None => e.u8(0),
             Some(genesis) => e
@@ -69,6 +78,19 @@ impl Economy {
                 .u64(record.at_ms)
                 .u64(record.leaf_count);
         }
+        if with_chains {
+            e.len(self.payout_chains.len());
+            for (account, chain_id) in &self.payout_chains {
+                e.address(account).u64(*chain_id);
+            }
+            e.len(self.chain_credits.len());
+            for ((chain_id, account, token), amount) in &self.chain_credits {
+                e.u64(*chain_id)
+                    .address(account)
+                    .address(token)
+                    .u128(*amount);
+            }
+        }
         e.bytes
     }
 
@@ -82,7 +104,7 @@ impl Economy {
     pub fn decode_state(bytes: &[u8]) -> Result<Economy, DecodeError> {
         let mut d = Decoder::new(bytes);
         let version = d.u8()?;
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_WITHOUT_CHAINS {
             return Err(d.error(format!(
                 "snapshot version {version}; this build reads {SNAPSHOT_VERSION}"
             )));
@@ -165,6 +187,32 @@ impl Economy {
                 leaf_count: d.u64()?,
             });
         }
+        let mut payout_chains = BTreeMap::new();
+        let mut chain_credits = BTreeMap::new();
+        if version == SNAPSHOT_VERSION {
+            for _ in 0..d.len(28)? {
+                let account = d.address()?;
+                let chain_id = d.u64()?;
+                if chain_id == HOME_CHAIN {
+                    return Err(d.error("a payout choice names the home chain, which is implied"));
+                }
+                payout_chains.insert(account, chain_id);
+            }
+            for _ in 0..d.len(64)? {
+                let key = (d.u64()?, d.address()?, d.address()?);
+                let amount = d.u128()?;
+                let entitled = ledger
+                    .balance(&AccountRef::Beneficiary(key.1), &key.2)
+                    .credits;
+                if amount > entitled {
+                    return Err(d.error(format!(
+                        "chain {} is said to pay {} {amount}, more than its entitlement {entitled}",
+                        key.0, key.1
+                    )));
+                }
+                chain_credits.insert(key, amount);
+            }
+        }
         d.finish()?;
         Ok(Economy {
             genesis,
@@ -174,6 +222,8 @@ impl Economy {
             served,
             epochs,
             head,
+            payout_chains,
+            chain_credits,
         })
     }
 }

@@ -203,6 +203,20 @@ fn run(world: &World, usage_order: &[usize]) -> (Economy, SealedLog, Vec<EpochBu
         let (outcome, envelope, body) = economy.close_epoch(2 + round as u64).unwrap();
         bundles.push(economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, envelope.at_ms));
         log.push((envelope, body));
+        // After the first epoch, two in three beneficiaries choose one of two other chains to
+        // be paid on from now on.
+        if round == 0 {
+            for (i, leaf) in outcome.leaves.iter().enumerate() {
+                let chain_id = [HOME_CHAIN, 10, 8453][i % 3];
+                if chain_id != HOME_CHAIN {
+                    let choice = Event::PayoutChainChosen {
+                        account: leaf.account,
+                        chain_id,
+                    };
+                    push(&mut economy, &mut log, choice);
+                }
+            }
+        }
     }
     (economy, log, bundles)
 }
@@ -401,6 +415,81 @@ fn bundles_re_check_and_every_proof_verifies() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn the_chains_together_pay_each_entitlement_once_and_never_less_than_before() {
+    let chosen_somewhere = std::cell::Cell::new(false);
+    TestRunner::new(config(64, 6))
+        .run(&strategy(), |world| {
+            let order: Vec<usize> = (0..world.usages.len()).collect();
+            let (_, _, bundles) = run(&world, &order);
+            prop_assert!(
+                bundles[0].chains.is_empty(),
+                "nobody had chosen a chain yet"
+            );
+            prop_assert_eq!(bundles[0].chain_root(HOME_CHAIN), bundles[0].root);
+            let later = &bundles[1];
+            chosen_somewhere.set(chosen_somewhere.get() || !later.chains.is_empty());
+            let mut summed: std::collections::BTreeMap<(Address, Address), u128> =
+                Default::default();
+            for chain_id in [HOME_CHAIN, 10, 8453] {
+                let leaves = later.chain_leaves(chain_id);
+                prop_assert_eq!(
+                    later.chain_root(chain_id),
+                    MerkleTree::build(&leaves).root()
+                );
+                let tree = MerkleTree::build(&leaves);
+                for (i, leaf) in leaves.iter().enumerate() {
+                    prop_assert!(verify_proof(
+                        &later.chain_root(chain_id),
+                        leaf,
+                        &tree.proof(i)
+                    ));
+                    *summed.entry((leaf.account, leaf.token)).or_default() += leaf.cumulative;
+                }
+                // What the first epoch paid on home stays there: chains never lower anyone.
+                if chain_id == HOME_CHAIN {
+                    for before in bundles[0].chain_leaves(HOME_CHAIN) {
+                        let after = leaves
+                            .iter()
+                            .find(|l| (l.account, l.token) == (before.account, before.token))
+                            .map_or(0, |l| l.cumulative);
+                        prop_assert!(after >= before.cumulative);
+                    }
+                }
+            }
+            let whole: std::collections::BTreeMap<_, _> = later
+                .leaves
+                .iter()
+                .map(|l| ((l.account, l.token), l.cumulative))
+                .collect();
+            prop_assert_eq!(
+                &summed,
+                &whole,
+                "home plus the chosen chains is each entitlement"
+            );
+            verify_bundle(later, Some(&bundles[0])).unwrap();
+            if !later.chains.is_empty() {
+                // Moving one unit from home to a chosen chain lowers what home paid before.
+                let mut forged = later.clone();
+                forged.chains[0].leaves[0].cumulative += 1;
+                prop_assert!(verify_bundle(&forged, Some(&bundles[0])).is_err());
+                forged.chains[0].root = MerkleTree::build(&forged.chains[0].leaves).root();
+                prop_assert!(verify_bundle(&forged, Some(&bundles[0])).is_err());
+                // More than the whole entitlement fails from the bundle alone.
+                let leaf = forged.chains[0].leaves[0];
+                forged.chains[0].leaves[0].cumulative = whole[&(leaf.account, leaf.token)] + 1;
+                forged.chains[0].root = MerkleTree::build(&forged.chains[0].leaves).root();
+                prop_assert!(verify_bundle(&forged, None).is_err());
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        chosen_somewhere.get(),
+        "no case paid anyone on a chosen chain: the strategy no longer exercises choices"
+    );
 }
 
 #[test]

@@ -157,6 +157,71 @@ fn a_paid_call_flows_to_the_treasury_the_model_the_node_and_the_labelers() {
 }
 
 #[test]
+fn a_chosen_chain_pays_what_is_earned_after_the_choice_and_home_keeps_the_rest() {
+    let (mut economy, model_id, payer) = model_on_dataset(20_000, 400_000);
+    let alice = Address::from_label("alice");
+    let call = Event::UsageRecorded(Usage {
+        asset: model_id,
+        payer,
+        token: usdc().address,
+        amount: 100_000,
+        calls: 100,
+        node: Address::from_label("node"),
+    });
+    let close = |economy: &mut Economy, at| {
+        let (outcome, envelope, _) = economy.close_epoch(at).unwrap();
+        economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, at)
+    };
+    let paid = |bundle: &EpochBundle, chain_id| {
+        bundle
+            .chain_leaves(chain_id)
+            .iter()
+            .find(|l| l.account == alice)
+            .map_or(0, |l| l.cumulative)
+    };
+    economy.append(call.clone(), 1).unwrap();
+    let first = close(&mut economy, 1);
+    assert!(first.chains.is_empty());
+    assert_eq!(first.chain_root(HOME_CHAIN), first.root);
+    assert_eq!(paid(&first, HOME_CHAIN), 29_400);
+
+    let choose = |chain_id| Event::PayoutChainChosen {
+        account: alice,
+        chain_id,
+    };
+    economy.append(choose(8453), 2).unwrap();
+    assert_eq!(economy.payout_chain(&alice), 8453);
+    assert_eq!(
+        economy.append(choose(8453), 2).unwrap_err(),
+        EventError::PayoutChainUnchanged {
+            account: alice,
+            chain_id: 8453
+        }
+    );
+    economy.append(call.clone(), 2).unwrap();
+    let second = close(&mut economy, 2);
+    assert_eq!(
+        paid(&second, HOME_CHAIN),
+        29_400,
+        "earned before the choice"
+    );
+    assert_eq!(paid(&second, 8453), 29_400, "earned after it");
+    assert_eq!(paid(&second, 10), 0, "a chain nobody chose pays nothing");
+    assert_ne!(second.chain_root(HOME_CHAIN), second.root);
+    verify_bundle(&second, Some(&first)).unwrap();
+
+    // Back home: chain 8453 keeps what it pays, home gets the new earnings.
+    economy.append(choose(HOME_CHAIN), 3).unwrap();
+    economy.append(call, 3).unwrap();
+    let third = close(&mut economy, 3);
+    assert_eq!(paid(&third, HOME_CHAIN), 58_800);
+    assert_eq!(paid(&third, 8453), 29_400);
+    verify_bundle(&third, Some(&second)).unwrap();
+    let restored = Economy::decode_state(&economy.encode_state()).unwrap();
+    assert_eq!(restored.state_hash(), economy.state_hash());
+}
+
+#[test]
 fn amounts_too_small_to_split_are_carried_to_the_next_epoch() {
     let mut economy = started(0);
     let contributors: Vec<(String, u64)> = (0..10).map(|i| (format!("c{i}"), 1)).collect();
