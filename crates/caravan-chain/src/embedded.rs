@@ -10,6 +10,10 @@ use revm::handler::MainnetContext;
 use revm::handler::{ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, MainnetEvm};
 use revm::primitives::TxKind;
 
+/// The chain id the embedded chain reports (`CHAINID`), so that accounts can name it as their
+/// payout chain; no public chain uses it.
+pub const EMBEDDED_CHAIN_ID: u64 = 6_513_010;
+
 /// The most gas one transaction may use: the per-transaction cap of current Ethereum (EIP-7825).
 const TX_GAS_LIMIT: u64 = 1 << 24;
 
@@ -57,7 +61,10 @@ impl EmbeddedEvm {
                 block.basefee = 0;
                 block.gas_limit = 30_000_000;
             })
-            .modify_cfg_chained(|cfg| cfg.disable_nonce_check = true)
+            .modify_cfg_chained(|cfg| {
+                cfg.disable_nonce_check = true;
+                cfg.chain_id = EMBEDDED_CHAIN_ID;
+            })
             .build_mainnet();
         EmbeddedEvm { evm }
     }

@@ -21,6 +21,7 @@ use caravan_tasks::schema::Answer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::chains::{ChainDirectory, PayoutChain};
 use crate::desk::{Desk, DeskError};
 
 /// The largest request body accepted (an item import), in bytes.
@@ -48,6 +49,11 @@ pub fn router(desk: Arc<Desk>) -> Router {
         .route("/v1/epochs", get(list_epochs))
         .route("/v1/epochs/{epoch}", get(epoch_status))
         .route("/v1/epochs/{epoch}/proofs/{account}", get(epoch_proofs))
+        .route("/v1/chains", get(list_chains))
+        .route(
+            "/v1/accounts/{account}/payout-chain",
+            get(payout_chain).put(choose_payout_chain),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(desk)
 }
@@ -107,6 +113,7 @@ impl From<DeskError> for ApiError {
             DeskError::Review(_) => (S::UNPROCESSABLE_ENTITY, "review_refused"),
             DeskError::Dataset(_) => (S::CONFLICT, "nothing_to_publish"),
             DeskError::NotPublished(_) => (S::CONFLICT, "not_published"),
+            DeskError::UnknownChain(_) => (S::UNPROCESSABLE_ENTITY, "unknown_chain"),
             DeskError::Refused(_) => (S::CONFLICT, "refused"),
             DeskError::Store(_) => (S::SERVICE_UNAVAILABLE, "storage"),
             DeskError::CorruptRecord { .. } => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
@@ -482,7 +489,8 @@ async fn epoch_status(
     Ok(axum::Json(epoch_json(&closed_epoch(&desk, &epoch)?)))
 }
 
-/// An account's leaves in an epoch with their Merkle proofs: what a wallet submits to claim.
+/// An account's leaves in an epoch with their Merkle proofs, per chain that pays it: what a
+/// wallet submits to claim.
 async fn epoch_proofs(
     State(desk): State<Arc<Desk>>,
     Path((epoch, account)): Path<(String, String)>,
@@ -490,30 +498,45 @@ async fn epoch_proofs(
     let record = closed_epoch(&desk, &epoch)?;
     let account = address(&account, "account")?;
     let epoch = record.epoch;
-    let leaves = blocking(move || {
+    let chains = blocking(move || {
         let bundle = desk
             .journal()
             .read(|j| j.bundle(epoch))?
             .ok_or(DeskError::Refused(format!(
                 "the bundle of epoch {epoch} is missing"
             )))?;
-        let tree = caravan_core::MerkleTree::build(&bundle.leaves);
-        Ok(bundle
-            .leaves
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.account == account)
-            .map(|(i, l)| {
-                json!({
-                    "token": l.token,
-                    "cumulative": l.cumulative.to_string(),
-                    "proof": tree.proof(i),
+        let partitions = std::iter::once(caravan_core::HOME_CHAIN)
+            .chain(bundle.chains.iter().map(|c| c.chain_id));
+        let mut chains = Vec::new();
+        for partition in partitions {
+            let leaves = bundle.chain_leaves(partition);
+            if !leaves.iter().any(|l| l.account == account) {
+                continue;
+            }
+            let tree = caravan_core::MerkleTree::build(&leaves);
+            let proofs: Vec<Value> = leaves
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.account == account)
+                .map(|(i, l)| {
+                    json!({
+                        "token": l.token,
+                        "cumulative": l.cumulative.to_string(),
+                        "proof": tree.proof(i),
+                    })
                 })
-            })
-            .collect::<Vec<Value>>())
+                .collect();
+            chains.push(json!({
+                "home": partition == caravan_core::HOME_CHAIN,
+                "chain": chain_json(desk.chains().of_partition(partition), partition),
+                "root": tree.root(),
+                "leaves": proofs,
+            }));
+        }
+        Ok(chains)
     })
     .await?;
-    if leaves.is_empty() {
+    if chains.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_entitlement",
@@ -521,6 +544,59 @@ async fn epoch_proofs(
         ));
     }
     Ok(axum::Json(
-        json!({ "epoch": epoch, "root": record.root, "account": account, "leaves": leaves }),
+        json!({ "epoch": epoch, "account": account, "chains": chains }),
     ))
+}
+
+/// A chain as the API shows it; a share the node has no chain for shows its chain id alone
+/// (home on a node given no chain directory shows `{"home": true}`).
+fn chain_json(chain: Option<&PayoutChain>, partition: u64) -> Value {
+    match chain {
+        Some(chain) => json!(chain),
+        None if partition == caravan_core::HOME_CHAIN => json!({ "home": true }),
+        None => json!({ "chain_id": partition, "home": false }),
+    }
+}
+
+async fn list_chains(State(desk): State<Arc<Desk>>) -> axum::Json<Value> {
+    axum::Json(json!(desk.chains().chains().collect::<Vec<_>>()))
+}
+
+async fn payout_chain(
+    State(desk): State<Arc<Desk>>,
+    Path(account): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let account = address(&account, "account")?;
+    let partition = desk.journal().read(|j| j.economy().payout_chain(&account));
+    Ok(axum::Json(json!({
+        "account": account,
+        "chain": chain_json(desk.payout_chain(&account).as_ref(), partition),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChoosePayoutChain {
+    /// The chain id to be paid on, or 0 for the node's home chain.
+    chain_id: u64,
+}
+
+async fn choose_payout_chain(
+    State(desk): State<Arc<Desk>>,
+    Path(account): Path<String>,
+    JsonBody(body): JsonBody<ChoosePayoutChain>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let account = address(&account, "account")?;
+    let chain = blocking({
+        let desk = desk.clone();
+        move || desk.choose_payout_chain(account, body.chain_id)
+    })
+    .await?;
+    let partition = chain
+        .as_ref()
+        .map_or(caravan_core::HOME_CHAIN, ChainDirectory::partition);
+    Ok(axum::Json(json!({
+        "account": account,
+        "chain": chain_json(chain.as_ref(), partition),
+    })))
 }

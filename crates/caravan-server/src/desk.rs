@@ -22,6 +22,8 @@ use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
 
+use crate::chains::{ChainDirectory, PayoutChain};
+
 /// The most items in one `ItemsAdded` record.
 const ITEMS_PER_RECORD: usize = 500;
 /// The most item data (canonical JSON bytes) in one record, a quarter of the economy's limit on
@@ -54,6 +56,8 @@ pub enum DeskError {
     Dataset(#[from] DatasetError),
     #[error("project {0} has not been published yet; publish it, then export")]
     NotPublished(ProjectId),
+    #[error("{0}")]
+    UnknownChain(String),
     #[error("the economy refused the record: {0}")]
     Refused(String),
     #[error("storage: {0}")]
@@ -76,6 +80,7 @@ pub struct Desk {
     journal: SharedJournal,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
     clock: Clock,
+    chains: ChainDirectory,
 }
 
 impl Desk {
@@ -92,7 +97,55 @@ impl Desk {
             journal: SharedJournal::new(journal),
             boards: RwLock::new(boards),
             clock,
+            chains: ChainDirectory::default(),
         })
+    }
+
+    /// The chains accounts may choose to be paid on (without them, only home).
+    pub fn with_chains(mut self, chains: ChainDirectory) -> Desk {
+        self.chains = chains;
+        self
+    }
+
+    pub fn chains(&self) -> &ChainDirectory {
+        &self.chains
+    }
+
+    /// The chain `account` is paid on from now on: `None` for home on a node that was given no
+    /// chain directory.
+    pub fn payout_chain(&self, account: &Address) -> Option<PayoutChain> {
+        let partition = self.journal.read(|j| j.economy().payout_chain(account));
+        self.chains.of_partition(partition).cloned()
+    }
+
+    /// Records that `account`'s earnings from now on are paid on chain `chain_id` (0 or the
+    /// home chain's id for home). Choosing the chain already chosen changes nothing. Earlier
+    /// earnings stay claimable where they were.
+    pub fn choose_payout_chain(
+        &self,
+        account: Address,
+        chain_id: u64,
+    ) -> Result<Option<PayoutChain>, DeskError> {
+        let partition = if chain_id == caravan_core::HOME_CHAIN {
+            caravan_core::HOME_CHAIN
+        } else {
+            let chain = self
+                .chains
+                .by_chain_id(chain_id)
+                .map_err(DeskError::UnknownChain)?;
+            ChainDirectory::partition(chain)
+        };
+        let current = self.journal.read(|j| j.economy().payout_chain(&account));
+        if current != partition {
+            self.commit(
+                (),
+                vec![Event::PayoutChainChosen {
+                    account,
+                    chain_id: partition,
+                }],
+            )?;
+        }
+        Ok(self.chains.of_partition(partition).cloned())
     }
 
     /// Hands the journal back (for commands that go on with the economy after the desk).

@@ -6,5 +6,6 @@
 //! `caravan-core`.
 
 pub mod api;
+pub mod chains;
 pub mod desk;
 pub mod openapi;

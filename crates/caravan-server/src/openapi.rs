@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 17] = [
+pub const OPERATIONS: [(&str, &str); 20] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -22,6 +22,9 @@ pub const OPERATIONS: [(&str, &str); 17] = [
     ("get", "/v1/epochs"),
     ("get", "/v1/epochs/{epoch}"),
     ("get", "/v1/epochs/{epoch}/proofs/{account}"),
+    ("get", "/v1/chains"),
+    ("get", "/v1/accounts/{account}/payout-chain"),
+    ("put", "/v1/accounts/{account}/payout-chain"),
 ];
 
 fn reference(name: &str) -> Value {
@@ -68,6 +71,10 @@ fn schemas() -> Value {
             "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } },
         "Address": address(),
         "Hash": hash(),
+        "Chain": { "type": "object", "required": ["home"],
+            "description": "A chain that pays: its name and chain id on this node, and whether it is home. A share with no chain configured here shows only its chain id (or only home).",
+            "properties": { "name": { "type": "string" }, "chain_id": { "type": "integer" },
+                            "home": { "type": "boolean" } } },
         "LabelSchema": { "oneOf": [
             { "type": "object", "required": ["type", "options"], "properties": {
                 "type": { "const": "single_choice" }, "options": { "type": "array", "items": { "type": "string" } } } },
@@ -336,11 +343,46 @@ pub fn document() -> Value {
         "get",
         "/v1/epochs/{epoch}/proofs/{account}",
         ok_op(
-            "An account's leaves in the epoch with their Merkle proofs: what a wallet submits to the distributor's claim.",
-            json!({ "type": "object", "properties": { "epoch": { "type": "integer" }, "root": hash(), "account": address(),
-            "leaves": { "type": "array", "items": { "type": "object", "properties": {
-                "token": address(), "cumulative": { "type": "string" },
-                "proof": { "type": "array", "items": hash() } } } } } }),
+            "An account's leaves in the epoch with their Merkle proofs, per chain that pays it (each chain has its own root): what a wallet submits to that chain's distributor.",
+            json!({ "type": "object", "properties": { "epoch": { "type": "integer" }, "account": address(),
+            "chains": { "type": "array", "items": { "type": "object", "properties": {
+                "home": { "type": "boolean" }, "chain": reference("Chain"), "root": hash(),
+                "leaves": { "type": "array", "items": { "type": "object", "properties": {
+                    "token": address(), "cumulative": { "type": "string" },
+                    "proof": { "type": "array", "items": hash() } } } } } } } } }),
+        ),
+    );
+    add(
+        "get",
+        "/v1/chains",
+        ok_op(
+            "The chains this node pays on; the home chain pays everyone who never chose another.",
+            json!({ "type": "array", "items": reference("Chain") }),
+        ),
+    );
+    let choice = object(
+        json!({ "account": address(), "chain": reference("Chain") }),
+        &["account", "chain"],
+    );
+    add(
+        "get",
+        "/v1/accounts/{account}/payout-chain",
+        ok_op(
+            "The chain an account's earnings are paid on from now on.",
+            choice.clone(),
+        ),
+    );
+    add(
+        "put",
+        "/v1/accounts/{account}/payout-chain",
+        operation(
+            "Choose the chain the account's earnings are paid on from now on (0 for home). What it earned before stays claimable on the chain that was paying it.",
+            Some(inline(object(
+                json!({ "chain_id": { "type": "integer", "minimum": 0 } }),
+                &["chain_id"],
+            ))),
+            "200",
+            ok("chosen", choice),
         ),
     );
     json!({

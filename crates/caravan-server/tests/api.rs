@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use caravan_core::{AccountRef, Address, Event, Genesis, Ppm, Token};
 use caravan_server::api::router;
+use caravan_server::chains::{ChainDirectory, PayoutChain};
 use caravan_server::desk::Desk;
 use caravan_store::{Journal, Location};
 use serde_json::{Value, json};
@@ -23,6 +24,10 @@ fn requester() -> Address {
 }
 
 fn open_desk(dir: &Path) -> Arc<Desk> {
+    Arc::new(Desk::open(journal_with_genesis(dir)).unwrap())
+}
+
+fn journal_with_genesis(dir: &Path) -> Journal {
     let mut journal = Journal::open(Location::DataDir(dir.to_path_buf()), &mut |_, _| {}).unwrap();
     if journal.economy().genesis().is_none() {
         journal
@@ -39,7 +44,7 @@ fn open_desk(dir: &Path) -> Arc<Desk> {
             ])
             .unwrap();
     }
-    Arc::new(Desk::open(journal).unwrap())
+    journal
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -250,7 +255,14 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{proofs}");
-    let entry = &proofs["leaves"][0];
+    assert_eq!(proofs["chains"].as_array().unwrap().len(), 1);
+    assert_eq!(proofs["chains"][0]["home"], true);
+    assert_eq!(
+        proofs["chains"][0]["root"].as_str().unwrap(),
+        root.to_string(),
+        "while nobody chose a chain, home's root is the epoch's root"
+    );
+    let entry = &proofs["chains"][0]["leaves"][0];
     let leaf = caravan_core::Leaf {
         account: worker,
         token: token(),
@@ -285,6 +297,158 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
     let (status, doc) = call(&app, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
+}
+
+/// Parses one chain's proof entry for `account` in `token` and checks it against the chain's root.
+fn proven_amount(chain: &Value, account: Address) -> u128 {
+    let root: caravan_core::Hash32 = chain["root"].as_str().unwrap().parse().unwrap();
+    let entry = &chain["leaves"][0];
+    let leaf = caravan_core::Leaf {
+        account,
+        token: token(),
+        cumulative: entry["cumulative"].as_str().unwrap().parse().unwrap(),
+    };
+    let proof: Vec<caravan_core::Hash32> = entry["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(caravan_core::verify_proof(&root, &leaf, &proof), "{chain}");
+    leaf.cumulative
+}
+
+#[tokio::test]
+async fn an_account_chooses_its_payout_chain_and_later_earnings_are_proved_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = ChainDirectory::new(vec![
+        PayoutChain {
+            name: "embedded".into(),
+            chain_id: 6_513_010,
+            home: true,
+        },
+        PayoutChain {
+            name: "base".into(),
+            chain_id: 8453,
+            home: false,
+        },
+    ])
+    .unwrap();
+    let desk = Arc::new(
+        Desk::open(journal_with_genesis(dir.path()))
+            .unwrap()
+            .with_chains(directory),
+    );
+    let app = router(desk.clone());
+    let earner = requester();
+    let project = caravan_core::keccak256(b"a project");
+    let earn = |amount| {
+        desk.journal()
+            .submit(vec![Event::EscrowReleased {
+                project,
+                requester: earner,
+                token: token(),
+                amount,
+            }])
+            .unwrap();
+    };
+    desk.journal()
+        .submit(vec![Event::ProjectFunded {
+            project,
+            requester: earner,
+            token: token(),
+            amount: 100,
+        }])
+        .unwrap();
+    earn(40);
+    desk.journal().close_epoch().unwrap();
+
+    let (status, chains) = call(&app, Method::GET, "/v1/chains", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(chains[0]["name"], "embedded", "home comes first: {chains}");
+    assert_eq!(chains[1]["chain_id"], 8453);
+    let choice_uri = format!("/v1/accounts/{earner}/payout-chain");
+    let (_, choice) = call(&app, Method::GET, &choice_uri, None).await;
+    assert_eq!(choice["chain"]["home"], true);
+
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &choice_uri,
+        Some(json!({ "chain_id": 10 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "unknown_chain");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("base (chain id 8453)"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &choice_uri,
+        Some(json!({ "chain": "base" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, choice) = call(
+        &app,
+        Method::PUT,
+        &choice_uri,
+        Some(json!({ "chain_id": 8453 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{choice}");
+    assert_eq!(choice["chain"]["name"], "base");
+    let events = desk.journal().read(|j| j.economy().head().next_seq);
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &choice_uri,
+        Some(json!({ "chain_id": 8453 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "choosing again is idempotent");
+    assert_eq!(desk.journal().read(|j| j.economy().head().next_seq), events);
+
+    // Earnings after the choice are proved against base's root; home keeps the first 40.
+    earn(60);
+    desk.journal().close_epoch().unwrap();
+    let (status, proofs) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/epochs/2/proofs/{earner}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{proofs}");
+    let chains = proofs["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 2, "{proofs}");
+    assert_eq!(
+        (
+            chains[0]["home"].as_bool(),
+            proven_amount(&chains[0], earner)
+        ),
+        (Some(true), 40)
+    );
+    assert_eq!(chains[1]["chain"]["name"], "base");
+    assert_eq!(proven_amount(&chains[1], earner), 60);
+
+    let (status, choice) = call(
+        &app,
+        Method::PUT,
+        &choice_uri,
+        Some(json!({ "chain_id": 0 })),
+    )
+    .await;
+    assert_eq!(
+        (status, choice["chain"]["name"].as_str()),
+        (StatusCode::OK, Some("embedded"))
+    );
 }
 
 #[tokio::test]
