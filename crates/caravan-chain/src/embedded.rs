@@ -144,6 +144,7 @@ fn transaction(from: Address, kind: TxKind, data: Bytes) -> Result<TxEnv, ChainE
         .data(data)
         .gas_limit(TX_GAS_LIMIT)
         .gas_price(0)
+        .chain_id(Some(EMBEDDED_CHAIN_ID))
         .build()
         .map_err(|e| ChainError::Invalid(format!("{e:?}")))
 }

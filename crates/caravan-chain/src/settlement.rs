@@ -24,7 +24,8 @@ pub const DEV_TOKEN: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa
 /// The development token's supply (10^12 whole tokens of 6 decimals), all held by the deployer.
 const DEV_SUPPLY: u128 = 1_000_000_000_000 * 1_000_000;
 
-const DEPLOYMENT: &str = "deployment.json";
+/// The file in a chain's directory that records its contracts' addresses once deployed.
+pub const DEPLOYMENT: &str = "deployment.json";
 
 /// The contracts of one chain, recorded in the chain's directory after the first deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -83,6 +83,8 @@ enum Command {
     /// Configure the chains to settle on (the embedded one always exists).
     #[command(subcommand)]
     Chain(commands::ChainCommand),
+    /// Show or choose the chain an account's earnings are paid on.
+    PayoutChain(commands::PayoutChainArgs),
     /// Claim what an account is owed under the chain's active root (anyone may submit it).
     Claim(commands::ClaimArgs),
     /// Rebuild an epoch's root from its published bundle and compare it with the root on chain.
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),
         Command::Chain(command) => commands::chain(&cli.store, command),
+        Command::PayoutChain(args) => commands::payout_chain(&cli.store, args),
         Command::Claim(args) => commands::claim(&cli.store, args),
         Command::Verify(args) => commands::verify(&cli.store, args),
         Command::Balances(args) => commands::balances(&cli.store, args),

@@ -21,7 +21,12 @@ pub struct ServeArgs {
 pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
-    let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
+    let chains = crate::commands::directory(store)?;
+    let desk = Arc::new(
+        Desk::open(journal)
+            .map_err(|e| e.to_string())?
+            .with_chains(chains),
+    );
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {

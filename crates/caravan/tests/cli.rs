@@ -14,6 +14,22 @@ fn caravan(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run caravan")
 }
 
+/// Runs caravan with anvil's development key in `CARAVAN_TEST_CHAIN_KEY`, the variable the
+/// tests' JSON-RPC chain is added with.
+fn caravan_with_chain_key(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env(
+            "CARAVAN_TEST_CHAIN_KEY",
+            caravan_chain::anvil::ANVIL_DEV_KEY,
+        )
+        .env_remove("CARAVAN_DATABASE_URL")
+        .output()
+        .expect("run caravan")
+}
+
 fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -562,6 +578,33 @@ fn serve_answers_over_http() {
 /// A store whose first epoch pays the example dataset's contributors in the development token;
 /// returns one contributor's address.
 fn store_with_a_closed_epoch(dir: &Path) -> &'static str {
+    let labeler = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
+    let asset = store_with_paid_asset(dir);
+    pay_and_close(dir, &asset, labeler);
+    labeler
+}
+
+/// Ten more paid calls to `asset` (served by `node`), then an epoch close.
+fn pay_and_close(dir: &Path, asset: &str, node: &str) {
+    let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    ok(&caravan(
+        dir,
+        &[
+            "deposit", "--payer", payer, "--token", token, "--amount", "100",
+        ],
+    ));
+    ok(&caravan(
+        dir,
+        &[
+            "usage", "record", "--asset", asset, "--payer", payer, "--node", node, "--calls", "10",
+        ],
+    ));
+    ok(&caravan(dir, &["epoch", "close"]));
+}
+
+/// A store with the example dataset registered, priced in the development token; returns its id.
+fn store_with_paid_asset(dir: &Path) -> String {
     let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let manifest = std::fs::read_to_string(examples.join("dataset.json"))
@@ -569,8 +612,6 @@ fn store_with_a_closed_epoch(dir: &Path) -> &'static str {
         .replace("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359", token);
     let manifest_path = dir.join("dataset.json");
     std::fs::write(&manifest_path, manifest).unwrap();
-    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
-    let labeler = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
     ok(&caravan(
         dir,
         &[
@@ -593,26 +634,11 @@ fn store_with_a_closed_epoch(dir: &Path) -> &'static str {
             manifest_path.to_str().unwrap(),
         ],
     ));
-    let asset = registered
+    registered
         .split_whitespace()
         .find(|w| w.starts_with("0x") && w.len() == 66)
         .unwrap()
-        .to_owned();
-    ok(&caravan(
-        dir,
-        &[
-            "deposit", "--payer", payer, "--token", token, "--amount", "100",
-        ],
-    ));
-    ok(&caravan(
-        dir,
-        &[
-            "usage", "record", "--asset", &asset, "--payer", payer, "--node", labeler, "--calls",
-            "10",
-        ],
-    ));
-    ok(&caravan(dir, &["epoch", "close"]));
-    labeler
+        .to_owned()
 }
 
 /// Close → post on the embedded chain → claim (twice: the second pays nothing) → verify.
@@ -667,13 +693,14 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
         "{refused}"
     );
     assert!(
-        failure(&caravan(dir, &["epoch", "post", "--chain", "mainnet"])).contains("unknown chain")
+        failure(&caravan(dir, &["epoch", "post", "--chain", "mainnet"]))
+            .contains("no chain is called \"mainnet\"; it pays on embedded (chain id 6513010, home); add one with `caravan chain add mainnet")
     );
 }
 
-/// The same flow on a JSON-RPC chain: anvil from npm, started here on a free port.
-#[test]
-fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
+/// anvil from npm started on a free port, or `None` (and a note) when it is not installed and
+/// the run does not require it.
+fn local_anvil() -> Option<caravan_chain::anvil::LocalAnvil> {
     let anvil = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     if !anvil.exists() {
@@ -682,24 +709,21 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
             "anvil is not installed; run scripts/anvil/install.sh"
         );
         eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
-        return;
+        return None;
     }
-    let node = caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap();
+    Some(caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap())
+}
+
+/// The same flow on a JSON-RPC chain: anvil from npm, started here on a free port.
+#[test]
+fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
+    let Some(node) = local_anvil() else { return };
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let labeler = store_with_a_closed_epoch(dir);
     let url = node.url().to_owned();
     let key = caravan_chain::anvil::ANVIL_DEV_KEY;
-    let with_key = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_caravan"))
-            .arg("--data-dir")
-            .arg(dir)
-            .args(args)
-            .env("CARAVAN_TEST_CHAIN_KEY", key)
-            .env_remove("CARAVAN_DATABASE_URL")
-            .output()
-            .unwrap()
-    };
+    let with_key = |args: &[&str]| caravan_with_chain_key(dir, args);
     let add = [
         "chain",
         "add",
@@ -720,6 +744,16 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         "the key is never stored"
     );
     assert!(ok(&with_key(&["chain", "list"])).contains(&url));
+    let idle = ok(&with_key(&["epoch", "post", "--chain", "local"]));
+    assert!(
+        idle.contains("nobody is paid on local in epoch 1"),
+        "{idle}"
+    );
+    let home = ok(&with_key(&["chain", "home", "local"]));
+    assert!(
+        home.contains("local (chain id 31337) is now the home chain"),
+        "{home}"
+    );
 
     let posted = ok(&with_key(&["epoch", "post", "--chain", "local"]));
     assert!(
@@ -744,6 +778,149 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         &["claim", "--account", labeler, "--chain", "local"],
     ));
     assert!(no_key.contains("set CARAVAN_TEST_CHAIN_KEY"), "{no_key}");
+}
+
+/// The cells of the USDC row of a claim's table.
+fn claim_row(output: &str) -> Vec<String> {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with("│ USDC"))
+        .unwrap_or_else(|| panic!("no USDC row in:\n{output}"));
+    line.trim_matches('│')
+        .split('┆')
+        .map(|cell| cell.trim().to_string())
+        .collect()
+}
+
+/// A contributor paid on the embedded home chain moves to a JSON-RPC chain: what they earned
+/// before stays claimable at home, what they earn after is posted and claimed on the new chain.
+#[test]
+fn a_contributor_is_paid_on_the_chain_they_choose() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let asset = store_with_paid_asset(dir);
+    let labeler = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
+    pay_and_close(dir, &asset, labeler);
+    let shown = ok(&caravan(dir, &["payout-chain", "--account", labeler]));
+    assert!(
+        shown.contains("is paid on embedded (chain id 6513010, home)"),
+        "{shown}"
+    );
+    let unknown = failure(&caravan(
+        dir,
+        &["payout-chain", "--account", labeler, "--chain", "base"],
+    ));
+    assert!(
+        unknown.contains("no chain is called \"base\"; it pays on embedded"),
+        "{unknown}"
+    );
+    ok(&caravan(dir, &["epoch", "post"]));
+    ok(&caravan(dir, &["claim", "--account", labeler]));
+
+    let Some(node) = local_anvil() else { return };
+    let with_key = |args: &[&str]| caravan_with_chain_key(dir, args);
+    let url = node.url().to_owned();
+    let add = [
+        "chain",
+        "add",
+        "local",
+        "--url",
+        &url,
+        "--chain-id",
+        "31337",
+        "--key-env",
+        "CARAVAN_TEST_CHAIN_KEY",
+    ];
+    ok(&with_key(&add));
+    let listed = ok(&with_key(&["chain", "list"]));
+    assert!(
+        listed.contains("31337") && listed.contains("home"),
+        "{listed}"
+    );
+    let twin = failure(&with_key(&[
+        "chain",
+        "add",
+        "twin",
+        "--url",
+        &url,
+        "--chain-id",
+        "31337",
+        "--key-env",
+        "CARAVAN_TEST_CHAIN_KEY",
+    ]));
+    assert!(twin.contains("already configured as local"), "{twin}");
+    let rehome = failure(&with_key(&["chain", "home", "local"]));
+    assert!(
+        rehome.contains("roots are already posted on embedded"),
+        "{rehome}"
+    );
+
+    let chosen = ok(&with_key(&[
+        "payout-chain",
+        "--account",
+        labeler,
+        "--chain",
+        "local",
+    ]));
+    assert!(
+        chosen.contains("is paid on local (chain id 31337) from now on")
+            && chosen.contains("stays claimable on embedded"),
+        "{chosen}"
+    );
+    pay_and_close(dir, &asset, labeler);
+    let shown = ok(&caravan(dir, &["epoch", "show", "2", "--account", labeler]));
+    assert!(
+        shown.contains("on the home chain") && shown.contains("on chain id 31337"),
+        "{shown}"
+    );
+
+    // Home still pays the first epoch's earnings; the new chain pays the second's.
+    ok(&with_key(&["epoch", "post"]));
+    let home = ok(&with_key(&["claim", "--account", labeler]));
+    assert_eq!(
+        claim_row(&home),
+        [
+            "USDC",
+            "0.016875 USDC",
+            "0.016875 USDC",
+            "0 USDC",
+            "0.016875 USDC"
+        ],
+        "entitled, claimed before, paid now, balance:\n{home}"
+    );
+    let posted = ok(&with_key(&["epoch", "post", "--chain", "local"]));
+    assert!(posted.contains("chain id 31337; 1 leaves"), "{posted}");
+    let moved = ok(&with_key(&[
+        "claim",
+        "--account",
+        labeler,
+        "--chain",
+        "local",
+    ]));
+    assert_eq!(
+        claim_row(&moved),
+        [
+            "USDC",
+            "0.016875 USDC",
+            "0 USDC",
+            "0.016875 USDC",
+            "0.016875 USDC"
+        ],
+        "entitled, claimed before, paid now, balance:\n{moved}"
+    );
+    for chain in ["embedded", "local"] {
+        let verified = ok(&with_key(&["verify", "--epoch", "2", "--chain", chain]));
+        assert!(verified.starts_with("match:"), "{chain}: {verified}");
+    }
+    let stranger = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let none = failure(&with_key(&[
+        "claim",
+        "--account",
+        stranger,
+        "--chain",
+        "local",
+    ]));
+    assert!(none.contains("`caravan payout-chain --account"), "{none}");
 }
 
 /// With a delay, a posted root is not claimable until it is activated after the delay.

@@ -90,6 +90,22 @@ pub fn epoch(store: &StoreArgs, command: EpochCommand) -> Result<(), String> {
                 bundle.payouts.len()
             );
             print_close_summary(journal.economy(), &bundle);
+            if !bundle.chains.is_empty() {
+                let mut t = table(&["paid on", "root", "leaves"], &[2]);
+                t.add_row(vec![
+                    "home".to_string(),
+                    bundle.chain_root(HOME_CHAIN).to_string(),
+                    bundle.chain_leaves(HOME_CHAIN).len().to_string(),
+                ]);
+                for chain in &bundle.chains {
+                    t.add_row(vec![
+                        format!("chain id {}", chain.chain_id),
+                        chain.root.to_string(),
+                        chain.leaves.len().to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
             if let Some(account) = account {
                 print_proofs(journal.economy(), &bundle, &account)?;
             }
@@ -166,26 +182,39 @@ pub fn print_close_summary(economy: &Economy, bundle: &EpochBundle) {
     println!("{t}");
 }
 
+/// The account's leaves and proofs in each chain's tree (home first, then the chains accounts
+/// chose), each against that chain's root.
 fn print_proofs(economy: &Economy, bundle: &EpochBundle, account: &Address) -> Result<(), String> {
-    let tree = MerkleTree::build(&bundle.leaves);
     let mut found = false;
-    for (index, leaf) in bundle
-        .leaves
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.account == *account)
-    {
-        found = true;
-        let proof = tree.proof(index);
-        let verified = verify_proof(&bundle.root, leaf, &proof);
-        println!(
-            "\n{} may claim up to {} in total (cumulative through epoch {})",
-            account,
-            amount(economy, &leaf.token, leaf.cumulative),
-            bundle.epoch
-        );
-        println!("{}", proof_json(leaf, &bundle.root, &proof));
-        println!("proof verifies against the root: {verified}");
+    let partitions = std::iter::once(HOME_CHAIN).chain(bundle.chains.iter().map(|c| c.chain_id));
+    for partition in partitions {
+        let leaves = bundle.chain_leaves(partition);
+        if !leaves.iter().any(|l| l.account == *account) {
+            continue;
+        }
+        let root = bundle.chain_root(partition);
+        let tree = MerkleTree::build(&leaves);
+        let on = match partition {
+            HOME_CHAIN => "on the home chain".to_string(),
+            chain_id => format!("on chain id {chain_id}"),
+        };
+        for (index, leaf) in leaves
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.account == *account)
+        {
+            found = true;
+            let proof = tree.proof(index);
+            let verified = verify_proof(&root, leaf, &proof);
+            println!(
+                "\n{} may claim up to {} {on} in total (cumulative through epoch {})",
+                account,
+                amount(economy, &leaf.token, leaf.cumulative),
+                bundle.epoch
+            );
+            println!("{}", proof_json(leaf, &root, &proof));
+            println!("proof verifies against the root: {verified}");
+        }
     }
     if !found {
         return Err(format!(

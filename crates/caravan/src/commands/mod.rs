@@ -9,7 +9,7 @@ mod setup;
 mod tasks;
 
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
-pub use chains::{ChainCommand, chain};
+pub use chains::{ChainCommand, PayoutChainArgs, chain, directory, payout_chain};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
 pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use caravan_chain::settlement::Settlement;
+use caravan_chain::settlement::{EpochRoot, Settlement};
 use caravan_core::epoch::{EpochBundle, verify_bundle};
-use caravan_core::{Address, MerkleTree};
+use caravan_core::{Address, Leaf, MerkleTree};
+use caravan_server::chains::PayoutChain;
 use caravan_store::{Journal, now_ms};
 use clap::Args;
 
@@ -61,6 +62,32 @@ fn open_chain(store: &StoreArgs, chain: &ChainArg) -> Result<Settlement, String>
     super::chains::open_settlement(store, &chain.chain, chain.delay)
 }
 
+/// What one chain pays in an epoch: its leaves and their root.
+struct ChainShare {
+    chain: PayoutChain,
+    root: caravan_core::Hash32,
+    leaves: Vec<Leaf>,
+}
+
+impl ChainShare {
+    fn of(bundle: &EpochBundle, store: &StoreArgs, name: &str) -> Result<ChainShare, String> {
+        let (chain, partition) = super::chains::payout_chain_named(store, name)?;
+        Ok(ChainShare {
+            chain,
+            root: bundle.chain_root(partition),
+            leaves: bundle.chain_leaves(partition),
+        })
+    }
+
+    fn epoch_root(&self, epoch: u64) -> EpochRoot<'_> {
+        EpochRoot {
+            epoch,
+            root: self.root,
+            leaves: &self.leaves,
+        }
+    }
+}
+
 fn bundle(journal: &Journal, epoch: u64) -> Result<EpochBundle, String> {
     journal
         .bundle(epoch)
@@ -77,11 +104,22 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
     if epoch == 0 {
         return Err("no epoch is closed yet; close one with `caravan epoch close`".into());
     }
-    let current = bundle(&journal, epoch)?;
+    let current = ChainShare::of(&bundle(&journal, epoch)?, store, &args.chain.chain)?;
     let previous = match epoch {
         1 => None,
-        n => Some(bundle(&journal, n - 1)?),
+        n => Some(ChainShare::of(
+            &bundle(&journal, n - 1)?,
+            store,
+            &args.chain.chain,
+        )?),
     };
+    if current.leaves.is_empty() {
+        println!(
+            "nobody is paid on {} in epoch {epoch}; nothing to post",
+            args.chain.chain
+        );
+        return Ok(());
+    }
     let mut chain = open_chain(store, &args.chain)?;
     let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
     if epoch <= active.max(pending) {
@@ -100,6 +138,9 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
             .filter(|l| l.token == *token)
             .map(|l| l.cumulative)
             .sum();
+        if promised == 0 {
+            continue;
+        }
         let funded = chain.funded(*token).map_err(|e| e.to_string())?;
         if promised > funded && Address(chain.deployment().token.into_array()) == *token {
             chain
@@ -109,11 +150,20 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
         rows.push((*token, promised));
     }
     let receipt = chain
-        .post((&current).into(), previous.as_ref().map(Into::into), now)
+        .post(
+            current.epoch_root(epoch),
+            previous.as_ref().map(|p| p.epoch_root(epoch - 1)),
+            now,
+        )
         .map_err(|e| e.to_string())?;
     println!(
-        "posted epoch {epoch}'s root {} on {} ({} gas)",
-        current.root, args.chain.chain, receipt.gas_used
+        "posted epoch {epoch}'s root {} on {} (chain id {}{}; {} leaves, {} gas)",
+        current.root,
+        args.chain.chain,
+        current.chain.chain_id,
+        if current.chain.home { ", home" } else { "" },
+        current.leaves.len(),
+        receipt.gas_used
     );
     for (token, promised) in rows {
         println!(
@@ -160,12 +210,12 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
             "no root is active on this chain yet; post an epoch with `caravan epoch post`".into(),
         );
     }
-    let current = bundle(&journal, active)?;
+    let current = ChainShare::of(&bundle(&journal, active)?, store, &args.chain.chain)?;
     let root = chain.active_root().map_err(|e| e.to_string())?;
     if root != current.root {
         return Err(format!(
-            "the chain's active root {root} is not epoch {active}'s root {} in this store; run `caravan verify --epoch {active}`",
-            current.root
+            "the chain's active root {root} is not epoch {active}'s root {} for {} in this store; run `caravan verify --epoch {active} --chain {}`",
+            current.root, args.chain.chain, args.chain.chain
         ));
     }
     let tree = MerkleTree::build(&current.leaves);
@@ -217,8 +267,8 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
     }
     if !found {
         return Err(format!(
-            "{} has no entitlement in epoch {active}",
-            args.account
+            "{} has no entitlement on {} in epoch {active}; `caravan payout-chain --account {}` shows the chain it is paid on",
+            args.account, args.chain.chain, args.account
         ));
     }
     println!(
@@ -246,7 +296,8 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
         ));
     }
     verify_bundle(&published, None).map_err(|e| format!("the bundle does not check out: {e}"))?;
-    let rebuilt = MerkleTree::build(&published.leaves).root();
+    let share = ChainShare::of(&published, store, &args.chain.chain)?;
+    let rebuilt = MerkleTree::build(&share.leaves).root();
     let mut chain = open_chain(store, &args.chain)?;
     let (active, pending, pending_root) = chain.epochs().map_err(|e| e.to_string())?;
     let on_chain = if args.epoch == active {
@@ -263,19 +314,22 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
         println!(
             "match: epoch {}'s root {rebuilt}, rebuilt from {} leaves, is the root on {}",
             args.epoch,
-            published.leaves.len(),
+            share.leaves.len(),
             args.chain.chain
         );
         return Ok(());
     }
-    let ours = bundle(&open_journal(store)?, args.epoch).ok();
+    let ours = bundle(&open_journal(store)?, args.epoch)
+        .ok()
+        .map(|ours| ChainShare::of(&ours, store, &args.chain.chain))
+        .transpose()?;
     let differing = ours.as_ref().and_then(|ours| {
-        published
+        share
             .leaves
             .iter()
             .zip(&ours.leaves)
             .position(|(a, b)| a != b)
-            .map(|i| (i, published.leaves[i], ours.leaves[i]))
+            .map(|i| (i, share.leaves[i], ours.leaves[i]))
     });
     match differing {
         Some((i, theirs, ours)) => Err(format!(
