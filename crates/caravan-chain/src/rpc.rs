@@ -1,5 +1,7 @@
 //! Any EVM chain behind a JSON-RPC endpoint, with the node's key signing its transactions.
-//! Every call blocks until the node answers; a transaction returns only once its receipt is in.
+//! Every call blocks until the node answers; a transaction returns only once it has the chain's
+//! configured number of confirmations and is still in the chain after them: a transaction a
+//! reorganisation removed is an error, so nothing is ever taken as done that the chain dropped.
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -16,7 +18,14 @@ pub struct RpcChain {
     provider: DynProvider,
     sender: Address,
     url: String,
+    confirmations: u64,
 }
+
+/// How long a transaction may take to reach its confirmations before the command gives up
+/// (the transaction may still land; the chain, not this process, says whether it did).
+const CONFIRMATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often the chain's head is read while a transaction waits for its confirmations.
+const CONFIRMATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl RpcChain {
     /// Connects to `url`, checks that it serves `chain_id`, and signs with `key` (hex private
@@ -33,7 +42,14 @@ impl RpcChain {
             .enable_all()
             .build()
             .map_err(|e| ChainFault::Rpc(format!("cannot start the RPC runtime: {e}")))?;
+        // Nonces come from the node for every transaction rather than a local counter: after a
+        // reorganisation drops a transaction, a counter would run ahead and the next
+        // transaction would wait forever behind the gap.
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
             .connect_http(endpoint)
             .erased();
@@ -50,7 +66,15 @@ impl RpcChain {
             provider,
             sender,
             url: url.to_owned(),
+            confirmations: 1,
         })
+    }
+
+    /// Waits for `confirmations` blocks (the one holding a transaction counts as the first)
+    /// before taking a transaction as done. At least 1.
+    pub fn with_confirmations(mut self, confirmations: u64) -> RpcChain {
+        self.confirmations = confirmations.max(1);
+        self
     }
 
     fn fault(&self, what: &str, error: impl std::fmt::Display) -> ChainFault {
@@ -75,13 +99,48 @@ impl Chain for RpcChain {
         }
         .with_from(self.sender);
         let provider = self.provider.clone();
+        let confirmations = self.confirmations;
         let outcome = self.runtime.block_on(async move {
             match provider.send_transaction(request).await {
-                Ok(pending) => pending
-                    .get_receipt()
-                    .await
-                    .map(Ok)
-                    .map_err(|e| e.to_string()),
+                Ok(pending) => {
+                    let seen = pending
+                        .with_timeout(Some(CONFIRMATION_TIMEOUT))
+                        .get_receipt()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let included = seen.block_number.unwrap_or_default();
+                    let deadline = tokio::time::Instant::now() + CONFIRMATION_TIMEOUT;
+                    loop {
+                        let head = provider
+                            .get_block_number()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if head + 1 >= included + confirmations {
+                            break;
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(format!(
+                                "transaction {} is in block {included} but the chain has not reached {confirmations} confirmations in {} s; the chain will say later whether it stays",
+                                seen.transaction_hash,
+                                CONFIRMATION_TIMEOUT.as_secs()
+                            ));
+                        }
+                        tokio::time::sleep(CONFIRMATION_POLL).await;
+                    }
+                    // The block that held it may have been replaced while we waited: ask
+                    // again, and take the receipt the chain holds now.
+                    match provider
+                        .get_transaction_receipt(seen.transaction_hash)
+                        .await
+                    {
+                        Ok(Some(now)) => Ok(Ok(now)),
+                        Ok(None) => Err(format!(
+                            "transaction {} was in block {included} but a reorganisation removed it; nothing was done, run the command again",
+                            seen.transaction_hash
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
                 // A revert shows up when the node estimates gas: keep its data to decode.
                 Err(e) => match e.as_error_resp().and_then(|r| r.as_revert_data()) {
                     Some(data) => Ok(Err(data)),

@@ -95,3 +95,86 @@ fn an_epoch_settles_over_json_rpc_on_anvil() {
         other => panic!("expected an unreachable node, got {:?}", other.err()),
     }
 }
+
+/// Calls an anvil-specific JSON-RPC method (reorganise, mine) the way a test drives the node.
+fn anvil_rpc(url: &str, method: &'static str, params: serde_json::Value) -> serde_json::Value {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+    runtime
+        .block_on(provider.raw_request::<_, serde_json::Value>(method.into(), params))
+        .unwrap()
+}
+
+fn block_number(url: &str) -> u64 {
+    let hex = anvil_rpc(url, "eth_blockNumber", serde_json::json!([]));
+    u64::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[test]
+fn a_post_a_reorganisation_removed_is_not_taken_as_done_and_posts_again() {
+    let Some(binary) = anvil_binary() else { return };
+    let anvil = LocalAnvil::start(&binary).unwrap();
+    let url = anvil.url().to_owned();
+    let records = tempfile::tempdir().unwrap();
+    let mut chain =
+        Settlement::open(records.path(), Box::new(anvil.connect().unwrap()), 0, 0).unwrap();
+    let leaves = vec![leaf("ana", 700)];
+    let tree = MerkleTree::build(&leaves);
+    let first = EpochRoot {
+        epoch: 1,
+        root: tree.root(),
+        leaves: &leaves,
+    };
+    chain.fund(700, 0).unwrap();
+    chain.post(first, None, 0).unwrap();
+    assert_eq!(chain.epochs().unwrap().1, 1, "posted and pending");
+
+    // The block holding the post is replaced by an empty one: the chain no longer has it, and
+    // nothing local says otherwise, so posting again simply works.
+    anvil_rpc(&url, "anvil_reorg", serde_json::json!([1, []]));
+    assert_eq!(
+        chain.epochs().unwrap().1,
+        0,
+        "the reorganisation removed the post"
+    );
+    chain.post(first, None, 0).unwrap();
+    chain.activate(0).unwrap();
+    chain
+        .claim(&leaves[0], &tree.proof(0), first.root, 0)
+        .unwrap();
+    assert_eq!(chain.balance(leaves[0].account).unwrap(), 700);
+
+    // With three confirmations a transaction is done only under two more blocks: funding (an
+    // approval, then the transfer in) spans at least six blocks while a miner adds blocks.
+    let mut careful = Settlement::open(
+        records.path(),
+        Box::new(anvil.connect().unwrap().with_confirmations(3)),
+        0,
+        0,
+    )
+    .unwrap();
+    let mining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let miner = {
+        let (url, mining) = (url.clone(), mining.clone());
+        std::thread::spawn(move || {
+            while mining.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                anvil_rpc(&url, "evm_mine", serde_json::json!([]));
+            }
+        })
+    };
+    let before = block_number(&url);
+    careful.fund(1, 0).unwrap();
+    let after = block_number(&url);
+    mining.store(false, std::sync::atomic::Ordering::Relaxed);
+    miner.join().unwrap();
+    assert!(
+        after >= before + 6,
+        "two transactions, each under two more blocks: {before} → {after}"
+    );
+    assert_eq!(careful.funded(leaves[0].token).unwrap(), 701);
+}

@@ -41,6 +41,10 @@ pub enum ChainCommand {
         /// chain is used, never stored.
         #[arg(long)]
         key_env: String,
+        /// Blocks a transaction must be buried under before it counts as done (the block
+        /// holding it is the first). Raise it on chains that reorganise.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        confirmations: u64,
     },
     /// List the configured chains, with the home chain marked.
     List,
@@ -71,6 +75,12 @@ struct RpcConfig {
     url: String,
     chain_id: u64,
     key_env: String,
+    #[serde(default = "one")]
+    confirmations: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 fn chains_dir(store: &StoreArgs) -> Result<PathBuf, String> {
@@ -88,6 +98,7 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
             url,
             chain_id,
             key_env,
+            confirmations,
         } => {
             if name == EMBEDDED
                 || name == HOME
@@ -117,6 +128,7 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
                 url,
                 chain_id,
                 key_env,
+                confirmations,
             };
             let text = serde_json::to_string_pretty(&config).expect("serialises");
             std::fs::write(chain_dir.join(CONFIG), text)
@@ -127,18 +139,30 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
             );
         }
         ChainCommand::List => {
-            let mut t = table(&["chain", "kind", "endpoint", "chain id", "home"], &[3]);
+            let mut t = table(
+                &[
+                    "chain",
+                    "kind",
+                    "endpoint",
+                    "chain id",
+                    "confirmations",
+                    "home",
+                ],
+                &[3, 4],
+            );
             for chain in directory(store)?.chains() {
-                let (kind, endpoint) = if chain.name == EMBEDDED {
-                    ("in-process EVM".to_string(), "—".to_string())
+                let (kind, endpoint, confirmations) = if chain.name == EMBEDDED {
+                    ("in-process EVM".to_string(), "—".to_string(), 1)
                 } else {
-                    ("JSON-RPC".into(), read_config(&dir.join(&chain.name))?.url)
+                    let config = read_config(&dir.join(&chain.name))?;
+                    ("JSON-RPC".into(), config.url, config.confirmations)
                 };
                 t.add_row(vec![
                     chain.name.clone(),
                     kind,
                     endpoint,
                     chain.chain_id.to_string(),
+                    confirmations.to_string(),
                     if chain.home { "home" } else { "" }.into(),
                 ]);
             }
@@ -344,6 +368,8 @@ fn open_deployed(store: &StoreArgs, name: &str, delay: u64) -> Result<Settlement
     let config = read_config(&dir)?;
     let key = std::env::var(&config.key_env)
         .map_err(|_| format!("set {} to the signer key of chain {name}", config.key_env))?;
-    let rpc = RpcChain::connect(&config.url, config.chain_id, &key).map_err(|e| e.to_string())?;
+    let rpc = RpcChain::connect(&config.url, config.chain_id, &key)
+        .map_err(|e| e.to_string())?
+        .with_confirmations(config.confirmations);
     Settlement::open(&dir, Box::new(rpc), delay, now_ms() / 1000).map_err(|e| e.to_string())
 }
