@@ -431,13 +431,20 @@ impl Economy {
         self.ledger
             .transfer(transfer)
             .expect("checked before applying");
-        if let AccountRef::Beneficiary(account) = transfer.to
-            && let Some(chain_id) = self.payout_chains.get(&account)
-        {
-            *self
-                .chain_credits
-                .entry((*chain_id, account, transfer.token))
-                .or_default() += transfer.amount;
+        if let Some(key) = self.chain_credit_key(&transfer) {
+            *self.chain_credits.entry(key).or_default() += transfer.amount;
+        }
+    }
+
+    /// The (chain, account, token) a transfer counts towards when it pays an account that chose
+    /// a chain other than home.
+    fn chain_credit_key(&self, transfer: &Transfer) -> Option<(u64, Address, Address)> {
+        match transfer.to {
+            AccountRef::Beneficiary(account) => self
+                .payout_chains
+                .get(&account)
+                .map(|chain_id| (*chain_id, account, transfer.token)),
+            _ => None,
         }
     }
 
@@ -466,12 +473,8 @@ impl Economy {
         }
         let mut credits = self.chain_credits.clone();
         for transfer in transfers {
-            if let AccountRef::Beneficiary(account) = transfer.to
-                && let Some(chain_id) = self.payout_chains.get(&account)
-            {
-                *credits
-                    .entry((*chain_id, account, transfer.token))
-                    .or_default() += transfer.amount;
+            if let Some(key) = self.chain_credit_key(transfer) {
+                *credits.entry(key).or_default() += transfer.amount;
             }
         }
         let mut chains: Vec<ChainLeaves> = Vec::new();

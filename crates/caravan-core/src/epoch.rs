@@ -275,6 +275,11 @@ impl EpochBundle {
             .collect()
     }
 
+    /// Every chain that pays in this epoch: home first, then the chosen chains by ascending id.
+    pub fn paying_chains(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(HOME_CHAIN).chain(self.chains.iter().map(|c| c.chain_id))
+    }
+
     /// The root of [`EpochBundle::chain_leaves`]; for home while nobody chose another chain,
     /// the bundle's own root.
     pub fn chain_root(&self, chain_id: u64) -> Hash32 {
@@ -460,7 +465,7 @@ pub fn verify_bundle(
             });
         }
     }
-    for chain_id in std::iter::once(HOME_CHAIN).chain(previous.chains.iter().map(|c| c.chain_id)) {
+    for chain_id in previous.paying_chains() {
         let now: BTreeMap<_, _> = bundle
             .chain_leaves(chain_id)
             .into_iter()

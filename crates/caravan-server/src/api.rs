@@ -21,7 +21,7 @@ use caravan_tasks::schema::Answer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chains::{ChainDirectory, PayoutChain};
+use crate::chains::PayoutChain;
 use crate::desk::{Desk, DeskError};
 
 /// The largest request body accepted (an item import), in bytes.
@@ -505,10 +505,8 @@ async fn epoch_proofs(
             .ok_or(DeskError::Refused(format!(
                 "the bundle of epoch {epoch} is missing"
             )))?;
-        let partitions = std::iter::once(caravan_core::HOME_CHAIN)
-            .chain(bundle.chains.iter().map(|c| c.chain_id));
         let mut chains = Vec::new();
-        for partition in partitions {
+        for partition in bundle.paying_chains() {
             let leaves = bundle.chain_leaves(partition);
             if !leaves.iter().any(|l| l.account == account) {
                 continue;
@@ -567,10 +565,10 @@ async fn payout_chain(
     Path(account): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let account = address(&account, "account")?;
-    let partition = desk.journal().read(|j| j.economy().payout_chain(&account));
+    let (partition, chain) = desk.payout_chain(&account);
     Ok(axum::Json(json!({
         "account": account,
-        "chain": chain_json(desk.payout_chain(&account).as_ref(), partition),
+        "chain": chain_json(chain.as_ref(), partition),
     })))
 }
 
@@ -587,14 +585,8 @@ async fn choose_payout_chain(
     JsonBody(body): JsonBody<ChoosePayoutChain>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let account = address(&account, "account")?;
-    let chain = blocking({
-        let desk = desk.clone();
-        move || desk.choose_payout_chain(account, body.chain_id)
-    })
-    .await?;
-    let partition = chain
-        .as_ref()
-        .map_or(caravan_core::HOME_CHAIN, ChainDirectory::partition);
+    let (partition, chain) =
+        blocking(move || desk.choose_payout_chain(account, body.chain_id)).await?;
     Ok(axum::Json(json!({
         "account": account,
         "chain": chain_json(chain.as_ref(), partition),

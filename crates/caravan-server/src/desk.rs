@@ -111,11 +111,11 @@ impl Desk {
         &self.chains
     }
 
-    /// The chain `account` is paid on from now on: `None` for home on a node that was given no
-    /// chain directory.
-    pub fn payout_chain(&self, account: &Address) -> Option<PayoutChain> {
+    /// The share of the log `account` is paid from now on (see [`caravan_core::HOME_CHAIN`]) and
+    /// the chain that pays it; no chain for home on a node that was given no chain directory.
+    pub fn payout_chain(&self, account: &Address) -> (u64, Option<PayoutChain>) {
         let partition = self.journal.read(|j| j.economy().payout_chain(account));
-        self.chains.of_partition(partition).cloned()
+        (partition, self.chains.of_partition(partition).cloned())
     }
 
     /// Records that `account`'s earnings from now on are paid on chain `chain_id` (0 or the
@@ -125,7 +125,7 @@ impl Desk {
         &self,
         account: Address,
         chain_id: u64,
-    ) -> Result<Option<PayoutChain>, DeskError> {
+    ) -> Result<(u64, Option<PayoutChain>), DeskError> {
         let partition = if chain_id == caravan_core::HOME_CHAIN {
             caravan_core::HOME_CHAIN
         } else {
@@ -145,7 +145,7 @@ impl Desk {
                 }],
             )?;
         }
-        Ok(self.chains.of_partition(partition).cloned())
+        Ok((partition, self.chains.of_partition(partition).cloned()))
     }
 
     /// Hands the journal back (for commands that go on with the economy after the desk).

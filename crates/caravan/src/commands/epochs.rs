@@ -186,8 +186,7 @@ pub fn print_close_summary(economy: &Economy, bundle: &EpochBundle) {
 /// chose), each against that chain's root.
 fn print_proofs(economy: &Economy, bundle: &EpochBundle, account: &Address) -> Result<(), String> {
     let mut found = false;
-    let partitions = std::iter::once(HOME_CHAIN).chain(bundle.chains.iter().map(|c| c.chain_id));
-    for partition in partitions {
+    for partition in bundle.paying_chains() {
         let leaves = bundle.chain_leaves(partition);
         if !leaves.iter().any(|l| l.account == *account) {
             continue;
