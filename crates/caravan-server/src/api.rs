@@ -113,6 +113,7 @@ impl From<DeskError> for ApiError {
             DeskError::Review(_) => (S::UNPROCESSABLE_ENTITY, "review_refused"),
             DeskError::Dataset(_) => (S::CONFLICT, "nothing_to_publish"),
             DeskError::NotPublished(_) => (S::CONFLICT, "not_published"),
+            DeskError::UnknownDataset(_) => (S::NOT_FOUND, "unknown_dataset"),
             DeskError::UnknownChain(_) => (S::UNPROCESSABLE_ENTITY, "unknown_chain"),
             DeskError::Refused(_) => (S::CONFLICT, "refused"),
             DeskError::Store(_) => (S::SERVICE_UNAVAILABLE, "storage"),

@@ -56,6 +56,10 @@ pub enum DeskError {
     Dataset(#[from] DatasetError),
     #[error("project {0} has not been published yet; publish it, then export")]
     NotPublished(ProjectId),
+    #[error(
+        "no data project published dataset {0}; `caravan asset list` shows the datasets, `caravan task publish` makes one"
+    )]
+    UnknownDataset(AssetId),
     #[error("{0}")]
     UnknownChain(String),
     #[error("the economy refused the record: {0}")]
@@ -389,12 +393,46 @@ impl Desk {
     /// The rows of the project's latest publication, rebuilt by replaying the project's records
     /// up to it, with the dataset asset's id; the rows' root is checked against the recorded one.
     pub fn published(&self, project: &ProjectId) -> Result<(AssetId, Dataset, Board), DeskError> {
-        let (asset, item_root) = self
+        let (asset, _) = self
             .with_board(project, |b| b.publications().last().copied())?
             .ok_or(DeskError::NotPublished(*project))?;
+        let (dataset, board) = self.publication(project, &AssetId(asset))?;
+        Ok((AssetId(asset), dataset, board))
+    }
+
+    /// Any published dataset by its asset id (a project may publish several): its rows and the
+    /// board as it was at publication, checked against the recorded item root.
+    pub fn dataset(&self, asset: &AssetId) -> Result<(ProjectId, Dataset, Board), DeskError> {
+        let project = self
+            .projects()
+            .into_iter()
+            .find(|project| {
+                self.with_board(project, |b| {
+                    b.publications().iter().any(|(a, _)| *a == asset.0)
+                })
+                .unwrap_or(false)
+            })
+            .ok_or(DeskError::UnknownDataset(*asset))?;
+        let (dataset, board) = self.publication(&project, asset)?;
+        Ok((project, dataset, board))
+    }
+
+    fn publication(
+        &self,
+        project: &ProjectId,
+        asset: &AssetId,
+    ) -> Result<(Dataset, Board), DeskError> {
+        let item_root = self
+            .with_board(project, |b| {
+                b.publications()
+                    .iter()
+                    .find(|(a, _)| *a == asset.0)
+                    .map(|(_, root)| *root)
+            })?
+            .ok_or(DeskError::UnknownDataset(*asset))?;
         let board = self
             .journal
-            .read(|j| board_at_publication(j, project, &asset))?;
+            .read(|j| board_at_publication(j, project, &asset.0))?;
         let dataset = Dataset::build(&board)?;
         if dataset.item_root != item_root {
             return Err(DeskError::CorruptRecord {
@@ -405,7 +443,7 @@ impl Desk {
                 ),
             });
         }
-        Ok((AssetId(asset), dataset, board))
+        Ok((dataset, board))
     }
 
     /// Applies a requester's record (no bounties) to the locked board and stores it.

@@ -72,6 +72,9 @@ enum Command {
     /// Register and inspect datasets, models and agents.
     #[command(subcommand)]
     Asset(commands::AssetCommand),
+    /// Train classifiers on published datasets, fine-tune them, and predict with them.
+    #[command(subcommand)]
+    Model(commands::ModelCommand),
     /// Put money into a payer's prepaid balance.
     Deposit(commands::DepositArgs),
     /// Record paid calls to assets.
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::Init(args) => commands::init(&cli.store, args),
         Command::Token(command) => commands::token(&cli.store, command),
         Command::Asset(command) => commands::asset(&cli.store, command),
+        Command::Model(command) => commands::model(&cli.store, command),
         Command::Deposit(args) => commands::deposit(&cli.store, args),
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),

@@ -392,19 +392,32 @@ fn digits_dir() -> Option<std::path::PathBuf> {
     None
 }
 
-#[test]
-fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
-    let Some(digits) = digits_dir() else { return };
-    let scratch = tempfile::tempdir().unwrap();
+/// Runs the demo with `calls` paid calls in `scratch`; returns its output and the directory of
+/// the store it left.
+fn run_demo(scratch: &Path, digits: &Path, calls: &str) -> (String, std::path::PathBuf) {
     let out = Command::new(env!("CARGO_BIN_EXE_caravan"))
         .arg("--data-dir")
-        .arg(scratch.path())
-        .args(["demo", "--calls", "500"])
-        .env("CARAVAN_DIGITS_DIR", &digits)
+        .arg(scratch)
+        .args(["demo", "--calls", calls])
+        .env("CARAVAN_DIGITS_DIR", digits)
         .env_remove("CARAVAN_DATABASE_URL")
         .output()
         .unwrap();
     let out = ok(&out);
+    let dir = std::fs::read_dir(scratch)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    (out, dir)
+}
+
+#[test]
+fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
+    let Some(digits) = digits_dir() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (out, demo_dir) = run_demo(scratch.path(), &digits, "500");
     assert!(out.contains("ring: 6 of 6 paused"), "{out}");
     assert!(out.contains("weight held by the ring: 0"), "{out}");
     let accuracy = |row: &str| -> f64 {
@@ -419,16 +432,178 @@ fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
         published > 95.0 && published > single + 5.0,
         "{single} -> {published}"
     );
-    let demo_dir = std::fs::read_dir(scratch.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
     let listed = ok(&caravan(&demo_dir, &["task", "list"]));
     assert!(listed.contains("Which digit is this?"), "{listed}");
     let verified = ok(&caravan(&demo_dir, &["log", "verify"]));
     assert!(verified.contains("log verified"), "{verified}");
+}
+
+/// The id in the `asset list` row of the asset named `name`.
+fn asset_id(dir: &Path, name: &str) -> String {
+    let listed = ok(&caravan(dir, &["asset", "list"]));
+    let row = listed
+        .lines()
+        .find(|l| l.contains(name))
+        .unwrap_or_else(|| panic!("no asset {name} in {listed}"));
+    row.split('┆').nth(1).unwrap().trim().to_owned()
+}
+
+/// The first line's `model asset ID`.
+fn model_id(output: &str) -> String {
+    output
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("model asset "))
+        .unwrap_or_else(|| panic!("no model id in {output}"))
+        .to_owned()
+}
+
+#[test]
+fn a_model_is_trained_on_the_crowd_labelled_digits_and_paid_through_its_lineage() {
+    let Some(digits) = digits_dir() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, dir) = run_demo(scratch.path(), &digits, "100");
+    let dataset = asset_id(&dir, "handwritten-digits-8x8");
+    let usdc = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    let developer = "0x1111111111111111111111111111111111111111";
+    let train = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "model",
+            "train",
+            "--dataset",
+            &dataset,
+            "--developer",
+            developer,
+            "--name",
+            name,
+            "--token",
+            usdc,
+            "--price",
+            "0.002",
+        ];
+        args.extend_from_slice(extra);
+        caravan(&dir, &args)
+    };
+    let trained = ok(&train("digits-logistic", &[]));
+    let accuracy: f64 = trained
+        .split("held-out accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accuracy > 90.0, "{trained}");
+    assert!(
+        trained.contains("64 numbers from pixels, 10 labels"),
+        "{trained}"
+    );
+    let model = model_id(&trained);
+
+    // The model's lineage names the dataset, so the labelers are paid from its calls.
+    let shown = ok(&caravan(&dir, &["asset", "show", &model]));
+    assert!(shown.contains("TRAINED_ON"), "{shown}");
+    assert!(shown.contains("handwritten-digits-8x8"), "{shown}");
+    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    ok(&caravan(
+        &dir,
+        &[
+            "deposit", "--payer", payer, "--token", usdc, "--amount", "100",
+        ],
+    ));
+    ok(&caravan(
+        &dir,
+        &[
+            "usage", "record", "--asset", &model, "--payer", payer, "--node", developer, "--calls",
+            "1000",
+        ],
+    ));
+    let closed = ok(&caravan(&dir, &["epoch", "close"]));
+    let labelers: u32 = closed
+        .lines()
+        .find(|l| l.contains("data contributor"))
+        .and_then(|l| l.split('┆').nth(1))
+        .map(|cell| cell.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no data contributor payouts in {closed}"));
+    assert!(labelers >= 20, "{closed}");
+
+    // Predictions for the first ten images, from the stored artifact, are mostly right.
+    let text = std::fs::read_to_string(digits.join("digits.csv")).unwrap();
+    let items = scratch.path().join("items.jsonl");
+    let mut lines = String::new();
+    let mut truths = Vec::new();
+    for line in text.lines().take(10) {
+        let mut values: Vec<u8> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        truths.push(values.pop().unwrap().to_string());
+        lines.push_str(&format!("{{\"pixels\": {values:?}}}\n"));
+    }
+    std::fs::write(&items, lines).unwrap();
+    let predict = [
+        "model",
+        "predict",
+        "--model",
+        &model,
+        items.to_str().unwrap(),
+    ];
+    let predicted = ok(&caravan(&dir, &predict));
+    let right = predicted
+        .lines()
+        .zip(&truths)
+        .filter(|(line, truth)| line.contains(&format!("\"label\":\"{truth}\"")))
+        .count();
+    assert!(right >= 8, "{predicted}");
+    std::fs::write(&items, "{\"pixels\": [1, 2]}\n").unwrap();
+    let err = failure(&caravan(&dir, &predict));
+    assert!(
+        err.contains("line 1: field \"pixels\" holds 2 numbers"),
+        "{err}"
+    );
+
+    // A fine-tune is a child with a FINETUNED_FROM edge to its base.
+    let tuned = ok(&caravan(
+        &dir,
+        &[
+            "model",
+            "finetune",
+            "--base",
+            &model,
+            "--fine-tuner",
+            developer,
+            "--dataset",
+            &dataset,
+            "--name",
+            "digits-tuned",
+            "--token",
+            usdc,
+            "--price",
+            "0.003",
+        ],
+    ));
+    let shown = ok(&caravan(&dir, &["asset", "show", &model_id(&tuned)]));
+    assert!(shown.contains("FINETUNED_FROM"), "{shown}");
+    assert!(shown.contains("fine-tuner"), "{shown}");
+
+    // Bad input names the problem.
+    let not_from_a_project = asset_id(&dir, "product-reviews-sentiment");
+    let err = failure(&caravan(
+        &dir,
+        &[
+            "model",
+            "train",
+            "--dataset",
+            &not_from_a_project,
+            "--developer",
+            developer,
+            "--name",
+            "x",
+            "--token",
+            usdc,
+            "--price",
+            "0.002",
+        ],
+    ));
+    assert!(err.contains("no data project published dataset"), "{err}");
+    let err = failure(&train("digits-2", &["--validator-share", "90%"]));
+    assert!(err.contains("add up to more than 100%"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,359 @@
+//! `caravan model`: train a classifier on published datasets, fine-tune one, and register each
+//! as a model asset whose lineage pays the datasets (and, through them, the people who labelled
+//! them) from every paid call.
+
+use std::path::{Path, PathBuf};
+
+use caravan_core::{
+    Address, AssetId, AssetKind, EdgeKind, Event, Licence, Manifest, Member, ParentEdge, Ppm, Role,
+    RoleShare,
+};
+use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions, Trained};
+use caravan_server::desk::Desk;
+use caravan_tasks::schema::Answer;
+use clap::{Args, Subcommand};
+
+use crate::StoreArgs;
+use crate::commands::ensure_genesis;
+use crate::present::{open_journal, parse_amount, table};
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Train a classifier on one or more published datasets and register it as a model asset.
+    ///
+    /// Features are chosen from the items: arrays of numbers (pixels) if there are any, else
+    /// TF-IDF over the text fields, else the scalar numbers; `--fields` picks them by name. A
+    /// share of the items (chosen by item id, so the same on every run) is held out and the model
+    /// is scored on it. The artifact is stored under its content hash in the data directory's
+    /// `models/`, and the model asset gets a TRAINED_ON edge to each dataset with
+    /// `--dataset-share` of the model's revenue: the dataset's contributors are paid from every
+    /// call to the model.
+    Train(TrainArgs),
+    /// Fine-tune a registered model on more published data: a child model with a FINETUNED_FROM
+    /// edge to the base (paid `--base-share`) and TRAINED_ON edges to the new datasets.
+    Finetune(FinetuneArgs),
+    /// Predict labels for items (a JSON object per line of FILE, or `-` for standard input).
+    Predict(PredictArgs),
+}
+
+#[derive(Args)]
+pub struct ModelTerms {
+    /// A published dataset's asset id (repeat for several).
+    #[arg(long = "dataset", required = true)]
+    datasets: Vec<AssetId>,
+    /// The model's name.
+    #[arg(long)]
+    name: String,
+    /// The token calls are paid in (registered with `caravan token add`).
+    #[arg(long)]
+    token: Address,
+    /// The price of one call, in whole tokens, e.g. 0.002.
+    #[arg(long)]
+    price: String,
+    /// Each dataset's share of the model's revenue, e.g. "20%".
+    #[arg(long, default_value = "20%")]
+    dataset_share: String,
+    /// What derivatives (fine-tunes, agents) must pay this model at least.
+    #[arg(long, default_value = "10%")]
+    derivative_royalty: String,
+    /// The validators' share of what stays with the model.
+    #[arg(long, default_value = "10%")]
+    validator_share: String,
+    /// The serving nodes' share of what stays with the model, split by revenue served.
+    #[arg(long, default_value = "20%")]
+    compute_share: String,
+    /// Item fields to learn from, comma-separated (default: chosen from the data).
+    #[arg(long, value_delimiter = ',')]
+    fields: Vec<String>,
+    /// Percent of items held out to score the model.
+    #[arg(long, default_value_t = 20)]
+    test_percent: u8,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The developer: owns the model and is paid the developer share.
+    #[arg(long)]
+    developer: Address,
+    #[command(flatten)]
+    terms: ModelTerms,
+}
+
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// The model to start from.
+    #[arg(long)]
+    base: AssetId,
+    /// Who fine-tunes: owns the child and is paid the fine-tuner share.
+    #[arg(long)]
+    fine_tuner: Address,
+    /// The base model's share of the child's revenue (at least what the base's licence asks).
+    #[arg(long, default_value = "30%")]
+    base_share: String,
+    #[command(flatten)]
+    terms: ModelTerms,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// The model's asset id.
+    #[arg(long)]
+    model: AssetId,
+    /// Items, one JSON object per line, or `-`.
+    file: PathBuf,
+}
+
+/// Where the node keeps model artifacts.
+pub fn artifact_store(store: &StoreArgs) -> ArtifactStore {
+    ArtifactStore::new(store.data_dir.join("models"))
+}
+
+pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
+    match command {
+        ModelCommand::Train(args) => {
+            let desk = open_desk(store)?;
+            let examples = training_examples(&desk, &args.terms.datasets)?;
+            let trained = Classifier::train(&examples, &train_options(&args.terms))
+                .map_err(|e| e.to_string())?;
+            let role = (Role::Developer, args.developer);
+            register(store, desk, &args.terms, trained, role, None)
+        }
+        ModelCommand::Finetune(args) => {
+            let desk = open_desk(store)?;
+            let base = load_classifier(store, &desk, &args.base)?;
+            let examples = training_examples(&desk, &args.terms.datasets)?;
+            let trained = base
+                .finetune(&examples, &train_options(&args.terms))
+                .map_err(|e| e.to_string())?;
+            let share = percent("--base-share", &args.base_share)?;
+            let role = (Role::FineTuner, args.fine_tuner);
+            register(
+                store,
+                desk,
+                &args.terms,
+                trained,
+                role,
+                Some((args.base, share)),
+            )
+        }
+        ModelCommand::Predict(args) => predict(store, args),
+    }
+}
+
+fn open_desk(store: &StoreArgs) -> Result<Desk, String> {
+    let mut journal = open_journal(store)?;
+    ensure_genesis(&mut journal)?;
+    Desk::open(journal).map_err(|e| e.to_string())
+}
+
+fn percent(flag: &str, text: &str) -> Result<Ppm, String> {
+    Ppm::from_percent_text(text).map_err(|e| format!("{flag}: {e}"))
+}
+
+fn train_options(terms: &ModelTerms) -> TrainOptions {
+    TrainOptions {
+        fields: terms.fields.clone(),
+        test_percent: terms.test_percent,
+        ..TrainOptions::default()
+    }
+}
+
+/// Every labelled row of the datasets as an example: the item's data and its published label.
+/// Only datasets of single choices or ratings can train a classifier.
+pub fn training_examples(desk: &Desk, datasets: &[AssetId]) -> Result<Vec<Example>, String> {
+    let mut examples = Vec::new();
+    for asset in datasets {
+        let (_, dataset, board) = desk.dataset(asset).map_err(|e| e.to_string())?;
+        for row in &dataset.rows {
+            let label = match &row.answer {
+                Answer::Choice(choice) => choice.clone(),
+                Answer::Rating(rating) => rating.to_string(),
+                _ => {
+                    return Err(format!(
+                        "dataset {asset} holds {} answers; a classifier learns from single-choice or rating datasets",
+                        dataset.schema.answer_kind()
+                    ));
+                }
+            };
+            let item = board.item(&row.item).ok_or_else(|| {
+                format!("dataset {asset} names item {} its project lacks", row.item)
+            })?;
+            examples.push(Example {
+                key: row.item.0,
+                data: item.item.data.clone(),
+                label,
+            });
+        }
+    }
+    Ok(examples)
+}
+
+/// The classifier a model asset's content hash names, from the node's artifacts.
+pub fn load_classifier(
+    store: &StoreArgs,
+    desk: &Desk,
+    model: &AssetId,
+) -> Result<Classifier, String> {
+    let content = desk
+        .journal()
+        .read(|j| {
+            j.economy()
+                .lineage()
+                .get(model)
+                .map(|a| (a.manifest.kind, a.manifest.content))
+        })
+        .ok_or_else(|| {
+            format!("model {model} is not registered; `caravan asset list` shows the assets")
+        })?;
+    if content.0 != AssetKind::Model {
+        return Err(format!(
+            "asset {model} is a {}, not a model",
+            content.0.name()
+        ));
+    }
+    let bytes = artifact_store(store)
+        .get(&content.1)
+        .map_err(|e| e.to_string())?;
+    Classifier::from_artifact(&bytes)
+}
+
+fn register(
+    store: &StoreArgs,
+    desk: Desk,
+    terms: &ModelTerms,
+    trained: Trained,
+    (role, owner): (Role, Address),
+    base: Option<(AssetId, Ppm)>,
+) -> Result<(), String> {
+    let hash = artifact_store(store)
+        .put(&trained.classifier.to_artifact())
+        .map_err(|e| e.to_string())?;
+    let dataset_share = percent("--dataset-share", &terms.dataset_share)?;
+    let validator = percent("--validator-share", &terms.validator_share)?;
+    let compute = percent("--compute-share", &terms.compute_share)?;
+    let kept = Ppm::ONE
+        .parts()
+        .checked_sub(validator.parts() + compute.parts())
+        .ok_or("--validator-share and --compute-share add up to more than 100%")?;
+    let mut journal = desk.into_journal();
+    let economy = journal.economy();
+    let licence = Licence::Commercial {
+        token: terms.token,
+        price_per_call: parse_amount(economy, &terms.token, &terms.price)
+            .map_err(|e| format!("--price: {e}"))?,
+        derivative_royalty: percent("--derivative-royalty", &terms.derivative_royalty)?,
+    };
+    let mut parents: Vec<ParentEdge> = terms
+        .datasets
+        .iter()
+        .map(|dataset| ParentEdge {
+            parent: *dataset,
+            kind: EdgeKind::TrainedOn,
+            share: dataset_share,
+        })
+        .collect();
+    if let Some((parent, share)) = base {
+        parents.insert(
+            0,
+            ParentEdge {
+                parent,
+                kind: EdgeKind::FinetunedFrom,
+                share,
+            },
+        );
+    }
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: terms.name.clone(),
+        owner,
+        content: hash,
+        licence,
+        parents,
+        roles: vec![
+            RoleShare {
+                role,
+                share: Ppm::new(kept)?,
+                members: vec![Member {
+                    account: owner,
+                    weight: 1,
+                }],
+            },
+            RoleShare {
+                role: Role::Validator,
+                share: validator,
+                members: Vec::new(),
+            },
+            RoleShare {
+                role: Role::ComputeNode,
+                share: compute,
+                members: Vec::new(),
+            },
+        ],
+    };
+    manifest.roles.retain(|r| r.share != Ppm::ZERO);
+    manifest.normalise();
+    let id = manifest.id();
+    let features = trained.classifier.features.describe();
+    let classes = trained.classifier.classes.len();
+    super::submit_one(&mut journal, Event::AssetRegistered(manifest))?;
+
+    println!("model asset {id}");
+    println!("artifact {hash} ({features}, {classes} labels)");
+    match &trained.evaluation {
+        Some(evaluation) => {
+            println!(
+                "trained on {} items; held-out accuracy {:.1}% ({} of {})",
+                trained.train_examples,
+                evaluation.accuracy * 100.0,
+                evaluation.correct,
+                evaluation.examples
+            );
+            let mut t = table(&["label", "held out", "right", "accuracy"], &[1, 2, 3]);
+            for (label, total, right) in &evaluation.per_class {
+                t.add_row(vec![
+                    label.clone(),
+                    total.to_string(),
+                    right.to_string(),
+                    format!("{:.1}%", *right as f64 * 100.0 / *total as f64),
+                ]);
+            }
+            println!("{t}");
+        }
+        None => println!(
+            "trained on {} items; nothing held out (--test-percent 0)",
+            trained.train_examples
+        ),
+    }
+    Ok(())
+}
+
+fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
+    let desk = open_desk(store)?;
+    let classifier = load_classifier(store, &desk, &args.model)?;
+    let text = read_input(&args.file)?;
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let data: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+        let prediction = classifier
+            .predict(&data)
+            .map_err(|e| format!("line {}: {e}", n + 1))?;
+        println!(
+            "{}",
+            serde_json::json!({ "label": prediction.label, "confidence": prediction.confidence })
+        );
+    }
+    Ok(())
+}
+
+fn read_input(path: &Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| format!("cannot read standard input: {e}"))
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
