@@ -15,7 +15,8 @@ use crate::epoch::{
     Accrual, BUNDLE_FORMAT, ChainLeaves, EpochBundle, EpochOutcome, TreasuryFee, prepare_close,
 };
 use crate::event::{
-    ChainError, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_WORK_RECORD_BYTES, Usage,
+    ChainError, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_CALL_PARTS, MAX_TRACE_BYTES,
+    MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
 };
 use crate::hash::Hash32;
 use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
@@ -70,6 +71,12 @@ pub enum EventError {
     WorkRecordTooLarge(usize),
     #[error("the bounties of one work record add up to more than 2^128 base units")]
     BountiesOverflow,
+    #[error("a metered call must have 1 to {MAX_CALL_PARTS} parts, got {0}")]
+    CallParts(usize),
+    #[error("the parts of one metered call add up to more than 2^128 base units")]
+    CallOverflow,
+    #[error("a call trace or access record of {0} bytes is over the limit of {MAX_TRACE_BYTES}")]
+    TraceTooLarge(usize),
     #[error("{account} is already paid on chain {chain_id}; nothing to change")]
     PayoutChainUnchanged { account: Address, chain_id: u64 },
     #[error("the next epoch to close is {expected}, not {given}")]
@@ -201,6 +208,12 @@ impl Economy {
                 };
                 self.ledger.check(&whole_charge)?;
             }
+            Event::CallMetered(call) => self.check_call(genesis, call)?,
+            Event::AccessRecorded { record } => {
+                if record.len() > MAX_TRACE_BYTES {
+                    return Err(EventError::TraceTooLarge(record.len()));
+                }
+            }
             Event::WorkRecorded {
                 project,
                 record,
@@ -256,6 +269,29 @@ impl Economy {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A metered call is accepted when every part is a valid usage and the payer's balance
+    /// covers all of them together.
+    fn check_call(&self, genesis: &Genesis, call: &MeteredCall) -> Result<(), EventError> {
+        if call.parts.is_empty() || call.parts.len() > MAX_CALL_PARTS {
+            return Err(EventError::CallParts(call.parts.len()));
+        }
+        if call.trace.len() > MAX_TRACE_BYTES {
+            return Err(EventError::TraceTooLarge(call.trace.len()));
+        }
+        let total = call.total().ok_or(EventError::CallOverflow)?;
+        let mut first = None;
+        for usage in call.usages() {
+            self.check_usage(&usage)?;
+            first.get_or_insert(usage);
+        }
+        let first = first.expect("at least one part");
+        self.ledger.check(&Transfer {
+            amount: total,
+            ..usage_transfers(genesis, &first)[1]
+        })?;
         Ok(())
     }
 
@@ -356,6 +392,29 @@ impl Economy {
         Ok(())
     }
 
+    /// Charges the payer, pays the protocol fee and accrues the rest to the asset, tallying
+    /// what the serving node served.
+    fn apply_usage(&mut self, usage: &Usage) {
+        let position = self
+            .lineage
+            .position(&usage.asset)
+            .expect("checked before applying");
+        let genesis = self.genesis.as_ref().expect("checked before applying");
+        let transfers = usage_transfers(genesis, usage);
+        let to_asset = transfers[1].amount;
+        for transfer in transfers {
+            self.ledger
+                .transfer(transfer)
+                .expect("checked before applying");
+        }
+        *self
+            .served
+            .entry((position, usage.token))
+            .or_default()
+            .entry(usage.node)
+            .or_default() += to_asset;
+    }
+
     fn apply_checked(&mut self, event: &Event) {
         match event {
             Event::Genesis(genesis) => self.genesis = Some(genesis.clone()),
@@ -376,26 +435,9 @@ impl Economy {
                     .transfer(deposit_transfer(*payer, *token, *amount))
                     .expect("checked before applying");
             }
-            Event::UsageRecorded(usage) => {
-                let position = self
-                    .lineage
-                    .position(&usage.asset)
-                    .expect("checked before applying");
-                let genesis = self.genesis.as_ref().expect("checked before applying");
-                let transfers = usage_transfers(genesis, usage);
-                let to_asset = transfers[1].amount;
-                for transfer in transfers {
-                    self.ledger
-                        .transfer(transfer)
-                        .expect("checked before applying");
-                }
-                *self
-                    .served
-                    .entry((position, usage.token))
-                    .or_default()
-                    .entry(usage.node)
-                    .or_default() += to_asset;
-            }
+            Event::UsageRecorded(usage) => self.apply_usage(usage),
+            Event::CallMetered(call) => call.usages().for_each(|usage| self.apply_usage(&usage)),
+            Event::AccessRecorded { .. } => {}
             Event::WorkRecorded {
                 project,
                 token,

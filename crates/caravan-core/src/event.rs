@@ -36,6 +36,60 @@ pub struct Usage {
     pub node: Address,
 }
 
+/// One call through the gateway, charged once: what the payer paid for each asset the call
+/// actually used (an agent and every component it called), applied together or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeteredCall {
+    pub payer: Address,
+    pub token: Address,
+    /// The node that served the call; it shares each asset's compute-node role.
+    pub node: Address,
+    /// `keccak(payer ‖ Idempotency-Key)` when the client sent a key: a node that restarts
+    /// finds it here and never charges the same request twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Hash32>,
+    pub parts: Vec<CallPart>,
+    /// What happened, as the gateway's JSON (which component was called, in order, at what
+    /// cost), kept with the charge for audit.
+    pub trace: String,
+}
+
+/// One asset's share of a metered call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallPart {
+    pub asset: AssetId,
+    #[serde(with = "crate::serde_u128")]
+    pub amount: Amount,
+    /// How many priced units (inputs classified, calls made) this part covers.
+    pub calls: u32,
+}
+
+/// The most parts one metered call may have (an agent and the components it called).
+pub const MAX_CALL_PARTS: usize = 64;
+/// The largest call trace or access record accepted, in bytes.
+pub const MAX_TRACE_BYTES: usize = 64 << 10;
+
+impl MeteredCall {
+    /// The call's parts as usage records, in order.
+    pub fn usages(&self) -> impl Iterator<Item = Usage> + '_ {
+        self.parts.iter().map(|part| Usage {
+            asset: part.asset,
+            payer: self.payer,
+            token: self.token,
+            amount: part.amount,
+            calls: part.calls,
+            node: self.node,
+        })
+    }
+
+    /// What the payer is charged in all, or `None` past 2^128 base units.
+    pub fn total(&self) -> Option<Amount> {
+        self.parts
+            .iter()
+            .try_fold(0 as Amount, |sum, part| sum.checked_add(part.amount))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Event {
@@ -92,6 +146,14 @@ pub enum Event {
         account: Address,
         chain_id: u64,
     },
+    /// A call through the gateway, charged to the payer's prepaid balance.
+    CallMetered(MeteredCall),
+    /// A fact of the gateway's access control (an API key issued or revoked), as the gateway's
+    /// own JSON. Like a work record, the economy does not interpret it; keeping it in the log
+    /// makes who may spend a balance as durable and tamper-evident as the spending.
+    AccessRecorded {
+        record: String,
+    },
 }
 
 /// The chain id that stands for the node's home chain: where everyone who never chose a chain is
@@ -126,6 +188,8 @@ impl Event {
             Event::ProjectFunded { .. } => "project funded",
             Event::EscrowReleased { .. } => "escrow released",
             Event::PayoutChainChosen { .. } => "payout chain chosen",
+            Event::CallMetered(_) => "call metered",
+            Event::AccessRecorded { .. } => "access recorded",
         }
     }
 
@@ -202,6 +266,24 @@ impl Event {
             Event::PayoutChainChosen { account, chain_id } => {
                 e.u8(9).address(account).u64(*chain_id);
             }
+            Event::CallMetered(call) => {
+                e.u8(10)
+                    .address(&call.payer)
+                    .address(&call.token)
+                    .address(&call.node);
+                match &call.request {
+                    Some(request) => e.u8(1).hash(request),
+                    None => e.u8(0),
+                };
+                e.len(call.parts.len());
+                for part in &call.parts {
+                    e.hash(&part.asset.0).u128(part.amount).u32(part.calls);
+                }
+                e.str(&call.trace);
+            }
+            Event::AccessRecorded { record } => {
+                e.u8(11).str(record);
+            }
         }
         e.bytes
     }
@@ -276,6 +358,34 @@ impl Event {
                 account: d.address()?,
                 chain_id: d.u64()?,
             },
+            10 => {
+                let payer = d.address()?;
+                let token = d.address()?;
+                let node = d.address()?;
+                let request = match d.u8()? {
+                    0 => None,
+                    1 => Some(d.hash()?),
+                    flag => return Err(d.error(format!("request flag {flag} is not 0 or 1"))),
+                };
+                let count = d.len(32 + 16 + 4)?;
+                let mut parts = Vec::with_capacity(count);
+                for _ in 0..count {
+                    parts.push(CallPart {
+                        asset: AssetId(d.hash()?),
+                        amount: d.u128()?,
+                        calls: d.u32()?,
+                    });
+                }
+                Event::CallMetered(MeteredCall {
+                    payer,
+                    token,
+                    node,
+                    request,
+                    parts,
+                    trace: d.str()?,
+                })
+            }
+            11 => Event::AccessRecorded { record: d.str()? },
             tag => return Err(d.error(format!("unknown event tag {tag}"))),
         };
         d.finish()?;

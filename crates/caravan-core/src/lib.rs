@@ -30,7 +30,8 @@ pub use asset::{
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{ChainLeaves, EpochBundle, EpochOutcome, verify_bundle};
 pub use event::{
-    Bounty, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_WORK_RECORD_BYTES, Usage,
+    Bounty, CallPart, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_CALL_PARTS,
+    MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
 };
 pub use hash::{Hash32, keccak256};
 pub use ledger::{AccountRef, Balance, Ledger, Transfer};

@@ -194,11 +194,26 @@ fn run(world: &World, usage_order: &[usize]) -> (Economy, SealedLog, Vec<EpochBu
         .enumerate()
     {
         for k in slice {
-            push(
-                &mut economy,
-                &mut log,
-                Event::UsageRecorded(world.usages[*k].clone()),
-            );
+            // Every third use comes through the gateway as a metered call, which must pay
+            // exactly what the same usage record pays.
+            let usage = world.usages[*k].clone();
+            let event = if k % 3 == 0 {
+                Event::CallMetered(MeteredCall {
+                    payer: usage.payer,
+                    token: usage.token,
+                    node: usage.node,
+                    request: None,
+                    parts: vec![CallPart {
+                        asset: usage.asset,
+                        amount: usage.amount,
+                        calls: usage.calls,
+                    }],
+                    trace: format!("[{k}]"),
+                })
+            } else {
+                Event::UsageRecorded(usage)
+            };
+            push(&mut economy, &mut log, event);
         }
         let (outcome, envelope, body) = economy.close_epoch(2 + round as u64).unwrap();
         bundles.push(economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, envelope.at_ms));

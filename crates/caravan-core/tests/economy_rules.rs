@@ -692,3 +692,100 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
     let restored = Economy::decode_state(&economy.encode_state()).unwrap();
     assert_eq!(restored.state_hash(), economy.state_hash());
 }
+
+#[test]
+fn a_metered_agent_call_charges_each_component_it_used_at_once_or_not_at_all() {
+    let (mut economy, model_id, payer) = model_on_dataset(20_000, 400_000);
+    let mut agent = Manifest {
+        kind: AssetKind::Agent,
+        name: "shop-assistant".into(),
+        owner: Address::from_label("agent-builder"),
+        content: keccak256(b"program"),
+        licence: Licence::Commercial {
+            token: usdc().address,
+            price_per_call: 500,
+            derivative_royalty: ppm(0),
+        },
+        parents: vec![ParentEdge {
+            parent: model_id,
+            kind: EdgeKind::ComposedOf,
+            share: ppm(0),
+        }],
+        roles: vec![],
+    };
+    agent.normalise();
+    let agent_id = agent.id();
+    economy.append(Event::AssetRegistered(agent), 0).unwrap();
+    let node = Address::from_label("node");
+    let call = |agent_amount, model_amount| {
+        Event::CallMetered(MeteredCall {
+            payer,
+            token: usdc().address,
+            node,
+            request: Some(keccak256(b"retry-key")),
+            parts: vec![
+                CallPart {
+                    asset: agent_id,
+                    amount: agent_amount,
+                    calls: 1,
+                },
+                CallPart {
+                    asset: model_id,
+                    amount: model_amount,
+                    calls: 2,
+                },
+            ],
+            trace: r#"[{"model":"sentiment","calls":2}]"#.into(),
+        })
+    };
+    let payer_balance = |economy: &Economy| {
+        economy
+            .ledger()
+            .balance(&AccountRef::Payer(payer), &usdc().address)
+            .available()
+    };
+
+    // More than the balance in total, though each part alone would fit: nothing is charged.
+    let refused = economy.append(call(600_000, 500_000), 1).unwrap_err();
+    assert!(matches!(refused, EventError::Ledger(_)), "{refused}");
+    assert_eq!(payer_balance(&economy), 1_000_000);
+
+    let (envelope, _) = economy.append(call(500, 100_000), 1).unwrap();
+    assert_eq!(
+        Event::decode(&envelope.event.encode()).unwrap(),
+        envelope.event
+    );
+    assert_eq!(payer_balance(&economy), 1_000_000 - 100_500);
+    economy.close_epoch(2).unwrap();
+    // The model's part pays its lineage exactly as a plain usage record would (see the first
+    // example): 100_000 → alice 29_400, bob 9_800, developer 44_100, node 14_700. The agent's
+    // 500 (less the 2% fee, 490) goes to its owner, and the node that served it is paid nothing
+    // there because the agent names no compute role.
+    assert_eq!(entitled(&economy, "alice"), 29_400);
+    assert_eq!(entitled(&economy, "bob"), 9_800);
+    assert_eq!(entitled(&economy, "developer"), 44_100);
+    assert_eq!(entitled(&economy, "node"), 14_700);
+    assert_eq!(entitled(&economy, "agent-builder"), 490);
+    assert_eq!(entitled(&economy, "treasury"), 2_000 + 10);
+    economy.ledger().assert_balanced();
+
+    let empty = Event::CallMetered(MeteredCall {
+        payer,
+        token: usdc().address,
+        node,
+        request: None,
+        parts: vec![],
+        trace: String::new(),
+    });
+    assert_eq!(
+        economy.append(empty, 3).unwrap_err(),
+        EventError::CallParts(0)
+    );
+    let huge = Event::AccessRecorded {
+        record: "x".repeat(MAX_TRACE_BYTES + 1),
+    };
+    assert_eq!(
+        economy.append(huge, 3).unwrap_err(),
+        EventError::TraceTooLarge(MAX_TRACE_BYTES + 1)
+    );
+}
