@@ -67,6 +67,11 @@ impl ArtifactStore {
         Ok(hash)
     }
 
+    /// Whether an artifact is stored under `hash` (without reading or checking it).
+    pub fn contains(&self, hash: &Hash32) -> bool {
+        self.path(hash).is_file()
+    }
+
     /// The bytes stored under `hash`, checked against it.
     pub fn get(&self, hash: &Hash32) -> Result<Vec<u8>, ArtifactError> {
         let path = self.path(hash);

@@ -8,4 +8,5 @@
 pub mod api;
 pub mod chains;
 pub mod desk;
+pub mod gateway;
 pub mod openapi;

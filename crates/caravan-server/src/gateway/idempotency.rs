@@ -1,0 +1,188 @@
+//! `Idempotency-Key`: a retried request returns the first result and is charged once.
+//!
+//! OpenAI's clients retry a POST after a timeout or a 5xx, and without a key a retry is a second
+//! charge. With a key, the first request's response is kept for a day and replayed; the same key
+//! with a different body is refused; a retry while the first is still running is told to try
+//! again (409, which clients retry). Charges carry `keccak(payer ‖ key)` in the log, so after a
+//! restart the node still knows a request was charged, even though the response it gave is gone.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use caravan_core::hash::keccak256_parts;
+use caravan_core::{Address, Hash32};
+
+/// How long a response is kept for replay.
+pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The id a payer's idempotency key stands for.
+pub fn request_id(payer: &Address, key: &str) -> Hash32 {
+    keccak256_parts(&[b"caravan/idempotency/v1", &payer.0, key.as_bytes()])
+}
+
+/// A response kept for replay.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+enum Entry {
+    InFlight {
+        fingerprint: Hash32,
+    },
+    Done {
+        fingerprint: Hash32,
+        response: Stored,
+    },
+    /// Charged before this node last started: the response is no longer held.
+    ChargedEarlier,
+}
+
+/// What to do with a request that carries a key.
+pub enum Admission {
+    /// First time: run it, then [`Idempotency::finish`] or [`Idempotency::abandon`].
+    Run,
+    Replay(Stored),
+    InFlight,
+    DifferentBody,
+    ChargedEarlier,
+}
+
+#[derive(Default)]
+pub struct Idempotency {
+    entries: Mutex<HashMap<Hash32, (u64, Entry)>>,
+}
+
+impl Idempotency {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash32, (u64, Entry)>> {
+        self.entries
+            .lock()
+            .expect("the idempotency lock is never poisoned")
+    }
+
+    /// Remembers a request charged before a restart (from the log).
+    pub fn charged_earlier(&self, request: Hash32, at_ms: u64) {
+        self.lock().insert(request, (at_ms, Entry::ChargedEarlier));
+    }
+
+    /// Admits a request with id `request` and body `fingerprint` at `now_ms`.
+    pub fn admit(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Admission {
+        let mut entries = self.lock();
+        if entries.len() > 10_000 {
+            entries.retain(|_, (at, entry)| {
+                matches!(entry, Entry::InFlight { .. }) || now_ms.saturating_sub(*at) < RETENTION_MS
+            });
+        }
+        match entries.get(&request) {
+            Some((at, _)) if now_ms.saturating_sub(*at) >= RETENTION_MS => {}
+            Some((_, Entry::InFlight { fingerprint: first })) => {
+                return if *first == fingerprint {
+                    Admission::InFlight
+                } else {
+                    Admission::DifferentBody
+                };
+            }
+            Some((
+                _,
+                Entry::Done {
+                    fingerprint: first,
+                    response,
+                },
+            )) => {
+                return if *first == fingerprint {
+                    Admission::Replay(response.clone())
+                } else {
+                    Admission::DifferentBody
+                };
+            }
+            Some((_, Entry::ChargedEarlier)) => return Admission::ChargedEarlier,
+            None => {}
+        }
+        entries.insert(request, (now_ms, Entry::InFlight { fingerprint }));
+        Admission::Run
+    }
+
+    /// Keeps the response of an admitted request for replay.
+    pub fn finish(&self, request: Hash32, response: Stored) {
+        let mut entries = self.lock();
+        if let Some((_, entry)) = entries.get_mut(&request)
+            && let Entry::InFlight { fingerprint } = entry
+        {
+            *entry = Entry::Done {
+                fingerprint: *fingerprint,
+                response,
+            };
+        }
+    }
+
+    /// Forgets an admitted request that charged nothing (it failed), so a retry runs again.
+    pub fn abandon(&self, request: Hash32) {
+        let mut entries = self.lock();
+        if matches!(entries.get(&request), Some((_, Entry::InFlight { .. }))) {
+            entries.remove(&request);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(body: &'static str) -> Stored {
+        Stored {
+            status: 200,
+            headers: vec![],
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_retry_replays_a_different_body_is_refused_and_a_failure_can_be_retried() {
+        let idempotency = Idempotency::default();
+        let shop = Address::from_label("shop");
+        let request = request_id(&shop, "order-17");
+        assert_ne!(
+            request,
+            request_id(&Address::from_label("other"), "order-17")
+        );
+        let body = caravan_core::keccak256(b"{}");
+        let other = caravan_core::keccak256(b"{\"x\":1}");
+        assert!(matches!(
+            idempotency.admit(request, body, 0),
+            Admission::Run
+        ));
+        assert!(matches!(
+            idempotency.admit(request, body, 1),
+            Admission::InFlight
+        ));
+        idempotency.finish(request, stored("first"));
+        match idempotency.admit(request, body, 2) {
+            Admission::Replay(response) => assert_eq!(response.body, "first"),
+            _ => panic!("a finished request replays"),
+        }
+        assert!(matches!(
+            idempotency.admit(request, other, 3),
+            Admission::DifferentBody
+        ));
+        // A day later the key may be used afresh.
+        assert!(matches!(
+            idempotency.admit(request, other, RETENTION_MS),
+            Admission::Run
+        ));
+        idempotency.abandon(request);
+        assert!(matches!(
+            idempotency.admit(request, other, RETENTION_MS),
+            Admission::Run
+        ));
+
+        let earlier = request_id(&shop, "before-restart");
+        idempotency.charged_earlier(earlier, 5);
+        assert!(matches!(
+            idempotency.admit(earlier, body, 6),
+            Admission::ChargedEarlier
+        ));
+    }
+}

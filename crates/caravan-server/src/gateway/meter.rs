@@ -1,0 +1,93 @@
+//! Reserve before the call, settle after: the check-then-charge race that lets concurrent calls
+//! overshoot a budget cannot happen, because every call in flight holds its maximum cost
+//! against the payer's balance until its charge is committed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use caravan_core::{AccountRef, Address, Amount};
+use caravan_store::SharedJournal;
+
+/// Money held for calls in flight, per (payer, token).
+#[derive(Default)]
+pub struct Meter {
+    held: Mutex<HashMap<(Address, Address), Amount>>,
+}
+
+/// The payer cannot cover a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub needed: Amount,
+    /// The balance less what calls in flight hold.
+    pub available: Amount,
+}
+
+/// A reservation. Dropping it releases the money, on every path: a settled call (whose charge
+/// the economy has already taken from the balance), a failed call, or a client that went away.
+pub struct Hold {
+    meter: Arc<Meter>,
+    key: (Address, Address),
+    pub amount: Amount,
+}
+
+impl Meter {
+    /// Holds `amount` of `token` from `payer`'s prepaid balance, or says how much is available.
+    pub fn reserve(
+        self: &Arc<Self>,
+        journal: &SharedJournal,
+        payer: Address,
+        token: Address,
+        amount: Amount,
+    ) -> Result<Hold, Shortfall> {
+        let mut held = self
+            .held
+            .lock()
+            .expect("the meter's lock is never poisoned");
+        let key = (payer, token);
+        let balance = journal.read(|j| {
+            j.economy()
+                .ledger()
+                .balance(&AccountRef::Payer(payer), &token)
+                .available()
+        });
+        let in_flight = held.get(&key).copied().unwrap_or(0);
+        let available = balance.saturating_sub(in_flight);
+        if available < amount {
+            return Err(Shortfall {
+                needed: amount,
+                available,
+            });
+        }
+        *held.entry(key).or_default() += amount;
+        Ok(Hold {
+            meter: Arc::clone(self),
+            key,
+            amount,
+        })
+    }
+
+    /// What calls in flight hold of the payer's `token`.
+    pub fn held(&self, payer: &Address, token: &Address) -> Amount {
+        let held = self
+            .held
+            .lock()
+            .expect("the meter's lock is never poisoned");
+        held.get(&(*payer, *token)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut held = self
+            .meter
+            .held
+            .lock()
+            .expect("the meter's lock is never poisoned");
+        if let Some(amount) = held.get_mut(&self.key) {
+            *amount -= self.amount;
+            if *amount == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The OpenAI-compatible gateway: API keys, the model catalogue, metering and signed receipts.
+//!
+//! Every paid call goes the same way: authenticate the key, resolve the model, hold the call's
+//! maximum cost against the payer's prepaid balance, run the model, commit one `CallMetered`
+//! event with the actual cost (durable before the answer is sent), release the hold, and answer
+//! with a receipt signed by the node. [`routes`] puts it on HTTP in OpenAI's wire format.
+
+pub mod idempotency;
+pub mod keys;
+pub mod meter;
+pub mod receipt;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use caravan_core::{
+    Address, Amount, AssetId, AssetKind, CallPart, Event, Hash32, Licence, MeteredCall,
+};
+use caravan_models::{ArtifactStore, Classifier};
+use caravan_store::{JournalError, SharedJournal, now_ms};
+use serde_json::{Value, json};
+
+use crate::desk::Desk;
+use idempotency::Idempotency;
+use keys::{AccessRecord, ApiKey, KeyError, KeyRing, Scope};
+use meter::Meter;
+use receipt::NodeSigner;
+
+/// The most inputs one classification request may carry.
+pub const MAX_INPUTS: usize = 2_048;
+
+/// Why a gateway request failed. Nothing was charged for any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{message}")]
+    BadParam { param: String, message: String },
+    #[error("the model {0:?} does not exist; GET /v1/models lists the models this node serves")]
+    UnknownModel(String),
+    #[error("{0}")]
+    NotServed(String),
+    #[error(
+        "the balance of {payer} cannot pay this call: it needs {needed} base units of {token}, and {available} are available (the balance less calls in flight). Deposit more, then retry"
+    )]
+    InsufficientQuota {
+        payer: Address,
+        token: Address,
+        needed: Amount,
+        available: Amount,
+    },
+    #[error("the economy refused the charge: {0}")]
+    Refused(String),
+    #[error("storage is unavailable; nothing was charged, retry: {0}")]
+    Store(#[from] JournalError),
+}
+
+/// A served call's answer and its signed receipt.
+pub struct Served {
+    pub body: Value,
+    /// The receipt JSON exactly as signed.
+    pub receipt: String,
+    /// The node's EIP-191 signature over `receipt`.
+    pub signature: String,
+}
+
+/// A model the gateway can call.
+#[derive(Clone, Debug)]
+pub struct ServedModel {
+    pub asset: AssetId,
+    pub name: String,
+    pub kind: AssetKind,
+    pub content: Hash32,
+    pub token: Address,
+    pub price_per_call: Amount,
+}
+
+/// The gateway. Cheap to share: wrap it in an `Arc`.
+pub struct Gateway {
+    desk: Arc<Desk>,
+    artifacts: ArtifactStore,
+    classifiers: Mutex<HashMap<Hash32, Arc<Classifier>>>,
+    keys: RwLock<KeyRing>,
+    meter: Arc<Meter>,
+    idempotency: Idempotency,
+    signer: NodeSigner,
+}
+
+impl Gateway {
+    /// Opens the gateway over the desk's journal: replays the access records (keys) and the
+    /// idempotency ids of the last day's charges from the log.
+    pub fn open(
+        desk: Arc<Desk>,
+        artifacts: ArtifactStore,
+        signer: NodeSigner,
+    ) -> Result<Gateway, GatewayError> {
+        let gateway = Gateway {
+            desk,
+            artifacts,
+            classifiers: Mutex::new(HashMap::new()),
+            keys: RwLock::new(KeyRing::default()),
+            meter: Arc::new(Meter::default()),
+            idempotency: Idempotency::default(),
+            signer,
+        };
+        gateway.replay()?;
+        Ok(gateway)
+    }
+
+    fn replay(&self) -> Result<(), GatewayError> {
+        let since = now_ms().saturating_sub(idempotency::RETENTION_MS);
+        let mut keys = KeyRing::default();
+        let mut next = 0;
+        loop {
+            let page = self.journal().read(|j| j.read_events(next, 20_000))?;
+            let Some(last) = page.last() else { break };
+            next = last.seq + 1;
+            for row in &page {
+                match Event::decode(&row.body) {
+                    Ok(Event::AccessRecorded { record }) => {
+                        let record: AccessRecord = serde_json::from_str(&record).map_err(|e| {
+                            GatewayError::Refused(format!(
+                                "stored access record {} cannot be read: {e}",
+                                row.seq
+                            ))
+                        })?;
+                        keys.apply(&record);
+                    }
+                    Ok(Event::CallMetered(call)) if row.at_ms >= since => {
+                        if let Some(request) = call.request {
+                            self.idempotency.charged_earlier(request, row.at_ms);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        *self.keys.write().expect("key ring lock") = keys;
+        Ok(())
+    }
+
+    pub fn journal(&self) -> &SharedJournal {
+        self.desk.journal()
+    }
+
+    pub fn desk(&self) -> &Arc<Desk> {
+        &self.desk
+    }
+
+    /// The node's address: where its compute share is paid and who signs its receipts.
+    pub fn node(&self) -> Address {
+        self.signer.address()
+    }
+
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
+    }
+
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Checks a request's `Authorization` header for `scope`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        scope: Scope,
+    ) -> Result<ApiKey, GatewayError> {
+        Ok(self
+            .keys
+            .read()
+            .expect("key ring lock")
+            .authenticate(authorization, scope, now_ms())?)
+    }
+
+    fn record_access(&self, record: &AccessRecord) -> Result<(), GatewayError> {
+        let text = serde_json::to_string(record).expect("access records serialise");
+        let mut submitted = self
+            .journal()
+            .submit(vec![Event::AccessRecorded { record: text }])?;
+        if let Some((_, why)) = submitted.refused.pop() {
+            return Err(GatewayError::Refused(why.to_string()));
+        }
+        self.keys.write().expect("key ring lock").apply(record);
+        Ok(())
+    }
+
+    /// Issues a key for `payer`; returns the secret (shown this once) and what is stored.
+    pub fn issue_key(
+        &self,
+        payer: Address,
+        scopes: Vec<Scope>,
+        expires_ms: Option<u64>,
+        name: String,
+    ) -> Result<(String, ApiKey), GatewayError> {
+        if scopes.is_empty() {
+            return Err(GatewayError::BadParam {
+                param: "scopes".into(),
+                message: "a key needs at least one scope: models, chat, embeddings, classify"
+                    .into(),
+            });
+        }
+        if name.len() > 120 {
+            return Err(GatewayError::BadParam {
+                param: "name".into(),
+                message: "a key's name is at most 120 bytes".into(),
+            });
+        }
+        let (secret, hash) = keys::new_secret();
+        let mut scopes = scopes;
+        scopes.sort();
+        scopes.dedup();
+        let key = ApiKey {
+            id: keys::key_id(&hash),
+            payer,
+            scopes,
+            expires_ms,
+            name,
+            created_ms: now_ms(),
+        };
+        self.record_access(&AccessRecord::KeyIssued {
+            hash,
+            key: key.clone(),
+        })?;
+        Ok((secret, key))
+    }
+
+    /// Revokes the payer's key `id`; a revoked key stops working at once.
+    pub fn revoke_key(&self, payer: Address, id: &str) -> Result<(), GatewayError> {
+        let hash = self
+            .keys
+            .read()
+            .expect("key ring lock")
+            .find(&payer, id)
+            .ok_or_else(|| GatewayError::BadParam {
+                param: "id".into(),
+                message: format!(
+                    "{payer} has no live key {id}; GET /v1/keys?payer={payer} lists them"
+                ),
+            })?;
+        self.record_access(&AccessRecord::KeyRevoked {
+            hash,
+            at_ms: now_ms(),
+        })
+    }
+
+    pub fn keys_of(&self, payer: &Address) -> Vec<ApiKey> {
+        self.keys.read().expect("key ring lock").of_payer(payer)
+    }
+
+    /// The paid models this node can serve, in registration order.
+    pub fn models(&self) -> Vec<ServedModel> {
+        self.journal().read(|j| {
+            j.economy()
+                .lineage()
+                .iter()
+                .filter_map(|asset| served_model(&asset.id, &asset.manifest))
+                .filter(|model| self.artifacts_have(&model.content))
+                .collect()
+        })
+    }
+
+    fn artifacts_have(&self, content: &Hash32) -> bool {
+        self.classifiers
+            .lock()
+            .expect("classifier cache lock")
+            .contains_key(content)
+            || self.artifacts.contains(content)
+    }
+
+    /// The model a request names: an asset id, or a name (which must name one model).
+    pub fn resolve(&self, name: &str) -> Result<ServedModel, GatewayError> {
+        let found: Vec<(AssetId, caravan_core::Manifest)> = self.journal().read(|j| {
+            j.economy()
+                .lineage()
+                .iter()
+                .filter(|a| a.manifest.kind != AssetKind::Dataset)
+                .filter(|a| a.id.to_string().eq_ignore_ascii_case(name) || a.manifest.name == name)
+                .map(|a| (a.id, a.manifest.clone()))
+                .collect()
+        });
+        match found.as_slice() {
+            [] => Err(GatewayError::UnknownModel(name.to_owned())),
+            [(id, manifest)] => served_model(id, manifest).ok_or_else(|| {
+                GatewayError::NotServed(format!(
+                    "model {name} is not licensed for paid calls (its licence is {}); the gateway serves commercially licensed models",
+                    match manifest.licence {
+                        Licence::OpenUse => "open use",
+                        _ => "non-commercial",
+                    }
+                ))
+            }),
+            several => Err(GatewayError::BadParam {
+                param: "model".into(),
+                message: format!(
+                    "{} assets are named {name}; name one by its id: {}",
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|(id, _)| id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    fn classifier(&self, model: &ServedModel) -> Result<Arc<Classifier>, GatewayError> {
+        if let Some(loaded) = self
+            .classifiers
+            .lock()
+            .expect("classifier cache lock")
+            .get(&model.content)
+        {
+            return Ok(Arc::clone(loaded));
+        }
+        let bytes = self.artifacts.get(&model.content).map_err(|e| {
+            GatewayError::NotServed(format!(
+                "model {} is not a classifier this node holds: {e}",
+                model.name
+            ))
+        })?;
+        let classifier = Arc::new(Classifier::from_artifact(&bytes).map_err(|e| {
+            GatewayError::NotServed(format!("model {} cannot be loaded: {e}", model.name))
+        })?);
+        self.classifiers
+            .lock()
+            .expect("classifier cache lock")
+            .insert(model.content, Arc::clone(&classifier));
+        Ok(classifier)
+    }
+
+    /// Classifies `inputs` (item data objects) with a first-party classifier, charging the
+    /// model's price per input once the answers exist. Blocking: it waits for the charge to be
+    /// durable.
+    pub fn classify(
+        &self,
+        key: &ApiKey,
+        model_name: &str,
+        inputs: Vec<Value>,
+        request: Option<Hash32>,
+    ) -> Result<Served, GatewayError> {
+        if inputs.is_empty() || inputs.len() > MAX_INPUTS {
+            return Err(GatewayError::BadParam {
+                param: "input".into(),
+                message: format!(
+                    "send 1 to {MAX_INPUTS} inputs (an object of item fields, or an array of them); got {}",
+                    inputs.len()
+                ),
+            });
+        }
+        let model = self.resolve(model_name)?;
+        let classifier = self.classifier(&model)?;
+        let count = inputs.len() as u32;
+        let cost = model
+            .price_per_call
+            .checked_mul(Amount::from(count))
+            .ok_or_else(|| GatewayError::BadRequest("the call's cost overflows 2^128".into()))?;
+        let hold = self
+            .meter
+            .reserve(self.journal(), key.payer, model.token, cost)
+            .map_err(|shortfall| GatewayError::InsufficientQuota {
+                payer: key.payer,
+                token: model.token,
+                needed: shortfall.needed,
+                available: shortfall.available,
+            })?;
+        let mut data = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.iter().enumerate() {
+            let prediction = classifier
+                .predict(input)
+                .map_err(|e| GatewayError::BadParam {
+                    param: format!("input[{index}]"),
+                    message: format!("input {index}: {e}"),
+                })?;
+            let probabilities: serde_json::Map<String, Value> = prediction
+                .probabilities
+                .iter()
+                .map(|(label, p)| (label.clone(), json!(p)))
+                .collect();
+            data.push(json!({
+                "object": "classification",
+                "index": index,
+                "label": prediction.label,
+                "confidence": prediction.confidence,
+                "probabilities": probabilities,
+            }));
+        }
+        let trace = json!([{ "asset": model.asset, "model": model.name, "inputs": count, "cost": cost.to_string() }]);
+        let (seq, at_ms) = self.charge(
+            key,
+            &model,
+            vec![CallPart {
+                asset: model.asset,
+                amount: cost,
+                calls: count,
+            }],
+            trace,
+            request,
+        )?;
+        drop(hold);
+        let id = format!("clf-{seq}");
+        let body = json!({
+            "id": id,
+            "object": "list",
+            "model": model.name,
+            "data": data,
+            "usage": { "inputs": count, "cost": cost.to_string(), "token": model.token },
+        });
+        Ok(self.receipted(body, &id, key, &model, cost, count, at_ms))
+    }
+
+    /// Commits the call's charge; returns the event's sequence number and time.
+    fn charge(
+        &self,
+        key: &ApiKey,
+        model: &ServedModel,
+        parts: Vec<CallPart>,
+        trace: Value,
+        request: Option<Hash32>,
+    ) -> Result<(u64, u64), GatewayError> {
+        let call = MeteredCall {
+            payer: key.payer,
+            token: model.token,
+            node: self.node(),
+            request,
+            parts,
+            trace: trace.to_string(),
+        };
+        let mut submitted = self.journal().submit(vec![Event::CallMetered(call)])?;
+        if let Some((_, why)) = submitted.refused.pop() {
+            return Err(GatewayError::Refused(why.to_string()));
+        }
+        let envelope = submitted.accepted.remove(0);
+        Ok((envelope.seq, envelope.at_ms))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn receipted(
+        &self,
+        body: Value,
+        id: &str,
+        key: &ApiKey,
+        model: &ServedModel,
+        cost: Amount,
+        calls: u32,
+        at_ms: u64,
+    ) -> Served {
+        let receipt = json!({
+            "call": id,
+            "payer": key.payer,
+            "key": key.id,
+            "model": model.asset,
+            "token": model.token,
+            "charged": cost.to_string(),
+            "calls": calls,
+            "node": self.node(),
+            "at_ms": at_ms,
+        })
+        .to_string();
+        let signature = self.signer.sign(receipt.as_bytes());
+        Served {
+            body,
+            receipt,
+            signature,
+        }
+    }
+}
+
+fn served_model(id: &AssetId, manifest: &caravan_core::Manifest) -> Option<ServedModel> {
+    let Licence::Commercial {
+        token,
+        price_per_call,
+        ..
+    } = manifest.licence
+    else {
+        return None;
+    };
+    (manifest.kind != AssetKind::Dataset).then(|| ServedModel {
+        asset: *id,
+        name: manifest.name.clone(),
+        kind: manifest.kind,
+        content: manifest.content,
+        token,
+        price_per_call,
+    })
+}

@@ -1,0 +1,435 @@
+//! The gateway on HTTP, in OpenAI's wire format: errors are
+//! `{"error": {"message", "type", "param", "code"}}`, lists are `{"object": "list", "data": […]}`,
+//! and keys come as `Authorization: Bearer …`, so OpenAI's own clients work unchanged.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use base64::Engine;
+use caravan_core::{AccountRef, Address, keccak256};
+use caravan_store::now_ms;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::idempotency::{Admission, Stored, request_id};
+use super::keys::{ApiKey, KeyError, Scope};
+use super::{Gateway, GatewayError, Served, ServedModel};
+
+/// The headers a served call's receipt travels in.
+pub const RECEIPT_HEADER: &str = "caravan-receipt";
+pub const SIGNATURE_HEADER: &str = "caravan-receipt-signature";
+pub const NODE_HEADER: &str = "caravan-node";
+/// Set on a response replayed for a repeated `Idempotency-Key`.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{model}", get(get_model))
+        .route("/v1/classifications", post(classify))
+        .route("/v1/keys", post(issue_key).get(list_keys))
+        .route("/v1/keys/{id}", delete(revoke_key))
+        .route("/v1/balance", get(balance))
+        .with_state(gateway)
+}
+
+/// An error in OpenAI's shape.
+#[derive(Debug)]
+pub struct OpenAiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    param: Option<String>,
+    message: String,
+}
+
+impl OpenAiError {
+    fn invalid(code: &'static str, param: Option<&str>, message: impl ToString) -> OpenAiError {
+        OpenAiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code,
+            param: param.map(str::to_owned),
+            message: message.to_string(),
+        }
+    }
+
+    fn with_status(mut self, status: StatusCode) -> OpenAiError {
+        self.status = status;
+        self
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<GatewayError> for OpenAiError {
+    fn from(error: GatewayError) -> OpenAiError {
+        let message = error.to_string();
+        match error {
+            GatewayError::Key(key) => {
+                let (status, code) = match key {
+                    KeyError::Missing => (StatusCode::UNAUTHORIZED, "missing_api_key"),
+                    KeyError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+                    KeyError::Expired { .. } => (StatusCode::UNAUTHORIZED, "expired_api_key"),
+                    KeyError::Scope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
+                };
+                OpenAiError::invalid(code, None, message).with_status(status)
+            }
+            GatewayError::BadRequest(_) => OpenAiError::invalid("invalid_request", None, message),
+            GatewayError::BadParam { param, .. } => {
+                OpenAiError::invalid("invalid_value", Some(&param), message)
+            }
+            GatewayError::UnknownModel(_) => {
+                OpenAiError::invalid("model_not_found", Some("model"), message)
+                    .with_status(StatusCode::NOT_FOUND)
+            }
+            GatewayError::NotServed(_) => {
+                OpenAiError::invalid("model_not_served", Some("model"), message)
+            }
+            GatewayError::InsufficientQuota { .. } => OpenAiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "insufficient_quota",
+                code: "insufficient_quota",
+                param: None,
+                message,
+            },
+            GatewayError::Refused(_) => {
+                OpenAiError::invalid("refused", None, message).with_status(StatusCode::CONFLICT)
+            }
+            GatewayError::Store(_) => OpenAiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "api_error",
+                code: "storage_unavailable",
+                param: None,
+                message,
+            },
+        }
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn authenticate(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<ApiKey, OpenAiError> {
+    Ok(gateway.authenticate(authorization(headers), scope)?)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        OpenAiError::invalid(
+            "invalid_json",
+            None,
+            format!("the request body is not what this endpoint takes: {e}"),
+        )
+    })
+}
+
+/// Runs blocking gateway work (which waits for durable storage) off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
+) -> Result<T, OpenAiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| OpenAiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "api_error",
+            code: "internal",
+            param: None,
+            message: format!("the request failed inside the node: {e}"),
+        })?
+        .map_err(OpenAiError::from)
+}
+
+fn model_object(model: &ServedModel) -> Value {
+    json!({
+        "id": model.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "caravan",
+        "asset": model.asset,
+        "kind": model.kind.name(),
+        "price_per_call": model.price_per_call.to_string(),
+        "token": model.token,
+    })
+}
+
+async fn list_models(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Response, OpenAiError> {
+    authenticate(&gateway, &headers, Scope::Models)?;
+    let data: Vec<Value> = gateway.models().iter().map(model_object).collect();
+    Ok(axum::Json(json!({ "object": "list", "data": data })).into_response())
+}
+
+async fn get_model(
+    State(gateway): State<Arc<Gateway>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OpenAiError> {
+    authenticate(&gateway, &headers, Scope::Models)?;
+    let model = gateway.resolve(&model)?;
+    Ok(axum::Json(model_object(&model)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassifyBody {
+    model: String,
+    /// One object of item fields, or an array of them.
+    input: Value,
+}
+
+/// The request's `Idempotency-Key`, checked: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, OpenAiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            OpenAiError::invalid(
+                "invalid_idempotency_key",
+                None,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
+            )
+        })?;
+    Ok(Some(text.to_owned()))
+}
+
+fn served_response(served: &Served) -> Stored {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes());
+    Stored {
+        status: 200,
+        headers: vec![
+            (RECEIPT_HEADER.into(), encoded),
+            (SIGNATURE_HEADER.into(), served.signature.clone()),
+        ],
+        body: Bytes::from(served.body.to_string()),
+    }
+}
+
+fn into_response(stored: Stored, node: Address, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+        [(header::CONTENT_TYPE, "application/json")],
+        stored.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::try_from(name),
+            HeaderValue::try_from(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(
+        NODE_HEADER,
+        HeaderValue::try_from(node.to_string()).expect("an address is a valid header"),
+    );
+    if replayed {
+        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Admits a paid request under its idempotency key (if any): `Ok(None)` to run it, or the
+/// response to give instead.
+fn admit(
+    gateway: &Gateway,
+    key: &ApiKey,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Option<caravan_core::Hash32>, Option<Response>), OpenAiError> {
+    let Some(idempotency) = idempotency_key(headers)? else {
+        return Ok((None, None));
+    };
+    let request = request_id(&key.payer, &idempotency);
+    let conflict = |code, message: &str| {
+        OpenAiError::invalid(code, None, message).with_status(StatusCode::CONFLICT)
+    };
+    match gateway
+        .idempotency()
+        .admit(request, keccak256(body), now_ms())
+    {
+        Admission::Run => Ok((Some(request), None)),
+        Admission::Replay(stored) => Ok((None, Some(into_response(stored, gateway.node(), true)))),
+        Admission::InFlight => Err(conflict(
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still running; retry in a moment to get its result",
+        )),
+        Admission::DifferentBody => Err(OpenAiError::invalid(
+            "idempotency_key_reused",
+            None,
+            "this Idempotency-Key was used for a different request body; use a new key for a new request",
+        )),
+        Admission::ChargedEarlier => Err(conflict(
+            "idempotency_key_charged",
+            "a request with this Idempotency-Key was already served and charged before the node restarted; its result is no longer held, and it will not be charged again",
+        )),
+    }
+}
+
+async fn classify(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let key = authenticate(&gateway, &headers, Scope::Classify)?;
+    let parsed: ClassifyBody = parse(&body)?;
+    let inputs = match parsed.input {
+        Value::Array(items) => items,
+        Value::Object(_) => vec![parsed.input],
+        _ => {
+            return Err(OpenAiError::invalid(
+                "invalid_value",
+                Some("input"),
+                "input must be an object of item fields or an array of such objects",
+            ));
+        }
+    };
+    let (request, replay) = admit(&gateway, &key, &headers, &body)?;
+    if let Some(replay) = replay {
+        return Ok(replay);
+    }
+    let worker = Arc::clone(&gateway);
+    // The work, the charge and keeping the response for replay all happen on the blocking
+    // thread, which finishes even if the client goes away: a charged call's response is never
+    // lost to a retry.
+    let stored = blocking(move || {
+        let served = worker.classify(&key, &parsed.model, inputs, request);
+        match (&served, request) {
+            (Ok(served), Some(id)) => worker.idempotency().finish(id, served_response(served)),
+            (Err(_), Some(id)) => worker.idempotency().abandon(id),
+            _ => {}
+        }
+        served.map(|served| served_response(&served))
+    })
+    .await?;
+    Ok(into_response(stored, gateway.node(), false))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueBody {
+    payer: Address,
+    #[serde(default)]
+    scopes: Option<Vec<Scope>>,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+    #[serde(default)]
+    name: String,
+}
+
+fn key_object(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id,
+        "object": "api_key",
+        "payer": key.payer,
+        "scopes": key.scopes,
+        "name": key.name,
+        "created_ms": key.created_ms,
+        "expires_ms": key.expires_ms,
+    })
+}
+
+async fn issue_key(
+    State(gateway): State<Arc<Gateway>>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let parsed: IssueBody = parse(&body)?;
+    let scopes = parsed.scopes.unwrap_or_else(|| Scope::ALL.to_vec());
+    let expires_ms = parsed
+        .expires_in_days
+        .map(|days| now_ms() + u64::from(days) * 24 * 60 * 60 * 1000);
+    let worker = Arc::clone(&gateway);
+    let (secret, key) =
+        blocking(move || worker.issue_key(parsed.payer, scopes, expires_ms, parsed.name)).await?;
+    let mut object = key_object(&key);
+    object["key"] = json!(secret);
+    Ok((StatusCode::CREATED, axum::Json(object)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PayerQuery {
+    payer: Address,
+}
+
+async fn list_keys(
+    State(gateway): State<Arc<Gateway>>,
+    Query(query): Query<PayerQuery>,
+) -> Result<Response, OpenAiError> {
+    let data: Vec<Value> = gateway
+        .keys_of(&query.payer)
+        .iter()
+        .map(key_object)
+        .collect();
+    Ok(axum::Json(json!({ "object": "list", "data": data })).into_response())
+}
+
+async fn revoke_key(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    Query(query): Query<PayerQuery>,
+) -> Result<Response, OpenAiError> {
+    let worker = Arc::clone(&gateway);
+    let revoked = id.clone();
+    blocking(move || worker.revoke_key(query.payer, &revoked)).await?;
+    Ok(axum::Json(json!({ "id": id, "object": "api_key", "revoked": true })).into_response())
+}
+
+async fn balance(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+) -> Result<Response, OpenAiError> {
+    let key = authenticate(&gateway, &headers, Scope::Models)?;
+    let balances: Vec<Value> = gateway.journal().read(|j| {
+        let economy = j.economy();
+        economy
+            .tokens()
+            .values()
+            .map(|token| {
+                let available = economy
+                    .ledger()
+                    .balance(&AccountRef::Payer(key.payer), &token.address)
+                    .available();
+                let held = gateway.meter().held(&key.payer, &token.address);
+                json!({
+                    "token": token.address,
+                    "symbol": token.symbol,
+                    "decimals": token.decimals,
+                    "available": available.saturating_sub(held).to_string(),
+                    "held": held.to_string(),
+                })
+            })
+            .collect()
+    });
+    Ok(axum::Json(json!({ "payer": key.payer, "balances": balances })).into_response())
+}
