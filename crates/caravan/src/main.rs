@@ -100,7 +100,8 @@ enum Command {
     /// Post data projects, import items, follow progress, publish and export datasets.
     #[command(subcommand)]
     Task(commands::TaskCommand),
-    /// Run the node's HTTP API (data tasks, with its OpenAPI document at /v1/openapi.json).
+    /// Run the node: the HTTP API (data tasks, epochs, chains; OpenAPI document at
+    /// /v1/openapi.json) and the OpenAI-compatible gateway (/v1/models, /v1/classifications).
     Serve(serve::ServeArgs),
     /// Infer true labels from crowd judgments and measure agreement, on any CSV file.
     #[command(subcommand)]

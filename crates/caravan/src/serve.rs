@@ -1,10 +1,14 @@
-//! `caravan serve`: the node's HTTP API on the store named by the global options.
+//! `caravan serve`: the node's HTTP API and OpenAI-compatible gateway on the store named by the
+//! global options.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use caravan_server::api::router;
 use caravan_server::desk::Desk;
+use caravan_server::gateway::Gateway;
+use caravan_server::gateway::receipt::NodeSigner;
 use clap::Args;
 
 use crate::StoreArgs;
@@ -16,6 +20,11 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "CARAVAN_LISTEN")]
     listen: SocketAddr,
+    /// The node's secp256k1 key (hex), which signs usage receipts; its address is paid the
+    /// compute share of every call the node serves. Made on first use. Default: node.key in
+    /// the data directory.
+    #[arg(long, env = "CARAVAN_NODE_KEY_FILE")]
+    node_key: Option<PathBuf>,
 }
 
 pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
@@ -27,6 +36,16 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .with_chains(chains),
     );
+    let node_key = args
+        .node_key
+        .unwrap_or_else(|| store.data_dir.join("node.key"));
+    let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
+    let artifacts = crate::commands::artifact_store(store);
+    let gateway = Arc::new(
+        Gateway::open(Arc::clone(&desk), artifacts, signer).map_err(|e| e.to_string())?,
+    );
+    let node = gateway.node();
+    let app = router(desk).merge(caravan_server::gateway::routes::router(gateway));
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
@@ -39,7 +58,10 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         println!(
             "caravan listening on http://{bound} (API document: http://{bound}/v1/openapi.json)"
         );
-        axum::serve(listener, router(desk))
+        println!(
+            "OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer creates a key with POST /v1/keys)"
+        );
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
