@@ -1,10 +1,10 @@
-//! The OpenAPI 3.1 document of the data-task API, served at `/v1/openapi.json`. A test checks
+//! The OpenAPI 3.1 document of the node's API (data tasks, epochs, chains and the gateway), served at `/v1/openapi.json`. A test checks
 //! that every route the router serves is documented here and nothing else is.
 
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 20] = [
+pub const OPERATIONS: [(&str, &str); 27] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -25,6 +25,13 @@ pub const OPERATIONS: [(&str, &str); 20] = [
     ("get", "/v1/chains"),
     ("get", "/v1/accounts/{account}/payout-chain"),
     ("put", "/v1/accounts/{account}/payout-chain"),
+    ("get", "/v1/models"),
+    ("get", "/v1/models/{model}"),
+    ("post", "/v1/classifications"),
+    ("post", "/v1/keys"),
+    ("get", "/v1/keys"),
+    ("delete", "/v1/keys/{id}"),
+    ("get", "/v1/balance"),
 ];
 
 fn reference(name: &str) -> Value {
@@ -51,6 +58,31 @@ fn operation(summary: &str, request: Option<Value>, status: &str, response: Valu
     op
 }
 
+/// A gateway operation: bearer-key auth, OpenAI's error shape.
+fn gateway_operation(
+    summary: &str,
+    request: Option<Value>,
+    status: &str,
+    response: Value,
+) -> Value {
+    let error = json!({ "description": "OpenAI's error shape: what was wrong and how to fix it",
+        "content": { "application/json": { "schema": reference("OpenAiError") } } });
+    let mut responses = json!({ "400": error, "401": error, "403": error, "404": error,
+        "409": error, "429": error, "503": error });
+    responses[status] = response;
+    let mut op = json!({ "summary": summary, "responses": responses,
+        "security": [{ "apiKey": [] }] });
+    if let Some(request) = request {
+        op["requestBody"] = request;
+    }
+    op
+}
+
+fn amount() -> Value {
+    json!({ "type": "string", "pattern": "^[0-9]+$",
+            "description": "base units of the token, as a decimal string" })
+}
+
 fn address() -> Value {
     json!({ "type": "string", "pattern": "^0x[0-9a-fA-F]{40}$",
             "description": "EVM address; mixed case must carry a valid EIP-55 checksum" })
@@ -61,14 +93,28 @@ fn hash() -> Value {
 }
 
 fn schemas() -> Value {
-    let amount = json!({ "type": "string", "pattern": "^[0-9]+$",
-                         "description": "base units of the token, as a decimal string" });
+    let amount = amount();
     let ppm = json!({ "type": "integer", "minimum": 0, "maximum": 1_000_000,
                       "description": "parts per million (1000000 = 100%)" });
     json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["code", "message"],
             "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } },
+        "OpenAiError": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["message", "type", "param", "code"],
+            "properties": { "message": { "type": "string" }, "type": { "type": "string" },
+                "param": { "type": ["string", "null"] }, "code": { "type": "string" } } } } },
+        "Model": { "type": "object", "required": ["id", "object"], "properties": {
+            "id": { "type": "string", "description": "the model's name; its asset id works too" },
+            "object": { "const": "model" }, "created": { "type": "integer" }, "owned_by": { "type": "string" },
+            "asset": hash(), "kind": { "enum": ["model", "agent"] },
+            "price_per_call": amount.clone(), "token": address() } },
+        "ApiKey": { "type": "object", "required": ["id", "payer", "scopes"], "properties": {
+            "id": { "type": "string" }, "object": { "const": "api_key" }, "payer": address(),
+            "scopes": { "type": "array", "items": { "enum": ["models", "chat", "embeddings", "classify"] } },
+            "name": { "type": "string" }, "created_ms": { "type": "integer" },
+            "expires_ms": { "type": ["integer", "null"] },
+            "key": { "type": "string", "description": "the secret, returned once when the key is issued" } } },
         "Address": address(),
         "Hash": hash(),
         "Chain": { "type": "object", "required": ["home"],
@@ -385,12 +431,120 @@ pub fn document() -> Value {
             ok("chosen", choice),
         ),
     );
+    add(
+        "get",
+        "/v1/models",
+        gateway_operation(
+            "The paid models this node serves (OpenAI's list format).",
+            None,
+            "200",
+            ok(
+                "ok",
+                json!({ "type": "object", "properties": { "object": { "const": "list" },
+                "data": { "type": "array", "items": reference("Model") } } }),
+            ),
+        ),
+    );
+    add(
+        "get",
+        "/v1/models/{model}",
+        gateway_operation(
+            "One model, by name or asset id.",
+            None,
+            "200",
+            ok("ok", reference("Model")),
+        ),
+    );
+    add(
+        "post",
+        "/v1/classifications",
+        gateway_operation(
+            "Classify items with a first-party classifier, charged the model's price per input from the key's payer. Send `Idempotency-Key` to make retries return the first result and charge once. The response carries a usage receipt (`caravan-receipt`, base64 JSON) and the node's EIP-191 signature over it (`caravan-receipt-signature`).",
+            Some(inline(object(
+                json!({ "model": { "type": "string" },
+                        "input": { "oneOf": [{ "type": "object" }, { "type": "array", "items": { "type": "object" } }] } }),
+                &["model", "input"],
+            ))),
+            "200",
+            ok(
+                "classified and charged",
+                json!({ "type": "object", "properties": {
+                "id": { "type": "string" }, "object": { "const": "list" }, "model": { "type": "string" },
+                "data": { "type": "array", "items": { "type": "object", "properties": {
+                    "index": { "type": "integer" }, "label": { "type": "string" },
+                    "confidence": { "type": "number" }, "probabilities": { "type": "object" } } } },
+                "usage": { "type": "object", "properties": { "inputs": { "type": "integer" },
+                    "cost": amount(), "token": address() } } } }),
+            ),
+        ),
+    );
+    add(
+        "post",
+        "/v1/keys",
+        gateway_operation(
+            "Issue an API key for a payer (all scopes unless given). The secret is in the response once; the node keeps only its hash.",
+            Some(inline(object(
+                json!({ "payer": address(),
+                        "scopes": { "type": "array", "items": { "enum": ["models", "chat", "embeddings", "classify"] } },
+                        "expires_in_days": { "type": "integer", "minimum": 0 }, "name": { "type": "string" } }),
+                &["payer"],
+            ))),
+            "201",
+            ok("issued", reference("ApiKey")),
+        ),
+    );
+    add(
+        "get",
+        "/v1/keys",
+        gateway_operation(
+            "A payer's live keys (`?payer=ADDRESS`), without their secrets.",
+            None,
+            "200",
+            ok(
+                "ok",
+                json!({ "type": "object", "properties": { "object": { "const": "list" },
+                "data": { "type": "array", "items": reference("ApiKey") } } }),
+            ),
+        ),
+    );
+    add(
+        "delete",
+        "/v1/keys/{id}",
+        gateway_operation(
+            "Revoke a payer's key (`?payer=ADDRESS`); it stops working at once.",
+            None,
+            "200",
+            ok(
+                "revoked",
+                json!({ "type": "object", "properties": { "id": { "type": "string" },
+                "revoked": { "const": true } } }),
+            ),
+        ),
+    );
+    add(
+        "get",
+        "/v1/balance",
+        gateway_operation(
+            "The key's payer's prepaid balances: available (less calls in flight) and held by calls in flight.",
+            None,
+            "200",
+            ok(
+                "ok",
+                json!({ "type": "object", "properties": { "payer": address(),
+                "balances": { "type": "array", "items": { "type": "object", "properties": {
+                    "token": address(), "symbol": { "type": "string" }, "decimals": { "type": "integer" },
+                    "available": amount(), "held": amount() } } } } }),
+            ),
+        ),
+    );
     json!({
         "openapi": "3.1.0",
-        "info": { "title": "caravan data tasks", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Post labeling and writing tasks with a budget, do them, review them, and publish the accepted work as a dataset whose contributors share its royalties." },
+        "info": { "title": "caravan node", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Post labeling and writing tasks with a budget, do them, review them, and publish the accepted work as a dataset whose contributors share its royalties; call the models trained on it through an OpenAI-compatible gateway, paid per call from a prepaid balance." },
         "paths": paths,
-        "components": { "schemas": schemas() }
+        "components": { "schemas": schemas(),
+            "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer",
+                "description": "an API key from POST /v1/keys, as `Authorization: Bearer crv_…`" } } }
     })
 }
 
