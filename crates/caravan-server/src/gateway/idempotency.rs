@@ -37,7 +37,8 @@ enum Entry {
         fingerprint: Hash32,
         response: Stored,
     },
-    /// Charged before this node last started: the response is no longer held.
+    /// Charged, but the response is not held: charged before this node last started, or a
+    /// stream the client left.
     ChargedEarlier,
 }
 
@@ -63,7 +64,8 @@ impl Idempotency {
             .expect("the idempotency lock is never poisoned")
     }
 
-    /// Remembers a request charged before a restart (from the log).
+    /// Remembers a request that was charged but whose response is not held (from the log after
+    /// a restart, or a stream the client left).
     pub fn charged_earlier(&self, request: Hash32, at_ms: u64) {
         self.lock().insert(request, (at_ms, Entry::ChargedEarlier));
     }

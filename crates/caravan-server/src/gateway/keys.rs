@@ -68,8 +68,20 @@ pub struct ApiKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum AccessRecord {
-    KeyIssued { hash: Hash32, key: ApiKey },
-    KeyRevoked { hash: Hash32, at_ms: u64 },
+    KeyIssued {
+        hash: Hash32,
+        key: ApiKey,
+    },
+    KeyRevoked {
+        hash: Hash32,
+        at_ms: u64,
+    },
+    /// A model asset served by forwarding to an upstream server; the asset's content hash is
+    /// the upstream configuration's.
+    UpstreamRegistered {
+        asset: caravan_core::AssetId,
+        upstream: super::upstream::Upstream,
+    },
 }
 
 /// The hash a key is stored and looked up by.
@@ -139,6 +151,7 @@ impl KeyRing {
             AccessRecord::KeyRevoked { hash, .. } => {
                 self.keys.remove(hash);
             }
+            AccessRecord::UpstreamRegistered { .. } => {}
         }
     }
 

@@ -5,11 +5,13 @@
 //! event with the actual cost (durable before the answer is sent), release the hold, and answer
 //! with a receipt signed by the node. [`routes`] puts it on HTTP in OpenAI's wire format.
 
+pub mod chat;
 pub mod idempotency;
 pub mod keys;
 pub mod meter;
 pub mod receipt;
 pub mod routes;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +28,7 @@ use idempotency::Idempotency;
 use keys::{AccessRecord, ApiKey, KeyError, KeyRing, Scope};
 use meter::Meter;
 use receipt::NodeSigner;
+use upstream::Upstream;
 
 /// The most inputs one classification request may carry.
 pub const MAX_INPUTS: usize = 2_048;
@@ -54,6 +57,8 @@ pub enum GatewayError {
     },
     #[error("the economy refused the charge: {0}")]
     Refused(String),
+    #[error("the upstream server of {model} failed: {why}")]
+    Upstream { model: String, why: String },
     #[error("storage is unavailable; nothing was charged, retry: {0}")]
     Store(#[from] JournalError),
 }
@@ -84,6 +89,8 @@ pub struct Gateway {
     artifacts: ArtifactStore,
     classifiers: Mutex<HashMap<Hash32, Arc<Classifier>>>,
     keys: RwLock<KeyRing>,
+    upstreams: RwLock<HashMap<AssetId, Upstream>>,
+    http: reqwest::Client,
     meter: Arc<Meter>,
     idempotency: Idempotency,
     signer: NodeSigner,
@@ -102,6 +109,8 @@ impl Gateway {
             artifacts,
             classifiers: Mutex::new(HashMap::new()),
             keys: RwLock::new(KeyRing::default()),
+            upstreams: RwLock::new(HashMap::new()),
+            http: reqwest::Client::new(),
             meter: Arc::new(Meter::default()),
             idempotency: Idempotency::default(),
             signer,
@@ -112,7 +121,7 @@ impl Gateway {
 
     fn replay(&self) -> Result<(), GatewayError> {
         let since = now_ms().saturating_sub(idempotency::RETENTION_MS);
-        let mut keys = KeyRing::default();
+        let mut records = Vec::new();
         let mut next = 0;
         loop {
             let page = self.journal().read(|j| j.read_events(next, 20_000))?;
@@ -127,7 +136,7 @@ impl Gateway {
                                 row.seq
                             ))
                         })?;
-                        keys.apply(&record);
+                        records.push(record);
                     }
                     Ok(Event::CallMetered(call)) if row.at_ms >= since => {
                         if let Some(request) = call.request {
@@ -138,8 +147,64 @@ impl Gateway {
                 }
             }
         }
-        *self.keys.write().expect("key ring lock") = keys;
+        records.iter().for_each(|record| self.apply_access(record));
         Ok(())
+    }
+
+    fn apply_access(&self, record: &AccessRecord) {
+        if let AccessRecord::UpstreamRegistered { asset, upstream } = record {
+            self.upstreams
+                .write()
+                .expect("upstream map lock")
+                .insert(*asset, upstream.clone());
+        }
+        self.keys.write().expect("key ring lock").apply(record);
+    }
+
+    /// The upstream a model forwards to, if it is an upstream model.
+    pub fn upstream(&self, asset: &AssetId) -> Option<Upstream> {
+        self.upstreams
+            .read()
+            .expect("upstream map lock")
+            .get(asset)
+            .cloned()
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Registers `manifest` (a model whose content is `upstream`'s hash) and the upstream it
+    /// forwards to, in one durable write.
+    pub fn register_upstream(
+        &self,
+        manifest: caravan_core::Manifest,
+        upstream: Upstream,
+    ) -> Result<AssetId, GatewayError> {
+        upstream
+            .validate()
+            .map_err(|message| GatewayError::BadParam {
+                param: "upstream".into(),
+                message,
+            })?;
+        if manifest.content != upstream.content_hash() {
+            return Err(GatewayError::BadRequest(
+                "an upstream model's content must be the keccak-256 of its upstream configuration"
+                    .into(),
+            ));
+        }
+        let asset = manifest.id();
+        let record = AccessRecord::UpstreamRegistered { asset, upstream };
+        let text = serde_json::to_string(&record).expect("access records serialise");
+        let mut submitted = self.journal().submit(vec![
+            Event::AssetRegistered(manifest),
+            Event::AccessRecorded { record: text },
+        ])?;
+        if let Some((_, why)) = submitted.refused.pop() {
+            return Err(GatewayError::Refused(why.to_string()));
+        }
+        self.apply_access(&record);
+        Ok(asset)
     }
 
     pub fn journal(&self) -> &SharedJournal {
@@ -184,7 +249,7 @@ impl Gateway {
         if let Some((_, why)) = submitted.refused.pop() {
             return Err(GatewayError::Refused(why.to_string()));
         }
-        self.keys.write().expect("key ring lock").apply(record);
+        self.apply_access(record);
         Ok(())
     }
 
@@ -258,7 +323,9 @@ impl Gateway {
                 .lineage()
                 .iter()
                 .filter_map(|asset| served_model(&asset.id, &asset.manifest))
-                .filter(|model| self.artifacts_have(&model.content))
+                .filter(|model| {
+                    self.upstream(&model.asset).is_some() || self.artifacts_have(&model.content)
+                })
                 .collect()
         })
     }
@@ -414,7 +481,7 @@ impl Gateway {
     }
 
     /// Commits the call's charge; returns the event's sequence number and time.
-    fn charge(
+    pub(crate) fn charge(
         &self,
         key: &ApiKey,
         model: &ServedModel,
@@ -439,7 +506,7 @@ impl Gateway {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn receipted(
+    pub(crate) fn receipted(
         &self,
         body: Value,
         id: &str,

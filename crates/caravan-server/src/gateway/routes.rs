@@ -33,6 +33,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
         .route("/v1/classifications", post(classify))
+        .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/keys", post(issue_key).get(list_keys))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/balance", get(balance))
@@ -106,6 +107,13 @@ impl From<GatewayError> for OpenAiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 kind: "insufficient_quota",
                 code: "insufficient_quota",
+                param: None,
+                message,
+            },
+            GatewayError::Upstream { .. } => OpenAiError {
+                status: StatusCode::BAD_GATEWAY,
+                kind: "api_error",
+                code: "upstream_error",
                 param: None,
                 message,
             },
@@ -234,7 +242,7 @@ fn served_response(served: &Served) -> Stored {
     }
 }
 
-fn into_response(stored: Stored, node: Address, replayed: bool) -> Response {
+pub(crate) fn into_response(stored: Stored, node: Address, replayed: bool) -> Response {
     let mut response = (
         StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
         [(header::CONTENT_TYPE, "application/json")],
@@ -292,7 +300,7 @@ fn admit(
         )),
         Admission::ChargedEarlier => Err(conflict(
             "idempotency_key_charged",
-            "a request with this Idempotency-Key was already served and charged before the node restarted; its result is no longer held, and it will not be charged again",
+            "a request with this Idempotency-Key was already served and charged, and its result is no longer held (the client left before it finished, or the node restarted since); it will not be charged again",
         )),
     }
 }
@@ -334,6 +342,20 @@ async fn classify(
     })
     .await?;
     Ok(into_response(stored, gateway.node(), false))
+}
+
+async fn chat_completions(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let key = authenticate(&gateway, &headers, Scope::Chat)?;
+    let parsed: Value = parse(&body)?;
+    let (request, replay) = admit(&gateway, &key, &headers, &body)?;
+    if let Some(replay) = replay {
+        return Ok(replay);
+    }
+    Ok(super::chat::chat_completions(gateway, key, parsed, body.len(), request).await?)
 }
 
 #[derive(Deserialize)]

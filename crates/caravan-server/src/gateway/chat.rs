@@ -1,0 +1,418 @@
+//! `POST /v1/chat/completions` for upstream models: hold the bound, forward, meter, charge once.
+//!
+//! A streamed answer is relayed chunk by chunk. The charge is committed when the upstream
+//! finishes, before the final `data: [DONE]`, and the signed receipt travels as an SSE comment
+//! (`: caravan-receipt BASE64 SIGNATURE`), which OpenAI's clients skip. If the client goes away
+//! first, dropping the relay charges what was produced so far and drops the upstream response,
+//! which closes its connection and so cancels the generation.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use caravan_core::{CallPart, Hash32};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Value, json};
+
+use super::idempotency::Stored;
+use super::keys::ApiKey;
+use super::meter::Hold;
+use super::routes::{NODE_HEADER, RECEIPT_HEADER, SIGNATURE_HEADER};
+use super::upstream::{Prepared, TokenUsage, Upstream, prepare, reported_usage, take_events};
+use super::{Gateway, GatewayError, ServedModel};
+
+/// Forgets an idempotency key whose request ended without a charge, unless it was finished.
+struct Admitted {
+    gateway: Arc<Gateway>,
+    request: Option<Hash32>,
+}
+
+impl Admitted {
+    fn finish(mut self, response: Stored) {
+        if let Some(request) = self.request.take() {
+            self.gateway.idempotency().finish(request, response);
+        }
+    }
+}
+
+impl Admitted {
+    /// The request was charged but its response is not kept (the client left mid-stream): a
+    /// retry is told so instead of being charged again.
+    fn charged_without_response(mut self) {
+        if let Some(request) = self.request.take() {
+            self.gateway
+                .idempotency()
+                .charged_earlier(request, caravan_store::now_ms());
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            self.gateway.idempotency().abandon(request);
+        }
+    }
+}
+
+/// What a call is charged for, and how to charge it.
+struct Metering {
+    gateway: Arc<Gateway>,
+    key: ApiKey,
+    model: ServedModel,
+    upstream: Upstream,
+    hold: Hold,
+    request: Option<Hash32>,
+}
+
+impl Metering {
+    /// Commits the charge for `usage` (never more than was held) and signs the receipt.
+    /// Blocking: waits for the charge to be durable.
+    fn settle(self, usage: TokenUsage) -> Result<super::Served, GatewayError> {
+        let cost = self
+            .upstream
+            .cost(self.model.price_per_call, usage)
+            .min(self.hold.amount);
+        let trace = json!([{ "asset": self.model.asset, "model": self.model.name,
+            "upstream": self.upstream.model, "prompt_tokens": usage.prompt,
+            "completion_tokens": usage.completion, "cost": cost.to_string() }]);
+        let part = CallPart {
+            asset: self.model.asset,
+            amount: cost,
+            calls: 1,
+        };
+        let (seq, at_ms) =
+            self.gateway
+                .charge(&self.key, &self.model, vec![part], trace, self.request)?;
+        drop(self.hold);
+        let id = format!("chatcmpl-{seq}");
+        Ok(self.gateway.receipted(
+            json!({ "id": id }),
+            &id,
+            &self.key,
+            &self.model,
+            cost,
+            1,
+            at_ms,
+        ))
+    }
+}
+
+fn receipt_headers(served: &super::Served) -> Vec<(String, String)> {
+    vec![
+        (
+            RECEIPT_HEADER.into(),
+            base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes()),
+        ),
+        (SIGNATURE_HEADER.into(), served.signature.clone()),
+    ]
+}
+
+/// Serves a chat completion for an upstream model. `request` is the idempotency id, already
+/// admitted by the caller.
+pub async fn chat_completions(
+    gateway: Arc<Gateway>,
+    key: ApiKey,
+    body: Value,
+    body_bytes: usize,
+    request: Option<Hash32>,
+) -> Result<Response, GatewayError> {
+    let admitted = Admitted {
+        gateway: Arc::clone(&gateway),
+        request,
+    };
+    let name = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| GatewayError::BadParam {
+            param: "model".into(),
+            message: "model is required: the name of a model from GET /v1/models".into(),
+        })?
+        .to_owned();
+    let model = gateway.resolve(&name)?;
+    let upstream = gateway.upstream(&model.asset).ok_or_else(|| {
+        GatewayError::NotServed(format!(
+            "model {name} is a classifier, not a chat model; call POST /v1/classifications with it"
+        ))
+    })?;
+    let prepared = prepare(body, &upstream, body_bytes).map_err(GatewayError::BadRequest)?;
+    let bound = upstream.cost(model.price_per_call, prepared.bound);
+    let hold = gateway
+        .meter
+        .reserve(gateway.journal(), key.payer, model.token, bound)
+        .map_err(|shortfall| GatewayError::InsufficientQuota {
+            payer: key.payer,
+            token: model.token,
+            needed: shortfall.needed,
+            available: shortfall.available,
+        })?;
+    let upstream_failed = |why: String| GatewayError::Upstream {
+        model: name.clone(),
+        why,
+    };
+    let mut forward = gateway
+        .http()
+        .post(upstream.chat_url())
+        .json(&prepared.body);
+    if let Some(variable) = &upstream.api_key_env {
+        let secret = std::env::var(variable).map_err(|_| {
+            upstream_failed(format!(
+                "its API key is read from the environment variable {variable}, which the node was started without"
+            ))
+        })?;
+        forward = forward.bearer_auth(secret);
+    }
+    let response = forward.send().await.map_err(|e| {
+        upstream_failed(format!(
+            "cannot reach {} ({e}); is the server running?",
+            upstream.chat_url()
+        ))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(500).collect();
+        return Err(upstream_failed(format!("it answered {status}: {text}")));
+    }
+    let metering = Metering {
+        gateway: Arc::clone(&gateway),
+        key,
+        model,
+        upstream,
+        hold,
+        request,
+    };
+    if prepared.stream {
+        return Ok(stream_response(
+            metering,
+            prepared,
+            admitted,
+            Box::pin(response.bytes_stream()),
+        ));
+    }
+    let mut answer: Value = response
+        .json()
+        .await
+        .map_err(|e| upstream_failed(format!("its answer is not JSON: {e}")))?;
+    let usage = reported_usage(&answer).unwrap_or(TokenUsage {
+        prompt: prepared.prompt_estimate,
+        completion: answer["choices"][0]["message"]["content"]
+            .as_str()
+            .map_or(0, |c| c.len().div_ceil(4) as u64),
+    });
+    answer["model"] = json!(metering.model.name);
+    let node = gateway.node();
+    // The charge, the receipt and keeping the answer for a retry run to the end on a blocking
+    // thread even if the client goes away meanwhile.
+    let stored = tokio::task::spawn_blocking(move || {
+        let served = metering.settle(usage)?;
+        answer["id"] = served.body["id"].clone();
+        let stored = Stored {
+            status: 200,
+            headers: receipt_headers(&served),
+            body: Bytes::from(answer.to_string()),
+        };
+        admitted.finish(stored.clone());
+        Ok::<_, GatewayError>(stored)
+    })
+    .await
+    .map_err(|e| GatewayError::Refused(format!("the charge failed inside the node: {e}")))??;
+    Ok(super::routes::into_response(stored, node, false))
+}
+
+type UpstreamBytes = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// The relay between the upstream's stream and the client's.
+struct Relay {
+    upstream: UpstreamBytes,
+    buffer: Vec<u8>,
+    out: VecDeque<Bytes>,
+    metering: Option<Metering>,
+    admitted: Option<Admitted>,
+    model_name: String,
+    client_wants_usage: bool,
+    reported: Option<TokenUsage>,
+    content_chunks: u64,
+    prompt_estimate: u64,
+    /// Everything sent so far, kept for replay under an idempotency key.
+    transcript: Vec<u8>,
+    finished: bool,
+}
+
+impl Relay {
+    fn usage(&self) -> TokenUsage {
+        self.reported.unwrap_or(TokenUsage {
+            prompt: self.prompt_estimate,
+            completion: self.content_chunks,
+        })
+    }
+
+    fn emit(&mut self, text: String) {
+        self.transcript.extend_from_slice(text.as_bytes());
+        self.out.push_back(Bytes::from(text));
+    }
+
+    /// Handles one upstream event; returns true at `[DONE]`.
+    fn relay_event(&mut self, event: &str) -> bool {
+        if event == "[DONE]" {
+            return true;
+        }
+        let Ok(mut chunk) = serde_json::from_str::<Value>(event) else {
+            // Not JSON: pass it through untouched.
+            self.emit(format!("data: {event}\n\n"));
+            return false;
+        };
+        if let Some(usage) = reported_usage(&chunk) {
+            self.reported = Some(usage);
+        }
+        let has_content = chunk["choices"].as_array().into_iter().flatten().any(|c| {
+            c["delta"]["content"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        });
+        self.content_chunks += u64::from(has_content);
+        if chunk.get("model").is_some() {
+            chunk["model"] = json!(self.model_name);
+        }
+        if !self.client_wants_usage {
+            if let Some(object) = chunk.as_object_mut() {
+                object.remove("usage");
+            }
+            if chunk["choices"].as_array().is_some_and(Vec::is_empty) {
+                return false;
+            }
+        }
+        self.emit(format!("data: {chunk}\n\n"));
+        false
+    }
+
+    /// Charges the call and ends the stream with the receipt and `[DONE]`.
+    async fn finish(&mut self) {
+        self.finished = true;
+        let Some(metering) = self.metering.take() else {
+            return;
+        };
+        let usage = self.usage();
+        match tokio::task::spawn_blocking(move || metering.settle(usage)).await {
+            Ok(Ok(served)) => {
+                let receipt =
+                    base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes());
+                self.emit(format!(
+                    ": {RECEIPT_HEADER} {receipt} {}\n\n",
+                    served.signature
+                ));
+                self.emit("data: [DONE]\n\n".into());
+                if let Some(admitted) = self.admitted.take() {
+                    admitted.finish(Stored {
+                        status: 200,
+                        headers: vec![("content-type".into(), "text/event-stream".into())],
+                        body: Bytes::from(std::mem::take(&mut self.transcript)),
+                    });
+                }
+            }
+            Ok(Err(error)) => {
+                let body = json!({ "error": { "message": error.to_string(), "type": "api_error",
+                    "param": null, "code": "charge_failed" } });
+                self.emit(format!("data: {body}\n\n"));
+            }
+            Err(error) => {
+                let body = json!({ "error": { "message": format!("the charge failed inside the node: {error}"),
+                    "type": "api_error", "param": null, "code": "internal" } });
+                self.emit(format!("data: {body}\n\n"));
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.out.pop_front() {
+                return Some(frame);
+            }
+            if self.finished {
+                return None;
+            }
+            match self.upstream.next().await {
+                Some(Ok(bytes)) => {
+                    self.buffer.extend_from_slice(&bytes);
+                    let mut done = false;
+                    for event in take_events(&mut self.buffer) {
+                        done = self.relay_event(&event) || done;
+                    }
+                    if done {
+                        self.finish().await;
+                    }
+                }
+                Some(Err(error)) => {
+                    let body = json!({ "error": { "message": format!("the upstream stream broke off: {error}"),
+                        "type": "api_error", "param": null, "code": "upstream_error" } });
+                    self.emit(format!("data: {body}\n\n"));
+                    self.finish().await;
+                }
+                None => self.finish().await,
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    /// The client went away before the end: charge what was produced. Dropping `upstream`
+    /// (after this) closes the upstream connection, which stops the generation.
+    fn drop(&mut self) {
+        if let Some(metering) = self.metering.take() {
+            if let Some(admitted) = self.admitted.take() {
+                admitted.charged_without_response();
+            }
+            let usage = self.usage();
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = metering.settle(usage) {
+                    eprintln!("a stream the client left could not be charged: {error}");
+                }
+            });
+        }
+    }
+}
+
+fn stream_response(
+    metering: Metering,
+    prepared: Prepared,
+    admitted: Admitted,
+    upstream: UpstreamBytes,
+) -> Response {
+    let node = metering.gateway.node();
+    let relay = Relay {
+        upstream,
+        buffer: Vec::new(),
+        out: VecDeque::new(),
+        model_name: metering.model.name.clone(),
+        metering: Some(metering),
+        admitted: Some(admitted),
+        client_wants_usage: prepared.client_wants_usage,
+        reported: None,
+        content_chunks: 0,
+        prompt_estimate: prepared.prompt_estimate,
+        transcript: Vec::new(),
+        finished: false,
+    };
+    let frames = futures_util::stream::unfold(relay, |mut relay| async move {
+        relay
+            .next_frame()
+            .await
+            .map(|frame| (Ok::<_, std::convert::Infallible>(frame), relay))
+    });
+    let mut response = (StatusCode::OK, Body::from_stream(frames)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        NODE_HEADER,
+        HeaderValue::try_from(node.to_string()).expect("an address is a valid header"),
+    );
+    response
+}
