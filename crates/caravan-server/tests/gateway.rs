@@ -463,3 +463,315 @@ async fn sixty_four_clients_racing_one_balance_never_overdraw_it_and_every_charg
     assert_eq!(payer_balance(&gateway), deposit - charged);
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
 }
+
+/// A stand-in OpenAI-compatible upstream (allowed here: the test is about the gateway): it
+/// answers with `words` words, streamed one per chunk every `delay_ms`, and says whether a
+/// stream was cut off before its end.
+struct MockUpstream {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<Value>>>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the mock upstream records: the requests it saw, and whether a stream was cut off.
+type Observed = (
+    Arc<std::sync::Mutex<Vec<Value>>>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
+
+/// Sets `cancelled` if dropped before the stream's end.
+struct Cutoff {
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    done: bool,
+}
+
+impl Drop for Cutoff {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancelled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+async fn mock_upstream(words: usize, delay_ms: u64) -> MockUpstream {
+    use axum::routing::post;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let state = (Arc::clone(&seen), Arc::clone(&cancelled));
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(
+                move |axum::extract::State((seen, cancelled)): axum::extract::State<Observed>,
+                      axum::Json(body): axum::Json<Value>| async move {
+                    seen.lock().unwrap().push(body.clone());
+                    let usage = json!({ "prompt_tokens": 11, "completion_tokens": words,
+                        "total_tokens": 11 + words });
+                    if body["stream"] != true {
+                        let text: Vec<String> = (0..words).map(|i| format!("word{i}")).collect();
+                        return axum::Json(json!({ "id": "up-1", "object": "chat.completion",
+                            "created": 1, "model": "llama-up",
+                            "choices": [{ "index": 0, "finish_reason": "stop",
+                                "message": { "role": "assistant", "content": text.join(" ") } }],
+                            "usage": usage }))
+                        .into_response();
+                    }
+                    let include_usage = body["stream_options"]["include_usage"] == true;
+                    let cutoff = Cutoff {
+                        cancelled,
+                        done: false,
+                    };
+                    let frames =
+                        futures_util::stream::unfold((0usize, cutoff), move |(i, mut cutoff)| {
+                            let usage = usage.clone();
+                            async move {
+                                let frame = if i < words {
+                                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms))
+                                        .await;
+                                    json!({ "id": "up-1", "object": "chat.completion.chunk",
+                                        "created": 1, "model": "llama-up",
+                                        "choices": [{ "index": 0,
+                                            "delta": { "content": format!("word{i} ") } }] })
+                                    .to_string()
+                                } else if i == words && include_usage {
+                                    json!({ "id": "up-1", "object": "chat.completion.chunk",
+                                        "created": 1, "model": "llama-up", "choices": [],
+                                        "usage": usage })
+                                    .to_string()
+                                } else if i <= words + 1 {
+                                    cutoff.done = true;
+                                    "[DONE]".to_owned()
+                                } else {
+                                    return None;
+                                };
+                                let next = if i == words && !include_usage {
+                                    words + 1
+                                } else {
+                                    i + 1
+                                };
+                                let next = if frame == "[DONE]" { words + 2 } else { next };
+                                Some((
+                                    Ok::<_, std::convert::Infallible>(format!("data: {frame}\n\n")),
+                                    (next, cutoff),
+                                ))
+                            }
+                        });
+                    (
+                        [("content-type", "text/event-stream")],
+                        Body::from_stream(frames),
+                    )
+                        .into_response()
+                },
+            ),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    MockUpstream {
+        url,
+        seen,
+        cancelled,
+    }
+}
+
+use axum::response::IntoResponse;
+use caravan_server::gateway::upstream::Upstream;
+
+/// Registers a chat model forwarding to `url`: 1,000 per call, 0.1 per prompt token and 0.4
+/// per completion token (base units).
+fn chat_model(gateway: &Gateway, name: &str, url: &str) -> AssetId {
+    let upstream = Upstream {
+        base_url: url.to_owned(),
+        model: "llama-up".into(),
+        prompt_per_million: 100_000,
+        completion_per_million: 400_000,
+        api_key_env: None,
+    };
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: name.into(),
+        owner: Address::from_label("developer"),
+        content: upstream.content_hash(),
+        licence: Licence::Commercial {
+            token: token(),
+            price_per_call: 1_000,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: vec![],
+        roles: vec![],
+    };
+    manifest.normalise();
+    gateway.register_upstream(manifest, upstream).unwrap()
+}
+
+/// The whole body of a streamed reply, frame by frame.
+fn chat_request(key: &str, body: &Value) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn stream_text(app: &Router, key: &str, body: Value) -> (StatusCode, String) {
+    let request = chat_request(key, &body);
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn chunks(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let upstream = mock_upstream(5, 1).await;
+    chat_model(&gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, json!(["models", "chat"])).await;
+    let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
+    assert!(
+        models.body.to_string().contains("chat-upstream"),
+        "{}",
+        models.body
+    );
+
+    // Not streamed: 1,000 + ceil(11 × 0.1) + ceil(5 × 0.4) = 1,004, from the upstream's usage.
+    let ask =
+        json!({ "model": "chat-upstream", "messages": [{ "role": "user", "content": "hello" }] });
+    let reply = call(
+        &app,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&key),
+        &[],
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["model"], "chat-upstream");
+    assert_eq!(
+        reply.body["choices"][0]["message"]["content"],
+        "word0 word1 word2 word3 word4"
+    );
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
+    let receipt = base64::engine::general_purpose::STANDARD
+        .decode(reply.headers[RECEIPT_HEADER].as_bytes())
+        .unwrap();
+    let signature = reply.headers[SIGNATURE_HEADER].to_str().unwrap();
+    assert_eq!(recover_signer(&receipt, signature).unwrap(), gateway.node());
+    {
+        let seen = upstream.seen.lock().unwrap();
+        assert_eq!(seen[0]["model"], "llama-up");
+        assert_eq!(seen[0]["max_tokens"], 4_096, "the completion is bounded");
+    }
+
+    // Streamed without asking for usage: the upstream is asked anyway, the client sees none,
+    // and the call is charged the same.
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let (status, text) = stream_text(&app, &key, streamed.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let frames = chunks(&text);
+    assert_eq!(frames.len(), 5, "{text}");
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.get("usage").is_none() && f["model"] == "chat-upstream")
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(
+        upstream.seen.lock().unwrap()[1]["stream_options"]["include_usage"],
+        true
+    );
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * 1_004);
+    let comment = text
+        .lines()
+        .find_map(|l| l.strip_prefix(": caravan-receipt "))
+        .expect("the stream carries its receipt");
+    let (encoded, signature) = comment.split_once(' ').unwrap();
+    let receipt = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    assert_eq!(recover_signer(&receipt, signature).unwrap(), gateway.node());
+    let receipt: Value = serde_json::from_slice(&receipt).unwrap();
+    assert_eq!(receipt["charged"], "1004");
+
+    // Asking for usage shows it.
+    streamed["stream_options"] = json!({ "include_usage": true });
+    let (_, text) = stream_text(&app, &key, streamed).await;
+    let usage = chunks(&text)
+        .into_iter()
+        .find_map(|f| f.get("usage").cloned());
+    assert_eq!(usage.unwrap()["completion_tokens"], 5);
+    assert_eq!(metered(&gateway), (3 * 1_004, 3));
+
+    // An upstream that is down costs nothing and says so.
+    chat_model(&gateway, "chat-down", "http://127.0.0.1:9/v1");
+    let down = json!({ "model": "chat-down", "messages": [{ "role": "user", "content": "hi" }] });
+    let reply = call(
+        &app,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&key),
+        &[],
+        Some(down),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "upstream_error");
+    assert_eq!(metered(&gateway), (3 * 1_004, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upstream_stops() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let upstream = mock_upstream(200, 10).await;
+    chat_model(&gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, json!(["chat"])).await;
+    let ask = json!({ "model": "chat-upstream", "stream": true,
+        "messages": [{ "role": "user", "content": "hello" }] });
+    let request = chat_request(&key, &ask);
+    let response = app.clone().oneshot(request).await.unwrap();
+    let mut body = response.into_body();
+    for _ in 0..3 {
+        body.frame().await.unwrap().unwrap();
+    }
+    drop(body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metered(&gateway).1 == 0 || !upstream.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no charge or no cancellation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // 1,000 + the prompt estimate (ceil(7 bytes / 4) = 2 tokens → 1) + what was produced
+    // (at least the 3 chunks read, far fewer than 200 → at most 80).
+    let (charged, records) = metered(&gateway);
+    assert_eq!(records, 1);
+    assert!(
+        (1_000 + 1 + 2..1_000 + 1 + 80).contains(&charged),
+        "charged {charged}"
+    );
+    assert_eq!(payer_balance(&gateway), 1_000_000 - charged);
+    assert_eq!(gateway.meter().held(&shop(), &token()), 0);
+}
