@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 27] = [
+pub const OPERATIONS: [(&str, &str); 28] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -28,6 +28,7 @@ pub const OPERATIONS: [(&str, &str); 27] = [
     ("get", "/v1/models"),
     ("get", "/v1/models/{model}"),
     ("post", "/v1/classifications"),
+    ("post", "/v1/chat/completions"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),
@@ -475,6 +476,25 @@ pub fn document() -> Value {
                     "confidence": { "type": "number" }, "probabilities": { "type": "object" } } } },
                 "usage": { "type": "object", "properties": { "inputs": { "type": "integer" },
                     "cost": amount(), "token": address() } } } }),
+            ),
+        ),
+    );
+    add(
+        "post",
+        "/v1/chat/completions",
+        gateway_operation(
+            "OpenAI's chat completions, forwarded to the model's upstream server, with `stream` (server-sent events) and `stream_options.include_usage`. Charged the model's price per call plus its prices per prompt and completion token, from the upstream's usage (always metered, whether or not the client asks to see usage). The most the call can cost is held before it starts (`max_tokens` bounds the completion; 4096 when not given). A stream ends with a `: caravan-receipt BASE64 SIGNATURE` comment before `data: [DONE]`; a client that leaves mid-stream is charged for what was produced and the upstream request is cancelled.",
+            Some(inline(object(
+                json!({ "model": { "type": "string" },
+                        "messages": { "type": "array", "minItems": 1, "items": { "type": "object" } },
+                        "stream": { "type": "boolean" }, "max_tokens": { "type": "integer", "minimum": 1 },
+                        "stream_options": { "type": "object", "properties": { "include_usage": { "type": "boolean" } } } }),
+                &["model", "messages"],
+            ))),
+            "200",
+            ok(
+                "the completion (or a text/event-stream of chunks)",
+                json!({ "type": "object" }),
             ),
         ),
     );

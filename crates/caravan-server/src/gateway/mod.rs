@@ -181,29 +181,13 @@ impl Gateway {
         manifest: caravan_core::Manifest,
         upstream: Upstream,
     ) -> Result<AssetId, GatewayError> {
-        upstream
-            .validate()
-            .map_err(|message| GatewayError::BadParam {
-                param: "upstream".into(),
-                message,
-            })?;
-        if manifest.content != upstream.content_hash() {
-            return Err(GatewayError::BadRequest(
-                "an upstream model's content must be the keccak-256 of its upstream configuration"
-                    .into(),
-            ));
-        }
         let asset = manifest.id();
-        let record = AccessRecord::UpstreamRegistered { asset, upstream };
-        let text = serde_json::to_string(&record).expect("access records serialise");
-        let mut submitted = self.journal().submit(vec![
-            Event::AssetRegistered(manifest),
-            Event::AccessRecorded { record: text },
-        ])?;
+        let events = upstream_events(manifest, upstream.clone())?;
+        let mut submitted = self.journal().submit(events)?;
         if let Some((_, why)) = submitted.refused.pop() {
             return Err(GatewayError::Refused(why.to_string()));
         }
-        self.apply_access(&record);
+        self.apply_access(&AccessRecord::UpstreamRegistered { asset, upstream });
         Ok(asset)
     }
 
@@ -535,6 +519,36 @@ impl Gateway {
             signature,
         }
     }
+}
+
+/// The events that register an upstream model: its asset (whose content must be the upstream
+/// configuration's hash) and the access record that says where it forwards.
+pub fn upstream_events(
+    manifest: caravan_core::Manifest,
+    upstream: Upstream,
+) -> Result<Vec<Event>, GatewayError> {
+    upstream
+        .validate()
+        .map_err(|message| GatewayError::BadParam {
+            param: "upstream".into(),
+            message,
+        })?;
+    if manifest.content != upstream.content_hash() {
+        return Err(GatewayError::BadRequest(
+            "an upstream model's content must be the keccak-256 of its upstream configuration"
+                .into(),
+        ));
+    }
+    let record = AccessRecord::UpstreamRegistered {
+        asset: manifest.id(),
+        upstream,
+    };
+    Ok(vec![
+        Event::AssetRegistered(manifest),
+        Event::AccessRecorded {
+            record: serde_json::to_string(&record).expect("access records serialise"),
+        },
+    ])
 }
 
 fn served_model(id: &AssetId, manifest: &caravan_core::Manifest) -> Option<ServedModel> {

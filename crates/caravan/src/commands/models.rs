@@ -10,6 +10,8 @@ use caravan_core::{
 };
 use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions, Trained};
 use caravan_server::desk::Desk;
+use caravan_server::gateway::upstream::Upstream;
+use caravan_server::gateway::upstream_events;
 use caravan_tasks::schema::Answer;
 use clap::{Args, Subcommand};
 
@@ -34,6 +36,98 @@ pub enum ModelCommand {
     Finetune(FinetuneArgs),
     /// Predict labels for items (a JSON object per line of FILE, or `-` for standard input).
     Predict(PredictArgs),
+    /// Register a model served by an OpenAI-compatible server you run (vLLM, llama.cpp,
+    /// Ollama …): the gateway forwards `/v1/chat/completions` to it, streaming included, and
+    /// charges the per-call price plus the prices per million prompt and completion tokens.
+    ///
+    /// The asset's content is the keccak-256 of the upstream configuration, so the asset names
+    /// exactly one server and price list. The URL must be plain http:// (a local server).
+    Upstream(UpstreamArgs),
+}
+
+#[derive(Args)]
+pub struct UpstreamArgs {
+    /// The model's name, as clients will send it.
+    #[arg(long)]
+    name: String,
+    /// The developer: owns the model and is paid the developer share.
+    #[arg(long)]
+    developer: Address,
+    /// The server's OpenAI base URL, e.g. http://127.0.0.1:8000/v1.
+    #[arg(long)]
+    url: String,
+    /// The model name the upstream server knows.
+    #[arg(long)]
+    upstream_model: String,
+    /// The environment variable `caravan serve` reads the upstream's API key from, if it needs one.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// The token calls are paid in.
+    #[arg(long)]
+    token: Address,
+    /// The price of one call, in whole tokens, e.g. 0.0005.
+    #[arg(long)]
+    price: String,
+    /// The price per million prompt tokens, in whole tokens, e.g. 0.15.
+    #[arg(long)]
+    prompt_price: String,
+    /// The price per million completion tokens, in whole tokens, e.g. 0.60.
+    #[arg(long)]
+    completion_price: String,
+    #[command(flatten)]
+    shares: Shares,
+}
+
+/// How what stays with a model is split between its owner, validators and serving nodes.
+#[derive(Args)]
+pub struct Shares {
+    /// What derivatives (fine-tunes, agents) must pay this model at least.
+    #[arg(long, default_value = "10%")]
+    derivative_royalty: String,
+    /// The validators' share of what stays with the model.
+    #[arg(long, default_value = "10%")]
+    validator_share: String,
+    /// The serving nodes' share of what stays with the model, split by revenue served.
+    #[arg(long, default_value = "20%")]
+    compute_share: String,
+}
+
+impl Shares {
+    /// The model's roles: `role` (the owner's) keeps what validators and nodes do not take.
+    fn roles(&self, role: Role, owner: Address) -> Result<Vec<RoleShare>, String> {
+        let validator = percent("--validator-share", &self.validator_share)?;
+        let compute = percent("--compute-share", &self.compute_share)?;
+        let kept = Ppm::ONE
+            .parts()
+            .checked_sub(validator.parts() + compute.parts())
+            .ok_or("--validator-share and --compute-share add up to more than 100%")?;
+        let mut roles = vec![
+            RoleShare {
+                role,
+                share: Ppm::new(kept)?,
+                members: vec![Member {
+                    account: owner,
+                    weight: 1,
+                }],
+            },
+            RoleShare {
+                role: Role::Validator,
+                share: validator,
+                members: Vec::new(),
+            },
+            RoleShare {
+                role: Role::ComputeNode,
+                share: compute,
+                members: Vec::new(),
+            },
+        ];
+        roles.retain(|r| r.share != Ppm::ZERO);
+        Ok(roles)
+    }
+
+    fn derivative_royalty(&self) -> Result<Ppm, String> {
+        percent("--derivative-royalty", &self.derivative_royalty)
+    }
 }
 
 #[derive(Args)]
@@ -53,15 +147,8 @@ pub struct ModelTerms {
     /// Each dataset's share of the model's revenue, e.g. "20%".
     #[arg(long, default_value = "20%")]
     dataset_share: String,
-    /// What derivatives (fine-tunes, agents) must pay this model at least.
-    #[arg(long, default_value = "10%")]
-    derivative_royalty: String,
-    /// The validators' share of what stays with the model.
-    #[arg(long, default_value = "10%")]
-    validator_share: String,
-    /// The serving nodes' share of what stays with the model, split by revenue served.
-    #[arg(long, default_value = "20%")]
-    compute_share: String,
+    #[command(flatten)]
+    shares: Shares,
     /// Item fields to learn from, comma-separated (default: chosen from the data).
     #[arg(long, value_delimiter = ',')]
     fields: Vec<String>,
@@ -137,6 +224,7 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
             )
         }
         ModelCommand::Predict(args) => predict(store, args),
+        ModelCommand::Upstream(args) => register_upstream(store, args),
     }
 }
 
@@ -229,19 +317,14 @@ fn register(
         .put(&trained.classifier.to_artifact())
         .map_err(|e| e.to_string())?;
     let dataset_share = percent("--dataset-share", &terms.dataset_share)?;
-    let validator = percent("--validator-share", &terms.validator_share)?;
-    let compute = percent("--compute-share", &terms.compute_share)?;
-    let kept = Ppm::ONE
-        .parts()
-        .checked_sub(validator.parts() + compute.parts())
-        .ok_or("--validator-share and --compute-share add up to more than 100%")?;
+    let roles = terms.shares.roles(role, owner)?;
     let mut journal = desk.into_journal();
     let economy = journal.economy();
     let licence = Licence::Commercial {
         token: terms.token,
         price_per_call: parse_amount(economy, &terms.token, &terms.price)
             .map_err(|e| format!("--price: {e}"))?,
-        derivative_royalty: percent("--derivative-royalty", &terms.derivative_royalty)?,
+        derivative_royalty: terms.shares.derivative_royalty()?,
     };
     let mut parents: Vec<ParentEdge> = terms
         .datasets
@@ -269,28 +352,8 @@ fn register(
         content: hash,
         licence,
         parents,
-        roles: vec![
-            RoleShare {
-                role,
-                share: Ppm::new(kept)?,
-                members: vec![Member {
-                    account: owner,
-                    weight: 1,
-                }],
-            },
-            RoleShare {
-                role: Role::Validator,
-                share: validator,
-                members: Vec::new(),
-            },
-            RoleShare {
-                role: Role::ComputeNode,
-                share: compute,
-                members: Vec::new(),
-            },
-        ],
+        roles,
     };
-    manifest.roles.retain(|r| r.share != Ppm::ZERO);
     manifest.normalise();
     let id = manifest.id();
     let features = trained.classifier.features.describe();
@@ -324,6 +387,48 @@ fn register(
             trained.train_examples
         ),
     }
+    Ok(())
+}
+
+fn register_upstream(store: &StoreArgs, args: UpstreamArgs) -> Result<(), String> {
+    let mut journal = open_journal(store)?;
+    ensure_genesis(&mut journal)?;
+    let economy = journal.economy();
+    let price = |flag: &str, text: &str| {
+        parse_amount(economy, &args.token, text).map_err(|e| format!("{flag}: {e}"))
+    };
+    let upstream = Upstream {
+        base_url: args.url.clone(),
+        model: args.upstream_model.clone(),
+        prompt_per_million: price("--prompt-price", &args.prompt_price)?,
+        completion_per_million: price("--completion-price", &args.completion_price)?,
+        api_key_env: args.api_key_env.clone(),
+    };
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: args.name.clone(),
+        owner: args.developer,
+        content: upstream.content_hash(),
+        licence: Licence::Commercial {
+            token: args.token,
+            price_per_call: price("--price", &args.price)?,
+            derivative_royalty: args.shares.derivative_royalty()?,
+        },
+        parents: Vec::new(),
+        roles: args.shares.roles(Role::Developer, args.developer)?,
+    };
+    manifest.normalise();
+    let id = manifest.id();
+    let events = upstream_events(manifest, upstream).map_err(|e| e.to_string())?;
+    let mut submitted = journal.submit(events).map_err(|e| e.to_string())?;
+    if let Some((_, why)) = submitted.refused.pop() {
+        return Err(why.to_string());
+    }
+    println!("model asset {id}");
+    println!(
+        "forwards to {} (model {}); `caravan serve` serves it at /v1/chat/completions",
+        args.url, args.upstream_model
+    );
     Ok(())
 }
 
