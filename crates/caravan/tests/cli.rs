@@ -703,13 +703,13 @@ fn a_requester_posts_and_imports_with_the_task_commands() {
 
 /// `caravan serve` answers over real loopback HTTP: the API document, and a 404 in the API's
 /// error shape for a project that does not exist.
-#[test]
-fn serve_answers_over_http() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let scratch = tempfile::tempdir().unwrap();
+/// `caravan serve` on a free loopback port over `dir`: the child and its address. Kill it at
+/// the end of the test.
+fn start_serve(dir: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut server = Command::new(env!("CARGO_BIN_EXE_caravan"))
         .arg("--data-dir")
-        .arg(scratch.path())
+        .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("CARAVAN_DATABASE_URL")
         .stdout(std::process::Stdio::piped())
@@ -726,6 +726,14 @@ fn serve_answers_over_http() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {first_line:?}"))
         .to_owned();
+    (server, address)
+}
+
+#[test]
+fn serve_answers_over_http() {
+    use std::io::{Read, Write};
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut server, address) = start_serve(scratch.path());
     let get = |path: &str| {
         let mut stream = std::net::TcpStream::connect(&address).unwrap();
         write!(
@@ -748,6 +756,126 @@ fn serve_answers_over_http() {
         missing.contains("\"code\":\"unknown_project\""),
         "{missing}"
     );
+}
+
+/// The venv python with the official `openai` client and LangChain, or `None` (and the test
+/// skips) when `scripts/python-clients/install.sh` was never run and
+/// `CARAVAN_REQUIRE_PYTHON_CLIENTS` is not set; CI installs them and sets it.
+fn python_clients() -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("CARAVAN_PYTHON_CLIENTS")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/python-clients"))
+        })?
+        .join("bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CARAVAN_REQUIRE_PYTHON_CLIENTS").is_none(),
+        "no {}; run scripts/python-clients/install.sh",
+        python.display()
+    );
+    eprintln!("python clients not installed (scripts/python-clients/install.sh); skipping");
+    None
+}
+
+#[test]
+fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
+    let Some(python) = python_clients() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let usdc = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let developer = "0x1111111111111111111111111111111111111111";
+    ok(&caravan(
+        dir,
+        &[
+            "token",
+            "register",
+            "--address",
+            usdc,
+            "--symbol",
+            "USDC",
+            "--decimals",
+            "6",
+        ],
+    ));
+    ok(&caravan(
+        dir,
+        &[
+            "deposit", "--payer", payer, "--token", usdc, "--amount", "1",
+        ],
+    ));
+    let upstream_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{upstream_port}/v1");
+    let registered = ok(&caravan(
+        dir,
+        &[
+            "model",
+            "upstream",
+            "--name",
+            "chat-small",
+            "--developer",
+            developer,
+            "--url",
+            &url,
+            "--upstream-model",
+            "echo-1",
+            "--token",
+            usdc,
+            "--price",
+            "0.001",
+            "--prompt-price",
+            "0.5",
+            "--completion-price",
+            "1.5",
+        ],
+    ));
+    assert!(registered.contains("forwards to"), "{registered}");
+    let (mut server, address) = start_serve(dir);
+    let check = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-clients/check.py"))
+        .args([
+            "--gateway",
+            &format!("http://{address}/v1"),
+            "--payer",
+            payer,
+        ])
+        .args([
+            "--model",
+            "chat-small",
+            "--upstream-port",
+            &upstream_port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let out = ok(&check);
+    for step in [
+        "models.list",
+        "chat.completions.create",
+        "\"stream\"",
+        "stream.include_usage",
+        "idempotent retry",
+        "AuthenticationError",
+        "NotFoundError",
+        "langchain ChatOpenAI",
+    ] {
+        assert!(out.contains(step), "{step} missing from {out}");
+    }
+    // Six calls were charged (the idempotent retry once): each 1,000 per call plus
+    // ceil(9 × 0.5) + ceil(3 × 1.5) = 1,010 base units, and 1 USDC = 1,000,000 base units.
+    let balances = ok(&caravan(dir, &["balances", "--account", payer]));
+    assert!(balances.contains("0.99394 USDC"), "{balances}");
 }
 
 /// A store whose first epoch pays the example dataset's contributors in the development token;
