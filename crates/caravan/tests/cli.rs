@@ -432,6 +432,34 @@ fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
         published > 95.0 && published > single + 5.0,
         "{single} -> {published}"
     );
+    // Chapter 2: the model trained on the crowd's labels is called over HTTP and pays them.
+    assert!(
+        out.contains("verifies against the node's address") && out.contains(": true\n"),
+        "{out}"
+    );
+    let calls_row = out
+        .lines()
+        .skip_while(|l| !l.contains("true digit"))
+        .nth(2)
+        .unwrap();
+    let cells: Vec<&str> = calls_row
+        .split('┆')
+        .map(|c| c.trim_matches(|ch: char| ch.is_whitespace() || ch == '│'))
+        .collect();
+    assert_eq!(cells[0], "3000", "{calls_row}");
+    assert_eq!(cells[1], "3000", "{calls_row}");
+    let right: f64 = cells[2].trim_end_matches('%').parse().unwrap();
+    assert!(right > 90.0, "{calls_row}");
+    assert_eq!(cells[3], "6 USDC", "{calls_row}");
+    let labelers = out
+        .lines()
+        .find(|l| l.starts_with("the digit-reader's calls paid"))
+        .unwrap();
+    assert!(
+        labelers.contains("to 2") || labelers.contains("to 3"),
+        "{labelers}"
+    );
+    assert!(out.contains("exact to the last base unit"), "{out}");
     let listed = ok(&caravan(&demo_dir, &["task", "list"]));
     assert!(listed.contains("Which digit is this?"), "{listed}");
     let verified = ok(&caravan(&demo_dir, &["log", "verify"]));

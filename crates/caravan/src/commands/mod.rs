@@ -13,7 +13,7 @@ pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use chains::{ChainCommand, PayoutChainArgs, chain, directory, payout_chain};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
-pub use models::{ModelCommand, artifact_store, model};
+pub use models::{ModelCommand, artifact_store, model, training_examples};
 pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};
 pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
 pub use tasks::{TaskCommand, project_id, task};

@@ -1,5 +1,6 @@
 //! `caravan demo`: a realistic day in a small caravan economy, end to end through the real store.
 
+mod gateway;
 mod report;
 mod settle;
 mod tasks;
@@ -23,9 +24,13 @@ pub struct DemoArgs {
     /// Seed of the simulation: the same seed gives the same day, the same payouts and the same root.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Skip the first chapter (a crowd labeling handwritten digits through the API).
+    /// Skip the first two chapters (a crowd labeling handwritten digits through the API, and an
+    /// app paying to call the model trained on their labels).
     #[arg(long)]
     skip_labeling: bool,
+    /// Paid calls the app sends to the digit model through the gateway, over HTTP.
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    model_calls: u32,
 }
 
 pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
@@ -46,9 +51,23 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
             .submit(world.setup.clone())
             .map_err(|e| e.to_string())?,
     )?;
+    let mut manifests = world.manifests.clone();
+    let mut model_charged: Amount = 0;
     if !args.skip_labeling {
         journal = tasks::label_digits(journal, &world.usdc, &mut cast, args.seed)?;
-        println!("chapter 2 — a day of paid calls, paid back along the lineage\n");
+        let digits = tasks::load_digits()?;
+        let served = gateway::serve_model(
+            journal,
+            &dir,
+            &world.usdc,
+            &mut cast,
+            &digits,
+            args.model_calls,
+        )?;
+        journal = served.journal;
+        manifests.extend(served.manifests);
+        model_charged = served.charged;
+        println!("chapter 3 — a day of paid calls, paid back along the lineage\n");
     }
     report::lineage(journal.economy(), &world.manifests);
 
@@ -57,11 +76,12 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
 
     let (outcome, bundle) = journal.close_epoch().map_err(|e| e.to_string())?;
     let economy = journal.economy();
-    report::flow(economy, &bundle, &world.manifests);
+    report::flow(economy, &bundle, &manifests);
+    report::labelers_paid_by_the_model(economy, &bundle, &manifests);
     println!("\nwho was paid, by role");
     crate::commands::print_close_summary(economy, &bundle);
     report::earners(economy, &bundle, &cast, &world.manifests);
-    report::conservation(&world.usdc, &bundle, charged);
+    report::conservation(&world.usdc, &bundle, charged + model_charged);
     let leaf = report::proof(&world.usdc, &outcome, &bundle, &cast)?;
     settle::settle_and_claim(&dir, &world.usdc, &outcome, &bundle, &cast)?;
 

@@ -29,6 +29,43 @@ pub fn calls(usdc: &Token, per_asset: &BTreeMap<&'static str, (u64, Amount)>) ->
     charged
 }
 
+/// Prints what the digit labelers earned from the calls to the model their labels trained.
+pub fn labelers_paid_by_the_model(
+    economy: &Economy,
+    bundle: &epoch::EpochBundle,
+    manifests: &[Manifest],
+) {
+    let Some(dataset) = manifests
+        .iter()
+        .find(|m| m.name == super::gateway::DATASET)
+        .map(Manifest::id)
+    else {
+        return;
+    };
+    let paid: Vec<Amount> = bundle
+        .payouts
+        .iter()
+        .filter(|p| {
+            p.asset == dataset
+                && matches!(
+                    p.to,
+                    PayoutTo::Member {
+                        role: Role::DataContributor,
+                        ..
+                    }
+                )
+        })
+        .map(|p| p.amount)
+        .collect();
+    let token = bundle.tokens.first().map(|t| t.address).unwrap_or_default();
+    println!(
+        "the digit-reader's calls paid the people who labelled its training data: {} to {} labelers (top {})",
+        crate::present::amount(economy, &token, paid.iter().sum()),
+        paid.len(),
+        crate::present::amount(economy, &token, paid.iter().copied().max().unwrap_or(0)),
+    );
+}
+
 /// Prints that the day's charges equal fees plus payouts plus carry, to the base unit.
 pub fn conservation(usdc: &Token, bundle: &epoch::EpochBundle, charged: Amount) {
     let fees: Amount = bundle.treasury_fees.iter().map(|f| f.amount).sum();

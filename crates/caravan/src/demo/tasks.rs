@@ -29,9 +29,9 @@ const CROWD_THREADS: usize = 8;
 const GOLD_IMAGES: usize = 120;
 
 /// One image: its pixels (0..=16) and its true digit.
-struct Digit {
-    pixels: Vec<u8>,
-    truth: u8,
+pub struct Digit {
+    pub pixels: Vec<u8>,
+    pub truth: u8,
 }
 
 /// How a simulated contributor answers.
@@ -81,7 +81,7 @@ fn digits_file() -> Result<PathBuf, String> {
     Ok(file)
 }
 
-fn load_digits() -> Result<Vec<Digit>, String> {
+pub fn load_digits() -> Result<Vec<Digit>, String> {
     let file = digits_file()?;
     let text = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
