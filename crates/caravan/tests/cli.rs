@@ -329,6 +329,34 @@ fn the_benchmark_prints_one_line_per_figure() {
 }
 
 #[test]
+fn the_gateway_benchmark_measures_each_concurrency_from_a_separate_load_process() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = ok(&Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .args(["bench", "gateway", "--quick", "--scratch-dir"])
+        .arg(scratch.path())
+        .output()
+        .unwrap());
+    for concurrency in [1, 16, 64] {
+        for name in ["added_p50_us", "added_p99_us"] {
+            let name = format!("{name}_c{concurrency}");
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("no {name} line in:\n{out}"));
+            let value: f64 = line.split(": ").nth(1).unwrap().parse().unwrap();
+            assert!(value >= 0.0, "{line}");
+        }
+    }
+    let calls: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("classifier_calls_per_s: "))
+        .unwrap_or_else(|| panic!("no classifier line in:\n{out}"))
+        .parse()
+        .unwrap();
+    assert!(calls > 0.0, "{out}");
+}
+
+#[test]
 fn quality_infer_prints_labels_or_accuracy_and_names_bad_lines() {
     let scratch = tempfile::tempdir().unwrap();
     let answers = scratch.path().join("answers.csv");

@@ -2,6 +2,7 @@
 //! `name: value` line per figure so scripts can read them.
 
 mod close;
+mod gateway;
 mod ingest;
 mod merkle;
 mod pipeline;
@@ -41,6 +42,15 @@ pub enum BenchCommand {
     /// Settlement on the embedded chain: gas of posting a root and of claims at tree depth 22
     /// (3.2 million leaves), and one epoch closed, posted and claimed by 1,000 people, timed.
     Settlement(settlement::SettlementArgs),
+    /// The gateway: latency it adds to chat calls (metered, durable) at concurrency 1, 16 and 64
+    /// at a fixed request rate, and first-party classifier calls per second end to end.
+    ///
+    /// The node and a stand-in upstream run in this process; the load comes from a separate
+    /// process over loopback, first straight to the upstream, then through the gateway.
+    Gateway(gateway::GatewayArgs),
+    /// The load generator `bench gateway` runs as a separate process.
+    #[command(hide = true)]
+    GatewayLoad(gateway::LoadArgs),
 }
 
 #[derive(Args)]
@@ -65,6 +75,8 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Economy(args) => economy(args),
         BenchCommand::Tasks(args) => tasks::tasks(args),
         BenchCommand::Settlement(args) => settlement::settlement(args),
+        BenchCommand::Gateway(args) => gateway::gateway(args),
+        BenchCommand::GatewayLoad(args) => gateway::load(args),
     }
 }
 
