@@ -63,8 +63,15 @@ impl Drop for Admitted {
 struct Metering {
     gateway: Arc<Gateway>,
     key: ApiKey,
-    model: ServedModel,
+    /// What the client called: a chat model, or an agent.
+    called: ServedModel,
+    /// The chat model that answers (the called model itself, or the agent's chat step).
+    chat_model: ServedModel,
     upstream: Upstream,
+    /// Parts priced before the upstream answers: an agent's own price and its classifications.
+    fixed: Vec<CallPart>,
+    /// The steps so far, kept with the charge.
+    trace: Vec<Value>,
     hold: Hold,
     request: Option<Hash32>,
 }
@@ -72,34 +79,126 @@ struct Metering {
 impl Metering {
     /// Commits the charge for `usage` (never more than was held) and signs the receipt.
     /// Blocking: waits for the charge to be durable.
-    fn settle(self, usage: TokenUsage) -> Result<super::Served, GatewayError> {
-        let cost = self
+    fn settle(mut self, usage: TokenUsage) -> Result<super::Served, GatewayError> {
+        let fixed: caravan_core::Amount = self.fixed.iter().map(|p| p.amount).sum();
+        let chat_cost = self
             .upstream
-            .cost(self.model.price_per_call, usage)
-            .min(self.hold.amount);
-        let trace = json!([{ "asset": self.model.asset, "model": self.model.name,
+            .cost(self.chat_model.price_per_call, usage)
+            .min(self.hold.amount - fixed);
+        self.trace.push(json!({ "asset": self.chat_model.asset, "model": self.chat_model.name,
             "upstream": self.upstream.model, "prompt_tokens": usage.prompt,
-            "completion_tokens": usage.completion, "cost": cost.to_string() }]);
-        let part = CallPart {
-            asset: self.model.asset,
-            amount: cost,
+            "completion_tokens": usage.completion, "cost": chat_cost.to_string() }));
+        let mut parts = std::mem::take(&mut self.fixed);
+        parts.push(CallPart {
+            asset: self.chat_model.asset,
+            amount: chat_cost,
             calls: 1,
-        };
-        let (seq, at_ms) =
-            self.gateway
-                .charge(&self.key, &self.model, vec![part], trace, self.request)?;
-        drop(self.hold);
+        });
+        parts.retain(|part| part.amount > 0);
+        let total = fixed + chat_cost;
+        let (seq, at_ms) = self.gateway.charge(
+            &self.key,
+            &self.called,
+            parts,
+            Value::from(std::mem::take(&mut self.trace)),
+            self.request,
+        )?;
         let id = format!("chatcmpl-{seq}");
         Ok(self.gateway.receipted(
             json!({ "id": id }),
             &id,
             &self.key,
-            &self.model,
-            cost,
+            &self.called,
+            total,
             1,
             at_ms,
         ))
     }
+}
+
+/// A call planned before it is forwarded: which chat model answers, what is already priced, and
+/// the body to send.
+struct Plan {
+    chat_model: ServedModel,
+    fixed: Vec<CallPart>,
+    trace: Vec<Value>,
+    body: Value,
+}
+
+/// Plans a call to `called`: a chat model is forwarded as it is; an agent first runs its
+/// classification step and puts its system message before the conversation.
+fn plan(gateway: &Gateway, called: &ServedModel, mut body: Value) -> Result<Plan, GatewayError> {
+    let Some(program) = gateway.agent(&called.asset) else {
+        return Ok(Plan {
+            chat_model: called.clone(),
+            fixed: Vec::new(),
+            trace: Vec::new(),
+            body,
+        });
+    };
+    let mut fixed = vec![CallPart {
+        asset: called.asset,
+        amount: called.price_per_call,
+        calls: 1,
+    }];
+    let mut trace = vec![json!({ "asset": called.asset, "agent": called.name,
+        "cost": called.price_per_call.to_string() })];
+    let component = |asset: &caravan_core::AssetId| -> Result<ServedModel, GatewayError> {
+        let model = gateway.resolve(&asset.to_string())?;
+        if model.token != called.token {
+            return Err(GatewayError::NotServed(format!(
+                "agent {} calls {}, which is priced in another token; one call is charged in one token",
+                called.name, model.name
+            )));
+        }
+        Ok(model)
+    };
+    let mut label = None;
+    if let Some(step) = &program.classify {
+        let classifier_model = component(&step.model)?;
+        let classifier = gateway.classifier(&classifier_model)?;
+        let message = body["messages"]
+            .as_array()
+            .and_then(|messages| {
+                messages
+                    .iter()
+                    .rev()
+                    .find(|m| m["role"] == "user")
+                    .and_then(|m| m["content"].as_str())
+            })
+            .ok_or_else(|| {
+                GatewayError::BadRequest(format!(
+                    "agent {} classifies the last user message, and there is none with text content",
+                    called.name
+                ))
+            })?
+            .to_owned();
+        let prediction = classifier
+            .predict(&json!({ step.field.as_str(): message }))
+            .map_err(|e| GatewayError::NotServed(format!("agent {}: {e}", called.name)))?;
+        fixed.push(CallPart {
+            asset: classifier_model.asset,
+            amount: classifier_model.price_per_call,
+            calls: 1,
+        });
+        trace.push(json!({ "asset": classifier_model.asset, "model": classifier_model.name,
+            "label": prediction.label, "confidence": prediction.confidence,
+            "cost": classifier_model.price_per_call.to_string() }));
+        label = Some(prediction.label);
+    }
+    let chat_model = component(&program.chat.model)?;
+    let system = program.system_message(label.as_deref());
+    if let Some(messages) = body["messages"].as_array_mut()
+        && !system.is_empty()
+    {
+        messages.insert(0, json!({ "role": "system", "content": system }));
+    }
+    Ok(Plan {
+        chat_model,
+        fixed,
+        trace,
+        body,
+    })
 }
 
 fn receipt_headers(served: &super::Served) -> Vec<(String, String)> {
@@ -133,20 +232,23 @@ pub async fn chat_completions(
             message: "model is required: the name of a model from GET /v1/models".into(),
         })?
         .to_owned();
-    let model = gateway.resolve(&name)?;
-    let upstream = gateway.upstream(&model.asset).ok_or_else(|| {
+    let called = gateway.resolve(&name)?;
+    let plan = plan(&gateway, &called, body)?;
+    let upstream = gateway.upstream(&plan.chat_model.asset).ok_or_else(|| {
         GatewayError::NotServed(format!(
-            "model {name} is a classifier, not a chat model; call POST /v1/classifications with it"
+            "model {} is a classifier, not a chat model; call POST /v1/classifications with it",
+            plan.chat_model.name
         ))
     })?;
-    let prepared = prepare(body, &upstream, body_bytes).map_err(GatewayError::BadRequest)?;
-    let bound = upstream.cost(model.price_per_call, prepared.bound);
+    let prepared = prepare(plan.body, &upstream, body_bytes).map_err(GatewayError::BadRequest)?;
+    let fixed: caravan_core::Amount = plan.fixed.iter().map(|p| p.amount).sum();
+    let bound = fixed + upstream.cost(plan.chat_model.price_per_call, prepared.bound);
     let hold = gateway
         .meter
-        .reserve(gateway.journal(), key.payer, model.token, bound)
+        .reserve(gateway.journal(), key.payer, called.token, bound)
         .map_err(|shortfall| GatewayError::InsufficientQuota {
             payer: key.payer,
-            token: model.token,
+            token: called.token,
             needed: shortfall.needed,
             available: shortfall.available,
         })?;
@@ -181,8 +283,11 @@ pub async fn chat_completions(
     let metering = Metering {
         gateway: Arc::clone(&gateway),
         key,
-        model,
+        called,
+        chat_model: plan.chat_model,
         upstream,
+        fixed: plan.fixed,
+        trace: plan.trace,
         hold,
         request,
     };
@@ -204,7 +309,7 @@ pub async fn chat_completions(
             .as_str()
             .map_or(0, |c| c.len().div_ceil(4) as u64),
     });
-    answer["model"] = json!(metering.model.name);
+    answer["model"] = json!(metering.called.name);
     let node = gateway.node();
     // The charge, the receipt and keeping the answer for a retry run to the end on a blocking
     // thread even if the client goes away meanwhile.
@@ -387,7 +492,7 @@ fn stream_response(
         upstream,
         buffer: Vec::new(),
         out: VecDeque::new(),
-        model_name: metering.model.name.clone(),
+        model_name: metering.called.name.clone(),
         metering: Some(metering),
         admitted: Some(admitted),
         client_wants_usage: prepared.client_wants_usage,

@@ -82,6 +82,11 @@ pub enum AccessRecord {
         asset: caravan_core::AssetId,
         upstream: super::upstream::Upstream,
     },
+    /// An agent asset and the program it runs; the asset's content hash is the program's.
+    AgentRegistered {
+        asset: caravan_core::AssetId,
+        program: super::agent::AgentProgram,
+    },
 }
 
 /// The hash a key is stored and looked up by.
@@ -151,7 +156,7 @@ impl KeyRing {
             AccessRecord::KeyRevoked { hash, .. } => {
                 self.keys.remove(hash);
             }
-            AccessRecord::UpstreamRegistered { .. } => {}
+            AccessRecord::UpstreamRegistered { .. } | AccessRecord::AgentRegistered { .. } => {}
         }
     }
 

@@ -5,6 +5,7 @@
 //! event with the actual cost (durable before the answer is sent), release the hold, and answer
 //! with a receipt signed by the node. [`routes`] puts it on HTTP in OpenAI's wire format.
 
+pub mod agent;
 pub mod chat;
 pub mod idempotency;
 pub mod keys;
@@ -28,6 +29,7 @@ use idempotency::Idempotency;
 use keys::{AccessRecord, ApiKey, KeyError, KeyRing, Scope};
 use meter::Meter;
 use receipt::NodeSigner;
+use agent::AgentProgram;
 use upstream::Upstream;
 
 /// The most inputs one classification request may carry.
@@ -90,6 +92,7 @@ pub struct Gateway {
     classifiers: Mutex<HashMap<Hash32, Arc<Classifier>>>,
     keys: RwLock<KeyRing>,
     upstreams: RwLock<HashMap<AssetId, Upstream>>,
+    agents: RwLock<HashMap<AssetId, AgentProgram>>,
     http: reqwest::Client,
     meter: Arc<Meter>,
     idempotency: Idempotency,
@@ -110,6 +113,7 @@ impl Gateway {
             classifiers: Mutex::new(HashMap::new()),
             keys: RwLock::new(KeyRing::default()),
             upstreams: RwLock::new(HashMap::new()),
+            agents: RwLock::new(HashMap::new()),
             http: reqwest::Client::new(),
             meter: Arc::new(Meter::default()),
             idempotency: Idempotency::default(),
@@ -152,11 +156,20 @@ impl Gateway {
     }
 
     fn apply_access(&self, record: &AccessRecord) {
-        if let AccessRecord::UpstreamRegistered { asset, upstream } = record {
-            self.upstreams
-                .write()
-                .expect("upstream map lock")
-                .insert(*asset, upstream.clone());
+        match record {
+            AccessRecord::UpstreamRegistered { asset, upstream } => {
+                self.upstreams
+                    .write()
+                    .expect("upstream map lock")
+                    .insert(*asset, upstream.clone());
+            }
+            AccessRecord::AgentRegistered { asset, program } => {
+                self.agents
+                    .write()
+                    .expect("agent map lock")
+                    .insert(*asset, program.clone());
+            }
+            AccessRecord::KeyIssued { .. } | AccessRecord::KeyRevoked { .. } => {}
         }
         self.keys.write().expect("key ring lock").apply(record);
     }
@@ -168,6 +181,33 @@ impl Gateway {
             .expect("upstream map lock")
             .get(asset)
             .cloned()
+    }
+
+    /// The program an agent runs, if the asset is an agent this node serves.
+    pub fn agent(&self, asset: &AssetId) -> Option<AgentProgram> {
+        self.agents
+            .read()
+            .expect("agent map lock")
+            .get(asset)
+            .cloned()
+    }
+
+    /// Registers an agent asset and its program in one durable write.
+    pub fn register_agent(
+        &self,
+        manifest: caravan_core::Manifest,
+        program: AgentProgram,
+    ) -> Result<AssetId, GatewayError> {
+        let asset = manifest.id();
+        let events = self
+            .journal()
+            .read(|j| agent::agent_events(manifest, program.clone(), j.economy().lineage()))?;
+        let mut submitted = self.journal().submit(events)?;
+        if let Some((_, why)) = submitted.refused.pop() {
+            return Err(GatewayError::Refused(why.to_string()));
+        }
+        self.apply_access(&AccessRecord::AgentRegistered { asset, program });
+        Ok(asset)
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -308,7 +348,9 @@ impl Gateway {
                 .iter()
                 .filter_map(|asset| served_model(&asset.id, &asset.manifest))
                 .filter(|model| {
-                    self.upstream(&model.asset).is_some() || self.artifacts_have(&model.content)
+                    self.upstream(&model.asset).is_some()
+                        || self.agent(&model.asset).is_some()
+                        || self.artifacts_have(&model.content)
                 })
                 .collect()
         })
@@ -359,7 +401,7 @@ impl Gateway {
         }
     }
 
-    fn classifier(&self, model: &ServedModel) -> Result<Arc<Classifier>, GatewayError> {
+    pub(crate) fn classifier(&self, model: &ServedModel) -> Result<Arc<Classifier>, GatewayError> {
         if let Some(loaded) = self
             .classifiers
             .lock()
