@@ -775,3 +775,109 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     assert_eq!(payer_balance(&gateway), 1_000_000 - charged);
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trace() {
+    use caravan_core::{EdgeKind, ParentEdge};
+    use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, classifier) = gateway(dir.path(), 1_000_000);
+    let upstream = mock_upstream(5, 1).await;
+    let chat = chat_model(&gateway, "chat-upstream", &upstream.url);
+    let program = AgentProgram {
+        classify: Some(ClassifyStep {
+            model: classifier,
+            field: "text".into(),
+        }),
+        chat: ChatStep {
+            model: chat,
+            system: "The customer sounds {label}. Answer kindly.".into(),
+        },
+    };
+    let agent = |parents: Vec<AssetId>| {
+        let mut manifest = Manifest {
+            kind: AssetKind::Agent,
+            name: "support-agent".into(),
+            owner: Address::from_label("agent builder"),
+            content: program.content_hash(),
+            licence: Licence::Commercial {
+                token: token(),
+                price_per_call: 500,
+                derivative_royalty: Ppm::ZERO,
+            },
+            parents: parents
+                .into_iter()
+                .map(|parent| ParentEdge {
+                    parent,
+                    kind: EdgeKind::ComposedOf,
+                    share: Ppm::ZERO,
+                })
+                .collect(),
+            roles: vec![],
+        };
+        manifest.normalise();
+        manifest
+    };
+    // Every model the program calls must be declared, so its lineage is paid.
+    let undeclared = gateway
+        .register_agent(agent(vec![chat]), program.clone())
+        .unwrap_err();
+    assert!(
+        undeclared.to_string().contains("COMPOSED_OF"),
+        "{undeclared}"
+    );
+    let agent_id = gateway
+        .register_agent(agent(vec![classifier, chat]), program)
+        .unwrap();
+
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, json!(["chat"])).await;
+    let ask = json!({ "model": "support-agent",
+        "messages": [{ "role": "user", "content": "terrible, it arrived broken" }] });
+    let reply = call(
+        &app,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&key),
+        &[],
+        Some(ask),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["model"], "support-agent");
+    // The chat model saw the agent's system message with the classifier's label.
+    let seen = upstream.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen["messages"][0]["role"], "system");
+    assert_eq!(
+        seen["messages"][0]["content"],
+        "The customer sounds negative. Answer kindly."
+    );
+    // 500 (agent) + 2,000 (classifier) + 1,004 (chat: 1,000 + ceil(11×0.1) + ceil(5×0.4)).
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 3_504);
+    let rows = gateway
+        .journal()
+        .read(|j| j.read_events(0, 1_000_000))
+        .unwrap();
+    let call = rows
+        .iter()
+        .find_map(|row| match Event::decode(&row.body).unwrap() {
+            Event::CallMetered(call) => Some(call),
+            _ => None,
+        })
+        .unwrap();
+    let parts: Vec<(AssetId, u128)> = call.parts.iter().map(|p| (p.asset, p.amount)).collect();
+    assert_eq!(
+        parts,
+        vec![(agent_id, 500), (classifier, PRICE), (chat, 1_004)]
+    );
+    let trace: Value = serde_json::from_str(&call.trace).unwrap();
+    assert_eq!(trace.as_array().unwrap().len(), 3);
+    assert_eq!(trace[1]["label"], "negative");
+    assert_eq!(trace[2]["completion_tokens"], 5);
+    let receipt = base64::engine::general_purpose::STANDARD
+        .decode(reply.headers[RECEIPT_HEADER].as_bytes())
+        .unwrap();
+    let receipt: Value = serde_json::from_slice(&receipt).unwrap();
+    assert_eq!(receipt["charged"], "3504");
+    assert_eq!(receipt["model"], json!(agent_id));
+}

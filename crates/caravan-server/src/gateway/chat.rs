@@ -85,9 +85,11 @@ impl Metering {
             .upstream
             .cost(self.chat_model.price_per_call, usage)
             .min(self.hold.amount - fixed);
-        self.trace.push(json!({ "asset": self.chat_model.asset, "model": self.chat_model.name,
+        self.trace.push(
+            json!({ "asset": self.chat_model.asset, "model": self.chat_model.name,
             "upstream": self.upstream.model, "prompt_tokens": usage.prompt,
-            "completion_tokens": usage.completion, "cost": chat_cost.to_string() }));
+            "completion_tokens": usage.completion, "cost": chat_cost.to_string() }),
+        );
         let mut parts = std::mem::take(&mut self.fixed);
         parts.push(CallPart {
             asset: self.chat_model.asset,
@@ -181,9 +183,11 @@ fn plan(gateway: &Gateway, called: &ServedModel, mut body: Value) -> Result<Plan
             amount: classifier_model.price_per_call,
             calls: 1,
         });
-        trace.push(json!({ "asset": classifier_model.asset, "model": classifier_model.name,
+        trace.push(
+            json!({ "asset": classifier_model.asset, "model": classifier_model.name,
             "label": prediction.label, "confidence": prediction.confidence,
-            "cost": classifier_model.price_per_call.to_string() }));
+            "cost": classifier_model.price_per_call.to_string() }),
+        );
         label = Some(prediction.label);
     }
     let chat_model = component(&program.chat.model)?;

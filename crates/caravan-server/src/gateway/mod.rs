@@ -25,11 +25,11 @@ use caravan_store::{JournalError, SharedJournal, now_ms};
 use serde_json::{Value, json};
 
 use crate::desk::Desk;
+use agent::AgentProgram;
 use idempotency::Idempotency;
 use keys::{AccessRecord, ApiKey, KeyError, KeyRing, Scope};
 use meter::Meter;
 use receipt::NodeSigner;
-use agent::AgentProgram;
 use upstream::Upstream;
 
 /// The most inputs one classification request may carry.
