@@ -1,13 +1,15 @@
 """Drives a caravan gateway with the official `openai` client and LangChain's ChatOpenAI, unchanged.
 
 Usage: check.py --gateway http://127.0.0.1:PORT/v1 --payer ADDRESS --model NAME --upstream-port P
+                [--agent AGENT]
 
 It first starts a stand-in OpenAI-compatible upstream on 127.0.0.1:P (the model NAME must have
 been registered with `caravan model upstream --url http://127.0.0.1:P/v1`), which answers
 "echo: <the last user message>" one word per streamed chunk. Then it issues an API key for the
 payer and checks, with the real clients: the model list, a chat completion with its usage and
 signed receipt header, streaming with and without `include_usage`, an idempotent retry, OpenAI's
-error classes for a bad key and an unknown model, and LangChain's invoke and stream. It prints
+error classes for a bad key and an unknown model, an agent composing the model (when given), and
+LangChain's invoke and stream. It prints
 one JSON line per check and exits non-zero on the first failure.
 """
 
@@ -79,6 +81,7 @@ def main():
     parser.add_argument("--payer", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument("--agent", help="an agent composing MODEL, called once by name")
     args = parser.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", args.upstream_port), Upstream)
@@ -139,6 +142,12 @@ def main():
     except openai.NotFoundError as error:
         assert error.code == "model_not_found", error.body
         report("NotFoundError", code=error.code)
+
+    if args.agent:
+        answer = client.chat.completions.create(model=args.agent, messages=messages)
+        assert answer.model == args.agent, answer.model
+        assert answer.choices[0].message.content == "echo: hello caravan", answer
+        report("agent", model=answer.model)
 
     chat = ChatOpenAI(base_url=args.gateway, api_key=key, model=args.model, max_retries=0)
     answer = chat.invoke("hello langchain")

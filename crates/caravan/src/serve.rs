@@ -54,11 +54,11 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         let bound = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        // One write for both lines, so a reader that stops after the first cannot make the
+        // second fail.
         println!(
-            "caravan listening on http://{bound} (API document: http://{bound}/v1/openapi.json)"
-        );
-        println!(
-            "OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer creates a key with POST /v1/keys)"
+            "caravan listening on http://{bound} (API document: http://{bound}/v1/openapi.json)\n\
+             OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer creates a key with POST /v1/keys)"
         );
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

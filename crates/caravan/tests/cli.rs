@@ -773,9 +773,10 @@ fn start_serve(dir: &Path) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let mut first_line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    stdout.read_line(&mut first_line).unwrap();
+    // Keep reading, so the server never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let address = first_line
         .split("http://")
         .nth(1)
@@ -896,6 +897,27 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
         ],
     ));
     assert!(registered.contains("forwards to"), "{registered}");
+    let chat = model_id(&registered);
+    let agent = ok(&caravan(
+        dir,
+        &[
+            "model",
+            "agent",
+            "--name",
+            "helper",
+            "--owner",
+            developer,
+            "--chat",
+            &chat,
+            "--system",
+            "Be brief.",
+            "--token",
+            usdc,
+            "--price",
+            "0.0005",
+        ],
+    ));
+    assert!(agent.starts_with("agent asset "), "{agent}");
     let (mut server, address) = start_serve(dir);
     let check = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-clients/check.py"))
@@ -911,6 +933,7 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
             "--upstream-port",
             &upstream_port.to_string(),
         ])
+        .args(["--agent", "helper"])
         .output()
         .unwrap();
     server.kill().unwrap();
@@ -924,14 +947,16 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
         "idempotent retry",
         "AuthenticationError",
         "NotFoundError",
+        "\"agent\"",
         "langchain ChatOpenAI",
     ] {
         assert!(out.contains(step), "{step} missing from {out}");
     }
-    // Six calls were charged (the idempotent retry once): each 1,000 per call plus
-    // ceil(9 × 0.5) + ceil(3 × 1.5) = 1,010 base units, and 1 USDC = 1,000,000 base units.
+    // Six calls to the model were charged (the idempotent retry once): each 1,000 per call plus
+    // ceil(9 × 0.5) + ceil(3 × 1.5) = 1,010 base units; the agent's call cost its own 500 plus
+    // its chat model's 1,010. 1 USDC = 1,000,000 base units.
     let balances = ok(&caravan(dir, &["balances", "--account", payer]));
-    assert!(balances.contains("0.99394 USDC"), "{balances}");
+    assert!(balances.contains("0.99243 USDC"), "{balances}");
 }
 
 /// A store whose first epoch pays the example dataset's contributors in the development token;

@@ -10,6 +10,7 @@ use caravan_core::{
 };
 use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions, Trained};
 use caravan_server::desk::Desk;
+use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep, agent_events};
 use caravan_server::gateway::upstream::Upstream;
 use caravan_server::gateway::upstream_events;
 use caravan_tasks::schema::Answer;
@@ -43,6 +44,46 @@ pub enum ModelCommand {
     /// The asset's content is the keccak-256 of the upstream configuration, so the asset names
     /// exactly one server and price list. The URL must be plain http:// (a local server).
     Upstream(UpstreamArgs),
+    /// Register an agent that composes models: it may classify the user's message with a
+    /// first-party classifier, then answers with a chat model whose system prompt can name the
+    /// label (`{label}`). Clients call it at /v1/chat/completions by name.
+    ///
+    /// Each model it calls becomes a COMPOSED_OF parent with `--component-share` of the agent's
+    /// revenue, and every call is charged the agent's price plus what each component it called
+    /// costs, so each component's lineage is paid from that call.
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The agent's name, as clients will send it.
+    #[arg(long)]
+    name: String,
+    /// Who builds and owns the agent.
+    #[arg(long)]
+    owner: Address,
+    /// The chat model that answers (an upstream model's asset id).
+    #[arg(long)]
+    chat: AssetId,
+    /// A classifier to run on the user's message first (a model's asset id).
+    #[arg(long)]
+    classify: Option<AssetId>,
+    /// The item field the classifier reads the message as.
+    #[arg(long, default_value = "text")]
+    field: String,
+    /// The system message put before the conversation; `{label}` becomes the classifier's label.
+    #[arg(long, default_value = "")]
+    system: String,
+    /// The token calls are paid in (the same as its components').
+    #[arg(long)]
+    token: Address,
+    /// The agent's own price per call, in whole tokens.
+    #[arg(long)]
+    price: String,
+    /// Each component's share of the agent's own revenue (at least what its licence asks of
+    /// derivatives).
+    #[arg(long, default_value = "10%")]
+    component_share: String,
 }
 
 #[derive(Args)]
@@ -225,6 +266,7 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
         }
         ModelCommand::Predict(args) => predict(store, args),
         ModelCommand::Upstream(args) => register_upstream(store, args),
+        ModelCommand::Agent(args) => register_agent(store, args),
     }
 }
 
@@ -428,6 +470,63 @@ fn register_upstream(store: &StoreArgs, args: UpstreamArgs) -> Result<(), String
     println!(
         "forwards to {} (model {}); `caravan serve` serves it at /v1/chat/completions",
         args.url, args.upstream_model
+    );
+    Ok(())
+}
+
+fn register_agent(store: &StoreArgs, args: AgentArgs) -> Result<(), String> {
+    let mut journal = open_journal(store)?;
+    ensure_genesis(&mut journal)?;
+    let program = AgentProgram {
+        classify: args.classify.map(|model| ClassifyStep {
+            model,
+            field: args.field.clone(),
+        }),
+        chat: ChatStep {
+            model: args.chat,
+            system: args.system.clone(),
+        },
+    };
+    let share = percent("--component-share", &args.component_share)?;
+    let mut manifest = Manifest {
+        kind: AssetKind::Agent,
+        name: args.name.clone(),
+        owner: args.owner,
+        content: program.content_hash(),
+        licence: Licence::Commercial {
+            token: args.token,
+            price_per_call: parse_amount(journal.economy(), &args.token, &args.price)
+                .map_err(|e| format!("--price: {e}"))?,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: program
+            .components()
+            .into_iter()
+            .map(|parent| ParentEdge {
+                parent,
+                kind: EdgeKind::ComposedOf,
+                share,
+            })
+            .collect(),
+        roles: Vec::new(),
+    };
+    manifest.normalise();
+    let id = manifest.id();
+    let events =
+        agent_events(manifest, program, journal.economy().lineage()).map_err(|e| e.to_string())?;
+    let mut submitted = journal.submit(events).map_err(|e| e.to_string())?;
+    if let Some((_, why)) = submitted.refused.pop() {
+        return Err(why.to_string());
+    }
+    println!("agent asset {id}");
+    println!(
+        "calls {}; `caravan serve` serves it at /v1/chat/completions as {}",
+        if args.classify.is_some() {
+            "a classifier, then a chat model"
+        } else {
+            "a chat model"
+        },
+        args.name
     );
     Ok(())
 }
