@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::address::Address;
-use crate::asset::{AssetId, Licence};
+use crate::asset::{AssetId, AssetKind, Licence};
+use crate::attestation::Attestation;
 use crate::codec::DecodeError;
 use crate::epoch::{
     Accrual, BUNDLE_FORMAT, ChainLeaves, EpochBundle, EpochOutcome, TreasuryFee, prepare_close,
@@ -23,7 +24,7 @@ use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
 use crate::lineage::{Lineage, LineageError};
 use crate::merkle::{Leaf, MerkleTree};
 use crate::money::{Amount, Token, mul_div_rem};
-use crate::royalty::ServedBy;
+use crate::royalty::{ServedBy, Validators};
 
 /// A closed epoch as the state remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +78,10 @@ pub enum EventError {
     CallOverflow,
     #[error("a call trace or access record of {0} bytes is over the limit of {MAX_TRACE_BYTES}")]
     TraceTooLarge(usize),
+    #[error("asset {0} is not a model; validators attest models")]
+    NotAModel(AssetId),
+    #[error("the attestation is not valid: {0}")]
+    BadAttestation(String),
     #[error("{account} is already paid on chain {chain_id}; nothing to change")]
     PayoutChainUnchanged { account: Address, chain_id: u64 },
     #[error("the next epoch to close is {expected}, not {given}")]
@@ -121,6 +126,8 @@ pub struct Economy {
     /// cumulative. The home chain gets the rest of an account's entitlement, so an economy where
     /// nobody chose keeps this empty.
     pub(crate) chain_credits: BTreeMap<(u64, Address, Address), Amount>,
+    /// Every accepted attestation, per model (lineage position), in log order.
+    pub(crate) attestations: BTreeMap<u32, Vec<Attestation>>,
 }
 
 impl Economy {
@@ -209,6 +216,16 @@ impl Economy {
                 self.ledger.check(&whole_charge)?;
             }
             Event::CallMetered(call) => self.check_call(genesis, call)?,
+            Event::ValidationAttested(attestation) => {
+                let asset = self
+                    .lineage
+                    .get(&attestation.model)
+                    .ok_or(EventError::UnknownAsset(attestation.model))?;
+                if asset.manifest.kind != AssetKind::Model {
+                    return Err(EventError::NotAModel(attestation.model));
+                }
+                attestation.verify().map_err(EventError::BadAttestation)?;
+            }
             Event::AccessRecorded { record } => {
                 if record.len() > MAX_TRACE_BYTES {
                     return Err(EventError::TraceTooLarge(record.len()));
@@ -438,6 +455,16 @@ impl Economy {
             Event::UsageRecorded(usage) => self.apply_usage(usage),
             Event::CallMetered(call) => call.usages().for_each(|usage| self.apply_usage(&usage)),
             Event::AccessRecorded { .. } => {}
+            Event::ValidationAttested(attestation) => {
+                let position = self
+                    .lineage
+                    .position(&attestation.model)
+                    .expect("checked before applying");
+                self.attestations
+                    .entry(position)
+                    .or_default()
+                    .push(attestation.clone());
+            }
             Event::WorkRecorded {
                 project,
                 token,
@@ -490,6 +517,27 @@ impl Economy {
         }
     }
 
+    /// Each attested model's validators, sorted, each once.
+    pub fn validators(&self) -> Validators {
+        self.attestations
+            .iter()
+            .map(|(position, attestations)| {
+                let mut accounts: Vec<Address> = attestations.iter().map(|a| a.validator).collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                (*position, accounts)
+            })
+            .collect()
+    }
+
+    /// The attestations of a model, in the order they were accepted.
+    pub fn attestations(&self, model: &AssetId) -> &[Attestation] {
+        self.lineage
+            .position(model)
+            .and_then(|position| self.attestations.get(&position))
+            .map_or(&[], Vec::as_slice)
+    }
+
     fn prepare_close(&self) -> EpochOutcome {
         let treasury = self
             .genesis
@@ -500,6 +548,7 @@ impl Economy {
             &self.lineage,
             &self.ledger,
             &self.served,
+            &self.validators(),
             treasury,
             self.next_epoch(),
         );
@@ -601,6 +650,16 @@ impl Economy {
             payouts: outcome.payouts.clone(),
             leaves: outcome.leaves.clone(),
             chains: outcome.chains.clone(),
+            validators: outcome
+                .validators
+                .iter()
+                .filter(|row| {
+                    lineage
+                        .position(&row.asset)
+                        .is_some_and(|p| needed[p as usize])
+                })
+                .cloned()
+                .collect(),
         }
     }
 

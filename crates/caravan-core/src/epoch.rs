@@ -19,7 +19,7 @@ use crate::ledger::{AccountRef, Ledger, Transfer};
 use crate::lineage::Lineage;
 use crate::merkle::{Leaf, MerkleTree};
 use crate::money::{Amount, Token};
-use crate::royalty::{Payout, PayoutTo, ServedBy, propagate_royalties};
+use crate::royalty::{Payout, PayoutTo, ServedBy, Validators, propagate_royalties};
 
 /// Everything a close computes, before it is committed to the state.
 pub struct EpochOutcome {
@@ -38,6 +38,15 @@ pub struct EpochOutcome {
     pub root: Hash32,
     /// The leaves of each chain other than home that accounts chose to be paid on, by chain id.
     pub chains: Vec<ChainLeaves>,
+    /// The validators who had attested each model when the epoch closed.
+    pub validators: Vec<AttestedValidator>,
+}
+
+/// A validator of a model: a member of its validator role because it attested the model.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttestedValidator {
+    pub asset: AssetId,
+    pub validator: Address,
 }
 
 /// What one chain other than the home chain pays: the cumulative amounts accounts earned while
@@ -54,6 +63,7 @@ pub(crate) fn prepare_close(
     lineage: &Lineage,
     ledger: &Ledger,
     served: &FxHashMap<(u32, Address), ServedBy>,
+    validators: &Validators,
     treasury: Address,
     epoch: u64,
 ) -> EpochOutcome {
@@ -104,7 +114,7 @@ pub(crate) fn prepare_close(
         .into_iter()
         .map(|((position, token), amount)| (position, token, amount))
         .collect();
-    let payouts = propagate_royalties(lineage, &accruals, served);
+    let payouts = propagate_royalties(lineage, &accruals, served, validators);
 
     let mut gained: BTreeMap<(Address, Address), Amount> = BTreeMap::new();
     for payout in &payouts {
@@ -164,6 +174,15 @@ pub(crate) fn prepare_close(
         tree,
         root,
         chains: Vec::new(),
+        validators: validators
+            .iter()
+            .flat_map(|(position, accounts)| {
+                accounts.iter().map(|validator| AttestedValidator {
+                    asset: lineage.at(*position).id,
+                    validator: *validator,
+                })
+            })
+            .collect(),
     }
 }
 
@@ -240,6 +259,10 @@ pub struct EpochBundle {
     /// [`EpochBundle::chain_leaves`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<ChainLeaves>,
+    /// The validators of the bundle's models (who attested them), which the validator roles pay
+    /// (empty while nobody attested a model in the bundle).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<AttestedValidator>,
 }
 
 impl EpochBundle {
@@ -400,7 +423,18 @@ pub fn verify_bundle(
             .entry(row.node)
             .or_default() += row.amount;
     }
-    let recomputed = propagate_royalties(&lineage, &accruals, &served);
+    let mut validators = Validators::new();
+    for row in &bundle.validators {
+        validators
+            .entry(position(&row.asset)?)
+            .or_default()
+            .push(row.validator);
+    }
+    for accounts in validators.values_mut() {
+        accounts.sort_unstable();
+        accounts.dedup();
+    }
+    let recomputed = propagate_royalties(&lineage, &accruals, &served, &validators);
     if recomputed != bundle.payouts {
         let index = recomputed
             .iter()

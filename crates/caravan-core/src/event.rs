@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::asset::{AssetId, Manifest};
+use crate::attestation::Attestation;
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::hash::{Hash32, keccak256_parts};
 use crate::money::{Amount, Ppm, Token};
@@ -148,12 +149,16 @@ pub enum Event {
     },
     /// A call through the gateway, charged to the payer's prepaid balance.
     CallMetered(MeteredCall),
-    /// A fact of the gateway's access control (an API key issued or revoked), as the gateway's
+    /// A fact of the gateway's access control (an API key issued or revoked, an upstream or agent
+    /// registered), as the gateway's
     /// own JSON. Like a work record, the economy does not interpret it; keeping it in the log
     /// makes who may spend a balance as durable and tamper-evident as the spending.
     AccessRecorded {
         record: String,
     },
+    /// A validator's signed evaluation of a model; it makes the validator a member of the
+    /// model's validator role.
+    ValidationAttested(Attestation),
 }
 
 /// The chain id that stands for the node's home chain: where everyone who never chose a chain is
@@ -190,6 +195,7 @@ impl Event {
             Event::PayoutChainChosen { .. } => "payout chain chosen",
             Event::CallMetered(_) => "call metered",
             Event::AccessRecorded { .. } => "access recorded",
+            Event::ValidationAttested(_) => "validation attested",
         }
     }
 
@@ -283,6 +289,10 @@ impl Event {
             }
             Event::AccessRecorded { record } => {
                 e.u8(11).str(record);
+            }
+            Event::ValidationAttested(attestation) => {
+                e.u8(12);
+                attestation.encode_into(&mut e);
             }
         }
         e.bytes
@@ -386,6 +396,7 @@ impl Event {
                 })
             }
             11 => Event::AccessRecorded { record: d.str()? },
+            12 => Event::ValidationAttested(Attestation::decode_from(&mut d)?),
             tag => return Err(d.error(format!("unknown event tag {tag}"))),
         };
         d.finish()?;

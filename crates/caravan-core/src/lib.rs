@@ -11,6 +11,7 @@
 
 pub mod address;
 pub mod asset;
+pub mod attestation;
 pub mod codec;
 pub mod economy;
 pub mod epoch;
@@ -27,6 +28,7 @@ pub use address::Address;
 pub use asset::{
     AssetId, AssetKind, EdgeKind, Licence, Manifest, Member, ParentEdge, Role, RoleShare,
 };
+pub use attestation::{Attestation, Signature65};
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{ChainLeaves, EpochBundle, EpochOutcome, verify_bundle};
 pub use event::{

@@ -22,6 +22,9 @@ use crate::asset::{AssetId, EdgeKind, Role};
 use crate::lineage::Lineage;
 use crate::money::{Amount, Ppm, split_largest_remainder};
 
+/// The validators who attested each model (by lineage position), sorted, each once.
+pub type Validators = BTreeMap<u32, Vec<Address>>;
+
 /// The compute nodes that served an asset in one token, each with the revenue it served.
 pub type ServedBy = BTreeMap<Address, Amount>;
 
@@ -58,6 +61,7 @@ pub fn propagate_royalties(
     lineage: &Lineage,
     accruals: &[(u32, Address, Amount)],
     served: &FxHashMap<(u32, Address), ServedBy>,
+    validators: &Validators,
 ) -> Vec<Payout> {
     let mut pending: BTreeMap<(Reverse<u32>, Address), Amount> = BTreeMap::new();
     for (position, token, amount) in accruals {
@@ -81,11 +85,32 @@ pub fn propagate_royalties(
         let parent_share: u32 = manifest.parents.iter().map(|e| e.share.parts()).sum();
         let kept = Ppm::new(Ppm::ONE.parts() - parent_share)
             .expect("parent shares are validated to at most 100%");
-        let role_recipients = |role: Role, member_count: usize| {
-            if role == Role::ComputeNode {
-                nodes.len().max(1)
-            } else {
-                member_count.max(1)
+        let attested = validators.get(&position);
+        // A role's members with their weights, in canonical order: compute nodes by revenue
+        // served; validators named in the manifest plus those who attested (weight 1 each);
+        // everyone else as the manifest lists them.
+        let role_members = |role_share: &crate::asset::RoleShare| -> Vec<(Address, u128)> {
+            match role_share.role {
+                Role::ComputeNode => nodes
+                    .iter()
+                    .map(|(node, amount)| (*node, *amount))
+                    .collect(),
+                role => {
+                    let mut members: Vec<(Address, u128)> = role_share
+                        .members
+                        .iter()
+                        .map(|m| (m.account, m.weight as u128))
+                        .collect();
+                    if role == Role::Validator {
+                        for validator in attested.into_iter().flatten() {
+                            if !members.iter().any(|(a, _)| a == validator) {
+                                members.push((*validator, 1));
+                            }
+                        }
+                        members.sort_unstable_by_key(|(a, _)| *a);
+                    }
+                    members
+                }
             }
         };
         let mut recipients = manifest
@@ -101,7 +126,7 @@ pub fn propagate_royalties(
                     .roles
                     .iter()
                     .filter(|r| r.share > Ppm::ZERO)
-                    .map(|r| role_recipients(r.role, r.members.len()))
+                    .map(|r| role_members(r).len().max(1))
                     .sum()
             };
         }
@@ -163,18 +188,7 @@ pub fn propagate_royalties(
             if role_amount == 0 {
                 continue;
             }
-            let members: Vec<(Address, u128)> = if role_share.role == Role::ComputeNode {
-                nodes
-                    .iter()
-                    .map(|(node, amount)| (*node, *amount))
-                    .collect()
-            } else {
-                role_share
-                    .members
-                    .iter()
-                    .map(|m| (m.account, m.weight as u128))
-                    .collect()
-            };
+            let members = role_members(role_share);
             if members.is_empty() {
                 payouts.push(payout(
                     PayoutTo::Owner {

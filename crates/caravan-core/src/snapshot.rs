@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::address::Address;
 use crate::asset::{AssetId, Manifest};
+use crate::attestation::Attestation;
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::economy::{Economy, EpochRecord};
 use crate::event::{ChainHead, Genesis, HOME_CHAIN};
@@ -21,18 +22,23 @@ use crate::money::{Ppm, Token};
 use crate::royalty::ServedBy;
 
 /// Version 1 is the state of an economy where nobody chose a payout chain; version 2 adds the
-/// choices and what each chosen chain pays. Writing version 1 while there are none keeps the
-/// state hash of every older log unchanged.
-const SNAPSHOT_VERSION: u8 = 2;
+/// choices and what each chosen chain pays; version 3 adds validators' attestations. Writing the
+/// lowest version that holds the state keeps the state hash of every older log unchanged.
+const SNAPSHOT_VERSION: u8 = 3;
+const SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS: u8 = 2;
 const SNAPSHOT_VERSION_WITHOUT_CHAINS: u8 = 1;
 
 impl Economy {
     /// The state in canonical order: same state, same bytes, on every machine.
     pub fn encode_state(&self) -> Vec<u8> {
         let mut e = Encoder::default();
-        let with_chains = !(self.payout_chains.is_empty() && self.chain_credits.is_empty());
-        e.u8(if with_chains {
+        let with_attestations = !self.attestations.is_empty();
+        let with_chains =
+            with_attestations || !(self.payout_chains.is_empty() && self.chain_credits.is_empty());
+        e.u8(if with_attestations {
             SNAPSHOT_VERSION
+        } else if with_chains {
+            SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS
         } else {
             SNAPSHOT_VERSION_WITHOUT_CHAINS
         })
@@ -91,6 +97,15 @@ impl Economy {
                     .u128(*amount);
             }
         }
+        if with_attestations {
+            e.len(self.attestations.len());
+            for (position, attestations) in &self.attestations {
+                e.u32(*position).len(attestations.len());
+                for attestation in attestations {
+                    attestation.encode_into(&mut e);
+                }
+            }
+        }
         e.bytes
     }
 
@@ -104,7 +119,7 @@ impl Economy {
     pub fn decode_state(bytes: &[u8]) -> Result<Economy, DecodeError> {
         let mut d = Decoder::new(bytes);
         let version = d.u8()?;
-        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_WITHOUT_CHAINS {
+        if !(SNAPSHOT_VERSION_WITHOUT_CHAINS..=SNAPSHOT_VERSION).contains(&version) {
             return Err(d.error(format!(
                 "snapshot version {version}; this build reads {SNAPSHOT_VERSION}"
             )));
@@ -189,7 +204,7 @@ impl Economy {
         }
         let mut payout_chains = BTreeMap::new();
         let mut chain_credits = BTreeMap::new();
-        if version == SNAPSHOT_VERSION {
+        if version >= SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS {
             for _ in 0..d.len(28)? {
                 let account = d.address()?;
                 let chain_id = d.u64()?;
@@ -213,6 +228,27 @@ impl Economy {
                 chain_credits.insert(key, amount);
             }
         }
+        let mut attestations: BTreeMap<u32, Vec<Attestation>> = BTreeMap::new();
+        if version == SNAPSHOT_VERSION {
+            for _ in 0..d.len(8)? {
+                let position = d.u32()?;
+                if position as usize >= lineage.len() {
+                    return Err(d.error(format!(
+                        "attestations name asset position {position}, past the lineage"
+                    )));
+                }
+                let model = lineage.at(position).id;
+                let mut list = Vec::new();
+                for _ in 0..d.len(150)? {
+                    let attestation = Attestation::decode_from(&mut d)?;
+                    if attestation.model != model {
+                        return Err(d.error("an attestation is filed under another model"));
+                    }
+                    list.push(attestation);
+                }
+                attestations.insert(position, list);
+            }
+        }
         d.finish()?;
         Ok(Economy {
             genesis,
@@ -224,6 +260,7 @@ impl Economy {
             head,
             payout_chains,
             chain_credits,
+            attestations,
         })
     }
 }

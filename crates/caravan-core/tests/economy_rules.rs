@@ -789,3 +789,122 @@ fn a_metered_agent_call_charges_each_component_it_used_at_once_or_not_at_all() {
         EventError::TraceTooLarge(MAX_TRACE_BYTES + 1)
     );
 }
+
+#[test]
+fn a_validator_who_signs_an_evaluation_shares_the_validator_part_of_the_model() {
+    let mut economy = started(0);
+    let data = dataset(&[("alice", 1)]);
+    let data_id = data.id();
+    economy.append(Event::AssetRegistered(data), 0).unwrap();
+    let mut validated = model(data_id, 0);
+    validated.roles = vec![
+        RoleShare {
+            role: Role::Developer,
+            share: ppm(900_000),
+            members: vec![Member {
+                account: Address::from_label("developer"),
+                weight: 1,
+            }],
+        },
+        RoleShare {
+            role: Role::Validator,
+            share: ppm(100_000),
+            members: vec![],
+        },
+    ];
+    let model_id = validated.id();
+    economy
+        .append(Event::AssetRegistered(validated), 0)
+        .unwrap();
+    let payer = Address::from_label("shop");
+    economy
+        .append(
+            Event::Deposited {
+                payer,
+                token: usdc().address,
+                amount: 1_000_000,
+            },
+            0,
+        )
+        .unwrap();
+    let call = Event::UsageRecorded(Usage {
+        asset: model_id,
+        payer,
+        token: usdc().address,
+        amount: 100_000,
+        calls: 100,
+        node: Address::from_label("node"),
+    });
+
+    // Nobody has validated it yet: the validator part goes to the owner (the developer).
+    economy.append(call.clone(), 1).unwrap();
+    economy.close_epoch(1).unwrap();
+    assert_eq!(entitled(&economy, "developer"), 100_000);
+
+    // Two validators sign evaluations; a third claims to be one of them with its own key.
+    let secret = |n: u8| [n; 32];
+    let attest = |n: u8, metric: &str, value| {
+        Attestation::sign(
+            &secret(n),
+            model_id,
+            keccak256(b"held-out"),
+            metric,
+            value,
+            2,
+        )
+        .unwrap()
+    };
+    let first = attest(7, "accuracy", 971_300);
+    let second = attest(9, "accuracy", 968_000);
+    economy
+        .append(Event::ValidationAttested(first.clone()), 2)
+        .unwrap();
+    economy
+        .append(Event::ValidationAttested(second.clone()), 2)
+        .unwrap();
+    // The same validator attesting again (another metric) does not count twice.
+    economy
+        .append(Event::ValidationAttested(attest(7, "f1", 950_000)), 2)
+        .unwrap();
+    let forged = Attestation {
+        validator: first.validator,
+        ..attest(11, "accuracy", 999_999)
+    };
+    assert!(matches!(
+        economy.append(Event::ValidationAttested(forged), 2),
+        Err(EventError::BadAttestation(_))
+    ));
+    let on_data =
+        Attestation::sign(&secret(7), data_id, keccak256(b"x"), "accuracy", 1, 2).unwrap();
+    assert_eq!(
+        economy
+            .append(Event::ValidationAttested(on_data), 2)
+            .unwrap_err(),
+        EventError::NotAModel(data_id)
+    );
+    assert_eq!(economy.attestations(&model_id).len(), 3);
+
+    economy.append(call, 3).unwrap();
+    let (outcome, envelope, _) = economy.close_epoch(3).unwrap();
+    // 100_000: 90_000 developer, 10_000 split evenly between the two validators.
+    assert_eq!(entitled(&economy, "developer"), 190_000);
+    let credits = |account: Address| {
+        economy
+            .ledger()
+            .balance(&AccountRef::Beneficiary(account), &usdc().address)
+            .credits
+    };
+    assert_eq!(credits(first.validator), 5_000);
+    assert_eq!(credits(second.validator), 5_000);
+    // The bundle names the validators, so a third party recomputes the same payouts, and a
+    // snapshot carries the attestations.
+    let bundle = economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, 3);
+    assert_eq!(bundle.validators.len(), 2);
+    verify_bundle(&bundle, None).unwrap();
+    let mut dropped = bundle.clone();
+    dropped.validators.clear();
+    assert!(verify_bundle(&dropped, None).is_err());
+    let restored = Economy::decode_state(&economy.encode_state()).unwrap();
+    assert_eq!(restored.state_hash(), economy.state_hash());
+    assert_eq!(restored.attestations(&model_id).len(), 3);
+}

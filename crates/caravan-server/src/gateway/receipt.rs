@@ -7,8 +7,9 @@
 
 use std::path::Path;
 
-use caravan_core::{Address, keccak256};
-use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use caravan_core::attestation::{address_of, recover};
+use caravan_core::{Address, Hash32, Signature65, keccak256};
+use k256::ecdsa::SigningKey;
 
 /// The node's signing identity.
 pub struct NodeSigner {
@@ -129,33 +130,11 @@ fn personal_digest(message: &[u8]) -> [u8; 32] {
     keccak256(&prefixed).0
 }
 
-fn address_of(key: &VerifyingKey) -> Address {
-    let point = key.to_encoded_point(false);
-    let hash = keccak256(&point.as_bytes()[1..]);
-    let mut address = [0u8; 20];
-    address.copy_from_slice(&hash.0[12..]);
-    Address(address)
-}
-
 /// The address that signed `message` with `signature` (hex `r ‖ s ‖ v`, v 27/28 or 0/1), or
 /// why it cannot be recovered.
 pub fn recover_signer(message: &[u8], signature: &str) -> Result<Address, String> {
-    let hex = signature.trim().trim_start_matches("0x");
-    if hex.len() != 130 {
-        return Err("a signature is 65 bytes: 0x and 130 hex digits".into());
-    }
-    let bytes: Vec<u8> = (0..65)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| "the signature is not hex".to_string())?;
-    let signature =
-        Signature::from_slice(&bytes[..64]).map_err(|e| format!("not a valid signature: {e}"))?;
-    let v = bytes[64];
-    let recovery = RecoveryId::from_byte(if v >= 27 { v - 27 } else { v })
-        .ok_or("the signature's recovery byte v must be 27 or 28")?;
-    let key = VerifyingKey::recover_from_prehash(&personal_digest(message), &signature, recovery)
-        .map_err(|e| format!("no key signed this: {e}"))?;
-    Ok(address_of(&key))
+    let signature = Signature65::parse(signature)?;
+    recover(&Hash32(personal_digest(message)), &signature)
 }
 
 #[cfg(test)]
