@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 28] = [
+pub const OPERATIONS: [(&str, &str); 30] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -27,6 +27,8 @@ pub const OPERATIONS: [(&str, &str); 28] = [
     ("put", "/v1/accounts/{account}/payout-chain"),
     ("get", "/v1/models"),
     ("get", "/v1/models/{model}"),
+    ("post", "/v1/models/{model}/attestations"),
+    ("get", "/v1/models/{model}/attestations"),
     ("post", "/v1/classifications"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/keys"),
@@ -454,6 +456,35 @@ pub fn document() -> Value {
             None,
             "200",
             ok("ok", reference("Model")),
+        ),
+    );
+    let attestation = json!({ "type": "object", "properties": {
+        "model": hash(), "validator": address(), "dataset": hash(), "metric": { "type": "string", "maxLength": 64 },
+        "value_micros": { "type": "integer", "description": "the value in millionths (0.9713 is 971300)" },
+        "issued_at_ms": { "type": "integer" },
+        "signature": { "type": "string", "pattern": "^0x[0-9a-fA-F]{130}$" } } });
+    add(
+        "post",
+        "/v1/models/{model}/attestations",
+        gateway_operation(
+            "A validator's evaluation of a model, signed with EIP-712 (`eth_signTypedData_v4`): domain {name: \"caravan\", version: \"1\"}, type Attestation(bytes32 model,bytes32 dataset,string metric,uint64 valueMicros,uint64 issuedAtMs). The node recovers the signer and refuses the attestation unless it is the validator named; an accepted one makes the validator a member of the model's validator role. No API key: the signature is the credential.",
+            Some(inline(attestation.clone())),
+            "201",
+            ok("recorded", attestation.clone()),
+        ),
+    );
+    add(
+        "get",
+        "/v1/models/{model}/attestations",
+        gateway_operation(
+            "A model's attestations, in the order they were accepted.",
+            None,
+            "200",
+            ok(
+                "ok",
+                json!({ "type": "object", "properties": { "object": { "const": "list" },
+                "data": { "type": "array", "items": attestation } } }),
+            ),
         ),
     );
     add(

@@ -881,3 +881,58 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
     assert_eq!(receipt["charged"], "3504");
     assert_eq!(receipt["model"], json!(agent_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_posts_a_signed_evaluation_and_a_forged_one_is_refused() {
+    use caravan_core::Attestation;
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, model) = gateway(dir.path(), 1_000);
+    let app = router(Arc::clone(&gateway));
+    let signed = Attestation::sign(
+        &[7; 32],
+        model,
+        keccak256(b"my test set"),
+        "accuracy",
+        912_000,
+        1,
+    )
+    .unwrap();
+    let body = |attestation: &Attestation| {
+        let mut body = serde_json::to_value(attestation).unwrap();
+        body.as_object_mut().unwrap().remove("model");
+        body
+    };
+    let uri = "/v1/models/review-sentiment/attestations";
+    let posted = call(&app, Method::POST, uri, None, &[], Some(body(&signed))).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
+    assert_eq!(posted.body["validator"], json!(signed.validator));
+
+    let inflated = Attestation {
+        value_micros: 999_000,
+        ..signed.clone()
+    };
+    let refused = call(&app, Method::POST, uri, None, &[], Some(body(&inflated))).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.body["error"]["param"], "signature");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not by the validator"),
+        "{}",
+        refused.body
+    );
+    let listed = call(&app, Method::GET, uri, None, &[], None).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed.body["data"][0]["value_micros"], 912_000);
+    let unknown = call(
+        &app,
+        Method::GET,
+        "/v1/models/nope/attestations",
+        None,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}

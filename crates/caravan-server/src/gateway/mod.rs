@@ -340,6 +340,67 @@ impl Gateway {
         self.keys.read().expect("key ring lock").of_payer(payer)
     }
 
+    /// Records a validator's signed evaluation of `model_name`; the economy checks the
+    /// signature. Blocking: waits until it is durable.
+    pub fn attest(
+        &self,
+        model_name: &str,
+        attestation: caravan_core::Attestation,
+    ) -> Result<caravan_core::Attestation, GatewayError> {
+        let model = self.resolve_any_model(model_name)?;
+        if attestation.model != model {
+            return Err(GatewayError::BadParam {
+                param: "model".into(),
+                message: format!(
+                    "the attestation is signed for model {}, not {model}",
+                    attestation.model
+                ),
+            });
+        }
+        let mut submitted = self
+            .journal()
+            .submit(vec![Event::ValidationAttested(attestation.clone())])?;
+        if let Some((_, why)) = submitted.refused.pop() {
+            return Err(GatewayError::BadParam {
+                param: "signature".into(),
+                message: why.to_string(),
+            });
+        }
+        Ok(attestation)
+    }
+
+    /// A model's attestations, in the order they were accepted.
+    pub fn attestations(
+        &self,
+        model_name: &str,
+    ) -> Result<Vec<caravan_core::Attestation>, GatewayError> {
+        let model = self.resolve_any_model(model_name)?;
+        Ok(self
+            .journal()
+            .read(|j| j.economy().attestations(&model).to_vec()))
+    }
+
+    /// The id of the model (not agent or dataset) a name or id names, whatever its licence.
+    pub fn resolve_any_model(&self, name: &str) -> Result<AssetId, GatewayError> {
+        let found: Vec<AssetId> = self.journal().read(|j| {
+            j.economy()
+                .lineage()
+                .iter()
+                .filter(|a| a.manifest.kind == AssetKind::Model)
+                .filter(|a| a.id.to_string().eq_ignore_ascii_case(name) || a.manifest.name == name)
+                .map(|a| a.id)
+                .collect()
+        });
+        match found.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(GatewayError::UnknownModel(name.to_owned())),
+            _ => Err(GatewayError::BadParam {
+                param: "model".into(),
+                message: format!("several models are named {name}; name one by its asset id"),
+            }),
+        }
+    }
+
     /// The paid models this node can serve, in registration order.
     pub fn models(&self) -> Vec<ServedModel> {
         self.journal().read(|j| {

@@ -32,6 +32,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
+        .route(
+            "/v1/models/{model}/attestations",
+            post(attest).get(list_attestations),
+        )
         .route("/v1/classifications", post(classify))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/keys", post(issue_key).get(list_keys))
@@ -201,6 +205,52 @@ async fn get_model(
     authenticate(&gateway, &headers, Scope::Models)?;
     let model = gateway.resolve(&model)?;
     Ok(axum::Json(model_object(&model)).into_response())
+}
+
+/// A validator's signed evaluation, as posted: the model comes from the path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestBody {
+    validator: Address,
+    dataset: caravan_core::Hash32,
+    metric: String,
+    value_micros: u64,
+    issued_at_ms: u64,
+    signature: caravan_core::Signature65,
+}
+
+async fn attest(
+    State(gateway): State<Arc<Gateway>>,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let parsed: AttestBody = parse(&body)?;
+    let worker = Arc::clone(&gateway);
+    let attestation = blocking(move || {
+        let asset = worker.resolve_any_model(&model)?;
+        worker.attest(
+            &model,
+            caravan_core::Attestation {
+                model: asset,
+                validator: parsed.validator,
+                dataset: parsed.dataset,
+                metric: parsed.metric,
+                value_micros: parsed.value_micros,
+                issued_at_ms: parsed.issued_at_ms,
+                signature: parsed.signature,
+            },
+        )
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(attestation)).into_response())
+}
+
+async fn list_attestations(
+    State(gateway): State<Arc<Gateway>>,
+    Path(model): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let data = gateway.attestations(&model)?;
+    Ok(axum::Json(json!({ "object": "list", "data": data })).into_response())
 }
 
 #[derive(Deserialize)]
