@@ -559,6 +559,45 @@ fn a_model_is_trained_on_the_crowd_labelled_digits_and_paid_through_its_lineage(
     let shown = ok(&caravan(&dir, &["asset", "show", &model]));
     assert!(shown.contains("TRAINED_ON"), "{shown}");
     assert!(shown.contains("handwritten-digits-8x8"), "{shown}");
+
+    // A validator evaluates the model on labelled images it holds and signs the result.
+    let text = std::fs::read_to_string(digits.join("digits.csv")).unwrap();
+    let held = scratch.path().join("validation.jsonl");
+    let mut rows = String::new();
+    for line in text.lines().rev().take(200) {
+        let mut values: Vec<u8> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        let truth = values.pop().unwrap();
+        rows.push_str(&format!(
+            "{{\"data\": {{\"pixels\": {values:?}}}, \"label\": \"{truth}\"}}\n"
+        ));
+    }
+    std::fs::write(&held, rows).unwrap();
+    let key_file = scratch.path().join("validator.key");
+    std::fs::write(&key_file, "07".repeat(32)).unwrap();
+    let attest = [
+        "model",
+        "attest",
+        "--model",
+        &model,
+        "--key-file",
+        key_file.to_str().unwrap(),
+        held.to_str().unwrap(),
+    ];
+    let attested = ok(&caravan(&dir, &attest));
+    let attested_accuracy: f64 = attested
+        .split("attests accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(attested_accuracy > 90.0, "{attested}");
+    let shown = ok(&caravan(&dir, &["asset", "show", &model]));
+    assert!(shown.contains("attested by validators"), "{shown}");
+    std::fs::write(&key_file, "not a key").unwrap();
+    let err = failure(&caravan(&dir, &attest));
+    assert!(err.contains("64 hex digits"), "{err}");
+
     let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
     ok(&caravan(
         &dir,
@@ -581,6 +620,11 @@ fn a_model_is_trained_on_the_crowd_labelled_digits_and_paid_through_its_lineage(
         .map(|cell| cell.trim().parse().unwrap())
         .unwrap_or_else(|| panic!("no data contributor payouts in {closed}"));
     assert!(labelers >= 20, "{closed}");
+    let validator_row = closed
+        .lines()
+        .find(|l| l.contains("│ validator"))
+        .unwrap_or_else(|| panic!("the validator is not paid in {closed}"));
+    assert!(!validator_row.contains("no validator yet"), "{closed}");
 
     // Predictions for the first ten images, from the stored artifact, are mostly right.
     let text = std::fs::read_to_string(digits.join("digits.csv")).unwrap();

@@ -132,6 +132,23 @@ fn show_asset(journal: &Journal, id: &AssetId) -> Result<(), String> {
         }
         println!("\nparents\n{t}");
     }
+    let attestations = economy.attestations(id);
+    if !attestations.is_empty() {
+        let mut t = table(
+            &["validator", "metric", "value", "data", "signed at (ms)"],
+            &[2],
+        );
+        for attestation in attestations {
+            t.add_row(vec![
+                attestation.validator.to_string(),
+                attestation.metric.clone(),
+                format!("{:.4}", attestation.value_micros as f64 / 1e6),
+                attestation.dataset.short(),
+                attestation.issued_at_ms.to_string(),
+            ]);
+        }
+        println!("\nattested by validators (signatures checked)\n{t}");
+    }
     let children: Vec<_> = lineage
         .iter()
         .filter(|a| a.manifest.parents.iter().any(|e| e.parent == *id))

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use caravan_core::{
-    Address, AssetId, AssetKind, EdgeKind, Event, Licence, Manifest, Member, ParentEdge, Ppm, Role,
-    RoleShare,
+    Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, Member,
+    ParentEdge, Ppm, Role, RoleShare,
 };
 use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions, Trained};
 use caravan_server::desk::Desk;
@@ -52,6 +52,25 @@ pub enum ModelCommand {
     /// revenue, and every call is charged the agent's price plus what each component it called
     /// costs, so each component's lineage is paid from that call.
     Agent(AgentArgs),
+    /// Evaluate a model on labelled data you hold and record a signed attestation: you become
+    /// one of the model's validators and share its validator part from then on.
+    ///
+    /// FILE has one `{"data": {…item fields…}, "label": "…"}` per line. The attestation names
+    /// the keccak-256 of FILE, the metric (accuracy) and its value, and is signed with EIP-712
+    /// by the key in --key-file (64 hex digits), whose address is the validator.
+    Attest(AttestArgs),
+}
+
+#[derive(Args)]
+pub struct AttestArgs {
+    /// The model's asset id.
+    #[arg(long)]
+    model: AssetId,
+    /// The validator's secp256k1 secret key, as 64 hex digits in a file.
+    #[arg(long)]
+    key_file: PathBuf,
+    /// The labelled evaluation data (JSON lines).
+    data: PathBuf,
 }
 
 #[derive(Args)]
@@ -267,6 +286,7 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
         ModelCommand::Predict(args) => predict(store, args),
         ModelCommand::Upstream(args) => register_upstream(store, args),
         ModelCommand::Agent(args) => register_agent(store, args),
+        ModelCommand::Attest(args) => attest(store, args),
     }
 }
 
@@ -529,6 +549,86 @@ fn register_agent(store: &StoreArgs, args: AgentArgs) -> Result<(), String> {
         args.name
     );
     Ok(())
+}
+
+fn attest(store: &StoreArgs, args: AttestArgs) -> Result<(), String> {
+    let secret = read_secret(&args.key_file)?;
+    let bytes = std::fs::read(&args.data)
+        .map_err(|e| format!("cannot read {}: {e}", args.data.display()))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| format!("{} is not UTF-8 text", args.data.display()))?;
+    let mut examples = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let row: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+        let label = match &row["label"] {
+            serde_json::Value::String(label) => label.clone(),
+            serde_json::Value::Number(label) => label.to_string(),
+            _ => return Err(format!("line {}: needs a \"label\" (text)", n + 1)),
+        };
+        examples.push(Example {
+            key: caravan_core::keccak256(line.as_bytes()),
+            data: row["data"].clone(),
+            label,
+        });
+    }
+    if examples.is_empty() {
+        return Err(format!("{} holds no examples", args.data.display()));
+    }
+    let desk = open_desk(store)?;
+    let classifier = load_classifier(store, &desk, &args.model)?;
+    let evaluation = classifier.evaluate(&examples).map_err(|e| e.to_string())?;
+    let value_micros = (evaluation.accuracy * 1e6).round() as u64;
+    let attestation = Attestation::sign(
+        &secret,
+        args.model,
+        caravan_core::keccak256(&bytes),
+        "accuracy",
+        value_micros,
+        caravan_store::now_ms(),
+    )?;
+    let mut journal = desk.into_journal();
+    super::submit_one(&mut journal, Event::ValidationAttested(attestation.clone()))?;
+    println!(
+        "validator {} attests accuracy {:.2}% ({} of {} examples) for model {}",
+        attestation.validator,
+        evaluation.accuracy * 100.0,
+        evaluation.correct,
+        evaluation.examples,
+        args.model
+    );
+    println!(
+        "data {} (keccak-256 of {})",
+        attestation.dataset,
+        args.data.display()
+    );
+    println!("signature {}", attestation.signature.to_hex());
+    Ok(())
+}
+
+/// A secp256k1 secret key from a file of 64 hex digits (an optional 0x is fine).
+fn read_secret(path: &Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
+    let hex = text.trim().trim_start_matches("0x");
+    let mut secret = [0u8; 32];
+    if hex.len() != 64
+        || !(0..32).all(|i| {
+            u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
+                .map(|b| secret[i] = b)
+                .is_ok()
+        })
+    {
+        return Err(format!(
+            "the key file {} must hold a secret key as 64 hex digits",
+            path.display()
+        ));
+    }
+    Ok(secret)
 }
 
 fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
