@@ -99,6 +99,7 @@ impl Metering {
         parts.retain(|part| part.amount > 0);
         let total = fixed + chat_cost;
         let (seq, at_ms) = self.gateway.charge(
+            self.hold,
             &self.key,
             &self.called,
             parts,
@@ -247,15 +248,7 @@ pub async fn chat_completions(
     let prepared = prepare(plan.body, &upstream, body_bytes).map_err(GatewayError::BadRequest)?;
     let fixed: caravan_core::Amount = plan.fixed.iter().map(|p| p.amount).sum();
     let bound = fixed + upstream.cost(plan.chat_model.price_per_call, prepared.bound);
-    let hold = gateway
-        .meter
-        .reserve(gateway.journal(), key.payer, called.token, bound)
-        .map_err(|shortfall| GatewayError::InsufficientQuota {
-            payer: key.payer,
-            token: called.token,
-            needed: shortfall.needed,
-            available: shortfall.available,
-        })?;
+    let hold = gateway.hold(&key, called.token, bound)?;
     let upstream_failed = |why: String| GatewayError::Upstream {
         model: name.clone(),
         why,

@@ -22,12 +22,13 @@ pub struct Shortfall {
     pub available: Amount,
 }
 
-/// A reservation. Dropping it releases the money, on every path: a settled call (whose charge
-/// the economy has already taken from the balance), a failed call, or a client that went away.
+/// A reservation. [`Meter::settle`] turns it into the charge; dropping it unsettled (a failed
+/// call, a client that went away before anything was charged) releases the money.
 pub struct Hold {
     meter: Arc<Meter>,
     key: (Address, Address),
     pub amount: Amount,
+    settled: bool,
 }
 
 impl Meter {
@@ -63,7 +64,23 @@ impl Meter {
             meter: Arc::clone(self),
             key,
             amount,
+            settled: false,
         })
+    }
+
+    /// Runs `charge` (which applies the call's charge to the economy) and releases `hold` in
+    /// one step under the meter's lock, so a concurrent reservation never sees the money both
+    /// charged and still held — it would wrongly refuse a call the balance can pay — nor
+    /// neither. Waiting for durability happens after, outside the lock.
+    pub fn settle<T>(&self, mut hold: Hold, charge: impl FnOnce() -> T) -> T {
+        let mut held = self
+            .held
+            .lock()
+            .expect("the meter's lock is never poisoned");
+        let charged = charge();
+        release(&mut held, &hold.key, hold.amount);
+        hold.settled = true;
+        charged
     }
 
     /// What calls in flight hold of the payer's `token`.
@@ -76,18 +93,29 @@ impl Meter {
     }
 }
 
+fn release(
+    held: &mut HashMap<(Address, Address), Amount>,
+    key: &(Address, Address),
+    amount: Amount,
+) {
+    if let Some(total) = held.get_mut(key) {
+        *total -= amount;
+        if *total == 0 {
+            held.remove(key);
+        }
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
         let mut held = self
             .meter
             .held
             .lock()
             .expect("the meter's lock is never poisoned");
-        if let Some(amount) = held.get_mut(&self.key) {
-            *amount -= self.amount;
-            if *amount == 0 {
-                held.remove(&self.key);
-            }
-        }
+        release(&mut held, &self.key, self.amount);
     }
 }

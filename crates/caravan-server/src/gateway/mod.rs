@@ -513,15 +513,7 @@ impl Gateway {
             .price_per_call
             .checked_mul(Amount::from(count))
             .ok_or_else(|| GatewayError::BadRequest("the call's cost overflows 2^128".into()))?;
-        let hold = self
-            .meter
-            .reserve(self.journal(), key.payer, model.token, cost)
-            .map_err(|shortfall| GatewayError::InsufficientQuota {
-                payer: key.payer,
-                token: model.token,
-                needed: shortfall.needed,
-                available: shortfall.available,
-            })?;
+        let hold = self.hold(key, model.token, cost)?;
         let mut data = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.iter().enumerate() {
             let prediction = classifier
@@ -545,6 +537,7 @@ impl Gateway {
         }
         let trace = json!([{ "asset": model.asset, "model": model.name, "inputs": count, "cost": cost.to_string() }]);
         let (seq, at_ms) = self.charge(
+            hold,
             key,
             &model,
             vec![CallPart {
@@ -555,7 +548,6 @@ impl Gateway {
             trace,
             request,
         )?;
-        drop(hold);
         let id = format!("clf-{seq}");
         let body = json!({
             "id": id,
@@ -567,9 +559,28 @@ impl Gateway {
         Ok(self.receipted(body, &id, key, &model, cost, count, at_ms))
     }
 
+    /// Holds the most a call of the key's payer can cost, or says what is available.
+    pub(crate) fn hold(
+        &self,
+        key: &ApiKey,
+        token: Address,
+        amount: Amount,
+    ) -> Result<meter::Hold, GatewayError> {
+        self.meter
+            .reserve(self.journal(), key.payer, token, amount)
+            .map_err(|shortfall| GatewayError::InsufficientQuota {
+                payer: key.payer,
+                token,
+                needed: shortfall.needed,
+                available: shortfall.available,
+            })
+    }
+
     /// Commits the call's charge; returns the event's sequence number and time.
+    /// The hold is released as the charge is applied (see [`Meter::settle`]).
     pub(crate) fn charge(
         &self,
+        hold: meter::Hold,
         key: &ApiKey,
         model: &ServedModel,
         parts: Vec<CallPart>,
@@ -584,7 +595,10 @@ impl Gateway {
             parts,
             trace: trace.to_string(),
         };
-        let mut submitted = self.journal().submit(vec![Event::CallMetered(call)])?;
+        let pending = self.meter.settle(hold, || {
+            self.journal().enqueue(vec![Event::CallMetered(call)])
+        });
+        let mut submitted = pending.wait()?;
         if let Some((_, why)) = submitted.refused.pop() {
             return Err(GatewayError::Refused(why.to_string()));
         }
