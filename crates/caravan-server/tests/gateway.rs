@@ -748,7 +748,10 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     let key = issue(&app, json!(["chat"])).await;
     let ask = json!({ "model": "chat-upstream", "stream": true,
         "messages": [{ "role": "user", "content": "hello" }] });
-    let request = chat_request(&key, &ask);
+    let mut request = chat_request(&key, &ask);
+    request
+        .headers_mut()
+        .insert("idempotency-key", "stream-1".parse().unwrap());
     let response = app.clone().oneshot(request).await.unwrap();
     let mut body = response.into_body();
     for _ in 0..3 {
@@ -774,6 +777,27 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     );
     assert_eq!(payer_balance(&gateway), 1_000_000 - charged);
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
+    // The client's retry under the same key is told it was charged (after "still running",
+    // which clients retry, while the charge is being marked), and is not charged again.
+    let retry = loop {
+        let retry = call(
+            &app,
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&key),
+            &[("idempotency-key", "stream-1")],
+            Some(ask.clone()),
+        )
+        .await;
+        if retry.body["error"]["code"] != "idempotency_in_progress" {
+            break retry;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", retry.body);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.body);
+    assert_eq!(retry.body["error"]["code"], "idempotency_key_charged");
+    assert_eq!(metered(&gateway), (charged, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

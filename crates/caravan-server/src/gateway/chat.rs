@@ -40,13 +40,10 @@ impl Admitted {
 }
 
 impl Admitted {
-    /// The request was charged but its response is not kept (the client left mid-stream): a
-    /// retry is told so instead of being charged again.
-    fn charged_without_response(mut self) {
+    /// The request was charged: whatever happens to its response, a retry is not charged again.
+    fn charged(mut self) {
         if let Some(request) = self.request.take() {
-            self.gateway
-                .idempotency()
-                .charged_earlier(request, caravan_store::now_ms());
+            self.gateway.idempotency().charged(request);
         }
     }
 }
@@ -399,7 +396,20 @@ impl Relay {
             return;
         };
         let usage = self.usage();
-        match tokio::task::spawn_blocking(move || metering.settle(usage)).await {
+        // The charge and marking the request charged happen together on a blocking thread, which
+        // finishes even if the client goes away meanwhile: a retry then is never charged again.
+        let admitted = self.admitted.take();
+        let kept = admitted
+            .as_ref()
+            .and_then(|a| a.request.map(|request| (Arc::clone(&a.gateway), request)));
+        let settled = tokio::task::spawn_blocking(move || {
+            let served = metering.settle(usage)?;
+            if let Some(admitted) = admitted {
+                admitted.charged();
+            }
+            Ok::<_, GatewayError>(served)
+        });
+        match settled.await {
             Ok(Ok(served)) => {
                 let receipt =
                     base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes());
@@ -408,12 +418,15 @@ impl Relay {
                     served.signature
                 ));
                 self.emit("data: [DONE]\n\n".into());
-                if let Some(admitted) = self.admitted.take() {
-                    admitted.finish(Stored {
-                        status: 200,
-                        headers: vec![("content-type".into(), "text/event-stream".into())],
-                        body: Bytes::from(std::mem::take(&mut self.transcript)),
-                    });
+                if let Some((gateway, request)) = kept {
+                    gateway.idempotency().finish(
+                        request,
+                        Stored {
+                            status: 200,
+                            headers: vec![("content-type".into(), "text/event-stream".into())],
+                            body: Bytes::from(std::mem::take(&mut self.transcript)),
+                        },
+                    );
                 }
             }
             Ok(Err(error)) => {
@@ -465,14 +478,15 @@ impl Drop for Relay {
     /// (after this) closes the upstream connection, which stops the generation.
     fn drop(&mut self) {
         if let Some(metering) = self.metering.take() {
-            if let Some(admitted) = self.admitted.take() {
-                admitted.charged_without_response();
-            }
+            let admitted = self.admitted.take();
             let usage = self.usage();
-            tokio::task::spawn_blocking(move || {
-                if let Err(error) = metering.settle(usage) {
-                    eprintln!("a stream the client left could not be charged: {error}");
+            tokio::task::spawn_blocking(move || match metering.settle(usage) {
+                Ok(_) => {
+                    if let Some(admitted) = admitted {
+                        admitted.charged();
+                    }
                 }
+                Err(error) => eprintln!("a stream the client left could not be charged: {error}"),
             });
         }
     }

@@ -38,8 +38,10 @@ enum Entry {
         response: Stored,
     },
     /// Charged, but the response is not held: charged before this node last started, or a
-    /// stream the client left.
-    ChargedEarlier,
+    /// stream the client left. The body's fingerprint when this node admitted it.
+    Charged {
+        fingerprint: Option<Hash32>,
+    },
 }
 
 /// What to do with a request that carries a key.
@@ -67,7 +69,21 @@ impl Idempotency {
     /// Remembers a request that was charged but whose response is not held (from the log after
     /// a restart, or a stream the client left).
     pub fn charged_earlier(&self, request: Hash32, at_ms: u64) {
-        self.lock().insert(request, (at_ms, Entry::ChargedEarlier));
+        self.lock()
+            .insert(request, (at_ms, Entry::Charged { fingerprint: None }));
+    }
+
+    /// Marks an admitted request as charged before its response exists: from here on a retry
+    /// is never run (and charged) again, even if the response is never finished.
+    pub fn charged(&self, request: Hash32) {
+        let mut entries = self.lock();
+        if let Some((_, entry)) = entries.get_mut(&request)
+            && let Entry::InFlight { fingerprint } = entry
+        {
+            *entry = Entry::Charged {
+                fingerprint: Some(*fingerprint),
+            };
+        }
     }
 
     /// Admits a request with id `request` and body `fingerprint` at `now_ms`.
@@ -100,21 +116,26 @@ impl Idempotency {
                     Admission::DifferentBody
                 };
             }
-            Some((_, Entry::ChargedEarlier)) => return Admission::ChargedEarlier,
+            Some((_, Entry::Charged { .. })) => return Admission::ChargedEarlier,
             None => {}
         }
         entries.insert(request, (now_ms, Entry::InFlight { fingerprint }));
         Admission::Run
     }
 
-    /// Keeps the response of an admitted request for replay.
+    /// Keeps the response of an admitted request (running, or already marked charged) for replay.
     pub fn finish(&self, request: Hash32, response: Stored) {
         let mut entries = self.lock();
-        if let Some((_, entry)) = entries.get_mut(&request)
-            && let Entry::InFlight { fingerprint } = entry
-        {
+        if let Some((_, entry)) = entries.get_mut(&request) {
+            let fingerprint = match entry {
+                Entry::InFlight { fingerprint } => *fingerprint,
+                Entry::Charged {
+                    fingerprint: Some(fingerprint),
+                } => *fingerprint,
+                _ => return,
+            };
             *entry = Entry::Done {
-                fingerprint: *fingerprint,
+                fingerprint,
                 response,
             };
         }
@@ -178,6 +199,25 @@ mod tests {
         assert!(matches!(
             idempotency.admit(request, other, RETENTION_MS),
             Admission::Run
+        ));
+
+        // Marked charged before its response exists: a retry is refused until the response is
+        // kept, then replayed.
+        let streamed = request_id(&shop, "stream-1");
+        assert!(matches!(
+            idempotency.admit(streamed, body, 4),
+            Admission::Run
+        ));
+        idempotency.charged(streamed);
+        idempotency.abandon(streamed);
+        assert!(matches!(
+            idempotency.admit(streamed, body, 5),
+            Admission::ChargedEarlier
+        ));
+        idempotency.finish(streamed, stored("streamed"));
+        assert!(matches!(
+            idempotency.admit(streamed, body, 6),
+            Admission::Replay(_)
         ));
 
         let earlier = request_id(&shop, "before-restart");
