@@ -6,12 +6,8 @@
 //! component, so every component's lineage is paid from that call; the trace of steps is kept
 //! with the charge.
 
-use caravan_core::lineage::Lineage;
-use caravan_core::{AssetId, AssetKind, EdgeKind, Event, Hash32, Manifest, keccak256};
+use caravan_core::{AssetId, Hash32, keccak256};
 use serde::{Deserialize, Serialize};
-
-use super::GatewayError;
-use super::keys::AccessRecord;
 
 /// What an agent does with a chat request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,56 +62,4 @@ impl AgentProgram {
     pub fn system_message(&self, label: Option<&str>) -> String {
         self.chat.system.replace("{label}", label.unwrap_or(""))
     }
-}
-
-/// The events that register an agent: its asset (an agent whose content is the program's hash
-/// and whose `COMPOSED_OF` parents include every model the program calls) and the access record
-/// that holds the program.
-pub fn agent_events(
-    manifest: Manifest,
-    program: AgentProgram,
-    lineage: &Lineage,
-) -> Result<Vec<Event>, GatewayError> {
-    let bad = |message: String| GatewayError::BadParam {
-        param: "program".into(),
-        message,
-    };
-    if manifest.kind != AssetKind::Agent {
-        return Err(bad(format!(
-            "{} is a {}; an agent program belongs to an agent asset",
-            manifest.name,
-            manifest.kind.name()
-        )));
-    }
-    if manifest.content != program.content_hash() {
-        return Err(bad(
-            "an agent's content must be the keccak-256 of its program".into(),
-        ));
-    }
-    for component in program.components() {
-        let declared = manifest
-            .parents
-            .iter()
-            .any(|edge| edge.parent == component && edge.kind == EdgeKind::ComposedOf);
-        if !declared {
-            return Err(bad(format!(
-                "the program calls {component}, which the agent does not declare as a COMPOSED_OF parent; declare every model it calls so their lineages are paid"
-            )));
-        }
-        if lineage.get(&component).map(|a| a.manifest.kind) != Some(AssetKind::Model) {
-            return Err(bad(format!(
-                "the program calls {component}, which is not a registered model"
-            )));
-        }
-    }
-    let record = AccessRecord::AgentRegistered {
-        asset: manifest.id(),
-        program,
-    };
-    Ok(vec![
-        Event::AssetRegistered(manifest),
-        Event::AccessRecorded {
-            record: serde_json::to_string(&record).expect("access records serialise"),
-        },
-    ])
 }

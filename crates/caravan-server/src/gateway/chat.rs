@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use super::idempotency::Stored;
 use super::keys::ApiKey;
 use super::meter::Hold;
-use super::routes::{NODE_HEADER, RECEIPT_HEADER, SIGNATURE_HEADER};
 use super::upstream::{Prepared, TokenUsage, Upstream, prepare, reported_usage, take_events};
+use super::wire::{self, NODE_HEADER, RECEIPT_HEADER};
 use super::{Gateway, GatewayError, ServedModel};
 
 /// Forgets an idempotency key whose request ended without a charge, unless it was finished.
@@ -203,16 +203,6 @@ fn plan(gateway: &Gateway, called: &ServedModel, mut body: Value) -> Result<Plan
     })
 }
 
-fn receipt_headers(served: &super::Served) -> Vec<(String, String)> {
-    vec![
-        (
-            RECEIPT_HEADER.into(),
-            base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes()),
-        ),
-        (SIGNATURE_HEADER.into(), served.signature.clone()),
-    ]
-}
-
 /// Serves a chat completion for an upstream model. `request` is the idempotency id, already
 /// admitted by the caller.
 pub async fn chat_completions(
@@ -310,17 +300,13 @@ pub async fn chat_completions(
     let stored = tokio::task::spawn_blocking(move || {
         let served = metering.settle(usage)?;
         answer["id"] = served.body["id"].clone();
-        let stored = Stored {
-            status: 200,
-            headers: receipt_headers(&served),
-            body: Bytes::from(answer.to_string()),
-        };
+        let stored = wire::stored(&served, Bytes::from(answer.to_string()));
         admitted.finish(stored.clone());
         Ok::<_, GatewayError>(stored)
     })
     .await
     .map_err(|e| GatewayError::Refused(format!("the charge failed inside the node: {e}")))??;
-    Ok(super::routes::into_response(stored, node, false))
+    Ok(wire::into_response(stored, node, false))
 }
 
 type UpstreamBytes = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;

@@ -64,31 +64,6 @@ pub struct ApiKey {
     pub created_ms: u64,
 }
 
-/// The gateway's access records, as stored in `AccessRecorded` events.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum AccessRecord {
-    KeyIssued {
-        hash: Hash32,
-        key: ApiKey,
-    },
-    KeyRevoked {
-        hash: Hash32,
-        at_ms: u64,
-    },
-    /// A model asset served by forwarding to an upstream server; the asset's content hash is
-    /// the upstream configuration's.
-    UpstreamRegistered {
-        asset: caravan_core::AssetId,
-        upstream: super::upstream::Upstream,
-    },
-    /// An agent asset and the program it runs; the asset's content hash is the program's.
-    AgentRegistered {
-        asset: caravan_core::AssetId,
-        program: super::agent::AgentProgram,
-    },
-}
-
 /// The hash a key is stored and looked up by.
 pub fn key_hash(secret: &str) -> Hash32 {
     keccak256_parts(&[KEY_DOMAIN, secret.as_bytes()])
@@ -147,17 +122,14 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Applies one access record (from the log, or just committed).
-    pub fn apply(&mut self, record: &AccessRecord) {
-        match record {
-            AccessRecord::KeyIssued { hash, key } => {
-                self.keys.insert(*hash, key.clone());
-            }
-            AccessRecord::KeyRevoked { hash, .. } => {
-                self.keys.remove(hash);
-            }
-            AccessRecord::UpstreamRegistered { .. } | AccessRecord::AgentRegistered { .. } => {}
-        }
+    /// A key issued (from the log, or just committed).
+    pub fn issue(&mut self, hash: Hash32, key: ApiKey) {
+        self.keys.insert(hash, key);
+    }
+
+    /// A key revoked: it stops working at once.
+    pub fn revoke(&mut self, hash: &Hash32) {
+        self.keys.remove(hash);
     }
 
     /// The key behind an `Authorization` header value, if it is live at `now_ms` and allows
@@ -219,9 +191,9 @@ mod tests {
     fn issued(scopes: Vec<Scope>, expires_ms: Option<u64>) -> (String, KeyRing, Hash32) {
         let (secret, hash) = new_secret();
         let mut ring = KeyRing::default();
-        ring.apply(&AccessRecord::KeyIssued {
+        ring.issue(
             hash,
-            key: ApiKey {
+            ApiKey {
                 id: key_id(&hash),
                 payer: Address::from_label("shop"),
                 scopes,
@@ -229,7 +201,7 @@ mod tests {
                 name: "backend".into(),
                 created_ms: 1,
             },
-        });
+        );
         (secret, ring, hash)
     }
 
@@ -253,7 +225,7 @@ mod tests {
             ring.authenticate(None, Scope::Classify, 0),
             Err(KeyError::Missing)
         );
-        ring.apply(&AccessRecord::KeyRevoked { hash, at_ms: 2 });
+        ring.revoke(&hash);
         let revoked = ring
             .authenticate(Some(&bearer), Scope::Classify, 0)
             .unwrap_err();
@@ -262,26 +234,5 @@ mod tests {
         for error in [revoked, scope] {
             assert!(!error.to_string().contains(&secret[4..]));
         }
-    }
-
-    #[test]
-    fn keys_are_random_and_stored_only_as_hashes() {
-        let (a, hash_a) = new_secret();
-        let (b, _) = new_secret();
-        assert_ne!(a, b);
-        assert!(a.starts_with("crv_") && a.len() == 68);
-        let record = AccessRecord::KeyIssued {
-            hash: hash_a,
-            key: ApiKey {
-                id: key_id(&hash_a),
-                payer: Address::from_label("shop"),
-                scopes: Scope::ALL.to_vec(),
-                expires_ms: None,
-                name: String::new(),
-                created_ms: 0,
-            },
-        };
-        let stored = serde_json::to_string(&record).unwrap();
-        assert!(!stored.contains(&a[4..]), "{stored}");
     }
 }

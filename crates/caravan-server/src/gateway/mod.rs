@@ -5,6 +5,7 @@
 //! event with the actual cost (durable before the answer is sent), release the hold, and answer
 //! with a receipt signed by the node. [`routes`] puts it on HTTP in OpenAI's wire format.
 
+pub mod access;
 pub mod agent;
 pub mod chat;
 pub mod idempotency;
@@ -13,6 +14,7 @@ pub mod meter;
 pub mod receipt;
 pub mod routes;
 pub mod upstream;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,9 +27,10 @@ use caravan_store::{JournalError, SharedJournal, now_ms};
 use serde_json::{Value, json};
 
 use crate::desk::Desk;
+use access::AccessRecord;
 use agent::AgentProgram;
 use idempotency::Idempotency;
-use keys::{AccessRecord, ApiKey, KeyError, KeyRing, Scope};
+use keys::{ApiKey, KeyError, KeyRing, Scope};
 use meter::Meter;
 use receipt::NodeSigner;
 use upstream::Upstream;
@@ -169,9 +172,16 @@ impl Gateway {
                     .expect("agent map lock")
                     .insert(*asset, program.clone());
             }
-            AccessRecord::KeyIssued { .. } | AccessRecord::KeyRevoked { .. } => {}
+            AccessRecord::KeyIssued { hash, key } => {
+                self.keys
+                    .write()
+                    .expect("key ring lock")
+                    .issue(*hash, key.clone());
+            }
+            AccessRecord::KeyRevoked { hash, .. } => {
+                self.keys.write().expect("key ring lock").revoke(hash);
+            }
         }
-        self.keys.write().expect("key ring lock").apply(record);
     }
 
     /// The upstream a model forwards to, if it is an upstream model.
@@ -201,7 +211,7 @@ impl Gateway {
         let asset = manifest.id();
         let events = self
             .journal()
-            .read(|j| agent::agent_events(manifest, program.clone(), j.economy().lineage()))?;
+            .read(|j| access::agent_events(manifest, program.clone(), j.economy().lineage()))?;
         let mut submitted = self.journal().submit(events)?;
         if let Some((_, why)) = submitted.refused.pop() {
             return Err(GatewayError::Refused(why.to_string()));
@@ -222,7 +232,7 @@ impl Gateway {
         upstream: Upstream,
     ) -> Result<AssetId, GatewayError> {
         let asset = manifest.id();
-        let events = upstream_events(manifest, upstream.clone())?;
+        let events = access::upstream_events(manifest, upstream.clone())?;
         let mut submitted = self.journal().submit(events)?;
         if let Some((_, why)) = submitted.refused.pop() {
             return Err(GatewayError::Refused(why.to_string()));
@@ -636,36 +646,6 @@ impl Gateway {
             signature,
         }
     }
-}
-
-/// The events that register an upstream model: its asset (whose content must be the upstream
-/// configuration's hash) and the access record that says where it forwards.
-pub fn upstream_events(
-    manifest: caravan_core::Manifest,
-    upstream: Upstream,
-) -> Result<Vec<Event>, GatewayError> {
-    upstream
-        .validate()
-        .map_err(|message| GatewayError::BadParam {
-            param: "upstream".into(),
-            message,
-        })?;
-    if manifest.content != upstream.content_hash() {
-        return Err(GatewayError::BadRequest(
-            "an upstream model's content must be the keccak-256 of its upstream configuration"
-                .into(),
-        ));
-    }
-    let record = AccessRecord::UpstreamRegistered {
-        asset: manifest.id(),
-        upstream,
-    };
-    Ok(vec![
-        Event::AssetRegistered(manifest),
-        Event::AccessRecorded {
-            record: serde_json::to_string(&record).expect("access records serialise"),
-        },
-    ])
 }
 
 fn served_model(id: &AssetId, manifest: &caravan_core::Manifest) -> Option<ServedModel> {

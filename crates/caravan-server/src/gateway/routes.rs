@@ -7,25 +7,19 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use base64::Engine;
 use caravan_core::{AccountRef, Address, keccak256};
 use caravan_store::now_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::idempotency::{Admission, Stored, request_id};
+use super::idempotency::{Admission, request_id};
 use super::keys::{ApiKey, KeyError, Scope};
-use super::{Gateway, GatewayError, Served, ServedModel};
+use super::{Gateway, GatewayError, ServedModel, wire};
 
-/// The headers a served call's receipt travels in.
-pub const RECEIPT_HEADER: &str = "caravan-receipt";
-pub const SIGNATURE_HEADER: &str = "caravan-receipt-signature";
-pub const NODE_HEADER: &str = "caravan-node";
-/// Set on a response replayed for a repeated `Idempotency-Key`.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+pub use super::wire::{NODE_HEADER, RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER};
 
 /// The gateway's routes.
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -280,44 +274,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, OpenAiError> {
     Ok(Some(text.to_owned()))
 }
 
-fn served_response(served: &Served) -> Stored {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes());
-    Stored {
-        status: 200,
-        headers: vec![
-            (RECEIPT_HEADER.into(), encoded),
-            (SIGNATURE_HEADER.into(), served.signature.clone()),
-        ],
-        body: Bytes::from(served.body.to_string()),
-    }
-}
-
-pub(crate) fn into_response(stored: Stored, node: Address, replayed: bool) -> Response {
-    let mut response = (
-        StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-        [(header::CONTENT_TYPE, "application/json")],
-        stored.body,
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    for (name, value) in stored.headers {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::try_from(name),
-            HeaderValue::try_from(value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-    headers.insert(
-        NODE_HEADER,
-        HeaderValue::try_from(node.to_string()).expect("an address is a valid header"),
-    );
-    if replayed {
-        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-    }
-    response
-}
-
 /// Admits a paid request under its idempotency key (if any): `Ok(None)` to run it, or the
 /// response to give instead.
 fn admit(
@@ -338,7 +294,10 @@ fn admit(
         .admit(request, keccak256(body), now_ms())
     {
         Admission::Run => Ok((Some(request), None)),
-        Admission::Replay(stored) => Ok((None, Some(into_response(stored, gateway.node(), true)))),
+        Admission::Replay(stored) => Ok((
+            None,
+            Some(wire::into_response(stored, gateway.node(), true)),
+        )),
         Admission::InFlight => Err(conflict(
             "idempotency_in_progress",
             "a request with this Idempotency-Key is still running; retry in a moment to get its result",
@@ -384,14 +343,17 @@ async fn classify(
     let stored = blocking(move || {
         let served = worker.classify(&key, &parsed.model, inputs, request);
         match (&served, request) {
-            (Ok(served), Some(id)) => worker.idempotency().finish(id, served_response(served)),
+            (Ok(served), Some(id)) => worker.idempotency().finish(
+                id,
+                wire::stored(served, Bytes::from(served.body.to_string())),
+            ),
             (Err(_), Some(id)) => worker.idempotency().abandon(id),
             _ => {}
         }
-        served.map(|served| served_response(&served))
+        served.map(|served| wire::stored(&served, Bytes::from(served.body.to_string())))
     })
     .await?;
-    Ok(into_response(stored, gateway.node(), false))
+    Ok(wire::into_response(stored, gateway.node(), false))
 }
 
 async fn chat_completions(

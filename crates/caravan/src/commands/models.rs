@@ -10,9 +10,9 @@ use caravan_core::{
 };
 use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions, Trained};
 use caravan_server::desk::Desk;
-use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep, agent_events};
+use caravan_server::gateway::access::{agent_events, upstream_events};
+use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
 use caravan_server::gateway::upstream::Upstream;
-use caravan_server::gateway::upstream_events;
 use caravan_tasks::schema::Answer;
 use clap::{Args, Subcommand};
 
