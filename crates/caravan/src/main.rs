@@ -72,7 +72,8 @@ enum Command {
     /// Register and inspect datasets, models and agents.
     #[command(subcommand)]
     Asset(commands::AssetCommand),
-    /// Train classifiers on published datasets, fine-tune them, and predict with them.
+    /// Models: train classifiers on published datasets, fine-tune and predict with them, register
+    /// upstream chat models and agents, and attest evaluations as a validator.
     #[command(subcommand)]
     Model(commands::ModelCommand),
     /// Put money into a payer's prepaid balance.
