@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::address::Address;
 use crate::asset::AssetId;
 use crate::codec::{DecodeError, Decoder, Encoder};
-use crate::hash::{Hash32, keccak256, keccak256_parts};
+use crate::hash::{Hash32, hex_lower, keccak256, keccak256_parts, parse_hex_exact};
 
 /// The longest metric name, in bytes.
 pub const MAX_METRIC_LEN: usize = 64;
@@ -34,22 +34,44 @@ impl std::fmt::Debug for Signature65 {
 
 impl Signature65 {
     pub fn to_hex(&self) -> String {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        format!("0x{hex}")
+        format!("0x{}", hex_lower(&self.0))
     }
 
+    /// Parses 130 hex digits; the `0x` prefix may be left out.
     pub fn parse(text: &str) -> Result<Signature65, String> {
-        let hex = text.trim().trim_start_matches("0x");
-        if hex.len() != 130 || !hex.is_ascii() {
-            return Err("a signature is 65 bytes: 0x and 130 hex digits".into());
-        }
-        let mut bytes = [0u8; 65];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| "the signature is not hex".to_string())?;
-        }
-        Ok(Signature65(bytes))
+        parse_hex_exact::<65>(&with_prefix(text))
+            .map(Signature65)
+            .map_err(|why| format!("a signature is 65 bytes, 0x and 130 hex digits: {why}"))
     }
+}
+
+fn with_prefix(text: &str) -> String {
+    let text = text.trim();
+    if text.starts_with("0x") {
+        text.to_owned()
+    } else {
+        format!("0x{text}")
+    }
+}
+
+/// A secp256k1 secret key written as 64 hex digits (the `0x` prefix may be left out), as key
+/// files hold it.
+pub fn parse_secret_key(text: &str) -> Result<[u8; 32], String> {
+    let secret = parse_hex_exact::<32>(&with_prefix(text))?;
+    k256::ecdsa::SigningKey::from_bytes((&secret).into())
+        .map_err(|_| "the number is not a valid secp256k1 secret key".to_string())?;
+    Ok(secret)
+}
+
+/// Signs a 32-byte digest: the 65-byte `r ‖ s ‖ v` Ethereum expects (v is 27 or 28).
+pub fn sign_digest(key: &k256::ecdsa::SigningKey, digest: &Hash32) -> Signature65 {
+    let (signature, recovery) = key
+        .sign_prehash_recoverable(&digest.0)
+        .expect("a 32-byte digest can be signed");
+    let mut bytes = [0u8; 65];
+    bytes[..64].copy_from_slice(&signature.to_bytes());
+    bytes[64] = 27 + recovery.to_byte();
+    Signature65(bytes)
 }
 
 impl Serialize for Signature65 {
@@ -185,12 +207,6 @@ impl Attestation {
         let key = k256::ecdsa::SigningKey::from_bytes(secret.into())
             .map_err(|_| "not a secp256k1 secret key".to_string())?;
         let digest = attestation_digest(&model, &dataset, metric, value_micros, issued_at_ms);
-        let (signature, recovery) = key
-            .sign_prehash_recoverable(&digest.0)
-            .map_err(|e| format!("cannot sign: {e}"))?;
-        let mut bytes = [0u8; 65];
-        bytes[..64].copy_from_slice(&signature.to_bytes());
-        bytes[64] = 27 + recovery.to_byte();
         Ok(Attestation {
             model,
             validator: address_of(key.verifying_key()),
@@ -198,7 +214,7 @@ impl Attestation {
             metric: metric.to_owned(),
             value_micros,
             issued_at_ms,
-            signature: Signature65(bytes),
+            signature: sign_digest(&key, &digest),
         })
     }
 

@@ -40,7 +40,7 @@ pub fn keccak256_parts(parts: &[&[u8]]) -> Hash32 {
     Hash32(out)
 }
 
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+pub fn hex_lower(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -51,7 +51,7 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// Decodes exactly `N` bytes of hex after a mandatory `0x` prefix.
-pub(crate) fn parse_hex_exact<const N: usize>(text: &str) -> Result<[u8; N], String> {
+pub fn parse_hex_exact<const N: usize>(text: &str) -> Result<[u8; N], String> {
     let digits = text
         .strip_prefix("0x")
         .ok_or_else(|| format!("`{text}` must start with 0x"))?;

@@ -7,7 +7,8 @@
 
 use std::path::Path;
 
-use caravan_core::attestation::{address_of, recover};
+use caravan_core::attestation::{address_of, parse_secret_key, recover, sign_digest};
+use caravan_core::hash::hex_lower;
 use caravan_core::{Address, Hash32, Signature65, keccak256};
 use k256::ecdsa::SigningKey;
 
@@ -53,32 +54,16 @@ impl NodeSigner {
             why,
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mut secret = [0u8; 32];
-                let text = text.trim().trim_start_matches("0x");
-                let valid = text.len() == 64
-                    && (0..32).all(|i| {
-                        u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                            .map(|b| secret[i] = b)
-                            .is_ok()
-                    });
-                valid
-                    .then(|| NodeSigner::from_secret(&secret))
-                    .flatten()
-                    .ok_or(KeyFileError::Invalid { path: shown })
-            }
+            Ok(text) => parse_secret_key(&text)
+                .ok()
+                .and_then(|secret| NodeSigner::from_secret(&secret))
+                .ok_or(KeyFileError::Invalid { path: shown }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let signer = NodeSigner::generate();
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
-                let hex: String = signer
-                    .key
-                    .to_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                write_private(path, &hex).map_err(io)?;
+                write_private(path, &hex_lower(&signer.key.to_bytes())).map_err(io)?;
                 Ok(signer)
             }
             Err(e) => Err(io(e)),
@@ -92,17 +77,7 @@ impl NodeSigner {
 
     /// Signs `message` as an Ethereum personal message; returns the 65-byte `r ‖ s ‖ v` as hex.
     pub fn sign(&self, message: &[u8]) -> String {
-        let digest = personal_digest(message);
-        let (signature, recovery) = self
-            .key
-            .sign_prehash_recoverable(&digest)
-            .expect("a 32-byte digest can be signed");
-        let mut bytes = signature.to_bytes().to_vec();
-        bytes.push(27 + recovery.to_byte());
-        format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
+        sign_digest(&self.key, &Hash32(personal_digest(message))).to_hex()
     }
 }
 

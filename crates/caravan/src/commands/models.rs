@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use caravan_core::attestation::parse_secret_key;
 use caravan_core::{
     Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, Member,
     ParentEdge, Ppm, Role, RoleShare,
@@ -614,21 +615,12 @@ fn attest(store: &StoreArgs, args: AttestArgs) -> Result<(), String> {
 fn read_secret(path: &Path) -> Result<[u8; 32], String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
-    let hex = text.trim().trim_start_matches("0x");
-    let mut secret = [0u8; 32];
-    if hex.len() != 64
-        || !(0..32).all(|i| {
-            u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
-                .map(|b| secret[i] = b)
-                .is_ok()
-        })
-    {
-        return Err(format!(
-            "the key file {} must hold a secret key as 64 hex digits",
+    parse_secret_key(&text).map_err(|why| {
+        format!(
+            "the key file {} must hold a secret key as 64 hex digits ({why})",
             path.display()
-        ));
-    }
-    Ok(secret)
+        )
+    })
 }
 
 fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
