@@ -392,17 +392,9 @@ impl Gateway {
 
     /// The id of the model (not agent or dataset) a name or id names, whatever its licence.
     pub fn resolve_any_model(&self, name: &str) -> Result<AssetId, GatewayError> {
-        let found: Vec<AssetId> = self.journal().read(|j| {
-            j.economy()
-                .lineage()
-                .iter()
-                .filter(|a| a.manifest.kind == AssetKind::Model)
-                .filter(|a| a.id.to_string().eq_ignore_ascii_case(name) || a.manifest.name == name)
-                .map(|a| a.id)
-                .collect()
-        });
+        let found = self.named(name, |kind| kind == AssetKind::Model);
         match found.as_slice() {
-            [id] => Ok(*id),
+            [(id, _)] => Ok(*id),
             [] => Err(GatewayError::UnknownModel(name.to_owned())),
             _ => Err(GatewayError::BadParam {
                 param: "model".into(),
@@ -435,17 +427,34 @@ impl Gateway {
             || self.artifacts.contains(content)
     }
 
+    /// The assets of the kinds `keep` accepts that `name` names: the asset with that id (looked
+    /// up directly), or every asset with that name.
+    fn named(
+        &self,
+        name: &str,
+        keep: impl Fn(AssetKind) -> bool,
+    ) -> Vec<(AssetId, caravan_core::Manifest)> {
+        self.journal().read(|j| {
+            let lineage = j.economy().lineage();
+            match name.parse::<AssetId>() {
+                Ok(id) => lineage
+                    .get(&id)
+                    .filter(|a| keep(a.manifest.kind))
+                    .map(|a| (a.id, a.manifest.clone()))
+                    .into_iter()
+                    .collect(),
+                Err(_) => lineage
+                    .iter()
+                    .filter(|a| keep(a.manifest.kind) && a.manifest.name == name)
+                    .map(|a| (a.id, a.manifest.clone()))
+                    .collect(),
+            }
+        })
+    }
+
     /// The model a request names: an asset id, or a name (which must name one model).
     pub fn resolve(&self, name: &str) -> Result<ServedModel, GatewayError> {
-        let found: Vec<(AssetId, caravan_core::Manifest)> = self.journal().read(|j| {
-            j.economy()
-                .lineage()
-                .iter()
-                .filter(|a| a.manifest.kind != AssetKind::Dataset)
-                .filter(|a| a.id.to_string().eq_ignore_ascii_case(name) || a.manifest.name == name)
-                .map(|a| (a.id, a.manifest.clone()))
-                .collect()
-        });
+        let found = self.named(name, |kind| kind != AssetKind::Dataset);
         match found.as_slice() {
             [] => Err(GatewayError::UnknownModel(name.to_owned())),
             [(id, manifest)] => served_model(id, manifest).ok_or_else(|| {
