@@ -98,3 +98,13 @@ pub fn parse_amount(economy: &Economy, token: &Address, text: &str) -> Result<Am
     let token: &Token = economy.token(token).map_err(|e| e.to_string())?;
     token.parse_amount(text)
 }
+
+/// The text of a file, or of standard input when the path is `-`.
+pub fn read_input(path: &std::path::Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| format!("cannot read standard input: {e}"))
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}

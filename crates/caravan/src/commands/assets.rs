@@ -1,7 +1,5 @@
 //! Assets and their usage: register, show, list, record paid calls.
 
-use std::fs;
-use std::io::Read;
 use std::path::PathBuf;
 
 use caravan_core::*;
@@ -10,7 +8,7 @@ use clap::Subcommand;
 
 use super::submit_one;
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, parse_amount, table};
+use crate::present::{amount, open_journal, parse_amount, read_input, table};
 
 #[derive(Subcommand)]
 pub enum AssetCommand {
@@ -49,16 +47,7 @@ pub fn asset(store: &StoreArgs, command: AssetCommand) -> Result<(), String> {
     match command {
         AssetCommand::Anchor { chain } => anchor(store, &journal, &chain)?,
         AssetCommand::Register { manifest } => {
-            let text = if manifest.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(|e| format!("cannot read standard input: {e}"))?;
-                text
-            } else {
-                fs::read_to_string(&manifest)
-                    .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?
-            };
+            let text = read_input(&manifest)?;
             let mut parsed: Manifest = serde_json::from_str(&text)
                 .map_err(|e| format!("manifest {} is not valid: {e}", manifest.display()))?;
             parsed.normalise();

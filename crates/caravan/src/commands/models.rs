@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 
 use crate::StoreArgs;
 use crate::commands::ensure_genesis;
-use crate::present::{open_journal, parse_amount, table};
+use crate::present::{open_journal, parse_amount, read_input, table};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -643,13 +643,4 @@ fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn read_input(path: &Path) -> Result<String, String> {
-    if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .map_err(|e| format!("cannot read standard input: {e}"))
-    } else {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    }
 }
