@@ -30,6 +30,23 @@ fn caravan_with_chain_key(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run caravan")
 }
 
+/// Registers the development USDC (6 decimals) at `address`.
+fn register_usdc(dir: &Path, address: &str) {
+    ok(&caravan(
+        dir,
+        &[
+            "token",
+            "register",
+            "--address",
+            address,
+            "--symbol",
+            "USDC",
+            "--decimals",
+            "6",
+        ],
+    ));
+}
+
 fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -144,19 +161,7 @@ fn a_store_is_built_by_hand_with_the_commands() {
         &["init", "--treasury", treasury, "--protocol-fee", "1"],
     ));
     assert!(failure(&caravan(dir, &["init", "--treasury", treasury])).contains("already set up"));
-    ok(&caravan(
-        dir,
-        &[
-            "token",
-            "register",
-            "--address",
-            token,
-            "--symbol",
-            "USDC",
-            "--decimals",
-            "6",
-        ],
-    ));
+    register_usdc(dir, token);
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let dataset = examples.join("dataset.json");
     let model = examples.join("model.json");
@@ -720,19 +725,7 @@ fn a_requester_posts_and_imports_with_the_task_commands() {
         &["task", "create", "--requester", requester, "--spec", spec],
     ));
     assert!(err.contains("is not registered; register it"), "{err}");
-    ok(&caravan(
-        dir,
-        &[
-            "token",
-            "register",
-            "--address",
-            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
-            "--symbol",
-            "USDC",
-            "--decimals",
-            "6",
-        ],
-    ));
+    register_usdc(dir, "0x5FbDB2315678afecb367f032d93F642f64180aa3");
     let created = ok(&caravan(
         dir,
         &["task", "create", "--requester", requester, "--spec", spec],
@@ -892,19 +885,7 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
     let usdc = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
     let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
     let developer = "0x1111111111111111111111111111111111111111";
-    ok(&caravan(
-        dir,
-        &[
-            "token",
-            "register",
-            "--address",
-            usdc,
-            "--symbol",
-            "USDC",
-            "--decimals",
-            "6",
-        ],
-    ));
+    register_usdc(dir, usdc);
     ok(&caravan(
         dir,
         &[
@@ -1040,19 +1021,7 @@ fn store_with_paid_asset(dir: &Path) -> String {
         .replace("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359", token);
     let manifest_path = dir.join("dataset.json");
     std::fs::write(&manifest_path, manifest).unwrap();
-    ok(&caravan(
-        dir,
-        &[
-            "token",
-            "register",
-            "--address",
-            token,
-            "--symbol",
-            "USDC",
-            "--decimals",
-            "6",
-        ],
-    ));
+    register_usdc(dir, token);
     let registered = ok(&caravan(
         dir,
         &[
