@@ -54,13 +54,32 @@ pub enum Admission {
     ChargedEarlier,
 }
 
-#[derive(Default)]
+/// Entries are pruned of expired ones when they grow past this, and then only again once they
+/// have doubled, so a day with many live keys does not scan them all on every request.
+const FIRST_PRUNE_AT: usize = 10_000;
+
 pub struct Idempotency {
-    entries: Mutex<HashMap<Hash32, (u64, Entry)>>,
+    entries: Mutex<Entries>,
+}
+
+struct Entries {
+    by_request: HashMap<Hash32, (u64, Entry)>,
+    prune_at: usize,
+}
+
+impl Default for Idempotency {
+    fn default() -> Self {
+        Idempotency {
+            entries: Mutex::new(Entries {
+                by_request: HashMap::new(),
+                prune_at: FIRST_PRUNE_AT,
+            }),
+        }
+    }
 }
 
 impl Idempotency {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash32, (u64, Entry)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries
             .lock()
             .expect("the idempotency lock is never poisoned")
@@ -70,6 +89,7 @@ impl Idempotency {
     /// a restart, or a stream the client left).
     pub fn charged_earlier(&self, request: Hash32, at_ms: u64) {
         self.lock()
+            .by_request
             .insert(request, (at_ms, Entry::Charged { fingerprint: None }));
     }
 
@@ -77,7 +97,7 @@ impl Idempotency {
     /// is never run (and charged) again, even if the response is never finished.
     pub fn charged(&self, request: Hash32) {
         let mut entries = self.lock();
-        if let Some((_, entry)) = entries.get_mut(&request)
+        if let Some((_, entry)) = entries.by_request.get_mut(&request)
             && let Entry::InFlight { fingerprint } = entry
         {
             *entry = Entry::Charged {
@@ -89,12 +109,13 @@ impl Idempotency {
     /// Admits a request with id `request` and body `fingerprint` at `now_ms`.
     pub fn admit(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Admission {
         let mut entries = self.lock();
-        if entries.len() > 10_000 {
-            entries.retain(|_, (at, entry)| {
+        if entries.by_request.len() > entries.prune_at {
+            entries.by_request.retain(|_, (at, entry)| {
                 matches!(entry, Entry::InFlight { .. }) || now_ms.saturating_sub(*at) < RETENTION_MS
             });
+            entries.prune_at = FIRST_PRUNE_AT.max(2 * entries.by_request.len());
         }
-        match entries.get(&request) {
+        match entries.by_request.get(&request) {
             Some((at, _)) if now_ms.saturating_sub(*at) >= RETENTION_MS => {}
             Some((_, Entry::InFlight { fingerprint: first })) => {
                 return if *first == fingerprint {
@@ -119,14 +140,16 @@ impl Idempotency {
             Some((_, Entry::Charged { .. })) => return Admission::ChargedEarlier,
             None => {}
         }
-        entries.insert(request, (now_ms, Entry::InFlight { fingerprint }));
+        entries
+            .by_request
+            .insert(request, (now_ms, Entry::InFlight { fingerprint }));
         Admission::Run
     }
 
     /// Keeps the response of an admitted request (running, or already marked charged) for replay.
     pub fn finish(&self, request: Hash32, response: Stored) {
         let mut entries = self.lock();
-        if let Some((_, entry)) = entries.get_mut(&request) {
+        if let Some((_, entry)) = entries.by_request.get_mut(&request) {
             let fingerprint = match entry {
                 Entry::InFlight { fingerprint } => *fingerprint,
                 Entry::Charged {
@@ -144,8 +167,11 @@ impl Idempotency {
     /// Forgets an admitted request that charged nothing (it failed), so a retry runs again.
     pub fn abandon(&self, request: Hash32) {
         let mut entries = self.lock();
-        if matches!(entries.get(&request), Some((_, Entry::InFlight { .. }))) {
-            entries.remove(&request);
+        if matches!(
+            entries.by_request.get(&request),
+            Some((_, Entry::InFlight { .. }))
+        ) {
+            entries.by_request.remove(&request);
         }
     }
 }
@@ -226,5 +252,31 @@ mod tests {
             idempotency.admit(earlier, body, 6),
             Admission::ChargedEarlier
         ));
+    }
+
+    #[test]
+    fn expired_keys_are_pruned_once_the_map_grows_and_live_ones_are_kept() {
+        let idempotency = Idempotency::default();
+        let shop = Address::from_label("shop");
+        let body = caravan_core::keccak256(b"{}");
+        for n in 0..FIRST_PRUNE_AT {
+            let request = request_id(&shop, &n.to_string());
+            idempotency.admit(request, body, 0);
+            idempotency.finish(request, stored("old"));
+        }
+        let running = request_id(&shop, "running");
+        assert!(matches!(
+            idempotency.admit(running, body, 0),
+            Admission::Run
+        ));
+        // Past the threshold, the next admission drops every finished entry older than a day,
+        // but never one still running.
+        let live = request_id(&shop, "live");
+        idempotency.admit(live, body, RETENTION_MS);
+        let entries = idempotency.lock();
+        assert_eq!(entries.by_request.len(), 2);
+        assert!(entries.by_request.contains_key(&live));
+        assert!(entries.by_request.contains_key(&running));
+        assert_eq!(entries.prune_at, FIRST_PRUNE_AT);
     }
 }
