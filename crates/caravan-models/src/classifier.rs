@@ -2,6 +2,7 @@
 //! data, evaluated on a held-out split, and stored as one self-contained artifact.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use caravan_core::Hash32;
 use linfa::prelude::*;
@@ -10,7 +11,8 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::features::{FeatureError, FeatureSpec};
+use crate::embedding::SentenceEncoder;
+use crate::features::{FeatureError, FeatureSpec, TextFeatures};
 
 /// The artifact format this build writes and reads.
 pub const ARTIFACT_FORMAT: u32 = 1;
@@ -26,10 +28,12 @@ pub struct Example {
 }
 
 /// How to train.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct TrainOptions {
     /// The item fields to learn from; empty chooses them (see [`FeatureSpec::fit`]).
     pub fields: Vec<String>,
+    /// With an encoder, text fields become its sentence embeddings; without, TF-IDF.
+    pub encoder: Option<Arc<SentenceEncoder>>,
     /// Percent of examples held out for evaluation (0 to 90).
     pub test_percent: u8,
     /// L2 regularisation strength; larger is smoother. The default, 10, was the best of 0.01 to
@@ -42,6 +46,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             fields: Vec::new(),
+            encoder: None,
             test_percent: 20,
             regularisation: 10.0,
             max_iterations: 200,
@@ -80,6 +85,10 @@ pub struct Classifier {
     /// Labels in the model's class order.
     pub classes: Vec<String>,
     model: MultiFittedLogisticRegression<f64, usize>,
+    /// The sentence encoder features that are embeddings need; not part of the artifact (see
+    /// [`Classifier::with_encoder`]).
+    #[serde(skip)]
+    encoder: Option<Arc<SentenceEncoder>>,
 }
 
 /// A prediction for one item.
@@ -122,13 +131,17 @@ fn split(examples: &[Example], test_percent: u8) -> (Vec<&Example>, Vec<&Example
         .partition(|e| !held_out(&e.key, test_percent))
 }
 
-fn matrix(features: &FeatureSpec, examples: &[&Example]) -> Result<Array2<f64>, FeatureError> {
-    let width = features.width();
-    let mut values = Vec::with_capacity(examples.len() * width);
-    for example in examples {
-        features.transform_into(&example.data, &mut values)?;
-    }
-    Ok(Array2::from_shape_vec((examples.len(), width), values).expect("one row per example"))
+fn matrix(
+    features: &FeatureSpec,
+    examples: &[&Example],
+    encoder: Option<&SentenceEncoder>,
+) -> Result<Array2<f64>, FeatureError> {
+    let data: Vec<&Value> = examples.iter().map(|e| &e.data).collect();
+    let values = features.transform_rows(&data, encoder)?;
+    Ok(
+        Array2::from_shape_vec((examples.len(), features.width()), values)
+            .expect("one row per example"),
+    )
 }
 
 impl Classifier {
@@ -139,7 +152,11 @@ impl Classifier {
         }
         let (train, test) = split(examples, options.test_percent);
         let data: Vec<&Value> = train.iter().map(|e| &e.data).collect();
-        let features = FeatureSpec::fit(&data, &options.fields)?;
+        let text = match &options.encoder {
+            Some(encoder) => TextFeatures::Embeddings(encoder),
+            None => TextFeatures::TfIdf,
+        };
+        let features = FeatureSpec::fit(&data, &options.fields, text)?;
         let classes: Vec<String> = train
             .iter()
             .map(|e| e.label.clone())
@@ -149,7 +166,8 @@ impl Classifier {
         if classes.len() < 2 {
             return Err(TrainError::TooFewClasses(classes));
         }
-        fit(features, classes, &train, &test, options, None)
+        let encoder = features.encoder_weights().and(options.encoder.clone());
+        fit(features, classes, encoder, &train, &test, options, None)
     }
 
     /// Trains a child of `self` on `examples`: the same features and labels, starting from this
@@ -179,6 +197,7 @@ impl Classifier {
         fit(
             self.features.clone(),
             self.classes.clone(),
+            self.encoder.clone(),
             &train,
             &test,
             options,
@@ -186,24 +205,68 @@ impl Classifier {
         )
     }
 
+    /// The encoder weights this model needs attached before it can predict, if its features
+    /// are sentence embeddings.
+    pub fn encoder_weights(&self) -> Option<Hash32> {
+        self.features.encoder_weights()
+    }
+
+    /// Attaches the sentence encoder a model trained on embeddings reads its text with; refuses
+    /// weights other than the ones it was trained with.
+    pub fn with_encoder(
+        mut self,
+        encoder: Arc<SentenceEncoder>,
+    ) -> Result<Classifier, FeatureError> {
+        if let FeatureSpec::SentenceEmbedding {
+            encoder: name,
+            weights,
+            ..
+        } = &self.features
+            && encoder.weights_hash() != *weights
+        {
+            return Err(FeatureError::EncoderMismatch {
+                encoder: name.clone(),
+                expected: *weights,
+                found: encoder.weights_hash(),
+            });
+        }
+        self.encoder = Some(encoder);
+        Ok(self)
+    }
+
     /// Predicts one item's label.
     pub fn predict(&self, data: &Value) -> Result<Prediction, FeatureError> {
-        let row = self.features.transform(data)?;
-        let x = Array2::from_shape_vec((1, row.len()), row).expect("one row");
+        Ok(self.predict_many(&[data])?.remove(0))
+    }
+
+    /// Predicts the labels of several items at once (sentence embeddings are computed in
+    /// batches, which is several times faster than one by one).
+    pub fn predict_many(&self, items: &[&Value]) -> Result<Vec<Prediction>, FeatureError> {
+        let rows = self
+            .features
+            .transform_rows(items, self.encoder.as_deref())?;
+        let x = Array2::from_shape_vec((items.len(), self.features.width()), rows)
+            .expect("one row per item");
         let probabilities = self.model.predict_probabilities(&x);
-        let mut ranked: Vec<(String, f64)> = self
-            .model
-            .classes()
-            .iter()
-            .zip(probabilities.row(0))
-            .map(|(class, p)| (self.classes[*class].clone(), *p))
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(Prediction {
-            label: ranked[0].0.clone(),
-            confidence: ranked[0].1,
-            probabilities: ranked,
-        })
+        Ok(probabilities
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let mut ranked: Vec<(String, f64)> = self
+                    .model
+                    .classes()
+                    .iter()
+                    .zip(row)
+                    .map(|(class, p)| (self.classes[*class].clone(), *p))
+                    .collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                Prediction {
+                    label: ranked[0].0.clone(),
+                    confidence: ranked[0].1,
+                    probabilities: ranked,
+                }
+            })
+            .collect())
     }
 
     /// Scores the model on labelled examples (a held-out split, or a validator's own data).
@@ -213,7 +276,7 @@ impl Classifier {
     }
 
     fn evaluate_refs(&self, examples: &[&Example]) -> Result<Evaluation, FeatureError> {
-        let x = matrix(&self.features, examples)?;
+        let x = matrix(&self.features, examples, self.encoder.as_deref())?;
         let predicted: Array1<usize> = self.model.predict(&x);
         let mut per_class: Vec<(String, usize, usize)> = Vec::new();
         let mut correct = 0;
@@ -271,12 +334,13 @@ impl Classifier {
 fn fit(
     features: FeatureSpec,
     classes: Vec<String>,
+    encoder: Option<Arc<SentenceEncoder>>,
     train: &[&Example],
     test: &[&Example],
     options: &TrainOptions,
     start: Option<Array2<f64>>,
 ) -> Result<Trained, TrainError> {
-    let x = matrix(&features, train)?;
+    let x = matrix(&features, train, encoder.as_deref())?;
     let y: Array1<usize> = train
         .iter()
         .map(|e| {
@@ -301,6 +365,7 @@ fn fit(
         features,
         classes,
         model,
+        encoder,
     };
     let evaluation = if test.is_empty() {
         None

@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use caravan_core::Hash32;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::embedding::SentenceEncoder;
 
 /// Terms kept in a TF-IDF vocabulary: the most frequent ones across training documents.
 pub const MAX_VOCABULARY: usize = 4_096;
@@ -35,6 +38,27 @@ pub enum FeatureSpec {
         vocabulary: Vec<String>,
         idf: Vec<f64>,
     },
+    /// Text fields, concatenated, as a sentence embedding: the meaning of the text rather than
+    /// its words, so a model learns from few examples and understands words it never saw.
+    /// Serving needs the same encoder weights ([`FeatureSpec::encoder_weights`]).
+    SentenceEmbedding {
+        fields: Vec<String>,
+        /// The encoder's name, for people (e.g. all-MiniLM-L6-v2).
+        encoder: String,
+        /// keccak-256 of the encoder's weights: serving refuses any other weights.
+        weights: Hash32,
+        dimensions: usize,
+    },
+}
+
+/// What text fields become when a model is trained.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum TextFeatures<'a> {
+    /// TF-IDF over the training vocabulary: needs nothing installed.
+    #[default]
+    TfIdf,
+    /// Sentence embeddings from this encoder.
+    Embeddings(&'a SentenceEncoder),
 }
 
 /// Why item data cannot be turned into features. Each message names the field and the fix.
@@ -65,6 +89,21 @@ pub enum FeatureError {
     MixedFields { field: String },
     #[error("no training text has a term that appears in {MIN_DOCUMENT_FREQUENCY} or more items")]
     EmptyVocabulary,
+    #[error(
+        "this model reads sentence embeddings from {encoder}, which is not loaded; install it with `{install}`",
+        install = crate::embedding::INSTALL_COMMAND
+    )]
+    EncoderNeeded { encoder: String },
+    #[error(
+        "this model was trained on {encoder} weights {expected}, but the loaded weights are {found}; install the weights it was trained with"
+    )]
+    EncoderMismatch {
+        encoder: String,
+        expected: Hash32,
+        found: Hash32,
+    },
+    #[error("the sentence encoder failed: {0}")]
+    Encoder(String),
 }
 
 /// The kind of value a field holds, judged from the first example.
@@ -94,7 +133,12 @@ impl FeatureSpec {
     /// Fits features to the training data. With `fields` empty the fields are chosen from the
     /// first example: arrays of numbers if there are any (pixels; a scalar beside them, such as
     /// an image number, is usually an id, not a feature), else text fields, else scalar numbers.
-    pub fn fit(data: &[&Value], fields: &[String]) -> Result<FeatureSpec, FeatureError> {
+    /// Text becomes what `text` says.
+    pub fn fit(
+        data: &[&Value],
+        fields: &[String],
+        text_features: TextFeatures,
+    ) -> Result<FeatureSpec, FeatureError> {
         let first = object(data.first().ok_or(FeatureError::NoExamples)?)?;
         let chosen: Vec<(String, FieldKind)> = if fields.is_empty() {
             let kinds: Vec<(String, FieldKind)> = first
@@ -141,7 +185,20 @@ impl FeatureSpec {
         }
         let names: Vec<String> = chosen.iter().map(|(n, _)| n.clone()).collect();
         if text {
-            fit_tfidf(data, names)
+            match text_features {
+                TextFeatures::TfIdf => fit_tfidf(data, names),
+                TextFeatures::Embeddings(encoder) => {
+                    for item in data {
+                        read_text(object(item)?, &names)?;
+                    }
+                    Ok(FeatureSpec::SentenceEmbedding {
+                        fields: names,
+                        encoder: crate::embedding::MINILM.to_owned(),
+                        weights: encoder.weights_hash(),
+                        dimensions: encoder.dimensions(),
+                    })
+                }
+            }
         } else {
             let widths = chosen
                 .iter()
@@ -159,13 +216,24 @@ impl FeatureSpec {
         match self {
             FeatureSpec::Numeric { mean, .. } => mean.len(),
             FeatureSpec::TfIdf { vocabulary, .. } => vocabulary.len(),
+            FeatureSpec::SentenceEmbedding { dimensions, .. } => *dimensions,
+        }
+    }
+
+    /// The encoder weights serving must load, for features that are sentence embeddings.
+    pub fn encoder_weights(&self) -> Option<Hash32> {
+        match self {
+            FeatureSpec::SentenceEmbedding { weights, .. } => Some(*weights),
+            _ => None,
         }
     }
 
     /// The fields the model reads.
     pub fn fields(&self) -> &[String] {
         match self {
-            FeatureSpec::Numeric { fields, .. } | FeatureSpec::TfIdf { fields, .. } => fields,
+            FeatureSpec::Numeric { fields, .. }
+            | FeatureSpec::TfIdf { fields, .. }
+            | FeatureSpec::SentenceEmbedding { fields, .. } => fields,
         }
     }
 
@@ -182,11 +250,63 @@ impl FeatureSpec {
                 vocabulary.len(),
                 fields.join(", ")
             ),
+            FeatureSpec::SentenceEmbedding {
+                fields,
+                encoder,
+                dimensions,
+                ..
+            } => format!(
+                "{encoder} sentence embeddings ({dimensions} numbers) of {}",
+                fields.join(", ")
+            ),
         }
     }
 
-    /// The feature vector of one item, appended to `out`.
-    pub fn transform_into(&self, data: &Value, out: &mut Vec<f64>) -> Result<(), FeatureError> {
+    /// The feature vectors of `items`, one row after another. Sentence embeddings need the
+    /// encoder the model was trained with; the other features ignore `encoder`.
+    pub fn transform_rows(
+        &self,
+        items: &[&Value],
+        encoder: Option<&SentenceEncoder>,
+    ) -> Result<Vec<f64>, FeatureError> {
+        let mut out = Vec::with_capacity(items.len() * self.width());
+        if let FeatureSpec::SentenceEmbedding {
+            fields,
+            encoder: name,
+            weights,
+            ..
+        } = self
+        {
+            let encoder = encoder.ok_or_else(|| FeatureError::EncoderNeeded {
+                encoder: name.clone(),
+            })?;
+            if encoder.weights_hash() != *weights {
+                return Err(FeatureError::EncoderMismatch {
+                    encoder: name.clone(),
+                    expected: *weights,
+                    found: encoder.weights_hash(),
+                });
+            }
+            let texts = items
+                .iter()
+                .map(|item| read_text(object(item)?, fields))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = encoder
+                .embed_texts(&refs)
+                .map_err(|e| FeatureError::Encoder(e.to_string()))?;
+            out.extend(vectors.iter().flatten().map(|v| f64::from(*v)));
+            return Ok(out);
+        }
+        for item in items {
+            self.transform_into(item, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The feature vector of one item, appended to `out`; sentence embeddings go through
+    /// [`FeatureSpec::transform_rows`], which batches them.
+    fn transform_into(&self, data: &Value, out: &mut Vec<f64>) -> Result<(), FeatureError> {
         match self {
             FeatureSpec::Numeric {
                 fields,
@@ -224,15 +344,18 @@ impl FeatureSpec {
                     row.iter_mut().for_each(|v| *v /= norm);
                 }
             }
+            FeatureSpec::SentenceEmbedding { encoder, .. } => {
+                return Err(FeatureError::EncoderNeeded {
+                    encoder: encoder.clone(),
+                });
+            }
         }
         Ok(())
     }
 
-    /// The feature vector of one item.
+    /// The feature vector of one item, for features that need no encoder.
     pub fn transform(&self, data: &Value) -> Result<Vec<f64>, FeatureError> {
-        let mut out = Vec::with_capacity(self.width());
-        self.transform_into(data, &mut out)?;
-        Ok(out)
+        self.transform_rows(&[data], None)
     }
 }
 
@@ -372,7 +495,7 @@ mod tests {
     fn pixels_are_chosen_over_an_image_number_and_standardised() {
         let a = json!({"image": 1, "pixels": [0, 4, 8]});
         let b = json!({"image": 2, "pixels": [2, 4, 16]});
-        let spec = FeatureSpec::fit(&[&a, &b], &[]).unwrap();
+        let spec = FeatureSpec::fit(&[&a, &b], &[], TextFeatures::TfIdf).unwrap();
         assert_eq!(spec.fields(), ["pixels"]);
         assert_eq!(spec.width(), 3);
         let features = spec.transform(&a).unwrap();
@@ -393,7 +516,7 @@ mod tests {
             json!({"text": "great value"}),
         ];
         let refs: Vec<&Value> = docs.iter().collect();
-        let spec = FeatureSpec::fit(&refs, &[]).unwrap();
+        let spec = FeatureSpec::fit(&refs, &[], TextFeatures::TfIdf).unwrap();
         let FeatureSpec::TfIdf { vocabulary, .. } = &spec else {
             panic!("text gives TF-IDF");
         };
@@ -412,17 +535,17 @@ mod tests {
     fn bad_fields_are_named() {
         let a = json!({"text": "hello there", "n": 3});
         assert_eq!(
-            FeatureSpec::fit(&[&a], &["missing".into()])
+            FeatureSpec::fit(&[&a], &["missing".into()], TextFeatures::TfIdf)
                 .unwrap_err()
                 .to_string(),
             "field \"missing\" is missing from the item data; send every field the model was trained on"
         );
         assert!(matches!(
-            FeatureSpec::fit(&[&a], &["text".into(), "n".into()]),
+            FeatureSpec::fit(&[&a], &["text".into(), "n".into()], TextFeatures::TfIdf),
             Err(FeatureError::MixedFields { .. })
         ));
         assert!(matches!(
-            FeatureSpec::fit(&[&json!({"flag": true})], &[]),
+            FeatureSpec::fit(&[&json!({"flag": true})], &[], TextFeatures::TfIdf),
             Err(FeatureError::NothingUsable(_))
         ));
     }
