@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 30] = [
+pub const OPERATIONS: [(&str, &str); 31] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -30,6 +30,7 @@ pub const OPERATIONS: [(&str, &str); 30] = [
     ("post", "/v1/models/{model}/attestations"),
     ("get", "/v1/models/{model}/attestations"),
     ("post", "/v1/classifications"),
+    ("post", "/v1/embeddings"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
@@ -507,6 +508,36 @@ pub fn document() -> Value {
                     "confidence": { "type": "number" }, "probabilities": { "type": "object" } } } },
                 "usage": { "type": "object", "properties": { "inputs": { "type": "integer" },
                     "cost": amount(), "token": address() } } } }),
+            ),
+        ),
+    );
+    add(
+        "post",
+        "/v1/embeddings",
+        gateway_operation(
+            "OpenAI's embeddings, computed on this node by its sentence encoder (all-MiniLM-L6-v2: 384 numbers of unit length, so a dot product is the cosine similarity). `input` is a string, an array of strings, an array of token ids (the model's own WordPiece ids) or an array of such arrays: 1 to 2048 inputs and at most 300,000 tokens. An input longer than the model reads (256 tokens with [CLS] and [SEP]) is cut, as sentence-transformers cuts it. `encoding_format` `base64` sends the little-endian float32 bytes. Charged the model's price per call plus its price per million tokens read, which `usage.prompt_tokens` reports; the exact cost is held before the model runs. Send `Idempotency-Key` to make retries return the first result and charge once; the receipt headers are those of /v1/classifications.",
+            Some(inline(object(
+                json!({ "model": { "type": "string" },
+                        "input": { "oneOf": [
+                            { "type": "string", "minLength": 1 },
+                            { "type": "array", "minItems": 1, "maxItems": 2048, "items": { "type": "string", "minLength": 1 } },
+                            { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0 } },
+                            { "type": "array", "minItems": 1, "maxItems": 2048, "items": { "type": "array", "minItems": 1, "items": { "type": "integer", "minimum": 0 } } }] },
+                        "encoding_format": { "enum": ["float", "base64"] },
+                        "dimensions": { "type": "integer", "description": "only the model's own size (384) is accepted" },
+                        "user": { "type": "string" } }),
+                &["model", "input"],
+            ))),
+            "200",
+            ok(
+                "embedded and charged",
+                json!({ "type": "object", "properties": {
+                "id": { "type": "string" }, "object": { "const": "list" }, "model": { "type": "string" },
+                "data": { "type": "array", "items": { "type": "object", "properties": {
+                    "object": { "const": "embedding" }, "index": { "type": "integer" },
+                    "embedding": { "oneOf": [{ "type": "array", "items": { "type": "number" } }, { "type": "string", "contentEncoding": "base64" }] } } } },
+                "usage": { "type": "object", "properties": { "prompt_tokens": { "type": "integer" },
+                    "total_tokens": { "type": "integer" } } } } }),
             ),
         ),
     );

@@ -2,7 +2,7 @@
 //! keys, the OpenAI error shape, paid classifications with signed receipts, idempotent retries,
 //! and 64 clients racing one prepaid balance.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,9 +13,11 @@ use caravan_core::{
     AccountRef, Address, AssetId, AssetKind, Event, Genesis, Licence, Manifest, Member, Ppm, Role,
     RoleShare, Token, keccak256,
 };
-use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions};
+use caravan_models::embedding::{MINILM, default_models_dir};
+use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
 use caravan_server::desk::Desk;
 use caravan_server::gateway::Gateway;
+use caravan_server::gateway::embeddings::EncoderServing;
 use caravan_server::gateway::receipt::{NodeSigner, recover_signer};
 use caravan_server::gateway::routes::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER, router};
 use caravan_store::{Journal, Location};
@@ -57,6 +59,15 @@ fn reviews() -> Vec<Example> {
 /// A store with a sentiment classifier registered as a paid model, and the shop holding
 /// `deposit` base units; returns the gateway over it and the model's id.
 fn gateway(dir: &Path, deposit: u128) -> (Arc<Gateway>, AssetId) {
+    gateway_reading_models(dir, deposit, default_models_dir())
+}
+
+/// As [`gateway`], with installed models (the sentence encoder) read from `models_dir`.
+fn gateway_reading_models(
+    dir: &Path,
+    deposit: u128,
+    models_dir: PathBuf,
+) -> (Arc<Gateway>, AssetId) {
     let artifacts = ArtifactStore::new(dir.join("models"));
     let trained = Classifier::train(&reviews(), &TrainOptions::default()).unwrap();
     let content = artifacts.put(&trained.classifier.to_artifact()).unwrap();
@@ -114,7 +125,11 @@ fn gateway(dir: &Path, deposit: u128) -> (Arc<Gateway>, AssetId) {
     let desk = Arc::new(Desk::open(journal).unwrap());
     let signer = NodeSigner::load_or_create(&dir.join("node.key")).unwrap();
     (
-        Arc::new(Gateway::open(desk, artifacts, signer).unwrap()),
+        Arc::new(
+            Gateway::open(desk, artifacts, signer)
+                .unwrap()
+                .with_models_dir(models_dir),
+        ),
         id,
     )
 }
@@ -959,4 +974,248 @@ async fn a_validator_posts_a_signed_evaluation_and_a_forged_one_is_refused() {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// The installed sentence encoder, or `None` (and the test skips) when `scripts/models/install.sh`
+/// was never run and `CARAVAN_REQUIRE_EMBEDDINGS` is not set; CI installs it and sets it.
+fn installed_encoder() -> Option<SentenceEncoder> {
+    match SentenceEncoder::load_installed(&default_models_dir()) {
+        Ok(encoder) => Some(encoder),
+        Err(error) => {
+            assert!(
+                std::env::var_os("CARAVAN_REQUIRE_EMBEDDINGS").is_none(),
+                "{error}"
+            );
+            eprintln!("{MINILM} not installed (scripts/models/install.sh); skipping");
+            None
+        }
+    }
+}
+
+/// Registers all-MiniLM-L6-v2 as the paid model `minilm`: 100 base units per call and one per
+/// token read.
+fn embedding_model(gateway: &Gateway, encoder: &SentenceEncoder) -> AssetId {
+    let serving = EncoderServing {
+        encoder: MINILM.into(),
+        weights: encoder.weights_hash(),
+        dimensions: 384,
+        input_per_million: 1_000_000,
+    };
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: "minilm".into(),
+        owner: Address::from_label("developer"),
+        content: serving.content_hash(),
+        licence: Licence::Commercial {
+            token: token(),
+            price_per_call: 100,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: vec![],
+        roles: vec![],
+    };
+    manifest.normalise();
+    gateway.register_encoder(manifest, serving).unwrap()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    match value {
+        Value::Array(numbers) => numbers.iter().map(|n| n.as_f64().unwrap() as f32).collect(),
+        Value::String(text) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        other => panic!("not an embedding: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format() {
+    let Some(encoder) = installed_encoder() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let model = embedding_model(&gateway, &encoder);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, json!(["models", "embeddings"])).await;
+    let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
+    let listed = models.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "minilm")
+        .cloned()
+        .unwrap();
+    assert_eq!(listed["endpoint"], "/v1/embeddings");
+    let embed = |body: Value| {
+        let app = app.clone();
+        let key = key.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/v1/embeddings",
+                Some(&key),
+                &[],
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // "hello world" is [CLS] hello world [SEP]: four tokens, 100 + 4 base units.
+    let text = embed(json!({ "model": "minilm", "input": "hello world" })).await;
+    assert_eq!(text.status, StatusCode::OK, "{}", text.body);
+    assert_eq!(text.body["object"], "list");
+    assert_eq!(text.body["data"][0]["object"], "embedding");
+    assert_eq!(text.body["usage"]["prompt_tokens"], 4);
+    let vector = floats(&text.body["data"][0]["embedding"]);
+    assert_eq!(vector.len(), 384);
+    let norm: f32 = vector.iter().map(|v| v * v).sum();
+    assert!((norm - 1.0).abs() < 1e-4);
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 104);
+    let receipt: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(text.headers[RECEIPT_HEADER].as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt["charged"], "104");
+    assert_eq!(receipt["model"], json!(model));
+
+    // The same words as token ids, and as base64, give the same vector at the same price.
+    let ids =
+        embed(json!({ "model": "minilm", "input": [7592, 2088], "encoding_format": "base64" }))
+            .await;
+    assert_eq!(ids.status, StatusCode::OK, "{}", ids.body);
+    assert_eq!(ids.body["usage"]["prompt_tokens"], 4);
+    for (a, b) in floats(&ids.body["data"][0]["embedding"])
+        .iter()
+        .zip(&vector)
+    {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 208);
+
+    // A batch is one call: one per-call price plus every token, answers in input order.
+    let batch = embed(json!({ "model": "minilm", "input": ["hello world", "a longer sentence about the sea", "hi"] }))
+        .await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    let data = batch.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[2]["index"], 2);
+    for (a, b) in floats(&data[0]["embedding"]).iter().zip(&vector) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    let tokens = batch.body["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(tokens, 4 + 8 + 3);
+    let lists =
+        embed(json!({ "model": "minilm", "input": [[7592, 2088], [7632]], "dimensions": 384 }))
+            .await;
+    assert_eq!(lists.status, StatusCode::OK, "{}", lists.body);
+    assert_eq!(lists.body["usage"]["prompt_tokens"], 4 + 3);
+    let spent = 104 + 104 + (100 + tokens as u128) + 107;
+    assert_eq!(payer_balance(&gateway), 1_000_000 - spent);
+    assert_eq!(metered(&gateway), (spent, 4));
+
+    // Mistakes are named with the parameter to fix, and cost nothing.
+    for (body, param, needle) in [
+        (
+            json!({ "model": "minilm", "input": [30522] }),
+            "input",
+            "not in the model's vocabulary",
+        ),
+        (
+            json!({ "model": "minilm", "input": [] }),
+            "input",
+            "send 1 to 2048 inputs",
+        ),
+        (
+            json!({ "model": "minilm", "input": "" }),
+            "input",
+            "input 0: an input is empty",
+        ),
+        (
+            json!({ "model": "minilm", "input": [1, "a"] }),
+            "input",
+            "array of token ids",
+        ),
+        (
+            json!({ "model": "minilm", "input": "x", "dimensions": 256 }),
+            "dimensions",
+            "gives 384 numbers",
+        ),
+        (
+            json!({ "model": "minilm", "input": "x", "encoding_format": "int8" }),
+            "encoding_format",
+            "\"float\" or \"base64\"",
+        ),
+        (
+            json!({ "model": "review-sentiment", "input": "x" }),
+            "model",
+            "not an embedding model",
+        ),
+    ] {
+        let reply = embed(body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["param"], param, "{}", reply.body);
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    let too_many = vec!["word"; 2_049];
+    let reply = embed(json!({ "model": "minilm", "input": too_many })).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let chat_only = issue(&app, json!(["chat"])).await;
+    let forbidden = call(
+        &app,
+        Method::POST,
+        "/v1/embeddings",
+        Some(&chat_only),
+        &[],
+        Some(json!({ "model": "minilm", "input": "x" })),
+    )
+    .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    assert_eq!(payer_balance(&gateway), 1_000_000 - spent);
+    assert_eq!(metered(&gateway), (spent, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges_nothing() {
+    let Some(encoder) = installed_encoder() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway_reading_models(dir.path(), 1_000_000, empty.path().to_owned());
+    embedding_model(&gateway, &encoder);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, json!(["embeddings"])).await;
+    let reply = call(
+        &app,
+        Method::POST,
+        "/v1/embeddings",
+        Some(&key),
+        &[],
+        Some(json!({ "model": "minilm", "input": "hello" })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "model_not_served");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("scripts/models/install.sh"), "{message}");
+    assert!(
+        message.contains(&empty.path().display().to_string()),
+        "{message}"
+    );
+    assert_eq!(payer_balance(&gateway), 1_000_000);
+    assert_eq!(metered(&gateway), (0, 0));
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::GatewayError;
 use super::agent::AgentProgram;
+use super::embeddings::EncoderServing;
 use super::keys::ApiKey;
 use super::upstream::Upstream;
 
@@ -29,6 +30,12 @@ pub enum AccessRecord {
     UpstreamRegistered {
         asset: AssetId,
         upstream: Upstream,
+    },
+    /// A model asset served by this node's sentence encoder; the asset's content hash is the
+    /// encoder configuration's.
+    EncoderRegistered {
+        asset: AssetId,
+        encoder: EncoderServing,
     },
     /// An agent asset and the program it runs; the asset's content hash is the program's.
     AgentRegistered {
@@ -59,12 +66,43 @@ pub fn upstream_events(
         asset: manifest.id(),
         upstream,
     };
-    Ok(vec![
+    Ok(with_record(manifest, &record))
+}
+
+/// The events that register an embedding model: its asset (a model whose content is the
+/// encoder configuration's hash) and the access record that says which encoder serves it.
+pub fn encoder_events(
+    manifest: Manifest,
+    encoder: EncoderServing,
+) -> Result<Vec<Event>, GatewayError> {
+    if manifest.kind != AssetKind::Model {
+        return Err(GatewayError::BadRequest(format!(
+            "{} is a {}; an encoder serves a model asset",
+            manifest.name,
+            manifest.kind.name()
+        )));
+    }
+    if manifest.content != encoder.content_hash() {
+        return Err(GatewayError::BadRequest(
+            "an embedding model's content must be the keccak-256 of its encoder configuration"
+                .into(),
+        ));
+    }
+    let record = AccessRecord::EncoderRegistered {
+        asset: manifest.id(),
+        encoder,
+    };
+    Ok(with_record(manifest, &record))
+}
+
+/// An asset's registration followed by the access record that says how it is served.
+fn with_record(manifest: Manifest, record: &AccessRecord) -> Vec<Event> {
+    vec![
         Event::AssetRegistered(manifest),
         Event::AccessRecorded {
-            record: serde_json::to_string(&record).expect("access records serialise"),
+            record: serde_json::to_string(record).expect("access records serialise"),
         },
-    ])
+    ]
 }
 
 /// The events that register an agent: its asset (an agent whose content is the program's hash
@@ -111,12 +149,7 @@ pub fn agent_events(
         asset: manifest.id(),
         program,
     };
-    Ok(vec![
-        Event::AssetRegistered(manifest),
-        Event::AccessRecorded {
-            record: serde_json::to_string(&record).expect("access records serialise"),
-        },
-    ])
+    Ok(with_record(manifest, &record))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod agent;
 pub mod chat;
+pub mod embeddings;
 pub mod idempotency;
 pub mod keys;
 pub mod meter;
@@ -29,6 +30,7 @@ use serde_json::{Value, json};
 use crate::desk::Desk;
 use access::AccessRecord;
 use agent::AgentProgram;
+use embeddings::{EmbeddingInput, EncoderServing, EncoderSlot, EncodingFormat};
 use idempotency::Idempotency;
 use keys::{ApiKey, KeyError, KeyRing, Scope};
 use meter::Meter;
@@ -96,6 +98,8 @@ pub struct Gateway {
     keys: RwLock<KeyRing>,
     upstreams: RwLock<HashMap<AssetId, Upstream>>,
     agents: RwLock<HashMap<AssetId, AgentProgram>>,
+    encoders: RwLock<HashMap<AssetId, EncoderServing>>,
+    encoder: EncoderSlot,
     http: reqwest::Client,
     meter: Arc<Meter>,
     idempotency: Idempotency,
@@ -117,6 +121,8 @@ impl Gateway {
             keys: RwLock::new(KeyRing::default()),
             upstreams: RwLock::new(HashMap::new()),
             agents: RwLock::new(HashMap::new()),
+            encoders: RwLock::new(HashMap::new()),
+            encoder: EncoderSlot::new(caravan_models::embedding::default_models_dir()),
             http: reqwest::Client::new(),
             meter: Arc::new(Meter::default()),
             idempotency: Idempotency::default(),
@@ -124,6 +130,13 @@ impl Gateway {
         };
         gateway.replay()?;
         Ok(gateway)
+    }
+
+    /// Reads installed models (the sentence encoder) from `dir` instead of the default folder
+    /// (`$CARAVAN_MODELS_DIR`, else `~/.cache/caravan/models`).
+    pub fn with_models_dir(mut self, dir: std::path::PathBuf) -> Gateway {
+        self.encoder = EncoderSlot::new(dir);
+        self
     }
 
     fn replay(&self) -> Result<(), GatewayError> {
@@ -172,6 +185,12 @@ impl Gateway {
                     .expect("agent map lock")
                     .insert(*asset, program.clone());
             }
+            AccessRecord::EncoderRegistered { asset, encoder } => {
+                self.encoders
+                    .write()
+                    .expect("encoder map lock")
+                    .insert(*asset, encoder.clone());
+            }
             AccessRecord::KeyIssued { hash, key } => {
                 self.keys
                     .write()
@@ -189,6 +208,15 @@ impl Gateway {
         self.upstreams
             .read()
             .expect("upstream map lock")
+            .get(asset)
+            .cloned()
+    }
+
+    /// The encoder an embedding model runs, if the asset is one.
+    pub fn encoder(&self, asset: &AssetId) -> Option<EncoderServing> {
+        self.encoders
+            .read()
+            .expect("encoder map lock")
             .get(asset)
             .cloned()
     }
@@ -212,11 +240,7 @@ impl Gateway {
         let events = self
             .journal()
             .read(|j| access::agent_events(manifest, program.clone(), j.economy().lineage()))?;
-        let mut submitted = self.journal().submit(events)?;
-        if let Some((_, why)) = submitted.refused.pop() {
-            return Err(GatewayError::Refused(why.to_string()));
-        }
-        self.apply_access(&AccessRecord::AgentRegistered { asset, program });
+        self.register(events, AccessRecord::AgentRegistered { asset, program })?;
         Ok(asset)
     }
 
@@ -233,12 +257,31 @@ impl Gateway {
     ) -> Result<AssetId, GatewayError> {
         let asset = manifest.id();
         let events = access::upstream_events(manifest, upstream.clone())?;
+        self.register(events, AccessRecord::UpstreamRegistered { asset, upstream })?;
+        Ok(asset)
+    }
+
+    /// Registers `manifest` (a model whose content is `encoder`'s hash) as an embedding model
+    /// served by this node's sentence encoder, in one durable write.
+    pub fn register_encoder(
+        &self,
+        manifest: caravan_core::Manifest,
+        encoder: EncoderServing,
+    ) -> Result<AssetId, GatewayError> {
+        let asset = manifest.id();
+        let events = access::encoder_events(manifest, encoder.clone())?;
+        self.register(events, AccessRecord::EncoderRegistered { asset, encoder })?;
+        Ok(asset)
+    }
+
+    /// Writes an asset's registration `events` durably, then serves it as `record` says.
+    fn register(&self, events: Vec<Event>, record: AccessRecord) -> Result<(), GatewayError> {
         let mut submitted = self.journal().submit(events)?;
         if let Some((_, why)) = submitted.refused.pop() {
             return Err(GatewayError::Refused(why.to_string()));
         }
-        self.apply_access(&AccessRecord::UpstreamRegistered { asset, upstream });
-        Ok(asset)
+        self.apply_access(&record);
+        Ok(())
     }
 
     pub fn journal(&self) -> &SharedJournal {
@@ -403,6 +446,18 @@ impl Gateway {
         }
     }
 
+    /// The endpoint that calls `model`: chat for upstreams and agents, embeddings for
+    /// encoders, classifications for first-party classifiers.
+    pub fn endpoint(&self, model: &ServedModel) -> &'static str {
+        if self.encoder(&model.asset).is_some() {
+            "/v1/embeddings"
+        } else if self.upstream(&model.asset).is_some() || self.agent(&model.asset).is_some() {
+            "/v1/chat/completions"
+        } else {
+            "/v1/classifications"
+        }
+    }
+
     /// The paid models this node can serve, in registration order.
     pub fn models(&self) -> Vec<ServedModel> {
         self.journal().read(|j| {
@@ -413,6 +468,7 @@ impl Gateway {
                 .filter(|model| {
                     self.upstream(&model.asset).is_some()
                         || self.agent(&model.asset).is_some()
+                        || self.encoder(&model.asset).is_some()
                         || self.artifacts_have(&model.content)
                 })
                 .collect()
@@ -496,9 +552,21 @@ impl Gateway {
                 model.name
             ))
         })?;
-        let classifier = Arc::new(Classifier::from_artifact(&bytes).map_err(|e| {
+        let mut classifier = Classifier::from_artifact(&bytes).map_err(|e| {
             GatewayError::NotServed(format!("model {} cannot be loaded: {e}", model.name))
-        })?);
+        })?;
+        if let Some(weights) = classifier.encoder_weights() {
+            let encoder = self.encoder.get(&weights).map_err(|e| {
+                GatewayError::NotServed(format!(
+                    "model {} reads sentence embeddings: {e}",
+                    model.name
+                ))
+            })?;
+            classifier = classifier
+                .with_encoder(encoder)
+                .map_err(|e| GatewayError::NotServed(e.to_string()))?;
+        }
+        let classifier = Arc::new(classifier);
         self.classifiers
             .lock()
             .expect("classifier cache lock")
@@ -533,27 +601,37 @@ impl Gateway {
             .checked_mul(Amount::from(count))
             .ok_or_else(|| GatewayError::BadRequest("the call's cost overflows 2^128".into()))?;
         let hold = self.hold(key, model.token, cost)?;
-        let mut data = Vec::with_capacity(inputs.len());
-        for (index, input) in inputs.iter().enumerate() {
-            let prediction = classifier
-                .predict(input)
-                .map_err(|e| GatewayError::BadParam {
-                    param: format!("input[{index}]"),
-                    message: format!("input {index}: {e}"),
-                })?;
-            let probabilities: serde_json::Map<String, Value> = prediction
-                .probabilities
+        let refs: Vec<&Value> = inputs.iter().collect();
+        let predictions = classifier.predict_many(&refs).map_err(|error| {
+            // Name the first input that fails on its own; the batch's error otherwise.
+            let (index, error) = inputs
                 .iter()
-                .map(|(label, p)| (label.clone(), json!(p)))
-                .collect();
-            data.push(json!({
-                "object": "classification",
-                "index": index,
-                "label": prediction.label,
-                "confidence": prediction.confidence,
-                "probabilities": probabilities,
-            }));
-        }
+                .enumerate()
+                .find_map(|(i, input)| classifier.predict(input).err().map(|e| (i, e)))
+                .unwrap_or((0, error));
+            GatewayError::BadParam {
+                param: format!("input[{index}]"),
+                message: format!("input {index}: {error}"),
+            }
+        })?;
+        let data: Vec<Value> = predictions
+            .into_iter()
+            .enumerate()
+            .map(|(index, prediction)| {
+                let probabilities: serde_json::Map<String, Value> = prediction
+                    .probabilities
+                    .iter()
+                    .map(|(label, p)| (label.clone(), json!(p)))
+                    .collect();
+                json!({
+                    "object": "classification",
+                    "index": index,
+                    "label": prediction.label,
+                    "confidence": prediction.confidence,
+                    "probabilities": probabilities,
+                })
+            })
+            .collect();
         let trace = json!([{ "asset": model.asset, "model": model.name, "inputs": count, "cost": cost.to_string() }]);
         let (seq, at_ms) = self.charge(
             hold,
@@ -576,6 +654,79 @@ impl Gateway {
             "usage": { "inputs": count, "cost": cost.to_string(), "token": model.token },
         });
         Ok(self.receipted(body, &id, key, &model, cost, count, at_ms))
+    }
+
+    /// Embeds `input` with an embedding model, charging the per-call price plus the tokens the
+    /// model reads (known before it runs, so the hold is the exact cost). Blocking: it waits
+    /// for the charge to be durable.
+    pub fn embed(
+        &self,
+        key: &ApiKey,
+        model_name: &str,
+        input: &EmbeddingInput,
+        format: EncodingFormat,
+        dimensions: Option<u32>,
+        request: Option<Hash32>,
+    ) -> Result<Served, GatewayError> {
+        let model = self.resolve(model_name)?;
+        let serving = self.encoder(&model.asset).ok_or_else(|| {
+            GatewayError::NotServed(format!(
+                "model {} is not an embedding model; GET /v1/models lists each model's kind",
+                model.name
+            ))
+        })?;
+        if let Some(asked) = dimensions.filter(|d| *d != serving.dimensions) {
+            return Err(GatewayError::BadParam {
+                param: "dimensions".into(),
+                message: format!(
+                    "{} gives {} numbers per embedding and cannot shorten them; leave dimensions out or send {} (asked for {asked})",
+                    model.name, serving.dimensions, serving.dimensions
+                ),
+            });
+        }
+        let encoder = self.encoder.get(&serving.weights)?;
+        let tokens = input.tokenize(&encoder)?;
+        let count: usize = tokens.iter().map(Vec::len).sum();
+        let cost = serving
+            .cost(model.price_per_call, count as u64)
+            .ok_or_else(|| GatewayError::BadRequest("the call's cost overflows 2^128".into()))?;
+        let hold = self.hold(key, model.token, cost)?;
+        let vectors = encoder
+            .embed_tokens(&tokens)
+            .map_err(|e| GatewayError::NotServed(e.to_string()))?;
+        let trace = json!([{ "asset": model.asset, "model": model.name, "inputs": tokens.len(), "tokens": count, "cost": cost.to_string() }]);
+        let (seq, at_ms) = self.charge(
+            hold,
+            key,
+            &model,
+            vec![CallPart {
+                asset: model.asset,
+                amount: cost,
+                calls: 1,
+            }],
+            trace,
+            request,
+        )?;
+        let data: Vec<Value> = vectors
+            .iter()
+            .enumerate()
+            .map(|(index, vector)| {
+                json!({
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": embeddings::embedding_value(vector, format),
+                })
+            })
+            .collect();
+        let id = format!("emb-{seq}");
+        let body = json!({
+            "id": id,
+            "object": "list",
+            "model": model.name,
+            "data": data,
+            "usage": { "prompt_tokens": count, "total_tokens": count },
+        });
+        Ok(self.receipted(body, &id, key, &model, cost, 1, at_ms))
     }
 
     /// Holds the most a call of the key's payer can cost, or says what is available.

@@ -15,6 +15,7 @@ use caravan_store::now_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::embeddings::{EmbeddingInput, EncodingFormat};
 use super::idempotency::{Admission, request_id};
 use super::keys::{ApiKey, KeyError, Scope};
 use super::{Gateway, GatewayError, ServedModel, wire};
@@ -31,6 +32,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             post(attest).get(list_attestations),
         )
         .route("/v1/classifications", post(classify))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/keys", post(issue_key).get(list_keys))
         .route("/v1/keys/{id}", delete(revoke_key))
@@ -169,7 +171,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(OpenAiError::from)
 }
 
-fn model_object(model: &ServedModel) -> Value {
+fn model_object(gateway: &Gateway, model: &ServedModel) -> Value {
     json!({
         "id": model.name,
         "object": "model",
@@ -177,6 +179,7 @@ fn model_object(model: &ServedModel) -> Value {
         "owned_by": "caravan",
         "asset": model.asset,
         "kind": model.kind.name(),
+        "endpoint": gateway.endpoint(model),
         "price_per_call": model.price_per_call.to_string(),
         "token": model.token,
     })
@@ -187,7 +190,11 @@ async fn list_models(
     headers: HeaderMap,
 ) -> Result<Response, OpenAiError> {
     authenticate(&gateway, &headers, Scope::Models)?;
-    let data: Vec<Value> = gateway.models().iter().map(model_object).collect();
+    let data: Vec<Value> = gateway
+        .models()
+        .iter()
+        .map(|model| model_object(&gateway, model))
+        .collect();
     Ok(axum::Json(json!({ "object": "list", "data": data })).into_response())
 }
 
@@ -198,7 +205,7 @@ async fn get_model(
 ) -> Result<Response, OpenAiError> {
     authenticate(&gateway, &headers, Scope::Models)?;
     let model = gateway.resolve(&model)?;
-    Ok(axum::Json(model_object(&model)).into_response())
+    Ok(axum::Json(model_object(&gateway, &model)).into_response())
 }
 
 /// A validator's signed evaluation, as posted: the model comes from the path.
@@ -337,23 +344,86 @@ async fn classify(
         return Ok(replay);
     }
     let worker = Arc::clone(&gateway);
-    // The work, the charge and keeping the response for replay all happen on the blocking
-    // thread, which finishes even if the client goes away: a charged call's response is never
-    // lost to a retry.
     let stored = blocking(move || {
         let served = worker.classify(&key, &parsed.model, inputs, request);
-        match (&served, request) {
-            (Ok(served), Some(id)) => worker.idempotency().finish(
-                id,
-                wire::stored(served, Bytes::from(served.body.to_string())),
-            ),
-            (Err(_), Some(id)) => worker.idempotency().abandon(id),
-            _ => {}
-        }
-        served.map(|served| wire::stored(&served, Bytes::from(served.body.to_string())))
+        keep_for_replay(&worker, served, request)
     })
     .await?;
     Ok(wire::into_response(stored, gateway.node(), false))
+}
+
+/// `POST /v1/embeddings` as OpenAI takes it; fields other clients send (`user`) are ignored.
+#[derive(Deserialize)]
+struct EmbeddingsBody {
+    model: String,
+    input: Value,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<u32>,
+}
+
+async fn embeddings(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
+    let key = authenticate(&gateway, &headers, Scope::Embeddings)?;
+    let parsed: EmbeddingsBody = parse(&body)?;
+    let input: EmbeddingInput = serde_json::from_value(parsed.input).map_err(|_| {
+        OpenAiError::invalid(
+            "invalid_value",
+            Some("input"),
+            "input must be a string, an array of strings, an array of token ids, or an array of arrays of token ids",
+        )
+    })?;
+    let format = match parsed.encoding_format.as_deref() {
+        None | Some("float") => EncodingFormat::Float,
+        Some("base64") => EncodingFormat::Base64,
+        Some(other) => {
+            return Err(OpenAiError::invalid(
+                "invalid_value",
+                Some("encoding_format"),
+                format!("encoding_format must be \"float\" or \"base64\", not {other:?}"),
+            ));
+        }
+    };
+    let (request, replay) = admit(&gateway, &key, &headers, &body)?;
+    if let Some(replay) = replay {
+        return Ok(replay);
+    }
+    let worker = Arc::clone(&gateway);
+    let stored = blocking(move || {
+        let served = worker.embed(
+            &key,
+            &parsed.model,
+            &input,
+            format,
+            parsed.dimensions,
+            request,
+        );
+        keep_for_replay(&worker, served, request)
+    })
+    .await?;
+    Ok(wire::into_response(stored, gateway.node(), false))
+}
+
+/// Keeps a served call's answer for retries under its idempotency key (or lets the key go
+/// when the call failed), and returns what to send. Runs on the blocking thread, which
+/// finishes even if the client goes away: a charged call's answer is never lost to a retry.
+fn keep_for_replay(
+    gateway: &Gateway,
+    served: Result<super::Served, GatewayError>,
+    request: Option<caravan_core::Hash32>,
+) -> Result<super::idempotency::Stored, GatewayError> {
+    let stored = served.map(|served| wire::stored(&served, Bytes::from(served.body.to_string())));
+    if let Some(id) = request {
+        match &stored {
+            Ok(stored) => gateway.idempotency().finish(id, stored.clone()),
+            Err(_) => gateway.idempotency().abandon(id),
+        }
+    }
+    stored
 }
 
 async fn chat_completions(
