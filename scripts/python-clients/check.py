@@ -1,7 +1,8 @@
-"""Drives a caravan gateway with the official `openai` client and LangChain's ChatOpenAI, unchanged.
+"""Drives a caravan gateway with the official `openai` client and LangChain's ChatOpenAI and
+OpenAIEmbeddings, unchanged.
 
 Usage: check.py --gateway http://127.0.0.1:PORT/v1 --payer ADDRESS --model NAME --upstream-port P
-                [--agent AGENT]
+                [--agent AGENT] [--embedding-model NAME --models-dir DIR]
 
 It first starts a stand-in OpenAI-compatible upstream on 127.0.0.1:P (the model NAME must have
 been registered with `caravan model upstream --url http://127.0.0.1:P/v1`), which answers
@@ -9,8 +10,11 @@ been registered with `caravan model upstream --url http://127.0.0.1:P/v1`), whic
 payer and checks, with the real clients: the model list, a chat completion with its usage and
 signed receipt header, streaming with and without `include_usage`, an idempotent retry, OpenAI's
 error classes for a bad key and an unknown model, an agent composing the model (when given), and
-LangChain's invoke and stream. It prints
-one JSON line per check and exits non-zero on the first failure.
+LangChain's invoke and stream. With an embedding model (all-MiniLM-L6-v2, registered at 100 base
+units per call and one per token), it checks `embeddings.create` (the client's default base64 and
+float, text and token ids) and LangChain's OpenAIEmbeddings against an independent numpy
+computation of the model from the weights in DIR, and that the payer was charged exactly for the
+tokens read. It prints one JSON line per check and exits non-zero on the first failure.
 """
 
 import argparse
@@ -21,8 +25,11 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import openai
-from langchain_openai import ChatOpenAI
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+
+from minilm_reference import MiniLM
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -82,6 +89,8 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
     parser.add_argument("--agent", help="an agent composing MODEL, called once by name")
+    parser.add_argument("--embedding-model", help="an all-MiniLM-L6-v2 embedding model's name")
+    parser.add_argument("--models-dir", help="the folder holding all-MiniLM-L6-v2's weights")
     args = parser.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", args.upstream_port), Upstream)
@@ -156,6 +165,74 @@ def main():
     assert streamed == "echo: hello stream", streamed
     report("langchain ChatOpenAI", invoke=answer.content, stream=streamed)
     server.shutdown()
+
+    if args.embedding_model:
+        check_embeddings(args, client, key)
+
+
+def available(gateway, key):
+    request = urllib.request.Request(gateway + "/balance", headers={"authorization": f"Bearer {key}"})
+    return int(json.load(urllib.request.urlopen(request))["balances"][0]["available"])
+
+
+def close(got, want, what):
+    gap = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want)))
+    assert gap < 1e-4, f"{what}: differs from the numpy reference by {gap}"
+    return gap
+
+
+def check_embeddings(args, client, key):
+    reference = MiniLM(f"{args.models_dir}/all-MiniLM-L6-v2")
+    model = args.embedding_model
+    texts = ["The cat sat on the mat.", "caravan pays the people who label data",
+             "A much longer sentence, with punctuation; and numbers like 42 and 1999!"]
+    want = reference.embed(texts)
+    tokens_read = 0
+    calls = 0
+    before = available(args.gateway, key)
+
+    # The client's default asks for base64 and decodes it itself.
+    result = client.embeddings.create(model=model, input=texts)
+    assert [d.index for d in result.data] == [0, 1, 2]
+    gaps = [close(d.embedding, w, f"base64 input {i}") for i, (d, w) in enumerate(zip(result.data, want))]
+    assert result.usage.prompt_tokens == sum(len(reference.tokens(t)) for t in texts), result.usage
+    tokens_read += result.usage.prompt_tokens
+    calls += 1
+    report("embeddings.create", inputs=len(result.data), dimensions=len(result.data[0].embedding),
+           prompt_tokens=result.usage.prompt_tokens, largest_gap=max(gaps))
+
+    floats = client.embeddings.create(model=model, input=texts[0], encoding_format="float")
+    close(floats.data[0].embedding, want[0], "float")
+    ids = reference.tokens(texts[1])[1:-1]
+    by_ids = client.embeddings.create(model=model, input=ids, encoding_format="float")
+    close(by_ids.data[0].embedding, want[1], "token ids")
+    tokens_read += floats.usage.prompt_tokens + by_ids.usage.prompt_tokens
+    calls += 2
+    report("embeddings.create float and token ids", ids=len(ids))
+
+    try:
+        client.embeddings.create(model=model, input=[reference.tokenizer.get_vocab_size()])
+        raise AssertionError("a token id outside the vocabulary was accepted")
+    except openai.BadRequestError as error:
+        assert error.param == "input", error.body
+        report("BadRequestError", param=error.param)
+
+    # LangChain's default counts tokens with tiktoken, OpenAI's own tokenizer, which fetches its
+    # vocabulary from the internet and means nothing to another model; OpenAI-compatible servers
+    # are used with that check off.
+    embeddings = OpenAIEmbeddings(model=model, base_url=args.gateway, api_key=key, max_retries=0,
+                                  check_embedding_ctx_length=False)
+    documents = embeddings.embed_documents(texts[:2])
+    query = embeddings.embed_query(texts[2])
+    for got, w in zip(documents + [query], want):
+        close(got, w, "LangChain")
+    tokens_read += sum(len(reference.tokens(t)) for t in texts)
+    calls += 2
+    report("langchain OpenAIEmbeddings", documents=len(documents), query=len(query))
+
+    spent = before - available(args.gateway, key)
+    assert spent == 100 * calls + tokens_read, (spent, calls, tokens_read)
+    report("embeddings charged", spent=spent, calls=calls, tokens=tokens_read)
 
 
 if __name__ == "__main__":

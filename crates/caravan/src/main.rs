@@ -50,6 +50,19 @@ struct StoreArgs {
         hide_env_values = true
     )]
     database: Option<String>,
+    /// Folder of installed models (the sentence encoder all-MiniLM-L6-v2), filled by
+    /// scripts/models/install.sh [default: ~/.cache/caravan/models].
+    #[arg(long, global = true, env = "CARAVAN_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Where installed models are read from.
+    fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(caravan_models::embedding::default_models_dir)
+    }
 }
 
 #[derive(Subcommand)]
@@ -73,7 +86,7 @@ enum Command {
     #[command(subcommand)]
     Asset(commands::AssetCommand),
     /// Models: train classifiers on published datasets, fine-tune and predict with them, register
-    /// upstream chat models and agents, and attest evaluations as a validator.
+    /// the embedding model, upstream chat models and agents, and attest evaluations as a validator.
     #[command(subcommand)]
     Model(commands::ModelCommand),
     /// Put money into a payer's prepaid balance.
@@ -102,7 +115,8 @@ enum Command {
     #[command(subcommand)]
     Task(commands::TaskCommand),
     /// Run the node: the HTTP API (data tasks, epochs, chains; OpenAPI document at
-    /// /v1/openapi.json) and the OpenAI-compatible gateway (/v1/models, /v1/classifications).
+    /// /v1/openapi.json) and the OpenAI-compatible gateway (/v1/models, /v1/chat/completions,
+    /// /v1/embeddings, /v1/classifications).
     Serve(serve::ServeArgs),
     /// Infer true labels from crowd judgments and measure agreement, on any CSV file.
     #[command(subcommand)]

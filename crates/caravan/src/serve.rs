@@ -41,8 +41,11 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| store.data_dir.join("node.key"));
     let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
     let artifacts = crate::commands::artifact_store(store);
-    let gateway =
-        Arc::new(Gateway::open(Arc::clone(&desk), artifacts, signer).map_err(|e| e.to_string())?);
+    let gateway = Arc::new(
+        Gateway::open(Arc::clone(&desk), artifacts, signer)
+            .map_err(|e| e.to_string())?
+            .with_models_dir(store.models_dir()),
+    );
     let node = gateway.node();
     let app = router(desk).merge(caravan_server::gateway::routes::router(gateway));
     let runtime = tokio::runtime::Runtime::new()

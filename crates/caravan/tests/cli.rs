@@ -943,6 +943,39 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
         ],
     ));
     assert!(agent.starts_with("agent asset "), "{agent}");
+    // The embedding model, when installed: 0.0001 USDC per call and 1 USDC per million tokens
+    // (100 base units and one per token).
+    let models_dir = installed_models_dir();
+    let mut embedding_args: Vec<String> = Vec::new();
+    if let Some(models_dir) = &models_dir {
+        let models_dir = models_dir.to_str().unwrap();
+        let embedder = ok(&caravan(
+            dir,
+            &[
+                "--models-dir",
+                models_dir,
+                "model",
+                "embedder",
+                "--name",
+                "minilm",
+                "--developer",
+                developer,
+                "--token",
+                usdc,
+                "--price",
+                "0.0001",
+                "--token-price",
+                "1",
+            ],
+        ));
+        assert!(embedder.contains("/v1/embeddings as minilm"), "{embedder}");
+        embedding_args = vec![
+            "--embedding-model".into(),
+            "minilm".into(),
+            "--models-dir".into(),
+            models_dir.into(),
+        ];
+    }
     let (mut server, address) = start_serve(dir);
     let check = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-clients/check.py"))
@@ -959,6 +992,7 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
             &upstream_port.to_string(),
         ])
         .args(["--agent", "helper"])
+        .args(&embedding_args)
         .output()
         .unwrap();
     server.kill().unwrap();
@@ -979,9 +1013,49 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
     }
     // Six calls to the model were charged (the idempotent retry once): each 1,000 per call plus
     // ceil(9 × 0.5) + ceil(3 × 1.5) = 1,010 base units; the agent's call cost its own 500 plus
-    // its chat model's 1,010. 1 USDC = 1,000,000 base units.
+    // its chat model's 1,010: 7,570 in all. 1 USDC = 1,000,000 base units.
+    let mut spent = 7_570;
+    if models_dir.is_some() {
+        for step in [
+            "embeddings.create",
+            "float and token ids",
+            "BadRequestError",
+            "langchain OpenAIEmbeddings",
+        ] {
+            assert!(out.contains(step), "{step} missing from {out}");
+        }
+        let line = out
+            .lines()
+            .find(|l| l.contains("\"embeddings charged\""))
+            .unwrap();
+        let figures: serde_json::Value = serde_json::from_str(line).unwrap();
+        let embedding_spend = figures["spent"].as_u64().unwrap();
+        assert!(embedding_spend > 500, "{line}");
+        spent += embedding_spend;
+    }
     let balances = ok(&caravan(dir, &["balances", "--account", payer]));
-    assert!(balances.contains("0.99243 USDC"), "{balances}");
+    let left = format!("{}", 1_000_000 - spent);
+    let expected = format!("0.{left:0>6}").trim_end_matches('0').to_owned();
+    assert!(
+        balances.contains(&format!("{expected} USDC")),
+        "{expected} in {balances}"
+    );
+}
+
+/// The folder holding all-MiniLM-L6-v2, or `None` (and the embedding checks are left out) when
+/// `scripts/models/install.sh` was never run and `CARAVAN_REQUIRE_EMBEDDINGS` is not set.
+fn installed_models_dir() -> Option<std::path::PathBuf> {
+    let dir = caravan_models::embedding::default_models_dir();
+    if dir.join("all-MiniLM-L6-v2/model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CARAVAN_REQUIRE_EMBEDDINGS").is_none(),
+        "all-MiniLM-L6-v2 not in {}; run scripts/models/install.sh",
+        dir.display()
+    );
+    eprintln!("all-MiniLM-L6-v2 not installed (scripts/models/install.sh); skipping its checks");
+    None
 }
 
 /// A store whose first epoch pays the example dataset's contributors in the development token;

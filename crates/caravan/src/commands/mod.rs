@@ -27,11 +27,17 @@ pub fn submit_one(journal: &mut Journal, event: Event) -> Result<Envelope, Strin
     if !matches!(event, Event::Genesis(_)) {
         ensure_genesis(journal)?;
     }
-    let mut submitted = journal.submit(vec![event]).map_err(|e| e.to_string())?;
+    Ok(submit_all(journal, vec![event])?.remove(0))
+}
+
+/// Submits `events` in one durable write and returns their envelopes, or why one was refused
+/// (each event is checked on its own: the ones accepted stay recorded).
+pub fn submit_all(journal: &mut Journal, events: Vec<Event>) -> Result<Vec<Envelope>, String> {
+    let mut submitted = journal.submit(events).map_err(|e| e.to_string())?;
     if let Some((_, why)) = submitted.refused.pop() {
         return Err(why.to_string());
     }
-    Ok(submitted.accepted.remove(0))
+    Ok(submitted.accepted)
 }
 
 /// Sets up an economy with no protocol fee if nobody ran `caravan init`.

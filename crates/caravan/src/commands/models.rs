@@ -9,13 +9,17 @@ use caravan_core::{
     Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, Member,
     ParentEdge, Ppm, Role, RoleShare,
 };
-use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions, Trained};
+use std::sync::Arc;
+
+use caravan_models::embedding::MINILM;
+use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions, Trained};
 use caravan_server::desk::Desk;
-use caravan_server::gateway::access::{agent_events, upstream_events};
+use caravan_server::gateway::access::{agent_events, encoder_events, upstream_events};
 use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
+use caravan_server::gateway::embeddings::EncoderServing;
 use caravan_server::gateway::upstream::Upstream;
 use caravan_tasks::schema::Answer;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::StoreArgs;
 use crate::commands::ensure_genesis;
@@ -26,7 +30,8 @@ pub enum ModelCommand {
     /// Train a classifier on one or more published datasets and register it as a model asset.
     ///
     /// Features are chosen from the items: arrays of numbers (pixels) if there are any, else
-    /// TF-IDF over the text fields, else the scalar numbers; `--fields` picks them by name. A
+    /// the text fields (TF-IDF, or sentence embeddings with `--text-features embeddings`), else
+    /// the scalar numbers; `--fields` picks them by name. A
     /// share of the items (chosen by item id, so the same on every run) is held out and the model
     /// is scored on it. The artifact is stored under its content hash in the data directory's
     /// `models/`, and the model asset gets a TRAINED_ON edge to each dataset with
@@ -45,6 +50,13 @@ pub enum ModelCommand {
     /// The asset's content is the keccak-256 of the upstream configuration, so the asset names
     /// exactly one server and price list. The URL must be plain http:// (a local server).
     Upstream(UpstreamArgs),
+    /// Register the sentence encoder this node runs (all-MiniLM-L6-v2, installed by
+    /// scripts/models/install.sh) as a paid embedding model: `/v1/embeddings` serves it,
+    /// charging the per-call price plus the price per million tokens it reads.
+    ///
+    /// The asset's content is the keccak-256 of the encoder configuration, which names the
+    /// exact weights (their keccak-256), so a node with other weights refuses to serve it.
+    Embedder(EmbedderArgs),
     /// Register an agent that composes models: it may classify the user's message with a
     /// first-party classifier, then answers with a chat model whose system prompt can name the
     /// label (`{label}`). Clients call it at /v1/chat/completions by name.
@@ -139,6 +151,37 @@ pub struct UpstreamArgs {
     shares: Shares,
 }
 
+#[derive(Args)]
+pub struct EmbedderArgs {
+    /// The model's name, as clients will send it.
+    #[arg(long, default_value = MINILM)]
+    name: String,
+    /// Who registers and owns the model; paid the developer share.
+    #[arg(long)]
+    developer: Address,
+    /// The token calls are paid in.
+    #[arg(long)]
+    token: Address,
+    /// The price of one call, in whole tokens, e.g. 0.0001.
+    #[arg(long, default_value = "0")]
+    price: String,
+    /// The price per million tokens read, in whole tokens, e.g. 0.02.
+    #[arg(long)]
+    token_price: String,
+    #[command(flatten)]
+    shares: Shares,
+}
+
+/// What text fields become when a classifier is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TextFeatures {
+    /// TF-IDF over the training vocabulary (needs nothing installed).
+    Tfidf,
+    /// all-MiniLM-L6-v2 sentence embeddings: the meaning of the text, not its words, so the
+    /// model copes with words it never saw (needs scripts/models/install.sh).
+    Embeddings,
+}
+
 /// How what stays with a model is split between its owner, validators and serving nodes.
 #[derive(Args)]
 pub struct Shares {
@@ -216,6 +259,9 @@ pub struct ModelTerms {
     /// Percent of items held out to score the model.
     #[arg(long, default_value_t = 20)]
     test_percent: u8,
+    /// What text fields become.
+    #[arg(long, value_enum, default_value = "tfidf")]
+    text_features: TextFeatures,
 }
 
 #[derive(Args)]
@@ -261,7 +307,7 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
         ModelCommand::Train(args) => {
             let desk = open_desk(store)?;
             let examples = training_examples(&desk, &args.terms.datasets)?;
-            let trained = Classifier::train(&examples, &train_options(&args.terms))
+            let trained = Classifier::train(&examples, &train_options(store, &args.terms)?)
                 .map_err(|e| e.to_string())?;
             let role = (Role::Developer, args.developer);
             register(store, desk, &args.terms, trained, role, None)
@@ -271,7 +317,7 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
             let base = load_classifier(store, &desk, &args.base)?;
             let examples = training_examples(&desk, &args.terms.datasets)?;
             let trained = base
-                .finetune(&examples, &train_options(&args.terms))
+                .finetune(&examples, &train_options(store, &args.terms)?)
                 .map_err(|e| e.to_string())?;
             let share = percent("--base-share", &args.base_share)?;
             let role = (Role::FineTuner, args.fine_tuner);
@@ -286,6 +332,7 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
         }
         ModelCommand::Predict(args) => predict(store, args),
         ModelCommand::Upstream(args) => register_upstream(store, args),
+        ModelCommand::Embedder(args) => register_embedder(store, args),
         ModelCommand::Agent(args) => register_agent(store, args),
         ModelCommand::Attest(args) => attest(store, args),
     }
@@ -301,12 +348,24 @@ fn percent(flag: &str, text: &str) -> Result<Ppm, String> {
     Ppm::from_percent_text(text).map_err(|e| format!("{flag}: {e}"))
 }
 
-fn train_options(terms: &ModelTerms) -> TrainOptions {
-    TrainOptions {
+fn train_options(store: &StoreArgs, terms: &ModelTerms) -> Result<TrainOptions, String> {
+    let encoder = match terms.text_features {
+        TextFeatures::Tfidf => None,
+        TextFeatures::Embeddings => Some(load_encoder(store)?),
+    };
+    Ok(TrainOptions {
         fields: terms.fields.clone(),
+        encoder,
         test_percent: terms.test_percent,
         ..TrainOptions::default()
-    }
+    })
+}
+
+/// The installed sentence encoder, or the error that says how to install it.
+pub fn load_encoder(store: &StoreArgs) -> Result<Arc<SentenceEncoder>, String> {
+    SentenceEncoder::load_installed(&store.models_dir())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Every labelled row of the datasets as an example: the item's data and its published label.
@@ -365,7 +424,13 @@ pub fn load_classifier(
     let bytes = artifact_store(store)
         .get(&content.1)
         .map_err(|e| e.to_string())?;
-    Classifier::from_artifact(&bytes)
+    let classifier = Classifier::from_artifact(&bytes)?;
+    match classifier.encoder_weights() {
+        Some(_) => classifier
+            .with_encoder(load_encoder(store)?)
+            .map_err(|e| e.to_string()),
+        None => Ok(classifier),
+    }
 }
 
 fn register(
@@ -453,6 +518,32 @@ fn register(
     Ok(())
 }
 
+/// The manifest of a model without parents, owned and developed by `developer`, sold at
+/// `price_per_call` in `token`.
+fn developer_model(
+    name: &str,
+    developer: Address,
+    content: caravan_core::Hash32,
+    (token, price_per_call): (Address, caravan_core::Amount),
+    shares: &Shares,
+) -> Result<Manifest, String> {
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: name.to_owned(),
+        owner: developer,
+        content,
+        licence: Licence::Commercial {
+            token,
+            price_per_call,
+            derivative_royalty: shares.derivative_royalty()?,
+        },
+        parents: Vec::new(),
+        roles: shares.roles(Role::Developer, developer)?,
+    };
+    manifest.normalise();
+    Ok(manifest)
+}
+
 fn register_upstream(store: &StoreArgs, args: UpstreamArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
@@ -467,30 +558,54 @@ fn register_upstream(store: &StoreArgs, args: UpstreamArgs) -> Result<(), String
         completion_per_million: price("--completion-price", &args.completion_price)?,
         api_key_env: args.api_key_env.clone(),
     };
-    let mut manifest = Manifest {
-        kind: AssetKind::Model,
-        name: args.name.clone(),
-        owner: args.developer,
-        content: upstream.content_hash(),
-        licence: Licence::Commercial {
-            token: args.token,
-            price_per_call: price("--price", &args.price)?,
-            derivative_royalty: args.shares.derivative_royalty()?,
-        },
-        parents: Vec::new(),
-        roles: args.shares.roles(Role::Developer, args.developer)?,
-    };
-    manifest.normalise();
+    let manifest = developer_model(
+        &args.name,
+        args.developer,
+        upstream.content_hash(),
+        (args.token, price("--price", &args.price)?),
+        &args.shares,
+    )?;
     let id = manifest.id();
     let events = upstream_events(manifest, upstream).map_err(|e| e.to_string())?;
-    let mut submitted = journal.submit(events).map_err(|e| e.to_string())?;
-    if let Some((_, why)) = submitted.refused.pop() {
-        return Err(why.to_string());
-    }
+    super::submit_all(&mut journal, events)?;
     println!("model asset {id}");
     println!(
         "forwards to {} (model {}); `caravan serve` serves it at /v1/chat/completions",
         args.url, args.upstream_model
+    );
+    Ok(())
+}
+
+fn register_embedder(store: &StoreArgs, args: EmbedderArgs) -> Result<(), String> {
+    let encoder = load_encoder(store)?;
+    let mut journal = open_journal(store)?;
+    ensure_genesis(&mut journal)?;
+    let economy = journal.economy();
+    let price = |flag: &str, text: &str| {
+        parse_amount(economy, &args.token, text).map_err(|e| format!("{flag}: {e}"))
+    };
+    let serving = EncoderServing {
+        encoder: MINILM.to_owned(),
+        weights: encoder.weights_hash(),
+        dimensions: encoder.dimensions() as u32,
+        input_per_million: price("--token-price", &args.token_price)?,
+    };
+    let manifest = developer_model(
+        &args.name,
+        args.developer,
+        serving.content_hash(),
+        (args.token, price("--price", &args.price)?),
+        &args.shares,
+    )?;
+    let id = manifest.id();
+    let events = encoder_events(manifest, serving).map_err(|e| e.to_string())?;
+    super::submit_all(&mut journal, events)?;
+    println!("model asset {id}");
+    println!(
+        "{MINILM} (weights {}, {} numbers per embedding); `caravan serve` serves it at /v1/embeddings as {}",
+        encoder.weights_hash(),
+        encoder.dimensions(),
+        args.name
     );
     Ok(())
 }
@@ -535,10 +650,7 @@ fn register_agent(store: &StoreArgs, args: AgentArgs) -> Result<(), String> {
     let id = manifest.id();
     let events =
         agent_events(manifest, program, journal.economy().lineage()).map_err(|e| e.to_string())?;
-    let mut submitted = journal.submit(events).map_err(|e| e.to_string())?;
-    if let Some((_, why)) = submitted.refused.pop() {
-        return Err(why.to_string());
-    }
+    super::submit_all(&mut journal, events)?;
     println!("agent asset {id}");
     println!(
         "calls {}; `caravan serve` serves it at /v1/chat/completions as {}",
