@@ -4,17 +4,23 @@
 //! signed with the node's secp256k1 key as an Ethereum personal message (EIP-191), so any wallet
 //! library recovers the signer with `verifyMessage(receipt, signature)` and compares it with the
 //! node's address, which is also the account the node is paid its compute share on.
+//!
+//! Every paid call signs one receipt on its answer's path, so signing uses libsecp256k1 (the
+//! `secp256k1` crate), several times faster than k256; both make the same deterministic (RFC 6979,
+//! low-s) signature, which a test checks.
 
 use std::path::Path;
 
-use caravan_core::attestation::{address_of, parse_secret_key, recover, sign_digest};
+use caravan_core::attestation::{address_of, parse_secret_key, recover};
 use caravan_core::hash::hex_lower;
 use caravan_core::{Address, Hash32, Signature65, keccak256};
 use k256::ecdsa::SigningKey;
+use secp256k1::{Message, Secp256k1, SecretKey, SignOnly};
 
 /// The node's signing identity.
 pub struct NodeSigner {
-    key: SigningKey,
+    secret: SecretKey,
+    context: Secp256k1<SignOnly>,
     address: Address,
 }
 
@@ -31,8 +37,11 @@ pub enum KeyFileError {
 impl NodeSigner {
     pub fn from_secret(secret: &[u8; 32]) -> Option<NodeSigner> {
         let key = SigningKey::from_bytes(secret.into()).ok()?;
-        let address = address_of(key.verifying_key());
-        Some(NodeSigner { key, address })
+        Some(NodeSigner {
+            secret: SecretKey::from_byte_array(*secret).ok()?,
+            context: Secp256k1::signing_only(),
+            address: address_of(key.verifying_key()),
+        })
     }
 
     /// A fresh random key.
@@ -63,7 +72,7 @@ impl NodeSigner {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
-                write_private(path, &hex_lower(&signer.key.to_bytes())).map_err(io)?;
+                write_private(path, &hex_lower(&signer.secret.secret_bytes())).map_err(io)?;
                 Ok(signer)
             }
             Err(e) => Err(io(e)),
@@ -77,7 +86,15 @@ impl NodeSigner {
 
     /// Signs `message` as an Ethereum personal message; returns the 65-byte `r ‖ s ‖ v` as hex.
     pub fn sign(&self, message: &[u8]) -> String {
-        sign_digest(&self.key, &Hash32(personal_digest(message))).to_hex()
+        let digest = Message::from_digest(personal_digest(message));
+        let (recovery, compact) = self
+            .context
+            .sign_ecdsa_recoverable(digest, &self.secret)
+            .serialize_compact();
+        let mut bytes = [0u8; 65];
+        bytes[..64].copy_from_slice(&compact);
+        bytes[64] = 27 + i32::from(recovery) as u8;
+        Signature65(bytes).to_hex()
     }
 }
 
@@ -141,6 +158,12 @@ mod tests {
             signer.address()
         );
         assert!(recover_signer(receipt, "0x1234").is_err());
+
+        // libsecp256k1 signs exactly as k256 (the core's signer) does.
+        let key = SigningKey::from_bytes((&secret).into()).unwrap();
+        let by_k256 =
+            caravan_core::attestation::sign_digest(&key, &Hash32(personal_digest(receipt)));
+        assert_eq!(signature, by_k256.to_hex());
     }
 
     #[test]
