@@ -16,10 +16,10 @@ use caravan_core::{
 use caravan_models::embedding::{MINILM, default_models_dir};
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
 use caravan_server::desk::Desk;
-use caravan_server::gateway::Gateway;
 use caravan_server::gateway::embeddings::EncoderServing;
 use caravan_server::gateway::receipt::{NodeSigner, recover_signer};
 use caravan_server::gateway::routes::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER, router};
+use caravan_server::gateway::{ChargeDurability, Gateway};
 use caravan_store::{Journal, Location};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -441,10 +441,25 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_clients_racing_one_balance_never_overdraw_it_and_every_charge_is_recorded() {
+    race_one_balance(ChargeDurability::Committed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answering_before_the_commit_still_never_overdraws_and_every_charge_reaches_the_store() {
+    race_one_balance(ChargeDurability::Queued).await;
+}
+
+/// 64 clients race a balance worth 100 calls through a gateway with `durability`.
+async fn race_one_balance(durability: ChargeDurability) {
     let dir = tempfile::tempdir().unwrap();
     // Enough for 100 calls; 64 clients send 4 each.
     let deposit = 100 * PRICE + PRICE / 2;
     let (gateway, _) = gateway(dir.path(), deposit);
+    let gateway = Arc::new(
+        Arc::into_inner(gateway)
+            .unwrap()
+            .with_charge_durability(durability),
+    );
     let app = router(Arc::clone(&gateway));
     let key = issue(&app, json!(["classify"])).await;
     let mut clients = Vec::new();
@@ -471,6 +486,15 @@ async fn sixty_four_clients_racing_one_balance_never_overdraw_it_and_every_charg
             }
         }
     }
+    // One more durable write: commits are in order, so every charge before it is in the store.
+    gateway
+        .journal()
+        .submit(vec![Event::Deposited {
+            payer: Address::from_label("another shop"),
+            token: token(),
+            amount: 1,
+        }])
+        .unwrap();
     let (charged, records) = metered(&gateway);
     assert_eq!(served, 100, "the balance pays for exactly 100 calls");
     assert_eq!(records as u128, served);

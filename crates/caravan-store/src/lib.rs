@@ -21,4 +21,4 @@ pub use backend::{
 pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
 pub use location::Location;
 pub use log::{AppendTicket, CommitStats, EventLog};
-pub use shared::{PendingSubmission, SharedJournal};
+pub use shared::{PendingSubmission, QueuedCommit, SharedJournal};

@@ -63,12 +63,34 @@ impl SharedJournal {
         self.lock().close_epoch()
     }
 
+    /// Waits until a detached submission (see [`PendingSubmission::detach`]) is durable. When the
+    /// store fails the commit, the journal reloads from the store once for the whole group.
+    pub fn await_commit(&self, commit: QueuedCommit) -> Result<(), JournalError> {
+        match commit.ticket.wait() {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let mut journal = self.lock();
+                if journal.generation() == commit.generation {
+                    journal.reload()?;
+                }
+                Err(error.into())
+            }
+        }
+    }
+
     /// Runs `read` on the journal. It sees every accepted event, including ones whose commit is
     /// still in flight (and would vanish if that commit failed): answer money questions that must
     /// be final only from events the caller has seen acknowledged.
     pub fn read<R>(&self, read: impl FnOnce(&Journal) -> R) -> R {
         read(&self.lock())
     }
+}
+
+/// The commit of a detached submission: durable once [`SharedJournal::await_commit`] says so.
+#[must_use = "queued events are durable only once their commit has been awaited"]
+pub struct QueuedCommit {
+    ticket: AppendTicket,
+    generation: u64,
 }
 
 /// Events applied in memory and queued for the store; [`PendingSubmission::wait`] returns once
@@ -85,16 +107,23 @@ impl PendingSubmission<'_> {
     /// Waits for durability. When the store fails a commit, every caller in that group gets the
     /// error and the journal reloads from the store once, not once per caller.
     pub fn wait(self) -> Result<Submitted, JournalError> {
-        match self.ticket.wait() {
-            Ok(()) => Ok(self.submitted),
-            Err(error) => {
-                let mut journal = self.shared.lock();
-                if journal.generation() == self.generation {
-                    journal.reload()?;
-                }
-                Err(error.into())
-            }
-        }
+        let shared = self.shared;
+        let (submitted, commit) = self.detach();
+        shared.await_commit(commit)?;
+        Ok(submitted)
+    }
+
+    /// What was accepted and refused now, and the commit to wait for later — on another thread,
+    /// with [`SharedJournal::await_commit`]. Until then the events are applied but not durable:
+    /// a crash, or a failed commit (after which the journal reloads from the store), undoes them.
+    pub fn detach(self) -> (Submitted, QueuedCommit) {
+        (
+            self.submitted,
+            QueuedCommit {
+                ticket: self.ticket,
+                generation: self.generation,
+            },
+        )
     }
 
     /// What was accepted and refused, before durability.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use caravan_server::api::router;
 use caravan_server::desk::Desk;
-use caravan_server::gateway::Gateway;
 use caravan_server::gateway::receipt::NodeSigner;
-use clap::Args;
+use caravan_server::gateway::{ChargeDurability, Gateway};
+use clap::{Args, ValueEnum};
 
 use crate::StoreArgs;
 use crate::commands::ensure_genesis;
@@ -25,6 +25,23 @@ pub struct ServeArgs {
     /// the data directory.
     #[arg(long, env = "CARAVAN_NODE_KEY_FILE")]
     node_key: Option<PathBuf>,
+    /// When a paid call is answered: once its charge is durable (`committed`: a crash never
+    /// loses an answered charge), or once the charge is applied and queued for the next commit
+    /// (`queued`: saves one fsync per answer; a crash in the milliseconds before the commit
+    /// loses those charges, never charges twice, and never lets a balance go below zero).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "committed",
+        env = "CARAVAN_CHARGE_DURABILITY"
+    )]
+    charge_durability: Durability,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    Committed,
+    Queued,
 }
 
 pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
@@ -44,7 +61,11 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let gateway = Arc::new(
         Gateway::open(Arc::clone(&desk), artifacts, signer)
             .map_err(|e| e.to_string())?
-            .with_models_dir(store.models_dir()),
+            .with_models_dir(store.models_dir())
+            .with_charge_durability(match args.charge_durability {
+                Durability::Committed => ChargeDurability::Committed,
+                Durability::Queued => ChargeDurability::Queued,
+            }),
     );
     let node = gateway.node();
     let app = router(desk).merge(caravan_server::gateway::routes::router(gateway));

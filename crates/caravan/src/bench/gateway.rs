@@ -6,8 +6,10 @@
 //! binary) so the client's work is not counted as the gateway's. At each concurrency the load
 //! first calls the upstream directly, then through the gateway, at the same request rate; the
 //! added latency is the difference of the two percentiles. Each call through the gateway is
-//! authenticated, held against the balance, forwarded, and charged by a `CallMetered` event that is
-//! durable (group commit, `synchronous=FULL`) before the answer is sent.
+//! authenticated, held against the balance, forwarded, and charged by a `CallMetered` event
+//! stored durably (group commit, `synchronous=FULL`). It is measured twice: with the answer sent
+//! once the charge is durable (the default, `added_*` figures) and once it is applied and queued
+//! for the commit (`caravan serve --charge-durability queued`, `added_*_queued` figures).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,7 +24,7 @@ use caravan_server::desk::Desk;
 use caravan_server::gateway::keys::Scope;
 use caravan_server::gateway::receipt::NodeSigner;
 use caravan_server::gateway::upstream::Upstream;
-use caravan_server::gateway::{Gateway, routes};
+use caravan_server::gateway::{ChargeDurability, Gateway, routes};
 use caravan_store::{Journal, Location};
 use clap::Args;
 use serde_json::json;
@@ -221,7 +223,7 @@ struct Node {
 }
 
 /// Sets up the scratch store, the models and the payer, and serves the gateway and the upstream.
-async fn start_node(dir: &std::path::Path) -> Result<Node, String> {
+async fn start_node(dir: &std::path::Path, durability: ChargeDurability) -> Result<Node, String> {
     let upstream_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -288,7 +290,9 @@ async fn start_node(dir: &std::path::Path) -> Result<Node, String> {
         .map_err(|e| e.to_string())?;
     let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
     let gateway = Arc::new(
-        Gateway::open(desk, artifacts, NodeSigner::generate()).map_err(|e| e.to_string())?,
+        Gateway::open(desk, artifacts, NodeSigner::generate())
+            .map_err(|e| e.to_string())?
+            .with_charge_durability(durability),
     );
     gateway
         .register_upstream(model("chat", upstream.content_hash()), upstream)
@@ -363,13 +367,22 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let node = runtime.block_on(start_node(scratch.path()))?;
+    let mut nodes = Vec::new();
+    for (durability, store) in [
+        (ChargeDurability::Committed, "committed"),
+        (ChargeDurability::Queued, "queued"),
+    ] {
+        let dir = scratch.path().join(store);
+        nodes.push((store, runtime.block_on(start_node(&dir, durability))?));
+    }
+    let node = &nodes[0].1;
     let chat = json!({ "model": "chat", "max_tokens": 16,
         "messages": [{ "role": "user", "content": "How long is a caravan?" }] });
     let direct = chat.to_string().replace("\"chat\"", "\"mock\"");
     let mut t = table(
         &[
             "concurrency",
+            "answered once the charge is",
             "calls/s",
             "upstream p50",
             "gateway p50",
@@ -378,36 +391,46 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
             "gateway p99",
             "added p99",
         ],
-        &[0, 1, 2, 3, 4, 5, 6, 7],
+        &[0, 2, 3, 4, 5, 6, 7, 8],
     );
     let mut figures = Vec::new();
     let upstream_chat = format!("{}/chat/completions", node.upstream_url);
-    let gateway_chat = format!("{}/chat/completions", node.gateway_url);
     for concurrency in [1usize, 16, 64] {
         let alone = run_load(&upstream_chat, None, &direct, concurrency, rate, seconds)?;
-        let through = run_load(
-            &gateway_chat,
-            Some(&node.key),
-            &chat.to_string(),
-            concurrency,
-            rate,
-            seconds,
-        )?;
-        let added_p50 = (through.p50_us - alone.p50_us).max(0.0);
-        let added_p99 = (through.p99_us - alone.p99_us).max(0.0);
-        let us = |v: f64| format!("{v:.0} µs");
-        t.add_row(vec![
-            concurrency.to_string(),
-            format!("{:.0}", through.per_second),
-            us(alone.p50_us),
-            us(through.p50_us),
-            us(added_p50),
-            us(alone.p99_us),
-            us(through.p99_us),
-            us(added_p99),
-        ]);
-        figures.push((format!("added_p50_us_c{concurrency}"), added_p50));
-        figures.push((format!("added_p99_us_c{concurrency}"), added_p99));
+        for (store, node) in &nodes {
+            let through = run_load(
+                &format!("{}/chat/completions", node.gateway_url),
+                Some(&node.key),
+                &chat.to_string(),
+                concurrency,
+                rate,
+                seconds,
+            )?;
+            let added_p50 = (through.p50_us - alone.p50_us).max(0.0);
+            let added_p99 = (through.p99_us - alone.p99_us).max(0.0);
+            let us = |v: f64| format!("{v:.0} µs");
+            t.add_row(vec![
+                concurrency.to_string(),
+                format!(
+                    "{store} (durable {})",
+                    if *store == "committed" {
+                        "first"
+                    } else {
+                        "after"
+                    }
+                ),
+                format!("{:.0}", through.per_second),
+                us(alone.p50_us),
+                us(through.p50_us),
+                us(added_p50),
+                us(alone.p99_us),
+                us(through.p99_us),
+                us(added_p99),
+            ]);
+            let suffix = if *store == "committed" { "" } else { "_queued" };
+            figures.push((format!("added_p50_us_c{concurrency}{suffix}"), added_p50));
+            figures.push((format!("added_p99_us_c{concurrency}{suffix}"), added_p99));
+        }
     }
     let classify = run_load(
         &format!("{}/classifications", node.gateway_url),
@@ -419,7 +442,7 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
     )?;
     figures.push(("classifier_calls_per_s".into(), classify.per_second));
     println!(
-        "chat calls through the gateway at {rate} calls/s (load from a separate process, stand-in upstream on loopback; every call metered and durable before it is answered)\n{t}"
+        "chat calls through the gateway at {rate} calls/s (load from a separate process, stand-in upstream on loopback; every call metered and stored durably, answered after or before its commit)\n{t}"
     );
     println!(
         "first-party classifier, 16 clients as fast as answers come: {:.0} calls/s (p50 {:.0} µs, p99 {:.0} µs)",
