@@ -449,6 +449,19 @@ async fn answering_before_the_commit_still_never_overdraws_and_every_charge_reac
     race_one_balance(ChargeDurability::Queued).await;
 }
 
+/// Returns once every charge queued so far is in the store: it makes one more durable write,
+/// and commits are in order.
+fn wait_for_earlier_commits(gateway: &Gateway) {
+    gateway
+        .journal()
+        .submit(vec![Event::Deposited {
+            payer: Address::from_label("another shop"),
+            token: token(),
+            amount: 1,
+        }])
+        .unwrap();
+}
+
 /// 64 clients race a balance worth 100 calls through a gateway with `durability`.
 async fn race_one_balance(durability: ChargeDurability) {
     let dir = tempfile::tempdir().unwrap();
@@ -486,15 +499,7 @@ async fn race_one_balance(durability: ChargeDurability) {
             }
         }
     }
-    // One more durable write: commits are in order, so every charge before it is in the store.
-    gateway
-        .journal()
-        .submit(vec![Event::Deposited {
-            payer: Address::from_label("another shop"),
-            token: token(),
-            amount: 1,
-        }])
-        .unwrap();
+    wait_for_earlier_commits(&gateway);
     let (charged, records) = metered(&gateway);
     assert_eq!(served, 100, "the balance pays for exactly 100 calls");
     assert_eq!(records as u128, served);
@@ -774,6 +779,46 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
     assert_eq!(reply.body["error"]["code"], "upstream_error");
     assert_eq!(metered(&gateway), (3 * 1_004, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_call_answered_before_its_commit_is_charged_receipted_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let gateway = Arc::new(
+        Arc::into_inner(gateway)
+            .unwrap()
+            .with_charge_durability(ChargeDurability::Queued),
+    );
+    assert!(gateway.answers_before_commit());
+    let upstream = mock_upstream(5, 1).await;
+    chat_model(&gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, json!(["chat"])).await;
+    let ask =
+        json!({ "model": "chat-upstream", "messages": [{ "role": "user", "content": "hello" }] });
+    let retry = [("idempotency-key", "queued-1")];
+    for _ in 0..2 {
+        let reply = call(
+            &app,
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&key),
+            &retry,
+            Some(ask.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let receipt = base64::engine::general_purpose::STANDARD
+            .decode(reply.headers[RECEIPT_HEADER].as_bytes())
+            .unwrap();
+        let signature = reply.headers[SIGNATURE_HEADER].to_str().unwrap();
+        assert_eq!(recover_signer(&receipt, signature).unwrap(), gateway.node());
+    }
+    // Charged once (the retry replays), as with committed charges: 1,000 + 2 + 2.
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
+    wait_for_earlier_commits(&gateway);
+    assert_eq!(metered(&gateway), (1_004, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -295,17 +295,23 @@ pub async fn chat_completions(
     });
     answer["model"] = json!(metering.called.name);
     let node = gateway.node();
-    // The charge, the receipt and keeping the answer for a retry run to the end on a blocking
-    // thread even if the client goes away meanwhile.
-    let stored = tokio::task::spawn_blocking(move || {
+    let settle = move || {
         let served = metering.settle(usage)?;
         answer["id"] = served.body["id"].clone();
         let stored = wire::stored(&served, Bytes::from(answer.to_string()));
         admitted.finish(stored.clone());
         Ok::<_, GatewayError>(stored)
-    })
-    .await
-    .map_err(|e| GatewayError::Refused(format!("the charge failed inside the node: {e}")))??;
+    };
+    // The charge, the receipt and keeping the answer for a retry run to the end even if the
+    // client goes away meanwhile: a charge that only queues never waits, so it runs right here
+    // (nothing in it can be interrupted); one that waits for its commit runs on a blocking thread.
+    let stored = if gateway.answers_before_commit() {
+        settle()?
+    } else {
+        tokio::task::spawn_blocking(settle).await.map_err(|e| {
+            GatewayError::Refused(format!("the charge failed inside the node: {e}"))
+        })??
+    };
     Ok(wire::into_response(stored, node, false))
 }
 

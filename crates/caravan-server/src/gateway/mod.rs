@@ -176,6 +176,12 @@ impl Gateway {
         self
     }
 
+    /// Whether answers go out before their charge's commit ([`ChargeDurability::Queued`]), so
+    /// charging never waits.
+    pub fn answers_before_commit(&self) -> bool {
+        self.queued_commits.is_some()
+    }
+
     /// Reads installed models (the sentence encoder) from `dir` instead of the default folder
     /// (`$CARAVAN_MODELS_DIR`, else `~/.cache/caravan/models`).
     pub fn with_models_dir(mut self, dir: std::path::PathBuf) -> Gateway {
