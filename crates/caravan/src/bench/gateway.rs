@@ -411,14 +411,7 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
             let us = |v: f64| format!("{v:.0} µs");
             t.add_row(vec![
                 concurrency.to_string(),
-                format!(
-                    "{store} (durable {})",
-                    if *store == "committed" {
-                        "first"
-                    } else {
-                        "after"
-                    }
-                ),
+                store.to_string(),
                 format!("{:.0}", through.per_second),
                 us(alone.p50_us),
                 us(through.p50_us),
