@@ -364,6 +364,15 @@ fn the_gateway_benchmark_measures_each_concurrency_from_a_separate_load_process(
         .parse()
         .unwrap();
     assert!(calls > 0.0, "{out}");
+    if installed_models_dir().is_some() {
+        let tokens: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("embedding_tokens_per_s: "))
+            .unwrap_or_else(|| panic!("no embedding line in:\n{out}"))
+            .parse()
+            .unwrap();
+        assert!(tokens > 0.0, "{out}");
+    }
 }
 
 #[test]

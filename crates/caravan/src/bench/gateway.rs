@@ -10,6 +10,7 @@
 //! stored durably (group commit, `synchronous=FULL`). It is measured twice: with the answer sent
 //! once the charge is durable (the default, `added_*` figures) and once it is applied and queued
 //! for the commit (`caravan serve --charge-durability queued`, `added_*_queued` figures).
+//! With all-MiniLM-L6-v2 installed it also measures embeddings per second.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,8 +20,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::post;
 use caravan_core::*;
-use caravan_models::{ArtifactStore, Classifier, Example, TrainOptions};
+use caravan_models::embedding::MINILM;
+use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
 use caravan_server::desk::Desk;
+use caravan_server::gateway::embeddings::EncoderServing;
 use caravan_server::gateway::keys::Scope;
 use caravan_server::gateway::receipt::NodeSigner;
 use caravan_server::gateway::upstream::Upstream;
@@ -220,10 +223,29 @@ struct Node {
     upstream_url: String,
     key: String,
     classify_body: String,
+    /// When all-MiniLM-L6-v2 is installed, the node serves it as `minilm`: the tokens it reads
+    /// per benchmark call.
+    embedding_tokens: Option<usize>,
 }
 
+/// What the embedding benchmark sends per call: eight sentences of about 15 tokens.
+const EMBEDDING_INPUTS: [&str; 8] = [
+    "The courier left the parcel with a neighbour across the street.",
+    "Interest rates rose again, and mortgage holders felt the squeeze.",
+    "Simmer the onions slowly in butter until they turn golden and soft.",
+    "The striker scored twice in the second half to win the final.",
+    "Our support team answers most questions within a single working day.",
+    "A new study links regular walking to better sleep in older adults.",
+    "The train to the coast was delayed by forty minutes this morning.",
+    "Please reset your password using the link we sent to your email.",
+];
+
 /// Sets up the scratch store, the models and the payer, and serves the gateway and the upstream.
-async fn start_node(dir: &std::path::Path, durability: ChargeDurability) -> Result<Node, String> {
+async fn start_node(
+    dir: &std::path::Path,
+    durability: ChargeDurability,
+    models_dir: PathBuf,
+) -> Result<Node, String> {
     let upstream_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -292,11 +314,31 @@ async fn start_node(dir: &std::path::Path, durability: ChargeDurability) -> Resu
     let gateway = Arc::new(
         Gateway::open(desk, artifacts, NodeSigner::generate())
             .map_err(|e| e.to_string())?
-            .with_charge_durability(durability),
+            .with_charge_durability(durability)
+            .with_models_dir(models_dir.clone()),
     );
     gateway
         .register_upstream(model("chat", upstream.content_hash()), upstream)
         .map_err(|e| e.to_string())?;
+    let embedding_tokens = match SentenceEncoder::load_installed(&models_dir) {
+        Ok(encoder) => {
+            let serving = EncoderServing {
+                encoder: MINILM.into(),
+                weights: encoder.weights_hash(),
+                dimensions: encoder.dimensions() as u32,
+                input_per_million: 20_000,
+            };
+            gateway
+                .register_encoder(model("minilm", serving.content_hash()), serving)
+                .map_err(|e| e.to_string())?;
+            let mut tokens = 0;
+            for text in EMBEDDING_INPUTS {
+                tokens += encoder.tokenize(text).map_err(|e| e.to_string())?.len();
+            }
+            Some(tokens)
+        }
+        Err(_) => None,
+    };
     let (key, _) = gateway
         .issue_key(payer, Scope::ALL.to_vec(), None, "bench".into())
         .map_err(|e| e.to_string())?;
@@ -313,6 +355,7 @@ async fn start_node(dir: &std::path::Path, durability: ChargeDurability) -> Resu
         upstream_url,
         key,
         classify_body: json!({ "model": "classifier", "input": examples[0].data }).to_string(),
+        embedding_tokens,
     })
 }
 
@@ -373,7 +416,11 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
         (ChargeDurability::Queued, "queued"),
     ] {
         let dir = scratch.path().join(store);
-        nodes.push((store, runtime.block_on(start_node(&dir, durability))?));
+        let models_dir = caravan_models::embedding::default_models_dir();
+        nodes.push((
+            store,
+            runtime.block_on(start_node(&dir, durability, models_dir))?,
+        ));
     }
     let node = &nodes[0].1;
     let chat = json!({ "model": "chat", "max_tokens": 16,
@@ -441,6 +488,32 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
         "first-party classifier, 16 clients as fast as answers come: {:.0} calls/s (p50 {:.0} µs, p99 {:.0} µs)",
         classify.per_second, classify.p50_us, classify.p99_us
     );
+    if let Some(tokens_per_call) = node.embedding_tokens {
+        let body = json!({ "model": "minilm", "input": EMBEDDING_INPUTS }).to_string();
+        let embed = run_load(
+            &format!("{}/embeddings", node.gateway_url),
+            Some(&node.key),
+            &body,
+            4,
+            0,
+            seconds,
+        )?;
+        println!(
+            "all-MiniLM-L6-v2 embeddings, 4 clients, 8 sentences per call: {:.1} calls/s, about {:.0} sentences/s (p50 {:.1} ms)",
+            embed.per_second,
+            embed.per_second * 8.0,
+            embed.p50_us / 1000.0
+        );
+        figures.push(("embedding_sentences_per_s".into(), embed.per_second * 8.0));
+        figures.push((
+            "embedding_tokens_per_s".into(),
+            embed.per_second * tokens_per_call as f64,
+        ));
+    } else {
+        println!(
+            "all-MiniLM-L6-v2 is not installed (scripts/models/install.sh): no embedding figures"
+        );
+    }
     drop(runtime);
     for (name, value) in figures {
         println!("{name}: {value:.0}");
