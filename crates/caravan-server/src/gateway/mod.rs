@@ -106,15 +106,41 @@ pub struct ServedModel {
     pub price_per_call: Amount,
 }
 
+/// How the node serves assets of one kind (upstreams, agents, encoders), by asset id.
+struct Registry<T>(RwLock<HashMap<AssetId, T>>);
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry(RwLock::new(HashMap::new()))
+    }
+}
+
+impl<T: Clone> Registry<T> {
+    fn insert(&self, asset: AssetId, serving: T) {
+        self.0
+            .write()
+            .expect("a registry's lock is never poisoned")
+            .insert(asset, serving);
+    }
+
+    fn get(&self, asset: &AssetId) -> Option<T> {
+        self.0
+            .read()
+            .expect("a registry's lock is never poisoned")
+            .get(asset)
+            .cloned()
+    }
+}
+
 /// The gateway. Cheap to share: wrap it in an `Arc`.
 pub struct Gateway {
     desk: Arc<Desk>,
     artifacts: ArtifactStore,
     classifiers: Mutex<HashMap<Hash32, Arc<Classifier>>>,
     keys: RwLock<KeyRing>,
-    upstreams: RwLock<HashMap<AssetId, Upstream>>,
-    agents: RwLock<HashMap<AssetId, AgentProgram>>,
-    encoders: RwLock<HashMap<AssetId, EncoderServing>>,
+    upstreams: Registry<Upstream>,
+    agents: Registry<AgentProgram>,
+    encoders: Registry<EncoderServing>,
     encoder: EncoderSlot,
     http: reqwest::Client,
     /// Where queued charges' commits are sent to be awaited; `None` answers after each commit.
@@ -137,9 +163,9 @@ impl Gateway {
             artifacts,
             classifiers: Mutex::new(HashMap::new()),
             keys: RwLock::new(KeyRing::default()),
-            upstreams: RwLock::new(HashMap::new()),
-            agents: RwLock::new(HashMap::new()),
-            encoders: RwLock::new(HashMap::new()),
+            upstreams: Registry::default(),
+            agents: Registry::default(),
+            encoders: Registry::default(),
             encoder: EncoderSlot::new(caravan_models::embedding::default_models_dir()),
             http: reqwest::Client::new(),
             queued_commits: None,
@@ -224,22 +250,13 @@ impl Gateway {
     fn apply_access(&self, record: &AccessRecord) {
         match record {
             AccessRecord::UpstreamRegistered { asset, upstream } => {
-                self.upstreams
-                    .write()
-                    .expect("upstream map lock")
-                    .insert(*asset, upstream.clone());
+                self.upstreams.insert(*asset, upstream.clone());
             }
             AccessRecord::AgentRegistered { asset, program } => {
-                self.agents
-                    .write()
-                    .expect("agent map lock")
-                    .insert(*asset, program.clone());
+                self.agents.insert(*asset, program.clone());
             }
             AccessRecord::EncoderRegistered { asset, encoder } => {
-                self.encoders
-                    .write()
-                    .expect("encoder map lock")
-                    .insert(*asset, encoder.clone());
+                self.encoders.insert(*asset, encoder.clone());
             }
             AccessRecord::KeyIssued { hash, key } => {
                 self.keys
@@ -255,29 +272,17 @@ impl Gateway {
 
     /// The upstream a model forwards to, if it is an upstream model.
     pub fn upstream(&self, asset: &AssetId) -> Option<Upstream> {
-        self.upstreams
-            .read()
-            .expect("upstream map lock")
-            .get(asset)
-            .cloned()
+        self.upstreams.get(asset)
     }
 
     /// The encoder an embedding model runs, if the asset is one.
     pub fn encoder(&self, asset: &AssetId) -> Option<EncoderServing> {
-        self.encoders
-            .read()
-            .expect("encoder map lock")
-            .get(asset)
-            .cloned()
+        self.encoders.get(asset)
     }
 
     /// The program an agent runs, if the asset is an agent this node serves.
     pub fn agent(&self, asset: &AssetId) -> Option<AgentProgram> {
-        self.agents
-            .read()
-            .expect("agent map lock")
-            .get(asset)
-            .cloned()
+        self.agents.get(asset)
     }
 
     /// Registers an agent asset and its program in one durable write.
