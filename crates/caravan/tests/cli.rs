@@ -427,16 +427,26 @@ fn digits_dir() -> Option<std::path::PathBuf> {
             std::env::var_os("HOME")
                 .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/digits"))
         })?;
-    if dir.join("digits.csv").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CARAVAN_REQUIRE_DIGITS").is_none(),
+    let missing = format!(
         "digits not found in {}; run scripts/fetch-digits.sh",
         dir.display()
     );
-    eprintln!("digits not fetched (scripts/fetch-digits.sh); skipping");
-    None
+    installed(
+        dir.join("digits.csv").exists().then_some(dir),
+        "CARAVAN_REQUIRE_DIGITS",
+        missing,
+    )
+}
+
+/// `found`, or `None` after saying what is `missing` and how to install it — a test failure
+/// instead when the environment variable `require` is set (CI sets one for each thing it
+/// installs).
+fn installed<T>(found: Option<T>, require: &str, missing: String) -> Option<T> {
+    if found.is_none() {
+        assert!(std::env::var_os(require).is_none(), "{missing}");
+        eprintln!("{missing}; skipping");
+    }
+    found
 }
 
 /// Runs the demo with `calls` paid calls in `scratch`; returns its output and the directory of
@@ -877,16 +887,15 @@ fn python_clients() -> Option<std::path::PathBuf> {
                 .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/python-clients"))
         })?
         .join("bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CARAVAN_REQUIRE_PYTHON_CLIENTS").is_none(),
+    let missing = format!(
         "no {}; run scripts/python-clients/install.sh",
         python.display()
     );
-    eprintln!("python clients not installed (scripts/python-clients/install.sh); skipping");
-    None
+    installed(
+        python.exists().then_some(python),
+        "CARAVAN_REQUIRE_PYTHON_CLIENTS",
+        missing,
+    )
 }
 
 #[test]
@@ -1060,16 +1069,12 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
 /// `scripts/models/install.sh` was never run and `CARAVAN_REQUIRE_EMBEDDINGS` is not set.
 fn installed_models_dir() -> Option<std::path::PathBuf> {
     let dir = caravan_models::embedding::default_models_dir();
-    if dir.join("all-MiniLM-L6-v2/model.safetensors").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CARAVAN_REQUIRE_EMBEDDINGS").is_none(),
+    let missing = format!(
         "all-MiniLM-L6-v2 not in {}; run scripts/models/install.sh",
         dir.display()
     );
-    eprintln!("all-MiniLM-L6-v2 not installed (scripts/models/install.sh); skipping its checks");
-    None
+    let found = dir.join("all-MiniLM-L6-v2/model.safetensors").is_file();
+    installed(found.then_some(dir), "CARAVAN_REQUIRE_EMBEDDINGS", missing)
 }
 
 /// A store whose first epoch pays the example dataset's contributors in the development token;
@@ -1188,14 +1193,12 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
 fn local_anvil() -> Option<caravan_chain::anvil::LocalAnvil> {
     let anvil = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if !anvil.exists() {
-        assert!(
-            std::env::var_os("CARAVAN_REQUIRE_ANVIL").is_none(),
-            "anvil is not installed; run scripts/anvil/install.sh"
-        );
-        eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
-        return None;
-    }
+    let missing = "anvil is not installed; run scripts/anvil/install.sh".to_owned();
+    let anvil = installed(
+        anvil.exists().then_some(anvil),
+        "CARAVAN_REQUIRE_ANVIL",
+        missing,
+    )?;
     Some(caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap())
 }
 
