@@ -151,12 +151,10 @@ fn bad_input(message: String) -> GatewayError {
     }
 }
 
-/// How embeddings are written in the response.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How embeddings are written in the response (`encoding_format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncodingFormat {
     /// A JSON array of numbers.
-    #[default]
     Float,
     /// The little-endian float32 bytes, base64-encoded: a quarter of the size on the wire.
     Base64,
