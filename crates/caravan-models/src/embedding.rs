@@ -29,9 +29,9 @@ const BATCH: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error(
-        "the embedding model is not installed: {path} is missing. Run `{INSTALL_COMMAND}` (it downloads the model into {default}), or point --models-dir / {MODELS_DIR_VAR} at a folder holding {MINILM}",
+        "the embedding model is not installed: {path} is missing. Run `{INSTALL_COMMAND} {models}` to install it there, or point --models-dir / {MODELS_DIR_VAR} at a folder that holds {MINILM}",
         path = .0.display(),
-        default = default_models_dir().join(MINILM).display()
+        models = .0.parent().unwrap_or(.0).display()
     )]
     NotInstalled(PathBuf),
     #[error("cannot read {path}: {reason}; run `{INSTALL_COMMAND}` again to reinstall the model", path = .path.display())]

@@ -104,7 +104,8 @@ fn a_missing_model_names_the_command_that_installs_it() {
     let dir = tempfile::tempdir().unwrap();
     let error = SentenceEncoder::load_installed(dir.path()).unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("scripts/models/install.sh"), "{message}");
+    let install = format!("scripts/models/install.sh {}", dir.path().display());
+    assert!(message.contains(&install), "{message}");
     assert!(
         message.contains(&dir.path().join(MINILM).display().to_string()),
         "{message}"
