@@ -217,19 +217,7 @@ impl Classifier {
         mut self,
         encoder: Arc<SentenceEncoder>,
     ) -> Result<Classifier, FeatureError> {
-        if let FeatureSpec::SentenceEmbedding {
-            encoder: name,
-            weights,
-            ..
-        } = &self.features
-            && encoder.weights_hash() != *weights
-        {
-            return Err(FeatureError::EncoderMismatch {
-                encoder: name.clone(),
-                expected: *weights,
-                found: encoder.weights_hash(),
-            });
-        }
+        self.features.check_encoder(&encoder)?;
         self.encoder = Some(encoder);
         Ok(self)
     }

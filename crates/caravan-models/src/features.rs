@@ -262,6 +262,22 @@ impl FeatureSpec {
         }
     }
 
+    /// Refuses `encoder` when these features are sentence embeddings from other weights.
+    pub fn check_encoder(&self, encoder: &SentenceEncoder) -> Result<(), FeatureError> {
+        match self {
+            FeatureSpec::SentenceEmbedding {
+                encoder: name,
+                weights,
+                ..
+            } if encoder.weights_hash() != *weights => Err(FeatureError::EncoderMismatch {
+                encoder: name.clone(),
+                expected: *weights,
+                found: encoder.weights_hash(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The feature vectors of `items`, one row after another. Sentence embeddings need the
     /// encoder the model was trained with; the other features ignore `encoder`.
     pub fn transform_rows(
@@ -273,20 +289,13 @@ impl FeatureSpec {
         if let FeatureSpec::SentenceEmbedding {
             fields,
             encoder: name,
-            weights,
             ..
         } = self
         {
             let encoder = encoder.ok_or_else(|| FeatureError::EncoderNeeded {
                 encoder: name.clone(),
             })?;
-            if encoder.weights_hash() != *weights {
-                return Err(FeatureError::EncoderMismatch {
-                    encoder: name.clone(),
-                    expected: *weights,
-                    found: encoder.weights_hash(),
-                });
-            }
+            self.check_encoder(encoder)?;
             let texts = items
                 .iter()
                 .map(|item| read_text(object(item)?, fields))
