@@ -223,9 +223,6 @@ struct Node {
     upstream_url: String,
     key: String,
     classify_body: String,
-    /// When all-MiniLM-L6-v2 is installed, the node serves it as `minilm`: the tokens it reads
-    /// per benchmark call.
-    embedding_tokens: Option<usize>,
 }
 
 /// What the embedding benchmark sends per call: eight sentences of about 15 tokens.
@@ -240,11 +237,13 @@ const EMBEDDING_INPUTS: [&str; 8] = [
     "Please reset your password using the link we sent to your email.",
 ];
 
-/// Sets up the scratch store, the models and the payer, and serves the gateway and the upstream.
+/// Sets up the scratch store, the models and the payer, and serves the gateway and the upstream;
+/// with `encoder` (installed in `models_dir`) the node also serves it as `minilm`.
 async fn start_node(
     dir: &std::path::Path,
     durability: ChargeDurability,
-    models_dir: PathBuf,
+    models_dir: &std::path::Path,
+    encoder: Option<&SentenceEncoder>,
 ) -> Result<Node, String> {
     let upstream_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -315,30 +314,22 @@ async fn start_node(
         Gateway::open(desk, artifacts, NodeSigner::generate())
             .map_err(|e| e.to_string())?
             .with_charge_durability(durability)
-            .with_models_dir(models_dir.clone()),
+            .with_models_dir(models_dir.to_owned()),
     );
     gateway
         .register_upstream(model("chat", upstream.content_hash()), upstream)
         .map_err(|e| e.to_string())?;
-    let embedding_tokens = match SentenceEncoder::load_installed(&models_dir) {
-        Ok(encoder) => {
-            let serving = EncoderServing {
-                encoder: MINILM.into(),
-                weights: encoder.weights_hash(),
-                dimensions: encoder.dimensions() as u32,
-                input_per_million: 20_000,
-            };
-            gateway
-                .register_encoder(model("minilm", serving.content_hash()), serving)
-                .map_err(|e| e.to_string())?;
-            let mut tokens = 0;
-            for text in EMBEDDING_INPUTS {
-                tokens += encoder.tokenize(text).map_err(|e| e.to_string())?.len();
-            }
-            Some(tokens)
-        }
-        Err(_) => None,
-    };
+    if let Some(encoder) = encoder {
+        let serving = EncoderServing {
+            encoder: MINILM.into(),
+            weights: encoder.weights_hash(),
+            dimensions: encoder.dimensions() as u32,
+            input_per_million: 20_000,
+        };
+        gateway
+            .register_encoder(model("minilm", serving.content_hash()), serving)
+            .map_err(|e| e.to_string())?;
+    }
     let (key, _) = gateway
         .issue_key(payer, Scope::ALL.to_vec(), None, "bench".into())
         .map_err(|e| e.to_string())?;
@@ -355,7 +346,6 @@ async fn start_node(
         upstream_url,
         key,
         classify_body: json!({ "model": "classifier", "input": examples[0].data }).to_string(),
-        embedding_tokens,
     })
 }
 
@@ -410,17 +400,17 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // The encoder is read once (90 MB) for every node's registration and the token count.
+    let models_dir = caravan_models::embedding::default_models_dir();
+    let encoder = SentenceEncoder::load_installed(&models_dir).ok();
     let mut nodes = Vec::new();
     for (durability, store) in [
         (ChargeDurability::Committed, "committed"),
         (ChargeDurability::Queued, "queued"),
     ] {
         let dir = scratch.path().join(store);
-        let models_dir = caravan_models::embedding::default_models_dir();
-        nodes.push((
-            store,
-            runtime.block_on(start_node(&dir, durability, models_dir))?,
-        ));
+        let started = start_node(&dir, durability, &models_dir, encoder.as_ref());
+        nodes.push((store, runtime.block_on(started)?));
     }
     let node = &nodes[0].1;
     let chat = json!({ "model": "chat", "max_tokens": 16,
@@ -488,7 +478,11 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
         "first-party classifier, 16 clients as fast as answers come: {:.0} calls/s (p50 {:.0} µs, p99 {:.0} µs)",
         classify.per_second, classify.p50_us, classify.p99_us
     );
-    if let Some(tokens_per_call) = node.embedding_tokens {
+    if let Some(encoder) = &encoder {
+        let mut tokens_per_call = 0;
+        for text in EMBEDDING_INPUTS {
+            tokens_per_call += encoder.tokenize(text).map_err(|e| e.to_string())?.len();
+        }
         let body = json!({ "model": "minilm", "input": EMBEDDING_INPUTS }).to_string();
         let embed = run_load(
             &format!("{}/embeddings", node.gateway_url),
