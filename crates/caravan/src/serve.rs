@@ -44,6 +44,25 @@ pub enum Durability {
     Queued,
 }
 
+impl Durability {
+    /// The name the option takes, as figures and tables print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Committed => "committed",
+            Durability::Queued => "queued",
+        }
+    }
+}
+
+impl From<Durability> for ChargeDurability {
+    fn from(durability: Durability) -> ChargeDurability {
+        match durability {
+            Durability::Committed => ChargeDurability::Committed,
+            Durability::Queued => ChargeDurability::Queued,
+        }
+    }
+}
+
 pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
@@ -62,10 +81,7 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         Gateway::open(Arc::clone(&desk), artifacts, signer)
             .map_err(|e| e.to_string())?
             .with_models_dir(store.models_dir())
-            .with_charge_durability(match args.charge_durability {
-                Durability::Committed => ChargeDurability::Committed,
-                Durability::Queued => ChargeDurability::Queued,
-            }),
+            .with_charge_durability(args.charge_durability.into()),
     );
     let node = gateway.node();
     let app = router(desk).merge(caravan_server::gateway::routes::router(gateway));

@@ -33,6 +33,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::present::table;
+use crate::serve::Durability;
 
 #[derive(Args)]
 pub struct GatewayArgs {
@@ -45,6 +46,12 @@ pub struct GatewayArgs {
     /// Seconds of load per measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u32,
+    /// Concurrent clients for the chat latency, one measurement per value (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// When answers go out relative to their charge's commit; both by default (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "committed,queued")]
+    durability: Vec<Durability>,
     /// Directory for the scratch store (a fresh temporary one inside it).
     #[arg(long, default_value = ".")]
     scratch_dir: PathBuf,
@@ -403,14 +410,23 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
     // The encoder is read once (90 MB) for every node's registration and the token count.
     let models_dir = caravan_models::embedding::default_models_dir();
     let encoder = SentenceEncoder::load_installed(&models_dir).ok();
+    let mut durabilities = Vec::new();
+    for durability in &args.durability {
+        if !durabilities.contains(durability) {
+            durabilities.push(*durability);
+        }
+    }
+    if durabilities.is_empty() || args.concurrency.contains(&0) {
+        return Err(
+            "give at least one --durability and concurrencies of 1 or more (e.g. --concurrency 1,16,64)"
+                .into(),
+        );
+    }
     let mut nodes = Vec::new();
-    for (durability, store) in [
-        (ChargeDurability::Committed, "committed"),
-        (ChargeDurability::Queued, "queued"),
-    ] {
-        let dir = scratch.path().join(store);
-        let started = start_node(&dir, durability, &models_dir, encoder.as_ref());
-        nodes.push((store, runtime.block_on(started)?));
+    for durability in durabilities {
+        let dir = scratch.path().join(durability.name());
+        let started = start_node(&dir, durability.into(), &models_dir, encoder.as_ref());
+        nodes.push((durability, runtime.block_on(started)?));
     }
     let node = &nodes[0].1;
     let chat = json!({ "model": "chat", "max_tokens": 16,
@@ -432,9 +448,9 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
     );
     let mut figures = Vec::new();
     let upstream_chat = format!("{}/chat/completions", node.upstream_url);
-    for concurrency in [1usize, 16, 64] {
+    for &concurrency in &args.concurrency {
         let alone = run_load(&upstream_chat, None, &direct, concurrency, rate, seconds)?;
-        for (store, node) in &nodes {
+        for (durability, node) in &nodes {
             let through = run_load(
                 &format!("{}/chat/completions", node.gateway_url),
                 Some(&node.key),
@@ -448,7 +464,7 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
             let us = |v: f64| format!("{v:.0} µs");
             t.add_row(vec![
                 concurrency.to_string(),
-                store.to_string(),
+                durability.name().to_string(),
                 format!("{:.0}", through.per_second),
                 us(alone.p50_us),
                 us(through.p50_us),
@@ -457,7 +473,10 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
                 us(through.p99_us),
                 us(added_p99),
             ]);
-            let suffix = if *store == "committed" { "" } else { "_queued" };
+            let suffix = match durability {
+                Durability::Committed => "",
+                Durability::Queued => "_queued",
+            };
             figures.push((format!("added_p50_us_c{concurrency}{suffix}"), added_p50));
             figures.push((format!("added_p99_us_c{concurrency}{suffix}"), added_p99));
         }
