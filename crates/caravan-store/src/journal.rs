@@ -8,7 +8,7 @@
 //! runs ahead of what is on disk. Each epoch close stores its bundle and a snapshot in the same
 //! transaction as its event.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{
@@ -153,6 +153,18 @@ impl Journal {
         events: Vec<Event>,
         at_ms: u64,
     ) -> (Submitted, AppendTicket) {
+        self.submit_pipelined_within(events, at_ms, Duration::ZERO)
+    }
+
+    /// [`Journal::submit_pipelined`], with the store's commit starting within `window` rather
+    /// than at once (see [`EventLog::append_within`]): for events whose submitter does not wait
+    /// for their durability, so that a stream of them shares syncs.
+    pub fn submit_pipelined_within(
+        &mut self,
+        events: Vec<Event>,
+        at_ms: u64,
+        window: Duration,
+    ) -> (Submitted, AppendTicket) {
         let mut submitted = Submitted::default();
         let mut rows = Vec::with_capacity(events.len());
         for (index, event) in events.into_iter().enumerate() {
@@ -169,7 +181,12 @@ impl Journal {
                 Err(error) => submitted.refused.push((index, error)),
             }
         }
-        (submitted, self.log.append(rows, Attachments::default()))
+        let ticket = if window.is_zero() {
+            self.log.append(rows, Attachments::default())
+        } else {
+            self.log.append_within(rows, window)
+        };
+        (submitted, ticket)
     }
 
     /// Waits for a queued submission to be durable. On a store failure the journal reopens the

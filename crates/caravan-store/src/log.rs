@@ -3,14 +3,19 @@
 //!
 //! Appends are queued on a channel; the writer takes everything queued (up to
 //! [`MAX_GROUP_EVENTS`]) and commits it as one transaction, then answers every request in the
-//! group. Under load many appends share one sync; an idle append pays one sync alone. If a commit
-//! fails, the writer refuses every later append: the caller's in-memory state already includes the
-//! failed events, so it must reopen the store and replay rather than write on top of a hole.
+//! group. Under load many appends share one sync; an idle append pays one sync alone. An append
+//! may instead give a commit window ([`EventLog::append_within`]): the writer then waits, up to
+//! the earliest deadline in its group, for more appends to share the sync, and is not woken by
+//! each one — the way to keep a steady stream of appends nobody waits on from costing one sync
+//! and one thread wake-up each. Every other request ends the wait at once. If a commit fails, the
+//! writer refuses every later append: the caller's in-memory state already includes the failed
+//! events, so it must reopen the store and replay rather than write on top of a hole.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Attachments, Backend, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
@@ -22,6 +27,8 @@ enum Request {
     Append {
         events: Vec<EventRow>,
         attachments: Attachments,
+        /// When the commit carrying these events must start at the latest.
+        commit_by: Instant,
         reply: Sender<Result<(), StoreError>>,
     },
     Read {
@@ -105,6 +112,19 @@ impl EventLog {
         &self,
         make: impl FnOnce(Sender<Result<T, StoreError>>) -> Request,
     ) -> Receiver<Result<T, StoreError>> {
+        let answer = self.send_quietly(make);
+        // The writer may be waiting out a commit window: this request ends the wait.
+        if let Some(writer) = &self.writer {
+            writer.thread().unpark();
+        }
+        answer
+    }
+
+    /// Queues a request without waking a writer that is waiting out a commit window.
+    fn send_quietly<T>(
+        &self,
+        make: impl FnOnce(Sender<Result<T, StoreError>>) -> Request,
+    ) -> Receiver<Result<T, StoreError>> {
         let (reply, answer) = channel();
         // With no writer (shut down, or exited) the request and its reply sender are dropped,
         // and the answer reads as WriterStopped.
@@ -128,12 +148,27 @@ impl EventLog {
         self.ask(|reply| Request::Snapshots { reply })
     }
 
-    /// Queues `events` and their `attachments` for the next group commit.
+    /// Queues `events` and their `attachments` for the next group commit, which starts at once.
     pub fn append(&self, events: Vec<EventRow>, attachments: Attachments) -> AppendTicket {
         AppendTicket {
             reply: self.send(|reply| Request::Append {
                 events,
                 attachments,
+                commit_by: Instant::now(),
+                reply,
+            }),
+        }
+    }
+
+    /// Queues `events` for a group commit that starts within `window`, sharing it with whatever
+    /// else is appended meanwhile. The ticket still answers only once they are durable, so
+    /// whoever waits on it waits up to `window` longer: for appends whose callers do not wait.
+    pub fn append_within(&self, events: Vec<EventRow>, window: Duration) -> AppendTicket {
+        AppendTicket {
+            reply: self.send_quietly(|reply| Request::Append {
+                events,
+                attachments: Attachments::default(),
+                commit_by: Instant::now() + window,
                 reply,
             }),
         }
@@ -165,6 +200,7 @@ impl EventLog {
     fn shut_down(&mut self) {
         drop(self.requests.take());
         if let Some(writer) = self.writer.take() {
+            writer.thread().unpark();
             let _ = writer.join();
         }
     }
@@ -187,26 +223,44 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             Request::Append {
                 events,
                 attachments,
+                commit_by,
                 reply,
             } => {
+                let mut commit_by = commit_by;
                 let mut group = vec![(events, attachments, reply)];
                 let mut count = group[0].0.len();
-                while count < MAX_GROUP_EVENTS {
-                    match queue.try_recv() {
-                        Ok(Request::Append {
-                            events,
-                            attachments,
-                            reply,
-                        }) => {
-                            count += events.len();
-                            group.push((events, attachments, reply));
+                let mut closing = false;
+                loop {
+                    while count < MAX_GROUP_EVENTS {
+                        match queue.try_recv() {
+                            Ok(Request::Append {
+                                events,
+                                attachments,
+                                commit_by: deadline,
+                                reply,
+                            }) => {
+                                count += events.len();
+                                commit_by = commit_by.min(deadline);
+                                group.push((events, attachments, reply));
+                            }
+                            Ok(other) => {
+                                carried = Some(other);
+                                break;
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                closing = true;
+                                break;
+                            }
                         }
-                        Ok(other) => {
-                            carried = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
                     }
+                    let now = Instant::now();
+                    if closing || carried.is_some() || count >= MAX_GROUP_EVENTS || now >= commit_by
+                    {
+                        break;
+                    }
+                    // Any request but a windowed append unparks the writer, as does shutting down.
+                    std::thread::park_timeout(commit_by - now);
                 }
                 let outcome = match &stopped {
                     Some(why) => Err(why.clone()),

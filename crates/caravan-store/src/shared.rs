@@ -6,6 +6,7 @@
 //! once its own events are durable.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use caravan_core::Event;
 
@@ -45,9 +46,16 @@ impl SharedJournal {
     /// must keep its own order (a project board handing its records over under its own lock)
     /// enqueues under that lock and waits after releasing it.
     pub fn enqueue(&self, events: Vec<Event>) -> PendingSubmission<'_> {
+        self.enqueue_within(events, Duration::ZERO)
+    }
+
+    /// [`SharedJournal::enqueue`] for events whose commit may start up to `window` later, so
+    /// that a stream of submissions nobody waits on shares syncs (see
+    /// [`crate::EventLog::append_within`]). Waiting on it takes up to `window` longer.
+    pub fn enqueue_within(&self, events: Vec<Event>, window: Duration) -> PendingSubmission<'_> {
         let mut journal = self.lock();
         let generation = journal.generation();
-        let (submitted, ticket) = journal.submit_pipelined(events, now_ms());
+        let (submitted, ticket) = journal.submit_pipelined_within(events, now_ms(), window);
         PendingSubmission {
             shared: self,
             submitted,

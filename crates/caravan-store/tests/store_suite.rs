@@ -550,6 +550,47 @@ fn acknowledged_events_survive_a_kill(scratch: Scratch, test_name: &str) {
     );
 }
 
+/// Appends given a commit window share one transaction; an ordinary append, a read, or closing
+/// the store ends the wait at once, and nothing windowed is lost.
+fn windowed_appends_share_a_commit_that_anything_else_starts(scratch: Scratch) {
+    // Far longer than the test may take: if the wait were not cut short it would hang.
+    let window = std::time::Duration::from_secs(600);
+    let started = std::time::Instant::now();
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    let before = journal.commit_stats();
+    let windowed: Vec<AppendTicket> = (1..=20)
+        .map(|n| {
+            journal
+                .submit_pipelined_within(vec![usage(asset, n)], now_ms(), window)
+                .1
+        })
+        .collect();
+    // An ordinary append starts the commit; all 21 appends go in one transaction.
+    journal.submit(vec![usage(asset, 100)]).unwrap();
+    for ticket in windowed {
+        journal.settle(ticket).unwrap();
+    }
+    let after = journal.commit_stats();
+    assert_eq!(after.transactions - before.transactions, 1);
+    assert_eq!(after.events - before.events, 21);
+
+    // A read ends the wait too, and sees the windowed events once they are committed.
+    let (_, ticket) = journal.submit_pipelined_within(vec![usage(asset, 7)], now_ms(), window);
+    let stored = journal.read_events(0, 1_000).unwrap();
+    journal.settle(ticket).unwrap();
+    // The seed's 4 events, the 21 above and the windowed one.
+    assert_eq!(stored.len(), 26);
+
+    // Closing the store commits what is still waiting.
+    let (_, ticket) = journal.submit_pipelined_within(vec![usage(asset, 9)], now_ms(), window);
+    let hash = journal.economy().state_hash();
+    drop(ticket);
+    drop(journal);
+    assert_eq!(open(&scratch.location).economy().state_hash(), hash);
+    assert!(started.elapsed() < window / 2, "a wait was not cut short");
+}
+
 /// The child half of `acknowledged_events_survive_a_kill`: writes until killed, printing what is durable.
 fn crash_writer_child() -> bool {
     let Ok(target) = std::env::var("CARAVAN_CRASH_WRITER") else {
@@ -586,6 +627,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn concurrent_submitters_share_one_journal() { super::concurrent_submitters_share_one_journal($scratch, $refuse) }
             $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
+            $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
                 if super::crash_writer_child() { return; }
                 super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))
