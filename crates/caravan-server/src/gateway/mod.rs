@@ -176,7 +176,7 @@ impl Gateway {
             queued_commits: None,
             meter: Arc::new(Meter::default()),
             idempotency: Idempotency::default(),
-            signer,
+            signer: signer.with_prepared_nonces(),
         };
         gateway.replay()?;
         Ok(gateway)

@@ -5,23 +5,166 @@
 //! library recovers the signer with `verifyMessage(receipt, signature)` and compares it with the
 //! node's address, which is also the account the node is paid its compute share on.
 //!
-//! Every paid call signs one receipt on its answer's path, so signing uses libsecp256k1 (the
-//! `secp256k1` crate), several times faster than k256; both make the same deterministic (RFC 6979,
-//! low-s) signature, which a test checks.
+//! Every paid call signs one receipt on its answer's path. Almost all of an ECDSA signature's
+//! work — the point `k·G` and the inverse `k⁻¹` of a random nonce `k` — does not depend on the
+//! message, so a signer serving calls ([`NodeSigner::with_prepared_nonces`]) has a thread of its
+//! own prepare nonces ahead, and a receipt is then signed with two scalar multiplications,
+//! `s = k⁻¹·(z + r·d)`. Each prepared nonce is taken off a queue and used once. When none is
+//! ready, or for a signer without the thread, it signs with libsecp256k1 (the `secp256k1`
+//! crate): deterministic RFC 6979 nonces, the same signature k256 makes, which a test checks.
+//! Both kinds are low-s Ethereum signatures that any wallet library verifies alike.
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use caravan_core::attestation::{address_of, parse_secret_key, recover};
 use caravan_core::hash::hex_lower;
 use caravan_core::{Address, Hash32, Signature65, keccak256};
 use k256::ecdsa::SigningKey;
+use k256::elliptic_curve::PrimeField;
+use k256::elliptic_curve::ops::Reduce;
+use k256::elliptic_curve::scalar::IsHigh;
+use k256::{NonZeroScalar, Scalar, U256};
 use secp256k1::{Message, Secp256k1, SecretKey, SignOnly};
+
+/// How many prepared nonces a serving signer keeps ready: enough for a burst of calls.
+const PREPARED_NONCES: usize = 256;
+/// The thread tops the nonces up once they fall to this many, so that it wakes once per
+/// `PREPARED_NONCES - REFILL_AT` signatures rather than after each one.
+const REFILL_AT: usize = PREPARED_NONCES / 2;
 
 /// The node's signing identity.
 pub struct NodeSigner {
     secret: SecretKey,
+    /// The same key as a k256 scalar, for signing with prepared nonces.
+    scalar: NonZeroScalar,
     context: Secp256k1<SignOnly>,
     address: Address,
+    /// Nonces prepared by the signer's own thread, each used once.
+    prepared: Option<Arc<NoncePool>>,
+}
+
+/// Prepared nonces, shared by the signer (which takes them) and its thread (which adds them).
+#[derive(Default)]
+struct NoncePool {
+    state: Mutex<PoolState>,
+    /// Wakes the thread when the nonces run low or the signer is dropped.
+    low: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    nonces: VecDeque<PreparedNonce>,
+    closed: bool,
+}
+
+impl NoncePool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A prepared nonce, if one is ready; waking the thread when they run low.
+    fn take(&self) -> Option<PreparedNonce> {
+        let mut state = self.lock();
+        let nonce = state.nonces.pop_front();
+        if state.nonces.len() == REFILL_AT {
+            self.low.notify_one();
+        }
+        nonce
+    }
+
+    /// The thread's work: fill up to [`PREPARED_NONCES`], sleep until they fall to
+    /// [`REFILL_AT`], again — until the signer is dropped.
+    fn keep_filled(&self) {
+        run_only_when_idle();
+        let context = Secp256k1::signing_only();
+        loop {
+            let nonce = PreparedNonce::new(&context);
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            state.nonces.push_back(nonce);
+            if state.nonces.len() >= PREPARED_NONCES {
+                let state = self
+                    .low
+                    .wait_while(state, |s| s.nonces.len() > REFILL_AT && !s.closed)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if state.closed {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Lowers the calling thread to `SCHED_IDLE`, so that preparing nonces never takes a core from
+/// serving calls: under full load the nonces run out and receipts are signed the slower way.
+#[cfg(target_os = "linux")]
+fn run_only_when_idle() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param` and changes only the calling thread (pid 0); a
+    // refusal leaves the thread at normal priority, which is still correct.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_only_when_idle() {}
+
+impl Drop for NodeSigner {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.prepared {
+            pool.lock().closed = true;
+            pool.low.notify_one();
+        }
+    }
+}
+
+/// The message-independent part of a signature: for a random nonce `k`, its inverse and
+/// `r`, the x coordinate of `k·G` (always below the group order, so `v` recovers the key),
+/// with the parity of its y coordinate.
+struct PreparedNonce {
+    k_inverse: Scalar,
+    r: Scalar,
+    odd_y: bool,
+}
+
+impl PreparedNonce {
+    /// A fresh random nonce.
+    fn new(context: &Secp256k1<SignOnly>) -> PreparedNonce {
+        loop {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).expect("the operating system's random source works");
+            // Refuses 0 and anything not below the group order.
+            let Ok(nonce) = SecretKey::from_byte_array(k) else {
+                continue;
+            };
+            let point = secp256k1::PublicKey::from_secret_key(context, &nonce).serialize();
+            let x: [u8; 32] = point[1..]
+                .try_into()
+                .expect("a compressed point holds 32 bytes of x");
+            let Some(r) = Option::<Scalar>::from(Scalar::from_repr(x.into())) else {
+                continue;
+            };
+            let k = Option::<Scalar>::from(Scalar::from_repr(k.into()))
+                .expect("a valid secret key is below the group order");
+            let k_inverse =
+                Option::<Scalar>::from(k.invert()).expect("a valid secret key is not zero");
+            if bool::from(r.is_zero()) {
+                continue;
+            }
+            return PreparedNonce {
+                k_inverse,
+                r,
+                odd_y: point[0] == 0x03,
+            };
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +182,26 @@ impl NodeSigner {
         let key = SigningKey::from_bytes(secret.into()).ok()?;
         Some(NodeSigner {
             secret: SecretKey::from_byte_array(*secret).ok()?,
+            scalar: *key.as_nonzero_scalar(),
             context: Secp256k1::signing_only(),
             address: address_of(key.verifying_key()),
+            prepared: None,
         })
+    }
+
+    /// Starts a thread that keeps up to [`PREPARED_NONCES`] nonces ready, so that signing on a
+    /// call's path takes microseconds. The thread ends when the signer is dropped.
+    pub fn with_prepared_nonces(mut self) -> NodeSigner {
+        let pool = Arc::new(NoncePool::default());
+        let filler = Arc::clone(&pool);
+        let started = std::thread::Builder::new()
+            .name("receipt nonces".into())
+            .spawn(move || filler.keep_filled());
+        // Without the thread every receipt is still signed, only without prepared nonces.
+        if started.is_ok() {
+            self.prepared = Some(pool);
+        }
+        self
     }
 
     /// A fresh random key.
@@ -86,15 +246,44 @@ impl NodeSigner {
 
     /// Signs `message` as an Ethereum personal message; returns the 65-byte `r ‖ s ‖ v` as hex.
     pub fn sign(&self, message: &[u8]) -> String {
-        let digest = Message::from_digest(personal_digest(message));
+        let digest = personal_digest(message);
+        let nonce = self.prepared.as_ref().and_then(|pool| pool.take());
+        let signature = nonce
+            .and_then(|nonce| self.sign_with(nonce, &digest))
+            .unwrap_or_else(|| self.sign_deterministic(&digest));
+        signature.to_hex()
+    }
+
+    /// `s = k⁻¹·(z + r·d)`, made low (`s ≤ n/2`, as Ethereum requires) by negating it, which
+    /// flips the parity `v` recovers with. `None` in the negligible case `s = 0`.
+    fn sign_with(&self, nonce: PreparedNonce, digest: &[u8; 32]) -> Option<Signature65> {
+        let z = <Scalar as Reduce<U256>>::reduce_bytes(digest.into());
+        let mut s = nonce.k_inverse * (z + nonce.r * *self.scalar);
+        if bool::from(s.is_zero()) {
+            return None;
+        }
+        let mut odd_y = nonce.odd_y;
+        if bool::from(s.is_high()) {
+            s = -s;
+            odd_y = !odd_y;
+        }
+        let mut bytes = [0u8; 65];
+        bytes[..32].copy_from_slice(&nonce.r.to_bytes());
+        bytes[32..64].copy_from_slice(&s.to_bytes());
+        bytes[64] = 27 + u8::from(odd_y);
+        Some(Signature65(bytes))
+    }
+
+    /// libsecp256k1's RFC 6979 signature.
+    fn sign_deterministic(&self, digest: &[u8; 32]) -> Signature65 {
         let (recovery, compact) = self
             .context
-            .sign_ecdsa_recoverable(digest, &self.secret)
+            .sign_ecdsa_recoverable(Message::from_digest(*digest), &self.secret)
             .serialize_compact();
         let mut bytes = [0u8; 65];
         bytes[..64].copy_from_slice(&compact);
         bytes[64] = 27 + i32::from(recovery) as u8;
-        Signature65(bytes).to_hex()
+        Signature65(bytes)
     }
 }
 
@@ -164,6 +353,47 @@ mod tests {
         let by_k256 =
             caravan_core::attestation::sign_digest(&key, &Hash32(personal_digest(receipt)));
         assert_eq!(signature, by_k256.to_hex());
+    }
+
+    #[test]
+    fn prepared_nonces_make_low_s_signatures_that_recover_the_node() {
+        let signer = NodeSigner::generate();
+        let context = Secp256k1::signing_only();
+        let mut seen = std::collections::HashSet::new();
+        let mut flipped = 0;
+        for n in 0..200u32 {
+            let receipt = format!(r#"{{"call":"chatcmpl-{n}","charged":"{}"}}"#, n * 7);
+            let nonce = PreparedNonce::new(&context);
+            let odd_before = nonce.odd_y;
+            let signature = signer
+                .sign_with(nonce, &personal_digest(receipt.as_bytes()))
+                .unwrap();
+            let bytes = signature.0;
+            let s =
+                Scalar::from_repr(<[u8; 32]>::try_from(&bytes[32..64]).unwrap().into()).unwrap();
+            assert!(!bool::from(s.is_high()), "signature {n} is not low-s");
+            assert!(bytes[64] == 27 || bytes[64] == 28);
+            flipped += usize::from(u8::from(odd_before) + 27 != bytes[64]);
+            assert_eq!(
+                recover_signer(receipt.as_bytes(), &signature.to_hex()).unwrap(),
+                signer.address(),
+                "signature {n} does not recover the node"
+            );
+            assert!(seen.insert(bytes[..32].to_vec()), "a nonce was used twice");
+        }
+        // About half of the raw signatures are high-s and were negated.
+        assert!((50..=150).contains(&flipped), "{flipped} of 200 negated");
+
+        // The serving signer's receipts recover the node whether a prepared nonce was ready.
+        let serving = NodeSigner::generate().with_prepared_nonces();
+        for n in 0..(PREPARED_NONCES as u32 + 50) {
+            let receipt = format!("receipt {n}");
+            let signature = serving.sign(receipt.as_bytes());
+            assert_eq!(
+                recover_signer(receipt.as_bytes(), &signature).unwrap(),
+                serving.address()
+            );
+        }
     }
 
     #[test]
