@@ -26,9 +26,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CARAVAN_NODE_KEY_FILE")]
     node_key: Option<PathBuf>,
     /// When a paid call is answered: once its charge is durable (`committed`: a crash never
-    /// loses an answered charge), or once the charge is applied and queued for the next commit
-    /// (`queued`: saves one fsync per answer; a crash in the milliseconds before the commit
-    /// loses those charges, never charges twice, and never lets a balance go below zero).
+    /// loses an answered charge), or once the charge is applied and queued for a commit that
+    /// starts within 5 ms (`queued`: saves one fsync per answer and lets calls share one; a crash
+    /// before the commit loses those charges, never charges twice, and never lets a balance go
+    /// below zero).
     #[arg(
         long,
         value_enum,
