@@ -181,12 +181,7 @@ impl Journal {
                 Err(error) => submitted.refused.push((index, error)),
             }
         }
-        let ticket = if window.is_zero() {
-            self.log.append(rows, Attachments::default())
-        } else {
-            self.log.append_within(rows, window)
-        };
-        (submitted, ticket)
+        (submitted, self.log.append_within(rows, window))
     }
 
     /// Waits for a queued submission to be durable. On a store failure the journal reopens the

@@ -150,27 +150,35 @@ impl EventLog {
 
     /// Queues `events` and their `attachments` for the next group commit, which starts at once.
     pub fn append(&self, events: Vec<EventRow>, attachments: Attachments) -> AppendTicket {
-        AppendTicket {
-            reply: self.send(|reply| Request::Append {
-                events,
-                attachments,
-                commit_by: Instant::now(),
-                reply,
-            }),
-        }
+        self.queue_append(events, attachments, Duration::ZERO)
     }
 
     /// Queues `events` for a group commit that starts within `window`, sharing it with whatever
     /// else is appended meanwhile. The ticket still answers only once they are durable, so
     /// whoever waits on it waits up to `window` longer: for appends whose callers do not wait.
     pub fn append_within(&self, events: Vec<EventRow>, window: Duration) -> AppendTicket {
+        self.queue_append(events, Attachments::default(), window)
+    }
+
+    /// An append with no window wakes a writer waiting out another's; one with a window does not.
+    fn queue_append(
+        &self,
+        events: Vec<EventRow>,
+        attachments: Attachments,
+        window: Duration,
+    ) -> AppendTicket {
+        let request = |reply| Request::Append {
+            events,
+            attachments,
+            commit_by: Instant::now() + window,
+            reply,
+        };
         AppendTicket {
-            reply: self.send_quietly(|reply| Request::Append {
-                events,
-                attachments: Attachments::default(),
-                commit_by: Instant::now() + window,
-                reply,
-            }),
+            reply: if window.is_zero() {
+                self.send(request)
+            } else {
+                self.send_quietly(request)
+            },
         }
     }
 

@@ -826,11 +826,14 @@ impl Gateway {
             parts,
             trace: trace.to_string(),
         };
-        let pending = self.meter.settle(hold, || match &self.queued_commits {
-            None => self.journal().enqueue(vec![Event::CallMetered(call)]),
-            Some(_) => self
-                .journal()
-                .enqueue_within(vec![Event::CallMetered(call)], QUEUED_CHARGES_COMMIT_WITHIN),
+        let window = if self.answers_before_commit() {
+            QUEUED_CHARGES_COMMIT_WITHIN
+        } else {
+            std::time::Duration::ZERO
+        };
+        let pending = self.meter.settle(hold, || {
+            self.journal()
+                .enqueue_within(vec![Event::CallMetered(call)], window)
         });
         let mut submitted = match &self.queued_commits {
             None => pending.wait()?,

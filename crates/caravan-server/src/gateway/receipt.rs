@@ -151,13 +151,13 @@ impl PreparedNonce {
             let Some(r) = Option::<Scalar>::from(Scalar::from_repr(x.into())) else {
                 continue;
             };
+            if bool::from(r.is_zero()) {
+                continue;
+            }
             let k = Option::<Scalar>::from(Scalar::from_repr(k.into()))
                 .expect("a valid secret key is below the group order");
             let k_inverse =
                 Option::<Scalar>::from(k.invert()).expect("a valid secret key is not zero");
-            if bool::from(r.is_zero()) {
-                continue;
-            }
             return PreparedNonce {
                 k_inverse,
                 r,
