@@ -1,16 +1,17 @@
 """Drives a caravan gateway with the official `openai` client and LangChain's ChatOpenAI and
 OpenAIEmbeddings, unchanged.
 
-Usage: check.py --gateway http://127.0.0.1:PORT/v1 --payer ADDRESS --model NAME --upstream-port P
+Usage: check.py --gateway http://127.0.0.1:PORT/v1 --api-key KEY --payer ADDRESS --model NAME
+                --upstream-port P
                 [--agent AGENT] [--embedding-model NAME --models-dir DIR]
 
 It first starts a stand-in OpenAI-compatible upstream on 127.0.0.1:P (the model NAME must have
 been registered with `caravan model upstream --url http://127.0.0.1:P/v1`), which answers
-"echo: <the last user message>" one word per streamed chunk. Then it issues an API key for the
-payer and checks, with the real clients: the model list, a chat completion with its usage and
-signed receipt header, streaming with and without `include_usage`, an idempotent retry, OpenAI's
-error classes for a bad key and an unknown model, an agent composing the model (when given), and
-LangChain's invoke and stream. With an embedding model (all-MiniLM-L6-v2, registered at 100 base
+"echo: <the last user message>" one word per streamed chunk. Then it checks, with the real clients
+and the payer's API key KEY (made with `caravan key issue`): the model list, a chat completion with
+its usage and signed receipt header, streaming with and without `include_usage`, an idempotent
+retry, OpenAI's error classes for a bad key and an unknown model, an agent composing the model
+(when given), and LangChain's invoke and stream. With an embedding model (all-MiniLM-L6-v2, registered at 100 base
 units per call and one per token), it checks `embeddings.create` (the client's default base64 and
 float, text and token ids) and LangChain's OpenAIEmbeddings against an independent numpy
 computation of the model from the weights in DIR, and that the payer was charged exactly for the
@@ -85,6 +86,7 @@ def report(check, **figures):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--gateway", required=True)
+    parser.add_argument("--api-key", required=True)
     parser.add_argument("--payer", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
@@ -96,11 +98,7 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", args.upstream_port), Upstream)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    request = urllib.request.Request(
-        args.gateway + "/keys", method="POST",
-        data=json.dumps({"payer": args.payer, "name": "python clients"}).encode(),
-        headers={"content-type": "application/json"})
-    key = json.load(urllib.request.urlopen(request))["key"]
+    key = args.api_key
     client = openai.OpenAI(base_url=args.gateway, api_key=key, max_retries=0)
 
     models = [m.id for m in client.models.list()]

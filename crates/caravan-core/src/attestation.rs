@@ -103,7 +103,8 @@ pub struct Attestation {
     pub signature: Signature65,
 }
 
-fn word(value: u64) -> [u8; 32] {
+/// A `uint64` as the 32-byte word EIP-712 and the ABI encode it as.
+pub fn word(value: u64) -> [u8; 32] {
     let mut word = [0u8; 32];
     word[24..].copy_from_slice(&value.to_be_bytes());
     word
@@ -117,20 +118,25 @@ pub fn attestation_digest(
     value_micros: u64,
     issued_at_ms: u64,
 ) -> Hash32 {
-    let domain = keccak256_parts(&[
-        &keccak256(DOMAIN_TYPE.as_bytes()).0,
-        &keccak256(b"caravan").0,
-        &keccak256(b"1").0,
-    ]);
-    let message = keccak256_parts(&[
+    typed_data_digest(&keccak256_parts(&[
         &keccak256(TYPE.as_bytes()).0,
         &model.0.0,
         &dataset.0,
         &keccak256(metric.as_bytes()).0,
         &word(value_micros),
         &word(issued_at_ms),
+    ]))
+}
+
+/// The digest a wallet signs for a message with this EIP-712 struct hash under caravan's domain
+/// `{name: "caravan", version: "1"}` — what `eth_signTypedData_v4` signs.
+pub fn typed_data_digest(struct_hash: &Hash32) -> Hash32 {
+    let domain = keccak256_parts(&[
+        &keccak256(DOMAIN_TYPE.as_bytes()).0,
+        &keccak256(b"caravan").0,
+        &keccak256(b"1").0,
     ]);
-    keccak256_parts(&[b"\x19\x01", &domain.0, &message.0])
+    keccak256_parts(&[b"\x19\x01", &domain.0, &struct_hash.0])
 }
 
 /// The address whose key made `signature` over `digest`.

@@ -560,49 +560,63 @@ pub fn document() -> Value {
             ),
         ),
     );
-    add(
-        "post",
-        "/v1/keys",
-        gateway_operation(
-            "Issue an API key for a payer (all scopes unless given). The secret is in the response once; the node keeps only its hash.",
-            Some(inline(object(
-                json!({ "payer": address(),
-                        "scopes": { "type": "array", "items": { "enum": ["models", "chat", "embeddings", "classify"] } },
-                        "expires_in_days": { "type": "integer", "minimum": 0 }, "name": { "type": "string" } }),
-                &["payer"],
-            ))),
-            "201",
-            ok("issued", reference("ApiKey")),
+    let signature = json!({ "type": "string", "pattern": "^0x[0-9a-fA-F]{130}$",
+        "description": "the payer's 65-byte EIP-712 signature (r, s, v) of the request" });
+    let signed_at = json!({ "type": "integer",
+        "description": "when the payer signed, in ms since the Unix epoch; accepted for 5 minutes either side of the node's clock" });
+    let signed_query = |extra: &str| {
+        json!([
+            { "name": "payer", "in": "query", "required": true, "schema": address() },
+            { "name": "signed_at_ms", "in": "query", "required": true, "schema": signed_at },
+            { "name": "signature", "in": "query", "required": true, "schema": signature,
+              "description": format!("the payer's wallet signature of the EIP-712 typed data {extra}") },
+        ])
+    };
+    const SIGNED: &str = "Only the payer's own wallet may do this: it signs EIP-712 typed data under the domain {name: \"caravan\", version: \"1\"} (`eth_signTypedData_v4` in any wallet, or `caravan key` with a key file).";
+    let mut issue = gateway_operation(
+        &format!(
+            "Issue an API key for the payer that signs the request. {SIGNED} The typed data is IssueApiKey(address payer,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs), with the scopes as sent (all four in the order models, chat, embeddings, classify when left out) and expiresInDays 0 for a key that never expires; the key expires that many days after signedAtMs. A signed request issues one key only (409 signature_reused). The secret is in the response once; the node keeps only its hash."
+        ),
+        Some(inline(object(
+            json!({ "payer": address(),
+                    "scopes": { "type": "array", "items": { "enum": ["models", "chat", "embeddings", "classify"] } },
+                    "expires_in_days": { "type": "integer", "minimum": 1 }, "name": { "type": "string", "maxLength": 120 },
+                    "signed_at_ms": signed_at, "signature": signature }),
+            &["payer", "signed_at_ms", "signature"],
+        ))),
+        "201",
+        ok("issued", reference("ApiKey")),
+    );
+    issue.as_object_mut().unwrap().remove("security");
+    add("post", "/v1/keys", issue);
+    let mut list = gateway_operation(
+        &format!("The payer's live keys, without their secrets. {SIGNED}"),
+        None,
+        "200",
+        ok(
+            "ok",
+            json!({ "type": "object", "properties": { "object": { "const": "list" },
+            "data": { "type": "array", "items": reference("ApiKey") } } }),
         ),
     );
-    add(
-        "get",
-        "/v1/keys",
-        gateway_operation(
-            "A payer's live keys (`?payer=ADDRESS`), without their secrets.",
-            None,
-            "200",
-            ok(
-                "ok",
-                json!({ "type": "object", "properties": { "object": { "const": "list" },
-                "data": { "type": "array", "items": reference("ApiKey") } } }),
-            ),
+    list.as_object_mut().unwrap().remove("security");
+    list["parameters"] = signed_query("ListApiKeys(address payer,uint64 signedAtMs)");
+    add("get", "/v1/keys", list);
+    let mut revoke = gateway_operation(
+        &format!("Revoke one of the payer's keys; it stops working at once. {SIGNED}"),
+        None,
+        "200",
+        ok(
+            "revoked",
+            json!({ "type": "object", "properties": { "id": { "type": "string" },
+            "revoked": { "const": true } } }),
         ),
     );
-    add(
-        "delete",
-        "/v1/keys/{id}",
-        gateway_operation(
-            "Revoke a payer's key (`?payer=ADDRESS`); it stops working at once.",
-            None,
-            "200",
-            ok(
-                "revoked",
-                json!({ "type": "object", "properties": { "id": { "type": "string" },
-                "revoked": { "const": true } } }),
-            ),
-        ),
+    revoke.as_object_mut().unwrap().remove("security");
+    revoke["parameters"] = signed_query(
+        "RevokeApiKey(address payer,string key,uint64 signedAtMs), key being the id in the path",
     );
+    add("delete", "/v1/keys/{id}", revoke);
     add(
         "get",
         "/v1/balance",
@@ -626,7 +640,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": { "schemas": schemas(),
             "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer",
-                "description": "an API key from POST /v1/keys, as `Authorization: Bearer crv_…`" } } }
+                "description": "an API key from POST /v1/keys (or `caravan key issue`), as `Authorization: Bearer crv_…`" } } }
     })
 }
 

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
+use caravan_core::attestation::address_of;
 use caravan_core::{
     AccountRef, Address, AssetId, AssetKind, Event, Genesis, Licence, Manifest, Member, Ppm, Role,
     RoleShare, Token, keccak256,
@@ -17,10 +18,11 @@ use caravan_models::embedding::{MINILM, default_models_dir};
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
 use caravan_server::desk::Desk;
 use caravan_server::gateway::embeddings::EncoderServing;
+use caravan_server::gateway::keys::{KeyRequest, Scope};
 use caravan_server::gateway::receipt::{NodeSigner, recover_signer};
 use caravan_server::gateway::routes::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER, router};
 use caravan_server::gateway::{ChargeDurability, Gateway};
-use caravan_store::{Journal, Location};
+use caravan_store::{Journal, Location, now_ms};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -30,8 +32,48 @@ fn token() -> Address {
     Address::from_label("usdc")
 }
 
+/// The shop's wallet: it pays for calls and signs its key requests.
+fn shop_wallet() -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_bytes((&keccak256(b"shop wallet").0).into()).unwrap()
+}
+
 fn shop() -> Address {
-    Address::from_label("shop")
+    address_of(shop_wallet().verifying_key())
+}
+
+/// The query string of a key listing or revocation the shop's wallet signed now.
+fn signed_query(request: KeyRequest) -> String {
+    let signed = request.sign(&shop_wallet(), now_ms());
+    format!(
+        "payer={}&signed_at_ms={}&signature={}",
+        shop(),
+        signed.signed_at_ms,
+        signed.signature.to_hex()
+    )
+}
+
+/// The body of a key request for `scopes`, named `name`, that `wallet` signed at `signed_at_ms`
+/// for `payer`.
+fn signed_issue(
+    wallet: &k256::ecdsa::SigningKey,
+    payer: Address,
+    scopes: &[Scope],
+    name: &str,
+    signed_at_ms: u64,
+) -> Value {
+    let request = KeyRequest::Issue {
+        scopes,
+        expires_in_days: None,
+        name,
+    };
+    let signed = request.sign(wallet, signed_at_ms);
+    json!({
+        "payer": payer,
+        "scopes": scopes,
+        "name": name,
+        "signed_at_ms": signed.signed_at_ms,
+        "signature": signed.signature,
+    })
 }
 
 /// Short reviews labelled by sentiment, built from word lists.
@@ -177,16 +219,15 @@ async fn call(
     }
 }
 
-async fn issue(app: &Router, scopes: Value) -> String {
-    let reply = call(
-        app,
-        Method::POST,
-        "/v1/keys",
-        None,
-        &[],
-        Some(json!({ "payer": shop(), "scopes": scopes, "name": "shop backend" })),
-    )
-    .await;
+/// The shop's keys, listed with its wallet's signature.
+async fn list_keys(app: &Router) -> Reply {
+    let uri = format!("/v1/keys?{}", signed_query(KeyRequest::List));
+    call(app, Method::GET, &uri, None, &[], None).await
+}
+
+async fn issue(app: &Router, scopes: &[Scope]) -> String {
+    let body = signed_issue(&shop_wallet(), shop(), scopes, "shop backend", now_ms());
+    let reply = call(app, Method::POST, "/v1/keys", None, &[], Some(body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     reply.body["key"].as_str().unwrap().to_owned()
 }
@@ -222,18 +263,10 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
     let dir = tempfile::tempdir().unwrap();
     let (gateway, model) = gateway(dir.path(), 1_000_000);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["models", "classify"])).await;
+    let key = issue(&app, &[Scope::Models, Scope::Classify]).await;
 
     // The key is listed without its secret; the model list shows the classifier.
-    let listed = call(
-        &app,
-        Method::GET,
-        &format!("/v1/keys?payer={}", shop()),
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let listed = list_keys(&app).await;
     assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
     assert!(!listed.body.to_string().contains(&key[4..]));
     let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
@@ -339,7 +372,7 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (gateway, _) = gateway(dir.path(), 3_000);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["classify"])).await;
+    let key = issue(&app, &[Scope::Classify]).await;
     let classify = |body: Value, key: Option<String>| {
         let app = app.clone();
         async move {
@@ -428,7 +461,10 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
     let revoked = call(
         &app,
         Method::DELETE,
-        &format!("/v1/keys/{id}?payer={}", shop()),
+        &format!(
+            "/v1/keys/{id}?{}",
+            signed_query(KeyRequest::Revoke { key: &id })
+        ),
         None,
         &[],
         None,
@@ -437,6 +473,111 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
     let after = classify(good, Some(key.clone())).await;
     assert_eq!(after.body["error"]["code"], "invalid_api_key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_request_issues_one_key()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let app = router(Arc::clone(&gateway));
+    let post = |body: Value| {
+        let app = app.clone();
+        async move { call(&app, Method::POST, "/v1/keys", None, &[], Some(body)).await }
+    };
+    let thief = k256::ecdsa::SigningKey::from_bytes((&keccak256(b"thief").0).into()).unwrap();
+    let scopes = [Scope::Chat];
+    let now = now_ms();
+    let unsigned = json!({ "payer": shop(), "scopes": ["chat"], "name": "stolen" });
+    let mut widened = signed_issue(&shop_wallet(), shop(), &scopes, "backend", now);
+    widened["scopes"] = json!(["chat", "classify"]);
+    let refused = [
+        (
+            post(unsigned).await,
+            StatusCode::UNAUTHORIZED,
+            "signature_required",
+        ),
+        // Someone else's wallet signing for the shop.
+        (
+            post(signed_issue(&thief, shop(), &scopes, "stolen", now)).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        // The shop's signature, with a scope added after signing.
+        (
+            post(widened).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        // Signed ten minutes ago.
+        (
+            post(signed_issue(
+                &shop_wallet(),
+                shop(),
+                &scopes,
+                "old",
+                now - 600_000,
+            ))
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "signature_expired",
+        ),
+    ];
+    for (reply, status, code) in refused {
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert_eq!(reply.body["error"]["code"], code, "{}", reply.body);
+    }
+    assert!(gateway.keys_of(&shop()).is_empty());
+
+    // The shop's own request issues one key; the same signed request again issues none, also
+    // after a restart.
+    let request = signed_issue(&shop_wallet(), shop(), &scopes, "backend", now);
+    let issued = post(request.clone()).await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let key = issued.body["key"].as_str().unwrap().to_owned();
+    let replayed = post(request.clone()).await;
+    assert_eq!(replayed.status, StatusCode::CONFLICT, "{}", replayed.body);
+    assert_eq!(replayed.body["error"]["code"], "signature_reused");
+    drop(app);
+    drop(gateway);
+    let (gateway, _) = self::gateway(dir.path(), 1_000_000);
+    let app = router(Arc::clone(&gateway));
+    let replayed = call(&app, Method::POST, "/v1/keys", None, &[], Some(request)).await;
+    assert_eq!(replayed.body["error"]["code"], "signature_reused");
+    assert_eq!(gateway.keys_of(&shop()).len(), 1);
+
+    // Listing and revoking need the shop's signature too, on that very request.
+    let id = gateway.keys_of(&shop())[0].id.clone();
+    let thief_list = KeyRequest::List.sign(&thief, now_ms());
+    let unsigned_list = format!("/v1/keys?payer={}", shop());
+    let thief_list = format!(
+        "/v1/keys?payer={}&signed_at_ms={}&signature={}",
+        shop(),
+        thief_list.signed_at_ms,
+        thief_list.signature.to_hex()
+    );
+    // A signature for revoking another key does not revoke this one.
+    let other_revoke = format!(
+        "/v1/keys/{id}?{}",
+        signed_query(KeyRequest::Revoke {
+            key: "key_0000000000000000"
+        })
+    );
+    for (method, uri, code) in [
+        (Method::GET, unsigned_list, "signature_required"),
+        (Method::GET, thief_list, "invalid_signature"),
+        (Method::DELETE, other_revoke, "invalid_signature"),
+    ] {
+        let reply = call(&app, method, &uri, None, &[], None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+        assert_eq!(reply.body["error"]["code"], code, "{}", reply.body);
+        assert!(!reply.body.to_string().contains(&key[4..]));
+    }
+    let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
+    assert_eq!(models.body["error"]["code"], "insufficient_scope");
+    let listed = list_keys(&app).await;
+    assert_eq!(listed.body["data"][0]["id"], id.as_str(), "{}", listed.body);
+    assert_eq!(listed.body["data"][0]["scopes"], json!(["chat"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -474,7 +615,7 @@ async fn race_one_balance(durability: ChargeDurability) {
             .with_charge_durability(durability),
     );
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["classify"])).await;
+    let key = issue(&app, &[Scope::Classify]).await;
     let mut clients = Vec::new();
     for client in 0..64 {
         let app = app.clone();
@@ -686,7 +827,7 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
     let upstream = mock_upstream(5, 1).await;
     chat_model(&gateway, "chat-upstream", &upstream.url);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["models", "chat"])).await;
+    let key = issue(&app, &[Scope::Models, Scope::Chat]).await;
     let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
     assert!(
         models.body.to_string().contains("chat-upstream"),
@@ -794,7 +935,7 @@ async fn a_chat_call_answered_before_its_commit_is_charged_receipted_and_stored(
     let upstream = mock_upstream(5, 1).await;
     chat_model(&gateway, "chat-upstream", &upstream.url);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["chat"])).await;
+    let key = issue(&app, &[Scope::Chat]).await;
     let ask =
         json!({ "model": "chat-upstream", "messages": [{ "role": "user", "content": "hello" }] });
     let retry = [("idempotency-key", "queued-1")];
@@ -829,7 +970,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     let upstream = mock_upstream(200, 10).await;
     chat_model(&gateway, "chat-upstream", &upstream.url);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["chat"])).await;
+    let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "chat-upstream", "stream": true,
         "messages": [{ "role": "user", "content": "hello" }] });
     let mut request = chat_request(&key, &ask);
@@ -939,7 +1080,7 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
         .unwrap();
 
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["chat"])).await;
+    let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "support-agent",
         "messages": [{ "role": "user", "content": "terrible, it arrived broken" }] });
     let reply = call(
@@ -1109,7 +1250,7 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
     let (gateway, _) = gateway(dir.path(), 1_000_000);
     let model = embedding_model(&gateway, &encoder);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["models", "embeddings"])).await;
+    let key = issue(&app, &[Scope::Models, Scope::Embeddings]).await;
     let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
     let listed = models.body["data"]
         .as_array()
@@ -1242,7 +1383,7 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
     let too_many = vec!["word"; 2_049];
     let reply = embed(json!({ "model": "minilm", "input": too_many })).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let chat_only = issue(&app, json!(["chat"])).await;
+    let chat_only = issue(&app, &[Scope::Chat]).await;
     let forbidden = call(
         &app,
         Method::POST,
@@ -1267,7 +1408,7 @@ async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges
     let (gateway, _) = gateway_reading_models(dir.path(), 1_000_000, empty.path().to_owned());
     embedding_model(&gateway, &encoder);
     let app = router(Arc::clone(&gateway));
-    let key = issue(&app, json!(["embeddings"])).await;
+    let key = issue(&app, &[Scope::Embeddings]).await;
     let reply = call(
         &app,
         Method::POST,

@@ -91,6 +91,10 @@ enum Command {
     Model(commands::ModelCommand),
     /// Put money into a payer's prepaid balance.
     Deposit(commands::DepositArgs),
+    /// API keys for the gateway: a payer issues, lists and revokes its own keys on a running
+    /// node, each request signed with the payer's wallet key.
+    #[command(subcommand)]
+    Key(commands::KeyCommand),
     /// Record paid calls to assets.
     #[command(subcommand)]
     Usage(commands::UsageCommand),
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Command::Asset(command) => commands::asset(&cli.store, command),
         Command::Model(command) => commands::model(&cli.store, command),
         Command::Deposit(args) => commands::deposit(&cli.store, args),
+        Command::Key(command) => commands::key(command),
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),
         Command::Chain(command) => commands::chain(&cli.store, command),

@@ -99,7 +99,7 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         // second fail.
         println!(
             "caravan listening on http://{bound} (API document: http://{bound}/v1/openapi.json)\n\
-             OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer creates a key with POST /v1/keys)"
+             OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer makes an API key with `caravan key issue --node http://{bound} --key-file PAYER.key`)"
         );
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

@@ -847,22 +847,26 @@ fn start_serve(dir: &Path) -> (std::process::Child, String) {
     (server, address)
 }
 
+/// The whole HTTP/1.1 answer to `GET path` with the extra header lines `headers` (each ending
+/// in CRLF).
+fn http_get(address: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 #[test]
 fn serve_answers_over_http() {
-    use std::io::{Read, Write};
     let scratch = tempfile::tempdir().unwrap();
     let (mut server, address) = start_serve(scratch.path());
-    let get = |path: &str| {
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    };
+    let get = |path: &str| http_get(&address, path, "");
     let document = get("/v1/openapi.json");
     let missing = get(&format!("/v1/projects/0x{}", "00".repeat(32)));
     server.kill().unwrap();
@@ -896,6 +900,99 @@ fn python_clients() -> Option<std::path::PathBuf> {
         "CARAVAN_REQUIRE_PYTHON_CLIENTS",
         missing,
     )
+}
+
+/// The secret key of anvil's second development account, 0x70997970C51812dc3A010C7d01b50e0d17dc79C8.
+const ANVIL_SECOND_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+#[test]
+fn a_payer_issues_lists_and_revokes_its_api_keys_with_its_wallet_key() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let (mut server, address) = start_serve(dir);
+    let node = format!("http://{address}/v1");
+    let payer_key = dir.join("payer.key");
+    std::fs::write(&payer_key, format!("0x{ANVIL_SECOND_KEY}\n")).unwrap();
+    let stranger_key = dir.join("stranger.key");
+    std::fs::write(&stranger_key, caravan_chain::anvil::ANVIL_DEV_KEY).unwrap();
+    let key = |args: &[&str], key_file: &Path| {
+        let mut all = vec!["key"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--node", &node, "--key-file", key_file.to_str().unwrap()]);
+        caravan(dir, &all)
+    };
+
+    let issued = key(
+        &[
+            "issue",
+            "--scope",
+            "chat,models",
+            "--expires-in-days",
+            "30",
+            "--name",
+            "shop app",
+        ],
+        &payer_key,
+    );
+    // Standard output holds the key alone; the rest goes to standard error.
+    let secret = ok(&issued);
+    let secret = secret.trim();
+    assert!(secret.starts_with("crv_") && secret.len() == 68, "{secret}");
+    let told = String::from_utf8_lossy(&issued.stderr);
+    assert!(
+        told.contains("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
+        "{told}"
+    );
+    assert!(
+        told.contains("models, chat") && told.contains("expires: 20"),
+        "{told}"
+    );
+
+    let listed = ok(&key(&["list"], &payer_key));
+    assert!(
+        listed.contains("shop app") && listed.contains("models, chat"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret[4..]), "{listed}");
+    let id = listed
+        .split_whitespace()
+        .find(|word| word.starts_with("key_"))
+        .unwrap_or_else(|| panic!("no key id in {listed}"))
+        .to_owned();
+    // Another wallet sees none of the payer's keys and cannot revoke them.
+    let theirs = ok(&key(&["list"], &stranger_key));
+    assert!(theirs.contains("no live API keys"), "{theirs}");
+    let refused = failure(&key(&["revoke", &id], &stranger_key));
+    assert!(refused.contains("has no live key"), "{refused}");
+    let malformed = failure(&key(&["revoke", "key_../../x"], &payer_key));
+    assert!(malformed.contains("is not a key id"), "{malformed}");
+
+    // The key works until its payer revokes it.
+    let balance = |secret: &str| {
+        http_get(
+            &address,
+            "/v1/balance",
+            &format!("Authorization: Bearer {secret}\r\n"),
+        )
+    };
+    assert!(
+        balance(secret).starts_with("HTTP/1.1 200"),
+        "{}",
+        balance(secret)
+    );
+    let revoked = ok(&key(&["revoke", &id], &payer_key));
+    assert!(revoked.contains(&id), "{revoked}");
+    assert!(balance(secret).contains("invalid_api_key"));
+    let after = ok(&key(&["list"], &payer_key));
+    assert!(after.contains("no live API keys"), "{after}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let gone = failure(&key(&["list"], &payer_key));
+    assert!(
+        gone.contains("cannot reach the node") && gone.contains("--node"),
+        "{gone}"
+    );
 }
 
 #[test]
@@ -1000,11 +1097,28 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
         ];
     }
     let (mut server, address) = start_serve(dir);
+    let payer_key = dir.join("payer.key");
+    std::fs::write(&payer_key, ANVIL_SECOND_KEY).unwrap();
+    let api_key = ok(&caravan(
+        dir,
+        &[
+            "key",
+            "issue",
+            "--node",
+            &format!("http://{address}"),
+            "--key-file",
+            payer_key.to_str().unwrap(),
+            "--name",
+            "python clients",
+        ],
+    ));
     let check = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-clients/check.py"))
         .args([
             "--gateway",
             &format!("http://{address}/v1"),
+            "--api-key",
+            api_key.trim(),
             "--payer",
             payer,
         ])

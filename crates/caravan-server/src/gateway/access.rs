@@ -20,6 +20,10 @@ pub enum AccessRecord {
     KeyIssued {
         hash: Hash32,
         key: ApiKey,
+        /// The digest of the payer's signed request that issued it (none for keys the operator
+        /// issued in-process), so that signed request cannot issue another.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization: Option<Hash32>,
     },
     KeyRevoked {
         hash: Hash32,
@@ -174,6 +178,7 @@ mod tests {
                 name: String::new(),
                 created_ms: 0,
             },
+            authorization: None,
         };
         let stored = serde_json::to_string(&record).unwrap();
         assert!(!stored.contains(&a[4..]), "{stored}");

@@ -4,12 +4,25 @@
 //! `keccak("caravan/api-key/v1" ‖ key)` in an access record in the event log, so keys survive
 //! restarts, work the same on SQLite and PostgreSQL, and a revocation is as durable as an issue.
 //! Nothing in a log line or error message ever contains a key.
+//!
+//! Only the payer's own wallet may issue, list or revoke its keys over HTTP: each such request is
+//! signed as EIP-712 typed data under caravan's domain (`{name: "caravan", version: "1"}`), so any
+//! wallet signs it with `eth_signTypedData_v4`:
+//!
+//! - `IssueApiKey(address payer,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs)`
+//! - `ListApiKeys(address payer,uint64 signedAtMs)`
+//! - `RevokeApiKey(address payer,string key,uint64 signedAtMs)`
+//!
+//! A signature is accepted for [`SIGNATURE_WINDOW_MS`] either side of the node's clock, and a
+//! signed issue request issues one key only: its digest is kept in the key's access record, so a
+//! captured request cannot be replayed for a second key, also not after a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use caravan_core::hash::keccak256_parts;
-use caravan_core::{Address, Hash32};
+use caravan_core::attestation::{address_of, recover, sign_digest, typed_data_digest, word};
+use caravan_core::hash::{keccak256, keccak256_parts};
+use caravan_core::{Address, Hash32, Signature65};
 use serde::{Deserialize, Serialize};
 
 const KEY_DOMAIN: &[u8] = b"caravan/api-key/v1";
@@ -96,7 +109,7 @@ pub fn key_id(hash: &Hash32) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "no API key: send it as `Authorization: Bearer crv_…` (a payer creates one with POST /v1/keys)"
+        "no API key: send it as `Authorization: Bearer crv_…` (a payer makes one with `caravan key issue` or POST /v1/keys)"
     )]
     Missing,
     #[error(
@@ -113,18 +126,161 @@ pub enum KeyError {
         needed: Scope,
         allowed: String,
     },
+    #[error(
+        "only the payer's own wallet may manage {payer}'s keys: send `signed_at_ms` and `signature`, the payer's EIP-712 signature of the request (types in the API document), or let `caravan key` sign it with the payer's key file"
+    )]
+    Unsigned { payer: Address },
+    #[error(
+        "the request was signed at {signed_at_ms} ms since the Unix epoch, but this node's clock says {now_ms}; a signature is accepted for 5 minutes either way. Sign the request again now (and check the clock if this repeats)"
+    )]
+    StaleSignature { signed_at_ms: u64, now_ms: u64 },
+    #[error("{0}")]
+    BadSignature(String),
+    #[error(
+        "this signed request already issued a key; a signed request issues one key only. Sign a new request (with the current time) for another key"
+    )]
+    SignatureReused,
 }
 
-/// Every live key, by hash.
+/// How far, in milliseconds, a key request's `signed_at_ms` may be from the node's clock, either
+/// way: long enough for a slow wallet prompt and some clock skew, short enough that an old
+/// request captured somewhere is useless.
+pub const SIGNATURE_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+const ISSUE_TYPE: &str =
+    "IssueApiKey(address payer,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs)";
+const LIST_TYPE: &str = "ListApiKeys(address payer,uint64 signedAtMs)";
+const REVOKE_TYPE: &str = "RevokeApiKey(address payer,string key,uint64 signedAtMs)";
+
+/// What a payer asks of its keys. Its wallet signs it, as EIP-712 typed data, to prove the
+/// request is the payer's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRequest<'a> {
+    /// A new key with these scopes (in the order sent), expiring `expires_in_days` after the
+    /// signing time (none: never; signed as 0).
+    Issue {
+        scopes: &'a [Scope],
+        expires_in_days: Option<u32>,
+        name: &'a str,
+    },
+    /// The payer's live keys, without their secrets.
+    List,
+    /// Stop the key with this public id.
+    Revoke { key: &'a str },
+}
+
+impl KeyRequest<'_> {
+    /// The EIP-712 digest the payer's wallet signs for this request at `signed_at_ms`.
+    pub fn digest(&self, payer: &Address, signed_at_ms: u64) -> Hash32 {
+        let mut payer_word = [0u8; 32];
+        payer_word[12..].copy_from_slice(&payer.0);
+        let signed_at = word(signed_at_ms);
+        let struct_hash = match self {
+            KeyRequest::Issue {
+                scopes,
+                expires_in_days,
+                name,
+            } => {
+                let scope_hashes: Vec<[u8; 32]> = scopes
+                    .iter()
+                    .map(|scope| keccak256(scope.name().as_bytes()).0)
+                    .collect();
+                let scope_parts: Vec<&[u8]> = scope_hashes.iter().map(|h| h.as_slice()).collect();
+                keccak256_parts(&[
+                    &keccak256(ISSUE_TYPE.as_bytes()).0,
+                    &payer_word,
+                    &keccak256_parts(&scope_parts).0,
+                    &word(u64::from(expires_in_days.unwrap_or(0))),
+                    &keccak256(name.as_bytes()).0,
+                    &signed_at,
+                ])
+            }
+            KeyRequest::List => {
+                keccak256_parts(&[&keccak256(LIST_TYPE.as_bytes()).0, &payer_word, &signed_at])
+            }
+            KeyRequest::Revoke { key } => keccak256_parts(&[
+                &keccak256(REVOKE_TYPE.as_bytes()).0,
+                &payer_word,
+                &keccak256(key.as_bytes()).0,
+                &signed_at,
+            ]),
+        };
+        typed_data_digest(&struct_hash)
+    }
+
+    /// Signs the request with the payer's wallet key, as a wallet would.
+    pub fn sign(&self, wallet: &k256::ecdsa::SigningKey, signed_at_ms: u64) -> PayerSignature {
+        let payer = address_of(wallet.verifying_key());
+        PayerSignature {
+            signed_at_ms,
+            signature: sign_digest(wallet, &self.digest(&payer, signed_at_ms)),
+        }
+    }
+
+    /// Checks that `signed` is the payer's own signature on this request, made within
+    /// [`SIGNATURE_WINDOW_MS`] of `now_ms`.
+    pub fn check(
+        &self,
+        payer: &Address,
+        signed: Option<&PayerSignature>,
+        now_ms: u64,
+    ) -> Result<SignedRequest, KeyError> {
+        let signed = signed.ok_or(KeyError::Unsigned { payer: *payer })?;
+        if signed.signed_at_ms.abs_diff(now_ms) > SIGNATURE_WINDOW_MS {
+            return Err(KeyError::StaleSignature {
+                signed_at_ms: signed.signed_at_ms,
+                now_ms,
+            });
+        }
+        let digest = self.digest(payer, signed.signed_at_ms);
+        let signer = recover(&digest, &signed.signature).map_err(KeyError::BadSignature)?;
+        if signer != *payer {
+            return Err(KeyError::BadSignature(format!(
+                "the signature was made by {signer}, not by the payer {payer}, or it signs other fields than were sent. Sign exactly the request sent, with the payer's own wallet"
+            )));
+        }
+        Ok(SignedRequest {
+            digest,
+            signed_at_ms: signed.signed_at_ms,
+        })
+    }
+}
+
+/// A key request its payer signed, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The EIP-712 digest that was signed.
+    pub digest: Hash32,
+    pub signed_at_ms: u64,
+}
+
+/// A payer's wallet signature on a [`KeyRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerSignature {
+    /// When it was signed, in milliseconds since the Unix epoch (the `signedAtMs` it signs).
+    pub signed_at_ms: u64,
+    pub signature: Signature65,
+}
+
+/// Every live key, by hash, and the signed requests that issued keys.
 #[derive(Default)]
 pub struct KeyRing {
     keys: HashMap<Hash32, ApiKey>,
+    authorizations: HashSet<Hash32>,
 }
 
 impl KeyRing {
-    /// A key issued (from the log, or just committed).
-    pub fn issue(&mut self, hash: Hash32, key: ApiKey) {
+    /// A key issued (from the log, or just committed), by the signed request `authorization`
+    /// when it came from one.
+    pub fn issue(&mut self, hash: Hash32, key: ApiKey, authorization: Option<Hash32>) {
         self.keys.insert(hash, key);
+        self.authorizations.extend(authorization);
+    }
+
+    /// Whether the signed request with this digest has issued a key already (even one since
+    /// revoked).
+    pub fn authorized_before(&self, authorization: &Hash32) -> bool {
+        self.authorizations.contains(authorization)
     }
 
     /// A key revoked: it stops working at once.
@@ -201,6 +357,7 @@ mod tests {
                 name: "backend".into(),
                 created_ms: 1,
             },
+            None,
         );
         (secret, ring, hash)
     }
@@ -234,5 +391,112 @@ mod tests {
         for error in [revoked, scope] {
             assert!(!error.to_string().contains(&secret[4..]));
         }
+    }
+
+    /// The first anvil/hardhat development key (0xf39F…2266).
+    fn wallet() -> k256::ecdsa::SigningKey {
+        let secret = caravan_core::attestation::parse_secret_key(
+            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        )
+        .unwrap();
+        k256::ecdsa::SigningKey::from_bytes((&secret).into()).unwrap()
+    }
+
+    const SIGNED_AT: u64 = 1_764_000_000_000;
+
+    #[test]
+    fn key_requests_are_the_typed_data_any_wallet_signs() {
+        let payer = address_of(wallet().verifying_key());
+        // Digests and (RFC 6979) signatures made by eth-account (Python) for the same typed
+        // data under the domain {name: "caravan", version: "1"}: they match byte for byte.
+        let vectors = [
+            (
+                KeyRequest::Issue {
+                    scopes: &[Scope::Chat, Scope::Models],
+                    expires_in_days: Some(90),
+                    name: "shop backend",
+                },
+                "0x15bb1d6bee514e80bcf6619f1e5b6b72ab59373f7913039b804e43e90c67e210",
+                "0x783f529870838ebfcfc8be8ae0b6ac6948c103bcb6863e11bac3f33ac19001a0757783aab610e686bc7c3e105f91b3319dce6b63a0a52a57505dcdff1ad758cb1c",
+            ),
+            (
+                KeyRequest::List,
+                "0x5714b5ec6f315d887b89362c7f0f9fe10fb72c9b1090e68d97986ff36beb496e",
+                "0x023e4feee3456a52e40d35ffcad4855b97df7f23c2e31b950b5a4d255b80d63d7c118b13912bee1a549b8a22223894ab9cf08dfd3f604dedfb18c8e9e97a79d61c",
+            ),
+            (
+                KeyRequest::Revoke {
+                    key: "key_0011223344556677",
+                },
+                "0x0b6497a4b98c1a4d0836f6a45ce68fdbc2aa91f63316da2918f736cfed333061",
+                "0xaa406b7070c42182b3e5577d267f2ef4c26a6ff6c4c9311e403f6b69d3ef327a2f422d0ed0ad1a1c049150bd0a216007c8fc31c5959f9b8cbff66c4f204fc9bf1b",
+            ),
+        ];
+        for (request, digest, signature) in vectors {
+            assert_eq!(request.digest(&payer, SIGNED_AT).to_hex(), digest);
+            let signed = request.sign(&wallet(), SIGNED_AT);
+            assert_eq!(signed.signature.to_hex(), signature);
+            let checked = request.check(&payer, Some(&signed), SIGNED_AT).unwrap();
+            assert_eq!(checked.digest.to_hex(), digest);
+        }
+    }
+
+    #[test]
+    fn a_key_request_needs_the_payers_fresh_signature_on_exactly_what_was_sent() {
+        let payer = address_of(wallet().verifying_key());
+        let scopes = [Scope::Chat];
+        let issue = KeyRequest::Issue {
+            scopes: &scopes,
+            expires_in_days: None,
+            name: "backend",
+        };
+        let signed = issue.sign(&wallet(), SIGNED_AT);
+        assert_eq!(
+            issue.check(&payer, None, SIGNED_AT),
+            Err(KeyError::Unsigned { payer })
+        );
+        // Another payer, other scopes or another kind of request: the signer recovered is not
+        // the payer.
+        let other = Address::from_label("someone else");
+        for (request, who) in [
+            (issue, other),
+            (
+                KeyRequest::Issue {
+                    scopes: &Scope::ALL,
+                    expires_in_days: None,
+                    name: "backend",
+                },
+                payer,
+            ),
+            (KeyRequest::List, payer),
+        ] {
+            let error = request.check(&who, Some(&signed), SIGNED_AT).unwrap_err();
+            assert!(
+                matches!(&error, KeyError::BadSignature(why) if why.contains("not by the payer")),
+                "{error}"
+            );
+        }
+        // Five minutes either side of the node's clock, and no more.
+        for now in [
+            SIGNED_AT - SIGNATURE_WINDOW_MS,
+            SIGNED_AT + SIGNATURE_WINDOW_MS,
+        ] {
+            assert!(issue.check(&payer, Some(&signed), now).is_ok());
+        }
+        for now in [
+            SIGNED_AT - SIGNATURE_WINDOW_MS - 1,
+            SIGNED_AT + SIGNATURE_WINDOW_MS + 1,
+        ] {
+            assert!(matches!(
+                issue.check(&payer, Some(&signed), now),
+                Err(KeyError::StaleSignature { .. })
+            ));
+        }
+        let mut broken = signed;
+        broken.signature.0[64] = 30;
+        assert!(matches!(
+            issue.check(&payer, Some(&broken), SIGNED_AT),
+            Err(KeyError::BadSignature(_))
+        ));
     }
 }

@@ -33,7 +33,7 @@ use access::AccessRecord;
 use agent::AgentProgram;
 use embeddings::{EmbeddingInput, EncoderServing, EncoderSlot, EncodingFormat};
 use idempotency::Idempotency;
-use keys::{ApiKey, KeyError, KeyRing, Scope};
+use keys::{ApiKey, KeyError, KeyRequest, KeyRing, PayerSignature, Scope};
 use meter::Meter;
 use receipt::NodeSigner;
 use upstream::Upstream;
@@ -86,6 +86,8 @@ pub enum ChargeDurability {
     /// lets a stream of calls share one sync instead of paying one each.
     Queued,
 }
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// How long a queued charge may wait for its commit to start, gathering others to share the
 /// sync: the most (besides the commit itself) a crash can lose with [`ChargeDurability::Queued`].
@@ -143,6 +145,8 @@ pub struct Gateway {
     artifacts: ArtifactStore,
     classifiers: Mutex<HashMap<Hash32, Arc<Classifier>>>,
     keys: RwLock<KeyRing>,
+    /// Held from checking that a signed request has not issued a key to recording its key.
+    issuing: Mutex<()>,
     upstreams: Registry<Upstream>,
     agents: Registry<AgentProgram>,
     encoders: Registry<EncoderServing>,
@@ -168,6 +172,7 @@ impl Gateway {
             artifacts,
             classifiers: Mutex::new(HashMap::new()),
             keys: RwLock::new(KeyRing::default()),
+            issuing: Mutex::new(()),
             upstreams: Registry::default(),
             agents: Registry::default(),
             encoders: Registry::default(),
@@ -263,11 +268,15 @@ impl Gateway {
             AccessRecord::EncoderRegistered { asset, encoder } => {
                 self.encoders.insert(*asset, encoder.clone());
             }
-            AccessRecord::KeyIssued { hash, key } => {
+            AccessRecord::KeyIssued {
+                hash,
+                key,
+                authorization,
+            } => {
                 self.keys
                     .write()
                     .expect("key ring lock")
-                    .issue(*hash, key.clone());
+                    .issue(*hash, key.clone(), *authorization);
             }
             AccessRecord::KeyRevoked { hash, .. } => {
                 self.keys.write().expect("key ring lock").revoke(hash);
@@ -390,13 +399,63 @@ impl Gateway {
         Ok(())
     }
 
-    /// Issues a key for `payer`; returns the secret (shown this once) and what is stored.
+    /// Issues a key for `payer` on the operator's authority (in-process callers such as the
+    /// demo); returns the secret (shown this once) and what is stored. Over HTTP only the payer
+    /// may: see [`Gateway::issue_signed_key`].
     pub fn issue_key(
         &self,
         payer: Address,
         scopes: Vec<Scope>,
         expires_ms: Option<u64>,
         name: String,
+    ) -> Result<(String, ApiKey), GatewayError> {
+        self.record_key(payer, scopes, expires_ms, name, None)
+    }
+
+    /// Issues a key the payer asked for with its wallet's signature: `scopes` in the order
+    /// signed, expiring `expires_in_days` after the signing time. A signed request issues one
+    /// key only. Blocking: waits until the key is durable.
+    pub fn issue_signed_key(
+        &self,
+        payer: Address,
+        scopes: Vec<Scope>,
+        expires_in_days: Option<u32>,
+        name: String,
+        signed: Option<&PayerSignature>,
+    ) -> Result<(String, ApiKey), GatewayError> {
+        if expires_in_days == Some(0) {
+            return Err(GatewayError::BadParam {
+                param: "expires_in_days".into(),
+                message: "a key must live at least a day; leave expires_in_days out for a key that never expires".into(),
+            });
+        }
+        let request = KeyRequest::Issue {
+            scopes: &scopes,
+            expires_in_days,
+            name: &name,
+        };
+        let signed = request.check(&payer, signed, now_ms())?;
+        let expires_ms = expires_in_days.map(|days| signed.signed_at_ms + u64::from(days) * DAY_MS);
+        // One signed request at a time between the replay check and the key's record.
+        let _issuing = self.issuing.lock().expect("key issuing lock");
+        if self
+            .keys
+            .read()
+            .expect("key ring lock")
+            .authorized_before(&signed.digest)
+        {
+            return Err(KeyError::SignatureReused.into());
+        }
+        self.record_key(payer, scopes, expires_ms, name, Some(signed.digest))
+    }
+
+    fn record_key(
+        &self,
+        payer: Address,
+        scopes: Vec<Scope>,
+        expires_ms: Option<u64>,
+        name: String,
+        authorization: Option<Hash32>,
     ) -> Result<(String, ApiKey), GatewayError> {
         if scopes.is_empty() {
             return Err(GatewayError::BadParam {
@@ -426,12 +485,20 @@ impl Gateway {
         self.record_access(&AccessRecord::KeyIssued {
             hash,
             key: key.clone(),
+            authorization,
         })?;
         Ok((secret, key))
     }
 
-    /// Revokes the payer's key `id`; a revoked key stops working at once.
-    pub fn revoke_key(&self, payer: Address, id: &str) -> Result<(), GatewayError> {
+    /// Revokes the payer's key `id`, asked for with the payer's wallet signature; a revoked key
+    /// stops working at once. Blocking: waits until the revocation is durable.
+    pub fn revoke_key(
+        &self,
+        payer: Address,
+        id: &str,
+        signed: Option<&PayerSignature>,
+    ) -> Result<(), GatewayError> {
+        KeyRequest::Revoke { key: id }.check(&payer, signed, now_ms())?;
         let hash = self
             .keys
             .read()
@@ -440,13 +507,23 @@ impl Gateway {
             .ok_or_else(|| GatewayError::BadParam {
                 param: "id".into(),
                 message: format!(
-                    "{payer} has no live key {id}; GET /v1/keys?payer={payer} lists them"
+                    "{payer} has no live key {id}; `caravan key list` (GET /v1/keys) lists them"
                 ),
             })?;
         self.record_access(&AccessRecord::KeyRevoked {
             hash,
             at_ms: now_ms(),
         })
+    }
+
+    /// The payer's live keys (without secrets), asked for with the payer's wallet signature.
+    pub fn list_keys(
+        &self,
+        payer: &Address,
+        signed: Option<&PayerSignature>,
+    ) -> Result<Vec<ApiKey>, GatewayError> {
+        KeyRequest::List.check(payer, signed, now_ms())?;
+        Ok(self.keys_of(payer))
     }
 
     pub fn keys_of(&self, payer: &Address) -> Vec<ApiKey> {

@@ -10,14 +10,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use caravan_core::{AccountRef, Address, keccak256};
+use caravan_core::{AccountRef, Address, Signature65, keccak256};
 use caravan_store::now_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::embeddings::{EmbeddingInput, EncodingFormat};
 use super::idempotency::{Admission, request_id};
-use super::keys::{ApiKey, KeyError, Scope};
+use super::keys::{ApiKey, KeyError, PayerSignature, Scope};
 use super::{Gateway, GatewayError, ServedModel, wire};
 
 pub use super::wire::{NODE_HEADER, RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER};
@@ -89,6 +89,12 @@ impl From<GatewayError> for OpenAiError {
                     KeyError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
                     KeyError::Expired { .. } => (StatusCode::UNAUTHORIZED, "expired_api_key"),
                     KeyError::Scope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
+                    KeyError::Unsigned { .. } => (StatusCode::UNAUTHORIZED, "signature_required"),
+                    KeyError::StaleSignature { .. } => {
+                        (StatusCode::UNAUTHORIZED, "signature_expired")
+                    }
+                    KeyError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+                    KeyError::SignatureReused => (StatusCode::CONFLICT, "signature_reused"),
                 };
                 OpenAiError::invalid(code, None, message).with_status(status)
             }
@@ -450,6 +456,21 @@ struct IssueBody {
     expires_in_days: Option<u32>,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    signed_at_ms: Option<u64>,
+    #[serde(default)]
+    signature: Option<Signature65>,
+}
+
+/// The payer's signature, when the request carries both of its parts.
+fn payer_signature(
+    signed_at_ms: Option<u64>,
+    signature: Option<Signature65>,
+) -> Option<PayerSignature> {
+    Some(PayerSignature {
+        signed_at_ms: signed_at_ms?,
+        signature: signature?,
+    })
 }
 
 fn key_object(key: &ApiKey) -> Value {
@@ -464,34 +485,50 @@ fn key_object(key: &ApiKey) -> Value {
     })
 }
 
+/// Issues a key for the payer that signed the request (see [`super::keys`]); the secret is in
+/// this one answer only.
 async fn issue_key(
     State(gateway): State<Arc<Gateway>>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let parsed: IssueBody = parse(&body)?;
     let scopes = parsed.scopes.unwrap_or_else(|| Scope::ALL.to_vec());
-    let expires_ms = parsed
-        .expires_in_days
-        .map(|days| now_ms() + u64::from(days) * 24 * 60 * 60 * 1000);
     let worker = Arc::clone(&gateway);
-    let (secret, key) =
-        blocking(move || worker.issue_key(parsed.payer, scopes, expires_ms, parsed.name)).await?;
+    let (secret, key) = blocking(move || {
+        worker.issue_signed_key(
+            parsed.payer,
+            scopes,
+            parsed.expires_in_days,
+            parsed.name,
+            payer_signature(parsed.signed_at_ms, parsed.signature).as_ref(),
+        )
+    })
+    .await?;
     let mut object = key_object(&key);
     object["key"] = json!(secret);
     Ok((StatusCode::CREATED, axum::Json(object)).into_response())
 }
 
+/// The payer and its wallet's signature, as query parameters of a key listing or revocation.
 #[derive(Deserialize)]
-struct PayerQuery {
+struct SignedPayerQuery {
     payer: Address,
+    signed_at_ms: Option<u64>,
+    signature: Option<Signature65>,
+}
+
+impl SignedPayerQuery {
+    fn signed(&self) -> Option<PayerSignature> {
+        payer_signature(self.signed_at_ms, self.signature)
+    }
 }
 
 async fn list_keys(
     State(gateway): State<Arc<Gateway>>,
-    Query(query): Query<PayerQuery>,
+    Query(query): Query<SignedPayerQuery>,
 ) -> Result<Response, OpenAiError> {
     let data: Vec<Value> = gateway
-        .keys_of(&query.payer)
+        .list_keys(&query.payer, query.signed().as_ref())?
         .iter()
         .map(key_object)
         .collect();
@@ -501,11 +538,11 @@ async fn list_keys(
 async fn revoke_key(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Query(query): Query<PayerQuery>,
+    Query(query): Query<SignedPayerQuery>,
 ) -> Result<Response, OpenAiError> {
     let worker = Arc::clone(&gateway);
     let revoked = id.clone();
-    blocking(move || worker.revoke_key(query.payer, &revoked)).await?;
+    blocking(move || worker.revoke_key(query.payer, &revoked, query.signed().as_ref())).await?;
     Ok(axum::Json(json!({ "id": id, "object": "api_key", "revoked": true })).into_response())
 }
 

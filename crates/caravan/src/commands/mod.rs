@@ -4,6 +4,7 @@ mod assets;
 mod chains;
 mod epochs;
 mod inspect;
+mod keys;
 mod models;
 mod settle;
 mod setup;
@@ -13,11 +14,15 @@ pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use chains::{ChainCommand, PayoutChainArgs, chain, directory, payout_chain};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
+pub use keys::{KeyCommand, key};
 pub use models::{ModelCommand, artifact_store, model, training_examples};
 pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};
 pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
 pub use tasks::{TaskCommand, project_id, task};
 
+use std::path::Path;
+
+use caravan_core::attestation::parse_secret_key;
 use caravan_core::{Address, Envelope, Event, Genesis, Ppm};
 use caravan_store::Journal;
 
@@ -54,4 +59,16 @@ pub fn ensure_genesis(journal: &mut Journal) -> Result<(), String> {
         "note: set up this store with a 0% protocol fee (run `caravan init` first to choose a treasury and fee)"
     );
     Ok(())
+}
+
+/// The secp256k1 secret key in a key file (64 hex digits, `0x` optional).
+pub(crate) fn read_secret(path: &Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
+    parse_secret_key(&text).map_err(|why| {
+        format!(
+            "the key file {} must hold a secret key as 64 hex digits ({why})",
+            path.display()
+        )
+    })
 }

@@ -2,9 +2,8 @@
 //! as a model asset whose lineage pays the datasets (and, through them, the people who labelled
 //! them) from every paid call.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use caravan_core::attestation::parse_secret_key;
 use caravan_core::{
     Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, Member,
     ParentEdge, Ppm, Role, RoleShare,
@@ -22,7 +21,7 @@ use caravan_tasks::schema::Answer;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::StoreArgs;
-use crate::commands::ensure_genesis;
+use crate::commands::{ensure_genesis, read_secret};
 use crate::present::{open_journal, parse_amount, read_input, table};
 
 #[derive(Subcommand)]
@@ -724,17 +723,6 @@ fn attest(store: &StoreArgs, args: AttestArgs) -> Result<(), String> {
 }
 
 /// A secp256k1 secret key from a file of 64 hex digits (an optional 0x is fine).
-fn read_secret(path: &Path) -> Result<[u8; 32], String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the key file {}: {e}", path.display()))?;
-    parse_secret_key(&text).map_err(|why| {
-        format!(
-            "the key file {} must hold a secret key as 64 hex digits ({why})",
-            path.display()
-        )
-    })
-}
-
 fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
     let desk = open_desk(store)?;
     let classifier = load_classifier(store, &desk, &args.model)?;

@@ -1,0 +1,282 @@
+//! `caravan key`: a payer manages its API keys on a running node. The node takes key requests
+//! only with the payer's own wallet signature, so each command signs its request with the key in
+//! `--key-file` (EIP-712, the same typed data a browser wallet signs) and sends it over HTTP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caravan_core::Address;
+use caravan_core::attestation::address_of;
+use caravan_server::gateway::keys::{KeyRequest, PayerSignature, Scope};
+use caravan_store::now_ms;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::read_secret;
+use crate::present::{table, utc_time};
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key for the payer whose wallet key is in --key-file.
+    ///
+    /// Prints the key (crv_ and 64 hex digits) alone on standard output, so
+    /// `KEY=$(caravan key issue …)` keeps it; the node stores only its hash and never shows it
+    /// again. Calls made with it are paid from the payer's prepaid balance (`caravan deposit`).
+    Issue(IssueArgs),
+    /// List the payer's live keys: id, name, scopes, when made and when they expire (never the
+    /// keys themselves).
+    List(NodeArgs),
+    /// Revoke one of the payer's keys by its id (key_…); it stops working at once.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The node, as `caravan serve` printed it (a trailing /v1 is fine).
+    #[arg(long, env = "CARAVAN_NODE", default_value = "http://127.0.0.1:8080")]
+    node: String,
+    /// The payer's wallet secret key, 64 hex digits in a file: the keys belong to its address.
+    #[arg(long)]
+    key_file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// What the key may do (repeat or separate with commas); all of them when left out.
+    #[arg(long = "scope", value_enum, value_delimiter = ',')]
+    scopes: Vec<ScopeArg>,
+    /// Days until the key stops working; it never expires when left out.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    expires_in_days: Option<u32>,
+    /// A name to tell keys apart, such as the app that uses it (at most 120 bytes).
+    #[arg(long, default_value = "")]
+    name: String,
+}
+
+#[derive(Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The key's id, as `caravan key list` shows it (key_ and 16 hex digits).
+    id: String,
+}
+
+/// A key scope, as the command line names it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    /// List models and read the balance.
+    Models,
+    /// /v1/chat/completions.
+    Chat,
+    /// /v1/embeddings.
+    Embeddings,
+    /// /v1/classifications.
+    Classify,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(scope: ScopeArg) -> Scope {
+        match scope {
+            ScopeArg::Models => Scope::Models,
+            ScopeArg::Chat => Scope::Chat,
+            ScopeArg::Embeddings => Scope::Embeddings,
+            ScopeArg::Classify => Scope::Classify,
+        }
+    }
+}
+
+pub fn key(command: KeyCommand) -> Result<(), String> {
+    match command {
+        KeyCommand::Issue(args) => issue(args),
+        KeyCommand::List(args) => list(args),
+        KeyCommand::Revoke(args) => revoke(args),
+    }
+}
+
+/// The payer's wallet and the node it talks to.
+struct Payer {
+    wallet: k256::ecdsa::SigningKey,
+    address: Address,
+    node: String,
+}
+
+impl Payer {
+    fn open(args: &NodeArgs) -> Result<Payer, String> {
+        let secret = read_secret(&args.key_file)?;
+        let wallet = k256::ecdsa::SigningKey::from_bytes((&secret).into())
+            .map_err(|_| "the key file does not hold a valid secp256k1 secret key".to_string())?;
+        let node = args.node.trim_end_matches('/');
+        let node = node.strip_suffix("/v1").unwrap_or(node).to_owned();
+        Ok(Payer {
+            address: address_of(wallet.verifying_key()),
+            wallet,
+            node,
+        })
+    }
+
+    fn sign(&self, request: KeyRequest) -> PayerSignature {
+        request.sign(&self.wallet, now_ms())
+    }
+
+    /// The query string that names the payer and carries its signature of `request`.
+    fn signed_query(&self, request: KeyRequest) -> String {
+        let signed = self.sign(request);
+        format!(
+            "payer={}&signed_at_ms={}&signature={}",
+            self.address,
+            signed.signed_at_ms,
+            signed.signature.to_hex()
+        )
+    }
+
+    /// Sends a request to the node and returns its JSON answer, or the node's own error
+    /// message.
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}{path}", self.node);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+            let mut request = client.request(method, &url);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.map_err(|e| {
+                format!(
+                    "cannot reach the node at {} ({e}); is `caravan serve` running there? Give its address with --node",
+                    self.node
+                )
+            })?;
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .map_err(|e| format!("the node's answer was cut off: {e}"))?;
+            let answer: Value = serde_json::from_str(&text).map_err(|_| {
+                format!("{url} did not answer like a caravan node (HTTP {status}); check --node")
+            })?;
+            if status.is_success() {
+                Ok(answer)
+            } else {
+                let message = answer["error"]["message"]
+                    .as_str()
+                    .map_or_else(|| answer.to_string(), str::to_owned);
+                Err(format!("the node refused (HTTP {status}): {message}"))
+            }
+        })
+    }
+}
+
+fn issue(args: IssueArgs) -> Result<(), String> {
+    let payer = Payer::open(&args.node)?;
+    let scopes: Vec<Scope> = if args.scopes.is_empty() {
+        Scope::ALL.to_vec()
+    } else {
+        args.scopes.into_iter().map(Scope::from).collect()
+    };
+    let signed = payer.sign(KeyRequest::Issue {
+        scopes: &scopes,
+        expires_in_days: args.expires_in_days,
+        name: &args.name,
+    });
+    let body = json!({
+        "payer": payer.address,
+        "scopes": scopes,
+        "expires_in_days": args.expires_in_days,
+        "name": args.name,
+        "signed_at_ms": signed.signed_at_ms,
+        "signature": signed.signature,
+    });
+    let issued = payer.send(reqwest::Method::POST, "/v1/keys", Some(body))?;
+    let secret = issued["key"]
+        .as_str()
+        .ok_or("the node's answer holds no key")?;
+    eprintln!(
+        "API key {} for {} ({}; expires: {}). It is shown only now: keep it secret.",
+        issued["id"].as_str().unwrap_or("?"),
+        payer.address,
+        scope_list(&issued["scopes"]),
+        expiry(&issued["expires_ms"]),
+    );
+    println!("{secret}");
+    Ok(())
+}
+
+fn list(args: NodeArgs) -> Result<(), String> {
+    let payer = Payer::open(&args)?;
+    let path = format!("/v1/keys?{}", payer.signed_query(KeyRequest::List));
+    let listed = payer.send(reqwest::Method::GET, &path, None)?;
+    let keys = listed["data"].as_array().cloned().unwrap_or_default();
+    if keys.is_empty() {
+        println!(
+            "{} has no live API keys; `caravan key issue` makes one",
+            payer.address
+        );
+        return Ok(());
+    }
+    let mut shown = table(&["id", "name", "scopes", "created", "expires"], &[]);
+    for key in &keys {
+        shown.add_row(vec![
+            key["id"].as_str().unwrap_or("?").to_owned(),
+            key["name"].as_str().unwrap_or("").to_owned(),
+            scope_list(&key["scopes"]),
+            key["created_ms"]
+                .as_u64()
+                .map_or_else(String::new, utc_time),
+            expiry(&key["expires_ms"]),
+        ]);
+    }
+    println!("{} live API keys of {}", keys.len(), payer.address);
+    println!("{shown}");
+    Ok(())
+}
+
+fn revoke(args: RevokeArgs) -> Result<(), String> {
+    let well_formed = args
+        .id
+        .strip_prefix("key_")
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return Err(format!(
+            "{:?} is not a key id: ids are key_ and 16 hex digits, as `caravan key list` shows them",
+            args.id
+        ));
+    }
+    let payer = Payer::open(&args.node)?;
+    let path = format!(
+        "/v1/keys/{}?{}",
+        args.id,
+        payer.signed_query(KeyRequest::Revoke { key: &args.id })
+    );
+    payer.send(reqwest::Method::DELETE, &path, None)?;
+    println!(
+        "revoked {} of {}: it stops working at once",
+        args.id, payer.address
+    );
+    Ok(())
+}
+
+fn scope_list(scopes: &Value) -> String {
+    let names: Vec<&str> = scopes
+        .as_array()
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    names.join(", ")
+}
+
+/// When a key expires, or `never`.
+fn expiry(expires_ms: &Value) -> String {
+    expires_ms.as_u64().map_or_else(|| "never".into(), utc_time)
+}
