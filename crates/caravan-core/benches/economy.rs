@@ -118,6 +118,25 @@ fn benches(c: &mut Criterion) {
         b.iter(|| MerkleTree::build(black_box(&leaves)).root())
     });
     group.finish();
+
+    // A gateway resolves the model a call names on every call.
+    let mut lineage = caravan_core::lineage::Lineage::default();
+    for i in 0..100_000u32 {
+        lineage
+            .register(Manifest {
+                kind: AssetKind::Dataset,
+                name: format!("dataset {i}"),
+                owner: Address::from_label("owner"),
+                content: keccak256(&i.to_be_bytes()),
+                licence: Licence::OpenUse,
+                parents: vec![],
+                roles: vec![],
+            })
+            .unwrap();
+    }
+    c.bench_function("find an asset by name among 100k", |b| {
+        b.iter(|| lineage.named(black_box("dataset 77777")).count())
+    });
 }
 
 criterion_group!(economy, benches);

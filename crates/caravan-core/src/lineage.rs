@@ -53,6 +53,9 @@ pub struct RegisteredAsset {
 pub struct Lineage {
     assets: Vec<RegisteredAsset>,
     positions: FxHashMap<AssetId, u32>,
+    /// The positions of the assets with each name: a gateway resolves a model's name on every
+    /// call, which must not cost a scan of every asset.
+    by_name: FxHashMap<String, Vec<u32>>,
 }
 
 impl Lineage {
@@ -114,6 +117,10 @@ impl Lineage {
             parent_positions,
         });
         self.positions.insert(id, position);
+        self.by_name
+            .entry(self.assets[position as usize].manifest.name.clone())
+            .or_default()
+            .push(position);
         Ok((id, position))
     }
 
@@ -140,6 +147,15 @@ impl Lineage {
     /// Assets in registration order: every parent comes before its children.
     pub fn iter(&self) -> impl Iterator<Item = &RegisteredAsset> {
         self.assets.iter()
+    }
+
+    /// The assets named `name`, in registration order (names need not be unique).
+    pub fn named(&self, name: &str) -> impl Iterator<Item = &RegisteredAsset> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|position| &self.assets[*position as usize])
     }
 }
 
@@ -230,5 +246,36 @@ mod tests {
             )),
             Err(LineageError::NonCommercialParent { parent: model_id })
         );
+    }
+
+    #[test]
+    fn assets_are_found_by_name_in_registration_order() {
+        let mut lineage = Lineage::default();
+        let (first, _) = lineage
+            .register(model("tagger", vec![], Licence::OpenUse))
+            .unwrap();
+        lineage
+            .register(model("other", vec![], Licence::OpenUse))
+            .unwrap();
+        let mut second = model("tagger", vec![], Licence::OpenUse);
+        second.owner = Address::from_label("another developer");
+        let (second, _) = lineage.register(second.clone()).unwrap();
+        // A refused registration is not found either.
+        let mut refused = model("tagger", vec![], Licence::OpenUse);
+        refused.parents = vec![ParentEdge {
+            parent: AssetId(Hash32([7; 32])),
+            kind: EdgeKind::TrainedOn,
+            share: Ppm::new(1).unwrap(),
+        }];
+        assert!(lineage.register(refused).is_err());
+        let found: Vec<AssetId> = lineage.named("tagger").map(|a| a.id).collect();
+        assert_eq!(found, vec![first, second]);
+        let scanned: Vec<AssetId> = lineage
+            .iter()
+            .filter(|a| a.manifest.name == "tagger")
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(found, scanned);
+        assert_eq!(lineage.named("nobody").count(), 0);
     }
 }

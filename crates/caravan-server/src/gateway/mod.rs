@@ -637,8 +637,8 @@ impl Gateway {
                     .into_iter()
                     .collect(),
                 Err(_) => lineage
-                    .iter()
-                    .filter(|a| keep(a.manifest.kind) && a.manifest.name == name)
+                    .named(name)
+                    .filter(|a| keep(a.manifest.kind))
                     .map(|a| (a.id, a.manifest.clone()))
                     .collect(),
             }

@@ -49,8 +49,8 @@ pub fn serve_model(
     let dataset = desk.journal().read(|j| {
         j.economy()
             .lineage()
-            .iter()
-            .find(|a| a.manifest.name == DATASET)
+            .named(DATASET)
+            .next()
             .map(|a| (a.id, a.manifest.clone()))
     });
     let (dataset, dataset_manifest) =
