@@ -5,8 +5,13 @@
 //! with a different body is refused; a retry while the first is still running is told to try
 //! again (409, which clients retry). Charges carry `keccak(payer ‖ key)` in the log, so after a
 //! restart the node still knows a request was charged, even though the response it gave is gone.
+//!
+//! Responses are held in memory up to a byte budget ([`RESPONSE_BUDGET_BYTES`]): past it the
+//! oldest are let go, and a retry of one of those is told it was charged (and is not charged
+//! again) instead of getting the response replayed. So a client that sends a key with every call
+//! cannot grow the node's memory without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use axum::body::Bytes;
@@ -15,6 +20,9 @@ use caravan_core::{Address, Hash32};
 
 /// How long a response is kept for replay.
 pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The most memory the responses held for replay may take.
+pub const RESPONSE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
 /// The id a payer's idempotency key stands for.
 pub fn request_id(payer: &Address, key: &str) -> Hash32 {
@@ -27,6 +35,18 @@ pub struct Stored {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+}
+
+impl Stored {
+    /// About how much memory it holds.
+    fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 48)
+            .sum();
+        std::mem::size_of::<Stored>() + headers + self.body.len()
+    }
 }
 
 enum Entry {
@@ -65,20 +85,67 @@ pub struct Idempotency {
 struct Entries {
     by_request: HashMap<Hash32, (u64, Entry)>,
     prune_at: usize,
+    /// Requests whose responses are held, oldest first, with when they were admitted (an
+    /// entry that no longer matches its request's is stale and skipped).
+    held: VecDeque<(Hash32, u64)>,
+    held_bytes: usize,
+    budget_bytes: usize,
 }
 
-impl Default for Idempotency {
-    fn default() -> Self {
-        Idempotency {
-            entries: Mutex::new(Entries {
-                by_request: HashMap::new(),
-                prune_at: FIRST_PRUNE_AT,
-            }),
+impl Entries {
+    /// Marks a held response as gone from memory.
+    fn release(&mut self, response: &Stored) {
+        self.held_bytes -= response.size();
+    }
+
+    /// Lets the oldest responses go until the rest fit the budget; their requests stay known
+    /// as charged.
+    fn fit_budget(&mut self) {
+        while self.held_bytes > self.budget_bytes {
+            let Some((request, at)) = self.held.pop_front() else {
+                break;
+            };
+            let Some((admitted, entry)) = self.by_request.get_mut(&request) else {
+                continue;
+            };
+            if *admitted != at {
+                continue;
+            }
+            if let Entry::Done {
+                fingerprint,
+                response,
+            } = entry
+            {
+                let size = response.size();
+                *entry = Entry::Charged {
+                    fingerprint: Some(*fingerprint),
+                };
+                self.held_bytes -= size;
+            }
         }
     }
 }
 
+impl Default for Idempotency {
+    fn default() -> Self {
+        Idempotency::with_budget(RESPONSE_BUDGET_BYTES)
+    }
+}
+
 impl Idempotency {
+    /// Holds at most about `budget_bytes` of responses for replay.
+    pub fn with_budget(budget_bytes: usize) -> Idempotency {
+        Idempotency {
+            entries: Mutex::new(Entries {
+                by_request: HashMap::new(),
+                prune_at: FIRST_PRUNE_AT,
+                held: VecDeque::new(),
+                held_bytes: 0,
+                budget_bytes,
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries
             .lock()
@@ -88,9 +155,13 @@ impl Idempotency {
     /// Remembers a request that was charged but whose response is not held (from the log after
     /// a restart, or a stream the client left).
     pub fn charged_earlier(&self, request: Hash32, at_ms: u64) {
-        self.lock()
+        let mut entries = self.lock();
+        let replaced = entries
             .by_request
             .insert(request, (at_ms, Entry::Charged { fingerprint: None }));
+        if let Some((_, Entry::Done { response, .. })) = replaced {
+            entries.release(&response);
+        }
     }
 
     /// Marks an admitted request as charged before its response exists: from here on a retry
@@ -110,8 +181,21 @@ impl Idempotency {
     pub fn admit(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Admission {
         let mut entries = self.lock();
         if entries.by_request.len() > entries.prune_at {
+            let mut released = 0;
             entries.by_request.retain(|_, (at, entry)| {
-                matches!(entry, Entry::InFlight { .. }) || now_ms.saturating_sub(*at) < RETENTION_MS
+                let keep = matches!(entry, Entry::InFlight { .. })
+                    || now_ms.saturating_sub(*at) < RETENTION_MS;
+                if let (false, Entry::Done { response, .. }) = (keep, &entry) {
+                    released += response.size();
+                }
+                keep
+            });
+            entries.held_bytes -= released;
+            let Entries {
+                by_request, held, ..
+            } = &mut *entries;
+            held.retain(|(request, at)| {
+                matches!(by_request.get(request), Some((admitted, Entry::Done { .. })) if admitted == at)
             });
             entries.prune_at = FIRST_PRUNE_AT.max(2 * entries.by_request.len());
         }
@@ -140,28 +224,37 @@ impl Idempotency {
             Some((_, Entry::Charged { .. })) => return Admission::ChargedEarlier,
             None => {}
         }
-        entries
+        let expired = entries
             .by_request
             .insert(request, (now_ms, Entry::InFlight { fingerprint }));
+        if let Some((_, Entry::Done { response, .. })) = expired {
+            entries.release(&response);
+        }
         Admission::Run
     }
 
     /// Keeps the response of an admitted request (running, or already marked charged) for replay.
     pub fn finish(&self, request: Hash32, response: Stored) {
         let mut entries = self.lock();
-        if let Some((_, entry)) = entries.by_request.get_mut(&request) {
-            let fingerprint = match entry {
-                Entry::InFlight { fingerprint } => *fingerprint,
-                Entry::Charged {
-                    fingerprint: Some(fingerprint),
-                } => *fingerprint,
-                _ => return,
-            };
-            *entry = Entry::Done {
-                fingerprint,
-                response,
-            };
-        }
+        let Some((admitted, entry)) = entries.by_request.get_mut(&request) else {
+            return;
+        };
+        let fingerprint = match entry {
+            Entry::InFlight { fingerprint } => *fingerprint,
+            Entry::Charged {
+                fingerprint: Some(fingerprint),
+            } => *fingerprint,
+            _ => return,
+        };
+        let admitted = *admitted;
+        let size = response.size();
+        *entry = Entry::Done {
+            fingerprint,
+            response,
+        };
+        entries.held_bytes += size;
+        entries.held.push_back((request, admitted));
+        entries.fit_budget();
     }
 
     /// Forgets an admitted request that charged nothing (it failed), so a retry runs again.
@@ -278,5 +371,44 @@ mod tests {
         assert!(entries.by_request.contains_key(&live));
         assert!(entries.by_request.contains_key(&running));
         assert_eq!(entries.prune_at, FIRST_PRUNE_AT);
+        // The responses dropped no longer count against the memory budget.
+        assert_eq!(entries.held_bytes, 0);
+        assert!(entries.held.is_empty());
+    }
+
+    #[test]
+    fn responses_past_the_memory_budget_are_let_go_oldest_first_and_never_charged_twice() {
+        let one = stored("a response of some length").size();
+        let idempotency = Idempotency::with_budget(3 * one);
+        let shop = Address::from_label("shop");
+        let body = caravan_core::keccak256(b"{}");
+        let requests: Vec<Hash32> = (0..5)
+            .map(|n| request_id(&shop, &format!("call-{n}")))
+            .collect();
+        for (n, request) in requests.iter().enumerate() {
+            assert!(matches!(
+                idempotency.admit(*request, body, n as u64),
+                Admission::Run
+            ));
+            idempotency.finish(*request, stored("a response of some length"));
+        }
+        assert_eq!(idempotency.lock().held_bytes, 3 * one);
+        // The two oldest are no longer replayed, but they are known as charged; the newest three
+        // still replay.
+        for (n, request) in requests.iter().enumerate() {
+            let admission = idempotency.admit(*request, body, 10);
+            if n < 2 {
+                assert!(matches!(admission, Admission::ChargedEarlier), "call-{n}");
+            } else {
+                assert!(matches!(admission, Admission::Replay(_)), "call-{n}");
+            }
+        }
+        // A day on, an expired response that is used afresh stops counting against the budget.
+        let again = requests[4];
+        assert!(matches!(
+            idempotency.admit(again, body, 4 + RETENTION_MS),
+            Admission::Run
+        ));
+        assert_eq!(idempotency.lock().held_bytes, 2 * one);
     }
 }

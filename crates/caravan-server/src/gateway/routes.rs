@@ -322,7 +322,7 @@ fn admit(
         )),
         Admission::ChargedEarlier => Err(conflict(
             "idempotency_key_charged",
-            "a request with this Idempotency-Key was already served and charged, and its result is no longer held (the client left before it finished, or the node restarted since); it will not be charged again",
+            "a request with this Idempotency-Key was already served and charged, and its result is no longer held (the client left before it finished, the node restarted since, or the node let it go to bound its memory); it will not be charged again",
         )),
     }
 }
