@@ -255,7 +255,7 @@ pub struct SignedRequest {
 }
 
 /// A payer's wallet signature on a [`KeyRequest`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PayerSignature {
     /// When it was signed, in milliseconds since the Unix epoch (the `signedAtMs` it signs).
     pub signed_at_ms: u64,
