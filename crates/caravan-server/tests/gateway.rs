@@ -563,13 +563,35 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
             key: "key_0000000000000000"
         })
     );
-    for (method, uri, code) in [
-        (Method::GET, unsigned_list, "signature_required"),
-        (Method::GET, thief_list, "invalid_signature"),
-        (Method::DELETE, other_revoke, "invalid_signature"),
+    let garbled = format!("/v1/keys?payer={}&signed_at_ms=1&signature=0x12", shop());
+    for (method, uri, status, code) in [
+        (
+            Method::GET,
+            unsigned_list,
+            StatusCode::UNAUTHORIZED,
+            "signature_required",
+        ),
+        (
+            Method::GET,
+            thief_list,
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            Method::DELETE,
+            other_revoke,
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            Method::GET,
+            garbled,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
     ] {
         let reply = call(&app, method, &uri, None, &[], None).await;
-        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+        assert_eq!(reply.status, status, "{}", reply.body);
         assert_eq!(reply.body["error"]["code"], code, "{}", reply.body);
         assert!(!reply.body.to_string().contains(&key[4..]));
     }

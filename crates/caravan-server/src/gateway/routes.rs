@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -518,6 +519,20 @@ struct SignedPayerQuery {
 }
 
 impl SignedPayerQuery {
+    /// The query, or OpenAI's error shape saying which parameter is wrong.
+    fn read(query: Result<Query<Self>, QueryRejection>) -> Result<Self, OpenAiError> {
+        query.map(|Query(query)| query).map_err(|rejection| {
+            OpenAiError::invalid(
+                "invalid_query",
+                None,
+                format!(
+                    "{}; send ?payer=0x…&signed_at_ms=…&signature=0x… (130 hex digits)",
+                    rejection.body_text()
+                ),
+            )
+        })
+    }
+
     fn signed(&self) -> Option<PayerSignature> {
         payer_signature(self.signed_at_ms, self.signature)
     }
@@ -525,8 +540,9 @@ impl SignedPayerQuery {
 
 async fn list_keys(
     State(gateway): State<Arc<Gateway>>,
-    Query(query): Query<SignedPayerQuery>,
+    query: Result<Query<SignedPayerQuery>, QueryRejection>,
 ) -> Result<Response, OpenAiError> {
+    let query = SignedPayerQuery::read(query)?;
     let data: Vec<Value> = gateway
         .list_keys(&query.payer, query.signed().as_ref())?
         .iter()
@@ -538,8 +554,9 @@ async fn list_keys(
 async fn revoke_key(
     State(gateway): State<Arc<Gateway>>,
     Path(id): Path<String>,
-    Query(query): Query<SignedPayerQuery>,
+    query: Result<Query<SignedPayerQuery>, QueryRejection>,
 ) -> Result<Response, OpenAiError> {
+    let query = SignedPayerQuery::read(query)?;
     let worker = Arc::clone(&gateway);
     let revoked = id.clone();
     blocking(move || worker.revoke_key(query.payer, &revoked, query.signed().as_ref())).await?;
