@@ -53,9 +53,20 @@ impl LocalAnvil {
         &self.url
     }
 
+    /// The loopback address anvil listens on (for a front such as a TLS proxy).
+    pub fn address(&self) -> std::net::SocketAddr {
+        let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok());
+        std::net::SocketAddr::from(([127, 0, 0, 1], port.expect("the URL ends in the port")))
+    }
+
     /// A connection signing with the first development key.
     pub fn connect(&self) -> Result<RpcChain, ChainFault> {
-        RpcChain::connect(&self.url, ANVIL_CHAIN_ID, ANVIL_DEV_KEY)
+        RpcChain::connect(
+            &self.url,
+            ANVIL_CHAIN_ID,
+            ANVIL_DEV_KEY,
+            reqwest::Client::new(),
+        )
     }
 }
 

@@ -2,12 +2,15 @@
 //! Every call blocks until the node answers; a transaction returns only once it has the chain's
 //! configured number of confirmations and is still in the chain after them: a transaction a
 //! reorganisation removed is an error, so nothing is ever taken as done that the chain dropped.
+//! Endpoints may be `http://` or `https://`; HTTPS trusts the system's certificate authorities
+//! plus any the caller's HTTP client was given.
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, Bytes};
+use caravan_core::report::{certificate_hint, with_causes};
 
 use crate::chain::{Chain, ChainFault};
 use crate::embedded::{ChainError, Receipt};
@@ -28,16 +31,28 @@ const CONFIRMATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 const CONFIRMATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl RpcChain {
-    /// Connects to `url`, checks that it serves `chain_id`, and signs with `key` (hex private
-    /// key). The key never appears in errors.
-    pub fn connect(url: &str, chain_id: u64, key: &str) -> Result<RpcChain, ChainFault> {
+    /// Connects to `url` through `http` (`reqwest::Client::new()` trusts the system's
+    /// certificate authorities; build one with extra roots for an endpoint behind a private
+    /// one), checks that it serves `chain_id`, and signs with `key` (hex private key). The key
+    /// never appears in errors.
+    pub fn connect(
+        url: &str,
+        chain_id: u64,
+        key: &str,
+        http: reqwest::Client,
+    ) -> Result<RpcChain, ChainFault> {
         let signer: PrivateKeySigner = key.trim().parse().map_err(|_| {
             ChainFault::Rpc("the signer key is not a 32-byte hex private key".into())
         })?;
         let sender = signer.address();
-        let endpoint = url
+        let endpoint: reqwest::Url = url
             .parse()
             .map_err(|e| ChainFault::Rpc(format!("{url:?} is not a URL: {e}")))?;
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(ChainFault::Rpc(format!(
+                "{url} is not an HTTP endpoint: give the chain's JSON-RPC URL, starting with https:// (or http:// for a local node)"
+            )));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -51,11 +66,15 @@ impl RpcChain {
             .with_simple_nonce_management()
             .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
-            .connect_http(endpoint)
+            .connect_reqwest(http, endpoint)
             .erased();
-        let served = runtime
-            .block_on(provider.get_chain_id())
-            .map_err(|e| ChainFault::Rpc(format!("cannot reach {url}: {e}")))?;
+        let served = runtime.block_on(provider.get_chain_id()).map_err(|e| {
+            let causes = with_causes(&e);
+            ChainFault::Rpc(format!(
+                "cannot reach {url}: {causes}{}",
+                certificate_hint(&causes)
+            ))
+        })?;
         if served != chain_id {
             return Err(ChainFault::Rpc(format!(
                 "{url} serves chain id {served}, not the configured {chain_id}; check the URL and chain id"
@@ -107,14 +126,14 @@ impl Chain for RpcChain {
                         .with_timeout(Some(CONFIRMATION_TIMEOUT))
                         .get_receipt()
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| with_causes(&e))?;
                     let included = seen.block_number.unwrap_or_default();
                     let deadline = tokio::time::Instant::now() + CONFIRMATION_TIMEOUT;
                     loop {
                         let head = provider
                             .get_block_number()
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| with_causes(&e))?;
                         if head + 1 >= included + confirmations {
                             break;
                         }
@@ -138,13 +157,13 @@ impl Chain for RpcChain {
                             "transaction {} was in block {included} but a reorganisation removed it; nothing was done, run the command again",
                             seen.transaction_hash
                         )),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(with_causes(&e)),
                     }
                 }
                 // A revert shows up when the node estimates gas: keep its data to decode.
                 Err(e) => match e.as_error_resp().and_then(|r| r.as_revert_data()) {
                     Some(data) => Ok(Err(data)),
-                    None => Err(e.to_string()),
+                    None => Err(with_causes(&e)),
                 },
             }
         });
@@ -169,7 +188,7 @@ impl Chain for RpcChain {
         let provider = self.provider.clone();
         self.runtime
             .block_on(async move { provider.call(request).await })
-            .map_err(|e| ChainFault::Call(format!("at {}: {e}", self.url)))
+            .map_err(|e| ChainFault::Call(format!("at {}: {}", self.url, with_causes(&e))))
     }
 
     fn has_code(&mut self, address: Address) -> Result<bool, ChainFault> {
@@ -177,6 +196,6 @@ impl Chain for RpcChain {
         self.runtime
             .block_on(async move { provider.get_code_at(address).await })
             .map(|code| !code.is_empty())
-            .map_err(|e| self.fault("reading code", e))
+            .map_err(|e| self.fault("reading code", with_causes(&e)))
     }
 }

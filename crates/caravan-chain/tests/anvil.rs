@@ -85,12 +85,17 @@ fn an_epoch_settles_over_json_rpc_on_anvil() {
     }
 
     // A wrong chain id and an unreachable node are refused with what to check.
-    match RpcChain::connect(anvil.url(), 1, ANVIL_DEV_KEY) {
+    match RpcChain::connect(anvil.url(), 1, ANVIL_DEV_KEY, reqwest::Client::new()) {
         Err(ChainFault::Rpc(why)) => assert!(why.contains("serves chain id 31337"), "{why}"),
         other => panic!("expected a chain-id mismatch, got {:?}", other.err()),
     }
     drop(anvil);
-    match RpcChain::connect("http://127.0.0.1:9", ANVIL_CHAIN_ID, ANVIL_DEV_KEY) {
+    match RpcChain::connect(
+        "http://127.0.0.1:9",
+        ANVIL_CHAIN_ID,
+        ANVIL_DEV_KEY,
+        reqwest::Client::new(),
+    ) {
         Err(ChainFault::Rpc(why)) => assert!(why.contains("cannot reach"), "{why}"),
         other => panic!("expected an unreachable node, got {:?}", other.err()),
     }
@@ -177,4 +182,68 @@ fn a_post_a_reorganisation_removed_is_not_taken_as_done_and_posts_again() {
         "two transactions, each under two more blocks: {before} → {after}"
     );
     assert_eq!(careful.funded(leaves[0].token).unwrap(), 701);
+}
+
+/// A client trusting the system's certificate authorities plus the PEM certificate `ca`.
+fn trusting(ca: &str) -> reqwest::Client {
+    let roots = reqwest::Certificate::from_pem_bundle(ca.as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_merge(roots)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_chain_behind_https_settles_when_its_authority_is_trusted_and_is_refused_otherwise() {
+    let Some(binary) = anvil_binary() else { return };
+    let anvil = LocalAnvil::start(&binary).unwrap();
+    let fronts = tokio::runtime::Runtime::new().unwrap();
+    let front = fronts.block_on(caravan_testkit::TlsFront::start(anvil.address()));
+    let url = front.url("");
+
+    // Nothing on this machine vouches for the test's authority: the connection is refused and
+    // the message says why and what to do.
+    match RpcChain::connect(&url, ANVIL_CHAIN_ID, ANVIL_DEV_KEY, reqwest::Client::new()) {
+        Err(ChainFault::Rpc(why)) => {
+            assert!(why.contains("certificate"), "{why}");
+            assert!(why.contains("--extra-ca-certs"), "{why}");
+        }
+        other => panic!("expected an untrusted certificate, got {:?}", other.err()),
+    }
+
+    // Trusting it, a whole epoch settles over HTTPS.
+    let connected = RpcChain::connect(
+        &url,
+        ANVIL_CHAIN_ID,
+        ANVIL_DEV_KEY,
+        trusting(front.ca_pem()),
+    )
+    .unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let mut chain = Settlement::open(records.path(), Box::new(connected), 0, 0).unwrap();
+    let leaves = vec![leaf("ana", 700), leaf("ben", 300)];
+    let tree = MerkleTree::build(&leaves);
+    let root = EpochRoot {
+        epoch: 1,
+        root: tree.root(),
+        leaves: &leaves,
+    };
+    chain.fund(1_000, 0).unwrap();
+    chain.post(root, None, 0).unwrap();
+    chain.activate(0).unwrap();
+    chain
+        .claim(&leaves[1], &tree.proof(1), tree.root(), 0)
+        .unwrap();
+    assert_eq!(chain.balance(leaves[1].account).unwrap(), 300);
+
+    // A URL that is not HTTP is refused before anything is sent.
+    match RpcChain::connect(
+        "ws://127.0.0.1:8545",
+        ANVIL_CHAIN_ID,
+        ANVIL_DEV_KEY,
+        reqwest::Client::new(),
+    ) {
+        Err(ChainFault::Rpc(why)) => assert!(why.contains("https://"), "{why}"),
+        other => panic!("expected a refused scheme, got {:?}", other.err()),
+    }
 }

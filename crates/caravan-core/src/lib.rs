@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod lineage;
 pub mod merkle;
 pub mod money;
+pub mod report;
 pub mod royalty;
 pub mod snapshot;
 

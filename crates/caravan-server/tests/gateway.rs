@@ -110,6 +110,15 @@ fn gateway_reading_models(
     deposit: u128,
     models_dir: PathBuf,
 ) -> (Arc<Gateway>, AssetId) {
+    gateway_configured(dir, deposit, |gateway| gateway.with_models_dir(models_dir))
+}
+
+/// As [`gateway`], with `configure` applied to the gateway before it is shared.
+fn gateway_configured(
+    dir: &Path,
+    deposit: u128,
+    configure: impl FnOnce(Gateway) -> Gateway,
+) -> (Arc<Gateway>, AssetId) {
     let artifacts = ArtifactStore::new(dir.join("models"));
     let trained = Classifier::train(&reviews(), &TrainOptions::default()).unwrap();
     let content = artifacts.put(&trained.classifier.to_artifact()).unwrap();
@@ -167,11 +176,7 @@ fn gateway_reading_models(
     let desk = Arc::new(Desk::open(journal).unwrap());
     let signer = NodeSigner::load_or_create(&dir.join("node.key")).unwrap();
     (
-        Arc::new(
-            Gateway::open(desk, artifacts, signer)
-                .unwrap()
-                .with_models_dir(models_dir),
-        ),
+        Arc::new(configure(Gateway::open(desk, artifacts, signer).unwrap())),
         id,
     )
 }
@@ -217,6 +222,19 @@ async fn call(
         headers,
         body,
     }
+}
+
+/// A chat completion request with `key`, not streamed unless `body` asks.
+async fn chat(app: &Router, key: &str, body: Value) -> Reply {
+    call(
+        app,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(key),
+        &[],
+        Some(body),
+    )
+    .await
 }
 
 /// The shop's keys, listed with its wallet's signature.
@@ -860,15 +878,7 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
     // Not streamed: 1,000 + ceil(11 × 0.1) + ceil(5 × 0.4) = 1,004, from the upstream's usage.
     let ask =
         json!({ "model": "chat-upstream", "messages": [{ "role": "user", "content": "hello" }] });
-    let reply = call(
-        &app,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&key),
-        &[],
-        Some(ask.clone()),
-    )
-    .await;
+    let reply = chat(&app, &key, ask.clone()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["model"], "chat-upstream");
     assert_eq!(
@@ -930,18 +940,64 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
     // An upstream that is down costs nothing and says so.
     chat_model(&gateway, "chat-down", "http://127.0.0.1:9/v1");
     let down = json!({ "model": "chat-down", "messages": [{ "role": "user", "content": "hi" }] });
-    let reply = call(
-        &app,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&key),
-        &[],
-        Some(down),
-    )
-    .await;
+    let reply = chat(&app, &key, down).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
     assert_eq!(reply.body["error"]["code"], "upstream_error");
     assert_eq!(metered(&gateway), (3 * 1_004, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_model_behind_https_is_reached_once_its_authority_is_trusted() {
+    let upstream = mock_upstream(3, 0).await;
+    let plain: std::net::SocketAddr = upstream
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .parse()
+        .unwrap();
+    let front = caravan_testkit::TlsFront::start(plain).await;
+    let ask = json!({ "model": "chat-tls", "messages": [{ "role": "user", "content": "hi" }] });
+
+    // A node that trusts only the system's authorities refuses the certificate, charges
+    // nothing and says what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    chat_model(&gateway, "chat-tls", &front.url("/v1"));
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, &[Scope::Chat]).await;
+    let reply = chat(&app, &key, ask.clone()).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("certificate"), "{message}");
+    assert!(message.contains("--extra-ca-certs"), "{message}");
+    assert_eq!(metered(&gateway), (0, 0));
+    assert_eq!(payer_balance(&gateway), 1_000_000);
+
+    // A node given the authority forwards, streams and charges as over plain HTTP:
+    // 1,000 + ceil(11 × 0.1) + ceil(3 × 0.4) = 1,004 per call.
+    let trusting = reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(front.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway_configured(dir.path(), 1_000_000, |g| g.with_http_client(trusting));
+    chat_model(&gateway, "chat-tls", &front.url("/v1"));
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, &[Scope::Chat]).await;
+    let reply = chat(&app, &key, ask.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["choices"][0]["message"]["content"],
+        "word0 word1 word2"
+    );
+    let mut streamed = ask;
+    streamed["stream"] = json!(true);
+    let (status, text) = stream_text(&app, &key, streamed).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(chunks(&text).len(), 3, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(metered(&gateway), (2 * 1_004, 2));
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * 1_004);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1054,14 +1110,14 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
     let dir = tempfile::tempdir().unwrap();
     let (gateway, classifier) = gateway(dir.path(), 1_000_000);
     let upstream = mock_upstream(5, 1).await;
-    let chat = chat_model(&gateway, "chat-upstream", &upstream.url);
+    let chat_id = chat_model(&gateway, "chat-upstream", &upstream.url);
     let program = AgentProgram {
         classify: Some(ClassifyStep {
             model: classifier,
             field: "text".into(),
         }),
         chat: ChatStep {
-            model: chat,
+            model: chat_id,
             system: "The customer sounds {label}. Answer kindly.".into(),
         },
     };
@@ -1091,29 +1147,21 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
     };
     // Every model the program calls must be declared, so its lineage is paid.
     let undeclared = gateway
-        .register_agent(agent(vec![chat]), program.clone())
+        .register_agent(agent(vec![chat_id]), program.clone())
         .unwrap_err();
     assert!(
         undeclared.to_string().contains("COMPOSED_OF"),
         "{undeclared}"
     );
     let agent_id = gateway
-        .register_agent(agent(vec![classifier, chat]), program)
+        .register_agent(agent(vec![classifier, chat_id]), program)
         .unwrap();
 
     let app = router(Arc::clone(&gateway));
     let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "support-agent",
         "messages": [{ "role": "user", "content": "terrible, it arrived broken" }] });
-    let reply = call(
-        &app,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&key),
-        &[],
-        Some(ask),
-    )
-    .await;
+    let reply = chat(&app, &key, ask).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["model"], "support-agent");
     // The chat model saw the agent's system message with the classifier's label.
@@ -1139,7 +1187,7 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
     let parts: Vec<(AssetId, u128)> = call.parts.iter().map(|p| (p.asset, p.amount)).collect();
     assert_eq!(
         parts,
-        vec![(agent_id, 500), (classifier, PRICE), (chat, 1_004)]
+        vec![(agent_id, 500), (classifier, PRICE), (chat_id, 1_004)]
     );
     let trace: Value = serde_json::from_str(&call.trace).unwrap();
     assert_eq!(trace.as_array().unwrap().len(), 3);

@@ -7,6 +7,7 @@
 mod bench;
 mod commands;
 mod demo;
+mod outgoing;
 mod present;
 mod quality;
 mod serve;
@@ -54,6 +55,11 @@ struct StoreArgs {
     /// scripts/models/install.sh [default: ~/.cache/caravan/models].
     #[arg(long, global = true, env = "CARAVAN_MODELS_DIR")]
     models_dir: Option<PathBuf>,
+    /// A PEM file of certificate authorities to trust for outgoing HTTPS — JSON-RPC chains,
+    /// upstream model servers, a node behind TLS — on top of the system's. For servers whose
+    /// certificates come from a private authority.
+    #[arg(long, global = true, env = "CARAVAN_EXTRA_CA_CERTS")]
+    extra_ca_certs: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -139,7 +145,7 @@ fn main() -> ExitCode {
         Command::Asset(command) => commands::asset(&cli.store, command),
         Command::Model(command) => commands::model(&cli.store, command),
         Command::Deposit(args) => commands::deposit(&cli.store, args),
-        Command::Key(command) => commands::key(command),
+        Command::Key(command) => commands::key(&cli.store, command),
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),
         Command::Chain(command) => commands::chain(&cli.store, command),

@@ -1316,16 +1316,32 @@ fn local_anvil() -> Option<caravan_chain::anvil::LocalAnvil> {
     Some(caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap())
 }
 
-/// The same flow on a JSON-RPC chain: anvil from npm, started here on a free port.
+/// The same flow on a JSON-RPC chain reached over HTTPS, as public chains are: anvil from npm,
+/// started here on a free port, behind a TLS front whose certificate authority the node is
+/// told to trust with `CARAVAN_EXTRA_CA_CERTS`.
 #[test]
 fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
     let Some(node) = local_anvil() else { return };
+    let fronts = tokio::runtime::Runtime::new().unwrap();
+    let front = fronts.block_on(caravan_testkit::TlsFront::start(node.address()));
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let labeler = store_with_a_closed_epoch(dir);
-    let url = node.url().to_owned();
+    let url = front.url("");
     let key = caravan_chain::anvil::ANVIL_DEV_KEY;
-    let with_key = |args: &[&str]| caravan_with_chain_key(dir, args);
+    let authority = scratch.path().join("test-ca.pem");
+    std::fs::write(&authority, front.ca_pem()).unwrap();
+    let with_key = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_caravan"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env("CARAVAN_TEST_CHAIN_KEY", key)
+            .env("CARAVAN_EXTRA_CA_CERTS", &authority)
+            .env_remove("CARAVAN_DATABASE_URL")
+            .output()
+            .expect("run caravan")
+    };
     let add = [
         "chain",
         "add",
@@ -1337,6 +1353,21 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         "--key-env",
         "CARAVAN_TEST_CHAIN_KEY",
     ];
+    // Without the authority the certificate is refused, with what to do about it.
+    let untrusted = failure(&caravan_with_chain_key(dir, &add));
+    assert!(
+        untrusted.contains("UnknownIssuer") && untrusted.contains("--extra-ca-certs"),
+        "{untrusted}"
+    );
+    let not_pem = scratch.path().join("not-a-certificate.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let mut with_bad_file = vec!["--extra-ca-certs", not_pem.to_str().unwrap()];
+    with_bad_file.extend(add);
+    let refused = failure(&caravan_with_chain_key(dir, &with_bad_file));
+    assert!(
+        refused.contains("not-a-certificate.pem") && refused.contains("BEGIN CERTIFICATE"),
+        "{refused}"
+    );
     let added = with_key(&add);
     assert!(ok(&added).contains("the node signs as 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"));
     assert!(

@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use caravan_core::report::{certificate_hint, with_causes};
 use caravan_core::{CallPart, Hash32};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
@@ -253,9 +254,11 @@ pub async fn chat_completions(
         forward = forward.bearer_auth(secret);
     }
     let response = forward.send().await.map_err(|e| {
+        let causes = with_causes(&e);
         upstream_failed(format!(
-            "cannot reach {} ({e}); is the server running?",
-            upstream.chat_url()
+            "cannot reach {} ({causes}); is the server running?{}",
+            upstream.chat_url(),
+            certificate_hint(&causes)
         ))
     })?;
     let status = response.status();

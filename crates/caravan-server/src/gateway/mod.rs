@@ -218,6 +218,14 @@ impl Gateway {
         self.queued_commits.is_some()
     }
 
+    /// Forwards to upstream servers with `http` instead of a client that trusts only the
+    /// system's certificate authorities (the node passes one that also trusts the operator's
+    /// `--extra-ca-certs`).
+    pub fn with_http_client(mut self, http: reqwest::Client) -> Gateway {
+        self.http = http;
+        self
+    }
+
     /// Reads installed models (the sentence encoder) from `dir` instead of the default folder
     /// (`$CARAVAN_MODELS_DIR`, else `~/.cache/caravan/models`).
     pub fn with_models_dir(mut self, dir: std::path::PathBuf) -> Gateway {

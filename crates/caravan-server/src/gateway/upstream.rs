@@ -41,16 +41,30 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Checks the configuration; the message says what to fix.
+    /// Checks the configuration; the message says what to fix. The URL may be `http://` (a
+    /// server on this machine or network) or `https://` (trusting the system's certificate
+    /// authorities and the node's `--extra-ca-certs`).
     pub fn validate(&self) -> Result<(), String> {
-        let rest = self.base_url.strip_prefix("http://").ok_or_else(|| {
+        let url = reqwest::Url::parse(&self.base_url).map_err(|e| {
             format!(
-                "upstream URL {} must start with http:// (this build reaches upstreams over plain HTTP, as a local vLLM, llama.cpp or Ollama serves)",
+                "upstream URL {:?} is not a URL ({e}); give the server's OpenAI base URL, such as http://127.0.0.1:8000/v1",
                 self.base_url
             )
         })?;
-        if rest.is_empty() || rest.contains(char::is_whitespace) {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "upstream URL {} must start with http:// or https://",
+                self.base_url
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
             return Err(format!("upstream URL {} has no host", self.base_url));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "upstream URL {} must be a base URL without ?query or #fragment (the gateway appends /chat/completions)",
+                self.base_url
+            ));
         }
         if self.model.trim().is_empty() {
             return Err("the upstream model name is empty".into());
@@ -266,10 +280,23 @@ mod tests {
         assert_eq!(take_events(&mut buffer), vec!["{\"a\":1}", "[DONE]"]);
         assert_eq!(buffer, b"data: {\"b\"");
         assert!(upstream().validate().is_ok());
-        let tls = Upstream {
-            base_url: "https://api.example.com/v1".into(),
+        let at = |base_url: &str| Upstream {
+            base_url: base_url.into(),
             ..upstream()
         };
-        assert!(tls.validate().unwrap_err().contains("http://"));
+        assert!(at("https://api.example.com/v1").validate().is_ok());
+        assert!(
+            at("ftp://api.example.com/v1")
+                .validate()
+                .unwrap_err()
+                .contains("https://")
+        );
+        assert!(at("api.example.com/v1").validate().is_err());
+        assert!(
+            at("https://api.example.com/v1?key=1")
+                .validate()
+                .unwrap_err()
+                .contains("query")
+        );
     }
 }

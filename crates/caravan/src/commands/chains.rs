@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreArgs;
+use crate::outgoing::http_client;
 use crate::present::{open_journal, table};
 
 /// The chain every store has: an EVM inside this process, kept in `<data dir>/chains/embedded`.
@@ -120,7 +121,8 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
             }
             let key = std::env::var(&key_env)
                 .map_err(|_| format!("set {key_env} to the signer key before adding the chain"))?;
-            let connected = RpcChain::connect(&url, chain_id, &key).map_err(|e| e.to_string())?;
+            let connected = RpcChain::connect(&url, chain_id, &key, http_client(store)?)
+                .map_err(|e| e.to_string())?;
             let chain_dir = dir.join(&name);
             std::fs::create_dir_all(&chain_dir)
                 .map_err(|e| format!("cannot create {}: {e}", chain_dir.display()))?;
@@ -368,7 +370,7 @@ fn open_deployed(store: &StoreArgs, name: &str, delay: u64) -> Result<Settlement
     let config = read_config(&dir)?;
     let key = std::env::var(&config.key_env)
         .map_err(|_| format!("set {} to the signer key of chain {name}", config.key_env))?;
-    let rpc = RpcChain::connect(&config.url, config.chain_id, &key)
+    let rpc = RpcChain::connect(&config.url, config.chain_id, &key, http_client(store)?)
         .map_err(|e| e.to_string())?
         .with_confirmations(config.confirmations);
     Settlement::open(&dir, Box::new(rpc), delay, now_ms() / 1000).map_err(|e| e.to_string())

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use caravan_core::Address;
 use caravan_core::attestation::address_of;
+use caravan_core::report::{certificate_hint, with_causes};
 use caravan_server::gateway::keys::{KeyRequest, PayerSignature, Scope};
 use caravan_store::now_ms;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::read_secret;
+use crate::StoreArgs;
+use crate::outgoing::http_client_builder;
 use crate::present::{table, utc_time};
 
 #[derive(Subcommand)]
@@ -87,11 +90,11 @@ impl From<ScopeArg> for Scope {
     }
 }
 
-pub fn key(command: KeyCommand) -> Result<(), String> {
+pub fn key(store: &StoreArgs, command: KeyCommand) -> Result<(), String> {
     match command {
-        KeyCommand::Issue(args) => issue(args),
-        KeyCommand::List(args) => list(args),
-        KeyCommand::Revoke(args) => revoke(args),
+        KeyCommand::Issue(args) => issue(store, args),
+        KeyCommand::List(args) => list(store, args),
+        KeyCommand::Revoke(args) => revoke(store, args),
     }
 }
 
@@ -100,19 +103,25 @@ struct Payer {
     wallet: k256::ecdsa::SigningKey,
     address: Address,
     node: String,
+    http: reqwest::Client,
 }
 
 impl Payer {
-    fn open(args: &NodeArgs) -> Result<Payer, String> {
+    fn open(args: &NodeArgs, store: &StoreArgs) -> Result<Payer, String> {
         let secret = read_secret(&args.key_file)?;
         let wallet = k256::ecdsa::SigningKey::from_bytes((&secret).into())
             .map_err(|_| "the key file does not hold a valid secp256k1 secret key".to_string())?;
         let node = args.node.trim_end_matches('/');
         let node = node.strip_suffix("/v1").unwrap_or(node).to_owned();
+        let http = http_client_builder(store)?
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         Ok(Payer {
             address: address_of(wallet.verifying_key()),
             wallet,
             node,
+            http,
         })
     }
 
@@ -145,18 +154,16 @@ impl Payer {
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
         runtime.block_on(async {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-            let mut request = client.request(method, &url);
+            let mut request = self.http.request(method, &url);
             if let Some(body) = body {
                 request = request.json(&body);
             }
             let response = request.send().await.map_err(|e| {
+                let causes = with_causes(&e);
                 format!(
-                    "cannot reach the node at {} ({e}); is `caravan serve` running there? Give its address with --node",
-                    self.node
+                    "cannot reach the node at {} ({causes}); is `caravan serve` running there? Give its address with --node{}",
+                    self.node,
+                    certificate_hint(&causes)
                 )
             })?;
             let status = response.status();
@@ -179,8 +186,8 @@ impl Payer {
     }
 }
 
-fn issue(args: IssueArgs) -> Result<(), String> {
-    let payer = Payer::open(&args.node)?;
+fn issue(store: &StoreArgs, args: IssueArgs) -> Result<(), String> {
+    let payer = Payer::open(&args.node, store)?;
     let scopes: Vec<Scope> = if args.scopes.is_empty() {
         Scope::ALL.to_vec()
     } else {
@@ -214,8 +221,8 @@ fn issue(args: IssueArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn list(args: NodeArgs) -> Result<(), String> {
-    let payer = Payer::open(&args)?;
+fn list(store: &StoreArgs, args: NodeArgs) -> Result<(), String> {
+    let payer = Payer::open(&args, store)?;
     let path = format!("/v1/keys?{}", payer.signed_query(KeyRequest::List));
     let listed = payer.send(reqwest::Method::GET, &path, None)?;
     let keys = listed["data"].as_array().cloned().unwrap_or_default();
@@ -243,7 +250,7 @@ fn list(args: NodeArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn revoke(args: RevokeArgs) -> Result<(), String> {
+fn revoke(store: &StoreArgs, args: RevokeArgs) -> Result<(), String> {
     let well_formed = args
         .id
         .strip_prefix("key_")
@@ -254,7 +261,7 @@ fn revoke(args: RevokeArgs) -> Result<(), String> {
             args.id
         ));
     }
-    let payer = Payer::open(&args.node)?;
+    let payer = Payer::open(&args.node, store)?;
     let path = format!(
         "/v1/keys/{}?{}",
         args.id,

@@ -47,7 +47,8 @@ pub enum ModelCommand {
     /// charges the per-call price plus the prices per million prompt and completion tokens.
     ///
     /// The asset's content is the keccak-256 of the upstream configuration, so the asset names
-    /// exactly one server and price list. The URL must be plain http:// (a local server).
+    /// exactly one server and price list. The URL may be http:// or https:// (HTTPS trusts the
+    /// system's certificate authorities plus --extra-ca-certs).
     Upstream(UpstreamArgs),
     /// Register the sentence encoder this node runs (all-MiniLM-L6-v2, installed by
     /// scripts/models/install.sh) as a paid embedding model: `/v1/embeddings` serves it,
@@ -125,7 +126,7 @@ pub struct UpstreamArgs {
     /// The developer: owns the model and is paid the developer share.
     #[arg(long)]
     developer: Address,
-    /// The server's OpenAI base URL, e.g. http://127.0.0.1:8000/v1.
+    /// The server's OpenAI base URL, e.g. http://127.0.0.1:8000/v1 or https://llm.example.org/v1.
     #[arg(long)]
     url: String,
     /// The model name the upstream server knows.

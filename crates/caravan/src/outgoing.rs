@@ -1,0 +1,40 @@
+//! The HTTP client every outgoing call is made with — to JSON-RPC chains, upstream model
+//! servers and a node's API — so all of them trust the same certificate authorities: the
+//! system's, plus the operator's `--extra-ca-certs`.
+
+use crate::StoreArgs;
+
+/// A client builder trusting the system's authorities and the PEM certificates in
+/// `--extra-ca-certs`, if given. Errors name the file and what is wrong with it.
+pub fn http_client_builder(store: &StoreArgs) -> Result<reqwest::ClientBuilder, String> {
+    let builder = reqwest::Client::builder();
+    let Some(path) = &store.extra_ca_certs else {
+        return Ok(builder);
+    };
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the extra certificate authorities in {}: {e}",
+            path.display()
+        )
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "{} is not a PEM bundle of certificates ({e}); give a file of -----BEGIN CERTIFICATE----- blocks",
+            path.display()
+        )
+    })?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{} holds no certificate; give a file of -----BEGIN CERTIFICATE----- blocks",
+            path.display()
+        ));
+    }
+    Ok(builder.tls_certs_merge(certificates))
+}
+
+/// [`http_client_builder`], built.
+pub fn http_client(store: &StoreArgs) -> Result<reqwest::Client, String> {
+    http_client_builder(store)?
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}
