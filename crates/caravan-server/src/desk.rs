@@ -551,32 +551,26 @@ fn refused(submitted: &caravan_store::Submitted) -> Result<(), DeskError> {
 /// Every project's board, folded from the work records in the log.
 fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>>>, DeskError> {
     let mut boards: BTreeMap<ProjectId, Board> = BTreeMap::new();
-    let mut next = 0;
-    loop {
-        let page = journal.read_events(next, READ_PAGE)?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for row in &page {
-            let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
-            let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
-            let Event::WorkRecorded {
-                project, record, ..
-            } = event
-            else {
-                continue;
-            };
-            let task: TaskEvent =
-                serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
-            if let Some(board) = Board::created(&task) {
-                boards.insert(board.id, board);
-                continue;
-            }
-            let board = boards
-                .get_mut(&ProjectId(project))
-                .ok_or_else(|| corrupt(format!("a record for unknown project {project}")))?;
-            board.apply(&task);
+    journal.for_each_event(0, |row| -> Result<(), DeskError> {
+        let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
+        let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
+        let Event::WorkRecorded {
+            project, record, ..
+        } = event
+        else {
+            return Ok(());
+        };
+        let task: TaskEvent = serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
+        if let Some(board) = Board::created(&task) {
+            boards.insert(board.id, board);
+            return Ok(());
         }
-    }
+        let board = boards
+            .get_mut(&ProjectId(project))
+            .ok_or_else(|| corrupt(format!("a record for unknown project {project}")))?;
+        board.apply(&task);
+        Ok(())
+    })?;
     Ok(boards
         .into_iter()
         .map(|(id, board)| (id, Arc::new(Mutex::new(board))))

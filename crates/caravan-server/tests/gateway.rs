@@ -1499,3 +1499,93 @@ async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges
     assert_eq!(payer_balance(&gateway), 1_000_000);
     assert_eq!(metered(&gateway), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classifier_on_embeddings_pays_the_embedding_model_from_every_call() {
+    let Some(encoder) = installed_encoder() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let embedder = embedding_model(&gateway, &encoder);
+    let weights = encoder.weights_hash();
+
+    // The log says which embedding model runs these weights.
+    let registered = gateway
+        .journal()
+        .read(caravan_server::gateway::access::encoder_models)
+        .unwrap();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].0, embedder);
+    assert_eq!(registered[0].1.weights, weights);
+
+    // A classifier trained on its embeddings pays it a quarter of its revenue.
+    let options = TrainOptions {
+        encoder: Some(Arc::new(encoder)),
+        ..TrainOptions::default()
+    };
+    let trained = Classifier::train(&reviews(), &options).unwrap();
+    assert_eq!(trained.classifier.encoder_weights(), Some(weights));
+    let content = ArtifactStore::new(dir.path().join("models"))
+        .put(&trained.classifier.to_artifact())
+        .unwrap();
+    let classifier_developer = Address::from_label("classifier developer");
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: "review-meaning".into(),
+        owner: classifier_developer,
+        content,
+        licence: Licence::Commercial {
+            token: token(),
+            price_per_call: PRICE,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: vec![caravan_core::ParentEdge {
+            parent: embedder,
+            kind: caravan_core::EdgeKind::DerivedFrom,
+            share: Ppm::new(250_000).unwrap(),
+        }],
+        roles: vec![RoleShare {
+            role: Role::Developer,
+            share: Ppm::ONE,
+            members: vec![Member {
+                account: classifier_developer,
+                weight: 1,
+            }],
+        }],
+    };
+    manifest.normalise();
+    gateway
+        .journal()
+        .submit(vec![Event::AssetRegistered(manifest)])
+        .unwrap();
+
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, &[Scope::Classify]).await;
+    let reply = call(
+        &app,
+        Method::POST,
+        "/v1/classifications",
+        Some(&key),
+        &[],
+        Some(json!({ "model": "review-meaning",
+            "input": [{ "text": "it broke on the first day" }, { "text": "wonderful, I adore it" }] })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["usage"]["cost"], (2 * PRICE).to_string());
+
+    // At the close the embedding model's owner is paid its quarter; the classifier's developer
+    // keeps the rest.
+    gateway.journal().close_epoch().unwrap();
+    let credited = |account: Address| {
+        gateway.journal().read(|j| {
+            j.economy()
+                .ledger()
+                .balance(&AccountRef::Beneficiary(account), &token())
+                .credits
+        })
+    };
+    assert_eq!(credited(Address::from_label("developer")), 2 * PRICE / 4);
+    assert_eq!(credited(classifier_developer), 2 * PRICE * 3 / 4);
+}

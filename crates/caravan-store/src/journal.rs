@@ -59,6 +59,9 @@ pub struct OpenReport {
     pub snapshots_verified: usize,
 }
 
+/// How many events [`Journal::for_each_event`] reads at a time.
+pub const EVENT_PAGE: usize = 20_000;
+
 pub struct Journal {
     location: Location,
     log: EventLog,
@@ -131,6 +134,25 @@ impl Journal {
     /// data-work boards read their records this way).
     pub fn read_events(&self, from: u64, limit: usize) -> Result<Vec<EventRow>, JournalError> {
         Ok(self.log.read(from, limit)?)
+    }
+
+    /// Calls `visit` with every stored event from `from` on, in order, reading the log
+    /// [`EVENT_PAGE`] events at a time so memory stays bounded however long the log is. Stops
+    /// at the first error `visit` returns.
+    pub fn for_each_event<E: From<JournalError>>(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&EventRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut next = from;
+        loop {
+            let page = self.read_events(next, EVENT_PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            next = last.seq + 1;
+            page.iter().try_for_each(&mut visit)?;
+        }
     }
 
     /// How the last open (or reload) reached the current state.

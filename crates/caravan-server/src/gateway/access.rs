@@ -5,6 +5,7 @@
 
 use caravan_core::lineage::Lineage;
 use caravan_core::{AssetId, AssetKind, EdgeKind, Event, Hash32, Manifest};
+use caravan_store::Journal;
 use serde::{Deserialize, Serialize};
 
 use super::GatewayError;
@@ -46,6 +47,29 @@ pub enum AccessRecord {
         asset: AssetId,
         program: AgentProgram,
     },
+}
+
+/// The access record an `AccessRecorded` event at `seq` holds.
+pub fn parse_record(seq: u64, record: &str) -> Result<AccessRecord, GatewayError> {
+    serde_json::from_str(record).map_err(|e| {
+        GatewayError::Refused(format!("stored access record {seq} cannot be read: {e}"))
+    })
+}
+
+/// The embedding models registered in `journal`'s log, in registration order, each with the
+/// encoder configuration that serves it. Reads the whole log (a page at a time).
+pub fn encoder_models(journal: &Journal) -> Result<Vec<(AssetId, EncoderServing)>, GatewayError> {
+    let mut models = Vec::new();
+    journal.for_each_event(0, |row| -> Result<(), GatewayError> {
+        if let Ok(Event::AccessRecorded { record }) = Event::decode(&row.body)
+            && let AccessRecord::EncoderRegistered { asset, encoder } =
+                parse_record(row.seq, &record)?
+        {
+            models.push((asset, encoder));
+        }
+        Ok(())
+    })?;
+    Ok(models)
 }
 
 /// The events that register an upstream model: its asset (whose content must be the upstream

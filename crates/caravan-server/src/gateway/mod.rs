@@ -236,21 +236,11 @@ impl Gateway {
     fn replay(&self) -> Result<(), GatewayError> {
         let since = now_ms().saturating_sub(idempotency::RETENTION_MS);
         let mut records = Vec::new();
-        let mut next = 0;
-        loop {
-            let page = self.journal().read(|j| j.read_events(next, 20_000))?;
-            let Some(last) = page.last() else { break };
-            next = last.seq + 1;
-            for row in &page {
+        self.journal().read(|j| {
+            j.for_each_event(0, |row| -> Result<(), GatewayError> {
                 match Event::decode(&row.body) {
                     Ok(Event::AccessRecorded { record }) => {
-                        let record: AccessRecord = serde_json::from_str(&record).map_err(|e| {
-                            GatewayError::Refused(format!(
-                                "stored access record {} cannot be read: {e}",
-                                row.seq
-                            ))
-                        })?;
-                        records.push(record);
+                        records.push(access::parse_record(row.seq, &record)?);
                     }
                     Ok(Event::CallMetered(call)) if row.at_ms >= since => {
                         if let Some(request) = call.request {
@@ -259,8 +249,9 @@ impl Gateway {
                     }
                     _ => {}
                 }
-            }
-        }
+                Ok(())
+            })
+        })?;
         records.iter().for_each(|record| self.apply_access(record));
         Ok(())
     }

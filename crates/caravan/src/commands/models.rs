@@ -13,7 +13,9 @@ use std::sync::Arc;
 use caravan_models::embedding::MINILM;
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions, Trained};
 use caravan_server::desk::Desk;
-use caravan_server::gateway::access::{agent_events, encoder_events, upstream_events};
+use caravan_server::gateway::access::{
+    agent_events, encoder_events, encoder_models, upstream_events,
+};
 use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
 use caravan_server::gateway::embeddings::EncoderServing;
 use caravan_server::gateway::upstream::Upstream;
@@ -35,11 +37,13 @@ pub enum ModelCommand {
     /// is scored on it. The artifact is stored under its content hash in the data directory's
     /// `models/`, and the model asset gets a TRAINED_ON edge to each dataset with
     /// `--dataset-share` of the model's revenue: the dataset's contributors are paid from every
-    /// call to the model.
-    Train(TrainArgs),
+    /// call to the model. A model trained on sentence embeddings also gets a DERIVED_FROM edge to
+    /// the embedding model registered for the installed encoder (`--encoder-share`), since every
+    /// call runs that encoder.
+    Train(Box<TrainArgs>),
     /// Fine-tune a registered model on more published data: a child model with a FINETUNED_FROM
     /// edge to the base (paid `--base-share`) and TRAINED_ON edges to the new datasets.
-    Finetune(FinetuneArgs),
+    Finetune(Box<FinetuneArgs>),
     /// Predict labels for items (a JSON object per line of FILE, or `-` for standard input).
     Predict(PredictArgs),
     /// Register a model served by an OpenAI-compatible server you run (vLLM, llama.cpp,
@@ -162,8 +166,9 @@ pub struct EmbedderArgs {
     /// The token calls are paid in.
     #[arg(long)]
     token: Address,
-    /// The price of one call, in whole tokens, e.g. 0.0001.
-    #[arg(long, default_value = "0")]
+    /// The price of one call, in whole tokens, e.g. 0.0001 (above zero: a commercial licence
+    /// needs a price per call).
+    #[arg(long)]
     price: String,
     /// The price per million tokens read, in whole tokens, e.g. 0.02.
     #[arg(long)]
@@ -262,6 +267,16 @@ pub struct ModelTerms {
     /// What text fields become.
     #[arg(long, value_enum, default_value = "tfidf")]
     text_features: TextFeatures,
+    /// With `--text-features embeddings`: the embedding model (from `caravan model embedder`)
+    /// whose encoder computes the features. The classifier gets a DERIVED_FROM edge to it, so
+    /// every call pays the encoder's owner too. Needed only when several embedding models run
+    /// the installed weights; with one, it is found by itself.
+    #[arg(long)]
+    encoder_model: Option<AssetId>,
+    /// The embedding model's share of the classifier's revenue (default: what its licence asks
+    /// of derivatives, the least it accepts).
+    #[arg(long)]
+    encoder_share: Option<String>,
 }
 
 #[derive(Args)]
@@ -313,6 +328,11 @@ pub fn model(store: &StoreArgs, command: ModelCommand) -> Result<(), String> {
             register(store, desk, &args.terms, trained, role, None)
         }
         ModelCommand::Finetune(args) => {
+            if args.terms.encoder_model.is_some() || args.terms.encoder_share.is_some() {
+                return Err(
+                    "a fine-tune pays the encoder through its base model's lineage; leave out --encoder-model and --encoder-share".into(),
+                );
+            }
             let desk = open_desk(store)?;
             let base = load_classifier(store, &desk, &args.base)?;
             let examples = training_examples(&desk, &args.terms.datasets)?;
@@ -349,6 +369,13 @@ fn percent(flag: &str, text: &str) -> Result<Ppm, String> {
 }
 
 fn train_options(store: &StoreArgs, terms: &ModelTerms) -> Result<TrainOptions, String> {
+    if terms.text_features != TextFeatures::Embeddings
+        && (terms.encoder_model.is_some() || terms.encoder_share.is_some())
+    {
+        return Err(
+            "--encoder-model and --encoder-share belong with --text-features embeddings".into(),
+        );
+    }
     let encoder = match terms.text_features {
         TextFeatures::Tfidf => None,
         TextFeatures::Embeddings => Some(load_encoder(store)?),
@@ -463,6 +490,30 @@ fn register(
             share: dataset_share,
         })
         .collect();
+    if let (Some(weights), None) = (trained.classifier.encoder_weights(), base) {
+        let registered = encoder_models(&journal).map_err(|e| e.to_string())?;
+        let share = match &terms.encoder_share {
+            Some(text) => Some(percent("--encoder-share", text)?),
+            None => None,
+        };
+        let edge = encoder_edge(
+            &registered,
+            weights,
+            journal.economy().lineage(),
+            terms.encoder_model,
+            share,
+        )?;
+        match &edge {
+            Some(edge) => println!(
+                "pays embedding model {} {} of its revenue: every call runs its encoder",
+                edge.parent, edge.share
+            ),
+            None => println!(
+                "no embedding model on this node runs the encoder, so no one is paid for it (register one with `caravan model embedder` before training to pay its owner)"
+            ),
+        }
+        parents.extend(edge);
+    }
     if let Some((parent, share)) = base {
         parents.insert(
             0,
@@ -516,6 +567,62 @@ fn register(
         ),
     }
     Ok(())
+}
+
+/// The DERIVED_FROM edge a classifier computing its features with the encoder `weights` owes
+/// the embedding model registered for them: `chosen` if given (it must be one), else the only
+/// one; none when no embedding model runs these weights (nobody registered the encoder to be
+/// paid). `share` defaults to the least the embedding model's licence accepts.
+fn encoder_edge(
+    registered: &[(AssetId, EncoderServing)],
+    weights: caravan_core::Hash32,
+    lineage: &caravan_core::lineage::Lineage,
+    chosen: Option<AssetId>,
+    share: Option<Ppm>,
+) -> Result<Option<ParentEdge>, String> {
+    let matching: Vec<AssetId> = registered
+        .iter()
+        .filter(|(_, serving)| serving.weights == weights)
+        .map(|(asset, _)| *asset)
+        .collect();
+    let named = |asset: &AssetId| {
+        let name = lineage.get(asset).map_or("?", |a| a.manifest.name.as_str());
+        format!("{asset} ({name})")
+    };
+    let listing = || matching.iter().map(named).collect::<Vec<_>>().join(", ");
+    let model = match (chosen, matching.as_slice()) {
+        (Some(asset), _) if matching.contains(&asset) => asset,
+        (Some(asset), []) => {
+            return Err(format!(
+                "--encoder-model {asset}: no embedding model on this node runs the installed encoder (weights {weights}); register it with `caravan model embedder`"
+            ));
+        }
+        (Some(asset), _) => {
+            return Err(format!(
+                "--encoder-model {asset} is not an embedding model running the installed encoder (weights {weights}); those that do: {}",
+                listing()
+            ));
+        }
+        (None, []) => return Ok(None),
+        (None, [only]) => *only,
+        (None, _) => {
+            return Err(format!(
+                "several embedding models run the installed encoder: {}; choose the one to pay with --encoder-model",
+                listing()
+            ));
+        }
+    };
+    let least = match lineage.get(&model).map(|a| &a.manifest.licence) {
+        Some(Licence::Commercial {
+            derivative_royalty, ..
+        }) => *derivative_royalty,
+        _ => Ppm::ZERO,
+    };
+    Ok(Some(ParentEdge {
+        parent: model,
+        kind: EdgeKind::DerivedFrom,
+        share: share.unwrap_or(least),
+    }))
 }
 
 /// The manifest of a model without parents, owned and developed by `developer`, sold at
@@ -744,4 +851,93 @@ fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caravan_core::lineage::Lineage;
+    use caravan_core::{Hash32, keccak256};
+
+    /// An embedding model asset named `name` whose licence asks derivatives for 5%, registered
+    /// in `lineage`, with the encoder configuration for `weights`.
+    fn embedder(
+        lineage: &mut Lineage,
+        name: &str,
+        weights: Hash32,
+        price: u128,
+    ) -> (AssetId, EncoderServing) {
+        let serving = EncoderServing {
+            encoder: MINILM.to_owned(),
+            weights,
+            dimensions: 384,
+            input_per_million: price,
+        };
+        let shares = Shares {
+            derivative_royalty: "5%".into(),
+            validator_share: "10%".into(),
+            compute_share: "20%".into(),
+        };
+        let manifest = developer_model(
+            name,
+            Address::from_label(name),
+            serving.content_hash(),
+            (Address::from_label("usdc"), 1),
+            &shares,
+        )
+        .unwrap();
+        let (id, _) = lineage.register(manifest).unwrap();
+        (id, serving)
+    }
+
+    #[test]
+    fn a_classifier_on_embeddings_pays_the_one_embedding_model_running_its_encoder() {
+        let weights = keccak256(b"all-MiniLM-L6-v2 weights");
+        let other = keccak256(b"other weights");
+        let mut lineage = Lineage::default();
+        let elsewhere = embedder(&mut lineage, "other-encoder", other, 1);
+        let edge = |registered: &[(AssetId, EncoderServing)], chosen, share| {
+            encoder_edge(registered, weights, &lineage, chosen, share)
+        };
+
+        // Nobody registered these weights: nobody to pay.
+        assert_eq!(edge(std::slice::from_ref(&elsewhere), None, None), Ok(None));
+
+        // One did: it is found and paid at least what its licence asks of derivatives.
+        let mut lineage_with = lineage.clone();
+        let minilm = embedder(&mut lineage_with, "minilm", weights, 1);
+        let registered = vec![elsewhere.clone(), minilm.clone()];
+        let found = encoder_edge(&registered, weights, &lineage_with, None, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.parent, minilm.0);
+        assert_eq!(found.kind, EdgeKind::DerivedFrom);
+        assert_eq!(found.share, Ppm::from_percent_text("5%").unwrap());
+        let more = Ppm::from_percent_text("12%").unwrap();
+        let generous = encoder_edge(&registered, weights, &lineage_with, None, Some(more));
+        assert_eq!(generous.unwrap().unwrap().share, more);
+
+        // Two run the same weights (say, at different prices): the developer must choose.
+        let cheaper = embedder(&mut lineage_with, "minilm-cheap", weights, 0);
+        let both = vec![minilm.clone(), cheaper.clone()];
+        let ambiguous = encoder_edge(&both, weights, &lineage_with, None, None).unwrap_err();
+        assert!(
+            ambiguous.contains("--encoder-model")
+                && ambiguous.contains("minilm-cheap")
+                && ambiguous.contains(&minilm.0.to_string()),
+            "{ambiguous}"
+        );
+        let chosen = encoder_edge(&both, weights, &lineage_with, Some(cheaper.0), None);
+        assert_eq!(chosen.unwrap().unwrap().parent, cheaper.0);
+
+        // A chosen asset must run these weights.
+        let wrong = encoder_edge(&both, weights, &lineage_with, Some(elsewhere.0), None);
+        assert!(
+            wrong
+                .unwrap_err()
+                .contains("is not an embedding model running the installed encoder")
+        );
+        let none = edge(&[], Some(minilm.0), None).unwrap_err();
+        assert!(none.contains("caravan model embedder"), "{none}");
+    }
 }
