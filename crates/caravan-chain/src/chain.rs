@@ -1,15 +1,17 @@
 //! What settlement needs from a chain, whichever it is: send a transaction from the node's
-//! account and wait for it to be confirmed, run a read-only call, and look for code.
+//! account and wait for it to be confirmed, run a read-only call, and look for code. The embedded
+//! chain kept in the data directory is one; JSON-RPC chains (`rpc`) are the other.
 
 use alloy_primitives::{Address, Bytes};
 
-use crate::embedded::{ChainError, Receipt};
+use crate::embedded::{ChainError, DEV_DEPLOYER, Receipt};
+use crate::persistent::{PersistentEvm, StoreError};
 
 /// Something went wrong with the chain itself (not a revert): its store, the network, the node.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainFault {
     #[error(transparent)]
-    Store(#[from] crate::persistent::StoreError),
+    Store(#[from] StoreError),
     #[error("{0}")]
     Rpc(String),
     #[error("a read-only call failed: {0}")]
@@ -35,4 +37,30 @@ pub trait Chain {
 
     /// Whether `address` holds contract code.
     fn has_code(&mut self, address: Address) -> Result<bool, ChainFault>;
+}
+
+impl Chain for PersistentEvm {
+    /// The development deployer: the embedded chain needs no keys, and this keeps addresses
+    /// the same as on a fresh anvil.
+    fn sender(&self) -> Address {
+        DEV_DEPLOYER
+    }
+
+    fn send(
+        &mut self,
+        at: u64,
+        to: Option<Address>,
+        data: Bytes,
+    ) -> Result<Result<Receipt, ChainError>, ChainFault> {
+        let from = self.sender();
+        Ok(PersistentEvm::send(self, at, from, to, data)?)
+    }
+
+    fn call(&mut self, to: Address, data: Bytes) -> Result<Bytes, ChainFault> {
+        PersistentEvm::call(self, to, data).map_err(|e| ChainFault::Call(e.to_string()))
+    }
+
+    fn has_code(&mut self, address: Address) -> Result<bool, ChainFault> {
+        Ok(PersistentEvm::has_code(self, address))
+    }
 }

@@ -1,7 +1,7 @@
 //! An in-process EVM (revm): deploys and calls contracts with exact gas accounting, on a clock
 //! the caller advances.
 
-use alloy_primitives::{Address, Bytes, Log, U256};
+use alloy_primitives::{Address, Bytes, Log, U256, address};
 use revm::Context;
 use revm::context::TxEnv;
 use revm::context::result::{ExecutionResult, Output};
@@ -13,6 +13,12 @@ use revm::primitives::TxKind;
 /// The chain id the embedded chain reports (`CHAINID`), so that accounts can name it as their
 /// payout chain; no public chain uses it.
 pub const EMBEDDED_CHAIN_ID: u64 = 6_513_010;
+
+/// The account that deploys on a development chain (and sends every transaction on the embedded
+/// one, which needs no keys): the first account of anvil's (and Hardhat's) default mnemonic, so
+/// the first contract it deploys, the development token, has the same address on the embedded
+/// chain as on a fresh anvil.
+pub const DEV_DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 
 /// The most gas one transaction may use: the per-transaction cap of current Ethereum (EIP-7825).
 const TX_GAS_LIMIT: u64 = 1 << 24;

@@ -158,30 +158,3 @@ impl PersistentEvm {
         self.evm.has_code(address)
     }
 }
-
-impl crate::chain::Chain for PersistentEvm {
-    /// The development deployer: the embedded chain needs no keys, and this keeps addresses
-    /// the same as on a fresh anvil.
-    fn sender(&self) -> Address {
-        crate::settlement::DEV_DEPLOYER
-    }
-
-    fn send(
-        &mut self,
-        at: u64,
-        to: Option<Address>,
-        data: Bytes,
-    ) -> Result<Result<Receipt, ChainError>, crate::chain::ChainFault> {
-        let from = self.sender();
-        Ok(PersistentEvm::send(self, at, from, to, data)?)
-    }
-
-    fn call(&mut self, to: Address, data: Bytes) -> Result<Bytes, crate::chain::ChainFault> {
-        PersistentEvm::call(self, to, data)
-            .map_err(|e| crate::chain::ChainFault::Call(e.to_string()))
-    }
-
-    fn has_code(&mut self, address: Address) -> Result<bool, crate::chain::ChainFault> {
-        Ok(PersistentEvm::has_code(self, address))
-    }
-}

@@ -15,10 +15,6 @@ use crate::contracts::{AssetRegistry, CaravanToken, RoyaltyDistributor};
 use crate::embedded::{ChainError, Receipt};
 use crate::persistent::{PersistentEvm, StoreError};
 
-/// The account that deploys on a development chain: the first account of anvil's (and
-/// Hardhat's) default mnemonic, so the first contract it deploys, the development token, has
-/// the same address on the embedded chain as on a fresh anvil: `DEV_TOKEN`.
-pub const DEV_DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 /// Where the development token lands (the deployer's first contract).
 pub const DEV_TOKEN: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
 /// The development token's supply (10^12 whole tokens of 6 decimals), all held by the deployer.
