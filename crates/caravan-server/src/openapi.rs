@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 31] = [
+pub const OPERATIONS: [(&str, &str); 32] = [
     ("get", "/v1/openapi.json"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects"),
@@ -36,6 +36,7 @@ pub const OPERATIONS: [(&str, &str); 31] = [
     ("get", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),
     ("get", "/v1/balance"),
+    ("get", "/v1/node"),
 ];
 
 fn reference(name: &str) -> Value {
@@ -572,10 +573,10 @@ pub fn document() -> Value {
               "description": format!("the payer's wallet signature of the EIP-712 typed data {extra}") },
         ])
     };
-    const SIGNED: &str = "Only the payer's own wallet may do this: it signs EIP-712 typed data under the domain {name: \"caravan\", version: \"1\"} (`eth_signTypedData_v4` in any wallet, or `caravan key` with a key file).";
+    const SIGNED: &str = "Only the payer's own wallet may do this: it signs EIP-712 typed data under the domain {name: \"caravan\", version: \"1\"} (`eth_signTypedData_v4` in any wallet, or `caravan key` with a key file), naming as `node` this node's address from GET /v1/node, so no other node accepts the request.";
     let mut issue = gateway_operation(
         &format!(
-            "Issue an API key for the payer that signs the request. {SIGNED} The typed data is IssueApiKey(address payer,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs), with the scopes as sent (all four in the order models, chat, embeddings, classify when left out) and expiresInDays 0 for a key that never expires; the key expires that many days after signedAtMs. A signed request issues one key only (409 signature_reused). The secret is in the response once; the node keeps only its hash."
+            "Issue an API key for the payer that signs the request. {SIGNED} The typed data is IssueApiKey(address payer,address node,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs), with the scopes as sent (all four in the order models, chat, embeddings, classify when left out) and expiresInDays 0 for a key that never expires; the key expires that many days after signedAtMs. A signed request issues one key only (409 signature_reused). The secret is in the response once; the node keeps only its hash."
         ),
         Some(inline(object(
             json!({ "payer": address(),
@@ -600,7 +601,7 @@ pub fn document() -> Value {
         ),
     );
     list.as_object_mut().unwrap().remove("security");
-    list["parameters"] = signed_query("ListApiKeys(address payer,uint64 signedAtMs)");
+    list["parameters"] = signed_query("ListApiKeys(address payer,address node,uint64 signedAtMs)");
     add("get", "/v1/keys", list);
     let mut revoke = gateway_operation(
         &format!("Revoke one of the payer's keys; it stops working at once. {SIGNED}"),
@@ -614,7 +615,7 @@ pub fn document() -> Value {
     );
     revoke.as_object_mut().unwrap().remove("security");
     revoke["parameters"] = signed_query(
-        "RevokeApiKey(address payer,string key,uint64 signedAtMs), key being the id in the path",
+        "RevokeApiKey(address payer,address node,string key,uint64 signedAtMs), key being the id in the path",
     );
     add("delete", "/v1/keys/{id}", revoke);
     add(
@@ -633,6 +634,18 @@ pub fn document() -> Value {
             ),
         ),
     );
+    let mut node = gateway_operation(
+        "The node's identity: the address it signs receipts with, which every key request signed for this node names. Needs no key.",
+        None,
+        "200",
+        ok(
+            "ok",
+            json!({ "type": "object", "properties": { "object": { "const": "node" },
+            "address": address() } }),
+        ),
+    );
+    node.as_object_mut().unwrap().remove("security");
+    add("get", "/v1/node", node);
     json!({
         "openapi": "3.1.0",
         "info": { "title": "caravan node", "version": env!("CARGO_PKG_VERSION"),

@@ -41,9 +41,17 @@ fn shop() -> Address {
     address_of(shop_wallet().verifying_key())
 }
 
-/// The query string of a key listing or revocation the shop's wallet signed now.
-fn signed_query(request: KeyRequest) -> String {
-    let signed = request.sign(&shop_wallet(), now_ms());
+/// The node's address, as a client learns it: `GET /v1/node`, which needs no key.
+async fn node_of(app: &Router) -> Address {
+    let reply = call(app, Method::GET, "/v1/node", None, &[], None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["object"], "node");
+    reply.body["address"].as_str().unwrap().parse().unwrap()
+}
+
+/// The query string of a key listing or revocation the shop's wallet signed now for `node`.
+fn signed_query(node: &Address, request: KeyRequest) -> String {
+    let signed = request.sign(&shop_wallet(), node, now_ms());
     format!(
         "payer={}&signed_at_ms={}&signature={}",
         shop(),
@@ -53,9 +61,10 @@ fn signed_query(request: KeyRequest) -> String {
 }
 
 /// The body of a key request for `scopes`, named `name`, that `wallet` signed at `signed_at_ms`
-/// for `payer`.
+/// for `payer`, to `node`.
 fn signed_issue(
     wallet: &k256::ecdsa::SigningKey,
+    node: &Address,
     payer: Address,
     scopes: &[Scope],
     name: &str,
@@ -66,7 +75,7 @@ fn signed_issue(
         expires_in_days: None,
         name,
     };
-    let signed = request.sign(wallet, signed_at_ms);
+    let signed = request.sign(wallet, node, signed_at_ms);
     json!({
         "payer": payer,
         "scopes": scopes,
@@ -239,12 +248,23 @@ async fn chat(app: &Router, key: &str, body: Value) -> Reply {
 
 /// The shop's keys, listed with its wallet's signature.
 async fn list_keys(app: &Router) -> Reply {
-    let uri = format!("/v1/keys?{}", signed_query(KeyRequest::List));
+    let uri = format!(
+        "/v1/keys?{}",
+        signed_query(&node_of(app).await, KeyRequest::List)
+    );
     call(app, Method::GET, &uri, None, &[], None).await
 }
 
 async fn issue(app: &Router, scopes: &[Scope]) -> String {
-    let body = signed_issue(&shop_wallet(), shop(), scopes, "shop backend", now_ms());
+    let node = node_of(app).await;
+    let body = signed_issue(
+        &shop_wallet(),
+        &node,
+        shop(),
+        scopes,
+        "shop backend",
+        now_ms(),
+    );
     let reply = call(app, Method::POST, "/v1/keys", None, &[], Some(body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     reply.body["key"].as_str().unwrap().to_owned()
@@ -481,7 +501,7 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
         Method::DELETE,
         &format!(
             "/v1/keys/{id}?{}",
-            signed_query(KeyRequest::Revoke { key: &id })
+            signed_query(&node_of(&app).await, KeyRequest::Revoke { key: &id })
         ),
         None,
         &[],
@@ -504,10 +524,12 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
         async move { call(&app, Method::POST, "/v1/keys", None, &[], Some(body)).await }
     };
     let thief = k256::ecdsa::SigningKey::from_bytes((&keccak256(b"thief").0).into()).unwrap();
+    let node = node_of(&app).await;
+    assert_eq!(node, gateway.node());
     let scopes = [Scope::Chat];
     let now = now_ms();
     let unsigned = json!({ "payer": shop(), "scopes": ["chat"], "name": "stolen" });
-    let mut widened = signed_issue(&shop_wallet(), shop(), &scopes, "backend", now);
+    let mut widened = signed_issue(&shop_wallet(), &node, shop(), &scopes, "backend", now);
     widened["scopes"] = json!(["chat", "classify"]);
     let refused = [
         (
@@ -517,7 +539,21 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
         ),
         // Someone else's wallet signing for the shop.
         (
-            post(signed_issue(&thief, shop(), &scopes, "stolen", now)).await,
+            post(signed_issue(&thief, &node, shop(), &scopes, "stolen", now)).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        // The shop's own request, signed for another node: replayed here, it is refused.
+        (
+            post(signed_issue(
+                &shop_wallet(),
+                &Address::from_label("another node"),
+                shop(),
+                &scopes,
+                "backend",
+                now,
+            ))
+            .await,
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
         ),
@@ -531,6 +567,7 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
         (
             post(signed_issue(
                 &shop_wallet(),
+                &node,
                 shop(),
                 &scopes,
                 "old",
@@ -549,7 +586,7 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
 
     // The shop's own request issues one key; the same signed request again issues none, also
     // after a restart.
-    let request = signed_issue(&shop_wallet(), shop(), &scopes, "backend", now);
+    let request = signed_issue(&shop_wallet(), &node, shop(), &scopes, "backend", now);
     let issued = post(request.clone()).await;
     assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
     let key = issued.body["key"].as_str().unwrap().to_owned();
@@ -566,7 +603,7 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
 
     // Listing and revoking need the shop's signature too, on that very request.
     let id = gateway.keys_of(&shop())[0].id.clone();
-    let thief_list = KeyRequest::List.sign(&thief, now_ms());
+    let thief_list = KeyRequest::List.sign(&thief, &node, now_ms());
     let unsigned_list = format!("/v1/keys?payer={}", shop());
     let thief_list = format!(
         "/v1/keys?payer={}&signed_at_ms={}&signature={}",
@@ -577,9 +614,12 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
     // A signature for revoking another key does not revoke this one.
     let other_revoke = format!(
         "/v1/keys/{id}?{}",
-        signed_query(KeyRequest::Revoke {
-            key: "key_0000000000000000"
-        })
+        signed_query(
+            &node,
+            KeyRequest::Revoke {
+                key: "key_0000000000000000"
+            }
+        )
     );
     let garbled = format!("/v1/keys?payer={}&signed_at_ms=1&signature=0x12", shop());
     for (method, uri, status, code) in [

@@ -9,13 +9,16 @@
 //! signed as EIP-712 typed data under caravan's domain (`{name: "caravan", version: "1"}`), so any
 //! wallet signs it with `eth_signTypedData_v4`:
 //!
-//! - `IssueApiKey(address payer,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs)`
-//! - `ListApiKeys(address payer,uint64 signedAtMs)`
-//! - `RevokeApiKey(address payer,string key,uint64 signedAtMs)`
+//! - `IssueApiKey(address payer,address node,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs)`
+//! - `ListApiKeys(address payer,address node,uint64 signedAtMs)`
+//! - `RevokeApiKey(address payer,address node,string key,uint64 signedAtMs)`
 //!
-//! A signature is accepted for [`SIGNATURE_WINDOW_MS`] either side of the node's clock, and a
-//! signed issue request issues one key only: its digest is kept in the key's access record, so a
-//! captured request cannot be replayed for a second key, also not after a restart.
+//! `node` is the address the node signs its receipts with (`GET /v1/node`): a request signed for
+//! one node is refused by every other, so a node (or anyone who saw the request) cannot replay
+//! it elsewhere to be handed a key for the payer's balance there. A signature is accepted for
+//! [`SIGNATURE_WINDOW_MS`] either side of the node's clock, and a signed issue request issues
+//! one key only: its digest is kept in the key's access record, so a captured request cannot be
+//! replayed for a second key, also not after a restart.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -147,10 +150,9 @@ pub enum KeyError {
 /// request captured somewhere is useless.
 pub const SIGNATURE_WINDOW_MS: u64 = 5 * 60 * 1000;
 
-const ISSUE_TYPE: &str =
-    "IssueApiKey(address payer,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs)";
-const LIST_TYPE: &str = "ListApiKeys(address payer,uint64 signedAtMs)";
-const REVOKE_TYPE: &str = "RevokeApiKey(address payer,string key,uint64 signedAtMs)";
+const ISSUE_TYPE: &str = "IssueApiKey(address payer,address node,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs)";
+const LIST_TYPE: &str = "ListApiKeys(address payer,address node,uint64 signedAtMs)";
+const REVOKE_TYPE: &str = "RevokeApiKey(address payer,address node,string key,uint64 signedAtMs)";
 
 /// What a payer asks of its keys. Its wallet signs it, as EIP-712 typed data, to prove the
 /// request is the payer's own.
@@ -170,10 +172,14 @@ pub enum KeyRequest<'a> {
 }
 
 impl KeyRequest<'_> {
-    /// The EIP-712 digest the payer's wallet signs for this request at `signed_at_ms`.
-    pub fn digest(&self, payer: &Address, signed_at_ms: u64) -> Hash32 {
-        let mut payer_word = [0u8; 32];
-        payer_word[12..].copy_from_slice(&payer.0);
+    /// The EIP-712 digest the payer's wallet signs for this request to `node` at `signed_at_ms`.
+    pub fn digest(&self, payer: &Address, node: &Address, signed_at_ms: u64) -> Hash32 {
+        let address_word = |address: &Address| {
+            let mut word = [0u8; 32];
+            word[12..].copy_from_slice(&address.0);
+            word
+        };
+        let (payer_word, node_word) = (address_word(payer), address_word(node));
         let signed_at = word(signed_at_ms);
         let struct_hash = match self {
             KeyRequest::Issue {
@@ -189,18 +195,23 @@ impl KeyRequest<'_> {
                 keccak256_parts(&[
                     &keccak256(ISSUE_TYPE.as_bytes()).0,
                     &payer_word,
+                    &node_word,
                     &keccak256_parts(&scope_parts).0,
                     &word(u64::from(expires_in_days.unwrap_or(0))),
                     &keccak256(name.as_bytes()).0,
                     &signed_at,
                 ])
             }
-            KeyRequest::List => {
-                keccak256_parts(&[&keccak256(LIST_TYPE.as_bytes()).0, &payer_word, &signed_at])
-            }
+            KeyRequest::List => keccak256_parts(&[
+                &keccak256(LIST_TYPE.as_bytes()).0,
+                &payer_word,
+                &node_word,
+                &signed_at,
+            ]),
             KeyRequest::Revoke { key } => keccak256_parts(&[
                 &keccak256(REVOKE_TYPE.as_bytes()).0,
                 &payer_word,
+                &node_word,
                 &keccak256(key.as_bytes()).0,
                 &signed_at,
             ]),
@@ -208,20 +219,26 @@ impl KeyRequest<'_> {
         typed_data_digest(&struct_hash)
     }
 
-    /// Signs the request with the payer's wallet key, as a wallet would.
-    pub fn sign(&self, wallet: &k256::ecdsa::SigningKey, signed_at_ms: u64) -> PayerSignature {
+    /// Signs the request to `node` with the payer's wallet key, as a wallet would.
+    pub fn sign(
+        &self,
+        wallet: &k256::ecdsa::SigningKey,
+        node: &Address,
+        signed_at_ms: u64,
+    ) -> PayerSignature {
         let payer = address_of(wallet.verifying_key());
         PayerSignature {
             signed_at_ms,
-            signature: sign_digest(wallet, &self.digest(&payer, signed_at_ms)),
+            signature: sign_digest(wallet, &self.digest(&payer, node, signed_at_ms)),
         }
     }
 
-    /// Checks that `signed` is the payer's own signature on this request, made within
-    /// [`SIGNATURE_WINDOW_MS`] of `now_ms`.
+    /// Checks that `signed` is the payer's own signature on this request to `node` (the node
+    /// checking it), made within [`SIGNATURE_WINDOW_MS`] of `now_ms`.
     pub fn check(
         &self,
         payer: &Address,
+        node: &Address,
         signed: Option<&PayerSignature>,
         now_ms: u64,
     ) -> Result<SignedRequest, KeyError> {
@@ -232,11 +249,11 @@ impl KeyRequest<'_> {
                 now_ms,
             });
         }
-        let digest = self.digest(payer, signed.signed_at_ms);
+        let digest = self.digest(payer, node, signed.signed_at_ms);
         let signer = recover(&digest, &signed.signature).map_err(KeyError::BadSignature)?;
         if signer != *payer {
             return Err(KeyError::BadSignature(format!(
-                "the signature was made by {signer}, not by the payer {payer}, or it signs other fields than were sent. Sign exactly the request sent, with the payer's own wallet"
+                "the signature was made by {signer}, not by the payer {payer}, or it signs other fields than were sent, or it was signed for another node than this one ({node}, as GET /v1/node says). Sign exactly the request sent, for this node, with the payer's own wallet"
             )));
         }
         Ok(SignedRequest {
@@ -404,11 +421,19 @@ mod tests {
 
     const SIGNED_AT: u64 = 1_764_000_000_000;
 
+    /// The node the requests are signed for: the second development key's address.
+    fn node() -> Address {
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+            .parse()
+            .unwrap()
+    }
+
     #[test]
     fn key_requests_are_the_typed_data_any_wallet_signs() {
         let payer = address_of(wallet().verifying_key());
         // Digests and (RFC 6979) signatures made by eth-account (Python) for the same typed
-        // data under the domain {name: "caravan", version: "1"}: they match byte for byte.
+        // data, signed for node(), under the domain {name: "caravan", version: "1"}: they match
+        // byte for byte.
         let vectors = [
             (
                 KeyRequest::Issue {
@@ -416,27 +441,29 @@ mod tests {
                     expires_in_days: Some(90),
                     name: "shop backend",
                 },
-                "0x15bb1d6bee514e80bcf6619f1e5b6b72ab59373f7913039b804e43e90c67e210",
-                "0x783f529870838ebfcfc8be8ae0b6ac6948c103bcb6863e11bac3f33ac19001a0757783aab610e686bc7c3e105f91b3319dce6b63a0a52a57505dcdff1ad758cb1c",
+                "0x9dbe36a64320d0e02a307bd1cf0d11268ac0d9394bb8cced623cc2e9fa772daa",
+                "0x9ec7f2c32e7aca1adf2f7575ae2b1b8723ce90e518f0b556ec2c8b2b07dc69161d465f6775ae3b6940bde80d3275ff8febd719393adca2a859d131f7c57977071c",
             ),
             (
                 KeyRequest::List,
-                "0x5714b5ec6f315d887b89362c7f0f9fe10fb72c9b1090e68d97986ff36beb496e",
-                "0x023e4feee3456a52e40d35ffcad4855b97df7f23c2e31b950b5a4d255b80d63d7c118b13912bee1a549b8a22223894ab9cf08dfd3f604dedfb18c8e9e97a79d61c",
+                "0x21ba8361eb9acad2feb2fd30d2ab924f8eb9883eb2ab697206bfdb1c3da9ca6b",
+                "0xba29c0266b968fd7db07c44787164aab30c7bc7cc80f7ae480f4cdd6e76410043a01bece7ceb32446049a53a81c801506bb008f6a7c4caaf3a254bc338a8b1801c",
             ),
             (
                 KeyRequest::Revoke {
                     key: "key_0011223344556677",
                 },
-                "0x0b6497a4b98c1a4d0836f6a45ce68fdbc2aa91f63316da2918f736cfed333061",
-                "0xaa406b7070c42182b3e5577d267f2ef4c26a6ff6c4c9311e403f6b69d3ef327a2f422d0ed0ad1a1c049150bd0a216007c8fc31c5959f9b8cbff66c4f204fc9bf1b",
+                "0xc4575f2f22947b77881b3519660d2a3f3a62b3f346980ead3d0d91a0a05b33bc",
+                "0x0ccbf753d6ba0b9912aa9bc4fb9104596d0b935ce75e5897870329b9e3c7cf9125c0723c3ebf31ce1b16574ba7a6e58e4316355b527ad45df45239eaffbd53f01c",
             ),
         ];
         for (request, digest, signature) in vectors {
-            assert_eq!(request.digest(&payer, SIGNED_AT).to_hex(), digest);
-            let signed = request.sign(&wallet(), SIGNED_AT);
+            assert_eq!(request.digest(&payer, &node(), SIGNED_AT).to_hex(), digest);
+            let signed = request.sign(&wallet(), &node(), SIGNED_AT);
             assert_eq!(signed.signature.to_hex(), signature);
-            let checked = request.check(&payer, Some(&signed), SIGNED_AT).unwrap();
+            let checked = request
+                .check(&payer, &node(), Some(&signed), SIGNED_AT)
+                .unwrap();
             assert_eq!(checked.digest.to_hex(), digest);
         }
     }
@@ -450,10 +477,24 @@ mod tests {
             expires_in_days: None,
             name: "backend",
         };
-        let signed = issue.sign(&wallet(), SIGNED_AT);
+        let signed = issue.sign(&wallet(), &node(), SIGNED_AT);
         assert_eq!(
-            issue.check(&payer, None, SIGNED_AT),
+            issue.check(&payer, &node(), None, SIGNED_AT),
             Err(KeyError::Unsigned { payer })
+        );
+        // A request signed for one node is refused by any other, which cannot replay it to be
+        // handed a key for the payer's balance there.
+        let elsewhere = issue
+            .check(
+                &payer,
+                &Address::from_label("another node"),
+                Some(&signed),
+                SIGNED_AT,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&elsewhere, KeyError::BadSignature(why) if why.contains("another node than this one")),
+            "{elsewhere}"
         );
         // Another payer, other scopes or another kind of request: the signer recovered is not
         // the payer.
@@ -470,7 +511,9 @@ mod tests {
             ),
             (KeyRequest::List, payer),
         ] {
-            let error = request.check(&who, Some(&signed), SIGNED_AT).unwrap_err();
+            let error = request
+                .check(&who, &node(), Some(&signed), SIGNED_AT)
+                .unwrap_err();
             assert!(
                 matches!(&error, KeyError::BadSignature(why) if why.contains("not by the payer")),
                 "{error}"
@@ -481,21 +524,21 @@ mod tests {
             SIGNED_AT - SIGNATURE_WINDOW_MS,
             SIGNED_AT + SIGNATURE_WINDOW_MS,
         ] {
-            assert!(issue.check(&payer, Some(&signed), now).is_ok());
+            assert!(issue.check(&payer, &node(), Some(&signed), now).is_ok());
         }
         for now in [
             SIGNED_AT - SIGNATURE_WINDOW_MS - 1,
             SIGNED_AT + SIGNATURE_WINDOW_MS + 1,
         ] {
             assert!(matches!(
-                issue.check(&payer, Some(&signed), now),
+                issue.check(&payer, &node(), Some(&signed), now),
                 Err(KeyError::StaleSignature { .. })
             ));
         }
         let mut broken = signed;
         broken.signature.0[64] = 30;
         assert!(matches!(
-            issue.check(&payer, Some(&broken), SIGNED_AT),
+            issue.check(&payer, &node(), Some(&broken), SIGNED_AT),
             Err(KeyError::BadSignature(_))
         ));
     }

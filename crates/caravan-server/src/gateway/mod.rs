@@ -433,7 +433,7 @@ impl Gateway {
             expires_in_days,
             name: &name,
         };
-        let signed = request.check(&payer, signed, now_ms())?;
+        let signed = request.check(&payer, &self.node(), signed, now_ms())?;
         let expires_ms = expires_in_days.map(|days| signed.signed_at_ms + u64::from(days) * DAY_MS);
         // One signed request at a time between the replay check and the key's record.
         let _issuing = self.issuing.lock().expect("key issuing lock");
@@ -497,7 +497,7 @@ impl Gateway {
         id: &str,
         signed: Option<&PayerSignature>,
     ) -> Result<(), GatewayError> {
-        KeyRequest::Revoke { key: id }.check(&payer, signed, now_ms())?;
+        KeyRequest::Revoke { key: id }.check(&payer, &self.node(), signed, now_ms())?;
         let hash = self
             .keys
             .read()
@@ -521,7 +521,7 @@ impl Gateway {
         payer: &Address,
         signed: Option<&PayerSignature>,
     ) -> Result<Vec<ApiKey>, GatewayError> {
-        KeyRequest::List.check(payer, signed, now_ms())?;
+        KeyRequest::List.check(payer, &self.node(), signed, now_ms())?;
         Ok(self.keys_of(payer))
     }
 

@@ -38,6 +38,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/keys", post(issue_key).get(list_keys))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/balance", get(balance))
+        .route("/v1/node", get(node_identity))
         .with_state(gateway)
 }
 
@@ -561,6 +562,12 @@ async fn revoke_key(
     let revoked = id.clone();
     blocking(move || worker.revoke_key(query.payer, &revoked, query.signed().as_ref())).await?;
     Ok(axum::Json(json!({ "id": id, "object": "api_key", "revoked": true })).into_response())
+}
+
+/// The node's identity, which needs no key: the address its receipts are signed with, which a
+/// payer's wallet also names in every key request it signs for this node.
+async fn node_identity(State(gateway): State<Arc<Gateway>>) -> Response {
+    axum::Json(json!({ "object": "node", "address": gateway.node() })).into_response()
 }
 
 async fn balance(

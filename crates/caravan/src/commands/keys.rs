@@ -103,6 +103,8 @@ struct Payer {
     wallet: k256::ecdsa::SigningKey,
     address: Address,
     node: String,
+    /// The node's own address, which every request signed for it names.
+    node_address: Address,
     http: reqwest::Client,
 }
 
@@ -117,16 +119,29 @@ impl Payer {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-        Ok(Payer {
+        let mut payer = Payer {
             address: address_of(wallet.verifying_key()),
             wallet,
             node,
+            node_address: Address::ZERO,
             http,
-        })
+        };
+        let identity = payer.send(reqwest::Method::GET, "/v1/node", None)?;
+        payer.node_address = identity["address"]
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "{} did not say its node address (GET /v1/node answered {identity}); is it a caravan node?",
+                    payer.node
+                )
+            })?;
+        Ok(payer)
     }
 
+    /// The payer's signature of `request`, for this node, made now.
     fn sign(&self, request: KeyRequest) -> PayerSignature {
-        request.sign(&self.wallet, now_ms())
+        request.sign(&self.wallet, &self.node_address, now_ms())
     }
 
     /// The query string that names the payer and carries its signature of `request`.
