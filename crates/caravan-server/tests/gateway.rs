@@ -1629,3 +1629,34 @@ async fn a_classifier_on_embeddings_pays_the_embedding_model_from_every_call() {
     assert_eq!(credited(Address::from_label("developer")), 2 * PRICE / 4);
     assert_eq!(credited(classifier_developer), 2 * PRICE * 3 / 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_fails_the_call_in_time_and_costs_nothing() {
+    // Accepts connections and reads requests, but never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    let impatient = caravan_server::gateway::upstream::client_builder()
+        .read_timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway_configured(dir.path(), 1_000_000, |g| g.with_http_client(impatient));
+    chat_model(&gateway, "chat-silent", &url);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, &[Scope::Chat]).await;
+    let ask = json!({ "model": "chat-silent", "messages": [{ "role": "user", "content": "hi" }] });
+    let reply = chat(&app, &key, ask).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("did not answer in time"), "{message}");
+    // Nothing charged, and nothing left held: the whole balance is there for the next call.
+    assert_eq!(metered(&gateway), (0, 0));
+    assert_eq!(gateway.meter().held(&shop(), &token()), 0);
+    assert_eq!(payer_balance(&gateway), 1_000_000);
+}

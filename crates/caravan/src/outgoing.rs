@@ -7,7 +7,21 @@ use crate::StoreArgs;
 /// A client builder trusting the system's authorities and the PEM certificates in
 /// `--extra-ca-certs`, if given. Errors name the file and what is wrong with it.
 pub fn http_client_builder(store: &StoreArgs) -> Result<reqwest::ClientBuilder, String> {
-    let builder = reqwest::Client::builder();
+    trusting(store, reqwest::Client::builder())
+}
+
+/// The client the gateway forwards to upstream models with: their timeouts, and the same trust.
+pub fn upstream_client(store: &StoreArgs) -> Result<reqwest::Client, String> {
+    trusting(store, caravan_server::gateway::upstream::client_builder())?
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}
+
+/// `builder`, also trusting the certificate authorities in `--extra-ca-certs`.
+fn trusting(
+    store: &StoreArgs,
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest::ClientBuilder, String> {
     let Some(path) = &store.extra_ca_certs else {
         return Ok(builder);
     };

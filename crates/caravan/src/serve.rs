@@ -82,7 +82,7 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         Gateway::open(Arc::clone(&desk), artifacts, signer)
             .map_err(|e| e.to_string())?
             .with_models_dir(store.models_dir())
-            .with_http_client(crate::outgoing::http_client(store)?)
+            .with_http_client(crate::outgoing::upstream_client(store)?)
             .with_charge_durability(args.charge_durability.into()),
     );
     let node = gateway.node();

@@ -255,11 +255,18 @@ pub async fn chat_completions(
     }
     let response = forward.send().await.map_err(|e| {
         let causes = with_causes(&e);
-        upstream_failed(format!(
-            "cannot reach {} ({causes}); is the server running?{}",
-            upstream.chat_url(),
-            certificate_hint(&causes)
-        ))
+        upstream_failed(if e.is_timeout() {
+            format!(
+                "{} did not answer in time ({causes}); it may be overloaded or hung",
+                upstream.chat_url()
+            )
+        } else {
+            format!(
+                "cannot reach {} ({causes}); is the server running?{}",
+                upstream.chat_url(),
+                certificate_hint(&causes)
+            )
+        })
     })?;
     let status = response.status();
     if !status.is_success() {

@@ -177,7 +177,9 @@ impl Gateway {
             agents: Registry::default(),
             encoders: Registry::default(),
             encoder: EncoderSlot::new(caravan_models::embedding::default_models_dir()),
-            http: reqwest::Client::new(),
+            http: upstream::client_builder()
+                .build()
+                .map_err(|e| GatewayError::Refused(format!("cannot make an HTTP client: {e}")))?,
             queued_commits: None,
             meter: Arc::new(Meter::default()),
             idempotency: Idempotency::default(),
@@ -220,7 +222,7 @@ impl Gateway {
 
     /// Forwards to upstream servers with `http` instead of a client that trusts only the
     /// system's certificate authorities (the node passes one that also trusts the operator's
-    /// `--extra-ca-certs`).
+    /// `--extra-ca-certs`); build it from [`upstream::client_builder`] to keep the timeouts.
     pub fn with_http_client(mut self, http: reqwest::Client) -> Gateway {
         self.http = http;
         self

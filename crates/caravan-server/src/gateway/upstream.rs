@@ -19,6 +19,22 @@ use serde_json::Value;
 /// The completion bound the gateway sets when a client sends no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4_096;
 
+/// How long connecting to an upstream may take before the call fails (and costs nothing).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long an upstream may stay silent — before its first byte, or between two chunks of a
+/// stream — before the call fails: long enough for a loaded server's first token on a long
+/// prompt, short enough that a hung server does not hold a payer's money and a connection
+/// for ever. What was produced before the silence is charged, as for any broken stream.
+pub const SILENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A client builder with the upstream timeouts set; add trust roots before building.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(SILENCE_TIMEOUT)
+}
+
 /// An upstream server a model asset forwards to. Its canonical JSON's keccak-256 is the model
 /// asset's `content`, so the asset names exactly one upstream configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
