@@ -7,6 +7,7 @@ mod ingest;
 mod merkle;
 mod pipeline;
 mod settlement;
+mod start;
 mod store;
 mod tasks;
 mod workload;
@@ -19,6 +20,7 @@ use close::{measure_close, measure_durable_close};
 use ingest::{measure_concurrent_ingest, measure_ingest};
 use merkle::measure_merkle;
 use pipeline::BATCH;
+use start::measure_node_start;
 use store::ScratchStore;
 use workload::CloseWorkload;
 
@@ -143,6 +145,8 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
     let scratch = ScratchStore::sqlite(&args.scratch_dir)?;
     let (durable, bundle_bytes) =
         measure_durable_close(&scratch.location, &workload, durable_calls)?;
+    let (start_journal, start_desk, start_gateway) =
+        measure_node_start(&scratch.location, &args.scratch_dir)?;
     drop(scratch);
 
     let mut merkle_runs = Vec::new();
@@ -207,6 +211,12 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
         format!("{merkle:.3} s"),
         "≤ 3 s".into(),
     ]);
+    t.add_row(vec![
+        "(d) node start".into(),
+        format!("reopen the store (b'') left ({durable_calls} calls and a snapshot): the journal from its snapshot {start_journal:.3} s, the desk's boards {start_desk:.3} s, the gateway's keys and models {start_gateway:.3} s"),
+        format!("{:.3} s", start_journal + start_desk + start_gateway),
+        "—".into(),
+    ]);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -231,6 +241,10 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
     println!("epoch_close_s: {:.3}", close.seconds);
     println!("epoch_close_tenth_calls_s: {close_tenth:.3}");
     println!("epoch_close_durable_s: {:.3}", durable.seconds);
+    println!(
+        "node_start_s: {:.3}",
+        start_journal + start_desk + start_gateway
+    );
     println!("merkle_3m2_s: {merkle:.3}");
     println!("merkle_3m2_build_s: {merkle_build:.3}");
     Ok(())
