@@ -4,10 +4,19 @@
 
 use crate::StoreArgs;
 
+/// How long a JSON-RPC node or a caravan node may take to accept a connection, and then stay
+/// silent, before the command gives up and says so (rather than hanging on a dead endpoint).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const SILENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A client builder trusting the system's authorities and the PEM certificates in
-/// `--extra-ca-certs`, if given. Errors name the file and what is wrong with it.
+/// `--extra-ca-certs`, if given, with the timeouts above. Errors name the file and what is
+/// wrong with it.
 pub fn http_client_builder(store: &StoreArgs) -> Result<reqwest::ClientBuilder, String> {
-    trusting(store, reqwest::Client::builder())
+    let builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(SILENCE_TIMEOUT);
+    trusting(store, builder)
 }
 
 /// The client the gateway forwards to upstream models with: their timeouts, and the same trust.
