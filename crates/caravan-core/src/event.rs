@@ -180,7 +180,43 @@ pub struct Bounty {
 /// The largest work record accepted, in bytes of JSON; imports are split into records below it.
 pub const MAX_WORK_RECORD_BYTES: usize = 4 << 20;
 
+/// The lane an event is filed in. Most of a busy log is calls, which only the economy folds (and
+/// it starts from a snapshot); the layers that fold some kinds of event themselves at start —
+/// the work boards, the gateway's access records and its recent keyed calls — read their own
+/// lane instead of every event ever stored. Stored with each event as its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Lane {
+    /// Read back only by replaying the whole log.
+    Bulk = 0,
+    /// `WorkRecorded`: the data-work boards.
+    Work = 1,
+    /// `AccessRecorded`: API keys and how models are served.
+    Access = 2,
+    /// `CallMetered` with a request id: what the gateway's idempotency keys remember.
+    KeyedCall = 3,
+}
+
+impl Lane {
+    /// The lane stored as `number`, if it names one.
+    pub fn from_number(number: u8) -> Option<Lane> {
+        [Lane::Bulk, Lane::Work, Lane::Access, Lane::KeyedCall]
+            .into_iter()
+            .find(|lane| *lane as u8 == number)
+    }
+}
+
 impl Event {
+    /// The lane this event is filed in.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Event::WorkRecorded { .. } => Lane::Work,
+            Event::AccessRecorded { .. } => Lane::Access,
+            Event::CallMetered(call) if call.request.is_some() => Lane::KeyedCall,
+            _ => Lane::Bulk,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self {
             Event::Genesis(_) => "genesis",

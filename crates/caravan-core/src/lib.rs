@@ -33,7 +33,7 @@ pub use attestation::{Attestation, Signature65};
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{ChainLeaves, EpochBundle, EpochOutcome, verify_bundle};
 pub use event::{
-    Bounty, CallPart, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_CALL_PARTS,
+    Bounty, CallPart, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, Lane, MAX_CALL_PARTS,
     MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
 };
 pub use hash::{Hash32, keccak256};

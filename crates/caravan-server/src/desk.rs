@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use caravan_core::{Address, AssetId, Bounty, Event, Licence, Ppm};
+use caravan_core::{Address, AssetId, Bounty, Event, Lane, Licence, Ppm};
 use caravan_store::{Journal, JournalError, SharedJournal, now_ms};
 use caravan_tasks::board::ReviewTask;
 use caravan_tasks::board::{
@@ -551,7 +551,7 @@ fn refused(submitted: &caravan_store::Submitted) -> Result<(), DeskError> {
 /// Every project's board, folded from the work records in the log.
 fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>>>, DeskError> {
     let mut boards: BTreeMap<ProjectId, Board> = BTreeMap::new();
-    journal.for_each_event(0, |row| -> Result<(), DeskError> {
+    journal.for_each_in_lane(Lane::Work, 0, |row| -> Result<(), DeskError> {
         let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
         let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
         let Event::WorkRecorded {
@@ -586,7 +586,7 @@ fn board_at_publication(
     let mut board: Option<Board> = None;
     let mut next = 0;
     loop {
-        let page = journal.read_events(next, READ_PAGE)?;
+        let page = journal.read_lane(Lane::Work, next, READ_PAGE)?;
         let Some(last) = page.last() else { break };
         next = last.seq + 1;
         for row in &page {

@@ -1,6 +1,7 @@
 //! What a storage backend must provide: append a batch atomically and durably, read back in order.
 
 use caravan_core::Hash32;
+use caravan_core::Lane;
 
 /// One event as stored: the envelope fields and the canonical body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -9,6 +10,8 @@ pub struct EventRow {
     pub at_ms: u64,
     pub hash: Hash32,
     pub body: Vec<u8>,
+    /// The event's [`Lane`], so readers of one lane skip the rest of the log.
+    pub lane: Lane,
 }
 
 /// An epoch bundle to store in the same transaction as its `EpochClosed` event.
@@ -93,6 +96,36 @@ pub trait Backend: Send {
     ) -> Result<(), StoreError>;
     /// Up to `limit` events with `seq >= from`, in order.
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
+    /// The first sequence number whose event was stored with its lane: a store made before
+    /// lanes were kept filed its older events under none.
+    fn lanes_from(&self) -> u64;
+    /// Up to `limit` events filed in `lane` with `seq >= from`, in order; `from` is at least
+    /// [`Backend::lanes_from`]. Each lane has a partial index of its own; implementations write
+    /// the lane into the statement as a literal (it is one of four numbers), so the planner
+    /// sees that the lane's index applies.
+    fn read_lane_only(
+        &mut self,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StoreError>;
+    /// Up to `limit` events from `from` on that include every one filed in `lane`, in order:
+    /// below [`Backend::lanes_from`] that is every event (their lanes are unknown), after it
+    /// only the lane's. Readers tell events apart by decoding them, as they do anyway.
+    fn read_lane(
+        &mut self,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let lanes_from = self.lanes_from();
+        if from < lanes_from {
+            let before = usize::try_from(lanes_from - from).unwrap_or(usize::MAX);
+            self.read(from, limit.min(before))
+        } else {
+            self.read_lane_only(lane, from, limit)
+        }
+    }
     /// The number of stored events (the next sequence number).
     fn event_count(&mut self) -> Result<u64, StoreError>;
     /// The stored bundle of `epoch`, as JSON bytes.
@@ -107,6 +140,15 @@ pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
             "{what} {value} does not fit in a signed 64-bit column"
         ))
     })
+}
+
+pub(crate) fn lane_from(number: i64, seq: i64) -> Result<Lane, StoreError> {
+    u8::try_from(number)
+        .ok()
+        .and_then(Lane::from_number)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("event {seq} is filed in unknown lane {number}"))
+        })
 }
 
 pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{
-    Economy, Envelope, EpochOutcome, Event, EventError, Hash32, ReplayError, keccak256,
+    Economy, Envelope, EpochOutcome, Event, EventError, Hash32, Lane, ReplayError, keccak256,
 };
 
 use crate::backend::{Attachments, BundleRow, EventRow, SnapshotRow, StoreError};
@@ -142,17 +142,65 @@ impl Journal {
     pub fn for_each_event<E: From<JournalError>>(
         &self,
         from: u64,
+        visit: impl FnMut(&EventRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.visit_pages(from, visit, |next| self.read_events(next, EVENT_PAGE))
+    }
+
+    /// As [`Journal::for_each_event`], but reading only the events filed in `lane`, which
+    /// costs what the lane holds rather than what the log holds. Events the store kept from
+    /// before it filed events in lanes are all visited: `visit` tells kinds apart itself.
+    pub fn for_each_in_lane<E: From<JournalError>>(
+        &self,
+        lane: Lane,
+        from: u64,
+        visit: impl FnMut(&EventRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.visit_pages(from, visit, |next| self.read_lane(lane, next, EVENT_PAGE))
+    }
+
+    /// Up to `limit` stored events from `from` on that hold every one filed in `lane`, in order
+    /// (see [`Journal::for_each_in_lane`]).
+    pub fn read_lane(
+        &self,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, JournalError> {
+        Ok(self.log.read_lane(lane, from, limit)?)
+    }
+
+    fn visit_pages<E: From<JournalError>>(
+        &self,
+        from: u64,
         mut visit: impl FnMut(&EventRow) -> Result<(), E>,
+        page_from: impl Fn(u64) -> Result<Vec<EventRow>, JournalError>,
     ) -> Result<(), E> {
         let mut next = from;
         loop {
-            let page = self.read_events(next, EVENT_PAGE)?;
+            let page = page_from(next)?;
             let Some(last) = page.last() else {
                 return Ok(());
             };
             next = last.seq + 1;
             page.iter().try_for_each(&mut visit)?;
         }
+    }
+
+    /// The first stored event stamped at or after `at_ms` (the event count when there is none),
+    /// found by bisection over the log in `log2(events)` reads. Stamps follow the order of
+    /// submission, so this is where the events of the last `now - at_ms` milliseconds begin.
+    pub fn first_seq_at(&self, at_ms: u64) -> Result<u64, JournalError> {
+        let (mut low, mut high) = (0, self.economy.head().next_seq);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let stamped = self.read_events(middle, 1)?.first().map(|row| row.at_ms);
+            match stamped {
+                Some(stamp) if stamp < at_ms => low = middle + 1,
+                _ => high = middle,
+            }
+        }
+        Ok(low)
     }
 
     /// How the last open (or reload) reached the current state.
@@ -190,6 +238,7 @@ impl Journal {
         let mut submitted = Submitted::default();
         let mut rows = Vec::with_capacity(events.len());
         for (index, event) in events.into_iter().enumerate() {
+            let lane = event.lane();
             match self.economy.append(event, at_ms) {
                 Ok((envelope, body)) => {
                     rows.push(EventRow {
@@ -197,6 +246,7 @@ impl Journal {
                         at_ms,
                         hash: envelope.hash,
                         body,
+                        lane,
                     });
                     submitted.accepted.push(envelope);
                 }
@@ -264,6 +314,7 @@ impl Journal {
             at_ms,
             hash: envelope.hash,
             body,
+            lane: Lane::Bulk,
         };
         let ticket = self.log.append(vec![row], attachments);
         self.settle(ticket)?;

@@ -17,6 +17,8 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use caravan_core::Lane;
+
 use crate::backend::{Attachments, Backend, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
 
@@ -34,6 +36,8 @@ enum Request {
     Read {
         from: u64,
         limit: usize,
+        /// Only this lane's events (and any stored before lanes were kept); all when `None`.
+        lane: Option<Lane>,
         reply: Sender<Result<Vec<EventRow>, StoreError>>,
     },
     Count {
@@ -183,7 +187,29 @@ impl EventLog {
     }
 
     pub fn read(&self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
-        self.ask(|reply| Request::Read { from, limit, reply })
+        self.ask(|reply| Request::Read {
+            from,
+            limit,
+            lane: None,
+            reply,
+        })
+    }
+
+    /// Up to `limit` events from `from` on, in order, holding every one filed in `lane` (see
+    /// [`Backend::read_lane`]: events stored before the store kept lanes come back whatever
+    /// their lane).
+    pub fn read_lane(
+        &self,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        self.ask(|reply| Request::Read {
+            from,
+            limit,
+            lane: Some(lane),
+            reply,
+        })
     }
 
     pub fn event_count(&self) -> Result<u64, StoreError> {
@@ -287,8 +313,16 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
                     let _ = reply.send(outcome.clone().map_err(StoreError::WriterStopped));
                 }
             }
-            Request::Read { from, limit, reply } => {
-                let _ = reply.send(backend.read(from, limit));
+            Request::Read {
+                from,
+                limit,
+                lane,
+                reply,
+            } => {
+                let _ = reply.send(match lane {
+                    None => backend.read(from, limit),
+                    Some(lane) => backend.read_lane(lane, from, limit),
+                });
             }
             Request::Count { reply } => {
                 let _ = reply.send(backend.event_count());

@@ -180,6 +180,7 @@ fn a_conflicting_batch_is_rolled_back_whole(scratch: Scratch) {
         at_ms: 1,
         hash: Hash32([seq as u8; 32]),
         body: vec![seq as u8],
+        lane: Lane::Bulk,
     };
     log.append(vec![row(0), row(1)], Attachments::default())
         .wait()
@@ -611,8 +612,143 @@ fn crash_writer_child() -> bool {
     }
 }
 
+fn access(record: &str) -> Event {
+    Event::AccessRecorded {
+        record: record.into(),
+    }
+}
+
+fn metered(asset: AssetId, request: Option<&str>) -> Event {
+    Event::CallMetered(MeteredCall {
+        payer: Address::from_label("payer"),
+        token: usdc().address,
+        node: Address::from_label("node"),
+        request: request.map(|r| keccak256(r.as_bytes())),
+        parts: vec![CallPart {
+            asset,
+            amount: 300,
+            calls: 1,
+        }],
+        trace: "{}".into(),
+    })
+}
+
+/// The sequence numbers of the events of `kind` among `rows`.
+fn seqs_of(rows: &[EventRow], kind: &str) -> Vec<u64> {
+    rows.iter()
+        .filter(|row| Event::decode(&row.body).unwrap().kind_name() == kind)
+        .map(|row| row.seq)
+        .collect()
+}
+
+/// Every event of `lane` from `from` on, as the layers above read them.
+fn lane_rows(journal: &Journal, lane: Lane, from: u64) -> Vec<EventRow> {
+    let mut rows = Vec::new();
+    journal
+        .for_each_in_lane(lane, from, |row| -> Result<(), JournalError> {
+            rows.push(row.clone());
+            Ok(())
+        })
+        .unwrap();
+    rows
+}
+
+fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none(
+    scratch: Scratch,
+    forget_lanes: fn(&Location),
+) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    let events = vec![
+        usage(asset, 500),
+        access("first"),
+        metered(asset, None),
+        metered(asset, Some("order-1")),
+        usage(asset, 700),
+        access("second"),
+    ];
+    assert!(journal.submit(events).unwrap().refused.is_empty());
+    // seq: 0-3 the seed, 4 usage, 5 access, 6 call, 7 keyed call, 8 usage, 9 access.
+    let access_rows = lane_rows(&journal, Lane::Access, 0);
+    assert_eq!(
+        access_rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [5, 9]
+    );
+    assert!(access_rows.iter().all(|r| r.lane == Lane::Access));
+    assert_eq!(
+        lane_rows(&journal, Lane::KeyedCall, 0)
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        [7]
+    );
+    assert_eq!(lane_rows(&journal, Lane::Access, 6).len(), 1);
+    assert!(lane_rows(&journal, Lane::Work, 0).is_empty());
+    // Stamps follow the log: the first event stamped at or after a time is found.
+    let stamped = journal.read_events(7, 1).unwrap()[0].at_ms;
+    let first = journal.first_seq_at(stamped).unwrap();
+    assert!(first <= 7 && journal.read_events(first, 1).unwrap()[0].at_ms == stamped);
+    assert_eq!(journal.first_seq_at(0).unwrap(), 0);
+    assert_eq!(journal.first_seq_at(u64::MAX).unwrap(), 10);
+    drop(journal);
+
+    // The same store as a caravan from before lanes left it: its migration files nothing
+    // already stored, so reading a lane returns all of that (for the reader to sort out) and
+    // only the lane's events stored after.
+    forget_lanes(&scratch.location);
+    let mut journal = open(&scratch.location);
+    assert!(
+        journal
+            .submit(vec![usage(asset, 900), access("third")])
+            .unwrap()
+            .refused
+            .is_empty()
+    );
+    let rows = lane_rows(&journal, Lane::Access, 0);
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11]
+    );
+    assert_eq!(seqs_of(&rows, "access recorded"), [5, 9, 11]);
+    assert_eq!(
+        seqs_of(&lane_rows(&journal, Lane::KeyedCall, 0), "call metered"),
+        [6, 7]
+    );
+    assert_eq!(
+        lane_rows(&journal, Lane::KeyedCall, 10).len(),
+        0,
+        "after the migration only the lane's own events"
+    );
+}
+
+fn forget_sqlite_lanes(location: &Location) {
+    let Location::DataDir(dir) = location else {
+        unreachable!()
+    };
+    rusqlite::Connection::open(dir.join("caravan.db"))
+        .unwrap()
+        .execute_batch(
+            "DROP INDEX events_lane_1; DROP INDEX events_lane_2; DROP INDEX events_lane_3;
+             DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+}
+
+fn forget_postgres_lanes(location: &Location) {
+    let Location::Postgres(url) = location else {
+        unreachable!()
+    };
+    postgres::Client::connect(url, postgres::NoTls)
+        .unwrap()
+        .batch_execute(
+            "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane;
+             UPDATE caravan_schema SET version = 2;",
+        )
+        .unwrap();
+}
+
 macro_rules! suite {
-    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $($ignore:tt)*) => {
+    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $forget:expr, $($ignore:tt)*) => {
         mod $module {
             use super::*;
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
@@ -628,6 +764,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
+            $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
                 if super::crash_writer_child() { return; }
                 super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))
@@ -643,5 +780,6 @@ suite!(
     bump_sqlite_schema,
     damage_sqlite_snapshot,
     refuse_sqlite_writes,
+    forget_sqlite_lanes,
 );
-suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, forget_postgres_lanes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);

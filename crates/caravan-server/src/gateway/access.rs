@@ -4,7 +4,7 @@
 //! gateway rebuilds its tables from them when it opens.
 
 use caravan_core::lineage::Lineage;
-use caravan_core::{AssetId, AssetKind, EdgeKind, Event, Hash32, Manifest};
+use caravan_core::{AssetId, AssetKind, EdgeKind, Event, Hash32, Lane, Manifest};
 use caravan_store::Journal;
 use serde::{Deserialize, Serialize};
 
@@ -57,10 +57,10 @@ pub fn parse_record(seq: u64, record: &str) -> Result<AccessRecord, GatewayError
 }
 
 /// The embedding models registered in `journal`'s log, in registration order, each with the
-/// encoder configuration that serves it. Reads the whole log (a page at a time).
+/// encoder configuration that serves it. Reads the access records' lane of the log.
 pub fn encoder_models(journal: &Journal) -> Result<Vec<(AssetId, EncoderServing)>, GatewayError> {
     let mut models = Vec::new();
-    journal.for_each_event(0, |row| -> Result<(), GatewayError> {
+    journal.for_each_in_lane(Lane::Access, 0, |row| -> Result<(), GatewayError> {
         if let Ok(Event::AccessRecorded { record }) = Event::decode(&row.body)
             && let AccessRecord::EncoderRegistered { asset, encoder } =
                 parse_record(row.seq, &record)?

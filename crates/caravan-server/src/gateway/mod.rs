@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use caravan_core::{
-    Address, Amount, AssetId, AssetKind, CallPart, Event, Hash32, Licence, MeteredCall,
+    Address, Amount, AssetId, AssetKind, CallPart, Event, Hash32, Lane, Licence, MeteredCall,
 };
 use caravan_models::{ArtifactStore, Classifier};
 use caravan_store::{JournalError, QueuedCommit, SharedJournal, now_ms};
@@ -239,17 +239,19 @@ impl Gateway {
         let since = now_ms().saturating_sub(idempotency::RETENTION_MS);
         let mut records = Vec::new();
         self.journal().read(|j| {
-            j.for_each_event(0, |row| -> Result<(), GatewayError> {
-                match Event::decode(&row.body) {
-                    Ok(Event::AccessRecorded { record }) => {
-                        records.push(access::parse_record(row.seq, &record)?);
-                    }
-                    Ok(Event::CallMetered(call)) if row.at_ms >= since => {
-                        if let Some(request) = call.request {
-                            self.idempotency.charged_earlier(request, row.at_ms);
-                        }
-                    }
-                    _ => {}
+            j.for_each_in_lane(Lane::Access, 0, |row| -> Result<(), GatewayError> {
+                if let Ok(Event::AccessRecorded { record }) = Event::decode(&row.body) {
+                    records.push(access::parse_record(row.seq, &record)?);
+                }
+                Ok(())
+            })?;
+            let recent = j.first_seq_at(since)?;
+            j.for_each_in_lane(Lane::KeyedCall, recent, |row| -> Result<(), GatewayError> {
+                if row.at_ms >= since
+                    && let Ok(Event::CallMetered(call)) = Event::decode(&row.body)
+                    && let Some(request) = call.request
+                {
+                    self.idempotency.charged_earlier(request, row.at_ms);
                 }
                 Ok(())
             })
