@@ -59,7 +59,7 @@ pub struct OpenReport {
     pub snapshots_verified: usize,
 }
 
-/// How many events [`Journal::for_each_event`] reads at a time.
+/// How many events [`Journal::for_each_in_lane`] reads at a time.
 pub const EVENT_PAGE: usize = 20_000;
 
 pub struct Journal {
@@ -136,27 +136,26 @@ impl Journal {
         Ok(self.log.read(from, limit)?)
     }
 
-    /// Calls `visit` with every stored event from `from` on, in order, reading the log
-    /// [`EVENT_PAGE`] events at a time so memory stays bounded however long the log is. Stops
-    /// at the first error `visit` returns.
-    pub fn for_each_event<E: From<JournalError>>(
-        &self,
-        from: u64,
-        visit: impl FnMut(&EventRow) -> Result<(), E>,
-    ) -> Result<(), E> {
-        self.visit_pages(from, visit, |next| self.read_events(next, EVENT_PAGE))
-    }
-
-    /// As [`Journal::for_each_event`], but reading only the events filed in `lane`, which
-    /// costs what the lane holds rather than what the log holds. Events the store kept from
-    /// before it filed events in lanes are all visited: `visit` tells kinds apart itself.
+    /// Calls `visit` with every stored event filed in `lane` from `from` on, in order, reading
+    /// [`EVENT_PAGE`] events at a time: it costs what the lane holds rather than what the log
+    /// holds, and memory stays bounded. Events the store kept from before it filed events in
+    /// lanes are all visited: `visit` tells kinds apart itself. Stops at the first error
+    /// `visit` returns.
     pub fn for_each_in_lane<E: From<JournalError>>(
         &self,
         lane: Lane,
         from: u64,
-        visit: impl FnMut(&EventRow) -> Result<(), E>,
+        mut visit: impl FnMut(&EventRow) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.visit_pages(from, visit, |next| self.read_lane(lane, next, EVENT_PAGE))
+        let mut next = from;
+        loop {
+            let page = self.read_lane(lane, next, EVENT_PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            next = last.seq + 1;
+            page.iter().try_for_each(&mut visit)?;
+        }
     }
 
     /// Up to `limit` stored events from `from` on that hold every one filed in `lane`, in order
@@ -168,23 +167,6 @@ impl Journal {
         limit: usize,
     ) -> Result<Vec<EventRow>, JournalError> {
         Ok(self.log.read_lane(lane, from, limit)?)
-    }
-
-    fn visit_pages<E: From<JournalError>>(
-        &self,
-        from: u64,
-        mut visit: impl FnMut(&EventRow) -> Result<(), E>,
-        page_from: impl Fn(u64) -> Result<Vec<EventRow>, JournalError>,
-    ) -> Result<(), E> {
-        let mut next = from;
-        loop {
-            let page = page_from(next)?;
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            next = last.seq + 1;
-            page.iter().try_for_each(&mut visit)?;
-        }
     }
 
     /// The first stored event stamped at or after `at_ms` (the event count when there is none),
