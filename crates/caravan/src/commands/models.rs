@@ -490,12 +490,15 @@ fn register(
             share: dataset_share,
         })
         .collect();
+    // What the classifier owes the encoder it runs on every call, said once it is registered.
+    let mut encoder_paid = None;
     if let (Some(weights), None) = (trained.classifier.encoder_weights(), base) {
         let registered = encoder_models(&journal).map_err(|e| e.to_string())?;
-        let share = match &terms.encoder_share {
-            Some(text) => Some(percent("--encoder-share", text)?),
-            None => None,
-        };
+        let share = terms
+            .encoder_share
+            .as_deref()
+            .map(|text| percent("--encoder-share", text))
+            .transpose()?;
         let edge = encoder_edge(
             &registered,
             weights,
@@ -503,15 +506,13 @@ fn register(
             terms.encoder_model,
             share,
         )?;
-        match &edge {
-            Some(edge) => println!(
+        encoder_paid = Some(match &edge {
+            Some(edge) => format!(
                 "pays embedding model {} {} of its revenue: every call runs its encoder",
                 edge.parent, edge.share
             ),
-            None => println!(
-                "no embedding model on this node runs the encoder, so no one is paid for it (register one with `caravan model embedder` before training to pay its owner)"
-            ),
-        }
+            None => "no embedding model on this node runs the encoder, so no one is paid for it (register one with `caravan model embedder` before training to pay its owner)".to_owned(),
+        });
         parents.extend(edge);
     }
     if let Some((parent, share)) = base {
@@ -540,6 +541,9 @@ fn register(
     super::submit_one(&mut journal, Event::AssetRegistered(manifest))?;
 
     println!("model asset {id}");
+    if let Some(line) = encoder_paid {
+        println!("{line}");
+    }
     println!("artifact {hash} ({features}, {classes} labels)");
     match &trained.evaluation {
         Some(evaluation) => {
