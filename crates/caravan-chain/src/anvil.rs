@@ -19,6 +19,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct LocalAnvil {
     child: Child,
+    port: u16,
     url: String,
 }
 
@@ -37,6 +38,7 @@ impl LocalAnvil {
             .map_err(|e| ChainFault::Rpc(format!("cannot start {}: {e}", binary.display())))?;
         let anvil = LocalAnvil {
             child,
+            port,
             url: format!("http://127.0.0.1:{port}"),
         };
         let started = Instant::now();
@@ -55,8 +57,7 @@ impl LocalAnvil {
 
     /// The loopback address anvil listens on (for a front such as a TLS proxy).
     pub fn address(&self) -> std::net::SocketAddr {
-        let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok());
-        std::net::SocketAddr::from(([127, 0, 0, 1], port.expect("the URL ends in the port")))
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// A connection signing with the first development key.

@@ -734,6 +734,7 @@ async fn race_one_balance(durability: ChargeDurability) {
 /// stream was cut off before its end.
 struct MockUpstream {
     url: String,
+    address: std::net::SocketAddr,
     seen: Arc<std::sync::Mutex<Vec<Value>>>,
     cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -832,10 +833,12 @@ async fn mock_upstream(words: usize, delay_ms: u64) -> MockUpstream {
         )
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let address = listener.local_addr().unwrap();
+    let url = format!("http://{address}/v1");
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     MockUpstream {
         url,
+        address,
         seen,
         cancelled,
     }
@@ -989,13 +992,7 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_model_behind_https_is_reached_once_its_authority_is_trusted() {
     let upstream = mock_upstream(3, 0).await;
-    let plain: std::net::SocketAddr = upstream
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches("/v1")
-        .parse()
-        .unwrap();
-    let front = caravan_testkit::TlsFront::start(plain).await;
+    let front = caravan_testkit::TlsFront::start(upstream.address).await;
     let ask = json!({ "model": "chat-tls", "messages": [{ "role": "user", "content": "hi" }] });
 
     // A node that trusts only the system's authorities refuses the certificate, charges
