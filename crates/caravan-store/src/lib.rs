@@ -12,6 +12,7 @@ mod journal;
 mod location;
 mod log;
 mod postgres_backend;
+pub mod postgres_tls;
 mod shared;
 mod sqlite_backend;
 

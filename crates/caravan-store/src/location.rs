@@ -37,13 +37,17 @@ impl Location {
         check_database_name(name)?;
         let mut client = admin_client(admin_url)?;
         client.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let base = admin_url.split('?').next().unwrap_or(admin_url);
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url, String::new()),
+        };
         let server = base
             .rsplit_once('/')
             .map(|(server, _)| server)
             .filter(|server| server.contains("://") && !server.ends_with('/'))
             .unwrap_or(base);
-        Ok(Location::Postgres(format!("{server}/{name}")))
+        // The same server, so the same parameters (sslmode above all).
+        Ok(Location::Postgres(format!("{server}/{name}{query}")))
     }
 
     /// Drops a database made by [`Location::create_postgres_database`], disconnecting its users.
@@ -64,12 +68,7 @@ impl Location {
 }
 
 fn admin_client(admin_url: &str) -> Result<postgres::Client, StoreError> {
-    postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
-        StoreError::Io(format!(
-            "cannot connect to PostgreSQL at {}: {e}",
-            redact(admin_url)
-        ))
-    })
+    crate::postgres_tls::connect(admin_url)
 }
 
 fn check_database_name(name: &str) -> Result<(), StoreError> {

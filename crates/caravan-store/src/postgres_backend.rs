@@ -2,8 +2,8 @@
 //! committed with the server's default synchronous commit. An advisory lock keeps a second caravan
 //! process from writing the same database.
 
+use postgres::Client;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
 
 use caravan_core::Lane;
 
@@ -58,12 +58,7 @@ pub struct PostgresBackend {
 
 impl PostgresBackend {
     pub fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
-        let client = Client::connect(url, NoTls).map_err(|e| {
-            StoreError::Io(format!(
-                "cannot connect to PostgreSQL at {}: {e}",
-                redact(url)
-            ))
-        })?;
+        let client = crate::postgres_tls::connect(url)?;
         let mut backend = PostgresBackend {
             client,
             lanes_from: 0,

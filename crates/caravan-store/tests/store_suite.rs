@@ -783,3 +783,71 @@ suite!(
     forget_sqlite_lanes,
 );
 suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, forget_postgres_lanes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
+
+/// `url` with `parameters` added to its query.
+fn with_query(url: &str, parameters: &str) -> String {
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}{parameters}")
+}
+
+fn encrypted(client: &mut postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+#[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]
+fn postgres_connections_are_secured_as_their_sslmode_says() {
+    let admin = std::env::var("CARAVAN_TEST_POSTGRES_URL").expect("set CARAVAN_TEST_POSTGRES_URL");
+    let connect = |parameters: &str| postgres_tls::connect(&with_query(&admin, parameters));
+    let mut plain = connect("sslmode=disable").unwrap();
+    assert!(!encrypted(&mut plain));
+    let offered: String = plain.query_one("SHOW ssl", &[]).unwrap().get(0);
+    if offered != "on" {
+        let refused = connect("sslmode=require").err().unwrap().to_string();
+        assert!(refused.contains("does not offer TLS"), "{refused}");
+        eprintln!("this PostgreSQL server has ssl off: only the refusal was checked");
+        return;
+    }
+    assert!(
+        encrypted(&mut connect("").unwrap()),
+        "prefer encrypts when offered"
+    );
+    assert!(encrypted(&mut connect("sslmode=require").unwrap()));
+
+    // A whole store over TLS: the scratch database keeps the admin URL's sslmode.
+    let name = format!("caravan_test_tls_{}", std::process::id());
+    let location =
+        Location::create_postgres_database(&with_query(&admin, "sslmode=require"), &name).unwrap();
+    let scratch = Scratch {
+        location,
+        _dir: None,
+        dropper: Some((admin.clone(), name)),
+    };
+    let mut journal = open(&scratch.location);
+    seed_economy(&mut journal);
+    drop(journal);
+    assert_eq!(open(&scratch.location).economy().head().next_seq, 4);
+
+    // verify-full checks the certificate: a server whose certificate no authority on this
+    // machine vouches for is refused, with what to do; given its authority, it is accepted.
+    let refused = connect("sslmode=verify-full").err().unwrap().to_string();
+    assert!(refused.contains("sslrootcert=FILE"), "{refused}");
+    let certificate: String = plain.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    let names_localhost =
+        std::fs::read_to_string(&certificate).is_ok() && admin.contains("127.0.0.1");
+    if names_localhost {
+        let by_name = admin.replace("127.0.0.1", "localhost");
+        let mut verified = postgres_tls::connect(&with_query(
+            &by_name,
+            &format!("sslmode=verify-full&sslrootcert={certificate}"),
+        ))
+        .unwrap();
+        assert!(encrypted(&mut verified));
+    }
+}

@@ -43,7 +43,10 @@ struct StoreArgs {
         default_value = "caravan-data"
     )]
     data_dir: PathBuf,
-    /// Use PostgreSQL instead of the embedded store: postgres://USER@HOST:PORT/DATABASE.
+    /// Use PostgreSQL instead of the embedded store: postgres://USER@HOST:PORT/DATABASE. TLS
+    /// follows `sslmode` as with psql: prefer (the default) encrypts when the server offers it,
+    /// require insists, verify-full also checks the certificate (against the system's
+    /// authorities, or `sslrootcert=FILE`).
     #[arg(
         long,
         global = true,
