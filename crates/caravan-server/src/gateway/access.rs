@@ -49,27 +49,34 @@ pub enum AccessRecord {
     },
 }
 
-/// The access record an `AccessRecorded` event at `seq` holds.
-pub fn parse_record(seq: u64, record: &str) -> Result<AccessRecord, GatewayError> {
-    serde_json::from_str(record).map_err(|e| {
-        GatewayError::Refused(format!("stored access record {seq} cannot be read: {e}"))
-    })
-}
-
-/// The embedding models registered in `journal`'s log, in registration order, each with the
-/// encoder configuration that serves it. Reads the access records' lane of the log.
-pub fn encoder_models(journal: &Journal) -> Result<Vec<(AssetId, EncoderServing)>, GatewayError> {
-    let mut models = Vec::new();
+/// Every access record in `journal`'s log, in the order recorded (reads the access records'
+/// lane of the log, not the whole of it).
+pub fn recorded(journal: &Journal) -> Result<Vec<AccessRecord>, GatewayError> {
+    let mut records = Vec::new();
     journal.for_each_in_lane(Lane::Access, 0, |row| -> Result<(), GatewayError> {
-        if let Ok(Event::AccessRecorded { record }) = Event::decode(&row.body)
-            && let AccessRecord::EncoderRegistered { asset, encoder } =
-                parse_record(row.seq, &record)?
-        {
-            models.push((asset, encoder));
+        if let Ok(Event::AccessRecorded { record }) = Event::decode(&row.body) {
+            records.push(serde_json::from_str(&record).map_err(|e| {
+                GatewayError::Refused(format!(
+                    "stored access record {} cannot be read: {e}",
+                    row.seq
+                ))
+            })?);
         }
         Ok(())
     })?;
-    Ok(models)
+    Ok(records)
+}
+
+/// The embedding models registered in `journal`'s log, in registration order, each with the
+/// encoder configuration that serves it.
+pub fn encoder_models(journal: &Journal) -> Result<Vec<(AssetId, EncoderServing)>, GatewayError> {
+    Ok(recorded(journal)?
+        .into_iter()
+        .filter_map(|record| match record {
+            AccessRecord::EncoderRegistered { asset, encoder } => Some((asset, encoder)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The events that register an upstream model: its asset (whose content must be the upstream

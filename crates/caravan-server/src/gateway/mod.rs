@@ -237,14 +237,8 @@ impl Gateway {
 
     fn replay(&self) -> Result<(), GatewayError> {
         let since = now_ms().saturating_sub(idempotency::RETENTION_MS);
-        let mut records = Vec::new();
-        self.journal().read(|j| {
-            j.for_each_in_lane(Lane::Access, 0, |row| -> Result<(), GatewayError> {
-                if let Ok(Event::AccessRecorded { record }) = Event::decode(&row.body) {
-                    records.push(access::parse_record(row.seq, &record)?);
-                }
-                Ok(())
-            })?;
+        let records = self.journal().read(|j| {
+            let records = access::recorded(j)?;
             let recent = j.first_seq_at(since)?;
             j.for_each_in_lane(Lane::KeyedCall, recent, |row| -> Result<(), GatewayError> {
                 if row.at_ms >= since
@@ -254,7 +248,8 @@ impl Gateway {
                     self.idempotency.charged_earlier(request, row.at_ms);
                 }
                 Ok(())
-            })
+            })?;
+            Ok::<_, GatewayError>(records)
         })?;
         records.iter().for_each(|record| self.apply_access(record));
         Ok(())
