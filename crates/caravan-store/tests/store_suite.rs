@@ -234,22 +234,31 @@ fn a_store_from_a_newer_caravan_is_refused(scratch: Scratch, bump: fn(&Location)
     );
 }
 
-fn bump_sqlite_schema(location: &Location) {
+/// A connection of its own to the SQLite store at `location`, for a test that changes the store
+/// behind caravan's back.
+fn sqlite_connection(location: &Location) -> rusqlite::Connection {
     let Location::DataDir(dir) = location else {
-        unreachable!()
+        unreachable!("a SQLite test on a PostgreSQL store")
     };
-    rusqlite::Connection::open(dir.join("caravan.db"))
-        .unwrap()
+    rusqlite::Connection::open(dir.join("caravan.db")).unwrap()
+}
+
+/// The same for the PostgreSQL store at `location`.
+fn postgres_client(location: &Location) -> postgres::Client {
+    let Location::Postgres(url) = location else {
+        unreachable!("a PostgreSQL test on a SQLite store")
+    };
+    postgres_tls::connect(url).unwrap()
+}
+
+fn bump_sqlite_schema(location: &Location) {
+    sqlite_connection(location)
         .pragma_update(None, "user_version", 99)
         .unwrap();
 }
 
 fn bump_postgres_schema(location: &Location) {
-    let Location::Postgres(url) = location else {
-        unreachable!()
-    };
-    postgres::Client::connect(url, postgres::NoTls)
-        .unwrap()
+    postgres_client(location)
         .execute("UPDATE caravan_schema SET version = 99", &[])
         .unwrap();
 }
@@ -422,10 +431,7 @@ fn concurrent_submitters_share_one_journal(scratch: Scratch, refuse_writes: fn(&
 }
 
 fn refuse_sqlite_writes(location: &Location, refuse: bool) {
-    let Location::DataDir(dir) = location else {
-        unreachable!()
-    };
-    let connection = rusqlite::Connection::open(dir.join("caravan.db")).unwrap();
+    let connection = sqlite_connection(location);
     let sql = if refuse {
         "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
     } else {
@@ -435,10 +441,7 @@ fn refuse_sqlite_writes(location: &Location, refuse: bool) {
 }
 
 fn refuse_postgres_writes(location: &Location, refuse: bool) {
-    let Location::Postgres(url) = location else {
-        unreachable!()
-    };
-    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let mut client = postgres_client(location);
     let sql = if refuse {
         "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;
          CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse();"
@@ -449,21 +452,13 @@ fn refuse_postgres_writes(location: &Location, refuse: bool) {
 }
 
 fn damage_sqlite_snapshot(location: &Location) {
-    let Location::DataDir(dir) = location else {
-        unreachable!()
-    };
-    rusqlite::Connection::open(dir.join("caravan.db"))
-        .unwrap()
+    sqlite_connection(location)
         .execute("UPDATE snapshots SET state = zeroblob(64)", [])
         .unwrap();
 }
 
 fn damage_postgres_snapshot(location: &Location) {
-    let Location::Postgres(url) = location else {
-        unreachable!()
-    };
-    postgres::Client::connect(url, postgres::NoTls)
-        .unwrap()
+    postgres_client(location)
         .execute(
             "UPDATE snapshots SET state = decode(repeat('00', 64), 'hex')",
             &[],
@@ -492,10 +487,7 @@ fn verification_catches_tampering_behind_a_snapshot(scratch: Scratch, tamper: fn
 }
 
 fn tamper_sqlite(location: &Location) {
-    let Location::DataDir(dir) = location else {
-        unreachable!()
-    };
-    let connection = rusqlite::Connection::open(dir.join("caravan.db")).unwrap();
+    let connection = sqlite_connection(location);
     connection.execute("UPDATE events SET body = CAST(replace(CAST(body AS TEXT), 'x', 'y') AS BLOB) WHERE seq = 4", []).unwrap();
     let changed: i64 = connection
         .query_row("SELECT count(*) FROM events WHERE seq = 4", [], |r| {
@@ -509,10 +501,7 @@ fn tamper_sqlite(location: &Location) {
 }
 
 fn tamper_postgres(location: &Location) {
-    let Location::Postgres(url) = location else {
-        unreachable!()
-    };
-    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let mut client = postgres_client(location);
     client
         .execute("UPDATE events SET at_ms = at_ms + 1 WHERE seq = 4", &[])
         .unwrap();
@@ -722,11 +711,7 @@ fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none(
 }
 
 fn forget_sqlite_lanes(location: &Location) {
-    let Location::DataDir(dir) = location else {
-        unreachable!()
-    };
-    rusqlite::Connection::open(dir.join("caravan.db"))
-        .unwrap()
+    sqlite_connection(location)
         .execute_batch(
             "DROP INDEX events_lane_1; DROP INDEX events_lane_2; DROP INDEX events_lane_3;
              DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; PRAGMA user_version = 2;",
@@ -735,11 +720,7 @@ fn forget_sqlite_lanes(location: &Location) {
 }
 
 fn forget_postgres_lanes(location: &Location) {
-    let Location::Postgres(url) = location else {
-        unreachable!()
-    };
-    postgres::Client::connect(url, postgres::NoTls)
-        .unwrap()
+    postgres_client(location)
         .batch_execute(
             "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane;
              UPDATE caravan_schema SET version = 2;",
