@@ -369,13 +369,14 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
         "/v1/classifications",
         Some(&key),
         &retry,
-        Some(other),
+        Some(other.clone()),
     )
     .await;
     assert_eq!(reused.status, StatusCode::BAD_REQUEST);
     assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
 
-    // After a restart the node still knows the request was charged and does not charge again.
+    // After a restart the retry still gets the first answer, receipt included, from the store,
+    // and is not charged again; another body under the key is still refused.
     drop(app);
     drop(gateway);
     let (gateway, _) = self::gateway(dir.path(), 1_000_000);
@@ -389,8 +390,25 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
         Some(request),
     )
     .await;
-    assert_eq!(after.status, StatusCode::CONFLICT, "{}", after.body);
-    assert_eq!(after.body["error"]["code"], "idempotency_key_charged");
+    assert_eq!(after.status, StatusCode::OK, "{}", after.body);
+    assert_eq!(after.headers[REPLAYED_HEADER], "true");
+    assert_eq!(after.body, first.body);
+    assert_eq!(after.headers[RECEIPT_HEADER], first.headers[RECEIPT_HEADER]);
+    assert_eq!(
+        after.headers[SIGNATURE_HEADER],
+        first.headers[SIGNATURE_HEADER]
+    );
+    let reused = call(
+        &app,
+        Method::POST,
+        "/v1/classifications",
+        Some(&key),
+        &retry,
+        Some(other),
+    )
+    .await;
+    assert_eq!(reused.status, StatusCode::BAD_REQUEST, "{}", reused.body);
+    assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
     assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * PRICE);
     assert_eq!(metered(&gateway), (2 * PRICE, 1));
 

@@ -31,11 +31,29 @@ pub struct SnapshotRow {
     pub state: Vec<u8>,
 }
 
+/// An answer kept so that a retried request can be given it again (the gateway's answers to
+/// calls sent with an `Idempotency-Key`). Not part of the log: a cache the store forgets once
+/// `expires_ms` has passed, which a lost row only makes less helpful, never wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerRow {
+    /// What the answer is found by.
+    pub key: Hash32,
+    /// The hash of the request it answered, so a different request under the same key is told
+    /// apart.
+    pub fingerprint: Hash32,
+    /// When it was kept; writing it also forgets every answer that expired by then.
+    pub kept_at_ms: u64,
+    pub expires_ms: u64,
+    /// The answer, encoded by whoever keeps it.
+    pub answer: Vec<u8>,
+}
+
 /// What is written in the same transaction as a batch of events.
 #[derive(Clone, Debug, Default)]
 pub struct Attachments {
     pub bundles: Vec<BundleRow>,
     pub snapshots: Vec<SnapshotRow>,
+    pub answers: Vec<AnswerRow>,
 }
 
 /// How many snapshots a store keeps; older ones are deleted when a new one is written.
@@ -86,14 +104,19 @@ impl From<postgres::Error> for StoreError {
 /// A connection to one store. Implementations keep every method atomic: a batch is written whole
 /// or not at all, and is durable when `append` returns.
 pub trait Backend: Send {
-    /// Writes `events` (consecutive, following what is stored), `bundles` and `snapshots` in one
-    /// transaction, keeping only the newest [`SNAPSHOTS_KEPT`] snapshots.
+    /// Writes `events` (consecutive, following what is stored), `bundles`, `snapshots` and
+    /// `answers` in one transaction, keeping only the newest [`SNAPSHOTS_KEPT`] snapshots. An
+    /// answer replaces one kept under the same key; every answer that expired by the newest
+    /// `kept_at_ms` among `answers` is deleted.
     fn append(
         &mut self,
         events: &[&EventRow],
         bundles: &[&BundleRow],
         snapshots: &[&SnapshotRow],
+        answers: &[&AnswerRow],
     ) -> Result<(), StoreError>;
+    /// The answer kept under `key`, unless it expired by `now_ms`.
+    fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError>;
     /// Up to `limit` events with `seq >= from`, in order.
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
     /// The first sequence number whose event was stored with its lane: a store made before
@@ -151,14 +174,30 @@ pub(crate) fn lane_from(number: i64, seq: i64) -> Result<Lane, StoreError> {
         })
 }
 
-pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {
+/// The newest `kept_at_ms` among `answers`: answers that expired by then are deleted.
+pub(crate) fn answers_expired_by(answers: &[&AnswerRow]) -> Option<u64> {
+    answers.iter().map(|answer| answer.kept_at_ms).max()
+}
+
+/// A stored 32-byte hash; `holder` names what holds it for the error if it is not 32 bytes.
+fn stored_hash(bytes: &[u8], holder: impl FnOnce() -> String) -> Result<Hash32, StoreError> {
     let array: [u8; 32] = bytes.try_into().map_err(|_| {
         StoreError::Corrupt(format!(
-            "event {seq} has a {}-byte hash, not 32",
+            "{} has a {}-byte hash, not 32",
+            holder(),
             bytes.len()
         ))
     })?;
     Ok(Hash32(array))
+}
+
+/// A kept answer's stored fingerprint.
+pub(crate) fn answer_fingerprint(bytes: &[u8]) -> Result<Hash32, StoreError> {
+    stored_hash(bytes, || "a kept answer's fingerprint".into())
+}
+
+pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {
+    stored_hash(bytes, || format!("event {seq}"))
 }
 
 /// The migrations still to run on a store at schema `version`, each with the version it brings the

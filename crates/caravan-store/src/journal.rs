@@ -15,7 +15,7 @@ use caravan_core::{
     Economy, Envelope, EpochOutcome, Event, EventError, Hash32, Lane, ReplayError, keccak256,
 };
 
-use crate::backend::{Attachments, BundleRow, EventRow, SnapshotRow, StoreError};
+use crate::backend::{AnswerRow, Attachments, BundleRow, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
 use crate::log::{AppendTicket, CommitStats, EventLog};
 
@@ -250,6 +250,18 @@ impl Journal {
         }
     }
 
+    /// Keeps `answer` beside the log (see [`AnswerRow`]), in a commit that starts within
+    /// `window`. Nobody waits for it: an answer lost to a crash or a failed commit only means a
+    /// retry is told its request was served rather than given the answer again.
+    pub fn keep_answer(&self, answer: AnswerRow, window: Duration) {
+        drop(self.log.keep_answer(answer, window));
+    }
+
+    /// The answer kept under `key`, unless it expired by `now_ms`.
+    pub fn answer(&self, key: Hash32, now_ms: u64) -> Result<Option<AnswerRow>, JournalError> {
+        Ok(self.log.answer(key, now_ms)?)
+    }
+
     /// Group commits since the store was (re)opened: transactions and the events they carried.
     pub fn commit_stats(&self) -> CommitStats {
         self.log.commit_stats()
@@ -290,6 +302,7 @@ impl Journal {
                 state_hash: keccak256(&state),
                 state,
             }],
+            answers: Vec::new(),
         };
         let row = EventRow {
             seq: envelope.seq,

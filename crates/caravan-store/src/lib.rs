@@ -17,7 +17,7 @@ mod shared;
 mod sqlite_backend;
 
 pub use backend::{
-    Attachments, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
+    AnswerRow, Attachments, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
 };
 pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
 pub use location::Location;

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use caravan_core::Lane;
 
-use crate::backend::{Attachments, Backend, EventRow, SnapshotRow, StoreError};
+use caravan_core::Hash32;
+
+use crate::backend::{AnswerRow, Attachments, Backend, EventRow, SnapshotRow, StoreError};
 use crate::location::Location;
 
 /// The most events one group commit writes; more stay queued for the next transaction.
@@ -49,6 +51,11 @@ enum Request {
     },
     Snapshots {
         reply: Sender<Result<Vec<SnapshotRow>, StoreError>>,
+    },
+    Answer {
+        key: Hash32,
+        now_ms: u64,
+        reply: Sender<Result<Option<AnswerRow>, StoreError>>,
     },
 }
 
@@ -162,6 +169,22 @@ impl EventLog {
     /// whoever waits on it waits up to `window` longer: for appends whose callers do not wait.
     pub fn append_within(&self, events: Vec<EventRow>, window: Duration) -> AppendTicket {
         self.queue_append(events, Attachments::default(), window)
+    }
+
+    /// Queues `answer` to be kept by a commit that starts within `window` (with no events of
+    /// its own, it rides along with whatever else is committed meanwhile). Whoever does not need
+    /// to know it was kept may drop the ticket.
+    pub fn keep_answer(&self, answer: AnswerRow, window: Duration) -> AppendTicket {
+        let attachments = Attachments {
+            answers: vec![answer],
+            ..Attachments::default()
+        };
+        self.queue_append(Vec::new(), attachments, window)
+    }
+
+    /// The answer kept under `key`, unless it expired by `now_ms`.
+    pub fn answer(&self, key: Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
+        self.ask(|reply| Request::Answer { key, now_ms, reply })
     }
 
     /// An append with no window wakes a writer waiting out another's; one with a window does not.
@@ -333,6 +356,9 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             Request::Snapshots { reply } => {
                 let _ = reply.send(backend.snapshots());
             }
+            Request::Answer { key, now_ms, reply } => {
+                let _ = reply.send(backend.answer(&key, now_ms));
+            }
         }
     }
 }
@@ -349,7 +375,11 @@ fn commit_group(backend: &mut dyn Backend, group: &Group) -> Result<(), String> 
         .iter()
         .flat_map(|(_, a, _)| a.snapshots.iter())
         .collect();
+    let answers: Vec<_> = group
+        .iter()
+        .flat_map(|(_, a, _)| a.answers.iter())
+        .collect();
     backend
-        .append(&events, &bundles, &snapshots)
+        .append(&events, &bundles, &snapshots, &answers)
         .map_err(|e| e.to_string())
 }

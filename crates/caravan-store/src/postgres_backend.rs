@@ -5,11 +5,12 @@
 use postgres::Client;
 use postgres::error::SqlState;
 
-use caravan_core::Lane;
+use caravan_core::{Hash32, Lane};
 
 use crate::backend::{
-    Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError, hash_from, lane_from,
-    pending_migrations, redact, to_i64,
+    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
+    answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations, redact,
+    to_i64,
 };
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
@@ -43,6 +44,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_lane_3 ON events (seq) WHERE lane = 3;
     CREATE TABLE lanes (from_seq BIGINT NOT NULL);
     INSERT INTO lanes (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
+",
+    // Answers kept for retried requests: a cache beside the log, pruned by expiry.
+    "
+    CREATE TABLE kept_answers (
+        key         BYTEA  PRIMARY KEY,
+        fingerprint BYTEA  NOT NULL,
+        kept_at_ms  BIGINT NOT NULL,
+        expires_ms  BIGINT NOT NULL,
+        answer      BYTEA  NOT NULL
+    );
+    CREATE INDEX kept_answers_expiry ON kept_answers (expires_ms);
 ",
 ];
 
@@ -116,6 +128,7 @@ impl Backend for PostgresBackend {
         events: &[&EventRow],
         bundles: &[&BundleRow],
         snapshots: &[&SnapshotRow],
+        answers: &[&AnswerRow],
     ) -> Result<(), StoreError> {
         let mut seqs = Vec::with_capacity(events.len());
         let mut times = Vec::with_capacity(events.len());
@@ -160,6 +173,24 @@ impl Backend for PostgresBackend {
         }
         if !snapshots.is_empty() {
             tx.execute("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT $1)", &[&(SNAPSHOTS_KEPT as i64)])?;
+        }
+        if let Some(now) = answers_expired_by(answers) {
+            tx.execute(
+                "DELETE FROM kept_answers WHERE expires_ms <= $1",
+                &[&to_i64(now, "timestamp")?],
+            )?;
+        }
+        for answer in answers {
+            tx.execute(
+                "INSERT INTO kept_answers (key, fingerprint, kept_at_ms, expires_ms, answer) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, kept_at_ms = EXCLUDED.kept_at_ms, expires_ms = EXCLUDED.expires_ms, answer = EXCLUDED.answer",
+                &[
+                    &&answer.key.0[..],
+                    &&answer.fingerprint.0[..],
+                    &to_i64(answer.kept_at_ms, "timestamp")?,
+                    &to_i64(answer.expires_ms, "timestamp")?,
+                    &answer.answer,
+                ],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -207,6 +238,25 @@ impl Backend for PostgresBackend {
             &[&to_i64(epoch, "epoch")?],
         )?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT fingerprint, kept_at_ms, expires_ms, answer FROM kept_answers WHERE key = $1 AND expires_ms > $2",
+            &[&&key.0[..], &to_i64(now_ms, "timestamp")?],
+        )?;
+        row.map(|row| {
+            let kept_at_ms: i64 = row.get(1);
+            let expires_ms: i64 = row.get(2);
+            Ok(AnswerRow {
+                key: *key,
+                fingerprint: answer_fingerprint(row.get(0))?,
+                kept_at_ms: kept_at_ms as u64,
+                expires_ms: expires_ms as u64,
+                answer: row.get(3),
+            })
+        })
+        .transpose()
     }
 
     fn snapshots(&mut self) -> Result<Vec<SnapshotRow>, StoreError> {

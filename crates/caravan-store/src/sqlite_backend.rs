@@ -6,11 +6,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use caravan_core::Lane;
+use caravan_core::{Hash32, Lane};
 
 use crate::backend::{
-    Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError, hash_from, lane_from,
-    pending_migrations, to_i64,
+    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
+    answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations, to_i64,
 };
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
@@ -44,6 +44,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_lane_3 ON events (seq) WHERE lane = 3;
     CREATE TABLE lanes (from_seq INTEGER NOT NULL);
     INSERT INTO lanes (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
+",
+    // Answers kept for retried requests: a cache beside the log, pruned by expiry.
+    "
+    CREATE TABLE kept_answers (
+        key         BLOB    PRIMARY KEY,
+        fingerprint BLOB    NOT NULL,
+        kept_at_ms  INTEGER NOT NULL,
+        expires_ms  INTEGER NOT NULL,
+        answer      BLOB    NOT NULL
+    );
+    CREATE INDEX kept_answers_expiry ON kept_answers (expires_ms);
 ",
 ];
 
@@ -117,6 +128,7 @@ impl Backend for SqliteBackend {
         events: &[&EventRow],
         bundles: &[&BundleRow],
         snapshots: &[&SnapshotRow],
+        answers: &[&AnswerRow],
     ) -> Result<(), StoreError> {
         let tx = self
             .connection
@@ -165,6 +177,22 @@ impl Backend for SqliteBackend {
             if !snapshots.is_empty() {
                 tx.execute("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?1)", params![SNAPSHOTS_KEPT as i64])?;
             }
+            if let Some(now) = answers_expired_by(answers) {
+                tx.prepare_cached("DELETE FROM kept_answers WHERE expires_ms <= ?1")?
+                    .execute(params![to_i64(now, "timestamp")?])?;
+            }
+            let mut insert_answer = tx.prepare_cached(
+                "INSERT OR REPLACE INTO kept_answers (key, fingerprint, kept_at_ms, expires_ms, answer) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for answer in answers {
+                insert_answer.execute(params![
+                    &answer.key.0[..],
+                    &answer.fingerprint.0[..],
+                    to_i64(answer.kept_at_ms, "timestamp")?,
+                    to_i64(answer.expires_ms, "timestamp")?,
+                    &answer.answer
+                ])?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -210,6 +238,33 @@ impl Backend for SqliteBackend {
                 |row| row.get(0),
             )
             .optional()?)
+    }
+
+    fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
+        let row = self
+            .connection
+            .prepare_cached(
+                "SELECT fingerprint, kept_at_ms, expires_ms, answer FROM kept_answers WHERE key = ?1 AND expires_ms > ?2",
+            )?
+            .query_row(params![&key.0[..], to_i64(now_ms, "timestamp")?], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(fingerprint, kept_at_ms, expires_ms, answer)| {
+            Ok(AnswerRow {
+                key: *key,
+                fingerprint: answer_fingerprint(&fingerprint)?,
+                kept_at_ms: kept_at_ms as u64,
+                expires_ms: expires_ms as u64,
+                answer,
+            })
+        })
+        .transpose()
     }
 
     fn snapshots(&mut self) -> Result<Vec<SnapshotRow>, StoreError> {

@@ -581,6 +581,72 @@ fn windowed_appends_share_a_commit_that_anything_else_starts(scratch: Scratch) {
     assert!(started.elapsed() < window / 2, "a wait was not cut short");
 }
 
+fn answer(key: &str, fingerprint: &str, kept_at_ms: u64, expires_ms: u64) -> AnswerRow {
+    AnswerRow {
+        key: keccak256(key.as_bytes()),
+        fingerprint: keccak256(fingerprint.as_bytes()),
+        kept_at_ms,
+        expires_ms,
+        answer: format!("the answer to {fingerprint}").into_bytes(),
+    }
+}
+
+/// Answers kept beside the log are found by key until they expire, replace an earlier one
+/// under their key, forget expired ones as new ones come, survive a reopen, and never touch
+/// the log itself.
+fn kept_answers_are_found_until_they_expire_and_survive_a_reopen(scratch: Scratch) {
+    let window = std::time::Duration::from_secs(600);
+    let mut journal = open(&scratch.location);
+    seed_economy(&mut journal);
+    let head = journal.economy().state_hash();
+    let first = answer("order-17", "two reviews", 1_000, 100_000);
+    journal.keep_answer(first.clone(), window);
+    // The lookup ends the commit window, so it sees the answer.
+    assert_eq!(
+        journal.answer(first.key, 1_001).unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        journal.answer(keccak256(b"never kept"), 1_001).unwrap(),
+        None
+    );
+
+    let short = answer("order-18", "one review", 2_000, 3_000);
+    journal.keep_answer(short.clone(), window);
+    assert_eq!(
+        journal.answer(short.key, 2_999).unwrap(),
+        Some(short.clone())
+    );
+    assert_eq!(journal.answer(short.key, 3_000).unwrap(), None, "expired");
+
+    // The same key kept again (a key used afresh) replaces the answer.
+    let again = answer("order-17", "three reviews", 4_000, 200_000);
+    journal.keep_answer(again.clone(), window);
+    assert_eq!(
+        journal.answer(again.key, 4_001).unwrap(),
+        Some(again.clone())
+    );
+
+    // Keeping one at 5,000 deletes the answer that expired at 3,000: even asked as of before
+    // it expired, it is gone.
+    let later = answer("order-19", "a photo", 5_000, 300_000);
+    journal.keep_answer(later.clone(), window);
+    assert_eq!(
+        journal.answer(later.key, 5_001).unwrap(),
+        Some(later.clone())
+    );
+    assert_eq!(journal.answer(short.key, 2_500).unwrap(), None, "deleted");
+
+    // Answers are not events: the log is as it was, and they outlive the process.
+    assert_eq!(journal.economy().state_hash(), head);
+    assert_eq!(journal.read_events(0, 100).unwrap().len(), 4);
+    drop(journal);
+    let journal = open(&scratch.location);
+    assert_eq!(journal.economy().state_hash(), head);
+    assert_eq!(journal.answer(again.key, 6_000).unwrap(), Some(again));
+    assert_eq!(journal.answer(later.key, 6_000).unwrap(), Some(later));
+}
+
 /// The child half of `acknowledged_events_survive_a_kill`: writes until killed, printing what is durable.
 fn crash_writer_child() -> bool {
     let Ok(target) = std::env::var("CARAVAN_CRASH_WRITER") else {
@@ -714,7 +780,8 @@ fn forget_sqlite_lanes(location: &Location) {
     sqlite_connection(location)
         .execute_batch(
             "DROP INDEX events_lane_1; DROP INDEX events_lane_2; DROP INDEX events_lane_3;
-             DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; PRAGMA user_version = 2;",
+             DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
+             PRAGMA user_version = 2;",
         )
         .unwrap();
 }
@@ -722,7 +789,7 @@ fn forget_sqlite_lanes(location: &Location) {
 fn forget_postgres_lanes(location: &Location) {
     postgres_client(location)
         .batch_execute(
-            "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane;
+            "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
              UPDATE caravan_schema SET version = 2;",
         )
         .unwrap();
@@ -746,6 +813,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
+            $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
                 if super::crash_writer_child() { return; }
                 super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))

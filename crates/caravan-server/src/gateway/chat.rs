@@ -35,7 +35,7 @@ struct Admitted {
 impl Admitted {
     fn finish(mut self, response: Stored) {
         if let Some(request) = self.request.take() {
-            self.gateway.idempotency().finish(request, response);
+            self.gateway.keep_answer(request, response);
         }
     }
 }
@@ -421,7 +421,7 @@ impl Relay {
                 ));
                 self.emit("data: [DONE]\n\n".into());
                 if let Some((gateway, request)) = kept {
-                    gateway.idempotency().finish(
+                    gateway.keep_answer(
                         request,
                         Stored {
                             status: 200,

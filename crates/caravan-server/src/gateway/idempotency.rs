@@ -7,9 +7,11 @@
 //! restart the node still knows a request was charged, even though the response it gave is gone.
 //!
 //! Responses are held in memory up to a byte budget ([`RESPONSE_BUDGET_BYTES`]): past it the
-//! oldest are let go, and a retry of one of those is told it was charged (and is not charged
-//! again) instead of getting the response replayed. So a client that sends a key with every call
-//! cannot grow the node's memory without bound.
+//! oldest are let go from memory. So a client that sends a key with every call cannot grow the
+//! node's memory without bound. Each response up to [`KEPT_ANSWER_MAX_BYTES`] is also kept in
+//! the store for the day (see [`Stored::encode`]), so a retry after a restart, or after its
+//! response left memory, is still answered with it; a retry whose response is in neither place is
+//! told it was charged (and is not charged again).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -24,13 +26,21 @@ pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 /// The most memory the responses held for replay may take.
 pub const RESPONSE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
+/// The largest response kept in the store as well as in memory: above every answer the gateway
+/// gives to a valid request (2,048 embeddings of 384 numbers as JSON take about 9 MB), so the
+/// limit only stops a stream of unusual length from taking the log writer's time.
+pub const KEPT_ANSWER_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The version byte that starts an encoded [`Stored`].
+const ENCODING_VERSION: u8 = 1;
+
 /// The id a payer's idempotency key stands for.
 pub fn request_id(payer: &Address, key: &str) -> Hash32 {
     keccak256_parts(&[b"caravan/idempotency/v1", &payer.0, key.as_bytes()])
 }
 
 /// A response kept for replay.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -38,6 +48,51 @@ pub struct Stored {
 }
 
 impl Stored {
+    /// The bytes the store keeps: a version byte, the status, the headers and the body, each
+    /// length-prefixed (big-endian), so any body — JSON, an event stream — comes back exactly.
+    pub fn encode(&self) -> Vec<u8> {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| 8 + n.len() + v.len())
+            .sum();
+        let mut out = Vec::with_capacity(11 + headers + self.body.len());
+        out.push(ENCODING_VERSION);
+        out.extend_from_slice(&self.status.to_be_bytes());
+        out.extend_from_slice(&(self.headers.len() as u32).to_be_bytes());
+        for (name, value) in &self.headers {
+            for text in [name, value] {
+                out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// What [`Stored::encode`] wrote, or `None` for bytes it did not write.
+    pub fn decode(bytes: &[u8]) -> Option<Stored> {
+        let mut reader = Reader(bytes);
+        if reader.take(1)? != [ENCODING_VERSION] {
+            return None;
+        }
+        let status = u16::from_be_bytes(reader.take(2)?.try_into().ok()?);
+        let count = reader.length()?;
+        let mut headers = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let name = reader.text()?;
+            headers.push((name, reader.text()?));
+        }
+        let length = reader.length()?;
+        let body = Bytes::copy_from_slice(reader.take(length)?);
+        reader.0.is_empty().then_some(Stored {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// About how much memory it holds.
     fn size(&self) -> usize {
         let headers: usize = self
@@ -47,6 +102,37 @@ impl Stored {
             .sum();
         std::mem::size_of::<Stored>() + headers + self.body.len()
     }
+}
+
+/// Reads what [`Stored::encode`] wrote, front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(count)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn length(&mut self) -> Option<usize> {
+        let bytes: [u8; 4] = self.take(4)?.try_into().ok()?;
+        usize::try_from(u32::from_be_bytes(bytes)).ok()
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let length = self.length()?;
+        String::from_utf8(self.take(length)?.to_vec()).ok()
+    }
+}
+
+/// A response just finished: what the store keeps beside it, so that a retry the memory no
+/// longer answers can still be checked and answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The hash of the request body it answered.
+    pub fingerprint: Hash32,
+    /// When the request was admitted; the response is kept for [`RETENTION_MS`] from then.
+    pub admitted_ms: u64,
 }
 
 enum Entry {
@@ -233,18 +319,18 @@ impl Idempotency {
         Admission::Run
     }
 
-    /// Keeps the response of an admitted request (running, or already marked charged) for replay.
-    pub fn finish(&self, request: Hash32, response: Stored) {
+    /// Keeps the response of an admitted request (running, or already marked charged) for
+    /// replay; says what the store should keep with it, or `None` if the request is not one this
+    /// node admitted (or it already has a response).
+    pub fn finish(&self, request: Hash32, response: Stored) -> Option<Finished> {
         let mut entries = self.lock();
-        let Some((admitted, entry)) = entries.by_request.get_mut(&request) else {
-            return;
-        };
+        let (admitted, entry) = entries.by_request.get_mut(&request)?;
         let fingerprint = match entry {
             Entry::InFlight { fingerprint } => *fingerprint,
             Entry::Charged {
                 fingerprint: Some(fingerprint),
             } => *fingerprint,
-            _ => return,
+            _ => return None,
         };
         let admitted = *admitted;
         let size = response.size();
@@ -255,6 +341,10 @@ impl Idempotency {
         entries.held_bytes += size;
         entries.held.push_back((request, admitted));
         entries.fit_budget();
+        Some(Finished {
+            fingerprint,
+            admitted_ms: admitted,
+        })
     }
 
     /// Forgets an admitted request that charged nothing (it failed), so a retry runs again.
@@ -345,6 +435,36 @@ mod tests {
             idempotency.admit(earlier, body, 6),
             Admission::ChargedEarlier
         ));
+    }
+
+    #[test]
+    fn a_kept_answer_decodes_to_itself_and_any_other_bytes_are_refused() {
+        let answer = Stored {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "text/event-stream".into()),
+                ("caravan-receipt".into(), "eyJjYWxsIjoiY2hhdC0xIn0=".into()),
+            ],
+            body: Bytes::from("data: {\"content\":\"caf\u{e9} \u{1f600}\"}\n\ndata: [DONE]\n\n"),
+        };
+        let encoded = answer.encode();
+        assert_eq!(Stored::decode(&encoded), Some(answer.clone()));
+        let empty = Stored {
+            status: 409,
+            headers: vec![],
+            body: Bytes::new(),
+        };
+        assert_eq!(Stored::decode(&empty.encode()), Some(empty));
+        // Cut anywhere, lengthened, or from another version: refused, never half read.
+        for cut in 0..encoded.len() {
+            assert_eq!(Stored::decode(&encoded[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert_eq!(Stored::decode(&longer), None);
+        let mut other_version = encoded;
+        other_version[0] = 2;
+        assert_eq!(Stored::decode(&other_version), None);
     }
 
     #[test]

@@ -25,14 +25,14 @@ use caravan_core::{
     Address, Amount, AssetId, AssetKind, CallPart, Event, Hash32, Lane, Licence, MeteredCall,
 };
 use caravan_models::{ArtifactStore, Classifier};
-use caravan_store::{JournalError, QueuedCommit, SharedJournal, now_ms};
+use caravan_store::{AnswerRow, JournalError, QueuedCommit, SharedJournal, now_ms};
 use serde_json::{Value, json};
 
 use crate::desk::Desk;
 use access::AccessRecord;
 use agent::AgentProgram;
 use embeddings::{EmbeddingInput, EncoderServing, EncoderSlot, EncodingFormat};
-use idempotency::Idempotency;
+use idempotency::{Admission, Idempotency, Stored};
 use keys::{ApiKey, KeyError, KeyRequest, KeyRing, PayerSignature, Scope};
 use meter::Meter;
 use receipt::NodeSigner;
@@ -92,6 +92,11 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// How long a queued charge may wait for its commit to start, gathering others to share the
 /// sync: the most (besides the commit itself) a crash can lose with [`ChargeDurability::Queued`].
 pub const QUEUED_CHARGES_COMMIT_WITHIN: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How long a kept answer may wait for a commit to carry it to the store. Answers ride along
+/// with the charges' commits; one lost to a crash in between only leaves its retry told that the
+/// call was served instead of given the answer again.
+pub const KEPT_ANSWERS_COMMIT_WITHIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A served call's answer and its signed receipt.
 pub struct Served {
@@ -366,6 +371,52 @@ impl Gateway {
 
     pub fn idempotency(&self) -> &Idempotency {
         &self.idempotency
+    }
+
+    /// Admits a request sent with an idempotency key (see [`Idempotency::admit`]). A request
+    /// the memory knows only as charged is looked up among the answers kept in the store:
+    /// replayed if it is the same request, refused if its body differs. Only that rare path
+    /// reads the store (a point lookup, well under a millisecond).
+    pub fn admit_keyed(
+        &self,
+        request: Hash32,
+        fingerprint: Hash32,
+    ) -> Result<Admission, GatewayError> {
+        let now = now_ms();
+        let admission = self.idempotency.admit(request, fingerprint, now);
+        if !matches!(admission, Admission::ChargedEarlier) {
+            return Ok(admission);
+        }
+        let kept = self.journal().read(|j| j.answer(request, now))?;
+        Ok(
+            match kept.and_then(|row| Some((row.fingerprint, Stored::decode(&row.answer)?))) {
+                Some((first, stored)) if first == fingerprint => Admission::Replay(stored),
+                Some(_) => Admission::DifferentBody,
+                None => Admission::ChargedEarlier,
+            },
+        )
+    }
+
+    /// Keeps a served call's answer for retries under its idempotency key: in memory, and (up
+    /// to [`idempotency::KEPT_ANSWER_MAX_BYTES`]) in the store, which a retry after a restart,
+    /// or after memory let the answer go, is answered from. Never waits for the store.
+    pub fn keep_answer(&self, request: Hash32, stored: Stored) {
+        let answer =
+            (stored.body.len() <= idempotency::KEPT_ANSWER_MAX_BYTES).then(|| stored.encode());
+        let Some(finished) = self.idempotency.finish(request, stored) else {
+            return;
+        };
+        if let Some(answer) = answer {
+            let row = AnswerRow {
+                key: request,
+                fingerprint: finished.fingerprint,
+                kept_at_ms: now_ms(),
+                expires_ms: finished.admitted_ms + idempotency::RETENTION_MS,
+                answer,
+            };
+            self.journal()
+                .read(|j| j.keep_answer(row, KEPT_ANSWERS_COMMIT_WITHIN));
+        }
     }
 
     pub fn meter(&self) -> &Meter {

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use caravan_core::{AccountRef, Address, Signature65, keccak256};
-use caravan_store::now_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -304,10 +303,7 @@ fn admit(
     let conflict = |code, message: &str| {
         OpenAiError::invalid(code, None, message).with_status(StatusCode::CONFLICT)
     };
-    match gateway
-        .idempotency()
-        .admit(request, keccak256(body), now_ms())
-    {
+    match gateway.admit_keyed(request, keccak256(body))? {
         Admission::Run => Ok((Some(request), None)),
         Admission::Replay(stored) => Ok((
             None,
@@ -324,7 +320,7 @@ fn admit(
         )),
         Admission::ChargedEarlier => Err(conflict(
             "idempotency_key_charged",
-            "a request with this Idempotency-Key was already served and charged, and its result is no longer held (the client left before it finished, the node restarted since, or the node let it go to bound its memory); it will not be charged again",
+            "a request with this Idempotency-Key was already served and charged, and its result was not kept (the client left before it finished, the answer was too large to keep, or the node stopped before keeping it); it will not be charged again",
         )),
     }
 }
@@ -427,7 +423,7 @@ fn keep_for_replay(
     let stored = served.map(|served| wire::stored(&served, Bytes::from(served.body.to_string())));
     if let Some(id) = request {
         match &stored {
-            Ok(stored) => gateway.idempotency().finish(id, stored.clone()),
+            Ok(stored) => gateway.keep_answer(id, stored.clone()),
             Err(_) => gateway.idempotency().abandon(id),
         }
     }
