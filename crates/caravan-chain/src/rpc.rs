@@ -4,12 +4,21 @@
 //! reorganisation removed is an error, so nothing is ever taken as done that the chain dropped.
 //! Endpoints may be `http://` or `https://`; HTTPS trusts the system's certificate authorities
 //! plus any the caller's HTTP client was given.
+//!
+//! A transaction is never left stuck behind its fees. It takes the account's next *mined*
+//! nonce, so one a crashed run left waiting in the mempool is replaced rather than queued
+//! behind; and while it goes unmined it is sent again every [`RESEND_AFTER`] at the same nonce
+//! with fees raised by a quarter (or to the chain's current estimate, if higher), at most
+//! [`MAX_FEE_RAISES`] times. Whichever of those sends is mined is the transaction's receipt;
+//! the rest can never be, as they share its nonce.
+
+use std::time::Duration;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
-use alloy_primitives::{Address, Bytes};
+use alloy_primitives::{Address, B256, Bytes};
 use caravan_core::report::{certificate_hint, with_causes};
 
 use crate::chain::{Chain, ChainFault};
@@ -22,6 +31,7 @@ pub struct RpcChain {
     sender: Address,
     url: String,
     confirmations: u64,
+    resend_after: Duration,
 }
 
 /// How long a transaction may take to reach its confirmations before the command gives up
@@ -29,6 +39,12 @@ pub struct RpcChain {
 const CONFIRMATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 /// How often the chain's head is read while a transaction waits for its confirmations.
 const CONFIRMATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a sent transaction may stay unmined before it is sent again with higher fees.
+pub const RESEND_AFTER: Duration = Duration::from_secs(90);
+/// How many times one transaction's fees are raised, a quarter each time (nodes accept a
+/// replacement only for at least a tenth more): at most about 3.8 times the first estimate, so
+/// a fee spike cannot run away with the signer's funds. After the last raise it waits.
+pub const MAX_FEE_RAISES: u32 = 6;
 
 impl RpcChain {
     /// Connects to `url` through `http` (`reqwest::Client::new()` trusts the system's
@@ -57,13 +73,12 @@ impl RpcChain {
             .enable_all()
             .build()
             .map_err(|e| ChainFault::Rpc(format!("cannot start the RPC runtime: {e}")))?;
-        // Nonces come from the node for every transaction rather than a local counter: after a
-        // reorganisation drops a transaction, a counter would run ahead and the next
-        // transaction would wait forever behind the gap.
+        // Nonces and fees are set on each transaction by `send_until_mined`, from the node
+        // rather than a local counter: after a reorganisation drops a transaction, a counter
+        // would run ahead and the next transaction would wait forever behind the gap.
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .with_gas_estimation()
-            .with_simple_nonce_management()
             .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
             .connect_reqwest(http, endpoint)
@@ -86,7 +101,15 @@ impl RpcChain {
             sender,
             url: url.to_owned(),
             confirmations: 1,
+            resend_after: RESEND_AFTER,
         })
+    }
+
+    /// Sends a transaction again with higher fees once it has gone `wait` without being mined
+    /// (instead of [`RESEND_AFTER`]).
+    pub fn with_resend_after(mut self, wait: Duration) -> RpcChain {
+        self.resend_after = wait;
+        self
     }
 
     /// Waits for `confirmations` blocks (the one holding a transaction counts as the first)
@@ -119,14 +142,10 @@ impl Chain for RpcChain {
         .with_from(self.sender);
         let provider = self.provider.clone();
         let confirmations = self.confirmations;
+        let resend_after = self.resend_after;
         let outcome = self.runtime.block_on(async move {
-            match provider.send_transaction(request).await {
-                Ok(pending) => {
-                    let seen = pending
-                        .with_timeout(Some(CONFIRMATION_TIMEOUT))
-                        .get_receipt()
-                        .await
-                        .map_err(|e| with_causes(&e))?;
+            match send_until_mined(&provider, request, resend_after).await? {
+                Ok(seen) => {
                     let included = seen.block_number.unwrap_or_default();
                     let deadline = tokio::time::Instant::now() + CONFIRMATION_TIMEOUT;
                     loop {
@@ -160,11 +179,7 @@ impl Chain for RpcChain {
                         Err(e) => Err(with_causes(&e)),
                     }
                 }
-                // A revert shows up when the node estimates gas: keep its data to decode.
-                Err(e) => match e.as_error_resp().and_then(|r| r.as_revert_data()) {
-                    Some(data) => Ok(Err(data)),
-                    None => Err(with_causes(&e)),
-                },
+                Err(revert) => Ok(Err(revert)),
             }
         });
         match outcome {
@@ -197,5 +212,274 @@ impl Chain for RpcChain {
             .block_on(async move { provider.get_code_at(address).await })
             .map(|code| !code.is_empty())
             .map_err(|e| self.fault("reading code", with_causes(&e)))
+    }
+}
+
+/// What a transaction offers to pay per gas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fees {
+    Eip1559 {
+        max_fee: u128,
+        priority: u128,
+    },
+    /// For a chain without EIP-1559.
+    Legacy {
+        gas_price: u128,
+    },
+}
+
+impl Fees {
+    /// What the chain suggests now.
+    async fn current(provider: &DynProvider) -> Result<Fees, String> {
+        match provider.estimate_eip1559_fees().await {
+            Ok(estimate) => Ok(Fees::Eip1559 {
+                max_fee: estimate.max_fee_per_gas,
+                priority: estimate.max_priority_fee_per_gas,
+            }),
+            Err(_) => Ok(Fees::Legacy {
+                gas_price: provider
+                    .get_gas_price()
+                    .await
+                    .map_err(|e| with_causes(&e))?,
+            }),
+        }
+    }
+
+    /// A quarter more than `self`, or `now` where that is higher: enough for any node to take
+    /// it as a replacement, and at least what the chain currently asks.
+    fn raised(self, now: Fees) -> Fees {
+        let raise = |old: u128, now: u128| (old.saturating_mul(5) / 4 + 1).max(now);
+        match (self, now) {
+            (
+                Fees::Eip1559 { max_fee, priority },
+                Fees::Eip1559 {
+                    max_fee: now_max,
+                    priority: now_priority,
+                },
+            ) => {
+                let priority = raise(priority, now_priority);
+                Fees::Eip1559 {
+                    max_fee: raise(max_fee, now_max).max(priority),
+                    priority,
+                }
+            }
+            (Fees::Legacy { gas_price }, Fees::Legacy { gas_price: now }) => Fees::Legacy {
+                gas_price: raise(gas_price, now),
+            },
+            (old, _) => old.raised(old),
+        }
+    }
+
+    fn apply(self, request: TransactionRequest) -> TransactionRequest {
+        match self {
+            Fees::Eip1559 { max_fee, priority } => request
+                .with_max_fee_per_gas(max_fee)
+                .with_max_priority_fee_per_gas(priority),
+            Fees::Legacy { gas_price } => request.with_gas_price(gas_price),
+        }
+    }
+}
+
+/// Why a node refused to take a transaction into its mempool, as far as resending cares.
+enum Refusal {
+    /// Its fees are too low: for a replacement, or for the chain right now.
+    FeesTooLow,
+    /// Its nonce was used meanwhile.
+    NonceUsed,
+}
+
+fn refusal(message: &str) -> Option<Refusal> {
+    let message = message.to_ascii_lowercase();
+    if message.contains("nonce too low") {
+        Some(Refusal::NonceUsed)
+    } else if ["underpriced", "base fee", "fee cap", "fee too low"]
+        .iter()
+        .any(|sign| message.contains(sign))
+    {
+        Some(Refusal::FeesTooLow)
+    } else {
+        None
+    }
+}
+
+/// The account's next nonce as of the latest block: a transaction still waiting in the mempool
+/// at that nonce (from a run that stopped before it was mined) is replaced, not queued behind.
+async fn mined_nonce(provider: &DynProvider, sender: Address) -> Result<u64, String> {
+    provider
+        .get_transaction_count(sender)
+        .latest()
+        .await
+        .map_err(|e| with_causes(&e))
+}
+
+/// The receipt of whichever of `sent` is mined, if one is.
+async fn any_receipt(
+    provider: &DynProvider,
+    sent: &[B256],
+) -> Result<Option<TransactionReceipt>, String> {
+    for hash in sent {
+        if let Some(receipt) = provider
+            .get_transaction_receipt(*hash)
+            .await
+            .map_err(|e| with_causes(&e))?
+        {
+            return Ok(Some(receipt));
+        }
+    }
+    Ok(None)
+}
+
+/// Sends `request` and returns its receipt once one of its sends is mined (the inner error is
+/// a revert's data, seen when the node estimates gas), resending with raised fees while it
+/// waits (see the module's description).
+async fn send_until_mined(
+    provider: &DynProvider,
+    request: TransactionRequest,
+    resend_after: Duration,
+) -> Result<Result<TransactionReceipt, Bytes>, String> {
+    let sender = request.from.unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + CONFIRMATION_TIMEOUT;
+    let mut nonce = mined_nonce(provider, sender).await?;
+    let mut fees = Fees::current(provider).await?;
+    let mut raises = 0;
+    let mut sent: Vec<B256> = Vec::new();
+    loop {
+        let attempt = fees.apply(request.clone().with_nonce(nonce));
+        match provider.send_transaction(attempt).await {
+            Ok(pending) => sent.push(*pending.tx_hash()),
+            Err(e) => {
+                // A revert shows up when the node estimates gas: keep its data to decode.
+                if let Some(data) = e.as_error_resp().and_then(|r| r.as_revert_data()) {
+                    return Ok(Err(data));
+                }
+                let causes = with_causes(&e);
+                match refusal(&causes) {
+                    Some(Refusal::FeesTooLow) if raises < MAX_FEE_RAISES => {
+                        fees = fees.raised(Fees::current(provider).await?);
+                        raises += 1;
+                        continue;
+                    }
+                    Some(Refusal::NonceUsed) if sent.is_empty() => {
+                        nonce = mined_nonce(provider, sender).await?;
+                        continue;
+                    }
+                    // One of ours may be the transaction that used the nonce: wait for it.
+                    Some(Refusal::NonceUsed) => {}
+                    // An earlier send at lower fees is still waiting: keep waiting for it.
+                    Some(Refusal::FeesTooLow) if !sent.is_empty() => {}
+                    Some(Refusal::FeesTooLow) => {
+                        return Err(format!(
+                            "the node refused the transaction's fees even raised {MAX_FEE_RAISES} times ({causes}); wait for fees to calm down, then run the command again"
+                        ));
+                    }
+                    None => return Err(causes),
+                }
+            }
+        }
+        let resend_at = tokio::time::Instant::now() + resend_after;
+        loop {
+            if let Some(receipt) = any_receipt(provider, &sent).await? {
+                return Ok(Ok(receipt));
+            }
+            if mined_nonce(provider, sender).await? > nonce {
+                // Mined between the two reads, or another transaction of this key used the
+                // nonce (one a stopped run left behind): then this one was never done.
+                if let Some(receipt) = any_receipt(provider, &sent).await? {
+                    return Ok(Ok(receipt));
+                }
+                nonce = mined_nonce(provider, sender).await?;
+                sent.clear();
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "no transaction sent at nonce {nonce} was mined in {} s (sent as {}); the chain will say later whether one lands, and running the command again replaces them",
+                    CONFIRMATION_TIMEOUT.as_secs(),
+                    sent.iter()
+                        .map(|hash| hash.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if now >= resend_at && raises < MAX_FEE_RAISES {
+                fees = fees.raised(Fees::current(provider).await?);
+                raises += 1;
+                break;
+            }
+            tokio::time::sleep(CONFIRMATION_POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raised_fees_are_a_quarter_higher_or_the_current_estimate() {
+        let old = Fees::Eip1559 {
+            max_fee: 40,
+            priority: 8,
+        };
+        let calm = Fees::Eip1559 {
+            max_fee: 30,
+            priority: 2,
+        };
+        assert_eq!(
+            old.raised(calm),
+            Fees::Eip1559 {
+                max_fee: 51,
+                priority: 11
+            }
+        );
+        // A spike: the estimate wins where it is higher, and the fee cap always covers the tip.
+        let spike = Fees::Eip1559 {
+            max_fee: 45,
+            priority: 60,
+        };
+        assert_eq!(
+            old.raised(spike),
+            Fees::Eip1559 {
+                max_fee: 60,
+                priority: 60
+            }
+        );
+        assert_eq!(
+            Fees::Legacy { gas_price: 100 }.raised(Fees::Legacy { gas_price: 10 }),
+            Fees::Legacy { gas_price: 126 }
+        );
+        // Every raise is over a tenth, which is what nodes ask of a replacement.
+        let mut fees = Fees::Legacy { gas_price: 7 };
+        for _ in 0..MAX_FEE_RAISES {
+            let Fees::Legacy { gas_price: before } = fees else {
+                unreachable!()
+            };
+            fees = fees.raised(Fees::Legacy { gas_price: 0 });
+            let Fees::Legacy { gas_price: after } = fees else {
+                unreachable!()
+            };
+            assert!(after * 10 > before * 11, "{before} → {after}");
+        }
+    }
+
+    #[test]
+    fn node_refusals_are_told_apart_by_their_words() {
+        for message in [
+            "replacement transaction underpriced",
+            "server returned an error response: error code -32003: transaction underpriced",
+            "max fee per gas less than block base fee",
+            "Replacement transaction underpriced",
+        ] {
+            assert!(
+                matches!(refusal(message), Some(Refusal::FeesTooLow)),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            refusal("error code -32003: nonce too low"),
+            Some(Refusal::NonceUsed)
+        ));
+        assert!(refusal("insufficient funds for gas * price + value").is_none());
     }
 }

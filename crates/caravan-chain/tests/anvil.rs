@@ -247,3 +247,147 @@ fn a_chain_behind_https_settles_when_its_authority_is_trusted_and_is_refused_oth
         other => panic!("expected a refused scheme, got {:?}", other.err()),
     }
 }
+
+/// The one transaction waiting in anvil's mempool: its hash, nonce and fee cap.
+fn waiting_transaction(url: &str) -> Option<(String, u64, u128)> {
+    let pool = anvil_rpc(url, "txpool_content", serde_json::json!([]));
+    let by_sender = pool["pending"].as_object()?;
+    let transactions: Vec<&serde_json::Value> = by_sender
+        .values()
+        .flat_map(|by_nonce| by_nonce.as_object().into_iter().flat_map(|m| m.values()))
+        .collect();
+    assert!(transactions.len() <= 1, "{pool}");
+    let transaction = transactions.first()?;
+    let number = |field: &str| {
+        u128::from_str_radix(
+            transaction[field]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap()
+    };
+    Some((
+        transaction["hash"].as_str().unwrap().to_owned(),
+        number("nonce") as u64,
+        number("maxFeePerGas"),
+    ))
+}
+
+/// Waits (up to 30 s) until `done` says yes about the mempool's waiting transaction.
+fn wait_for_pool(
+    url: &str,
+    done: impl Fn(Option<&(String, u64, u128)>) -> bool,
+) -> Option<(String, u64, u128)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting = waiting_transaction(url);
+        if done(waiting.as_ref()) {
+            return waiting;
+        }
+        assert!(std::time::Instant::now() < deadline, "{waiting:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_transaction_a_stopped_run_left_waiting_is_replaced_and_a_stuck_one_is_resent_with_higher_fees()
+{
+    use alloy::network::{EthereumWallet, TransactionBuilder};
+    use alloy::providers::{Provider, ProviderBuilder};
+    use alloy::rpc::types::TransactionRequest;
+    use caravan_chain::chain::Chain;
+    use std::future::IntoFuture;
+    let Some(binary) = anvil_binary() else { return };
+    let anvil = LocalAnvil::start(&binary).unwrap();
+    let url = anvil.url().to_owned();
+    let payee = alloy_primitives::Address::repeat_byte(0x42);
+    anvil_rpc(&url, "evm_setAutomine", serde_json::json!([false]));
+
+    // A run that stopped left a transaction at nonce 0 in the mempool, paying twice what the
+    // chain asks now: a new transaction takes its nonce and outbids it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let signer: alloy::signers::local::PrivateKeySigner = ANVIL_DEV_KEY.parse().unwrap();
+    let sender = signer.address();
+    let wallet = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(url.parse().unwrap());
+    let estimate = runtime.block_on(wallet.estimate_eip1559_fees()).unwrap();
+    let left = TransactionRequest::default()
+        .with_from(sender)
+        .with_to(payee)
+        .with_nonce(0)
+        .with_gas_limit(21_000)
+        .with_max_fee_per_gas(2 * estimate.max_fee_per_gas)
+        .with_max_priority_fee_per_gas(2 * estimate.max_priority_fee_per_gas);
+    let left = *runtime
+        .block_on(wallet.send_transaction(left))
+        .unwrap()
+        .tx_hash();
+    let stale = wait_for_pool(&url, |w| w.is_some()).unwrap();
+    assert_eq!(stale.0, left.to_string());
+
+    let sending = {
+        let chain = anvil.connect().unwrap();
+        std::thread::spawn(move || {
+            let mut chain = chain;
+            chain.send(0, Some(payee), alloy_primitives::Bytes::new())
+        })
+    };
+    let replacement = wait_for_pool(&url, |w| w.is_some_and(|w| w.0 != stale.0)).unwrap();
+    assert_eq!(replacement.1, 0, "the replacement takes the stale nonce");
+    assert!(
+        replacement.2 * 10 > stale.2 * 11,
+        "{replacement:?} {stale:?}"
+    );
+    anvil_rpc(&url, "evm_mine", serde_json::json!([]));
+    let receipt = sending.join().unwrap().unwrap().unwrap();
+    assert_eq!(receipt.gas_used, 21_000);
+    let left_receipt = runtime
+        .block_on(wallet.get_transaction_receipt(left))
+        .unwrap();
+    assert!(left_receipt.is_none(), "the stale transaction never lands");
+    assert_eq!(
+        runtime
+            .block_on(wallet.get_transaction_count(sender).into_future())
+            .unwrap(),
+        1
+    );
+
+    // A transaction that goes unmined is sent again, same nonce, higher fees; the resend is
+    // what lands.
+    let sending = {
+        let chain = anvil
+            .connect()
+            .unwrap()
+            .with_resend_after(std::time::Duration::from_millis(500));
+        std::thread::spawn(move || {
+            let mut chain = chain;
+            chain.send(0, Some(payee), alloy_primitives::Bytes::new())
+        })
+    };
+    let first = wait_for_pool(&url, |w| w.is_some()).unwrap();
+    assert_eq!(first.1, 1);
+    let resent = wait_for_pool(&url, |w| w.is_some_and(|w| w.0 != first.0)).unwrap();
+    assert_eq!(resent.1, 1, "resent at the same nonce");
+    assert!(resent.2 > first.2, "{resent:?} {first:?}");
+    anvil_rpc(&url, "evm_mine", serde_json::json!([]));
+    sending.join().unwrap().unwrap().unwrap();
+    let first_hash: alloy_primitives::B256 = first.0.parse().unwrap();
+    assert!(
+        runtime
+            .block_on(wallet.get_transaction_receipt(first_hash))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        runtime
+            .block_on(wallet.get_transaction_count(sender).into_future())
+            .unwrap(),
+        2
+    );
+}
