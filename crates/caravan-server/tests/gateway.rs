@@ -1096,6 +1096,46 @@ async fn a_chat_call_answered_before_its_commit_is_charged_receipted_and_stored(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_answer_is_replayed_whole_after_a_restart_and_charged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let upstream = mock_upstream(5, 1).await;
+    chat_model(&gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&gateway));
+    let key = issue(&app, &[Scope::Chat]).await;
+    let ask = json!({ "model": "chat-upstream", "stream": true,
+        "messages": [{ "role": "user", "content": "hello" }] });
+    let send = |app: Router| {
+        let mut request = chat_request(&key, &ask);
+        request
+            .headers_mut()
+            .insert("idempotency-key", "stream-2".parse().unwrap());
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            (parts, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (first, streamed) = send(app.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{streamed}");
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
+
+    drop(app);
+    drop(gateway);
+    let (gateway, _) = self::gateway(dir.path(), 1_000_000);
+    let (again, replayed) = send(router(Arc::clone(&gateway))).await;
+    assert_eq!(again.status, StatusCode::OK, "{replayed}");
+    assert_eq!(again.headers[REPLAYED_HEADER], "true");
+    assert_eq!(again.headers["content-type"], "text/event-stream");
+    assert_eq!(replayed, streamed, "the same frames, receipt included");
+    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
+    assert_eq!(metered(&gateway), (1_004, 1));
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1, "not asked again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upstream_stops() {
     use http_body_util::BodyExt;
     let dir = tempfile::tempdir().unwrap();
