@@ -381,13 +381,14 @@ async fn send_until_mined(
             if let Some(receipt) = any_receipt(provider, &sent).await? {
                 return Ok(Ok(receipt));
             }
-            if mined_nonce(provider, sender).await? > nonce {
+            let mined = mined_nonce(provider, sender).await?;
+            if mined > nonce {
                 // Mined between the two reads, or another transaction of this key used the
                 // nonce (one a stopped run left behind): then this one was never done.
                 if let Some(receipt) = any_receipt(provider, &sent).await? {
                     return Ok(Ok(receipt));
                 }
-                nonce = mined_nonce(provider, sender).await?;
+                nonce = mined;
                 sent.clear();
                 break;
             }

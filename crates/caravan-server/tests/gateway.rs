@@ -903,6 +903,15 @@ fn chat_request(key: &str, body: &Value) -> Request<Body> {
         .unwrap()
 }
 
+/// A chat request sent with `Idempotency-Key: idempotency`.
+fn keyed_chat_request(key: &str, body: &Value, idempotency: &str) -> Request<Body> {
+    let mut request = chat_request(key, body);
+    request
+        .headers_mut()
+        .insert("idempotency-key", idempotency.parse().unwrap());
+    request
+}
+
 async fn stream_text(app: &Router, key: &str, body: Value) -> (StatusCode, String) {
     let request = chat_request(key, &body);
     let response = app.clone().oneshot(request).await.unwrap();
@@ -1106,10 +1115,7 @@ async fn a_streamed_answer_is_replayed_whole_after_a_restart_and_charged_once() 
     let ask = json!({ "model": "chat-upstream", "stream": true,
         "messages": [{ "role": "user", "content": "hello" }] });
     let send = |app: Router| {
-        let mut request = chat_request(&key, &ask);
-        request
-            .headers_mut()
-            .insert("idempotency-key", "stream-2".parse().unwrap());
+        let request = keyed_chat_request(&key, &ask, "stream-2");
         async move {
             let response = app.oneshot(request).await.unwrap();
             let (parts, body) = response.into_parts();
@@ -1146,10 +1152,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "chat-upstream", "stream": true,
         "messages": [{ "role": "user", "content": "hello" }] });
-    let mut request = chat_request(&key, &ask);
-    request
-        .headers_mut()
-        .insert("idempotency-key", "stream-1".parse().unwrap());
+    let request = keyed_chat_request(&key, &ask, "stream-1");
     let response = app.clone().oneshot(request).await.unwrap();
     let mut body = response.into_body();
     for _ in 0..3 {
