@@ -21,8 +21,8 @@ use caravan_tasks::schema::Answer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chains::PayoutChain;
-use crate::desk::{Desk, DeskError};
+use caravan_node::chains::PayoutChain;
+use caravan_node::desk::{Desk, DeskError};
 
 /// The largest request body accepted (an item import), in bytes.
 pub const MAX_BODY_BYTES: usize = 64 << 20;

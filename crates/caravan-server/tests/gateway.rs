@@ -16,12 +16,13 @@ use caravan_core::{
 };
 use caravan_models::embedding::{MINILM, default_models_dir};
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
-use caravan_server::desk::Desk;
-use caravan_server::gateway::embeddings::EncoderServing;
-use caravan_server::gateway::keys::{KeyRequest, Scope};
-use caravan_server::gateway::receipt::{NodeSigner, recover_signer};
+use caravan_node::gateway::ChargeDurability;
+use caravan_node::gateway::Gateway;
+use caravan_node::gateway::embeddings::EncoderServing;
+use caravan_node::gateway::receipt::{NodeSigner, recover_signer};
+use caravan_node::keys::{KeyRequest, Scope};
+use caravan_node::{Node, NodeBuilder};
 use caravan_server::gateway::routes::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER, router};
-use caravan_server::gateway::{ChargeDurability, Gateway};
 use caravan_store::{Journal, Location, now_ms};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -109,25 +110,21 @@ fn reviews() -> Vec<Example> {
 
 /// A store with a sentiment classifier registered as a paid model, and the shop holding
 /// `deposit` base units; returns the gateway over it and the model's id.
-fn gateway(dir: &Path, deposit: u128) -> (Arc<Gateway>, AssetId) {
+fn gateway(dir: &Path, deposit: u128) -> (Arc<Node>, AssetId) {
     gateway_reading_models(dir, deposit, default_models_dir())
 }
 
 /// As [`gateway`], with installed models (the sentence encoder) read from `models_dir`.
-fn gateway_reading_models(
-    dir: &Path,
-    deposit: u128,
-    models_dir: PathBuf,
-) -> (Arc<Gateway>, AssetId) {
-    gateway_configured(dir, deposit, |gateway| gateway.with_models_dir(models_dir))
+fn gateway_reading_models(dir: &Path, deposit: u128, models_dir: PathBuf) -> (Arc<Node>, AssetId) {
+    gateway_configured(dir, deposit, |node| node.models_dir(models_dir))
 }
 
-/// As [`gateway`], with `configure` applied to the gateway before it is shared.
+/// As [`gateway`], with `configure` applied to the node before it opens.
 fn gateway_configured(
     dir: &Path,
     deposit: u128,
-    configure: impl FnOnce(Gateway) -> Gateway,
-) -> (Arc<Gateway>, AssetId) {
+    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> (Arc<Node>, AssetId) {
     let artifacts = ArtifactStore::new(dir.join("models"));
     let trained = Classifier::train(&reviews(), &TrainOptions::default()).unwrap();
     let content = artifacts.put(&trained.classifier.to_artifact()).unwrap();
@@ -182,10 +179,13 @@ fn gateway_configured(
             ])
             .unwrap();
     }
-    let desk = Arc::new(Desk::open(journal).unwrap());
     let signer = NodeSigner::load_or_create(&dir.join("node.key")).unwrap();
     (
-        Arc::new(configure(Gateway::open(desk, artifacts, signer).unwrap())),
+        Arc::new(
+            configure(Node::builder(journal, artifacts, signer))
+                .open()
+                .unwrap(),
+        ),
         id,
     )
 }
@@ -299,8 +299,9 @@ fn metered(gateway: &Gateway) -> (u128, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, model) = gateway(dir.path(), 1_000_000);
-    let app = router(Arc::clone(&gateway));
+    let (services, model) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Models, Scope::Classify]).await;
 
     // The key is listed without its secret; the model list shows the classifier.
@@ -330,7 +331,7 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
     assert_eq!(first.body["data"][0]["label"], "negative");
     assert_eq!(first.body["data"][1]["label"], "positive");
     assert_eq!(first.body["usage"]["cost"], (2 * PRICE).to_string());
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * PRICE);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 2 * PRICE);
 
     // The receipt is signed by the node, names the charge, and a forged one does not verify.
     let receipt = base64::engine::general_purpose::STANDARD
@@ -361,7 +362,7 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.headers[REPLAYED_HEADER], "true");
     assert_eq!(again.body, first.body);
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * PRICE);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 2 * PRICE);
     let other = json!({ "model": "review-sentiment", "input": { "text": "great" } });
     let reused = call(
         &app,
@@ -378,9 +379,10 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
     // After a restart the retry still gets the first answer, receipt included, from the store,
     // and is not charged again; another body under the key is still refused.
     drop(app);
-    drop(gateway);
-    let (gateway, _) = self::gateway(dir.path(), 1_000_000);
-    let app = router(Arc::clone(&gateway));
+    drop(services);
+    let (services, _) = self::gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
     let after = call(
         &app,
         Method::POST,
@@ -409,8 +411,8 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
     .await;
     assert_eq!(reused.status, StatusCode::BAD_REQUEST, "{}", reused.body);
     assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * PRICE);
-    assert_eq!(metered(&gateway), (2 * PRICE, 1));
+    assert_eq!(payer_balance(gateway), 1_000_000 - 2 * PRICE);
+    assert_eq!(metered(gateway), (2 * PRICE, 1));
 
     // The serving node is paid its compute share at the epoch close.
     gateway.journal().close_epoch().unwrap();
@@ -426,8 +428,9 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 3_000);
-    let app = router(Arc::clone(&gateway));
+    let (services, _) = gateway(dir.path(), 3_000);
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Classify]).await;
     let classify = |body: Value, key: Option<String>| {
         let app = app.clone();
@@ -509,11 +512,11 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
         }
         assert!(!error["message"].as_str().unwrap().contains(&key[4..]));
     }
-    assert_eq!(payer_balance(&gateway), 3_000);
-    assert_eq!(metered(&gateway), (0, 0));
+    assert_eq!(payer_balance(gateway), 3_000);
+    assert_eq!(metered(gateway), (0, 0));
 
     // A revoked key stops working at once.
-    let id = gateway.keys_of(&shop())[0].id.clone();
+    let id = services.keys().of(&shop())[0].id.clone();
     let revoked = call(
         &app,
         Method::DELETE,
@@ -535,8 +538,9 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
 async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_request_issues_one_key()
  {
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
-    let app = router(Arc::clone(&gateway));
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
     let post = |body: Value| {
         let app = app.clone();
         async move { call(&app, Method::POST, "/v1/keys", None, &[], Some(body)).await }
@@ -600,7 +604,7 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
         assert_eq!(reply.status, status, "{}", reply.body);
         assert_eq!(reply.body["error"]["code"], code, "{}", reply.body);
     }
-    assert!(gateway.keys_of(&shop()).is_empty());
+    assert!(services.keys().of(&shop()).is_empty());
 
     // The shop's own request issues one key; the same signed request again issues none, also
     // after a restart.
@@ -612,15 +616,15 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
     assert_eq!(replayed.status, StatusCode::CONFLICT, "{}", replayed.body);
     assert_eq!(replayed.body["error"]["code"], "signature_reused");
     drop(app);
-    drop(gateway);
-    let (gateway, _) = self::gateway(dir.path(), 1_000_000);
-    let app = router(Arc::clone(&gateway));
+    drop(services);
+    let (services, _) = self::gateway(dir.path(), 1_000_000);
+    let app = router(Arc::clone(&services));
     let replayed = call(&app, Method::POST, "/v1/keys", None, &[], Some(request)).await;
     assert_eq!(replayed.body["error"]["code"], "signature_reused");
-    assert_eq!(gateway.keys_of(&shop()).len(), 1);
+    assert_eq!(services.keys().of(&shop()).len(), 1);
 
     // Listing and revoking need the shop's signature too, on that very request.
-    let id = gateway.keys_of(&shop())[0].id.clone();
+    let id = services.keys().of(&shop())[0].id.clone();
     let thief_list = KeyRequest::List.sign(&thief, &node, now_ms());
     let unsigned_list = format!("/v1/keys?payer={}", shop());
     let thief_list = format!(
@@ -706,13 +710,11 @@ async fn race_one_balance(durability: ChargeDurability) {
     let dir = tempfile::tempdir().unwrap();
     // Enough for 100 calls; 64 clients send 4 each.
     let deposit = 100 * PRICE + PRICE / 2;
-    let (gateway, _) = gateway(dir.path(), deposit);
-    let gateway = Arc::new(
-        Arc::into_inner(gateway)
-            .unwrap()
-            .with_charge_durability(durability),
-    );
-    let app = router(Arc::clone(&gateway));
+    let (services, _) = gateway_configured(dir.path(), deposit, |node| {
+        node.charge_durability(durability)
+    });
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Classify]).await;
     let mut clients = Vec::new();
     for client in 0..64 {
@@ -738,12 +740,12 @@ async fn race_one_balance(durability: ChargeDurability) {
             }
         }
     }
-    wait_for_earlier_commits(&gateway);
-    let (charged, records) = metered(&gateway);
+    wait_for_earlier_commits(gateway);
+    let (charged, records) = metered(gateway);
     assert_eq!(served, 100, "the balance pays for exactly 100 calls");
     assert_eq!(records as u128, served);
     assert_eq!(charged, served * PRICE);
-    assert_eq!(payer_balance(&gateway), deposit - charged);
+    assert_eq!(payer_balance(gateway), deposit - charged);
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
 }
 
@@ -863,7 +865,7 @@ async fn mock_upstream(words: usize, delay_ms: u64) -> MockUpstream {
 }
 
 use axum::response::IntoResponse;
-use caravan_server::gateway::upstream::Upstream;
+use caravan_node::gateway::upstream::Upstream;
 
 /// Registers a chat model forwarding to `url`: 1,000 per call, 0.1 per prompt token and 0.4
 /// per completion token (base units).
@@ -933,10 +935,11 @@ fn chunks(text: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt() {
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
     let upstream = mock_upstream(5, 1).await;
-    chat_model(&gateway, "chat-upstream", &upstream.url);
-    let app = router(Arc::clone(&gateway));
+    chat_model(gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Models, Scope::Chat]).await;
     let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
     assert!(
@@ -955,7 +958,7 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
         reply.body["choices"][0]["message"]["content"],
         "word0 word1 word2 word3 word4"
     );
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 1_004);
     let receipt = base64::engine::general_purpose::STANDARD
         .decode(reply.headers[RECEIPT_HEADER].as_bytes())
         .unwrap();
@@ -985,7 +988,7 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
         upstream.seen.lock().unwrap()[1]["stream_options"]["include_usage"],
         true
     );
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * 1_004);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 2 * 1_004);
     let comment = text
         .lines()
         .find_map(|l| l.strip_prefix(": caravan-receipt "))
@@ -1005,15 +1008,15 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
         .into_iter()
         .find_map(|f| f.get("usage").cloned());
     assert_eq!(usage.unwrap()["completion_tokens"], 5);
-    assert_eq!(metered(&gateway), (3 * 1_004, 3));
+    assert_eq!(metered(gateway), (3 * 1_004, 3));
 
     // An upstream that is down costs nothing and says so.
-    chat_model(&gateway, "chat-down", "http://127.0.0.1:9/v1");
+    chat_model(gateway, "chat-down", "http://127.0.0.1:9/v1");
     let down = json!({ "model": "chat-down", "messages": [{ "role": "user", "content": "hi" }] });
     let reply = chat(&app, &key, down).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
     assert_eq!(reply.body["error"]["code"], "upstream_error");
-    assert_eq!(metered(&gateway), (3 * 1_004, 3));
+    assert_eq!(metered(gateway), (3 * 1_004, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1025,17 +1028,18 @@ async fn a_chat_model_behind_https_is_reached_once_its_authority_is_trusted() {
     // A node that trusts only the system's authorities refuses the certificate, charges
     // nothing and says what to do.
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
-    chat_model(&gateway, "chat-tls", &front.url("/v1"));
-    let app = router(Arc::clone(&gateway));
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    chat_model(gateway, "chat-tls", &front.url("/v1"));
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let reply = chat(&app, &key, ask.clone()).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("certificate"), "{message}");
     assert!(message.contains("--extra-ca-certs"), "{message}");
-    assert_eq!(metered(&gateway), (0, 0));
-    assert_eq!(payer_balance(&gateway), 1_000_000);
+    assert_eq!(metered(gateway), (0, 0));
+    assert_eq!(payer_balance(gateway), 1_000_000);
 
     // A node given the authority forwards, streams and charges as over plain HTTP:
     // 1,000 + ceil(11 × 0.1) + ceil(3 × 0.4) = 1,004 per call.
@@ -1044,9 +1048,11 @@ async fn a_chat_model_behind_https_is_reached_once_its_authority_is_trusted() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway_configured(dir.path(), 1_000_000, |g| g.with_http_client(trusting));
-    chat_model(&gateway, "chat-tls", &front.url("/v1"));
-    let app = router(Arc::clone(&gateway));
+    let (services, _) =
+        gateway_configured(dir.path(), 1_000_000, |node| node.http_client(trusting));
+    let gateway = services.gateway();
+    chat_model(gateway, "chat-tls", &front.url("/v1"));
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let reply = chat(&app, &key, ask.clone()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -1060,23 +1066,21 @@ async fn a_chat_model_behind_https_is_reached_once_its_authority_is_trusted() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert_eq!(chunks(&text).len(), 3, "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-    assert_eq!(metered(&gateway), (2 * 1_004, 2));
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 2 * 1_004);
+    assert_eq!(metered(gateway), (2 * 1_004, 2));
+    assert_eq!(payer_balance(gateway), 1_000_000 - 2 * 1_004);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_call_answered_before_its_commit_is_charged_receipted_and_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
-    let gateway = Arc::new(
-        Arc::into_inner(gateway)
-            .unwrap()
-            .with_charge_durability(ChargeDurability::Queued),
-    );
+    let (services, _) = gateway_configured(dir.path(), 1_000_000, |node| {
+        node.charge_durability(ChargeDurability::Queued)
+    });
+    let gateway = services.gateway();
     assert!(gateway.answers_before_commit());
     let upstream = mock_upstream(5, 1).await;
-    chat_model(&gateway, "chat-upstream", &upstream.url);
-    let app = router(Arc::clone(&gateway));
+    chat_model(gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let ask =
         json!({ "model": "chat-upstream", "messages": [{ "role": "user", "content": "hello" }] });
@@ -1099,18 +1103,19 @@ async fn a_chat_call_answered_before_its_commit_is_charged_receipted_and_stored(
         assert_eq!(recover_signer(&receipt, signature).unwrap(), gateway.node());
     }
     // Charged once (the retry replays), as with committed charges: 1,000 + 2 + 2.
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
-    wait_for_earlier_commits(&gateway);
-    assert_eq!(metered(&gateway), (1_004, 1));
+    assert_eq!(payer_balance(gateway), 1_000_000 - 1_004);
+    wait_for_earlier_commits(gateway);
+    assert_eq!(metered(gateway), (1_004, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_streamed_answer_is_replayed_whole_after_a_restart_and_charged_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
     let upstream = mock_upstream(5, 1).await;
-    chat_model(&gateway, "chat-upstream", &upstream.url);
-    let app = router(Arc::clone(&gateway));
+    chat_model(gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "chat-upstream", "stream": true,
         "messages": [{ "role": "user", "content": "hello" }] });
@@ -1126,18 +1131,19 @@ async fn a_streamed_answer_is_replayed_whole_after_a_restart_and_charged_once() 
     let (first, streamed) = send(app.clone()).await;
     assert_eq!(first.status, StatusCode::OK, "{streamed}");
     assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 1_004);
 
     drop(app);
-    drop(gateway);
-    let (gateway, _) = self::gateway(dir.path(), 1_000_000);
-    let (again, replayed) = send(router(Arc::clone(&gateway))).await;
+    drop(services);
+    let (services, _) = self::gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let (again, replayed) = send(router(Arc::clone(&services))).await;
     assert_eq!(again.status, StatusCode::OK, "{replayed}");
     assert_eq!(again.headers[REPLAYED_HEADER], "true");
     assert_eq!(again.headers["content-type"], "text/event-stream");
     assert_eq!(replayed, streamed, "the same frames, receipt included");
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 1_004);
-    assert_eq!(metered(&gateway), (1_004, 1));
+    assert_eq!(payer_balance(gateway), 1_000_000 - 1_004);
+    assert_eq!(metered(gateway), (1_004, 1));
     assert_eq!(upstream.seen.lock().unwrap().len(), 1, "not asked again");
 }
 
@@ -1145,10 +1151,11 @@ async fn a_streamed_answer_is_replayed_whole_after_a_restart_and_charged_once() 
 async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upstream_stops() {
     use http_body_util::BodyExt;
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
     let upstream = mock_upstream(200, 10).await;
-    chat_model(&gateway, "chat-upstream", &upstream.url);
-    let app = router(Arc::clone(&gateway));
+    chat_model(gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "chat-upstream", "stream": true,
         "messages": [{ "role": "user", "content": "hello" }] });
@@ -1160,7 +1167,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     }
     drop(body);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while metered(&gateway).1 == 0 || !upstream.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    while metered(gateway).1 == 0 || !upstream.cancelled.load(std::sync::atomic::Ordering::SeqCst)
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -1170,13 +1177,13 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     }
     // 1,000 + the prompt estimate (ceil(7 bytes / 4) = 2 tokens → 1) + what was produced
     // (at least the 3 chunks read, far fewer than 200 → at most 80).
-    let (charged, records) = metered(&gateway);
+    let (charged, records) = metered(gateway);
     assert_eq!(records, 1);
     assert!(
         (1_000 + 1 + 2..1_000 + 1 + 80).contains(&charged),
         "charged {charged}"
     );
-    assert_eq!(payer_balance(&gateway), 1_000_000 - charged);
+    assert_eq!(payer_balance(gateway), 1_000_000 - charged);
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
     // The client's retry under the same key is told it was charged (after "still running",
     // which clients retry, while the charge is being marked), and is not charged again.
@@ -1198,17 +1205,18 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     };
     assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.body);
     assert_eq!(retry.body["error"]["code"], "idempotency_key_charged");
-    assert_eq!(metered(&gateway), (charged, 1));
+    assert_eq!(metered(gateway), (charged, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trace() {
     use caravan_core::{EdgeKind, ParentEdge};
-    use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
+    use caravan_node::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, classifier) = gateway(dir.path(), 1_000_000);
+    let (services, classifier) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
     let upstream = mock_upstream(5, 1).await;
-    let chat_id = chat_model(&gateway, "chat-upstream", &upstream.url);
+    let chat_id = chat_model(gateway, "chat-upstream", &upstream.url);
     let program = AgentProgram {
         classify: Some(ClassifyStep {
             model: classifier,
@@ -1255,7 +1263,7 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
         .register_agent(agent(vec![classifier, chat_id]), program)
         .unwrap();
 
-    let app = router(Arc::clone(&gateway));
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "support-agent",
         "messages": [{ "role": "user", "content": "terrible, it arrived broken" }] });
@@ -1270,7 +1278,7 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
         "The customer sounds negative. Answer kindly."
     );
     // 500 (agent) + 2,000 (classifier) + 1,004 (chat: 1,000 + ceil(11×0.1) + ceil(5×0.4)).
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 3_504);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 3_504);
     let rows = gateway
         .journal()
         .read(|j| j.read_events(0, 1_000_000))
@@ -1303,8 +1311,8 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
 async fn a_validator_posts_a_signed_evaluation_and_a_forged_one_is_refused() {
     use caravan_core::Attestation;
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, model) = gateway(dir.path(), 1_000);
-    let app = router(Arc::clone(&gateway));
+    let (services, model) = gateway(dir.path(), 1_000);
+    let app = router(Arc::clone(&services));
     let signed = Attestation::sign(
         &[7; 32],
         model,
@@ -1415,9 +1423,10 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
-    let model = embedding_model(&gateway, &encoder);
-    let app = router(Arc::clone(&gateway));
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let model = embedding_model(gateway, &encoder);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Models, Scope::Embeddings]).await;
     let models = call(&app, Method::GET, "/v1/models", Some(&key), &[], None).await;
     let listed = models.body["data"]
@@ -1454,7 +1463,7 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
     assert_eq!(vector.len(), 384);
     let norm: f32 = vector.iter().map(|v| v * v).sum();
     assert!((norm - 1.0).abs() < 1e-4);
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 104);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 104);
     let receipt: Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
             .decode(text.headers[RECEIPT_HEADER].as_bytes())
@@ -1476,7 +1485,7 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
     {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
-    assert_eq!(payer_balance(&gateway), 1_000_000 - 208);
+    assert_eq!(payer_balance(gateway), 1_000_000 - 208);
 
     // A batch is one call: one per-call price plus every token, answers in input order.
     let batch = embed(json!({ "model": "minilm", "input": ["hello world", "a longer sentence about the sea", "hi"] }))
@@ -1496,8 +1505,8 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
     assert_eq!(lists.status, StatusCode::OK, "{}", lists.body);
     assert_eq!(lists.body["usage"]["prompt_tokens"], 4 + 3);
     let spent = 104 + 104 + (100 + tokens as u128) + 107;
-    assert_eq!(payer_balance(&gateway), 1_000_000 - spent);
-    assert_eq!(metered(&gateway), (spent, 4));
+    assert_eq!(payer_balance(gateway), 1_000_000 - spent);
+    assert_eq!(metered(gateway), (spent, 4));
 
     // Mistakes are named with the parameter to fix, and cost nothing.
     for (body, param, needle) in [
@@ -1562,8 +1571,8 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
     )
     .await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
-    assert_eq!(payer_balance(&gateway), 1_000_000 - spent);
-    assert_eq!(metered(&gateway), (spent, 4));
+    assert_eq!(payer_balance(gateway), 1_000_000 - spent);
+    assert_eq!(metered(gateway), (spent, 4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1573,9 +1582,10 @@ async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges
     };
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway_reading_models(dir.path(), 1_000_000, empty.path().to_owned());
-    embedding_model(&gateway, &encoder);
-    let app = router(Arc::clone(&gateway));
+    let (services, _) = gateway_reading_models(dir.path(), 1_000_000, empty.path().to_owned());
+    let gateway = services.gateway();
+    embedding_model(gateway, &encoder);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Embeddings]).await;
     let reply = call(
         &app,
@@ -1594,8 +1604,8 @@ async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges
         message.contains(&empty.path().display().to_string()),
         "{message}"
     );
-    assert_eq!(payer_balance(&gateway), 1_000_000);
-    assert_eq!(metered(&gateway), (0, 0));
+    assert_eq!(payer_balance(gateway), 1_000_000);
+    assert_eq!(metered(gateway), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1604,14 +1614,15 @@ async fn a_classifier_on_embeddings_pays_the_embedding_model_from_every_call() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway(dir.path(), 1_000_000);
-    let embedder = embedding_model(&gateway, &encoder);
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let embedder = embedding_model(gateway, &encoder);
     let weights = encoder.weights_hash();
 
     // The log says which embedding model runs these weights.
     let registered = gateway
         .journal()
-        .read(caravan_server::gateway::access::encoder_models)
+        .read(caravan_node::gateway::catalogue::encoder_models)
         .unwrap();
     assert_eq!(registered.len(), 1);
     assert_eq!(registered[0].0, embedder);
@@ -1658,7 +1669,7 @@ async fn a_classifier_on_embeddings_pays_the_embedding_model_from_every_call() {
         .submit(vec![Event::AssetRegistered(manifest)])
         .unwrap();
 
-    let app = router(Arc::clone(&gateway));
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Classify]).await;
     let reply = call(
         &app,
@@ -1699,14 +1710,16 @@ async fn a_silent_upstream_fails_the_call_in_time_and_costs_nothing() {
             held.push(connection);
         }
     });
-    let impatient = caravan_server::gateway::upstream::client_builder()
+    let impatient = caravan_node::gateway::upstream::client_builder()
         .read_timeout(std::time::Duration::from_millis(300))
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (gateway, _) = gateway_configured(dir.path(), 1_000_000, |g| g.with_http_client(impatient));
-    chat_model(&gateway, "chat-silent", &url);
-    let app = router(Arc::clone(&gateway));
+    let (services, _) =
+        gateway_configured(dir.path(), 1_000_000, |node| node.http_client(impatient));
+    let gateway = services.gateway();
+    chat_model(gateway, "chat-silent", &url);
+    let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Chat]).await;
     let ask = json!({ "model": "chat-silent", "messages": [{ "role": "user", "content": "hi" }] });
     let reply = chat(&app, &key, ask).await;
@@ -1714,7 +1727,7 @@ async fn a_silent_upstream_fails_the_call_in_time_and_costs_nothing() {
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("did not answer in time"), "{message}");
     // Nothing charged, and nothing left held: the whole balance is there for the next call.
-    assert_eq!(metered(&gateway), (0, 0));
+    assert_eq!(metered(gateway), (0, 0));
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
-    assert_eq!(payer_balance(&gateway), 1_000_000);
+    assert_eq!(payer_balance(gateway), 1_000_000);
 }

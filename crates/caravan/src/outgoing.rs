@@ -21,7 +21,7 @@ pub fn http_client_builder(store: &StoreArgs) -> Result<reqwest::ClientBuilder, 
 
 /// The client the gateway forwards to upstream models with: their timeouts, and the same trust.
 pub fn upstream_client(store: &StoreArgs) -> Result<reqwest::Client, String> {
-    trusting(store, caravan_server::gateway::upstream::client_builder())?
+    trusting(store, caravan_node::gateway::upstream::client_builder())?
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))
 }

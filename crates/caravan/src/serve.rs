@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use caravan_node::Node;
+use caravan_node::gateway::ChargeDurability;
+use caravan_node::gateway::receipt::NodeSigner;
 use caravan_server::api::router;
-use caravan_server::desk::Desk;
-use caravan_server::gateway::receipt::NodeSigner;
-use caravan_server::gateway::{ChargeDurability, Gateway};
 use clap::{Args, ValueEnum};
 
 use crate::StoreArgs;
@@ -68,25 +68,23 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
     let chains = crate::commands::directory(store)?;
-    let desk = Arc::new(
-        Desk::open(journal)
-            .map_err(|e| e.to_string())?
-            .with_chains(chains),
-    );
     let node_key = args
         .node_key
         .unwrap_or_else(|| store.data_dir.join("node.key"));
     let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
     let artifacts = crate::commands::artifact_store(store);
-    let gateway = Arc::new(
-        Gateway::open(Arc::clone(&desk), artifacts, signer)
-            .map_err(|e| e.to_string())?
-            .with_models_dir(store.models_dir())
-            .with_http_client(crate::outgoing::upstream_client(store)?)
-            .with_charge_durability(args.charge_durability.into()),
+    let services = Arc::new(
+        Node::builder(journal, artifacts, signer)
+            .chains(chains)
+            .models_dir(store.models_dir())
+            .http_client(crate::outgoing::upstream_client(store)?)
+            .charge_durability(args.charge_durability.into())
+            .open()
+            .map_err(|e| e.to_string())?,
     );
-    let node = gateway.node();
-    let app = router(desk).merge(caravan_server::gateway::routes::router(gateway));
+    let node = services.gateway().node();
+    let app = router(Arc::clone(services.desk()))
+        .merge(caravan_server::gateway::routes::router(services));
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {

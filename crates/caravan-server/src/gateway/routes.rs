@@ -15,15 +15,22 @@ use caravan_core::{AccountRef, Address, Signature65, keccak256};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::embeddings::{EmbeddingInput, EncodingFormat};
-use super::idempotency::{Admission, request_id};
-use super::keys::{ApiKey, KeyError, PayerSignature, Scope};
-use super::{Gateway, GatewayError, ServedModel, wire};
+use caravan_node::Node;
+use caravan_node::gateway::answer;
+use caravan_node::gateway::chat::ChatAnswer;
+use caravan_node::gateway::embeddings::{EmbeddingInput, EncodingFormat};
+use caravan_node::gateway::idempotency::{Admission, Stored, request_id};
+use caravan_node::gateway::{Gateway, GatewayError, Served, ServedModel};
+use caravan_node::keys::{ApiKey, KeyError, KeysError, PayerSignature, Scope};
 
-pub use super::wire::{NODE_HEADER, RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER};
+use super::wire;
+
+pub use caravan_node::gateway::answer::{
+    NODE_HEADER, RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER,
+};
 
 /// The gateway's routes.
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/models/{model}", get(get_model))
@@ -38,7 +45,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/balance", get(balance))
         .route("/v1/node", get(node_identity))
-        .with_state(gateway)
+        .with_state(node)
 }
 
 /// An error in OpenAI's shape.
@@ -134,6 +141,42 @@ impl From<GatewayError> for OpenAiError {
                 param: None,
                 message,
             },
+            GatewayError::Corrupt(_) => OpenAiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                kind: "api_error",
+                code: "corrupt_record",
+                param: None,
+                message,
+            },
+        }
+    }
+}
+
+impl From<KeysError> for OpenAiError {
+    fn from(error: KeysError) -> OpenAiError {
+        let message = error.to_string();
+        match error {
+            KeysError::Key(key) => GatewayError::Key(key).into(),
+            KeysError::BadParam { param, .. } => {
+                OpenAiError::invalid("invalid_value", Some(param), message)
+            }
+            KeysError::Refused(_) => {
+                OpenAiError::invalid("refused", None, message).with_status(StatusCode::CONFLICT)
+            }
+            KeysError::Store(_) => OpenAiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "api_error",
+                code: "storage_unavailable",
+                param: None,
+                message,
+            },
+            KeysError::Corrupt(_) => OpenAiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                kind: "api_error",
+                code: "corrupt_record",
+                param: None,
+                message,
+            },
         }
     }
 }
@@ -163,8 +206,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> 
 }
 
 /// Runs blocking gateway work (which waits for durable storage) off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
+async fn blocking<T: Send + 'static, E: Into<OpenAiError> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, OpenAiError> {
     tokio::task::spawn_blocking(work)
         .await
@@ -175,7 +218,7 @@ async fn blocking<T: Send + 'static>(
             param: None,
             message: format!("the request failed inside the node: {e}"),
         })?
-        .map_err(OpenAiError::from)
+        .map_err(Into::into)
 }
 
 fn model_object(gateway: &Gateway, model: &ServedModel) -> Value {
@@ -193,9 +236,10 @@ fn model_object(gateway: &Gateway, model: &ServedModel) -> Value {
 }
 
 async fn list_models(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     headers: HeaderMap,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     authenticate(&gateway, &headers, Scope::Models)?;
     let data: Vec<Value> = gateway
         .models()
@@ -206,10 +250,11 @@ async fn list_models(
 }
 
 async fn get_model(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     Path(model): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     authenticate(&gateway, &headers, Scope::Models)?;
     let model = gateway.resolve(&model)?;
     Ok(axum::Json(model_object(&gateway, &model)).into_response())
@@ -228,10 +273,11 @@ struct AttestBody {
 }
 
 async fn attest(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     Path(model): Path<String>,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     let parsed: AttestBody = parse(&body)?;
     let worker = Arc::clone(&gateway);
     let attestation = blocking(move || {
@@ -254,9 +300,10 @@ async fn attest(
 }
 
 async fn list_attestations(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     Path(model): Path<String>,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     let data = gateway.attestations(&model)?;
     Ok(axum::Json(json!({ "object": "list", "data": data })).into_response())
 }
@@ -326,10 +373,11 @@ fn admit(
 }
 
 async fn classify(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     let key = authenticate(&gateway, &headers, Scope::Classify)?;
     let parsed: ClassifyBody = parse(&body)?;
     let inputs = match parsed.input {
@@ -368,10 +416,11 @@ struct EmbeddingsBody {
 }
 
 async fn embeddings(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     let key = authenticate(&gateway, &headers, Scope::Embeddings)?;
     let parsed: EmbeddingsBody = parse(&body)?;
     let input: EmbeddingInput = serde_json::from_value(parsed.input).map_err(|_| {
@@ -417,10 +466,10 @@ async fn embeddings(
 /// finishes even if the client goes away: a charged call's answer is never lost to a retry.
 fn keep_for_replay(
     gateway: &Gateway,
-    served: Result<super::Served, GatewayError>,
+    served: Result<Served, GatewayError>,
     request: Option<caravan_core::Hash32>,
-) -> Result<super::idempotency::Stored, GatewayError> {
-    let stored = served.map(|served| wire::stored(&served, Bytes::from(served.body.to_string())));
+) -> Result<Stored, GatewayError> {
+    let stored = served.map(|served| answer::stored(&served, Bytes::from(served.body.to_string())));
     if let Some(id) = request {
         match &stored {
             Ok(stored) => gateway.keep_answer(id, stored.clone()),
@@ -431,17 +480,32 @@ fn keep_for_replay(
 }
 
 async fn chat_completions(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     let key = authenticate(&gateway, &headers, Scope::Chat)?;
     let parsed: Value = parse(&body)?;
     let (request, replay) = admit(&gateway, &key, &headers, &body)?;
     if let Some(replay) = replay {
         return Ok(replay);
     }
-    Ok(super::chat::chat_completions(gateway, key, parsed, body.len(), request).await?)
+    let node_address = gateway.node();
+    Ok(
+        match caravan_node::gateway::chat::chat_completions(
+            gateway,
+            key,
+            parsed,
+            body.len(),
+            request,
+        )
+        .await?
+        {
+            ChatAnswer::Whole(stored) => wire::into_response(stored, node_address, false),
+            ChatAnswer::Stream(frames) => wire::event_stream(frames, node_address),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -485,15 +549,12 @@ fn key_object(key: &ApiKey) -> Value {
 
 /// Issues a key for the payer that signed the request (see [`super::keys`]); the secret is in
 /// this one answer only.
-async fn issue_key(
-    State(gateway): State<Arc<Gateway>>,
-    body: Bytes,
-) -> Result<Response, OpenAiError> {
+async fn issue_key(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, OpenAiError> {
     let parsed: IssueBody = parse(&body)?;
-    let scopes = parsed.scopes.unwrap_or_else(|| Scope::ALL.to_vec());
-    let worker = Arc::clone(&gateway);
+    let scopes = parsed.scopes.unwrap_or_else(|| Scope::GATEWAY.to_vec());
+    let worker = Arc::clone(node.keys());
     let (secret, key) = blocking(move || {
-        worker.issue_signed_key(
+        worker.issue_signed(
             parsed.payer,
             scopes,
             parsed.expires_in_days,
@@ -536,12 +597,13 @@ impl SignedPayerQuery {
 }
 
 async fn list_keys(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     query: Result<Query<SignedPayerQuery>, QueryRejection>,
 ) -> Result<Response, OpenAiError> {
     let query = SignedPayerQuery::read(query)?;
-    let data: Vec<Value> = gateway
-        .list_keys(&query.payer, query.signed().as_ref())?
+    let data: Vec<Value> = node
+        .keys()
+        .list_signed(&query.payer, query.signed().as_ref())?
         .iter()
         .map(key_object)
         .collect();
@@ -549,27 +611,28 @@ async fn list_keys(
 }
 
 async fn revoke_key(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     query: Result<Query<SignedPayerQuery>, QueryRejection>,
 ) -> Result<Response, OpenAiError> {
     let query = SignedPayerQuery::read(query)?;
-    let worker = Arc::clone(&gateway);
+    let worker = Arc::clone(node.keys());
     let revoked = id.clone();
-    blocking(move || worker.revoke_key(query.payer, &revoked, query.signed().as_ref())).await?;
+    blocking(move || worker.revoke_signed(query.payer, &revoked, query.signed().as_ref())).await?;
     Ok(axum::Json(json!({ "id": id, "object": "api_key", "revoked": true })).into_response())
 }
 
 /// The node's identity, which needs no key: the address its receipts are signed with, which a
 /// payer's wallet also names in every key request it signs for this node.
-async fn node_identity(State(gateway): State<Arc<Gateway>>) -> Response {
-    axum::Json(json!({ "object": "node", "address": gateway.node() })).into_response()
+async fn node_identity(State(node): State<Arc<Node>>) -> Response {
+    axum::Json(json!({ "object": "node", "address": node.gateway().node() })).into_response()
 }
 
 async fn balance(
-    State(gateway): State<Arc<Gateway>>,
+    State(node): State<Arc<Node>>,
     headers: HeaderMap,
 ) -> Result<Response, OpenAiError> {
+    let gateway = Arc::clone(node.gateway());
     let key = authenticate(&gateway, &headers, Scope::Models)?;
     let balances: Vec<Value> = gateway.journal().read(|j| {
         let economy = j.economy();

@@ -1,41 +1,13 @@
-//! The gateway's own headers and how a served call's answer is put on the wire, shared by every
-//! endpoint that charges (and by idempotent replays of their answers).
+//! A kept answer (a served call's answer, or its replay) as an HTTP response, naming the node.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use caravan_core::Address;
-
-use super::Served;
-use super::idempotency::Stored;
-
-/// The headers a served call's receipt travels in.
-pub const RECEIPT_HEADER: &str = "caravan-receipt";
-pub const SIGNATURE_HEADER: &str = "caravan-receipt-signature";
-pub const NODE_HEADER: &str = "caravan-node";
-/// Set on a response replayed for a repeated `Idempotency-Key`.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// The receipt and its signature as response headers (the receipt JSON base64-encoded).
-pub fn receipt_headers(served: &Served) -> Vec<(String, String)> {
-    vec![
-        (
-            RECEIPT_HEADER.into(),
-            base64::engine::general_purpose::STANDARD.encode(served.receipt.as_bytes()),
-        ),
-        (SIGNATURE_HEADER.into(), served.signature.clone()),
-    ]
-}
-
-/// A served call's answer with `body`, as kept for replay and sent.
-pub fn stored(served: &Served, body: Bytes) -> Stored {
-    Stored {
-        status: 200,
-        headers: receipt_headers(served),
-        body,
-    }
-}
+use caravan_node::gateway::answer::{NODE_HEADER, REPLAYED_HEADER};
+use caravan_node::gateway::chat::FrameStream;
+use caravan_node::gateway::idempotency::Stored;
+use futures_util::StreamExt;
 
 /// The HTTP response for a kept answer, naming the node (and whether it is a replay).
 pub fn into_response(stored: Stored, node: Address, replayed: bool) -> Response {
@@ -61,5 +33,22 @@ pub fn into_response(stored: Stored, node: Address, replayed: bool) -> Response 
     if replayed {
         headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
+    response
+}
+
+/// A streamed answer as a server-sent-event response, naming the node.
+pub fn event_stream(frames: FrameStream, node: Address) -> Response {
+    let body = Body::from_stream(frames.map(Ok::<_, std::convert::Infallible>));
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        NODE_HEADER,
+        HeaderValue::try_from(node.to_string()).expect("an address is a valid header"),
+    );
     response
 }

@@ -22,12 +22,12 @@ use axum::routing::post;
 use caravan_core::*;
 use caravan_models::embedding::MINILM;
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
-use caravan_server::desk::Desk;
-use caravan_server::gateway::embeddings::EncoderServing;
-use caravan_server::gateway::keys::Scope;
-use caravan_server::gateway::receipt::NodeSigner;
-use caravan_server::gateway::upstream::Upstream;
-use caravan_server::gateway::{ChargeDurability, Gateway, routes};
+use caravan_node::gateway::ChargeDurability;
+use caravan_node::gateway::embeddings::EncoderServing;
+use caravan_node::gateway::receipt::NodeSigner;
+use caravan_node::gateway::upstream::Upstream;
+use caravan_node::keys::Scope;
+use caravan_server::gateway::routes;
 use caravan_store::{Journal, Location};
 use clap::Args;
 use serde_json::json;
@@ -316,13 +316,14 @@ async fn start_node(
             },
         ])
         .map_err(|e| e.to_string())?;
-    let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
-    let gateway = Arc::new(
-        Gateway::open(desk, artifacts, NodeSigner::generate())
-            .map_err(|e| e.to_string())?
-            .with_charge_durability(durability)
-            .with_models_dir(models_dir.to_owned()),
+    let services = Arc::new(
+        caravan_node::Node::builder(journal, artifacts, NodeSigner::generate())
+            .charge_durability(durability)
+            .models_dir(models_dir.to_owned())
+            .open()
+            .map_err(|e| e.to_string())?,
     );
+    let gateway = services.gateway();
     gateway
         .register_upstream(model("chat", upstream.content_hash()), upstream)
         .map_err(|e| e.to_string())?;
@@ -337,8 +338,9 @@ async fn start_node(
             .register_encoder(model("minilm", serving.content_hash()), serving)
             .map_err(|e| e.to_string())?;
     }
-    let (key, _) = gateway
-        .issue_key(payer, Scope::ALL.to_vec(), None, "bench".into())
+    let (key, _) = services
+        .keys()
+        .issue(payer, Scope::GATEWAY.to_vec(), None, "bench".into())
         .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -347,7 +349,7 @@ async fn start_node(
         "http://{}/v1",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    tokio::spawn(async move { axum::serve(listener, routes::router(gateway)).await });
+    tokio::spawn(async move { axum::serve(listener, routes::router(services)).await });
     Ok(Node {
         gateway_url,
         upstream_url,

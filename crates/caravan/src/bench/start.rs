@@ -5,13 +5,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use caravan_server::desk::Desk;
-use caravan_server::gateway::Gateway;
-use caravan_server::gateway::receipt::NodeSigner;
-use caravan_store::{Journal, Location};
+use caravan_node::desk::Desk;
+use caravan_node::gateway::Gateway;
+use caravan_node::gateway::receipt::NodeSigner;
+use caravan_node::keys::Keys;
+use caravan_node::meter::Meter;
+use caravan_store::{Journal, Location, SharedJournal, now_ms};
 
 /// The seconds each part of a node's start took on the store at `location`: (journal, desk,
-/// gateway).
+/// gateway with its keys).
 pub fn measure_node_start(
     location: &Location,
     scratch: &std::path::Path,
@@ -19,12 +21,16 @@ pub fn measure_node_start(
     let started = Instant::now();
     let journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
     let journal_s = started.elapsed().as_secs_f64();
+    let journal = Arc::new(SharedJournal::new(journal));
+    let meter = Arc::new(Meter::default());
     let started = Instant::now();
-    let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
+    Desk::over(Arc::clone(&journal), Arc::new(now_ms)).map_err(|e| e.to_string())?;
     let desk_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
+    let signer = NodeSigner::generate();
+    let keys = Keys::open(Arc::clone(&journal), signer.address()).map_err(|e| e.to_string())?;
     let artifacts = caravan_models::ArtifactStore::new(scratch.join("models"));
-    Gateway::open(desk, artifacts, NodeSigner::generate()).map_err(|e| e.to_string())?;
+    Gateway::open(journal, meter, Arc::new(keys), artifacts, signer).map_err(|e| e.to_string())?;
     let gateway_s = started.elapsed().as_secs_f64();
     Ok((journal_s, desk_s, gateway_s))
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use caravan_core::{Address, Event, Genesis, Ppm, Token};
-use caravan_server::desk::{Desk, DeskError};
+use caravan_node::desk::{Desk, DeskError};
 use caravan_store::{Journal, Location};
 use caravan_tasks::board::AssignError;
 use caravan_tasks::inference::{Method, infer};

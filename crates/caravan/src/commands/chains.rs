@@ -9,7 +9,7 @@ use caravan_chain::embedded::EMBEDDED_CHAIN_ID;
 use caravan_chain::rpc::RpcChain;
 use caravan_chain::settlement::{DEPLOYMENT, Settlement};
 use caravan_core::{Address, Event, HOME_CHAIN};
-use caravan_server::chains::{ChainDirectory, PayoutChain};
+use caravan_node::chains::{ChainDirectory, PayoutChain};
 use caravan_store::now_ms;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};

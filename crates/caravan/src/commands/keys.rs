@@ -8,7 +8,7 @@ use std::time::Duration;
 use caravan_core::Address;
 use caravan_core::attestation::address_of;
 use caravan_core::report::{certificate_hint, with_causes};
-use caravan_server::gateway::keys::{KeyRequest, PayerSignature, Scope};
+use caravan_node::keys::{KeyRequest, PayerSignature, Scope};
 use caravan_store::now_ms;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -47,7 +47,8 @@ pub struct NodeArgs {
 pub struct IssueArgs {
     #[command(flatten)]
     node: NodeArgs,
-    /// What the key may do (repeat or separate with commas); all of them when left out.
+    /// What the key may do (repeat or separate with commas); when left out, calling models
+    /// (models, chat, embeddings, classify): acting on the task platform is granted by name.
     #[arg(long = "scope", value_enum, value_delimiter = ',')]
     scopes: Vec<ScopeArg>,
     /// Days until the key stops working; it never expires when left out.
@@ -77,6 +78,12 @@ enum ScopeArg {
     Embeddings,
     /// /v1/classifications.
     Classify,
+    /// Take items and submit judgments as the account (a contributor's script).
+    Labeling,
+    /// Post and run projects, spending the account's prepaid balance on budgets.
+    Requesting,
+    /// Review work on projects that added the account as a reviewer.
+    Reviewing,
 }
 
 impl From<ScopeArg> for Scope {
@@ -86,6 +93,9 @@ impl From<ScopeArg> for Scope {
             ScopeArg::Chat => Scope::Chat,
             ScopeArg::Embeddings => Scope::Embeddings,
             ScopeArg::Classify => Scope::Classify,
+            ScopeArg::Labeling => Scope::Labeling,
+            ScopeArg::Requesting => Scope::Requesting,
+            ScopeArg::Reviewing => Scope::Reviewing,
         }
     }
 }
@@ -204,7 +214,7 @@ impl Payer {
 fn issue(store: &StoreArgs, args: IssueArgs) -> Result<(), String> {
     let payer = Payer::open(&args.node, store)?;
     let scopes: Vec<Scope> = if args.scopes.is_empty() {
-        Scope::ALL.to_vec()
+        Scope::GATEWAY.to_vec()
     } else {
         args.scopes.into_iter().map(Scope::from).collect()
     };

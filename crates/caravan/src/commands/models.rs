@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use caravan_models::embedding::MINILM;
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions, Trained};
-use caravan_server::desk::Desk;
-use caravan_server::gateway::access::{
+use caravan_node::desk::Desk;
+use caravan_node::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
+use caravan_node::gateway::catalogue::{
     agent_events, encoder_events, encoder_models, upstream_events,
 };
-use caravan_server::gateway::agent::{AgentProgram, ChatStep, ClassifyStep};
-use caravan_server::gateway::embeddings::EncoderServing;
-use caravan_server::gateway::upstream::Upstream;
+use caravan_node::gateway::embeddings::EncoderServing;
+use caravan_node::gateway::upstream::Upstream;
 use caravan_tasks::schema::Answer;
 use clap::{Args, Subcommand, ValueEnum};
 

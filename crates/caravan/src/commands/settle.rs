@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use caravan_chain::settlement::{EpochRoot, Settlement};
 use caravan_core::epoch::{EpochBundle, verify_bundle};
 use caravan_core::{Address, Leaf, MerkleTree};
-use caravan_server::chains::PayoutChain;
+use caravan_node::chains::PayoutChain;
 use caravan_store::{Journal, now_ms};
 use clap::Args;
 

@@ -4,7 +4,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use caravan_core::{Address, Licence, Ppm};
-use caravan_server::desk::Desk;
+use caravan_node::desk::Desk;
 use caravan_tasks::export::{ExportFormat, export_chunks};
 use caravan_tasks::import::{ImportFormat, import_items};
 use caravan_tasks::project::{ProjectId, ProjectSpec};

@@ -9,10 +9,9 @@ use std::time::Instant;
 use base64::Engine;
 use caravan_core::*;
 use caravan_models::{ArtifactStore, Classifier, TrainOptions};
-use caravan_server::desk::Desk;
-use caravan_server::gateway::Gateway;
-use caravan_server::gateway::keys::Scope;
-use caravan_server::gateway::receipt::{NodeSigner, recover_signer};
+use caravan_node::Node;
+use caravan_node::gateway::receipt::{NodeSigner, recover_signer};
+use caravan_node::keys::Scope;
 use caravan_server::gateway::routes::{RECEIPT_HEADER, SIGNATURE_HEADER, router};
 use caravan_store::Journal;
 use futures_util::StreamExt;
@@ -45,7 +44,14 @@ pub fn serve_model(
     calls: u32,
 ) -> Result<Served, String> {
     println!("chapter 2 — the crowd's labels train a model, and an app pays to call it\n");
-    let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
+    let artifacts = ArtifactStore::new(dir.join("models"));
+    let signer = NodeSigner::load_or_create(&dir.join("node.key")).map_err(|e| e.to_string())?;
+    let services = Arc::new(
+        Node::builder(journal, artifacts.clone(), signer)
+            .open()
+            .map_err(|e| e.to_string())?,
+    );
+    let desk = services.desk();
     let dataset = desk.journal().read(|j| {
         j.economy()
             .lineage()
@@ -55,7 +61,7 @@ pub fn serve_model(
     });
     let (dataset, dataset_manifest) =
         dataset.ok_or("the first chapter published no digits dataset")?;
-    let examples = crate::commands::training_examples(&desk, &[dataset])?;
+    let examples = crate::commands::training_examples(desk, &[dataset])?;
     let started = Instant::now();
     let trained =
         Classifier::train(&examples, &TrainOptions::default()).map_err(|e| e.to_string())?;
@@ -68,7 +74,6 @@ pub fn serve_model(
         evaluation.accuracy * 100.0,
         evaluation.examples
     );
-    let artifacts = ArtifactStore::new(dir.join("models"));
     let content = artifacts
         .put(&trained.classifier.to_artifact())
         .map_err(|e| e.to_string())?;
@@ -124,21 +129,18 @@ pub fn serve_model(
         model_id.0.short()
     );
 
-    let signer = NodeSigner::load_or_create(&dir.join("node.key")).map_err(|e| e.to_string())?;
-    let gateway =
-        Arc::new(Gateway::open(Arc::clone(&desk), artifacts, signer).map_err(|e| e.to_string())?);
-    let (key, _) = gateway
-        .issue_key(app, vec![Scope::Classify], None, "receipt scanner".into())
+    let (key, _) = services
+        .keys()
+        .issue(app, vec![Scope::Classify], None, "receipt scanner".into())
         .map_err(|e| e.to_string())?;
-    let node = gateway.node();
+    let node = services.gateway().node();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let outcome = runtime.block_on(call_over_http(Arc::clone(&gateway), key, digits, calls))?;
+    let outcome = runtime.block_on(call_over_http(Arc::clone(&services), key, digits, calls))?;
     drop(runtime);
-    drop(gateway);
 
     let mut t = table(
         &["paid calls", "answered", "true digit", "charged", "calls/s"],
@@ -161,9 +163,9 @@ pub fn serve_model(
         "every answer carries a usage receipt signed by the node; the last one verifies against the node's address {node}: {}\n",
         outcome.receipt_verified
     );
-    let journal = Arc::try_unwrap(desk)
-        .map_err(|_| "the desk is still shared".to_owned())?
-        .into_journal();
+    let journal = Arc::try_unwrap(services)
+        .map_err(|_| "the node is still shared".to_owned())?
+        .into_journal()?;
     Ok(Served {
         journal,
         manifests: vec![dataset_manifest, model],
@@ -187,12 +189,12 @@ struct Outcome {
 }
 
 async fn call_over_http(
-    gateway: Arc<Gateway>,
+    services: Arc<Node>,
     key: String,
     digits: &[Digit],
     calls: u32,
 ) -> Result<Outcome, String> {
-    let node = gateway.node();
+    let node = services.gateway().node();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on loopback: {e}"))?;
@@ -200,7 +202,7 @@ async fn call_over_http(
         "http://{}/v1/classifications",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    let server = tokio::spawn(async move { axum::serve(listener, router(gateway)).await });
+    let server = tokio::spawn(async move { axum::serve(listener, router(services)).await });
     let client = reqwest::Client::new();
     let bar = progress(u64::from(calls), "paid calls");
     let started = Instant::now();

@@ -12,8 +12,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use caravan_core::{Address, Token};
+use caravan_node::desk::Desk;
 use caravan_server::api::router;
-use caravan_server::desk::Desk;
 use caravan_store::{Journal, now_ms};
 use caravan_tasks::inference::{Method, infer};
 use caravan_tasks::{Answers, board::Board};
@@ -171,8 +171,8 @@ pub fn label_digits(
     let clock = Arc::new(AtomicU64::new(now_ms()));
     let desk_clock = clock.clone();
     let desk = Arc::new(
-        Desk::open_with_clock(
-            journal,
+        Desk::over(
+            Arc::new(caravan_store::SharedJournal::new(journal)),
             Arc::new(move || desk_clock.load(Ordering::Relaxed)),
         )
         .map_err(|e| e.to_string())?,

@@ -10,21 +10,29 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use bytes::Bytes;
 use caravan_core::report::{certificate_hint, with_causes};
 use caravan_core::{CallPart, Hash32};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
+use super::answer::{self, RECEIPT_HEADER};
 use super::idempotency::Stored;
-use super::keys::ApiKey;
-use super::meter::Hold;
 use super::upstream::{Prepared, TokenUsage, Upstream, prepare, reported_usage, take_events};
-use super::wire::{self, NODE_HEADER, RECEIPT_HEADER};
 use super::{Gateway, GatewayError, ServedModel};
+use crate::keys::ApiKey;
+use crate::meter::Hold;
+
+/// A chat call's answer: whole (JSON, with its receipt in headers), or a stream of
+/// server-sent-event frames that ends with the receipt as a comment and `data: [DONE]`.
+pub enum ChatAnswer {
+    Whole(Stored),
+    Stream(FrameStream),
+}
+
+/// The frames of a streamed answer, each ready to send as it is.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
 
 /// Forgets an idempotency key whose request ended without a charge, unless it was finished.
 struct Admitted {
@@ -212,7 +220,7 @@ pub async fn chat_completions(
     body: Value,
     body_bytes: usize,
     request: Option<Hash32>,
-) -> Result<Response, GatewayError> {
+) -> Result<ChatAnswer, GatewayError> {
     let admitted = Admitted {
         gateway: Arc::clone(&gateway),
         request,
@@ -286,12 +294,12 @@ pub async fn chat_completions(
         request,
     };
     if prepared.stream {
-        return Ok(stream_response(
+        return Ok(ChatAnswer::Stream(relay(
             metering,
             prepared,
             admitted,
             Box::pin(response.bytes_stream()),
-        ));
+        )));
     }
     let mut answer: Value = response
         .json()
@@ -304,11 +312,10 @@ pub async fn chat_completions(
             .map_or(0, |c| c.len().div_ceil(4) as u64),
     });
     answer["model"] = json!(metering.called.name);
-    let node = gateway.node();
     let settle = move || {
         let served = metering.settle(usage)?;
         answer["id"] = served.body["id"].clone();
-        let stored = wire::stored(&served, Bytes::from(answer.to_string()));
+        let stored = answer::stored(&served, Bytes::from(answer.to_string()));
         admitted.finish(stored.clone());
         Ok::<_, GatewayError>(stored)
     };
@@ -322,7 +329,7 @@ pub async fn chat_completions(
             GatewayError::Refused(format!("the charge failed inside the node: {e}"))
         })??
     };
-    Ok(wire::into_response(stored, node, false))
+    Ok(ChatAnswer::Whole(stored))
 }
 
 type UpstreamBytes = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -494,13 +501,13 @@ impl Drop for Relay {
     }
 }
 
-fn stream_response(
+/// The frames relayed from the upstream's stream, metered as they pass.
+fn relay(
     metering: Metering,
     prepared: Prepared,
     admitted: Admitted,
     upstream: UpstreamBytes,
-) -> Response {
-    let node = metering.gateway.node();
+) -> FrameStream {
     let relay = Relay {
         upstream,
         buffer: Vec::new(),
@@ -515,22 +522,8 @@ fn stream_response(
         transcript: Vec::new(),
         finished: false,
     };
-    let frames = futures_util::stream::unfold(relay, |mut relay| async move {
-        relay
-            .next_frame()
-            .await
-            .map(|frame| (Ok::<_, std::convert::Infallible>(frame), relay))
-    });
-    let mut response = (StatusCode::OK, Body::from_stream(frames)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        NODE_HEADER,
-        HeaderValue::try_from(node.to_string()).expect("an address is a valid header"),
-    );
-    response
+    Box::pin(futures_util::stream::unfold(
+        relay,
+        |mut relay| async move { relay.next_frame().await.map(|frame| (frame, relay)) },
+    ))
 }

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use caravan_core::hash::keccak256_parts;
 use caravan_core::{Address, Hash32};
 

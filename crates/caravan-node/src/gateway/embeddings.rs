@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use caravan_core::{Amount, Hash32, keccak256};
+use caravan_core::{Amount, CallPart, Hash32, keccak256};
 use caravan_models::SentenceEncoder;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::GatewayError;
+use super::{Gateway, GatewayError, Served};
+use crate::keys::ApiKey;
 
 /// The most inputs one request may carry (OpenAI's limit).
 pub const MAX_INPUTS: usize = 2_048;
@@ -168,6 +169,81 @@ pub fn embedding_value(vector: &[f32], format: EncodingFormat) -> Value {
             let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
             json!(base64::engine::general_purpose::STANDARD.encode(bytes))
         }
+    }
+}
+
+impl Gateway {
+    /// Embeds `input` with an embedding model, charging the per-call price plus the tokens the
+    /// model reads (known before it runs, so the hold is the exact cost). Blocking: it waits
+    /// for the charge to be durable.
+    pub fn embed(
+        &self,
+        key: &ApiKey,
+        model_name: &str,
+        input: &EmbeddingInput,
+        format: EncodingFormat,
+        dimensions: Option<u32>,
+        request: Option<Hash32>,
+    ) -> Result<Served, GatewayError> {
+        let model = self.resolve(model_name)?;
+        let serving = self.encoder(&model.asset).ok_or_else(|| {
+            GatewayError::NotServed(format!(
+                "model {} is not an embedding model; GET /v1/models lists each model's kind",
+                model.name
+            ))
+        })?;
+        if let Some(asked) = dimensions.filter(|d| *d != serving.dimensions) {
+            return Err(GatewayError::BadParam {
+                param: "dimensions".into(),
+                message: format!(
+                    "{} gives {} numbers per embedding and cannot shorten them; leave dimensions out or send {} (asked for {asked})",
+                    model.name, serving.dimensions, serving.dimensions
+                ),
+            });
+        }
+        let encoder = self.encoder.get(&serving.weights)?;
+        let tokens = input.tokenize(&encoder)?;
+        let count: usize = tokens.iter().map(Vec::len).sum();
+        let cost = serving
+            .cost(model.price_per_call, count as u64)
+            .ok_or_else(|| GatewayError::BadRequest("the call's cost overflows 2^128".into()))?;
+        let hold = self.hold(key, model.token, cost)?;
+        let vectors = encoder
+            .embed_tokens(&tokens)
+            .map_err(|e| GatewayError::NotServed(e.to_string()))?;
+        let trace = json!([{ "asset": model.asset, "model": model.name, "inputs": tokens.len(), "tokens": count, "cost": cost.to_string() }]);
+        let (seq, at_ms) = self.charge(
+            hold,
+            key,
+            &model,
+            vec![CallPart {
+                asset: model.asset,
+                amount: cost,
+                calls: 1,
+            }],
+            trace,
+            request,
+        )?;
+        let data: Vec<Value> = vectors
+            .iter()
+            .enumerate()
+            .map(|(index, vector)| {
+                json!({
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": embedding_value(vector, format),
+                })
+            })
+            .collect();
+        let id = format!("emb-{seq}");
+        let body = json!({
+            "id": id,
+            "object": "list",
+            "model": model.name,
+            "data": data,
+            "usage": { "prompt_tokens": count, "total_tokens": count },
+        });
+        Ok(self.receipted(body, &id, key, &model, cost, 1, at_ms))
     }
 }
 

@@ -81,7 +81,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The desk. Cheap to share: wrap it in an `Arc`.
 pub struct Desk {
-    journal: SharedJournal,
+    journal: Arc<SharedJournal>,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
     clock: Clock,
     chains: ChainDirectory,
@@ -90,15 +90,16 @@ pub struct Desk {
 impl Desk {
     /// Builds every project's board by folding the work records in `journal`'s log.
     pub fn open(journal: Journal) -> Result<Desk, DeskError> {
-        Desk::open_with_clock(journal, Arc::new(now_ms))
+        Desk::over(Arc::new(SharedJournal::new(journal)), Arc::new(now_ms))
     }
 
-    /// Like [`Desk::open`], reading time from `clock`: simulations and tests run a day of work
-    /// (leases, minimum seconds per item, daily caps) in moments.
-    pub fn open_with_clock(journal: Journal, clock: Clock) -> Result<Desk, DeskError> {
-        let boards = fold_boards(&journal)?;
+    /// The desk of a node: over a journal it shares with the node's other services, reading
+    /// time from `clock` (simulations and tests run a day of work — leases, minimum seconds per
+    /// item, daily caps — in moments).
+    pub fn over(journal: Arc<SharedJournal>, clock: Clock) -> Result<Desk, DeskError> {
+        let boards = journal.read(fold_boards)?;
         Ok(Desk {
-            journal: SharedJournal::new(journal),
+            journal,
             boards: RwLock::new(boards),
             clock,
             chains: ChainDirectory::default(),
@@ -152,9 +153,12 @@ impl Desk {
         Ok((partition, self.chains.of_partition(partition).cloned()))
     }
 
-    /// Hands the journal back (for commands that go on with the economy after the desk).
+    /// Hands the journal back (for commands that go on with the economy after the desk), once
+    /// no other service shares it.
     pub fn into_journal(self) -> Journal {
-        self.journal.into_inner()
+        Arc::try_unwrap(self.journal)
+            .unwrap_or_else(|_| panic!("the desk's journal is still shared with another service"))
+            .into_inner()
     }
 
     pub fn journal(&self) -> &SharedJournal {

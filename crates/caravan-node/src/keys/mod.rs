@@ -1,0 +1,297 @@
+//! API keys: issued per account with scopes and an expiry, stored only as a hash.
+//!
+//! A key is `crv_` and 64 hex digits of randomness, shown once when it is issued. The node keeps
+//! `keccak("caravan/api-key/v1" ‖ key)` in an access record in the event log, so keys survive
+//! restarts, work the same on SQLite and PostgreSQL, and a revocation is as durable as an issue.
+//! Nothing in a log line or error message ever contains a key.
+//!
+//! A key acts for its account and nothing else: a program with a key does what the account's
+//! owner signed in with a wallet could, within the key's scopes. Only the account's own wallet
+//! may issue, list or revoke its keys ([`request`]); [`Keys`] is the service that does it.
+
+mod request;
+mod service;
+
+pub use request::{KeyRequest, PayerSignature, SIGNATURE_WINDOW_MS, SignedRequest};
+pub use service::{KeyRecord, Keys, KeysError, MAX_KEY_NAME_BYTES};
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use caravan_core::hash::keccak256_parts;
+use caravan_core::{Address, Hash32};
+use serde::{Deserialize, Serialize};
+
+const KEY_DOMAIN: &[u8] = b"caravan/api-key/v1";
+const KEY_PREFIX: &str = "crv_";
+
+/// What a key may be used for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// List the models (`GET /v1/models`) and read the key's balance.
+    Models,
+    /// Paid chat completions.
+    Chat,
+    /// Paid embeddings.
+    Embeddings,
+    /// Paid classifications.
+    Classify,
+    /// Take items and submit judgments as the key's account (a contributor's script).
+    Labeling,
+    /// Post projects, import items, add reviewers, publish, export and close, spending the
+    /// account's prepaid balance on budgets (a requester's pipeline).
+    Requesting,
+    /// Review work on the projects that added the key's account as a reviewer.
+    Reviewing,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 7] = [
+        Scope::Models,
+        Scope::Chat,
+        Scope::Embeddings,
+        Scope::Classify,
+        Scope::Labeling,
+        Scope::Requesting,
+        Scope::Reviewing,
+    ];
+
+    /// The scopes a key gets when its request names none: calling models. Acting on the task
+    /// platform (and spending on budgets) is granted only when asked for by name.
+    pub const GATEWAY: [Scope; 4] = [
+        Scope::Models,
+        Scope::Chat,
+        Scope::Embeddings,
+        Scope::Classify,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Models => "models",
+            Scope::Chat => "chat",
+            Scope::Embeddings => "embeddings",
+            Scope::Classify => "classify",
+            Scope::Labeling => "labeling",
+            Scope::Requesting => "requesting",
+            Scope::Reviewing => "reviewing",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A key as the node knows it: never the secret itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// A public handle for listing and revoking: `key_` and the hash's first 8 bytes in hex.
+    pub id: String,
+    pub payer: Address,
+    pub scopes: Vec<Scope>,
+    /// Milliseconds since the Unix epoch after which the key stops working; none: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    pub name: String,
+    pub created_ms: u64,
+}
+
+/// The hash a key is stored and looked up by.
+pub fn key_hash(secret: &str) -> Hash32 {
+    keccak256_parts(&[KEY_DOMAIN, secret.as_bytes()])
+}
+
+/// A new random key and its hash.
+pub fn new_secret() -> (String, Hash32) {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
+    let secret = format!(
+        "{KEY_PREFIX}{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let hash = key_hash(&secret);
+    (secret, hash)
+}
+
+/// The public id of the key with this hash.
+pub fn key_id(hash: &Hash32) -> String {
+    format!(
+        "key_{}",
+        hash.0[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Why a request's key was not accepted. Messages never repeat the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "no API key: send it as `Authorization: Bearer crv_…` (a payer makes one with `caravan key issue` or POST /v1/keys)"
+    )]
+    Missing,
+    #[error(
+        "the API key is not valid: it was revoked or never issued, or it is mistyped (keys are crv_ and 64 hex digits)"
+    )]
+    Invalid,
+    #[error("the API key {id} expired at {expired_ms} ms since the Unix epoch; create a new one")]
+    Expired { id: String, expired_ms: u64 },
+    #[error(
+        "the API key {id} may not be used for {needed}; it allows {allowed}. Create a key with the {needed} scope"
+    )]
+    Scope {
+        id: String,
+        needed: Scope,
+        allowed: String,
+    },
+    #[error(
+        "only the payer's own wallet may manage {payer}'s keys: send `signed_at_ms` and `signature`, the payer's EIP-712 signature of the request (types in the API document), or let `caravan key` sign it with the payer's key file"
+    )]
+    Unsigned { payer: Address },
+    #[error(
+        "the request was signed at {signed_at_ms} ms since the Unix epoch, but this node's clock says {now_ms}; a signature is accepted for 5 minutes either way. Sign the request again now (and check the clock if this repeats)"
+    )]
+    StaleSignature { signed_at_ms: u64, now_ms: u64 },
+    #[error("{0}")]
+    BadSignature(String),
+    #[error(
+        "this signed request already issued a key; a signed request issues one key only. Sign a new request (with the current time) for another key"
+    )]
+    SignatureReused,
+}
+
+/// Every live key, by hash, and the signed requests that issued keys.
+#[derive(Default)]
+pub struct KeyRing {
+    keys: HashMap<Hash32, ApiKey>,
+    authorizations: HashSet<Hash32>,
+}
+
+impl KeyRing {
+    /// A key issued (from the log, or just committed), by the signed request `authorization`
+    /// when it came from one.
+    pub fn issue(&mut self, hash: Hash32, key: ApiKey, authorization: Option<Hash32>) {
+        self.keys.insert(hash, key);
+        self.authorizations.extend(authorization);
+    }
+
+    /// Whether the signed request with this digest has issued a key already (even one since
+    /// revoked).
+    pub fn authorized_before(&self, authorization: &Hash32) -> bool {
+        self.authorizations.contains(authorization)
+    }
+
+    /// A key revoked: it stops working at once.
+    pub fn revoke(&mut self, hash: &Hash32) {
+        self.keys.remove(hash);
+    }
+
+    /// The key behind an `Authorization` header value, if it is live at `now_ms` and allows
+    /// `scope`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        scope: Scope,
+        now_ms: u64,
+    ) -> Result<ApiKey, KeyError> {
+        let secret = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(KeyError::Missing)?;
+        let key = self.keys.get(&key_hash(secret)).ok_or(KeyError::Invalid)?;
+        if let Some(expired_ms) = key.expires_ms.filter(|at| *at <= now_ms) {
+            return Err(KeyError::Expired {
+                id: key.id.clone(),
+                expired_ms,
+            });
+        }
+        if !key.scopes.contains(&scope) {
+            let allowed: Vec<&str> = key.scopes.iter().map(|s| s.name()).collect();
+            return Err(KeyError::Scope {
+                id: key.id.clone(),
+                needed: scope,
+                allowed: allowed.join(", "),
+            });
+        }
+        Ok(key.clone())
+    }
+
+    /// The hash of the payer's key with this public id.
+    pub fn find(&self, payer: &Address, id: &str) -> Option<Hash32> {
+        self.keys
+            .iter()
+            .find(|(_, key)| key.payer == *payer && key.id == id)
+            .map(|(hash, _)| *hash)
+    }
+
+    /// The payer's live keys, oldest first.
+    pub fn of_payer(&self, payer: &Address) -> Vec<ApiKey> {
+        let mut keys: Vec<ApiKey> = self
+            .keys
+            .values()
+            .filter(|key| key.payer == *payer)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(scopes: Vec<Scope>, expires_ms: Option<u64>) -> (String, KeyRing, Hash32) {
+        let (secret, hash) = new_secret();
+        let mut ring = KeyRing::default();
+        ring.issue(
+            hash,
+            ApiKey {
+                id: key_id(&hash),
+                payer: Address::from_label("shop"),
+                scopes,
+                expires_ms,
+                name: "backend".into(),
+                created_ms: 1,
+            },
+            None,
+        );
+        (secret, ring, hash)
+    }
+
+    #[test]
+    fn a_key_works_for_its_scopes_until_it_expires_or_is_revoked() {
+        let (secret, mut ring, hash) = issued(vec![Scope::Classify], Some(1_000));
+        let bearer = format!("Bearer {secret}");
+        let key = ring
+            .authenticate(Some(&bearer), Scope::Classify, 999)
+            .unwrap();
+        assert_eq!(key.payer, Address::from_label("shop"));
+        let scope = ring
+            .authenticate(Some(&bearer), Scope::Chat, 999)
+            .unwrap_err();
+        assert!(matches!(scope, KeyError::Scope { .. }));
+        assert!(matches!(
+            ring.authenticate(Some(&bearer), Scope::Classify, 1_000),
+            Err(KeyError::Expired { .. })
+        ));
+        assert_eq!(
+            ring.authenticate(None, Scope::Classify, 0),
+            Err(KeyError::Missing)
+        );
+        ring.revoke(&hash);
+        let revoked = ring
+            .authenticate(Some(&bearer), Scope::Classify, 0)
+            .unwrap_err();
+        assert_eq!(revoked, KeyError::Invalid);
+        // No message ever carries the secret.
+        for error in [revoked, scope] {
+            assert!(!error.to_string().contains(&secret[4..]));
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The key service: issues, lists, revokes and checks API keys, keeping each issue and
+//! revocation as an access record in the log.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use caravan_core::{Address, Hash32};
+use caravan_store::{JournalError, SharedJournal, now_ms};
+use serde::{Deserialize, Serialize};
+
+use super::request::{KeyRequest, PayerSignature};
+use super::{ApiKey, KeyError, KeyRing, Scope, key_id, new_secret};
+use crate::access::{self, AccessError};
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The longest name a key may have, in bytes.
+pub const MAX_KEY_NAME_BYTES: usize = 120;
+
+/// The key service's access records, as stored (`{"type": "key_issued", ...}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum KeyRecord {
+    KeyIssued {
+        hash: Hash32,
+        key: ApiKey,
+        /// The digest of the payer's signed request that issued it (none for keys the operator
+        /// issued in-process), so that signed request cannot issue another.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization: Option<Hash32>,
+    },
+    KeyRevoked {
+        hash: Hash32,
+        at_ms: u64,
+    },
+}
+
+impl KeyRecord {
+    const KINDS: [&'static str; 2] = ["key_issued", "key_revoked"];
+}
+
+/// Why a key could not be issued, listed or revoked. Messages never repeat a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{message}")]
+    BadParam {
+        param: &'static str,
+        message: String,
+    },
+    #[error("the economy refused the key's record: {0}")]
+    Refused(String),
+    #[error("storage is unavailable; nothing changed, retry: {0}")]
+    Store(#[from] JournalError),
+    #[error(transparent)]
+    Corrupt(#[from] AccessError),
+}
+
+/// Every account's API keys. Cheap to share: wrap it in an `Arc`.
+pub struct Keys {
+    journal: Arc<SharedJournal>,
+    /// The node's address, which every signed key request names.
+    node: Address,
+    ring: RwLock<KeyRing>,
+    /// Held from checking that a signed request has not issued a key to recording its key.
+    issuing: Mutex<()>,
+}
+
+impl Keys {
+    /// The keys recorded in `journal`'s log, for the node at `node`.
+    pub fn open(journal: Arc<SharedJournal>, node: Address) -> Result<Keys, KeysError> {
+        let records: Vec<KeyRecord> = journal.read(|j| access::recorded(j, &KeyRecord::KINDS))?;
+        let keys = Keys {
+            journal,
+            node,
+            ring: RwLock::new(KeyRing::default()),
+            issuing: Mutex::new(()),
+        };
+        records.iter().for_each(|record| keys.apply(record));
+        Ok(keys)
+    }
+
+    fn apply(&self, record: &KeyRecord) {
+        let mut ring = self.ring.write().expect("key ring lock");
+        match record {
+            KeyRecord::KeyIssued {
+                hash,
+                key,
+                authorization,
+            } => ring.issue(*hash, key.clone(), *authorization),
+            KeyRecord::KeyRevoked { hash, .. } => ring.revoke(hash),
+        }
+    }
+
+    /// The node every signed key request must name.
+    pub fn node(&self) -> Address {
+        self.node
+    }
+
+    /// The key behind an `Authorization` header value, if it is live and allows `scope`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        scope: Scope,
+    ) -> Result<ApiKey, KeyError> {
+        self.ring
+            .read()
+            .expect("key ring lock")
+            .authenticate(authorization, scope, now_ms())
+    }
+
+    fn record(&self, record: KeyRecord) -> Result<(), KeysError> {
+        let mut submitted = self.journal.submit(vec![access::event(&record)])?;
+        if let Some((_, why)) = submitted.refused.pop() {
+            return Err(KeysError::Refused(why.to_string()));
+        }
+        self.apply(&record);
+        Ok(())
+    }
+
+    /// Issues a key for `payer` on the operator's authority (in-process callers such as the
+    /// demo and the benchmarks); returns the secret (shown this once) and what is stored. Over
+    /// HTTP only the payer may: see [`Keys::issue_signed`].
+    pub fn issue(
+        &self,
+        payer: Address,
+        scopes: Vec<Scope>,
+        expires_ms: Option<u64>,
+        name: String,
+    ) -> Result<(String, ApiKey), KeysError> {
+        self.record_key(payer, scopes, expires_ms, name, None)
+    }
+
+    /// Issues a key the payer asked for with its wallet's signature: `scopes` in the order
+    /// signed, expiring `expires_in_days` after the signing time. A signed request issues one
+    /// key only. Blocking: waits until the key is durable.
+    pub fn issue_signed(
+        &self,
+        payer: Address,
+        scopes: Vec<Scope>,
+        expires_in_days: Option<u32>,
+        name: String,
+        signed: Option<&PayerSignature>,
+    ) -> Result<(String, ApiKey), KeysError> {
+        if expires_in_days == Some(0) {
+            return Err(KeysError::BadParam {
+                param: "expires_in_days",
+                message: "a key must live at least a day; leave expires_in_days out for a key that never expires".into(),
+            });
+        }
+        let request = KeyRequest::Issue {
+            scopes: &scopes,
+            expires_in_days,
+            name: &name,
+        };
+        let signed = request.check(&payer, &self.node, signed, now_ms())?;
+        let expires_ms = expires_in_days.map(|days| signed.signed_at_ms + u64::from(days) * DAY_MS);
+        // One signed request at a time between the replay check and the key's record.
+        let _issuing = self.issuing.lock().expect("key issuing lock");
+        if self
+            .ring
+            .read()
+            .expect("key ring lock")
+            .authorized_before(&signed.digest)
+        {
+            return Err(KeyError::SignatureReused.into());
+        }
+        self.record_key(payer, scopes, expires_ms, name, Some(signed.digest))
+    }
+
+    fn record_key(
+        &self,
+        payer: Address,
+        scopes: Vec<Scope>,
+        expires_ms: Option<u64>,
+        name: String,
+        authorization: Option<Hash32>,
+    ) -> Result<(String, ApiKey), KeysError> {
+        if scopes.is_empty() {
+            return Err(KeysError::BadParam {
+                param: "scopes",
+                message: format!(
+                    "a key needs at least one scope: {}",
+                    Scope::ALL.map(Scope::name).join(", ")
+                ),
+            });
+        }
+        if name.len() > MAX_KEY_NAME_BYTES {
+            return Err(KeysError::BadParam {
+                param: "name",
+                message: format!("a key's name is at most {MAX_KEY_NAME_BYTES} bytes"),
+            });
+        }
+        let (secret, hash) = new_secret();
+        let mut scopes = scopes;
+        scopes.sort();
+        scopes.dedup();
+        let key = ApiKey {
+            id: key_id(&hash),
+            payer,
+            scopes,
+            expires_ms,
+            name,
+            created_ms: now_ms(),
+        };
+        self.record(KeyRecord::KeyIssued {
+            hash,
+            key: key.clone(),
+            authorization,
+        })?;
+        Ok((secret, key))
+    }
+
+    /// Revokes the payer's key `id`, asked for with the payer's wallet signature; a revoked key
+    /// stops working at once. Blocking: waits until the revocation is durable.
+    pub fn revoke_signed(
+        &self,
+        payer: Address,
+        id: &str,
+        signed: Option<&PayerSignature>,
+    ) -> Result<(), KeysError> {
+        KeyRequest::Revoke { key: id }.check(&payer, &self.node, signed, now_ms())?;
+        let hash = self
+            .ring
+            .read()
+            .expect("key ring lock")
+            .find(&payer, id)
+            .ok_or_else(|| KeysError::BadParam {
+                param: "id",
+                message: format!(
+                    "{payer} has no live key {id}; `caravan key list` (GET /v1/keys) lists them"
+                ),
+            })?;
+        self.record(KeyRecord::KeyRevoked {
+            hash,
+            at_ms: now_ms(),
+        })
+    }
+
+    /// The payer's live keys (without secrets), asked for with the payer's wallet signature.
+    pub fn list_signed(
+        &self,
+        payer: &Address,
+        signed: Option<&PayerSignature>,
+    ) -> Result<Vec<ApiKey>, KeysError> {
+        KeyRequest::List.check(payer, &self.node, signed, now_ms())?;
+        Ok(self.of(payer))
+    }
+
+    /// The payer's live keys, oldest first.
+    pub fn of(&self, payer: &Address) -> Vec<ApiKey> {
+        self.ring.read().expect("key ring lock").of_payer(payer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_stored_only_as_hashes() {
+        let (a, hash_a) = new_secret();
+        let (b, _) = new_secret();
+        assert_ne!(a, b);
+        assert!(a.starts_with("crv_") && a.len() == 68);
+        let record = KeyRecord::KeyIssued {
+            hash: hash_a,
+            key: ApiKey {
+                id: key_id(&hash_a),
+                payer: Address::from_label("shop"),
+                scopes: Scope::ALL.to_vec(),
+                expires_ms: None,
+                name: String::new(),
+                created_ms: 0,
+            },
+            authorization: None,
+        };
+        let stored = serde_json::to_string(&record).unwrap();
+        assert!(!stored.contains(&a[4..]), "{stored}");
+        assert!(stored.starts_with(r#"{"type":"key_issued""#), "{stored}");
+    }
+}
