@@ -259,7 +259,9 @@ impl Economy {
                     })?;
                 }
             }
-            Event::ProjectFunded { amount, .. } | Event::EscrowReleased { amount, .. } => {
+            Event::ProjectFunded { amount, .. }
+            | Event::BudgetEscrowed { amount, .. }
+            | Event::EscrowReleased { amount, .. } => {
                 let transfer = escrow_transfer(event).expect("an escrow event");
                 self.token(&transfer.token)?;
                 if *amount == 0 {
@@ -480,7 +482,9 @@ impl Economy {
                     });
                 }
             }
-            Event::ProjectFunded { .. } | Event::EscrowReleased { .. } => {
+            Event::ProjectFunded { .. }
+            | Event::BudgetEscrowed { .. }
+            | Event::EscrowReleased { .. } => {
                 self.credit(escrow_transfer(event).expect("an escrow event"));
             }
             Event::PayoutChainChosen { account, chain_id } => {
@@ -687,8 +691,9 @@ fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer 
     }
 }
 
-/// The ledger movement of a project's funding (from outside into escrow) or release (from
-/// escrow to the requester's entitlement). No protocol fee is taken on either, nor on bounties.
+/// The ledger movement of a project's funding (from the requester's prepaid balance into escrow;
+/// from outside, in stores written before budgets were prepaid) or release (from escrow to the
+/// requester's entitlement). No protocol fee is taken on any of them, nor on bounties.
 fn escrow_transfer(event: &Event) -> Option<Transfer> {
     match event {
         Event::ProjectFunded {
@@ -698,6 +703,17 @@ fn escrow_transfer(event: &Event) -> Option<Transfer> {
             amount,
         } => Some(Transfer {
             from: AccountRef::External(*requester),
+            to: AccountRef::Escrow(*project),
+            token: *token,
+            amount: *amount,
+        }),
+        Event::BudgetEscrowed {
+            project,
+            requester,
+            token,
+            amount,
+        } => Some(Transfer {
+            from: AccountRef::Payer(*requester),
             to: AccountRef::Escrow(*project),
             token: *token,
             amount: *amount,

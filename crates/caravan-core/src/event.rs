@@ -123,7 +123,9 @@ pub enum Event {
         /// Accepted judgments' bounties, out of the project's escrow.
         bounties: Vec<Bounty>,
     },
-    /// A requester escrows a data project's budget; bounties are paid out of it.
+    /// A data project's budget moved into its escrow from outside caravan. Written by stores
+    /// before budgets came out of prepaid balances; caravan no longer writes it (money enters
+    /// only as a deposit), and it replays as it always did.
     ProjectFunded {
         project: Hash32,
         requester: Address,
@@ -159,6 +161,15 @@ pub enum Event {
     /// A validator's signed evaluation of a model; it makes the validator a member of the
     /// model's validator role.
     ValidationAttested(Attestation),
+    /// A requester escrows a data project's budget out of its prepaid balance (the balance that
+    /// deposits fill and calls spend); bounties are paid out of the escrow.
+    BudgetEscrowed {
+        project: Hash32,
+        requester: Address,
+        token: Address,
+        #[serde(with = "crate::serde_u128")]
+        amount: Amount,
+    },
 }
 
 /// The chain id that stands for the node's home chain: where everyone who never chose a chain is
@@ -232,6 +243,7 @@ impl Event {
             Event::CallMetered(_) => "call metered",
             Event::AccessRecorded { .. } => "access recorded",
             Event::ValidationAttested(_) => "validation attested",
+            Event::BudgetEscrowed { .. } => "budget escrowed",
         }
     }
 
@@ -329,6 +341,18 @@ impl Event {
             Event::ValidationAttested(attestation) => {
                 e.u8(12);
                 attestation.encode_into(&mut e);
+            }
+            Event::BudgetEscrowed {
+                project,
+                requester,
+                token,
+                amount,
+            } => {
+                e.u8(13)
+                    .hash(project)
+                    .address(requester)
+                    .address(token)
+                    .u128(*amount);
             }
         }
         e.bytes
@@ -433,6 +457,12 @@ impl Event {
             }
             11 => Event::AccessRecorded { record: d.str()? },
             12 => Event::ValidationAttested(Attestation::decode_from(&mut d)?),
+            13 => Event::BudgetEscrowed {
+                project: d.hash()?,
+                requester: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+            },
             tag => return Err(d.error(format!("unknown event tag {tag}"))),
         };
         d.finish()?;
@@ -585,6 +615,12 @@ mod tests {
                 requester: a,
                 token: a,
                 amount: 1,
+            },
+            Event::BudgetEscrowed {
+                project: Hash32([7; 32]),
+                requester: a,
+                token: a,
+                amount: u128::MAX,
             },
         ]
     }

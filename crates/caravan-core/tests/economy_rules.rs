@@ -585,6 +585,82 @@ fn every_way_a_bundle_can_be_wrong_is_named() {
 }
 
 #[test]
+fn a_budget_is_escrowed_only_from_money_the_requester_deposited() {
+    let mut economy = started(0);
+    let project = keccak256(b"project");
+    let requester = Address::from_label("requester");
+    let token = usdc().address;
+    let escrow = |amount| Event::BudgetEscrowed {
+        project,
+        requester,
+        token,
+        amount,
+    };
+    let refused = economy.append(escrow(1), 1).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            EventError::Ledger(LedgerError::InsufficientBalance {
+                account: AccountRef::Payer(_),
+                available: 0,
+                ..
+            })
+        ),
+        "{refused}"
+    );
+    economy
+        .append(
+            Event::Deposited {
+                payer: requester,
+                token,
+                amount: 100,
+            },
+            1,
+        )
+        .unwrap();
+    assert!(economy.append(escrow(101), 2).is_err());
+    economy.append(escrow(60), 2).unwrap();
+    let balance = |account| economy.ledger().balance(&account, &token).signed();
+    assert_eq!(balance(AccountRef::Payer(requester)), 40);
+    assert_eq!(balance(AccountRef::Escrow(project)), 60);
+    assert_eq!(
+        balance(AccountRef::External(requester)),
+        -100,
+        "only the deposit debits the world outside"
+    );
+    assert_eq!(
+        economy.append(escrow(0), 3).unwrap_err(),
+        EventError::Zero {
+            what: "an escrow amount"
+        }
+    );
+}
+
+#[test]
+fn a_budget_funded_from_outside_by_an_older_store_still_replays() {
+    let mut economy = started(0);
+    let project = keccak256(b"project");
+    let requester = Address::from_label("requester");
+    let token = usdc().address;
+    economy
+        .append(
+            Event::ProjectFunded {
+                project,
+                requester,
+                token,
+                amount: 100,
+            },
+            1,
+        )
+        .unwrap();
+    let balance = |account| economy.ledger().balance(&account, &token).signed();
+    assert_eq!(balance(AccountRef::External(requester)), -100);
+    assert_eq!(balance(AccountRef::Escrow(project)), 100);
+    let restored = Economy::decode_state(&economy.encode_state()).unwrap();
+    assert_eq!(restored.state_hash(), economy.state_hash());
+}
+
+#[test]
 fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
     let mut economy = started(50_000);
     let project = keccak256(b"project");
@@ -592,7 +668,17 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
     let token = usdc().address;
     economy
         .append(
-            Event::ProjectFunded {
+            Event::Deposited {
+                payer: requester,
+                token,
+                amount: 100,
+            },
+            1,
+        )
+        .unwrap();
+    economy
+        .append(
+            Event::BudgetEscrowed {
                 project,
                 requester,
                 token,
@@ -645,7 +731,7 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
         EventError::Zero { what: "a bounty" }
     );
     let stranger = Address::from_label("unregistered token");
-    let unknown = Event::ProjectFunded {
+    let unknown = Event::BudgetEscrowed {
         project,
         requester,
         token: stranger,

@@ -23,6 +23,7 @@ use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
 
 use crate::chains::{ChainDirectory, PayoutChain};
+use crate::meter::Meter;
 
 /// The most items in one `ItemsAdded` record.
 const ITEMS_PER_RECORD: usize = 500;
@@ -42,6 +43,18 @@ pub enum DeskError {
     Spec(#[from] SpecError),
     #[error("token {0} is not registered; register it before posting a project paid in it")]
     UnknownToken(Address),
+    #[error(
+        "the budget of {budget} is more than {requester}'s prepaid balance can escrow: {available} is available (the balance less what calls in flight hold). Deposit at least {shortfall} more to {requester}'s prepaid balance, or post the project with a smaller budget",
+        budget = token.format(*budget),
+        available = token.format(*available),
+        shortfall = token.format(budget - available)
+    )]
+    InsufficientBalance {
+        requester: Address,
+        token: caravan_core::Token,
+        budget: caravan_core::Amount,
+        available: caravan_core::Amount,
+    },
     #[error("project {0} already exists")]
     ProjectExists(ProjectId),
     #[error("item {index}: {error}")]
@@ -82,24 +95,36 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The desk. Cheap to share: wrap it in an `Arc`.
 pub struct Desk {
     journal: Arc<SharedJournal>,
+    /// Shared with the gateway: a budget is escrowed only from money no call in flight holds.
+    meter: Arc<Meter>,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
     clock: Clock,
     chains: ChainDirectory,
 }
 
 impl Desk {
-    /// Builds every project's board by folding the work records in `journal`'s log.
+    /// Builds every project's board by folding the work records in `journal`'s log; the desk
+    /// alone spends from prepaid balances (no gateway serves calls beside it).
     pub fn open(journal: Journal) -> Result<Desk, DeskError> {
-        Desk::over(Arc::new(SharedJournal::new(journal)), Arc::new(now_ms))
+        Desk::over(
+            Arc::new(SharedJournal::new(journal)),
+            Arc::new(Meter::default()),
+            Arc::new(now_ms),
+        )
     }
 
-    /// The desk of a node: over a journal it shares with the node's other services, reading
-    /// time from `clock` (simulations and tests run a day of work — leases, minimum seconds per
-    /// item, daily caps — in moments).
-    pub fn over(journal: Arc<SharedJournal>, clock: Clock) -> Result<Desk, DeskError> {
+    /// The desk of a node: over a journal and a meter it shares with the node's other
+    /// services, reading time from `clock` (simulations and tests run a day of work — leases,
+    /// minimum seconds per item, daily caps — in moments).
+    pub fn over(
+        journal: Arc<SharedJournal>,
+        meter: Arc<Meter>,
+        clock: Clock,
+    ) -> Result<Desk, DeskError> {
         let boards = journal.read(fold_boards)?;
         Ok(Desk {
             journal,
+            meter,
             boards: RwLock::new(boards),
             clock,
             chains: ChainDirectory::default(),
@@ -195,19 +220,19 @@ impl Desk {
         Ok(read(&guard))
     }
 
-    /// Posts a project and escrows its budget from the requester.
+    /// Posts a project and escrows its budget from the requester's prepaid balance (what
+    /// deposits filled and calls in flight do not hold); a budget above it is refused with the
+    /// balance and how much more to deposit.
     pub fn create_project(
         &self,
         requester: Address,
         spec: ProjectSpec,
     ) -> Result<ProjectId, DeskError> {
         spec.validate()?;
-        if !self
+        let token = self
             .journal
-            .read(|j| j.economy().tokens().contains_key(&spec.token))
-        {
-            return Err(DeskError::UnknownToken(spec.token));
-        }
+            .read(|j| j.economy().tokens().get(&spec.token).cloned())
+            .ok_or(DeskError::UnknownToken(spec.token))?;
         let mut boards = self.boards.write().expect("board map lock");
         let nonce = boards.len() as u64;
         let created = TaskEvent::ProjectCreated {
@@ -220,9 +245,18 @@ impl Desk {
         if boards.contains_key(&id) {
             return Err(DeskError::ProjectExists(id));
         }
+        let hold = self
+            .meter
+            .reserve(&self.journal, requester, spec.token, spec.budget)
+            .map_err(|shortfall| DeskError::InsufficientBalance {
+                requester,
+                token,
+                budget: spec.budget,
+                available: shortfall.available,
+            })?;
         let events = vec![
             work_event(&board, &created, Vec::new()),
-            Event::ProjectFunded {
+            Event::BudgetEscrowed {
                 project: id.0,
                 requester,
                 token: spec.token,
@@ -230,7 +264,8 @@ impl Desk {
             },
         ];
         boards.insert(id, Arc::new(Mutex::new(board)));
-        self.commit(boards, events)?;
+        let pending = self.meter.settle(hold, || self.journal.enqueue(events));
+        self.commit_pending(boards, pending)?;
         Ok(id)
     }
 
@@ -494,7 +529,15 @@ impl Desk {
     /// waits for durability. If the economy refuses an event or the store fails, memory is ahead
     /// of the log: the boards are rebuilt from the log and the error returned.
     fn commit<Guard>(&self, guard: Guard, events: Vec<Event>) -> Result<(), DeskError> {
-        let pending = self.journal.enqueue(events);
+        self.commit_pending(guard, self.journal.enqueue(events))
+    }
+
+    /// [`Desk::commit`] for events already queued as `pending` (under `guard`).
+    fn commit_pending<Guard>(
+        &self,
+        guard: Guard,
+        pending: caravan_store::PendingSubmission<'_>,
+    ) -> Result<(), DeskError> {
         let refusal = refused(pending.submitted());
         drop(guard);
         if let Err(error) = refusal {

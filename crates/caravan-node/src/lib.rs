@@ -147,7 +147,8 @@ impl NodeBuilder {
     pub fn open(self) -> Result<Node, NodeError> {
         let journal = Arc::new(SharedJournal::new(self.journal));
         let meter = Arc::new(Meter::default());
-        let desk = Desk::over(Arc::clone(&journal), self.clock)?.with_chains(self.chains);
+        let desk = Desk::over(Arc::clone(&journal), Arc::clone(&meter), self.clock)?
+            .with_chains(self.chains);
         let keys = Arc::new(Keys::open(Arc::clone(&journal), self.signer.address())?);
         let mut gateway = Gateway::open(
             Arc::clone(&journal),

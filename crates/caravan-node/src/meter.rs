@@ -1,6 +1,8 @@
-//! Reserve before the call, settle after: the check-then-charge race that lets concurrent calls
-//! overshoot a budget cannot happen, because every call in flight holds its maximum cost
-//! against the payer's balance until its charge is committed.
+//! Reserve before spending, settle after: the check-then-charge race that lets concurrent spenders
+//! overshoot a prepaid balance cannot happen, because every call in flight holds its maximum cost
+//! (and a project being posted its budget) against the account's balance until the charge or
+//! escrow is applied. The gateway and the desk share one meter, so a call and a budget never
+//! count the same money twice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -95,6 +95,7 @@ impl From<DeskError> for ApiError {
             DeskError::NotRequester { .. } => (S::FORBIDDEN, "not_requester"),
             DeskError::Spec(_) => (S::UNPROCESSABLE_ENTITY, "invalid_spec"),
             DeskError::UnknownToken(_) => (S::UNPROCESSABLE_ENTITY, "unknown_token"),
+            DeskError::InsufficientBalance { .. } => (S::PAYMENT_REQUIRED, "insufficient_balance"),
             DeskError::ProjectExists(_) => (S::CONFLICT, "project_exists"),
             DeskError::Item { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_item"),
             DeskError::Assign(e) => (

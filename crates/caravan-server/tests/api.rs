@@ -41,6 +41,11 @@ fn journal_with_genesis(dir: &Path) -> Journal {
                     symbol: "USDC".into(),
                     decimals: 6,
                 }),
+                Event::Deposited {
+                    payer: requester(),
+                    token: token(),
+                    amount: 10_000_000,
+                },
             ])
             .unwrap();
     }
@@ -341,7 +346,7 @@ async fn an_account_chooses_its_payout_chain_and_later_earnings_are_proved_there
             .unwrap();
     };
     desk.journal()
-        .submit(vec![Event::ProjectFunded {
+        .submit(vec![Event::BudgetEscrowed {
             project,
             requester: earner,
             token: token(),

@@ -1167,8 +1167,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     }
     drop(body);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while metered(gateway).1 == 0 || !upstream.cancelled.load(std::sync::atomic::Ordering::SeqCst)
-    {
+    while metered(gateway).1 == 0 || !upstream.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
         assert!(
             std::time::Instant::now() < deadline,
             "no charge or no cancellation"

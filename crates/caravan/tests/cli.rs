@@ -749,7 +749,27 @@ fn a_requester_posts_and_imports_with_the_task_commands() {
         &["task", "create", "--requester", requester, "--spec", spec],
     ));
     assert!(err.contains("is not registered; register it"), "{err}");
-    register_usdc(dir, "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+    let usdc = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    register_usdc(dir, usdc);
+    // The budget (50 USDC) comes out of the requester's prepaid balance: never from nothing.
+    let deposit = |amount: &str| {
+        ok(&caravan(
+            dir,
+            &[
+                "deposit", "--payer", requester, "--token", usdc, "--amount", amount,
+            ],
+        ))
+    };
+    deposit("30");
+    let err = failure(&caravan(
+        dir,
+        &["task", "create", "--requester", requester, "--spec", spec],
+    ));
+    assert!(
+        err.contains("30 USDC is available") && err.contains("Deposit at least 20 USDC more"),
+        "{err}"
+    );
+    deposit("20");
     let created = ok(&caravan(
         dir,
         &["task", "create", "--requester", requester, "--spec", spec],

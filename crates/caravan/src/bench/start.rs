@@ -24,7 +24,8 @@ pub fn measure_node_start(
     let journal = Arc::new(SharedJournal::new(journal));
     let meter = Arc::new(Meter::default());
     let started = Instant::now();
-    Desk::over(Arc::clone(&journal), Arc::new(now_ms)).map_err(|e| e.to_string())?;
+    Desk::over(Arc::clone(&journal), Arc::clone(&meter), Arc::new(now_ms))
+        .map_err(|e| e.to_string())?;
     let desk_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let signer = NodeSigner::generate();

@@ -238,6 +238,11 @@ fn measure_submissions(
                 protocol_fee: Ppm::ZERO,
             }),
             Event::TokenRegistered(token.clone()),
+            Event::Deposited {
+                payer: requester,
+                token: token.address,
+                amount: u128::from(u64::MAX),
+            },
         ])
         .map_err(|e| e.to_string())?;
     let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);

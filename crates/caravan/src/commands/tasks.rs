@@ -16,7 +16,8 @@ use crate::present::{amount, open_journal, progress, table};
 
 #[derive(Subcommand)]
 pub enum TaskCommand {
-    /// Post a project from a JSON spec and escrow its budget from the requester.
+    /// Post a project from a JSON spec and escrow its budget from the requester's prepaid
+    /// balance (which `caravan deposit` fills).
     ///
     /// The spec is the API's `ProjectSpec` (see `examples/project.json`): title, instructions,
     /// schema (single_choice, multiple_choice, free_text, rating, pairwise, spans), overlap,
@@ -46,7 +47,7 @@ pub enum TaskCommand {
 
 #[derive(Args)]
 pub struct CreateArgs {
-    /// The requester's address; the budget is escrowed from it.
+    /// The requester's address; the budget is escrowed from its prepaid balance.
     #[arg(long)]
     requester: Address,
     /// The project spec, a JSON file.

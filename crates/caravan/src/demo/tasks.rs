@@ -173,6 +173,7 @@ pub fn label_digits(
     let desk = Arc::new(
         Desk::over(
             Arc::new(caravan_store::SharedJournal::new(journal)),
+            Arc::new(caravan_node::meter::Meter::default()),
             Arc::new(move || desk_clock.load(Ordering::Relaxed)),
         )
         .map_err(|e| e.to_string())?,
@@ -184,6 +185,18 @@ pub fn label_digits(
             .map_err(|e| e.to_string())?,
     };
     let requester = cast.person("digit-lab requester");
+    let budget: caravan_core::Amount = 150_000_000;
+    let deposited = desk
+        .journal()
+        .submit(vec![caravan_core::Event::Deposited {
+            payer: requester,
+            token: usdc.address,
+            amount: budget,
+        }])
+        .map_err(|e| e.to_string())?;
+    if let Some((_, why)) = deposited.refused.first() {
+        return Err(format!("the requester's deposit was refused: {why}"));
+    }
     let spec = json!({
         "title": "Which digit is this? (8x8 handwriting)",
         "instructions": "Each image is a handwritten digit drawn on an 8x8 grid of ink levels 0-16. Answer the digit you see.",
@@ -191,7 +204,7 @@ pub fn label_digits(
         "overlap": { "min": 3, "max": 7, "confidence": 0.95 },
         "token": usdc.address,
         "bounty": "10000",
-        "budget": "150000000",
+        "budget": budget.to_string(),
         "gold_rate": 120000,
         "exam": { "questions": 5, "pass_mark": 600000 },
         "skill_bar": 650000,
@@ -225,7 +238,7 @@ pub fn label_digits(
     let uri = format!("/v1/projects/{project}/items?format=jsonl&requester={requester}");
     let added = api.expect("POST", &uri, None, Some(jsonl))?;
     println!(
-        "{} posted \"{}\": {} images ({} of them check questions with a known digit), 0.01 USDC per accepted label, 150 USDC escrowed",
+        "{} deposited 150 USDC and posted \"{}\": {} images ({} of them check questions with a known digit), 0.01 USDC per accepted label, the 150 USDC escrowed from its prepaid balance",
         cast.name(&requester),
         spec["title"].as_str().unwrap_or_default(),
         added["added"],
