@@ -1,7 +1,6 @@
 //! What a storage backend must provide: append a batch atomically and durably, read back in order.
 
-use caravan_core::Hash32;
-use caravan_core::Lane;
+use caravan_core::{Address, Hash32, Lane};
 
 /// One event as stored: the envelope fields and the canonical body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +45,31 @@ pub struct AnswerRow {
     pub expires_ms: u64,
     /// The answer, encoded by whoever keeps it.
     pub answer: Vec<u8>,
+}
+
+/// A signed-in session as stored: found by the hash of its secret id (the secret itself is never
+/// stored), for one account, until it expires. Not part of the log: who is signed in is not an
+/// economic fact, and a lost session only means signing in again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id_hash: Hash32,
+    pub account: Address,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+}
+
+/// A change to the sign-in tables (nonces and sessions), applied in one transaction with the
+/// others queued beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignInOp {
+    /// Keeps a nonce the node made, usable once until `expires_ms`. Always succeeds.
+    IssueNonce { nonce: String, expires_ms: u64 },
+    /// Uses up `nonce` and opens `session`, both or neither: succeeds only if the nonce was
+    /// issued, is unused and has not expired. Consuming is atomic, so of two sign-ins with one
+    /// nonce (on one node or several sharing a database) at most one succeeds.
+    OpenSession { nonce: String, session: SessionRow },
+    /// Ends the session with this id hash; succeeds if it was open.
+    EndSession { id_hash: Hash32 },
 }
 
 /// What is written in the same transaction as a batch of events.
@@ -117,6 +141,11 @@ pub trait Backend: Send {
     ) -> Result<(), StoreError>;
     /// The answer kept under `key`, unless it expired by `now_ms`.
     fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError>;
+    /// Applies `ops` in order in one transaction, first forgetting the nonces and sessions that
+    /// expired by `now_ms`; returns whether each succeeded (see [`SignInOp`]).
+    fn sign_in(&mut self, ops: &[SignInOp], now_ms: u64) -> Result<Vec<bool>, StoreError>;
+    /// The session whose id hashes to `id_hash`, unless it ended or expired by `now_ms`.
+    fn session(&mut self, id_hash: &Hash32, now_ms: u64) -> Result<Option<SessionRow>, StoreError>;
     /// Up to `limit` events with `seq >= from`, in order.
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
     /// The first sequence number whose event was stored with its lane: a store made before
@@ -194,6 +223,17 @@ fn stored_hash(bytes: &[u8], holder: impl FnOnce() -> String) -> Result<Hash32, 
 /// A kept answer's stored fingerprint.
 pub(crate) fn answer_fingerprint(bytes: &[u8]) -> Result<Hash32, StoreError> {
     stored_hash(bytes, || "a kept answer's fingerprint".into())
+}
+
+/// A stored session's account.
+pub(crate) fn session_account(bytes: &[u8]) -> Result<Address, StoreError> {
+    let array: [u8; 20] = bytes.try_into().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "a session's account has {} bytes, not 20",
+            bytes.len()
+        ))
+    })?;
+    Ok(Address(array))
 }
 
 pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {

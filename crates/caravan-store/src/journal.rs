@@ -15,9 +15,11 @@ use caravan_core::{
     Economy, Envelope, EpochOutcome, Event, EventError, Hash32, Lane, ReplayError, keccak256,
 };
 
-use crate::backend::{AnswerRow, Attachments, BundleRow, EventRow, SnapshotRow, StoreError};
+use crate::backend::{
+    AnswerRow, Attachments, BundleRow, EventRow, SessionRow, SignInOp, SnapshotRow, StoreError,
+};
 use crate::location::Location;
-use crate::log::{AppendTicket, CommitStats, EventLog};
+use crate::log::{AppendTicket, CommitStats, EventLog, Reply};
 
 /// How many events a replay reads per round trip.
 const REPLAY_PAGE: usize = 50_000;
@@ -260,6 +262,17 @@ impl Journal {
     /// The answer kept under `key`, unless it expired by `now_ms`.
     pub fn answer(&self, key: Hash32, now_ms: u64) -> Result<Option<AnswerRow>, JournalError> {
         Ok(self.log.answer(key, now_ms)?)
+    }
+
+    /// Queues `ops` on the sign-in tables beside the log (see [`crate::Backend::sign_in`]);
+    /// wait on the reply (outside any lock) for whether each succeeded, once durable.
+    pub fn sign_in(&self, ops: Vec<SignInOp>, now_ms: u64) -> Reply<Vec<bool>> {
+        self.log.sign_in(ops, now_ms)
+    }
+
+    /// Asks for the open session whose id hashes to `id_hash` (see [`crate::Backend::session`]).
+    pub fn session(&self, id_hash: Hash32, now_ms: u64) -> Reply<Option<SessionRow>> {
+        self.log.session(id_hash, now_ms)
     }
 
     /// Group commits since the store was (re)opened: transactions and the events they carried.

@@ -17,9 +17,10 @@ mod shared;
 mod sqlite_backend;
 
 pub use backend::{
-    AnswerRow, Attachments, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
+    AnswerRow, Attachments, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp,
+    SnapshotRow, StoreError,
 };
 pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
 pub use location::Location;
-pub use log::{AppendTicket, CommitStats, EventLog};
+pub use log::{AppendTicket, CommitStats, EventLog, Reply};
 pub use shared::{PendingSubmission, QueuedCommit, SharedJournal};

@@ -21,7 +21,9 @@ use caravan_core::Lane;
 
 use caravan_core::Hash32;
 
-use crate::backend::{AnswerRow, Attachments, Backend, EventRow, SnapshotRow, StoreError};
+use crate::backend::{
+    AnswerRow, Attachments, Backend, EventRow, SessionRow, SignInOp, SnapshotRow, StoreError,
+};
 use crate::location::Location;
 
 /// The most events one group commit writes; more stay queued for the next transaction.
@@ -57,6 +59,31 @@ enum Request {
         now_ms: u64,
         reply: Sender<Result<Option<AnswerRow>, StoreError>>,
     },
+    SignIn {
+        ops: Vec<SignInOp>,
+        now_ms: u64,
+        reply: Sender<Result<Vec<bool>, StoreError>>,
+    },
+    Session {
+        id_hash: Hash32,
+        now_ms: u64,
+        reply: Sender<Result<Option<SessionRow>, StoreError>>,
+    },
+}
+
+/// The answer to a request the writer has queued; [`Reply::wait`] blocks until it comes. Lets a
+/// caller holding a lock send under it and wait after releasing it.
+#[must_use = "the request's outcome is known only once its reply has been waited on"]
+pub struct Reply<T> {
+    answer: Receiver<Result<T, StoreError>>,
+}
+
+impl<T> Reply<T> {
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.answer
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::WriterStopped("the writer thread exited".into())))
+    }
 }
 
 /// A pending append; [`AppendTicket::wait`] returns once it is durable (or failed).
@@ -185,6 +212,26 @@ impl EventLog {
     /// The answer kept under `key`, unless it expired by `now_ms`.
     pub fn answer(&self, key: Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
         self.ask(|reply| Request::Answer { key, now_ms, reply })
+    }
+
+    /// Queues `ops` on the sign-in tables (see [`Backend::sign_in`]); sign-ins queued together
+    /// share one transaction and one sync. The reply says whether each op succeeded, once
+    /// durable.
+    pub fn sign_in(&self, ops: Vec<SignInOp>, now_ms: u64) -> Reply<Vec<bool>> {
+        Reply {
+            answer: self.send(|reply| Request::SignIn { ops, now_ms, reply }),
+        }
+    }
+
+    /// The open session whose id hashes to `id_hash` (see [`Backend::session`]).
+    pub fn session(&self, id_hash: Hash32, now_ms: u64) -> Reply<Option<SessionRow>> {
+        Reply {
+            answer: self.send(|reply| Request::Session {
+                id_hash,
+                now_ms,
+                reply,
+            }),
+        }
     }
 
     /// An append with no window wakes a writer waiting out another's; one with a window does not.
@@ -358,6 +405,45 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             }
             Request::Answer { key, now_ms, reply } => {
                 let _ = reply.send(backend.answer(&key, now_ms));
+            }
+            Request::SignIn { ops, now_ms, reply } => {
+                let mut group = vec![(ops, reply)];
+                let mut now = now_ms;
+                loop {
+                    match queue.try_recv() {
+                        Ok(Request::SignIn { ops, now_ms, reply }) => {
+                            now = now.max(now_ms);
+                            group.push((ops, reply));
+                        }
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let all: Vec<SignInOp> = group.iter().flat_map(|(ops, _)| ops.clone()).collect();
+                match backend.sign_in(&all, now) {
+                    Ok(done) => {
+                        let mut done = done.into_iter();
+                        for (ops, reply) in group {
+                            let _ = reply.send(Ok(done.by_ref().take(ops.len()).collect()));
+                        }
+                    }
+                    Err(error) => {
+                        let why = error.to_string();
+                        for (_, reply) in group {
+                            let _ = reply.send(Err(StoreError::Io(why.clone())));
+                        }
+                    }
+                }
+            }
+            Request::Session {
+                id_hash,
+                now_ms,
+                reply,
+            } => {
+                let _ = reply.send(backend.session(&id_hash, now_ms));
             }
         }
     }

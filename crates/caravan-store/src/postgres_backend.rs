@@ -8,9 +8,9 @@ use postgres::error::SqlState;
 use caravan_core::{Hash32, Lane};
 
 use crate::backend::{
-    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
-    answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations, redact,
-    to_i64,
+    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
+    StoreError, answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations,
+    redact, session_account, to_i64,
 };
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
@@ -55,6 +55,21 @@ const MIGRATIONS: &[&str] = &[
         answer      BYTEA  NOT NULL
     );
     CREATE INDEX kept_answers_expiry ON kept_answers (expires_ms);
+",
+    // Sign-in: nonces the node made (each usable once) and open sessions, by their id's hash.
+    "
+    CREATE TABLE sign_in_nonces (
+        nonce      TEXT   PRIMARY KEY,
+        expires_ms BIGINT NOT NULL
+    );
+    CREATE INDEX sign_in_nonces_expiry ON sign_in_nonces (expires_ms);
+    CREATE TABLE sessions (
+        id_hash    BYTEA  PRIMARY KEY,
+        account    BYTEA  NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_expiry ON sessions (expires_ms);
 ",
 ];
 
@@ -254,6 +269,65 @@ impl Backend for PostgresBackend {
                 kept_at_ms: kept_at_ms as u64,
                 expires_ms: expires_ms as u64,
                 answer: row.get(3),
+            })
+        })
+        .transpose()
+    }
+
+    fn sign_in(&mut self, ops: &[SignInOp], now_ms: u64) -> Result<Vec<bool>, StoreError> {
+        let now = to_i64(now_ms, "timestamp")?;
+        let mut tx = self.client.transaction()?;
+        tx.execute("DELETE FROM sign_in_nonces WHERE expires_ms <= $1", &[&now])?;
+        tx.execute("DELETE FROM sessions WHERE expires_ms <= $1", &[&now])?;
+        let mut done = Vec::with_capacity(ops.len());
+        for op in ops {
+            done.push(match op {
+                SignInOp::IssueNonce { nonce, expires_ms } => {
+                    tx.execute(
+                        "INSERT INTO sign_in_nonces (nonce, expires_ms) VALUES ($1, $2) ON CONFLICT (nonce) DO UPDATE SET expires_ms = EXCLUDED.expires_ms",
+                        &[nonce, &to_i64(*expires_ms, "timestamp")?],
+                    )?;
+                    true
+                }
+                SignInOp::OpenSession { nonce, session } => {
+                    // The row lock DELETE takes makes a concurrent use of the nonce (by another
+                    // node on this database) wait and then find it gone.
+                    let used = tx.execute("DELETE FROM sign_in_nonces WHERE nonce = $1", &[nonce])?;
+                    if used == 1 {
+                        tx.execute(
+                            "INSERT INTO sessions (id_hash, account, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+                            &[
+                                &&session.id_hash.0[..],
+                                &&session.account.0[..],
+                                &to_i64(session.created_ms, "timestamp")?,
+                                &to_i64(session.expires_ms, "timestamp")?,
+                            ],
+                        )?;
+                    }
+                    used == 1
+                }
+                SignInOp::EndSession { id_hash } => {
+                    tx.execute("DELETE FROM sessions WHERE id_hash = $1", &[&&id_hash.0[..]])? == 1
+                }
+            });
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    fn session(&mut self, id_hash: &Hash32, now_ms: u64) -> Result<Option<SessionRow>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT account, created_ms, expires_ms FROM sessions WHERE id_hash = $1 AND expires_ms > $2",
+            &[&&id_hash.0[..], &to_i64(now_ms, "timestamp")?],
+        )?;
+        row.map(|row| {
+            let created_ms: i64 = row.get(1);
+            let expires_ms: i64 = row.get(2);
+            Ok(SessionRow {
+                id_hash: *id_hash,
+                account: session_account(row.get(0))?,
+                created_ms: created_ms as u64,
+                expires_ms: expires_ms as u64,
             })
         })
         .transpose()

@@ -8,8 +8,9 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use caravan_core::Event;
+use caravan_core::{Event, Hash32};
 
+use crate::backend::{SessionRow, SignInOp};
 use crate::journal::{Journal, JournalError, Submitted, now_ms};
 use crate::log::AppendTicket;
 
@@ -84,6 +85,24 @@ impl SharedJournal {
                 Err(error.into())
             }
         }
+    }
+
+    /// Applies `ops` to the sign-in tables and says whether each succeeded, once durable; the
+    /// journal is locked only to queue them, so submissions go on meanwhile.
+    pub fn sign_in(&self, ops: Vec<SignInOp>, now_ms: u64) -> Result<Vec<bool>, JournalError> {
+        let reply = self.lock().sign_in(ops, now_ms);
+        Ok(reply.wait()?)
+    }
+
+    /// The open session whose id hashes to `id_hash`, unless it ended or expired by `now_ms`;
+    /// the journal is locked only to ask.
+    pub fn session(
+        &self,
+        id_hash: Hash32,
+        now_ms: u64,
+    ) -> Result<Option<SessionRow>, JournalError> {
+        let reply = self.lock().session(id_hash, now_ms);
+        Ok(reply.wait()?)
     }
 
     /// Runs `read` on the journal. It sees every accepted event, including ones whose commit is

@@ -9,8 +9,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use caravan_core::{Hash32, Lane};
 
 use crate::backend::{
-    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SnapshotRow, StoreError,
-    answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations, to_i64,
+    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
+    StoreError, answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations,
+    session_account, to_i64,
 };
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
@@ -55,6 +56,21 @@ const MIGRATIONS: &[&str] = &[
         answer      BLOB    NOT NULL
     );
     CREATE INDEX kept_answers_expiry ON kept_answers (expires_ms);
+",
+    // Sign-in: nonces the node made (each usable once) and open sessions, by their id's hash.
+    "
+    CREATE TABLE sign_in_nonces (
+        nonce      TEXT    PRIMARY KEY,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sign_in_nonces_expiry ON sign_in_nonces (expires_ms);
+    CREATE TABLE sessions (
+        id_hash    BLOB    PRIMARY KEY,
+        account    BLOB    NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_expiry ON sessions (expires_ms);
 ",
 ];
 
@@ -262,6 +278,81 @@ impl Backend for SqliteBackend {
                 kept_at_ms: kept_at_ms as u64,
                 expires_ms: expires_ms as u64,
                 answer,
+            })
+        })
+        .transpose()
+    }
+
+    fn sign_in(&mut self, ops: &[SignInOp], now_ms: u64) -> Result<Vec<bool>, StoreError> {
+        let now = to_i64(now_ms, "timestamp")?;
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.prepare_cached("DELETE FROM sign_in_nonces WHERE expires_ms <= ?1")?
+            .execute(params![now])?;
+        tx.prepare_cached("DELETE FROM sessions WHERE expires_ms <= ?1")?
+            .execute(params![now])?;
+        let mut done = Vec::with_capacity(ops.len());
+        for op in ops {
+            done.push(match op {
+                SignInOp::IssueNonce { nonce, expires_ms } => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO sign_in_nonces (nonce, expires_ms) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![nonce, to_i64(*expires_ms, "timestamp")?])?;
+                    true
+                }
+                SignInOp::OpenSession { nonce, session } => {
+                    let used = tx
+                        .prepare_cached("DELETE FROM sign_in_nonces WHERE nonce = ?1")?
+                        .execute(params![nonce])?;
+                    if used == 1 {
+                        tx.prepare_cached(
+                            "INSERT INTO sessions (id_hash, account, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![
+                            &session.id_hash.0[..],
+                            &session.account.0[..],
+                            to_i64(session.created_ms, "timestamp")?,
+                            to_i64(session.expires_ms, "timestamp")?
+                        ])?;
+                    }
+                    used == 1
+                }
+                SignInOp::EndSession { id_hash } => {
+                    tx.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
+                        .execute(params![&id_hash.0[..]])?
+                        == 1
+                }
+            });
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    fn session(&mut self, id_hash: &Hash32, now_ms: u64) -> Result<Option<SessionRow>, StoreError> {
+        let row = self
+            .connection
+            .prepare_cached(
+                "SELECT account, created_ms, expires_ms FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+            )?
+            .query_row(
+                params![&id_hash.0[..], to_i64(now_ms, "timestamp")?],
+                |row| {
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(account, created_ms, expires_ms)| {
+            Ok(SessionRow {
+                id_hash: *id_hash,
+                account: session_account(&account)?,
+                created_ms: created_ms as u64,
+                expires_ms: expires_ms as u64,
             })
         })
         .transpose()

@@ -647,6 +647,129 @@ fn kept_answers_are_found_until_they_expire_and_survive_a_reopen(scratch: Scratc
     assert_eq!(journal.answer(later.key, 6_000).unwrap(), Some(later));
 }
 
+fn session(label: &str, account: &str, expires_ms: u64) -> SessionRow {
+    SessionRow {
+        id_hash: keccak256(label.as_bytes()),
+        account: Address::from_label(account),
+        created_ms: 1_000,
+        expires_ms,
+    }
+}
+
+fn open_session(nonce: &str, session: SessionRow) -> SignInOp {
+    SignInOp::OpenSession {
+        nonce: nonce.into(),
+        session,
+    }
+}
+
+fn issue_nonce(nonce: &str, expires_ms: u64) -> SignInOp {
+    SignInOp::IssueNonce {
+        nonce: nonce.into(),
+        expires_ms,
+    }
+}
+
+fn a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    seed_economy(&mut journal);
+    let head = journal.economy().state_hash();
+    let shared = SharedJournal::new(journal);
+    let alice = session("alice's session", "alice", 100_000);
+    assert_eq!(
+        shared
+            .sign_in(
+                vec![issue_nonce("n1", 10_000), issue_nonce("n2", 5_000)],
+                1_000
+            )
+            .unwrap(),
+        vec![true, true]
+    );
+    // A nonce nobody issued, or one already used, opens nothing; of two sign-ins with one
+    // nonce in one batch, only the first.
+    assert_eq!(
+        shared
+            .sign_in(
+                vec![
+                    open_session("never issued", session("x", "mallory", 100_000)),
+                    open_session("n1", alice.clone()),
+                    open_session("n1", session("replay", "mallory", 100_000)),
+                ],
+                2_000
+            )
+            .unwrap(),
+        vec![false, true, false]
+    );
+    assert_eq!(
+        shared.session(alice.id_hash, 2_000).unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(shared.session(keccak256(b"replay"), 2_000).unwrap(), None);
+    // An expired nonce is refused.
+    assert_eq!(
+        shared
+            .sign_in(
+                vec![open_session("n2", session("late", "bob", 100_000))],
+                5_000
+            )
+            .unwrap(),
+        vec![false]
+    );
+    // Nonces issued concurrently from many threads all work once.
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let shared = &shared;
+            scope.spawn(move || {
+                let nonce = format!("thread {t}");
+                let issued = shared.sign_in(vec![issue_nonce(&nonce, 50_000)], 6_000);
+                assert_eq!(issued.unwrap(), vec![true]);
+                let opened = shared.sign_in(
+                    vec![open_session(&nonce, session(&nonce, "carol", 100_000))],
+                    6_000,
+                );
+                assert_eq!(opened.unwrap(), vec![true]);
+            });
+        }
+    });
+
+    // Sessions survive a reopen, and the log is untouched by any of this.
+    let journal = shared.into_inner();
+    assert_eq!(journal.economy().state_hash(), head);
+    drop(journal);
+    let shared = SharedJournal::new(open(&scratch.location));
+    assert_eq!(shared.read(|j| j.economy().state_hash()), head);
+    assert_eq!(
+        shared.session(alice.id_hash, 7_000).unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        shared
+            .session(keccak256(b"thread 3"), 7_000)
+            .unwrap()
+            .map(|s| s.account),
+        Some(Address::from_label("carol"))
+    );
+    // Expired sessions are not found; ending one makes it unknown at once.
+    assert_eq!(shared.session(alice.id_hash, 100_000).unwrap(), None);
+    assert_eq!(
+        shared
+            .sign_in(
+                vec![
+                    SignInOp::EndSession {
+                        id_hash: alice.id_hash
+                    },
+                    SignInOp::EndSession {
+                        id_hash: alice.id_hash
+                    }
+                ],
+                8_000
+            )
+            .unwrap(),
+        vec![true, false]
+    );
+    assert_eq!(shared.session(alice.id_hash, 8_000).unwrap(), None);
+}
+
 /// The child half of `acknowledged_events_survive_a_kill`: writes until killed, printing what is durable.
 fn crash_writer_child() -> bool {
     let Ok(target) = std::env::var("CARAVAN_CRASH_WRITER") else {
@@ -781,6 +904,7 @@ fn forget_sqlite_lanes(location: &Location) {
         .execute_batch(
             "DROP INDEX events_lane_1; DROP INDEX events_lane_2; DROP INDEX events_lane_3;
              DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
+             DROP TABLE sign_in_nonces; DROP TABLE sessions;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -790,6 +914,7 @@ fn forget_postgres_lanes(location: &Location) {
     postgres_client(location)
         .batch_execute(
             "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
+             DROP TABLE sign_in_nonces; DROP TABLE sessions;
              UPDATE caravan_schema SET version = 2;",
         )
         .unwrap();
@@ -814,6 +939,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }
+            $($ignore)* #[test] fn a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end() { super::a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end($scratch) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
                 if super::crash_writer_child() { return; }
                 super::acknowledged_events_survive_a_kill($scratch, concat!(stringify!($module), "::acknowledged_events_survive_a_kill"))
