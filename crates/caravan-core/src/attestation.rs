@@ -139,6 +139,14 @@ pub fn typed_data_digest(struct_hash: &Hash32) -> Hash32 {
     keccak256_parts(&[b"\x19\x01", &domain.0, &struct_hash.0])
 }
 
+/// The digest a wallet signs for `message` with `personal_sign` (EIP-191, version 0x45):
+/// keccak-256 of `"\x19Ethereum Signed Message:\n"`, the message's length in decimal, and the
+/// message.
+pub fn personal_message_digest(message: &[u8]) -> Hash32 {
+    let prefix = format!("\x19Ethereum Signed Message:\n{}", message.len());
+    keccak256_parts(&[prefix.as_bytes(), message])
+}
+
 /// The address whose key made `signature` over `digest`.
 pub fn recover(digest: &Hash32, signature: &Signature65) -> Result<Address, String> {
     use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};

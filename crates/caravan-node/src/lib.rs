@@ -5,30 +5,40 @@
 //! - [`desk::Desk`] keeps the data-task boards in step with the durable log;
 //! - [`gateway::Gateway`] serves paid calls to models, metered and receipted;
 //! - [`keys::Keys`] issues and checks the API keys programs act with;
+//! - [`sessions::Sessions`] signs people in with their wallets (EIP-4361);
 //! - [`meter::Meter`] holds money for calls in flight and budgets being escrowed, so that two
 //!   spenders of one prepaid balance never count the same money twice.
 //!
-//! [`Node`] opens them together over one journal.
+//! [`Node`] opens them together over one journal and says who a request's caller is
+//! ([`auth`]): every service acts for the account the credentials prove, never one a request
+//! names.
 
 pub mod access;
+pub mod auth;
 pub mod chains;
 pub mod desk;
 pub mod gateway;
 pub mod keys;
 pub mod meter;
+pub mod sessions;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use caravan_core::Address;
 use caravan_models::ArtifactStore;
 use caravan_store::{Journal, SharedJournal, now_ms};
 
+use auth::{AuthError, Caller, Credentials, Via};
 use chains::ChainDirectory;
 use desk::{Clock, Desk, DeskError};
 use gateway::receipt::NodeSigner;
 use gateway::{ChargeDurability, Gateway, GatewayError};
-use keys::{Keys, KeysError};
+use keys::{Keys, KeysError, Scope};
 use meter::Meter;
+use sessions::origin::PublicOrigin;
+use sessions::{ContractWallets, Sessions, SignInPolicy};
 
 /// Why a node could not open.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +57,8 @@ pub struct Node {
     desk: Arc<Desk>,
     keys: Arc<Keys>,
     gateway: Arc<Gateway>,
+    sessions: Arc<Sessions>,
+    operators: BTreeSet<Address>,
 }
 
 /// What a node is opened with; everything but the journal, the artifact store and the signer
@@ -60,7 +72,14 @@ pub struct NodeBuilder {
     durability: ChargeDurability,
     models_dir: Option<PathBuf>,
     http: Option<reqwest::Client>,
+    sign_in: Option<SignInPolicy>,
+    wallets: Option<Arc<dyn ContractWallets>>,
+    operators: BTreeSet<Address>,
 }
+
+/// Where a node that was not told its public URL says people reach it: the default listening
+/// address.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 impl Node {
     /// Starts building a node over `journal`, serving classifiers from `artifacts` and signing
@@ -75,6 +94,9 @@ impl Node {
             durability: ChargeDurability::default(),
             models_dir: None,
             http: None,
+            sign_in: None,
+            wallets: None,
+            operators: BTreeSet::new(),
         }
     }
 
@@ -94,6 +116,55 @@ impl Node {
         &self.journal
     }
 
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Whether `account` may do operator work here.
+    pub fn is_operator(&self, account: &Address) -> bool {
+        self.operators.contains(account)
+    }
+
+    /// The caller a request's credentials prove, if it may do what `scope` allows: an API key
+    /// (when the request sends one) with that scope, else the session — which may do anything
+    /// its account may.
+    pub fn authenticate(
+        &self,
+        credentials: Credentials<'_>,
+        scope: Scope,
+    ) -> Result<Caller, AuthError> {
+        if credentials.authorization.is_some() {
+            let key = self.keys.authenticate(credentials.authorization, scope)?;
+            return Ok(Caller {
+                account: key.payer,
+                via: Via::Key(key),
+            });
+        }
+        match credentials.session {
+            Some(secret) => Ok(Caller {
+                account: self.sessions.authenticate(secret)?.account,
+                via: Via::Session,
+            }),
+            None => Err(AuthError::Unauthenticated(scope)),
+        }
+    }
+
+    /// The caller, if it is an operator signed in with a session (operator work is done at a
+    /// browser or with `caravan`, never with an API key a program holds).
+    pub fn authenticate_operator(&self, credentials: Credentials<'_>) -> Result<Caller, AuthError> {
+        let secret = credentials
+            .session
+            .ok_or(AuthError::OperatorUnauthenticated)?;
+        let account = self.sessions.authenticate(secret)?.account;
+        if !self.is_operator(&account) {
+            return Err(AuthError::NotOperator { account });
+        }
+        Ok(Caller {
+            account,
+            via: Via::Session,
+        })
+    }
+
     /// Stops the services and hands the journal back, for commands that go on with the
     /// economy after serving; an error if a service is still shared elsewhere.
     pub fn into_journal(self) -> Result<Journal, String> {
@@ -102,8 +173,10 @@ impl Node {
             desk,
             keys,
             gateway,
+            sessions,
+            ..
         } = self;
-        drop((desk, keys, gateway));
+        drop((desk, keys, gateway, sessions));
         Arc::try_unwrap(journal)
             .map(SharedJournal::into_inner)
             .map_err(|_| "a service of the node is still in use elsewhere".to_owned())
@@ -142,11 +215,38 @@ impl NodeBuilder {
         self
     }
 
+    /// What sign-in messages must name (the public origin, the chains); by default
+    /// [`DEFAULT_PUBLIC_URL`] and the chains given to [`NodeBuilder::chains`].
+    pub fn sign_in(mut self, policy: SignInPolicy) -> NodeBuilder {
+        self.sign_in = Some(policy);
+        self
+    }
+
+    /// Checks contract wallets' sign-in signatures (ERC-1271) through `wallets`.
+    pub fn contract_wallets(mut self, wallets: Arc<dyn ContractWallets>) -> NodeBuilder {
+        self.wallets = Some(wallets);
+        self
+    }
+
+    /// The accounts whose sessions may do operator work.
+    pub fn operators(mut self, operators: impl IntoIterator<Item = Address>) -> NodeBuilder {
+        self.operators.extend(operators);
+        self
+    }
+
     /// Opens every service: the boards, the keys and the gateway's catalogue are rebuilt from
     /// the log.
     pub fn open(self) -> Result<Node, NodeError> {
+        let policy = self.sign_in.unwrap_or_else(|| SignInPolicy {
+            origin: PublicOrigin::parse(DEFAULT_PUBLIC_URL).expect("the default URL parses"),
+            chain_ids: self.chains.chains().map(|chain| chain.chain_id).collect(),
+        });
         let journal = Arc::new(SharedJournal::new(self.journal));
         let meter = Arc::new(Meter::default());
+        let mut sessions = Sessions::new(Arc::clone(&journal), policy, Arc::clone(&self.clock));
+        if let Some(wallets) = self.wallets {
+            sessions = sessions.with_contract_wallets(wallets);
+        }
         let desk = Desk::over(Arc::clone(&journal), Arc::clone(&meter), self.clock)?
             .with_chains(self.chains);
         let keys = Arc::new(Keys::open(Arc::clone(&journal), self.signer.address())?);
@@ -169,6 +269,8 @@ impl NodeBuilder {
             desk: Arc::new(desk),
             keys,
             gateway: Arc::new(gateway),
+            sessions: Arc::new(sessions),
+            operators: self.operators,
         })
     }
 }

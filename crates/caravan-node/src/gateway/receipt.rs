@@ -18,9 +18,9 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use caravan_core::attestation::{address_of, parse_secret_key, recover};
+use caravan_core::attestation::{address_of, parse_secret_key, personal_message_digest, recover};
 use caravan_core::hash::hex_lower;
-use caravan_core::{Address, Hash32, Signature65, keccak256};
+use caravan_core::{Address, Signature65};
 use k256::ecdsa::SigningKey;
 use k256::elliptic_curve::PrimeField;
 use k256::elliptic_curve::ops::Reduce;
@@ -246,7 +246,7 @@ impl NodeSigner {
 
     /// Signs `message` as an Ethereum personal message; returns the 65-byte `r ‖ s ‖ v` as hex.
     pub fn sign(&self, message: &[u8]) -> String {
-        let digest = personal_digest(message);
+        let digest = personal_message_digest(message).0;
         let nonce = self.prepared.as_ref().and_then(|pool| pool.take());
         let signature = nonce
             .and_then(|nonce| self.sign_with(nonce, &digest))
@@ -305,17 +305,11 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
-fn personal_digest(message: &[u8]) -> [u8; 32] {
-    let mut prefixed = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
-    prefixed.extend_from_slice(message);
-    keccak256(&prefixed).0
-}
-
 /// The address that signed `message` with `signature` (hex `r ‖ s ‖ v`, v 27/28 or 0/1), or
 /// why it cannot be recovered.
 pub fn recover_signer(message: &[u8], signature: &str) -> Result<Address, String> {
     let signature = Signature65::parse(signature)?;
-    recover(&Hash32(personal_digest(message)), &signature)
+    recover(&personal_message_digest(message), &signature)
 }
 
 #[cfg(test)]
@@ -351,7 +345,7 @@ mod tests {
         // libsecp256k1 signs exactly as k256 (the core's signer) does.
         let key = SigningKey::from_bytes((&secret).into()).unwrap();
         let by_k256 =
-            caravan_core::attestation::sign_digest(&key, &Hash32(personal_digest(receipt)));
+            caravan_core::attestation::sign_digest(&key, &personal_message_digest(receipt));
         assert_eq!(signature, by_k256.to_hex());
     }
 
@@ -366,7 +360,7 @@ mod tests {
             let nonce = PreparedNonce::new(&context);
             let odd_before = nonce.odd_y;
             let signature = signer
-                .sign_with(nonce, &personal_digest(receipt.as_bytes()))
+                .sign_with(nonce, &personal_message_digest(receipt.as_bytes()).0)
                 .unwrap();
             let bytes = signature.0;
             let s =
