@@ -29,9 +29,9 @@ pub struct Caller {
 /// How the caller proved who it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
-    /// A session its wallet opened: the account's owner at a browser, who may do anything the
-    /// account may.
-    Session,
+    /// A session its wallet opened, until `expires_ms`: the account's owner at a browser, who
+    /// may do anything the account may.
+    Session { expires_ms: u64 },
     /// One of the account's API keys, which may do what its scopes allow.
     Key(ApiKey),
 }
@@ -67,6 +67,10 @@ pub enum AuthError {
         "this is operator work: sign in (GET /v1/auth/nonce, then POST /v1/auth/siwe) with an account the node runs with `--operator`"
     )]
     OperatorUnauthenticated,
+    #[error(
+        "this needs the account's own wallet: sign in (GET /v1/auth/nonce, then POST /v1/auth/siwe); an API key cannot do it"
+    )]
+    SessionRequired,
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -75,6 +79,10 @@ pub enum AuthError {
         "{account} is not an operator of this node; operator work (registering tokens, closing and posting epochs, managing chains) is for the accounts the node runs with `--operator`"
     )]
     NotOperator { account: Address },
+    #[error(
+        "a request from {origin} may not act with a session of {ours}: send it from {ours}, or use an API key"
+    )]
+    CrossSite { origin: String, ours: String },
     #[error(
         "you are {caller}, and this request names {named} as the {acting}; you may act only as yourself: leave the {acting} out, or name {caller}"
     )]
@@ -92,10 +100,12 @@ impl AuthError {
         match self {
             AuthError::Unauthenticated(_)
             | AuthError::OperatorUnauthenticated
+            | AuthError::SessionRequired
             | AuthError::Session(SessionError::Unknown) => true,
             AuthError::Key(key) => !matches!(key, KeyError::Scope { .. }),
             AuthError::Session(SessionError::Store(_))
             | AuthError::NotOperator { .. }
+            | AuthError::CrossSite { .. }
             | AuthError::NotYou { .. } => false,
         }
     }
@@ -119,7 +129,7 @@ impl Caller {
     /// may, a key what its scopes list.
     pub fn may(&self, scope: Scope) -> bool {
         match &self.via {
-            Via::Session => true,
+            Via::Session { .. } => true,
             Via::Key(key) => key.scopes.contains(&scope),
         }
     }
@@ -134,7 +144,7 @@ mod tests {
         let me = Address::from_label("me");
         let caller = Caller {
             account: me,
-            via: Via::Session,
+            via: Via::Session { expires_ms: 1 },
         };
         assert_eq!(caller.acting_as(None, Acting::Contributor).unwrap(), me);
         assert_eq!(caller.acting_as(Some(me), Acting::Contributor).unwrap(), me);

@@ -65,6 +65,10 @@ pub enum DeskError {
     Submit(#[from] SubmitError),
     #[error(transparent)]
     Review(#[from] ReviewError),
+    #[error(
+        "{viewer} may not see {account}'s standing: a contributor sees their own, and a project's requester everyone's"
+    )]
+    NotYourStanding { viewer: Address, account: Address },
     #[error(transparent)]
     Dataset(#[from] DatasetError),
     #[error("project {0} has not been published yet; publish it, then export")]
@@ -87,6 +91,25 @@ pub enum DeskError {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Receipt {
     pub effects: Vec<Effect>,
+}
+
+/// A contributor's standing on a project: what the board knows of their work and pay.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Standing {
+    pub contributor: Address,
+    /// The board's estimate of how often they are right, from gold answers.
+    pub skill: f64,
+    pub exam: caravan_tasks::board::ExamState,
+    pub gold_answered: u32,
+    pub gold_right: u32,
+    pub submitted: u32,
+    pub accepted: u32,
+    pub rejected: u32,
+    /// Bounties of accepted judgments, in base units of the project's token.
+    #[serde(with = "caravan_core::serde_u128")]
+    pub earned: caravan_core::Amount,
+    /// Why they are paused, if they are.
+    pub paused: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, as the desk sees them.
@@ -393,6 +416,33 @@ impl Desk {
         self.persist(guard, &event, effects)
     }
 
+    /// `account`'s standing on the project, for `viewer`: the contributor themselves or the
+    /// project's requester. `None` when `account` has not worked on it.
+    pub fn standing(
+        &self,
+        project: &ProjectId,
+        viewer: Address,
+        account: Address,
+    ) -> Result<Option<Standing>, DeskError> {
+        self.with_board(project, |board| {
+            if viewer != account && viewer != board.requester {
+                return Err(DeskError::NotYourStanding { viewer, account });
+            }
+            Ok(board.contributor(&account).map(|c| Standing {
+                contributor: account,
+                skill: c.skill(),
+                exam: c.exam,
+                gold_answered: c.gold_seen,
+                gold_right: c.gold_correct,
+                submitted: c.submitted,
+                accepted: c.accepted,
+                rejected: c.rejected,
+                earned: u128::from(c.accepted) * board.spec.bounty,
+                paused: c.paused.as_ref().map(|reason| reason.to_string()),
+            }))
+        })?
+    }
+
     pub fn status(&self, project: &ProjectId) -> Result<(ProjectSpec, BoardStatus), DeskError> {
         self.with_board(project, |b| (b.spec.clone(), b.status()))
     }
@@ -427,6 +477,16 @@ impl Desk {
         ];
         self.commit(guard, events)?;
         Ok((id, dataset))
+    }
+
+    /// [`Desk::published`] for the project's requester, who alone may export it.
+    pub fn published_for(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+    ) -> Result<(AssetId, Dataset, Board), DeskError> {
+        self.with_board(project, |board| check_requester(board, requester))??;
+        self.published(project)
     }
 
     /// The rows of the project's latest publication, rebuilt by replaying the project's records

@@ -20,6 +20,7 @@ pub mod desk;
 pub mod gateway;
 pub mod keys;
 pub mod meter;
+pub mod operator;
 pub mod sessions;
 
 use std::collections::BTreeSet;
@@ -141,12 +142,24 @@ impl Node {
             });
         }
         match credentials.session {
-            Some(secret) => Ok(Caller {
-                account: self.sessions.authenticate(secret)?.account,
-                via: Via::Session,
-            }),
+            Some(secret) => self.session_caller(secret),
             None => Err(AuthError::Unauthenticated(scope)),
         }
+    }
+
+    /// The caller signed in with a session (an API key will not do).
+    pub fn authenticate_session(&self, credentials: Credentials<'_>) -> Result<Caller, AuthError> {
+        self.session_caller(credentials.session.ok_or(AuthError::SessionRequired)?)
+    }
+
+    fn session_caller(&self, secret: &str) -> Result<Caller, AuthError> {
+        let session = self.sessions.authenticate(secret)?;
+        Ok(Caller {
+            account: session.account,
+            via: Via::Session {
+                expires_ms: session.expires_ms,
+            },
+        })
     }
 
     /// The caller, if it is an operator signed in with a session (operator work is done at a
@@ -155,14 +168,13 @@ impl Node {
         let secret = credentials
             .session
             .ok_or(AuthError::OperatorUnauthenticated)?;
-        let account = self.sessions.authenticate(secret)?.account;
-        if !self.is_operator(&account) {
-            return Err(AuthError::NotOperator { account });
+        let caller = self.session_caller(secret)?;
+        if !self.is_operator(&caller.account) {
+            return Err(AuthError::NotOperator {
+                account: caller.account,
+            });
         }
-        Ok(Caller {
-            account,
-            via: Via::Session,
-        })
+        Ok(caller)
     }
 
     /// Stops the services and hands the journal back, for commands that go on with the

@@ -89,13 +89,18 @@ fn a_wallet_signs_in_and_its_session_outlives_a_restart_until_it_ends() {
     assert_eq!(challenge.domain, "caravan.example");
     assert_eq!(challenge.uri, "https://caravan.example");
     assert_eq!(challenge.expires_at.ms, START_MS + NONCE_TTL_MS);
+    assert!(
+        challenge
+            .message(&address(&alice), CHAIN)
+            .expiration_time
+            .is_none()
+    );
     let text = challenge.message(&address(&alice), CHAIN).to_string();
     let signature = personal_sign(&alice, &text);
     let opened = node.sessions.sign_in(&text, &signature).unwrap();
     assert_eq!(opened.session.account, address(&alice));
     assert!(opened.secret.starts_with("crs_") && opened.secret.len() == 68);
-    // The message expires with its nonce, and the session not after it.
-    assert_eq!(opened.session.expires_ms, START_MS + NONCE_TTL_MS);
+    assert_eq!(opened.session.expires_ms, START_MS + SESSION_TTL_MS);
     assert_eq!(
         node.sessions.authenticate(&opened.secret).unwrap().account,
         address(&alice)
@@ -105,15 +110,16 @@ fn a_wallet_signs_in_and_its_session_outlives_a_restart_until_it_ends() {
     let replay = node.sessions.sign_in(&text, &signature).unwrap_err();
     assert!(matches!(replay, SignInError::UnknownNonce(_)), "{replay}");
 
-    // A message without an expiration time opens a session for SESSION_TTL_MS; wallets that
+    // A message that names an expiration time opens a session that ends with it; wallets that
     // send the address in lower case are read too.
-    let lasting = node
+    let brief = node
         .sign_in_as(&alice, |m| {
-            m.expiration_time = None;
+            m.expiration_time = Some(Timestamp::from_ms(START_MS + 30 * 60 * 1000));
             m.address_text = m.address_text.to_lowercase();
         })
         .unwrap();
-    assert_eq!(lasting.session.expires_ms, START_MS + SESSION_TTL_MS);
+    assert_eq!(brief.session.expires_ms, START_MS + 30 * 60 * 1000);
+    let lasting = opened;
 
     drop(node);
     let node = Node::open(dir.path());
@@ -125,10 +131,10 @@ fn a_wallet_signs_in_and_its_session_outlives_a_restart_until_it_ends() {
     );
     assert!(
         matches!(
-            node.sessions.authenticate(&opened.secret),
+            node.sessions.authenticate(&brief.secret),
             Err(SessionError::Unknown)
         ),
-        "the first session expired with its message"
+        "the brief session expired with its message"
     );
     node.sessions.sign_out(&lasting.secret).unwrap();
     assert!(matches!(
@@ -147,9 +153,7 @@ fn a_wallet_signs_in_and_its_session_outlives_a_restart_until_it_ends() {
 fn a_session_expires_and_is_then_unknown_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(dir.path());
-    let opened = node
-        .sign_in_as(&wallet("bob"), |m| m.expiration_time = None)
-        .unwrap();
+    let opened = node.sign_in_as(&wallet("bob"), |_| {}).unwrap();
     node.advance(SESSION_TTL_MS - 1);
     assert!(node.sessions.authenticate(&opened.secret).is_ok());
     node.advance(1);
@@ -252,9 +256,7 @@ fn every_check_refuses_on_its_own_and_says_what_to_fix() {
         .message(&address(&carol), CHAIN)
         .to_string();
     node.advance(NONCE_TTL_MS);
-    let mut late = SiweMessage::parse(&text).unwrap();
-    late.expiration_time = None;
-    let late = late.to_string();
+    let late = text;
     assert!(matches!(
         node.sessions
             .sign_in(&late, &personal_sign(&carol, &late))

@@ -1,10 +1,18 @@
-//! The HTTP face of a caravan node.
+//! The HTTP face of a caravan node: the data-task API, sign-in, settlement, operator work and the
+//! OpenAI-compatible gateway, with the OpenAPI document at `/v1/openapi.json`.
 //!
-//! [`api`] exposes the data-task desk as a JSON API whose OpenAPI document the server serves at
-//! `/v1/openapi.json`; [`gateway`] serves models in OpenAI's wire format. Handlers extract typed
-//! input, call one service of `caravan-node` and map its result; the rules live in
-//! `caravan-tasks` and `caravan-core`.
+//! [`routes`] lists every route with who may call it; [`access`] enforces that before a handler
+//! runs. Handlers extract typed input, call one service of `caravan-node` and map its result;
+//! the rules live in `caravan-node`, `caravan-tasks` and `caravan-core`.
 
-pub mod api;
+pub mod access;
+pub mod error;
 pub mod gateway;
 pub mod openapi;
+pub mod operator;
+pub mod routes;
+pub mod settlement;
+pub mod sign_in;
+pub mod tasks;
+
+pub use routes::router;

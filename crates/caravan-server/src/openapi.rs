@@ -1,43 +1,18 @@
-//! The OpenAPI 3.1 document of the node's API (data tasks, epochs, chains and the gateway), served at `/v1/openapi.json`. A test checks
-//! that every route the router serves is documented here and nothing else is.
+//! The OpenAPI 3.1 document of the node's API (data tasks, sign-in, settlement, operator work and
+//! the gateway), served at `/v1/openapi.json`. Each operation states who may call it, from the
+//! same route table the router is built from; a test checks that every route is documented here
+//! and nothing else is.
 
+use caravan_node::keys::Scope;
 use serde_json::{Value, json};
 
-/// Every documented `(method, path)`, in the document's order.
-pub const OPERATIONS: [(&str, &str); 32] = [
-    ("get", "/v1/openapi.json"),
-    ("post", "/v1/projects"),
-    ("get", "/v1/projects"),
-    ("get", "/v1/projects/{project}"),
-    ("post", "/v1/projects/{project}/items"),
-    ("post", "/v1/projects/{project}/reviewers"),
-    ("post", "/v1/projects/{project}/next"),
-    ("post", "/v1/projects/{project}/judgments"),
-    ("post", "/v1/projects/{project}/reviews/next"),
-    ("post", "/v1/projects/{project}/reviews"),
-    ("get", "/v1/projects/{project}/contributors/{account}"),
-    ("post", "/v1/projects/{project}/publish"),
-    ("post", "/v1/projects/{project}/close"),
-    ("get", "/v1/projects/{project}/export"),
-    ("get", "/v1/epochs"),
-    ("get", "/v1/epochs/{epoch}"),
-    ("get", "/v1/epochs/{epoch}/proofs/{account}"),
-    ("get", "/v1/chains"),
-    ("get", "/v1/accounts/{account}/payout-chain"),
-    ("put", "/v1/accounts/{account}/payout-chain"),
-    ("get", "/v1/models"),
-    ("get", "/v1/models/{model}"),
-    ("post", "/v1/models/{model}/attestations"),
-    ("get", "/v1/models/{model}/attestations"),
-    ("post", "/v1/classifications"),
-    ("post", "/v1/embeddings"),
-    ("post", "/v1/chat/completions"),
-    ("post", "/v1/keys"),
-    ("get", "/v1/keys"),
-    ("delete", "/v1/keys/{id}"),
-    ("get", "/v1/balance"),
-    ("get", "/v1/node"),
-];
+use crate::access::{Access, SESSION_COOKIE};
+use crate::routes::table;
+
+/// `GET /v1/openapi.json`.
+pub async fn serve() -> axum::Json<Value> {
+    axum::Json(document())
+}
 
 fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -75,8 +50,7 @@ fn gateway_operation(
     let mut responses = json!({ "400": error, "401": error, "403": error, "404": error,
         "409": error, "429": error, "503": error });
     responses[status] = response;
-    let mut op = json!({ "summary": summary, "responses": responses,
-        "security": [{ "apiKey": [] }] });
+    let mut op = json!({ "summary": summary, "responses": responses });
     if let Some(request) = request {
         op["requestBody"] = request;
     }
@@ -116,10 +90,12 @@ fn schemas() -> Value {
             "price_per_call": amount.clone(), "token": address() } },
         "ApiKey": { "type": "object", "required": ["id", "payer", "scopes"], "properties": {
             "id": { "type": "string" }, "object": { "const": "api_key" }, "payer": address(),
-            "scopes": { "type": "array", "items": { "enum": ["models", "chat", "embeddings", "classify"] } },
+            "scopes": { "type": "array", "items": reference("Scope") },
             "name": { "type": "string" }, "created_ms": { "type": "integer" },
             "expires_ms": { "type": ["integer", "null"] },
             "key": { "type": "string", "description": "the secret, returned once when the key is issued" } } },
+        "Scope": { "enum": Scope::ALL.map(Scope::name),
+            "description": "what an API key may do: models (list models, read the balance), chat, embeddings, classify, labeling (take and submit work), requesting (post and run projects, spending on budgets), reviewing" },
         "Address": address(),
         "Hash": hash(),
         "Chain": { "type": "object", "required": ["home"],
@@ -201,10 +177,14 @@ fn inline(schema: Value) -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    let contributor = inline(object(
-        json!({ "contributor": address() }),
-        &["contributor"],
-    ));
+    let acting = |role: &str| {
+        let mut schema = address();
+        schema["description"] = json!(format!(
+            "optional and deprecated: the {role} is the signed-in caller; a request naming another account is refused (403)"
+        ));
+        schema
+    };
+    let contributor = inline(object(json!({ "contributor": acting("contributor") }), &[]));
     let format = |formats: &str| {
         json!({ "name": "format", "in": "query", "required": true,
                 "schema": { "enum": formats.split(',').collect::<Vec<_>>() } })
@@ -215,17 +195,17 @@ pub fn document() -> Value {
     };
     add(
         "get",
-        OPERATIONS[0].1,
+        "/v1/openapi.json",
         ok_op("This document.", json!({ "type": "object" })),
     );
     add(
         "post",
         "/v1/projects",
         operation(
-            "Post a project; its budget is escrowed from the requester.",
+            "Post a project as the caller; its budget is escrowed from the caller's prepaid balance (402 insufficient_balance says how much more to deposit).",
             Some(inline(object(
-                json!({ "requester": address(), "spec": reference("ProjectSpec") }),
-                &["requester", "spec"],
+                json!({ "requester": acting("requester"), "spec": reference("ProjectSpec") }),
+                &["spec"],
             ))),
             "201",
             ok(
@@ -262,7 +242,7 @@ pub fn document() -> Value {
         ),
     );
     import["parameters"] = json!([format("jsonl,csv,label_studio"),
-        { "name": "requester", "in": "query", "required": true, "schema": address() }]);
+        { "name": "requester", "in": "query", "required": false, "schema": acting("requester") }]);
     add("post", "/v1/projects/{project}/items", import);
     add(
         "post",
@@ -270,8 +250,8 @@ pub fn document() -> Value {
         operation(
             "Let an account review free-text and span work.",
             Some(inline(object(
-                json!({ "requester": address(), "reviewer": address() }),
-                &["requester", "reviewer"],
+                json!({ "requester": acting("requester"), "reviewer": address() }),
+                &["reviewer"],
             ))),
             "204",
             json!({ "description": "added" }),
@@ -293,8 +273,8 @@ pub fn document() -> Value {
         operation(
             "Submit an answer for the leased item; the receipt lists payments, pauses and resolutions it caused.",
             Some(inline(object(
-                json!({ "contributor": address(), "item": hash(), "answer": reference("Answer") }),
-                &["contributor", "item", "answer"],
+                json!({ "contributor": acting("contributor"), "item": hash(), "answer": reference("Answer") }),
+                &["item", "answer"],
             ))),
             "201",
             ok("recorded", reference("Receipt")),
@@ -306,8 +286,8 @@ pub fn document() -> Value {
         operation(
             "The oldest judgment waiting for review that the reviewer did not write (204 when none).",
             Some(inline(object(
-                json!({ "reviewer": address() }),
-                &["reviewer"],
+                json!({ "reviewer": acting("reviewer") }),
+                &[],
             ))),
             "200",
             ok("a judgment to review", json!({ "type": "object" })),
@@ -319,8 +299,8 @@ pub fn document() -> Value {
         operation(
             "Accept, fix or reject a judgment; a rejected item goes back to the pool.",
             Some(inline(object(
-                json!({ "reviewer": address(), "judgment": { "type": "integer" }, "verdict": reference("Verdict") }),
-                &["reviewer", "judgment", "verdict"],
+                json!({ "reviewer": acting("reviewer"), "judgment": { "type": "integer" }, "verdict": reference("Verdict") }),
+                &["judgment", "verdict"],
             ))),
             "200",
             ok("reviewed", reference("Receipt")),
@@ -330,7 +310,7 @@ pub fn document() -> Value {
         "get",
         "/v1/projects/{project}/contributors/{account}",
         ok_op(
-            "A contributor's standing: skill, exam, gold record, accepted work, earnings, and why they are paused.",
+            "A contributor's standing: skill, exam, gold record, accepted work, earnings, and why they are paused. The contributor sees their own; the project's requester everyone's.",
             json!({ "type": "object" }),
         ),
     );
@@ -340,10 +320,10 @@ pub fn document() -> Value {
         operation(
             "Publish resolved work as a dataset asset: item root, contributor weights by skill.",
             Some(inline(object(
-                json!({ "requester": address(), "name": { "type": "string" },
+                json!({ "requester": acting("requester"), "name": { "type": "string" },
             "licence": { "type": "object", "description": "{\"type\":\"open_use\"}, {\"type\":\"non_commercial\"} or commercial terms" },
             "curator_share": { "type": "string", "description": "kept by the requester, e.g. \"10%\"" } }),
-                &["requester", "name", "licence"],
+                &["name", "licence"],
             ))),
             "201",
             ok("published", json!({ "type": "object" })),
@@ -355,8 +335,8 @@ pub fn document() -> Value {
         operation(
             "Close the project to new work and return the budget no pending judgment or lease can still claim (again later: what became free since).",
             Some(inline(object(
-                json!({ "requester": address() }),
-                &["requester"],
+                json!({ "requester": acting("requester") }),
+                &[],
             ))),
             "200",
             ok(
@@ -369,7 +349,7 @@ pub fn document() -> Value {
         ),
     );
     let mut export = ok_op(
-        "The published rows as JSONL, CSV or Label Studio JSON, streamed.",
+        "The published rows as JSONL, CSV or Label Studio JSON, streamed; for the project's requester.",
         json!({ "type": "string" }),
     );
     export["parameters"] = json!([format("jsonl,csv,label_studio")]);
@@ -427,7 +407,7 @@ pub fn document() -> Value {
         "put",
         "/v1/accounts/{account}/payout-chain",
         operation(
-            "Choose the chain the account's earnings are paid on from now on (0 for home). What it earned before stays claimable on the chain that was paying it.",
+            "Choose the chain the account's earnings are paid on from now on (0 for home), as the signed-in account itself. What it earned before stays claimable on the chain that was paying it.",
             Some(inline(object(
                 json!({ "chain_id": { "type": "integer", "minimum": 0 } }),
                 &["chain_id"],
@@ -574,13 +554,13 @@ pub fn document() -> Value {
         ])
     };
     const SIGNED: &str = "Only the payer's own wallet may do this: it signs EIP-712 typed data under the domain {name: \"caravan\", version: \"1\"} (`eth_signTypedData_v4` in any wallet, or `caravan key` with a key file), naming as `node` this node's address from GET /v1/node, so no other node accepts the request.";
-    let mut issue = gateway_operation(
+    let issue = gateway_operation(
         &format!(
-            "Issue an API key for the payer that signs the request. {SIGNED} The typed data is IssueApiKey(address payer,address node,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs), with the scopes as sent (all four in the order models, chat, embeddings, classify when left out) and expiresInDays 0 for a key that never expires; the key expires that many days after signedAtMs. A signed request issues one key only (409 signature_reused). The secret is in the response once; the node keeps only its hash."
+            "Issue an API key for the payer that signs the request. {SIGNED} The typed data is IssueApiKey(address payer,address node,string[] scopes,uint32 expiresInDays,string name,uint64 signedAtMs), with the scopes as sent (models, chat, embeddings and classify in that order when left out; labeling, requesting and reviewing only when asked for) and expiresInDays 0 for a key that never expires; the key expires that many days after signedAtMs. A signed request issues one key only (409 signature_reused). The secret is in the response once; the node keeps only its hash."
         ),
         Some(inline(object(
             json!({ "payer": address(),
-                    "scopes": { "type": "array", "items": { "enum": ["models", "chat", "embeddings", "classify"] } },
+                    "scopes": { "type": "array", "items": reference("Scope") },
                     "expires_in_days": { "type": "integer", "minimum": 1 }, "name": { "type": "string", "maxLength": 120 },
                     "signed_at_ms": signed_at, "signature": signature }),
             &["payer", "signed_at_ms", "signature"],
@@ -588,7 +568,6 @@ pub fn document() -> Value {
         "201",
         ok("issued", reference("ApiKey")),
     );
-    issue.as_object_mut().unwrap().remove("security");
     add("post", "/v1/keys", issue);
     let mut list = gateway_operation(
         &format!("The payer's live keys, without their secrets. {SIGNED}"),
@@ -600,7 +579,6 @@ pub fn document() -> Value {
             "data": { "type": "array", "items": reference("ApiKey") } } }),
         ),
     );
-    list.as_object_mut().unwrap().remove("security");
     list["parameters"] = signed_query("ListApiKeys(address payer,address node,uint64 signedAtMs)");
     add("get", "/v1/keys", list);
     let mut revoke = gateway_operation(
@@ -613,7 +591,6 @@ pub fn document() -> Value {
             "revoked": { "const": true } } }),
         ),
     );
-    revoke.as_object_mut().unwrap().remove("security");
     revoke["parameters"] = signed_query(
         "RevokeApiKey(address payer,address node,string key,uint64 signedAtMs), key being the id in the path",
     );
@@ -622,7 +599,7 @@ pub fn document() -> Value {
         "get",
         "/v1/balance",
         gateway_operation(
-            "The key's payer's prepaid balances: available (less calls in flight) and held by calls in flight.",
+            "The caller's prepaid balances (an API key's payer, or the signed-in account): available (less calls in flight) and held by calls in flight.",
             None,
             "200",
             ok(
@@ -634,7 +611,7 @@ pub fn document() -> Value {
             ),
         ),
     );
-    let mut node = gateway_operation(
+    let node = gateway_operation(
         "The node's identity: the address it signs receipts with, which every key request signed for this node names. Needs no key.",
         None,
         "200",
@@ -644,17 +621,160 @@ pub fn document() -> Value {
             "address": address() } }),
         ),
     );
-    node.as_object_mut().unwrap().remove("security");
     add("get", "/v1/node", node);
+    sign_in_operations(&mut add);
+    operator_operations(&mut add);
+    for route in table() {
+        let op = &mut paths[route.path][route.method];
+        let (security, needs) = security(route.access);
+        op["security"] = security;
+        op["x-caravan-access"] = json!(needs);
+        let error = op["responses"]["400"].clone();
+        if route.access != Access::Public {
+            op["responses"]["401"] = error.clone();
+            op["responses"]["403"] = error;
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": "caravan node", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Post labeling and writing tasks with a budget, do them, review them, and publish the accepted work as a dataset whose contributors share its royalties; call the models trained on it through an OpenAI-compatible gateway, paid per call from a prepaid balance." },
         "paths": paths,
         "components": { "schemas": schemas(),
-            "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer",
-                "description": "an API key from POST /v1/keys (or `caravan key issue`), as `Authorization: Bearer crv_…`" } } }
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "bearer",
+                    "description": "an API key from POST /v1/keys (or `caravan key issue`), as `Authorization: Bearer crv_…`; it acts for its account within its scopes" },
+                "session": { "type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                    "description": "the session POST /v1/auth/siwe opens when a wallet signs in (EIP-4361); HttpOnly, SameSite=Lax" } } }
     })
+}
+
+/// Who may call an operation, as OpenAPI security requirements and in words.
+fn security(access: Access) -> (Value, String) {
+    match access {
+        Access::Public => (json!([]), "public".into()),
+        Access::Signed => (
+            json!([]),
+            "signed: the request carries its signer's EIP-712 signature, checked by the node"
+                .into(),
+        ),
+        Access::Account(scope) => (
+            json!([{ "session": [] }, { "apiKey": [scope.name()] }]),
+            format!(
+                "account: the signed-in caller, or an API key of theirs with the {} scope; acts as the caller only",
+                scope.name()
+            ),
+        ),
+        Access::Key(scope) => (
+            json!([{ "apiKey": [scope.name()] }]),
+            format!("key: an API key with the {} scope", scope.name()),
+        ),
+        Access::Session => (
+            json!([{ "session": [] }]),
+            "session: the account's own wallet, signed in".into(),
+        ),
+        Access::Operator => (
+            json!([{ "session": [] }]),
+            "operator: the session of an account the node runs with --operator".into(),
+        ),
+    }
+}
+
+fn sign_in_operations(add: &mut impl FnMut(&str, &str, Value)) {
+    let session = object(
+        json!({ "account": address(), "expires_at_ms": { "type": "integer" },
+                "operator": { "type": "boolean", "description": "whether the account may do operator work here" } }),
+        &["account", "expires_at_ms", "operator"],
+    );
+    let mut nonce = ok_op(
+        "A sign-in nonce this node made (usable once, for 5 minutes), with what an EIP-4361 message must say to be accepted here: the domain and URI of the node's public URL, version 1, one of the chain ids. With `address` (and optionally `chain_id`), also the exact message for that account to sign with `personal_sign`.",
+        object(
+            json!({ "nonce": { "type": "string" }, "domain": { "type": "string" }, "uri": { "type": "string" },
+                    "version": { "const": "1" }, "chain_ids": { "type": "array", "items": { "type": "integer" } },
+                    "statement": { "type": "string" }, "issued_at": { "type": "string" },
+                    "expires_at": { "type": "string" }, "expires_at_ms": { "type": "integer" },
+                    "message": { "type": "string" } }),
+            &[
+                "nonce",
+                "domain",
+                "uri",
+                "version",
+                "chain_ids",
+                "expires_at",
+            ],
+        ),
+    );
+    nonce["parameters"] = json!([
+        { "name": "address", "in": "query", "required": false, "schema": address() },
+        { "name": "chain_id", "in": "query", "required": false, "schema": { "type": "integer" } },
+    ]);
+    add("get", "/v1/auth/nonce", nonce);
+    let mut opened = ok("signed in; the session cookie is set", session.clone());
+    opened["headers"] = json!({ "Set-Cookie": { "schema": { "type": "string" },
+        "description": format!("{SESSION_COOKIE}=…; HttpOnly; SameSite=Lax (and Secure when the node's public URL is https)") } });
+    add(
+        "post",
+        "/v1/auth/siwe",
+        operation(
+            "Sign in with a wallet: the EIP-4361 message and its personal_sign signature. Each check refuses with its own code: malformed_message, wrong_domain, wrong_uri, wrong_version, unknown_chain, issued_in_the_future, issued_too_long_ago, message_expired, not_yet_valid, malformed_signature, wrong_signer, unknown_nonce. A contract wallet's signature is checked with ERC-1271 on a JSON-RPC chain the node is configured with.",
+            Some(inline(object(
+                json!({ "message": { "type": "string", "maxLength": 4096 },
+                        "signature": { "type": "string", "pattern": "^0x([0-9a-fA-F]{2})+$" } }),
+                &["message", "signature"],
+            ))),
+            "200",
+            opened,
+        ),
+    );
+    add(
+        "get",
+        "/v1/auth/session",
+        ok_op("Who the session is.", session),
+    );
+    add(
+        "post",
+        "/v1/auth/logout",
+        operation(
+            "End the session (here and for every node sharing this store) and clear its cookie.",
+            None,
+            "204",
+            json!({ "description": "signed out" }),
+        ),
+    );
+}
+
+fn operator_operations(add: &mut impl FnMut(&str, &str, Value)) {
+    add(
+        "post",
+        "/v1/tokens",
+        operation(
+            "Register an ERC-20 token that payments, budgets and royalties may be made in.",
+            Some(inline(object(
+                json!({ "address": address(), "symbol": { "type": "string" },
+                        "decimals": { "type": "integer", "minimum": 0, "maximum": 36 } }),
+                &["address", "symbol", "decimals"],
+            ))),
+            "201",
+            ok("registered", json!({ "type": "object" })),
+        ),
+    );
+    add(
+        "post",
+        "/v1/epochs",
+        operation(
+            "Close the current epoch while the node serves: revenue propagates through the lineage and the cumulative settlement root is recorded with the epoch's bundle.",
+            None,
+            "201",
+            ok(
+                "closed",
+                object(
+                    json!({ "epoch": { "type": "integer" }, "root": hash(),
+                            "leaves": { "type": "integer" }, "payouts": { "type": "integer" } }),
+                    &["epoch", "root"],
+                ),
+            ),
+        ),
+    );
 }
 
 fn ok_op(summary: &str, schema: Value) -> Value {
@@ -666,18 +786,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_lists_exactly_the_documented_operations_and_resolves_its_references() {
+    fn the_document_lists_exactly_the_routes_each_with_who_may_call_it() {
         let doc = document();
         let mut listed = Vec::new();
         for (path, methods) in doc["paths"].as_object().unwrap() {
-            for method in methods.as_object().unwrap().keys() {
+            for (method, op) in methods.as_object().unwrap() {
+                assert!(
+                    op["security"].is_array() && op["x-caravan-access"].is_string(),
+                    "{method} {path} does not say who may call it"
+                );
                 listed.push((method.clone(), path.clone()));
             }
         }
         listed.sort();
-        let mut expected: Vec<(String, String)> = OPERATIONS
+        let mut expected: Vec<(String, String)> = table()
             .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .map(|route| (route.method.to_string(), route.path.to_string()))
             .collect();
         expected.sort();
         assert_eq!(listed, expected);
@@ -689,5 +813,11 @@ mod tests {
                 "{name} undefined"
             );
         }
+        let create = &doc["paths"]["/v1/projects"]["post"];
+        assert_eq!(
+            create["security"],
+            json!([{ "session": [] }, { "apiKey": ["requesting"] }])
+        );
+        assert_eq!(doc["paths"]["/v1/epochs"]["get"]["security"], json!([]));
     }
 }

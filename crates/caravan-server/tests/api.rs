@@ -1,151 +1,59 @@
-//! The data-task API as a client uses it, over a real SQLite store: a project from posting to
-//! publishing, clear errors for bad input, many concurrent contributors, and a restart.
+//! The data-task API as its users meet it, over a real SQLite store: people sign in with their
+//! wallets and act only as themselves; a project goes from posting to publishing; bad input gets a
+//! clear error; many contributors work at once; a restart rebuilds the boards.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use caravan_core::{AccountRef, Address, Event, Genesis, Ppm, Token};
+use axum::http::{Method, StatusCode};
+use caravan_core::{AccountRef, Address, Event};
 use caravan_node::chains::{ChainDirectory, PayoutChain};
-use caravan_node::desk::Desk;
-use caravan_server::api::router;
-use caravan_store::{Journal, Location};
+use caravan_server::router;
+use common::{Auth, Person, call, open_node, post_project, send, spec, token};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-fn token() -> Address {
-    Address::from_label("usdc")
-}
+const DEPOSIT: u128 = 10_000_000;
 
-fn requester() -> Address {
-    Address::from_label("requester")
-}
-
-fn open_desk(dir: &Path) -> Arc<Desk> {
-    Arc::new(Desk::open(journal_with_genesis(dir)).unwrap())
-}
-
-fn journal_with_genesis(dir: &Path) -> Journal {
-    let mut journal = Journal::open(Location::DataDir(dir.to_path_buf()), &mut |_, _| {}).unwrap();
-    if journal.economy().genesis().is_none() {
-        journal
-            .submit(vec![
-                Event::Genesis(Genesis {
-                    treasury: Address::from_label("treasury"),
-                    protocol_fee: Ppm::ZERO,
-                }),
-                Event::TokenRegistered(Token {
-                    address: token(),
-                    symbol: "USDC".into(),
-                    decimals: 6,
-                }),
-                Event::Deposited {
-                    payer: requester(),
-                    token: token(),
-                    amount: 10_000_000,
-                },
-            ])
-            .unwrap();
-    }
-    journal
-}
-
-async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let request = Request::builder().method(method).uri(uri);
-    let request = match body {
-        Some(json) => request
-            .header("content-type", "application/json")
-            .body(Body::from(json.to_string())),
-        None => request.body(Body::empty()),
-    }
-    .unwrap();
-    send(app, request).await
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
-}
-
-fn spec(overlap: u32) -> Value {
-    json!({
-        "title": "Sentiment of product reviews",
-        "instructions": "Pick the sentiment the review expresses.",
-        "schema": { "type": "single_choice", "options": ["pos", "neg"] },
-        "overlap": { "min": overlap, "max": overlap + 2, "confidence": 0.9 },
-        "token": token(),
-        "bounty": "1000",
-        "budget": "1000000",
-        "gold_rate": 0,
-        "skill_bar": 500000,
-        "gold_grace": 3,
-        "min_seconds_per_item": 0,
-        "daily_cap": 1000,
-        "deadline_ms": u64::MAX,
-        "lease_seconds": 600,
-        "method": "ds"
-    })
-}
-
-async fn post_project(app: &Router, overlap: u32, items: usize) -> String {
-    let (status, created) = call(
-        app,
-        Method::POST,
-        "/v1/projects",
-        Some(json!({ "requester": requester(), "spec": spec(overlap) })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let project = created["project"].as_str().unwrap().to_owned();
-    let mut csv = String::from("text,truth\n");
-    for n in 0..items {
-        let truth = if n % 2 == 0 { "pos" } else { "neg" };
-        csv.push_str(&format!("review number {n},{truth}\n"));
-    }
-    let uri = format!(
-        "/v1/projects/{project}/items?format=csv&requester={}",
-        requester()
-    );
-    let request = Request::post(uri).body(Body::from(csv)).unwrap();
-    let (status, added) = send(app, request).await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
-    assert_eq!(added["added"], items);
-    project
+fn requester() -> Person {
+    Person::new("requester")
 }
 
 #[tokio::test]
 async fn a_project_goes_from_posting_to_a_published_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    let desk = open_desk(dir.path());
-    let app = router(desk.clone());
-    let project = post_project(&app, 3, 4).await;
+    let node = open_node(
+        dir.path(),
+        &[(requester().address, DEPOSIT)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = router(Arc::clone(&node));
+    let lab = requester().sign_in(&app).await;
+    let project = post_project(&app, &lab, 3, 4).await;
+    let workers: Vec<Person> = (0..3)
+        .map(|n| Person::new(&format!("worker {n}")))
+        .collect();
+    let mut sessions = Vec::new();
+    for worker in &workers {
+        sessions.push(worker.sign_in(&app).await);
+    }
 
     let mut paid = 0u64;
     for n in 0..12 {
-        let contributor = Address::from_label(&format!("worker {}", n % 3));
-        let uri = format!("/v1/projects/{project}/next");
-        let (status, assignment) = call(
-            &app,
-            Method::POST,
-            &uri,
-            Some(json!({ "contributor": contributor })),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{assignment}");
-        let truth = assignment["data"]["truth"].as_str().unwrap();
+        let (worker, session) = (&workers[n % 3], Auth::Session(&sessions[n % 3]));
+        let next = format!("/v1/projects/{project}/next");
+        // Older clients name themselves in the body, which is fine when it is themselves.
+        let naming = (n == 0).then(|| json!({ "contributor": worker.address }));
+        let assignment = call(&app, Method::POST, &next, session, naming).await;
+        assert_eq!(assignment.status, StatusCode::OK, "{}", assignment.body);
+        let truth = assignment.body["data"]["truth"].as_str().unwrap();
         let uri = format!("/v1/projects/{project}/judgments");
-        let body = json!({ "contributor": contributor, "item": assignment["item"], "answer": { "choice": truth } });
-        let (status, receipt) = call(&app, Method::POST, &uri, Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{receipt}");
-        paid += receipt["effects"]
+        let body = json!({ "item": assignment.body["item"], "answer": { "choice": truth } });
+        let receipt = call(&app, Method::POST, &uri, session, Some(body)).await;
+        assert_eq!(receipt.status, StatusCode::CREATED, "{}", receipt.body);
+        paid += receipt.body["effects"]
             .as_array()
             .unwrap()
             .iter()
@@ -153,22 +61,47 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
             .count() as u64;
     }
     assert_eq!(paid, 12, "every agreeing judgment is paid");
-    let (_, status) = call(&app, Method::GET, &format!("/v1/projects/{project}"), None).await;
-    assert_eq!(status["status"]["resolved"], 4);
-    assert_eq!(status["status"]["paid"], "12000");
-
-    let worker = Address::from_label("worker 0");
-    let (_, standing) = call(
+    let status = call(
         &app,
         Method::GET,
-        &format!("/v1/projects/{project}/contributors/{worker}"),
+        &format!("/v1/projects/{project}"),
+        Auth::None,
         None,
     )
     .await;
-    assert_eq!(standing["earned"], "4000");
+    assert_eq!(status.body["status"]["resolved"], 4);
+    assert_eq!(status.body["status"]["paid"], "12000");
+    assert_eq!(status.body["requester"], json!(requester().address));
+
+    // A contributor sees their own standing, and the requester everyone's; nobody else does.
+    let worker = workers[0].address;
+    let standing_uri = format!("/v1/projects/{project}/contributors/{worker}");
+    for session in [&sessions[0], &lab] {
+        let standing = call(
+            &app,
+            Method::GET,
+            &standing_uri,
+            Auth::Session(session),
+            None,
+        )
+        .await;
+        assert_eq!(standing.body["earned"], "4000", "{}", standing.body);
+    }
+    let nosy = call(
+        &app,
+        Method::GET,
+        &standing_uri,
+        Auth::Session(&sessions[1]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (nosy.status, nosy.body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_your_account"))
+    );
 
     // The bounties are entitlements in the ledger, out of the requester's escrow.
-    let entitled = desk.journal().read(|j| {
+    let entitled = node.journal().read(|j| {
         j.economy()
             .ledger()
             .balance(&AccountRef::Beneficiary(worker), &token())
@@ -177,68 +110,97 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
     assert_eq!(entitled, 4000);
 
     let export_uri = format!("/v1/projects/{project}/export?format=jsonl");
-    let (status, body) = call(&app, Method::GET, &export_uri, None).await;
+    let export = call(&app, Method::GET, &export_uri, Auth::Session(&lab), None).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        (export.status, export.body["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("not_published"))
     );
 
-    let publish = json!({ "requester": requester(), "name": "review-sentiment",
+    let publish = json!({ "name": "review-sentiment",
                           "licence": { "type": "open_use" }, "curator_share": "10%" });
-    let (status, published) = call(
+    let publish_uri = format!("/v1/projects/{project}/publish");
+    let stolen = call(
         &app,
         Method::POST,
-        &format!("/v1/projects/{project}/publish"),
+        &publish_uri,
+        Auth::Session(&sessions[0]),
         Some(publish.clone()),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{published}");
-    assert_eq!(published["rows"], 4);
-    assert_eq!(published["contributors"].as_array().unwrap().len(), 3);
-    let (status, again) = call(
+    assert_eq!(
+        (stolen.status, stolen.body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_requester")),
+        "only the requester publishes"
+    );
+    let published = call(
         &app,
         Method::POST,
-        &format!("/v1/projects/{project}/publish"),
+        &publish_uri,
+        Auth::Session(&lab),
+        Some(publish.clone()),
+    )
+    .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    assert_eq!(published.body["rows"], 4);
+    assert_eq!(published.body["contributors"].as_array().unwrap().len(), 3);
+    let again = call(
+        &app,
+        Method::POST,
+        &publish_uri,
+        Auth::Session(&lab),
         Some(publish),
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     assert!(
-        again["error"]["message"]
+        again.body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("already registered"),
-        "{again}"
+        "{}",
+        again.body
     );
 
     // Work goes on after publishing; the export still gives the published rows.
-    let uri = format!(
-        "/v1/projects/{project}/items?format=jsonl&requester={}",
-        requester()
-    );
     let more = "{\"text\": \"late review\", \"truth\": \"pos\"}\n";
-    let (status, _) = send(&app, Request::post(uri).body(Body::from(more)).unwrap()).await;
-    assert_eq!(status, StatusCode::CREATED);
-    for n in 0..3 {
-        let contributor = Address::from_label(&format!("worker {n}"));
+    let added = send(
+        &app,
+        Method::POST,
+        &format!("/v1/projects/{project}/items?format=jsonl"),
+        Auth::Session(&lab),
+        Body::from(more),
+        "application/jsonl",
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED);
+    for session in &sessions {
         let next = format!("/v1/projects/{project}/next");
-        let (_, assignment) = call(
+        let assignment = call(&app, Method::POST, &next, Auth::Session(session), None).await;
+        let body = json!({ "item": assignment.body["item"], "answer": { "choice": "pos" } });
+        let judgments = format!("/v1/projects/{project}/judgments");
+        let judged = call(
             &app,
             Method::POST,
-            &next,
-            Some(json!({ "contributor": contributor })),
+            &judgments,
+            Auth::Session(session),
+            Some(body),
         )
         .await;
-        let body = json!({ "contributor": contributor, "item": assignment["item"], "answer": { "choice": "pos" } });
-        let judgments = format!("/v1/projects/{project}/judgments");
-        let (status, _) = call(&app, Method::POST, &judgments, Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(judged.status, StatusCode::CREATED);
     }
-    let (_, live) = call(&app, Method::GET, &format!("/v1/projects/{project}"), None).await;
-    assert_eq!(live["status"]["resolved"], 5);
-    let (status, export) = call(&app, Method::GET, &export_uri, None).await;
-    assert_eq!(status, StatusCode::OK);
+    let live = call(
+        &app,
+        Method::GET,
+        &format!("/v1/projects/{project}"),
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(live.body["status"]["resolved"], 5);
+    let export = call(&app, Method::GET, &export_uri, Auth::Session(&lab), None).await;
+    assert_eq!(export.status, StatusCode::OK);
     let rows: Vec<Value> = export
+        .body
         .as_str()
         .unwrap()
         .lines()
@@ -246,20 +208,35 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
         .collect();
     assert_eq!(rows.len(), 4, "the published snapshot, not the live board");
     assert!(rows.iter().all(|r| r["data"]["text"] != "late review"));
-
-    // The bounties settle at the next epoch close; a worker fetches their proof to claim.
-    desk.journal().close_epoch().unwrap();
-    let (status, epochs) = call(&app, Method::GET, "/v1/epochs", None).await;
-    assert_eq!(status, StatusCode::OK);
-    let root: caravan_core::Hash32 = epochs[0]["root"].as_str().unwrap().parse().unwrap();
-    let (status, proofs) = call(
+    let theirs = call(
         &app,
         Method::GET,
-        &format!("/v1/epochs/1/proofs/{worker}"),
+        &export_uri,
+        Auth::Session(&sessions[0]),
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{proofs}");
+    assert_eq!(
+        theirs.status,
+        StatusCode::FORBIDDEN,
+        "the data is the requester's"
+    );
+
+    // The bounties settle at the next epoch close; a worker fetches their proof to claim.
+    node.close_epoch().unwrap();
+    let epochs = call(&app, Method::GET, "/v1/epochs", Auth::None, None).await;
+    assert_eq!(epochs.status, StatusCode::OK);
+    let root: caravan_core::Hash32 = epochs.body[0]["root"].as_str().unwrap().parse().unwrap();
+    let proofs = call(
+        &app,
+        Method::GET,
+        &format!("/v1/epochs/1/proofs/{worker}"),
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(proofs.status, StatusCode::OK, "{}", proofs.body);
+    let proofs = proofs.body;
     assert_eq!(proofs["chains"].as_array().unwrap().len(), 1);
     assert_eq!(proofs["chains"][0]["home"], true);
     assert_eq!(
@@ -272,24 +249,25 @@ async fn a_project_goes_from_posting_to_a_published_dataset() {
         5_000,
         "four bounties before publishing and one after"
     );
-    let (status, _) = call(&app, Method::GET, "/v1/epochs/2", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let missing = call(&app, Method::GET, "/v1/epochs/2", Auth::None, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let stranger = Address::from_label("stranger");
-    let (status, body) = call(
+    let none = call(
         &app,
         Method::GET,
         &format!("/v1/epochs/1/proofs/{stranger}"),
+        Auth::None,
         None,
     )
     .await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        (none.status, none.body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("no_entitlement"))
     );
 
-    let (status, doc) = call(&app, Method::GET, "/v1/openapi.json", None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(doc["openapi"], "3.1.0");
+    let doc = call(&app, Method::GET, "/v1/openapi.json", Auth::None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.body["openapi"], "3.1.0");
 }
 
 /// Parses one chain's proof entry for `account` in `token` and checks it against the chain's root.
@@ -327,119 +305,113 @@ async fn an_account_chooses_its_payout_chain_and_later_earnings_are_proved_there
         },
     ])
     .unwrap();
-    let desk = Arc::new(
-        Desk::open(journal_with_genesis(dir.path()))
-            .unwrap()
-            .with_chains(directory),
-    );
-    let app = router(desk.clone());
     let earner = requester();
+    let node = open_node(dir.path(), &[(earner.address, DEPOSIT)], directory, &[]);
+    let app = router(Arc::clone(&node));
+    let session = earner.sign_in(&app).await;
     let project = caravan_core::keccak256(b"a project");
     let earn = |amount| {
-        desk.journal()
+        node.journal()
             .submit(vec![Event::EscrowReleased {
                 project,
-                requester: earner,
+                requester: earner.address,
                 token: token(),
                 amount,
             }])
             .unwrap();
     };
-    desk.journal()
+    node.journal()
         .submit(vec![Event::BudgetEscrowed {
             project,
-            requester: earner,
+            requester: earner.address,
             token: token(),
             amount: 100,
         }])
         .unwrap();
     earn(40);
-    desk.journal().close_epoch().unwrap();
+    node.close_epoch().unwrap();
 
-    let (status, chains) = call(&app, Method::GET, "/v1/chains", None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(chains[0]["name"], "embedded", "home comes first: {chains}");
-    assert_eq!(chains[1]["chain_id"], 8453);
-    let choice_uri = format!("/v1/accounts/{earner}/payout-chain");
-    let (_, choice) = call(&app, Method::GET, &choice_uri, None).await;
-    assert_eq!(choice["chain"]["home"], true);
+    let chains = call(&app, Method::GET, "/v1/chains", Auth::None, None).await;
+    assert_eq!(chains.status, StatusCode::OK);
+    assert_eq!(
+        chains.body[0]["name"], "embedded",
+        "home comes first: {}",
+        chains.body
+    );
+    assert_eq!(chains.body[1]["chain_id"], 8453);
+    let choice_uri = format!("/v1/accounts/{}/payout-chain", earner.address);
+    let choice = call(&app, Method::GET, &choice_uri, Auth::None, None).await;
+    assert_eq!(choice.body["chain"]["home"], true);
+    let put = |session: String, body: Value| {
+        let (app, uri) = (app.clone(), choice_uri.clone());
+        async move { call(&app, Method::PUT, &uri, Auth::Session(&session), Some(body)).await }
+    };
 
-    let (status, body) = call(
+    // Only the account itself chooses where it is paid.
+    let other = Person::new("someone else").sign_in(&app).await;
+    let refused = put(other, json!({ "chain_id": 8453 })).await;
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_your_account"))
+    );
+    let unsigned = call(
         &app,
         Method::PUT,
         &choice_uri,
-        Some(json!({ "chain_id": 10 })),
+        Auth::None,
+        Some(json!({ "chain_id": 8453 })),
     )
     .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["error"]["code"], "unknown_chain");
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+
+    let unknown = put(session.clone(), json!({ "chain_id": 10 })).await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.body["error"]["code"], "unknown_chain");
     assert!(
-        body["error"]["message"]
+        unknown.body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("base (chain id 8453)"),
-        "{body}"
+        "{}",
+        unknown.body
     );
-    let (status, body) = call(
-        &app,
-        Method::PUT,
-        &choice_uri,
-        Some(json!({ "chain": "base" })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, choice) = call(
-        &app,
-        Method::PUT,
-        &choice_uri,
-        Some(json!({ "chain_id": 8453 })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{choice}");
-    assert_eq!(choice["chain"]["name"], "base");
-    let events = desk.journal().read(|j| j.economy().head().next_seq);
-    let (status, _) = call(
-        &app,
-        Method::PUT,
-        &choice_uri,
-        Some(json!({ "chain_id": 8453 })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "choosing again is idempotent");
-    assert_eq!(desk.journal().read(|j| j.economy().head().next_seq), events);
+    let wrong = put(session.clone(), json!({ "chain": "base" })).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
+    let chosen = put(session.clone(), json!({ "chain_id": 8453 })).await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.body);
+    assert_eq!(chosen.body["chain"]["name"], "base");
+    let events = node.journal().read(|j| j.economy().head().next_seq);
+    let again = put(session.clone(), json!({ "chain_id": 8453 })).await;
+    assert_eq!(again.status, StatusCode::OK, "choosing again is idempotent");
+    assert_eq!(node.journal().read(|j| j.economy().head().next_seq), events);
 
     // Earnings after the choice are proved against base's root; home keeps the first 40.
     earn(60);
-    desk.journal().close_epoch().unwrap();
-    let (status, proofs) = call(
+    node.close_epoch().unwrap();
+    let proofs = call(
         &app,
         Method::GET,
-        &format!("/v1/epochs/2/proofs/{earner}"),
+        &format!("/v1/epochs/2/proofs/{}", earner.address),
+        Auth::None,
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{proofs}");
-    let chains = proofs["chains"].as_array().unwrap();
-    assert_eq!(chains.len(), 2, "{proofs}");
+    assert_eq!(proofs.status, StatusCode::OK, "{}", proofs.body);
+    let chains = proofs.body["chains"].as_array().unwrap().clone();
+    assert_eq!(chains.len(), 2, "{}", proofs.body);
     assert_eq!(
         (
             chains[0]["home"].as_bool(),
-            proven_amount(&chains[0], earner)
+            proven_amount(&chains[0], earner.address)
         ),
         (Some(true), 40)
     );
     assert_eq!(chains[1]["chain"]["name"], "base");
-    assert_eq!(proven_amount(&chains[1], earner), 60);
+    assert_eq!(proven_amount(&chains[1], earner.address), 60);
 
-    let (status, choice) = call(
-        &app,
-        Method::PUT,
-        &choice_uri,
-        Some(json!({ "chain_id": 0 })),
-    )
-    .await;
+    let home = put(session, json!({ "chain_id": 0 })).await;
     assert_eq!(
-        (status, choice["chain"]["name"].as_str()),
+        (home.status, home.body["chain"]["name"].as_str()),
         (StatusCode::OK, Some("embedded"))
     );
 }
@@ -447,118 +419,190 @@ async fn an_account_chooses_its_payout_chain_and_later_earnings_are_proved_there
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx() {
     let dir = tempfile::tempdir().unwrap();
-    let app = router(open_desk(dir.path()));
-    let project = post_project(&app, 1, 2).await;
+    let node = open_node(
+        dir.path(),
+        &[(requester().address, DEPOSIT)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = router(node);
+    let lab = requester().sign_in(&app).await;
+    let project = post_project(&app, &lab, 1, 2).await;
+    let post = |body: Value| {
+        let (app, lab) = (app.clone(), lab.clone());
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/v1/projects",
+                Auth::Session(&lab),
+                Some(body),
+            )
+            .await
+        }
+    };
 
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/v1/projects",
-        Some(json!({ "requester": "0x1234", "spec": spec(1) })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let malformed = post(json!({ "requester": "0x1234", "spec": spec(1, 1_000) })).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     assert!(
-        body["error"]["message"]
+        malformed.body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("requester"),
-        "{body}"
+        "{}",
+        malformed.body
+    );
+    let someone = Address::from_label("someone");
+    let impersonating = post(json!({ "requester": someone, "spec": spec(1, 1_000) })).await;
+    assert_eq!(
+        (
+            impersonating.status,
+            impersonating.body["error"]["code"].as_str()
+        ),
+        (StatusCode::FORBIDDEN, Some("not_your_account"))
+    );
+    assert!(
+        impersonating.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("you may act only as yourself"),
+        "{}",
+        impersonating.body
     );
 
-    let mut bad_spec = spec(1);
-    bad_spec["token"] = json!(Address::from_label("unknown"));
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/v1/projects",
-        Some(json!({ "requester": requester(), "spec": bad_spec })),
-    )
-    .await;
+    // A budget beyond the prepaid balance is refused with what is there and how to add to it.
+    let costly = post(json!({ "spec": spec(1, DEPOSIT) })).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        (costly.status, costly.body["error"]["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("insufficient_balance"))
+    );
+    assert!(
+        costly.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("9 USDC is available"),
+        "the first project escrowed 1 of the 10: {}",
+        costly.body
+    );
+
+    let mut bad_spec = spec(1, 1_000);
+    bad_spec["token"] = json!(Address::from_label("unknown"));
+    let unknown_token = post(json!({ "spec": bad_spec })).await;
+    assert_eq!(
+        (
+            unknown_token.status,
+            unknown_token.body["error"]["code"].as_str()
+        ),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_token"))
     );
 
-    let mut bad_overlap = spec(1);
+    let mut bad_overlap = spec(1, 1_000);
     bad_overlap["overlap"]["confidence"] = json!(1.5);
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/v1/projects",
-        Some(json!({ "requester": requester(), "spec": bad_overlap })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let overlap = post(json!({ "spec": bad_overlap })).await;
+    assert_eq!(overlap.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        body["error"]["message"]
+        overlap.body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("confidence 1.5"),
-        "{body}"
+        "{}",
+        overlap.body
     );
 
     let unknown = format!("0x{}", "ab".repeat(32));
-    let (status, _) = call(&app, Method::GET, &format!("/v1/projects/{unknown}"), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-
-    let stranger = Address::from_label("stranger");
-    let uri = format!("/v1/projects/{project}/items?format=jsonl&requester={stranger}");
-    let (status, body) = send(
+    let missing = call(
         &app,
-        Request::post(uri)
-            .body(Body::from("{\"text\":\"x\"}\n"))
-            .unwrap(),
+        Method::GET,
+        &format!("/v1/projects/{unknown}"),
+        Auth::None,
+        None,
     )
     .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // Importing into someone else's project, or naming someone else, is refused.
+    let stranger = Person::new("stranger").sign_in(&app).await;
+    let import = |session: String, query: String| {
+        let (app, project) = (app.clone(), project.clone());
+        async move {
+            send(
+                &app,
+                Method::POST,
+                &format!("/v1/projects/{project}/items?format=jsonl{query}"),
+                Auth::Session(&session),
+                Body::from("{\"text\":\"x\"}\n"),
+                "application/jsonl",
+            )
+            .await
+        }
+    };
+    let theirs = import(stranger.clone(), String::new()).await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        (theirs.status, theirs.body["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("not_requester"))
     );
-
-    let uri = format!(
-        "/v1/projects/{project}/items?format=jsonl&requester={}",
-        requester()
+    let named = import(stranger, format!("&requester={}", requester().address)).await;
+    assert_eq!(
+        (named.status, named.body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_your_account"))
     );
+
     let bad = "{\"data\": {\"text\": \"x\"}, \"gold\": {\"choice\": \"maybe\"}}\n";
-    let (status, body) = send(&app, Request::post(uri).body(Body::from(bad)).unwrap()).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = send(
+        &app,
+        Method::POST,
+        &format!("/v1/projects/{project}/items?format=jsonl"),
+        Auth::Session(&lab),
+        Body::from(bad),
+        "application/jsonl",
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        body["error"]["message"]
+        refused.body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("line 1: gold"),
-        "{body}"
+        "{}",
+        refused.body
     );
 
-    let contributor = Address::from_label("worker");
+    let worker = Person::new("worker").sign_in(&app).await;
     let uri = format!("/v1/projects/{project}/judgments");
-    let never_leased =
-        json!({ "contributor": contributor, "item": unknown, "answer": { "choice": "pos" } });
-    let (status, body) = call(&app, Method::POST, &uri, Some(never_leased)).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no lease"),
-        "{body}"
-    );
-
-    let (status, body) = call(
+    let never_leased = json!({ "item": unknown, "answer": { "choice": "pos" } });
+    let refused = call(
         &app,
         Method::POST,
         &uri,
-        Some(json!({ "contributor": contributor })),
+        Auth::Session(&worker),
+        Some(never_leased),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        body["error"]["message"]
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no lease"),
+        "{}",
+        refused.body
+    );
+    let incomplete = call(
+        &app,
+        Method::POST,
+        &uri,
+        Auth::Session(&worker),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(incomplete.status, StatusCode::BAD_REQUEST);
+    assert!(
+        incomplete.body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("missing field"),
-        "{body}"
+        "{}",
+        incomplete.body
     );
 }
 
@@ -568,11 +612,17 @@ async fn bad_input_gets_a_clear_4xx() {
 #[test]
 fn concurrent_contributors_never_double_assign_and_a_restart_rebuilds_the_boards() {
     let dir = tempfile::tempdir().unwrap();
-    let desk = open_desk(dir.path());
+    let deposits = [(requester().address, DEPOSIT)];
+    let node = open_node(dir.path(), &deposits, ChainDirectory::default(), &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let project = runtime.block_on(post_project(&router(desk.clone()), 3, 200));
+    let project = runtime.block_on(async {
+        let app = router(Arc::clone(&node));
+        let lab = requester().sign_in(&app).await;
+        post_project(&app, &lab, 3, 200).await
+    });
     let project: caravan_tasks::project::ProjectId =
         caravan_tasks::project::ProjectId(project.parse().unwrap());
+    let desk = Arc::clone(node.desk());
     std::thread::scope(|scope| {
         for t in 0..64 {
             let desk = desk.clone();
@@ -612,29 +662,29 @@ fn concurrent_contributors_never_double_assign_and_a_restart_rebuilds_the_boards
     });
     assert_eq!(escrow, spec.budget - status.paid);
 
-    drop(desk);
-    let reopened = open_desk(dir.path());
-    let (_, after) = reopened.status(&project).unwrap();
+    drop((desk, node));
+    let reopened = open_node(dir.path(), &deposits, ChainDirectory::default(), &[]);
+    let desk = reopened.desk();
+    let (_, after) = desk.status(&project).unwrap();
     assert_eq!(after, status);
 
     // Closing returns the unspent budget to the requester and leaves the escrow empty.
-    let released = reopened.close_project(&project, requester()).unwrap();
+    let released = desk.close_project(&project, requester().address).unwrap();
     assert_eq!(released, spec.budget - status.paid);
-    let (escrow, refunded) = reopened.journal().read(|j| {
+    let (escrow, refunded) = desk.journal().read(|j| {
         let ledger = j.economy().ledger();
         (
             ledger
                 .balance(&AccountRef::Escrow(project.0), &token())
                 .available(),
             ledger
-                .balance(&AccountRef::Beneficiary(requester()), &token())
+                .balance(&AccountRef::Beneficiary(requester().address), &token())
                 .credits,
         )
     });
     assert_eq!((escrow, refunded), (0, released));
     assert!(
-        reopened
-            .next_item(&project, Address::from_label("late"))
+        desk.next_item(&project, Address::from_label("late"))
             .is_err()
     );
 }

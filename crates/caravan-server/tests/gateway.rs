@@ -22,7 +22,8 @@ use caravan_node::gateway::embeddings::EncoderServing;
 use caravan_node::gateway::receipt::{NodeSigner, recover_signer};
 use caravan_node::keys::{KeyRequest, Scope};
 use caravan_node::{Node, NodeBuilder};
-use caravan_server::gateway::routes::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER, router};
+use caravan_server::gateway::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER};
+use caravan_server::router;
 use caravan_store::{Journal, Location, now_ms};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -562,8 +563,8 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
         // Someone else's wallet signing for the shop.
         (
             post(signed_issue(&thief, &node, shop(), &scopes, "stolen", now)).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            StatusCode::FORBIDDEN,
+            "not_your_account",
         ),
         // The shop's own request, signed for another node: replayed here, it is refused.
         (
@@ -576,14 +577,14 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
                 now,
             ))
             .await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            StatusCode::FORBIDDEN,
+            "not_your_account",
         ),
         // The shop's signature, with a scope added after signing.
         (
             post(widened).await,
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            StatusCode::FORBIDDEN,
+            "not_your_account",
         ),
         // Signed ten minutes ago.
         (
@@ -654,14 +655,14 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
         (
             Method::GET,
             thief_list,
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            StatusCode::FORBIDDEN,
+            "not_your_account",
         ),
         (
             Method::DELETE,
             other_revoke,
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
+            StatusCode::FORBIDDEN,
+            "not_your_account",
         ),
         (
             Method::GET,
@@ -1336,7 +1337,7 @@ async fn a_validator_posts_a_signed_evaluation_and_a_forged_one_is_refused() {
         ..signed.clone()
     };
     let refused = call(&app, Method::POST, uri, None, &[], Some(body(&inflated))).await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert_eq!(refused.body["error"]["param"], "signature");
     assert!(
         refused.body["error"]["message"]

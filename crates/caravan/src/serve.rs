@@ -5,10 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use caravan_core::Address;
 use caravan_node::Node;
 use caravan_node::gateway::ChargeDurability;
 use caravan_node::gateway::receipt::NodeSigner;
-use caravan_server::api::router;
+use caravan_node::sessions::SignInPolicy;
+use caravan_node::sessions::origin::PublicOrigin;
+use caravan_server::router;
 use clap::{Args, ValueEnum};
 
 use crate::StoreArgs;
@@ -20,6 +23,16 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "CARAVAN_LISTEN")]
     listen: SocketAddr,
+    /// The address people open to reach this node, such as https://caravan.example (behind a
+    /// proxy that terminates TLS) [default: http:// and the listening address]. Sign-in messages
+    /// must name it, and session cookies are Secure when it is https. Never taken from a
+    /// request's Host header, which the client chooses.
+    #[arg(long, env = "CARAVAN_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// An account whose signed-in sessions may do operator work over HTTP: register tokens and
+    /// close epochs. Repeat for several (or separate with commas); none by default.
+    #[arg(long = "operator", env = "CARAVAN_OPERATORS", value_delimiter = ',')]
+    operators: Vec<Address>,
     /// The node's secp256k1 key (hex), which signs usage receipts; its address is paid the
     /// compute share of every call the node serves. Made on first use. Default: node.key in
     /// the data directory.
@@ -68,6 +81,15 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
     let chains = crate::commands::directory(store)?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    let origin = PublicOrigin::parse(&public_url).map_err(|why| format!("--public-url: {why}"))?;
+    let mut chain_ids: Vec<u64> = chains.chains().map(|chain| chain.chain_id).collect();
+    if chain_ids.is_empty() {
+        chain_ids.push(caravan_chain::embedded::EMBEDDED_CHAIN_ID);
+    }
     let node_key = args
         .node_key
         .unwrap_or_else(|| store.data_dir.join("node.key"));
@@ -79,12 +101,16 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .models_dir(store.models_dir())
             .http_client(crate::outgoing::upstream_client(store)?)
             .charge_durability(args.charge_durability.into())
+            .sign_in(SignInPolicy {
+                origin: origin.clone(),
+                chain_ids,
+            })
+            .operators(args.operators.iter().copied())
             .open()
             .map_err(|e| e.to_string())?,
     );
     let node = services.gateway().node();
-    let app = router(Arc::clone(services.desk()))
-        .merge(caravan_server::gateway::routes::router(services));
+    let app = router(services);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
@@ -98,7 +124,17 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         // second fail.
         println!(
             "caravan listening on http://{bound} (API document: http://{bound}/v1/openapi.json)\n\
-             OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer makes an API key with `caravan key issue --node http://{bound} --key-file PAYER.key`)"
+             OpenAI-compatible gateway at http://{bound}/v1 (node {node}; a payer makes an API key with `caravan key issue --node http://{bound} --key-file PAYER.key`)\n\
+             sign-in messages must name {origin}; operators: {}",
+            if args.operators.is_empty() {
+                "none (add one with --operator ADDRESS)".to_owned()
+            } else {
+                args.operators
+                    .iter()
+                    .map(Address::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

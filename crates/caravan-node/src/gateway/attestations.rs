@@ -2,6 +2,7 @@
 //! signature), they make the validator a member of the model's validator role.
 
 use caravan_core::Event;
+use caravan_core::attestation::recover;
 
 use super::{Gateway, GatewayError};
 
@@ -21,6 +22,14 @@ impl Gateway {
                     "the attestation is signed for model {}, not {model}",
                     attestation.model
                 ),
+            });
+        }
+        if let Ok(signer) = recover(&attestation.digest(), &attestation.signature)
+            && signer != attestation.validator
+        {
+            return Err(GatewayError::NotValidatorsSignature {
+                signer,
+                validator: attestation.validator,
             });
         }
         let mut submitted = self

@@ -159,6 +159,14 @@ pub enum KeyError {
     #[error("{0}")]
     BadSignature(String),
     #[error(
+        "the signature was made by {signer}, not by the payer {payer}, or it signs other fields than were sent, or it was signed for another node than this one ({node}, as GET /v1/node says). Sign exactly the request sent, for this node, with the payer's own wallet"
+    )]
+    NotPayers {
+        signer: Address,
+        payer: Address,
+        node: Address,
+    },
+    #[error(
         "this signed request already issued a key; a signed request issues one key only. Sign a new request (with the current time) for another key"
     )]
     SignatureReused,

@@ -128,9 +128,11 @@ impl KeyRequest<'_> {
         let digest = self.digest(payer, node, signed.signed_at_ms);
         let signer = recover(&digest, &signed.signature).map_err(KeyError::BadSignature)?;
         if signer != *payer {
-            return Err(KeyError::BadSignature(format!(
-                "the signature was made by {signer}, not by the payer {payer}, or it signs other fields than were sent, or it was signed for another node than this one ({node}, as GET /v1/node says). Sign exactly the request sent, for this node, with the payer's own wallet"
-            )));
+            return Err(KeyError::NotPayers {
+                signer,
+                payer: *payer,
+                node: *node,
+            });
         }
         Ok(SignedRequest {
             digest,
@@ -242,7 +244,8 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            matches!(&elsewhere, KeyError::BadSignature(why) if why.contains("another node than this one")),
+            matches!(&elsewhere, KeyError::NotPayers { .. })
+                && elsewhere.to_string().contains("another node than this one"),
             "{elsewhere}"
         );
         // Another payer, other scopes or another kind of request: the signer recovered is not
@@ -264,7 +267,8 @@ mod tests {
                 .check(&who, &node(), Some(&signed), SIGNED_AT)
                 .unwrap_err();
             assert!(
-                matches!(&error, KeyError::BadSignature(why) if why.contains("not by the payer")),
+                matches!(&error, KeyError::NotPayers { .. })
+                    && error.to_string().contains("not by the payer"),
                 "{error}"
             );
         }

@@ -93,7 +93,10 @@ pub struct Challenge {
 }
 
 impl Challenge {
-    /// The message the node expects `address` to sign for this challenge on `chain_id`.
+    /// The message the node expects `address` to sign for this challenge on `chain_id`. It
+    /// names no expiration time: the nonce's own expiry bounds when it may be sent, and the
+    /// session it opens then lasts [`SESSION_TTL_MS`] (a message that does name one opens a
+    /// session that ends with it).
     pub fn message(&self, address: &Address, chain_id: u64) -> SiweMessage {
         SiweMessage {
             scheme: None,
@@ -106,7 +109,7 @@ impl Challenge {
             chain_id,
             nonce: self.nonce.clone(),
             issued_at: self.issued_at.clone(),
-            expiration_time: Some(self.expires_at.clone()),
+            expiration_time: None,
             not_before: None,
             request_id: None,
             resources: Vec::new(),

@@ -27,7 +27,7 @@ use caravan_node::gateway::embeddings::EncoderServing;
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::gateway::upstream::Upstream;
 use caravan_node::keys::Scope;
-use caravan_server::gateway::routes;
+
 use caravan_store::{Journal, Location};
 use clap::Args;
 use serde_json::json;
@@ -349,7 +349,7 @@ async fn start_node(
         "http://{}/v1",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    tokio::spawn(async move { axum::serve(listener, routes::router(services)).await });
+    tokio::spawn(async move { axum::serve(listener, caravan_server::router(services)).await });
     Ok(Node {
         gateway_url,
         upstream_url,

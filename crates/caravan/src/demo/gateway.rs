@@ -11,12 +11,14 @@ use caravan_core::*;
 use caravan_models::{ArtifactStore, Classifier, TrainOptions};
 use caravan_node::Node;
 use caravan_node::gateway::receipt::{NodeSigner, recover_signer};
-use caravan_node::keys::Scope;
-use caravan_server::gateway::routes::{RECEIPT_HEADER, SIGNATURE_HEADER, router};
+use caravan_node::keys::{KeyRequest, Scope};
+use caravan_server::gateway::{RECEIPT_HEADER, SIGNATURE_HEADER};
+use caravan_server::router;
 use caravan_store::Journal;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::client::Api;
 use super::tasks::Digit;
 use super::world::Cast;
 use crate::present::{progress, table};
@@ -129,11 +131,9 @@ pub fn serve_model(
         model_id.0.short()
     );
 
-    let (key, _) = services
-        .keys()
-        .issue(app, vec![Scope::Classify], None, "receipt scanner".into())
-        .map_err(|e| e.to_string())?;
     let node = services.gateway().node();
+    cast.call(node, "this demo's node");
+    let key = issue_app_key(&Api::new(Arc::clone(&services))?, cast, app, node)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -171,6 +171,32 @@ pub fn serve_model(
         manifests: vec![dataset_manifest, model],
         charged: outcome.charged,
     })
+}
+
+/// The app's wallet signs a request for an API key that may only classify, for this node, and
+/// the node hands the key over (as `caravan key issue` or a web console would have it do).
+fn issue_app_key(api: &Api, cast: &Cast, app: Address, node: Address) -> Result<String, String> {
+    let scopes = [Scope::Classify];
+    let name = "receipt scanner";
+    let request = KeyRequest::Issue {
+        scopes: &scopes,
+        expires_in_days: Some(30),
+        name,
+    };
+    let signed = request.sign(cast.wallet(&app), &node, caravan_store::now_ms());
+    let issued = api
+        .json(
+            "POST",
+            "/v1/keys",
+            None,
+            &json!({ "payer": app, "scopes": scopes, "expires_in_days": 30, "name": name,
+                     "signed_at_ms": signed.signed_at_ms, "signature": signed.signature.to_hex() }),
+        )
+        .expect("POST /v1/keys")?;
+    issued["key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("the node issued no key: {issued}"))
 }
 
 /// One call as the app saw it: right about the digit, what it cost, and its signed receipt.

@@ -1,5 +1,6 @@
 //! `caravan demo`: a realistic day in a small caravan economy, end to end through the real store.
 
+mod client;
 mod gateway;
 mod report;
 mod settle;
@@ -54,7 +55,7 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     let mut manifests = world.manifests.clone();
     let mut model_charged: Amount = 0;
     if !args.skip_labeling {
-        journal = tasks::label_digits(journal, &world.usdc, &mut cast, args.seed)?;
+        journal = tasks::label_digits(journal, &dir, &world.usdc, &mut cast, args.seed)?;
         let digits = tasks::load_digits()?;
         let served = gateway::serve_model(
             journal,
@@ -80,7 +81,7 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     report::labelers_paid_by_the_model(economy, &bundle, &manifests);
     println!("\nwho was paid, by role");
     crate::commands::print_close_summary(economy, &bundle);
-    report::earners(economy, &bundle, &cast, &world.manifests);
+    report::earners(economy, &bundle, &cast);
     report::conservation(&world.usdc, &bundle, charged + model_charged);
     let leaf = report::proof(&world.usdc, &outcome, &bundle, &cast)?;
     settle::settle_and_claim(&dir, &world.usdc, &outcome, &bundle, &cast)?;

@@ -132,16 +132,19 @@ pub fn proof(
 }
 
 /// The demo name of an asset id.
-fn asset_name(manifests: &[Manifest], id: &AssetId) -> String {
-    manifests
-        .iter()
-        .find(|m| m.id() == *id)
-        .map(|m| m.name.clone())
-        .unwrap_or_default()
+/// The name of a registered asset (its short id if it has none), looked up in the economy's
+/// lineage, so every asset a payout names is named whatever chapter registered it.
+fn asset_name(economy: &Economy, id: &AssetId) -> String {
+    economy
+        .lineage()
+        .get(id)
+        .map(|asset| asset.manifest.name.clone())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| id.0.short())
 }
 
 pub fn lineage(economy: &Economy, manifests: &[Manifest]) {
-    let name_of = |id: &AssetId| asset_name(manifests, id);
+    let name_of = |id: &AssetId| asset_name(economy, id);
     let mut t = table(
         &[
             "asset",
@@ -232,13 +235,8 @@ pub fn flow(economy: &Economy, bundle: &epoch::EpochBundle, manifests: &[Manifes
     println!("how the money moved up the lineage at epoch close (children first)\n{t}");
 }
 
-pub fn earners(
-    economy: &Economy,
-    bundle: &epoch::EpochBundle,
-    cast: &Cast,
-    manifests: &[Manifest],
-) {
-    let name_of = |id: &AssetId| asset_name(manifests, id);
+pub fn earners(economy: &Economy, bundle: &epoch::EpochBundle, cast: &Cast) {
+    let name_of = |id: &AssetId| asset_name(economy, id);
     let mut earners: BTreeMap<Address, (Amount, BTreeMap<String, Amount>)> = BTreeMap::new();
     for payout in &bundle.payouts {
         let (account, why) = match &payout.to {

@@ -8,18 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use caravan_core::{Address, Token};
-use caravan_node::desk::Desk;
-use caravan_server::api::router;
+use caravan_models::ArtifactStore;
+use caravan_node::Node;
+use caravan_node::gateway::receipt::NodeSigner;
 use caravan_store::{Journal, now_ms};
 use caravan_tasks::inference::{Method, infer};
 use caravan_tasks::{Answers, board::Board};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
 
+use super::client::Api;
 use super::world::{Cast, Dice};
 use crate::present::{amount, progress, table};
 
@@ -107,61 +106,11 @@ pub fn load_digits() -> Result<Vec<Digit>, String> {
         .collect()
 }
 
-/// Calls the API in-process: the same router, handlers and errors a client meets over HTTP.
-struct Api {
-    app: Router,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Api {
-    fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        body: Option<&Value>,
-        text: Option<String>,
-    ) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri);
-        let request = match (body, text) {
-            (Some(json), _) => request
-                .header("content-type", "application/json")
-                .body(Body::from(json.to_string())),
-            (None, Some(text)) => request.body(Body::from(text)),
-            (None, None) => request.body(Body::empty()),
-        }
-        .expect("a well-formed request");
-        self.runtime.block_on(async {
-            let response = self.app.clone().oneshot(request).await.expect("infallible");
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap_or_default();
-            (
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            )
-        })
-    }
-
-    fn expect(
-        &self,
-        method: &str,
-        uri: &str,
-        body: Option<&Value>,
-        text: Option<String>,
-    ) -> Result<Value, String> {
-        let (status, value) = self.call(method, uri, body, text);
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(format!("{method} {uri}: {status} {value}"))
-        }
-    }
-}
-
-/// Runs the chapter on `journal` (which must hold `usdc`) and hands the journal back.
+/// Runs the chapter on `journal` (which must hold `usdc`) in the store at `dir`, and hands the
+/// journal back. Everyone acts through the node's API, signed in with their own wallet.
 pub fn label_digits(
     journal: Journal,
+    dir: &Path,
     usdc: &Token,
     cast: &mut Cast,
     seed: u64,
@@ -169,24 +118,25 @@ pub fn label_digits(
     println!("chapter 1 — data work: a crowd labels handwritten digits\n");
     let digits = load_digits()?;
     let clock = Arc::new(AtomicU64::new(now_ms()));
-    let desk_clock = clock.clone();
-    let desk = Arc::new(
-        Desk::over(
-            Arc::new(caravan_store::SharedJournal::new(journal)),
-            Arc::new(caravan_node::meter::Meter::default()),
-            Arc::new(move || desk_clock.load(Ordering::Relaxed)),
-        )
-        .map_err(|e| e.to_string())?,
-    );
-    let api = Api {
-        app: router(desk.clone()),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .build()
+    let node_clock = clock.clone();
+    let signer = NodeSigner::load_or_create(&dir.join("node.key")).map_err(|e| e.to_string())?;
+    let node = Arc::new(
+        Node::builder(journal, ArtifactStore::new(dir.join("models")), signer)
+            .clock(Arc::new(move || node_clock.load(Ordering::Relaxed)))
+            .sign_in(caravan_node::sessions::SignInPolicy {
+                origin: caravan_node::sessions::origin::PublicOrigin::parse(
+                    caravan_node::DEFAULT_PUBLIC_URL,
+                )
+                .expect("the default URL parses"),
+                chain_ids: vec![caravan_chain::embedded::EMBEDDED_CHAIN_ID],
+            })
+            .open()
             .map_err(|e| e.to_string())?,
-    };
+    );
+    let api = Api::new(Arc::clone(&node))?;
     let requester = cast.person("digit-lab requester");
     let budget: caravan_core::Amount = 150_000_000;
-    let deposited = desk
+    let deposited = node
         .journal()
         .submit(vec![caravan_core::Event::Deposited {
             payer: requester,
@@ -197,6 +147,7 @@ pub fn label_digits(
     if let Some((_, why)) = deposited.refused.first() {
         return Err(format!("the requester's deposit was refused: {why}"));
     }
+    let lab = api.sign_in(cast.wallet(&requester))?;
     let spec = json!({
         "title": "Which digit is this? (8x8 handwriting)",
         "instructions": "Each image is a handwritten digit drawn on an 8x8 grid of ink levels 0-16. Answer the digit you see.",
@@ -215,12 +166,9 @@ pub fn label_digits(
         "lease_seconds": 300,
         "method": "ds"
     });
-    let created = api.expect(
-        "POST",
-        "/v1/projects",
-        Some(&json!({ "requester": requester, "spec": spec })),
-        None,
-    )?;
+    let created = api
+        .json("POST", "/v1/projects", Some(&lab), &json!({ "spec": spec }))
+        .expect("POST /v1/projects")?;
     let project = created["project"].as_str().expect("an id").to_owned();
     let mut jsonl = String::new();
     let mut truth_of = BTreeMap::new();
@@ -235,10 +183,12 @@ pub fn label_digits(
         jsonl.push('\n');
         truth_of.insert(n as u64, digit.truth);
     }
-    let uri = format!("/v1/projects/{project}/items?format=jsonl&requester={requester}");
-    let added = api.expect("POST", &uri, None, Some(jsonl))?;
+    let uri = format!("/v1/projects/{project}/items?format=jsonl");
+    let added = api
+        .send("POST", &uri, Some(&lab), Body::from(jsonl))
+        .expect("POST items")?;
     println!(
-        "{} deposited 150 USDC and posted \"{}\": {} images ({} of them check questions with a known digit), 0.01 USDC per accepted label, the 150 USDC escrowed from its prepaid balance",
+        "{} deposited 150 USDC, signed in with its wallet and posted \"{}\": {} images ({} of them check questions with a known digit), 0.01 USDC per accepted label, the 150 USDC escrowed from its prepaid balance",
         cast.name(&requester),
         spec["title"].as_str().unwrap_or_default(),
         added["added"],
@@ -246,52 +196,75 @@ pub fn label_digits(
     );
 
     let crowd = recruit(cast);
+    let mut sessions = BTreeMap::new();
+    for member in &crowd {
+        sessions.insert(member.address, api.sign_in(cast.wallet(&member.address))?);
+    }
     println!(
-        "{} contributors: 30 careful, 8 careless, and a ring of 6 accounts that agree with each other on made-up answers\n",
+        "{} contributors signed in with their wallets: 30 careful, 8 careless, and a ring of 6 accounts that agree with each other on made-up answers",
         crowd.len()
     );
+    show_an_impersonation_refused(&api, &project, cast, &crowd, &sessions)?;
     let bar = progress(6_000, "labeling");
-    let project_id = crate::commands::project_id(&project)?;
-    std::thread::scope(|scope| {
+    std::thread::scope(|scope| -> Result<(), String> {
+        let mut lanes = Vec::new();
         for lane in 0..CROWD_THREADS {
-            let (desk, clock, truth_of, bar, crowd) = (&desk, &clock, &truth_of, &bar, &crowd);
-            scope.spawn(move || {
+            let (clock, truth_of, bar, crowd) = (&clock, &truth_of, &bar, &crowd);
+            let (api, project, sessions) = (api.another()?, &project, &sessions);
+            lanes.push(scope.spawn(move || {
                 let mut dice = Dice(seed ^ (lane as u64 + 1).wrapping_mul(0x5851_f42d));
-                let mine: Vec<&Member> = crowd.iter().skip(lane).step_by(CROWD_THREADS).collect();
-                let mut active: Vec<&Member> = mine.clone();
+                let mut active: Vec<&Member> =
+                    crowd.iter().skip(lane).step_by(CROWD_THREADS).collect();
                 while !active.is_empty() {
                     let pick = dice.below(active.len() as u64) as usize;
                     let member = active[pick];
-                    let Ok(assignment) = desk.next_item(&project_id, member.address) else {
+                    let session = sessions[&member.address].as_str();
+                    let next = format!("/v1/projects/{project}/next");
+                    let assigned = api.send("POST", &next, Some(session), Body::empty());
+                    if !assigned.status.is_success() {
                         active.swap_remove(pick);
                         continue;
-                    };
-                    let image = assignment.data["image"].as_u64().expect("image number");
+                    }
+                    let image = assigned.body["data"]["image"]
+                        .as_u64()
+                        .expect("image number");
                     let answer = answer(member.behaviour, truth_of[&image], image, &mut dice);
                     clock.fetch_add(2_500 + dice.below(4_000), Ordering::Relaxed);
-                    let answer = caravan_tasks::schema::Answer::Choice(answer.to_string());
-                    if desk
-                        .submit(&project_id, member.address, assignment.item, answer)
-                        .is_ok()
+                    let body = json!({ "item": assigned.body["item"],
+                                       "answer": { "choice": answer.to_string() } });
+                    let judgments = format!("/v1/projects/{project}/judgments");
+                    if api
+                        .json("POST", &judgments, Some(session), &body)
+                        .status
+                        .is_success()
                     {
                         bar.inc(1);
                     }
                 }
-            });
+            }));
         }
-    });
+        for lane in lanes {
+            lane.join()
+                .map_err(|_| "a labeling thread panicked".to_owned())?;
+        }
+        Ok(())
+    })?;
     bar.finish_and_clear();
 
+    let project_id = crate::commands::project_id(&project)?;
+    let desk = node.desk();
     desk.with_board(&project_id, |board| report(board, cast, &crowd, &truth_of))
         .map_err(|e| e.to_string())??;
-    let publish = json!({ "requester": requester, "name": "handwritten-digits-8x8",
+    let publish = json!({ "name": "handwritten-digits-8x8",
                           "licence": { "type": "open_use" }, "curator_share": "10%" });
-    let published = api.expect(
-        "POST",
-        &format!("/v1/projects/{project}/publish"),
-        Some(&publish),
-        None,
-    )?;
+    let published = api
+        .json(
+            "POST",
+            &format!("/v1/projects/{project}/publish"),
+            Some(&lab),
+            &publish,
+        )
+        .expect("POST publish")?;
     println!(
         "\npublished dataset {} — {} images with a label and confidence, item root {}",
         published["asset"].as_str().unwrap_or_default(),
@@ -338,8 +311,48 @@ pub fn label_digits(
             .read(|j| amount(j.economy(), &usdc.address, status.paid))
     );
     drop(api);
-    let desk = Arc::try_unwrap(desk).map_err(|_| "the desk is still shared".to_owned())?;
-    Ok(desk.into_journal())
+    Arc::try_unwrap(node)
+        .map_err(|_| "the node is still shared".to_owned())?
+        .into_journal()
+}
+
+/// A ring account tries to take work and submit in a careful labeler's name, with its own
+/// session: the node refuses and says what it may do.
+fn show_an_impersonation_refused(
+    api: &Api,
+    project: &str,
+    cast: &Cast,
+    crowd: &[Member],
+    sessions: &BTreeMap<Address, String>,
+) -> Result<(), String> {
+    let honest = crowd
+        .iter()
+        .find(|m| matches!(m.behaviour, Behaviour::Careful(_)))
+        .ok_or("the crowd has no careful labeler")?;
+    let ring = crowd
+        .iter()
+        .find(|m| matches!(m.behaviour, Behaviour::Ring))
+        .ok_or("the crowd has no ring account")?;
+    let reply = api.json(
+        "POST",
+        &format!("/v1/projects/{project}/next"),
+        Some(&sessions[&ring.address]),
+        &json!({ "contributor": honest.address }),
+    );
+    if reply.status != axum::http::StatusCode::FORBIDDEN {
+        return Err(format!(
+            "an impersonation was not refused: {} {}",
+            reply.status, reply.body
+        ));
+    }
+    println!(
+        "{} tried to take work as {}: refused ({} {})\n",
+        cast.name(&ring.address),
+        cast.name(&honest.address),
+        reply.status.as_u16(),
+        reply.body["error"]["code"].as_str().unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn recruit(cast: &mut Cast) -> Vec<Member> {

@@ -31,21 +31,43 @@ impl Dice {
     }
 }
 
-/// Everyone in the demo, by address, with the name people will read.
+/// Everyone in the demo, by address, with the name people will read and the wallet key they
+/// sign with: a simulated person signs in and signs requests as anyone does.
 #[derive(Default)]
-pub struct Cast(BTreeMap<Address, String>);
+pub struct Cast {
+    names: BTreeMap<Address, String>,
+    wallets: BTreeMap<Address, k256::ecdsa::SigningKey>,
+}
 
 impl Cast {
+    /// The person called `name`, with a wallet derived from the name (the same on every run).
     pub fn person(&mut self, name: &str) -> Address {
-        let address = Address::from_label(&format!("caravan demo {name}"));
-        self.0.insert(address, name.to_string());
+        let secret = keccak256(format!("caravan demo wallet {name}").as_bytes());
+        let wallet = k256::ecdsa::SigningKey::from_bytes((&secret.0).into())
+            .expect("a keccak digest is a secp256k1 secret key but for odds of 2^-128");
+        let address = attestation::address_of(wallet.verifying_key());
+        self.names.insert(address, name.to_string());
+        self.wallets.insert(address, wallet);
         address
     }
+
+    /// Names an account the cast did not make (such as a node's own key).
+    pub fn call(&mut self, address: Address, name: &str) {
+        self.names.insert(address, name.to_string());
+    }
+
     pub fn name(&self, address: &Address) -> String {
-        self.0
+        self.names
             .get(address)
             .cloned()
             .unwrap_or_else(|| address.to_string())
+    }
+
+    /// The wallet of someone the cast made.
+    pub fn wallet(&self, address: &Address) -> &k256::ecdsa::SigningKey {
+        self.wallets
+            .get(address)
+            .expect("every account the demo acts for was made by the cast")
     }
 }
 

@@ -1,0 +1,156 @@
+//! The API's errors: a 4xx or 5xx status and a body `{"error": {"code": "...", "message": "..."}}`
+//! whose message says what was wrong and how to fix it. A fault inside the node is a 5xx, never a
+//! 4xx that blames the caller; no message repeats a secret.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use caravan_node::auth::AuthError;
+use caravan_node::desk::DeskError;
+use caravan_node::sessions::{SessionError, SignInError};
+use caravan_tasks::board::{AssignError, ReviewError};
+use serde_json::json;
+
+/// An API error: status, a stable machine-readable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl ToString) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn bad_request(message: impl ToString) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn internal(message: impl ToString) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        use StatusCode as S;
+        let (status, code) = match &error {
+            AuthError::Session(SessionError::Store(_)) => (S::SERVICE_UNAVAILABLE, "storage"),
+            AuthError::NotYou { .. } => (S::FORBIDDEN, "not_your_account"),
+            AuthError::NotOperator { .. } => (S::FORBIDDEN, "not_operator"),
+            AuthError::Key(caravan_node::keys::KeyError::Scope { .. }) => {
+                (S::FORBIDDEN, "insufficient_scope")
+            }
+            _ if error.is_unauthenticated() => (S::UNAUTHORIZED, "unauthenticated"),
+            _ => (S::UNAUTHORIZED, "unauthenticated"),
+        };
+        ApiError::new(status, code, error)
+    }
+}
+
+impl From<SignInError> for ApiError {
+    fn from(error: SignInError) -> ApiError {
+        use StatusCode as S;
+        let (status, code) = match &error {
+            SignInError::Malformed(_) => (S::BAD_REQUEST, "malformed_message"),
+            SignInError::MalformedSignature(_) => (S::BAD_REQUEST, "malformed_signature"),
+            SignInError::WrongDomain { .. } => (S::UNAUTHORIZED, "wrong_domain"),
+            SignInError::WrongUri { .. } => (S::UNAUTHORIZED, "wrong_uri"),
+            SignInError::WrongVersion(_) => (S::UNAUTHORIZED, "wrong_version"),
+            SignInError::UnknownChain { .. } => (S::UNAUTHORIZED, "unknown_chain"),
+            SignInError::IssuedInTheFuture { .. } => (S::UNAUTHORIZED, "issued_in_the_future"),
+            SignInError::IssuedTooLongAgo { .. } => (S::UNAUTHORIZED, "issued_too_long_ago"),
+            SignInError::Expired(_) => (S::UNAUTHORIZED, "message_expired"),
+            SignInError::NotYetValid(_) => (S::UNAUTHORIZED, "not_yet_valid"),
+            SignInError::WrongSigner { .. } => (S::UNAUTHORIZED, "wrong_signer"),
+            SignInError::UnknownNonce(_) => (S::UNAUTHORIZED, "unknown_nonce"),
+            SignInError::ContractWalletUnavailable { .. } => {
+                (S::SERVICE_UNAVAILABLE, "chain_unavailable")
+            }
+            SignInError::Store(_) => (S::SERVICE_UNAVAILABLE, "storage"),
+        };
+        ApiError::new(status, code, error)
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> ApiError {
+        ApiError::from(AuthError::Session(error))
+    }
+}
+
+impl From<DeskError> for ApiError {
+    fn from(error: DeskError) -> ApiError {
+        use StatusCode as S;
+        let (status, code) = match &error {
+            DeskError::UnknownProject(_) => (S::NOT_FOUND, "unknown_project"),
+            DeskError::NotRequester { .. } => (S::FORBIDDEN, "not_requester"),
+            DeskError::Spec(_) => (S::UNPROCESSABLE_ENTITY, "invalid_spec"),
+            DeskError::UnknownToken(_) => (S::UNPROCESSABLE_ENTITY, "unknown_token"),
+            DeskError::InsufficientBalance { .. } => (S::PAYMENT_REQUIRED, "insufficient_balance"),
+            DeskError::ProjectExists(_) => (S::CONFLICT, "project_exists"),
+            DeskError::Item { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_item"),
+            DeskError::Assign(e) => (
+                S::CONFLICT,
+                match e {
+                    AssignError::Paused(_) => "paused",
+                    AssignError::Closed => "closed",
+                    AssignError::DeadlinePassed => "deadline_passed",
+                    AssignError::DailyCap { .. } => "daily_cap",
+                    AssignError::BudgetCommitted => "budget_committed",
+                    AssignError::NotEnoughGold { .. } => "not_enough_gold",
+                    AssignError::NothingLeft => "nothing_left",
+                },
+            ),
+            DeskError::Submit(_) => (S::UNPROCESSABLE_ENTITY, "submission_refused"),
+            DeskError::Review(ReviewError::NotReviewer(_)) => (S::FORBIDDEN, "not_reviewer"),
+            DeskError::Review(_) => (S::UNPROCESSABLE_ENTITY, "review_refused"),
+            DeskError::NotYourStanding { .. } => (S::FORBIDDEN, "not_your_account"),
+            DeskError::Dataset(_) => (S::CONFLICT, "nothing_to_publish"),
+            DeskError::NotPublished(_) => (S::CONFLICT, "not_published"),
+            DeskError::UnknownDataset(_) => (S::NOT_FOUND, "unknown_dataset"),
+            DeskError::UnknownChain(_) => (S::UNPROCESSABLE_ENTITY, "unknown_chain"),
+            DeskError::Refused(_) => (S::CONFLICT, "refused"),
+            DeskError::Store(_) => (S::SERVICE_UNAVAILABLE, "storage"),
+            DeskError::CorruptRecord { .. } => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
+        };
+        ApiError::new(status, code, error)
+    }
+}
+
+/// A JSON body whose parse errors come back in the API's error shape, naming the field.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// Runs a service call (which may wait for a disk sync) off the async workers.
+pub async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    call: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request failed inside the node: {e}")))?
+        .map_err(Into::into)
+}

@@ -1,0 +1,166 @@
+//! Settlement as the API shows it: closed epochs, an account's Merkle proofs per chain, the
+//! chains a node pays on, and the chain an account chooses to be paid on (which only the
+//! account itself may change).
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use caravan_node::Node;
+use caravan_node::auth::{Acting, Caller};
+use caravan_node::chains::PayoutChain;
+use caravan_node::desk::{Desk, DeskError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, JsonBody, blocking};
+use crate::tasks::address;
+
+fn epoch_json(record: &caravan_core::EpochRecord) -> Value {
+    json!({
+        "epoch": record.epoch,
+        "root": record.root,
+        "leaves": record.leaf_count,
+        "closed_at_ms": record.at_ms,
+        "event_seq": record.seq,
+    })
+}
+
+pub async fn list_epochs(State(node): State<Arc<Node>>) -> axum::Json<Value> {
+    let epochs: Vec<Value> = node
+        .desk()
+        .journal()
+        .read(|j| j.economy().epochs().iter().map(epoch_json).collect());
+    axum::Json(Value::Array(epochs))
+}
+
+fn closed_epoch(desk: &Desk, text: &str) -> Result<caravan_core::EpochRecord, ApiError> {
+    let unknown = |why: String| ApiError::new(StatusCode::NOT_FOUND, "unknown_epoch", why);
+    let epoch: u64 = text
+        .parse()
+        .map_err(|_| unknown(format!("{text:?} is not an epoch number (1, 2, …)")))?;
+    desk.journal()
+        .read(|j| {
+            j.economy()
+                .epochs()
+                .iter()
+                .find(|r| r.epoch == epoch)
+                .cloned()
+        })
+        .ok_or_else(|| unknown(format!("epoch {epoch} is not closed")))
+}
+
+pub async fn epoch_status(
+    State(node): State<Arc<Node>>,
+    Path(epoch): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(epoch_json(&closed_epoch(node.desk(), &epoch)?)))
+}
+
+/// An account's leaves in an epoch with their Merkle proofs, per chain that pays it: what a
+/// wallet submits to claim.
+pub async fn epoch_proofs(
+    State(node): State<Arc<Node>>,
+    Path((epoch, account)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let desk = Arc::clone(node.desk());
+    let record = closed_epoch(&desk, &epoch)?;
+    let account = address(&account, "account")?;
+    let epoch = record.epoch;
+    let chains = blocking(move || -> Result<Vec<Value>, DeskError> {
+        let bundle = desk
+            .journal()
+            .read(|j| j.bundle(epoch))?
+            .ok_or(DeskError::Refused(format!(
+                "the bundle of epoch {epoch} is missing"
+            )))?;
+        let mut chains = Vec::new();
+        for partition in bundle.paying_chains() {
+            let leaves = bundle.chain_leaves(partition);
+            if !leaves.iter().any(|l| l.account == account) {
+                continue;
+            }
+            let tree = caravan_core::MerkleTree::build(&leaves);
+            let proofs: Vec<Value> = leaves
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.account == account)
+                .map(|(i, l)| {
+                    json!({
+                        "token": l.token,
+                        "cumulative": l.cumulative.to_string(),
+                        "proof": tree.proof(i),
+                    })
+                })
+                .collect();
+            chains.push(json!({
+                "home": partition == caravan_core::HOME_CHAIN,
+                "chain": chain_json(desk.chains().of_partition(partition), partition),
+                "root": tree.root(),
+                "leaves": proofs,
+            }));
+        }
+        Ok(chains)
+    })
+    .await?;
+    if chains.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_entitlement",
+            format!("{account} has no entitlement in epoch {epoch}"),
+        ));
+    }
+    Ok(axum::Json(
+        json!({ "epoch": epoch, "account": account, "chains": chains }),
+    ))
+}
+
+/// A chain as the API shows it; a share the node has no chain for shows its chain id alone
+/// (home on a node given no chain directory shows `{"home": true}`).
+fn chain_json(chain: Option<&PayoutChain>, partition: u64) -> Value {
+    match chain {
+        Some(chain) => json!(chain),
+        None if partition == caravan_core::HOME_CHAIN => json!({ "home": true }),
+        None => json!({ "chain_id": partition, "home": false }),
+    }
+}
+
+pub async fn list_chains(State(node): State<Arc<Node>>) -> axum::Json<Value> {
+    axum::Json(json!(node.desk().chains().chains().collect::<Vec<_>>()))
+}
+
+pub async fn payout_chain(
+    State(node): State<Arc<Node>>,
+    Path(account): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let account = address(&account, "account")?;
+    let (partition, chain) = node.desk().payout_chain(&account);
+    Ok(axum::Json(json!({
+        "account": account,
+        "chain": chain_json(chain.as_ref(), partition),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChoosePayoutChain {
+    /// The chain id to be paid on, or 0 for the node's home chain.
+    chain_id: u64,
+}
+
+pub async fn choose_payout_chain(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    Path(account): Path<String>,
+    JsonBody(body): JsonBody<ChoosePayoutChain>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let named = address(&account, "account")?;
+    let account = caller.acting_as(Some(named), Acting::Account)?;
+    let desk = Arc::clone(node.desk());
+    let (partition, chain) =
+        blocking(move || desk.choose_payout_chain(account, body.chain_id)).await?;
+    Ok(axum::Json(json!({
+        "account": account,
+        "chain": chain_json(chain.as_ref(), partition),
+    })))
+}
