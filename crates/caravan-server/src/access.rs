@@ -139,7 +139,15 @@ pub async fn enforce(State(guard): State<Guard>, mut request: Request, next: Nex
                 );
             }
         }
+        let account = caller.account;
         request.extensions_mut().insert::<Caller>(caller);
+        let mut response = next.run(request).await;
+        response.extensions_mut().insert(Acted(account));
+        return response;
     }
     next.run(request).await
 }
+
+/// The account a request acted as, on its response (for the access log).
+#[derive(Clone, Copy, Debug)]
+pub struct Acted(pub caravan_core::Address);

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod error;
 pub mod gateway;
+pub mod log;
 pub mod openapi;
 pub mod operator;
 pub mod routes;

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// close epochs. Repeat for several (or separate with commas); none by default.
     #[arg(long = "operator", env = "CARAVAN_OPERATORS", value_delimiter = ',')]
     operators: Vec<Address>,
+    /// Log one line per request to standard error: time, method, path (never the query),
+    /// status, milliseconds taken and the account it acted as. Never a key, cookie or body.
+    #[arg(long, env = "CARAVAN_ACCESS_LOG")]
+    access_log: bool,
     /// The node's secp256k1 key (hex), which signs usage receipts; its address is paid the
     /// compute share of every call the node serves. Made on first use. Default: node.key in
     /// the data directory.
@@ -110,7 +114,10 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let node = services.gateway().node();
-    let app = router(services);
+    let mut app = router(services);
+    if args.access_log {
+        app = caravan_server::log::with_access_log(app);
+    }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {

@@ -900,6 +900,222 @@ fn serve_answers_over_http() {
     );
 }
 
+/// `caravan serve` on a free loopback port over `dir` with `extra` arguments, everything it
+/// writes (standard output and error) gathered for the test to read after it is killed.
+fn start_logged_serve(
+    dir: &Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    use std::io::{BufRead, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("CARAVAN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let written = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).unwrap();
+    written.lock().unwrap().push_str(&first_line);
+    let stderr = BufReader::new(server.stderr.take().unwrap());
+    for mut stream in [
+        Box::new(stdout) as Box<dyn BufRead + Send>,
+        Box::new(stderr) as Box<dyn BufRead + Send>,
+    ] {
+        let written = std::sync::Arc::clone(&written);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stream.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                written.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+    let address = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+        .to_owned();
+    (server, address, written)
+}
+
+/// The whole HTTP/1.1 answer to `method path` with the extra header lines `headers` (each
+/// ending in CRLF) and a JSON `body`.
+fn http_send(address: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The JSON body of an HTTP/1.1 answer.
+fn body_of(response: &str) -> serde_json::Value {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn no_key_session_id_or_signing_key_reaches_a_log_line_or_an_error_body() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    register_usdc(dir, "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+    ok(&caravan(
+        dir,
+        &[
+            "deposit",
+            "--payer",
+            payer,
+            "--token",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "--amount",
+            "100",
+        ],
+    ));
+    let (mut server, address, written) = start_logged_serve(dir, &["--access-log"]);
+    let node_key = std::fs::read_to_string(dir.join("node.key")).unwrap();
+    let node_key = node_key.trim().trim_start_matches("0x").to_owned();
+    let payer_key = dir.join("payer.key");
+    std::fs::write(&payer_key, format!("0x{ANVIL_SECOND_KEY}\n")).unwrap();
+    let mut answers = Vec::new();
+
+    // An API key, issued with the payer's wallet, used and misused.
+    let issued = caravan(
+        dir,
+        &[
+            "key",
+            "issue",
+            "--scope",
+            "models,requesting",
+            "--node",
+            &format!("http://{address}/v1"),
+            "--key-file",
+            payer_key.to_str().unwrap(),
+        ],
+    );
+    let api_key = ok(&issued).trim().to_owned();
+    answers.push(String::from_utf8_lossy(&issued.stderr).into_owned());
+    let bogus_key = format!("crv_{}", "7".repeat(64));
+    for key in [&api_key, &bogus_key] {
+        answers.push(http_get(
+            &address,
+            "/v1/balance",
+            &format!("Authorization: Bearer {key}\r\n"),
+        ));
+    }
+    answers.push(http_send(
+        &address,
+        "POST",
+        "/v1/chat/completions",
+        &format!("Authorization: Bearer {api_key}\r\n"),
+        "{\"model\": \"nope\", \"messages\": []}",
+    ));
+
+    // A session: the payer's wallet signs in, acts, and signs out; an unknown session is tried.
+    let nonce = http_get(&address, &format!("/v1/auth/nonce?address={payer}"), "");
+    let message = body_of(&nonce)["message"].as_str().unwrap().to_owned();
+    let secret = caravan_core::attestation::parse_secret_key(ANVIL_SECOND_KEY).unwrap();
+    let wallet = k256::ecdsa::SigningKey::from_bytes((&secret).into()).unwrap();
+    let signature = caravan_core::attestation::sign_digest(
+        &wallet,
+        &caravan_core::attestation::personal_message_digest(message.as_bytes()),
+    );
+    let signed_in = http_send(
+        &address,
+        "POST",
+        "/v1/auth/siwe",
+        "",
+        &serde_json::json!({ "message": message, "signature": signature.to_hex() }).to_string(),
+    );
+    assert!(signed_in.starts_with("HTTP/1.1 200"), "{signed_in}");
+    let session = signed_in
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: caravan_session="))
+        .and_then(|cookie| cookie.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie in {signed_in}"))
+        .to_owned();
+    assert!(
+        signed_in.contains("HttpOnly") && signed_in.contains("SameSite=Lax"),
+        "{signed_in}"
+    );
+    let bogus_session = format!("crs_{}", "5".repeat(64));
+    for cookie in [&session, &bogus_session] {
+        answers.push(http_get(
+            &address,
+            "/v1/auth/session",
+            &format!("Cookie: caravan_session={cookie}\r\n"),
+        ));
+        answers.push(http_send(
+            &address,
+            "POST",
+            "/v1/projects",
+            &format!("Cookie: caravan_session={cookie}\r\n"),
+            "{\"spec\": {\"title\": \"incomplete\"}}",
+        ));
+    }
+    answers.push(http_send(
+        &address,
+        "POST",
+        "/v1/auth/logout",
+        &format!("Cookie: caravan_session={session}\r\n"),
+        "",
+    ));
+    answers.push(http_get(
+        &address,
+        "/v1/auth/session",
+        &format!("Cookie: caravan_session={session}\r\n"),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logged = written.lock().unwrap().clone();
+
+    // The log saw every request, and who made it.
+    assert!(logged.contains("POST /v1/auth/siwe 200"), "{logged}");
+    assert!(logged.contains("GET /v1/balance 200"), "{logged}");
+    assert!(
+        logged.contains("GET /v1/auth/session 200 ") && logged.contains(payer),
+        "{logged}"
+    );
+    assert!(logged.contains("GET /v1/auth/session 401"), "{logged}");
+    let secrets = [
+        ("the API key", &api_key[4..]),
+        ("a mistyped API key", &bogus_key[4..]),
+        ("the session id", &session[4..]),
+        ("an unknown session id", &bogus_session[4..]),
+        ("the node's signing key", node_key.as_str()),
+        ("the payer's wallet key", ANVIL_SECOND_KEY),
+    ];
+    for (what, secret) in secrets {
+        assert!(!logged.contains(secret), "{what} is in the log:\n{logged}");
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret),
+                "{what} is in an answer:\n{answer}"
+            );
+        }
+    }
+    assert!(answers.iter().any(|a| a.starts_with("HTTP/1.1 401")));
+}
+
 /// The venv python with the official `openai` client and LangChain, or `None` (and the test
 /// skips) when `scripts/python-clients/install.sh` was never run and
 /// `CARAVAN_REQUIRE_PYTHON_CLIENTS` is not set; CI installs them and sets it.
