@@ -16,3 +16,18 @@ alloy_sol_types::sol!(
     CaravanToken,
     "../../contracts/artifacts/CaravanToken.json"
 );
+alloy_sol_types::sol!(
+    #[sol(all_derives)]
+    OwnedWallet,
+    "../../contracts/artifacts/OwnedWallet.json"
+);
+
+alloy_sol_types::sol! {
+    /// ERC-1271: a contract says whether it accepts a signature over a hash.
+    interface IERC1271 {
+        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4 magicValue);
+    }
+}
+
+/// What `isValidSignature` returns for a signature the contract accepts.
+pub const ERC1271_MAGIC_VALUE: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];

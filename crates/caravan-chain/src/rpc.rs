@@ -413,6 +413,48 @@ async fn send_until_mined(
     }
 }
 
+/// Asks the contract at `wallet`, on the chain behind `url`, whether it accepts `signature` over
+/// `digest` (ERC-1271 `isValidSignature` returning its magic value). An account without code, a
+/// revert or any other answer is `false`; only failing to reach the chain is an error (which
+/// names the endpoint and why). Read-only: no key, no transaction.
+pub fn contract_accepts(
+    url: &str,
+    http: reqwest::Client,
+    wallet: Address,
+    digest: B256,
+    signature: &[u8],
+) -> Result<bool, String> {
+    use alloy_sol_types::SolCall;
+    let endpoint: reqwest::Url = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the RPC runtime: {e}"))?;
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_reqwest(http, endpoint);
+    let call = crate::contracts::IERC1271::isValidSignatureCall {
+        hash: digest,
+        signature: Bytes::copy_from_slice(signature),
+    };
+    let request = TransactionRequest::default()
+        .to(wallet)
+        .input(call.abi_encode().into());
+    match runtime.block_on(async { provider.call(request).await }) {
+        Ok(answer) => Ok(answer.len() >= 4 && answer[..4] == crate::contracts::ERC1271_MAGIC_VALUE),
+        Err(alloy::transports::RpcError::ErrorResp(_)) => Ok(false),
+        Err(error) => {
+            let causes = with_causes(&error);
+            Err(format!(
+                "cannot reach {url}: {causes}{}",
+                certificate_hint(&causes)
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

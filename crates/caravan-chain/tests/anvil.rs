@@ -391,3 +391,79 @@ fn a_transaction_a_stopped_run_left_waiting_is_replaced_and_a_stuck_one_is_resen
         2
     );
 }
+
+/// An OwnedWallet for `owner`, deployed on `chain`.
+fn deploy_wallet(chain: &mut RpcChain, owner: Address) -> alloy_primitives::Address {
+    use alloy_sol_types::SolConstructor;
+    use caravan_chain::chain::Chain;
+    use caravan_chain::contracts::OwnedWallet;
+    let mut code = OwnedWallet::BYTECODE.to_vec();
+    code.extend(
+        OwnedWallet::constructorCall {
+            owner_: alloy_primitives::Address::from(owner.0),
+        }
+        .abi_encode(),
+    );
+    chain
+        .send(0, None, code.into())
+        .unwrap()
+        .unwrap()
+        .created
+        .unwrap()
+}
+
+#[test]
+fn a_contract_wallet_accepts_only_its_owners_signatures_read_from_the_chain() {
+    use caravan_chain::rpc::contract_accepts;
+    use caravan_core::attestation::{address_of, sign_digest};
+    let Some(binary) = anvil_binary() else { return };
+    let anvil = LocalAnvil::start(&binary).unwrap();
+    let key = |label: &str| {
+        k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(label.as_bytes()).0).into())
+            .unwrap()
+    };
+    let (owner, stranger) = (key("owner"), key("stranger"));
+    let wallet = deploy_wallet(
+        &mut anvil.connect().unwrap(),
+        address_of(owner.verifying_key()),
+    );
+    let digest = caravan_core::keccak256(b"sign in to caravan");
+    let accepts = |wallet, signer: &k256::ecdsa::SigningKey| {
+        let signature = sign_digest(signer, &digest);
+        contract_accepts(
+            anvil.url(),
+            reqwest::Client::new(),
+            wallet,
+            alloy_primitives::B256::from(digest.0),
+            &signature.0,
+        )
+    };
+    assert_eq!(accepts(wallet, &owner), Ok(true));
+    assert_eq!(accepts(wallet, &stranger), Ok(false));
+    // An account with no code answers nothing, which accepts nothing.
+    let plain = alloy_primitives::Address::from(address_of(owner.verifying_key()).0);
+    assert_eq!(accepts(plain, &owner), Ok(false));
+    let malformed = contract_accepts(
+        anvil.url(),
+        reqwest::Client::new(),
+        wallet,
+        alloy_primitives::B256::from(digest.0),
+        &[1, 2, 3],
+    );
+    assert_eq!(malformed, Ok(false));
+    // A chain that cannot be reached is an error that names it, not a refusal.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}");
+    let unreachable = contract_accepts(
+        &url,
+        reqwest::Client::new(),
+        wallet,
+        alloy_primitives::B256::from(digest.0),
+        &sign_digest(&owner, &digest).0,
+    )
+    .unwrap_err();
+    assert!(unreachable.contains(&url), "{unreachable}");
+}

@@ -11,6 +11,7 @@ mod outgoing;
 mod present;
 mod quality;
 mod serve;
+mod wallets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -17,6 +17,7 @@ use clap::{Args, ValueEnum};
 use crate::StoreArgs;
 use crate::commands::ensure_genesis;
 use crate::present::open_journal;
+use crate::wallets::ChainWallets;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -99,8 +100,16 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| store.data_dir.join("node.key"));
     let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
     let artifacts = crate::commands::artifact_store(store);
+    let endpoints = crate::commands::rpc_endpoints(store)?;
+    let mut builder = Node::builder(journal, artifacts, signer);
+    if !endpoints.is_empty() {
+        let http = crate::outgoing::http_client_builder(store)?
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        builder = builder.contract_wallets(Arc::new(ChainWallets::new(endpoints, http)));
+    }
     let services = Arc::new(
-        Node::builder(journal, artifacts, signer)
+        builder
             .chains(chains)
             .models_dir(store.models_dir())
             .http_client(crate::outgoing::upstream_client(store)?)

@@ -1552,6 +1552,84 @@ fn local_anvil() -> Option<caravan_chain::anvil::LocalAnvil> {
     Some(caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap())
 }
 
+/// A contract wallet (an ERC-1271 OwnedWallet deployed on anvil) signs in to a node that has
+/// anvil configured as a chain: the node asks the wallet's contract whether its owner's
+/// signature is the wallet's, and opens a session for the contract's address.
+#[test]
+fn a_contract_wallet_signs_in_through_the_chain_it_lives_on() {
+    use alloy_sol_types::SolConstructor;
+    use caravan_chain::chain::Chain;
+    use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
+    let Some(anvil) = local_anvil() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let owner =
+        k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(b"safe owner").0).into())
+            .unwrap();
+    let mut code = caravan_chain::contracts::OwnedWallet::BYTECODE.to_vec();
+    code.extend(
+        caravan_chain::contracts::OwnedWallet::constructorCall {
+            owner_: alloy_primitives::Address::from(address_of(owner.verifying_key()).0),
+        }
+        .abi_encode(),
+    );
+    let wallet = anvil
+        .connect()
+        .unwrap()
+        .send(0, None, code.into())
+        .unwrap()
+        .unwrap()
+        .created
+        .unwrap();
+    let wallet = caravan_core::Address(wallet.into_array());
+    ok(&caravan_with_chain_key(
+        dir,
+        &[
+            "chain",
+            "add",
+            "local",
+            "--url",
+            anvil.url(),
+            "--chain-id",
+            "31337",
+            "--key-env",
+            "CARAVAN_TEST_CHAIN_KEY",
+        ],
+    ));
+    let (mut server, address) = start_serve(dir);
+    let sign_in = |signer: &k256::ecdsa::SigningKey| {
+        let nonce = http_get(
+            &address,
+            &format!("/v1/auth/nonce?address={wallet}&chain_id=31337"),
+            "",
+        );
+        let message = body_of(&nonce)["message"].as_str().unwrap().to_owned();
+        let signature = sign_digest(signer, &personal_message_digest(message.as_bytes()));
+        http_send(
+            &address,
+            "POST",
+            "/v1/auth/siwe",
+            "",
+            &serde_json::json!({ "message": message, "signature": signature.to_hex() }).to_string(),
+        )
+    };
+    let stranger =
+        k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(b"stranger").0).into())
+            .unwrap();
+    let refused = sign_in(&stranger);
+    let signed_in = sign_in(&owner);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert_eq!(body_of(&refused)["error"]["code"], "wrong_signer");
+    assert!(signed_in.starts_with("HTTP/1.1 200"), "{signed_in}");
+    assert_eq!(
+        body_of(&signed_in)["account"],
+        serde_json::json!(wallet),
+        "{signed_in}"
+    );
+}
+
 /// The same flow on a JSON-RPC chain reached over HTTPS, as public chains are: anvil from npm,
 /// started here on a free port, behind a TLS front whose certificate authority the node is
 /// told to trust with `CARAVAN_EXTRA_CA_CERTS`.

@@ -190,6 +190,19 @@ fn rpc_chain_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The JSON-RPC chains configured in the data directory, each as its chain id and endpoint
+/// (none for a store kept in a database, which has no chain configuration).
+pub fn rpc_endpoints(store: &StoreArgs) -> Result<Vec<(u64, String)>, String> {
+    if store.database.is_some() {
+        return Ok(Vec::new());
+    }
+    let dir = chains_dir(store)?;
+    rpc_chain_names(&dir)
+        .into_iter()
+        .map(|name| read_config(&dir.join(name)).map(|config| (config.chain_id, config.url)))
+        .collect()
+}
+
 /// The name of the home chain (`embedded` unless `caravan chain home` chose another).
 fn home_name(dir: &Path) -> Result<String, String> {
     match std::fs::read_to_string(dir.join(HOME)) {
