@@ -6,8 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use caravan_core::{Address, Event, Genesis, Ppm, Token};
+use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
+use caravan_core::{Address, Event, Genesis, Ppm, Token, keccak256};
+use caravan_node::Node;
+use caravan_node::auth::Credentials;
 use caravan_node::desk::{Desk, DeskError};
+use caravan_node::gateway::receipt::NodeSigner;
+use caravan_node::keys::Scope;
+use caravan_node::sessions::SignInPolicy;
+use caravan_node::sessions::origin::PublicOrigin;
 use caravan_store::{Journal, Location};
 use caravan_tasks::board::AssignError;
 use caravan_tasks::inference::{Method, infer};
@@ -51,6 +58,9 @@ const CLIENTS: usize = 1_000;
 struct Submissions {
     /// Timed judgments per second, each durable before its client sends the next.
     rate: f64,
+    /// Wallet sign-ins per second while the contributors signed in (each a signed EIP-4361
+    /// message checked and a session stored), before any judgment.
+    sign_in_rate: f64,
     /// Judgments per second while the contributors registered (their first judgment each).
     warm_up_rate: f64,
     /// Seconds to reopen the store and rebuild the board from every stored record.
@@ -65,6 +75,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     let timed = 100_000 / scale;
 
     let mut sqlite = Vec::new();
+    let mut sqlite_sign_ins = Vec::new();
     let mut sqlite_warm = Vec::new();
     let mut reopen = Vec::new();
     let mut reopened_judgments = 0;
@@ -73,6 +84,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
         let label = format!("SQLite run {}", run + 1);
         let measured = measure_submissions(&scratch.location, contributors, timed, &label)?;
         sqlite.push(measured.rate);
+        sqlite_sign_ins.push(measured.sign_in_rate);
         sqlite_warm.push(measured.warm_up_rate);
         reopen.push(measured.reopen_seconds);
         reopened_judgments = measured.judgments;
@@ -92,7 +104,8 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     t.add_row(vec![
         "judgment submissions, SQLite".into(),
         format!(
-            "{CLIENTS} concurrent clients, {contributors} registered contributors (one judgment each first, at {:.0}/s), then {timed} timed judgments: next item + submit, each durable before the client goes on; {} runs: {}",
+            "{CLIENTS} concurrent clients, {contributors} contributors signed in with their wallets (at {:.0}/s) who each judge once (at {:.0}/s), then {timed} timed judgments: the session checked, next item + submit, each durable before the client goes on; {} runs: {}",
+            median(sqlite_sign_ins.clone()),
             median(sqlite_warm),
             args.runs,
             listed(&sqlite)
@@ -148,6 +161,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     );
     println!("{t}");
     println!("judgments_per_s_sqlite: {:.0}", median(sqlite));
+    println!("sign_ins_per_s_sqlite: {:.0}", median(sqlite_sign_ins));
     println!("reopen_board_s: {reopen:.3}");
     if !postgres.is_empty() {
         println!("judgments_per_s_postgres: {:.0}", median(postgres));
@@ -230,6 +244,7 @@ fn measure_submissions(
         decimals: 6,
     };
     let requester = Address::from_label("bench requester");
+    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
     let mut journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
     journal
         .submit(vec![
@@ -245,7 +260,21 @@ fn measure_submissions(
             },
         ])
         .map_err(|e| e.to_string())?;
-    let desk = Arc::new(Desk::open(journal).map_err(|e| e.to_string())?);
+    let origin = PublicOrigin::parse(caravan_node::DEFAULT_PUBLIC_URL).expect("the default parses");
+    let node = Arc::new(
+        Node::builder(
+            journal,
+            caravan_models::ArtifactStore::new(scratch.path().join("models")),
+            NodeSigner::generate(),
+        )
+        .sign_in(SignInPolicy {
+            origin,
+            chain_ids: vec![caravan_chain::embedded::EMBEDDED_CHAIN_ID],
+        })
+        .open()
+        .map_err(|e| e.to_string())?,
+    );
+    let desk = Arc::clone(node.desk());
     let spec = ProjectSpec {
         title: "bench: pick the topic".into(),
         instructions: String::new(),
@@ -296,21 +325,31 @@ fn measure_submissions(
     let timed_per_client = timed.div_ceil(CLIENTS);
     let barrier = Arc::new(Barrier::new(CLIENTS + 1));
     let (warm_done, timed_done) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let bar = progress((CLIENTS * (per_client + timed_per_client)) as u64, label);
-    let (warm_up, timed_phase) = std::thread::scope(|scope| -> Result<(f64, f64), String> {
+    let bar = progress(
+        (CLIENTS * (2 * per_client + timed_per_client)) as u64,
+        label,
+    );
+    let phases = std::thread::scope(|scope| -> Result<[f64; 3], String> {
         let mut handles = Vec::new();
         for client in 0..CLIENTS {
-            let (desk, barrier, bar) = (desk.clone(), barrier.clone(), bar.clone());
+            let (node, barrier, bar) = (node.clone(), barrier.clone(), bar.clone());
             let (warm_done, timed_done) = (&warm_done, &timed_done);
             let handle = std::thread::Builder::new()
                 .stack_size(256 << 10)
                 .spawn_scoped(scope, move || -> Result<(), String> {
-                    let people: Vec<Address> = (0..per_client)
-                        .map(|p| Address::from_label(&format!("bench contributor {client} {p}")))
+                    let wallets: Vec<k256::ecdsa::SigningKey> = (0..per_client)
+                        .map(|p| wallet(&format!("bench contributor {client} {p}")))
                         .collect();
                     barrier.wait();
-                    for person in &people {
-                        if judge(&desk, &project, *person)? {
+                    let mut sessions = Vec::with_capacity(wallets.len());
+                    for wallet in &wallets {
+                        sessions.push(sign_in(&node, wallet)?);
+                        bar.inc(1);
+                    }
+                    barrier.wait();
+                    barrier.wait();
+                    for session in &sessions {
+                        if judge(&node, &project, session)? {
                             warm_done.fetch_add(1, Ordering::Relaxed);
                         }
                         bar.inc(1);
@@ -318,7 +357,7 @@ fn measure_submissions(
                     barrier.wait();
                     barrier.wait();
                     for n in 0..timed_per_client {
-                        if judge(&desk, &project, people[n % people.len()])? {
+                        if judge(&node, &project, &sessions[n % sessions.len()])? {
                             timed_done.fetch_add(1, Ordering::Relaxed);
                         }
                         bar.inc(1);
@@ -329,21 +368,21 @@ fn measure_submissions(
                 .map_err(|e| format!("cannot start a client thread: {e}"))?;
             handles.push(handle);
         }
-        barrier.wait();
-        let start = Instant::now();
-        barrier.wait();
-        let warm = start.elapsed().as_secs_f64();
-        barrier.wait();
-        let start = Instant::now();
-        barrier.wait();
-        let timed = start.elapsed().as_secs_f64();
+        let mut phases = [0.0; 3];
+        for phase in &mut phases {
+            barrier.wait();
+            let start = Instant::now();
+            barrier.wait();
+            *phase = start.elapsed().as_secs_f64();
+        }
         for handle in handles {
             handle
                 .join()
                 .map_err(|_| "a client thread panicked".to_owned())??;
         }
-        Ok((warm, timed))
+        Ok(phases)
     })?;
+    let [signing_in, warm_up, timed_phase] = phases;
     bar.finish_and_clear();
     let judgments = desk
         .status(&project)
@@ -351,6 +390,7 @@ fn measure_submissions(
         .1
         .judgments;
     drop(desk);
+    drop(node);
     let start = Instant::now();
     let journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
     let reopened = Desk::open(journal).map_err(|e| e.to_string())?;
@@ -367,6 +407,7 @@ fn measure_submissions(
     }
     Ok(Submissions {
         rate: timed_done.into_inner() as f64 / timed_phase,
+        sign_in_rate: (CLIENTS * per_client) as f64 / signing_in,
         warm_up_rate: warm_done.into_inner() as f64 / warm_up,
         reopen_seconds,
         judgments,
@@ -378,9 +419,43 @@ fn topic(n: u64) -> &'static str {
     ["sports", "politics", "science", "arts"][(n.wrapping_mul(0x9E37_79B9) >> 7) as usize % 4]
 }
 
-/// One next-item + submit round trip; the answer is right four times in five. `false` when the
-/// contributor got no item (paused by check questions), which the rate does not count.
-fn judge(desk: &Desk, project: &ProjectId, person: Address) -> Result<bool, String> {
+/// A contributor's wallet, made from a label (the same on every run).
+fn wallet(label: &str) -> k256::ecdsa::SigningKey {
+    k256::ecdsa::SigningKey::from_bytes((&keccak256(label.as_bytes()).0).into())
+        .expect("a keccak digest is a secp256k1 secret key but for odds of 2^-128")
+}
+
+/// Signs the wallet in as a browser does (the node's challenge, the wallet's `personal_sign`,
+/// the node's checks) and returns the session's secret id.
+fn sign_in(node: &Node, wallet: &k256::ecdsa::SigningKey) -> Result<String, String> {
+    let sessions = node.sessions();
+    let challenge = sessions.challenge().map_err(|e| e.to_string())?;
+    let message = challenge
+        .message(
+            &address_of(wallet.verifying_key()),
+            caravan_chain::embedded::EMBEDDED_CHAIN_ID,
+        )
+        .to_string();
+    let signature = sign_digest(wallet, &personal_message_digest(message.as_bytes()));
+    let opened = sessions
+        .sign_in(&message, &signature.to_hex())
+        .map_err(|e| e.to_string())?;
+    Ok(opened.secret)
+}
+
+/// One next-item + submit round trip by the session's account, authenticated as every request
+/// is; the answer is right four times in five. `false` when the contributor got no item
+/// (paused by check questions), which the rate does not count.
+fn judge(node: &Node, project: &ProjectId, session: &str) -> Result<bool, String> {
+    let credentials = Credentials {
+        session: Some(session),
+        authorization: None,
+    };
+    let person = node
+        .authenticate(credentials, Scope::Labeling)
+        .map_err(|e| e.to_string())?
+        .account;
+    let desk = node.desk();
     let assignment = match desk.next_item(project, person) {
         Ok(assignment) => assignment,
         Err(DeskError::Assign(AssignError::Paused(_))) => return Ok(false),
@@ -393,6 +468,14 @@ fn judge(desk: &Desk, project: &ProjectId, person: Address) -> Result<bool, Stri
         .unwrap_or(0);
     let noise = (n ^ u64::from_be_bytes(person.0[..8].try_into().expect("8 bytes"))) % 5;
     let answer = if noise == 0 { topic(n + 1) } else { topic(n) };
+    let credentials = Credentials {
+        session: Some(session),
+        authorization: None,
+    };
+    let person = node
+        .authenticate(credentials, Scope::Labeling)
+        .map_err(|e| e.to_string())?
+        .account;
     desk.submit(
         project,
         person,
