@@ -85,6 +85,19 @@ impl<'a> From<&'a EpochBundle> for EpochRoot<'a> {
     }
 }
 
+/// What [`Settlement::publish`] did.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The post's receipt.
+    pub posted: Receipt,
+    /// What the root promises in all, per token.
+    pub promised: Vec<(caravan_core::Address, u128)>,
+    /// How much of the development token was funded into the distributor first.
+    pub funded_now: u128,
+    /// Whether the root was activated too (no delay), so claims are open.
+    pub activated: bool,
+}
+
 /// A chain with caravan's contracts on it.
 pub struct Settlement {
     chain: Box<dyn Chain>,
@@ -221,6 +234,43 @@ impl Settlement {
             distributor,
             call,
         )
+    }
+
+    /// Posts an epoch's root the way a node settles: whatever the root promises in the
+    /// development token beyond what the distributor holds is funded from the node's account
+    /// first (other tokens are funded by whoever holds them), the root is posted (checked
+    /// against `previous` and the funds, see [`Settlement::post`]), and activated at once when
+    /// the distributor has no delay.
+    pub fn publish(
+        &mut self,
+        epoch: EpochRoot<'_>,
+        previous: Option<EpochRoot<'_>>,
+        at: u64,
+    ) -> Result<Published, SettleError> {
+        let mut promised: BTreeMap<caravan_core::Address, u128> = BTreeMap::new();
+        for leaf in epoch.leaves {
+            *promised.entry(leaf.token).or_default() += leaf.cumulative;
+        }
+        let development = caravan_core::Address(self.deployment.token.into_array());
+        let mut funded_now = 0;
+        if let Some(owed) = promised.get(&development) {
+            let funded = self.funded(development)?;
+            if *owed > funded {
+                funded_now = owed - funded;
+                self.fund(funded_now, at)?;
+            }
+        }
+        let posted = self.post(epoch, previous, at)?;
+        let activated = self.deployment.delay == 0;
+        if activated {
+            self.activate(at)?;
+        }
+        Ok(Published {
+            posted,
+            promised: promised.into_iter().collect(),
+            funded_now,
+            activated,
+        })
     }
 
     /// Activates the pending root once its delay is over.

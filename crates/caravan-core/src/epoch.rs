@@ -265,7 +265,53 @@ pub struct EpochBundle {
     pub validators: Vec<AttestedValidator>,
 }
 
+/// An account's leaf with the Merkle proof a wallet submits to claim it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenLeaf {
+    pub leaf: Leaf,
+    pub proof: Vec<Hash32>,
+}
+
+/// What one chain pays an account in an epoch: the chain's root (for this epoch) and the
+/// account's leaves on it, each with its proof against that root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainProofs {
+    /// [`HOME_CHAIN`] for home, else the chain id.
+    pub chain: u64,
+    pub root: Hash32,
+    pub leaves: Vec<ProvenLeaf>,
+}
+
 impl EpochBundle {
+    /// `account`'s leaves on `chain` ([`HOME_CHAIN`] for home) with their proofs against that
+    /// chain's root; no leaves when the chain pays the account nothing.
+    pub fn proofs_on(&self, chain: u64, account: &Address) -> ChainProofs {
+        let leaves = self.chain_leaves(chain);
+        let tree = MerkleTree::build(&leaves);
+        ChainProofs {
+            chain,
+            root: tree.root(),
+            leaves: leaves
+                .iter()
+                .enumerate()
+                .filter(|(_, leaf)| leaf.account == *account)
+                .map(|(index, leaf)| ProvenLeaf {
+                    leaf: *leaf,
+                    proof: tree.proof(index),
+                })
+                .collect(),
+        }
+    }
+
+    /// Every chain that pays `account` in this epoch (home first, then the chains accounts
+    /// chose), each with the account's proven leaves: what its wallet submits to claim.
+    pub fn proofs_for(&self, account: &Address) -> Vec<ChainProofs> {
+        self.paying_chains()
+            .map(|chain| self.proofs_on(chain, account))
+            .filter(|proofs| !proofs.leaves.is_empty())
+            .collect()
+    }
+
     /// The leaves chain `chain_id` pays ([`HOME_CHAIN`] for home): a chosen chain's own leaves,
     /// or for home each entitlement less what other chains pay (leaves that come to zero left
     /// out). A chain nobody chose pays nothing.

@@ -24,6 +24,7 @@ pub mod money;
 pub mod report;
 pub mod royalty;
 pub mod snapshot;
+pub mod terms;
 
 pub use address::Address;
 pub use asset::{
@@ -31,7 +32,7 @@ pub use asset::{
 };
 pub use attestation::{Attestation, Signature65};
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
-pub use epoch::{ChainLeaves, EpochBundle, EpochOutcome, verify_bundle};
+pub use epoch::{ChainLeaves, ChainProofs, EpochBundle, EpochOutcome, ProvenLeaf, verify_bundle};
 pub use event::{
     Bounty, CallPart, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, Lane, MAX_CALL_PARTS,
     MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
@@ -41,6 +42,7 @@ pub use ledger::{AccountRef, Balance, Ledger, Transfer};
 pub use merkle::{Leaf, MerkleTree, verify_proof};
 pub use money::{Amount, Ppm, Token};
 pub use royalty::{Payout, PayoutTo};
+pub use terms::{ModelShares, SharesTooLarge};
 
 /// Serde for `u128` amounts as decimal strings: JSON numbers lose precision above 2^53 in most
 /// readers, and an amount must survive every reader exactly.

@@ -82,6 +82,14 @@ impl fmt::Display for Ppm {
     }
 }
 
+impl std::str::FromStr for Ppm {
+    type Err = String;
+    /// Reads a percentage as [`Ppm::from_percent_text`] does: `"12.5%"`, `"12.5"`.
+    fn from_str(text: &str) -> Result<Ppm, String> {
+        Ppm::from_percent_text(text)
+    }
+}
+
 impl fmt::Debug for Ppm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ppm", self.0)

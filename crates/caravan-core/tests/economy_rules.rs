@@ -209,6 +209,24 @@ fn a_chosen_chain_pays_what_is_earned_after_the_choice_and_home_keeps_the_rest()
     assert_eq!(paid(&second, 10), 0, "a chain nobody chose pays nothing");
     assert_ne!(second.chain_root(HOME_CHAIN), second.root);
     verify_bundle(&second, Some(&first)).unwrap();
+    // A wallet's proofs: one per chain that pays alice, each against that chain's root.
+    let proofs = second.proofs_for(&alice);
+    assert_eq!(
+        proofs.iter().map(|p| p.chain).collect::<Vec<_>>(),
+        vec![HOME_CHAIN, 8453]
+    );
+    for chain in &proofs {
+        assert_eq!(chain.root, second.chain_root(chain.chain));
+        assert_eq!(chain.leaves.len(), 1);
+        let proven = &chain.leaves[0];
+        assert_eq!(proven.leaf.cumulative, 29_400);
+        assert!(caravan_core::verify_proof(
+            &chain.root,
+            &proven.leaf,
+            &proven.proof
+        ));
+    }
+    assert!(second.proofs_for(&Address::from_label("nobody")).is_empty());
 
     // Back home: chain 8453 keeps what it pays, home gets the new earnings.
     economy.append(choose(HOME_CHAIN), 3).unwrap();

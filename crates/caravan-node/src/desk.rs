@@ -201,6 +201,23 @@ impl Desk {
         Ok((partition, self.chains.of_partition(partition).cloned()))
     }
 
+    /// `account`'s leaves in closed epoch `epoch`, each with its Merkle proof, per chain that
+    /// pays it (home first): what its wallet submits to claim. Empty when nothing is owed.
+    pub fn proofs(
+        &self,
+        epoch: u64,
+        account: &Address,
+    ) -> Result<Vec<caravan_core::ChainProofs>, DeskError> {
+        let bundle =
+            self.journal
+                .read(|j| j.bundle(epoch))?
+                .ok_or_else(|| DeskError::CorruptRecord {
+                    seq: 0,
+                    why: format!("the bundle of closed epoch {epoch} is missing from the store"),
+                })?;
+        Ok(bundle.proofs_for(account))
+    }
+
     /// Hands the journal back (for commands that go on with the economy after the desk), once
     /// no other service shares it.
     pub fn into_journal(self) -> Journal {

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use caravan_node::Node;
 use caravan_node::auth::{Acting, Caller};
 use caravan_node::chains::PayoutChain;
-use caravan_node::desk::{Desk, DeskError};
+use caravan_node::desk::Desk;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -67,42 +67,22 @@ pub async fn epoch_proofs(
     let record = closed_epoch(&desk, &epoch)?;
     let account = address(&account, "account")?;
     let epoch = record.epoch;
-    let chains = blocking(move || -> Result<Vec<Value>, DeskError> {
-        let bundle = desk
-            .journal()
-            .read(|j| j.bundle(epoch))?
-            .ok_or(DeskError::Refused(format!(
-                "the bundle of epoch {epoch} is missing"
-            )))?;
-        let mut chains = Vec::new();
-        for partition in bundle.paying_chains() {
-            let leaves = bundle.chain_leaves(partition);
-            if !leaves.iter().any(|l| l.account == account) {
-                continue;
-            }
-            let tree = caravan_core::MerkleTree::build(&leaves);
-            let proofs: Vec<Value> = leaves
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.account == account)
-                .map(|(i, l)| {
-                    json!({
-                        "token": l.token,
-                        "cumulative": l.cumulative.to_string(),
-                        "proof": tree.proof(i),
-                    })
-                })
-                .collect();
-            chains.push(json!({
-                "home": partition == caravan_core::HOME_CHAIN,
-                "chain": chain_json(desk.chains().of_partition(partition), partition),
-                "root": tree.root(),
-                "leaves": proofs,
-            }));
-        }
-        Ok(chains)
-    })
-    .await?;
+    let proofs = blocking(move || desk.proofs(epoch, &account)).await?;
+    let chains: Vec<Value> = proofs
+        .iter()
+        .map(|chain| {
+            json!({
+                "home": chain.chain == caravan_core::HOME_CHAIN,
+                "chain": chain_json(node.desk().chains().of_partition(chain.chain), chain.chain),
+                "root": chain.root,
+                "leaves": chain.leaves.iter().map(|proven| json!({
+                    "token": proven.leaf.token,
+                    "cumulative": proven.leaf.cumulative.to_string(),
+                    "proof": proven.proof,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     if chains.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

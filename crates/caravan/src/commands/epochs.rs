@@ -185,41 +185,29 @@ pub fn print_close_summary(economy: &Economy, bundle: &EpochBundle) {
 /// The account's leaves and proofs in each chain's tree (home first, then the chains accounts
 /// chose), each against that chain's root.
 fn print_proofs(economy: &Economy, bundle: &EpochBundle, account: &Address) -> Result<(), String> {
-    let mut found = false;
-    for partition in bundle.paying_chains() {
-        let leaves = bundle.chain_leaves(partition);
-        if !leaves.iter().any(|l| l.account == *account) {
-            continue;
-        }
-        let root = bundle.chain_root(partition);
-        let tree = MerkleTree::build(&leaves);
-        let on = match partition {
-            HOME_CHAIN => "on the home chain".to_string(),
-            chain_id => format!("on chain id {chain_id}"),
-        };
-        for (index, leaf) in leaves
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.account == *account)
-        {
-            found = true;
-            let proof = tree.proof(index);
-            let verified = verify_proof(&root, leaf, &proof);
-            println!(
-                "\n{} may claim up to {} {on} in total (cumulative through epoch {})",
-                account,
-                amount(economy, &leaf.token, leaf.cumulative),
-                bundle.epoch
-            );
-            println!("{}", proof_json(leaf, &root, &proof));
-            println!("proof verifies against the root: {verified}");
-        }
-    }
-    if !found {
+    let chains = bundle.proofs_for(account);
+    if chains.is_empty() {
         return Err(format!(
             "{account} has no entitlement in epoch {}",
             bundle.epoch
         ));
+    }
+    for chain in chains {
+        let on = match chain.chain {
+            HOME_CHAIN => "on the home chain".to_string(),
+            chain_id => format!("on chain id {chain_id}"),
+        };
+        for proven in &chain.leaves {
+            let verified = verify_proof(&chain.root, &proven.leaf, &proven.proof);
+            println!(
+                "\n{} may claim up to {} {on} in total (cumulative through epoch {})",
+                account,
+                amount(economy, &proven.leaf.token, proven.leaf.cumulative),
+                bundle.epoch
+            );
+            println!("{}", proof_json(&proven.leaf, &chain.root, &proven.proof));
+            println!("proof verifies against the root: {verified}");
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use caravan_core::{
-    Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, Member,
+    Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, ModelShares,
     ParentEdge, Ppm, Role, RoleShare,
 };
 use std::sync::Arc;
@@ -187,55 +187,35 @@ pub enum TextFeatures {
     Embeddings,
 }
 
-/// How what stays with a model is split between its owner, validators and serving nodes.
+/// How what stays with a model is split between its owner, validators and serving nodes
+/// (the defaults are caravan's, `caravan_core::ModelShares::default()`).
 #[derive(Args)]
 pub struct Shares {
     /// What derivatives (fine-tunes, agents) must pay this model at least.
-    #[arg(long, default_value = "10%")]
-    derivative_royalty: String,
+    #[arg(long, default_value_t = ModelShares::default().derivative_royalty)]
+    derivative_royalty: Ppm,
     /// The validators' share of what stays with the model.
-    #[arg(long, default_value = "10%")]
-    validator_share: String,
+    #[arg(long, default_value_t = ModelShares::default().validator)]
+    validator_share: Ppm,
     /// The serving nodes' share of what stays with the model, split by revenue served.
-    #[arg(long, default_value = "20%")]
-    compute_share: String,
+    #[arg(long, default_value_t = ModelShares::default().compute)]
+    compute_share: Ppm,
 }
 
 impl Shares {
-    /// The model's roles: `role` (the owner's) keeps what validators and nodes do not take.
-    fn roles(&self, role: Role, owner: Address) -> Result<Vec<RoleShare>, String> {
-        let validator = percent("--validator-share", &self.validator_share)?;
-        let compute = percent("--compute-share", &self.compute_share)?;
-        let kept = Ppm::ONE
-            .parts()
-            .checked_sub(validator.parts() + compute.parts())
-            .ok_or("--validator-share and --compute-share add up to more than 100%")?;
-        let mut roles = vec![
-            RoleShare {
-                role,
-                share: Ppm::new(kept)?,
-                members: vec![Member {
-                    account: owner,
-                    weight: 1,
-                }],
-            },
-            RoleShare {
-                role: Role::Validator,
-                share: validator,
-                members: Vec::new(),
-            },
-            RoleShare {
-                role: Role::ComputeNode,
-                share: compute,
-                members: Vec::new(),
-            },
-        ];
-        roles.retain(|r| r.share != Ppm::ZERO);
-        Ok(roles)
+    fn terms(&self) -> ModelShares {
+        ModelShares {
+            derivative_royalty: self.derivative_royalty,
+            validator: self.validator_share,
+            compute: self.compute_share,
+        }
     }
 
-    fn derivative_royalty(&self) -> Result<Ppm, String> {
-        percent("--derivative-royalty", &self.derivative_royalty)
+    /// The model's roles: `role` (the owner's) keeps what validators and nodes do not take.
+    fn roles(&self, role: Role, owner: Address) -> Result<Vec<RoleShare>, String> {
+        self.terms()
+            .roles(role, owner)
+            .map_err(|e| format!("--validator-share and --compute-share: {e}"))
     }
 }
 
@@ -475,12 +455,10 @@ fn register(
     let roles = terms.shares.roles(role, owner)?;
     let mut journal = desk.into_journal();
     let economy = journal.economy();
-    let licence = Licence::Commercial {
-        token: terms.token,
-        price_per_call: parse_amount(economy, &terms.token, &terms.price)
-            .map_err(|e| format!("--price: {e}"))?,
-        derivative_royalty: terms.shares.derivative_royalty()?,
-    };
+    let licence = terms.shares.terms().licence(
+        terms.token,
+        parse_amount(economy, &terms.token, &terms.price).map_err(|e| format!("--price: {e}"))?,
+    );
     let mut parents: Vec<ParentEdge> = terms
         .datasets
         .iter()
@@ -643,11 +621,7 @@ fn developer_model(
         name: name.to_owned(),
         owner: developer,
         content,
-        licence: Licence::Commercial {
-            token,
-            price_per_call,
-            derivative_royalty: shares.derivative_royalty()?,
-        },
+        licence: shares.terms().licence(token, price_per_call),
         parents: Vec::new(),
         roles: shares.roles(Role::Developer, developer)?,
     };
@@ -878,9 +852,9 @@ mod tests {
             input_per_million: price,
         };
         let shares = Shares {
-            derivative_royalty: "5%".into(),
-            validator_share: "10%".into(),
-            compute_share: "20%".into(),
+            derivative_royalty: "5%".parse().unwrap(),
+            validator_share: "10%".parse().unwrap(),
+            compute_share: "20%".parse().unwrap(),
         };
         let manifest = developer_model(
             name,

@@ -129,31 +129,11 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
         );
         return Ok(());
     }
-    let now = now_ms() / 1000;
-    let mut rows = Vec::new();
-    for token in journal.economy().tokens().keys() {
-        let promised: u128 = current
-            .leaves
-            .iter()
-            .filter(|l| l.token == *token)
-            .map(|l| l.cumulative)
-            .sum();
-        if promised == 0 {
-            continue;
-        }
-        let funded = chain.funded(*token).map_err(|e| e.to_string())?;
-        if promised > funded && Address(chain.deployment().token.into_array()) == *token {
-            chain
-                .fund(promised - funded, now)
-                .map_err(|e| e.to_string())?;
-        }
-        rows.push((*token, promised));
-    }
-    let receipt = chain
-        .post(
+    let published = chain
+        .publish(
             current.epoch_root(epoch),
             previous.as_ref().map(|p| p.epoch_root(epoch - 1)),
-            now,
+            now_ms() / 1000,
         )
         .map_err(|e| e.to_string())?;
     println!(
@@ -163,16 +143,15 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
         current.chain.chain_id,
         if current.chain.home { ", home" } else { "" },
         current.leaves.len(),
-        receipt.gas_used
+        published.posted.gas_used
     );
-    for (token, promised) in rows {
+    for (token, promised) in &published.promised {
         println!(
             "  promises {} in total",
-            amount(journal.economy(), &token, promised)
+            amount(journal.economy(), token, *promised)
         );
     }
-    if chain.deployment().delay == 0 {
-        chain.activate(now).map_err(|e| e.to_string())?;
+    if published.activated {
         println!("activated: claims against it are open");
     } else {
         println!(
@@ -210,15 +189,15 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
             "no root is active on this chain yet; post an epoch with `caravan epoch post`".into(),
         );
     }
-    let current = ChainShare::of(&bundle(&journal, active)?, store, &args.chain.chain)?;
+    let (_, partition) = super::chains::payout_chain_named(store, &args.chain.chain)?;
+    let proofs = bundle(&journal, active)?.proofs_on(partition, &args.account);
     let root = chain.active_root().map_err(|e| e.to_string())?;
-    if root != current.root {
+    if root != proofs.root {
         return Err(format!(
             "the chain's active root {root} is not epoch {active}'s root {} for {} in this store; run `caravan verify --epoch {active} --chain {}`",
-            current.root, args.chain.chain, args.chain.chain
+            proofs.root, args.chain.chain, args.chain.chain
         ));
     }
-    let tree = MerkleTree::build(&current.leaves);
     let mut t = table(
         &[
             "token",
@@ -229,19 +208,13 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
         ],
         &[1, 2, 3, 4],
     );
-    let mut found = false;
-    for (index, leaf) in current
-        .leaves
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.account == args.account)
-    {
-        found = true;
+    for proven in &proofs.leaves {
+        let leaf = &proven.leaf;
         let before = chain
             .claimed(leaf.account, leaf.token)
             .map_err(|e| e.to_string())?;
         chain
-            .claim(leaf, &tree.proof(index), root, now_ms() / 1000)
+            .claim(leaf, &proven.proof, root, now_ms() / 1000)
             .map_err(|e| e.to_string())?;
         let economy = journal.economy();
         let balance = if Address(chain.deployment().token.into_array()) == leaf.token {
@@ -265,7 +238,7 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
             balance,
         ]);
     }
-    if !found {
+    if proofs.leaves.is_empty() {
         return Err(format!(
             "{} has no entitlement on {} in epoch {active}; `caravan payout-chain --account {}` shows the chain it is paid on",
             args.account, args.chain.chain, args.account

@@ -81,36 +81,26 @@ pub fn serve_model(
         .map_err(|e| e.to_string())?;
     let developer = cast.person("digit-model developer");
     let app = cast.person("receipt-scanner app");
+    // 10% from derivatives; of what stays, 20% to the serving node and the rest (80%, no
+    // validator yet) to the developer.
+    let shares = ModelShares {
+        validator: Ppm::ZERO,
+        ..ModelShares::default()
+    };
     let mut model = Manifest {
         kind: AssetKind::Model,
         name: "digit-reader".into(),
         owner: developer,
         content,
-        licence: Licence::Commercial {
-            token: usdc.address,
-            price_per_call: 2_000,
-            derivative_royalty: Ppm::new(100_000).expect("10%"),
-        },
+        licence: shares.licence(usdc.address, 2_000),
         parents: vec![ParentEdge {
             parent: dataset,
             kind: EdgeKind::TrainedOn,
             share: Ppm::new(300_000).expect("30%"),
         }],
-        roles: vec![
-            RoleShare {
-                role: Role::Developer,
-                share: Ppm::new(800_000).expect("80%"),
-                members: vec![caravan_core::Member {
-                    account: developer,
-                    weight: 1,
-                }],
-            },
-            RoleShare {
-                role: Role::ComputeNode,
-                share: Ppm::new(200_000).expect("20%"),
-                members: vec![],
-            },
-        ],
+        roles: shares
+            .roles(Role::Developer, developer)
+            .map_err(|e| e.to_string())?,
     };
     model.normalise();
     let model_id = model.id();

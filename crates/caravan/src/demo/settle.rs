@@ -21,17 +21,19 @@ pub fn settle_and_claim(
     let now = now_ms() / 1000;
     let mut chain = Settlement::open_embedded(&dir.join("chains/embedded"), 0, now)
         .map_err(|e| e.to_string())?;
-    let promised: u128 = bundle.leaves.iter().map(|l| l.cumulative).sum();
-    chain.fund(promised, now).map_err(|e| e.to_string())?;
-    let posted = chain
-        .post(bundle.into(), None, now)
+    let published = chain
+        .publish(bundle.into(), None, now)
         .map_err(|e| e.to_string())?;
-    chain.activate(now).map_err(|e| e.to_string())?;
     println!(
-        "\nsettled on the embedded chain: distributor {} funded with {}, root posted ({} gas) and active",
+        "\nsettled on the embedded chain: distributor {} funded with {}, root posted ({} gas){}",
         chain.deployment().distributor,
-        usdc.format(promised),
-        posted.gas_used
+        usdc.format(published.funded_now),
+        published.posted.gas_used,
+        if published.activated {
+            " and active"
+        } else {
+            ""
+        }
     );
     // Three claimants: the best-paid annotator, validator and serving node.
     let mut picked = Vec::new();
