@@ -26,7 +26,7 @@ pub mod origin;
 pub mod siwe;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use caravan_core::attestation::{personal_message_digest, recover};
 use caravan_core::hash::{hex_lower, keccak256_parts};
@@ -230,7 +230,8 @@ pub struct Sessions {
     policy: SignInPolicy,
     clock: Clock,
     wallets: Option<Arc<dyn ContractWallets>>,
-    cache: Mutex<SessionCache>,
+    /// Read by every request a session makes, written only on a miss: many readers at once.
+    cache: RwLock<SessionCache>,
 }
 
 /// The hash a session is stored and found by.
@@ -251,7 +252,7 @@ impl Sessions {
             policy,
             clock,
             wallets: None,
-            cache: Mutex::new(SessionCache {
+            cache: RwLock::new(SessionCache {
                 sessions: HashMap::new(),
                 prune_at: FIRST_PRUNE_AT,
             }),
@@ -435,7 +436,7 @@ impl Sessions {
         let id_hash = session_hash(secret);
         let cached = self
             .cache
-            .lock()
+            .read()
             .expect("the session cache's lock is never poisoned")
             .sessions
             .get(&id_hash)
@@ -475,7 +476,7 @@ impl Sessions {
     fn remember(&self, id_hash: Hash32, session: Session, now: u64) {
         let mut cache = self
             .cache
-            .lock()
+            .write()
             .expect("the session cache's lock is never poisoned");
         cache.sessions.insert(id_hash, (session, now));
         if cache.sessions.len() > cache.prune_at {
@@ -488,7 +489,7 @@ impl Sessions {
 
     fn forget(&self, id_hash: &Hash32) {
         self.cache
-            .lock()
+            .write()
             .expect("the session cache's lock is never poisoned")
             .sessions
             .remove(id_hash);
