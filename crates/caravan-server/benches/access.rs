@@ -40,6 +40,13 @@ fn node(dir: &std::path::Path) -> Arc<Node> {
             ArtifactStore::new(dir.join("models")),
             NodeSigner::generate(),
         )
+        .sign_in(caravan_node::sessions::SignInPolicy {
+            origin: caravan_node::sessions::origin::PublicOrigin::parse(
+                caravan_node::DEFAULT_PUBLIC_URL,
+            )
+            .unwrap(),
+            chain_ids: vec![31_337],
+        })
         .open()
         .unwrap(),
     )
@@ -49,9 +56,8 @@ fn session(node: &Node) -> String {
     let wallet =
         k256::ecdsa::SigningKey::from_bytes((&keccak256(b"bench wallet").0).into()).unwrap();
     let challenge = node.sessions().challenge().unwrap();
-    let chain = challenge.chain_ids.first().copied().unwrap_or(31_337);
     let message = challenge
-        .message(&address_of(wallet.verifying_key()), chain)
+        .message(&address_of(wallet.verifying_key()), 31_337)
         .to_string();
     let signature = sign_digest(&wallet, &personal_message_digest(message.as_bytes()));
     node.sessions()
