@@ -51,11 +51,15 @@ impl From<AuthError> for ApiError {
             AuthError::Session(SessionError::Store(_)) => (S::SERVICE_UNAVAILABLE, "storage"),
             AuthError::NotYou { .. } => (S::FORBIDDEN, "not_your_account"),
             AuthError::NotOperator { .. } => (S::FORBIDDEN, "not_operator"),
+            AuthError::CrossSite { .. } => (S::FORBIDDEN, "cross_site"),
             AuthError::Key(caravan_node::keys::KeyError::Scope { .. }) => {
                 (S::FORBIDDEN, "insufficient_scope")
             }
-            _ if error.is_unauthenticated() => (S::UNAUTHORIZED, "unauthenticated"),
-            _ => (S::UNAUTHORIZED, "unauthenticated"),
+            AuthError::Unauthenticated(_)
+            | AuthError::OperatorUnauthenticated
+            | AuthError::SessionRequired
+            | AuthError::Session(SessionError::Unknown)
+            | AuthError::Key(_) => (S::UNAUTHORIZED, "unauthenticated"),
         };
         ApiError::new(status, code, error)
     }

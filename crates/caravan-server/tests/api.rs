@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use caravan_core::{AccountRef, Address, Event};
 use caravan_node::chains::{ChainDirectory, PayoutChain};
 use caravan_server::router;
-use common::{Auth, Person, call, open_node, post_project, send, spec, token};
+use common::{Auth, Person, call, open_node, post_project, send, send_with, spec, token};
 use serde_json::{Value, json};
 
 const DEPOSIT: u128 = 10_000_000;
@@ -687,4 +687,74 @@ fn concurrent_contributors_never_double_assign_and_a_restart_rebuilds_the_boards
         desk.next_item(&project, Address::from_label("late"))
             .is_err()
     );
+}
+
+/// A page on another site cannot act with a signed-in person's session: a change sent with the
+/// session cookie from a foreign origin is refused, while reads, requests from the node's own
+/// origin and requests with an API key (which browsers never attach by themselves) go through.
+#[tokio::test]
+async fn a_session_cookie_cannot_act_from_another_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(
+        dir.path(),
+        &[(requester().address, DEPOSIT)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = router(Arc::clone(&node));
+    let lab = requester().sign_in(&app).await;
+    let create = |origin: &'static str| {
+        let (app, lab) = (app.clone(), lab.clone());
+        async move {
+            send_with(
+                &app,
+                Method::POST,
+                "/v1/projects",
+                Auth::Session(&lab),
+                Body::from(json!({ "spec": spec(1, 1_000) }).to_string()),
+                "application/json",
+                &[("origin", origin)],
+            )
+            .await
+        }
+    };
+    let forged = create("https://evil.example").await;
+    assert_eq!(
+        (forged.status, forged.body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("cross_site"))
+    );
+    assert!(node.desk().projects().is_empty(), "nothing was posted");
+    let ours = create(caravan_node::DEFAULT_PUBLIC_URL).await;
+    assert_eq!(ours.status, StatusCode::CREATED, "{}", ours.body);
+    let read = send_with(
+        &app,
+        Method::GET,
+        "/v1/auth/session",
+        Auth::Session(&lab),
+        Body::empty(),
+        "application/json",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK, "reads are not changes");
+    let (key, _) = node
+        .keys()
+        .issue(
+            requester().address,
+            vec![caravan_node::keys::Scope::Requesting],
+            None,
+            "pipeline".into(),
+        )
+        .unwrap();
+    let scripted = send_with(
+        &app,
+        Method::POST,
+        "/v1/projects",
+        Auth::Key(&key),
+        Body::from(json!({ "spec": spec(1, 1_000) }).to_string()),
+        "application/json",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(scripted.status, StatusCode::CREATED, "{}", scripted.body);
 }

@@ -166,10 +166,26 @@ pub async fn send(
     body: Body,
     content_type: &str,
 ) -> Reply {
+    send_with(app, method, uri, auth, body, content_type, &[]).await
+}
+
+/// [`send`] with `extra` headers (such as the `Origin` a browser sends).
+pub async fn send_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    auth: Auth<'_>,
+    body: Body,
+    content_type: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
         .header(header::CONTENT_TYPE, content_type);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
     match auth {
         Auth::None => {}
         Auth::Session(secret) => {
