@@ -52,6 +52,16 @@ pub enum Shape {
     OpenAi,
 }
 
+/// A route as the table in [`crate::routes`] declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Lower case, as the API document writes methods.
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub shape: Shape,
+}
+
 /// A route's access rule, enforced by [`enforce`].
 #[derive(Clone)]
 pub struct Guard {

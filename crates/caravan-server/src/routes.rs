@@ -11,6 +11,7 @@ use axum::middleware;
 use caravan_node::Node;
 use caravan_node::keys::Scope;
 
+pub use crate::access::RouteSpec;
 use crate::access::{Access, Guard, Shape, enforce};
 use crate::gateway::{calls, keys, models};
 use crate::{openapi, operator, settlement, sign_in, tasks};
@@ -19,16 +20,6 @@ use crate::{openapi, operator, settlement, sign_in, tasks};
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// The largest request body the OpenAI-compatible routes accept, in bytes.
 pub const MAX_GATEWAY_BODY_BYTES: usize = 2 << 20;
-
-/// A route as the table declares it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RouteSpec {
-    /// Lower case, as the API document writes methods.
-    pub method: &'static str,
-    pub path: &'static str,
-    pub access: Access,
-    pub shape: Shape,
-}
 
 fn body_limit(shape: Shape) -> DefaultBodyLimit {
     DefaultBodyLimit::max(match shape {
@@ -66,10 +57,15 @@ macro_rules! routes {
     };
 }
 
+/// `GET /v1/openapi.json`: the API document, with each operation's access from [`table`].
+async fn api_document() -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document(&table()))
+}
+
 use Access::{Account, Key, Operator, Public, Session, Signed};
 
 routes! {
-    get "/v1/openapi.json", Public, Api => openapi::serve;
+    get "/v1/openapi.json", Public, Api => api_document;
     get "/v1/auth/nonce", Public, Api => sign_in::nonce;
     post "/v1/auth/siwe", Public, Api => sign_in::sign_in;
     get "/v1/auth/session", Session, Api => sign_in::session;

@@ -10,20 +10,23 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use caravan_core::{Address, AssetId, Bounty, Event, Lane, Licence, Ppm};
+use caravan_core::{Address, AssetId, Bounty, Event, Lane};
 use caravan_store::{Journal, JournalError, SharedJournal, now_ms};
 use caravan_tasks::board::ReviewTask;
 use caravan_tasks::board::{
     AssignError, Assignment, Board, BoardStatus, Effect, ReviewError, SubmitError, TaskEvent,
     Verdict,
 };
-use caravan_tasks::dataset::{Dataset, DatasetError};
+use caravan_tasks::dataset::DatasetError;
 use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
 
-use crate::chains::{ChainDirectory, PayoutChain};
+use crate::chains::ChainDirectory;
 use crate::meter::Meter;
+
+mod payouts;
+mod publishing;
 
 /// The most items in one `ItemsAdded` record.
 const ITEMS_PER_RECORD: usize = 500;
@@ -152,70 +155,6 @@ impl Desk {
             clock,
             chains: ChainDirectory::default(),
         })
-    }
-
-    /// The chains accounts may choose to be paid on (without them, only home).
-    pub fn with_chains(mut self, chains: ChainDirectory) -> Desk {
-        self.chains = chains;
-        self
-    }
-
-    pub fn chains(&self) -> &ChainDirectory {
-        &self.chains
-    }
-
-    /// The share of the log `account` is paid from now on (see [`caravan_core::HOME_CHAIN`]) and
-    /// the chain that pays it; no chain for home on a node that was given no chain directory.
-    pub fn payout_chain(&self, account: &Address) -> (u64, Option<PayoutChain>) {
-        let partition = self.journal.read(|j| j.economy().payout_chain(account));
-        (partition, self.chains.of_partition(partition).cloned())
-    }
-
-    /// Records that `account`'s earnings from now on are paid on chain `chain_id` (0 or the
-    /// home chain's id for home). Choosing the chain already chosen changes nothing. Earlier
-    /// earnings stay claimable where they were.
-    pub fn choose_payout_chain(
-        &self,
-        account: Address,
-        chain_id: u64,
-    ) -> Result<(u64, Option<PayoutChain>), DeskError> {
-        let partition = if chain_id == caravan_core::HOME_CHAIN {
-            caravan_core::HOME_CHAIN
-        } else {
-            let chain = self
-                .chains
-                .by_chain_id(chain_id)
-                .map_err(DeskError::UnknownChain)?;
-            ChainDirectory::partition(chain)
-        };
-        let current = self.journal.read(|j| j.economy().payout_chain(&account));
-        if current != partition {
-            self.commit(
-                (),
-                vec![Event::PayoutChainChosen {
-                    account,
-                    chain_id: partition,
-                }],
-            )?;
-        }
-        Ok((partition, self.chains.of_partition(partition).cloned()))
-    }
-
-    /// `account`'s leaves in closed epoch `epoch`, each with its Merkle proof, per chain that
-    /// pays it (home first): what its wallet submits to claim. Empty when nothing is owed.
-    pub fn proofs(
-        &self,
-        epoch: u64,
-        account: &Address,
-    ) -> Result<Vec<caravan_core::ChainProofs>, DeskError> {
-        let bundle =
-            self.journal
-                .read(|j| j.bundle(epoch))?
-                .ok_or_else(|| DeskError::CorruptRecord {
-                    seq: 0,
-                    why: format!("the bundle of closed epoch {epoch} is missing from the store"),
-                })?;
-        Ok(bundle.proofs_for(account))
     }
 
     /// Hands the journal back (for commands that go on with the economy after the desk), once
@@ -464,104 +403,6 @@ impl Desk {
         self.with_board(project, |b| (b.spec.clone(), b.status()))
     }
 
-    /// Publishes the project's resolved work as a dataset asset owned by the requester, and
-    /// records the publication on the board so the same rows can be exported later.
-    pub fn publish(
-        &self,
-        project: &ProjectId,
-        requester: Address,
-        name: String,
-        licence: Licence,
-        curator_share: Ppm,
-    ) -> Result<(AssetId, Dataset), DeskError> {
-        let board = self.board(project)?;
-        let mut guard = lock(&board);
-        check_requester(&guard, requester)?;
-        let dataset = Dataset::build(&guard)?;
-        let manifest = dataset.manifest(name, requester, licence, curator_share)?;
-        let id = manifest.id();
-        self.journal
-            .read(|j| j.economy().lineage().check(&manifest))
-            .map_err(|e| DeskError::Refused(e.to_string()))?;
-        let record = TaskEvent::Published {
-            asset: id.0,
-            item_root: dataset.item_root,
-        };
-        guard.apply(&record);
-        let events = vec![
-            Event::AssetRegistered(manifest),
-            work_event(&guard, &record, Vec::new()),
-        ];
-        self.commit(guard, events)?;
-        Ok((id, dataset))
-    }
-
-    /// [`Desk::published`] for the project's requester, who alone may export it.
-    pub fn published_for(
-        &self,
-        project: &ProjectId,
-        requester: Address,
-    ) -> Result<(AssetId, Dataset, Board), DeskError> {
-        self.with_board(project, |board| check_requester(board, requester))??;
-        self.published(project)
-    }
-
-    /// The rows of the project's latest publication, rebuilt by replaying the project's records
-    /// up to it, with the dataset asset's id; the rows' root is checked against the recorded one.
-    pub fn published(&self, project: &ProjectId) -> Result<(AssetId, Dataset, Board), DeskError> {
-        let (asset, _) = self
-            .with_board(project, |b| b.publications().last().copied())?
-            .ok_or(DeskError::NotPublished(*project))?;
-        let (dataset, board) = self.publication(project, &AssetId(asset))?;
-        Ok((AssetId(asset), dataset, board))
-    }
-
-    /// Any published dataset by its asset id (a project may publish several): its rows and the
-    /// board as it was at publication, checked against the recorded item root.
-    pub fn dataset(&self, asset: &AssetId) -> Result<(ProjectId, Dataset, Board), DeskError> {
-        let project = self
-            .projects()
-            .into_iter()
-            .find(|project| {
-                self.with_board(project, |b| {
-                    b.publications().iter().any(|(a, _)| *a == asset.0)
-                })
-                .unwrap_or(false)
-            })
-            .ok_or(DeskError::UnknownDataset(*asset))?;
-        let (dataset, board) = self.publication(&project, asset)?;
-        Ok((project, dataset, board))
-    }
-
-    fn publication(
-        &self,
-        project: &ProjectId,
-        asset: &AssetId,
-    ) -> Result<(Dataset, Board), DeskError> {
-        let item_root = self
-            .with_board(project, |b| {
-                b.publications()
-                    .iter()
-                    .find(|(a, _)| *a == asset.0)
-                    .map(|(_, root)| *root)
-            })?
-            .ok_or(DeskError::UnknownDataset(*asset))?;
-        let board = self
-            .journal
-            .read(|j| board_at_publication(j, project, &asset.0))?;
-        let dataset = Dataset::build(&board)?;
-        if dataset.item_root != item_root {
-            return Err(DeskError::CorruptRecord {
-                seq: 0,
-                why: format!(
-                    "replaying project {project} to its publication gives item root {}, not the published {item_root}",
-                    dataset.item_root
-                ),
-            });
-        }
-        Ok((dataset, board))
-    }
-
     /// Applies a requester's record (no bounties) to the locked board and stores it.
     fn record(
         &self,
@@ -699,50 +540,6 @@ fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>
         .into_iter()
         .map(|(id, board)| (id, Arc::new(Mutex::new(board))))
         .collect())
-}
-
-/// The project's board as it stood when `asset` was published from it.
-fn board_at_publication(
-    journal: &Journal,
-    project: &ProjectId,
-    asset: &caravan_core::Hash32,
-) -> Result<Board, DeskError> {
-    let mut board: Option<Board> = None;
-    let mut next = 0;
-    loop {
-        let page = journal.read_lane(Lane::Work, next, READ_PAGE)?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for row in &page {
-            let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
-            let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
-            let Event::WorkRecorded {
-                project: of,
-                record,
-                ..
-            } = event
-            else {
-                continue;
-            };
-            if ProjectId(of) != *project {
-                continue;
-            }
-            let task: TaskEvent =
-                serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
-            if let Some(created) = Board::created(&task) {
-                board = Some(created);
-                continue;
-            }
-            let current = board
-                .as_mut()
-                .ok_or_else(|| corrupt("a record before its project was created".into()))?;
-            current.apply(&task);
-            if matches!(&task, TaskEvent::Published { asset: a, .. } if a == asset) {
-                return Ok(board.expect("created above"));
-            }
-        }
-    }
-    Err(DeskError::NotPublished(*project))
 }
 
 /// Consecutive runs of items that each fit in one record: at most [`ITEMS_PER_RECORD`] items and

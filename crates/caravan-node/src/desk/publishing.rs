@@ -1,0 +1,154 @@
+//! Publishing a project's resolved work as a dataset asset, and reading a publication back as
+//! it was (for exports and training), checked against its recorded item root.
+
+use caravan_core::{Address, AssetId, Event, Lane, Licence, Ppm};
+use caravan_store::Journal;
+use caravan_tasks::board::{Board, TaskEvent};
+use caravan_tasks::dataset::Dataset;
+use caravan_tasks::project::ProjectId;
+
+use super::{Desk, DeskError, READ_PAGE, check_requester, lock, work_event};
+
+impl Desk {
+    /// Publishes the project's resolved work as a dataset asset owned by the requester, and
+    /// records the publication on the board so the same rows can be exported later.
+    pub fn publish(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+        name: String,
+        licence: Licence,
+        curator_share: Ppm,
+    ) -> Result<(AssetId, Dataset), DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        check_requester(&guard, requester)?;
+        let dataset = Dataset::build(&guard)?;
+        let manifest = dataset.manifest(name, requester, licence, curator_share)?;
+        let id = manifest.id();
+        self.journal
+            .read(|j| j.economy().lineage().check(&manifest))
+            .map_err(|e| DeskError::Refused(e.to_string()))?;
+        let record = TaskEvent::Published {
+            asset: id.0,
+            item_root: dataset.item_root,
+        };
+        guard.apply(&record);
+        let events = vec![
+            Event::AssetRegistered(manifest),
+            work_event(&guard, &record, Vec::new()),
+        ];
+        self.commit(guard, events)?;
+        Ok((id, dataset))
+    }
+
+    /// [`Desk::published`] for the project's requester, who alone may export it.
+    pub fn published_for(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+    ) -> Result<(AssetId, Dataset, Board), DeskError> {
+        self.with_board(project, |board| check_requester(board, requester))??;
+        self.published(project)
+    }
+
+    /// The rows of the project's latest publication, rebuilt by replaying the project's records
+    /// up to it, with the dataset asset's id; the rows' root is checked against the recorded one.
+    pub fn published(&self, project: &ProjectId) -> Result<(AssetId, Dataset, Board), DeskError> {
+        let (asset, _) = self
+            .with_board(project, |b| b.publications().last().copied())?
+            .ok_or(DeskError::NotPublished(*project))?;
+        let (dataset, board) = self.publication(project, &AssetId(asset))?;
+        Ok((AssetId(asset), dataset, board))
+    }
+
+    /// Any published dataset by its asset id (a project may publish several): its rows and the
+    /// board as it was at publication, checked against the recorded item root.
+    pub fn dataset(&self, asset: &AssetId) -> Result<(ProjectId, Dataset, Board), DeskError> {
+        let project = self
+            .projects()
+            .into_iter()
+            .find(|project| {
+                self.with_board(project, |b| {
+                    b.publications().iter().any(|(a, _)| *a == asset.0)
+                })
+                .unwrap_or(false)
+            })
+            .ok_or(DeskError::UnknownDataset(*asset))?;
+        let (dataset, board) = self.publication(&project, asset)?;
+        Ok((project, dataset, board))
+    }
+
+    fn publication(
+        &self,
+        project: &ProjectId,
+        asset: &AssetId,
+    ) -> Result<(Dataset, Board), DeskError> {
+        let item_root = self
+            .with_board(project, |b| {
+                b.publications()
+                    .iter()
+                    .find(|(a, _)| *a == asset.0)
+                    .map(|(_, root)| *root)
+            })?
+            .ok_or(DeskError::UnknownDataset(*asset))?;
+        let board = self
+            .journal
+            .read(|j| board_at_publication(j, project, &asset.0))?;
+        let dataset = Dataset::build(&board)?;
+        if dataset.item_root != item_root {
+            return Err(DeskError::CorruptRecord {
+                seq: 0,
+                why: format!(
+                    "replaying project {project} to its publication gives item root {}, not the published {item_root}",
+                    dataset.item_root
+                ),
+            });
+        }
+        Ok((dataset, board))
+    }
+}
+
+/// The project's board as it stood when `asset` was published from it.
+fn board_at_publication(
+    journal: &Journal,
+    project: &ProjectId,
+    asset: &caravan_core::Hash32,
+) -> Result<Board, DeskError> {
+    let mut board: Option<Board> = None;
+    let mut next = 0;
+    loop {
+        let page = journal.read_lane(Lane::Work, next, READ_PAGE)?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for row in &page {
+            let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
+            let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
+            let Event::WorkRecorded {
+                project: of,
+                record,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            if ProjectId(of) != *project {
+                continue;
+            }
+            let task: TaskEvent =
+                serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
+            if let Some(created) = Board::created(&task) {
+                board = Some(created);
+                continue;
+            }
+            let current = board
+                .as_mut()
+                .ok_or_else(|| corrupt("a record before its project was created".into()))?;
+            current.apply(&task);
+            if matches!(&task, TaskEvent::Published { asset: a, .. } if a == asset) {
+                return Ok(board.expect("created above"));
+            }
+        }
+    }
+    Err(DeskError::NotPublished(*project))
+}
