@@ -22,6 +22,7 @@ pub mod keys;
 pub mod meter;
 pub mod operator;
 pub mod sessions;
+pub mod settlement;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ use keys::{Keys, KeysError, Scope};
 use meter::Meter;
 use sessions::origin::PublicOrigin;
 use sessions::{ContractWallets, Sessions, SignInPolicy};
+use settlement::{Chains, ChainsError};
 
 /// Why a node could not open.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum NodeError {
     Keys(#[from] KeysError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Chains(#[from] ChainsError),
 }
 
 /// A node's services over one journal. Cheap to share: wrap it in an `Arc`.
@@ -60,6 +64,8 @@ pub struct Node {
     gateway: Arc<Gateway>,
     sessions: Arc<Sessions>,
     operators: BTreeSet<Address>,
+    /// The chains it settles on, when its store keeps their configuration (a data directory).
+    settlement: Option<Arc<Chains>>,
 }
 
 /// What a node is opened with; everything but the journal, the artifact store and the signer
@@ -76,6 +82,7 @@ pub struct NodeBuilder {
     sign_in: Option<SignInPolicy>,
     wallets: Option<Arc<dyn ContractWallets>>,
     operators: BTreeSet<Address>,
+    settlement: Option<Arc<Chains>>,
 }
 
 /// Where a node that was not told its public URL says people reach it: the default listening
@@ -98,6 +105,7 @@ impl Node {
             sign_in: None,
             wallets: None,
             operators: BTreeSet::new(),
+            settlement: None,
         }
     }
 
@@ -119,6 +127,11 @@ impl Node {
 
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// The chains the node settles on, if its store keeps their configuration.
+    pub fn settlement(&self) -> Option<&Arc<Chains>> {
+        self.settlement.as_ref()
     }
 
     /// Whether `account` may do operator work here.
@@ -186,9 +199,10 @@ impl Node {
             keys,
             gateway,
             sessions,
+            settlement,
             ..
         } = self;
-        drop((desk, keys, gateway, sessions));
+        drop((desk, keys, gateway, sessions, settlement));
         Arc::try_unwrap(journal)
             .map(SharedJournal::into_inner)
             .map_err(|_| "a service of the node is still in use elsewhere".to_owned())
@@ -207,6 +221,20 @@ impl NodeBuilder {
     pub fn chains(mut self, chains: ChainDirectory) -> NodeBuilder {
         self.chains = chains;
         self
+    }
+
+    /// Settles on the chains configured in `chains`, which also say which chains accounts may
+    /// choose and sign in on, and where contract wallets are asked (unless
+    /// [`NodeBuilder::contract_wallets`] names another judge); operators manage them and post
+    /// roots through the node.
+    pub fn settlement(mut self, chains: Chains) -> Result<NodeBuilder, ChainsError> {
+        self.chains = chains.directory()?;
+        let chains = Arc::new(chains);
+        if self.wallets.is_none() {
+            self.wallets = Some(chains.clone());
+        }
+        self.settlement = Some(chains);
+        Ok(self)
     }
 
     /// When paid calls are answered relative to their charge's commit.
@@ -283,6 +311,7 @@ impl NodeBuilder {
             gateway: Arc::new(gateway),
             sessions: Arc::new(sessions),
             operators: self.operators,
+            settlement: self.settlement,
         })
     }
 }

@@ -1,11 +1,14 @@
 //! Operator work a node's operators do over HTTP (as `caravan` does on the command line):
-//! registering the tokens payments may be made in, and closing epochs while the node serves.
+//! registering the tokens payments may be made in, closing epochs while the node serves,
+//! managing the chains it settles on and posting an epoch's root on one.
 
 use caravan_core::epoch::EpochBundle;
-use caravan_core::{EpochOutcome, Event, Token};
+use caravan_core::{Address, EpochOutcome, Event, Token};
 use caravan_store::JournalError;
 
 use crate::Node;
+use crate::chains::PayoutChain;
+use crate::settlement::{ChainsError, PostOutcome, RpcConfig};
 
 /// Why operator work was refused.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +17,14 @@ pub enum OperatorError {
     Refused(String),
     #[error("storage is unavailable; nothing changed, retry: {0}")]
     Store(#[from] JournalError),
+    #[error(
+        "this node keeps no chain configuration (its store is a database, not a data directory); it settles on its home chain only"
+    )]
+    NoChains,
+    #[error("epoch {0} is not closed; close it first (POST /v1/epochs, or `caravan epoch close`)")]
+    NotClosed(u64),
+    #[error(transparent)]
+    Chain(#[from] ChainsError),
 }
 
 impl Node {
@@ -36,5 +47,86 @@ impl Node {
             JournalError::Event(why) => OperatorError::Refused(why.to_string()),
             other => OperatorError::Store(other),
         })
+    }
+
+    fn chains(&self) -> Result<&crate::settlement::Chains, OperatorError> {
+        self.settlement()
+            .map(|chains| chains.as_ref())
+            .ok_or(OperatorError::NoChains)
+    }
+
+    /// Tells the desk and sign-in about the chains as they now are.
+    fn refresh_chains(&self) -> Result<(), OperatorError> {
+        let directory = self.chains()?.directory()?;
+        self.sessions()
+            .set_chain_ids(directory.chains().map(|chain| chain.chain_id).collect());
+        self.desk().set_chains(directory);
+        Ok(())
+    }
+
+    /// Adds a JSON-RPC chain (see [`crate::settlement::Chains::add`]); accounts may choose it
+    /// and sign in on it at once. Returns it and the account the node signs with there.
+    pub fn add_chain(
+        &self,
+        name: &str,
+        config: RpcConfig,
+    ) -> Result<(PayoutChain, Address), OperatorError> {
+        let signer = self.chains()?.add(name, config)?;
+        self.refresh_chains()?;
+        let chain = self
+            .desk()
+            .chains()
+            .by_name(name)
+            .map_err(|why| OperatorError::Chain(ChainsError::Unknown(why)))?
+            .clone();
+        Ok((chain, signer))
+    }
+
+    /// Makes `name` the home chain (see [`crate::settlement::Chains::set_home`]).
+    pub fn set_home_chain(&self, name: &str) -> Result<PayoutChain, OperatorError> {
+        let (economy, latest) = self.journal().read(|j| {
+            let economy = j.economy().clone();
+            let latest = economy.next_epoch() - 1;
+            let bundle = if latest > 0 {
+                j.bundle(latest)
+            } else {
+                Ok(None)
+            };
+            (economy, bundle)
+        });
+        let home = self.chains()?.set_home(name, &economy, latest?.as_ref())?;
+        self.refresh_chains()?;
+        Ok(home)
+    }
+
+    /// Posts closed epoch `epoch`'s root on the chain named `chain` (home when `None`), as
+    /// [`crate::settlement::Chains::post`] does: the store is read first, and calls and
+    /// judgments go on while the chain is waited for.
+    pub fn post_epoch(
+        &self,
+        epoch: u64,
+        chain: Option<&str>,
+    ) -> Result<PostOutcome, OperatorError> {
+        let chains = self.chains()?;
+        let name = match chain {
+            Some(name) => name.to_owned(),
+            None => self
+                .desk()
+                .chains()
+                .chains()
+                .find(|chain| chain.home)
+                .map(|home| home.name.clone())
+                .ok_or(OperatorError::NoChains)?,
+        };
+        let (current, previous) = self.journal().read(|j| {
+            let current = j.bundle(epoch)?.ok_or(OperatorError::NotClosed(epoch))?;
+            let previous = if epoch > 1 {
+                j.bundle(epoch - 1)?
+            } else {
+                None
+            };
+            Ok::<_, OperatorError>((current, previous))
+        })?;
+        Ok(chains.post(&name, 0, &current, previous.as_ref())?)
     }
 }

@@ -138,7 +138,7 @@ pub async fn enforce(State(guard): State<Guard>, mut request: Request, next: Nex
             && !matches!(*request.method(), Method::GET | Method::HEAD)
             && let Some(origin) = request.headers().get(header::ORIGIN)
         {
-            let ours = guard.node.sessions().policy().origin.to_string();
+            let ours = guard.node.sessions().origin().to_string();
             if origin.to_str().ok() != Some(ours.as_str()) {
                 return refuse(
                     guard.shape,

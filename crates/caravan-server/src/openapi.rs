@@ -769,6 +769,79 @@ fn operator_operations(add: &mut impl FnMut(&str, &str, Value)) {
             ),
         ),
     );
+    add(
+        "post",
+        "/v1/chains",
+        reaches_a_chain(operation(
+            "Add a JSON-RPC chain to settle on: the node connects with the signer key held in its own environment variable `key_env` (never sent or stored) and checks the endpoint serves `chain_id`. Accounts may choose it and sign in on it at once.",
+            Some(inline(object(
+                json!({ "name": { "type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$" },
+                        "url": { "type": "string", "format": "uri" },
+                        "chain_id": { "type": "integer", "minimum": 1 },
+                        "key_env": { "type": "string" },
+                        "confirmations": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 1 } }),
+                &["name", "url", "chain_id", "key_env"],
+            ))),
+            "201",
+            ok(
+                "added",
+                object(
+                    json!({ "chain": reference("Chain"), "signer": address() }),
+                    &["chain", "signer"],
+                ),
+            ),
+        )),
+    );
+    add(
+        "put",
+        "/v1/chains/home",
+        reaches_a_chain(operation(
+            "Make a chain home (it pays everyone who never chose another), while no root is posted on it or on the current home and no account chose it.",
+            Some(inline(object(
+                json!({ "name": { "type": "string" } }),
+                &["name"],
+            ))),
+            "200",
+            ok("the new home", reference("Chain")),
+        )),
+    );
+    add(
+        "post",
+        "/v1/epochs/{epoch}/roots",
+        reaches_a_chain(operation(
+            "Post a closed epoch's root on a chain (home when `chain` is left out): its share of the epoch, checked so nobody's cumulative amount goes down, activated at once when the distributor has no delay. 200 with `posted: false` when the chain pays nobody in the epoch or already holds it.",
+            Some(inline(object(
+                json!({ "chain": { "type": "string" } }),
+                &[],
+            ))),
+            "201",
+            ok(
+                "posted",
+                object(
+                    json!({ "epoch": { "type": "integer" }, "chain": reference("Chain"),
+                            "posted": { "type": "boolean" }, "root": hash(),
+                            "leaves": { "type": "integer" }, "gas_used": { "type": "integer" },
+                            "activated": { "type": "boolean" },
+                            "claimable_after_s": { "type": "integer" },
+                            "promised": { "type": "array", "items": object(
+                                json!({ "token": address(), "amount": amount() }),
+                                &["token", "amount"]) },
+                            "reason": { "type": "string" },
+                            "active": { "type": "integer" }, "pending": { "type": "integer" } }),
+                    &["epoch", "chain", "posted"],
+                ),
+            ),
+        )),
+    );
+}
+
+/// An operation that waits on a chain, which may fail it: 502 says so (the node's own side
+/// failing is a 500).
+fn reaches_a_chain(mut op: Value) -> Value {
+    let error = op["responses"]["503"].clone();
+    op["responses"]["500"] = error.clone();
+    op["responses"]["502"] = error;
+    op
 }
 
 fn ok_op(summary: &str, schema: Value) -> Value {

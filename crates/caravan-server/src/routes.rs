@@ -88,6 +88,9 @@ routes! {
     get "/v1/epochs/{epoch}", Public, Api => settlement::epoch_status;
     get "/v1/epochs/{epoch}/proofs/{account}", Public, Api => settlement::epoch_proofs;
     get "/v1/chains", Public, Api => settlement::list_chains;
+    post "/v1/chains", Operator, Api => operator::add_chain;
+    put "/v1/chains/home", Operator, Api => operator::set_home_chain;
+    post "/v1/epochs/{epoch}/roots", Operator, Api => operator::post_root;
     get "/v1/accounts/{account}/payout-chain", Public, Api => settlement::payout_chain;
     put "/v1/accounts/{account}/payout-chain", Session, Api => settlement::choose_payout_chain;
     post "/v1/tokens", Operator, Api => operator::register_token;

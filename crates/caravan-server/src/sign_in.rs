@@ -86,7 +86,7 @@ pub async fn sign_in(
     let opened = blocking(move || sessions.sign_in(&body.message, &body.signature)).await?;
     let now_ms = caravan_store::now_ms();
     let max_age_s = opened.session.expires_ms.saturating_sub(now_ms) / 1000;
-    let secure = node.sessions().policy().origin.is_https();
+    let secure = node.sessions().origin().is_https();
     let mut response = axum::Json(session_json(&node, &opened.session)).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -121,7 +121,7 @@ pub async fn sign_out(
     let secret = session_cookie(&headers).unwrap_or_default().to_owned();
     let sessions = Arc::clone(node.sessions());
     blocking(move || sessions.sign_out(&secret)).await?;
-    let secure = node.sessions().policy().origin.is_https();
+    let secure = node.sessions().origin().is_https();
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()

@@ -15,7 +15,6 @@ use caravan_core::{Address, AssetId, AssetKind, Attestation, Licence, Manifest, 
 use caravan_models::embedding::{MINILM, default_models_dir};
 use caravan_models::{ArtifactStore, Classifier, Example, SentenceEncoder, TrainOptions};
 use caravan_node::Node;
-use caravan_node::chains::ChainDirectory;
 use caravan_node::gateway::embeddings::EncoderServing;
 use caravan_node::gateway::upstream::Upstream;
 use caravan_node::keys::{KeyRequest, Scope};
@@ -25,7 +24,7 @@ use caravan_server::routes::table;
 use caravan_store::now_ms;
 use caravan_tasks::project::ProjectId;
 use caravan_tasks::schema::Answer;
-use common::{Auth, Person, call, open_node, send, spec, token};
+use common::{Auth, Person, call, open_settling_node, send, spec, token};
 use serde_json::{Value, json};
 
 /// The credentials a request carries, owned.
@@ -104,8 +103,8 @@ struct Case {
     unauthenticated: Option<Req>,
     wrong: Option<(Req, StatusCode)>,
     right: Req,
-    /// The right request's success may depend on something not installed here (the sentence
-    /// encoder); then only its passing the access check is asserted.
+    /// The right request's success may depend on something this test does not have (the
+    /// sentence encoder, a JSON-RPC chain); then only its passing the access check is asserted.
     right_may_lack: Option<&'static str>,
 }
 
@@ -311,14 +310,13 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
         Person::new("leaver"),
         Person::new("new reviewer"),
     );
-    let node = open_node(
+    let node = open_settling_node(
         dir.path(),
         &[
             (requester.address, 100_000_000),
             (stranger.address, 10_000_000),
             (shop.address, 10_000_000),
         ],
-        ChainDirectory::default(),
         &[operator.address],
     );
     let app = router(Arc::clone(&node));
@@ -650,6 +648,34 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
         "/v1/chains",
         Case::public(Req::new(M::GET, "/v1/chains", Creds::None)),
     );
+    let unreachable_chain = json!({ "name": "elsewhere", "url": "http://127.0.0.1:9",
+        "chain_id": 31_337, "key_env": "CARAVAN_WALK_HAS_NO_SUCH_KEY" });
+    let mut add_chain = Case::guarded(
+        Req::new(M::POST, "/v1/chains", as_operator.clone()).json(unreachable_chain.clone()),
+        Req::new(M::POST, "/v1/chains", as_stranger.clone()).json(unreachable_chain),
+        forbidden,
+    );
+    add_chain.right_may_lack = Some("a JSON-RPC chain (the CLI's anvil test adds one over HTTP)");
+    case("post", "/v1/chains", add_chain);
+    let embedded_home = json!({ "name": "embedded" });
+    case(
+        "put",
+        "/v1/chains/home",
+        Case::guarded(
+            Req::new(M::PUT, "/v1/chains/home", as_operator.clone()).json(embedded_home.clone()),
+            Req::new(M::PUT, "/v1/chains/home", as_stranger.clone()).json(embedded_home),
+            forbidden,
+        ),
+    );
+    case(
+        "post",
+        "/v1/epochs/{epoch}/roots",
+        Case::guarded(
+            Req::new(M::POST, "/v1/epochs/1/roots", as_operator.clone()).json(json!({})),
+            Req::new(M::POST, "/v1/epochs/1/roots", as_stranger.clone()).json(json!({})),
+            forbidden,
+        ),
+    );
     let payout = format!("/v1/accounts/{}/payout-chain", judge_person.address);
     case(
         "get",
@@ -863,7 +889,7 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
                     "{name} with the right credentials: {}",
                     reply.body
                 );
-                eprintln!("{name}: {missing} is not installed, so only access was checked");
+                eprintln!("{name}: without {missing}, only access was checked");
             }
             _ => assert!(
                 reply.status.is_success(),

@@ -11,7 +11,6 @@ mod outgoing;
 mod present;
 mod quality;
 mod serve;
-mod wallets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

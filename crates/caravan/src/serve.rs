@@ -17,7 +17,6 @@ use clap::{Args, ValueEnum};
 use crate::StoreArgs;
 use crate::commands::ensure_genesis;
 use crate::present::open_journal;
-use crate::wallets::ChainWallets;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -30,8 +29,9 @@ pub struct ServeArgs {
     /// request's Host header, which the client chooses.
     #[arg(long, env = "CARAVAN_PUBLIC_URL")]
     public_url: Option<String>,
-    /// An account whose signed-in sessions may do operator work over HTTP: register tokens and
-    /// close epochs. Repeat for several (or separate with commas); none by default.
+    /// An account whose signed-in sessions may do operator work over HTTP while the node
+    /// serves: register tokens, close epochs, add chains, move home and post roots. Repeat for
+    /// several (or separate with commas); none by default.
     #[arg(long = "operator", env = "CARAVAN_OPERATORS", value_delimiter = ',')]
     operators: Vec<Address>,
     /// Log one line per request to standard error: time, method, path (never the query),
@@ -85,13 +85,17 @@ impl From<Durability> for ChargeDurability {
 pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
-    let chains = crate::commands::directory(store)?;
+    let chains = crate::commands::settlement(store)?;
+    let directory = match &chains {
+        Some(chains) => chains.directory().map_err(|e| e.to_string())?,
+        None => Default::default(),
+    };
     let public_url = args
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
     let origin = PublicOrigin::parse(&public_url).map_err(|why| format!("--public-url: {why}"))?;
-    let mut chain_ids: Vec<u64> = chains.chains().map(|chain| chain.chain_id).collect();
+    let mut chain_ids: Vec<u64> = directory.chains().map(|chain| chain.chain_id).collect();
     if chain_ids.is_empty() {
         chain_ids.push(caravan_chain::embedded::EMBEDDED_CHAIN_ID);
     }
@@ -100,17 +104,12 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| store.data_dir.join("node.key"));
     let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
     let artifacts = crate::commands::artifact_store(store);
-    let endpoints = crate::commands::rpc_endpoints(store)?;
     let mut builder = Node::builder(journal, artifacts, signer);
-    if !endpoints.is_empty() {
-        let http = crate::outgoing::http_client_builder(store)?
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-        builder = builder.contract_wallets(Arc::new(ChainWallets::new(endpoints, http)));
+    if let Some(chains) = chains {
+        builder = builder.settlement(chains).map_err(|e| e.to_string())?;
     }
     let services = Arc::new(
         builder
-            .chains(chains)
             .models_dir(store.models_dir())
             .http_client(crate::outgoing::upstream_client(store)?)
             .charge_durability(args.charge_durability.into())

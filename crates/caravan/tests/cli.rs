@@ -905,6 +905,7 @@ fn serve_answers_over_http() {
 fn start_logged_serve(
     dir: &Path,
     extra: &[&str],
+    environment: &[(&str, &str)],
 ) -> (
     std::process::Child,
     String,
@@ -916,6 +917,7 @@ fn start_logged_serve(
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
+        .envs(environment.iter().copied())
         .env_remove("CARAVAN_DATABASE_URL")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -989,7 +991,7 @@ fn no_key_session_id_or_signing_key_reaches_a_log_line_or_an_error_body() {
             "100",
         ],
     ));
-    let (mut server, address, written) = start_logged_serve(dir, &["--access-log"]);
+    let (mut server, address, written) = start_logged_serve(dir, &["--access-log"], &[]);
     let node_key = std::fs::read_to_string(dir.join("node.key")).unwrap();
     let node_key = node_key.trim().trim_start_matches("0x").to_owned();
     let payer_key = dir.join("payer.key");
@@ -1725,6 +1727,217 @@ fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
         &["claim", "--account", labeler, "--chain", "local"],
     ));
     assert!(no_key.contains("set CARAVAN_TEST_CHAIN_KEY"), "{no_key}");
+}
+
+/// Signs `wallet` in to the node at `address` with a message naming `chain_id`: the whole
+/// answer, whose cookie (see [`session_cookie`]) carries the session.
+fn sign_in_over_http(address: &str, wallet: &k256::ecdsa::SigningKey, chain_id: u64) -> String {
+    use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
+    let account = address_of(wallet.verifying_key());
+    let nonce = http_get(
+        address,
+        &format!("/v1/auth/nonce?address={account}&chain_id={chain_id}"),
+        "",
+    );
+    let message = body_of(&nonce)["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {nonce}"))
+        .to_owned();
+    let signature = sign_digest(wallet, &personal_message_digest(message.as_bytes()));
+    http_send(
+        address,
+        "POST",
+        "/v1/auth/siwe",
+        "",
+        &serde_json::json!({ "message": message, "signature": signature.to_hex() }).to_string(),
+    )
+}
+
+/// The `Cookie` header line that carries the session a sign-in answer set.
+fn session_cookie(signed_in: &str) -> String {
+    let session = signed_in
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: caravan_session="))
+        .and_then(|cookie| cookie.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie in {signed_in}"));
+    format!("Cookie: caravan_session={session}\r\n")
+}
+
+/// An operator manages the chains of a node that keeps serving, over HTTP: adds anvil (with
+/// the key the node holds in its environment, never sent), makes it home, and posts a closed
+/// epoch's root there; anyone may then sign in on the new chain, and the root on chain is the
+/// one the store rebuilds. Someone who is not an operator is refused every step.
+#[test]
+fn an_operator_adds_a_chain_and_posts_a_root_over_http_while_the_node_serves() {
+    let Some(anvil) = local_anvil() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    store_with_a_closed_epoch(dir);
+    let operator =
+        k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(b"operator").0).into())
+            .unwrap();
+    let stranger =
+        k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(b"stranger").0).into())
+            .unwrap();
+    let operator_address =
+        caravan_core::attestation::address_of(operator.verifying_key()).to_string();
+    let (mut server, address, _) = start_logged_serve(
+        dir,
+        &["--operator", &operator_address],
+        &[(
+            "CARAVAN_TEST_CHAIN_KEY",
+            caravan_chain::anvil::ANVIL_DEV_KEY,
+        )],
+    );
+    let embedded = caravan_chain::embedded::EMBEDDED_CHAIN_ID;
+    let as_operator = session_cookie(&sign_in_over_http(&address, &operator, embedded));
+    let as_stranger = session_cookie(&sign_in_over_http(&address, &stranger, embedded));
+    let send = |method: &str, path: &str, who: &str, body: serde_json::Value| {
+        let answer = http_send(&address, method, path, who, &body.to_string());
+        let status: u16 = answer[9..12].parse().unwrap();
+        (status, body_of(&answer))
+    };
+    let local = serde_json::json!({ "name": "local", "url": anvil.url(), "chain_id": 31337,
+        "key_env": "CARAVAN_TEST_CHAIN_KEY" });
+
+    let refused = [
+        send("POST", "/v1/chains", &as_stranger, local.clone()),
+        send(
+            "PUT",
+            "/v1/chains/home",
+            &as_stranger,
+            serde_json::json!({ "name": "local" }),
+        ),
+        send(
+            "POST",
+            "/v1/epochs/1/roots",
+            &as_stranger,
+            serde_json::json!({}),
+        ),
+    ];
+    let unset_key = send(
+        "POST",
+        "/v1/chains",
+        &as_operator,
+        serde_json::json!({ "name": "local", "url": anvil.url(), "chain_id": 31337,
+            "key_env": "CARAVAN_NO_SUCH_KEY" }),
+    );
+    let too_early = sign_in_over_http(&address, &stranger, 31337);
+    let added = send("POST", "/v1/chains", &as_operator, local);
+    let listed = send("GET", "/v1/chains", "", serde_json::json!({}));
+    let on_the_new_chain = sign_in_over_http(&address, &stranger, 31337);
+    let nobody_there = send(
+        "POST",
+        "/v1/epochs/1/roots",
+        &as_operator,
+        serde_json::json!({ "chain": "local" }),
+    );
+    let home = send(
+        "PUT",
+        "/v1/chains/home",
+        &as_operator,
+        serde_json::json!({ "name": "local" }),
+    );
+    let posted = send(
+        "POST",
+        "/v1/epochs/1/roots",
+        &as_operator,
+        serde_json::json!({}),
+    );
+    let again = send(
+        "POST",
+        "/v1/epochs/1/roots",
+        &as_operator,
+        serde_json::json!({}),
+    );
+    let back_home = send(
+        "PUT",
+        "/v1/chains/home",
+        &as_operator,
+        serde_json::json!({ "name": "embedded" }),
+    );
+    let not_closed = send(
+        "POST",
+        "/v1/epochs/7/roots",
+        &as_operator,
+        serde_json::json!({}),
+    );
+    let unknown = send(
+        "POST",
+        "/v1/epochs/1/roots",
+        &as_operator,
+        serde_json::json!({ "chain": "mainnet" }),
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    for (status, body) in &refused {
+        assert_eq!(*status, 403, "{body}");
+        assert_eq!(body["error"]["code"], "not_operator", "{body}");
+    }
+    assert_eq!(unset_key.0, 422, "{}", unset_key.1);
+    assert!(
+        unset_key.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("set CARAVAN_NO_SUCH_KEY to the signer key"),
+        "{}",
+        unset_key.1
+    );
+    assert!(too_early.starts_with("HTTP/1.1 4"), "{too_early}");
+    assert!(too_early.contains("31337"), "{too_early}");
+    assert_eq!(added.0, 201, "{}", added.1);
+    assert_eq!(
+        added.1["signer"], "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+        "the node signs with the key in its environment"
+    );
+    assert_eq!(added.1["chain"]["home"], false);
+    let names: Vec<&str> = listed
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["embedded", "local"], "{}", listed.1);
+    assert!(
+        on_the_new_chain.starts_with("HTTP/1.1 200"),
+        "{on_the_new_chain}"
+    );
+    assert_eq!(nobody_there.0, 200, "{}", nobody_there.1);
+    assert_eq!(nobody_there.1["posted"], false);
+    assert_eq!(home.0, 200, "{}", home.1);
+    assert_eq!(home.1["home"], true);
+    assert_eq!(posted.0, 201, "{}", posted.1);
+    assert_eq!(posted.1["posted"], true);
+    assert_eq!(posted.1["chain"]["name"], "local");
+    assert_eq!(posted.1["activated"], true, "no delay: claims open at once");
+    assert_eq!(again.0, 200, "{}", again.1);
+    assert_eq!(again.1["posted"], false);
+    assert_eq!(again.1["active"], 1);
+    assert_eq!(back_home.0, 409, "{}", back_home.1);
+    assert!(
+        back_home.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("roots are already posted on local"),
+        "{}",
+        back_home.1
+    );
+    assert_eq!(not_closed.0, 404, "{}", not_closed.1);
+    assert_eq!(not_closed.1["error"]["code"], "unknown_epoch");
+    assert_eq!(unknown.0, 404, "{}", unknown.1);
+    assert_eq!(unknown.1["error"]["code"], "unknown_chain");
+
+    let verified = ok(&caravan_with_chain_key(
+        dir,
+        &["verify", "--epoch", "1", "--chain", "local"],
+    ));
+    assert!(verified.starts_with("match:"), "{verified}");
+    assert!(
+        verified.contains(posted.1["root"].as_str().unwrap()),
+        "the root posted over HTTP is the one the store rebuilds: {verified}"
+    );
 }
 
 /// The cells of the USDC row of a claim's table.

@@ -125,7 +125,8 @@ pub struct Desk {
     meter: Arc<Meter>,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
     clock: Clock,
-    chains: ChainDirectory,
+    /// The chains accounts may choose; they change when the operator adds one or moves home.
+    chains: RwLock<ChainDirectory>,
 }
 
 impl Desk {
@@ -153,7 +154,7 @@ impl Desk {
             meter,
             boards: RwLock::new(boards),
             clock,
-            chains: ChainDirectory::default(),
+            chains: RwLock::new(ChainDirectory::default()),
         })
     }
 

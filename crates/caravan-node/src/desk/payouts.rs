@@ -7,20 +7,32 @@ use crate::chains::{ChainDirectory, PayoutChain};
 
 impl Desk {
     /// The chains accounts may choose to be paid on (without them, only home).
-    pub fn with_chains(mut self, chains: ChainDirectory) -> Desk {
-        self.chains = chains;
+    pub fn with_chains(self, chains: ChainDirectory) -> Desk {
+        self.set_chains(chains);
         self
     }
 
-    pub fn chains(&self) -> &ChainDirectory {
-        &self.chains
+    /// Changes the chains accounts may choose (the operator added one or moved home).
+    pub fn set_chains(&self, chains: ChainDirectory) {
+        *self
+            .chains
+            .write()
+            .expect("the chains' lock is never poisoned") = chains;
+    }
+
+    /// The chains accounts may choose to be paid on, home first.
+    pub fn chains(&self) -> ChainDirectory {
+        self.chains
+            .read()
+            .expect("the chains' lock is never poisoned")
+            .clone()
     }
 
     /// The share of the log `account` is paid from now on (see [`caravan_core::HOME_CHAIN`]) and
     /// the chain that pays it; no chain for home on a node that was given no chain directory.
     pub fn payout_chain(&self, account: &Address) -> (u64, Option<PayoutChain>) {
         let partition = self.journal.read(|j| j.economy().payout_chain(account));
-        (partition, self.chains.of_partition(partition).cloned())
+        (partition, self.chains().of_partition(partition).cloned())
     }
 
     /// Records that `account`'s earnings from now on are paid on chain `chain_id` (0 or the
@@ -31,11 +43,11 @@ impl Desk {
         account: Address,
         chain_id: u64,
     ) -> Result<(u64, Option<PayoutChain>), DeskError> {
+        let chains = self.chains();
         let partition = if chain_id == caravan_core::HOME_CHAIN {
             caravan_core::HOME_CHAIN
         } else {
-            let chain = self
-                .chains
+            let chain = chains
                 .by_chain_id(chain_id)
                 .map_err(DeskError::UnknownChain)?;
             ChainDirectory::partition(chain)
@@ -50,7 +62,7 @@ impl Desk {
                 }],
             )?;
         }
-        Ok((partition, self.chains.of_partition(partition).cloned()))
+        Ok((partition, chains.of_partition(partition).cloned()))
     }
 
     /// `account`'s leaves in closed epoch `epoch`, each with its Merkle proof, per chain that

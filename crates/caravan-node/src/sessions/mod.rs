@@ -227,7 +227,9 @@ const FIRST_PRUNE_AT: usize = 10_000;
 /// Sign-in and sessions. Cheap to share: wrap it in an `Arc`.
 pub struct Sessions {
     journal: Arc<SharedJournal>,
-    policy: SignInPolicy,
+    origin: PublicOrigin,
+    /// The chain ids a message may name; they change when the operator adds a chain.
+    chain_ids: RwLock<Vec<u64>>,
     clock: Clock,
     wallets: Option<Arc<dyn ContractWallets>>,
     /// Read by every request a session makes, written only on a miss: many readers at once.
@@ -249,7 +251,8 @@ impl Sessions {
     pub fn new(journal: Arc<SharedJournal>, policy: SignInPolicy, clock: Clock) -> Sessions {
         Sessions {
             journal,
-            policy,
+            origin: policy.origin,
+            chain_ids: RwLock::new(policy.chain_ids),
             clock,
             wallets: None,
             cache: RwLock::new(SessionCache {
@@ -265,8 +268,25 @@ impl Sessions {
         self
     }
 
-    pub fn policy(&self) -> &SignInPolicy {
-        &self.policy
+    /// The node's public origin, which every sign-in message must name.
+    pub fn origin(&self) -> &PublicOrigin {
+        &self.origin
+    }
+
+    /// The chain ids a sign-in message may name.
+    pub fn chain_ids(&self) -> Vec<u64> {
+        self.chain_ids
+            .read()
+            .expect("the chain ids' lock is never poisoned")
+            .clone()
+    }
+
+    /// Accepts messages naming these chain ids from now on (the node's chains changed).
+    pub fn set_chain_ids(&self, chain_ids: Vec<u64>) {
+        *self
+            .chain_ids
+            .write()
+            .expect("the chain ids' lock is never poisoned") = chain_ids;
     }
 
     /// A fresh nonce, kept in the store for [`NONCE_TTL_MS`], with what a message must say.
@@ -285,9 +305,9 @@ impl Sessions {
             nonce,
             issued_at: Timestamp::from_ms(now),
             expires_at: Timestamp::from_ms(expires_ms),
-            domain: self.policy.origin.authority(),
-            uri: self.policy.origin.to_string(),
-            chain_ids: self.policy.chain_ids.clone(),
+            domain: self.origin.authority(),
+            uri: self.origin.to_string(),
+            chain_ids: self.chain_ids(),
             statement: STATEMENT.into(),
         })
     }
@@ -330,7 +350,7 @@ impl Sessions {
     }
 
     fn check_fields(&self, message: &SiweMessage, now: u64) -> Result<(), SignInError> {
-        let origin = &self.policy.origin;
+        let origin = &self.origin;
         let scheme_matches = message
             .scheme
             .as_deref()
@@ -354,10 +374,11 @@ impl Sessions {
         if message.version != "1" {
             return Err(SignInError::WrongVersion(message.version.clone()));
         }
-        if !self.policy.chain_ids.contains(&message.chain_id) {
+        let known = self.chain_ids();
+        if !known.contains(&message.chain_id) {
             return Err(SignInError::UnknownChain {
                 given: message.chain_id,
-                known: self.policy.chain_ids.clone(),
+                known,
             });
         }
         let issued = message.issued_at.ms;

@@ -12,17 +12,22 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
 use caravan_core::{Address, Event, Genesis, Ppm, Token, keccak256};
 use caravan_models::ArtifactStore;
-use caravan_node::Node;
 use caravan_node::chains::ChainDirectory;
 use caravan_node::gateway::receipt::NodeSigner;
+use caravan_node::settlement::{Chains, chains_dir};
+use caravan_node::{Node, NodeBuilder};
 use caravan_server::access::SESSION_COOKIE;
 use caravan_store::{Journal, Location};
 use k256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// The development USDC: where the embedded chain deploys its token, so roots paying in it can
+/// be posted there (the chain funds the distributor from its supply).
 pub fn token() -> Address {
-    Address::from_label("usdc")
+    "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        .parse()
+        .expect("a checksummed address")
 }
 
 /// Someone with a wallet.
@@ -100,23 +105,30 @@ pub fn journal(dir: &Path, deposits: &[(Address, u128)]) -> Journal {
     journal
 }
 
-/// A node over the store in `dir` (made with `deposits` when new), run with `operators`.
+/// What a node over the store in `dir` (made with `deposits` when new), run with `operators`,
+/// is opened with.
+fn node_builder(dir: &Path, deposits: &[(Address, u128)], operators: &[Address]) -> NodeBuilder {
+    let signer = NodeSigner::load_or_create(&dir.join("node.key")).unwrap();
+    Node::builder(
+        journal(dir, deposits),
+        ArtifactStore::new(dir.join("models")),
+        signer,
+    )
+    .operators(operators.iter().copied())
+}
+
+/// A node over the store in `dir` (made with `deposits` when new), run with `operators`,
+/// letting accounts choose among `chains` (none: it keeps no chain configuration, as a node
+/// over a database; sign-in then names anvil's chain id).
 pub fn open_node(
     dir: &Path,
     deposits: &[(Address, u128)],
     chains: ChainDirectory,
     operators: &[Address],
 ) -> Arc<Node> {
-    let signer = NodeSigner::load_or_create(&dir.join("node.key")).unwrap();
-    let chain_ids: Vec<u64> = chains.chains().map(|c| c.chain_id).collect();
-    let mut builder = Node::builder(
-        journal(dir, deposits),
-        ArtifactStore::new(dir.join("models")),
-        signer,
-    )
-    .chains(chains)
-    .operators(operators.iter().copied());
-    if chain_ids.is_empty() {
+    let no_chains = chains.chains().next().is_none();
+    let mut builder = node_builder(dir, deposits, operators).chains(chains);
+    if no_chains {
         builder = builder.sign_in(caravan_node::sessions::SignInPolicy {
             origin: caravan_node::sessions::origin::PublicOrigin::parse(
                 caravan_node::DEFAULT_PUBLIC_URL,
@@ -125,6 +137,20 @@ pub fn open_node(
             chain_ids: vec![31_337],
         });
     }
+    Arc::new(builder.open().unwrap())
+}
+
+/// A node as `caravan serve` runs over a data directory: it settles on the chains configured
+/// in `dir`'s `chains` folder (the embedded chain, until an operator adds another).
+pub fn open_settling_node(
+    dir: &Path,
+    deposits: &[(Address, u128)],
+    operators: &[Address],
+) -> Arc<Node> {
+    let chains = Chains::new(chains_dir(dir), reqwest::Client::new());
+    let builder = node_builder(dir, deposits, operators)
+        .settlement(chains)
+        .unwrap();
     Arc::new(builder.open().unwrap())
 }
 

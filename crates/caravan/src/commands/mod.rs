@@ -11,7 +11,7 @@ mod setup;
 mod tasks;
 
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
-pub use chains::{ChainCommand, PayoutChainArgs, chain, directory, payout_chain, rpc_endpoints};
+pub use chains::{ChainCommand, PayoutChainArgs, chain, payout_chain, settlement};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
 pub use keys::{KeyCommand, key};

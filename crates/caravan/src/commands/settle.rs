@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use caravan_chain::settlement::{EpochRoot, Settlement};
+use caravan_chain::settlement::Settlement;
 use caravan_core::epoch::{EpochBundle, verify_bundle};
-use caravan_core::{Address, Leaf, MerkleTree};
-use caravan_node::chains::PayoutChain;
+use caravan_core::{Address, MerkleTree};
+use caravan_node::settlement::{ChainShare, PostOutcome};
 use caravan_store::{Journal, now_ms};
 use clap::Args;
 
@@ -62,30 +62,10 @@ fn open_chain(store: &StoreArgs, chain: &ChainArg) -> Result<Settlement, String>
     super::chains::open_settlement(store, &chain.chain, chain.delay)
 }
 
-/// What one chain pays in an epoch: its leaves and their root.
-struct ChainShare {
-    chain: PayoutChain,
-    root: caravan_core::Hash32,
-    leaves: Vec<Leaf>,
-}
-
-impl ChainShare {
-    fn of(bundle: &EpochBundle, store: &StoreArgs, name: &str) -> Result<ChainShare, String> {
-        let (chain, partition) = super::chains::payout_chain_named(store, name)?;
-        Ok(ChainShare {
-            chain,
-            root: bundle.chain_root(partition),
-            leaves: bundle.chain_leaves(partition),
-        })
-    }
-
-    fn epoch_root(&self, epoch: u64) -> EpochRoot<'_> {
-        EpochRoot {
-            epoch,
-            root: self.root,
-            leaves: &self.leaves,
-        }
-    }
+/// What the chain named `name` pays in `bundle`'s epoch.
+fn share_of(bundle: &EpochBundle, store: &StoreArgs, name: &str) -> Result<ChainShare, String> {
+    let (_, partition) = super::chains::payout_chain_named(store, name)?;
+    Ok(ChainShare::of(bundle, partition))
 }
 
 fn bundle(journal: &Journal, epoch: u64) -> Result<EpochBundle, String> {
@@ -104,60 +84,51 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
     if epoch == 0 {
         return Err("no epoch is closed yet; close one with `caravan epoch close`".into());
     }
-    let current = ChainShare::of(&bundle(&journal, epoch)?, store, &args.chain.chain)?;
+    let current = bundle(&journal, epoch)?;
     let previous = match epoch {
         1 => None,
-        n => Some(ChainShare::of(
-            &bundle(&journal, n - 1)?,
-            store,
-            &args.chain.chain,
-        )?),
+        n => Some(bundle(&journal, n - 1)?),
     };
-    if current.leaves.is_empty() {
-        println!(
-            "nobody is paid on {} in epoch {epoch}; nothing to post",
-            args.chain.chain
-        );
-        return Ok(());
-    }
-    let mut chain = open_chain(store, &args.chain)?;
-    let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
-    if epoch <= active.max(pending) {
-        println!(
-            "epoch {epoch} is already posted on {} (active epoch {active}, pending {pending})",
-            args.chain.chain
-        );
-        return Ok(());
-    }
-    let published = chain
-        .publish(
-            current.epoch_root(epoch),
-            previous.as_ref().map(|p| p.epoch_root(epoch - 1)),
-            now_ms() / 1000,
-        )
+    let name = &args.chain.chain;
+    let outcome = super::chains::chains(store)?
+        .post(name, args.chain.delay, &current, previous.as_ref())
         .map_err(|e| e.to_string())?;
-    println!(
-        "posted epoch {epoch}'s root {} on {} (chain id {}{}; {} leaves, {} gas)",
-        current.root,
-        args.chain.chain,
-        current.chain.chain_id,
-        if current.chain.home { ", home" } else { "" },
-        current.leaves.len(),
-        published.posted.gas_used
-    );
-    for (token, promised) in &published.promised {
-        println!(
-            "  promises {} in total",
-            amount(journal.economy(), token, *promised)
-        );
-    }
-    if published.activated {
-        println!("activated: claims against it are open");
-    } else {
-        println!(
-            "claimable once its {} s delay is over and it is activated: `caravan epoch activate` (the next post also activates it)",
-            chain.deployment().delay
-        );
+    match outcome {
+        PostOutcome::NothingToPost { .. } => {
+            println!("nobody is paid on {name} in epoch {epoch}; nothing to post");
+        }
+        PostOutcome::AlreadyPosted {
+            active, pending, ..
+        } => println!(
+            "epoch {epoch} is already posted on {name} (active epoch {active}, pending {pending})"
+        ),
+        PostOutcome::Posted {
+            chain,
+            root,
+            leaves,
+            published,
+            delay,
+        } => {
+            println!(
+                "posted epoch {epoch}'s root {root} on {name} (chain id {}{}; {leaves} leaves, {} gas)",
+                chain.chain_id,
+                if chain.home { ", home" } else { "" },
+                published.posted.gas_used
+            );
+            for (token, promised) in &published.promised {
+                println!(
+                    "  promises {} in total",
+                    amount(journal.economy(), token, *promised)
+                );
+            }
+            if published.activated {
+                println!("activated: claims against it are open");
+            } else {
+                println!(
+                    "claimable once its {delay} s delay is over and it is activated: `caravan epoch activate` (the next post also activates it)"
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -269,7 +240,7 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
         ));
     }
     verify_bundle(&published, None).map_err(|e| format!("the bundle does not check out: {e}"))?;
-    let share = ChainShare::of(&published, store, &args.chain.chain)?;
+    let share = share_of(&published, store, &args.chain.chain)?;
     let rebuilt = MerkleTree::build(&share.leaves).root();
     let mut chain = open_chain(store, &args.chain)?;
     let (active, pending, pending_root) = chain.epochs().map_err(|e| e.to_string())?;
@@ -294,7 +265,7 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
     }
     let ours = bundle(&open_journal(store)?, args.epoch)
         .ok()
-        .map(|ours| ChainShare::of(&ours, store, &args.chain.chain))
+        .map(|ours| share_of(&ours, store, &args.chain.chain))
         .transpose()?;
     let differing = ours.as_ref().and_then(|ours| {
         share

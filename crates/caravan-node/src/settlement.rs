@@ -1,0 +1,495 @@
+//! The chains a node settles on, as its operator manages them — on the command line or, for a
+//! node's operators, over HTTP — and posting an epoch's root on one.
+//!
+//! `embedded` always exists: an EVM inside the process, kept in `<data dir>/chains/embedded`.
+//! JSON-RPC chains are added by name with their URL, chain id and the environment variable that
+//! holds the signer key (the key itself is never written down). One chain is home: it pays
+//! everyone who did not choose another, and it cannot change once a root is posted on it or on
+//! the chain that would take its place. Chain operations run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use caravan_chain::embedded::EMBEDDED_CHAIN_ID;
+use caravan_chain::rpc::RpcChain;
+use caravan_chain::settlement::{DEPLOYMENT, EpochRoot, Published, SettleError, Settlement};
+use caravan_core::epoch::EpochBundle;
+use caravan_core::{Address, Economy, Hash32, Leaf};
+use caravan_store::now_ms;
+use serde::{Deserialize, Serialize};
+
+use crate::chains::{ChainDirectory, PayoutChain};
+use crate::sessions::ContractWallets;
+
+/// The chain every store has.
+pub const EMBEDDED: &str = "embedded";
+const CONFIG: &str = "chain.json";
+/// The file in the chains directory that names the home chain (`embedded` when absent).
+const HOME: &str = "home";
+
+/// A JSON-RPC chain's configuration, as kept in its folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcConfig {
+    pub url: String,
+    pub chain_id: u64,
+    /// The environment variable that holds the node's signer key for this chain.
+    pub key_env: String,
+    /// Blocks a transaction must be buried under before it counts as done.
+    #[serde(default = "one")]
+    pub confirmations: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A configured chain and how it is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub chain: PayoutChain,
+    /// `None` for the embedded chain.
+    pub rpc: Option<RpcConfig>,
+}
+
+/// Why a chain operation failed, by whose move would fix it; every message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainsError {
+    /// The request was wrong: a name, a setting or a delay that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// No chain goes by that name.
+    #[error("{0}")]
+    Unknown(String),
+    /// The chains as they stand do not allow it (a chain id already named, a home that can no
+    /// longer move).
+    #[error("{0}")]
+    Conflict(String),
+    /// The chain could not be reached, or refused or failed a transaction.
+    #[error("{0}")]
+    Chain(String),
+    /// The node's own side failed: its chain files, its embedded chain or its environment.
+    #[error("{0}")]
+    Node(String),
+}
+
+fn chain_fault<E: std::fmt::Display>(error: E) -> ChainsError {
+    ChainsError::Chain(error.to_string())
+}
+
+/// Whose move a settlement failure calls for: funding the distributor is the operator's, a
+/// failing chain is the chain's, and the node's own records or an entitlement going down (which
+/// the log never produces) are the node's.
+fn settle_fault(error: SettleError) -> ChainsError {
+    match error {
+        SettleError::Underfunded { .. } => ChainsError::Conflict(error.to_string()),
+        SettleError::Chain(_) | SettleError::Transaction { .. } => {
+            ChainsError::Chain(error.to_string())
+        }
+        SettleError::Store(_) | SettleError::Deployment { .. } | SettleError::Lowered { .. } => {
+            ChainsError::Node(error.to_string())
+        }
+    }
+}
+
+/// What posting an epoch came to.
+#[derive(Debug)]
+pub enum PostOutcome {
+    /// The chain pays nobody in this epoch.
+    NothingToPost { chain: PayoutChain },
+    /// The chain already holds this epoch (or a later one).
+    AlreadyPosted {
+        chain: PayoutChain,
+        active: u64,
+        pending: u64,
+    },
+    Posted {
+        chain: PayoutChain,
+        root: Hash32,
+        leaves: usize,
+        published: Published,
+        /// Seconds a root waits before it can be activated; 0 when it was activated at once.
+        delay: u64,
+    },
+}
+
+/// The chains a node settles on: their configuration in the data directory, and one chain
+/// operation at a time.
+pub struct Chains {
+    dir: PathBuf,
+    http: reqwest::Client,
+    busy: Mutex<()>,
+}
+
+/// What one chain pays in an epoch: its leaves and their root.
+pub struct ChainShare {
+    pub root: Hash32,
+    pub leaves: Vec<Leaf>,
+}
+
+impl ChainShare {
+    /// The share of `bundle` paid on the chain holding log partition `partition`.
+    pub fn of(bundle: &EpochBundle, partition: u64) -> ChainShare {
+        ChainShare {
+            root: bundle.chain_root(partition),
+            leaves: bundle.chain_leaves(partition),
+        }
+    }
+
+    fn epoch_root(&self, epoch: u64) -> EpochRoot<'_> {
+        EpochRoot {
+            epoch,
+            root: self.root,
+            leaves: &self.leaves,
+        }
+    }
+}
+
+impl Chains {
+    /// The chains configured in `dir` (the data directory's `chains` folder), reached through
+    /// `http` (which carries the operator's trusted authorities and timeouts).
+    pub fn new(dir: PathBuf, http: reqwest::Client) -> Chains {
+        Chains {
+            dir,
+            http,
+            busy: Mutex::new(()),
+        }
+    }
+
+    fn one_at_a_time(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.busy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The configured JSON-RPC chains' names, sorted.
+    fn rpc_chain_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join(CONFIG).exists())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The name of the home chain (`embedded` unless another was made home).
+    fn home_name(&self) -> Result<String, ChainsError> {
+        match std::fs::read_to_string(self.dir.join(HOME)) {
+            Ok(text) => Ok(text.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EMBEDDED.into()),
+            Err(e) => Err(ChainsError::Node(format!(
+                "cannot read {}: {e}",
+                self.dir.join(HOME).display()
+            ))),
+        }
+    }
+
+    fn read_config(&self, name: &str) -> Result<RpcConfig, ChainsError> {
+        let path = self.dir.join(name).join(CONFIG);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ChainsError::Node(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| ChainsError::Node(format!("{}: {e}", path.display())))
+    }
+
+    /// Every chain, with its configuration, home first.
+    pub fn list(&self) -> Result<Vec<ChainInfo>, ChainsError> {
+        let directory = self.directory()?;
+        directory
+            .chains()
+            .map(|chain| {
+                Ok(ChainInfo {
+                    rpc: if chain.name == EMBEDDED {
+                        None
+                    } else {
+                        Some(self.read_config(&chain.name)?)
+                    },
+                    chain: chain.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every chain this node settles on, with the home chain marked.
+    pub fn directory(&self) -> Result<ChainDirectory, ChainsError> {
+        let home = self.home_name()?;
+        let mut chains = vec![PayoutChain {
+            name: EMBEDDED.into(),
+            chain_id: EMBEDDED_CHAIN_ID,
+            home: home == EMBEDDED,
+        }];
+        for name in self.rpc_chain_names() {
+            let config = self.read_config(&name)?;
+            chains.push(PayoutChain {
+                home: home == name,
+                name,
+                chain_id: config.chain_id,
+            });
+        }
+        ChainDirectory::new(chains).map_err(|why| {
+            ChainsError::Node(format!(
+                "the chain configuration in {} is inconsistent: {why}",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// The JSON-RPC chains' chain ids and endpoints (where contract wallets are asked).
+    pub fn rpc_endpoints(&self) -> Result<Vec<(u64, String)>, ChainsError> {
+        self.rpc_chain_names()
+            .into_iter()
+            .map(|name| {
+                self.read_config(&name)
+                    .map(|config| (config.chain_id, config.url))
+            })
+            .collect()
+    }
+
+    /// Adds a JSON-RPC chain after connecting to it with the key in `config.key_env` (which
+    /// must be set) and checking it serves `config.chain_id`; returns the account the node
+    /// signs with there.
+    pub fn add(&self, name: &str, config: RpcConfig) -> Result<Address, ChainsError> {
+        let _busy = self.one_at_a_time();
+        if name == EMBEDDED
+            || name == HOME
+            || name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(ChainsError::Invalid(format!(
+                "{name:?} cannot name a chain: use up to 64 letters, digits and `-`, and not `{EMBEDDED}` or `{HOME}`"
+            )));
+        }
+        if !(1..=1000).contains(&config.confirmations) {
+            return Err(ChainsError::Invalid(format!(
+                "confirmations must be 1 to 1000, not {}",
+                config.confirmations
+            )));
+        }
+        if let Some(twin) = self
+            .directory()?
+            .chains()
+            .find(|c| c.chain_id == config.chain_id && c.name != name)
+        {
+            return Err(ChainsError::Conflict(format!(
+                "chain id {} is already configured as {}; one name per chain",
+                config.chain_id, twin.name
+            )));
+        }
+        let key = std::env::var(&config.key_env).map_err(|_| {
+            ChainsError::Invalid(format!(
+                "set {} to the signer key before adding the chain (the node reads it from its environment; it is never stored)",
+                config.key_env
+            ))
+        })?;
+        let connected = RpcChain::connect(&config.url, config.chain_id, &key, self.http.clone())
+            .map_err(chain_fault)?;
+        let chain_dir = self.dir.join(name);
+        std::fs::create_dir_all(&chain_dir).map_err(|e| {
+            ChainsError::Node(format!("cannot create {}: {e}", chain_dir.display()))
+        })?;
+        let text = serde_json::to_string_pretty(&config).expect("a configuration serialises");
+        std::fs::write(chain_dir.join(CONFIG), text).map_err(|e| {
+            ChainsError::Node(format!("cannot write the chain's configuration: {e}"))
+        })?;
+        Ok(Address(
+            caravan_chain::chain::Chain::sender(&connected).into_array(),
+        ))
+    }
+
+    /// Whether any root was ever posted on the named chain (a chain whose contracts were never
+    /// deployed has none, and is not contacted).
+    fn has_posted(&self, name: &str) -> Result<bool, ChainsError> {
+        if !self.dir.join(name).join(DEPLOYMENT).exists() {
+            return Ok(false);
+        }
+        let (active, pending, _) = self
+            .open_deployed(name, 0)?
+            .epochs()
+            .map_err(settle_fault)?;
+        Ok(active > 0 || pending > 0)
+    }
+
+    /// Makes `name` the home chain, unless a root is posted on it or on the current home, or
+    /// accounts chose it (per `economy`, whose latest closed epoch's bundle is `latest`).
+    /// Returns the new home; choosing the current home changes nothing.
+    pub fn set_home(
+        &self,
+        name: &str,
+        economy: &Economy,
+        latest: Option<&EpochBundle>,
+    ) -> Result<PayoutChain, ChainsError> {
+        let _busy = self.one_at_a_time();
+        let chain = self
+            .directory()?
+            .by_name(name)
+            .map_err(ChainsError::Unknown)?
+            .clone();
+        let current = self.home_name()?;
+        if current == name {
+            return Ok(chain);
+        }
+        for posted_on in [current.as_str(), name] {
+            if self.has_posted(posted_on)? {
+                return Err(ChainsError::Conflict(format!(
+                    "roots are already posted on {posted_on}; the home chain cannot change once it or the new one pays anyone (home's cumulative amounts would be owed twice)"
+                )));
+            }
+        }
+        let chosen_by = economy
+            .payout_chains()
+            .values()
+            .filter(|c| **c == chain.chain_id)
+            .count();
+        let paid_there =
+            latest.is_some_and(|b| b.chains.iter().any(|c| c.chain_id == chain.chain_id));
+        if chosen_by > 0 || paid_there {
+            return Err(ChainsError::Conflict(format!(
+                "accounts chose {name} (chain id {}) to be paid on; it cannot become home, whose share the log keeps apart",
+                chain.chain_id
+            )));
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| ChainsError::Node(format!("cannot create {}: {e}", self.dir.display())))?;
+        std::fs::write(self.dir.join(HOME), name).map_err(|e| {
+            ChainsError::Node(format!(
+                "cannot write {}: {e}",
+                self.dir.join(HOME).display()
+            ))
+        })?;
+        Ok(PayoutChain {
+            home: true,
+            ..chain
+        })
+    }
+
+    /// The named chain with caravan's contracts (deploying them on first use, with `delay`; a
+    /// non-zero `delay` that differs from the deployed one is an error, since contracts are
+    /// immutable).
+    pub fn open(&self, name: &str, delay: u64) -> Result<Settlement, ChainsError> {
+        let settlement = self.open_deployed(name, delay)?;
+        let deployed = settlement.deployment().delay;
+        if delay != 0 && delay != deployed {
+            return Err(ChainsError::Invalid(format!(
+                "chain {name}'s distributor was deployed with a {deployed} s delay; contracts are immutable, so a delay only applies to a chain's first use"
+            )));
+        }
+        Ok(settlement)
+    }
+
+    fn open_deployed(&self, name: &str, delay: u64) -> Result<Settlement, ChainsError> {
+        let dir = self.dir.join(name);
+        if name == EMBEDDED {
+            return Settlement::open_embedded(&dir, delay, now_ms() / 1000).map_err(settle_fault);
+        }
+        if !dir.join(CONFIG).exists() {
+            return Err(ChainsError::Unknown(format!(
+                "unknown chain {name:?}; add it with `caravan chain add {name} --url … --chain-id … --key-env …`, or see `caravan chain list`"
+            )));
+        }
+        let config = self.read_config(name)?;
+        let key = std::env::var(&config.key_env).map_err(|_| {
+            ChainsError::Node(format!(
+                "set {} in the node's environment to the signer key of chain {name}",
+                config.key_env
+            ))
+        })?;
+        let rpc = RpcChain::connect(&config.url, config.chain_id, &key, self.http.clone())
+            .map_err(chain_fault)?
+            .with_confirmations(config.confirmations);
+        Settlement::open(&dir, Box::new(rpc), delay, now_ms() / 1000).map_err(settle_fault)
+    }
+
+    /// Posts `current`'s root on the named chain — its share of the epoch, checked against
+    /// `previous`'s share (nobody's cumulative amount goes down) — funding the development
+    /// token's shortfall first and activating at once when the chain has no delay (see
+    /// [`Settlement::publish`]). Posting an epoch the chain already holds changes nothing.
+    pub fn post(
+        &self,
+        name: &str,
+        delay: u64,
+        current: &EpochBundle,
+        previous: Option<&EpochBundle>,
+    ) -> Result<PostOutcome, ChainsError> {
+        let directory = self.directory()?;
+        let chain = directory.by_name(name).map_err(|why| {
+            ChainsError::Unknown(format!(
+                "{why}; add one with `caravan chain add {name} --url … --chain-id … --key-env …`"
+            ))
+        })?;
+        let partition = ChainDirectory::partition(chain);
+        let share = ChainShare::of(current, partition);
+        if share.leaves.is_empty() {
+            return Ok(PostOutcome::NothingToPost {
+                chain: chain.clone(),
+            });
+        }
+        let previous = previous.map(|bundle| ChainShare::of(bundle, partition));
+        let _busy = self.one_at_a_time();
+        let mut settlement = self.open(name, delay)?;
+        let (active, pending, _) = settlement.epochs().map_err(settle_fault)?;
+        if current.epoch <= active.max(pending) {
+            return Ok(PostOutcome::AlreadyPosted {
+                chain: chain.clone(),
+                active,
+                pending,
+            });
+        }
+        let published = settlement
+            .publish(
+                share.epoch_root(current.epoch),
+                previous
+                    .as_ref()
+                    .map(|share| share.epoch_root(current.epoch - 1)),
+                now_ms() / 1000,
+            )
+            .map_err(settle_fault)?;
+        Ok(PostOutcome::Posted {
+            chain: chain.clone(),
+            root: share.root,
+            leaves: share.leaves.len(),
+            delay: if published.activated {
+                0
+            } else {
+                settlement.deployment().delay
+            },
+            published,
+        })
+    }
+}
+
+/// Contract wallets (ERC-1271) are asked on the configured JSON-RPC chains as they are when the
+/// signature is checked, so a chain an operator just added serves sign-in at once: a sign-in
+/// message names its chain id, and the wallet's contract on that chain says whether it accepts
+/// the signature.
+impl ContractWallets for Chains {
+    fn accepts(
+        &self,
+        chain_id: u64,
+        wallet: &Address,
+        digest: &Hash32,
+        signature: &[u8],
+    ) -> Option<Result<bool, String>> {
+        let endpoints = match self.rpc_endpoints() {
+            Ok(endpoints) => endpoints,
+            Err(why) => return Some(Err(why.to_string())),
+        };
+        let (_, url) = endpoints.iter().find(|(id, _)| *id == chain_id)?;
+        Some(caravan_chain::rpc::contract_accepts(
+            url,
+            self.http.clone(),
+            alloy_primitives::Address::from(wallet.0),
+            alloy_primitives::B256::from(digest.0),
+            signature,
+        ))
+    }
+}
+
+/// The data directory's chains folder.
+pub fn chains_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("chains")
+}
