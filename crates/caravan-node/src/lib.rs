@@ -23,6 +23,7 @@ pub mod meter;
 pub mod operator;
 pub mod sessions;
 pub mod settlement;
+pub mod training;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -6,7 +6,9 @@
 //! component, so every component's lineage is paid from that call; the trace of steps is kept
 //! with the charge.
 
-use caravan_core::{AssetId, Hash32, keccak256};
+use caravan_core::{
+    Address, AssetId, AssetKind, EdgeKind, Hash32, Licence, Manifest, ParentEdge, Ppm, keccak256,
+};
 use serde::{Deserialize, Serialize};
 
 /// What an agent does with a chat request.
@@ -58,8 +60,97 @@ impl AgentProgram {
             .collect()
     }
 
+    /// The manifest of the agent asset that runs this program: its content is the program's
+    /// hash and every model it calls is a `COMPOSED_OF` parent at `component_share`, so each
+    /// call pays their lineages.
+    pub fn manifest(
+        &self,
+        name: String,
+        owner: Address,
+        licence: Licence,
+        component_share: Ppm,
+    ) -> Manifest {
+        let mut manifest = Manifest {
+            kind: AssetKind::Agent,
+            name,
+            owner,
+            content: self.content_hash(),
+            licence,
+            parents: self
+                .components()
+                .into_iter()
+                .map(|parent| ParentEdge {
+                    parent,
+                    kind: EdgeKind::ComposedOf,
+                    share: component_share,
+                })
+                .collect(),
+            roles: Vec::new(),
+        };
+        manifest.normalise();
+        manifest
+    }
+
     /// The system message for a classification `label`.
     pub fn system_message(&self, label: Option<&str>) -> String {
         self.chat.system.replace("{label}", label.unwrap_or(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caravan_core::lineage::Lineage;
+
+    /// The manifest an agent program makes is one the catalogue accepts for it: every model it
+    /// calls is a parent, and the content is the program.
+    #[test]
+    fn an_agents_manifest_declares_every_model_its_program_calls() {
+        let mut lineage = Lineage::default();
+        let mut model = |name: &str| {
+            let manifest = Manifest {
+                kind: AssetKind::Model,
+                name: name.into(),
+                owner: Address::from_label(name),
+                content: keccak256(name.as_bytes()),
+                licence: Licence::OpenUse,
+                parents: Vec::new(),
+                roles: Vec::new(),
+            };
+            lineage.register(manifest).unwrap().0
+        };
+        let (classifier, chat) = (model("classifier"), model("chat"));
+        let program = AgentProgram {
+            classify: Some(ClassifyStep {
+                model: classifier,
+                field: "text".into(),
+            }),
+            chat: ChatStep {
+                model: chat,
+                system: "The customer is {label}.".into(),
+            },
+        };
+        let share = Ppm::new(250_000).unwrap();
+        let manifest = program.manifest(
+            "assistant".into(),
+            Address::from_label("shop"),
+            Licence::OpenUse,
+            share,
+        );
+        assert_eq!(manifest.content, program.content_hash());
+        let mut parents: Vec<(AssetId, EdgeKind, Ppm)> = manifest
+            .parents
+            .iter()
+            .map(|edge| (edge.parent, edge.kind, edge.share))
+            .collect();
+        parents.sort_by_key(|(parent, ..)| *parent);
+        let mut expected = vec![
+            (classifier, EdgeKind::ComposedOf, share),
+            (chat, EdgeKind::ComposedOf, share),
+        ];
+        expected.sort_by_key(|(parent, ..)| *parent);
+        assert_eq!(parents, expected);
+        let events = super::super::catalogue::agent_events(manifest, program, &lineage).unwrap();
+        assert_eq!(events.len(), 2, "the asset and the record of its program");
     }
 }

@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 
 use caravan_core::{
-    Address, AssetId, AssetKind, Attestation, EdgeKind, Event, Licence, Manifest, ModelShares,
-    ParentEdge, Ppm, Role, RoleShare,
+    Address, AssetId, AssetKind, Attestation, Event, Licence, Manifest, ModelShares, Ppm, Role,
 };
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use caravan_node::gateway::catalogue::{
 };
 use caravan_node::gateway::embeddings::EncoderServing;
 use caravan_node::gateway::upstream::Upstream;
-use caravan_tasks::schema::Answer;
+use caravan_node::training::{self, EncoderPayment, TrainedFrom, TrainingError};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::StoreArgs;
@@ -210,13 +209,6 @@ impl Shares {
             compute: self.compute_share,
         }
     }
-
-    /// The model's roles: `role` (the owner's) keeps what validators and nodes do not take.
-    fn roles(&self, role: Role, owner: Address) -> Result<Vec<RoleShare>, String> {
-        self.terms()
-            .roles(role, owner)
-            .map_err(|e| format!("--validator-share and --compute-share: {e}"))
-    }
 }
 
 #[derive(Args)]
@@ -378,31 +370,7 @@ pub fn load_encoder(store: &StoreArgs) -> Result<Arc<SentenceEncoder>, String> {
 /// Every labelled row of the datasets as an example: the item's data and its published label.
 /// Only datasets of single choices or ratings can train a classifier.
 pub fn training_examples(desk: &Desk, datasets: &[AssetId]) -> Result<Vec<Example>, String> {
-    let mut examples = Vec::new();
-    for asset in datasets {
-        let (_, dataset, board) = desk.dataset(asset).map_err(|e| e.to_string())?;
-        for row in &dataset.rows {
-            let label = match &row.answer {
-                Answer::Choice(choice) => choice.clone(),
-                Answer::Rating(rating) => rating.to_string(),
-                _ => {
-                    return Err(format!(
-                        "dataset {asset} holds {} answers; a classifier learns from single-choice or rating datasets",
-                        dataset.schema.answer_kind()
-                    ));
-                }
-            };
-            let item = board.item(&row.item).ok_or_else(|| {
-                format!("dataset {asset} names item {} its project lacks", row.item)
-            })?;
-            examples.push(Example {
-                key: row.item.0,
-                data: item.item.data.clone(),
-                label,
-            });
-        }
-    }
-    Ok(examples)
+    training::training_examples(desk, datasets).map_err(|e| e.to_string())
 }
 
 /// The classifier a model asset's content hash names, from the node's artifacts.
@@ -451,76 +419,68 @@ fn register(
     let hash = artifact_store(store)
         .put(&trained.classifier.to_artifact())
         .map_err(|e| e.to_string())?;
-    let dataset_share = percent("--dataset-share", &terms.dataset_share)?;
-    let roles = terms.shares.roles(role, owner)?;
     let mut journal = desk.into_journal();
     let economy = journal.economy();
-    let licence = terms.shares.terms().licence(
-        terms.token,
-        parse_amount(economy, &terms.token, &terms.price).map_err(|e| format!("--price: {e}"))?,
-    );
-    let mut parents: Vec<ParentEdge> = terms
-        .datasets
-        .iter()
-        .map(|dataset| ParentEdge {
-            parent: *dataset,
-            kind: EdgeKind::TrainedOn,
-            share: dataset_share,
-        })
-        .collect();
-    // What the classifier owes the encoder it runs on every call, said once it is registered.
-    let mut encoder_paid = None;
-    if let (Some(weights), None) = (trained.classifier.encoder_weights(), base) {
-        let registered = encoder_models(&journal).map_err(|e| e.to_string())?;
-        let share = terms
-            .encoder_share
-            .as_deref()
-            .map(|text| percent("--encoder-share", text))
-            .transpose()?;
-        let edge = encoder_edge(
-            &registered,
-            weights,
-            journal.economy().lineage(),
-            terms.encoder_model,
-            share,
-        )?;
-        encoder_paid = Some(match &edge {
-            Some(edge) => format!(
-                "pays embedding model {} {} of its revenue: every call runs its encoder",
-                edge.parent, edge.share
-            ),
-            None => "no embedding model on this node runs the encoder, so no one is paid for it (register one with `caravan model embedder` before training to pay its owner)".to_owned(),
-        });
-        parents.extend(edge);
-    }
-    if let Some((parent, share)) = base {
-        parents.insert(
-            0,
-            ParentEdge {
-                parent,
-                kind: EdgeKind::FinetunedFrom,
-                share,
-            },
-        );
-    }
-    let mut manifest = Manifest {
-        kind: AssetKind::Model,
+    let model_terms = training::ModelTerms {
         name: terms.name.clone(),
+        role,
         owner,
-        content: hash,
-        licence,
-        parents,
-        roles,
+        token: terms.token,
+        price_per_call: parse_amount(economy, &terms.token, &terms.price)
+            .map_err(|e| format!("--price: {e}"))?,
+        shares: terms.shares.terms(),
     };
-    manifest.normalise();
-    let id = manifest.id();
+    // A fine-tune pays the encoder through its base's lineage.
+    let encoder = match (trained.classifier.encoder_weights(), base) {
+        (Some(weights), None) => Some(EncoderPayment {
+            weights,
+            model: terms.encoder_model,
+            share: terms
+                .encoder_share
+                .as_deref()
+                .map(|text| percent("--encoder-share", text))
+                .transpose()?,
+        }),
+        _ => None,
+    };
+    let from = TrainedFrom {
+        datasets: terms.datasets.clone(),
+        dataset_share: percent("--dataset-share", &terms.dataset_share)?,
+        base,
+        encoder,
+    };
+    let encoders = if from.encoder.is_some() {
+        encoder_models(&journal).map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
+    let asked_for_encoder = from.encoder.is_some();
+    let registration =
+        training::trained_model(&model_terms, hash, from, economy.lineage(), &encoders).map_err(
+            |e| match e {
+                TrainingError::Shares(too_large) => {
+                    format!("--validator-share and --compute-share: {too_large}")
+                }
+                TrainingError::SeveralEncoders { .. } => format!("{e} with --encoder-model"),
+                TrainingError::NotTheEncoder { .. } => format!("--encoder-model: {e}"),
+                other => other.to_string(),
+            },
+        )?;
+    let id = registration.manifest.id();
     let features = trained.classifier.features.describe();
     let classes = trained.classifier.classes.len();
-    super::submit_one(&mut journal, Event::AssetRegistered(manifest))?;
+    super::submit_one(&mut journal, Event::AssetRegistered(registration.manifest))?;
 
     println!("model asset {id}");
-    if let Some(line) = encoder_paid {
-        println!("{line}");
+    match &registration.encoder_edge {
+        Some(edge) => println!(
+            "pays embedding model {} {} of its revenue: every call runs its encoder",
+            edge.parent, edge.share
+        ),
+        None if asked_for_encoder => println!(
+            "no embedding model on this node runs the encoder, so no one is paid for it (register one with `caravan model embedder` before training to pay its owner)"
+        ),
+        None => {}
     }
     println!("artifact {hash} ({features}, {classes} labels)");
     match &trained.evaluation {
@@ -551,62 +511,6 @@ fn register(
     Ok(())
 }
 
-/// The DERIVED_FROM edge a classifier computing its features with the encoder `weights` owes
-/// the embedding model registered for them: `chosen` if given (it must be one), else the only
-/// one; none when no embedding model runs these weights (nobody registered the encoder to be
-/// paid). `share` defaults to the least the embedding model's licence accepts.
-fn encoder_edge(
-    registered: &[(AssetId, EncoderServing)],
-    weights: caravan_core::Hash32,
-    lineage: &caravan_core::lineage::Lineage,
-    chosen: Option<AssetId>,
-    share: Option<Ppm>,
-) -> Result<Option<ParentEdge>, String> {
-    let matching: Vec<AssetId> = registered
-        .iter()
-        .filter(|(_, serving)| serving.weights == weights)
-        .map(|(asset, _)| *asset)
-        .collect();
-    let named = |asset: &AssetId| {
-        let name = lineage.get(asset).map_or("?", |a| a.manifest.name.as_str());
-        format!("{asset} ({name})")
-    };
-    let listing = || matching.iter().map(named).collect::<Vec<_>>().join(", ");
-    let model = match (chosen, matching.as_slice()) {
-        (Some(asset), _) if matching.contains(&asset) => asset,
-        (Some(asset), []) => {
-            return Err(format!(
-                "--encoder-model {asset}: no embedding model on this node runs the installed encoder (weights {weights}); register it with `caravan model embedder`"
-            ));
-        }
-        (Some(asset), _) => {
-            return Err(format!(
-                "--encoder-model {asset} is not an embedding model running the installed encoder (weights {weights}); those that do: {}",
-                listing()
-            ));
-        }
-        (None, []) => return Ok(None),
-        (None, [only]) => *only,
-        (None, _) => {
-            return Err(format!(
-                "several embedding models run the installed encoder: {}; choose the one to pay with --encoder-model",
-                listing()
-            ));
-        }
-    };
-    let least = match lineage.get(&model).map(|a| &a.manifest.licence) {
-        Some(Licence::Commercial {
-            derivative_royalty, ..
-        }) => *derivative_royalty,
-        _ => Ppm::ZERO,
-    };
-    Ok(Some(ParentEdge {
-        parent: model,
-        kind: EdgeKind::DerivedFrom,
-        share: share.unwrap_or(least),
-    }))
-}
-
 /// The manifest of a model without parents, owned and developed by `developer`, sold at
 /// `price_per_call` in `token`.
 fn developer_model(
@@ -616,17 +520,16 @@ fn developer_model(
     (token, price_per_call): (Address, caravan_core::Amount),
     shares: &Shares,
 ) -> Result<Manifest, String> {
-    let mut manifest = Manifest {
-        kind: AssetKind::Model,
+    training::ModelTerms {
         name: name.to_owned(),
+        role: Role::Developer,
         owner: developer,
-        content,
-        licence: shares.terms().licence(token, price_per_call),
-        parents: Vec::new(),
-        roles: shares.roles(Role::Developer, developer)?,
-    };
-    manifest.normalise();
-    Ok(manifest)
+        token,
+        price_per_call,
+        shares: shares.terms(),
+    }
+    .standalone(content)
+    .map_err(|e| format!("--validator-share and --compute-share: {e}"))
 }
 
 fn register_upstream(store: &StoreArgs, args: UpstreamArgs) -> Result<(), String> {
@@ -709,29 +612,18 @@ fn register_agent(store: &StoreArgs, args: AgentArgs) -> Result<(), String> {
         },
     };
     let share = percent("--component-share", &args.component_share)?;
-    let mut manifest = Manifest {
-        kind: AssetKind::Agent,
-        name: args.name.clone(),
-        owner: args.owner,
-        content: program.content_hash(),
-        licence: Licence::Commercial {
+    let price_per_call = parse_amount(journal.economy(), &args.token, &args.price)
+        .map_err(|e| format!("--price: {e}"))?;
+    let manifest = program.manifest(
+        args.name.clone(),
+        args.owner,
+        Licence::Commercial {
             token: args.token,
-            price_per_call: parse_amount(journal.economy(), &args.token, &args.price)
-                .map_err(|e| format!("--price: {e}"))?,
+            price_per_call,
             derivative_royalty: Ppm::ZERO,
         },
-        parents: program
-            .components()
-            .into_iter()
-            .map(|parent| ParentEdge {
-                parent,
-                kind: EdgeKind::ComposedOf,
-                share,
-            })
-            .collect(),
-        roles: Vec::new(),
-    };
-    manifest.normalise();
+        share,
+    );
     let id = manifest.id();
     let events =
         agent_events(manifest, program, journal.economy().lineage()).map_err(|e| e.to_string())?;
@@ -829,93 +721,4 @@ fn predict(store: &StoreArgs, args: PredictArgs) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use caravan_core::lineage::Lineage;
-    use caravan_core::{Hash32, keccak256};
-
-    /// An embedding model asset named `name` whose licence asks derivatives for 5%, registered
-    /// in `lineage`, with the encoder configuration for `weights`.
-    fn embedder(
-        lineage: &mut Lineage,
-        name: &str,
-        weights: Hash32,
-        price: u128,
-    ) -> (AssetId, EncoderServing) {
-        let serving = EncoderServing {
-            encoder: MINILM.to_owned(),
-            weights,
-            dimensions: 384,
-            input_per_million: price,
-        };
-        let shares = Shares {
-            derivative_royalty: "5%".parse().unwrap(),
-            validator_share: "10%".parse().unwrap(),
-            compute_share: "20%".parse().unwrap(),
-        };
-        let manifest = developer_model(
-            name,
-            Address::from_label(name),
-            serving.content_hash(),
-            (Address::from_label("usdc"), 1),
-            &shares,
-        )
-        .unwrap();
-        let (id, _) = lineage.register(manifest).unwrap();
-        (id, serving)
-    }
-
-    #[test]
-    fn a_classifier_on_embeddings_pays_the_one_embedding_model_running_its_encoder() {
-        let weights = keccak256(b"all-MiniLM-L6-v2 weights");
-        let other = keccak256(b"other weights");
-        let mut lineage = Lineage::default();
-        let elsewhere = embedder(&mut lineage, "other-encoder", other, 1);
-        let edge = |registered: &[(AssetId, EncoderServing)], chosen, share| {
-            encoder_edge(registered, weights, &lineage, chosen, share)
-        };
-
-        // Nobody registered these weights: nobody to pay.
-        assert_eq!(edge(std::slice::from_ref(&elsewhere), None, None), Ok(None));
-
-        // One did: it is found and paid at least what its licence asks of derivatives.
-        let mut lineage_with = lineage.clone();
-        let minilm = embedder(&mut lineage_with, "minilm", weights, 1);
-        let registered = vec![elsewhere.clone(), minilm.clone()];
-        let found = encoder_edge(&registered, weights, &lineage_with, None, None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(found.parent, minilm.0);
-        assert_eq!(found.kind, EdgeKind::DerivedFrom);
-        assert_eq!(found.share, Ppm::from_percent_text("5%").unwrap());
-        let more = Ppm::from_percent_text("12%").unwrap();
-        let generous = encoder_edge(&registered, weights, &lineage_with, None, Some(more));
-        assert_eq!(generous.unwrap().unwrap().share, more);
-
-        // Two run the same weights (say, at different prices): the developer must choose.
-        let cheaper = embedder(&mut lineage_with, "minilm-cheap", weights, 0);
-        let both = vec![minilm.clone(), cheaper.clone()];
-        let ambiguous = encoder_edge(&both, weights, &lineage_with, None, None).unwrap_err();
-        assert!(
-            ambiguous.contains("--encoder-model")
-                && ambiguous.contains("minilm-cheap")
-                && ambiguous.contains(&minilm.0.to_string()),
-            "{ambiguous}"
-        );
-        let chosen = encoder_edge(&both, weights, &lineage_with, Some(cheaper.0), None);
-        assert_eq!(chosen.unwrap().unwrap().parent, cheaper.0);
-
-        // A chosen asset must run these weights.
-        let wrong = encoder_edge(&both, weights, &lineage_with, Some(elsewhere.0), None);
-        assert!(
-            wrong
-                .unwrap_err()
-                .contains("is not an embedding model running the installed encoder")
-        );
-        let none = edge(&[], Some(minilm.0), None).unwrap_err();
-        assert!(none.contains("caravan model embedder"), "{none}");
-    }
 }

@@ -12,6 +12,7 @@ use caravan_models::{ArtifactStore, Classifier, TrainOptions};
 use caravan_node::Node;
 use caravan_node::gateway::receipt::{NodeSigner, recover_signer};
 use caravan_node::keys::{KeyRequest, Scope};
+use caravan_node::training;
 use caravan_server::gateway::{RECEIPT_HEADER, SIGNATURE_HEADER};
 use caravan_server::router;
 use caravan_store::Journal;
@@ -87,22 +88,25 @@ pub fn serve_model(
         validator: Ppm::ZERO,
         ..ModelShares::default()
     };
-    let mut model = Manifest {
-        kind: AssetKind::Model,
+    let terms = training::ModelTerms {
         name: "digit-reader".into(),
+        role: Role::Developer,
         owner: developer,
-        content,
-        licence: shares.licence(usdc.address, 2_000),
-        parents: vec![ParentEdge {
-            parent: dataset,
-            kind: EdgeKind::TrainedOn,
-            share: Ppm::new(300_000).expect("30%"),
-        }],
-        roles: shares
-            .roles(Role::Developer, developer)
-            .map_err(|e| e.to_string())?,
+        token: usdc.address,
+        price_per_call: 2_000,
+        shares,
     };
-    model.normalise();
+    let from = training::TrainedFrom {
+        datasets: vec![dataset],
+        dataset_share: Ppm::new(300_000).expect("30%"),
+        base: None,
+        encoder: None,
+    };
+    let model = desk
+        .journal()
+        .read(|j| training::trained_model(&terms, content, from, j.economy().lineage(), &[]))
+        .map_err(|e| e.to_string())?
+        .manifest;
     let model_id = model.id();
     let deposit = Event::Deposited {
         payer: app,
