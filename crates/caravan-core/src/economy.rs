@@ -16,8 +16,8 @@ use crate::epoch::{
     Accrual, BUNDLE_FORMAT, ChainLeaves, EpochBundle, EpochOutcome, TreasuryFee, prepare_close,
 };
 use crate::event::{
-    ChainError, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_CALL_PARTS, MAX_TRACE_BYTES,
-    MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
+    ChainDeposit, ChainError, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_CALL_PARTS,
+    MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
 };
 use crate::hash::Hash32;
 use crate::ledger::{AccountRef, Ledger, LedgerError, Transfer};
@@ -84,6 +84,14 @@ pub enum EventError {
     BadAttestation(String),
     #[error("{account} is already paid on chain {chain_id}; nothing to change")]
     PayoutChainUnchanged { account: Address, chain_id: u64 },
+    #[error(
+        "the deposit in transaction {tx} (log {log_index}) on chain {chain_id} was already credited"
+    )]
+    DepositRepeated {
+        chain_id: u64,
+        tx: Hash32,
+        log_index: u64,
+    },
     #[error("the next epoch to close is {expected}, not {given}")]
     WrongEpoch { expected: u64, given: u64 },
     #[error(
@@ -128,6 +136,8 @@ pub struct Economy {
     pub(crate) chain_credits: BTreeMap<(u64, Address, Address), Amount>,
     /// Every accepted attestation, per model (lineage position), in log order.
     pub(crate) attestations: BTreeMap<u32, Vec<Attestation>>,
+    /// Every deposit credited from a chain, by its key (chain id, transaction, log index).
+    pub(crate) chain_deposits: BTreeMap<(u64, Hash32, u64), ChainDeposit>,
 }
 
 impl Economy {
@@ -168,6 +178,14 @@ impl Economy {
     pub fn payout_chains(&self) -> &BTreeMap<Address, u64> {
         &self.payout_chains
     }
+    /// Whether the deposit named by `key` (chain id, transaction, log index) was credited.
+    pub fn has_chain_deposit(&self, key: &(u64, Hash32, u64)) -> bool {
+        self.chain_deposits.contains_key(key)
+    }
+    /// Every deposit credited from a chain, ordered by chain, transaction and log.
+    pub fn chain_deposits(&self) -> impl Iterator<Item = &ChainDeposit> {
+        self.chain_deposits.values()
+    }
     /// The number of the epoch the next close will produce (epochs count from 1).
     pub fn next_epoch(&self) -> u64 {
         self.epochs.len() as u64 + 1
@@ -206,6 +224,38 @@ impl Economy {
                 }
                 self.ledger
                     .check(&deposit_transfer(*payer, *token, *amount))?;
+            }
+            Event::DepositConfirmed(deposit) => {
+                self.token(&deposit.token)?;
+                if deposit.amount == 0 {
+                    return Err(EventError::Zero { what: "a deposit" });
+                }
+                if self.has_chain_deposit(&deposit.key()) {
+                    return Err(EventError::DepositRepeated {
+                        chain_id: deposit.chain_id,
+                        tx: deposit.tx,
+                        log_index: deposit.log_index,
+                    });
+                }
+                self.ledger.check(&deposit_transfer(
+                    deposit.account,
+                    deposit.token,
+                    deposit.amount,
+                ))?;
+            }
+            Event::Withdrawn {
+                account,
+                token,
+                amount,
+            } => {
+                self.token(token)?;
+                if *amount == 0 {
+                    return Err(EventError::Zero {
+                        what: "a withdrawal",
+                    });
+                }
+                self.ledger
+                    .check(&withdrawal_transfer(*account, *token, *amount))?;
             }
             Event::UsageRecorded(usage) => {
                 self.check_usage(usage)?;
@@ -454,6 +504,21 @@ impl Economy {
                     .transfer(deposit_transfer(*payer, *token, *amount))
                     .expect("checked before applying");
             }
+            Event::DepositConfirmed(deposit) => {
+                self.ledger
+                    .transfer(deposit_transfer(
+                        deposit.account,
+                        deposit.token,
+                        deposit.amount,
+                    ))
+                    .expect("checked before applying");
+                self.chain_deposits.insert(deposit.key(), deposit.clone());
+            }
+            Event::Withdrawn {
+                account,
+                token,
+                amount,
+            } => self.credit(withdrawal_transfer(*account, *token, *amount)),
             Event::UsageRecorded(usage) => self.apply_usage(usage),
             Event::CallMetered(call) => call.usages().for_each(|usage| self.apply_usage(&usage)),
             Event::AccessRecorded { .. } => {}
@@ -686,6 +751,17 @@ fn deposit_transfer(payer: Address, token: Address, amount: Amount) -> Transfer 
     Transfer {
         from: AccountRef::External(payer),
         to: AccountRef::Payer(payer),
+        token,
+        amount,
+    }
+}
+
+/// The ledger movement of a withdrawal: from the prepaid balance into the account's entitlement,
+/// which the next root promises on chain.
+fn withdrawal_transfer(account: Address, token: Address, amount: Amount) -> Transfer {
+    Transfer {
+        from: AccountRef::Payer(account),
+        to: AccountRef::Beneficiary(account),
         token,
         amount,
     }

@@ -65,6 +65,32 @@ pub struct CallPart {
     pub calls: u32,
 }
 
+/// Money that arrived on a chain: a `Deposited` log of caravan's distributor, credited to the
+/// account it names once its block has the chain's confirmations. `(chain_id, tx, log_index)`
+/// names the log on its chain, so the economy credits each one at most once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainDeposit {
+    pub chain_id: u64,
+    /// The transaction that made the deposit.
+    pub tx: Hash32,
+    /// The log's index within its block.
+    pub log_index: u64,
+    /// The block that holds the transaction, for audit.
+    pub block: u64,
+    /// Whose prepaid balance it fills (not necessarily who sent it).
+    pub account: Address,
+    pub token: Address,
+    #[serde(with = "crate::serde_u128")]
+    pub amount: Amount,
+}
+
+impl ChainDeposit {
+    /// What makes a deposit unique: its chain, its transaction and its log's index.
+    pub fn key(&self) -> (u64, Hash32, u64) {
+        (self.chain_id, self.tx, self.log_index)
+    }
+}
+
 /// The most parts one metered call may have (an agent and the components it called).
 pub const MAX_CALL_PARTS: usize = 64;
 /// The largest call trace or access record accepted, in bytes.
@@ -170,6 +196,16 @@ pub enum Event {
         #[serde(with = "crate::serde_u128")]
         amount: Amount,
     },
+    /// Money that arrived on a chain is credited to an account's prepaid balance, once.
+    DepositConfirmed(ChainDeposit),
+    /// An account takes back prepaid balance it has not spent or escrowed: it becomes the
+    /// account's entitlement, claimable on chain with the next root like any other.
+    Withdrawn {
+        account: Address,
+        token: Address,
+        #[serde(with = "crate::serde_u128")]
+        amount: Amount,
+    },
 }
 
 /// The chain id that stands for the node's home chain: where everyone who never chose a chain is
@@ -244,6 +280,8 @@ impl Event {
             Event::AccessRecorded { .. } => "access recorded",
             Event::ValidationAttested(_) => "validation attested",
             Event::BudgetEscrowed { .. } => "budget escrowed",
+            Event::DepositConfirmed(_) => "deposit confirmed",
+            Event::Withdrawn { .. } => "withdrawn",
         }
     }
 
@@ -354,6 +392,23 @@ impl Event {
                     .address(token)
                     .u128(*amount);
             }
+            Event::DepositConfirmed(deposit) => {
+                e.u8(14)
+                    .u64(deposit.chain_id)
+                    .hash(&deposit.tx)
+                    .u64(deposit.log_index)
+                    .u64(deposit.block)
+                    .address(&deposit.account)
+                    .address(&deposit.token)
+                    .u128(deposit.amount);
+            }
+            Event::Withdrawn {
+                account,
+                token,
+                amount,
+            } => {
+                e.u8(15).address(account).address(token).u128(*amount);
+            }
         }
         e.bytes
     }
@@ -460,6 +515,20 @@ impl Event {
             13 => Event::BudgetEscrowed {
                 project: d.hash()?,
                 requester: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+            },
+            14 => Event::DepositConfirmed(ChainDeposit {
+                chain_id: d.u64()?,
+                tx: d.hash()?,
+                log_index: d.u64()?,
+                block: d.u64()?,
+                account: d.address()?,
+                token: d.address()?,
+                amount: d.u128()?,
+            }),
+            15 => Event::Withdrawn {
+                account: d.address()?,
                 token: d.address()?,
                 amount: d.u128()?,
             },
@@ -621,6 +690,20 @@ mod tests {
                 requester: a,
                 token: a,
                 amount: u128::MAX,
+            },
+            Event::DepositConfirmed(ChainDeposit {
+                chain_id: 31_337,
+                tx: Hash32([8; 32]),
+                log_index: u64::MAX,
+                block: 12,
+                account: a,
+                token: a,
+                amount: 5,
+            }),
+            Event::Withdrawn {
+                account: a,
+                token: a,
+                amount: 3,
             },
         ]
     }

@@ -34,8 +34,8 @@ pub use attestation::{Attestation, Signature65};
 pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{ChainLeaves, ChainProofs, EpochBundle, EpochOutcome, ProvenLeaf, verify_bundle};
 pub use event::{
-    Bounty, CallPart, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, Lane, MAX_CALL_PARTS,
-    MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
+    Bounty, CallPart, ChainDeposit, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, Lane,
+    MAX_CALL_PARTS, MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
 };
 pub use hash::{Hash32, keccak256};
 pub use ledger::{AccountRef, Balance, Ledger, Transfer};

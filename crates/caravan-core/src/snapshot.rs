@@ -14,7 +14,7 @@ use crate::asset::{AssetId, Manifest};
 use crate::attestation::Attestation;
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::economy::{Economy, EpochRecord};
-use crate::event::{ChainHead, Genesis, HOME_CHAIN};
+use crate::event::{ChainDeposit, ChainHead, Genesis, HOME_CHAIN};
 use crate::hash::{Hash32, keccak256};
 use crate::ledger::{AccountRef, Balance, Ledger};
 use crate::lineage::Lineage;
@@ -22,9 +22,11 @@ use crate::money::{Ppm, Token};
 use crate::royalty::ServedBy;
 
 /// Version 1 is the state of an economy where nobody chose a payout chain; version 2 adds the
-/// choices and what each chosen chain pays; version 3 adds validators' attestations. Writing the
-/// lowest version that holds the state keeps the state hash of every older log unchanged.
-const SNAPSHOT_VERSION: u8 = 3;
+/// choices and what each chosen chain pays; version 3 adds validators' attestations; version 4
+/// adds the deposits credited from chains. Writing the lowest version that holds the state keeps
+/// the state hash of every older log unchanged.
+const SNAPSHOT_VERSION: u8 = 4;
+const SNAPSHOT_VERSION_WITHOUT_DEPOSITS: u8 = 3;
 const SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS: u8 = 2;
 const SNAPSHOT_VERSION_WITHOUT_CHAINS: u8 = 1;
 
@@ -32,11 +34,14 @@ impl Economy {
     /// The state in canonical order: same state, same bytes, on every machine.
     pub fn encode_state(&self) -> Vec<u8> {
         let mut e = Encoder::default();
-        let with_attestations = !self.attestations.is_empty();
+        let with_deposits = !self.chain_deposits.is_empty();
+        let with_attestations = with_deposits || !self.attestations.is_empty();
         let with_chains =
             with_attestations || !(self.payout_chains.is_empty() && self.chain_credits.is_empty());
-        e.u8(if with_attestations {
+        e.u8(if with_deposits {
             SNAPSHOT_VERSION
+        } else if with_attestations {
+            SNAPSHOT_VERSION_WITHOUT_DEPOSITS
         } else if with_chains {
             SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS
         } else {
@@ -104,6 +109,18 @@ impl Economy {
                 for attestation in attestations {
                     attestation.encode_into(&mut e);
                 }
+            }
+        }
+        if with_deposits {
+            e.len(self.chain_deposits.len());
+            for deposit in self.chain_deposits.values() {
+                e.u64(deposit.chain_id)
+                    .hash(&deposit.tx)
+                    .u64(deposit.log_index)
+                    .u64(deposit.block)
+                    .address(&deposit.account)
+                    .address(&deposit.token)
+                    .u128(deposit.amount);
             }
         }
         e.bytes
@@ -229,7 +246,7 @@ impl Economy {
             }
         }
         let mut attestations: BTreeMap<u32, Vec<Attestation>> = BTreeMap::new();
-        if version == SNAPSHOT_VERSION {
+        if version >= SNAPSHOT_VERSION_WITHOUT_DEPOSITS {
             for _ in 0..d.len(8)? {
                 let position = d.u32()?;
                 if position as usize >= lineage.len() {
@@ -249,6 +266,29 @@ impl Economy {
                 attestations.insert(position, list);
             }
         }
+        let mut chain_deposits = BTreeMap::new();
+        if version == SNAPSHOT_VERSION {
+            for _ in 0..d.len(8 + 32 + 8 + 8 + 20 + 20 + 16)? {
+                let deposit = ChainDeposit {
+                    chain_id: d.u64()?,
+                    tx: d.hash()?,
+                    log_index: d.u64()?,
+                    block: d.u64()?,
+                    account: d.address()?,
+                    token: d.address()?,
+                    amount: d.u128()?,
+                };
+                if !tokens.contains_key(&deposit.token) {
+                    return Err(d.error(format!(
+                        "a deposit is in token {}, which is not registered",
+                        deposit.token
+                    )));
+                }
+                if chain_deposits.insert(deposit.key(), deposit).is_some() {
+                    return Err(d.error("a deposit is listed twice"));
+                }
+            }
+        }
         d.finish()?;
         Ok(Economy {
             genesis,
@@ -261,6 +301,7 @@ impl Economy {
             payout_chains,
             chain_credits,
             attestations,
+            chain_deposits,
         })
     }
 }

@@ -1012,3 +1012,86 @@ fn a_validator_who_signs_an_evaluation_shares_the_validator_part_of_the_model() 
     assert_eq!(restored.state_hash(), economy.state_hash());
     assert_eq!(restored.attestations(&model_id).len(), 3);
 }
+
+#[test]
+fn a_chain_deposit_is_credited_once_and_a_withdrawal_becomes_claimable_in_the_next_root() {
+    let mut economy = started(20_000);
+    let payer = Address::from_label("payer");
+    let token = usdc().address;
+    let deposit = ChainDeposit {
+        chain_id: 31_337,
+        tx: keccak256(b"tx"),
+        log_index: 2,
+        block: 7,
+        account: payer,
+        token,
+        amount: 1_000,
+    };
+    economy
+        .append(Event::DepositConfirmed(deposit.clone()), 1)
+        .unwrap();
+    assert_eq!(
+        economy
+            .append(Event::DepositConfirmed(deposit.clone()), 2)
+            .unwrap_err(),
+        EventError::DepositRepeated {
+            chain_id: 31_337,
+            tx: deposit.tx,
+            log_index: 2
+        },
+        "the same log is never credited twice"
+    );
+    let same_tx_other_log = ChainDeposit {
+        log_index: 3,
+        ..deposit.clone()
+    };
+    economy
+        .append(Event::DepositConfirmed(same_tx_other_log), 2)
+        .unwrap();
+    let other_chain = ChainDeposit {
+        chain_id: 8453,
+        ..deposit.clone()
+    };
+    economy
+        .append(Event::DepositConfirmed(other_chain), 2)
+        .unwrap();
+    let balance = |economy: &Economy, account| economy.ledger().balance(&account, &token).signed();
+    assert_eq!(balance(&economy, AccountRef::Payer(payer)), 3_000);
+    assert_eq!(balance(&economy, AccountRef::External(payer)), -3_000);
+    assert_eq!(economy.chain_deposits().count(), 3);
+
+    let withdraw = |amount| Event::Withdrawn {
+        account: payer,
+        token,
+        amount,
+    };
+    assert!(matches!(
+        economy.append(withdraw(3_001), 3).unwrap_err(),
+        EventError::Ledger(LedgerError::InsufficientBalance {
+            available: 3_000,
+            ..
+        })
+    ));
+    assert_eq!(
+        economy.append(withdraw(0), 3).unwrap_err(),
+        EventError::Zero {
+            what: "a withdrawal"
+        }
+    );
+    economy.append(withdraw(1_200), 3).unwrap();
+    assert_eq!(balance(&economy, AccountRef::Payer(payer)), 1_800);
+    let (outcome, _, _) = economy.close_epoch(4).unwrap();
+    let leaf = outcome
+        .leaves
+        .iter()
+        .find(|leaf| leaf.account == payer)
+        .expect("the withdrawal is in the root");
+    assert_eq!(
+        leaf.cumulative, 1_200,
+        "no protocol fee is taken from a withdrawal"
+    );
+
+    let restored = Economy::decode_state(&economy.encode_state()).unwrap();
+    assert_eq!(restored.state_hash(), economy.state_hash());
+    assert!(restored.has_chain_deposit(&deposit.key()));
+}
