@@ -2,7 +2,7 @@
 //! `scripts/anvil/install.sh`) started on a free loopback port, for tests and benchmarks that
 //! need a real JSON-RPC chain. It is stopped when dropped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,23 @@ pub const ANVIL_DEV_KEY: &str =
 pub const ANVIL_CHAIN_ID: u64 = 31_337;
 /// How long anvil may take to answer after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// anvil where `scripts/anvil/install.sh` installs it in this checkout, for tests: `None` (and a
+/// note on standard error) when it is not installed, and a failure instead when
+/// `CARAVAN_REQUIRE_ANVIL` is set, as CI sets it, so a missing anvil never passes silently there.
+pub fn installed_for_tests() -> Option<PathBuf> {
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if binary.exists() {
+        return Some(binary);
+    }
+    assert!(
+        std::env::var_os("CARAVAN_REQUIRE_ANVIL").is_none(),
+        "anvil is not installed; run scripts/anvil/install.sh"
+    );
+    eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
+    None
+}
 
 pub struct LocalAnvil {
     child: Child,

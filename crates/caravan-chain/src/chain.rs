@@ -1,8 +1,9 @@
 //! What settlement needs from a chain, whichever it is: send a transaction from the node's
-//! account and wait for it to be confirmed, run a read-only call, and look for code. The embedded
-//! chain kept in the data directory is one; JSON-RPC chains (`rpc`) are the other.
+//! account and wait for it to be confirmed, run a read-only call, look for code, and read the
+//! head and a contract's logs (to follow deposits). The embedded chain kept in the data
+//! directory is one; JSON-RPC chains (`rpc`) are the other.
 
-use alloy_primitives::{Address, Bytes};
+use alloy_primitives::{Address, B256, Bytes, LogData};
 
 use crate::embedded::{ChainError, DEV_DEPLOYER, Receipt};
 use crate::persistent::{PersistentEvm, StoreError};
@@ -16,6 +17,17 @@ pub enum ChainFault {
     Rpc(String),
     #[error("a read-only call failed: {0}")]
     Call(String),
+}
+
+/// A contract's log as the chain holds it now, with where it sits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainLog {
+    pub block: u64,
+    /// The transaction that emitted it.
+    pub tx: B256,
+    /// Its index among the logs of its block.
+    pub log_index: u64,
+    pub data: LogData,
 }
 
 pub trait Chain {
@@ -37,6 +49,18 @@ pub trait Chain {
 
     /// Whether `address` holds contract code.
     fn has_code(&mut self, address: Address) -> Result<bool, ChainFault>;
+
+    /// The number of the newest block.
+    fn head(&mut self) -> Result<u64, ChainFault>;
+
+    /// The logs `address` emitted with first topic `topic` in blocks `from..=to`, in chain order.
+    fn logs(
+        &mut self,
+        address: Address,
+        topic: B256,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ChainLog>, ChainFault>;
 }
 
 impl Chain for PersistentEvm {
@@ -62,5 +86,19 @@ impl Chain for PersistentEvm {
 
     fn has_code(&mut self, address: Address) -> Result<bool, ChainFault> {
         Ok(PersistentEvm::has_code(self, address))
+    }
+
+    fn head(&mut self) -> Result<u64, ChainFault> {
+        Ok(self.transactions())
+    }
+
+    fn logs(
+        &mut self,
+        address: Address,
+        topic: B256,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ChainLog>, ChainFault> {
+        Ok(PersistentEvm::logs(self, address, topic, from, to))
     }
 }

@@ -8,6 +8,11 @@ alloy_sol_types::sol!(
 );
 alloy_sol_types::sol!(
     #[sol(all_derives)]
+    DepositVault,
+    "../../contracts/artifacts/DepositVault.json"
+);
+alloy_sol_types::sol!(
+    #[sol(all_derives)]
     AssetRegistry,
     "../../contracts/artifacts/AssetRegistry.json"
 );

@@ -1,14 +1,20 @@
 //! The embedded EVM kept in a data directory: every transaction is appended (and synced) to a
 //! journal before it is acknowledged, and opening the directory replays the journal. The EVM is
-//! deterministic, so the replay reproduces every contract's code and storage exactly.
+//! deterministic, so the replay reproduces every contract's code and storage exactly, and the
+//! logs every transaction emitted.
+//!
+//! The embedded chain has no blocks of its own: each journaled transaction is one block,
+//! numbered from 1, final once journaled (nothing reorganises it). Its hash is the keccak-256 of
+//! its number and its journal line, so it names the transaction the way a real chain's hash does.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use alloy_primitives::{Address, Bytes};
+use alloy_primitives::{Address, B256, Bytes, keccak256};
 use serde::{Deserialize, Serialize};
 
+use crate::chain::ChainLog;
 use crate::embedded::{ChainError, EmbeddedEvm, Receipt};
 
 const JOURNAL: &str = "transactions.jsonl";
@@ -45,6 +51,12 @@ pub enum StoreError {
     },
 }
 
+/// How many bytes the journal in `dir` holds (0 when there is none): it grows with every
+/// transaction, so a reader can tell the chain changed without replaying it.
+pub fn journal_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(JOURNAL)).map_or(0, |meta| meta.len())
+}
+
 /// A persistent embedded chain.
 pub struct PersistentEvm {
     evm: EmbeddedEvm,
@@ -53,6 +65,8 @@ pub struct PersistentEvm {
     journal: File,
     path: PathBuf,
     transactions: u64,
+    /// Every log the journaled transactions emitted, in order.
+    logs: Vec<(Address, ChainLog)>,
 }
 
 impl PersistentEvm {
@@ -81,6 +95,7 @@ impl PersistentEvm {
             .map_err(io(&path))?;
         let mut evm = EmbeddedEvm::new(0);
         let mut transactions = 0;
+        let mut logs = Vec::new();
         for (n, line) in BufReader::new(&journal).lines().enumerate() {
             let line = line.map_err(io(&path))?;
             let damaged = |why: String| StoreError::Damaged {
@@ -92,11 +107,12 @@ impl PersistentEvm {
             evm.set_timestamp(entry.at);
             // Reverted transactions were journaled too (they still move the sender's nonce), so
             // their outcome on replay is not an error.
-            let _ = match entry.to {
+            let outcome = match entry.to {
                 Some(to) => evm.transact(entry.from, to, entry.data),
                 None => evm.deploy(entry.from, entry.data),
             };
             transactions += 1;
+            keep_logs(&mut logs, transactions, line.as_bytes(), &outcome);
         }
         Ok(PersistentEvm {
             evm,
@@ -104,6 +120,7 @@ impl PersistentEvm {
             journal,
             path,
             transactions,
+            logs,
         })
     }
 
@@ -145,7 +162,26 @@ impl PersistentEvm {
         self.journal.write_all(line.as_bytes()).map_err(io)?;
         self.journal.sync_data().map_err(io)?;
         self.transactions += 1;
+        keep_logs(
+            &mut self.logs,
+            self.transactions,
+            line.trim_end().as_bytes(),
+            &outcome,
+        );
         Ok(outcome)
+    }
+
+    /// The logs `address` emitted with first topic `topic` in transactions `from..=to`.
+    pub fn logs(&self, address: Address, topic: B256, from: u64, to: u64) -> Vec<ChainLog> {
+        let start = self.logs.partition_point(|(_, log)| log.block < from);
+        self.logs[start..]
+            .iter()
+            .take_while(|(_, log)| log.block <= to)
+            .filter(|(emitter, log)| {
+                *emitter == address && log.data.topics().first() == Some(&topic)
+            })
+            .map(|(_, log)| log.clone())
+            .collect()
     }
 
     /// A read-only call against the current state.
@@ -157,4 +193,29 @@ impl PersistentEvm {
     pub fn has_code(&mut self, address: Address) -> bool {
         self.evm.has_code(address)
     }
+}
+
+/// Records the logs of the journaled transaction number `number` (its journal line `line`), if
+/// it succeeded.
+fn keep_logs(
+    logs: &mut Vec<(Address, ChainLog)>,
+    number: u64,
+    line: &[u8],
+    outcome: &Result<Receipt, ChainError>,
+) {
+    let Ok(receipt) = outcome else {
+        return;
+    };
+    let tx = keccak256([number.to_be_bytes().as_slice(), line].concat());
+    logs.extend(receipt.logs.iter().enumerate().map(|(index, log)| {
+        (
+            log.address,
+            ChainLog {
+                block: number,
+                tx,
+                log_index: index as u64,
+                data: log.data.clone(),
+            },
+        )
+    }));
 }

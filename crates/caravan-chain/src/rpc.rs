@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, Bytes};
 use caravan_core::report::{certificate_hint, with_causes};
 
-use crate::chain::{Chain, ChainFault};
+use crate::chain::{Chain, ChainFault, ChainLog};
 use crate::embedded::{ChainError, Receipt};
 
 /// A connected JSON-RPC chain.
@@ -212,6 +212,49 @@ impl Chain for RpcChain {
             .block_on(async move { provider.get_code_at(address).await })
             .map(|code| !code.is_empty())
             .map_err(|e| self.fault("reading code", with_causes(&e)))
+    }
+
+    fn head(&mut self) -> Result<u64, ChainFault> {
+        let provider = self.provider.clone();
+        self.runtime
+            .block_on(async move { provider.get_block_number().await })
+            .map_err(|e| self.fault("reading the head block", with_causes(&e)))
+    }
+
+    fn logs(
+        &mut self,
+        address: Address,
+        topic: B256,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ChainLog>, ChainFault> {
+        let filter = Filter::new()
+            .address(address)
+            .event_signature(topic)
+            .from_block(from)
+            .to_block(to);
+        let provider = self.provider.clone();
+        let logs = self
+            .runtime
+            .block_on(async move { provider.get_logs(&filter).await })
+            .map_err(|e| self.fault("reading logs", with_causes(&e)))?;
+        logs.into_iter()
+            .filter(|log| !log.removed)
+            .map(
+                |log| match (log.block_number, log.transaction_hash, log.log_index) {
+                    (Some(block), Some(tx), Some(log_index)) => Ok(ChainLog {
+                        block,
+                        tx,
+                        log_index,
+                        data: log.inner.data,
+                    }),
+                    _ => Err(self.fault(
+                        "reading logs",
+                        "the node answered a log without its block, transaction or index",
+                    )),
+                },
+            )
+            .collect()
     }
 }
 

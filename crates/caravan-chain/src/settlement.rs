@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::{Address, B256, Bytes, U256, address};
-use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
+use alloy_sol_types::{SolCall, SolConstructor, SolEvent, SolInterface};
 use caravan_core::{EpochBundle, Leaf};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{Chain, ChainFault};
-use crate::contracts::{AssetRegistry, CaravanToken, RoyaltyDistributor};
+use crate::contracts::{AssetRegistry, CaravanToken, DepositVault, RoyaltyDistributor};
 use crate::embedded::{ChainError, Receipt};
 use crate::persistent::{PersistentEvm, StoreError};
 
@@ -29,6 +29,10 @@ pub struct Deployment {
     pub token: Address,
     pub registry: Address,
     pub distributor: Address,
+    /// Where payers and requesters deposit (absent in records written before deposits came in
+    /// on chain; added the next time the chain is opened to write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<Address>,
     pub poster: Address,
     pub guardian: Address,
     /// Seconds a posted root waits before it can be activated.
@@ -56,14 +60,30 @@ pub enum SettleError {
         after: u128,
     },
     #[error(
-        "epoch {epoch} promises {promised} of token {token} but only {funded} was funded into the distributor; fund the difference first"
+        "epoch {epoch} promises {promised} of token {token} but only {funded} was funded into the distributor {distributor}; {} more must be funded first",
+        promised - funded
     )]
     Underfunded {
         epoch: u64,
         token: caravan_core::Address,
         promised: u128,
         funded: u128,
+        distributor: Address,
     },
+}
+
+/// A deposit into caravan's vault as the chain holds it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultDeposit {
+    pub block: u64,
+    pub tx: caravan_core::Hash32,
+    pub log_index: u64,
+    /// Whose prepaid balance it fills.
+    pub account: caravan_core::Address,
+    pub token: caravan_core::Address,
+    /// Who sent the money.
+    pub from: caravan_core::Address,
+    pub amount: u128,
 }
 
 /// What posting an epoch needs: its number, its root and the leaves the root commits to. An
@@ -114,7 +134,9 @@ impl Settlement {
     /// Uses `chain`, whose deployment is recorded in `dir`: on first use the contracts are
     /// deployed (the node's account posts roots and guards them, as on a development chain)
     /// and their addresses written down; afterwards the recorded addresses are checked to hold
-    /// code and reused.
+    /// code and reused (and a deposit vault is added to a deployment recorded before vaults).
+    /// This is the door for commands that write to the chain; readers use
+    /// [`Settlement::attach`], which never deploys.
     pub fn open(
         dir: &Path,
         mut chain: Box<dyn Chain>,
@@ -126,49 +148,40 @@ impl Settlement {
             why: e.to_string(),
         })?;
         let path = dir.join(DEPLOYMENT);
-        let deployment = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let deployment: Deployment =
-                    serde_json::from_str(&text).map_err(|e| SettleError::Deployment {
-                        path: path.clone(),
-                        why: e.to_string(),
-                    })?;
-                for contract in [
-                    deployment.token,
-                    deployment.registry,
-                    deployment.distributor,
-                ] {
-                    if !chain.has_code(contract)? {
-                        return Err(SettleError::Deployment {
-                            path,
-                            why: format!(
-                                "no contract at recorded address {contract}; the chain's journal and its deployment record disagree"
-                            ),
-                        });
-                    }
+        let deployment = match read_deployment(&path, chain.as_mut())? {
+            Some(mut deployment) => {
+                if deployment.vault.is_none() {
+                    deployment.vault =
+                        Some(deploy_vault(chain.as_mut(), deployment.distributor, at)?);
+                    record(&path, &deployment)?;
                 }
                 deployment
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let deployment = deploy(chain.as_mut(), delay, at)?;
-                write_atomically(
-                    &path,
-                    &serde_json::to_vec_pretty(&deployment).expect("serialises"),
-                )
-                .map_err(|e| SettleError::Deployment {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
+                record(&path, &deployment)?;
                 deployment
-            }
-            Err(e) => {
-                return Err(SettleError::Deployment {
-                    path,
-                    why: e.to_string(),
-                });
             }
         };
         Ok(Settlement { chain, deployment })
+    }
+
+    /// Uses `chain` with the contracts recorded in `dir`, deploying nothing: `None` when
+    /// caravan's contracts were never deployed there (nothing was ever posted or deposited).
+    pub fn attach(
+        dir: &Path,
+        mut chain: Box<dyn Chain>,
+    ) -> Result<Option<Settlement>, SettleError> {
+        Ok(read_deployment(&dir.join(DEPLOYMENT), chain.as_mut())?
+            .map(|deployment| Settlement { chain, deployment }))
+    }
+
+    /// The embedded chain kept in `dir`, deploying nothing (see [`Settlement::attach`]).
+    pub fn attach_embedded(dir: &Path) -> Result<Option<Settlement>, SettleError> {
+        if !dir.join(DEPLOYMENT).exists() {
+            return Ok(None);
+        }
+        Settlement::attach(dir, Box::new(PersistentEvm::open(dir)?))
     }
 
     pub fn deployment(&self) -> &Deployment {
@@ -177,17 +190,130 @@ impl Settlement {
 
     /// Funds the distributor with `amount` of the development token from the node's account.
     pub fn fund(&mut self, amount: u128, at: u64) -> Result<Receipt, SettleError> {
+        let token = caravan_core::Address(self.deployment.token.into_array());
+        self.fund_token(token, amount, at)
+    }
+
+    /// Funds the distributor with `amount` of `token` from the node's account, which must hold
+    /// it: approves the distributor, then calls its `fund`.
+    pub fn fund_token(
+        &mut self,
+        token: caravan_core::Address,
+        amount: u128,
+        at: u64,
+    ) -> Result<Receipt, SettleError> {
         let d = self.deployment.clone();
+        let token = Address::from(token.0);
         let approve = CaravanToken::approveCall {
             spender: d.distributor,
             value: U256::from(amount),
         };
-        self.send("approving the distributor", at, d.token, approve)?;
+        self.send(
+            &format!(
+                "approving the distributor {} to take {amount} of token {token}",
+                d.distributor
+            ),
+            at,
+            token,
+            approve,
+        )?;
         let fund = RoyaltyDistributor::fundCall {
-            token: d.token,
+            token,
             amount: U256::from(amount),
         };
-        self.send("funding the distributor", at, d.distributor, fund)
+        self.send(
+            &format!(
+                "funding the distributor {} with {amount} of token {token}",
+                d.distributor
+            ),
+            at,
+            d.distributor,
+            fund,
+        )
+    }
+
+    /// Deposits `amount` of `token` from the node's account into the vault for `account`:
+    /// approves the vault, then calls its `deposit`. The node credits `account` when it follows
+    /// the chain and finds the log.
+    pub fn deposit(
+        &mut self,
+        token: caravan_core::Address,
+        amount: u128,
+        account: caravan_core::Address,
+        at: u64,
+    ) -> Result<Receipt, SettleError> {
+        let vault = self.vault()?;
+        let token = Address::from(token.0);
+        let approve = CaravanToken::approveCall {
+            spender: vault,
+            value: U256::from(amount),
+        };
+        self.send(
+            &format!("approving the deposit vault {vault} to take {amount} of token {token}"),
+            at,
+            token,
+            approve,
+        )?;
+        let deposit = DepositVault::depositCall {
+            token,
+            amount: U256::from(amount),
+            account: Address::from(account.0),
+        };
+        self.send(
+            &format!("depositing {amount} of token {token} for {account}"),
+            at,
+            vault,
+            deposit,
+        )
+    }
+
+    /// The deposit vault, or an error when the deployment predates vaults and was only read.
+    pub fn vault(&self) -> Result<Address, SettleError> {
+        self.deployment.vault.ok_or_else(|| SettleError::Transaction {
+            what: "finding the deposit vault".into(),
+            why: "this chain's contracts were deployed before deposits came in on chain; the next post or `caravan chain fund` adds the vault".into(),
+        })
+    }
+
+    /// The chain's newest block.
+    pub fn head(&mut self) -> Result<u64, SettleError> {
+        Ok(self.chain.head()?)
+    }
+
+    /// The deposits into the vault in blocks `from..=to`, in chain order (none when the
+    /// deployment has no vault yet).
+    pub fn deposits(&mut self, from: u64, to: u64) -> Result<Vec<VaultDeposit>, SettleError> {
+        let Some(vault) = self.deployment.vault else {
+            return Ok(Vec::new());
+        };
+        let logs = self
+            .chain
+            .logs(vault, DepositVault::Deposited::SIGNATURE_HASH, from, to)?;
+        logs.into_iter()
+            .map(|log| {
+                let event = DepositVault::Deposited::decode_log_data(&log.data).map_err(|e| {
+                    SettleError::Chain(ChainFault::Call(format!(
+                        "the vault {vault} logged a deposit in transaction {} that does not decode: {e}",
+                        log.tx
+                    )))
+                })?;
+                let amount = u128::try_from(event.amount).map_err(|_| {
+                    SettleError::Chain(ChainFault::Call(format!(
+                        "the deposit in transaction {} is over 2^128 base units",
+                        log.tx
+                    )))
+                })?;
+                Ok(VaultDeposit {
+                    block: log.block,
+                    tx: caravan_core::Hash32(log.tx.0),
+                    log_index: log.log_index,
+                    account: caravan_core::Address(event.account.into_array()),
+                    token: caravan_core::Address(event.token.into_array()),
+                    from: caravan_core::Address(event.from.into_array()),
+                    amount,
+                })
+            })
+            .collect()
     }
 
     /// Checks `bundle` against the previous posted one (nobody's cumulative amount goes down)
@@ -213,6 +339,7 @@ impl Settlement {
                     token: *token,
                     promised: *promised,
                     funded,
+                    distributor: self.deployment.distributor,
                 });
             }
         }
@@ -405,6 +532,77 @@ impl Settlement {
     }
 }
 
+/// The deployment recorded at `path`, its contracts checked to hold code; `None` when none is
+/// recorded.
+fn read_deployment(path: &Path, chain: &mut dyn Chain) -> Result<Option<Deployment>, SettleError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(SettleError::Deployment {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            });
+        }
+    };
+    let deployment: Deployment =
+        serde_json::from_str(&text).map_err(|e| SettleError::Deployment {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+    for contract in [
+        Some(deployment.token),
+        Some(deployment.registry),
+        Some(deployment.distributor),
+        deployment.vault,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !chain.has_code(contract)? {
+            return Err(SettleError::Deployment {
+                path: path.to_path_buf(),
+                why: format!(
+                    "no contract at recorded address {contract}; the chain's journal and its deployment record disagree"
+                ),
+            });
+        }
+    }
+    Ok(Some(deployment))
+}
+
+fn record(path: &Path, deployment: &Deployment) -> Result<(), SettleError> {
+    write_atomically(
+        path,
+        &serde_json::to_vec_pretty(deployment).expect("serialises"),
+    )
+    .map_err(|e| SettleError::Deployment {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+fn deploy_vault(
+    chain: &mut dyn Chain,
+    distributor: Address,
+    at: u64,
+) -> Result<Address, SettleError> {
+    let mut code = DepositVault::BYTECODE.to_vec();
+    code.extend(
+        DepositVault::constructorCall {
+            distributor_: distributor,
+        }
+        .abi_encode(),
+    );
+    chain
+        .send(at, None, code.into())?
+        .map_err(|e| SettleError::Transaction {
+            what: "deploying the deposit vault".into(),
+            why: explain(e),
+        })
+        .map(|r| r.created.expect("a deployment creates a contract"))
+}
+
 fn deploy(chain: &mut dyn Chain, delay: u64, at: u64) -> Result<Deployment, SettleError> {
     let node = chain.sender();
     let mut create = |what: &str, mut code: Vec<u8>, args: Vec<u8>| {
@@ -444,10 +642,12 @@ fn deploy(chain: &mut dyn Chain, delay: u64, at: u64) -> Result<Deployment, Sett
         }
         .abi_encode(),
     )?;
+    let vault = deploy_vault(chain, distributor, at)?;
     Ok(Deployment {
         token,
         registry,
         distributor,
+        vault: Some(vault),
         poster: node,
         guardian: node,
         delay,
@@ -485,6 +685,9 @@ fn explain(error: ChainError) -> String {
             }
             if let Ok(e) = AssetRegistry::AssetRegistryErrors::abi_decode(data) {
                 return format!("the registry reverted with {e:?}");
+            }
+            if let Ok(e) = DepositVault::DepositVaultErrors::abi_decode(data) {
+                return format!("the deposit vault reverted with {e:?}");
             }
             error.to_string()
         }

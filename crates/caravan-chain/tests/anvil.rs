@@ -2,27 +2,11 @@
 //! started by the test on a free loopback port. Without anvil installed the test says so and
 //! passes, unless `CARAVAN_REQUIRE_ANVIL` is set (CI installs it and sets it).
 
-use std::path::PathBuf;
-
 use caravan_chain::anvil::{ANVIL_CHAIN_ID, ANVIL_DEV_KEY, LocalAnvil};
 use caravan_chain::chain::ChainFault;
 use caravan_chain::rpc::RpcChain;
 use caravan_chain::settlement::{DEV_TOKEN, EpochRoot, SettleError, Settlement};
 use caravan_core::{Address, Leaf, MerkleTree};
-
-fn anvil_binary() -> Option<PathBuf> {
-    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if binary.exists() {
-        return Some(binary);
-    }
-    assert!(
-        std::env::var_os("CARAVAN_REQUIRE_ANVIL").is_none(),
-        "anvil is not installed; run scripts/anvil/install.sh"
-    );
-    eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
-    None
-}
 
 fn leaf(name: &str, cumulative: u128) -> Leaf {
     Leaf {
@@ -34,7 +18,9 @@ fn leaf(name: &str, cumulative: u128) -> Leaf {
 
 #[test]
 fn an_epoch_settles_over_json_rpc_on_anvil() {
-    let Some(binary) = anvil_binary() else { return };
+    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
+        return;
+    };
     let anvil = LocalAnvil::start(&binary).unwrap();
     let records = tempfile::tempdir().unwrap();
     let connect = || Box::new(anvil.connect().unwrap());
@@ -121,7 +107,9 @@ fn block_number(url: &str) -> u64 {
 
 #[test]
 fn a_post_a_reorganisation_removed_is_not_taken_as_done_and_posts_again() {
-    let Some(binary) = anvil_binary() else { return };
+    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
+        return;
+    };
     let anvil = LocalAnvil::start(&binary).unwrap();
     let url = anvil.url().to_owned();
     let records = tempfile::tempdir().unwrap();
@@ -195,7 +183,9 @@ fn trusting(ca: &str) -> reqwest::Client {
 
 #[test]
 fn a_chain_behind_https_settles_when_its_authority_is_trusted_and_is_refused_otherwise() {
-    let Some(binary) = anvil_binary() else { return };
+    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
+        return;
+    };
     let anvil = LocalAnvil::start(&binary).unwrap();
     let fronts = tokio::runtime::Runtime::new().unwrap();
     let front = fronts.block_on(caravan_testkit::TlsFront::start(anvil.address()));
@@ -299,7 +289,9 @@ fn a_transaction_a_stopped_run_left_waiting_is_replaced_and_a_stuck_one_is_resen
     use alloy::rpc::types::TransactionRequest;
     use caravan_chain::chain::Chain;
     use std::future::IntoFuture;
-    let Some(binary) = anvil_binary() else { return };
+    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
+        return;
+    };
     let anvil = LocalAnvil::start(&binary).unwrap();
     let url = anvil.url().to_owned();
     let payee = alloy_primitives::Address::repeat_byte(0x42);
@@ -416,7 +408,9 @@ fn deploy_wallet(chain: &mut RpcChain, owner: Address) -> alloy_primitives::Addr
 fn a_contract_wallet_accepts_only_its_owners_signatures_read_from_the_chain() {
     use caravan_chain::rpc::contract_accepts;
     use caravan_core::attestation::{address_of, sign_digest};
-    let Some(binary) = anvil_binary() else { return };
+    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
+        return;
+    };
     let anvil = LocalAnvil::start(&binary).unwrap();
     let key = |label: &str| {
         k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(label.as_bytes()).0).into())

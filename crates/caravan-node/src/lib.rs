@@ -6,6 +6,7 @@
 //! - [`gateway::Gateway`] serves paid calls to models, metered and receipted;
 //! - [`keys::Keys`] issues and checks the API keys programs act with;
 //! - [`sessions::Sessions`] signs people in with their wallets (EIP-4361);
+//! - [`deposits::DepositFollower`] credits what payers and requesters deposit on chain;
 //! - [`meter::Meter`] holds money for calls in flight and budgets being escrowed, so that two
 //!   spenders of one prepaid balance never count the same money twice.
 //!
@@ -16,6 +17,7 @@
 pub mod access;
 pub mod auth;
 pub mod chains;
+pub mod deposits;
 pub mod desk;
 pub mod gateway;
 pub mod keys;
@@ -35,6 +37,7 @@ use caravan_store::{Journal, SharedJournal, now_ms};
 
 use auth::{AuthError, Caller, Credentials, Via};
 use chains::ChainDirectory;
+use deposits::DepositFollower;
 use desk::{Clock, Desk, DeskError};
 use gateway::receipt::NodeSigner;
 use gateway::{ChargeDurability, Gateway, GatewayError};
@@ -67,6 +70,8 @@ pub struct Node {
     operators: BTreeSet<Address>,
     /// The chains it settles on, when its store keeps their configuration (a data directory).
     settlement: Option<Arc<Chains>>,
+    /// Follows those chains' deposits.
+    deposits: Option<Arc<DepositFollower>>,
 }
 
 /// What a node is opened with; everything but the journal, the artifact store and the signer
@@ -135,6 +140,11 @@ impl Node {
         self.settlement.as_ref()
     }
 
+    /// What credits deposits made on the chains the node settles on, if it settles on any.
+    pub fn deposits(&self) -> Option<&Arc<DepositFollower>> {
+        self.deposits.as_ref()
+    }
+
     /// Whether `account` may do operator work here.
     pub fn is_operator(&self, account: &Address) -> bool {
         self.operators.contains(account)
@@ -201,9 +211,10 @@ impl Node {
             gateway,
             sessions,
             settlement,
+            deposits,
             ..
         } = self;
-        drop((desk, keys, gateway, sessions, settlement));
+        drop((desk, keys, gateway, sessions, settlement, deposits));
         Arc::try_unwrap(journal)
             .map(SharedJournal::into_inner)
             .map_err(|_| "a service of the node is still in use elsewhere".to_owned())
@@ -305,7 +316,14 @@ impl NodeBuilder {
         if let Some(http) = self.http {
             gateway = gateway.with_http_client(http);
         }
+        let deposits = self.settlement.as_ref().map(|chains| {
+            Arc::new(DepositFollower::new(
+                Arc::clone(chains),
+                Arc::clone(&journal),
+            ))
+        });
         Ok(Node {
+            deposits,
             journal,
             desk: Arc::new(desk),
             keys,

@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use caravan_chain::embedded::EMBEDDED_CHAIN_ID;
 use caravan_chain::rpc::RpcChain;
-use caravan_chain::settlement::{DEPLOYMENT, EpochRoot, Published, SettleError, Settlement};
+use caravan_chain::settlement::{
+    DEPLOYMENT, EpochRoot, Published, SettleError, Settlement, VaultDeposit,
+};
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{Address, Economy, Hash32, Leaf};
 use caravan_store::now_ms;
@@ -118,6 +120,19 @@ pub struct Chains {
     dir: PathBuf,
     http: reqwest::Client,
     busy: Mutex<()>,
+}
+
+/// The file in a chain's folder that says from which block its deposits are still to be read.
+const DEPOSIT_CURSOR: &str = "deposits.next-block";
+/// The most blocks one log query spans: public endpoints refuse wider ranges.
+const LOG_RANGE: u64 = 5_000;
+
+/// Deposits a chain holds with enough confirmations.
+#[derive(Debug)]
+pub struct ConfirmedDeposits {
+    pub deposits: Vec<VaultDeposit>,
+    /// The first block not read.
+    pub next_block: u64,
 }
 
 /// What one chain pays in an epoch: its leaves and their root.
@@ -307,10 +322,10 @@ impl Chains {
         if !self.dir.join(name).join(DEPLOYMENT).exists() {
             return Ok(false);
         }
-        let (active, pending, _) = self
-            .open_deployed(name, 0)?
-            .epochs()
-            .map_err(settle_fault)?;
+        let Some(mut settlement) = self.attach(name)? else {
+            return Ok(false);
+        };
+        let (active, pending, _) = settlement.epochs().map_err(settle_fault)?;
         Ok(active > 0 || pending > 0)
     }
 
@@ -369,9 +384,13 @@ impl Chains {
 
     /// The named chain with caravan's contracts (deploying them on first use, with `delay`; a
     /// non-zero `delay` that differs from the deployed one is an error, since contracts are
-    /// immutable).
+    /// immutable). For commands that write to the chain; readers use [`Chains::attach`].
     pub fn open(&self, name: &str, delay: u64) -> Result<Settlement, ChainsError> {
-        let settlement = self.open_deployed(name, delay)?;
+        let settlement = self.open_with(name, |dir, chain| match chain {
+            None => Settlement::open_embedded(dir, delay, now_ms() / 1000).map(Some),
+            Some(chain) => Settlement::open(dir, chain, delay, now_ms() / 1000).map(Some),
+        })?;
+        let settlement = settlement.expect("opening deploys when needed");
         let deployed = settlement.deployment().delay;
         if delay != 0 && delay != deployed {
             return Err(ChainsError::Invalid(format!(
@@ -381,15 +400,43 @@ impl Chains {
         Ok(settlement)
     }
 
-    fn open_deployed(&self, name: &str, delay: u64) -> Result<Settlement, ChainsError> {
+    /// The named chain with the contracts already deployed there, deploying nothing: `None`
+    /// when caravan never deployed on it (so nothing was posted or deposited there).
+    pub fn attach(&self, name: &str) -> Result<Option<Settlement>, ChainsError> {
+        if !self.dir.join(name).join(DEPLOYMENT).exists() {
+            if name != EMBEDDED && !self.dir.join(name).join(CONFIG).exists() {
+                return Err(self.unknown(name));
+            }
+            return Ok(None);
+        }
+        self.open_with(name, |dir, chain| match chain {
+            None => Settlement::attach_embedded(dir),
+            Some(chain) => Settlement::attach(dir, chain),
+        })
+    }
+
+    fn unknown(&self, name: &str) -> ChainsError {
+        ChainsError::Unknown(format!(
+            "unknown chain {name:?}; add it with `caravan chain add {name} --url … --chain-id … --key-env …`, or see `caravan chain list`"
+        ))
+    }
+
+    /// Opens the named chain through `open`, which gets its directory and, for a JSON-RPC
+    /// chain, the connection (`None` for the embedded chain).
+    fn open_with(
+        &self,
+        name: &str,
+        open: impl FnOnce(
+            &Path,
+            Option<Box<dyn caravan_chain::chain::Chain>>,
+        ) -> Result<Option<Settlement>, SettleError>,
+    ) -> Result<Option<Settlement>, ChainsError> {
         let dir = self.dir.join(name);
         if name == EMBEDDED {
-            return Settlement::open_embedded(&dir, delay, now_ms() / 1000).map_err(settle_fault);
+            return open(&dir, None).map_err(settle_fault);
         }
         if !dir.join(CONFIG).exists() {
-            return Err(ChainsError::Unknown(format!(
-                "unknown chain {name:?}; add it with `caravan chain add {name} --url … --chain-id … --key-env …`, or see `caravan chain list`"
-            )));
+            return Err(self.unknown(name));
         }
         let config = self.read_config(name)?;
         let key = std::env::var(&config.key_env).map_err(|_| {
@@ -401,7 +448,70 @@ impl Chains {
         let rpc = RpcChain::connect(&config.url, config.chain_id, &key, self.http.clone())
             .map_err(chain_fault)?
             .with_confirmations(config.confirmations);
-        Settlement::open(&dir, Box::new(rpc), delay, now_ms() / 1000).map_err(settle_fault)
+        open(&dir, Some(Box::new(rpc))).map_err(settle_fault)
+    }
+
+    /// The deposits into the named chain's vault in blocks `from` onwards that have the chain's
+    /// confirmations, and the first block not yet read. `None` when caravan's contracts are not
+    /// on the chain or no block past `from` is confirmed yet. A deposit in a block that the
+    /// chain's confirmations do not yet cover is never returned, so one that a reorganisation
+    /// removes is never seen.
+    pub fn confirmed_deposits(
+        &self,
+        name: &str,
+        from: u64,
+    ) -> Result<Option<ConfirmedDeposits>, ChainsError> {
+        let confirmations = if name == EMBEDDED {
+            1
+        } else {
+            self.read_config(name)?.confirmations
+        };
+        let _busy = self.one_at_a_time();
+        let Some(mut settlement) = self.attach(name)? else {
+            return Ok(None);
+        };
+        let head = settlement.head().map_err(settle_fault)?;
+        let Some(last) = (head + 1).checked_sub(confirmations) else {
+            return Ok(None);
+        };
+        if last < from {
+            return Ok(None);
+        }
+        let mut deposits = Vec::new();
+        let mut start = from;
+        while start <= last {
+            let end = last.min(start + LOG_RANGE - 1);
+            deposits.extend(settlement.deposits(start, end).map_err(settle_fault)?);
+            start = end + 1;
+        }
+        Ok(Some(ConfirmedDeposits {
+            deposits,
+            next_block: last + 1,
+        }))
+    }
+
+    /// How far the node has read the named chain's deposits (0 when it never has).
+    pub fn deposit_cursor(&self, name: &str) -> u64 {
+        std::fs::read_to_string(self.dir.join(name).join(DEPOSIT_CURSOR))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Records that the named chain's deposits before `next_block` were read and credited. The
+    /// record only saves reading again: deposits are keyed in the log, so reading a block twice
+    /// credits nothing twice.
+    pub fn set_deposit_cursor(&self, name: &str, next_block: u64) -> Result<(), ChainsError> {
+        let path = self.dir.join(name).join(DEPOSIT_CURSOR);
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, next_block.to_string())
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|e| ChainsError::Node(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// The chain's folder, where its embedded journal or its configuration is kept.
+    pub fn chain_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// Posts `current`'s root on the named chain — its share of the epoch, checked against

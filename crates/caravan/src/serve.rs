@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use caravan_core::Address;
 use caravan_node::Node;
@@ -55,6 +56,39 @@ pub struct ServeArgs {
         env = "CARAVAN_CHARGE_DURABILITY"
     )]
     charge_durability: Durability,
+    /// How often the node reads the chains it settles on for new deposits (`2s`, `1m`, …):
+    /// each deposit into caravan's vault is credited to the account it names once its block
+    /// has the chain's confirmations (`caravan chain add --confirmations`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "CARAVAN_FOLLOW_EVERY")]
+    follow_every: Duration,
+}
+
+/// A duration as people write it: a whole number and a unit, `ms`, `s`, `m`, `h` or `d`
+/// (`500ms`, `30s`, `15m`, `1h`, `1d`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| {
+        format!(
+            "{text:?} is not a duration: write a whole number and a unit, such as 30s, 15m or 1h"
+        )
+    })?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        "d" => number.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "{text:?} has no unit caravan knows: use ms, s, m, h or d (such as 30s, 15m or 1h)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,6 +155,13 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .open()
             .map_err(|e| e.to_string())?,
     );
+    if let Some(follower) = services.deposits() {
+        follow_deposits(
+            Arc::clone(follower),
+            Arc::clone(services.journal()),
+            args.follow_every,
+        )?;
+    }
     let node = services.gateway().node();
     let mut app = router(services);
     if args.access_log {
@@ -158,4 +199,41 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("the server stopped: {e}"))
     })
+}
+
+/// Reads the chains for deposits every `every` on a thread of its own, printing each deposit
+/// credited and each chain that could not be read (it is read again next round).
+fn follow_deposits(
+    follower: Arc<caravan_node::deposits::DepositFollower>,
+    journal: Arc<caravan_store::SharedJournal>,
+    every: Duration,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("deposits".into())
+        .spawn(move || {
+            loop {
+                let followed = follower.follow_once();
+                for credited in &followed.credited {
+                    let deposit = &credited.deposit;
+                    let shown = journal.read(|j| {
+                        crate::present::amount(j.economy(), &deposit.token, deposit.amount)
+                    });
+                    eprintln!(
+                        "deposit credited: {shown} to {} from {} on {} (transaction {}, block {})",
+                        deposit.account, credited.from, credited.chain, deposit.tx, deposit.block
+                    );
+                }
+                for waiting in &followed.waiting {
+                    eprintln!("deposit waiting: {waiting}");
+                }
+                for (chain, why) in &followed.failures {
+                    eprintln!(
+                        "deposits on {chain} could not be read (trying again in {every:?}): {why}"
+                    );
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start following deposits: {e}"))
 }

@@ -1543,14 +1543,7 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
 /// anvil from npm started on a free port, or `None` (and a note) when it is not installed and
 /// the run does not require it.
 fn local_anvil() -> Option<caravan_chain::anvil::LocalAnvil> {
-    let anvil = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    let missing = "anvil is not installed; run scripts/anvil/install.sh".to_owned();
-    let anvil = installed(
-        anvil.exists().then_some(anvil),
-        "CARAVAN_REQUIRE_ANVIL",
-        missing,
-    )?;
+    let anvil = caravan_chain::anvil::installed_for_tests()?;
     Some(caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap())
 }
 
