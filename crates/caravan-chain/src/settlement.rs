@@ -24,7 +24,7 @@ const DEV_SUPPLY: u128 = 1_000_000_000_000 * 1_000_000;
 pub const DEPLOYMENT: &str = "deployment.json";
 
 /// The contracts of one chain, recorded in the chain's directory after the first deployment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     pub token: Address,
     pub registry: Address,

@@ -8,11 +8,10 @@
 //! block again when it starts; a deposit that a reorganisation removes before its confirmations
 //! is never read at all.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use caravan_chain::persistent::journal_len;
-use caravan_core::{Address, Amount, ChainDeposit, Event};
+use caravan_core::{Address, ChainDeposit, Event};
 use caravan_store::SharedJournal;
 
 use crate::settlement::{Chains, EMBEDDED};
@@ -123,9 +122,16 @@ impl DepositFollower {
                 resume_at = resume_at.min(deposit.block);
                 continue;
             }
-            self.journal
+            let submitted = self
+                .journal
                 .submit(vec![Event::DepositConfirmed(deposit.clone())])
                 .map_err(|e| format!("crediting the deposit in transaction {}: {e}", deposit.tx))?;
+            if let Some((_, why)) = submitted.refused.first() {
+                return Err(format!(
+                    "crediting the deposit in transaction {}: {why}",
+                    deposit.tx
+                ));
+            }
             followed.credited.push(Credited {
                 chain: name.to_owned(),
                 deposit,
@@ -146,29 +152,4 @@ impl DepositFollower {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// Every deposit credited to `account` from a chain, per token, in chain order — what a
-/// balance page shows beside the balance.
-pub fn deposits_of(
-    journal: &SharedJournal,
-    account: &Address,
-) -> BTreeMap<Address, Vec<ChainDeposit>> {
-    journal.read(|journal| {
-        let mut by_token: BTreeMap<Address, Vec<ChainDeposit>> = BTreeMap::new();
-        for deposit in journal.economy().chain_deposits() {
-            if deposit.account == *account {
-                by_token
-                    .entry(deposit.token)
-                    .or_default()
-                    .push(deposit.clone());
-            }
-        }
-        by_token
-    })
-}
-
-/// The sum of `deposits`.
-pub fn total(deposits: &[ChainDeposit]) -> Amount {
-    deposits.iter().map(|d| d.amount).sum()
 }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use caravan_chain::embedded::EMBEDDED_CHAIN_ID;
 use caravan_chain::rpc::RpcChain;
 use caravan_chain::settlement::{
-    DEPLOYMENT, EpochRoot, Published, SettleError, Settlement, VaultDeposit,
+    DEPLOYMENT, Deployment, EpochRoot, Published, SettleError, Settlement, VaultDeposit,
 };
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{Address, Economy, Hash32, Leaf};
@@ -51,6 +51,9 @@ pub struct ChainInfo {
     pub chain: PayoutChain,
     /// `None` for the embedded chain.
     pub rpc: Option<RpcConfig>,
+    /// caravan's contracts there, as recorded when they were deployed (`None` before the first
+    /// post or deposit); read from the record, without asking the chain.
+    pub deployment: Option<Deployment>,
 }
 
 /// Why a chain operation failed, by whose move would fix it; every message says what to do.
@@ -218,6 +221,11 @@ impl Chains {
             .chains()
             .map(|chain| {
                 Ok(ChainInfo {
+                    deployment: std::fs::read_to_string(
+                        self.dir.join(&chain.name).join(DEPLOYMENT),
+                    )
+                    .ok()
+                    .and_then(|text| serde_json::from_str(&text).ok()),
                     rpc: if chain.name == EMBEDDED {
                         None
                     } else {

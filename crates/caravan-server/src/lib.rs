@@ -15,5 +15,6 @@ pub mod routes;
 pub mod settlement;
 pub mod sign_in;
 pub mod tasks;
+pub mod withdrawals;
 
 pub use routes::router;

@@ -593,7 +593,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
         "get",
         "/v1/balance",
         gateway_operation(
-            "The caller's prepaid balances (an API key's payer, or the signed-in account): available (less calls in flight) and held by calls in flight.",
+            "The caller's prepaid balances (an API key's payer, or the signed-in account): available (less calls in flight), held by calls in flight, and the on-chain deposits that filled them (each with its chain, transaction and block).",
             None,
             "200",
             ok(
@@ -601,7 +601,29 @@ pub fn document(routes: &[RouteSpec]) -> Value {
                 json!({ "type": "object", "properties": { "payer": address(),
                 "balances": { "type": "array", "items": { "type": "object", "properties": {
                     "token": address(), "symbol": { "type": "string" }, "decimals": { "type": "integer" },
-                    "available": amount(), "held": amount() } } } } }),
+                    "available": amount(), "held": amount(),
+                    "deposits": { "type": "array", "items": { "type": "object", "properties": {
+                        "chain_id": { "type": "integer" }, "transaction": hash(),
+                        "log_index": { "type": "integer" }, "block": { "type": "integer" },
+                        "amount": amount() } } } } } } } }),
+            ),
+        ),
+    );
+    add(
+        "post",
+        "/v1/balance/withdrawals",
+        operation(
+            "Take back prepaid balance the signed-in account has not spent or escrowed (money calls in flight hold stays): it becomes the account's entitlement, claimable on its payout chain with the next epoch's root. 402 insufficient_balance says what is available.",
+            Some(inline(object(
+                json!({ "token": address(), "amount": amount() }),
+                &["token", "amount"],
+            ))),
+            "201",
+            ok(
+                "withdrawn",
+                json!({ "type": "object", "properties": { "account": address(), "token": address(),
+                "symbol": { "type": "string" }, "amount": amount(), "available": amount(),
+                "claimable_from_epoch": { "type": "integer" } } }),
             ),
         ),
     );

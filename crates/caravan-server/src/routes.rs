@@ -14,7 +14,7 @@ use caravan_node::keys::Scope;
 pub use crate::access::RouteSpec;
 use crate::access::{Access, Guard, Shape, enforce};
 use crate::gateway::{calls, keys, models};
-use crate::{openapi, operator, settlement, sign_in, tasks};
+use crate::{openapi, operator, settlement, sign_in, tasks, withdrawals};
 
 /// The largest request body the task API accepts (an item import), in bytes.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -105,5 +105,6 @@ routes! {
     get "/v1/keys", Signed, OpenAi => keys::list_keys;
     delete "/v1/keys/{id}", Signed, OpenAi => keys::revoke_key;
     get "/v1/balance", Account(Scope::Models), OpenAi => models::balance;
+    post "/v1/balance/withdrawals", Session, Api => withdrawals::withdraw;
     get "/v1/node", Public, OpenAi => models::node_identity;
 }

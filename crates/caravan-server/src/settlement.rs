@@ -105,8 +105,28 @@ fn chain_json(chain: Option<&PayoutChain>, partition: u64) -> Value {
     }
 }
 
-pub async fn list_chains(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    axum::Json(json!(node.desk().chains().chains().collect::<Vec<_>>()))
+/// Every chain, home first, with caravan's contracts there when they are deployed: where
+/// payers and requesters deposit (`deposit_vault`) and where claims are paid (`distributor`).
+pub async fn list_chains(State(node): State<Arc<Node>>) -> Result<axum::Json<Value>, ApiError> {
+    let Some(settlement) = node.settlement() else {
+        return Ok(axum::Json(json!(
+            node.desk().chains().chains().collect::<Vec<_>>()
+        )));
+    };
+    let chains = settlement.list().map_err(ApiError::internal)?;
+    Ok(axum::Json(json!(
+        chains
+            .iter()
+            .map(|info| {
+                let mut chain = json!(info.chain);
+                if let Some(deployment) = &info.deployment {
+                    chain["distributor"] = json!(deployment.distributor);
+                    chain["deposit_vault"] = json!(deployment.vault);
+                }
+                chain
+            })
+            .collect::<Vec<_>>()
+    )))
 }
 
 pub async fn payout_chain(

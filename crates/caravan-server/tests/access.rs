@@ -848,6 +848,16 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
             forbidden,
         ),
     );
+    let withdrawal = json!({ "token": token(), "amount": "1" });
+    case(
+        "post",
+        "/v1/balance/withdrawals",
+        Case::guarded(
+            Req::new(M::POST, "/v1/balance/withdrawals", as_shop.clone()).json(withdrawal.clone()),
+            Req::new(M::POST, "/v1/balance/withdrawals", shop_key.clone()).json(withdrawal),
+            StatusCode::UNAUTHORIZED,
+        ),
+    );
     case(
         "get",
         "/v1/node",

@@ -11,7 +11,9 @@ use axum::http::{Method, StatusCode};
 use caravan_core::{AccountRef, Address, Event};
 use caravan_node::chains::{ChainDirectory, PayoutChain};
 use caravan_server::router;
-use common::{Auth, Person, call, open_node, post_project, send, send_with, spec, token};
+use common::{
+    Auth, Person, call, open_node, open_settling_node, post_project, send, send_with, spec, token,
+};
 use serde_json::{Value, json};
 
 const DEPOSIT: u128 = 10_000_000;
@@ -757,4 +759,84 @@ async fn a_session_cookie_cannot_act_from_another_site() {
     )
     .await;
     assert_eq!(scripted.status, StatusCode::CREATED, "{}", scripted.body);
+}
+
+/// A payer deposits on chain, sees the deposit beside its balance with the transaction that made
+/// it, and takes back part of it: more than is available is refused with what is, and what it
+/// takes is promised to it by the next epoch's root.
+#[tokio::test]
+async fn a_deposit_made_on_chain_shows_in_the_balance_and_what_is_withdrawn_is_in_the_next_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let payer = Person::new("depositor");
+    let node = open_settling_node(dir.path(), &[], &[]);
+    let app = router(Arc::clone(&node));
+    let session = payer.sign_in(&app).await;
+    node.settlement()
+        .unwrap()
+        .open("embedded", 0)
+        .unwrap()
+        .deposit(token(), 3_000_000, payer.address, 1)
+        .unwrap();
+    let followed = node.deposits().unwrap().follow_once();
+    assert_eq!(followed.credited.len(), 1, "{followed:?}");
+
+    let balance = call(
+        &app,
+        Method::GET,
+        "/v1/balance",
+        Auth::Session(&session),
+        None,
+    )
+    .await;
+    assert_eq!(balance.status, StatusCode::OK, "{}", balance.body);
+    let usdc = &balance.body["balances"][0];
+    assert_eq!(usdc["available"], "3000000", "{}", balance.body);
+    let deposit = &usdc["deposits"][0];
+    assert_eq!(deposit["amount"], "3000000");
+    assert_eq!(deposit["chain_id"], followed.credited[0].deposit.chain_id);
+    assert_eq!(
+        deposit["transaction"],
+        json!(followed.credited[0].deposit.tx),
+        "the balance names the transaction that made the deposit"
+    );
+
+    let withdraw = |amount: &str| {
+        let body = json!({ "token": token(), "amount": amount });
+        call(
+            &app,
+            Method::POST,
+            "/v1/balance/withdrawals",
+            Auth::Session(&session),
+            Some(body),
+        )
+    };
+    let too_much = withdraw("5000000").await;
+    assert_eq!(
+        too_much.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        too_much.body
+    );
+    let message = too_much.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("3 USDC available"), "{message}");
+    let taken = withdraw("1000000").await;
+    assert_eq!(taken.status, StatusCode::CREATED, "{}", taken.body);
+    assert_eq!(taken.body["available"], "2000000");
+    assert_eq!(taken.body["claimable_from_epoch"], 1);
+
+    node.close_epoch().unwrap();
+    let proofs = call(
+        &app,
+        Method::GET,
+        &format!("/v1/epochs/1/proofs/{}", payer.address),
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(proofs.status, StatusCode::OK, "{}", proofs.body);
+    assert!(
+        proofs.body.to_string().contains("\"1000000\""),
+        "the withdrawal is the payer's entitlement in epoch 1: {}",
+        proofs.body
+    );
 }

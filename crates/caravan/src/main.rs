@@ -98,7 +98,12 @@ enum Command {
     /// the embedding model, upstream chat models and agents, and attest evaluations as a validator.
     #[command(subcommand)]
     Model(commands::ModelCommand),
-    /// Put money into a payer's prepaid balance.
+    /// Development shortcut: deposit the embedded chain's development token for an account, as
+    /// a real deposit on the embedded chain, credited at once.
+    ///
+    /// Payers and requesters fund their balances on chain: approve caravan's deposit vault
+    /// (`caravan chain list` names it) and call its `deposit(token, amount, account)`; a
+    /// serving node credits it once its block has the chain's confirmations.
     Deposit(commands::DepositArgs),
     /// API keys for the gateway: a payer issues, lists and revokes its own keys on a running
     /// node, each request signed with the payer's wallet key.

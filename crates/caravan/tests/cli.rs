@@ -152,7 +152,7 @@ fn a_store_is_built_by_hand_with_the_commands() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let treasury = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
-    let token = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+    let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
     let alice = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
     let payer = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb";
     let node = "0x00000000000000000000000000000000000000aa";

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod answer;
 pub mod attestations;
+pub mod balance;
 pub mod catalogue;
 pub mod charge;
 pub mod chat;
@@ -119,16 +120,6 @@ pub struct ServedModel {
     pub content: Hash32,
     pub token: Address,
     pub price_per_call: Amount,
-}
-
-/// A prepaid balance in one token, as its owner sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PrepaidBalance {
-    pub token: caravan_core::Token,
-    /// What calls and budgets may still spend: the balance less what is held.
-    pub available: Amount,
-    /// What calls in flight hold.
-    pub held: Amount,
 }
 
 /// The gateway. Cheap to share: wrap it in an `Arc`.
@@ -287,29 +278,6 @@ impl Gateway {
 
     pub fn meter(&self) -> &Meter {
         &self.meter
-    }
-
-    /// `payer`'s prepaid balance in every registered token, less what calls in flight hold.
-    pub fn balances(&self, payer: &Address) -> Vec<PrepaidBalance> {
-        self.journal.read(|j| {
-            let economy = j.economy();
-            economy
-                .tokens()
-                .values()
-                .map(|token| {
-                    let balance = economy
-                        .ledger()
-                        .balance(&caravan_core::AccountRef::Payer(*payer), &token.address)
-                        .available();
-                    let held = self.meter.held(payer, &token.address);
-                    PrepaidBalance {
-                        token: token.clone(),
-                        available: balance.saturating_sub(held),
-                        held,
-                    }
-                })
-                .collect()
-        })
     }
 }
 

@@ -129,6 +129,13 @@ pub async fn balance(
                 "decimals": balance.token.decimals,
                 "available": balance.available.to_string(),
                 "held": balance.held.to_string(),
+                "deposits": balance.deposits.iter().map(|deposit| json!({
+                    "chain_id": deposit.chain_id,
+                    "transaction": deposit.tx,
+                    "log_index": deposit.log_index,
+                    "block": deposit.block,
+                    "amount": deposit.amount.to_string(),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -101,6 +101,8 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
                     "chain id",
                     "confirmations",
                     "home",
+                    "deposit vault",
+                    "distributor",
                 ],
                 &[3, 4],
             );
@@ -116,6 +118,13 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
                     info.chain.chain_id.to_string(),
                     confirmations.to_string(),
                     if info.chain.home { "home" } else { "" }.into(),
+                    info.deployment
+                        .as_ref()
+                        .and_then(|d| d.vault)
+                        .map_or("not deployed yet".into(), |vault| vault.to_string()),
+                    info.deployment
+                        .as_ref()
+                        .map_or("not deployed yet".into(), |d| d.distributor.to_string()),
                 ]);
             }
             println!("{t}");

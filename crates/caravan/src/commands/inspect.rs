@@ -83,6 +83,27 @@ pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
     println!(
         "a beneficiary's credits are their cumulative entitlement; add --all for the bookkeeping accounts"
     );
+    if let Some(account) = &args.account {
+        let deposits: Vec<_> = economy
+            .chain_deposits()
+            .filter(|deposit| deposit.account == *account)
+            .collect();
+        if !deposits.is_empty() {
+            let mut t = table(
+                &["deposited", "chain id", "block", "transaction"],
+                &[0, 1, 2],
+            );
+            for deposit in deposits {
+                t.add_row(vec![
+                    amount(economy, &deposit.token, deposit.amount),
+                    deposit.chain_id.to_string(),
+                    deposit.block.to_string(),
+                    format!("{} (log {})", deposit.tx, deposit.log_index),
+                ]);
+            }
+            println!("deposits on chain that filled {account}'s prepaid balance:\n{t}");
+        }
+    }
     Ok(())
 }
 

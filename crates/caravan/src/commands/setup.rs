@@ -1,6 +1,12 @@
 //! Setting up an economy: genesis, tokens and deposits.
 
+use std::sync::Arc;
+
+use caravan_chain::settlement::DEV_TOKEN;
 use caravan_core::*;
+use caravan_node::deposits::DepositFollower;
+use caravan_node::settlement::EMBEDDED;
+use caravan_store::{SharedJournal, now_ms};
 use clap::{Args, Subcommand};
 
 use super::submit_one;
@@ -97,7 +103,7 @@ pub struct DepositArgs {
     /// Address whose prepaid balance receives the money.
     #[arg(long)]
     payer: Address,
-    /// Token address.
+    /// Token address: the embedded chain's development token (0x5FbDB2315678afecb367f032d93F642f64180aa3).
     #[arg(long)]
     token: Address,
     /// Amount in whole tokens, e.g. 250 or 12.5.
@@ -105,26 +111,62 @@ pub struct DepositArgs {
     amount: String,
 }
 
+/// Deposits the development token on the embedded chain from the development account that holds
+/// its supply, then credits it the way a serving node does: through the deposit's log.
 pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
-    let mut journal = open_journal(store)?;
+    let on_chain = "payers and requesters deposit on chain: approve caravan's deposit vault (`caravan chain list` names it) and call its deposit(token, amount, account)";
+    let Some(chains) = super::settlement(store)? else {
+        return Err(format!(
+            "`caravan deposit` is a development shortcut for the embedded chain, which lives in a data directory; {on_chain}"
+        ));
+    };
+    let development = Address(DEV_TOKEN.into_array());
+    if args.token != development {
+        return Err(format!(
+            "`caravan deposit` only moves the embedded chain's development token {development}; for token {}, {on_chain}",
+            args.token
+        ));
+    }
+    let journal = open_journal(store)?;
     let value = parse_amount(journal.economy(), &args.token, &args.amount)?;
-    submit_one(
-        &mut journal,
-        Event::Deposited {
-            payer: args.payer,
-            token: args.token,
-            amount: value,
-        },
-    )?;
-    let balance = journal
-        .economy()
-        .ledger()
-        .balance(&AccountRef::Payer(args.payer), &args.token)
-        .available();
-    println!(
-        "{} now holds {}",
-        args.payer,
-        amount(journal.economy(), &args.token, balance)
-    );
+    let chains = Arc::new(chains);
+    chains
+        .open(EMBEDDED, 0)
+        .and_then(|mut chain| {
+            chain
+                .deposit(args.token, value, args.payer, now_ms() / 1000)
+                .map_err(|e| caravan_node::settlement::ChainsError::Chain(e.to_string()))
+        })
+        .map_err(|e| e.to_string())?;
+    let journal = Arc::new(SharedJournal::new(journal));
+    let followed = DepositFollower::new(Arc::clone(&chains), Arc::clone(&journal)).follow_once();
+    if let Some((chain, why)) = followed.failures.first() {
+        return Err(format!(
+            "the deposit is on {chain} but could not be credited: {why}"
+        ));
+    }
+    if let Some(waiting) = followed.waiting.first() {
+        return Err(waiting.clone());
+    }
+    journal.read(|j| {
+        let economy = j.economy();
+        for credited in &followed.credited {
+            println!(
+                "deposited {} for {} on the embedded chain (transaction {})",
+                amount(economy, &credited.deposit.token, credited.deposit.amount),
+                credited.deposit.account,
+                credited.deposit.tx
+            );
+        }
+        let balance = economy
+            .ledger()
+            .balance(&AccountRef::Payer(args.payer), &args.token)
+            .available();
+        println!(
+            "{} now holds {} (a development shortcut; {on_chain})",
+            args.payer,
+            amount(economy, &args.token, balance)
+        );
+    });
     Ok(())
 }
