@@ -2081,8 +2081,16 @@ fn a_contributor_is_paid_on_the_chain_they_choose() {
 fn a_delayed_root_waits_before_claims_open() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
+    let deployed = ok(&caravan(
+        dir,
+        &["chain", "deploy", "embedded", "--delay", "3600"],
+    ));
+    assert!(
+        deployed.contains("(3600 s delay), deposit vault 0x"),
+        "{deployed}"
+    );
     let labeler = store_with_a_closed_epoch(dir);
-    let posted = ok(&caravan(dir, &["epoch", "post", "--delay", "3600"]));
+    let posted = ok(&caravan(dir, &["epoch", "post"]));
     assert!(
         posted.contains("claimable once its 3600 s delay is over"),
         "{posted}"

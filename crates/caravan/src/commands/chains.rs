@@ -38,8 +38,21 @@ pub enum ChainCommand {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
         confirmations: u64,
     },
-    /// List the configured chains, with the home chain marked.
+    /// List the configured chains, with the home chain marked and caravan's contracts on each.
     List,
+    /// Deploy caravan's contracts on NAME now (the token on a development chain, the asset
+    /// registry, the royalty distributor and the deposit vault), fixing the distributor's delay.
+    ///
+    /// Otherwise they are deployed, with no delay, by the first post or deposit there. A chain
+    /// whose contracts are deployed is left as it is.
+    Deploy {
+        /// A chain from `caravan chain list`.
+        name: String,
+        /// Seconds a posted root waits before it can be activated, during which the guardian
+        /// may pause it.
+        #[arg(long, default_value_t = 0)]
+        delay: u64,
+    },
     /// Make NAME the home chain: the one that pays everyone who never chose another.
     ///
     /// Only before any root is posted on the current or the new home chain, and not to a chain
@@ -128,6 +141,18 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
                 ]);
             }
             println!("{t}");
+        }
+        ChainCommand::Deploy { name, delay } => {
+            let chain = chains.open(&name, delay).map_err(|e| e.to_string())?;
+            let d = chain.deployment();
+            println!(
+                "caravan's contracts on {name}: distributor {} ({} s delay), deposit vault {}, asset registry {}, token {}",
+                d.distributor,
+                d.delay,
+                d.vault.map_or("none".into(), |v| v.to_string()),
+                d.registry,
+                d.token
+            );
         }
         ChainCommand::Home { name } => {
             let journal = open_journal(store)?;
