@@ -1731,3 +1731,54 @@ async fn a_silent_upstream_fails_the_call_in_time_and_costs_nothing() {
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
     assert_eq!(payer_balance(gateway), 1_000_000);
 }
+
+/// A chat call whose reserve (the most it can cost, bounded by max_tokens — 4,096 when the
+/// client sets none) is above the balance is refused with what was reserved, why, and the
+/// largest max_tokens that fits; the official clients are told not to retry, and the call with
+/// that max_tokens goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chat_call_refused_for_its_reserve_says_which_max_tokens_fits_and_not_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (services, _) = gateway(dir.path(), 1_500);
+    let gateway = services.gateway();
+    let upstream = mock_upstream(5, 1).await;
+    chat_model(gateway, "chat-upstream", &upstream.url);
+    let app = router(Arc::clone(&services));
+    let key = issue(&app, &[Scope::Models, Scope::Chat]).await;
+    let ask =
+        json!({ "model": "chat-upstream", "messages": [{ "role": "user", "content": "hello" }] });
+
+    let refused = chat(&app, &key, ask.clone()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.headers["x-should-retry"], "false");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("up to 4096 completion tokens"),
+        "{message}"
+    );
+    assert!(message.contains("1500 are available"), "{message}");
+    let fits: u64 = message
+        .split("max_tokens of at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no max_tokens that fits in: {message}"));
+    assert!((1..4_096).contains(&fits), "{message}");
+
+    let mut far_too_many = ask.clone();
+    far_too_many["max_tokens"] = json!(fits * 2);
+    assert_eq!(
+        chat(&app, &key, far_too_many).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut smaller = ask;
+    smaller["max_tokens"] = json!(fits);
+    let served = chat(&app, &key, smaller).await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+    assert_eq!(payer_balance(gateway), 1_500 - 1_004);
+}

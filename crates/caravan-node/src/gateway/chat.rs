@@ -212,6 +212,9 @@ fn plan(gateway: &Gateway, called: &ServedModel, mut body: Value) -> Result<Plan
     })
 }
 
+/// The most bytes a `max_tokens` field adds to a request body.
+const MAX_TOKENS_FIELD_BYTES: u64 = 32;
+
 /// Serves a chat completion for an upstream model. `request` is the idempotency id, already
 /// admitted by the caller.
 pub async fn chat_completions(
@@ -244,7 +247,34 @@ pub async fn chat_completions(
     let prepared = prepare(plan.body, &upstream, body_bytes).map_err(GatewayError::BadRequest)?;
     let fixed: caravan_core::Amount = plan.fixed.iter().map(|p| p.amount).sum();
     let bound = fixed + upstream.cost(plan.chat_model.price_per_call, prepared.bound);
-    let hold = gateway.hold(&key, called.token, bound)?;
+    let hold = gateway
+        .hold(&key, called.token, bound)
+        .map_err(|refused| match refused {
+            GatewayError::InsufficientQuota {
+                payer,
+                token,
+                needed,
+                available,
+            } => GatewayError::ChatReserveTooLarge {
+                payer,
+                token,
+                needed,
+                available,
+                completion_tokens: prepared.bound.completion,
+                prompt_tokens: prepared.bound.prompt,
+                // The prompt is bounded by the body's size, and a retry that sets max_tokens
+                // adds up to `,"max_tokens":4294967295` to it.
+                fits: upstream
+                    .completion_fits(
+                        available,
+                        fixed,
+                        plan.chat_model.price_per_call,
+                        prepared.bound.prompt + MAX_TOKENS_FIELD_BYTES,
+                    )
+                    .filter(|tokens| *tokens < prepared.bound.completion),
+            },
+            other => other,
+        })?;
     let upstream_failed = |why: String| GatewayError::Upstream {
         model: name.clone(),
         why,

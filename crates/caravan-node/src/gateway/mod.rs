@@ -63,6 +63,25 @@ pub enum GatewayError {
         needed: Amount,
         available: Amount,
     },
+    /// A chat call's reserve is above the balance: the gateway holds the most the call can
+    /// cost, which `max_tokens` bounds, so a smaller `max_tokens` may fit where the call would.
+    #[error(
+        "the balance of {payer} cannot cover this chat call's reserve: before a call runs the gateway holds the most it can cost, here {needed} base units of {token} for up to {completion_tokens} completion tokens (the request's max_tokens, or 4096 when it sets none) and a prompt of up to {prompt_tokens} tokens, and {available} are available (the balance less calls in flight). {}",
+        match fits {
+            Some(0) | None => "Deposit more, then retry".to_string(),
+            Some(tokens) => format!("Send max_tokens of at most {tokens}, which the balance covers, or deposit more"),
+        }
+    )]
+    ChatReserveTooLarge {
+        payer: Address,
+        token: Address,
+        needed: Amount,
+        available: Amount,
+        completion_tokens: u64,
+        prompt_tokens: u64,
+        /// The largest `max_tokens` the available balance covers, if any.
+        fits: Option<u64>,
+    },
     #[error(
         "the attestation is signed by {signer}, not by the validator it names, {validator}; a validator signs its own attestations with its own key"
     )]

@@ -106,6 +106,28 @@ impl Upstream {
         (Amount::from(tokens) * per_million).div_ceil(1_000_000)
     }
 
+    /// The most completion tokens `available` covers once the per-call price, `fixed` and a
+    /// prompt of `prompt` tokens are paid; `None` when not even those are covered.
+    pub fn completion_fits(
+        &self,
+        available: Amount,
+        fixed: Amount,
+        price_per_call: Amount,
+        prompt: u64,
+    ) -> Option<u64> {
+        let left = available
+            .checked_sub(fixed)?
+            .checked_sub(price_per_call)?
+            .checked_sub(Upstream::tokens_cost(prompt, self.prompt_per_million))?;
+        if self.completion_per_million == 0 {
+            return Some(u64::MAX);
+        }
+        Some(
+            u64::try_from(left.saturating_mul(1_000_000) / self.completion_per_million)
+                .unwrap_or(u64::MAX),
+        )
+    }
+
     /// The cost of a call with this usage, on top of the per-call price.
     pub fn cost(&self, price_per_call: Amount, usage: TokenUsage) -> Amount {
         price_per_call

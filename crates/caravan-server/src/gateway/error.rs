@@ -60,7 +60,16 @@ impl IntoResponse for OpenAiError {
             "param": self.param,
             "code": self.code,
         }});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.code == "insufficient_quota" {
+            // OpenAI's official clients retry a 429 unless told not to; a balance does not
+            // grow by retrying.
+            response.headers_mut().insert(
+                "x-should-retry",
+                axum::http::HeaderValue::from_static("false"),
+            );
+        }
+        response
     }
 }
 
@@ -118,13 +127,15 @@ impl From<GatewayError> for OpenAiError {
             GatewayError::NotServed(_) => {
                 OpenAiError::invalid("model_not_served", Some("model"), message)
             }
-            GatewayError::InsufficientQuota { .. } => OpenAiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                kind: "insufficient_quota",
-                code: "insufficient_quota",
-                param: None,
-                message,
-            },
+            GatewayError::InsufficientQuota { .. } | GatewayError::ChatReserveTooLarge { .. } => {
+                OpenAiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    kind: "insufficient_quota",
+                    code: "insufficient_quota",
+                    param: None,
+                    message,
+                }
+            }
             GatewayError::NotValidatorsSignature { .. } => {
                 OpenAiError::invalid("not_your_account", Some("signature"), message)
                     .with_status(StatusCode::FORBIDDEN)
