@@ -3,8 +3,9 @@
 //! head and a contract's logs (to follow deposits). The embedded chain kept in the data
 //! directory is one; JSON-RPC chains (`rpc`) are the other.
 
-use alloy_primitives::{Address, B256, Bytes, LogData};
+use alloy_primitives::{Address, B256, Bytes};
 
+pub use crate::embedded::ChainLog;
 use crate::embedded::{ChainError, DEV_DEPLOYER, Receipt};
 use crate::persistent::{PersistentEvm, StoreError};
 
@@ -17,17 +18,6 @@ pub enum ChainFault {
     Rpc(String),
     #[error("a read-only call failed: {0}")]
     Call(String),
-}
-
-/// A contract's log as the chain holds it now, with where it sits.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChainLog {
-    pub block: u64,
-    /// The transaction that emitted it.
-    pub tx: B256,
-    /// Its index among the logs of its block.
-    pub log_index: u64,
-    pub data: LogData,
 }
 
 pub trait Chain {

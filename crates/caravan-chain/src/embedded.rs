@@ -1,7 +1,7 @@
 //! An in-process EVM (revm): deploys and calls contracts with exact gas accounting, on a clock
 //! the caller advances.
 
-use alloy_primitives::{Address, Bytes, Log, U256, address};
+use alloy_primitives::{Address, B256, Bytes, Log, LogData, U256, address};
 use revm::Context;
 use revm::context::TxEnv;
 use revm::context::result::{ExecutionResult, Output};
@@ -43,6 +43,17 @@ pub struct Receipt {
     pub logs: Vec<Log>,
     /// The new contract's address, for a deployment.
     pub created: Option<Address>,
+}
+
+/// A contract's log as the chain holds it now, with where it sits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainLog {
+    pub block: u64,
+    /// The transaction that emitted it.
+    pub tx: B256,
+    /// Its index among the logs of its block.
+    pub log_index: u64,
+    pub data: LogData,
 }
 
 /// An EVM with its state in memory.

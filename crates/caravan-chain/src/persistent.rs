@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use alloy_primitives::{Address, B256, Bytes, keccak256};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::ChainLog;
-use crate::embedded::{ChainError, EmbeddedEvm, Receipt};
+use crate::embedded::{ChainError, ChainLog, EmbeddedEvm, Receipt};
 
 const JOURNAL: &str = "transactions.jsonl";
 
