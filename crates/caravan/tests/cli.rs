@@ -1489,7 +1489,8 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let labeler = store_with_a_closed_epoch(dir);
-    assert!(failure(&caravan(dir, &["claim", "--account", labeler])).contains("no root is active"));
+    let early = failure(&caravan(dir, &["claim", "--account", labeler]));
+    assert!(early.contains("no root is active on embedded"), "{early}");
 
     let posted = ok(&caravan(dir, &["epoch", "post"]));
     assert!(
@@ -1499,8 +1500,24 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
     assert!(ok(&caravan(dir, &["epoch", "post"])).contains("already posted"));
     let first = ok(&caravan(dir, &["claim", "--account", labeler]));
     assert!(first.contains("0.016875 USDC ┆ 0.016875 USDC │"), "{first}");
+    let transactions = || {
+        std::fs::read_to_string(dir.join("chains/embedded/transactions.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let sent_before = transactions();
     let second = ok(&caravan(dir, &["claim", "--account", labeler]));
     assert!(second.contains("0 USDC ┆ 0.016875 USDC │"), "{second}");
+    assert!(
+        second.contains("nothing to claim") && second.contains("no transaction sent"),
+        "{second}"
+    );
+    assert_eq!(
+        transactions(),
+        sent_before,
+        "a claim that would pay nothing is not sent"
+    );
 
     let verified = ok(&caravan(dir, &["verify", "--epoch", "1"]));
     assert!(verified.starts_with("match: epoch 1's root"), "{verified}");

@@ -47,19 +47,33 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct ChainArg {
-    /// The chain to settle on: `embedded` (the default, an EVM inside this process kept in the
-    /// data directory) or a chain added with `caravan chain add`. caravan's contracts are
-    /// deployed on a chain's first use and their addresses recorded.
-    #[arg(long, default_value = EMBEDDED)]
-    chain: String,
+    /// The chain to settle on: a name from `caravan chain list` (`embedded` is an EVM inside
+    /// this process kept in the data directory; others are added with `caravan chain add`).
+    /// The home chain when left out. caravan's contracts are deployed on a chain's first post
+    /// (or with `caravan chain deploy`) and their addresses recorded.
+    #[arg(long)]
+    chain: Option<String>,
     /// Seconds a posted root waits before it can be claimed against (used when the chain's
     /// contracts are first deployed).
     #[arg(long, default_value_t = 0)]
     delay: u64,
 }
 
-fn open_chain(store: &StoreArgs, chain: &ChainArg) -> Result<Settlement, String> {
-    super::chains::open_settlement(store, &chain.chain, chain.delay)
+impl ChainArg {
+    /// The chain named, or the home chain.
+    fn name(&self, store: &StoreArgs) -> Result<String, String> {
+        match &self.chain {
+            Some(name) => Ok(name.clone()),
+            None => Ok(super::chains::directory(store)?
+                .chains()
+                .find(|chain| chain.home)
+                .map_or_else(|| EMBEDDED.to_owned(), |home| home.name.clone())),
+        }
+    }
+}
+
+fn open_chain(store: &StoreArgs, name: &str, chain: &ChainArg) -> Result<Settlement, String> {
+    super::chains::open_settlement(store, name, chain.delay)
 }
 
 /// What the chain named `name` pays in `bundle`'s epoch.
@@ -89,7 +103,7 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
         1 => None,
         n => Some(bundle(&journal, n - 1)?),
     };
-    let name = &args.chain.chain;
+    let name = &args.chain.name(store)?;
     let outcome = super::chains::chains(store)?
         .post(name, args.chain.delay, &current, previous.as_ref())
         .map_err(|e| e.to_string())?;
@@ -135,12 +149,13 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
 
 /// Activates the pending root once its delay is over (anyone may; it opens claims against it).
 pub fn activate(store: &StoreArgs, chain_arg: ChainArg) -> Result<(), String> {
-    let mut chain = open_chain(store, &chain_arg)?;
+    let name = chain_arg.name(store)?;
+    let mut chain = open_chain(store, &name, &chain_arg)?;
     chain.activate(now_ms() / 1000).map_err(|e| e.to_string())?;
     let (active, _, _) = chain.epochs().map_err(|e| e.to_string())?;
     println!(
         "epoch {active}'s root is active on {}: claims are open",
-        chain_arg.chain
+        name
     );
     Ok(())
 }
@@ -148,25 +163,26 @@ pub fn activate(store: &StoreArgs, chain_arg: ChainArg) -> Result<(), String> {
 /// Claims every token the account is owed under the active root.
 pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
     let journal = open_journal(store)?;
-    let mut chain = open_chain(store, &args.chain)?;
+    let name = args.chain.name(store)?;
+    let mut chain = open_chain(store, &name, &args.chain)?;
     let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
     if active == 0 && pending > 0 {
         return Err(format!(
-            "epoch {pending} is posted but waits out its delay; once it is over, `caravan epoch activate` opens claims"
+            "epoch {pending} is posted on {name} but waits out its delay; once it is over, `caravan epoch activate --chain {name}` opens claims"
         ));
     }
     if active == 0 {
-        return Err(
-            "no root is active on this chain yet; post an epoch with `caravan epoch post`".into(),
-        );
+        return Err(format!(
+            "no root is active on {name} yet; post an epoch there with `caravan epoch post --chain {name}`"
+        ));
     }
-    let (_, partition) = super::chains::payout_chain_named(store, &args.chain.chain)?;
+    let (_, partition) = super::chains::payout_chain_named(store, &name)?;
     let proofs = bundle(&journal, active)?.proofs_on(partition, &args.account);
     let root = chain.active_root().map_err(|e| e.to_string())?;
     if root != proofs.root {
         return Err(format!(
             "the chain's active root {root} is not epoch {active}'s root {} for {} in this store; run `caravan verify --epoch {active} --chain {}`",
-            proofs.root, args.chain.chain, args.chain.chain
+            proofs.root, name, name
         ));
     }
     let mut t = table(
@@ -179,14 +195,19 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
         ],
         &[1, 2, 3, 4],
     );
+    let mut sent = 0;
     for proven in &proofs.leaves {
         let leaf = &proven.leaf;
         let before = chain
             .claimed(leaf.account, leaf.token)
             .map_err(|e| e.to_string())?;
-        chain
-            .claim(leaf, &proven.proof, root, now_ms() / 1000)
-            .map_err(|e| e.to_string())?;
+        // A claim of nothing new would pay 0 and still cost its gas.
+        if before < leaf.cumulative {
+            chain
+                .claim(leaf, &proven.proof, root, now_ms() / 1000)
+                .map_err(|e| e.to_string())?;
+            sent += 1;
+        }
         let economy = journal.economy();
         let balance = if Address(chain.deployment().token.into_array()) == leaf.token {
             amount(
@@ -212,11 +233,18 @@ pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
     if proofs.leaves.is_empty() {
         return Err(format!(
             "{} has no entitlement on {} in epoch {active}; `caravan payout-chain --account {}` shows the chain it is paid on",
-            args.account, args.chain.chain, args.account
+            args.account, name, args.account
         ));
     }
+    if sent == 0 {
+        println!(
+            "nothing to claim: {} has already claimed everything epoch {active}'s root on {name} owes it; no transaction sent\n{t}",
+            args.account
+        );
+        return Ok(());
+    }
     println!(
-        "claimed for {} under epoch {active}'s root {root}\n{t}",
+        "claimed for {} on {name} under epoch {active}'s root {root}\n{t}",
         args.account
     );
     Ok(())
@@ -240,9 +268,10 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
         ));
     }
     verify_bundle(&published, None).map_err(|e| format!("the bundle does not check out: {e}"))?;
-    let share = share_of(&published, store, &args.chain.chain)?;
+    let name = args.chain.name(store)?;
+    let share = share_of(&published, store, &name)?;
     let rebuilt = MerkleTree::build(&share.leaves).root();
-    let mut chain = open_chain(store, &args.chain)?;
+    let mut chain = open_chain(store, &name, &args.chain)?;
     let (active, pending, pending_root) = chain.epochs().map_err(|e| e.to_string())?;
     let on_chain = if args.epoch == active {
         chain.active_root().map_err(|e| e.to_string())?
@@ -259,13 +288,13 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
             "match: epoch {}'s root {rebuilt}, rebuilt from {} leaves, is the root on {}",
             args.epoch,
             share.leaves.len(),
-            args.chain.chain
+            name
         );
         return Ok(());
     }
     let ours = bundle(&open_journal(store)?, args.epoch)
         .ok()
-        .map(|ours| share_of(&ours, store, &args.chain.chain))
+        .map(|ours| share_of(&ours, store, &name))
         .transpose()?;
     let differing = ours.as_ref().and_then(|ours| {
         share
