@@ -1521,6 +1521,17 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
 
     let verified = ok(&caravan(dir, &["verify", "--epoch", "1"]));
     assert!(verified.starts_with("match: epoch 1's root"), "{verified}");
+    let usdc = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    let funded = ok(&caravan(
+        dir,
+        &[
+            "chain", "fund", "embedded", "--token", usdc, "--amount", "5",
+        ],
+    ));
+    assert!(
+        funded.contains("funded the distributor 0x") && funded.contains("with 5 USDC;"),
+        "{funded}"
+    );
     let anchored = ok(&caravan(dir, &["asset", "anchor"]));
     assert!(anchored.contains("anchored 1 assets"), "{anchored}");
     let again = ok(&caravan(dir, &["asset", "anchor"]));

@@ -53,6 +53,21 @@ pub enum ChainCommand {
         #[arg(long, default_value_t = 0)]
         delay: u64,
     },
+    /// Fund NAME's royalty distributor with a registered token from the node's account there,
+    /// which must hold it: what a root promises beyond what deposits and earlier funding put in
+    /// must be funded before the root can be posted.
+    ///
+    /// Example: CARAVAN_KEY_BASE=0x… caravan chain fund base --token 0x… --amount 250
+    Fund {
+        /// A chain from `caravan chain list`.
+        name: String,
+        /// A token from `caravan token list`.
+        #[arg(long)]
+        token: Address,
+        /// Amount in whole tokens, e.g. 250 or 12.5.
+        #[arg(long)]
+        amount: String,
+    },
     /// Make NAME the home chain: the one that pays everyone who never chose another.
     ///
     /// Only before any root is posted on the current or the new home chain, and not to a chain
@@ -152,6 +167,31 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
                 d.vault.map_or("none".into(), |v| v.to_string()),
                 d.registry,
                 d.token
+            );
+        }
+        ChainCommand::Fund {
+            name,
+            token,
+            amount: whole,
+        } => {
+            let journal = open_journal(store)?;
+            let economy = journal.economy();
+            let value = crate::present::parse_amount(economy, &token, &whole)?;
+            let mut chain = chains.open(&name, 0).map_err(|e| e.to_string())?;
+            let distributor = chain.deployment().distributor;
+            chain
+                .fund_token(token, value, caravan_store::now_ms() / 1000)
+                .map_err(|e| {
+                    format!(
+                        "funding the distributor {distributor} on {name} with {}: {e}; the node's account there must hold the token (and gas)",
+                        crate::present::amount(economy, &token, value)
+                    )
+                })?;
+            let funded = chain.funded(token).map_err(|e| e.to_string())?;
+            println!(
+                "funded the distributor {distributor} on {name} with {}; it has been funded with {} of it in all (deposits included)",
+                crate::present::amount(economy, &token, value),
+                crate::present::amount(economy, &token, funded)
             );
         }
         ChainCommand::Home { name } => {
