@@ -89,6 +89,32 @@ impl ChainDeposit {
     pub fn key(&self) -> (u64, Hash32, u64) {
         (self.chain_id, self.tx, self.log_index)
     }
+
+    /// Encoded bytes: what one deposit takes in an event and in a snapshot.
+    pub(crate) const ENCODED_LEN: usize = 8 + 32 + 8 + 8 + 20 + 20 + 16;
+
+    /// The deposit in the log's and the snapshot's byte layout.
+    pub(crate) fn encode_into(&self, e: &mut Encoder) {
+        e.u64(self.chain_id)
+            .hash(&self.tx)
+            .u64(self.log_index)
+            .u64(self.block)
+            .address(&self.account)
+            .address(&self.token)
+            .u128(self.amount);
+    }
+
+    pub(crate) fn decode_from(d: &mut Decoder) -> Result<ChainDeposit, DecodeError> {
+        Ok(ChainDeposit {
+            chain_id: d.u64()?,
+            tx: d.hash()?,
+            log_index: d.u64()?,
+            block: d.u64()?,
+            account: d.address()?,
+            token: d.address()?,
+            amount: d.u128()?,
+        })
+    }
 }
 
 /// The most parts one metered call may have (an agent and the components it called).
@@ -393,14 +419,8 @@ impl Event {
                     .u128(*amount);
             }
             Event::DepositConfirmed(deposit) => {
-                e.u8(14)
-                    .u64(deposit.chain_id)
-                    .hash(&deposit.tx)
-                    .u64(deposit.log_index)
-                    .u64(deposit.block)
-                    .address(&deposit.account)
-                    .address(&deposit.token)
-                    .u128(deposit.amount);
+                e.u8(14);
+                deposit.encode_into(&mut e);
             }
             Event::Withdrawn {
                 account,
@@ -518,15 +538,7 @@ impl Event {
                 token: d.address()?,
                 amount: d.u128()?,
             },
-            14 => Event::DepositConfirmed(ChainDeposit {
-                chain_id: d.u64()?,
-                tx: d.hash()?,
-                log_index: d.u64()?,
-                block: d.u64()?,
-                account: d.address()?,
-                token: d.address()?,
-                amount: d.u128()?,
-            }),
+            14 => Event::DepositConfirmed(ChainDeposit::decode_from(&mut d)?),
             15 => Event::Withdrawn {
                 account: d.address()?,
                 token: d.address()?,

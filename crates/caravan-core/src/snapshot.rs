@@ -114,13 +114,7 @@ impl Economy {
         if with_deposits {
             e.len(self.chain_deposits.len());
             for deposit in self.chain_deposits.values() {
-                e.u64(deposit.chain_id)
-                    .hash(&deposit.tx)
-                    .u64(deposit.log_index)
-                    .u64(deposit.block)
-                    .address(&deposit.account)
-                    .address(&deposit.token)
-                    .u128(deposit.amount);
+                deposit.encode_into(&mut e);
             }
         }
         e.bytes
@@ -268,16 +262,8 @@ impl Economy {
         }
         let mut chain_deposits = BTreeMap::new();
         if version == SNAPSHOT_VERSION {
-            for _ in 0..d.len(8 + 32 + 8 + 8 + 20 + 20 + 16)? {
-                let deposit = ChainDeposit {
-                    chain_id: d.u64()?,
-                    tx: d.hash()?,
-                    log_index: d.u64()?,
-                    block: d.u64()?,
-                    account: d.address()?,
-                    token: d.address()?,
-                    amount: d.u128()?,
-                };
+            for _ in 0..d.len(ChainDeposit::ENCODED_LEN)? {
+                let deposit = ChainDeposit::decode_from(&mut d)?;
                 if !tokens.contains_key(&deposit.token) {
                     return Err(d.error(format!(
                         "a deposit is in token {}, which is not registered",
