@@ -1,7 +1,9 @@
 //! Prepaid balances as their owners see them — what is available, what calls in flight hold,
 //! and the on-chain deposits that filled them — and taking back what is not spent or escrowed.
 
-use caravan_core::{AccountRef, Address, Amount, ChainDeposit, Event, Token};
+use std::collections::BTreeMap;
+
+use caravan_core::{AccountRef, Address, Amount, ChainDeposit, Economy, Event, Token};
 
 use super::Gateway;
 
@@ -56,28 +58,38 @@ impl Gateway {
     pub fn balances(&self, account: &Address) -> Vec<PrepaidBalance> {
         self.journal.read(|j| {
             let economy = j.economy();
+            let mut deposits: BTreeMap<Address, Vec<ChainDeposit>> = BTreeMap::new();
+            for deposit in economy.chain_deposits().filter(|d| d.account == *account) {
+                deposits
+                    .entry(deposit.token)
+                    .or_default()
+                    .push(deposit.clone());
+            }
             economy
                 .tokens()
                 .values()
                 .map(|token| {
-                    let balance = economy
-                        .ledger()
-                        .balance(&AccountRef::Payer(*account), &token.address)
-                        .available();
-                    let held = self.meter.held(account, &token.address);
+                    let (available, held) = self.spendable(economy, account, &token.address);
                     PrepaidBalance {
                         token: token.clone(),
-                        available: balance.saturating_sub(held),
+                        available,
                         held,
-                        deposits: economy
-                            .chain_deposits()
-                            .filter(|d| d.account == *account && d.token == token.address)
-                            .cloned()
-                            .collect(),
+                        deposits: deposits.remove(&token.address).unwrap_or_default(),
                     }
                 })
                 .collect()
         })
+    }
+
+    /// What `account` may still spend of `token` (its prepaid balance less what calls in flight
+    /// hold), and what they hold.
+    fn spendable(&self, economy: &Economy, account: &Address, token: &Address) -> (Amount, Amount) {
+        let balance = economy
+            .ledger()
+            .balance(&AccountRef::Payer(*account), token)
+            .available();
+        let held = self.meter.held(account, token);
+        (balance.saturating_sub(held), held)
     }
 
     /// Takes `amount` of `token` out of `account`'s prepaid balance into its entitlement,
@@ -123,11 +135,9 @@ impl Gateway {
         if let Some((_, why)) = submitted.refused.first() {
             return Err(WithdrawError::Node(why.to_string()));
         }
-        let available = self
-            .balances(&account)
-            .into_iter()
-            .find(|b| b.token.address == token.address)
-            .map_or(0, |b| b.available);
+        let (available, _) = self
+            .journal
+            .read(|j| self.spendable(j.economy(), &account, &token.address));
         Ok(Withdrawal {
             token,
             amount,

@@ -132,11 +132,8 @@ pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
     let chains = Arc::new(chains);
     chains
         .open(EMBEDDED, 0)
-        .and_then(|mut chain| {
-            chain
-                .deposit(args.token, value, args.payer, now_ms() / 1000)
-                .map_err(|e| caravan_node::settlement::ChainsError::Chain(e.to_string()))
-        })
+        .map_err(|e| e.to_string())?
+        .deposit(args.token, value, args.payer, now_ms() / 1000)
         .map_err(|e| e.to_string())?;
     let journal = Arc::new(SharedJournal::new(journal));
     let followed = DepositFollower::new(Arc::clone(&chains), Arc::clone(&journal)).follow_once();
