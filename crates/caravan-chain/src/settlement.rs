@@ -112,11 +112,16 @@ pub struct Published {
     pub posted: Receipt,
     /// What the root promises in all, per token.
     pub promised: Vec<(caravan_core::Address, u128)>,
-    /// How much of the development token was funded into the distributor first.
-    pub funded_now: u128,
+    /// What was funded into the distributor from the node's account first, per token.
+    pub funded_now: Vec<(caravan_core::Address, u128)>,
     /// Whether the root was activated too (no delay), so claims are open.
     pub activated: bool,
 }
+
+/// The most of each token a post may move from the node's own account into the distributor to
+/// cover what the root promises beyond its funds (the operator's limit; the development token
+/// needs none).
+pub type FundingLimits = BTreeMap<caravan_core::Address, u128>;
 
 /// A chain with caravan's contracts on it.
 pub struct Settlement {
@@ -363,15 +368,18 @@ impl Settlement {
         )
     }
 
-    /// Posts an epoch's root the way a node settles: whatever the root promises in the
-    /// development token beyond what the distributor holds is funded from the node's account
-    /// first (other tokens are funded by whoever holds them), the root is posted (checked
-    /// against `previous` and the funds, see [`Settlement::post`]), and activated at once when
-    /// the distributor has no delay.
+    /// Posts an epoch's root the way a node settles: whatever the root promises in a token
+    /// beyond what the distributor holds is funded from the node's account first when
+    /// `funding` allows it (the development token, which the node minted, always; any other
+    /// token up to its limit there — a larger shortfall is left for whoever holds the token, and
+    /// the post then fails naming it), the root is posted (checked against `previous` and the
+    /// funds, see [`Settlement::post`]), and activated at once when the distributor has no
+    /// delay.
     pub fn publish(
         &mut self,
         epoch: EpochRoot<'_>,
         previous: Option<EpochRoot<'_>>,
+        funding: &FundingLimits,
         at: u64,
     ) -> Result<Published, SettleError> {
         let mut promised: BTreeMap<caravan_core::Address, u128> = BTreeMap::new();
@@ -379,12 +387,17 @@ impl Settlement {
             *promised.entry(leaf.token).or_default() += leaf.cumulative;
         }
         let development = caravan_core::Address(self.deployment.token.into_array());
-        let mut funded_now = 0;
-        if let Some(owed) = promised.get(&development) {
-            let funded = self.funded(development)?;
-            if *owed > funded {
-                funded_now = owed - funded;
-                self.fund(funded_now, at)?;
+        let mut funded_now = Vec::new();
+        for (token, owed) in &promised {
+            let shortfall = owed.saturating_sub(self.funded(*token)?);
+            let allowed = if *token == development {
+                u128::MAX
+            } else {
+                funding.get(token).copied().unwrap_or(0)
+            };
+            if shortfall > 0 && shortfall <= allowed {
+                self.fund_token(*token, shortfall, at)?;
+                funded_now.push((*token, shortfall));
             }
         }
         let posted = self.post(epoch, previous, at)?;
@@ -398,6 +411,18 @@ impl Settlement {
             funded_now,
             activated,
         })
+    }
+
+    /// The pending root's epoch and the time (seconds) from which it can be activated; `None`
+    /// when no root is pending or the guardian paused it.
+    pub fn pending_activation(&mut self) -> Result<Option<(u64, u64)>, SettleError> {
+        let d = self.deployment.distributor;
+        let since = self.read(d, RoyaltyDistributor::pendingSinceCall {})?;
+        if since == 0 || self.read(d, RoyaltyDistributor::pendingPausedCall {})? {
+            return Ok(None);
+        }
+        let epoch = self.read(d, RoyaltyDistributor::pendingEpochCall {})?;
+        Ok(Some((epoch, since + self.deployment.delay)))
     }
 
     /// Activates the pending root once its delay is over.

@@ -7,6 +7,7 @@
 //! - [`keys::Keys`] issues and checks the API keys programs act with;
 //! - [`sessions::Sessions`] signs people in with their wallets (EIP-4361);
 //! - [`deposits::DepositFollower`] credits what payers and requesters deposit on chain;
+//! - [`rhythm::Rhythm`] closes epochs on schedule and settles them on the home chain;
 //! - [`meter::Meter`] holds money for calls in flight and budgets being escrowed, so that two
 //!   spenders of one prepaid balance never count the same money twice.
 //!
@@ -23,6 +24,7 @@ pub mod gateway;
 pub mod keys;
 pub mod meter;
 pub mod operator;
+pub mod rhythm;
 pub mod sessions;
 pub mod settlement;
 pub mod training;
@@ -31,6 +33,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use caravan_chain::settlement::FundingLimits;
 use caravan_core::Address;
 use caravan_models::ArtifactStore;
 use caravan_store::{Journal, SharedJournal, now_ms};
@@ -72,6 +75,8 @@ pub struct Node {
     settlement: Option<Arc<Chains>>,
     /// Follows those chains' deposits.
     deposits: Option<Arc<DepositFollower>>,
+    /// How much the node may fund a distributor with from its own account when it posts.
+    funding: FundingLimits,
 }
 
 /// What a node is opened with; everything but the journal, the artifact store and the signer
@@ -89,6 +94,7 @@ pub struct NodeBuilder {
     wallets: Option<Arc<dyn ContractWallets>>,
     operators: BTreeSet<Address>,
     settlement: Option<Arc<Chains>>,
+    funding: FundingLimits,
 }
 
 /// Where a node that was not told its public URL says people reach it: the default listening
@@ -112,6 +118,7 @@ impl Node {
             wallets: None,
             operators: BTreeSet::new(),
             settlement: None,
+            funding: FundingLimits::new(),
         }
     }
 
@@ -143,6 +150,11 @@ impl Node {
     /// What credits deposits made on the chains the node settles on, if it settles on any.
     pub fn deposits(&self) -> Option<&Arc<DepositFollower>> {
         self.deposits.as_ref()
+    }
+
+    /// The most of each token a post may move from the node's own account into a distributor.
+    pub fn funding_limits(&self) -> &FundingLimits {
+        &self.funding
     }
 
     /// Whether `account` may do operator work here.
@@ -286,6 +298,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Lets posts fund a distributor's shortfall in each token from the node's own account, up
+    /// to the limit given per token (none by default; the development token needs none).
+    pub fn funding_limits(mut self, funding: FundingLimits) -> NodeBuilder {
+        self.funding = funding;
+        self
+    }
+
     /// Opens every service: the boards, the keys and the gateway's catalogue are rebuilt from
     /// the log.
     pub fn open(self) -> Result<Node, NodeError> {
@@ -331,6 +350,7 @@ impl NodeBuilder {
             sessions: Arc::new(sessions),
             operators: self.operators,
             settlement: self.settlement,
+            funding: self.funding,
         })
     }
 }

@@ -127,6 +127,6 @@ impl Node {
             };
             Ok::<_, OperatorError>((current, previous))
         })?;
-        Ok(chains.post(&name, 0, &current, previous.as_ref())?)
+        Ok(chains.post(&name, 0, &current, previous.as_ref(), self.funding_limits())?)
     }
 }

@@ -13,9 +13,11 @@ use std::sync::Mutex;
 use caravan_chain::embedded::EMBEDDED_CHAIN_ID;
 use caravan_chain::rpc::RpcChain;
 use caravan_chain::settlement::{
-    DEPLOYMENT, Deployment, EpochRoot, Published, SettleError, Settlement, VaultDeposit,
+    DEPLOYMENT, Deployment, EpochRoot, FundingLimits, Published, SettleError, Settlement,
+    VaultDeposit,
 };
 use caravan_core::epoch::EpochBundle;
+use caravan_core::money::format_units;
 use caravan_core::{Address, Economy, Hash32, Leaf};
 use caravan_store::now_ms;
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,51 @@ fn settle_fault(error: SettleError) -> ChainsError {
             ChainsError::Node(error.to_string())
         }
     }
+}
+
+/// A post's failure; one for want of funds names the chain's distributor, the token, the
+/// amounts in whole tokens and the commands that fix it.
+fn underfunded_on(name: &str, bundle: &EpochBundle, error: SettleError) -> ChainsError {
+    let SettleError::Underfunded {
+        epoch,
+        token,
+        promised,
+        funded,
+        distributor,
+    } = error
+    else {
+        return settle_fault(error);
+    };
+    let shown = |amount: u128| match bundle.tokens.iter().find(|t| t.address == token) {
+        Some(known) => known.format(amount),
+        None => format!("{amount} base units of {token}"),
+    };
+    let missing = promised - funded;
+    let whole = bundle
+        .tokens
+        .iter()
+        .find(|t| t.address == token)
+        .map_or_else(
+            || missing.to_string(),
+            |known| format_units(missing, known.decimals),
+        );
+    ChainsError::Conflict(format!(
+        "epoch {epoch} promises {} on {name} but its distributor {distributor} holds {} of token {token}; fund the {} missing with `caravan chain fund {name} --token {token} --amount {whole}` from an account holding it, or let the node fund up to that much itself (`caravan serve --fund-limit {token}={whole}`)",
+        shown(promised),
+        shown(funded),
+        shown(missing),
+    ))
+}
+
+/// What [`Chains::activate_due`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// No root is pending (or the guardian paused it).
+    Nothing,
+    /// The pending root of `epoch` was activated.
+    Activated(u64),
+    /// The pending root of `epoch` can be activated from `from` (seconds).
+    Waiting { epoch: u64, from: u64 },
 }
 
 /// What posting an epoch came to.
@@ -522,16 +569,35 @@ impl Chains {
         self.dir.join(name)
     }
 
+    /// Activates the named chain's pending root when its delay is over by `now_s`. Deploys
+    /// nothing.
+    pub fn activate_due(&self, name: &str, now_s: u64) -> Result<Activation, ChainsError> {
+        let _busy = self.one_at_a_time();
+        let Some(mut settlement) = self.attach(name)? else {
+            return Ok(Activation::Nothing);
+        };
+        match settlement.pending_activation().map_err(settle_fault)? {
+            Some((epoch, from)) if from <= now_s => {
+                settlement.activate(now_s).map_err(settle_fault)?;
+                Ok(Activation::Activated(epoch))
+            }
+            Some((epoch, from)) => Ok(Activation::Waiting { epoch, from }),
+            None => Ok(Activation::Nothing),
+        }
+    }
+
     /// Posts `current`'s root on the named chain — its share of the epoch, checked against
-    /// `previous`'s share (nobody's cumulative amount goes down) — funding the development
-    /// token's shortfall first and activating at once when the chain has no delay (see
-    /// [`Settlement::publish`]). Posting an epoch the chain already holds changes nothing.
+    /// `previous`'s share (nobody's cumulative amount goes down) — funding shortfalls from the
+    /// node's account within `funding` first and activating at once when the chain has no delay
+    /// (see [`Settlement::publish`]). Posting an epoch the chain already holds (or a later one)
+    /// sends nothing, so a post retried after a failure or a restart never posts a root twice.
     pub fn post(
         &self,
         name: &str,
         delay: u64,
         current: &EpochBundle,
         previous: Option<&EpochBundle>,
+        funding: &FundingLimits,
     ) -> Result<PostOutcome, ChainsError> {
         let directory = self.directory()?;
         let chain = directory.by_name(name).map_err(|why| {
@@ -563,9 +629,10 @@ impl Chains {
                 previous
                     .as_ref()
                     .map(|share| share.epoch_root(current.epoch - 1)),
+                funding,
                 now_ms() / 1000,
             )
-            .map_err(settle_fault)?;
+            .map_err(|error| underfunded_on(name, current, error))?;
         Ok(PostOutcome::Posted {
             chain: chain.clone(),
             root: share.root,

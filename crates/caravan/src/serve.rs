@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caravan_core::Address;
+use caravan_chain::settlement::FundingLimits;
+use caravan_core::{Address, Economy};
 use caravan_node::Node;
 use caravan_node::gateway::ChargeDurability;
 use caravan_node::gateway::receipt::NodeSigner;
+use caravan_node::rhythm::{Beat, Rhythm};
 use caravan_node::sessions::SignInPolicy;
 use caravan_node::sessions::origin::PublicOrigin;
 use caravan_server::router;
+use caravan_store::now_ms;
 use clap::{Args, ValueEnum};
 
 use crate::StoreArgs;
@@ -61,7 +64,33 @@ pub struct ServeArgs {
     /// has the chain's confirmations (`caravan chain add --confirmations`).
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "CARAVAN_FOLLOW_EVERY")]
     follow_every: Duration,
+    /// Close an epoch this often while serving (`1h`, `1d`, …), unless nothing happened since
+    /// the last close: royalties propagate, the bundle is written to --bundles, and the root is
+    /// posted on the home chain (funded within --fund-limit) and activated once its delay is
+    /// over. A failed step is retried every few seconds, after a restart too, and a root is never
+    /// posted twice. Without it, epochs close only when asked (`POST /v1/epochs`).
+    #[arg(long, value_parser = parse_duration, env = "CARAVAN_EPOCH_EVERY")]
+    epoch_every: Option<Duration>,
+    /// Where --epoch-every writes each epoch's bundle, as `epoch-N.json` [default: epochs in the
+    /// data directory].
+    #[arg(long, env = "CARAVAN_BUNDLES_DIR")]
+    bundles: Option<PathBuf>,
+    /// Let a post fund the home distributor from the node's own account with up to AMOUNT whole
+    /// tokens of TOKEN (a registered token's address) when a root promises more than it holds,
+    /// as `0x…=250`. Repeat per token; none by default, so a shortfall stops the post with the
+    /// command that funds it. The development token of the embedded chain needs none.
+    #[arg(
+        long = "fund-limit",
+        value_name = "TOKEN=AMOUNT",
+        env = "CARAVAN_FUND_LIMITS",
+        value_delimiter = ','
+    )]
+    fund_limits: Vec<String>,
 }
+
+/// How often a node with `--epoch-every` looks whether a close is due or a step is left to
+/// retry.
+const RHYTHM_ROUND: Duration = Duration::from_secs(2);
 
 /// A duration as people write it: a whole number and a unit, `ms`, `s`, `m`, `h` or `d`
 /// (`500ms`, `30s`, `15m`, `1h`, `1d`).
@@ -119,6 +148,7 @@ impl From<Durability> for ChargeDurability {
 pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
+    let funding = funding_limits(journal.economy(), &args.fund_limits)?;
     let chains = crate::commands::settlement(store)?;
     let directory = match &chains {
         Some(chains) => chains.directory().map_err(|e| e.to_string())?,
@@ -152,6 +182,7 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
                 chain_ids,
             })
             .operators(args.operators.iter().copied())
+            .funding_limits(funding)
             .open()
             .map_err(|e| e.to_string())?,
     );
@@ -161,6 +192,13 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             Arc::clone(services.journal()),
             args.follow_every,
         )?;
+    }
+    if let Some(every) = args.epoch_every {
+        let bundles = args
+            .bundles
+            .clone()
+            .unwrap_or_else(|| store.data_dir.join("epochs"));
+        keep_rhythm(Arc::clone(&services), Rhythm::new(every, bundles, now_ms()))?;
     }
     let node = services.gateway().node();
     let mut app = router(services);
@@ -199,6 +237,97 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("the server stopped: {e}"))
     })
+}
+
+/// The `TOKEN=AMOUNT` limits given, in base units of registered tokens.
+fn funding_limits(economy: &Economy, given: &[String]) -> Result<FundingLimits, String> {
+    let mut limits = FundingLimits::new();
+    for pair in given {
+        let (token, whole) = pair.split_once('=').ok_or_else(|| {
+            format!("--fund-limit {pair:?}: write TOKEN=AMOUNT, such as 0x…=250 (whole tokens)")
+        })?;
+        let token: Address = token
+            .trim()
+            .parse()
+            .map_err(|e| format!("--fund-limit {pair:?}: {e}"))?;
+        let amount = crate::present::parse_amount(economy, &token, whole)
+            .map_err(|why| format!("--fund-limit {pair:?}: {why}"))?;
+        limits.insert(token, amount);
+    }
+    Ok(limits)
+}
+
+/// Beats the rhythm every [`RHYTHM_ROUND`] on a thread of its own, printing what each round
+/// did and what failed (tried again next round).
+fn keep_rhythm(node: Arc<Node>, mut rhythm: Rhythm) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("epochs".into())
+        .spawn(move || {
+            loop {
+                for beat in rhythm.beat(&node, now_ms()) {
+                    eprintln!("{}", describe(&node, &beat));
+                }
+                std::thread::sleep(RHYTHM_ROUND);
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start closing epochs: {e}"))
+}
+
+/// One line saying what a beat of the rhythm did.
+fn describe(node: &Node, beat: &Beat) -> String {
+    match beat {
+        Beat::Closed {
+            epoch,
+            root,
+            leaves,
+            payouts,
+            took,
+        } => format!(
+            "epoch {epoch} closed: root {root}, {leaves} leaves, {payouts} payouts ({} ms)",
+            took.as_millis()
+        ),
+        Beat::Written { epoch, path } => {
+            format!("epoch {epoch}'s bundle written to {}", path.display())
+        }
+        Beat::Posted {
+            epoch,
+            chain,
+            root,
+            leaves,
+            published,
+            delay,
+        } => {
+            let funded = node.journal().read(|j| {
+                published
+                    .funded_now
+                    .iter()
+                    .map(|(token, amount)| crate::present::amount(j.economy(), token, *amount))
+                    .collect::<Vec<_>>()
+            });
+            format!(
+                "epoch {epoch}'s root {root} posted on {} ({leaves} leaves, {} gas{}){}",
+                chain.name,
+                published.posted.gas_used,
+                if funded.is_empty() {
+                    String::new()
+                } else {
+                    format!("; funded the distributor with {}", funded.join(", "))
+                },
+                if published.activated {
+                    ": active, claims are open".to_owned()
+                } else {
+                    format!(": activated once its {delay} s delay is over")
+                }
+            )
+        }
+        Beat::Activated { chain, epoch } => {
+            format!("epoch {epoch}'s root activated on {chain}: claims are open")
+        }
+        Beat::Failed { step, why } => {
+            format!("{step} failed (trying again in {RHYTHM_ROUND:?}): {why}")
+        }
+    }
 }
 
 /// Reads the chains for deposits every `every` on a thread of its own, printing each deposit

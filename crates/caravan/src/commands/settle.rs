@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use caravan_chain::settlement::Settlement;
+use caravan_chain::settlement::{FundingLimits, Settlement};
 use caravan_core::epoch::{EpochBundle, verify_bundle};
 use caravan_core::{Address, MerkleTree};
 use caravan_node::settlement::{ChainShare, PostOutcome};
@@ -105,7 +105,13 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
     };
     let name = &args.chain.name(store)?;
     let outcome = super::chains::chains(store)?
-        .post(name, args.chain.delay, &current, previous.as_ref())
+        .post(
+            name,
+            args.chain.delay,
+            &current,
+            previous.as_ref(),
+            &FundingLimits::new(),
+        )
         .map_err(|e| e.to_string())?;
     match outcome {
         PostOutcome::NothingToPost { .. } => {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use caravan_chain::settlement::Settlement;
+use caravan_chain::settlement::{FundingLimits, Settlement};
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{EpochOutcome, Token};
 use caravan_store::now_ms;
@@ -22,12 +22,12 @@ pub fn settle_and_claim(
     let mut chain = Settlement::open_embedded(&dir.join("chains/embedded"), 0, now)
         .map_err(|e| e.to_string())?;
     let published = chain
-        .publish(bundle.into(), None, now)
+        .publish(bundle.into(), None, &FundingLimits::new(), now)
         .map_err(|e| e.to_string())?;
     println!(
         "\nsettled on the embedded chain: distributor {} funded with {}, root posted ({} gas){}",
         chain.deployment().distributor,
-        usdc.format(published.funded_now),
+        usdc.format(published.funded_now.iter().map(|(_, funded)| funded).sum()),
         published.posted.gas_used,
         if published.activated {
             " and active"
