@@ -103,6 +103,12 @@ pub enum StoreError {
         "this store was written by a newer caravan (schema version {found}, this build knows up to {known}); upgrade caravan"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "this store is at schema version {found} and this caravan reads version {known}: a writer must upgrade it first (start `caravan serve` on it, or run any command that writes, once)"
+    )]
+    SchemaTooOld { found: i64, known: i64 },
+    #[error("{0}")]
+    NoStore(String),
 }
 
 impl From<postgres::Error> for StoreError {
@@ -258,6 +264,23 @@ pub(crate) fn pending_migrations<'a>(
         .enumerate()
         .skip(version as usize)
         .map(|(index, sql)| (index as i64 + 1, *sql)))
+}
+
+/// Checks that a store opened only to read is at the schema this build knows: a reader never
+/// migrates, so an older store is left for a writer to upgrade.
+pub(crate) fn check_schema(version: i64, migrations: &[&str]) -> Result<(), StoreError> {
+    let known = migrations.len() as i64;
+    match version.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        }),
+        std::cmp::Ordering::Less => Err(StoreError::SchemaTooOld {
+            found: version,
+            known,
+        }),
+    }
 }
 
 /// A URL with any password replaced, safe to print.

@@ -86,13 +86,26 @@ impl Journal {
         Ok(Journal::opened(location, log, economy, report))
     }
 
-    /// Opens the store by replaying every event from the start, ignoring snapshots, and checks
-    /// that each kept snapshot equals the state the replay reaches at its point.
+    /// Opens the store at `location` only to read, as [`Journal::open`] does, beside a node that
+    /// may be serving from it: no lock is taken and nothing can be written (see
+    /// [`EventLog::open_reader`]). What it shows is the store as of its opening.
+    pub fn open_reader(
+        location: Location,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Journal, JournalError> {
+        let log = EventLog::open_reader(&location)?;
+        let (economy, report) = restore(&log, progress)?;
+        Ok(Journal::opened(location, log, economy, report))
+    }
+
+    /// Opens the store only to read (as [`Journal::open_reader`] does) by replaying every event
+    /// from the start, ignoring snapshots, and checks that each kept snapshot equals the state
+    /// the replay reaches at its point.
     pub fn open_verifying(
         location: Location,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Journal, JournalError> {
-        let log = EventLog::open(&location)?;
+        let log = EventLog::open_reader(&location)?;
         let snapshots = log.snapshots()?;
         let mut report = OpenReport::default();
         let mut checkpoints = snapshots.iter().peekable();
@@ -297,13 +310,33 @@ impl Journal {
     /// Closes the epoch and stores its `EpochClosed` event, its bundle and a snapshot of the
     /// state after it in one transaction.
     pub fn close_epoch(&mut self) -> Result<(EpochOutcome, EpochBundle), JournalError> {
+        let (outcome, bundle, ticket) = self.close_epoch_pipelined()?;
+        self.settle(ticket)?;
+        Ok((outcome, bundle))
+    }
+
+    /// [`Journal::close_epoch`] without waiting for the commit: the close is applied in memory
+    /// and its event, bundle and snapshot are queued for the store as one transaction, so the
+    /// caller can let others go on while the store writes them. Settle the ticket before telling
+    /// anyone the epoch is closed.
+    pub fn close_epoch_pipelined(
+        &mut self,
+    ) -> Result<(EpochOutcome, EpochBundle, AppendTicket), JournalError> {
         let at_ms = now_ms();
         let (outcome, envelope, body) = self.economy.close_epoch(at_ms)?;
         let bundle = self
             .economy
             .epoch_bundle(&outcome, envelope.seq, envelope.hash, at_ms);
-        let json = serde_json::to_vec(&bundle).expect("bundles always serialise");
-        let state = self.economy.encode_state();
+        // The bundle's JSON and the state's encoding are independent: make them side by side.
+        let (json, state) = std::thread::scope(|scope| {
+            let json =
+                scope.spawn(|| serde_json::to_vec(&bundle).expect("bundles always serialise"));
+            let state = self.economy.encode_state();
+            (
+                json.join().expect("serialising a bundle does not panic"),
+                state,
+            )
+        });
         let attachments = Attachments {
             bundles: vec![BundleRow {
                 epoch: outcome.epoch,
@@ -325,8 +358,7 @@ impl Journal {
             lane: Lane::Bulk,
         };
         let ticket = self.log.append(vec![row], attachments);
-        self.settle(ticket)?;
-        Ok((outcome, bundle))
+        Ok((outcome, bundle, ticket))
     }
 
     /// The stored bundle of `epoch`, if that epoch is closed.

@@ -58,6 +58,15 @@ impl Location {
         Ok(())
     }
 
+    /// Opens a connection only to read, beside whatever writer holds the store (see
+    /// [`SqliteBackend::open_reader`] and [`PostgresBackend::connect_reader`]).
+    pub fn connect_reader(&self) -> Result<Box<dyn Backend>, StoreError> {
+        Ok(match self {
+            Location::DataDir(dir) => Box::new(SqliteBackend::open_reader(dir)?),
+            Location::Postgres(url) => Box::new(PostgresBackend::connect_reader(url)?),
+        })
+    }
+
     /// Opens a connection, creating the store and running migrations when needed.
     pub fn connect(&self) -> Result<Box<dyn Backend>, StoreError> {
         Ok(match self {

@@ -101,6 +101,8 @@ impl AppendTicket {
 }
 
 pub struct EventLog {
+    /// Opened only to read ([`EventLog::open_reader`]): reopening stays a reader.
+    reader: bool,
     requests: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     stats: Arc<CommitCounters>,
@@ -123,7 +125,19 @@ pub struct CommitStats {
 impl EventLog {
     /// Connects to `location` (creating and migrating the store if needed) and starts the writer.
     pub fn open(location: &Location) -> Result<EventLog, StoreError> {
-        let backend = location.connect()?;
+        EventLog::start(location.connect()?, false)
+    }
+
+    /// Connects to `location` only to read (see [`Location::connect_reader`]): beside a node
+    /// serving from the same store, every append fails and every read works.
+    pub fn open_reader(location: &Location) -> Result<EventLog, StoreError> {
+        EventLog::start(location.connect_reader()?, true)
+    }
+
+    fn start(
+        backend: Box<dyn crate::backend::Backend>,
+        reader: bool,
+    ) -> Result<EventLog, StoreError> {
         let (requests, queue) = channel();
         let stats = Arc::new(CommitCounters::default());
         let counters = Arc::clone(&stats);
@@ -132,6 +146,7 @@ impl EventLog {
             .spawn(move || run_writer(backend, queue, &counters))
             .map_err(|e| StoreError::Io(format!("cannot start the log writer thread: {e}")))?;
         Ok(EventLog {
+            reader,
             requests: Some(requests),
             writer: Some(writer),
             stats,
@@ -297,7 +312,10 @@ impl EventLog {
     /// before the new one is taken. If connecting fails, every later request fails too.
     pub fn reopen(&mut self, location: &Location) -> Result<(), StoreError> {
         self.shut_down();
-        *self = EventLog::open(location)?;
+        *self = match self.reader {
+            true => EventLog::open_reader(location)?,
+            false => EventLog::open(location)?,
+        };
         Ok(())
     }
 

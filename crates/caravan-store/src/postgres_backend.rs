@@ -9,8 +9,8 @@ use caravan_core::{Hash32, Lane};
 
 use crate::backend::{
     AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
-    StoreError, answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations,
-    redact, session_account, to_i64,
+    StoreError, answer_fingerprint, answers_expired_by, check_schema, hash_from, lane_from,
+    pending_migrations, redact, session_account, to_i64,
 };
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
@@ -110,12 +110,47 @@ impl PostgresBackend {
             )));
         }
         backend.migrate()?;
-        let lanes_from: i64 = backend
+        backend.read_lanes_from()?;
+        Ok(backend)
+    }
+
+    /// Connects to the store at `url` only to read, beside a writer that may be serving from
+    /// it: the writer's lock is not taken, nothing is created or migrated, and the session is
+    /// read-only, so every write fails. Each read sees committed transactions whole.
+    pub fn connect_reader(url: &str) -> Result<PostgresBackend, StoreError> {
+        let mut client = crate::postgres_tls::connect(url)?;
+        client.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+        let created: bool = client
+            .query_one("SELECT to_regclass('caravan_schema') IS NOT NULL", &[])?
+            .get(0);
+        let version: Option<i64> = match created {
+            true => client
+                .query_opt("SELECT version FROM caravan_schema", &[])?
+                .map(|row| row.get(0)),
+            false => None,
+        };
+        let Some(version) = version else {
+            return Err(StoreError::NoStore(format!(
+                "the database at {} holds no caravan store; start one with `caravan init --database …`",
+                redact(url)
+            )));
+        };
+        check_schema(version, MIGRATIONS)?;
+        let mut backend = PostgresBackend {
+            client,
+            lanes_from: 0,
+        };
+        backend.read_lanes_from()?;
+        Ok(backend)
+    }
+
+    fn read_lanes_from(&mut self) -> Result<(), StoreError> {
+        let lanes_from: i64 = self
             .client
             .query_one("SELECT from_seq FROM lanes", &[])?
             .get(0);
-        backend.lanes_from = lanes_from as u64;
-        Ok(backend)
+        self.lanes_from = lanes_from as u64;
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {

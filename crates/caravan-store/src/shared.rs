@@ -65,11 +65,20 @@ impl SharedJournal {
         }
     }
 
-    /// Closes the epoch (see [`Journal::close_epoch`]); submissions wait while it runs.
+    /// Closes the epoch (see [`Journal::close_epoch`]) and returns once it is durable.
+    /// Submissions wait while the close is worked out; the journal is free again while the store
+    /// writes it (their own commits follow it in order).
     pub fn close_epoch(
         &self,
     ) -> Result<(caravan_core::EpochOutcome, caravan_core::epoch::EpochBundle), JournalError> {
-        self.lock().close_epoch()
+        let (outcome, bundle, commit) = {
+            let mut journal = self.lock();
+            let generation = journal.generation();
+            let (outcome, bundle, ticket) = journal.close_epoch_pipelined()?;
+            (outcome, bundle, QueuedCommit { ticket, generation })
+        };
+        self.await_commit(commit)?;
+        Ok((outcome, bundle))
     }
 
     /// Waits until a detached submission (see [`PendingSubmission::detach`]) is durable. When the

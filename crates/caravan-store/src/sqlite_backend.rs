@@ -4,14 +4,14 @@
 use std::fs::{self, File, TryLockError};
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use caravan_core::{Hash32, Lane};
 
 use crate::backend::{
     AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
-    StoreError, answer_fingerprint, answers_expired_by, hash_from, lane_from, pending_migrations,
-    session_account, to_i64,
+    StoreError, answer_fingerprint, answers_expired_by, check_schema, hash_from, lane_from,
+    pending_migrations, session_account, to_i64,
 };
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
@@ -77,7 +77,8 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteBackend {
     connection: Connection,
     lanes_from: u64,
-    _lock: File,
+    /// The writer's exclusive lock on the data directory; readers take none.
+    _lock: Option<File>,
 }
 
 impl SqliteBackend {
@@ -113,15 +114,47 @@ impl SqliteBackend {
         let mut backend = SqliteBackend {
             connection,
             lanes_from: 0,
-            _lock: lock,
+            _lock: Some(lock),
         };
         backend.migrate()?;
-        let lanes_from: i64 =
-            backend
-                .connection
-                .query_row("SELECT from_seq FROM lanes", [], |row| row.get(0))?;
-        backend.lanes_from = lanes_from as u64;
+        backend.read_lanes_from()?;
         Ok(backend)
+    }
+
+    /// Opens the store in `dir` only to read, beside a writer that may be serving from it: no
+    /// lock is taken, nothing is created or migrated, and every write fails. SQLite's
+    /// write-ahead log lets the reader see each commit whole while the writer goes on.
+    pub fn open_reader(dir: &Path) -> Result<SqliteBackend, StoreError> {
+        let path = dir.join("caravan.db");
+        if !path.exists() {
+            return Err(StoreError::NoStore(format!(
+                "there is no caravan store in {}; start one with `caravan init`, or choose the directory with --data-dir",
+                dir.display()
+            )));
+        }
+        let connection = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.pragma_update(None, "cache_size", -65_536)?;
+        let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        check_schema(version, MIGRATIONS)?;
+        let mut backend = SqliteBackend {
+            connection,
+            lanes_from: 0,
+            _lock: None,
+        };
+        backend.read_lanes_from()?;
+        Ok(backend)
+    }
+
+    fn read_lanes_from(&mut self) -> Result<(), StoreError> {
+        let lanes_from: i64 =
+            self.connection
+                .query_row("SELECT from_seq FROM lanes", [], |row| row.get(0))?;
+        self.lanes_from = lanes_from as u64;
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {

@@ -173,6 +173,57 @@ fn a_second_writer_is_refused_with_a_clear_error(scratch: Scratch) {
     assert!(error.contains("another caravan process"), "{error}");
 }
 
+fn a_reader_opens_beside_the_writer_sees_its_commits_and_cannot_write(scratch: Scratch) {
+    let before = Journal::open_reader(scratch.location.clone(), &mut |_, _| {})
+        .err()
+        .expect("no store yet: nothing to read")
+        .to_string();
+    assert!(before.contains("no caravan store"), "{before}");
+    let mut writer = open(&scratch.location);
+    seed_economy(&mut writer);
+    writer.close_epoch().unwrap();
+    let mut reader = Journal::open_reader(scratch.location.clone(), &mut |_, _| {})
+        .expect("a reader opens while the writer holds the store");
+    assert_eq!(reader.economy().head(), writer.economy().head());
+    assert_eq!(
+        reader.bundle(1).unwrap().map(|bundle| bundle.root),
+        Some(writer.economy().epochs()[0].root)
+    );
+    let refused = reader.submit(vec![Event::TokenRegistered(Token {
+        address: Address::from_label("eurc"),
+        symbol: "EURC".into(),
+        decimals: 6,
+    })]);
+    assert!(refused.is_err(), "a reader writes nothing");
+    drop(reader);
+    writer
+        .submit(vec![Event::TokenRegistered(Token {
+            address: Address::from_label("eurc"),
+            symbol: "EURC".into(),
+            decimals: 6,
+        })])
+        .unwrap();
+    let later = Journal::open_reader(scratch.location.clone(), &mut |_, _| {}).unwrap();
+    assert_eq!(later.economy().head(), writer.economy().head());
+    let verified = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {}).unwrap();
+    assert_eq!(verified.economy().head(), writer.economy().head());
+
+    drop(writer);
+    let mut alone = Journal::open_reader(scratch.location.clone(), &mut |_, _| {}).unwrap();
+    assert!(
+        alone
+            .submit(vec![Event::AssetRegistered(dataset("more"))])
+            .is_err()
+    );
+    let _writer = Journal::open(scratch.location.clone(), &mut |_, _| {})
+        .expect("a reader whose write failed stays a reader and holds no lock");
+    assert!(
+        alone
+            .submit(vec![Event::AssetRegistered(dataset("more"))])
+            .is_err()
+    );
+}
+
 fn a_conflicting_batch_is_rolled_back_whole(scratch: Scratch) {
     let log = EventLog::open(&scratch.location).unwrap();
     let row = |seq| EventRow {
@@ -927,6 +978,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
             $($ignore)* #[test] fn epoch_bundles_are_stored_with_their_event() { super::epoch_bundles_are_stored_with_their_event($scratch) }
             $($ignore)* #[test] fn a_second_writer_is_refused_with_a_clear_error() { super::a_second_writer_is_refused_with_a_clear_error($scratch) }
+            $($ignore)* #[test] fn a_reader_opens_beside_the_writer_sees_its_commits_and_cannot_write() { super::a_reader_opens_beside_the_writer_sees_its_commits_and_cannot_write($scratch) }
             $($ignore)* #[test] fn a_conflicting_batch_is_rolled_back_whole() { super::a_conflicting_batch_is_rolled_back_whole($scratch) }
             $($ignore)* #[test] fn a_tampered_log_fails_to_open() { super::a_tampered_log_fails_to_open($scratch, $tamper) }
             $($ignore)* #[test] fn a_store_from_a_newer_caravan_is_refused() { super::a_store_from_a_newer_caravan_is_refused($scratch, $bump) }

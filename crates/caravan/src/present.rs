@@ -64,7 +64,14 @@ pub fn open_journal(store: &StoreArgs) -> Result<Journal, String> {
     open_with(store, Journal::open)
 }
 
-/// Opens the store by replaying every event and checking every snapshot against the replay.
+/// Opens the store only to read, beside a node that may be serving from it (see
+/// [`Journal::open_reader`]): for commands that show and check, never for ones that write.
+pub fn open_reader(store: &StoreArgs) -> Result<Journal, String> {
+    open_with(store, Journal::open_reader)
+}
+
+/// Opens the store only to read by replaying every event and checking every snapshot against
+/// the replay; works beside a serving node too.
 pub fn open_journal_verifying(store: &StoreArgs) -> Result<Journal, String> {
     open_with(store, Journal::open_verifying)
 }

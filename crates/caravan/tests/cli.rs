@@ -2133,3 +2133,92 @@ fn a_delayed_root_waits_before_claims_open() {
         "{other_delay}"
     );
 }
+
+/// Waits up to a minute for `written` to contain `wanted`; everything written so far when it
+/// does not.
+fn wait_for(written: &std::sync::Mutex<String>, wanted: &str) -> Result<(), String> {
+    for _ in 0..600 {
+        if written.lock().unwrap().contains(wanted) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(written.lock().unwrap().clone())
+}
+
+/// A node serving with `--epoch-every` closes the epoch in which calls were paid, writes its
+/// bundle and posts and activates its root on the home chain by itself; meanwhile the read
+/// commands work on the same data directory (a writer is still refused), and a restarted node
+/// posts nothing twice.
+#[test]
+fn a_serving_node_closes_and_posts_epochs_on_schedule_while_read_commands_run_beside_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let asset = store_with_paid_asset(dir);
+    let token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    let payer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let node = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
+    ok(&caravan(
+        dir,
+        &[
+            "deposit", "--payer", payer, "--token", token, "--amount", "100",
+        ],
+    ));
+    let record = [
+        "usage", "record", "--asset", &asset, "--payer", payer, "--node", node, "--calls", "10",
+    ];
+    ok(&caravan(dir, &record));
+
+    let (mut server, _, written) = start_logged_serve(dir, &["--epoch-every", "1s"], &[]);
+    let settled = wait_for(&written, "claims are open");
+    let balances = caravan(dir, &["balances", "--account", node]);
+    let shown = caravan(dir, &["epoch", "show"]);
+    let listed = caravan(dir, &["asset", "list"]);
+    let asset_shown = caravan(dir, &["asset", "show", &asset]);
+    let verified = caravan(dir, &["log", "verify"]);
+    let writer = caravan(dir, &record);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = written.lock().unwrap().clone();
+    settled.unwrap_or_else(|log| panic!("no root was activated:\n{log}"));
+    assert!(log.contains("epoch 1 closed: root 0x"), "{log}");
+    assert!(
+        log.contains("epoch 1's root 0x") && log.contains("posted on embedded"),
+        "{log}"
+    );
+    assert!(!log.contains("failed"), "{log}");
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("epochs/epoch-1.json")).unwrap()).unwrap();
+    assert_eq!(bundle["epoch"], 1);
+
+    assert!(ok(&balances).contains("USDC"), "{}", ok(&balances));
+    assert!(
+        ok(&shown).contains(&format!(
+            "epoch 1  root {}",
+            bundle["root"].as_str().unwrap()
+        )),
+        "{}",
+        ok(&shown)
+    );
+    assert!(ok(&listed).contains(&asset), "{}", ok(&listed));
+    assert!(
+        ok(&asset_shown).contains("support-ticket-intents"),
+        "{}",
+        ok(&asset_shown)
+    );
+    ok(&verified);
+    assert!(
+        failure(&writer).contains("another caravan process is using the data directory"),
+        "a writer is still refused while the node serves"
+    );
+
+    let (mut server, _, written) = start_logged_serve(dir, &["--epoch-every", "1s"], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = written.lock().unwrap().clone();
+    assert!(
+        !log.contains("closed") && !log.contains("posted") && !log.contains("failed"),
+        "a restarted node with nothing new closes and posts nothing:\n{log}"
+    );
+}

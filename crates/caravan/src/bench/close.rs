@@ -1,10 +1,12 @@
 //! (b) Epoch close at scale: 10,000 assets, 200,000 contributors, millions of calls — in memory,
 //! and durably through the store with the bundle written.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use caravan_core::*;
-use caravan_store::{Journal, Location};
+use caravan_store::{Journal, Location, SharedJournal};
 
 use super::pipeline::store_events;
 use super::workload::CloseWorkload;
@@ -81,4 +83,67 @@ pub fn measure_durable_close(
         },
         bundle_bytes,
     ))
+}
+
+/// What a paid call saw while an epoch closed.
+pub struct ClosePause {
+    /// The longest a call waited for its charge to be durable while the close ran.
+    pub longest_ms: f64,
+    /// The median wait of the calls outside the close.
+    pub usual_ms: f64,
+    /// How long the close took.
+    pub close_seconds: f64,
+    /// Calls answered while the close ran.
+    pub answered_during: usize,
+}
+
+/// Reopens the store `measure_durable_close` left, keeps one caller charging usage (each
+/// charge durable before the next, as `committed` paid calls are) and closes the next epoch
+/// meanwhile: the longest wait a call saw overlapping the close is the pause.
+pub fn measure_close_pause(
+    location: &Location,
+    workload: &CloseWorkload,
+    calls: u64,
+) -> Result<ClosePause, String> {
+    let journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let shared = Arc::new(SharedJournal::new(journal));
+    let stop = Arc::new(AtomicBool::new(false));
+    let origin = Instant::now();
+    let caller = {
+        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        let usage: Vec<Event> = (0..4_096)
+            .map(|n| workload.usage(calls as usize + n))
+            .collect();
+        std::thread::spawn(move || {
+            let mut waits = Vec::new();
+            for event in usage.iter().cycle() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let started = origin.elapsed();
+                shared
+                    .submit(vec![event.clone()])
+                    .expect("bench usage is valid");
+                waits.push((started, origin.elapsed()));
+            }
+            waits
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let close_from = origin.elapsed();
+    shared.close_epoch().map_err(|e| e.to_string())?;
+    let close_to = origin.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let waits = caller.join().map_err(|_| "the caller thread panicked")?;
+    let (during, outside): (Vec<_>, Vec<_>) = waits
+        .iter()
+        .partition(|(from, to)| *from < close_to && *to > close_from);
+    let millis = |(from, to): &(Duration, Duration)| (*to - *from).as_secs_f64() * 1e3;
+    Ok(ClosePause {
+        longest_ms: during.iter().copied().map(millis).fold(0.0, f64::max),
+        usual_ms: super::median(outside.iter().copied().map(millis).collect()),
+        close_seconds: (close_to - close_from).as_secs_f64(),
+        answered_during: during.len(),
+    })
 }

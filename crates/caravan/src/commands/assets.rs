@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use super::submit_one;
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, parse_amount, read_input, table};
+use crate::present::{amount, open_journal, open_reader, parse_amount, read_input, table};
 
 #[derive(Subcommand)]
 pub enum AssetCommand {
@@ -43,36 +43,37 @@ pub enum AssetCommand {
 }
 
 pub fn asset(store: &StoreArgs, command: AssetCommand) -> Result<(), String> {
-    let mut journal = open_journal(store)?;
     match command {
-        AssetCommand::Anchor { chain } => anchor(store, &journal, &chain)?,
+        AssetCommand::Anchor { chain } => anchor(store, &open_reader(store)?, &chain)?,
         AssetCommand::Register { manifest } => {
             let text = read_input(&manifest)?;
             let mut parsed: Manifest = serde_json::from_str(&text)
                 .map_err(|e| format!("manifest {} is not valid: {e}", manifest.display()))?;
             parsed.normalise();
             let id = parsed.id();
-            submit_one(&mut journal, Event::AssetRegistered(parsed))?;
+            submit_one(&mut open_journal(store)?, Event::AssetRegistered(parsed))?;
             println!("{id}");
         }
-        AssetCommand::Show { id } => show_asset(&journal, &id)?,
-        AssetCommand::List => {
-            let economy = journal.economy();
-            let mut t = table(&["#", "id", "kind", "name", "parents", "licence"], &[0, 4]);
-            for (position, asset) in economy.lineage().iter().enumerate() {
-                t.add_row(vec![
-                    position.to_string(),
-                    asset.id.to_string(),
-                    asset.manifest.kind.name().into(),
-                    asset.manifest.name.clone(),
-                    asset.manifest.parents.len().to_string(),
-                    licence_text(economy, &asset.manifest.licence),
-                ]);
-            }
-            println!("{t}");
-        }
+        AssetCommand::Show { id } => show_asset(&open_reader(store)?, &id)?,
+        AssetCommand::List => list_assets(open_reader(store)?.economy()),
     }
     Ok(())
+}
+
+/// Every registered asset, in the order registered.
+fn list_assets(economy: &Economy) {
+    let mut t = table(&["#", "id", "kind", "name", "parents", "licence"], &[0, 4]);
+    for (position, asset) in economy.lineage().iter().enumerate() {
+        t.add_row(vec![
+            position.to_string(),
+            asset.id.to_string(),
+            asset.manifest.kind.name().into(),
+            asset.manifest.name.clone(),
+            asset.manifest.parents.len().to_string(),
+            licence_text(economy, &asset.manifest.licence),
+        ]);
+    }
+    println!("{t}");
 }
 
 pub fn licence_text(economy: &Economy, licence: &Licence) -> String {

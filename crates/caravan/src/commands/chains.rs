@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use crate::StoreArgs;
 use crate::outgoing::http_client;
-use crate::present::{open_journal, table};
+use crate::present::{open_journal, open_reader, table};
 
 pub use caravan_node::settlement::EMBEDDED;
 
@@ -174,7 +174,7 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
             token,
             amount: whole,
         } => {
-            let journal = open_journal(store)?;
+            let journal = open_reader(store)?;
             let economy = journal.economy();
             let value = crate::present::parse_amount(economy, &token, &whole)?;
             let mut chain = chains.open(&name, 0).map_err(|e| e.to_string())?;

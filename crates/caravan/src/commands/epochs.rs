@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use super::ensure_genesis;
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, proof_json, table};
+use crate::present::{amount, open_journal, open_reader, proof_json, table};
 
 #[derive(Subcommand)]
 pub enum EpochCommand {
@@ -66,7 +66,7 @@ pub fn epoch(store: &StoreArgs, command: EpochCommand) -> Result<(), String> {
             account,
             out,
         } => {
-            let journal = open_journal(store)?;
+            let journal = open_reader(store)?;
             let latest = journal
                 .economy()
                 .epochs()

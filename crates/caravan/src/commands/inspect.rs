@@ -5,7 +5,7 @@ use caravan_core::*;
 use clap::{Args, Subcommand};
 
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, open_journal_verifying, table};
+use crate::present::{amount, open_journal_verifying, open_reader, table};
 
 #[derive(Args)]
 pub struct BalancesArgs {
@@ -22,7 +22,7 @@ pub struct BalancesArgs {
 }
 
 pub fn balances(store: &StoreArgs, args: BalancesArgs) -> Result<(), String> {
-    let journal = open_journal(store)?;
+    let journal = open_reader(store)?;
     let economy = journal.economy();
     let mut rows: Vec<(AccountRef, Address, Balance)> = economy
         .ledger()

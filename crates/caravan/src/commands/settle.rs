@@ -11,7 +11,7 @@ use caravan_store::{Journal, now_ms};
 use clap::Args;
 
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, table};
+use crate::present::{amount, open_reader, table};
 
 use super::chains::EMBEDDED;
 
@@ -92,7 +92,7 @@ fn bundle(journal: &Journal, epoch: u64) -> Result<EpochBundle, String> {
 /// Posts the epoch's root (funding the distributor on the development chain with what the root
 /// promises beyond what it holds), then activates it if its delay allows.
 pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
-    let journal = open_journal(store)?;
+    let journal = open_reader(store)?;
     let latest = journal.economy().next_epoch() - 1;
     let epoch = args.epoch.unwrap_or(latest);
     if epoch == 0 {
@@ -168,7 +168,7 @@ pub fn activate(store: &StoreArgs, chain_arg: ChainArg) -> Result<(), String> {
 
 /// Claims every token the account is owed under the active root.
 pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
-    let journal = open_journal(store)?;
+    let journal = open_reader(store)?;
     let name = args.chain.name(store)?;
     let mut chain = open_chain(store, &name, &args.chain)?;
     let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
@@ -265,7 +265,7 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
             serde_json::from_str::<EpochBundle>(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?
         }
-        None => bundle(&open_journal(store)?, args.epoch)?,
+        None => bundle(&open_reader(store)?, args.epoch)?,
     };
     if published.epoch != args.epoch {
         return Err(format!(
@@ -298,7 +298,7 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
         );
         return Ok(());
     }
-    let ours = bundle(&open_journal(store)?, args.epoch)
+    let ours = bundle(&open_reader(store)?, args.epoch)
         .ok()
         .map(|ours| share_of(&ours, store, &name))
         .transpose()?;
