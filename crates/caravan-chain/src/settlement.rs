@@ -37,6 +37,10 @@ pub struct Deployment {
     pub guardian: Address,
     /// Seconds a posted root waits before it can be activated.
     pub delay: u64,
+    /// The chain's newest block just before the contracts were deployed: their logs come after
+    /// it (0 in records written before it was kept, so those are read from the first block).
+    #[serde(default)]
+    pub first_block: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,17 @@ pub struct VaultDeposit {
     /// Who sent the money.
     pub from: caravan_core::Address,
     pub amount: u128,
+}
+
+/// What the distributor logged about a root: that it was posted, or activated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootLog {
+    /// `true` for `RootActivated`, `false` for `RootPosted`.
+    pub activated: bool,
+    pub epoch: u64,
+    pub root: caravan_core::Hash32,
+    pub block: u64,
+    pub tx: caravan_core::Hash32,
 }
 
 /// What posting an epoch needs: its number, its root and the leaves the root commits to. An
@@ -319,6 +334,47 @@ impl Settlement {
                 })
             })
             .collect()
+    }
+
+    /// What the distributor logged in blocks `from..=to` about roots (posted and activated),
+    /// in chain order: the chain's own record of every epoch ever posted there.
+    pub fn root_logs(&mut self, from: u64, to: u64) -> Result<Vec<RootLog>, SettleError> {
+        let distributor = self.deployment.distributor;
+        let mut logs = Vec::new();
+        for (activated, topic) in [
+            (false, RoyaltyDistributor::RootPosted::SIGNATURE_HASH),
+            (true, RoyaltyDistributor::RootActivated::SIGNATURE_HASH),
+        ] {
+            for log in self.chain.logs(distributor, topic, from, to)? {
+                let undecodable = |e: alloy_sol_types::Error| {
+                    SettleError::Chain(ChainFault::Call(format!(
+                        "the distributor {distributor} logged a root in transaction {} that does not decode: {e}",
+                        log.tx
+                    )))
+                };
+                let (epoch, root) = if activated {
+                    let event = RoyaltyDistributor::RootActivated::decode_log_data(&log.data)
+                        .map_err(undecodable)?;
+                    (event.epoch, event.root)
+                } else {
+                    let event = RoyaltyDistributor::RootPosted::decode_log_data(&log.data)
+                        .map_err(undecodable)?;
+                    (event.epoch, event.root)
+                };
+                logs.push((
+                    (log.block, log.log_index),
+                    RootLog {
+                        activated,
+                        epoch,
+                        root: caravan_core::Hash32(root.0),
+                        block: log.block,
+                        tx: caravan_core::Hash32(log.tx.0),
+                    },
+                ));
+            }
+        }
+        logs.sort_by_key(|(place, _)| *place);
+        Ok(logs.into_iter().map(|(_, log)| log).collect())
     }
 
     /// Checks `bundle` against the previous posted one (nobody's cumulative amount goes down)
@@ -630,6 +686,7 @@ fn deploy_vault(
 
 fn deploy(chain: &mut dyn Chain, delay: u64, at: u64) -> Result<Deployment, SettleError> {
     let node = chain.sender();
+    let first_block = chain.head()?;
     let mut create = |what: &str, mut code: Vec<u8>, args: Vec<u8>| {
         code.extend(args);
         chain
@@ -676,6 +733,7 @@ fn deploy(chain: &mut dyn Chain, delay: u64, at: u64) -> Result<Deployment, Sett
         poster: node,
         guardian: node,
         delay,
+        first_block,
     })
 }
 

@@ -132,6 +132,46 @@ fn underfunded_on(name: &str, bundle: &EpochBundle, error: SettleError) -> Chain
     ))
 }
 
+/// An epoch's root as the chain's own record has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedRoot {
+    pub epoch: u64,
+    pub root: Hash32,
+    /// Where it was posted: block and transaction.
+    pub posted: (u64, Hash32),
+    /// Where it was activated, if it was.
+    pub activated: Option<(u64, Hash32)>,
+    pub state: RootState,
+}
+
+/// Where a posted root stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootState {
+    /// Claims are checked against it now.
+    Active,
+    /// Waiting out the distributor's delay; activatable from `from` (seconds).
+    Pending { from: u64 },
+    /// The guardian stopped it during its delay: it is never activated.
+    Paused,
+    /// It was active; a later epoch's root replaced it (cumulative, so it owes nothing more).
+    Superseded,
+    /// A later root was posted over it while it was paused; it never became active.
+    NeverActivated,
+}
+
+impl RootState {
+    /// The state in a word or two, as people read it.
+    pub fn describe(self) -> String {
+        match self {
+            RootState::Active => "active".into(),
+            RootState::Pending { from } => format!("pending (activatable from {from} s)"),
+            RootState::Paused => "paused by the guardian".into(),
+            RootState::Superseded => "superseded by a later epoch".into(),
+            RootState::NeverActivated => "never activated (paused, then replaced)".into(),
+        }
+    }
+}
+
 /// What [`Chains::activate_due`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -567,6 +607,52 @@ impl Chains {
     /// The chain's folder, where its embedded journal or its configuration is kept.
     pub fn chain_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// Every root ever posted on the named chain, oldest first, from the distributor's own logs
+    /// and state; deploys nothing (empty when caravan's contracts are not there).
+    pub fn posted_roots(&self, name: &str) -> Result<Vec<PostedRoot>, ChainsError> {
+        let _busy = self.one_at_a_time();
+        let Some(mut settlement) = self.attach(name)? else {
+            return Ok(Vec::new());
+        };
+        let head = settlement.head().map_err(settle_fault)?;
+        let mut logs = Vec::new();
+        let mut start = settlement.deployment().first_block;
+        while start <= head {
+            let end = head.min(start + LOG_RANGE - 1);
+            logs.extend(settlement.root_logs(start, end).map_err(settle_fault)?);
+            start = end + 1;
+        }
+        let (active, _, _) = settlement.epochs().map_err(settle_fault)?;
+        let pending = settlement.pending_activation().map_err(settle_fault)?;
+        let mut roots: Vec<PostedRoot> = Vec::new();
+        for log in logs {
+            if log.activated {
+                if let Some(root) = roots.iter_mut().rev().find(|r| r.epoch == log.epoch) {
+                    root.activated = Some((log.block, log.tx));
+                }
+                continue;
+            }
+            roots.push(PostedRoot {
+                epoch: log.epoch,
+                root: log.root,
+                posted: (log.block, log.tx),
+                activated: None,
+                state: RootState::NeverActivated,
+            });
+        }
+        let latest = roots.last().map(|root| root.epoch);
+        for root in &mut roots {
+            root.state = match (root.activated, pending) {
+                _ if root.epoch == active && root.activated.is_some() => RootState::Active,
+                (Some(_), _) => RootState::Superseded,
+                (None, Some((epoch, from))) if epoch == root.epoch => RootState::Pending { from },
+                (None, _) if Some(root.epoch) == latest => RootState::Paused,
+                (None, _) => RootState::NeverActivated,
+            };
+        }
+        Ok(roots)
     }
 
     /// Activates the named chain's pending root when its delay is over by `now_s`. Deploys

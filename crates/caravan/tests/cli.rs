@@ -2222,3 +2222,78 @@ fn a_serving_node_closes_and_posts_epochs_on_schedule_while_read_commands_run_be
         "a restarted node with nothing new closes and posts nothing:\n{log}"
     );
 }
+
+/// `caravan verify` reads the chain's own record of posted roots: every epoch ever posted
+/// checks out with its state named (an older one superseded, the latest active, one in its
+/// delay pending), an epoch never posted is named as such, and nothing is deployed by a verify.
+#[test]
+fn verify_checks_every_epoch_ever_posted_and_names_its_state() {
+    let plain = tempfile::tempdir().unwrap();
+    let dir = plain.path();
+    let labeler = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB";
+    let asset = store_with_paid_asset(dir);
+    pay_and_close(dir, &asset, labeler);
+    ok(&caravan(dir, &["epoch", "post"]));
+    pay_and_close(dir, &asset, labeler);
+    ok(&caravan(dir, &["epoch", "post"]));
+    let first = ok(&caravan(dir, &["verify", "--epoch", "1"]));
+    assert!(
+        first.starts_with("match: epoch 1's root")
+            && first.contains("it is superseded by a later epoch"),
+        "{first}"
+    );
+    let second = ok(&caravan(dir, &["verify", "--epoch", "2"]));
+    assert!(
+        second.starts_with("match: epoch 2's root") && second.contains("it is active"),
+        "{second}"
+    );
+    pay_and_close(dir, &asset, labeler);
+    let unposted = failure(&caravan(dir, &["verify", "--epoch", "3"]));
+    assert!(
+        unposted
+            .contains("epoch 3 was never posted on embedded; the chain's record holds epochs 1, 2"),
+        "{unposted}"
+    );
+    let bundle = dir.join("epoch-1.json");
+    ok(&caravan(
+        dir,
+        &["epoch", "show", "1", "--out", bundle.to_str().unwrap()],
+    ));
+
+    let fresh = tempfile::tempdir().unwrap();
+    let never = failure(&caravan(
+        fresh.path(),
+        &[
+            "verify",
+            "--epoch",
+            "1",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        never.contains("nothing was ever posted on embedded"),
+        "{never}"
+    );
+    assert!(
+        !fresh
+            .path()
+            .join("chains/embedded/deployment.json")
+            .exists(),
+        "a verify deploys nothing"
+    );
+
+    let delayed = tempfile::tempdir().unwrap();
+    let dir = delayed.path();
+    ok(&caravan(
+        dir,
+        &["chain", "deploy", "embedded", "--delay", "3600"],
+    ));
+    store_with_a_closed_epoch(dir);
+    ok(&caravan(dir, &["epoch", "post"]));
+    let pending = ok(&caravan(dir, &["verify", "--epoch", "1"]));
+    assert!(
+        pending.starts_with("match: epoch 1's root") && pending.contains("it is pending"),
+        "{pending}"
+    );
+}

@@ -72,8 +72,17 @@ impl ChainArg {
     }
 }
 
-fn open_chain(store: &StoreArgs, name: &str, chain: &ChainArg) -> Result<Settlement, String> {
-    super::chains::open_settlement(store, name, chain.delay)
+/// The named chain with caravan's contracts already on it; deploys nothing, so a claim, an
+/// activation or a verify on a chain where nothing was posted says so.
+fn attach_chain(store: &StoreArgs, name: &str) -> Result<Settlement, String> {
+    super::chains::chains(store)?
+        .attach(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "caravan's contracts are not on {name}: nothing was posted there yet; post an epoch with `caravan epoch post --chain {name}`"
+            )
+        })
 }
 
 /// What the chain named `name` pays in `bundle`'s epoch.
@@ -156,7 +165,7 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
 /// Activates the pending root once its delay is over (anyone may; it opens claims against it).
 pub fn activate(store: &StoreArgs, chain_arg: ChainArg) -> Result<(), String> {
     let name = chain_arg.name(store)?;
-    let mut chain = open_chain(store, &name, &chain_arg)?;
+    let mut chain = attach_chain(store, &name)?;
     chain.activate(now_ms() / 1000).map_err(|e| e.to_string())?;
     let (active, _, _) = chain.epochs().map_err(|e| e.to_string())?;
     println!(
@@ -170,7 +179,7 @@ pub fn activate(store: &StoreArgs, chain_arg: ChainArg) -> Result<(), String> {
 pub fn claim(store: &StoreArgs, args: ClaimArgs) -> Result<(), String> {
     let journal = open_reader(store)?;
     let name = args.chain.name(store)?;
-    let mut chain = open_chain(store, &name, &args.chain)?;
+    let mut chain = attach_chain(store, &name)?;
     let (active, pending, _) = chain.epochs().map_err(|e| e.to_string())?;
     if active == 0 && pending > 0 {
         return Err(format!(
@@ -277,24 +286,37 @@ pub fn verify(store: &StoreArgs, args: VerifyArgs) -> Result<(), String> {
     let name = args.chain.name(store)?;
     let share = share_of(&published, store, &name)?;
     let rebuilt = MerkleTree::build(&share.leaves).root();
-    let mut chain = open_chain(store, &name, &args.chain)?;
-    let (active, pending, pending_root) = chain.epochs().map_err(|e| e.to_string())?;
-    let on_chain = if args.epoch == active {
-        chain.active_root().map_err(|e| e.to_string())?
-    } else if args.epoch == pending {
-        pending_root
-    } else {
-        return Err(format!(
-            "the chain holds epochs {active} (active) and {pending} (pending), not {}",
-            args.epoch
-        ));
+    let posted = super::chains::chains(store)?
+        .posted_roots(&name)
+        .map_err(|e| e.to_string())?;
+    let Some(root) = posted.iter().find(|root| root.epoch == args.epoch) else {
+        return Err(
+            match posted
+                .iter()
+                .map(|root| root.epoch.to_string())
+                .collect::<Vec<_>>()
+            {
+                epochs if epochs.is_empty() => format!(
+                    "nothing was ever posted on {name}; post epoch {} with `caravan epoch post {} --chain {name}`",
+                    args.epoch, args.epoch
+                ),
+                epochs => format!(
+                    "epoch {} was never posted on {name}; the chain's record holds epochs {}",
+                    args.epoch,
+                    epochs.join(", ")
+                ),
+            },
+        );
     };
+    let on_chain = root.root;
     if rebuilt == on_chain {
         println!(
-            "match: epoch {}'s root {rebuilt}, rebuilt from {} leaves, is the root on {}",
+            "match: epoch {}'s root {rebuilt}, rebuilt from {} leaves, is the root posted on {name} in block {} (transaction {}); it is {}",
             args.epoch,
             share.leaves.len(),
-            name
+            root.posted.0,
+            root.posted.1,
+            root.state.describe()
         );
         return Ok(());
     }
