@@ -2297,3 +2297,93 @@ fn verify_checks_every_epoch_ever_posted_and_names_its_state() {
         "{pending}"
     );
 }
+
+/// The README's walkthrough, run as written there (only the ports are moved to free ones): from
+/// an empty directory to a paid call with the official `openai` client on a node settling on
+/// anvil, and the model developer's claim landing USDC in their wallet.
+#[test]
+fn the_readme_walkthrough_runs_from_nothing_to_a_paid_call_and_a_claim_on_anvil() {
+    let Some(anvil) = caravan_chain::anvil::installed_for_tests() else {
+        return;
+    };
+    let Some(python) = python_clients() else {
+        return;
+    };
+    let Some(models) = installed_models_dir() else {
+        return;
+    };
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let block = readme
+        .split("<!-- walkthrough:start -->\n```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```\n<!-- walkthrough:end -->").next())
+        .expect("the README holds the walkthrough between its markers");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let script = format!(
+        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}",
+        block
+            .replace("8545", &free_port().to_string())
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", free_port()))
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let tools = [
+        Path::new(env!("CARGO_BIN_EXE_caravan")).parent().unwrap(),
+        anvil.parent().unwrap(),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/anvil/node_modules/.bin"),
+        python.parent().unwrap(),
+    ];
+    let path = std::env::join_paths(
+        tools
+            .iter()
+            .map(|dir| dir.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let mut run = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(scratch.path())
+        .env("PATH", path)
+        .env("CARAVAN_MODELS_DIR", models)
+        .env_remove("CARAVAN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while run.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            run.kill().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let output = run.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    let node_log = std::fs::read_to_string(scratch.path().join("node.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the walkthrough failed:\n{out}\n{err}\nnode.log:\n{node_log}"
+    );
+    assert!(out.contains("384 numbers for"), "{out}");
+    assert!(node_log.contains("deposit credited: 5 USDC"), "{node_log}");
+    let paid: u128 = out
+        .lines()
+        .last()
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no balance at the end of:\n{out}"));
+    assert!(
+        paid > 0,
+        "the developer's wallet holds what the claim paid:\n{out}"
+    );
+}

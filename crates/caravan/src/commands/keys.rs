@@ -8,6 +8,7 @@ use std::time::Duration;
 use caravan_core::Address;
 use caravan_core::attestation::address_of;
 use caravan_core::report::{certificate_hint, with_causes};
+use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::keys::{KeyRequest, PayerSignature, Scope};
 use caravan_store::now_ms;
 use clap::{Args, Subcommand};
@@ -20,6 +21,17 @@ use crate::present::{table, utc_time};
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
+    /// Make a wallet key: a new secp256k1 secret key written to FILE, readable by you only.
+    ///
+    /// Prints its address alone on standard output (`PAYER=$(caravan key new --key-file
+    /// payer.key)`). Whoever holds the file spends the account's prepaid balance and claims its
+    /// earnings: keep it safe and backed up. An existing file is never overwritten. Any
+    /// Ethereum wallet's secret key works as well, as 64 hex digits in a file.
+    New {
+        /// Where to write the key.
+        #[arg(long)]
+        key_file: PathBuf,
+    },
     /// Create an API key for the payer whose wallet key is in --key-file.
     ///
     /// Prints the key (crv_ and 64 hex digits) alone on standard output, so
@@ -102,10 +114,38 @@ impl From<ScopeArg> for Scope {
 
 pub fn key(store: &StoreArgs, command: KeyCommand) -> Result<(), String> {
     match command {
+        KeyCommand::New { key_file } => new_key(&key_file),
         KeyCommand::Issue(args) => issue(store, args),
         KeyCommand::List(args) => list(store, args),
         KeyCommand::Revoke(args) => revoke(store, args),
     }
+}
+
+/// Writes a new wallet key to `path` (never over an existing file) and prints its address.
+fn new_key(path: &std::path::Path) -> Result<(), String> {
+    if let Ok(secret) = read_secret(path) {
+        let held = k256::ecdsa::SigningKey::from_bytes((&secret).into())
+            .map(|key| format!(" (address {})", address_of(key.verifying_key())))
+            .unwrap_or_default();
+        return Err(format!(
+            "{} already holds a key{held}; keys are never overwritten: choose another file",
+            path.display()
+        ));
+    }
+    if path.exists() {
+        return Err(format!(
+            "{} exists and is not a key file; keys are never written over other files: choose another path",
+            path.display()
+        ));
+    }
+    let signer = NodeSigner::load_or_create(path).map_err(|e| e.to_string())?;
+    println!("{}", signer.address());
+    eprintln!(
+        "wallet key written to {} (readable by you only). Whoever holds it spends this account's balance and claims its earnings: back it up. Next: deposit into caravan's vault on chain (`caravan chain list` names it) and make an API key with `caravan key issue --key-file {}`.",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// The payer's wallet and the node it talks to.
