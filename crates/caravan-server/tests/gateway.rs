@@ -965,6 +965,13 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
         .unwrap();
     let signature = reply.headers[SIGNATURE_HEADER].to_str().unwrap();
     assert_eq!(recover_signer(&receipt, signature).unwrap(), gateway.node());
+    let whole_id = reply.body["id"].as_str().unwrap().to_owned();
+    assert!(whole_id.starts_with("chatcmpl-"), "{whole_id}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&receipt).unwrap()["call"],
+        whole_id.as_str(),
+        "the answer and its receipt name one call"
+    );
     {
         let seen = upstream.seen.lock().unwrap();
         assert_eq!(seen[0]["model"], "llama-up");
@@ -1001,6 +1008,15 @@ async fn chat_calls_are_forwarded_metered_by_tokens_and_streamed_with_a_receipt(
     assert_eq!(recover_signer(&receipt, signature).unwrap(), gateway.node());
     let receipt: Value = serde_json::from_slice(&receipt).unwrap();
     assert_eq!(receipt["charged"], "1004");
+    assert!(
+        frames.iter().all(|frame| frame["id"] == receipt["call"]),
+        "every chunk carries the receipt's call id, not the upstream's: {text}"
+    );
+    assert_ne!(
+        receipt["call"],
+        whole_id.as_str(),
+        "each call has its own id"
+    );
 
     // Asking for usage shows it.
     streamed["stream_options"] = json!({ "include_usage": true });

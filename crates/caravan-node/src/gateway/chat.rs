@@ -67,6 +67,9 @@ impl Drop for Admitted {
 
 /// What a call is charged for, and how to charge it.
 struct Metering {
+    /// The call's id (`chatcmpl-` and 24 hex digits), chosen when it is admitted so that every
+    /// streamed chunk, the whole answer and the receipt name the same call.
+    id: String,
     gateway: Arc<Gateway>,
     key: ApiKey,
     /// What the client called: a chat model, or an agent.
@@ -104,7 +107,7 @@ impl Metering {
         });
         parts.retain(|part| part.amount > 0);
         let total = fixed + chat_cost;
-        let (seq, at_ms) = self.gateway.charge(
+        let (_, at_ms) = self.gateway.charge(
             self.hold,
             &self.key,
             &self.called,
@@ -112,10 +115,9 @@ impl Metering {
             Value::from(std::mem::take(&mut self.trace)),
             self.request,
         )?;
-        let id = format!("chatcmpl-{seq}");
         Ok(self.gateway.receipted(
-            json!({ "id": id }),
-            &id,
+            json!({ "id": self.id }),
+            &self.id,
             &self.key,
             &self.called,
             total,
@@ -210,6 +212,16 @@ fn plan(gateway: &Gateway, called: &ServedModel, mut body: Value) -> Result<Plan
         trace,
         body,
     })
+}
+
+/// A new chat call id: `chatcmpl-` and 24 random hex digits, as OpenAI's look.
+fn call_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
+    format!(
+        "chatcmpl-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// The most bytes a `max_tokens` field adds to a request body.
@@ -313,6 +325,7 @@ pub async fn chat_completions(
         return Err(upstream_failed(format!("it answered {status}: {text}")));
     }
     let metering = Metering {
+        id: call_id(),
         gateway: Arc::clone(&gateway),
         key,
         called,
@@ -372,6 +385,8 @@ struct Relay {
     metering: Option<Metering>,
     admitted: Option<Admitted>,
     model_name: String,
+    /// The id every chunk carries, the receipt's.
+    call_id: String,
     client_wants_usage: bool,
     reported: Option<TokenUsage>,
     content_chunks: u64,
@@ -415,6 +430,9 @@ impl Relay {
         self.content_chunks += u64::from(has_content);
         if chunk.get("model").is_some() {
             chunk["model"] = json!(self.model_name);
+        }
+        if chunk.get("id").is_some() {
+            chunk["id"] = json!(self.call_id);
         }
         if !self.client_wants_usage {
             if let Some(object) = chunk.as_object_mut() {
@@ -543,6 +561,7 @@ fn relay(
         buffer: Vec::new(),
         out: VecDeque::new(),
         model_name: metering.called.name.clone(),
+        call_id: metering.id.clone(),
         metering: Some(metering),
         admitted: Some(admitted),
         client_wants_usage: prepared.client_wants_usage,
