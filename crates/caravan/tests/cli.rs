@@ -283,10 +283,27 @@ fn bad_input_is_refused_with_what_to_do() {
         ],
     ));
     assert!(bad.contains("unknown variant `painting`"), "{bad}");
-    let unknown = failure(&caravan(
+    let show_unknown = || {
+        failure(&caravan(
+            dir,
+            &["asset", "show", &format!("0x{}", "ab".repeat(32))],
+        ))
+    };
+    let nothing = show_unknown();
+    assert!(
+        nothing.contains("there is no caravan store in") && nothing.contains("caravan init"),
+        "a read command creates no store: {nothing}"
+    );
+    assert!(!dir.join("caravan.db").exists());
+    ok(&caravan(
         dir,
-        &["asset", "show", &format!("0x{}", "ab".repeat(32))],
+        &[
+            "init",
+            "--treasury",
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        ],
     ));
+    let unknown = show_unknown();
     assert!(unknown.contains("is not registered"), "{unknown}");
     let not_pg = failure(&caravan(
         dir,

@@ -17,7 +17,9 @@ pub use inspect::{BalancesArgs, LogCommand, balances, log};
 pub use keys::{KeyCommand, key};
 pub use models::{ModelCommand, artifact_store, model, training_examples};
 pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};
-pub use setup::{DepositArgs, InitArgs, TokenCommand, deposit, init, token};
+pub use setup::{
+    DepositArgs, InitArgs, TokenCommand, deposit, deposit_for_development, init, token,
+};
 pub use tasks::{TaskCommand, project_id, task};
 
 use std::path::Path;

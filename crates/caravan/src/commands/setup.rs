@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use caravan_chain::settlement::DEV_TOKEN;
 use caravan_core::*;
-use caravan_node::deposits::DepositFollower;
-use caravan_node::settlement::EMBEDDED;
+use caravan_node::deposits::{Credited, DepositFollower};
+use caravan_node::settlement::{Chains, EMBEDDED};
 use caravan_store::{SharedJournal, now_ms};
 use clap::{Args, Subcommand};
 
@@ -111,6 +111,35 @@ pub struct DepositArgs {
     amount: String,
 }
 
+/// Deposits `amount` of the development token for each `(account, amount)` on the embedded
+/// chain of `chains`, from the development account that holds its supply, then credits them the
+/// way a serving node does: by following the vault's logs into `journal`. Real deposits, for
+/// development and the demo; what a serving node does with any wallet's.
+pub fn deposit_for_development(
+    chains: Arc<Chains>,
+    journal: &Arc<SharedJournal>,
+    deposits: &[(Address, Amount)],
+) -> Result<Vec<Credited>, String> {
+    let development = Address(DEV_TOKEN.into_array());
+    let mut chain = chains.open(EMBEDDED, 0).map_err(|e| e.to_string())?;
+    for (account, amount) in deposits {
+        chain
+            .deposit(development, *amount, *account, now_ms() / 1000)
+            .map_err(|e| e.to_string())?;
+    }
+    drop(chain);
+    let followed = DepositFollower::new(chains, Arc::clone(journal)).follow_once();
+    if let Some((chain, why)) = followed.failures.first() {
+        return Err(format!(
+            "the deposit is on {chain} but could not be credited: {why}"
+        ));
+    }
+    if let Some(waiting) = followed.waiting.first() {
+        return Err(waiting.clone());
+    }
+    Ok(followed.credited)
+}
+
 /// Deposits the development token on the embedded chain from the development account that holds
 /// its supply, then credits it the way a serving node does: through the deposit's log.
 pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
@@ -129,25 +158,11 @@ pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
     }
     let journal = open_journal(store)?;
     let value = parse_amount(journal.economy(), &args.token, &args.amount)?;
-    let chains = Arc::new(chains);
-    chains
-        .open(EMBEDDED, 0)
-        .map_err(|e| e.to_string())?
-        .deposit(args.token, value, args.payer, now_ms() / 1000)
-        .map_err(|e| e.to_string())?;
     let journal = Arc::new(SharedJournal::new(journal));
-    let followed = DepositFollower::new(Arc::clone(&chains), Arc::clone(&journal)).follow_once();
-    if let Some((chain, why)) = followed.failures.first() {
-        return Err(format!(
-            "the deposit is on {chain} but could not be credited: {why}"
-        ));
-    }
-    if let Some(waiting) = followed.waiting.first() {
-        return Err(waiting.clone());
-    }
+    let credited = deposit_for_development(Arc::new(chains), &journal, &[(args.payer, value)])?;
     journal.read(|j| {
         let economy = j.economy();
-        for credited in &followed.credited {
+        for credited in &credited {
             println!(
                 "deposited {} for {} on the embedded chain (transaction {})",
                 amount(economy, &credited.deposit.token, credited.deposit.amount),

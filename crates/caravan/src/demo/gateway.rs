@@ -108,18 +108,14 @@ pub fn serve_model(
         .map_err(|e| e.to_string())?
         .manifest;
     let model_id = model.id();
-    let deposit = Event::Deposited {
-        payer: app,
-        token: usdc.address,
-        amount: 20_000_000,
-    };
     let submitted = desk
         .journal()
-        .submit(vec![Event::AssetRegistered(model.clone()), deposit])
+        .submit(vec![Event::AssetRegistered(model.clone())])
         .map_err(|e| e.to_string())?;
     if let Some((_, why)) = submitted.refused.first() {
         return Err(format!("the model could not be registered: {why}"));
     }
+    super::deposit_shared(services.journal(), dir, &[(app, 20_000_000)])?;
     println!(
         "registered model digit-reader {} — 0.002 USDC per call, 30% to the dataset (TRAINED_ON)",
         model_id.0.short()

@@ -52,6 +52,16 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
             .submit(world.setup.clone())
             .map_err(|e| e.to_string())?,
     )?;
+    let journal = deposit(
+        journal,
+        &dir,
+        &world
+            .apps
+            .iter()
+            .map(|app| (*app, world.app_deposit))
+            .collect::<Vec<_>>(),
+    )?;
+    let mut journal = journal;
     let mut manifests = world.manifests.clone();
     let mut model_charged: Amount = 0;
     if !args.skip_labeling {
@@ -95,6 +105,42 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     );
     println!("  caravan epoch verify-bundle epoch-1.json");
     println!("  caravan --data-dir {dir_arg} log verify");
+    Ok(())
+}
+
+/// Deposits `amounts` for their accounts as payers and requesters do: on the embedded chain of
+/// the demo's store, credited from the vault's logs.
+fn deposit(
+    journal: Journal,
+    dir: &std::path::Path,
+    amounts: &[(Address, Amount)],
+) -> Result<Journal, String> {
+    let shared = std::sync::Arc::new(caravan_store::SharedJournal::new(journal));
+    deposit_shared(&shared, dir, amounts)?;
+    std::sync::Arc::try_unwrap(shared)
+        .map(caravan_store::SharedJournal::into_inner)
+        .map_err(|_| "the demo's journal is still shared".to_owned())
+}
+
+/// [`deposit`] into a journal a node shares.
+fn deposit_shared(
+    journal: &std::sync::Arc<caravan_store::SharedJournal>,
+    dir: &std::path::Path,
+    amounts: &[(Address, Amount)],
+) -> Result<(), String> {
+    let chains = caravan_node::settlement::Chains::new(
+        caravan_node::settlement::chains_dir(dir),
+        reqwest::Client::new(),
+    );
+    let credited =
+        crate::commands::deposit_for_development(std::sync::Arc::new(chains), journal, amounts)?;
+    if credited.len() != amounts.len() {
+        return Err(format!(
+            "{} deposits were made on the embedded chain but {} credited",
+            amounts.len(),
+            credited.len()
+        ));
+    }
     Ok(())
 }
 

@@ -136,17 +136,7 @@ pub fn label_digits(
     let api = Api::new(Arc::clone(&node))?;
     let requester = cast.person("digit-lab requester");
     let budget: caravan_core::Amount = 150_000_000;
-    let deposited = node
-        .journal()
-        .submit(vec![caravan_core::Event::Deposited {
-            payer: requester,
-            token: usdc.address,
-            amount: budget,
-        }])
-        .map_err(|e| e.to_string())?;
-    if let Some((_, why)) = deposited.refused.first() {
-        return Err(format!("the requester's deposit was refused: {why}"));
-    }
+    super::deposit_shared(node.journal(), dir, &[(requester, budget)])?;
     let lab = api.sign_in(cast.wallet(&requester))?;
     let spec = json!({
         "title": "Which digit is this? (8x8 handwriting)",

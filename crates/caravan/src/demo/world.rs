@@ -111,12 +111,14 @@ pub struct Callable {
 /// Everything the demo registers before the day starts.
 pub struct World {
     pub usdc: Token,
-    /// Genesis, the token, the assets and the apps' deposits, in order.
+    /// Genesis, the token and the assets, in order.
     pub setup: Vec<Event>,
     /// Parents first, as registered.
     pub manifests: Vec<Manifest>,
     pub callables: Vec<Callable>,
     pub apps: Vec<Address>,
+    /// What each app deposits on the embedded chain before the day starts.
+    pub app_deposit: Amount,
     /// Relative share of the day's calls each app makes.
     pub app_traffic: Vec<u64>,
     pub nodes: Vec<Address>,
@@ -316,13 +318,6 @@ pub fn build_world(cast: &mut Cast, dice: &mut Dice) -> World {
         cast.person("app-mobile-shopper"),
     ];
     let app_traffic = [50, 30, 20];
-    for app in apps {
-        setup.push(Event::Deposited {
-            payer: app,
-            token: usdc.address,
-            amount: 2_000 * 1_000_000,
-        });
-    }
     let nodes = [
         cast.person("node-frankfurt"),
         cast.person("node-ohio"),
@@ -334,6 +329,7 @@ pub fn build_world(cast: &mut Cast, dice: &mut Dice) -> World {
         manifests: manifests.to_vec(),
         callables: callables.into(),
         apps: apps.to_vec(),
+        app_deposit: 2_000 * 1_000_000,
         app_traffic: app_traffic.to_vec(),
         nodes: nodes.to_vec(),
     }
