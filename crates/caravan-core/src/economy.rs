@@ -402,7 +402,7 @@ impl Economy {
             "epochs are closed with close_epoch"
         );
         self.check(&event)?;
-        self.apply_checked(&event);
+        self.apply_checked(&event, at_ms);
         Ok(self.head.seal(event, at_ms))
     }
 
@@ -455,7 +455,7 @@ impl Economy {
             }
             self.commit_close(&outcome, seq, at_ms);
         } else {
-            self.apply_checked(&event);
+            self.apply_checked(&event, at_ms);
         }
         self.head = next_head;
         Ok(())
@@ -484,7 +484,8 @@ impl Economy {
             .or_default() += to_asset;
     }
 
-    fn apply_checked(&mut self, event: &Event) {
+    /// Applies an event checked against the state, recorded at `at_ms`.
+    fn apply_checked(&mut self, event: &Event, at_ms: u64) {
         match event {
             Event::Genesis(genesis) => self.genesis = Some(genesis.clone()),
             Event::TokenRegistered(token) => {
@@ -492,7 +493,7 @@ impl Economy {
             }
             Event::AssetRegistered(manifest) => {
                 self.lineage
-                    .register(manifest.clone())
+                    .register_at(manifest.clone(), at_ms)
                     .expect("checked before applying");
             }
             Event::Deposited {

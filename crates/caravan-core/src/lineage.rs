@@ -46,6 +46,9 @@ pub struct RegisteredAsset {
     pub id: AssetId,
     pub manifest: Manifest,
     pub parent_positions: Vec<u32>,
+    /// When the event that registered it was recorded (milliseconds since the Unix epoch; 0
+    /// for a lineage rebuilt from manifests alone, as a bundle's is).
+    pub registered_ms: u64,
 }
 
 /// All registered assets, in registration (= topological) order.
@@ -104,6 +107,15 @@ impl Lineage {
 
     /// Registers `manifest` after [`Lineage::check`]; returns its id and position.
     pub fn register(&mut self, manifest: Manifest) -> Result<(AssetId, u32), LineageError> {
+        self.register_at(manifest, 0)
+    }
+
+    /// [`Lineage::register`], remembering that it was registered at `registered_ms`.
+    pub fn register_at(
+        &mut self,
+        manifest: Manifest,
+        registered_ms: u64,
+    ) -> Result<(AssetId, u32), LineageError> {
         let id = self.check(&manifest)?;
         let parent_positions = manifest
             .parents
@@ -115,6 +127,7 @@ impl Lineage {
             id,
             manifest,
             parent_positions,
+            registered_ms,
         });
         self.positions.insert(id, position);
         self.by_name
@@ -122,6 +135,13 @@ impl Lineage {
             .or_default()
             .push(position);
         Ok((id, position))
+    }
+
+    /// Sets each asset's registration time, in registration order (as a snapshot keeps them).
+    pub(crate) fn set_registration_times(&mut self, times: Vec<u64>) {
+        for (asset, registered_ms) in self.assets.iter_mut().zip(times) {
+            asset.registered_ms = registered_ms;
+        }
     }
 
     pub fn get(&self, id: &AssetId) -> Option<&RegisteredAsset> {

@@ -23,9 +23,12 @@ use crate::royalty::ServedBy;
 
 /// Version 1 is the state of an economy where nobody chose a payout chain; version 2 adds the
 /// choices and what each chosen chain pays; version 3 adds validators' attestations; version 4
-/// adds the deposits credited from chains. Writing the lowest version that holds the state keeps
-/// the state hash of every older log unchanged.
-const SNAPSHOT_VERSION: u8 = 4;
+/// adds the deposits credited from chains; version 5 adds when each asset was registered.
+/// Writing the lowest version that holds the state keeps the state hash of an economy without
+/// assets unchanged; a snapshot an older caravan wrote is checked against the state encoded in
+/// its own version ([`Economy::encode_state_as`]).
+const SNAPSHOT_VERSION: u8 = 5;
+const SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES: u8 = 4;
 const SNAPSHOT_VERSION_WITHOUT_DEPOSITS: u8 = 3;
 const SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS: u8 = 2;
 const SNAPSHOT_VERSION_WITHOUT_CHAINS: u8 = 1;
@@ -33,22 +36,43 @@ const SNAPSHOT_VERSION_WITHOUT_CHAINS: u8 = 1;
 impl Economy {
     /// The state in canonical order: same state, same bytes, on every machine.
     pub fn encode_state(&self) -> Vec<u8> {
-        let mut e = Encoder::default();
-        let with_deposits = !self.chain_deposits.is_empty();
-        let with_attestations = with_deposits || !self.attestations.is_empty();
-        let with_chains =
-            with_attestations || !(self.payout_chains.is_empty() && self.chain_credits.is_empty());
-        e.u8(if with_deposits {
+        self.encode_state_as(self.snapshot_version())
+            .expect("the state's own version holds it")
+    }
+
+    /// The lowest snapshot version that holds the state.
+    fn snapshot_version(&self) -> u8 {
+        if !self.lineage.is_empty() {
             SNAPSHOT_VERSION
-        } else if with_attestations {
+        } else if !self.chain_deposits.is_empty() {
+            SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES
+        } else if !self.attestations.is_empty() {
             SNAPSHOT_VERSION_WITHOUT_DEPOSITS
-        } else if with_chains {
+        } else if !(self.payout_chains.is_empty() && self.chain_credits.is_empty()) {
             SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS
         } else {
             SNAPSHOT_VERSION_WITHOUT_CHAINS
-        })
-        .u64(self.head.next_seq)
-        .hash(&self.head.hash);
+        }
+    }
+
+    /// The state in the layout of snapshot `version`, as a caravan that wrote that version
+    /// would encode it; when `version` predates registration times they are left out. `None`
+    /// when the version is unknown or cannot hold the state (chains, attestations or deposits
+    /// it predates).
+    pub fn encode_state_as(&self, version: u8) -> Option<Vec<u8>> {
+        if !(SNAPSHOT_VERSION_WITHOUT_CHAINS..=SNAPSHOT_VERSION).contains(&version)
+            || self
+                .snapshot_version()
+                .min(SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES)
+                > version
+        {
+            return None;
+        }
+        let with_chains = version >= SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS;
+        let with_attestations = version >= SNAPSHOT_VERSION_WITHOUT_DEPOSITS;
+        let with_deposits = version >= SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES;
+        let mut e = Encoder::default();
+        e.u8(version).u64(self.head.next_seq).hash(&self.head.hash);
         match &self.genesis {
             None => e.u8(0),
             Some(genesis) => e
@@ -117,7 +141,12 @@ impl Economy {
                 deposit.encode_into(&mut e);
             }
         }
-        e.bytes
+        if version == SNAPSHOT_VERSION {
+            for asset in self.lineage.iter() {
+                e.u64(asset.registered_ms);
+            }
+        }
+        Some(e.bytes)
     }
 
     /// A hash of the whole state. Two replays of the same log agree on it bit for bit.
@@ -261,7 +290,7 @@ impl Economy {
             }
         }
         let mut chain_deposits = BTreeMap::new();
-        if version == SNAPSHOT_VERSION {
+        if version >= SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES {
             for _ in 0..d.len(ChainDeposit::ENCODED_LEN)? {
                 let deposit = ChainDeposit::decode_from(&mut d)?;
                 if !tokens.contains_key(&deposit.token) {
@@ -274,6 +303,17 @@ impl Economy {
                     return Err(d.error("a deposit is listed twice"));
                 }
             }
+        }
+        if version == SNAPSHOT_VERSION {
+            lineage.set_registration_times(
+                (0..lineage.len())
+                    .map(|_| d.u64())
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        } else if !lineage.is_empty() {
+            return Err(d.error(
+                "this snapshot was written before assets' registration times were kept; the log is replayed instead",
+            ));
         }
         d.finish()?;
         Ok(Economy {

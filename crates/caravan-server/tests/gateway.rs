@@ -300,7 +300,9 @@ fn metered(gateway: &Gateway) -> (u128, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry() {
     let dir = tempfile::tempdir().unwrap();
+    let before_s = now_ms() / 1000;
     let (services, model) = gateway(dir.path(), 1_000_000);
+    let after_s = now_ms().div_ceil(1000);
     let gateway = services.gateway();
     let app = router(Arc::clone(&services));
     let key = issue(&app, &[Scope::Models, Scope::Classify]).await;
@@ -313,6 +315,11 @@ async fn a_paid_classification_is_charged_once_receipted_and_replayed_on_retry()
     assert_eq!(models.status, StatusCode::OK);
     assert_eq!(models.body["object"], "list");
     assert_eq!(models.body["data"][0]["id"], "review-sentiment");
+    let created = models.body["data"][0]["created"].as_u64().unwrap();
+    assert!(
+        (before_s..=after_s).contains(&created),
+        "created is when the model was registered, in seconds: {created} not in {before_s}..={after_s}"
+    );
 
     let request = json!({
         "model": "review-sentiment",

@@ -517,6 +517,73 @@ fn damage_postgres_snapshot(location: &Location) {
         .unwrap();
 }
 
+/// Replaces every stored snapshot's state with `state` (and its hash), as an older caravan that
+/// wrote another layout would have left it.
+fn rewrite_snapshots(location: &Location, state: &[u8]) {
+    let hash = keccak256(state);
+    match location {
+        Location::DataDir(_) => {
+            sqlite_connection(location)
+                .execute(
+                    "UPDATE snapshots SET state = ?1, state_hash = ?2",
+                    rusqlite::params![state, &hash.0[..]],
+                )
+                .unwrap();
+        }
+        Location::Postgres(_) => {
+            postgres_client(location)
+                .execute(
+                    "UPDATE snapshots SET state = $1, state_hash = $2",
+                    &[&state, &&hash.0[..]],
+                )
+                .unwrap();
+        }
+    }
+}
+
+fn a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    journal.close_epoch().unwrap();
+    let registered_ms = journal
+        .economy()
+        .lineage()
+        .get(&asset)
+        .unwrap()
+        .registered_ms;
+    assert!(registered_ms > 0, "an asset keeps when it was registered");
+    let hash = journal.economy().state_hash();
+    let old_layout = journal.economy().encode_state_as(4).unwrap();
+    drop(journal);
+    rewrite_snapshots(&scratch.location, &old_layout);
+
+    let reopened = open(&scratch.location);
+    let skipped = reopened.open_report().snapshot_skipped.clone();
+    assert!(
+        skipped
+            .as_deref()
+            .unwrap_or("")
+            .contains("before assets' registration times were kept"),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        reopened
+            .economy()
+            .lineage()
+            .get(&asset)
+            .unwrap()
+            .registered_ms,
+        registered_ms,
+        "the replay recovers the registration time"
+    );
+    assert_eq!(reopened.economy().state_hash(), hash);
+    drop(reopened);
+    let verified = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {})
+        .expect("a snapshot in an older layout still matches the replay in that layout");
+    assert_eq!(verified.open_report().snapshots_verified, 1);
+}
+
 fn verification_catches_tampering_behind_a_snapshot(scratch: Scratch, tamper: fn(&Location)) {
     let mut journal = open(&scratch.location);
     let asset = seed_economy(&mut journal);
@@ -988,6 +1055,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn concurrent_submitters_share_one_journal() { super::concurrent_submitters_share_one_journal($scratch, $refuse) }
             $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
+            $($ignore)* #[test] fn a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies() { super::a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies($scratch) }
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }

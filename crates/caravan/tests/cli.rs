@@ -198,6 +198,10 @@ fn a_store_is_built_by_hand_with_the_commands() {
         "{shown}"
     );
     assert!(
+        shown.contains("registered 20") && shown.contains(" UTC"),
+        "when it was registered:\n{shown}"
+    );
+    assert!(
         shown.contains("ticket-router") && shown.contains("TRAINED_ON"),
         "the dataset lists its child:\n{shown}"
     );

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use caravan_core::lineage::Lineage;
+use caravan_core::lineage::{Lineage, RegisteredAsset};
 use caravan_core::{AssetId, AssetKind, EdgeKind, Event, Hash32, Licence, Manifest};
 use serde::{Deserialize, Serialize};
 
@@ -275,7 +275,7 @@ impl Gateway {
     pub fn resolve_any_model(&self, name: &str) -> Result<AssetId, GatewayError> {
         let found = self.named(name, |kind| kind == AssetKind::Model);
         match found.as_slice() {
-            [(id, _)] => Ok(*id),
+            [asset] => Ok(asset.id),
             [] => Err(GatewayError::UnknownModel(name.to_owned())),
             _ => Err(GatewayError::BadParam {
                 param: "model".into(),
@@ -302,7 +302,7 @@ impl Gateway {
             j.economy()
                 .lineage()
                 .iter()
-                .filter_map(|asset| served_model(&asset.id, &asset.manifest))
+                .filter_map(served_model)
                 .filter(|model| {
                     self.upstream(&model.asset).is_some()
                         || self.agent(&model.asset).is_some()
@@ -323,24 +323,20 @@ impl Gateway {
 
     /// The assets of the kinds `keep` accepts that `name` names: the asset with that id (looked
     /// up directly), or every asset with that name.
-    fn named(
-        &self,
-        name: &str,
-        keep: impl Fn(AssetKind) -> bool,
-    ) -> Vec<(AssetId, caravan_core::Manifest)> {
+    fn named(&self, name: &str, keep: impl Fn(AssetKind) -> bool) -> Vec<RegisteredAsset> {
         self.journal().read(|j| {
             let lineage = j.economy().lineage();
             match name.parse::<AssetId>() {
                 Ok(id) => lineage
                     .get(&id)
                     .filter(|a| keep(a.manifest.kind))
-                    .map(|a| (a.id, a.manifest.clone()))
+                    .cloned()
                     .into_iter()
                     .collect(),
                 Err(_) => lineage
                     .named(name)
                     .filter(|a| keep(a.manifest.kind))
-                    .map(|a| (a.id, a.manifest.clone()))
+                    .cloned()
                     .collect(),
             }
         })
@@ -351,10 +347,10 @@ impl Gateway {
         let found = self.named(name, |kind| kind != AssetKind::Dataset);
         match found.as_slice() {
             [] => Err(GatewayError::UnknownModel(name.to_owned())),
-            [(id, manifest)] => served_model(id, manifest).ok_or_else(|| {
+            [asset] => served_model(asset).ok_or_else(|| {
                 GatewayError::NotServed(format!(
                     "model {name} is not licensed for paid calls (its licence is {}); the gateway serves commercially licensed models",
-                    match manifest.licence {
+                    match asset.manifest.licence {
                         Licence::OpenUse => "open use",
                         _ => "non-commercial",
                     }
@@ -367,7 +363,7 @@ impl Gateway {
                     several.len(),
                     several
                         .iter()
-                        .map(|(id, _)| id.to_string())
+                        .map(|asset| asset.id.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -376,7 +372,8 @@ impl Gateway {
     }
 }
 
-fn served_model(id: &AssetId, manifest: &caravan_core::Manifest) -> Option<ServedModel> {
+fn served_model(asset: &RegisteredAsset) -> Option<ServedModel> {
+    let manifest = &asset.manifest;
     let Licence::Commercial {
         token,
         price_per_call,
@@ -386,7 +383,8 @@ fn served_model(id: &AssetId, manifest: &caravan_core::Manifest) -> Option<Serve
         return None;
     };
     (manifest.kind != AssetKind::Dataset).then(|| ServedModel {
-        asset: *id,
+        asset: asset.id,
+        registered_ms: asset.registered_ms,
         name: manifest.name.clone(),
         kind: manifest.kind,
         content: manifest.content,

@@ -134,6 +134,8 @@ pub struct Served {
 #[derive(Clone, Debug)]
 pub struct ServedModel {
     pub asset: AssetId,
+    /// When the asset was registered (milliseconds since the Unix epoch).
+    pub registered_ms: u64,
     pub name: String,
     pub kind: AssetKind,
     pub content: Hash32,

@@ -20,7 +20,7 @@ fn model_object(gateway: &Gateway, model: &ServedModel) -> Value {
     json!({
         "id": model.name,
         "object": "model",
-        "created": 0,
+        "created": model.registered_ms / 1000,
         "owned_by": "caravan",
         "asset": model.asset,
         "kind": model.kind.name(),

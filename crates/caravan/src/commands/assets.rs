@@ -104,6 +104,10 @@ fn show_asset(journal: &Journal, id: &AssetId) -> Result<(), String> {
     println!("owner    {}", manifest.owner);
     println!("content  {}", manifest.content);
     println!("licence  {}", licence_text(economy, &manifest.licence));
+    println!(
+        "registered {}",
+        crate::present::utc_time(asset.registered_ms)
+    );
     let name_of = |id: &AssetId| {
         lineage
             .get(id)
