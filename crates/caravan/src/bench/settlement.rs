@@ -225,6 +225,16 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
         None => None,
     };
     let e2e = measure_end_to_end(&args.scratch_dir, claimants)?;
+    let deposits = match &args.anvil {
+        Some(binary) => [
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_millis(250),
+        ]
+        .into_iter()
+        .map(|every| measure_deposit_latency(binary, &args.scratch_dir, every, 9))
+        .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     let rpc = |value: fn(&Gas) -> u64| {
         rpc_gas
             .as_ref()
@@ -255,14 +265,14 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
         ),
         format!("{} gas", gas.first_claim),
         rpc(|g| g.first_claim),
-        "≤ 90,000".into(),
+        "≤ 96,000".into(),
     ]);
     t.add_row(vec![
         format!("repeat claim, depth {}", gas.depth),
         "the same account after the next epoch raised its cumulative amount".into(),
         format!("{} gas", gas.repeat_claim),
         rpc(|g| g.repeat_claim),
-        "≤ 55,000".into(),
+        "≤ 61,000".into(),
     ]);
     t.add_row(vec![
         "epoch end to end".into(),
@@ -274,6 +284,23 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
         "—".into(),
         "—".into(),
     ]);
+    for latency in &deposits {
+        let millis = latency.millis.clone();
+        let longest = millis.iter().copied().fold(0.0, f64::max);
+        t.add_row(vec![
+            format!(
+                "deposit to spendable, following every {:?}",
+                latency.follow_every
+            ),
+            format!(
+                "{} deposits into the vault on anvil, one after another; from each one's receipt (mined, 1 confirmation) to the payer's balance holding it; longest {longest:.0} ms",
+                millis.len()
+            ),
+            "—".into(),
+            format!("{:.0} ms median", super::median(millis)),
+            "—".into(),
+        ]);
+    }
     println!(
         "caravan bench settlement{}",
         if args.quick {
@@ -297,6 +324,13 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
         println!("gas_claim_first_depth{}_rpc: {}", g.depth, g.first_claim);
         println!("gas_claim_repeat_depth{}_rpc: {}", g.depth, g.repeat_claim);
     }
+    for latency in &deposits {
+        println!(
+            "deposit_to_spendable_ms_following_every_{}ms: {:.0}",
+            latency.follow_every.as_millis(),
+            super::median(latency.millis.clone())
+        );
+    }
     println!(
         "settle_epoch_{}_claims_s: {:.3}",
         e2e.count,
@@ -316,4 +350,122 @@ fn measure_gas_on_anvil(
     let records = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
     let chain = Settlement::open(records.path(), Box::new(rpc), 0, 0).map_err(|e| e.to_string())?;
     measure_gas(chain, count)
+}
+
+/// How long deposits on anvil took to become spendable with a follow interval.
+struct DepositLatency {
+    follow_every: std::time::Duration,
+    /// Milliseconds from each deposit's receipt (its block mined, one confirmation) to the
+    /// payer's balance holding it, in deposit order.
+    millis: Vec<f64>,
+}
+
+/// Starts anvil, deploys caravan's contracts there and follows its vault as `caravan serve`
+/// does (every `follow_every`, one confirmation), then makes `count` deposits one after another
+/// and times each from its receipt to the payer's spendable balance.
+fn measure_deposit_latency(
+    binary: &std::path::Path,
+    scratch: &std::path::Path,
+    follow_every: std::time::Duration,
+    count: usize,
+) -> Result<DepositLatency, String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use caravan_chain::anvil::{ANVIL_CHAIN_ID, ANVIL_DEV_KEY};
+    use caravan_node::deposits::DepositFollower;
+    use caravan_node::settlement::{Chains, RpcConfig, chains_dir};
+    use caravan_store::{Journal, Location, SharedJournal};
+
+    const KEY_ENV: &str = "CARAVAN_BENCH_ANVIL_KEY";
+    let anvil = LocalAnvil::start(binary).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
+    let mut journal = Journal::open(Location::DataDir(dir.path().join("data")), &mut |_, _| {})
+        .map_err(|e| e.to_string())?;
+    journal
+        .submit(vec![
+            Event::Genesis(Genesis {
+                treasury: Address::from_label("bench treasury"),
+                protocol_fee: Ppm::ZERO,
+            }),
+            Event::TokenRegistered(Token {
+                address: token(),
+                symbol: "USDC".into(),
+                decimals: 6,
+            }),
+        ])
+        .map_err(|e| e.to_string())?;
+    // SAFETY: the benchmark sets this variable before starting any thread that reads the
+    // environment, and nothing else sets it.
+    unsafe { std::env::set_var(KEY_ENV, ANVIL_DEV_KEY) };
+    let chains = Arc::new(Chains::new(
+        chains_dir(&dir.path().join("data")),
+        reqwest::Client::new(),
+    ));
+    chains
+        .add(
+            "anvil",
+            RpcConfig {
+                url: anvil.url().into(),
+                chain_id: ANVIL_CHAIN_ID,
+                key_env: KEY_ENV.into(),
+                confirmations: 1,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    chains.open("anvil", 0).map_err(|e| e.to_string())?;
+    let journal = Arc::new(SharedJournal::new(journal));
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let follower = DepositFollower::new(Arc::clone(&chains), Arc::clone(&journal));
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let followed = follower.follow_once();
+                if let Some((chain, why)) = followed.failures.first() {
+                    eprintln!("deposits on {chain} could not be read: {why}");
+                }
+                std::thread::sleep(follow_every);
+            }
+        })
+    };
+    let mut millis = Vec::new();
+    let bar = progress(count as u64, "deposits on anvil");
+    for n in 0..count {
+        let payer = Address::from_label(&format!("bench depositor {n}"));
+        let mut wallet = chains.open("anvil", 0).map_err(|e| e.to_string())?;
+        wallet
+            .deposit(token(), 1_000_000, payer, 0)
+            .map_err(|e| e.to_string())?;
+        let mined = Instant::now();
+        drop(wallet);
+        let deadline = mined + follow_every * 4 + std::time::Duration::from_secs(10);
+        loop {
+            let available = journal.read(|j| {
+                j.economy()
+                    .ledger()
+                    .balance(&AccountRef::Payer(payer), &token())
+                    .available()
+            });
+            if available >= 1_000_000 {
+                break;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!("deposit {n} was not credited within {deadline:?}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        millis.push(mined.elapsed().as_secs_f64() * 1e3);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    stop.store(true, Ordering::Relaxed);
+    follower
+        .join()
+        .map_err(|_| "the deposit follower panicked")?;
+    Ok(DepositLatency {
+        follow_every,
+        millis,
+    })
 }
