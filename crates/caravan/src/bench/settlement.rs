@@ -293,7 +293,7 @@ pub fn settlement(args: SettlementArgs) -> Result<(), String> {
                 latency.follow_every
             ),
             format!(
-                "{} deposits into the vault on anvil, one after another; from each one's receipt (mined, 1 confirmation) to the payer's balance holding it; longest {longest:.0} ms",
+                "{} deposits into the vault on anvil at moments spread over the follower's round; from each one's receipt (mined, 1 confirmation) to the payer's balance holding it; longest {longest:.0} ms",
                 millis.len()
             ),
             "—".into(),
@@ -361,8 +361,9 @@ struct DepositLatency {
 }
 
 /// Starts anvil, deploys caravan's contracts there and follows its vault as `caravan serve`
-/// does (every `follow_every`, one confirmation), then makes `count` deposits one after another
-/// and times each from its receipt to the payer's spendable balance.
+/// does (every `follow_every`, one confirmation), then makes `count` deposits one after another,
+/// each at another moment of the follower's round, and times each from its receipt to the
+/// payer's spendable balance.
 fn measure_deposit_latency(
     binary: &std::path::Path,
     scratch: &std::path::Path,
@@ -432,6 +433,9 @@ fn measure_deposit_latency(
     let mut millis = Vec::new();
     let bar = progress(count as u64, "deposits on anvil");
     for n in 0..count {
+        // Deposits arrive at any moment of the follower's round, not in step with it: spread
+        // them evenly over one interval.
+        std::thread::sleep(follow_every.mul_f64(n as f64 / count as f64));
         let payer = Address::from_label(&format!("bench depositor {n}"));
         let mut wallet = chains.open("anvil", 0).map_err(|e| e.to_string())?;
         wallet

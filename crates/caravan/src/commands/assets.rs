@@ -36,15 +36,18 @@ pub enum AssetCommand {
     /// Register every asset (parents first) in a chain's on-chain asset registry, skipping
     /// those already there: owner, parent ids and the keccak-256 of the licence's JSON.
     Anchor {
-        /// The chain (`embedded`, or one added with `caravan chain add`).
-        #[arg(long, default_value = "embedded")]
-        chain: String,
+        /// A chain from `caravan chain list`; the home chain when left out.
+        #[arg(long)]
+        chain: Option<String>,
     },
 }
 
 pub fn asset(store: &StoreArgs, command: AssetCommand) -> Result<(), String> {
     match command {
-        AssetCommand::Anchor { chain } => anchor(store, &open_reader(store)?, &chain)?,
+        AssetCommand::Anchor { chain } => {
+            let chain = super::chains::named_or_home(store, chain)?;
+            anchor(store, &open_reader(store)?, &chain)?
+        }
         AssetCommand::Register { manifest } => {
             let text = read_input(&manifest)?;
             let mut parsed: Manifest = serde_json::from_str(&text)

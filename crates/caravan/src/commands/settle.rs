@@ -13,8 +13,6 @@ use clap::Args;
 use crate::StoreArgs;
 use crate::present::{amount, open_reader, table};
 
-use super::chains::EMBEDDED;
-
 #[derive(Args)]
 pub struct PostArgs {
     /// The epoch to post; the latest closed one when left out.
@@ -62,13 +60,7 @@ pub struct ChainArg {
 impl ChainArg {
     /// The chain named, or the home chain.
     fn name(&self, store: &StoreArgs) -> Result<String, String> {
-        match &self.chain {
-            Some(name) => Ok(name.clone()),
-            None => Ok(super::chains::directory(store)?
-                .chains()
-                .find(|chain| chain.home)
-                .map_or_else(|| EMBEDDED.to_owned(), |home| home.name.clone())),
-        }
+        super::chains::named_or_home(store, self.chain.clone())
     }
 }
 
