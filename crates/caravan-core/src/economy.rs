@@ -427,14 +427,15 @@ impl Economy {
     }
 
     /// Applies a stored envelope: checks it follows the chain, decodes it and applies it under
-    /// the same rules it was accepted with. An epoch close is recomputed and its root compared.
+    /// the same rules it was accepted with. An epoch close is recomputed and its root compared;
+    /// its outcome is returned, so the bundle can be made again from the state right after it.
     pub fn replay(
         &mut self,
         seq: u64,
         at_ms: u64,
         hash: &Hash32,
         body: &[u8],
-    ) -> Result<(), ReplayError> {
+    ) -> Result<Option<EpochOutcome>, ReplayError> {
         let mut next_head = self.head;
         next_head.follow(seq, at_ms, hash, body)?;
         let event = Event::decode(body).map_err(|source| ReplayError::Decode { seq, source })?;
@@ -454,11 +455,12 @@ impl Economy {
                 }));
             }
             self.commit_close(&outcome, seq, at_ms);
-        } else {
-            self.apply_checked(&event, at_ms);
+            self.head = next_head;
+            return Ok(Some(outcome));
         }
+        self.apply_checked(&event, at_ms);
         self.head = next_head;
-        Ok(())
+        Ok(None)
     }
 
     /// Charges the payer, pays the protocol fee and accrues the rest to the asset, tallying

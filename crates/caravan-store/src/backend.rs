@@ -13,7 +13,8 @@ pub struct EventRow {
     pub lane: Lane,
 }
 
-/// An epoch bundle to store in the same transaction as its `EpochClosed` event.
+/// An epoch bundle, stored right after its `EpochClosed` event (and made again from the replayed
+/// close when the store lacks it).
 #[derive(Clone, Debug)]
 pub struct BundleRow {
     pub epoch: u64,
@@ -188,6 +189,8 @@ pub trait Backend: Send {
     fn event_count(&mut self) -> Result<u64, StoreError>;
     /// The stored bundle of `epoch`, as JSON bytes.
     fn bundle(&mut self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether the bundle of `epoch` is stored, without reading it.
+    fn has_bundle(&mut self, epoch: u64) -> Result<bool, StoreError>;
     /// The kept snapshots, oldest first.
     fn snapshots(&mut self) -> Result<Vec<SnapshotRow>, StoreError>;
 }

@@ -59,6 +59,9 @@ pub struct OpenReport {
     pub replayed: u64,
     /// Snapshots checked against a full replay (by [`Journal::open_verifying`]).
     pub snapshots_verified: usize,
+    /// Epochs whose bundle the store lacked (the node stopped before storing it) and which the
+    /// open made again from the replayed close.
+    pub bundles_remade: Vec<u64>,
 }
 
 /// How many events [`Journal::for_each_in_lane`] reads at a time.
@@ -109,14 +112,22 @@ impl Journal {
         let snapshots = log.snapshots()?;
         let mut report = OpenReport::default();
         let mut checkpoints = snapshots.iter().peekable();
-        let economy = replay(&log, Economy::default(), progress, &mut |economy| {
-            // Called at every event count from zero, so each snapshot is met exactly at its seq.
-            while let Some(snapshot) = checkpoints.next_if(|s| s.seq == economy.head().next_seq) {
-                check_snapshot(snapshot, economy)?;
-                report.snapshots_verified += 1;
-            }
-            Ok(())
-        })?;
+        let economy = replay(
+            &log,
+            Economy::default(),
+            progress,
+            &mut |economy| {
+                // Called at every event count from zero, so each snapshot is met exactly at its
+                // seq.
+                while let Some(snapshot) = checkpoints.next_if(|s| s.seq == economy.head().next_seq)
+                {
+                    check_snapshot(snapshot, economy)?;
+                    report.snapshots_verified += 1;
+                }
+                Ok(())
+            },
+            &mut |_, _, _| Ok(()),
+        )?;
         if let Some(beyond) = checkpoints.next() {
             return Err(JournalError::SnapshotMismatch {
                 seq: beyond.seq,
@@ -307,48 +318,34 @@ impl Journal {
         Ok(())
     }
 
-    /// Closes the epoch and stores its `EpochClosed` event, its bundle and a snapshot of the
-    /// state after it in one transaction.
+    /// Closes the epoch and stores its `EpochClosed` event, then its bundle and a snapshot of
+    /// the state after it (see [`Journal::close_epoch_pipelined`]).
     pub fn close_epoch(&mut self) -> Result<(EpochOutcome, EpochBundle), JournalError> {
-        let (outcome, bundle, ticket) = self.close_epoch_pipelined()?;
-        self.settle(ticket)?;
-        Ok((outcome, bundle))
+        let closed = self.close_epoch_pipelined()?;
+        self.settle(closed.event)?;
+        let attached = self.attach_close(closed.attachments.write(&closed.bundle));
+        self.settle(attached)?;
+        Ok((closed.outcome, closed.bundle))
     }
 
-    /// [`Journal::close_epoch`] without waiting for the commit: the close is applied in memory
-    /// and its event, bundle and snapshot are queued for the store as one transaction, so the
-    /// caller can let others go on while the store writes them. Settle the ticket before telling
-    /// anyone the epoch is closed.
-    pub fn close_epoch_pipelined(
-        &mut self,
-    ) -> Result<(EpochOutcome, EpochBundle, AppendTicket), JournalError> {
+    /// Closes the epoch in memory and queues its `EpochClosed` event — alone, so the commit that
+    /// carries it is as quick as any other — with the state after it encoded for a snapshot.
+    /// The bundle's JSON is made and stored after that ([`ClosedEpoch::attachments`],
+    /// [`Journal::attach_close`]), without holding up anyone; if the node stops before the
+    /// bundle is stored, the next open makes it again from the replayed close (see
+    /// [`OpenReport::bundles_remade`]). Settle the event's ticket and the attachments' before
+    /// telling anyone the epoch is closed.
+    pub fn close_epoch_pipelined(&mut self) -> Result<ClosedEpoch, JournalError> {
         let at_ms = now_ms();
         let (outcome, envelope, body) = self.economy.close_epoch(at_ms)?;
         let bundle = self
             .economy
             .epoch_bundle(&outcome, envelope.seq, envelope.hash, at_ms);
-        // The bundle's JSON and the state's encoding are independent: make them side by side.
-        let (json, state) = std::thread::scope(|scope| {
-            let json =
-                scope.spawn(|| serde_json::to_vec(&bundle).expect("bundles always serialise"));
-            let state = self.economy.encode_state();
-            (
-                json.join().expect("serialising a bundle does not panic"),
-                state,
-            )
-        });
-        let attachments = Attachments {
-            bundles: vec![BundleRow {
-                epoch: outcome.epoch,
-                root: outcome.root,
-                json,
-            }],
-            snapshots: vec![SnapshotRow {
-                seq: self.economy.head().next_seq,
-                state_hash: keccak256(&state),
-                state,
-            }],
-            answers: Vec::new(),
+        let state = self.economy.encode_state();
+        let snapshot = SnapshotRow {
+            seq: self.economy.head().next_seq,
+            state_hash: keccak256(&state),
+            state,
         };
         let row = EventRow {
             seq: envelope.seq,
@@ -357,8 +354,18 @@ impl Journal {
             body,
             lane: Lane::Bulk,
         };
-        let ticket = self.log.append(vec![row], attachments);
-        Ok((outcome, bundle, ticket))
+        let event = self.log.append(vec![row], Attachments::default());
+        Ok(ClosedEpoch {
+            outcome,
+            bundle,
+            event,
+            attachments: CloseAttachments { snapshot },
+        })
+    }
+
+    /// Queues a close's bundle and snapshot for the store, after its event.
+    pub fn attach_close(&self, attachments: Attachments) -> AppendTicket {
+        self.log.append(Vec::new(), attachments)
     }
 
     /// The stored bundle of `epoch`, if that epoch is closed.
@@ -375,8 +382,45 @@ impl Journal {
     }
 }
 
+/// An epoch closed in memory whose event is queued for the store; its bundle and snapshot are
+/// still to be stored.
+pub struct ClosedEpoch {
+    pub outcome: EpochOutcome,
+    pub bundle: EpochBundle,
+    /// The commit of the `EpochClosed` event.
+    pub event: AppendTicket,
+    pub attachments: CloseAttachments,
+}
+
+/// What a close stores beside its event: the snapshot made with it, and the bundle's JSON.
+pub struct CloseAttachments {
+    snapshot: SnapshotRow,
+}
+
+impl CloseAttachments {
+    /// The bundle's JSON (made here, the slow part, so do it without holding the journal) and
+    /// the snapshot, ready for [`Journal::attach_close`].
+    pub fn write(self, bundle: &EpochBundle) -> Attachments {
+        Attachments {
+            bundles: vec![bundle_row(bundle)],
+            snapshots: vec![self.snapshot],
+            answers: Vec::new(),
+        }
+    }
+}
+
+fn bundle_row(bundle: &EpochBundle) -> BundleRow {
+    BundleRow {
+        epoch: bundle.epoch,
+        root: bundle.root,
+        json: serde_json::to_vec(bundle).expect("bundles always serialise"),
+    }
+}
+
 /// The state from the latest snapshot that is intact and not ahead of the log, plus the events
-/// after it; a full replay when no snapshot qualifies.
+/// after it; a full replay when no snapshot qualifies. A close whose bundle never reached the
+/// store (the node stopped between storing the event and the bundle) gets its bundle made again
+/// from the state right after the replayed close, unless the store was opened only to read.
 fn restore(
     log: &EventLog,
     progress: &mut dyn FnMut(u64, u64),
@@ -396,8 +440,28 @@ fn restore(
         }
     }
     let from = start.head().next_seq;
-    let economy = replay(log, start, progress, &mut |_| Ok(()))?;
+    let mut remade = Vec::new();
+    let economy = replay(
+        log,
+        start,
+        progress,
+        &mut |_| Ok(()),
+        &mut |economy, outcome, row| {
+            if log.is_reader() || log.has_bundle(outcome.epoch)? {
+                return Ok(());
+            }
+            let bundle = economy.epoch_bundle(&outcome, row.seq, row.hash, row.at_ms);
+            let attachments = Attachments {
+                bundles: vec![bundle_row(&bundle)],
+                ..Attachments::default()
+            };
+            log.append(Vec::new(), attachments).wait()?;
+            remade.push(outcome.epoch);
+            Ok(())
+        },
+    )?;
     report.replayed = economy.head().next_seq - from;
+    report.bundles_remade = remade;
     Ok((economy, report))
 }
 
@@ -453,6 +517,7 @@ fn replay(
     mut economy: Economy,
     progress: &mut dyn FnMut(u64, u64),
     after_each: &mut dyn FnMut(&Economy) -> Result<(), JournalError>,
+    on_close: &mut dyn FnMut(&Economy, EpochOutcome, &EventRow) -> Result<(), JournalError>,
 ) -> Result<Economy, JournalError> {
     let total = log.event_count()?;
     let mut next = economy.head().next_seq;
@@ -463,7 +528,9 @@ fn replay(
         let Some(last) = page.last() else { break };
         next = last.seq + 1;
         for row in &page {
-            economy.replay(row.seq, row.at_ms, &row.hash, &row.body)?;
+            if let Some(outcome) = economy.replay(row.seq, row.at_ms, &row.hash, &row.body)? {
+                on_close(&economy, outcome, row)?;
+            }
             after_each(&economy)?;
         }
         progress(next, total);

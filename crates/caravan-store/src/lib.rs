@@ -20,7 +20,9 @@ pub use backend::{
     AnswerRow, Attachments, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp,
     SnapshotRow, StoreError,
 };
-pub use journal::{Journal, JournalError, OpenReport, Submitted, now_ms};
+pub use journal::{
+    CloseAttachments, ClosedEpoch, Journal, JournalError, OpenReport, Submitted, now_ms,
+};
 pub use location::Location;
 pub use log::{AppendTicket, CommitStats, EventLog, Reply};
 pub use shared::{PendingSubmission, QueuedCommit, SharedJournal};

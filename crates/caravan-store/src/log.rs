@@ -51,6 +51,10 @@ enum Request {
         epoch: u64,
         reply: Sender<Result<Option<Vec<u8>>, StoreError>>,
     },
+    HasBundle {
+        epoch: u64,
+        reply: Sender<Result<bool, StoreError>>,
+    },
     Snapshots {
         reply: Sender<Result<Vec<SnapshotRow>, StoreError>>,
     },
@@ -304,6 +308,16 @@ impl EventLog {
     pub fn bundle(&self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.ask(|reply| Request::Bundle { epoch, reply })
     }
+
+    /// Whether the bundle of `epoch` is stored.
+    pub fn has_bundle(&self, epoch: u64) -> Result<bool, StoreError> {
+        self.ask(|reply| Request::HasBundle { epoch, reply })
+    }
+
+    /// Whether this log was opened only to read.
+    pub fn is_reader(&self) -> bool {
+        self.reader
+    }
 }
 
 impl EventLog {
@@ -417,6 +431,9 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             }
             Request::Bundle { epoch, reply } => {
                 let _ = reply.send(backend.bundle(epoch));
+            }
+            Request::HasBundle { epoch, reply } => {
+                let _ = reply.send(backend.has_bundle(epoch));
             }
             Request::Snapshots { reply } => {
                 let _ = reply.send(backend.snapshots());

@@ -290,6 +290,16 @@ impl Backend for PostgresBackend {
         Ok(row.map(|r| r.get(0)))
     }
 
+    fn has_bundle(&mut self, epoch: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT 1 FROM epoch_bundles WHERE epoch = $1",
+                &[&to_i64(epoch, "epoch")?],
+            )?
+            .is_some())
+    }
+
     fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
         let row = self.client.query_opt(
             "SELECT fingerprint, kept_at_ms, expires_ms, answer FROM kept_answers WHERE key = $1 AND expires_ms > $2",

@@ -65,20 +65,23 @@ impl SharedJournal {
         }
     }
 
-    /// Closes the epoch (see [`Journal::close_epoch`]) and returns once it is durable.
-    /// Submissions wait while the close is worked out; the journal is free again while the store
-    /// writes it (their own commits follow it in order).
+    /// Closes the epoch (see [`Journal::close_epoch`]) and returns once it is durable with its
+    /// bundle. Submissions wait while the close is worked out and its snapshot encoded; the
+    /// event commits like any other, and the bundle's JSON is made and stored while the journal
+    /// serves others.
     pub fn close_epoch(
         &self,
     ) -> Result<(caravan_core::EpochOutcome, caravan_core::epoch::EpochBundle), JournalError> {
-        let (outcome, bundle, commit) = {
+        let (closed, generation) = {
             let mut journal = self.lock();
-            let generation = journal.generation();
-            let (outcome, bundle, ticket) = journal.close_epoch_pipelined()?;
-            (outcome, bundle, QueuedCommit { ticket, generation })
+            (journal.close_epoch_pipelined()?, journal.generation())
         };
-        self.await_commit(commit)?;
-        Ok((outcome, bundle))
+        let attachments = closed.attachments.write(&closed.bundle);
+        let attached = self.lock().attach_close(attachments);
+        for ticket in [closed.event, attached] {
+            self.await_commit(QueuedCommit { ticket, generation })?;
+        }
+        Ok((closed.outcome, closed.bundle))
     }
 
     /// Waits until a detached submission (see [`PendingSubmission::detach`]) is durable. When the

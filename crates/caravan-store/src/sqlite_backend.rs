@@ -289,6 +289,18 @@ impl Backend for SqliteBackend {
             .optional()?)
     }
 
+    fn has_bundle(&mut self, epoch: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT 1 FROM epoch_bundles WHERE epoch = ?1",
+                params![to_i64(epoch, "epoch")?],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
         let row = self
             .connection

@@ -584,6 +584,56 @@ fn a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies
     assert_eq!(verified.open_report().snapshots_verified, 1);
 }
 
+/// Deletes what a close stores after its event (its bundle and snapshot), as when a node stops
+/// between the two commits.
+fn forget_close_attachments(location: &Location) {
+    match location {
+        Location::DataDir(_) => {
+            sqlite_connection(location)
+                .execute_batch("DELETE FROM epoch_bundles; DELETE FROM snapshots;")
+                .unwrap();
+        }
+        Location::Postgres(_) => {
+            postgres_client(location)
+                .batch_execute("DELETE FROM epoch_bundles; DELETE FROM snapshots;")
+                .unwrap();
+        }
+    }
+}
+
+fn a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    let (_, bundle) = journal.close_epoch().unwrap();
+    journal.submit(vec![usage(asset, 700)]).unwrap();
+    let hash = journal.economy().state_hash();
+    drop(journal);
+    forget_close_attachments(&scratch.location);
+
+    let reader = Journal::open_reader(scratch.location.clone(), &mut |_, _| {}).unwrap();
+    assert!(
+        reader.open_report().bundles_remade.is_empty() && reader.bundle(1).unwrap().is_none(),
+        "a reader writes nothing"
+    );
+    drop(reader);
+    let reopened = open(&scratch.location);
+    assert_eq!(reopened.open_report().bundles_remade, vec![1]);
+    assert_eq!(reopened.economy().state_hash(), hash);
+    let remade = reopened
+        .bundle(1)
+        .unwrap()
+        .expect("the bundle is stored again");
+    assert_eq!(
+        serde_json::to_value(&remade).unwrap(),
+        serde_json::to_value(&bundle).unwrap(),
+        "the bundle made again is the one the close made, to the byte"
+    );
+    drop(reopened);
+    let again = open(&scratch.location);
+    assert!(again.open_report().bundles_remade.is_empty());
+}
+
 fn verification_catches_tampering_behind_a_snapshot(scratch: Scratch, tamper: fn(&Location)) {
     let mut journal = open(&scratch.location);
     let asset = seed_economy(&mut journal);
@@ -1056,6 +1106,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn only_the_newest_snapshots_are_kept() { super::only_the_newest_snapshots_are_kept($scratch) }
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies() { super::a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies($scratch) }
+            $($ignore)* #[test] fn a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open() { super::a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open($scratch) }
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }

@@ -202,7 +202,7 @@ fn economy(args: EconomyArgs) -> Result<(), String> {
     ]);
     t.add_row(vec![
         "(b'') epoch close, durable".into(),
-        format!("same lineage stored in SQLite with {durable_calls} calls; close + {:.1} MB bundle and a state snapshot committed with its event", bundle_bytes as f64 / 1e6),
+        format!("same lineage stored in SQLite with {durable_calls} calls; close, its event committed, then its {:.1} MB bundle and a state snapshot", bundle_bytes as f64 / 1e6),
         format!("{:.3} s", durable.seconds),
         "—".into(),
     ]);
