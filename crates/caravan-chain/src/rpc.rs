@@ -12,6 +12,7 @@
 //! [`MAX_FEE_RAISES`] times. Whichever of those sends is mined is the transaction's receipt;
 //! the rest can never be, as they share its nonce.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -24,9 +25,29 @@ use caravan_core::report::{certificate_hint, with_causes};
 use crate::chain::{Chain, ChainFault, ChainLog};
 use crate::embedded::{ChainError, Receipt};
 
+/// The runtime every JSON-RPC request runs on: one for the process, never dropped. The HTTP
+/// client keeps its connections in a pool, each driven by a task on the runtime that opened it;
+/// with a runtime per chain opened, a connection left in the pool by a chain since dropped would
+/// fail the next request that took it ("dispatch task is gone"), as a node that opens a chain
+/// for every deposit round and every post would see.
+fn rpc_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("caravan-rpc")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the RPC runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// A connected JSON-RPC chain.
 pub struct RpcChain {
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
     provider: DynProvider,
     sender: Address,
     url: String,
@@ -69,10 +90,7 @@ impl RpcChain {
                 "{url} is not an HTTP endpoint: give the chain's JSON-RPC URL, starting with https:// (or http:// for a local node)"
             )));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ChainFault::Rpc(format!("cannot start the RPC runtime: {e}")))?;
+        let runtime = rpc_runtime().map_err(ChainFault::Rpc)?;
         // Nonces and fees are set on each transaction by `send_until_mined`, from the node
         // rather than a local counter: after a reorganisation drops a transaction, a counter
         // would run ahead and the next transaction would wait forever behind the gap.
@@ -471,10 +489,7 @@ pub fn contract_accepts(
     let endpoint: reqwest::Url = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the RPC runtime: {e}"))?;
+    let runtime = rpc_runtime()?;
     let provider = ProviderBuilder::new()
         .disable_recommended_fillers()
         .connect_reqwest(http, endpoint);
