@@ -56,6 +56,9 @@ pub fn journal_len(dir: &Path) -> u64 {
     std::fs::metadata(dir.join(JOURNAL)).map_or(0, |meta| meta.len())
 }
 
+/// How long opening the chain waits for another process to let it go.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A persistent embedded chain.
 pub struct PersistentEvm {
     evm: EmbeddedEvm,
@@ -78,12 +81,20 @@ impl PersistentEvm {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let lock_path = dir.join("chain.lock");
         let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Busy(dir.to_path_buf()));
+        // A node serving from the same data directory opens the chain for each operation and
+        // lets it go after: wait for it a little rather than refuse at once.
+        let waited = std::time::Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < LOCK_PATIENCE => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Busy(dir.to_path_buf()));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let path = dir.join(JOURNAL);
         let journal = OpenOptions::new()

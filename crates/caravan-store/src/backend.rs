@@ -110,6 +110,9 @@ pub enum StoreError {
     SchemaTooOld { found: i64, known: i64 },
     #[error("{0}")]
     NoStore(String),
+    /// Another process holds the store's writer lock (a node serving from it, say).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<postgres::Error> for StoreError {

@@ -104,7 +104,7 @@ impl PostgresBackend {
             std::thread::sleep(std::time::Duration::from_millis(20 << attempt.min(4)));
         }
         if !locked {
-            return Err(StoreError::Io(format!(
+            return Err(StoreError::Busy(format!(
                 "another caravan process is using the database at {}; stop it first",
                 redact(url)
             )));

@@ -95,7 +95,7 @@ impl SqliteBackend {
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(StoreError::Io(format!(
+                return Err(StoreError::Busy(format!(
                     "another caravan process is using the data directory {}; stop it or choose another directory with --data-dir",
                     dir.display()
                 )));

@@ -61,34 +61,41 @@ pub fn proof_json(leaf: &Leaf, root: &Hash32, proof: &[Hash32]) -> String {
 /// Opens the store named by the arguments from its latest snapshot, with a progress bar while a
 /// long log replays, and a warning when a snapshot had to be passed over.
 pub fn open_journal(store: &StoreArgs) -> Result<Journal, String> {
-    open_with(store, Journal::open)
+    open_with(store, Journal::open).map_err(|e| e.to_string())
+}
+
+/// Opens the store to write, or `None` when another process (a node serving from it) holds it.
+pub fn open_journal_unless_served(store: &StoreArgs) -> Result<Option<Journal>, String> {
+    match open_with(store, Journal::open) {
+        Ok(journal) => Ok(Some(journal)),
+        Err(JournalError::Store(caravan_store::StoreError::Busy(_))) => Ok(None),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Opens the store only to read, beside a node that may be serving from it (see
 /// [`Journal::open_reader`]): for commands that show and check, never for ones that write.
 pub fn open_reader(store: &StoreArgs) -> Result<Journal, String> {
-    open_with(store, Journal::open_reader)
+    open_with(store, Journal::open_reader).map_err(|e| e.to_string())
 }
 
 /// Opens the store only to read by replaying every event and checking every snapshot against
 /// the replay; works beside a serving node too.
 pub fn open_journal_verifying(store: &StoreArgs) -> Result<Journal, String> {
-    open_with(store, Journal::open_verifying)
+    open_with(store, Journal::open_verifying).map_err(|e| e.to_string())
 }
 
 type Opener = fn(Location, &mut dyn FnMut(u64, u64)) -> Result<Journal, JournalError>;
 
-fn open_with(store: &StoreArgs, opener: Opener) -> Result<Journal, String> {
-    let location = Location::choose(store.data_dir.clone(), store.database.as_deref())
-        .map_err(|e| e.to_string())?;
+fn open_with(store: &StoreArgs, opener: Opener) -> Result<Journal, JournalError> {
+    let location = Location::choose(store.data_dir.clone(), store.database.as_deref())?;
     let mut bar: Option<ProgressBar> = None;
     let journal = opener(location, &mut |done, total| {
         if total >= 200_000 {
             let bar = bar.get_or_insert_with(|| progress(total, "replaying log"));
             bar.set_position(done);
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -2198,6 +2198,21 @@ fn a_serving_node_closes_and_posts_epochs_on_schedule_while_read_commands_run_be
     let asset_shown = caravan(dir, &["asset", "show", &asset]);
     let verified = caravan(dir, &["log", "verify"]);
     let writer = caravan(dir, &record);
+    let newcomer = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+    let topped_up = caravan(
+        dir,
+        &[
+            "deposit", "--payer", newcomer, "--token", token, "--amount", "7",
+        ],
+    );
+    let mut credited = String::new();
+    for _ in 0..100 {
+        credited = ok(&caravan(dir, &["balances", "--account", newcomer]));
+        if credited.contains("7 USDC") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     server.kill().unwrap();
     server.wait().unwrap();
     let log = written.lock().unwrap().clone();
@@ -2231,6 +2246,15 @@ fn a_serving_node_closes_and_posts_epochs_on_schedule_while_read_commands_run_be
     assert!(
         failure(&writer).contains("another caravan process is using the data directory"),
         "a writer is still refused while the node serves"
+    );
+    assert!(
+        ok(&topped_up).contains("credits it from the vault's log"),
+        "{}",
+        ok(&topped_up)
+    );
+    assert!(
+        credited.contains("7 USDC"),
+        "the serving node credits a deposit made beside it:\n{credited}"
     );
 
     let (mut server, _, written) = start_logged_serve(dir, &["--epoch-every", "1s"], &[]);

@@ -11,7 +11,9 @@ use clap::{Args, Subcommand};
 
 use super::submit_one;
 use crate::StoreArgs;
-use crate::present::{amount, open_journal, parse_amount, table};
+use crate::present::{
+    amount, open_journal, open_journal_unless_served, open_reader, parse_amount, table,
+};
 
 #[derive(Args)]
 pub struct InitArgs {
@@ -141,7 +143,8 @@ pub fn deposit_for_development(
 }
 
 /// Deposits the development token on the embedded chain from the development account that holds
-/// its supply, then credits it the way a serving node does: through the deposit's log.
+/// its supply, then credits it the way a serving node does: through the deposit's log. While a
+/// node serves from the data directory, the node credits it.
 pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
     let on_chain = "payers and requesters deposit on chain: approve caravan's deposit vault (`caravan chain list` names it) and call its deposit(token, amount, account)";
     let Some(chains) = super::settlement(store)? else {
@@ -156,10 +159,27 @@ pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
             args.token
         ));
     }
-    let journal = open_journal(store)?;
-    let value = parse_amount(journal.economy(), &args.token, &args.amount)?;
+    let reader = open_reader(store)?;
+    let value = parse_amount(reader.economy(), &args.token, &args.amount)?;
+    let shown = amount(reader.economy(), &args.token, value);
+    drop(reader);
+    let chains = Arc::new(chains);
+    let Some(journal) = open_journal_unless_served(store)? else {
+        chains
+            .open(EMBEDDED, 0)
+            .map_err(|e| e.to_string())?
+            .deposit(args.token, value, args.payer, now_ms() / 1000)
+            .map_err(|e| e.to_string())?;
+        println!(
+            "deposited {shown} for {} on the embedded chain; the node serving {} credits it from the vault's log within its --follow-every (`caravan balances --account {}` shows it then; a development shortcut; {on_chain})",
+            args.payer,
+            store.data_dir.display(),
+            args.payer
+        );
+        return Ok(());
+    };
     let journal = Arc::new(SharedJournal::new(journal));
-    let credited = deposit_for_development(Arc::new(chains), &journal, &[(args.payer, value)])?;
+    let credited = deposit_for_development(chains, &journal, &[(args.payer, value)])?;
     journal.read(|j| {
         let economy = j.economy();
         for credited in &credited {
