@@ -84,17 +84,12 @@ impl Node {
 
     /// Makes `name` the home chain (see [`crate::settlement::Chains::set_home`]).
     pub fn set_home_chain(&self, name: &str) -> Result<PayoutChain, OperatorError> {
-        let (economy, latest) = self.journal().read(|j| {
-            let economy = j.economy().clone();
-            let latest = economy.next_epoch() - 1;
-            let bundle = if latest > 0 {
-                j.bundle(latest)
-            } else {
-                Ok(None)
-            };
-            (economy, bundle)
-        });
-        let home = self.chains()?.set_home(name, &economy, latest?.as_ref())?;
+        let economy = self.journal().read(|j| j.economy().clone());
+        let latest = match economy.next_epoch() - 1 {
+            0 => None,
+            epoch => self.journal().bundle(epoch)?,
+        };
+        let home = self.chains()?.set_home(name, &economy, latest.as_ref())?;
         self.refresh_chains()?;
         Ok(home)
     }
@@ -118,15 +113,14 @@ impl Node {
                 .map(|home| home.name.clone())
                 .ok_or(OperatorError::NoChains)?,
         };
-        let (current, previous) = self.journal().read(|j| {
-            let current = j.bundle(epoch)?.ok_or(OperatorError::NotClosed(epoch))?;
-            let previous = if epoch > 1 {
-                j.bundle(epoch - 1)?
-            } else {
-                None
-            };
-            Ok::<_, OperatorError>((current, previous))
-        })?;
+        let current = self
+            .journal()
+            .bundle(epoch)?
+            .ok_or(OperatorError::NotClosed(epoch))?;
+        let previous = match epoch {
+            1 => None,
+            n => self.journal().bundle(n - 1)?,
+        };
         Ok(chains.post(&name, 0, &current, previous.as_ref(), self.funding_limits())?)
     }
 }

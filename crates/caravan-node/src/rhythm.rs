@@ -252,7 +252,7 @@ impl Rhythm {
             Some(bundle) => bundle,
             None => node
                 .journal()
-                .read(|j| j.bundle(epoch))
+                .bundle(epoch)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("epoch {epoch} has no bundle in the store"))?,
         };

@@ -34,6 +34,8 @@ pub enum JournalError {
     Event(#[from] EventError),
     #[error("epoch bundle {epoch}: {why}")]
     Bundle { epoch: u64, why: String },
+    #[error("epoch {0} is closed and its bundle is being stored; ask again in a moment")]
+    BundlePending(u64),
     #[error(
         "the snapshot at event {seq} does not match a replay of the log ({why}); it is only a cache — delete it and reopen"
     )]
@@ -373,13 +375,22 @@ impl Journal {
         let Some(json) = self.log.bundle(epoch)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&json)
-            .map(Some)
-            .map_err(|e| JournalError::Bundle {
-                epoch,
-                why: e.to_string(),
-            })
+        parse_bundle(epoch, &json).map(Some)
     }
+
+    /// Asks the store for `epoch`'s bundle without waiting: the JSON comes back through the
+    /// reply (see [`SharedJournal::bundle`]).
+    pub fn request_bundle(&self, epoch: u64) -> crate::Reply<Option<Vec<u8>>> {
+        self.log.bundle_later(epoch)
+    }
+}
+
+/// A stored bundle's JSON read back.
+pub(crate) fn parse_bundle(epoch: u64, json: &[u8]) -> Result<EpochBundle, JournalError> {
+    serde_json::from_slice(json).map_err(|e| JournalError::Bundle {
+        epoch,
+        why: e.to_string(),
+    })
 }
 
 /// An epoch closed in memory whose event is queued for the store; its bundle and snapshot are

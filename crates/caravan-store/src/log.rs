@@ -306,7 +306,15 @@ impl EventLog {
     }
 
     pub fn bundle(&self, epoch: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.ask(|reply| Request::Bundle { epoch, reply })
+        self.bundle_later(epoch).wait()
+    }
+
+    /// [`EventLog::bundle`], answered once the writer gets to it: the caller may wait without
+    /// holding whatever it asked under.
+    pub fn bundle_later(&self, epoch: u64) -> Reply<Option<Vec<u8>>> {
+        Reply {
+            answer: self.send(|reply| Request::Bundle { epoch, reply }),
+        }
     }
 
     /// Whether the bundle of `epoch` is stored.

@@ -84,6 +84,26 @@ impl SharedJournal {
         Ok((closed.outcome, closed.bundle))
     }
 
+    /// The stored bundle of `epoch` (`None` when it is not closed). The journal is held only to
+    /// ask: the store reads the bundle and it is parsed while others go on, which matters at
+    /// scale (about 100 MB of JSON at 200,000 contributors). An epoch closed a moment ago whose
+    /// bundle is still being stored is [`JournalError::BundlePending`].
+    pub fn bundle(
+        &self,
+        epoch: u64,
+    ) -> Result<Option<caravan_core::epoch::EpochBundle>, JournalError> {
+        let (closed, reply) = {
+            let journal = self.lock();
+            let closed = epoch >= 1 && journal.economy().epochs().len() as u64 >= epoch;
+            (closed, journal.request_bundle(epoch))
+        };
+        match reply.wait()? {
+            Some(json) => crate::journal::parse_bundle(epoch, &json).map(Some),
+            None if closed => Err(JournalError::BundlePending(epoch)),
+            None => Ok(None),
+        }
+    }
+
     /// Waits until a detached submission (see [`PendingSubmission::detach`]) is durable. When the
     /// store fails the commit, the journal reloads from the store once for the whole group.
     pub fn await_commit(&self, commit: QueuedCommit) -> Result<(), JournalError> {

@@ -634,6 +634,23 @@ fn a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open(sc
     assert!(again.open_report().bundles_remade.is_empty());
 }
 
+fn a_bundle_being_stored_is_pending_not_missing(scratch: Scratch) {
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy(&mut journal);
+    journal.submit(vec![usage(asset, 500)]).unwrap();
+    let closed = journal.close_epoch_pipelined().unwrap();
+    closed.event.wait().unwrap();
+    let shared = SharedJournal::new(journal);
+    assert!(
+        matches!(shared.bundle(1), Err(JournalError::BundlePending(1))),
+        "a closed epoch whose bundle is on its way is pending"
+    );
+    assert!(shared.bundle(2).unwrap().is_none(), "epoch 2 is not closed");
+    let attachments = closed.attachments.write(&closed.bundle);
+    shared.read(|j| j.attach_close(attachments)).wait().unwrap();
+    assert_eq!(shared.bundle(1).unwrap().unwrap().root, closed.bundle.root);
+}
+
 fn verification_catches_tampering_behind_a_snapshot(scratch: Scratch, tamper: fn(&Location)) {
     let mut journal = open(&scratch.location);
     let asset = seed_economy(&mut journal);
@@ -1107,6 +1124,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_damaged_snapshot_is_passed_over_and_caught_by_verification() { super::a_damaged_snapshot_is_passed_over_and_caught_by_verification($scratch, $damage) }
             $($ignore)* #[test] fn a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies() { super::a_snapshot_from_before_registration_times_is_replayed_over_and_still_verifies($scratch) }
             $($ignore)* #[test] fn a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open() { super::a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open($scratch) }
+            $($ignore)* #[test] fn a_bundle_being_stored_is_pending_not_missing() { super::a_bundle_being_stored_is_pending_not_missing($scratch) }
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }

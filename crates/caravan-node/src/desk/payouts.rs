@@ -72,13 +72,13 @@ impl Desk {
         epoch: u64,
         account: &Address,
     ) -> Result<Vec<caravan_core::ChainProofs>, DeskError> {
-        let bundle =
-            self.journal
-                .read(|j| j.bundle(epoch))?
-                .ok_or_else(|| DeskError::CorruptRecord {
-                    seq: 0,
-                    why: format!("the bundle of closed epoch {epoch} is missing from the store"),
-                })?;
+        let bundle = self
+            .journal
+            .bundle(epoch)?
+            .ok_or_else(|| DeskError::CorruptRecord {
+                seq: 0,
+                why: format!("the bundle of closed epoch {epoch} is missing from the store"),
+            })?;
         Ok(bundle.proofs_for(account))
     }
 }
