@@ -230,32 +230,19 @@ impl Rhythm {
         }
     }
 
-    /// Epoch `epoch`'s bundle: kept from this node's close, else read back from the file this
-    /// rhythm wrote (when its root is the one the store recorded), else from the store.
+    /// Epoch `epoch`'s bundle: kept from this node's close or an earlier round, else read from
+    /// the store (without holding up calls, see [`caravan_store::SharedJournal::bundle`]).
     fn bundle(&mut self, node: &Node, epoch: u64) -> Result<Arc<EpochBundle>, String> {
         for kept in [&self.latest, &self.previous].into_iter().flatten() {
             if kept.epoch == epoch {
                 return Ok(Arc::clone(kept));
             }
         }
-        let recorded = node.journal().read(|j| {
-            j.economy()
-                .epochs()
-                .get(epoch as usize - 1)
-                .map(|record| record.root)
-        });
-        let from_file = std::fs::read(self.bundle_path(epoch))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<EpochBundle>(&bytes).ok())
-            .filter(|bundle| Some(bundle.root) == recorded && bundle.epoch == epoch);
-        let bundle = match from_file {
-            Some(bundle) => bundle,
-            None => node
-                .journal()
-                .bundle(epoch)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("epoch {epoch} has no bundle in the store"))?,
-        };
+        let bundle = node
+            .journal()
+            .bundle(epoch)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("epoch {epoch} is not closed"))?;
         let bundle = Arc::new(bundle);
         if self.latest.as_ref().is_none_or(|kept| kept.epoch < epoch) {
             self.previous = self.latest.replace(Arc::clone(&bundle));
