@@ -370,23 +370,44 @@ impl Journal {
         self.log.append(Vec::new(), attachments)
     }
 
-    /// The stored bundle of `epoch`, if that epoch is closed.
+    /// The stored bundle of `epoch`: `None` when that epoch is not closed, and
+    /// [`JournalError::BundlePending`] when it is closed but its bundle is not stored yet.
     pub fn bundle(&self, epoch: u64) -> Result<Option<EpochBundle>, JournalError> {
-        let Some(json) = self.log.bundle(epoch)? else {
-            return Ok(None);
-        };
-        parse_bundle(epoch, &json).map(Some)
+        self.request_bundle(epoch).read()
     }
 
-    /// Asks the store for `epoch`'s bundle without waiting: the JSON comes back through the
-    /// reply (see [`SharedJournal::bundle`]).
-    pub fn request_bundle(&self, epoch: u64) -> crate::Reply<Option<Vec<u8>>> {
-        self.log.bundle_later(epoch)
+    /// Asks the store for `epoch`'s bundle without waiting for it (see
+    /// [`SharedJournal::bundle`]).
+    pub fn request_bundle(&self, epoch: u64) -> BundleRequest {
+        BundleRequest {
+            epoch,
+            closed: epoch >= 1 && self.economy.epochs().len() as u64 >= epoch,
+            reply: self.log.bundle_later(epoch),
+        }
+    }
+}
+
+/// A bundle asked of the store, read when its answer comes.
+pub struct BundleRequest {
+    epoch: u64,
+    /// Whether the economy had closed the epoch when it was asked for.
+    closed: bool,
+    reply: crate::Reply<Option<Vec<u8>>>,
+}
+
+impl BundleRequest {
+    /// Waits for the store's answer and parses it (see [`Journal::bundle`]).
+    pub fn read(self) -> Result<Option<EpochBundle>, JournalError> {
+        match self.reply.wait()? {
+            Some(json) => parse_bundle(self.epoch, &json).map(Some),
+            None if self.closed => Err(JournalError::BundlePending(self.epoch)),
+            None => Ok(None),
+        }
     }
 }
 
 /// A stored bundle's JSON read back.
-pub(crate) fn parse_bundle(epoch: u64, json: &[u8]) -> Result<EpochBundle, JournalError> {
+fn parse_bundle(epoch: u64, json: &[u8]) -> Result<EpochBundle, JournalError> {
     serde_json::from_slice(json).map_err(|e| JournalError::Bundle {
         epoch,
         why: e.to_string(),

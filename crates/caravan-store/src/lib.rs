@@ -21,7 +21,8 @@ pub use backend::{
     SnapshotRow, StoreError,
 };
 pub use journal::{
-    CloseAttachments, ClosedEpoch, Journal, JournalError, OpenReport, Submitted, now_ms,
+    BundleRequest, CloseAttachments, ClosedEpoch, Journal, JournalError, OpenReport, Submitted,
+    now_ms,
 };
 pub use location::Location;
 pub use log::{AppendTicket, CommitStats, EventLog, Reply};

@@ -92,16 +92,8 @@ impl SharedJournal {
         &self,
         epoch: u64,
     ) -> Result<Option<caravan_core::epoch::EpochBundle>, JournalError> {
-        let (closed, reply) = {
-            let journal = self.lock();
-            let closed = epoch >= 1 && journal.economy().epochs().len() as u64 >= epoch;
-            (closed, journal.request_bundle(epoch))
-        };
-        match reply.wait()? {
-            Some(json) => crate::journal::parse_bundle(epoch, &json).map(Some),
-            None if closed => Err(JournalError::BundlePending(epoch)),
-            None => Ok(None),
-        }
+        let request = self.lock().request_bundle(epoch);
+        request.read()
     }
 
     /// Waits until a detached submission (see [`PendingSubmission::detach`]) is durable. When the
