@@ -2213,10 +2213,13 @@ fn a_serving_node_closes_and_posts_epochs_on_schedule_while_read_commands_run_be
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The deposit is news: the next round closes and posts epoch 2 with it.
+    let second = wait_for(&written, "epoch 2's root");
     server.kill().unwrap();
     server.wait().unwrap();
     let log = written.lock().unwrap().clone();
     settled.unwrap_or_else(|log| panic!("no root was activated:\n{log}"));
+    second.unwrap_or_else(|log| panic!("the epoch with the deposit was not posted:\n{log}"));
     assert!(log.contains("epoch 1 closed: root 0x"), "{log}");
     assert!(
         log.contains("epoch 1's root 0x") && log.contains("posted on embedded"),
