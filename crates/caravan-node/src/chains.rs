@@ -47,6 +47,11 @@ impl ChainDirectory {
             .chain(self.chains.iter().filter(|c| !c.home))
     }
 
+    /// The home chain: the one that pays everyone who did not choose another.
+    pub fn home(&self) -> Option<&PayoutChain> {
+        self.chains.iter().find(|c| c.home)
+    }
+
     /// What the log calls `chain`'s share of the entitlements: [`HOME_CHAIN`] for home, else
     /// its chain id.
     pub fn partition(chain: &PayoutChain) -> u64 {

@@ -108,8 +108,7 @@ impl Node {
             None => self
                 .desk()
                 .chains()
-                .chains()
-                .find(|chain| chain.home)
+                .home()
                 .map(|home| home.name.clone())
                 .ok_or(OperatorError::NoChains)?,
         };

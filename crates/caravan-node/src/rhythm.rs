@@ -152,13 +152,7 @@ impl Rhythm {
         let Some(chains) = node.settlement() else {
             return;
         };
-        let Some(home) = node
-            .desk()
-            .chains()
-            .chains()
-            .find(|chain| chain.home)
-            .map(|home| home.name.clone())
-        else {
+        let Some(home) = node.desk().chains().home().map(|home| home.name.clone()) else {
             return;
         };
         match chains.activate_due(&home, now_ms / 1000) {

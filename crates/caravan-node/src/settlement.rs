@@ -98,6 +98,23 @@ fn settle_fault(error: SettleError) -> ChainsError {
     }
 }
 
+/// What `read` finds in blocks `from..=to`, asked [`LOG_RANGE`] blocks at a time (public
+/// endpoints refuse wider log queries).
+fn in_log_ranges<T>(
+    from: u64,
+    to: u64,
+    mut read: impl FnMut(u64, u64) -> Result<Vec<T>, SettleError>,
+) -> Result<Vec<T>, ChainsError> {
+    let mut found = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start + LOG_RANGE - 1);
+        found.extend(read(start, end).map_err(settle_fault)?);
+        start = end + 1;
+    }
+    Ok(found)
+}
+
 /// A post's failure; one for want of funds names the chain's distributor, the token, the
 /// amounts in whole tokens and the commands that fix it.
 fn underfunded_on(name: &str, bundle: &EpochBundle, error: SettleError) -> ChainsError {
@@ -111,19 +128,16 @@ fn underfunded_on(name: &str, bundle: &EpochBundle, error: SettleError) -> Chain
     else {
         return settle_fault(error);
     };
-    let shown = |amount: u128| match bundle.tokens.iter().find(|t| t.address == token) {
+    let known = bundle.tokens.iter().find(|t| t.address == token);
+    let shown = |amount: u128| match known {
         Some(known) => known.format(amount),
         None => format!("{amount} base units of {token}"),
     };
     let missing = promised - funded;
-    let whole = bundle
-        .tokens
-        .iter()
-        .find(|t| t.address == token)
-        .map_or_else(
-            || missing.to_string(),
-            |known| format_units(missing, known.decimals),
-        );
+    let whole = known.map_or_else(
+        || missing.to_string(),
+        |known| format_units(missing, known.decimals),
+    );
     ChainsError::Conflict(format!(
         "epoch {epoch} promises {} on {name} but its distributor {distributor} holds {} of token {token}; fund the {} missing with `caravan chain fund {name} --token {token} --amount {whole}` from an account holding it, or let the node fund up to that much itself (`caravan serve --fund-limit {token}={whole}`)",
         shown(promised),
@@ -572,13 +586,7 @@ impl Chains {
         if last < from {
             return Ok(None);
         }
-        let mut deposits = Vec::new();
-        let mut start = from;
-        while start <= last {
-            let end = last.min(start + LOG_RANGE - 1);
-            deposits.extend(settlement.deposits(start, end).map_err(settle_fault)?);
-            start = end + 1;
-        }
+        let deposits = in_log_ranges(from, last, |start, end| settlement.deposits(start, end))?;
         Ok(Some(ConfirmedDeposits {
             deposits,
             next_block: last + 1,
@@ -617,13 +625,8 @@ impl Chains {
             return Ok(Vec::new());
         };
         let head = settlement.head().map_err(settle_fault)?;
-        let mut logs = Vec::new();
-        let mut start = settlement.deployment().first_block;
-        while start <= head {
-            let end = head.min(start + LOG_RANGE - 1);
-            logs.extend(settlement.root_logs(start, end).map_err(settle_fault)?);
-            start = end + 1;
-        }
+        let first = settlement.deployment().first_block;
+        let logs = in_log_ranges(first, head, |start, end| settlement.root_logs(start, end))?;
         let (active, _, _) = settlement.epochs().map_err(settle_fault)?;
         let pending = settlement.pending_activation().map_err(settle_fault)?;
         let mut roots: Vec<PostedRoot> = Vec::new();

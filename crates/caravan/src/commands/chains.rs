@@ -233,19 +233,18 @@ pub fn directory(store: &StoreArgs) -> Result<ChainDirectory, String> {
     chains(store)?.directory().map_err(|e| e.to_string())
 }
 
-/// The chains a node serving this store settles on: those in its data directory, or none for
-/// a store kept in a database (which pays on its home chain only).
 /// The chain `named`, or the home chain when none is named.
 pub fn named_or_home(store: &StoreArgs, named: Option<String>) -> Result<String, String> {
     match named {
         Some(name) => Ok(name),
         None => Ok(directory(store)?
-            .chains()
-            .find(|chain| chain.home)
+            .home()
             .map_or_else(|| EMBEDDED.to_owned(), |home| home.name.clone())),
     }
 }
 
+/// The chains a node serving this store settles on: those in its data directory, or none for
+/// a store kept in a database (which pays on its home chain only).
 pub fn settlement(store: &StoreArgs) -> Result<Option<Chains>, String> {
     if store.database.is_some() {
         return Ok(None);
