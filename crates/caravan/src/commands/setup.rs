@@ -122,14 +122,7 @@ pub fn deposit_for_development(
     journal: &Arc<SharedJournal>,
     deposits: &[(Address, Amount)],
 ) -> Result<Vec<Credited>, String> {
-    let development = Address(DEV_TOKEN.into_array());
-    let mut chain = chains.open(EMBEDDED, 0).map_err(|e| e.to_string())?;
-    for (account, amount) in deposits {
-        chain
-            .deposit(development, *amount, *account, now_ms() / 1000)
-            .map_err(|e| e.to_string())?;
-    }
-    drop(chain);
+    deposit_on_embedded(&chains, deposits)?;
     let followed = DepositFollower::new(chains, Arc::clone(journal)).follow_once();
     if let Some((chain, why)) = followed.failures.first() {
         return Err(format!(
@@ -140,6 +133,18 @@ pub fn deposit_for_development(
         return Err(waiting.clone());
     }
     Ok(followed.credited)
+}
+
+/// The deposits of [`deposit_for_development`] on the embedded chain, not yet credited.
+fn deposit_on_embedded(chains: &Chains, deposits: &[(Address, Amount)]) -> Result<(), String> {
+    let development = Address(DEV_TOKEN.into_array());
+    let mut chain = chains.open(EMBEDDED, 0).map_err(|e| e.to_string())?;
+    for (account, amount) in deposits {
+        chain
+            .deposit(development, *amount, *account, now_ms() / 1000)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Deposits the development token on the embedded chain from the development account that holds
@@ -159,17 +164,11 @@ pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
             args.token
         ));
     }
-    let reader = open_reader(store)?;
-    let value = parse_amount(reader.economy(), &args.token, &args.amount)?;
-    let shown = amount(reader.economy(), &args.token, value);
-    drop(reader);
-    let chains = Arc::new(chains);
     let Some(journal) = open_journal_unless_served(store)? else {
-        chains
-            .open(EMBEDDED, 0)
-            .map_err(|e| e.to_string())?
-            .deposit(args.token, value, args.payer, now_ms() / 1000)
-            .map_err(|e| e.to_string())?;
+        let reader = open_reader(store)?;
+        let value = parse_amount(reader.economy(), &args.token, &args.amount)?;
+        deposit_on_embedded(&chains, &[(args.payer, value)])?;
+        let shown = amount(reader.economy(), &args.token, value);
         println!(
             "deposited {shown} for {} on the embedded chain; the node serving {} credits it from the vault's log within its --follow-every (`caravan balances --account {}` shows it then; a development shortcut; {on_chain})",
             args.payer,
@@ -178,8 +177,9 @@ pub fn deposit(store: &StoreArgs, args: DepositArgs) -> Result<(), String> {
         );
         return Ok(());
     };
+    let value = parse_amount(journal.economy(), &args.token, &args.amount)?;
     let journal = Arc::new(SharedJournal::new(journal));
-    let credited = deposit_for_development(chains, &journal, &[(args.payer, value)])?;
+    let credited = deposit_for_development(Arc::new(chains), &journal, &[(args.payer, value)])?;
     journal.read(|j| {
         let economy = j.economy();
         for credited in &credited {

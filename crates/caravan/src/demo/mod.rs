@@ -52,7 +52,7 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
             .submit(world.setup.clone())
             .map_err(|e| e.to_string())?,
     )?;
-    let journal = deposit(
+    let mut journal = deposit(
         journal,
         &dir,
         &world
@@ -61,7 +61,6 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
             .map(|app| (*app, world.app_deposit))
             .collect::<Vec<_>>(),
     )?;
-    let mut journal = journal;
     let mut manifests = world.manifests.clone();
     let mut model_charged: Amount = 0;
     if !args.skip_labeling {
