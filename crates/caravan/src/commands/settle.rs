@@ -19,6 +19,10 @@ pub struct PostArgs {
     epoch: Option<u64>,
     #[command(flatten)]
     chain: ChainArg,
+    /// Seconds a posted root waits before it can be claimed against (used when this post first
+    /// deploys the chain's contracts; `caravan chain deploy --delay` fixes it beforehand).
+    #[arg(long, default_value_t = 0)]
+    delay: u64,
 }
 
 #[derive(Args)]
@@ -51,10 +55,6 @@ pub struct ChainArg {
     /// (or with `caravan chain deploy`) and their addresses recorded.
     #[arg(long)]
     chain: Option<String>,
-    /// Seconds a posted root waits before it can be claimed against (used when the chain's
-    /// contracts are first deployed).
-    #[arg(long, default_value_t = 0)]
-    delay: u64,
 }
 
 impl ChainArg {
@@ -108,7 +108,7 @@ pub fn post(store: &StoreArgs, args: PostArgs) -> Result<(), String> {
     let outcome = super::chains::chains(store)?
         .post(
             name,
-            args.chain.delay,
+            args.delay,
             &current,
             previous.as_ref(),
             &FundingLimits::new(),
