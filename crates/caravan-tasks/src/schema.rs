@@ -269,6 +269,18 @@ impl LabelSchema {
         }
     }
 
+    /// The task type's name, as the schema's JSON `type` says it (`single_choice`, `spans` …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LabelSchema::SingleChoice { .. } => "single_choice",
+            LabelSchema::MultipleChoice { .. } => "multiple_choice",
+            LabelSchema::FreeText { .. } => "free_text",
+            LabelSchema::Rating { .. } => "rating",
+            LabelSchema::Pairwise { .. } => "pairwise",
+            LabelSchema::Spans { .. } => "spans",
+        }
+    }
+
     /// The name of the answer variant this schema takes.
     pub fn answer_kind(&self) -> &'static str {
         match self {

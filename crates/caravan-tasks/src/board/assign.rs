@@ -1,6 +1,7 @@
 //! Handing out items: exam first, gold mixed in at the project's rate, never an item a
 //! contributor has seen, never more leases than an item's overlap needs, one lease per
-//! contributor at a time, within the deadline, the daily cap and the budget.
+//! contributor at a time, within the deadline, the daily cap and the budget. A skipped item
+//! comes back only once nothing else is left.
 
 use caravan_core::{Address, Ppm, hash::keccak256_parts};
 use serde::Serialize;
@@ -24,7 +25,19 @@ pub struct Assignment {
     pub data: serde_json::Value,
     /// Model pre-labels, shown as suggestions.
     pub suggestions: Vec<Prediction>,
+    /// When the item was handed out: the minimum time per item counts from here.
+    pub handed_out_ms: u64,
     pub lease_until_ms: u64,
+    /// During the qualification exam: which question this is (from 1) and how many there are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exam_question: Option<ExamQuestion>,
+}
+
+/// Where an exam question stands in the exam.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ExamQuestion {
+    pub number: u32,
+    pub of: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -49,6 +62,15 @@ pub enum AssignError {
     NothingLeft,
 }
 
+/// Why an item could not be skipped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SkipError {
+    #[error("you hold no lease on item {0}; it may have expired: request the next item")]
+    NoLease(ItemId),
+    #[error("exam questions cannot be skipped: answer each one as well as you can")]
+    Exam,
+}
+
 impl Board {
     /// Gives `contributor` their next item under a lease, or the item they already hold.
     pub fn assign_next_item(
@@ -58,7 +80,7 @@ impl Board {
     ) -> Result<Assignment, AssignError> {
         self.expire_leases(now_ms);
         if let Some(lease) = self.leases.get(&contributor) {
-            return Ok(self.assignment(lease.item, lease.until_ms));
+            return Ok(self.assignment(&contributor, lease));
         }
         let record = self.contributors.entry(contributor).or_default();
         if let Some(reason) = &record.paused {
@@ -90,23 +112,78 @@ impl Board {
             since_ms: now_ms,
             until_ms,
         };
+        let assignment = self.assignment(&contributor, &lease);
         self.leases.insert(contributor, lease);
         self.lease_expiry.insert((until_ms, contributor));
         self.refresh_open(item);
-        Ok(self.assignment(item, until_ms))
+        Ok(assignment)
     }
 
-    fn assignment(&self, item: u32, until_ms: u64) -> Assignment {
-        let state = &self.items[item as usize];
+    fn assignment(&self, contributor: &Address, lease: &Lease) -> Assignment {
+        let state = &self.items[lease.item as usize];
+        let exam_question = self.spec.exam.and_then(|exam| {
+            let record = self.contributors.get(contributor)?;
+            (record.exam == ExamState::Pending).then_some(ExamQuestion {
+                number: record.exam_answered + 1,
+                of: exam.questions,
+            })
+        });
         Assignment {
             item: state.id,
             data: state.item.data.clone(),
             suggestions: state.item.predictions.clone(),
-            lease_until_ms: until_ms,
+            handed_out_ms: lease.since_ms,
+            lease_until_ms: lease.until_ms,
+            exam_question,
         }
     }
 
-    fn choose_item(&self, contributor: &Address) -> Result<u32, AssignError> {
+    /// Gives the contributor's leased item back and hands it to them again only when nothing
+    /// else is left. Not during the exam, whose questions are all gold.
+    pub fn skip(
+        &mut self,
+        contributor: Address,
+        item: ItemId,
+        now_ms: u64,
+    ) -> Result<(), SkipError> {
+        self.expire_leases(now_ms);
+        let lease = self
+            .leases
+            .get(&contributor)
+            .filter(|lease| lease.item_id == item)
+            .ok_or(SkipError::NoLease(item))?;
+        let index = lease.item;
+        if self.spec.exam.is_some()
+            && self.contributors.get(&contributor).map(|c| c.exam) == Some(ExamState::Pending)
+        {
+            return Err(SkipError::Exam);
+        }
+        self.release_lease(&contributor);
+        self.skipped.entry(contributor).or_default().insert(index);
+        Ok(())
+    }
+
+    /// The next item for the contributor, passing over the ones they skipped; when only skipped
+    /// ones are left, they come back (and the skips are forgotten).
+    fn choose_item(&mut self, contributor: &Address) -> Result<u32, AssignError> {
+        let skipped = self.skipped.get(contributor);
+        let fresh = self.choose_unskipped(contributor, |index| {
+            skipped.is_none_or(|skipped| !skipped.contains(&index))
+        });
+        match fresh {
+            Err(AssignError::NothingLeft) if skipped.is_some() => {
+                self.skipped.remove(contributor);
+                self.choose_unskipped(contributor, |_| true)
+            }
+            other => other,
+        }
+    }
+
+    fn choose_unskipped(
+        &self,
+        contributor: &Address,
+        offered: impl Fn(u32) -> bool,
+    ) -> Result<u32, AssignError> {
         let record = &self.contributors[contributor];
         if let Some(exam) = self.spec.exam
             && record.exam == ExamState::Pending
@@ -118,18 +195,18 @@ impl Board {
                 });
             }
             return self
-                .unseen_gold(contributor)
+                .unseen_gold(contributor, &offered)
                 .ok_or(AssignError::NothingLeft);
         }
         if self.gold_turn(contributor)
-            && let Some(gold) = self.unseen_gold(contributor)
+            && let Some(gold) = self.unseen_gold(contributor, &offered)
         {
             return Ok(gold);
         }
         self.open
             .iter()
             .map(|&(_, index)| index)
-            .find(|index| !record.seen.contains(index))
+            .find(|&index| !record.seen.contains(&index) && offered(index))
             .ok_or(AssignError::NothingLeft)
     }
 
@@ -149,7 +226,7 @@ impl Board {
 
     /// The first gold item the contributor has not seen, starting at a per-contributor offset so
     /// a ring of accounts does not all meet the same gold items in the same order.
-    fn unseen_gold(&self, contributor: &Address) -> Option<u32> {
+    fn unseen_gold(&self, contributor: &Address, offered: impl Fn(u32) -> bool) -> Option<u32> {
         if self.gold.is_empty() {
             return None;
         }
@@ -158,7 +235,7 @@ impl Board {
             % self.gold.len();
         (0..self.gold.len())
             .map(|k| self.gold[(start + k) % self.gold.len()])
-            .find(|g| !seen.contains(g))
+            .find(|&g| !seen.contains(&g) && offered(g))
     }
 
     /// Drops leases whose time is up, returning their items to the pool.

@@ -12,6 +12,7 @@
 //! it with its effects.
 
 mod assign;
+mod listing;
 mod resolve;
 mod status;
 
@@ -20,7 +21,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-pub use assign::{AssignError, Assignment};
+pub use assign::{AssignError, Assignment, ExamQuestion, SkipError};
+pub use listing::{Availability, Listing, MAX_ITEM_SECONDS, MyStanding, Pace};
 pub use resolve::{ReviewError, ReviewTask, Verdict};
 pub use status::BoardStatus;
 
@@ -93,6 +95,14 @@ pub enum Effect {
     Paused {
         contributor: Address,
         reason: PauseReason,
+    },
+    /// An exam question was graded: shown to the contributor at once.
+    ExamAnswered {
+        contributor: Address,
+        right: bool,
+        /// Which question it was (from 1), of how many.
+        number: u32,
+        of: u32,
     },
     ExamPassed {
         contributor: Address,
@@ -209,6 +219,8 @@ pub struct Contributor {
     pub paused: Option<PauseReason>,
     pub accepted: u32,
     pub rejected: u32,
+    /// When they last submitted, for the project's [`Pace`].
+    pub last_at_ms: Option<u64>,
 }
 
 impl Contributor {
@@ -255,6 +267,12 @@ pub struct Board {
     awaiting_review: BTreeSet<u32>,
     leases: FxHashMap<Address, assign::Lease>,
     lease_expiry: BTreeSet<(u64, Address)>,
+    /// Items each contributor skipped: like leases, promises in memory only, so after a
+    /// restart a skipped item may be offered once more.
+    skipped: FxHashMap<Address, FxHashSet<u32>>,
+    /// Real items with their final judgments.
+    resolved_items: u64,
+    pace: Pace,
     paid: Amount,
     /// Judgments that may still be paid (pending ones); with leases, what the budget must cover.
     liable: u64,
@@ -285,6 +303,9 @@ impl Board {
             awaiting_review: BTreeSet::new(),
             leases: FxHashMap::default(),
             lease_expiry: BTreeSet::new(),
+            skipped: FxHashMap::default(),
+            resolved_items: 0,
+            pace: Pace::default(),
             paid: 0,
             liable: 0,
             events: 0,
@@ -443,6 +464,9 @@ impl Board {
             record.today = 0;
         }
         record.today += 1;
+        if let Some(last) = record.last_at_ms.replace(at_ms) {
+            self.pace.record(at_ms.saturating_sub(last));
+        }
         if gold {
             self.grade_gold(judgment, effects);
         } else {

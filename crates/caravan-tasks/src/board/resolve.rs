@@ -125,7 +125,9 @@ impl Board {
             })
             .count() as u32;
         let exhausted = self.items[item as usize].judgments.len() as u32 >= self.spec.overlap.max;
-        if accepted >= self.spec.overlap.min || (exhausted && !self.has_pending(item)) {
+        let done = accepted >= self.spec.overlap.min || (exhausted && !self.has_pending(item));
+        if done && !self.items[item as usize].resolved {
+            self.resolved_items += 1;
             let state = &mut self.items[item as usize];
             state.resolved = true;
             effects.push(Effect::Resolved { item: state.id });
@@ -162,6 +164,12 @@ impl Board {
             state.exam_answered += 1;
             state.exam_correct += u32::from(right);
             self.judgments[judgment as usize].status = JudgmentStatus::Exam { right };
+            effects.push(Effect::ExamAnswered {
+                contributor,
+                right,
+                number: state.exam_answered,
+                of: exam.questions,
+            });
             if state.exam_answered >= exam.questions {
                 let passed = u64::from(state.exam_correct) * u64::from(Ppm::ONE.parts())
                     >= u64::from(exam.pass_mark.parts()) * u64::from(exam.questions);
@@ -303,6 +311,7 @@ impl Board {
 
     fn resolve_categorical(&mut self, item: u32, effects: &mut Vec<Effect>) {
         self.settle_against_label(item, effects);
+        self.resolved_items += 1;
         let state = &mut self.items[item as usize];
         state.resolved = true;
         effects.push(Effect::Resolved { item: state.id });

@@ -204,14 +204,37 @@ fn the_exam_gates_real_work_and_a_failed_exam_pauses_with_the_reason() {
             .0,
     );
     let second = board.assign_next_item(good, now).unwrap();
+    assert_eq!(
+        second.exam_question,
+        Some(ExamQuestion { number: 2, of: 2 }),
+        "the contributor is told where they are in the exam"
+    );
+    assert_eq!(
+        board.skip(good, second.item, now),
+        Err(SkipError::Exam),
+        "exam questions are answered, not skipped"
+    );
     now += 3 * SECOND;
     let answer = truth(&board, &second.item);
     let (event, effects) = board
         .submit(good, second.item, Answer::Choice(answer), now)
         .unwrap();
     log.push(event);
-    assert_eq!(effects, vec![Effect::ExamPassed { contributor: good }]);
-    assert_eq!(board.assign_next_item(good, now).unwrap().item, real);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::ExamAnswered {
+                contributor: good,
+                right: true,
+                number: 2,
+                of: 2
+            },
+            Effect::ExamPassed { contributor: good }
+        ]
+    );
+    let real_work = board.assign_next_item(good, now).unwrap();
+    assert_eq!(real_work.exam_question, None, "the exam is over");
+    assert_eq!(real_work.item, real);
     assert_eq!(board.paid(), 0, "exam answers are not paid");
 
     let bad = person(2);
@@ -511,4 +534,79 @@ fn closing_releases_what_no_pending_work_can_claim_and_stops_assignment() {
         .unwrap();
     assert_eq!(board.committed(), board.spec.budget);
     assert_eq!(board.releasable(), 0);
+}
+
+#[test]
+fn a_skipped_item_goes_to_others_and_comes_back_only_when_nothing_else_is_left() {
+    let (mut board, _) = board_with(spec(), (0..2).map(item).collect());
+    let me = person(1);
+    let first = board.assign_next_item(me, 0).unwrap();
+    assert_eq!(
+        board.skip(me, board.items()[1].id, 0),
+        Err(SkipError::NoLease(board.items()[1].id)),
+        "only the item one holds can be skipped"
+    );
+    board.skip(me, first.item, 0).unwrap();
+    assert_eq!(board.active_leases(), 0, "the lease is given back");
+    let other = board.assign_next_item(person(2), 0).unwrap();
+    assert_eq!(
+        other.item, first.item,
+        "someone else may take a skipped item"
+    );
+    let second = board.assign_next_item(me, 0).unwrap();
+    assert_ne!(second.item, first.item, "the skipper gets another one");
+    board.skip(me, second.item, 0).unwrap();
+    let again = board.assign_next_item(me, 0).unwrap();
+    assert!(
+        [first.item, second.item].contains(&again.item),
+        "with only skipped items left, they come back"
+    );
+}
+
+#[test]
+fn the_listing_counts_what_is_left_the_pace_and_the_contributors_day() {
+    let mut s = spec();
+    s.daily_cap = 5;
+    s.overlap = Overlap {
+        min: 1,
+        max: 1,
+        confidence: 0.5,
+    };
+    let (mut board, mut log) = board_with(s, (0..4).map(item).collect());
+    let me = person(1);
+    let listing = board.listing(&me, 0);
+    assert_eq!(listing.items_left, 4);
+    assert_eq!(listing.availability, Availability::Open);
+    assert_eq!(listing.mine, None, "nothing done here yet");
+    assert_eq!(listing.median_seconds, None);
+    let mut now = 0;
+    for _ in 0..3 {
+        now += 7 * SECOND;
+        work(&mut board, &mut log, me, "pos", &mut now);
+    }
+    let listing = board.listing(&me, now);
+    assert_eq!(listing.items_left, 1, "one judgment resolves an item here");
+    let mine = listing.mine.expect("they worked here");
+    assert_eq!((mine.submitted, mine.daily_cap_left), (3, 2));
+    assert!(
+        listing
+            .median_seconds
+            .is_some_and(|s| (7..=12).contains(&s)),
+        "{:?}",
+        listing.median_seconds
+    );
+    let tomorrow = board.listing(&me, now + DAY_MS);
+    assert_eq!(tomorrow.mine.unwrap().daily_cap_left, 5, "the cap resets");
+    now += 7 * SECOND;
+    work(&mut board, &mut log, me, "pos", &mut now);
+    assert_eq!(board.listing(&me, now).availability, Availability::Finished);
+    let mut replayed = Board::new(board.id, board.requester, board.spec.clone());
+    for event in &log {
+        replayed.apply(event);
+    }
+    assert_eq!(
+        replayed.listing(&me, now),
+        board.listing(&me, now),
+        "a replay lists the same"
+    );
 }
