@@ -25,8 +25,11 @@ use caravan_tasks::schema::Answer;
 use crate::chains::ChainDirectory;
 use crate::meter::Meter;
 
+mod listings;
 mod payouts;
 mod publishing;
+
+pub use listings::{ListedProject, Shelf, TaskBoardPage};
 
 /// The most items in one `ItemsAdded` record.
 const ITEMS_PER_RECORD: usize = 500;
@@ -68,6 +71,8 @@ pub enum DeskError {
     Submit(#[from] SubmitError),
     #[error(transparent)]
     Review(#[from] ReviewError),
+    #[error(transparent)]
+    Skip(#[from] caravan_tasks::board::SkipError),
     #[error(
         "{viewer} may not see {account}'s standing: a contributor sees their own, and a project's requester everyone's"
     )]

@@ -1,0 +1,158 @@
+//! The task board a contributor browses: every project as it stands for them, in pages, without
+//! walking any project's items (each board keeps the counters a listing reads).
+
+use caravan_core::{Address, Amount, Token};
+use caravan_tasks::board::{Availability, Listing};
+use caravan_tasks::item::ItemId;
+use caravan_tasks::project::ProjectId;
+
+use super::{Desk, DeskError, lock};
+
+/// The tabs of the task board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shelf {
+    /// Open projects the contributor has not worked on.
+    New,
+    /// Projects they have worked on that still hand out work.
+    InProgress,
+    /// Projects they worked on that hand out no more work (closed, finished, past the deadline,
+    /// out of budget).
+    Completed,
+}
+
+/// One project on the board, with its token and what it pays per hour at the median pace.
+#[derive(Clone, Debug)]
+pub struct ListedProject {
+    pub project: ProjectId,
+    pub listing: Listing,
+    pub token: Token,
+    /// The bounty times the items a median contributor finishes in an hour, in base units.
+    pub reward_per_hour: Option<Amount>,
+}
+
+/// A page of the task board and how many projects each tab holds.
+#[derive(Clone, Debug)]
+pub struct TaskBoardPage {
+    pub projects: Vec<ListedProject>,
+    pub new: usize,
+    pub in_progress: usize,
+    pub completed: usize,
+}
+
+impl Shelf {
+    fn of(listing: &Listing) -> Option<Shelf> {
+        let open = listing.availability == Availability::Open;
+        match (&listing.mine, open) {
+            (None, true) => Some(Shelf::New),
+            (None, false) => None,
+            (Some(_), true) => Some(Shelf::InProgress),
+            (Some(_), false) => Some(Shelf::Completed),
+        }
+    }
+}
+
+impl Desk {
+    /// The projects on `shelf` for `contributor`, best paid per hour first (projects with no pace
+    /// yet after, by bounty), `per_page` from `page` (from 0), with the size of every tab.
+    /// Reads one counter set per project: linear in projects, never in items.
+    pub fn task_board(
+        &self,
+        contributor: &Address,
+        shelf: Shelf,
+        page: usize,
+        per_page: usize,
+    ) -> TaskBoardPage {
+        let now = (self.clock)();
+        let tokens = self.journal.read(|j| j.economy().tokens().clone());
+        let boards: Vec<_> = self
+            .boards
+            .read()
+            .expect("board map lock")
+            .iter()
+            .map(|(id, board)| (*id, board.clone()))
+            .collect();
+        let (mut new, mut in_progress, mut completed) = (0, 0, 0);
+        let mut shelved = Vec::new();
+        for (project, board) in boards {
+            let listing = lock(&board).listing(contributor, now);
+            let Some(on) = Shelf::of(&listing) else {
+                continue;
+            };
+            match on {
+                Shelf::New => new += 1,
+                Shelf::InProgress => in_progress += 1,
+                Shelf::Completed => completed += 1,
+            }
+            if on == shelf {
+                shelved.push((project, listing));
+            }
+        }
+        let per_hour = |listing: &Listing| {
+            listing
+                .median_seconds
+                .map(|seconds| listing.bounty * 3600 / u128::from(seconds))
+        };
+        shelved.sort_by(|(a_id, a), (b_id, b)| {
+            per_hour(b)
+                .cmp(&per_hour(a))
+                .then(b.bounty.cmp(&a.bounty))
+                .then(a_id.cmp(b_id))
+        });
+        let projects = shelved
+            .into_iter()
+            .skip(page * per_page)
+            .take(per_page)
+            .map(|(project, listing)| ListedProject {
+                project,
+                reward_per_hour: per_hour(&listing),
+                token: tokens.get(&listing.token).cloned().unwrap_or(Token {
+                    address: listing.token,
+                    symbol: "?".into(),
+                    decimals: 0,
+                }),
+                listing,
+            })
+            .collect();
+        TaskBoardPage {
+            projects,
+            new,
+            in_progress,
+            completed,
+        }
+    }
+
+    /// One project as `contributor` sees it on the board, with its token.
+    pub fn listed(
+        &self,
+        project: &ProjectId,
+        contributor: &Address,
+    ) -> Result<ListedProject, DeskError> {
+        let now = (self.clock)();
+        let listing = self.with_board(project, |board| board.listing(contributor, now))?;
+        let token = self
+            .journal
+            .read(|j| j.economy().tokens().get(&listing.token).cloned())
+            .ok_or(DeskError::UnknownToken(listing.token))?;
+        Ok(ListedProject {
+            project: *project,
+            reward_per_hour: listing
+                .median_seconds
+                .map(|seconds| listing.bounty * 3600 / u128::from(seconds)),
+            token,
+            listing,
+        })
+    }
+
+    /// Gives back the contributor's leased item; it comes back to them only when nothing else
+    /// is left (a promise in memory, like the lease itself).
+    pub fn skip(
+        &self,
+        project: &ProjectId,
+        contributor: Address,
+        item: ItemId,
+    ) -> Result<(), DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        Ok(guard.skip(contributor, item, (self.clock)())?)
+    }
+}
