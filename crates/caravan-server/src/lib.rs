@@ -1,5 +1,6 @@
 //! The HTTP face of a caravan node: the data-task API, sign-in, settlement, operator work and the
-//! OpenAI-compatible gateway, with the OpenAPI document at `/v1/openapi.json`.
+//! OpenAI-compatible gateway, with the OpenAPI document at `/v1/openapi.json`, and the web pages
+//! people use ([`web`]).
 //!
 //! [`routes`] lists every route with who may call it; [`access`] enforces that before a handler
 //! runs. Handlers extract typed input, call one service of `caravan-node` and map its result;
@@ -15,6 +16,7 @@ pub mod routes;
 pub mod settlement;
 pub mod sign_in;
 pub mod tasks;
+pub mod web;
 pub mod withdrawals;
 
 pub use routes::router;

@@ -40,9 +40,10 @@ macro_rules! routes {
             } ),*]
         }
 
-        /// The node's HTTP API over `node`: every route of [`table`] behind its access rule.
+        /// The node's HTTP API over `node` (every route of [`table`] behind its access rule)
+        /// and its web pages.
         pub fn router(node: Arc<Node>) -> Router {
-            let mut router = Router::new();
+            let mut router = crate::web::pages();
             $(
                 let guard = Guard { node: Arc::clone(&node), access: $access, shape: Shape::$shape };
                 router = router.route(

@@ -1,0 +1,52 @@
+//! The web pages people use, served by the node itself: sign-in, the task board and the
+//! labeling screen. Pages are drawn on the server from compile-time-checked templates
+//! (`templates/`); the few scripts they use are the node's own (`static/`), served from the
+//! binary, with no build step and nothing fetched from elsewhere.
+//!
+//! Pages act for the signed-in viewer only ([`page::Viewer`]); every change a page makes
+//! carries the session's CSRF token besides the `SameSite` cookie.
+
+mod assets;
+mod board;
+mod item;
+mod label;
+pub mod page;
+mod sign_in;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use caravan_node::Node;
+
+use page::Viewer;
+
+/// `/`: the board for someone signed in, the sign-in page for anyone else.
+async fn home(viewer: Option<Viewer>) -> Response {
+    match viewer {
+        Some(_) => Redirect::to("/tasks").into_response(),
+        None => Redirect::to("/sign-in").into_response(),
+    }
+}
+
+/// Every page and the files they load, over the node the router is given.
+pub fn pages() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/sign-in", get(sign_in::sign_in_page))
+        .route(
+            "/sign-in/link",
+            get(sign_in::link_page).post(sign_in::use_link),
+        )
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/tasks", get(board::task_board))
+        .route("/projects/{project}/label", get(label::label_page))
+        .route("/projects/{project}/label/next", post(label::next_item))
+        .route(
+            "/projects/{project}/label/answer",
+            post(label::submit_answer),
+        )
+        .route("/projects/{project}/label/skip", post(label::skip_item))
+        .route("/static/{file}", get(assets::asset))
+}

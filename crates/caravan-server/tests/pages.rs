@@ -1,0 +1,328 @@
+//! The web pages over a real node, as a browser meets them: who is sent to sign in, the one-time
+//! sign-in link, the task board, and the labeling screen's fragments and answers, each change
+//! refused without the session's CSRF token.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode, header};
+use caravan_core::attestation::{personal_message_digest, sign_digest};
+use caravan_node::chains::ChainDirectory;
+use common::{Auth, Person, call, open_node, post_project, send_with, session_of};
+use serde_json::{Value, json};
+
+fn text(reply: &common::Reply) -> &str {
+    reply.body.as_str().unwrap_or_default()
+}
+
+fn location(reply: &common::Reply) -> &str {
+    reply
+        .headers
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The CSRF token a page carries for its scripts and forms.
+fn csrf_of(page: &str) -> String {
+    page.split(r#"<meta name="csrf-token" content=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries a CSRF token")
+        .to_owned()
+}
+
+async fn page(app: &axum::Router, path: &str, session: &str) -> common::Reply {
+    send_with(
+        app,
+        Method::GET,
+        path,
+        Auth::Session(session),
+        Body::empty(),
+        "text/html",
+        &[],
+    )
+    .await
+}
+
+async fn script(
+    app: &axum::Router,
+    path: &str,
+    session: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> common::Reply {
+    let mut extra = Vec::new();
+    if let Some(csrf) = csrf {
+        extra.push(("x-csrf-token", csrf));
+    }
+    send_with(
+        app,
+        Method::POST,
+        path,
+        Auth::Session(session),
+        body.map_or_else(Body::empty, |body| Body::from(body.to_string())),
+        "application/json",
+        &extra,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_visitor_is_sent_to_sign_in_and_back_and_an_ended_session_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(dir.path(), &[], ChainDirectory::default(), &[]);
+    let app = caravan_server::router(node);
+
+    let anonymous = call(&app, Method::GET, "/tasks?tab=new", Auth::None, None).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&anonymous), "/sign-in?next=/tasks%3Ftab%3Dnew");
+
+    let stale = page(&app, "/tasks", "crs_not_a_session").await;
+    assert_eq!(stale.status, StatusCode::SEE_OTHER);
+    assert!(
+        location(&stale).ends_with("&ended=1"),
+        "{}",
+        location(&stale)
+    );
+    assert_eq!(
+        session_of(&stale.headers).as_deref(),
+        Some(""),
+        "the dead cookie is cleared"
+    );
+    let told = call(
+        &app,
+        Method::GET,
+        "/sign-in?next=/tasks&ended=1",
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(told.status, StatusCode::OK);
+    assert!(text(&told).contains("Your session has ended"));
+    assert!(text(&told).contains("Sign in with your wallet"));
+
+    let someone = Person::new("visitor");
+    let session = someone.sign_in(&app).await;
+    let home = page(&app, "/", &session).await;
+    assert_eq!(location(&home), "/tasks");
+    let back = page(&app, "/sign-in?next=/projects/0x12/label", &session).await;
+    assert_eq!(location(&back), "/projects/0x12/label");
+    let elsewhere = page(&app, "/sign-in?next=//evil.example/", &session).await;
+    assert_eq!(location(&elsewhere), "/tasks", "never sent to another site");
+}
+
+#[tokio::test]
+async fn a_sign_in_link_works_once_and_only_from_this_nodes_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(dir.path(), &[], ChainDirectory::default(), &[]);
+    let origin = node.sessions().origin().to_string();
+    let app = caravan_server::router(node);
+    let keeper = Person::new("key in a file");
+    let challenge = call(
+        &app,
+        Method::GET,
+        &format!("/v1/auth/nonce?address={}", keeper.address),
+        Auth::None,
+        None,
+    )
+    .await;
+    let message = challenge.body["message"].as_str().unwrap().to_owned();
+    let signature = sign_digest(&keeper.wallet, &personal_message_digest(message.as_bytes()));
+    let form = format!(
+        "message={}&signature={}",
+        caravan_server::web::page::url_encode(&message),
+        signature.to_hex()
+    );
+
+    let shown = call(
+        &app,
+        Method::GET,
+        &format!("/sign-in/link?{form}"),
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", text(&shown));
+    assert!(
+        text(&shown).contains(&keeper.address.to_checksum()),
+        "the page names the account before anything is used"
+    );
+
+    let post = |origin: String| {
+        let app = app.clone();
+        let form = form.clone();
+        async move {
+            send_with(
+                &app,
+                Method::POST,
+                "/sign-in/link",
+                Auth::None,
+                Body::from(form),
+                "application/x-www-form-urlencoded",
+                &[("origin", origin.as_str())],
+            )
+            .await
+        }
+    };
+    let foreign = post("https://evil.example".to_owned()).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    assert!(session_of(&foreign.headers).is_none());
+
+    let used = post(origin.clone()).await;
+    assert_eq!(used.status, StatusCode::SEE_OTHER, "{}", text(&used));
+    let session = session_of(&used.headers).expect("a session cookie");
+    let board = page(&app, "/tasks", &session).await;
+    assert_eq!(board.status, StatusCode::OK);
+    assert!(text(&board).contains(&keeper.address.to_checksum()));
+
+    let again = post(origin).await;
+    assert!(again.status.is_client_error(), "a link works once");
+    assert!(text(&again).contains("make a new one with `caravan login"));
+    assert!(
+        !text(&again).contains(&signature.to_hex()),
+        "the error page does not repeat the signature"
+    );
+}
+
+#[tokio::test]
+async fn a_contributor_sees_the_board_and_labels_through_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let requester = Person::new("requester");
+    let worker = Person::new("worker");
+    let other = Person::new("other worker");
+    let node = open_node(
+        dir.path(),
+        &[(requester.address, 10_000_000)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = caravan_server::router(node);
+    let requester_session = requester.sign_in(&app).await;
+    let project = post_project(&app, &requester_session, 1, 3).await;
+
+    let session = worker.sign_in(&app).await;
+    let board = page(&app, "/tasks", &session).await;
+    assert_eq!(board.status, StatusCode::OK);
+    let html = text(&board);
+    assert!(html.contains("Sentiment of product reviews"), "{html}");
+    assert!(html.contains("0.001 USDC"), "the bounty in its token");
+    assert!(html.contains("<dt>Items left</dt><dd>3</dd>"), "{html}");
+    let csrf = csrf_of(html);
+
+    let screen = page(&app, &format!("/projects/{project}/label"), &session).await;
+    assert_eq!(screen.status, StatusCode::OK);
+    assert!(text(&screen).contains("At most 1000 answers a day"));
+
+    let next = format!("/projects/{project}/label/next");
+    let forged = script(&app, &next, &session, Some("0123"), None).await;
+    assert_eq!(
+        forged.status,
+        StatusCode::FORBIDDEN,
+        "no item without the token"
+    );
+    let missing = script(&app, &next, &session, None, None).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+
+    let fragment = script(&app, &next, &session, Some(&csrf), None).await;
+    assert_eq!(fragment.status, StatusCode::OK);
+    let fragment = text(&fragment).to_owned();
+    assert!(fragment.contains(r#"data-kind="single_choice""#));
+    assert!(fragment.contains("review number 0"));
+    assert!(fragment.contains(r#"<kbd aria-hidden="true">1</kbd>"#));
+    let item = fragment
+        .split(r#"data-item=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+
+    let answer = format!("/projects/{project}/label/answer");
+    let body = json!({ "item": item, "answer": { "choice": "pos" } });
+    let unsigned = script(&app, &answer, &session, None, Some(body.clone())).await;
+    assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
+    let others_session = other.sign_in(&app).await;
+    let others_csrf = csrf_of(text(&page(&app, "/tasks", &others_session).await));
+    let not_theirs = script(
+        &app,
+        &answer,
+        &others_session,
+        Some(&others_csrf),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        not_theirs.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an item leased to someone else cannot be answered: {}",
+        not_theirs.body
+    );
+
+    let answered = script(&app, &answer, &session, Some(&csrf), Some(body)).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.body);
+    let said = answered.body["messages"][0].as_str().unwrap();
+    assert!(
+        said.starts_with("Saved. It is paid once the item's label is settled"),
+        "one answer of an overlap of at least one more is saved, not yet paid: {said}"
+    );
+
+    let second = script(&app, &next, &session, Some(&csrf), None).await;
+    let second_item = text(&second)
+        .split(r#"data-item=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_ne!(second_item, item, "the next item arrives after an answer");
+    let skipped = script(
+        &app,
+        &format!("/projects/{project}/label/skip"),
+        &session,
+        Some(&csrf),
+        Some(json!({ "item": second_item })),
+    )
+    .await;
+    assert_eq!(skipped.status, StatusCode::NO_CONTENT, "{}", skipped.body);
+    let third = script(&app, &next, &session, Some(&csrf), None).await;
+    assert!(
+        !text(&third).contains(&second_item),
+        "a skipped item comes back only when nothing else is left"
+    );
+
+    let board = page(&app, "/tasks?tab=in-progress", &session).await;
+    let html = text(&board);
+    assert!(
+        html.contains("1 submitted, 0 accepted, 0 rejected"),
+        "{html}"
+    );
+    assert!(html.contains("999 of 1000 left today"), "{html}");
+
+    let gone = script(&app, &next, "crs_ended", Some(&csrf), None).await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gone.body["error"]["code"], "session_ended");
+
+    let sign_out = send_with(
+        &app,
+        Method::POST,
+        "/sign-out",
+        Auth::Session(&session),
+        Body::from("csrf=wrong"),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await;
+    assert_eq!(sign_out.status, StatusCode::FORBIDDEN);
+    let sign_out = send_with(
+        &app,
+        Method::POST,
+        "/sign-out",
+        Auth::Session(&session),
+        Body::from(format!("csrf={csrf}")),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await;
+    assert_eq!(sign_out.status, StatusCode::SEE_OTHER);
+    let after = page(&app, "/tasks", &session).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "the session is over");
+}
