@@ -154,10 +154,20 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         Some(chains) => chains.directory().map_err(|e| e.to_string())?,
         None => Default::default(),
     };
+    // Bound before anything names the node's address, so with port 0 the sign-in messages
+    // name the port the system chose, not 0.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make the listener non-blocking: {e}"))?;
     let public_url = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", args.listen));
+        .unwrap_or_else(|| format!("http://{bound}"));
     let origin = PublicOrigin::parse(&public_url).map_err(|why| format!("--public-url: {why}"))?;
     let mut chain_ids: Vec<u64> = directory.chains().map(|chain| chain.chain_id).collect();
     if chain_ids.is_empty() {
@@ -208,12 +218,8 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("cannot listen on {bound}: {e}"))?;
         // One write for both lines, so a reader that stops after the first cannot make the
         // second fail.
         println!(
