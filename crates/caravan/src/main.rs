@@ -109,6 +109,12 @@ enum Command {
     /// node, each request signed with the payer's wallet key.
     #[command(subcommand)]
     Key(commands::KeyCommand),
+    /// Sign in to a node's web pages with a wallet key kept in a file (no browser wallet needed).
+    ///
+    /// Signs the node's sign-in message (EIP-4361) with the key, as a wallet would, and prints a
+    /// link that opens a session in a browser: `caravan login --key me.key --node
+    /// https://node.example`. The link works once, for five minutes.
+    Login(commands::LoginArgs),
     /// Record paid calls to assets.
     #[command(subcommand)]
     Usage(commands::UsageCommand),
@@ -154,6 +160,7 @@ fn main() -> ExitCode {
         Command::Model(command) => commands::model(&cli.store, command),
         Command::Deposit(args) => commands::deposit(&cli.store, args),
         Command::Key(command) => commands::key(&cli.store, command),
+        Command::Login(args) => commands::login(&cli.store, args),
         Command::Usage(command) => commands::usage(&cli.store, command),
         Command::Epoch(command) => commands::epoch(&cli.store, command),
         Command::Chain(command) => commands::chain(&cli.store, command),

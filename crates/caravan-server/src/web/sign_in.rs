@@ -114,8 +114,10 @@ pub async fn use_link(
             "This sign-in form was sent from another site. Open the link itself instead.",
         ));
     }
+    // A browser submits a form's line breaks as CR LF; the message was signed with LF alone.
+    let message = link.message.replace("\r\n", "\n");
     let sessions = Arc::clone(node.sessions());
-    let opened = blocking(move || sessions.sign_in(&link.message, &link.signature))
+    let opened = blocking(move || sessions.sign_in(&message, &link.signature))
         .await
         .map_err(|error| {
             PageError::new(

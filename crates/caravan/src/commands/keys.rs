@@ -1,12 +1,14 @@
 //! `caravan key`: a payer manages its API keys on a running node. The node takes key requests
 //! only with the payer's own wallet signature, so each command signs its request with the key in
 //! `--key-file` (EIP-712, the same typed data a browser wallet signs) and sends it over HTTP.
+//! `caravan login` signs the node's sign-in message (EIP-4361) with that key the way a browser
+//! wallet would, and prints a one-time link that opens a session in a browser.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use caravan_core::Address;
-use caravan_core::attestation::address_of;
+use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
 use caravan_core::report::{certificate_hint, with_causes};
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::keys::{KeyRequest, PayerSignature, Scope};
@@ -50,9 +52,19 @@ pub struct NodeArgs {
     /// The node, as `caravan serve` printed it (a trailing /v1 is fine).
     #[arg(long, env = "CARAVAN_NODE", default_value = "http://127.0.0.1:8080")]
     node: String,
-    /// The payer's wallet secret key, 64 hex digits in a file: the keys belong to its address.
-    #[arg(long)]
+    /// The wallet's secret key, 64 hex digits in a file: the account is its address.
+    #[arg(long, visible_alias = "key")]
     key_file: PathBuf,
+}
+
+/// `caravan login`: a one-time link that signs a browser in as the key's account.
+#[derive(Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The chain id the signed message names (the node's first chain when left out).
+    #[arg(long)]
+    chain_id: Option<u64>,
 }
 
 #[derive(Args)]
@@ -249,6 +261,49 @@ impl Payer {
             }
         })
     }
+}
+
+/// Signs the node's sign-in message for the key's account and prints the link that uses it.
+///
+/// The link carries a signed message, not a secret that lasts: the node accepts it once, within
+/// the message's five minutes, and only from a form on its own pages.
+pub fn login(store: &StoreArgs, args: LoginArgs) -> Result<(), String> {
+    let wallet = Payer::open(&args.node, store)?;
+    let mut path = format!("/v1/auth/nonce?address={}", wallet.address);
+    if let Some(chain_id) = args.chain_id {
+        path.push_str(&format!("&chain_id={chain_id}"));
+    }
+    let challenge = wallet.send(reqwest::Method::GET, &path, None)?;
+    let message = challenge["message"]
+        .as_str()
+        .ok_or("the node's sign-in challenge holds no message to sign")?;
+    let uri = challenge["uri"]
+        .as_str()
+        .ok_or("the node's sign-in challenge does not say its address")?
+        .trim_end_matches('/');
+    let signature = sign_digest(&wallet.wallet, &personal_message_digest(message.as_bytes()));
+    eprintln!(
+        "Open this link in your browser within five minutes to sign in as {} (it works once; anyone who opens it first signs in as you, so do not share it):",
+        wallet.address
+    );
+    println!(
+        "{uri}/sign-in/link?message={}&signature={}",
+        query_encode(message),
+        signature.to_hex()
+    );
+    Ok(())
+}
+
+/// Percent-encodes `text` as one query parameter's value.
+fn query_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 fn issue(store: &StoreArgs, args: IssueArgs) -> Result<(), String> {

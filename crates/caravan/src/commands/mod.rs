@@ -14,7 +14,7 @@ pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use chains::{ChainCommand, PayoutChainArgs, chain, payout_chain, settlement};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log};
-pub use keys::{KeyCommand, key};
+pub use keys::{KeyCommand, LoginArgs, key, login};
 pub use models::{ModelCommand, artifact_store, model, training_examples};
 pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};
 pub use setup::{
