@@ -22,6 +22,9 @@
   let cursor = 0;
   let anchor = null;
   let selection = null;
+  let labels = [];
+  // The colour class of a label: its place in the schema's list, six colours round.
+  const colourOf = (label) => `label-${Math.max(0, labels.indexOf(label)) % 6}`;
 
   const now = () => Date.now() + clockOffset;
   const say = (text) => { problem.textContent = text; };
@@ -270,7 +273,9 @@
     box.addEventListener('mouseup', fromPointer);
     box.addEventListener('touchend', () => setTimeout(fromPointer, 0));
     box.addEventListener('keydown', moveOverWords);
+    labels = Array.from(form.querySelectorAll('.span-label'), (button) => button.dataset.label);
     form.querySelectorAll('.span-label').forEach((button) => {
+      button.classList.add(colourOf(button.dataset.label));
       button.addEventListener('click', () => mark(button.dataset.label));
     });
     draw();
@@ -334,6 +339,9 @@
     say('');
     marks.push({ ...selection, label });
     marks.sort((a, b) => a.start - b.start);
+    // The keyboard carries on after the mark: the next arrow press selects the word after it.
+    const after = tokens.findIndex((token) => token.start >= selection.end);
+    cursor = after < 0 ? tokens.length - 1 : after;
     selection = null;
     anchor = null;
     draw();
@@ -355,8 +363,8 @@
       word.className = 'token';
       const inside = marks.find((m) => m.start <= token.start && token.end <= m.end);
       if (inside) {
-        word.classList.add('marked');
-        word.dataset.label = inside.label;
+        word.classList.add('marked', colourOf(inside.label));
+        word.title = inside.label;
       }
       if (selection && selection.start <= token.start && token.end <= selection.end) {
         word.classList.add('selected');

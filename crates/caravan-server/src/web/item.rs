@@ -65,12 +65,28 @@ fn key_of(index: usize) -> String {
     }
 }
 
+/// The options with their keys: by position (1 … 9, then 0), except when the options are
+/// themselves distinct single digits (the digits to recognise, a 0–9 rating), which are their
+/// own keys, so pressing 7 picks "7".
 fn choices(values: impl IntoIterator<Item = String>) -> Vec<Choice> {
+    let values: Vec<String> = values.into_iter().collect();
+    let single_digits = values
+        .iter()
+        .all(|value| value.len() == 1 && value.as_bytes()[0].is_ascii_digit());
+    let distinct = values
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == values.len();
     values
         .into_iter()
         .enumerate()
         .map(|(index, value)| Choice {
-            key: key_of(index),
+            key: if single_digits && distinct {
+                value.clone()
+            } else {
+                key_of(index)
+            },
             value,
         })
         .collect()
@@ -255,6 +271,20 @@ pub fn item_view(spec: &ProjectSpec, assignment: &Assignment, now_ms: u64) -> It
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn digit_options_are_their_own_keys_and_others_go_by_position() {
+        let digits = choices((0..10).map(|d| d.to_string()));
+        assert_eq!(digits[0].key, "0");
+        assert_eq!(digits[7].key, "7");
+        let ratings = choices((1..=5).map(|d| d.to_string()));
+        assert_eq!(ratings[0].key, "1");
+        let words = choices(["pos", "neg"].map(str::to_owned));
+        assert_eq!((words[0].key.as_str(), words[1].key.as_str()), ("1", "2"));
+        let wide = choices((0..12).map(|d| format!("option {d}")));
+        assert_eq!(wide[9].key, "0");
+        assert_eq!(wide[10].key, "", "past ten options there is no key");
+    }
 
     #[test]
     fn a_square_array_of_numbers_is_drawn_dark_where_values_are_high() {

@@ -45,11 +45,11 @@ struct LabelPage {
 /// The keys of a task type's screen, for the `?` help.
 fn keys_of(schema: &LabelSchema) -> Vec<(&'static str, &'static str)> {
     let mut keys = match schema {
-        LabelSchema::SingleChoice { .. } => vec![("1 … 9, 0", "pick that option")],
-        LabelSchema::MultipleChoice { .. } => vec![("1 … 9, 0", "tick or untick that option")],
+        LabelSchema::SingleChoice { .. } => vec![("the digit on an option", "pick it")],
+        LabelSchema::MultipleChoice { .. } => vec![("the digit on an option", "tick or untick it")],
         LabelSchema::FreeText { .. } => vec![("Ctrl + Enter", "submit while typing")],
         LabelSchema::Rating { .. } => vec![
-            ("1 … 9, 0", "pick that value"),
+            ("the digit on a value", "pick it"),
             ("← →", "one lower, one higher"),
         ],
         LabelSchema::Pairwise { .. } => vec![
@@ -60,7 +60,7 @@ fn keys_of(schema: &LabelSchema) -> Vec<(&'static str, &'static str)> {
         LabelSchema::Spans { .. } => vec![
             ("← →", "move over the words"),
             ("Shift + ← →", "stretch the selection"),
-            ("1 … 9, 0", "mark the selection with that label"),
+            ("the digit on a label", "mark the selection with it"),
             ("Backspace", "remove the last mark"),
         ],
     };

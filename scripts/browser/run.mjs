@@ -1,0 +1,378 @@
+// End-to-end tests of the node's web pages in headless Chromium: a contributor signs in with a
+// wallet (an EIP-1193 provider whose key stays in this process, outside the page), passes an
+// exam, labels items of every task type with the keyboard only, is paused by failing check
+// questions, and keeps a typed answer when the network fails. Each main page is saved as a
+// screenshot and checked with axe-core for WCAG 2 A/AA violations.
+//
+// Usage: node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { privateKeyToAccount } from 'viem/accounts';
+import { startWorld } from './world.mjs';
+
+const [caravan, digitsCsv, artifacts] = process.argv.slice(2);
+if (!caravan || !digitsCsv || !artifacts) {
+  console.error('usage: node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR');
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+const chromiumPath = process.env.CARAVAN_CHROMIUM || '/usr/lib/chromium/chromium';
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+// A throwaway test key (one of the well-known development keys); it never enters the page.
+const wallet = privateKeyToAccount('0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba');
+
+const results = [];
+let failed = 0;
+
+async function check(name, body) {
+  const started = Date.now();
+  try {
+    await body();
+    results.push(`ok   ${name} (${Date.now() - started} ms)`);
+    console.log(`ok   ${name}`);
+  } catch (error) {
+    failed += 1;
+    results.push(`FAIL ${name}: ${error.message}`);
+    console.log(`FAIL ${name}\n${error.stack}`);
+  }
+}
+
+function expect(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** Runs axe-core on the page and fails on any WCAG 2 A or AA violation. */
+async function accessible(page, name) {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const found = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+    });
+    return found.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
+  });
+  expect(violations.length === 0, `${name} has accessibility violations:\n  ${violations.join('\n  ')}`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+/** The item on screen, once it has arrived. */
+async function itemShown(page) {
+  await page.locator('#answer').waitFor({ timeout: 10000 });
+  return page.locator('#answer').getAttribute('data-item');
+}
+
+/** Waits until the minimum time per item is over (the submit button says so). */
+async function acceptable(page) {
+  await page.waitForFunction(() => !document.querySelector('#submit')?.hasAttribute('aria-disabled'), null, { timeout: 15000 });
+}
+
+/** Submits with Enter and waits for the next item (or the screen saying there is none). */
+async function submitAndWaitForNext(page, key = 'Enter') {
+  const before = await page.locator('#answer').getAttribute('data-item');
+  await acceptable(page);
+  await page.keyboard.press(key);
+  await page.waitForFunction((previous) => {
+    const form = document.querySelector('#answer');
+    return (form && form.dataset.item !== previous) || document.querySelector('[data-no-item]')
+      || document.querySelector('#problem')?.textContent;
+  }, before, { timeout: 10000 });
+  const problem = await page.locator('#problem').textContent();
+  expect(!problem, `the submission was not accepted: ${problem}`);
+  return page.locator('#outcome').textContent();
+}
+
+async function openProject(page, url, project) {
+  await page.goto(`${url}/projects/${project.id}/label`);
+  await itemShown(page);
+}
+
+async function main() {
+  const world = await startWorld(caravan, digitsCsv);
+  const { url, projects } = world;
+  console.log(`node at ${url}`);
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.exposeBinding('caravanTestWallet', async (_source, method, params) => {
+      switch (method) {
+        case 'eth_requestAccounts':
+        case 'eth_accounts':
+          return [wallet.address];
+        case 'eth_chainId':
+          return '0x7a69';
+        case 'personal_sign':
+          return wallet.signMessage({ message: { raw: params[0] } });
+        default:
+          throw new Error(`the test wallet does not do ${method}`);
+      }
+    });
+    await context.addInitScript(() => {
+      window.ethereum = {
+        isMetaMask: false,
+        request: ({ method, params }) => window.caravanTestWallet(method, params || []),
+      };
+    });
+    const page = await context.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+
+    await check('a visitor is sent to the sign-in page, which passes the accessibility check', async () => {
+      await page.goto(`${url}/tasks`);
+      expect(new URL(page.url()).pathname === '/sign-in', `landed on ${page.url()}`);
+      await shot(page, 'sign-in');
+      await accessible(page, 'the sign-in page');
+    });
+
+    await check('signing in with the wallet opens the task board', async () => {
+      await page.getByRole('button', { name: 'Sign in with your wallet' }).click();
+      await page.waitForURL(`${url}/tasks`);
+      const account = await page.locator('.account').getAttribute('title');
+      expect(account === wallet.address, `signed in as ${account}, not ${wallet.address}`);
+    });
+
+    await check('the task board lists every open project with its pay and rules', async () => {
+      const cards = page.locator('.card');
+      expect(await cards.count() === Object.keys(projects).length, `${await cards.count()} cards`);
+      const sentiment = cards.filter({ hasText: projects.sentiment.spec.title });
+      const text = await sentiment.textContent();
+      expect(text.includes('0.02 USDC'), `no bounty on the card: ${text}`);
+      expect(text.includes('2 questions first, pass mark 50%'), `no exam on the card: ${text}`);
+      expect(text.includes('Items left'), text);
+      await shot(page, 'tasks');
+      await accessible(page, 'the task board');
+    });
+
+    await check('the exam shows right or wrong after each question, then real items follow', async () => {
+      await openProject(page, url, projects.sentiment);
+      await shot(page, 'label-single-choice-exam');
+      await accessible(page, 'the labeling screen (exam)');
+      const outcomes = [];
+      for (let question = 1; question <= 2; question += 1) {
+        const exam = await page.locator('#answer .exam').textContent();
+        expect(exam.includes(`Exam question ${question} of 2`), `exam banner: ${exam}`);
+        const text = (await page.locator('#answer .field .text').first().textContent()).trim();
+        const right = projects.sentiment.gold[text];
+        expect(right, `no gold for ${text}`);
+        expect(await page.locator('#submit').getAttribute('aria-disabled') === 'true', 'submit is not held for the minimum time');
+        expect((await page.locator('#wait').textContent()).startsWith('Accepted in'), 'the wait is not shown');
+        await page.keyboard.press(right === 'pos' ? '1' : '2');
+        outcomes.push(await submitAndWaitForNext(page));
+      }
+      expect(outcomes[0].includes('Exam question 1 of 2: right'), outcomes[0]);
+      expect(outcomes[1].includes('You passed the exam'), outcomes[1]);
+      expect(await page.locator('#answer .exam').count() === 0, 'still in the exam after passing');
+      const suggestions = await page.locator('.suggestions').textContent();
+      expect(suggestions.includes('review-sentiment-v1') && suggestions.includes('82% confident'), suggestions);
+      expect(await page.locator('#answer input:checked').count() === 0, 'a suggestion was pre-selected');
+      await shot(page, 'label-single-choice');
+      await page.keyboard.press('1');
+      const outcome = await submitAndWaitForNext(page);
+      expect(outcome.includes('Accepted: 0.02 USDC earned'), outcome);
+    });
+
+    await check('the keys are shown with ?', async () => {
+      await page.keyboard.press('?');
+      await page.locator('#keys[open]').waitFor();
+      await shot(page, 'keys');
+      await accessible(page, 'the keys dialog');
+      await page.keyboard.press('Escape');
+    });
+
+    await check('multiple choice: digits tick options', async () => {
+      await openProject(page, url, projects.topics);
+      await page.keyboard.press('1');
+      await page.keyboard.press('2');
+      expect(await page.locator('#answer input:checked').count() === 2, 'two options not ticked');
+      await shot(page, 'label-multiple-choice');
+      await accessible(page, 'the multiple-choice screen');
+      expect((await submitAndWaitForNext(page)).includes('Accepted'), 'not accepted');
+    });
+
+    await check('free text: the length range is shown and Ctrl+Enter submits', async () => {
+      await openProject(page, url, projects.replies);
+      const hint = await page.locator('label[for="text"]').textContent();
+      expect(hint.includes('20 to 400 characters'), hint);
+      await page.keyboard.type('I am sorry it arrived damaged: send us a photo and we will replace it.');
+      await shot(page, 'label-free-text');
+      await accessible(page, 'the free-text screen');
+      // Written text cannot be settled by agreement: it waits for a reviewer before it is paid.
+      const outcome = await submitAndWaitForNext(page, 'Control+Enter');
+      expect(outcome.includes('Saved. It is paid once'), outcome);
+    });
+
+    await check('a submission the network loses keeps what was typed and says so', async () => {
+      const typed = 'Open your account page and choose Addresses, then Edit.';
+      await page.keyboard.type(typed);
+      await acceptable(page);
+      await page.route('**/label/answer', (route) => route.abort('internetdisconnected'));
+      await page.keyboard.press('Control+Enter');
+      await page.waitForFunction(() => document.querySelector('#problem')?.textContent);
+      const problem = await page.locator('#problem').textContent();
+      expect(problem.includes('network failed'), problem);
+      expect(await page.locator('#text').inputValue() === typed, 'the typed answer was lost');
+      await page.unroute('**/label/answer');
+      await page.keyboard.press('Control+Enter');
+      await page.waitForFunction(() => !document.querySelector('#problem')?.textContent
+        && document.querySelector('#outcome')?.textContent.includes('Saved'));
+    });
+
+    await check('rating: arrows move over the scale', async () => {
+      await openProject(page, url, projects.helpfulness);
+      await page.keyboard.press('ArrowRight');
+      await page.keyboard.press('ArrowLeft');
+      const value = await page.locator('#answer input:checked').getAttribute('value');
+      expect(value === '4', `rating ${value} after → ←`);
+      await shot(page, 'label-rating');
+      await accessible(page, 'the rating screen');
+      expect((await submitAndWaitForNext(page)).includes('Accepted'), 'not accepted');
+    });
+
+    await check('pairwise: ← picks A', async () => {
+      await openProject(page, url, projects.preference);
+      await page.keyboard.press('ArrowLeft');
+      expect(await page.locator('#answer input:checked').getAttribute('value') === 'a', 'A not picked');
+      await shot(page, 'label-pairwise');
+      await accessible(page, 'the pairwise screen');
+      expect((await submitAndWaitForNext(page)).includes('Accepted'), 'not accepted');
+    });
+
+    await check('spans: words are selected and marked with the keyboard', async () => {
+      await openProject(page, url, projects.entities);
+      // "Ada Lovelace": the first word, stretched one word right, marked as person (1).
+      await page.keyboard.press('ArrowRight');
+      await page.keyboard.press('Shift+ArrowRight');
+      await page.keyboard.press('1');
+      // "London": the last word before the full stop, marked as place (2).
+      for (let step = 0; step < 5; step += 1) await page.keyboard.press('ArrowRight');
+      await page.keyboard.press('2');
+      const marked = await page.locator('#spans li').allTextContents();
+      expect(marked.length === 2, `marks: ${marked.join(' | ')}`);
+      expect(marked[0].startsWith('person: “Ada Lovelace”'), marked[0]);
+      expect(marked[1].startsWith('place: “London”'), marked[1]);
+      await shot(page, 'label-spans');
+      await accessible(page, 'the spans screen');
+      const sent = page.waitForRequest('**/label/answer');
+      const outcome = await submitAndWaitForNext(page);
+      const spans = JSON.stringify((await sent).postDataJSON().answer.spans);
+      const expected = JSON.stringify([
+        { start: 0, end: 12, label: 'person' },
+        { start: 36, end: 42, label: 'place' },
+      ]);
+      expect(spans === expected, `sent ${spans}, not ${expected}`);
+      // Marked spans are not settled by agreement: they wait for a reviewer before they are paid.
+      expect(outcome.includes('Saved. It is paid once'), outcome);
+    });
+
+    await check('images: the 8×8 digits are drawn large and answered with their digit key', async () => {
+      await openProject(page, url, projects.digits);
+      const picture = page.locator('#answer .picture svg');
+      const box = await picture.boundingBox();
+      expect(box && box.width >= 200, `the digit is drawn ${box?.width} px wide`);
+      await shot(page, 'label-image');
+      await accessible(page, 'the image screen');
+      // Items come in import order: this is the first digit of the file.
+      const digit = projects.digits.truth[0];
+      expect(await page.locator(`#answer input[value="${digit}"]`).getAttribute('data-key') === digit, 'a digit is not its own key');
+      await page.keyboard.press(digit);
+      expect(await page.locator('#answer input:checked').getAttribute('value') === digit, 'the digit key did not pick the digit');
+      expect((await submitAndWaitForNext(page)).includes('Accepted'), 'not accepted');
+    });
+
+    await check('S skips an item', async () => {
+      const before = await itemShown(page);
+      await page.keyboard.press('s');
+      await page.waitForFunction((previous) => document.querySelector('#answer')?.dataset.item !== previous, before);
+      expect((await page.locator('#outcome').textContent()).includes('Skipped'), 'no word of the skip');
+    });
+
+    await check('failing check questions pauses, with the reason shown', async () => {
+      await openProject(page, url, projects.checked);
+      for (let wrong = 0; wrong < 2; wrong += 1) {
+        const text = (await page.locator('#answer .field .text').first().textContent()).trim();
+        const right = projects.checked.gold[text];
+        expect(right, `item ${text} is not a check question`);
+        await page.keyboard.press(right === 'spam' ? '2' : '1');
+        await submitAndWaitForNext(page);
+      }
+      const paused = page.locator('[data-no-item]');
+      await paused.waitFor();
+      const text = await paused.textContent();
+      expect(text.includes('You are paused on this project'), text);
+      expect(text.includes('0 of 2'), `the reason does not give the accuracy: ${text}`);
+      await shot(page, 'label-paused');
+      await accessible(page, 'the paused screen');
+      await page.goto(`${url}/tasks?tab=in-progress`);
+      const card = await page.locator('.card', { hasText: projects.checked.spec.title }).textContent();
+      expect(card.includes('Paused'), `the board does not show the pause: ${card}`);
+    });
+
+    await check('on a phone the labeling screen fits the width', async () => {
+      const phone = await browser.newContext({
+        viewport: { width: 390, height: 844 },
+        deviceScaleFactor: 2,
+        isMobile: true,
+        hasTouch: true,
+        storageState: await context.storageState(),
+      });
+      const small = await phone.newPage();
+      await openProject(small, url, projects.digits);
+      const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow <= 0, `the page is ${overflow} px wider than the phone`);
+      await shot(small, 'phone-label-image');
+      await small.goto(`${url}/tasks`);
+      await shot(small, 'phone-tasks');
+      await phone.close();
+    });
+
+    await check('signing out ends the session', async () => {
+      await page.goto(`${url}/tasks`);
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.waitForURL(/\/sign-in\?signed_out=1/);
+      await page.goto(`${url}/tasks`);
+      expect(new URL(page.url()).pathname === '/sign-in', 'still signed in after signing out');
+    });
+
+    await check('caravan login prints a one-time link that signs a browser in without a wallet', async () => {
+      const keeper = '0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356';
+      const keyFile = join(world.dataDir, 'keeper.key');
+      writeFileSync(keyFile, `${keeper.slice(2)}\n`, { mode: 0o600 });
+      const link = execFileSync(caravan, ['login', '--key', keyFile, '--node', url], { encoding: 'utf8' }).trim();
+      expect(link.startsWith(`${url}/sign-in/link?message=`), `printed ${link}`);
+      const fresh = await browser.newContext();
+      const tab = await fresh.newPage();
+      await tab.goto(link);
+      const address = privateKeyToAccount(keeper).address;
+      expect((await tab.locator('main').textContent()).includes(address), 'the link page does not name the account');
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.waitForURL(`${url}/tasks`);
+      expect(await tab.locator('.account').getAttribute('title') === address, 'signed in as someone else');
+      await tab.goto(link);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      expect((await tab.locator('main').textContent()).includes('make a new one'), 'a used link worked twice');
+      await fresh.close();
+    });
+
+    await check('no script error on any page', async () => {
+      expect(pageErrors.length === 0, pageErrors.join('\n'));
+    });
+  } finally {
+    await browser.close();
+    world.stop();
+  }
+  console.log(`\n${results.join('\n')}\nscreenshots in ${artifacts}`);
+  if (failed > 0) {
+    console.log(`${failed} browser checks failed`);
+    process.exit(1);
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,208 @@
+// The world the browser tests work in: a fresh store with one open project of every task type
+// (and one whose check questions pause whoever fails them), built with caravan's own commands,
+// then `caravan serve` over it on a free loopback port.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+/** The embedded chain's development token, registered as a 6-decimal USDC. */
+export const TOKEN = '0x5FbDB2315678afecb367f032d93F642f64180aa3';
+/** The account that posts and funds the projects. */
+export const REQUESTER = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8';
+
+const base = {
+  overlap: { min: 1, max: 1, confidence: 0.5 },
+  token: TOKEN,
+  bounty: '20000',
+  budget: '10000000',
+  gold_rate: 0,
+  skill_bar: 0,
+  gold_grace: 5,
+  min_seconds_per_item: 1,
+  daily_cap: 500,
+  deadline_ms: 1893456000000,
+  lease_seconds: 600,
+  order: 'import_order',
+  method: 'mv',
+};
+
+const reviews = [
+  ['Battery lasts two days, love it', 'pos'],
+  ['Stopped charging after a week', 'neg'],
+  ['Exactly as described, fast delivery', 'pos'],
+  ['The screen cracked on the first day', 'neg'],
+  ['Comfortable and quiet, would buy again', 'pos'],
+  ['Support never answered my emails', 'neg'],
+];
+
+/** The projects, by the key the tests use; `items` are JSONL records; `gold` keyed by text. */
+function projects(digitsCsv) {
+  const digits = readFileSync(digitsCsv, 'utf8').trim().split('\n').slice(0, 6)
+    .map((line) => line.split(',').map(Number));
+  return {
+    sentiment: {
+      spec: {
+        ...base,
+        title: 'Sentiment of product reviews',
+        instructions: 'Read the review. Choose pos if the writer is happy with the product, neg if not.',
+        schema: { type: 'single_choice', options: ['pos', 'neg'] },
+        exam: { questions: 2, pass_mark: 500000 },
+        min_seconds_per_item: 2,
+      },
+      items: reviews.map(([text, gold], index) => (index < 3
+        ? { data: { text }, gold: { choice: gold } }
+        : { data: { text }, predictions: [{ model: 'review-sentiment-v1', answer: { choice: gold }, score: 0.82 }] })),
+      gold: Object.fromEntries(reviews.map(([text, gold]) => [text, gold])),
+    },
+    topics: {
+      spec: {
+        ...base,
+        title: 'Topics of support tickets',
+        instructions: 'Tick every topic the ticket is about (one to three).',
+        schema: { type: 'multiple_choice', options: ['billing', 'delivery', 'quality', 'account'], min_selected: 1, max_selected: 3 },
+      },
+      items: [
+        { text: 'I was charged twice and the parcel never arrived' },
+        { text: 'Cannot log in since the password reset' },
+      ],
+    },
+    replies: {
+      spec: {
+        ...base,
+        title: 'Write a friendly reply',
+        instructions: 'Write the reply a helpful support agent would send.',
+        schema: { type: 'free_text', min_chars: 20, max_chars: 400 },
+      },
+      items: [
+        { prompt: 'My order arrived damaged. What can I do?' },
+        { prompt: 'How do I change my delivery address?' },
+      ],
+    },
+    helpfulness: {
+      spec: {
+        ...base,
+        title: 'How helpful is this answer?',
+        instructions: 'Rate from 1 (useless) to 5 (exactly what was asked).',
+        schema: { type: 'rating', min: 1, max: 5 },
+      },
+      items: [
+        { question: 'How long does shipping take?', answer: 'Three to five working days within the EU.' },
+        { question: 'Can I pay by invoice?', answer: 'Yes.' },
+      ],
+    },
+    preference: {
+      spec: {
+        ...base,
+        title: 'Which answer is better?',
+        instructions: 'Compare the two answers to the question and pick the more helpful one.',
+        schema: { type: 'pairwise', allow_tie: true },
+      },
+      items: [
+        { prompt: 'Explain what a refund is.', a: 'Money returned to you for a purchase you sent back or that went wrong.', b: 'A refund.' },
+        { prompt: 'Is the store open on Sundays?', a: 'No.', b: 'Yes, from 10:00 to 16:00.' },
+      ],
+    },
+    entities: {
+      spec: {
+        ...base,
+        title: 'Mark people and places',
+        instructions: 'Mark every person and every place named in the sentence.',
+        schema: { type: 'spans', labels: ['person', 'place'], text_field: 'text' },
+      },
+      items: [
+        { text: 'Ada Lovelace met Charles Babbage in London.' },
+        { text: 'Grace Hopper worked in Arlington for years.' },
+      ],
+    },
+    digits: {
+      spec: {
+        ...base,
+        title: 'Which digit is this?',
+        instructions: 'Each picture is a handwritten digit scanned at 8 by 8 pixels. Pick the digit you see.',
+        schema: { type: 'single_choice', options: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] },
+      },
+      items: digits.map((row) => ({ pixels: row.slice(0, 64) })),
+      truth: digits.map((row) => String(row[64])),
+    },
+    checked: {
+      spec: {
+        ...base,
+        title: 'Spam or not (checked)',
+        instructions: 'Choose spam for unwanted advertising, ham for a real message.',
+        schema: { type: 'single_choice', options: ['spam', 'ham'] },
+        gold_rate: 1000000,
+        skill_bar: 800000,
+        gold_grace: 2,
+      },
+      items: [
+        { data: { text: 'WIN A FREE CRUISE, click now' }, gold: { choice: 'spam' } },
+        { data: { text: 'Lunch at noon tomorrow?' }, gold: { choice: 'ham' } },
+        { data: { text: 'Cheap pills, no prescription' }, gold: { choice: 'spam' } },
+        { data: { text: 'The meeting notes are attached' }, gold: { choice: 'ham' } },
+        { data: { text: 'Your parcel is ready for pickup' } },
+      ],
+      gold: {
+        'WIN A FREE CRUISE, click now': 'spam',
+        'Lunch at noon tomorrow?': 'ham',
+        'Cheap pills, no prescription': 'spam',
+        'The meeting notes are attached': 'ham',
+      },
+    },
+  };
+}
+
+/** The environment without a database URL, so the store is the data directory's own SQLite. */
+function embedded() {
+  const env = { ...process.env };
+  delete env.CARAVAN_DATABASE_URL;
+  return env;
+}
+
+function run(caravan, dataDir, args) {
+  try {
+    return execFileSync(caravan, ['--data-dir', dataDir, ...args], {
+      encoding: 'utf8',
+      env: embedded(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    throw new Error(`caravan ${args.join(' ')} failed:\n${error.stderr || error.message}`);
+  }
+}
+
+/**
+ * Builds the store and starts the node. Returns the node's URL, the projects with their ids,
+ * and a function that stops the node.
+ */
+export async function startWorld(caravan, digitsCsv) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'caravan-browser-'));
+  run(caravan, dataDir, ['token', 'register', '--address', TOKEN, '--symbol', 'USDC', '--decimals', '6']);
+  run(caravan, dataDir, ['deposit', '--payer', REQUESTER, '--token', TOKEN, '--amount', '1000']);
+  const world = projects(digitsCsv);
+  for (const [key, project] of Object.entries(world)) {
+    const specFile = join(dataDir, `${key}.json`);
+    writeFileSync(specFile, JSON.stringify(project.spec));
+    const created = run(caravan, dataDir, ['task', 'create', '--requester', REQUESTER, '--spec', specFile]);
+    project.id = created.trim().replace(/^project /, '');
+    const itemsFile = join(dataDir, `${key}.jsonl`);
+    writeFileSync(itemsFile, project.items.map((item) => JSON.stringify(item)).join('\n') + '\n');
+    run(caravan, dataDir, ['task', 'import', project.id, '--requester', REQUESTER, itemsFile]);
+  }
+  const node = spawn(caravan, ['--data-dir', dataDir, 'serve', '--listen', '127.0.0.1:0'], {
+    env: embedded(),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: node.stdout });
+  const url = await new Promise((resolve, reject) => {
+    node.once('exit', (code) => reject(new Error(`caravan serve exited with ${code} before listening`)));
+    lines.once('line', (line) => {
+      const found = line.match(/http:\/\/[0-9.:]+/);
+      if (found) resolve(found[0]);
+      else reject(new Error(`caravan serve printed no address: ${line}`));
+    });
+  });
+  lines.on('line', () => {});
+  return { url, projects: world, dataDir, stop: () => node.kill('SIGTERM') };
+}
