@@ -1,6 +1,7 @@
 //! `caravan bench`: measures the economy on this machine and prints a table, then one
 //! `name: value` line per figure so scripts can read them.
 
+mod board;
 mod close;
 mod gateway;
 mod ingest;
@@ -39,7 +40,8 @@ pub enum BenchCommand {
     ///
     /// Judgment submissions per second with 1,000 concurrent clients and 200,000 registered
     /// contributors, each submission durable before its client goes on (SQLite, and PostgreSQL
-    /// with --postgres); the four truth-inference methods on S_Rel (98,453 judgments).
+    /// with --postgres); the four truth-inference methods on S_Rel (98,453 judgments); and the
+    /// task board page for a signed-in contributor with 10,000 projects and 1,000,000 items.
     Tasks(tasks::TasksArgs),
     /// Settlement on the embedded chain: gas of posting a root and of claims at tree depth 22
     /// (3.2 million leaves), and one epoch closed, posted and claimed by 1,000 people, timed.

@@ -24,6 +24,7 @@ use caravan_tasks::schema::{Answer, LabelSchema};
 use caravan_tasks::{Answers, answers::parse_truth_csv, inference::accuracy};
 use clap::Args;
 
+use super::board;
 use super::store::ScratchStore;
 use super::{listed, median};
 use crate::present::{progress, table};
@@ -99,6 +100,9 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
         }
     }
     let inference = measure_inference(&args.crowd_data, args.runs)?;
+    let (projects, per_project) = board::workload(scale);
+    let board_scratch = ScratchStore::sqlite(&args.scratch_dir)?;
+    let board = board::measure_task_board(&board_scratch.location, projects, per_project, 21)?;
 
     let mut t = table(&["figure", "workload", "median", "target"], &[2]);
     t.add_row(vec![
@@ -130,6 +134,15 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
             "≥ 5,000/s".into(),
         ]);
     }
+    t.add_row(vec![
+        "task board page, SQLite".into(),
+        format!(
+            "GET /tasks for a signed-in contributor (session checked, every project listed and counted into three tabs, 25 cards drawn) with {} open projects and {} items on the node; 21 requests per tab; In progress (their {} projects): {:.1} ms; slowest: {:.1} ms",
+            board.projects, board.items, board::WORKED_ON, board.in_progress_ms, board.slowest_ms
+        ),
+        format!("{:.1} ms", board.new_ms),
+        "< 200 ms".into(),
+    ]);
     if let Some(rows) = &inference {
         for row in rows {
             t.add_row(vec![
@@ -163,6 +176,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     println!("judgments_per_s_sqlite: {:.0}", median(sqlite));
     println!("sign_ins_per_s_sqlite: {:.0}", median(sqlite_sign_ins));
     println!("reopen_board_s: {reopen:.3}");
+    println!("task_board_page_ms: {:.1}", board.new_ms);
     if !postgres.is_empty() {
         println!("judgments_per_s_postgres: {:.0}", median(postgres));
     }
@@ -232,12 +246,17 @@ fn measure_inference(
     Ok(Some(rows))
 }
 
-fn measure_submissions(
-    location: &Location,
-    contributors: usize,
-    timed: usize,
-    label: &str,
-) -> Result<Submissions, String> {
+/// A node over a fresh store at `location` whose requester holds an unlimited deposit of the
+/// bench token, and the single-choice spec the task benchmarks post.
+pub(super) struct BenchNode {
+    pub(super) node: Arc<Node>,
+    pub(super) requester: Address,
+    pub(super) spec: ProjectSpec,
+    /// Holds the node's model folder.
+    pub(super) _scratch: tempfile::TempDir,
+}
+
+pub(super) fn open_bench_node(location: &Location) -> Result<BenchNode, String> {
     let token = Token {
         address: Address::from_label("bench token"),
         symbol: "TKN".into(),
@@ -274,7 +293,6 @@ fn measure_submissions(
         .open()
         .map_err(|e| e.to_string())?,
     );
-    let desk = Arc::clone(node.desk());
     let spec = ProjectSpec {
         title: "bench: pick the topic".into(),
         instructions: String::new(),
@@ -302,6 +320,27 @@ fn measure_submissions(
         order: QueueOrder::ImportOrder,
         method: Method::DawidSkene,
     };
+    Ok(BenchNode {
+        node,
+        requester,
+        spec,
+        _scratch: scratch,
+    })
+}
+
+fn measure_submissions(
+    location: &Location,
+    contributors: usize,
+    timed: usize,
+    label: &str,
+) -> Result<Submissions, String> {
+    let BenchNode {
+        node,
+        requester,
+        spec,
+        _scratch,
+    } = open_bench_node(location)?;
+    let desk = Arc::clone(node.desk());
     let project = desk
         .create_project(requester, spec)
         .map_err(|e| e.to_string())?;
@@ -420,14 +459,14 @@ fn topic(n: u64) -> &'static str {
 }
 
 /// A contributor's wallet, made from a label (the same on every run).
-fn wallet(label: &str) -> k256::ecdsa::SigningKey {
+pub(super) fn wallet(label: &str) -> k256::ecdsa::SigningKey {
     k256::ecdsa::SigningKey::from_bytes((&keccak256(label.as_bytes()).0).into())
         .expect("a keccak digest is a secp256k1 secret key but for odds of 2^-128")
 }
 
 /// Signs the wallet in as a browser does (the node's challenge, the wallet's `personal_sign`,
 /// the node's checks) and returns the session's secret id.
-fn sign_in(node: &Node, wallet: &k256::ecdsa::SigningKey) -> Result<String, String> {
+pub(super) fn sign_in(node: &Node, wallet: &k256::ecdsa::SigningKey) -> Result<String, String> {
     let sessions = node.sessions();
     let challenge = sessions.challenge().map_err(|e| e.to_string())?;
     let message = challenge
