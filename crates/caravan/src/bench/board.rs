@@ -12,7 +12,7 @@ use caravan_store::Location;
 use caravan_tasks::item::Item;
 use tower::ServiceExt;
 
-use super::tasks::{BenchNode, open_bench_node, sign_in, wallet};
+use super::task_node::{BenchNode, open_bench_node, sign_in, wallet};
 use crate::present::progress;
 
 /// Projects on the node and items in each, at full scale.

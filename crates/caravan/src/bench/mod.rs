@@ -10,6 +10,7 @@ mod pipeline;
 mod settlement;
 mod start;
 mod store;
+mod task_node;
 mod tasks;
 mod workload;
 
