@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use caravan_core::Ppm;
 use caravan_node::Node;
 use caravan_node::desk::{ListedProject, Shelf};
 use caravan_tasks::board::{Availability, ExamState};
 use serde::Deserialize;
 
-use super::page::{Chrome, Viewer, render};
+use super::page::{Chrome, PageError, Viewer, render};
 
 /// Projects per page of the board.
 pub const PROJECTS_PER_PAGE: usize = 25;
@@ -155,9 +156,23 @@ pub async fn task_board(
         _ => (Shelf::New, "new"),
     };
     let page = query.page.unwrap_or(0);
-    let board = node
-        .desk()
-        .task_board(&viewer.account, shelf, page, PROJECTS_PER_PAGE);
+    let desk = Arc::clone(node.desk());
+    let account = viewer.account;
+    // Every project's board lock is taken in turn: off the async workers.
+    let board = match tokio::task::spawn_blocking(move || {
+        desk.task_board(&account, shelf, page, PROJECTS_PER_PAGE)
+    })
+    .await
+    {
+        Ok(board) => board,
+        Err(error) => {
+            return PageError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("The node failed while listing projects: {error}."),
+            )
+            .into_response();
+        }
+    };
     let count = match shelf {
         Shelf::New => board.new,
         Shelf::InProgress => board.in_progress,
