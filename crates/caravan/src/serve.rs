@@ -88,6 +88,17 @@ pub struct ServeArgs {
     fund_limits: Vec<String>,
 }
 
+impl ServeArgs {
+    /// What `caravan serve --listen ADDRESS` runs with, every other option at its default (or
+    /// its environment variable): the node `caravan demo --serve` leaves running.
+    pub fn listening_on(listen: SocketAddr) -> ServeArgs {
+        use clap::FromArgMatches;
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let matches = command.get_matches_from(["serve", "--listen", &listen.to_string()]);
+        ServeArgs::from_arg_matches(&matches).expect("the defaults of caravan serve parse")
+    }
+}
+
 /// How often a node with `--epoch-every` looks whether a close is due or a step is left to
 /// retry.
 const RHYTHM_ROUND: Duration = Duration::from_secs(2);

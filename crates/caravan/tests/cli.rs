@@ -921,6 +921,58 @@ fn serve_answers_over_http() {
     );
 }
 
+/// `caravan demo --serve` leaves a node over the demo's store running, at the address it prints,
+/// and its pages answer there: the sign-in page, and the board for the signed-in only.
+#[test]
+fn the_demo_leaves_a_node_serving_its_store_for_a_browser() {
+    use std::io::{BufRead, BufReader};
+    let scratch = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_caravan"))
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .args([
+            "demo",
+            "--skip-labeling",
+            "--calls",
+            "200",
+            "--serve",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CARAVAN_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(demo.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("caravan listening on http://") {
+        line.clear();
+        assert_ne!(
+            stdout.read_line(&mut line).unwrap(),
+            0,
+            "the demo ended without serving"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let address = line["caravan listening on http://".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let sign_in = http_get(&address, "/sign-in", "");
+    let board = http_get(&address, "/tasks", "");
+    let epochs = http_get(&address, "/v1/epochs", "");
+    demo.kill().unwrap();
+    demo.wait().unwrap();
+    assert!(sign_in.starts_with("HTTP/1.1 200"), "{sign_in}");
+    assert!(sign_in.contains("Sign in with your wallet"), "{sign_in}");
+    assert!(board.starts_with("HTTP/1.1 303"), "{board}");
+    assert!(
+        epochs.contains("\"epoch\":1"),
+        "the demo's closed epoch is served: {epochs}"
+    );
+}
+
 /// `caravan serve` on a free loopback port over `dir` with `extra` arguments, everything it
 /// writes (standard output and error) gathered for the test to read after it is killed.
 fn start_logged_serve(

@@ -32,6 +32,11 @@ pub struct DemoArgs {
     /// Paid calls the app sends to the digit model through the gateway, over HTTP.
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     model_calls: u32,
+    /// When the demo is done, keep a node serving its store at ADDRESS [default:
+    /// 127.0.0.1:8080], so you can open its pages (sign in with your wallet or `caravan login`)
+    /// and its API in a browser. Stop it with Ctrl+C; the store stays for next time.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    serve: Option<std::net::SocketAddr>,
 }
 
 pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
@@ -104,7 +109,15 @@ pub fn run(store: &StoreArgs, args: DemoArgs) -> Result<(), String> {
     );
     println!("  caravan epoch verify-bundle epoch-1.json");
     println!("  caravan --data-dir {dir_arg} log verify");
-    Ok(())
+    let Some(listen) = args.serve else {
+        println!("  caravan --data-dir {dir_arg} serve    # its web pages and API, in a browser");
+        return Ok(());
+    };
+    drop(journal);
+    println!("\nserving the demo's store; open the address below in a browser (Ctrl+C stops it)");
+    let mut served = store.clone();
+    served.data_dir = dir;
+    crate::serve::run(&served, crate::serve::ServeArgs::listening_on(listen))
 }
 
 /// Deposits `amounts` for their accounts as payers and requesters do: on the embedded chain of
