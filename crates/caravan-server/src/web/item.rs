@@ -46,6 +46,9 @@ pub struct ItemView {
     pub input_name: &'static str,
     /// What the group of options asks, as its legend says it.
     pub legend: String,
+    /// Every option is a few characters (digits, a scale): they sit side by side in a grid,
+    /// even on a phone.
+    pub compact: bool,
     pub min_selected: u32,
     pub max_selected: u32,
     pub min_chars: u32,
@@ -195,6 +198,7 @@ pub fn item_view(spec: &ProjectSpec, assignment: &Assignment, now_ms: u64) -> It
         input_type: "",
         input_name: "",
         legend: String::new(),
+        compact: false,
         min_selected: 0,
         max_selected: 0,
         min_chars: 0,
@@ -259,6 +263,10 @@ pub fn item_view(spec: &ProjectSpec, assignment: &Assignment, now_ms: u64) -> It
             hidden.push(text_field);
         }
     }
+    view.compact = view
+        .choices
+        .iter()
+        .all(|choice| choice.value.chars().count() <= 4);
     view.fields = data
         .iter()
         .filter(|(name, _)| !hidden.contains(&name.as_str()))
