@@ -1,7 +1,7 @@
 //! The task board a contributor browses: every project as it stands for them, in pages, without
 //! walking any project's items (each board keeps the counters a listing reads).
 
-use caravan_core::{Address, Amount, Token};
+use caravan_core::{Address, Token};
 use caravan_tasks::board::{Availability, Listing};
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::ProjectId;
@@ -20,14 +20,13 @@ pub enum Shelf {
     Completed,
 }
 
-/// One project on the board, with its token and what it pays per hour at the median pace.
+/// One project on the board, with its token (what it pays per hour is
+/// [`Listing::reward_per_hour`]).
 #[derive(Clone, Debug)]
 pub struct ListedProject {
     pub project: ProjectId,
     pub listing: Listing,
     pub token: Token,
-    /// The bounty times the items a median contributor finishes in an hour, in base units.
-    pub reward_per_hour: Option<Amount>,
 }
 
 /// A page of the task board and how many projects each tab holds.
@@ -87,14 +86,9 @@ impl Desk {
                 shelved.push((project, listing));
             }
         }
-        let per_hour = |listing: &Listing| {
-            listing
-                .median_seconds
-                .map(|seconds| listing.bounty * 3600 / u128::from(seconds))
-        };
         shelved.sort_by(|(a_id, a), (b_id, b)| {
-            per_hour(b)
-                .cmp(&per_hour(a))
+            b.reward_per_hour()
+                .cmp(&a.reward_per_hour())
                 .then(b.bounty.cmp(&a.bounty))
                 .then(a_id.cmp(b_id))
         });
@@ -104,7 +98,6 @@ impl Desk {
             .take(per_page)
             .map(|(project, listing)| ListedProject {
                 project,
-                reward_per_hour: per_hour(&listing),
                 token: tokens.get(&listing.token).cloned().unwrap_or(Token {
                     address: listing.token,
                     symbol: "?".into(),
@@ -135,9 +128,6 @@ impl Desk {
             .ok_or(DeskError::UnknownToken(listing.token))?;
         Ok(ListedProject {
             project: *project,
-            reward_per_hour: listing
-                .median_seconds
-                .map(|seconds| listing.bounty * 3600 / u128::from(seconds)),
             token,
             listing,
         })

@@ -405,6 +405,12 @@ impl Desk {
         })?
     }
 
+    /// The project's spec alone, without [`Desk::status`]'s walk over items and agreement
+    /// measures: what a labeling screen needs on every item.
+    pub fn spec(&self, project: &ProjectId) -> Result<ProjectSpec, DeskError> {
+        self.with_board(project, |b| b.spec.clone())
+    }
+
     pub fn status(&self, project: &ProjectId) -> Result<(ProjectSpec, BoardStatus), DeskError> {
         self.with_board(project, |b| (b.spec.clone(), b.status()))
     }

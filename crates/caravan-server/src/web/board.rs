@@ -8,7 +8,6 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use caravan_core::Ppm;
 use caravan_node::Node;
 use caravan_node::desk::{ListedProject, Shelf};
 use caravan_tasks::board::{Availability, ExamState};
@@ -61,11 +60,6 @@ struct BoardPage {
     page: usize,
     previous: Option<usize>,
     next: Option<usize>,
-}
-
-fn percent(ppm: Ppm) -> String {
-    let percent = f64::from(ppm.parts()) / 10_000.0;
-    format!("{percent:.0}%")
 }
 
 /// A duration in seconds as people say it: `14 s`, `2 min 5 s`.
@@ -126,14 +120,13 @@ impl Card {
             title: listing.title.clone(),
             task_type: listing.task_type.replace('_', " "),
             bounty: token.format(listing.bounty),
-            per_hour: listed.reward_per_hour.map(|amount| token.format(amount)),
+            per_hour: listing.reward_per_hour().map(|amount| token.format(amount)),
             pace: listing.median_seconds.map(seconds_in_words),
             items_left: listing.items_left,
             exam: listing.exam.map(|exam| {
                 format!(
                     "{} questions first, pass mark {}",
-                    exam.questions,
-                    percent(exam.pass_mark)
+                    exam.questions, exam.pass_mark
                 )
             }),
             availability,

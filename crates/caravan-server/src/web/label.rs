@@ -94,8 +94,8 @@ fn rules_of(spec: &ProjectSpec, listed: &ListedProject) -> Vec<String> {
     ));
     if spec.gold_rate.parts() > 0 {
         rules.push(format!(
-            "Some items are check questions with a known answer; below {:.0}% right on them, you are paused here and your unpaid answers stop counting.",
-            f64::from(spec.skill_bar.parts()) / 10_000.0
+            "Some items are check questions with a known answer; below {} right on them, you are paused here and your unpaid answers stop counting.",
+            spec.skill_bar
         ));
     }
     rules
@@ -109,7 +109,7 @@ pub async fn label_page(
 ) -> Result<Response, PageError> {
     let id = project_id(&project)?;
     let desk = node.desk();
-    let (spec, _) = desk.status(&id).map_err(ApiError::from)?;
+    let spec = desk.spec(&id).map_err(ApiError::from)?;
     let listed = desk.listed(&id, &viewer.account).map_err(ApiError::from)?;
     let paused = listed
         .listing
@@ -126,9 +126,8 @@ pub async fn label_page(
         rules: rules_of(&spec, &listed),
         exam: spec.exam.map(|exam| {
             format!(
-                "Before real items you answer {} exam questions with known answers; you see right or wrong after each, and you go on at {:.0}% right.",
-                exam.questions,
-                f64::from(exam.pass_mark.parts()) / 10_000.0
+                "Before real items you answer {} exam questions with known answers; you see right or wrong after each, and you go on at {} right.",
+                exam.questions, exam.pass_mark
             )
         }),
         paused,
@@ -192,7 +191,7 @@ pub async fn next_item(
 ) -> Result<Response, Response> {
     let desk = Arc::clone(node.desk());
     let answer = tokio::task::spawn_blocking(move || {
-        let spec = desk.status(&id)?.0;
+        let spec = desk.spec(&id)?;
         desk.next_item(&id, account)
             .map(|assignment| (spec, assignment))
     })

@@ -128,6 +128,15 @@ pub struct MyStanding {
     pub holding: bool,
 }
 
+impl Listing {
+    /// The bounty times the items a contributor at the median pace finishes in an hour, in
+    /// base units; `None` before there is a pace.
+    pub fn reward_per_hour(&self) -> Option<Amount> {
+        self.median_seconds
+            .map(|seconds| self.bounty * 3600 / u128::from(seconds))
+    }
+}
+
 impl Board {
     /// The project as `contributor` sees it on the task board at `now_ms`. Constant time: it
     /// reads the board's counters, never its items.

@@ -126,11 +126,8 @@ impl Board {
             .count() as u32;
         let exhausted = self.items[item as usize].judgments.len() as u32 >= self.spec.overlap.max;
         let done = accepted >= self.spec.overlap.min || (exhausted && !self.has_pending(item));
-        if done && !self.items[item as usize].resolved {
-            self.resolved_items += 1;
-            let state = &mut self.items[item as usize];
-            state.resolved = true;
-            effects.push(Effect::Resolved { item: state.id });
+        if done {
+            self.mark_resolved(item, effects);
         }
         self.refresh_open(item);
     }
@@ -311,10 +308,19 @@ impl Board {
 
     fn resolve_categorical(&mut self, item: u32, effects: &mut Vec<Effect>) {
         self.settle_against_label(item, effects);
-        self.resolved_items += 1;
+        self.mark_resolved(item, effects);
+    }
+
+    /// Marks a real item as having its final judgments, once: the count
+    /// [`Board::items_left`] reads, and the `Resolved` effect.
+    fn mark_resolved(&mut self, item: u32, effects: &mut Vec<Effect>) {
         let state = &mut self.items[item as usize];
+        if state.resolved {
+            return;
+        }
         state.resolved = true;
         effects.push(Effect::Resolved { item: state.id });
+        self.resolved_items += 1;
     }
 
     /// Pays the item's pending judgments that agree with its leading label; rejects the rest.

@@ -12,6 +12,7 @@ use caravan_core::attestation::{address_of, personal_message_digest, sign_digest
 use caravan_core::report::{certificate_hint, with_causes};
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::keys::{KeyRequest, PayerSignature, Scope};
+use caravan_server::web::page::url_encode;
 use caravan_store::now_ms;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -288,22 +289,10 @@ pub fn login(store: &StoreArgs, args: LoginArgs) -> Result<(), String> {
     );
     println!(
         "{uri}/sign-in/link?message={}&signature={}",
-        query_encode(message),
+        url_encode(message),
         signature.to_hex()
     );
     Ok(())
-}
-
-/// Percent-encodes `text` as one query parameter's value.
-fn query_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 fn issue(store: &StoreArgs, args: IssueArgs) -> Result<(), String> {
