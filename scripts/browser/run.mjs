@@ -1,7 +1,9 @@
 // End-to-end tests of the node's web pages in headless Chromium: a contributor signs in with a
 // wallet (an EIP-1193 provider whose key stays in this process, outside the page), passes an
 // exam, labels items of every task type with the keyboard only, is paused by failing check
-// questions, and keeps a typed answer when the network fails. Each main page is saved as a
+// questions, keeps a typed answer when the network fails, sees the bounties and, once an epoch
+// closes, the royalty its labels earned traced through the lineage, and claims it on the
+// embedded chain. Each main page is saved as a
 // screenshot and checked with axe-core for WCAG 2 A/AA violations.
 //
 // Usage: node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR
@@ -85,6 +87,24 @@ async function submitAndWaitForNext(page, key = 'Enter') {
   const problem = await page.locator('#problem').textContent();
   expect(!problem, `the submission was not accepted: ${problem}`);
   return page.locator('#outcome').textContent();
+}
+
+/** Base units of the 6-decimal test token as the pages write them. */
+function usdc(base) {
+  const fraction = String(base % 1e6).padStart(6, '0').replace(/0+$/, '');
+  return `${Math.floor(base / 1e6)}${fraction ? `.${fraction}` : ''} USDC`;
+}
+
+/** A page in a phone-sized context signed in as `context` is. */
+async function onPhone(browser, context) {
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+    storageState: await context.storageState(),
+  });
+  return { phone, small: await phone.newPage() };
 }
 
 async function openProject(page, url, project) {
@@ -313,14 +333,7 @@ async function main() {
     });
 
     await check('on a phone the labeling screen fits the width', async () => {
-      const phone = await browser.newContext({
-        viewport: { width: 390, height: 844 },
-        deviceScaleFactor: 2,
-        isMobile: true,
-        hasTouch: true,
-        storageState: await context.storageState(),
-      });
-      const small = await phone.newPage();
+      const { phone, small } = await onPhone(browser, context);
       await openProject(small, url, projects.digits);
       const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       expect(overflow <= 0, `the page is ${overflow} px wider than the phone`);
@@ -328,6 +341,66 @@ async function main() {
       await small.goto(`${url}/tasks`);
       await shot(small, 'phone-tasks');
       await phone.close();
+    });
+
+    await check('earnings: an accepted judgment shows as a bounty in the open epoch at once', async () => {
+      await page.goto(`${url}/earnings`);
+      const row = page.locator('table.figures tbody tr').first();
+      const epoch = (await row.locator('th').textContent()).trim();
+      expect(epoch === '1 (open)', `the first row is epoch ${epoch}, not the open epoch 1`);
+      const cells = row.locator('td');
+      const judgments = Number(await cells.nth(2).textContent());
+      expect(judgments > 0, 'no accepted judgment counted');
+      // Every project here pays 0.02 USDC (20000 base units) per accepted judgment.
+      const bounties = (await cells.nth(1).textContent()).trim();
+      expect(bounties === usdc(judgments * 20000), `${judgments} judgments paid ${bounties}`);
+      expect((await page.locator('.royalty').count()) === 0, 'a royalty before any epoch closed');
+    });
+
+    let settled;
+    await check('earnings: after the epoch closes, the royalty is traced from the model through the dataset to the labels', async () => {
+      settled = await world.royaltyEpoch();
+      await page.goto(`${url}/earnings`);
+      const royalty = page.locator('.royalty').first();
+      await royalty.waitFor();
+      const trail = (await royalty.locator('.trail').first().textContent()).replace(/\s+/g, ' ').trim();
+      expect(/^digit-reader → TRAINED_ON → handwritten-digits-8x8 → your \d+ accepted labels? on “Which digit is this\?”/.test(trail),
+        `the royalty's path reads: ${trail}`);
+      const head = await royalty.locator('.royalty-head').textContent();
+      expect(/[1-9]\d*(\.\d+)? USDC from handwritten-digits-8x8/.test(head.replace(/\s+/g, ' ')), `the royalty reads: ${head}`);
+      const chart = page.locator('svg.chart');
+      expect((await chart.count()) === 1, 'no chart');
+      expect((await chart.locator('rect.royalties title').first().textContent()).includes('Epoch 1: royalties'), 'the chart has no royalty bar for epoch 1');
+      const claims = (await page.locator('.chain').first().textContent()).replace(/\s+/g, ' ');
+      expect(claims.includes("Epoch 1's root is active"), `the chain does not show the active root: ${claims}`);
+      await shot(page, 'earnings');
+      await accessible(page, 'the earnings page');
+      const { phone, small } = await onPhone(browser, context);
+      await small.goto(`${url}/earnings`);
+      const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      expect(overflow <= 0, `the earnings page is ${overflow} px wider than the phone`);
+      await shot(small, 'phone-earnings');
+      await phone.close();
+    });
+
+    await check('earnings: the royalty is claimed on the embedded chain and the chain shows it claimed', async () => {
+      const claimable = async () => (await page.locator('.chain tbody tr').first().locator('td').nth(0).textContent()).trim();
+      const before = await claimable();
+      expect(before !== '0 USDC', 'nothing claimable after the root was posted');
+      await page.goto(`${url}/earnings/claims/6513010`);
+      const call = (await page.locator('main').textContent()).replace(/\s+/g, ' ');
+      expect(call.includes('claim(address account, address token, uint256 cumulative, bytes32 expectedRoot, bytes32[] proof)'), 'the claim page does not give the call');
+      expect(call.includes(wallet.address), 'the claim page does not name the account paid');
+      await shot(page, 'claim');
+      await accessible(page, 'the claim page');
+      await page.goto(`${url}/earnings`);
+      await page.getByRole('button', { name: 'Claim on embedded' }).click();
+      await page.waitForURL(/claimed=6513010/);
+      const after = page.locator('.chain tbody tr').first();
+      expect((await after.locator('td').nth(0).textContent()).trim() === '0 USDC', 'still claimable after claiming');
+      expect((await after.locator('td').nth(1).textContent()).trim() === before, `claimed ${await after.locator('td').nth(1).textContent()}, not ${before}`);
+      expect((await page.locator('.notice').textContent()).includes('Your claim was sent'), 'no word of the claim');
+      expect(settled.model.startsWith('0x'), 'no model id');
     });
 
     await check('signing out ends the session', async () => {

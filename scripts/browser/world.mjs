@@ -11,6 +11,10 @@ import { createInterface } from 'node:readline';
 export const TOKEN = '0x5FbDB2315678afecb367f032d93F642f64180aa3';
 /** The account that posts and funds the projects. */
 export const REQUESTER = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8';
+/** The developer of the model trained on the digits. */
+const DEVELOPER = '0x90F79bf6EB2c4f870365E785982E1f101E93b906';
+/** The node that served the model's calls. */
+const SERVING_NODE = '0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65';
 
 const base = {
   overlap: { min: 1, max: 1, confidence: 0.5 },
@@ -174,14 +178,15 @@ function run(caravan, dataDir, args) {
 
 /**
  * Builds the store and starts the node. Returns the node's URL, the projects with their ids,
- * and a function that stops the node.
+ * a function that closes an epoch in which the digits labelled here earn a royalty, and one
+ * that stops the node.
  */
 export async function startWorld(caravan, digitsCsv) {
   const dataDir = mkdtempSync(join(tmpdir(), 'caravan-browser-'));
   run(caravan, dataDir, ['token', 'register', '--address', TOKEN, '--symbol', 'USDC', '--decimals', '6']);
   run(caravan, dataDir, ['deposit', '--payer', REQUESTER, '--token', TOKEN, '--amount', '1000']);
-  const world = projects(digitsCsv);
-  for (const [key, project] of Object.entries(world)) {
+  const worldProjects = projects(digitsCsv);
+  for (const [key, project] of Object.entries(worldProjects)) {
     const specFile = join(dataDir, `${key}.json`);
     writeFileSync(specFile, JSON.stringify(project.spec));
     const created = run(caravan, dataDir, ['task', 'create', '--requester', REQUESTER, '--spec', specFile]);
@@ -190,13 +195,52 @@ export async function startWorld(caravan, digitsCsv) {
     writeFileSync(itemsFile, project.items.map((item) => JSON.stringify(item)).join('\n') + '\n');
     run(caravan, dataDir, ['task', 'import', project.id, '--requester', REQUESTER, itemsFile]);
   }
-  const node = spawn(caravan, ['--data-dir', dataDir, 'serve', '--listen', '127.0.0.1:0'], {
+  let node = await serve(caravan, dataDir, '127.0.0.1:0');
+  const world = {
+    url: node.url,
+    projects: worldProjects,
+    dataDir,
+    stop: () => node.process.kill('SIGTERM'),
+    /**
+     * Makes the digits a dataset, a model trained on it that is paid for 100 calls, closes the
+     * epoch and posts its root on the embedded chain, with the node stopped meanwhile (the
+     * command line and the node do not share a store); then serves again on the same address.
+     */
+    async royaltyEpoch() {
+      await node.stopped();
+      const published = run(caravan, dataDir, ['task', 'publish', worldProjects.digits.id, '--requester', REQUESTER, '--name', 'handwritten-digits-8x8']);
+      const dataset = published.match(/0x[0-9a-f]{64}/)[0];
+      const manifest = join(dataDir, 'digit-reader.json');
+      writeFileSync(manifest, JSON.stringify({
+        kind: 'model',
+        name: 'digit-reader',
+        owner: DEVELOPER,
+        content: `0x${'d1'.repeat(32)}`,
+        licence: { type: 'commercial', token: TOKEN, price_per_call: '10000', derivative_royalty: 0 },
+        parents: [{ parent: dataset, kind: 'TRAINED_ON', share: 300000 }],
+        roles: [{ role: 'developer', share: 1000000, members: [{ account: DEVELOPER, weight: 1 }] }],
+      }));
+      const model = run(caravan, dataDir, ['asset', 'register', '--manifest', manifest]).match(/0x[0-9a-f]{64}/)[0];
+      run(caravan, dataDir, ['usage', 'record', '--asset', model, '--payer', REQUESTER, '--node', SERVING_NODE, '--calls', '100']);
+      run(caravan, dataDir, ['epoch', 'close']);
+      run(caravan, dataDir, ['epoch', 'post']);
+      node = await serve(caravan, dataDir, new URL(node.url).host);
+      return { dataset, model };
+    },
+  };
+  return world;
+}
+
+/** Runs `caravan serve` on `listen` and waits until it names its address. */
+async function serve(caravan, dataDir, listen) {
+  const child = spawn(caravan, ['--data-dir', dataDir, 'serve', '--listen', listen], {
     env: embedded(),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: node.stdout });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const lines = createInterface({ input: child.stdout });
   const url = await new Promise((resolve, reject) => {
-    node.once('exit', (code) => reject(new Error(`caravan serve exited with ${code} before listening`)));
+    child.once('exit', (code) => reject(new Error(`caravan serve exited with ${code} before listening`)));
     lines.once('line', (line) => {
       const found = line.match(/http:\/\/[0-9.:]+/);
       if (found) resolve(found[0]);
@@ -204,5 +248,12 @@ export async function startWorld(caravan, digitsCsv) {
     });
   });
   lines.on('line', () => {});
-  return { url, projects: world, dataDir, stop: () => node.kill('SIGTERM') };
+  return {
+    url,
+    process: child,
+    stopped: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
 }

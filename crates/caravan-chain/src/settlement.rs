@@ -497,13 +497,7 @@ impl Settlement {
         root: caravan_core::Hash32,
         at: u64,
     ) -> Result<Receipt, SettleError> {
-        let call = RoyaltyDistributor::claimCall {
-            account: Address::from(leaf.account.0),
-            token: Address::from(leaf.token.0),
-            cumulative: U256::from(leaf.cumulative),
-            expectedRoot: B256::from(root.0),
-            proof: proof.iter().map(|h| B256::from(h.0)).collect(),
-        };
+        let call = claim_call(leaf, proof, root);
         let distributor = self.deployment.distributor;
         self.send(
             &format!("claiming for {}", leaf.account),
@@ -615,6 +609,31 @@ impl Settlement {
 
 /// The deployment recorded at `path`, its contracts checked to hold code; `None` when none is
 /// recorded.
+/// The distributor's `claim` of `leaf` with `proof` against `root`.
+fn claim_call(
+    leaf: &Leaf,
+    proof: &[caravan_core::Hash32],
+    root: caravan_core::Hash32,
+) -> RoyaltyDistributor::claimCall {
+    RoyaltyDistributor::claimCall {
+        account: Address::from(leaf.account.0),
+        token: Address::from(leaf.token.0),
+        cumulative: U256::from(leaf.cumulative),
+        expectedRoot: B256::from(root.0),
+        proof: proof.iter().map(|h| B256::from(h.0)).collect(),
+    }
+}
+
+/// The calldata of the distributor's `claim(account, token, cumulative, expectedRoot, proof)`
+/// for `leaf`: what a wallet sends to the distributor to claim it itself.
+pub fn claim_calldata(
+    leaf: &Leaf,
+    proof: &[caravan_core::Hash32],
+    root: caravan_core::Hash32,
+) -> Vec<u8> {
+    claim_call(leaf, proof, root).abi_encode()
+}
+
 fn read_deployment(path: &Path, chain: &mut dyn Chain) -> Result<Option<Deployment>, SettleError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,

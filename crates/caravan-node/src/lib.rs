@@ -8,6 +8,7 @@
 //! - [`sessions::Sessions`] signs people in with their wallets (EIP-4361);
 //! - [`deposits::DepositFollower`] credits what payers and requesters deposit on chain;
 //! - [`rhythm::Rhythm`] closes epochs on schedule and settles them on the home chain;
+//! - [`earnings::Earnings`] tells an account what it earned, where from, and what it can claim;
 //! - [`meter::Meter`] holds money for calls in flight and budgets being escrowed, so that two
 //!   spenders of one prepaid balance never count the same money twice.
 //!
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod chains;
 pub mod deposits;
 pub mod desk;
+pub mod earnings;
 pub mod gateway;
 pub mod keys;
 pub mod meter;
@@ -42,6 +44,7 @@ use auth::{AuthError, Caller, Credentials, Via};
 use chains::ChainDirectory;
 use deposits::DepositFollower;
 use desk::{Clock, Desk, DeskError};
+use earnings::Earnings;
 use gateway::receipt::NodeSigner;
 use gateway::{ChargeDurability, Gateway, GatewayError};
 use keys::{Keys, KeysError, Scope};
@@ -67,6 +70,7 @@ pub enum NodeError {
 pub struct Node {
     journal: Arc<SharedJournal>,
     desk: Arc<Desk>,
+    earnings: Arc<Earnings>,
     keys: Arc<Keys>,
     gateway: Arc<Gateway>,
     sessions: Arc<Sessions>,
@@ -124,6 +128,10 @@ impl Node {
 
     pub fn desk(&self) -> &Arc<Desk> {
         &self.desk
+    }
+
+    pub fn earnings(&self) -> &Arc<Earnings> {
+        &self.earnings
     }
 
     pub fn keys(&self) -> &Arc<Keys> {
@@ -219,6 +227,7 @@ impl Node {
         let Node {
             journal,
             desk,
+            earnings,
             keys,
             gateway,
             sessions,
@@ -226,7 +235,9 @@ impl Node {
             deposits,
             ..
         } = self;
-        drop((desk, keys, gateway, sessions, settlement, deposits));
+        drop((
+            earnings, desk, keys, gateway, sessions, settlement, deposits,
+        ));
         Arc::try_unwrap(journal)
             .map(SharedJournal::into_inner)
             .map_err(|_| "a service of the node is still in use elsewhere".to_owned())
@@ -341,10 +352,17 @@ impl NodeBuilder {
                 Arc::clone(&journal),
             ))
         });
+        let desk = Arc::new(desk);
+        let earnings = Arc::new(Earnings::new(
+            Arc::clone(&journal),
+            Arc::clone(&desk),
+            self.settlement.clone(),
+        ));
         Ok(Node {
             deposits,
             journal,
-            desk: Arc::new(desk),
+            desk,
+            earnings,
             keys,
             gateway: Arc::new(gateway),
             sessions: Arc::new(sessions),

@@ -16,7 +16,7 @@ use caravan_chain::settlement::{
     DEPLOYMENT, Deployment, EpochRoot, FundingLimits, Published, SettleError, Settlement,
     VaultDeposit,
 };
-use caravan_core::epoch::EpochBundle;
+use caravan_core::epoch::{ChainProofs, EpochBundle};
 use caravan_core::money::format_units;
 use caravan_core::{Address, Economy, Hash32, Leaf};
 use caravan_store::now_ms;
@@ -156,6 +156,20 @@ pub struct PostedRoot {
     /// Where it was activated, if it was.
     pub activated: Option<(u64, Hash32)>,
     pub state: RootState,
+}
+
+/// Where an account's claims stand on one chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimPosition {
+    /// The epoch whose root claims are checked against now (0 before the first activation).
+    pub active_epoch: u64,
+    pub active_root: Hash32,
+    /// The epoch of a posted root still waiting out its delay (0 when none).
+    pub pending_epoch: u64,
+    /// The contract claims are sent to.
+    pub distributor: Address,
+    /// What the account has claimed so far, per token asked about.
+    pub claimed: Vec<(Address, u128)>,
 }
 
 /// Where a posted root stands.
@@ -656,6 +670,73 @@ impl Chains {
             };
         }
         Ok(roots)
+    }
+
+    /// Where `account`'s claims of `tokens` stand on the named chain, as the chain's own
+    /// contracts say; `None` when caravan's contracts are not there (nothing was posted).
+    pub fn claim_position(
+        &self,
+        name: &str,
+        account: Address,
+        tokens: &[Address],
+    ) -> Result<Option<ClaimPosition>, ChainsError> {
+        let _busy = self.one_at_a_time();
+        let Some(mut chain) = self.attach(name)? else {
+            return Ok(None);
+        };
+        let (active_epoch, pending_epoch, _) = chain.epochs().map_err(settle_fault)?;
+        let active_root = chain.active_root().map_err(settle_fault)?;
+        let mut claimed = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            claimed.push((
+                *token,
+                chain.claimed(account, *token).map_err(settle_fault)?,
+            ));
+        }
+        Ok(Some(ClaimPosition {
+            active_epoch,
+            active_root,
+            pending_epoch,
+            distributor: Address(chain.deployment().distributor.into_array()),
+            claimed,
+        }))
+    }
+
+    /// Claims on the named chain each leaf of `proofs` that pays something new, sent from the
+    /// node's account: anyone may submit a claim, and the money goes only to the leaf's
+    /// account. `proofs` must be against the chain's active root. Returns what each paid.
+    pub fn claim(
+        &self,
+        name: &str,
+        proofs: &ChainProofs,
+    ) -> Result<Vec<(Address, u128)>, ChainsError> {
+        let _busy = self.one_at_a_time();
+        let mut chain = self.attach(name)?.ok_or_else(|| {
+            ChainsError::Conflict(format!(
+                "no root was posted on {name} yet, so nothing can be claimed there"
+            ))
+        })?;
+        let root = chain.active_root().map_err(settle_fault)?;
+        if root != proofs.root {
+            return Err(ChainsError::Conflict(format!(
+                "the root active on {name} is {root}, not {} which these proofs are against; a newer root was activated meanwhile: load the page again and claim",
+                proofs.root
+            )));
+        }
+        let mut paid = Vec::new();
+        for proven in &proofs.leaves {
+            let leaf = &proven.leaf;
+            let before = chain
+                .claimed(leaf.account, leaf.token)
+                .map_err(settle_fault)?;
+            if before < leaf.cumulative {
+                chain
+                    .claim(leaf, &proven.proof, root, now_ms() / 1000)
+                    .map_err(settle_fault)?;
+                paid.push((leaf.token, leaf.cumulative - before));
+            }
+        }
+        Ok(paid)
     }
 
     /// Activates the named chain's pending root when its delay is over by `now_s`. Deploys

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use caravan_node::auth::AuthError;
 use caravan_node::desk::DeskError;
+use caravan_node::earnings::EarningsError;
 use caravan_node::sessions::{SessionError, SignInError};
+use caravan_node::settlement::ChainsError;
 use caravan_tasks::board::{AssignError, ReviewError};
 use serde_json::json;
 
@@ -133,6 +135,38 @@ impl From<DeskError> for ApiError {
             DeskError::CorruptRecord { .. } => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
         };
         ApiError::new(status, code, error)
+    }
+}
+
+impl From<ChainsError> for ApiError {
+    fn from(error: ChainsError) -> ApiError {
+        use StatusCode as S;
+        let (status, code) = match &error {
+            ChainsError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid"),
+            ChainsError::Unknown(_) => (S::NOT_FOUND, "unknown_chain"),
+            ChainsError::Conflict(_) => (S::CONFLICT, "conflict"),
+            ChainsError::Chain(_) => (S::BAD_GATEWAY, "chain"),
+            ChainsError::Node(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, error)
+    }
+}
+
+impl From<EarningsError> for ApiError {
+    fn from(error: EarningsError) -> ApiError {
+        match error {
+            EarningsError::Desk(error) => error.into(),
+            EarningsError::Chains(error) => error.into(),
+            EarningsError::NothingToClaim(_) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_claim", error)
+            }
+            EarningsError::UnknownChain(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_chain", error)
+            }
+            EarningsError::WrongWay(_) => {
+                ApiError::new(StatusCode::CONFLICT, "claim_elsewhere", error)
+            }
+        }
     }
 }
 

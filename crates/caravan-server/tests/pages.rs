@@ -326,3 +326,242 @@ async fn a_contributor_sees_the_board_and_labels_through_the_screen() {
     let after = page(&app, "/tasks", &session).await;
     assert_eq!(after.status, StatusCode::SEE_OTHER, "the session is over");
 }
+
+/// The page's text without its tags, whitespace collapsed: what a reader sees.
+fn visible(page: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in page.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+async fn form(app: &axum::Router, path: &str, session: &str, body: &str) -> common::Reply {
+    send_with(
+        app,
+        Method::POST,
+        path,
+        Auth::Session(session),
+        Body::from(body.to_owned()),
+        "application/x-www-form-urlencoded",
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_labeller_sees_bounties_then_a_royalty_traced_to_their_labels_and_claims_it() {
+    use caravan_core::{
+        Address, AssetKind, Event, Hash32, Licence, Manifest, Member, ParentEdge, Ppm, Role,
+        RoleShare, Usage,
+    };
+    use caravan_node::earnings::EMBEDDED_CHAIN_ID;
+
+    let dir = tempfile::tempdir().unwrap();
+    let requester = Person::new("requester");
+    let labeller = Person::new("labeller");
+    let node = common::open_settling_node(dir.path(), &[(requester.address, 10_000_000)], &[]);
+    let app = caravan_server::router(std::sync::Arc::clone(&node));
+    let lab = requester.sign_in(&app).await;
+    let mut spec = common::spec(1, 1_000_000);
+    spec["overlap"] = json!({ "min": 1, "max": 1, "confidence": 0.5 });
+    spec["method"] = json!("mv");
+    let created = call(
+        &app,
+        Method::POST,
+        "/v1/projects",
+        Auth::Session(&lab),
+        Some(json!({ "spec": spec })),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let project = created.body["project"].as_str().unwrap().to_owned();
+    let csv = "text\ngreat phone\nbroke in a day\nworks well\n";
+    let added = common::send(
+        &app,
+        Method::POST,
+        &format!("/v1/projects/{project}/items?format=csv"),
+        Auth::Session(&lab),
+        Body::from(csv),
+        "text/csv",
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+
+    let mine = labeller.sign_in(&app).await;
+    for _ in 0..3 {
+        let next = format!("/v1/projects/{project}/next");
+        let assignment = call(&app, Method::POST, &next, Auth::Session(&mine), None).await;
+        let body = json!({ "item": assignment.body["item"], "answer": { "choice": "pos" } });
+        let uri = format!("/v1/projects/{project}/judgments");
+        let judged = call(&app, Method::POST, &uri, Auth::Session(&mine), Some(body)).await;
+        assert_eq!(judged.status, StatusCode::CREATED, "{}", judged.body);
+    }
+
+    let before = page(&app, "/earnings", &mine).await;
+    assert_eq!(before.status, StatusCode::OK);
+    let seen = visible(text(&before));
+    assert!(
+        seen.contains("1 (open) not yet 0.003 USDC 3 0 USDC 0.003 USDC"),
+        "three accepted judgments at 0.001 USDC show in the open epoch: {seen}"
+    );
+    assert!(seen.contains("No royalty in these epochs"), "{seen}");
+
+    let published = call(
+        &app,
+        Method::POST,
+        &format!("/v1/projects/{project}/publish"),
+        Auth::Session(&lab),
+        Some(json!({ "name": "review-sentiment", "licence": { "type": "open_use" } })),
+    )
+    .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let dataset: caravan_core::AssetId =
+        serde_json::from_value(published.body["asset"].clone()).unwrap();
+    let developer = Address::from_label("developer");
+    let model = Manifest {
+        kind: AssetKind::Model,
+        name: "review-reader".into(),
+        owner: developer,
+        content: Hash32([7; 32]),
+        licence: Licence::OpenUse,
+        parents: vec![ParentEdge {
+            parent: dataset,
+            kind: caravan_core::EdgeKind::TrainedOn,
+            share: Ppm::new(300_000).unwrap(),
+        }],
+        roles: vec![RoleShare {
+            role: Role::Developer,
+            share: Ppm::ONE,
+            members: vec![Member {
+                account: developer,
+                weight: 1,
+            }],
+        }],
+    };
+    let usage = Usage {
+        asset: model.id(),
+        payer: requester.address,
+        token: common::token(),
+        amount: 1_000_000,
+        calls: 100,
+        node: Address::from_label("serving node"),
+    };
+    node.journal()
+        .enqueue(vec![
+            Event::AssetRegistered(model),
+            Event::UsageRecorded(usage),
+        ])
+        .wait()
+        .unwrap();
+    let epoch_node = std::sync::Arc::clone(&node);
+    tokio::task::spawn_blocking(move || {
+        epoch_node.close_epoch().unwrap();
+        epoch_node.post_epoch(1, None).unwrap();
+    })
+    .await
+    .unwrap();
+
+    let after = page(&app, "/earnings", &mine).await;
+    let seen = visible(text(&after));
+    assert!(
+        seen.contains("0.3 USDC from review-sentiment in epoch 1"),
+        "30% of the model's 1 USDC reaches the only labeller: {seen}"
+    );
+    assert!(
+        seen.contains(
+            "review-reader → TRAINED_ON → review-sentiment → your 3 accepted labels on “Sentiment of product reviews”"
+        ),
+        "the royalty is traced through the lineage to the labels: {seen}"
+    );
+    assert!(
+        seen.contains("Epoch 1's root is active"),
+        "the chain's root is shown: {seen}"
+    );
+    assert!(
+        seen.contains("USDC 0.303 USDC 0 USDC 0 USDC 0.303 USDC"),
+        "bounties and the royalty are claimable now: {seen}"
+    );
+    assert!(
+        text(&after).contains("<svg class=\"chart\""),
+        "a chart is drawn"
+    );
+
+    let call_page = page(
+        &app,
+        &format!("/earnings/claims/{EMBEDDED_CHAIN_ID}"),
+        &mine,
+    )
+    .await;
+    assert_eq!(call_page.status, StatusCode::OK);
+    let seen = visible(text(&call_page));
+    assert!(seen.contains(&labeller.address.to_checksum()), "{seen}");
+    assert!(seen.contains("cumulative 303000"), "{seen}");
+
+    let csrf = csrf_of(text(&after));
+    let claim = format!("chain_id={EMBEDDED_CHAIN_ID}");
+    let forged = form(&app, "/earnings/claim", &mine, &claim).await;
+    assert_eq!(
+        forged.status,
+        StatusCode::FORBIDDEN,
+        "a claim without the token"
+    );
+    let other_chain = form(
+        &app,
+        "/earnings/claim",
+        &mine,
+        &format!("csrf={csrf}&chain_id=1"),
+    )
+    .await;
+    assert_eq!(
+        other_chain.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the node claims only on its embedded chain"
+    );
+    let claimed = form(
+        &app,
+        "/earnings/claim",
+        &mine,
+        &format!("csrf={csrf}&{claim}"),
+    )
+    .await;
+    assert_eq!(claimed.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&claimed),
+        format!("/earnings?claimed={EMBEDDED_CHAIN_ID}")
+    );
+    let settled = visible(text(&page(&app, "/earnings", &mine).await));
+    assert!(
+        settled.contains("USDC 0 USDC 0.303 USDC 0 USDC 0.303 USDC"),
+        "the chain shows it claimed: {settled}"
+    );
+    let again = form(
+        &app,
+        "/earnings/claim",
+        &mine,
+        &format!("csrf={csrf}&{claim}"),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "nothing left to claim");
+    assert!(
+        text(&again).contains("has claimed everything"),
+        "{}",
+        text(&again)
+    );
+}

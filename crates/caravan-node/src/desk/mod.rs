@@ -25,11 +25,15 @@ use caravan_tasks::schema::Answer;
 use crate::chains::ChainDirectory;
 use crate::meter::Meter;
 
+mod bounties;
 mod listings;
 mod payouts;
 mod publishing;
 
+pub use bounties::{BountyKey, BountyTally};
 pub use listings::{ListedProject, Shelf, TaskBoardPage};
+
+use bounties::{BountyBook, epoch_of};
 
 /// The most items in one `ItemsAdded` record.
 const ITEMS_PER_RECORD: usize = 500;
@@ -129,6 +133,8 @@ pub struct Desk {
     /// Shared with the gateway: a budget is escrowed only from money no call in flight holds.
     meter: Arc<Meter>,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
+    /// Every contributor's bounties per epoch, kept with the boards.
+    bounties: RwLock<BountyBook>,
     clock: Clock,
     /// The chains accounts may choose; they change when the operator adds one or moves home.
     chains: RwLock<ChainDirectory>,
@@ -153,11 +159,12 @@ impl Desk {
         meter: Arc<Meter>,
         clock: Clock,
     ) -> Result<Desk, DeskError> {
-        let boards = journal.read(fold_boards)?;
+        let (boards, bounties) = journal.read(fold_boards)?;
         Ok(Desk {
             journal,
             meter,
             boards: RwLock::new(boards),
+            bounties: RwLock::new(bounties),
             clock,
             chains: RwLock::new(ChainDirectory::default()),
         })
@@ -405,6 +412,12 @@ impl Desk {
         })?
     }
 
+    /// `account`'s bounties for accepted judgments, by epoch, token and project (in that
+    /// order); the epoch is the one whose root first includes them.
+    pub fn bounties_of(&self, account: &Address) -> Vec<(BountyKey, BountyTally)> {
+        self.bounties.read().expect("bounty book lock").of(account)
+    }
+
     /// The project's spec alone, without [`Desk::status`]'s walk over items and agreement
     /// measures: what a labeling screen needs on every item.
     pub fn spec(&self, project: &ProjectId) -> Result<ProjectSpec, DeskError> {
@@ -433,7 +446,7 @@ impl Desk {
         event: &TaskEvent,
         effects: Vec<Effect>,
     ) -> Result<Receipt, DeskError> {
-        let bounties = effects
+        let bounties: Vec<Bounty> = effects
             .iter()
             .filter_map(|effect| match effect {
                 Effect::Paid {
@@ -449,8 +462,22 @@ impl Desk {
                 _ => None,
             })
             .collect();
-        let event = work_event(&guard, event, bounties);
-        self.commit(guard, vec![event])?;
+        let (project, token) = (guard.id, guard.spec.token);
+        let pending = self
+            .journal
+            .enqueue(vec![work_event(&guard, event, bounties.clone())]);
+        if let Some(envelope) = pending.submitted().accepted.first()
+            && !bounties.is_empty()
+        {
+            let epoch = self
+                .journal
+                .read(|j| epoch_of(j.economy().epochs(), envelope.seq));
+            self.bounties
+                .write()
+                .expect("bounty book lock")
+                .add(epoch, token, project, &bounties);
+        }
+        self.commit_pending(guard, pending)?;
         Ok(Receipt { effects })
     }
 
@@ -488,8 +515,9 @@ impl Desk {
 
     /// Rebuilds every board from the durable log.
     fn rebuild(&self) -> Result<(), DeskError> {
-        let boards = self.journal.read(fold_boards)?;
+        let (boards, bounties) = self.journal.read(fold_boards)?;
         *self.boards.write().expect("board map lock") = boards;
+        *self.bounties.write().expect("bounty book lock") = bounties;
         Ok(())
     }
 }
@@ -525,18 +553,35 @@ fn refused(submitted: &caravan_store::Submitted) -> Result<(), DeskError> {
     }
 }
 
-/// Every project's board, folded from the work records in the log.
-fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>>>, DeskError> {
+/// The boards by project, each behind its own lock.
+type Boards = BTreeMap<ProjectId, Arc<Mutex<Board>>>;
+
+/// Every project's board and every contributor's bounties, folded from the work records in the
+/// log.
+fn fold_boards(journal: &Journal) -> Result<(Boards, BountyBook), DeskError> {
     let mut boards: BTreeMap<ProjectId, Board> = BTreeMap::new();
+    let mut book = BountyBook::default();
+    let closed = journal.economy().epochs();
     journal.for_each_in_lane(Lane::Work, 0, |row| -> Result<(), DeskError> {
         let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
         let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
         let Event::WorkRecorded {
-            project, record, ..
+            project,
+            record,
+            token,
+            bounties,
         } = event
         else {
             return Ok(());
         };
+        if !bounties.is_empty() {
+            book.add(
+                epoch_of(closed, row.seq),
+                token,
+                ProjectId(project),
+                &bounties,
+            );
+        }
         let task: TaskEvent = serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
         if let Some(board) = Board::created(&task) {
             boards.insert(board.id, board);
@@ -548,10 +593,11 @@ fn fold_boards(journal: &Journal) -> Result<BTreeMap<ProjectId, Arc<Mutex<Board>
         board.apply(&task);
         Ok(())
     })?;
-    Ok(boards
+    let boards = boards
         .into_iter()
         .map(|(id, board)| (id, Arc::new(Mutex::new(board))))
-        .collect())
+        .collect();
+    Ok((boards, book))
 }
 
 /// Consecutive runs of items that each fit in one record: at most [`ITEMS_PER_RECORD`] items and

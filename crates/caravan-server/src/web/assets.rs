@@ -22,6 +22,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/label.js"),
     ),
+    (
+        "claim.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/claim.js"),
+    ),
 ];
 
 /// `GET /static/{file}`: one of [`FILES`], cached for an hour.

@@ -1,5 +1,5 @@
-//! The web pages people use, served by the node itself: sign-in, the task board and the
-//! labeling screen. Pages are drawn on the server from compile-time-checked templates
+//! The web pages people use, served by the node itself: sign-in, the task board, the
+//! labeling screen and the earnings page. Pages are drawn on the server from compile-time-checked templates
 //! (`templates/`); the few scripts they use are the node's own (`static/`), served from the
 //! binary, with no build step and nothing fetched from elsewhere.
 //!
@@ -8,6 +8,7 @@
 
 mod assets;
 mod board;
+mod earnings;
 mod item;
 mod label;
 pub mod page;
@@ -48,5 +49,12 @@ pub fn pages() -> Router<Arc<Node>> {
             post(label::submit_answer),
         )
         .route("/projects/{project}/label/skip", post(label::skip_item))
+        .route("/earnings", get(earnings::earnings_page))
+        .route(
+            "/earnings/payout-chain",
+            post(earnings::choose_payout_chain),
+        )
+        .route("/earnings/claim", post(earnings::claim_on_embedded))
+        .route("/earnings/claims/{chain_id}", get(earnings::claim_calls))
         .route("/static/{file}", get(assets::asset))
 }
