@@ -2,22 +2,25 @@
 // wallet (an EIP-1193 provider whose key stays in this process, outside the page), passes an
 // exam, labels items of every task type with the keyboard only, is paused by failing check
 // questions, keeps a typed answer when the network fails, sees the bounties and, once an epoch
-// closes, the royalty its labels earned traced through the lineage, and claims it on the
-// embedded chain. Each main page is saved as a
+// closes, the royalty its labels earned traced through the lineage, claims it on the embedded
+// chain, then chooses to be paid on an anvil chain and claims there from the wallet. Each main page is saved as a
 // screenshot and checked with axe-core for WCAG 2 A/AA violations.
 //
-// Usage: node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR
+// Usage: CARAVAN_ANVIL=ANVIL_BINARY node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { createWalletClient, createPublicClient, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { foundry } from 'viem/chains';
 import { startWorld } from './world.mjs';
 
 const [caravan, digitsCsv, artifacts] = process.argv.slice(2);
-if (!caravan || !digitsCsv || !artifacts) {
-  console.error('usage: node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR');
+const anvilBinary = process.env.CARAVAN_ANVIL;
+if (!caravan || !digitsCsv || !artifacts || !anvilBinary) {
+  console.error('usage: CARAVAN_ANVIL=ANVIL_BINARY node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR (scripts/anvil/install.sh prints ANVIL_BINARY)');
   process.exit(2);
 }
 mkdirSync(artifacts, { recursive: true });
@@ -113,8 +116,12 @@ async function openProject(page, url, project) {
 }
 
 async function main() {
-  const world = await startWorld(caravan, digitsCsv);
+  const world = await startWorld(caravan, digitsCsv, anvilBinary);
   const { url, projects } = world;
+  // What the wallet sends goes to the anvil chain, signed here with the test key.
+  const anvilChain = { ...foundry, rpcUrls: { default: { http: [world.anvilUrl] } } };
+  const sender = createWalletClient({ account: wallet, chain: anvilChain, transport: http(world.anvilUrl) });
+  const reader = createPublicClient({ chain: anvilChain, transport: http(world.anvilUrl) });
   console.log(`node at ${url}`);
   const browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
   try {
@@ -128,6 +135,11 @@ async function main() {
           return '0x7a69';
         case 'personal_sign':
           return wallet.signMessage({ message: { raw: params[0] } });
+        case 'eth_sendTransaction': {
+          const hash = await sender.sendTransaction({ to: params[0].to, data: params[0].data });
+          await reader.waitForTransactionReceipt({ hash });
+          return hash;
+        }
         default:
           throw new Error(`the test wallet does not do ${method}`);
       }
@@ -401,6 +413,33 @@ async function main() {
       expect((await after.locator('td').nth(1).textContent()).trim() === before, `claimed ${await after.locator('td').nth(1).textContent()}, not ${before}`);
       expect((await page.locator('.notice').textContent()).includes('Your claim was sent'), 'no word of the claim');
       expect(settled.model.startsWith('0x'), 'no model id');
+    });
+
+    await check('earnings: the payout chain is chosen on the page, and a later royalty is claimed there from the wallet', async () => {
+      await page.goto(`${url}/earnings`);
+      await page.getByLabel('Be paid on').selectOption({ label: 'anvil (chain id 31337)' });
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.waitForURL(/chosen=1/);
+      expect((await page.locator('.notice').textContent()).includes('paid on anvil'), 'no word of the new payout chain');
+      await openProject(page, url, projects.digits);
+      await page.keyboard.press('1');
+      await submitAndWaitForNext(page);
+      await world.paidEpoch(['anvil']);
+      await page.goto(`${url}/earnings`);
+      const anvil = page.locator('.chain', { hasText: 'chain id 31337' });
+      await anvil.waitFor();
+      const claimable = (await anvil.locator('tbody tr td').nth(0).textContent()).trim();
+      expect(claimable !== '0 USDC', 'nothing claimable on anvil');
+      await anvil.getByRole('link', { name: 'Claim from your wallet' }).click();
+      await page.waitForURL(/\/earnings\/claims\/31337/);
+      await page.getByRole('button', { name: 'Claim from your wallet' }).click();
+      await page.waitForFunction(() => document.querySelector('#claim-status')?.textContent.startsWith('Sent: 0x'), null, { timeout: 20000 });
+      await shot(page, 'claim-wallet');
+      await accessible(page, 'the wallet claim page');
+      await page.goto(`${url}/earnings`);
+      const after = page.locator('.chain', { hasText: 'chain id 31337' }).locator('tbody tr');
+      expect((await after.locator('td').nth(0).textContent()).trim() === '0 USDC', 'still claimable on anvil after the wallet claimed');
+      expect((await after.locator('td').nth(1).textContent()).trim() === claimable, `the chain shows ${await after.locator('td').nth(1).textContent()} claimed, not ${claimable}`);
     });
 
     await check('signing out ends the session', async () => {

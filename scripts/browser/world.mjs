@@ -1,7 +1,9 @@
 // The world the browser tests work in: a fresh store with one open project of every task type
 // (and one whose check questions pause whoever fails them), built with caravan's own commands,
-// then `caravan serve` over it on a free loopback port.
+// settling on the embedded chain and on an anvil chain, then `caravan serve` over it on a free
+// loopback port.
 import { execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -157,11 +159,47 @@ function projects(digitsCsv) {
   };
 }
 
-/** The environment without a database URL, so the store is the data directory's own SQLite. */
+/** anvil's first development key: the node signs with it on the anvil chain. */
+const CHAIN_KEY = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80';
+
+/**
+ * The environment without a database URL, so the store is the data directory's own SQLite,
+ * and with the node's signer key for the anvil chain.
+ */
 function embedded() {
-  const env = { ...process.env };
+  const env = { ...process.env, CARAVAN_BROWSER_CHAIN_KEY: CHAIN_KEY };
   delete env.CARAVAN_DATABASE_URL;
   return env;
+}
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts anvil on a free loopback port and waits until it answers. */
+async function startAnvil(binary) {
+  const port = await freePort();
+  const child = spawn(binary, ['--port', String(port), '--silent'], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  for (let tries = 0; tries < 100; tries += 1) {
+    try {
+      const answer = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      });
+      if (answer.ok) return { url, stop: () => child.kill('SIGTERM') };
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGTERM');
+  throw new Error(`anvil did not answer on ${url}`);
 }
 
 function run(caravan, dataDir, args) {
@@ -181,8 +219,10 @@ function run(caravan, dataDir, args) {
  * a function that closes an epoch in which the digits labelled here earn a royalty, and one
  * that stops the node.
  */
-export async function startWorld(caravan, digitsCsv) {
+export async function startWorld(caravan, digitsCsv, anvilBinary) {
   const dataDir = mkdtempSync(join(tmpdir(), 'caravan-browser-'));
+  const anvil = await startAnvil(anvilBinary);
+  run(caravan, dataDir, ['chain', 'add', 'anvil', '--url', anvil.url, '--chain-id', '31337', '--key-env', 'CARAVAN_BROWSER_CHAIN_KEY']);
   run(caravan, dataDir, ['token', 'register', '--address', TOKEN, '--symbol', 'USDC', '--decimals', '6']);
   run(caravan, dataDir, ['deposit', '--payer', REQUESTER, '--token', TOKEN, '--amount', '1000']);
   const worldProjects = projects(digitsCsv);
@@ -198,13 +238,16 @@ export async function startWorld(caravan, digitsCsv) {
   let node = await serve(caravan, dataDir, '127.0.0.1:0');
   const world = {
     url: node.url,
+    anvilUrl: anvil.url,
     projects: worldProjects,
     dataDir,
-    stop: () => node.process.kill('SIGTERM'),
+    stop: () => {
+      node.process.kill('SIGTERM');
+      anvil.stop();
+    },
     /**
-     * Makes the digits a dataset, a model trained on it that is paid for 100 calls, closes the
-     * epoch and posts its root on the embedded chain, with the node stopped meanwhile (the
-     * command line and the node do not share a store); then serves again on the same address.
+     * Makes the digits a dataset and registers a model trained on it, with the node stopped
+     * meanwhile (the command line and the node do not share a store); then a paid epoch.
      */
     async royaltyEpoch() {
       await node.stopped();
@@ -220,12 +263,21 @@ export async function startWorld(caravan, digitsCsv) {
         parents: [{ parent: dataset, kind: 'TRAINED_ON', share: 300000 }],
         roles: [{ role: 'developer', share: 1000000, members: [{ account: DEVELOPER, weight: 1 }] }],
       }));
-      const model = run(caravan, dataDir, ['asset', 'register', '--manifest', manifest]).match(/0x[0-9a-f]{64}/)[0];
-      run(caravan, dataDir, ['usage', 'record', '--asset', model, '--payer', REQUESTER, '--node', SERVING_NODE, '--calls', '100']);
+      this.model = run(caravan, dataDir, ['asset', 'register', '--manifest', manifest]).match(/0x[0-9a-f]{64}/)[0];
+      await this.paidEpoch([]);
+      return { dataset, model: this.model };
+    },
+    /**
+     * Stops the node, records 100 more paid calls to the model, closes the epoch, posts its
+     * root on the home chain and on each of `chains`, and serves again on the same address.
+     */
+    async paidEpoch(chains) {
+      await node.stopped();
+      run(caravan, dataDir, ['usage', 'record', '--asset', this.model, '--payer', REQUESTER, '--node', SERVING_NODE, '--calls', '100']);
       run(caravan, dataDir, ['epoch', 'close']);
       run(caravan, dataDir, ['epoch', 'post']);
+      for (const chain of chains) run(caravan, dataDir, ['epoch', 'post', '--chain', chain]);
       node = await serve(caravan, dataDir, new URL(node.url).host);
-      return { dataset, model };
     },
   };
   return world;
