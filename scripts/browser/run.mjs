@@ -323,6 +323,26 @@ async function main() {
       expect((await page.locator('#outcome').textContent()).includes('Skipped'), 'no word of the skip');
     });
 
+    await check('U takes back the latest unsettled answer, which comes back in the form to change', async () => {
+      await openProject(page, url, projects.opinions);
+      const first = await itemShown(page);
+      await page.keyboard.press('2');
+      const said = await submitAndWaitForNext(page);
+      expect(said.includes('Saved'), `an answer two people must give is not settled at once: ${said}`);
+      await page.keyboard.press('u');
+      await page.waitForFunction((item) => document.querySelector('#answer')?.dataset.item === item, first);
+      expect(await page.locator('#answer input[value="no"]').isChecked(), 'the answer taken back is not in the form');
+      expect((await page.locator('#outcome').textContent()).includes('Taken back'), 'no word of the answer taken back');
+      await page.keyboard.press('1');
+      expect(await page.locator('#answer input[value="yes"]').isChecked(), 'the answer cannot be changed');
+      await submitAndWaitForNext(page);
+      await page.keyboard.press('u');
+      await page.waitForFunction((item) => document.querySelector('#answer')?.dataset.item === item, first);
+      expect(await page.locator('#answer input[value="yes"]').isChecked(), 'the changed answer is not the one taken back');
+      await page.keyboard.press('u');
+      await page.waitForFunction(() => document.querySelector('#problem')?.textContent.includes('Not taken back: there is no submission'));
+    });
+
     await check('failing check questions pauses, with the reason shown', async () => {
       await openProject(page, url, projects.checked);
       for (let wrong = 0; wrong < 2; wrong += 1) {

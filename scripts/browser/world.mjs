@@ -132,6 +132,19 @@ function projects(digitsCsv) {
       items: digits.map((row) => ({ pixels: row.slice(0, 64) })),
       truth: digits.map((row) => String(row[64])),
     },
+    opinions: {
+      spec: {
+        ...base,
+        title: 'Would you recommend it?',
+        instructions: 'Answer yes if the writer would recommend the product, no if not.',
+        schema: { type: 'single_choice', options: ['yes', 'no'] },
+        overlap: { min: 2, max: 2, confidence: 0.5 },
+      },
+      items: [
+        { text: 'I have bought three more for my family.' },
+        { text: 'It works, but I would not buy it again.' },
+      ],
+    },
     checked: {
       spec: {
         ...base,

@@ -123,6 +123,7 @@ impl From<DeskError> for ApiError {
             ),
             DeskError::Submit(_) => (S::UNPROCESSABLE_ENTITY, "submission_refused"),
             DeskError::Skip(_) => (S::UNPROCESSABLE_ENTITY, "skip_refused"),
+            DeskError::Undo(_) => (S::CONFLICT, "undo_refused"),
             DeskError::Review(ReviewError::NotReviewer(_)) => (S::FORBIDDEN, "not_reviewer"),
             DeskError::Review(_) => (S::UNPROCESSABLE_ENTITY, "review_refused"),
             DeskError::NotYourStanding { .. } => (S::FORBIDDEN, "not_your_account"),

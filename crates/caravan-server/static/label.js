@@ -1,8 +1,8 @@
 // caravan's labeling screen (Apache-2.0, part of caravan; no third-party code).
 // Fetches items without reloading the page, sends answers as JSON with the session's CSRF
 // token, and is driven from the keyboard: digits pick (as the buttons show), Enter submits,
-// S skips, ? shows the keys, arrows move where that makes sense. A failed submission keeps what
-// was typed and says why.
+// S skips, U takes back the latest answer while it is unsettled, ? shows the keys, arrows move
+// where that makes sense. A failed submission keeps what was typed and says why.
 (() => {
   const screen = document.querySelector('.label-screen');
   if (!screen) return;
@@ -86,6 +86,7 @@
       submit();
     });
     form.querySelector('#skip').addEventListener('click', skip);
+    form.querySelector('#undo').addEventListener('click', undo);
     const kind = form.dataset.kind;
     if (kind === 'free_text') {
       const text = form.querySelector('#text');
@@ -99,7 +100,31 @@
       form.tabIndex = -1;
       form.focus();
     }
+    if (form.dataset.takenBack) restore(JSON.parse(form.dataset.takenBack));
     tick();
+  }
+
+  // Puts an answer taken back into the form, to be changed and sent again.
+  function restore(previous) {
+    const tick = (name, value) => {
+      const input = form.querySelector(`input[name="${name}"][value="${CSS.escape(String(value))}"]`);
+      if (input) input.checked = true;
+    };
+    if ('choice' in previous) tick('choice', previous.choice);
+    if ('choices' in previous) previous.choices.forEach((choice) => tick('choices', choice));
+    if ('rating' in previous) tick('rating', previous.rating);
+    if ('preference' in previous) tick('preference', previous.preference);
+    if ('text' in previous) {
+      form.querySelector('#text').value = previous.text;
+      count();
+    }
+    if ('spans' in previous) {
+      // The node counts Unicode scalar values; the text here is indexed in UTF-16 units.
+      const scalars = Array.from(source);
+      const unit = (at) => scalars.slice(0, at).join('').length;
+      marks = previous.spans.map((span) => ({ start: unit(span.start), end: unit(span.end), label: span.label }));
+      draw();
+    }
   }
 
   function tick() {
@@ -230,6 +255,26 @@
       await next();
     } catch {
       say('The network failed while skipping. Try again when you are back online.');
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function undo() {
+    if (busy) return;
+    busy = true;
+    try {
+      const response = await post('/undo');
+      if (!response.ok) {
+        say(`Not taken back: ${await reason(response)}`);
+        return;
+      }
+      say('');
+      work.innerHTML = await response.text();
+      setUp();
+      outcome.textContent = 'Taken back: your answer is in the form again. Change it and submit, or skip.';
+    } catch {
+      say('The network failed while taking your answer back. Try again when you are back online.');
     } finally {
       busy = false;
     }
@@ -425,6 +470,11 @@
       keys.showModal();
       return;
     }
+    if (event.key === 'u' || event.key === 'U') {
+      event.preventDefault();
+      undo();
+      return;
+    }
     if (!form) return;
     if (event.key === 'Enter') {
       if (target.matches('button, a, summary')) return;
@@ -433,6 +483,7 @@
     } else if (event.key === 's' || event.key === 'S') {
       event.preventDefault();
       skip();
+
     } else if (/^[0-9]$/.test(event.key)) {
       event.preventDefault();
       pick(event.key);

@@ -565,3 +565,79 @@ async fn a_labeller_sees_bounties_then_a_royalty_traced_to_their_labels_and_clai
         text(&again)
     );
 }
+
+/// The `data-item` of an item fragment.
+fn item_of(fragment: &str) -> String {
+    fragment
+        .split(r#"data-item=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an item fragment")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn u_takes_back_the_latest_unsettled_answer_and_shows_its_item_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let requester = Person::new("requester");
+    let worker = Person::new("worker");
+    let node = open_node(
+        dir.path(),
+        &[(requester.address, 10_000_000)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = caravan_server::router(node);
+    let requester_session = requester.sign_in(&app).await;
+    let project = post_project(&app, &requester_session, 1, 3).await;
+    let session = worker.sign_in(&app).await;
+    let csrf = csrf_of(text(&page(&app, "/tasks", &session).await));
+    let next = format!("/projects/{project}/label/next");
+    let undo = format!("/projects/{project}/label/undo");
+
+    let nothing = script(&app, &undo, &session, Some(&csrf), None).await;
+    assert_eq!(nothing.status, StatusCode::CONFLICT);
+    assert!(
+        nothing.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no submission of yours here to take back"),
+        "{}",
+        nothing.body
+    );
+
+    let item = item_of(text(
+        &script(&app, &next, &session, Some(&csrf), None).await,
+    ));
+    let body = json!({ "item": item, "answer": { "choice": "neg" } });
+    let answer = format!("/projects/{project}/label/answer");
+    let answered = script(&app, &answer, &session, Some(&csrf), Some(body)).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.body);
+    let meanwhile = item_of(text(
+        &script(&app, &next, &session, Some(&csrf), None).await,
+    ));
+    assert_ne!(meanwhile, item);
+
+    let unsigned = script(&app, &undo, &session, None, None).await;
+    assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
+    let taken_back = script(&app, &undo, &session, Some(&csrf), None).await;
+    assert_eq!(taken_back.status, StatusCode::OK, "{}", taken_back.body);
+    let fragment = text(&taken_back);
+    assert_eq!(item_of(fragment), item, "the answered item comes back");
+    assert!(
+        fragment.contains(r#"data-taken-back="{&#34;choice&#34;:&#34;neg&#34;}""#),
+        "with the answer to put back in the form: {fragment}"
+    );
+    let board = text(&page(&app, "/tasks?tab=in-progress", &session).await).to_owned();
+    assert!(
+        board.contains("0 submitted, 0 accepted, 0 rejected"),
+        "the taken-back answer no longer counts: {board}"
+    );
+    assert!(board.contains("1000 of 1000 left today"), "{board}");
+    let again = script(&app, &undo, &session, Some(&csrf), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "only once");
+
+    let body = json!({ "item": item, "answer": { "choice": "pos" } });
+    let resent = script(&app, &answer, &session, Some(&csrf), Some(body)).await;
+    assert_eq!(resent.status, StatusCode::OK, "{}", resent.body);
+}

@@ -6,7 +6,7 @@ use caravan_tasks::board::{Availability, Listing};
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::ProjectId;
 
-use super::{Desk, DeskError, lock};
+use super::{Desk, DeskError, lock, work_event};
 
 /// The tabs of the task board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,5 +144,21 @@ impl Desk {
         let board = self.board(project)?;
         let mut guard = lock(&board);
         Ok(guard.skip(contributor, item, (self.clock)())?)
+    }
+
+    /// Takes back the contributor's latest submission while it is unsettled and its lease
+    /// would still run, and hands its item back to them with what they answered; durable
+    /// before it returns.
+    pub fn undo(
+        &self,
+        project: &ProjectId,
+        contributor: Address,
+    ) -> Result<caravan_tasks::board::Withdrawn, DeskError> {
+        let board = self.board(project)?;
+        let mut guard = lock(&board);
+        let (event, withdrawn) = guard.withdraw_last(contributor, (self.clock)())?;
+        let event = work_event(&guard, &event, Vec::new());
+        self.commit(guard, vec![event])?;
+        Ok(withdrawn)
     }
 }

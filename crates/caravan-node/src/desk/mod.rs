@@ -77,6 +77,8 @@ pub enum DeskError {
     Review(#[from] ReviewError),
     #[error(transparent)]
     Skip(#[from] caravan_tasks::board::SkipError),
+    #[error(transparent)]
+    Undo(#[from] caravan_tasks::board::UndoError),
     #[error(
         "{viewer} may not see {account}'s standing: a contributor sees their own, and a project's requester everyone's"
     )]

@@ -58,6 +58,9 @@ pub struct ItemView {
     pub side_b: Option<Field>,
     /// The text spans are marked in (a field of the item).
     pub span_text: String,
+    /// An answer taken back to be changed, as JSON, which the screen puts back in the form
+    /// (empty for a fresh item).
+    pub taken_back: String,
 }
 
 fn key_of(index: usize) -> String {
@@ -198,6 +201,7 @@ pub fn item_view(spec: &ProjectSpec, assignment: &Assignment, now_ms: u64) -> It
         input_type: "",
         input_name: "",
         legend: String::new(),
+        taken_back: String::new(),
         compact: false,
         min_selected: 0,
         max_selected: 0,

@@ -67,6 +67,10 @@ fn keys_of(schema: &LabelSchema) -> Vec<(&'static str, &'static str)> {
     keys.extend([
         ("Enter", "submit"),
         ("S", "skip this item"),
+        (
+            "U",
+            "take back your latest answer, while it is unsettled and its time lasts",
+        ),
         ("?", "show or hide these keys"),
     ]);
     keys
@@ -312,6 +316,27 @@ pub async fn submit_answer(
     .await
     .map_err(IntoResponse::into_response)?;
     Ok(Json(outcome(account, &receipt.effects, &listed.token)))
+}
+
+/// `POST /projects/{project}/label/undo`: takes back the viewer's latest submission and shows
+/// its item again with what they had answered.
+pub async fn undo_last(
+    State(node): State<Arc<Node>>,
+    ScreenRequest {
+        account,
+        project: id,
+    }: ScreenRequest,
+) -> Result<Response, Response> {
+    let desk = Arc::clone(node.desk());
+    let (spec, withdrawn) = blocking(move || {
+        let withdrawn = desk.undo(&id, account)?;
+        Ok::<_, DeskError>((desk.spec(&id)?, withdrawn))
+    })
+    .await
+    .map_err(IntoResponse::into_response)?;
+    let mut view = item_view(&spec, &withdrawn.assignment, caravan_store::now_ms());
+    view.taken_back = serde_json::to_string(&withdrawn.answer).expect("answers serialise");
+    Ok(render(&ItemFragment { view }))
 }
 
 #[derive(Deserialize)]

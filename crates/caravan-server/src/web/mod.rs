@@ -49,6 +49,7 @@ pub fn pages() -> Router<Arc<Node>> {
             post(label::submit_answer),
         )
         .route("/projects/{project}/label/skip", post(label::skip_item))
+        .route("/projects/{project}/label/undo", post(label::undo_last))
         .route("/earnings", get(earnings::earnings_page))
         .route(
             "/earnings/payout-chain",

@@ -119,7 +119,7 @@ impl Board {
         Ok(assignment)
     }
 
-    fn assignment(&self, contributor: &Address, lease: &Lease) -> Assignment {
+    pub(super) fn assignment(&self, contributor: &Address, lease: &Lease) -> Assignment {
         let state = &self.items[lease.item as usize];
         let exam_question = self.spec.exam.and_then(|exam| {
             let record = self.contributors.get(contributor)?;

@@ -15,6 +15,7 @@ mod assign;
 mod listing;
 mod resolve;
 mod status;
+mod undo;
 
 use caravan_core::{Address, Amount, Hash32, Ppm};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -25,6 +26,7 @@ pub use assign::{AssignError, Assignment, ExamQuestion, SkipError};
 pub use listing::{Availability, Listing, MAX_ITEM_SECONDS, MyStanding, Pace};
 pub use resolve::{ReviewError, ReviewTask, Verdict};
 pub use status::BoardStatus;
+pub use undo::{UndoError, Withdrawn};
 
 use crate::item::{Item, ItemId};
 use crate::project::{ProjectId, ProjectSpec};
@@ -61,6 +63,12 @@ pub enum TaskEvent {
         reviewer: Address,
         judgment: u32,
         verdict: Verdict,
+        at_ms: u64,
+    },
+    /// The contributor took back their unsettled judgment (see [`Board::withdraw_last`]).
+    JudgmentWithdrawn {
+        contributor: Address,
+        judgment: u32,
         at_ms: u64,
     },
     /// The requester closed the project: no more items are handed out, and `released` of the
@@ -149,6 +157,8 @@ pub enum JudgmentStatus {
     Rejected,
     /// Its contributor was paused before it was settled; it no longer counts and earns nothing.
     Discarded,
+    /// Its contributor took it back before it was settled; it no longer counts and earns nothing.
+    Withdrawn,
     /// A qualification-exam answer: graded, never paid, never part of the dataset.
     Exam { right: bool },
 }
@@ -270,6 +280,9 @@ pub struct Board {
     /// Items each contributor skipped: like leases, promises in memory only, so after a
     /// restart a skipped item may be offered once more.
     skipped: FxHashMap<Address, FxHashSet<u32>>,
+    /// Each contributor's latest submission while it may still be taken back: a promise in
+    /// memory, like a lease.
+    undoable: FxHashMap<Address, undo::Undoable>,
     /// Real items with their final judgments.
     resolved_items: u64,
     pace: Pace,
@@ -304,6 +317,7 @@ impl Board {
             leases: FxHashMap::default(),
             lease_expiry: BTreeSet::new(),
             skipped: FxHashMap::default(),
+            undoable: FxHashMap::default(),
             resolved_items: 0,
             pace: Pace::default(),
             paid: 0,
@@ -354,6 +368,11 @@ impl Board {
             TaskEvent::Reviewed {
                 judgment, verdict, ..
             } => self.record_review(*judgment, verdict, &mut effects),
+            TaskEvent::JudgmentWithdrawn {
+                contributor,
+                judgment,
+                at_ms,
+            } => self.record_withdrawal(*contributor, *judgment, *at_ms, &mut effects),
             TaskEvent::Closed { released } => {
                 self.closed = true;
                 self.released += released;
@@ -421,6 +440,7 @@ impl Board {
         self.spec
             .schema
             .validate(&answer, &self.items[index as usize].item.data)?;
+        let lease = lease.clone();
         let event = TaskEvent::JudgmentSubmitted {
             contributor,
             item,
@@ -428,6 +448,8 @@ impl Board {
             at_ms: now_ms,
         };
         let effects = self.apply(&event);
+        let judgment = self.judgments.len() as u32 - 1;
+        self.remember_undoable(contributor, judgment, lease);
         Ok((event, effects))
     }
 

@@ -610,3 +610,105 @@ fn the_listing_counts_what_is_left_the_pace_and_the_contributors_day() {
         "a replay lists the same"
     );
 }
+
+#[test]
+fn the_latest_unsettled_submission_is_taken_back_and_its_item_handed_back_under_its_lease() {
+    let (mut board, mut log) = board_with(spec(), (0..3).map(item).collect());
+    let (ada, bob) = (person(1), person(2));
+    let mut now = 0;
+    let handed = board.assign_next_item(ada, now).unwrap();
+    let (first, _) = {
+        now += 3 * SECOND;
+        let (event, effects) = board
+            .submit(ada, handed.item, Answer::Choice("neg".into()), now)
+            .unwrap();
+        log.push(event);
+        (handed.item, effects)
+    };
+    // The screen asks for the next item at once; taking back releases it.
+    let meanwhile = board.assign_next_item(ada, now).unwrap();
+    assert_ne!(meanwhile.item, first);
+    now += SECOND;
+    let (event, withdrawn) = board.withdraw_last(ada, now).unwrap();
+    log.push(event);
+    assert_eq!(withdrawn.answer, Answer::Choice("neg".into()));
+    assert_eq!(withdrawn.assignment.item, first);
+    assert_eq!(
+        (
+            withdrawn.assignment.handed_out_ms,
+            withdrawn.assignment.lease_until_ms
+        ),
+        (handed.handed_out_ms, handed.lease_until_ms),
+        "the item comes back under the lease it was answered under"
+    );
+    assert_eq!(board.contributor(&ada).unwrap().submitted, 0);
+    assert!(board.judgments()[0].status == JudgmentStatus::Withdrawn);
+    assert!(board.items()[0].judgments.is_empty(), "it no longer counts");
+    assert_eq!(
+        board.withdraw_last(ada, now),
+        Err(UndoError::Nothing),
+        "only once"
+    );
+    // Answered again, it counts once; what the others answer settles it and pays once.
+    now += 3 * SECOND;
+    let (event, _) = board
+        .submit(ada, first, Answer::Choice("pos".into()), now)
+        .unwrap();
+    log.push(event);
+    let mut paid = 0;
+    for who in [bob, person(3)] {
+        let assignment = board.assign_next_item(who, now).unwrap();
+        assert_eq!(assignment.item, first);
+        now += 3 * SECOND;
+        let (event, effects) = board
+            .submit(who, first, Answer::Choice("pos".into()), now)
+            .unwrap();
+        log.push(event);
+        paid += paid_total(&effects);
+    }
+    assert_eq!(
+        paid, 30,
+        "three agreeing judgments, the withdrawn one not among them"
+    );
+    assert_eq!(
+        board.withdraw_last(ada, now),
+        Err(UndoError::Settled("accepted"))
+    );
+
+    let mut replayed = Board::new(board.id, board.requester, spec());
+    for event in &log {
+        replayed.apply(event);
+    }
+    assert_eq!(replayed.judgments(), board.judgments());
+    assert_eq!(replayed.items(), board.items());
+    assert_eq!(replayed.status(), board.status());
+    assert_eq!(replayed.paid(), board.paid());
+}
+
+#[test]
+fn a_submission_is_not_taken_back_once_its_lease_would_have_ended_or_once_graded() {
+    let (mut board, _) = board_with(spec(), vec![item(0), item(1)]);
+    let ada = person(1);
+    let handed = board.assign_next_item(ada, 0).unwrap();
+    board
+        .submit(ada, handed.item, Answer::Choice("pos".into()), 3 * SECOND)
+        .unwrap();
+    assert_eq!(
+        board.withdraw_last(ada, handed.lease_until_ms),
+        Err(UndoError::Expired)
+    );
+    assert_eq!(board.contributor(&ada).unwrap().submitted, 1);
+
+    let mut checked = spec();
+    checked.gold_rate = Ppm::ONE;
+    let (mut board, _) = board_with(checked, vec![gold(0, "pos"), item(1)]);
+    let handed = board.assign_next_item(ada, 0).unwrap();
+    board
+        .submit(ada, handed.item, Answer::Choice("pos".into()), 3 * SECOND)
+        .unwrap();
+    assert_eq!(
+        board.withdraw_last(ada, 4 * SECOND),
+        Err(UndoError::Nothing),
+        "a check answer is graded at once"
+    );
+}
