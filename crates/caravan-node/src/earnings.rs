@@ -28,6 +28,8 @@ pub const EPOCHS_SHOWN: usize = 12;
 const INDEXES_KEPT: usize = 16;
 /// The most lineage paths shown for one royalty (the largest).
 const PATHS_SHOWN: usize = 4;
+/// The most partial paths a royalty's trace expands before it settles for what it found.
+const PATH_STEPS: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EarningsError {
@@ -224,7 +226,11 @@ struct EpochIndex {
     closed_at_ms: u64,
     received: FxHashMap<Address, Vec<Received>>,
     flows: Vec<Flow>,
+    /// The flows into each asset, per token (indexes into `flows`).
+    into: FxHashMap<(AssetId, Address), Vec<usize>>,
     accruals: FxHashMap<(AssetId, Address), Amount>,
+    /// Each asset's own revenue plus what its children sent it, per token.
+    inflows: FxHashMap<(AssetId, Address), Amount>,
     /// Every account's cumulative entitlement per chain partition and token.
     entitled: FxHashMap<Address, Vec<(u64, Address, Amount)>>,
 }
@@ -291,16 +297,45 @@ impl EpochIndex {
                 ));
             }
         }
-        EpochIndex {
-            epoch: bundle.epoch,
-            closed_at_ms: bundle.closed_at_ms,
+        let accruals: FxHashMap<(AssetId, Address), Amount> = bundle
+            .accruals
+            .iter()
+            .map(|a| ((a.asset, a.token), a.amount))
+            .collect();
+        EpochIndex::over(
+            bundle.epoch,
+            bundle.closed_at_ms,
             received,
             flows,
-            accruals: bundle
-                .accruals
-                .iter()
-                .map(|a| ((a.asset, a.token), a.amount))
-                .collect(),
+            accruals,
+            entitled,
+        )
+    }
+
+    /// The index of these parts, with the flows into each asset and each asset's inflow
+    /// worked out once.
+    fn over(
+        epoch: u64,
+        closed_at_ms: u64,
+        received: FxHashMap<Address, Vec<Received>>,
+        flows: Vec<Flow>,
+        accruals: FxHashMap<(AssetId, Address), Amount>,
+        entitled: FxHashMap<Address, Vec<(u64, Address, Amount)>>,
+    ) -> EpochIndex {
+        let mut into: FxHashMap<(AssetId, Address), Vec<usize>> = FxHashMap::default();
+        let mut inflows = accruals.clone();
+        for (at, flow) in flows.iter().enumerate() {
+            into.entry((flow.parent, flow.token)).or_default().push(at);
+            *inflows.entry((flow.parent, flow.token)).or_default() += flow.amount;
+        }
+        EpochIndex {
+            epoch,
+            closed_at_ms,
+            received,
+            flows,
+            into,
+            accruals,
+            inflows,
             entitled,
         }
     }
@@ -308,39 +343,85 @@ impl EpochIndex {
     /// What reached `asset` in `token`: its own revenue (with what it carried in) and what its
     /// children sent it.
     fn inflow(&self, asset: &AssetId, token: &Address) -> Amount {
-        let own = self.accruals.get(&(*asset, *token)).copied().unwrap_or(0);
-        own + self
-            .flows
-            .iter()
-            .filter(|f| f.parent == *asset && f.token == *token)
-            .map(|f| f.amount)
-            .sum::<Amount>()
+        self.inflows.get(&(*asset, *token)).copied().unwrap_or(0)
     }
 
-    /// Every way money reached `asset` in `token`, each as the assets from the one whose
-    /// revenue it was to `asset`, with the part of `asset`'s inflow it makes up.
-    fn paths_into(&self, asset: &AssetId, token: &Address) -> Vec<(AssetPath, f64)> {
-        let inflow = self.inflow(asset, token);
-        if inflow == 0 {
-            return Vec::new();
+    /// The `most` largest ways money reached `asset` in `token`, largest first: each as the
+    /// assets from the one whose revenue it was to `asset`, with the part of `asset`'s inflow
+    /// it makes up. A best-first walk back up the flows: a path's part only shrinks as it
+    /// grows, so complete paths come out largest first and the walk stops after `most` of them
+    /// (or [`PATH_STEPS`] steps), however many paths a wide lineage holds.
+    fn top_paths(&self, asset: &AssetId, token: &Address, most: usize) -> Vec<(AssetPath, f64)> {
+        /// A path back from `asset`, first hop first; `complete` once it starts at the revenue
+        /// of its first asset.
+        struct Walk {
+            share: f64,
+            hops: AssetPath,
+            complete: bool,
         }
-        let mut paths = Vec::new();
-        let own = self.accruals.get(&(*asset, *token)).copied().unwrap_or(0);
-        if own > 0 {
-            paths.push((vec![(*asset, None)], own as f64 / inflow as f64));
-        }
-        for flow in self
-            .flows
-            .iter()
-            .filter(|f| f.parent == *asset && f.token == *token)
-        {
-            let through = flow.amount as f64 / inflow as f64;
-            for (mut hops, share) in self.paths_into(&flow.child, token) {
-                hops.push((*asset, Some(flow.edge)));
-                paths.push((hops, share * through));
+        impl PartialEq for Walk {
+            fn eq(&self, other: &Walk) -> bool {
+                self.share == other.share
             }
         }
-        paths
+        impl Eq for Walk {}
+        impl PartialOrd for Walk {
+            fn partial_cmp(&self, other: &Walk) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Walk {
+            fn cmp(&self, other: &Walk) -> std::cmp::Ordering {
+                self.share.total_cmp(&other.share)
+            }
+        }
+        let mut found = Vec::new();
+        let mut frontier = std::collections::BinaryHeap::new();
+        frontier.push(Walk {
+            share: 1.0,
+            hops: vec![(*asset, None)],
+            complete: false,
+        });
+        let mut steps = 0;
+        while let Some(walk) = frontier.pop() {
+            if walk.complete {
+                found.push((walk.hops, walk.share));
+                if found.len() == most {
+                    break;
+                }
+                continue;
+            }
+            steps += 1;
+            if steps > PATH_STEPS {
+                break;
+            }
+            let head = walk.hops[0].0;
+            let inflow = self.inflow(&head, token);
+            if inflow == 0 {
+                continue;
+            }
+            let own = self.accruals.get(&(head, *token)).copied().unwrap_or(0);
+            if own > 0 {
+                frontier.push(Walk {
+                    share: walk.share * own as f64 / inflow as f64,
+                    hops: walk.hops.clone(),
+                    complete: true,
+                });
+            }
+            for &at in self.into.get(&(head, *token)).into_iter().flatten() {
+                let flow = &self.flows[at];
+                let mut hops = Vec::with_capacity(walk.hops.len() + 1);
+                hops.push((flow.child, None));
+                hops.extend(walk.hops.iter().copied());
+                hops[1].1 = Some(flow.edge);
+                frontier.push(Walk {
+                    share: walk.share * flow.amount as f64 / inflow as f64,
+                    hops,
+                    complete: false,
+                });
+            }
+        }
+        found
     }
 }
 
@@ -754,8 +835,8 @@ fn royalty(
     names: &AssetNames,
     labels: &mut LabelCounts<'_>,
 ) -> Royalty {
-    let mut paths: Vec<RoyaltyPath> = index
-        .paths_into(&received.asset, &received.token)
+    let paths: Vec<RoyaltyPath> = index
+        .top_paths(&received.asset, &received.token, PATHS_SHOWN)
         .into_iter()
         .map(|(hops, share)| RoyaltyPath {
             hops: hops
@@ -769,8 +850,6 @@ fn royalty(
             share,
         })
         .collect();
-    paths.sort_by(|a, b| b.share.total_cmp(&a.share));
-    paths.truncate(PATHS_SHOWN);
     let contribution = received.weight.map(|(weight, role_weight)| Contribution {
         weight,
         role_weight,
@@ -812,21 +891,20 @@ mod tests {
         };
         // The agent's 1000 sends 500 to the model; the model's own 1000 plus those 500 send
         // 30% (450) to the dataset.
-        let index = EpochIndex {
-            epoch: 1,
-            closed_at_ms: 0,
-            received: FxHashMap::default(),
-            flows: vec![
+        let index = EpochIndex::over(
+            1,
+            0,
+            FxHashMap::default(),
+            vec![
                 flow(agent, model, EdgeKind::ComposedOf, 500),
                 flow(model, dataset, EdgeKind::TrainedOn, 450),
             ],
-            accruals: [((agent, token), 1000), ((model, token), 1000)]
+            [((agent, token), 1000), ((model, token), 1000)]
                 .into_iter()
                 .collect(),
-            entitled: FxHashMap::default(),
-        };
-        let mut paths = index.paths_into(&dataset, &token);
-        paths.sort_by(|a, b| b.1.total_cmp(&a.1));
+            FxHashMap::default(),
+        );
+        let paths = index.top_paths(&dataset, &token, 4);
         assert_eq!(paths.len(), 2);
         assert_eq!(
             paths[0].0,
@@ -842,8 +920,53 @@ mod tests {
             ]
         );
         assert!((paths[1].1 - 1.0 / 3.0).abs() < 1e-12);
-        assert_eq!(index.paths_into(&agent, &token).len(), 1, "its own revenue");
-        assert!(index.paths_into(&asset(4), &token).is_empty());
+        assert_eq!(index.top_paths(&dataset, &token, 1), paths[..1].to_vec());
+        assert_eq!(
+            index.top_paths(&agent, &token, 4).len(),
+            1,
+            "its own revenue"
+        );
+        assert!(index.top_paths(&asset(4), &token, 4).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever the lineage (a small one, whose paths the walk's step limit does not cut
+        /// short), the paths into an asset account for all of its inflow, largest first.
+        #[test]
+        fn the_paths_into_an_asset_account_for_all_it_received(
+            own in proptest::collection::vec(1u128..1_000, 2..7),
+            edges in proptest::collection::vec((0usize..7, 0usize..7, 1u128..1_000), 0..12),
+        ) {
+            let token = Address([9; 20]);
+            let assets: Vec<AssetId> = (0..own.len()).map(|n| asset(n as u8 + 1)).collect();
+            let mut flows = Vec::new();
+            for (a, b, amount) in edges {
+                // A bundle has one flow per child, parent and token.
+                let (a, b) = (a % assets.len(), b % assets.len());
+                let (child, parent) = (a.max(b), a.min(b));
+                let known = flows
+                    .iter()
+                    .any(|f: &Flow| f.child == assets[child] && f.parent == assets[parent]);
+                if child != parent && !known {
+                    flows.push(Flow {
+                        child: assets[child],
+                        parent: assets[parent],
+                        edge: EdgeKind::DerivedFrom,
+                        token,
+                        amount,
+                    });
+                }
+            }
+            let accruals = assets.iter().zip(&own).map(|(a, o)| ((*a, token), *o)).collect();
+            let index = EpochIndex::over(1, 0, FxHashMap::default(), flows, accruals, FxHashMap::default());
+            for asset in &assets {
+                let paths = index.top_paths(asset, &token, usize::MAX);
+                let total: f64 = paths.iter().map(|(_, share)| share).sum();
+                proptest::prop_assert!((total - 1.0).abs() < 1e-9, "{total}");
+                proptest::prop_assert!(paths.windows(2).all(|w| w[0].1 >= w[1].1));
+                proptest::prop_assert!(paths.iter().all(|(hops, _)| hops.last().unwrap().0 == *asset));
+            }
+        }
     }
 
     #[test]
