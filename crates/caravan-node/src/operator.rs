@@ -42,11 +42,15 @@ impl Node {
     /// Closes the current epoch: royalties propagate through the lineage and the cumulative
     /// settlement root is recorded, with the epoch's bundle. Calls and judgments wait while it
     /// runs (one pass over assets, edges and members, not over calls).
+    /// The earnings pages index the new bundle while it is at hand, so nobody waits for it to
+    /// be read back.
     pub fn close_epoch(&self) -> Result<(EpochOutcome, EpochBundle), OperatorError> {
-        self.journal().close_epoch().map_err(|error| match error {
+        let (outcome, bundle) = self.journal().close_epoch().map_err(|error| match error {
             JournalError::Event(why) => OperatorError::Refused(why.to_string()),
             other => OperatorError::Store(other),
-        })
+        })?;
+        self.earnings().remember(&bundle);
+        Ok((outcome, bundle))
     }
 
     fn chains(&self) -> Result<&crate::settlement::Chains, OperatorError> {

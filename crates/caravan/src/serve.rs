@@ -221,6 +221,15 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
             .unwrap_or_else(|| store.data_dir.join("epochs"));
         keep_rhythm(Arc::clone(&services), Rhythm::new(every, bundles, now_ms()))?;
     }
+    let earnings = Arc::clone(services.earnings());
+    std::thread::Builder::new()
+        .name("earnings warm-up".into())
+        .spawn(move || {
+            if let Err(error) = earnings.warm_up() {
+                eprintln!("the earnings pages could not read the latest epoch ahead: {error}");
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
     let node = services.gateway().node();
     let mut app = router(services);
     if args.access_log {
