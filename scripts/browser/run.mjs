@@ -329,8 +329,10 @@ async function main() {
       await page.keyboard.press('2');
       const said = await submitAndWaitForNext(page);
       expect(said.includes('Saved'), `an answer two people must give is not settled at once: ${said}`);
+      await page.waitForFunction(() => document.querySelector('#progress')?.textContent.includes('you: 1 submitted'));
       await page.keyboard.press('u');
       await page.waitForFunction((item) => document.querySelector('#answer')?.dataset.item === item, first);
+      await page.waitForFunction(() => document.querySelector('#progress')?.textContent.includes('you: 0 submitted'));
       expect(await page.locator('#answer input[value="no"]').isChecked(), 'the answer taken back is not in the form');
       expect((await page.locator('#outcome').textContent()).includes('Taken back'), 'no word of the answer taken back');
       await page.keyboard.press('1');

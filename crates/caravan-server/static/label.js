@@ -48,6 +48,16 @@
     return body?.error?.message || `the node answered ${response.status}`;
   }
 
+  // Redraws the progress strip; a failure leaves the last one standing.
+  async function refreshProgress() {
+    try {
+      const response = await fetch(`${base}/progress`, { credentials: 'same-origin' });
+      if (response.ok) document.getElementById('progress').innerHTML = await response.text();
+    } catch {
+      // The strip is a convenience: the next answer redraws it.
+    }
+  }
+
   async function next() {
     let response;
     try {
@@ -232,6 +242,7 @@
       const result = await response.json();
       say('');
       outcome.textContent = result.messages.join(' ');
+      refreshProgress();
       await next();
     } catch {
       say('The network failed, so your answer may not have arrived. It is still here: submit again when you are back online.');
@@ -273,6 +284,7 @@
       work.innerHTML = await response.text();
       setUp();
       outcome.textContent = 'Taken back: your answer is in the form again. Change it and submit, or skip.';
+      refreshProgress();
     } catch {
       say('The network failed while taking your answer back. Try again when you are back online.');
     } finally {

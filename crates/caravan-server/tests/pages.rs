@@ -617,6 +617,13 @@ async fn u_takes_back_the_latest_unsettled_answer_and_shows_its_item_with_it() {
         &script(&app, &next, &session, Some(&csrf), None).await,
     ));
     assert_ne!(meanwhile, item);
+    let progress = format!("/projects/{project}/label/progress");
+    let strip = visible(text(&page(&app, &progress, &session).await));
+    assert!(
+        strip.contains("Today: 1 of 1000 answers")
+            && strip.contains("3 items left here · you: 1 submitted, 0 accepted, 0 USDC earned"),
+        "{strip}"
+    );
 
     let unsigned = script(&app, &undo, &session, None, None).await;
     assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
@@ -634,6 +641,11 @@ async fn u_takes_back_the_latest_unsettled_answer_and_shows_its_item_with_it() {
         "the taken-back answer no longer counts: {board}"
     );
     assert!(board.contains("1000 of 1000 left today"), "{board}");
+    let strip = visible(text(&page(&app, &progress, &session).await));
+    assert!(
+        strip.contains("Today: 0 of 1000 answers") && strip.contains("you: 0 submitted"),
+        "the strip no longer counts it: {strip}"
+    );
     let again = script(&app, &undo, &session, Some(&csrf), None).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "only once");
 

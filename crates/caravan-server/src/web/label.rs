@@ -40,6 +40,55 @@ struct LabelPage {
     exam: Option<String>,
     paused: Option<String>,
     keys: Vec<(&'static str, &'static str)>,
+    progress: Progress,
+}
+
+/// Where the viewer stands on the project, redrawn after every answer: the day's answers
+/// against the cap as a bar, the items left, and their own counts and pay.
+pub struct Progress {
+    pub used_today: u32,
+    pub daily_cap: u32,
+    pub items_left: u64,
+    pub submitted: u32,
+    pub accepted: u32,
+    pub earned: String,
+}
+
+impl Progress {
+    fn of(listed: &ListedProject) -> Progress {
+        let listing = &listed.listing;
+        let mine = listing.mine.as_ref();
+        let accepted = mine.map_or(0, |m| m.accepted);
+        Progress {
+            used_today: listing.daily_cap - mine.map_or(listing.daily_cap, |m| m.daily_cap_left),
+            daily_cap: listing.daily_cap,
+            items_left: listing.items_left,
+            submitted: mine.map_or(0, |m| m.submitted),
+            accepted,
+            earned: listed.token.format(u128::from(accepted) * listing.bounty),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "progress.html")]
+struct ProgressFragment {
+    progress: Progress,
+}
+
+/// `GET /projects/{project}/label/progress`: the progress strip, redrawn.
+pub async fn progress(
+    State(node): State<Arc<Node>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Result<Response, PageError> {
+    let id = project_id(&project)?;
+    let desk = Arc::clone(node.desk());
+    let account = viewer.account;
+    let listed = blocking(move || desk.listed(&id, &account)).await?;
+    Ok(render(&ProgressFragment {
+        progress: Progress::of(&listed),
+    }))
 }
 
 /// The keys of a task type's screen, for the `?` help.
@@ -128,6 +177,7 @@ pub async fn label_page(
         task_type: spec.schema.kind().replace('_', " "),
         bounty: listed.token.format(spec.bounty),
         rules: rules_of(&spec, &listed),
+        progress: Progress::of(&listed),
         exam: spec.exam.map(|exam| {
             format!(
                 "Before real items you answer {} exam questions with known answers; you see right or wrong after each, and you go on at {} right.",

@@ -50,6 +50,7 @@ pub fn pages() -> Router<Arc<Node>> {
         )
         .route("/projects/{project}/label/skip", post(label::skip_item))
         .route("/projects/{project}/label/undo", post(label::undo_last))
+        .route("/projects/{project}/label/progress", get(label::progress))
         .route("/earnings", get(earnings::earnings_page))
         .route(
             "/earnings/payout-chain",
