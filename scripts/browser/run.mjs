@@ -464,6 +464,33 @@ async function main() {
       expect((await after.locator('td').nth(1).textContent()).trim() === claimable, `the chain shows ${await after.locator('td').nth(1).textContent()} claimed, not ${claimable}`);
     });
 
+    await check('the explorer, without signing in: an epoch verified on the node, and an address traced', async () => {
+      const visitor = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const anyone = await visitor.newPage();
+      await anyone.goto(`${url}/explorer`);
+      expect(new URL(anyone.url()).pathname === '/explorer', 'the explorer asks for a sign-in');
+      await accessible(anyone, 'the explorer');
+      await anyone.getByRole('link', { name: '1', exact: true }).click();
+      await anyone.waitForURL(/\/explorer\/epochs\/1$/);
+      await anyone.getByRole('button', { name: 'Verify on this node' }).click();
+      await anyone.waitForURL(/\/explorer\/epochs\/1\/verify$/);
+      const verdict = await anyone.locator('main [role="status"]').textContent();
+      expect(verdict.startsWith('Match: the root rebuilt from the bundle'), verdict);
+      const chain = (await anyone.locator('.chain').first().textContent()).replace(/\s+/g, ' ');
+      expect(/Posted\s*block \d+, transaction 0x[0-9a-f]{64}/.test(chain), `no posting transaction: ${chain}`);
+      await shot(anyone, 'explorer-epoch');
+      await accessible(anyone, 'an epoch page');
+      await anyone.goto(`${url}/explorer`);
+      await anyone.getByLabel('Look up an address').fill(wallet.address);
+      await anyone.getByRole('button', { name: 'Look up' }).click();
+      await anyone.waitForURL(/\/explorer\/accounts\/0x/);
+      const trail = (await anyone.locator('.royalty .trail').first().textContent()).replace(/\s+/g, ' ').trim();
+      expect(trail.startsWith('digit-reader → TRAINED_ON → handwritten-digits-8x8 → this address'), trail);
+      await shot(anyone, 'explorer-account');
+      await accessible(anyone, 'an account page');
+      await visitor.close();
+    });
+
     await check('signing out ends the session', async () => {
       await page.goto(`${url}/tasks`);
       await page.getByRole('button', { name: 'Sign out' }).click();

@@ -22,6 +22,13 @@ use crate::chains::{ChainDirectory, PayoutChain};
 use crate::desk::{Desk, DeskError};
 use crate::settlement::{Chains, ChainsError, ClaimPosition};
 
+mod explorer;
+
+pub use explorer::{
+    ChainPost, EpochDetail, EpochSummary, PublicEpoch, PublicStatement, PublicTokenLine,
+    TokenTotals,
+};
+
 /// How many closed epochs a statement covers, newest first.
 pub const EPOCHS_SHOWN: usize = 12;
 /// How many epochs' royalty indexes are kept in memory.
@@ -46,6 +53,9 @@ pub enum EarningsError {
     /// A wallet cannot reach this chain, or the node does not claim on it for others.
     #[error("{0}")]
     WrongWay(String),
+    /// The epoch asked for is not closed.
+    #[error("{0}")]
+    UnknownEpoch(String),
 }
 
 /// What one epoch brought an account in one token.
@@ -224,6 +234,8 @@ type AssetPath = Vec<(AssetId, Option<EdgeKind>)>;
 struct EpochIndex {
     epoch: u64,
     closed_at_ms: u64,
+    /// What the epoch moved per token, and its roots: for the explorer.
+    summary: EpochSummary,
     received: FxHashMap<Address, Vec<Received>>,
     flows: Vec<Flow>,
     /// The flows into each asset, per token (indexes into `flows`).
@@ -302,14 +314,16 @@ impl EpochIndex {
             .iter()
             .map(|a| ((a.asset, a.token), a.amount))
             .collect();
-        EpochIndex::over(
+        let mut index = EpochIndex::over(
             bundle.epoch,
             bundle.closed_at_ms,
             received,
             flows,
             accruals,
             entitled,
-        )
+        );
+        index.summary = EpochSummary::of(bundle);
+        index
     }
 
     /// The index of these parts, with the flows into each asset and each asset's inflow
@@ -331,6 +345,7 @@ impl EpochIndex {
         EpochIndex {
             epoch,
             closed_at_ms,
+            summary: EpochSummary::default(),
             received,
             flows,
             into,
@@ -477,6 +492,14 @@ impl Earnings {
         }
     }
 
+    /// A closed epoch's bundle, read from the store.
+    fn stored_bundle(&self, epoch: u64) -> Result<EpochBundle, EarningsError> {
+        self.journal
+            .bundle(epoch)
+            .map_err(DeskError::Store)?
+            .ok_or_else(|| missing(epoch))
+    }
+
     fn index(&self, epoch: u64) -> Result<Arc<EpochIndex>, EarningsError> {
         if let Some(found) = self
             .indexes
@@ -487,15 +510,7 @@ impl Earnings {
         {
             return Ok(Arc::clone(found));
         }
-        let bundle = self
-            .journal
-            .bundle(epoch)
-            .map_err(DeskError::Store)?
-            .ok_or_else(|| DeskError::CorruptRecord {
-                seq: 0,
-                why: format!("the bundle of closed epoch {epoch} is missing from the store"),
-            })?;
-        let index = Arc::new(EpochIndex::of(&bundle));
+        let index = Arc::new(EpochIndex::of(&self.stored_bundle(epoch)?));
         self.keep(Arc::clone(&index));
         Ok(index)
     }
@@ -735,15 +750,7 @@ impl Earnings {
         partition: u64,
         account: &Address,
     ) -> Result<ChainProofs, EarningsError> {
-        let bundle = self
-            .journal
-            .bundle(epoch)
-            .map_err(DeskError::Store)?
-            .ok_or_else(|| DeskError::CorruptRecord {
-                seq: 0,
-                why: format!("the bundle of closed epoch {epoch} is missing from the store"),
-            })?;
-        let proofs = bundle.proofs_on(partition, account);
+        let proofs = self.stored_bundle(epoch)?.proofs_on(partition, account);
         if proofs.leaves.is_empty() {
             return Err(EarningsError::NothingToClaim(format!(
                 "epoch {epoch}'s root pays {account} nothing on this chain"
@@ -751,6 +758,14 @@ impl Earnings {
         }
         Ok(proofs)
     }
+}
+
+/// A closed epoch whose bundle the store does not have: the node's own records are damaged.
+fn missing(epoch: u64) -> EarningsError {
+    EarningsError::Desk(DeskError::CorruptRecord {
+        seq: 0,
+        why: format!("the bundle of closed epoch {epoch} is missing from the store"),
+    })
 }
 
 /// How an account claims on `chain`.

@@ -167,6 +167,9 @@ impl From<EarningsError> for ApiError {
             EarningsError::WrongWay(_) => {
                 ApiError::new(StatusCode::CONFLICT, "claim_elsewhere", error)
             }
+            EarningsError::UnknownEpoch(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_epoch", error)
+            }
         }
     }
 }

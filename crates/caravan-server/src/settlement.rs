@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use caravan_node::Node;
 use caravan_node::auth::{Acting, Caller};
 use caravan_node::chains::PayoutChain;
-use caravan_node::desk::Desk;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,27 +33,22 @@ pub async fn list_epochs(State(node): State<Arc<Node>>) -> axum::Json<Value> {
     axum::Json(Value::Array(epochs))
 }
 
-fn closed_epoch(desk: &Desk, text: &str) -> Result<caravan_core::EpochRecord, ApiError> {
-    let unknown = |why: String| ApiError::new(StatusCode::NOT_FOUND, "unknown_epoch", why);
-    let epoch: u64 = text
-        .parse()
-        .map_err(|_| unknown(format!("{text:?} is not an epoch number (1, 2, …)")))?;
-    desk.journal()
-        .read(|j| {
-            j.economy()
-                .epochs()
-                .iter()
-                .find(|r| r.epoch == epoch)
-                .cloned()
-        })
-        .ok_or_else(|| unknown(format!("epoch {epoch} is not closed")))
+fn closed_epoch(node: &Node, text: &str) -> Result<caravan_core::EpochRecord, ApiError> {
+    let epoch: u64 = text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_epoch",
+            format!("{text:?} is not an epoch number (1, 2, …)"),
+        )
+    })?;
+    Ok(node.earnings().closed_epoch(epoch)?)
 }
 
 pub async fn epoch_status(
     State(node): State<Arc<Node>>,
     Path(epoch): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    Ok(axum::Json(epoch_json(&closed_epoch(node.desk(), &epoch)?)))
+    Ok(axum::Json(epoch_json(&closed_epoch(&node, &epoch)?)))
 }
 
 /// An account's leaves in an epoch with their Merkle proofs, per chain that pays it: what a
@@ -64,7 +58,7 @@ pub async fn epoch_proofs(
     Path((epoch, account)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let desk = Arc::clone(node.desk());
-    let record = closed_epoch(&desk, &epoch)?;
+    let record = closed_epoch(&node, &epoch)?;
     let account = address(&account, "account")?;
     let epoch = record.epoch;
     let proofs = blocking(move || desk.proofs(epoch, &account)).await?;

@@ -564,6 +564,75 @@ async fn a_labeller_sees_bounties_then_a_royalty_traced_to_their_labels_and_clai
         "{}",
         text(&again)
     );
+
+    // The explorer, for anyone.
+    let anonymous = |path: &'static str| call(&app, Method::GET, path, Auth::None, None);
+    let list = anonymous("/explorer").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let seen = visible(text(&list));
+    assert!(
+        seen.contains("Closed epochs Newest first Epoch Closed Beneficiaries Root 1 "),
+        "{seen}"
+    );
+    let epoch = visible(text(&anonymous("/explorer/epochs/1").await));
+    assert!(
+        epoch.contains("USDC 1 USDC 1 USDC 0 USDC 0 USDC"),
+        "the model's 1 USDC propagated, all of it paid: {epoch}"
+    );
+    assert!(
+        epoch.contains("embedded chain id 6513010") && epoch.contains("State active"),
+        "where the root was posted and that it is active: {epoch}"
+    );
+    let verified = call(
+        &app,
+        Method::POST,
+        "/explorer/epochs/1/verify",
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert!(
+        visible(text(&verified)).contains("Match: the root rebuilt from the bundle's"),
+        "{}",
+        text(&verified)
+    );
+    let bundle = anonymous("/explorer/epochs/1/bundle").await;
+    assert_eq!(bundle.status, StatusCode::OK);
+    assert_eq!(bundle.body["format"], "caravan-epoch-bundle/1");
+    assert_eq!(
+        anonymous("/explorer/epochs/9").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        anonymous("/explorer/epochs/one").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        anonymous("/explorer/accounts/0x12").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let account = call(
+        &app,
+        Method::GET,
+        &format!("/explorer/accounts/{}", labeller.address),
+        Auth::None,
+        None,
+    )
+    .await;
+    let seen = visible(text(&account));
+    assert!(
+        seen.contains("0.3 USDC 0.303 USDC"),
+        "royalties and all credited in epoch 1: {seen}"
+    );
+    assert!(
+        seen.contains("review-reader → TRAINED_ON → review-sentiment → this address's data in it"),
+        "traced, without the labels a contributor alone sees: {seen}"
+    );
+    assert!(
+        seen.contains("USDC 0.303 USDC 0 USDC 0 USDC 0.303 USDC"),
+        "what it claimed: {seen}"
+    );
 }
 
 /// The `data-item` of an item fragment.

@@ -398,8 +398,17 @@ pub struct BundleRequest {
 impl BundleRequest {
     /// Waits for the store's answer and parses it (see [`Journal::bundle`]).
     pub fn read(self) -> Result<Option<EpochBundle>, JournalError> {
+        let epoch = self.epoch;
+        self.json()?
+            .map(|json| parse_bundle(epoch, &json))
+            .transpose()
+    }
+
+    /// Waits for the store's answer and returns the bundle's JSON as stored, unparsed: what
+    /// anyone downloads to re-check the epoch.
+    pub fn json(self) -> Result<Option<Vec<u8>>, JournalError> {
         match self.reply.wait()? {
-            Some(json) => parse_bundle(self.epoch, &json).map(Some),
+            Some(json) => Ok(Some(json)),
             None if self.closed => Err(JournalError::BundlePending(self.epoch)),
             None => Ok(None),
         }

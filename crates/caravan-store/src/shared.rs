@@ -96,6 +96,12 @@ impl SharedJournal {
         request.read()
     }
 
+    /// The stored JSON of `epoch`'s bundle, unparsed (see [`SharedJournal::bundle`]).
+    pub fn bundle_json(&self, epoch: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        let request = self.lock().request_bundle(epoch);
+        request.json()
+    }
+
     /// Waits until a detached submission (see [`PendingSubmission::detach`]) is durable. When the
     /// store fails the commit, the journal reloads from the store once for the whole group.
     pub fn await_commit(&self, commit: QueuedCommit) -> Result<(), JournalError> {

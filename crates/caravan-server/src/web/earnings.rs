@@ -8,6 +8,7 @@
 //! reaches, so there the node submits the claim (anyone may; the money goes only to the
 //! account in the leaf).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ use caravan_core::hash::hex_lower;
 use caravan_core::{Address, Amount, Role, Token};
 use caravan_node::Node;
 use caravan_node::earnings::{
-    ClaimCall, ClaimWay, EMBEDDED_CHAIN_ID, EPOCHS_SHOWN, Royalty, Statement, TokenClaim,
+    ChainClaims, ClaimCall, ClaimWay, EMBEDDED_CHAIN_ID, EPOCHS_SHOWN, Royalty, Statement,
+    TokenClaim,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -115,16 +117,13 @@ struct EarningsPage {
     nothing_yet: bool,
 }
 
-fn token_of(statement: &Statement, token: &Address) -> Token {
-    statement
-        .tokens
-        .get(token)
-        .cloned()
-        .unwrap_or_else(|| Token {
-            address: *token,
-            symbol: short_hex(token),
-            decimals: 0,
-        })
+/// The registered token at `token`, or a stand-in named by its address.
+pub fn token_of(tokens: &BTreeMap<Address, Token>, token: &Address) -> Token {
+    tokens.get(token).cloned().unwrap_or_else(|| Token {
+        address: *token,
+        symbol: short_hex(token),
+        decimals: 0,
+    })
 }
 
 fn short_hex(address: &Address) -> String {
@@ -150,7 +149,7 @@ pub fn utc_minute(ms: u64) -> String {
 }
 
 /// Escapes text for SVG and HTML.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -226,7 +225,14 @@ fn chart(statement: &Statement, token: &Token) -> String {
     svg
 }
 
-fn part_of(royalty: &Royalty) -> String {
+/// Whose earnings a page shows: the viewer's own, or an address anyone looks up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    Own,
+    Public,
+}
+
+fn part_of(royalty: &Royalty, whose: Whose) -> String {
     if let Some(labels) = royalty
         .contribution
         .as_ref()
@@ -239,15 +245,24 @@ fn part_of(royalty: &Royalty) -> String {
             labels.title
         );
     }
+    let (possessive, person) = match whose {
+        Whose::Own => ("your", "you"),
+        Whose::Public => ("this address's", "this address"),
+    };
     match royalty.role {
-        Some(Role::DataContributor) => "your data in it".to_owned(),
-        Some(role) => format!("you as its {}", role.name()),
-        None => "you as its owner".to_owned(),
+        Some(Role::DataContributor) => format!("{possessive} data in it"),
+        Some(role) => format!("{person} as its {}", role.name()),
+        None => format!("{person} as its owner"),
     }
 }
 
-fn royalty_view(statement: &Statement, royalty: &Royalty) -> RoyaltyView {
-    let token = token_of(statement, &royalty.token);
+/// A royalty in words, with its paths through the lineage.
+pub fn royalty_view(
+    tokens: &BTreeMap<Address, Token>,
+    royalty: &Royalty,
+    whose: Whose,
+) -> RoyaltyView {
+    let token = token_of(tokens, &royalty.token);
     let paths = royalty
         .paths
         .iter()
@@ -278,10 +293,14 @@ fn royalty_view(statement: &Statement, royalty: &Royalty) -> RoyaltyView {
         asset: royalty.asset_name.clone(),
         asset_id: royalty.asset.to_string(),
         paths,
-        part: part_of(royalty),
+        part: part_of(royalty, whose),
         weight: royalty.contribution.as_ref().map(|c| {
             format!(
-                "weight {} of {} ({:.2}% of the role)",
+                "{} weight {} of {} ({:.2}% of the role)",
+                match whose {
+                    Whose::Own => "Your",
+                    Whose::Public => "Its",
+                },
                 c.weight,
                 c.role_weight,
                 100.0 * c.weight as f64 / c.role_weight.max(1) as f64
@@ -301,39 +320,9 @@ fn token_claim_view(token: &Token, claim: &TokenClaim) -> TokenClaimView {
     }
 }
 
-fn page_of(statement: &Statement, viewer: &Viewer, notice: Option<String>) -> EarningsPage {
-    let mut symbols: Vec<Address> = statement
-        .epochs
-        .iter()
-        .flat_map(|e| e.tokens.iter().map(|t| t.token))
-        .collect();
-    symbols.sort();
-    symbols.dedup();
-    let charts = symbols
-        .iter()
-        .map(|t| chart(statement, &token_of(statement, t)))
-        .collect();
-    let mut rows = Vec::new();
-    for epoch in &statement.epochs {
-        for line in &epoch.tokens {
-            let token = token_of(statement, &line.token);
-            rows.push(EpochRow {
-                epoch: match epoch.closed_at_ms {
-                    Some(_) => epoch.epoch.to_string(),
-                    None => format!("{} (open)", epoch.epoch),
-                },
-                closed: epoch
-                    .closed_at_ms
-                    .map_or_else(|| "not yet".to_owned(), utc_minute),
-                bounties: token.format(line.bounties),
-                judgments: line.judgments,
-                royalties: token.format(line.royalties),
-                total: token.format(line.bounties + line.royalties),
-            });
-        }
-    }
-    let chains = statement
-        .chains
+/// Each chain that pays an account, with where its claims stand.
+pub fn chain_views(tokens: &BTreeMap<Address, Token>, chains: &[ChainClaims]) -> Vec<ChainView> {
+    chains
         .iter()
         .map(|claims| {
             let (status, problem) = match &claims.position {
@@ -359,7 +348,7 @@ fn page_of(statement: &Statement, viewer: &Viewer, notice: Option<String>) -> Ea
             let tokens: Vec<TokenClaimView> = claims
                 .tokens
                 .iter()
-                .map(|t| token_claim_view(&token_of(statement, &t.token), t))
+                .map(|t| token_claim_view(&token_of(tokens, &t.token), t))
                 .collect();
             ChainView {
                 name: claims.chain.name.clone(),
@@ -372,7 +361,41 @@ fn page_of(statement: &Statement, viewer: &Viewer, notice: Option<String>) -> Ea
                 tokens,
             }
         })
+        .collect()
+}
+
+fn page_of(statement: &Statement, viewer: &Viewer, notice: Option<String>) -> EarningsPage {
+    let mut symbols: Vec<Address> = statement
+        .epochs
+        .iter()
+        .flat_map(|e| e.tokens.iter().map(|t| t.token))
         .collect();
+    symbols.sort();
+    symbols.dedup();
+    let charts = symbols
+        .iter()
+        .map(|t| chart(statement, &token_of(&statement.tokens, t)))
+        .collect();
+    let mut rows = Vec::new();
+    for epoch in &statement.epochs {
+        for line in &epoch.tokens {
+            let token = token_of(&statement.tokens, &line.token);
+            rows.push(EpochRow {
+                epoch: match epoch.closed_at_ms {
+                    Some(_) => epoch.epoch.to_string(),
+                    None => format!("{} (open)", epoch.epoch),
+                },
+                closed: epoch
+                    .closed_at_ms
+                    .map_or_else(|| "not yet".to_owned(), utc_minute),
+                bounties: token.format(line.bounties),
+                judgments: line.judgments,
+                royalties: token.format(line.royalties),
+                total: token.format(line.bounties + line.royalties),
+            });
+        }
+    }
+    let chains = chain_views(&statement.tokens, &statement.chains);
     let payout = match &statement.payout_chain {
         Some(chain) => format!(
             "{} (chain id {}){}",
@@ -422,7 +445,7 @@ fn page_of(statement: &Statement, viewer: &Viewer, notice: Option<String>) -> Ea
         royalties: statement
             .royalties
             .iter()
-            .map(|r| royalty_view(statement, r))
+            .map(|r| royalty_view(&statement.tokens, r, Whose::Own))
             .collect(),
         chains,
         payout,

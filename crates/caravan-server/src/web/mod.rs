@@ -1,5 +1,5 @@
 //! The web pages people use, served by the node itself: sign-in, the task board, the
-//! labeling screen and the earnings page. Pages are drawn on the server from compile-time-checked templates
+//! labeling screen, the earnings page, and the explorer anyone may use without signing in. Pages are drawn on the server from compile-time-checked templates
 //! (`templates/`); the few scripts they use are the node's own (`static/`), served from the
 //! binary, with no build step and nothing fetched from elsewhere.
 //!
@@ -9,6 +9,7 @@
 mod assets;
 mod board;
 mod earnings;
+mod explorer;
 mod item;
 mod label;
 pub mod page;
@@ -58,5 +59,11 @@ pub fn pages() -> Router<Arc<Node>> {
         )
         .route("/earnings/claim", post(earnings::claim_on_embedded))
         .route("/earnings/claims/{chain_id}", get(earnings::claim_calls))
+        .route("/explorer", get(explorer::epochs))
+        .route("/explorer/epochs/{epoch}", get(explorer::epoch))
+        .route("/explorer/epochs/{epoch}/verify", post(explorer::verify))
+        .route("/explorer/epochs/{epoch}/bundle", get(explorer::bundle))
+        .route("/explorer/accounts", get(explorer::look_up))
+        .route("/explorer/accounts/{address}", get(explorer::account))
         .route("/static/{file}", get(assets::asset))
 }
