@@ -464,7 +464,7 @@ async function main() {
       expect((await after.locator('td').nth(1).textContent()).trim() === claimable, `the chain shows ${await after.locator('td').nth(1).textContent()} claimed, not ${claimable}`);
     });
 
-    await check('the explorer, without signing in: an epoch verified on the node, and an address traced', async () => {
+    await check('the explorer, without signing in: an epoch verified on the node, an address traced, an asset and its lineage', async () => {
       const visitor = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       const anyone = await visitor.newPage();
       await anyone.goto(`${url}/explorer`);
@@ -488,6 +488,18 @@ async function main() {
       expect(trail.startsWith('digit-reader → TRAINED_ON → handwritten-digits-8x8 → this address'), trail);
       await shot(anyone, 'explorer-account');
       await accessible(anyone, 'an account page');
+      await anyone.locator('.royalty-head a.asset').first().click();
+      await anyone.waitForURL(/\/explorer\/assets\/0x/);
+      expect((await anyone.locator('h1').textContent()).startsWith('handwritten-digits-8x8'), 'not the dataset page');
+      const model = anyone.locator('svg.lineage a', { hasText: 'digit-reader' });
+      expect(await model.count() === 1, 'the model is not drawn as a link in the lineage');
+      const listed = (await anyone.locator('.neighbours').textContent()).replace(/\s+/g, ' ');
+      expect(listed.includes('digit-reader child (TRAINED_ON): sends this asset 30% of what it earns'), listed);
+      await shot(anyone, 'explorer-asset');
+      await accessible(anyone, 'an asset page');
+      await model.focus();
+      await anyone.keyboard.press('Enter');
+      await anyone.waitForFunction(() => document.querySelector('h1')?.textContent.startsWith('digit-reader'));
       await visitor.close();
     });
 

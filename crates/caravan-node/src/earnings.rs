@@ -25,8 +25,8 @@ use crate::settlement::{Chains, ChainsError, ClaimPosition};
 mod explorer;
 
 pub use explorer::{
-    ChainPost, EpochDetail, EpochSummary, PublicEpoch, PublicStatement, PublicTokenLine,
-    TokenTotals,
+    AssetDetail, AssetRevenue, Beneficiary, ChainPost, EpochDetail, EpochSummary, GRAPH_HOPS,
+    GRAPH_WIDTH, GraphEdge, GraphNode, PublicEpoch, PublicStatement, PublicTokenLine, TokenTotals,
 };
 
 /// How many closed epochs a statement covers, newest first.
@@ -56,6 +56,9 @@ pub enum EarningsError {
     /// The epoch asked for is not closed.
     #[error("{0}")]
     UnknownEpoch(String),
+    /// No asset is registered under the id asked for.
+    #[error("{0}")]
+    UnknownAsset(String),
 }
 
 /// What one epoch brought an account in one token.

@@ -170,6 +170,9 @@ impl From<EarningsError> for ApiError {
             EarningsError::UnknownEpoch(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_epoch", error)
             }
+            EarningsError::UnknownAsset(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_asset", error)
+            }
         }
     }
 }

@@ -633,6 +633,45 @@ async fn a_labeller_sees_bounties_then_a_royalty_traced_to_their_labels_and_clai
         seen.contains("USDC 0.303 USDC 0 USDC 0 USDC 0.303 USDC"),
         "what it claimed: {seen}"
     );
+    let asset = call(
+        &app,
+        Method::GET,
+        &format!("/explorer/assets/{dataset}"),
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert!(
+        text(&asset).contains(r#"<svg class="lineage""#),
+        "the lineage is drawn"
+    );
+    let seen = visible(text(&asset));
+    assert!(
+        seen.contains("review-reader child (TRAINED_ON): sends this asset 30% of what it earns"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("1 0 USDC 0.3 USDC"),
+        "none of its own revenue, 0.3 USDC from the model: {seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "{} data contributor 0.3 USDC",
+            labeller.address.to_checksum()
+        )),
+        "{seen}"
+    );
+    assert_eq!(
+        anonymous("/explorer/assets/0x12").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let unknown = format!(
+        "/explorer/assets/{}",
+        caravan_core::AssetId(Hash32([5; 32]))
+    );
+    let unknown = call(&app, Method::GET, &unknown, Auth::None, None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
 /// The `data-item` of an item fragment.

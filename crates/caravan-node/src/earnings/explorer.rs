@@ -6,9 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use caravan_core::attestation::Attestation;
 use caravan_core::epoch::{BundleError, BundleReport, EpochBundle, verify_bundle};
+use caravan_core::lineage::Lineage;
 use caravan_core::royalty::PayoutTo;
-use caravan_core::{Address, Amount, EpochRecord, Hash32, Token};
+use caravan_core::{
+    Address, Amount, AssetId, AssetKind, EdgeKind, EpochRecord, Hash32, Manifest, Ppm, Role, Token,
+};
 
 use super::{ChainClaims, DeskError, Earnings, EarningsError, Royalty, missing};
 use crate::chains::PayoutChain;
@@ -268,4 +272,202 @@ impl Earnings {
         }
         Ok(sums)
     }
+}
+
+/// An asset in the drawn neighbourhood of another: `level` hops up (negative, its parents'
+/// side) or down (positive, its children's side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphNode {
+    pub asset: AssetId,
+    pub name: String,
+    pub kind: AssetKind,
+    pub level: i32,
+}
+
+/// A lineage edge between two drawn assets: `child` pays `share` of what it earns to `parent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphEdge {
+    pub child: AssetId,
+    pub parent: AssetId,
+    pub kind: EdgeKind,
+    pub share: Ppm,
+}
+
+/// One epoch of an asset's revenue in one token: its own (calls to it, with what it carried
+/// in) and all that reached it (with what its children sent up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssetRevenue {
+    pub epoch: u64,
+    pub token: Address,
+    pub own: Amount,
+    pub inflow: Amount,
+}
+
+/// Who an asset paid in its latest epoch, largest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Beneficiary {
+    pub account: Address,
+    pub role: Option<Role>,
+    pub token: Address,
+    pub amount: Amount,
+}
+
+/// An asset for its explorer page.
+#[derive(Clone, Debug)]
+pub struct AssetDetail {
+    pub id: AssetId,
+    pub manifest: Manifest,
+    pub registered_ms: u64,
+    /// The asset and its neighbours up to [`GRAPH_HOPS`] hops out, at most [`GRAPH_WIDTH`]
+    /// per level; `hidden` says how many more each side has.
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+    pub hidden: usize,
+    pub revenue: Vec<AssetRevenue>,
+    pub beneficiaries: Vec<Beneficiary>,
+    pub attestations: Vec<Attestation>,
+    pub tokens: BTreeMap<Address, Token>,
+}
+
+/// How many hops out an asset page draws the lineage.
+pub const GRAPH_HOPS: i32 = 2;
+/// The most assets drawn on one level of the graph.
+pub const GRAPH_WIDTH: usize = 8;
+/// The most beneficiaries an asset page lists.
+const BENEFICIARIES_SHOWN: usize = 10;
+
+impl Earnings {
+    /// Asset `id` with its lineage a few hops out, its revenue over the latest epochs, whom it
+    /// paid in the latest, and its validators' attestations.
+    pub fn asset_detail(&self, id: AssetId) -> Result<AssetDetail, EarningsError> {
+        let (found, nodes, edges, hidden, attestations, tokens, closed) = self.journal.read(|j| {
+            let economy = j.economy();
+            let lineage = economy.lineage();
+            let found = lineage.get(&id).cloned();
+            let (nodes, edges, hidden) = neighbourhood(lineage, id);
+            (
+                found,
+                nodes,
+                edges,
+                hidden,
+                economy.attestations(&id).to_vec(),
+                economy.tokens().clone(),
+                economy.epochs().len() as u64,
+            )
+        });
+        let found = found.ok_or_else(|| {
+            EarningsError::UnknownAsset(format!(
+                "no asset {id} is registered on this node; the explorer's epochs link to every asset that earned"
+            ))
+        })?;
+        let first = closed.saturating_sub(super::EPOCHS_SHOWN as u64 - 1).max(1);
+        let mut revenue = Vec::new();
+        let mut beneficiaries = Vec::new();
+        for epoch in (first..=closed).rev() {
+            let index = self.index(epoch)?;
+            for token in tokens.keys() {
+                let (own, inflow) = (
+                    index.accruals.get(&(id, *token)).copied().unwrap_or(0),
+                    index.inflow(&id, token),
+                );
+                if inflow > 0 {
+                    revenue.push(AssetRevenue {
+                        epoch,
+                        token: *token,
+                        own,
+                        inflow,
+                    });
+                }
+            }
+            if epoch == closed {
+                for (account, received) in &index.received {
+                    for r in received.iter().filter(|r| r.asset == id) {
+                        beneficiaries.push(Beneficiary {
+                            account: *account,
+                            role: r.role,
+                            token: r.token,
+                            amount: r.amount,
+                        });
+                    }
+                }
+                beneficiaries.sort_by_key(|b| (std::cmp::Reverse(b.amount), b.account));
+                beneficiaries.truncate(BENEFICIARIES_SHOWN);
+            }
+        }
+        Ok(AssetDetail {
+            id,
+            manifest: found.manifest,
+            registered_ms: found.registered_ms,
+            nodes,
+            edges,
+            hidden,
+            revenue,
+            beneficiaries,
+            attestations,
+            tokens,
+        })
+    }
+}
+
+/// The assets up to [`GRAPH_HOPS`] hops from `id` each way (at most [`GRAPH_WIDTH`] per level)
+/// and the edges among them; and how many more there were.
+fn neighbourhood(lineage: &Lineage, id: AssetId) -> (Vec<GraphNode>, Vec<GraphEdge>, usize) {
+    let mut children: BTreeMap<AssetId, Vec<AssetId>> = BTreeMap::new();
+    for asset in lineage.iter() {
+        for edge in &asset.manifest.parents {
+            children.entry(edge.parent).or_default().push(asset.id);
+        }
+    }
+    let node = |asset: AssetId, level: i32| {
+        lineage.get(&asset).map(|registered| GraphNode {
+            asset,
+            name: registered.manifest.name.clone(),
+            kind: registered.manifest.kind,
+            level,
+        })
+    };
+    let mut nodes: Vec<GraphNode> = node(id, 0).into_iter().collect();
+    let mut hidden = 0;
+    for direction in [-1, 1] {
+        let mut frontier = vec![id];
+        for hop in 1..=GRAPH_HOPS {
+            let mut next: Vec<AssetId> = Vec::new();
+            for asset in &frontier {
+                let out: Vec<AssetId> = if direction < 0 {
+                    lineage
+                        .get(asset)
+                        .map(|a| a.manifest.parents.iter().map(|e| e.parent).collect())
+                        .unwrap_or_default()
+                } else {
+                    children.get(asset).cloned().unwrap_or_default()
+                };
+                for other in out {
+                    if !next.contains(&other) && !nodes.iter().any(|n| n.asset == other) {
+                        next.push(other);
+                    }
+                }
+            }
+            if next.len() > GRAPH_WIDTH {
+                hidden += next.len() - GRAPH_WIDTH;
+                next.truncate(GRAPH_WIDTH);
+            }
+            nodes.extend(next.iter().filter_map(|a| node(*a, direction * hop)));
+            frontier = next;
+        }
+    }
+    let drawn: Vec<AssetId> = nodes.iter().map(|n| n.asset).collect();
+    let edges = nodes
+        .iter()
+        .filter_map(|n| lineage.get(&n.asset))
+        .flat_map(|child| {
+            child.manifest.parents.iter().map(move |edge| GraphEdge {
+                child: child.id,
+                parent: edge.parent,
+                kind: edge.kind,
+                share: edge.share,
+            })
+        })
+        .filter(|edge| drawn.contains(&edge.parent))
+        .collect();
+    (nodes, edges, hidden)
 }

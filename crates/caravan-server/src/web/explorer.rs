@@ -2,20 +2,22 @@
 //! roots, where each was posted and activated on chain, its bundle to download, and a re-check
 //! of that bundle on the node), and what any address earned, from which assets, and claimed.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use caravan_core::{Address, EpochRecord};
+use caravan_core::{Address, AssetId, EpochRecord, Licence, Token};
 use caravan_node::Node;
-use caravan_node::earnings::{EpochDetail, PublicStatement};
+use caravan_node::earnings::{AssetDetail, EpochDetail, GRAPH_HOPS, GraphNode, PublicStatement};
 use caravan_node::settlement::RootState;
 use serde::Deserialize;
 
 use super::earnings::{
-    ChainView, RoyaltyView, Whose, chain_views, royalty_view, token_of, utc_minute,
+    ChainView, RoyaltyView, Whose, chain_views, escape, royalty_view, token_of, utc_minute,
 };
 use super::page::{Chrome, PageError, Viewer, render};
 use crate::error::blocking;
@@ -342,4 +344,258 @@ pub async fn account(
     let earnings = Arc::clone(node.earnings());
     let statement = blocking(move || earnings.public_statement(account, None)).await?;
     Ok(render(&account_page(&statement, viewer.as_ref())))
+}
+
+/// The lineage around an asset as SVG: its parents' side above, its children's below, one row
+/// per hop, each asset a link to its own page, each edge labelled with its kind and share. The
+/// list beside it says the same in words.
+fn lineage_svg(detail: &AssetDetail) -> String {
+    let (width, row, box_height) = (760.0, 96.0, 44.0);
+    let levels: Vec<i32> = (-GRAPH_HOPS..=GRAPH_HOPS)
+        .filter(|level| detail.nodes.iter().any(|n| n.level == *level))
+        .collect();
+    let height = row * levels.len() as f64;
+    let mut at: BTreeMap<AssetId, (f64, f64)> = BTreeMap::new();
+    let mut boxes = String::new();
+    for (r, level) in levels.iter().enumerate() {
+        let on_row: Vec<&GraphNode> = detail.nodes.iter().filter(|n| n.level == *level).collect();
+        let slot = width / on_row.len() as f64;
+        let box_width = (slot - 12.0).min(200.0);
+        for (i, node) in on_row.iter().enumerate() {
+            let cx = slot * (i as f64 + 0.5);
+            let cy = row * r as f64 + row / 2.0;
+            at.insert(node.asset, (cx, cy));
+            let name = escape(&node.name);
+            // A long name is squeezed into its box rather than cut, so what is read out is
+            // what is shown.
+            let squeeze = if node.name.chars().count() as f64 * 8.0 > box_width - 10.0 {
+                format!(
+                    r#" textLength="{:.1}" lengthAdjust="spacingAndGlyphs""#,
+                    box_width - 10.0
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                boxes,
+                r#"<a href="/explorer/assets/{id}"><rect x="{x:.1}" y="{y:.1}" width="{box_width:.1}" height="{box_height}" rx="6" class="node{current}"/><text x="{cx:.1}" y="{ty:.1}" text-anchor="middle" class="node-name"{squeeze}>{name}</text><text x="{cx:.1}" y="{ky:.1}" text-anchor="middle" class="node-kind">{kind}</text></a>"#,
+                id = node.asset,
+                kind = node.kind.name(),
+                x = cx - box_width / 2.0,
+                y = cy - box_height / 2.0,
+                current = if node.level == 0 { " current" } else { "" },
+                ty = cy - 3.0,
+                ky = cy + 14.0,
+            );
+        }
+    }
+    let mut lines = String::new();
+    for edge in &detail.edges {
+        let (Some(&(x1, y1)), Some(&(x2, y2))) = (at.get(&edge.child), at.get(&edge.parent)) else {
+            continue;
+        };
+        let (y1, y2) = (y1 - box_height / 2.0, y2 + box_height / 2.0);
+        let _ = write!(
+            lines,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" class="edge" marker-end="url(#arrow)"/><text x="{mx:.1}" y="{my:.1}" text-anchor="middle" class="edge-label">{kind} {share}</text>"#,
+            mx = (x1 + x2) / 2.0,
+            my = (y1 + y2) / 2.0 + 4.0,
+            kind = edge.kind.name(),
+            share = edge.share,
+        );
+    }
+    format!(
+        r#"<svg class="lineage" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" role="group" aria-labelledby="lineage-title"><title id="lineage-title">The lineage around {name}: parents above, children below</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrow"/></marker></defs>{lines}{boxes}</svg>"#,
+        name = escape(&detail.manifest.name),
+    )
+}
+
+pub struct Neighbour {
+    pub id: String,
+    pub name: String,
+    pub relation: String,
+}
+
+pub struct RevenueRow {
+    pub epoch: u64,
+    pub own: String,
+    pub inflow: String,
+}
+
+pub struct BeneficiaryRow {
+    pub account: String,
+    pub role: String,
+    pub amount: String,
+}
+
+pub struct AttestationRow {
+    pub validator: String,
+    pub metric: String,
+    pub value: String,
+    pub dataset: String,
+    pub issued: String,
+}
+
+pub struct RoleRow {
+    pub role: String,
+    pub share: String,
+    pub members: usize,
+}
+
+#[derive(Template)]
+#[template(path = "explorer_asset.html")]
+struct AssetPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    kind: String,
+    owner: String,
+    content: String,
+    licence: String,
+    registered: String,
+    roles: Vec<RoleRow>,
+    graph: String,
+    neighbours: Vec<Neighbour>,
+    hidden: usize,
+    revenue: Vec<RevenueRow>,
+    beneficiaries: Vec<BeneficiaryRow>,
+    attestations: Vec<AttestationRow>,
+}
+
+fn licence_text(licence: &Licence, tokens: &BTreeMap<Address, Token>) -> String {
+    match licence {
+        Licence::OpenUse => "Open use: anyone may use and derive from it, paid or not".to_owned(),
+        Licence::NonCommercial => {
+            "Non-commercial: no paid calls, no commercially licensed derivatives".to_owned()
+        }
+        Licence::Commercial {
+            token,
+            price_per_call,
+            derivative_royalty,
+        } => format!(
+            "Commercial: {} per call; a derivative must give it at least {derivative_royalty}",
+            token_of(tokens, token).format(*price_per_call)
+        ),
+    }
+}
+
+fn asset_page(detail: &AssetDetail, viewer: Option<&Viewer>) -> AssetPage {
+    let name_of = |id: &AssetId| {
+        detail
+            .nodes
+            .iter()
+            .find(|n| n.asset == *id)
+            .map_or_else(|| id.to_string(), |n| n.name.clone())
+    };
+    let mut neighbours = Vec::new();
+    for edge in &detail.edges {
+        if edge.child == detail.id {
+            neighbours.push(Neighbour {
+                id: edge.parent.to_string(),
+                name: name_of(&edge.parent),
+                relation: format!(
+                    "parent ({}): gets {} of what this asset earns",
+                    edge.kind.name(),
+                    edge.share
+                ),
+            });
+        } else if edge.parent == detail.id {
+            neighbours.push(Neighbour {
+                id: edge.child.to_string(),
+                name: name_of(&edge.child),
+                relation: format!(
+                    "child ({}): sends this asset {} of what it earns",
+                    edge.kind.name(),
+                    edge.share
+                ),
+            });
+        }
+    }
+    for node in detail.nodes.iter().filter(|n| n.level.abs() > 1) {
+        neighbours.push(Neighbour {
+            id: node.asset.to_string(),
+            name: node.name.clone(),
+            relation: format!(
+                "{} hops {}",
+                node.level.abs(),
+                if node.level < 0 { "up" } else { "down" }
+            ),
+        });
+    }
+    let manifest = &detail.manifest;
+    AssetPage {
+        chrome: chrome(viewer),
+        id: detail.id.to_string(),
+        name: manifest.name.clone(),
+        kind: manifest.kind.name().to_owned(),
+        owner: manifest.owner.to_checksum(),
+        content: manifest.content.to_string(),
+        licence: licence_text(&manifest.licence, &detail.tokens),
+        registered: if detail.registered_ms == 0 {
+            "—".to_owned()
+        } else {
+            utc_minute(detail.registered_ms)
+        },
+        roles: manifest
+            .roles
+            .iter()
+            .map(|r| RoleRow {
+                role: r.role.name().to_owned(),
+                share: r.share.to_string(),
+                members: r.members.len(),
+            })
+            .collect(),
+        graph: lineage_svg(detail),
+        neighbours,
+        hidden: detail.hidden,
+        revenue: detail
+            .revenue
+            .iter()
+            .map(|r| {
+                let token = token_of(&detail.tokens, &r.token);
+                RevenueRow {
+                    epoch: r.epoch,
+                    own: token.format(r.own),
+                    inflow: token.format(r.inflow),
+                }
+            })
+            .collect(),
+        beneficiaries: detail
+            .beneficiaries
+            .iter()
+            .map(|b| BeneficiaryRow {
+                account: b.account.to_checksum(),
+                role: b.role.map_or("owner", |r| r.name()).to_owned(),
+                amount: token_of(&detail.tokens, &b.token).format(b.amount),
+            })
+            .collect(),
+        attestations: detail
+            .attestations
+            .iter()
+            .map(|a| AttestationRow {
+                validator: a.validator.to_checksum(),
+                metric: a.metric.clone(),
+                value: format!("{}", a.value_micros as f64 / 1e6),
+                dataset: a.dataset.to_string(),
+                issued: utc_minute(a.issued_at_ms),
+            })
+            .collect(),
+    }
+}
+
+/// `GET /explorer/assets/{id}`.
+pub async fn asset(
+    State(node): State<Arc<Node>>,
+    viewer: Option<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id: AssetId = id.parse().map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not an asset id: give 0x and 64 hexadecimal digits"),
+        )
+    })?;
+    let earnings = Arc::clone(node.earnings());
+    let detail = blocking(move || earnings.asset_detail(id)).await?;
+    Ok(render(&asset_page(&detail, viewer.as_ref())))
 }

@@ -63,6 +63,7 @@ pub fn pages() -> Router<Arc<Node>> {
         .route("/explorer/epochs/{epoch}", get(explorer::epoch))
         .route("/explorer/epochs/{epoch}/verify", post(explorer::verify))
         .route("/explorer/epochs/{epoch}/bundle", get(explorer::bundle))
+        .route("/explorer/assets/{id}", get(explorer::asset))
         .route("/explorer/accounts", get(explorer::look_up))
         .route("/explorer/accounts/{address}", get(explorer::account))
         .route("/static/{file}", get(assets::asset))
