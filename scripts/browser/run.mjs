@@ -135,6 +135,11 @@ async function main() {
           return '0x7a69';
         case 'personal_sign':
           return wallet.signMessage({ message: { raw: params[0] } });
+        case 'eth_signTypedData_v4': {
+          const typed = JSON.parse(params[1]);
+          const { EIP712Domain: _domain, ...types } = typed.types;
+          return wallet.signTypedData({ domain: typed.domain, types, primaryType: typed.primaryType, message: typed.message });
+        }
         case 'eth_sendTransaction': {
           const hash = await sender.sendTransaction({ to: params[0].to, data: params[0].data });
           await reader.waitForTransactionReceipt({ hash });
@@ -501,6 +506,27 @@ async function main() {
       await anyone.keyboard.press('Enter');
       await anyone.waitForFunction(() => document.querySelector('h1')?.textContent.startsWith('digit-reader'));
       await visitor.close();
+    });
+
+    await check("developer: a key issued with the wallet's signature calls the API, and revoking it stops it", async () => {
+      await page.goto(`${url}/developer`);
+      await page.getByLabel('Name').fill('shop backend');
+      await page.getByRole('button', { name: 'Sign with your wallet and issue' }).click();
+      await page.waitForFunction(() => document.querySelector('#key-status')?.textContent.startsWith('Issued key_'), null, { timeout: 15000 });
+      const key = (await page.locator('#new-key-value').textContent()).trim();
+      expect(key.startsWith('crv_'), `not a key: ${key}`);
+      expect((await page.locator('.snippet').first().textContent()).includes(key), 'the snippets do not carry the new key');
+      const models = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+      expect(models.status === 200, `the new key was refused: ${models.status}`);
+      await page.reload();
+      const row = page.locator('tr', { hasText: 'shop backend' });
+      expect(await row.count() === 1, 'the new key is not listed');
+      await shot(page, 'developer');
+      await accessible(page, 'the developer page');
+      await row.getByRole('button', { name: /^Revoke key_/ }).click();
+      await page.waitForFunction(() => document.querySelector('#key-status')?.textContent.startsWith('Revoked key_'));
+      const after = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+      expect(after.status === 401, `a revoked key still works: ${after.status}`);
     });
 
     await check('signing out ends the session', async () => {

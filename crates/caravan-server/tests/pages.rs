@@ -761,3 +761,67 @@ async fn u_takes_back_the_latest_unsettled_answer_and_shows_its_item_with_it() {
     let resent = script(&app, &answer, &session, Some(&csrf), Some(body)).await;
     assert_eq!(resent.status, StatusCode::OK, "{}", resent.body);
 }
+
+#[tokio::test]
+async fn the_developer_page_shows_the_balance_the_keys_and_snippets_for_this_node() {
+    use caravan_node::keys::{KeyRequest, Scope};
+
+    let dir = tempfile::tempdir().unwrap();
+    let payer = Person::new("shop");
+    let node = open_node(
+        dir.path(),
+        &[(payer.address, 2_500_000)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let node_address = node.keys().node();
+    let app = caravan_server::router(node);
+    let session = payer.sign_in(&app).await;
+    let before = visible(text(&page(&app, "/developer", &session).await));
+    assert!(before.contains("USDC 2.5 USDC 0 USDC 0"), "{before}");
+    assert!(before.contains("No key yet"), "{before}");
+    assert!(
+        before.contains(r#"OpenAI(base_url="http://127.0.0.1:8080/v1""#),
+        "the snippets point at this node: {before}"
+    );
+
+    let scopes = [Scope::Chat, Scope::Models];
+    let signed = KeyRequest::Issue {
+        scopes: &scopes,
+        expires_in_days: Some(30),
+        name: "shop backend",
+    }
+    .sign(&payer.wallet, &node_address, caravan_store::now_ms());
+    let issued = call(
+        &app,
+        Method::POST,
+        "/v1/keys",
+        Auth::None,
+        Some(json!({
+            "payer": payer.address,
+            "scopes": ["chat", "models"],
+            "expires_in_days": 30,
+            "name": "shop backend",
+            "signed_at_ms": signed.signed_at_ms,
+            "signature": signed.signature,
+        })),
+    )
+    .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let id = issued.body["id"].as_str().unwrap();
+    let after = visible(text(&page(&app, "/developer", &session).await));
+    assert!(
+        after.contains(&format!("{id} shop backend models, chat")),
+        "the key is listed with its scopes: {after}"
+    );
+    assert!(
+        !after.contains(issued.body["key"].as_str().unwrap()),
+        "the secret is never shown again"
+    );
+    let anonymous = call(&app, Method::GET, "/developer", Auth::None, None).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::SEE_OTHER,
+        "only for the signed in"
+    );
+}

@@ -27,6 +27,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/claim.js"),
     ),
+    (
+        "developer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/developer.js"),
+    ),
 ];
 
 /// `GET /static/{file}`: one of [`FILES`], cached for an hour.

@@ -8,6 +8,7 @@
 
 mod assets;
 mod board;
+mod developer;
 mod earnings;
 mod explorer;
 mod item;
@@ -59,6 +60,7 @@ pub fn pages() -> Router<Arc<Node>> {
         )
         .route("/earnings/claim", post(earnings::claim_on_embedded))
         .route("/earnings/claims/{chain_id}", get(earnings::claim_calls))
+        .route("/developer", get(developer::developer_page))
         .route("/explorer", get(explorer::epochs))
         .route("/explorer/epochs/{epoch}", get(explorer::epoch))
         .route("/explorer/epochs/{epoch}/verify", post(explorer::verify))
