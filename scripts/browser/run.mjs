@@ -116,7 +116,7 @@ async function openProject(page, url, project) {
 }
 
 async function main() {
-  const world = await startWorld(caravan, digitsCsv, anvilBinary);
+  const world = await startWorld(caravan, digitsCsv, anvilBinary, wallet.address);
   const { url, projects } = world;
   // What the wallet sends goes to the anvil chain, signed here with the test key.
   const anvilChain = { ...foundry, rpcUrls: { default: { http: [world.anvilUrl] } } };
@@ -508,7 +508,7 @@ async function main() {
       await visitor.close();
     });
 
-    await check("developer: a key issued with the wallet's signature calls the API, and revoking it stops it", async () => {
+    await check("developer: a key issued with the wallet's signature makes a paid call from the model catalogue, and revoking it stops it", async () => {
       await page.goto(`${url}/developer`);
       await page.getByLabel('Name').fill('shop backend');
       await page.getByRole('button', { name: 'Sign with your wallet and issue' }).click();
@@ -518,7 +518,20 @@ async function main() {
       expect((await page.locator('.snippet').first().textContent()).includes(key), 'the snippets do not carry the new key');
       const models = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
       expect(models.status === 200, `the new key was refused: ${models.status}`);
-      await page.reload();
+      await page.goto(`${url}/models`);
+      const encoder = page.locator('.card.model', { hasText: 'all-MiniLM-L6-v2' });
+      await encoder.locator('summary').click();
+      await encoder.getByLabel(/^Input/).fill('The parcel arrived on time.');
+      await encoder.getByLabel(/^API key/).fill(key);
+      await encoder.getByRole('button', { name: 'Call all-MiniLM-L6-v2' }).click();
+      const status = encoder.locator('.status');
+      await status.filter({ hasText: /^(Answered|The call|The network)/ }).waitFor({ timeout: 120000 });
+      const said = await status.textContent();
+      expect(/^Answered; charged 0\.\d+ USDC/.test(said), said);
+      expect((await encoder.locator('.answer').textContent()).includes('384 numbers'), 'no embedding shown');
+      await shot(page, 'models');
+      await accessible(page, 'the model catalogue');
+      await page.goto(`${url}/developer`);
       const row = page.locator('tr', { hasText: 'shop backend' });
       expect(await row.count() === 1, 'the new key is not listed');
       await shot(page, 'developer');

@@ -12,6 +12,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/tmp}/.cache/caravan-ci-tar
 artifacts="${1:-$CARGO_TARGET_DIR/browser-artifacts}"
 export CARAVAN_CHROMIUM="$("$here/install.sh")"
 export CARAVAN_ANVIL="$("$root/scripts/anvil/install.sh")"
+export CARAVAN_MODELS_DIR="${CARAVAN_MODELS_DIR:-${HOME:-/tmp}/.cache/caravan/models}"
+"$root/scripts/models/install.sh" "$CARAVAN_MODELS_DIR" > /dev/null
 digits_dir="${CARAVAN_DIGITS_DIR:-${HOME:-/tmp}/.cache/caravan/digits}"
 "$root/scripts/fetch-digits.sh" "$digits_dir" > /dev/null
 profile="${CARAVAN_BROWSER_PROFILE:-release}"

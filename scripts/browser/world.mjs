@@ -228,11 +228,12 @@ function run(caravan, dataDir, args) {
 }
 
 /**
- * Builds the store and starts the node. Returns the node's URL, the projects with their ids,
+ * Builds the store (with `caller` holding a prepaid balance for paid calls) and starts the
+ * node. Returns the node's URL, the projects with their ids,
  * a function that closes an epoch in which the digits labelled here earn a royalty, and one
  * that stops the node.
  */
-export async function startWorld(caravan, digitsCsv, anvilBinary) {
+export async function startWorld(caravan, digitsCsv, anvilBinary, caller) {
   const dataDir = mkdtempSync(join(tmpdir(), 'caravan-browser-'));
   const anvil = await startAnvil(anvilBinary);
   run(caravan, dataDir, ['chain', 'add', 'anvil', '--url', anvil.url, '--chain-id', '31337', '--key-env', 'CARAVAN_BROWSER_CHAIN_KEY']);
@@ -248,6 +249,10 @@ export async function startWorld(caravan, digitsCsv, anvilBinary) {
     writeFileSync(itemsFile, project.items.map((item) => JSON.stringify(item)).join('\n') + '\n');
     run(caravan, dataDir, ['task', 'import', project.id, '--requester', REQUESTER, itemsFile]);
   }
+  // A real model to call from the pages: the sentence encoder scripts/models/install.sh
+  // installs, paid per call and per token read; and a prepaid balance for the caller to pay with.
+  run(caravan, dataDir, ['model', 'embedder', '--developer', DEVELOPER, '--token', TOKEN, '--price', '0.001', '--token-price', '0.1']);
+  run(caravan, dataDir, ['deposit', '--payer', caller, '--token', TOKEN, '--amount', '5']);
   let node = await serve(caravan, dataDir, '127.0.0.1:0');
   const world = {
     url: node.url,

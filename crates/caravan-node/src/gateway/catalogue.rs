@@ -313,6 +313,42 @@ impl Gateway {
         })
     }
 
+    /// The catalogue people browse: every model and agent this node serves with the route that
+    /// serves it, its parents in the lineage and its validators' attestations.
+    pub fn catalogue(&self) -> Vec<CatalogueEntry> {
+        let served = self.models();
+        self.journal().read(|j| {
+            let economy = j.economy();
+            let lineage = economy.lineage();
+            served
+                .into_iter()
+                .map(|model| CatalogueEntry {
+                    endpoint: self.endpoint(&model),
+                    parents: lineage
+                        .get(&model.asset)
+                        .map(|asset| {
+                            asset
+                                .manifest
+                                .parents
+                                .iter()
+                                .map(|edge| CatalogueParent {
+                                    asset: edge.parent,
+                                    name: lineage
+                                        .get(&edge.parent)
+                                        .map_or_else(String::new, |p| p.manifest.name.clone()),
+                                    kind: edge.kind,
+                                    share: edge.share,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    attestations: economy.attestations(&model.asset).to_vec(),
+                    model,
+                })
+                .collect()
+        })
+    }
+
     fn artifacts_have(&self, content: &Hash32) -> bool {
         self.classifiers
             .lock()
@@ -370,6 +406,25 @@ impl Gateway {
             }),
         }
     }
+}
+
+/// A served model as the catalogue shows it.
+#[derive(Clone, Debug)]
+pub struct CatalogueEntry {
+    pub model: ServedModel,
+    /// The route that serves it (`/v1/chat/completions`, `/v1/embeddings`, `/v1/classifications`).
+    pub endpoint: &'static str,
+    pub parents: Vec<CatalogueParent>,
+    pub attestations: Vec<caravan_core::attestation::Attestation>,
+}
+
+/// A parent of a served model: the edge its revenue flows up.
+#[derive(Clone, Debug)]
+pub struct CatalogueParent {
+    pub asset: AssetId,
+    pub name: String,
+    pub kind: EdgeKind,
+    pub share: caravan_core::Ppm,
 }
 
 fn served_model(asset: &RegisteredAsset) -> Option<ServedModel> {

@@ -32,6 +32,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/developer.js"),
     ),
+    (
+        "models.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/models.js"),
+    ),
 ];
 
 /// `GET /static/{file}`: one of [`FILES`], cached for an hour.
