@@ -508,7 +508,7 @@ async function main() {
       await visitor.close();
     });
 
-    await check("developer: a key issued with the wallet's signature makes a paid call from the model catalogue, and revoking it stops it", async () => {
+    await check("developer: a key issued with the wallet's signature makes a paid call from the model catalogue, revoking it stops it, and a deposit from the wallet reaches the balance", async () => {
       await page.goto(`${url}/developer`);
       await page.getByLabel('Name').fill('shop backend');
       await page.getByRole('button', { name: 'Sign with your wallet and issue' }).click();
@@ -540,6 +540,20 @@ async function main() {
       await page.waitForFunction(() => document.querySelector('#key-status')?.textContent.startsWith('Revoked key_'));
       const after = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
       expect(after.status === 401, `a revoked key still works: ${after.status}`);
+      // Part of the royalty the wallet claimed on anvil goes back in as prepaid balance.
+      const available = async () => (await page.locator('table.figures tbody tr').first().locator('td').first().textContent()).trim();
+      const before = await available();
+      await page.getByLabel('Amount').fill('0.1');
+      await page.getByRole('button', { name: 'Deposit from your wallet' }).click();
+      await page.waitForFunction(() => document.querySelector('#deposit-status')?.textContent.startsWith('Deposit sent'), null, { timeout: 20000 });
+      const expected = `${(Number(before.split(' ')[0]) + 0.1).toFixed(6).replace(/0+$/, '')} USDC`;
+      let now = before;
+      for (let tries = 0; tries < 40 && now !== expected; tries += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await page.reload();
+        now = await available();
+      }
+      expect(now === expected, `the balance went from ${before} to ${now}, not ${expected}`);
     });
 
     await check('signing out ends the session', async () => {

@@ -634,6 +634,26 @@ pub fn claim_calldata(
     claim_call(leaf, proof, root).abi_encode()
 }
 
+/// The two calls a wallet sends to deposit `amount` of `token` into `vault` for `account`: the
+/// token's `approve` of the vault, then the vault's `deposit`. Each is (contract, calldata).
+pub fn deposit_calldata(
+    vault: caravan_core::Address,
+    token: caravan_core::Address,
+    amount: u128,
+    account: caravan_core::Address,
+) -> [(caravan_core::Address, Vec<u8>); 2] {
+    let approve = CaravanToken::approveCall {
+        spender: Address::from(vault.0),
+        value: U256::from(amount),
+    };
+    let deposit = DepositVault::depositCall {
+        token: Address::from(token.0),
+        amount: U256::from(amount),
+        account: Address::from(account.0),
+    };
+    [(token, approve.abi_encode()), (vault, deposit.abi_encode())]
+}
+
 fn read_deployment(path: &Path, chain: &mut dyn Chain) -> Result<Option<Deployment>, SettleError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,

@@ -672,6 +672,51 @@ impl Chains {
         Ok(roots)
     }
 
+    /// The calls a wallet sends to deposit `amount` (whole tokens, as people write them) of
+    /// `token` into caravan's vault on the chain with id `chain_id` for `account`: the token's
+    /// approval of the vault, then the deposit. The node credits it once the chain confirms it.
+    pub fn deposit_calls(
+        &self,
+        chain_id: u64,
+        token: &caravan_core::Token,
+        amount: &str,
+        account: Address,
+    ) -> Result<[(Address, Vec<u8>); 2], ChainsError> {
+        let chain = self
+            .list()?
+            .into_iter()
+            .find(|info| info.chain.chain_id == chain_id)
+            .ok_or_else(|| {
+                ChainsError::Unknown(format!(
+                    "this node does not follow chain {chain_id}; the developer page lists the chains it does"
+                ))
+            })?;
+        let vault = chain
+            .deployment
+            .and_then(|deployment| deployment.vault)
+            .ok_or_else(|| {
+                ChainsError::Conflict(format!(
+                    "caravan's deposit vault is not on {} yet; the operator deploys it with the first root posted there",
+                    chain.chain.name
+                ))
+            })?;
+        let amount = token.parse_amount(amount).map_err(|why| {
+            ChainsError::Invalid(format!(
+                "the amount: {why}; write it in whole {} such as 2.5",
+                token.symbol
+            ))
+        })?;
+        if amount == 0 {
+            return Err(ChainsError::Invalid("the amount must be above zero".into()));
+        }
+        Ok(caravan_chain::settlement::deposit_calldata(
+            Address(vault.into_array()),
+            token.address,
+            amount,
+            account,
+        ))
+    }
+
     /// Where `account`'s claims of `tokens` stand on the named chain, as the chain's own
     /// contracts say; `None` when caravan's contracts are not there (nothing was posted).
     pub fn claim_position(

@@ -87,6 +87,36 @@
     }
   });
 
+  const deposit = document.getElementById('deposit');
+  if (deposit) {
+    const depositStatus = document.getElementById('deposit-status');
+    deposit.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const query = new URLSearchParams({
+        chain_id: deposit.querySelector('#deposit-chain').value,
+        token: deposit.querySelector('#deposit-token').value,
+        amount: deposit.querySelector('#deposit-amount').value.trim(),
+      });
+      try {
+        const csrf = document.querySelector('meta[name="csrf-token"]').content;
+        const plan = await answer(await fetch(`/developer/deposit?${query}`, { headers: { 'x-csrf-token': csrf } }));
+        const { provider, account } = await wallet();
+        if (String(await provider.request({ method: 'eth_chainId' })).toLowerCase() !== plan.chain_id) {
+          depositStatus.textContent = 'Asking your wallet to switch chains…';
+          await provider.request({ method: 'wallet_switchEthereumChain', params: [{ chainId: plan.chain_id }] });
+        }
+        const [approval, payment] = plan.calls;
+        depositStatus.textContent = 'Confirm the approval in your wallet (1 of 2)…';
+        await provider.request({ method: 'eth_sendTransaction', params: [{ from: account, ...approval }] });
+        depositStatus.textContent = 'Confirm the deposit in your wallet (2 of 2)…';
+        const sent = await provider.request({ method: 'eth_sendTransaction', params: [{ from: account, ...payment }] });
+        depositStatus.textContent = `Deposit sent (${sent}). Your balance holds it once the chain confirms it and the node reads it, within seconds; reload to see it.`;
+      } catch (error) {
+        depositStatus.textContent = `Nothing was deposited: ${error.message}`;
+      }
+    });
+  }
+
   document.querySelectorAll('.revoke').forEach((button) => {
     button.addEventListener('click', async () => {
       const key = button.dataset.key;

@@ -824,6 +824,26 @@ async fn the_developer_page_shows_the_balance_the_keys_and_snippets_for_this_nod
         StatusCode::SEE_OTHER,
         "only for the signed in"
     );
+    let token = common::token();
+    let no_chain = page(
+        &app,
+        &format!("/developer/deposit?chain_id=31337&token={token}&amount=1"),
+        &session,
+    )
+    .await;
+    assert_eq!(
+        (no_chain.status, no_chain.body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_chains")),
+        "{}",
+        no_chain.body
+    );
+    let unknown = page(
+        &app,
+        "/developer/deposit?chain_id=31337&token=0x000000000000000000000000000000000000dEaD&amount=1",
+        &session,
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]

@@ -6,14 +6,20 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::State;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
+use caravan_core::Address;
+use caravan_core::hash::hex_lower;
 use caravan_node::Node;
 use caravan_node::keys::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::earnings::utc_minute;
 use super::page::{Chrome, PageError, Viewer, render};
-use crate::error::blocking;
+use crate::error::{ApiError, blocking};
 
 pub struct BalanceRow {
     pub symbol: String,
@@ -34,6 +40,13 @@ pub struct VaultRow {
     pub chain: String,
     pub chain_id: u64,
     pub vault: String,
+    /// A wallet can reach it (not the embedded chain inside the node).
+    pub by_wallet: bool,
+}
+
+pub struct TokenChoice {
+    pub address: String,
+    pub symbol: String,
 }
 
 pub struct ScopeChoice {
@@ -51,6 +64,9 @@ struct DeveloperPage {
     balances: Vec<BalanceRow>,
     keys: Vec<KeyRow>,
     vaults: Vec<VaultRow>,
+    /// Some chain's vault is reachable from a wallet.
+    can_deposit: bool,
+    tokens: Vec<TokenChoice>,
     scopes: Vec<ScopeChoice>,
 }
 
@@ -72,6 +88,18 @@ pub async fn developer_page(
     })
     .await?;
     let origin = node.sessions().origin();
+    let vaults: Vec<VaultRow> = vaults
+        .iter()
+        .filter_map(|info| {
+            let vault = info.deployment.as_ref()?.vault?;
+            Some(VaultRow {
+                chain: info.chain.name.clone(),
+                chain_id: info.chain.chain_id,
+                vault: caravan_core::Address(vault.into_array()).to_checksum(),
+                by_wallet: info.rpc.is_some(),
+            })
+        })
+        .collect();
     Ok(render(&DeveloperPage {
         chrome: Chrome::of(&viewer, "developer"),
         account: account.to_checksum(),
@@ -105,17 +133,18 @@ pub async fn developer_page(
                 expires: k.expires_ms.map_or_else(|| "never".to_owned(), utc_minute),
             })
             .collect(),
-        vaults: vaults
-            .iter()
-            .filter_map(|info| {
-                let vault = info.deployment.as_ref()?.vault?;
-                Some(VaultRow {
-                    chain: info.chain.name.clone(),
-                    chain_id: info.chain.chain_id,
-                    vault: caravan_core::Address(vault.into_array()).to_checksum(),
+        can_deposit: vaults.iter().any(|v| v.by_wallet),
+        vaults,
+        tokens: node.journal().read(|j| {
+            j.economy()
+                .tokens()
+                .values()
+                .map(|t| TokenChoice {
+                    address: t.address.to_checksum(),
+                    symbol: t.symbol.clone(),
                 })
-            })
-            .collect(),
+                .collect()
+        }),
         scopes: Scope::ALL
             .iter()
             .map(|scope| ScopeChoice {
@@ -124,4 +153,48 @@ pub async fn developer_page(
             })
             .collect(),
     }))
+}
+
+#[derive(Deserialize)]
+pub struct DepositQuery {
+    chain_id: u64,
+    token: Address,
+    amount: String,
+}
+
+/// `GET /developer/deposit?chain_id=…&token=…&amount=…`: the approval and the deposit the
+/// viewer's wallet sends to put `amount` into its own prepaid balance on that chain.
+pub async fn deposit_calls(
+    State(node): State<Arc<Node>>,
+    viewer: Viewer,
+    Query(query): Query<DepositQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let token = node
+        .journal()
+        .read(|j| j.economy().tokens().get(&query.token).cloned())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_token",
+                format!("token {} is not registered on this node", query.token),
+            )
+        })?;
+    let chains = node.settlement().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_chains",
+            "this node settles on no chain, so nothing can be deposited on one",
+        )
+    })?;
+    let account = viewer.account;
+    let calls =
+        blocking(move || chains.deposit_calls(query.chain_id, &token, &query.amount, account))
+            .await?;
+    Ok(Json(json!({
+        "chain_id": format!("0x{:x}", query.chain_id),
+        "calls": calls.iter().map(|(to, data)| json!({
+            "to": to.to_checksum(),
+            "data": format!("0x{}", hex_lower(data)),
+        })).collect::<Vec<_>>(),
+    })))
 }

@@ -62,6 +62,7 @@ pub fn pages() -> Router<Arc<Node>> {
         .route("/earnings/claim", post(earnings::claim_on_embedded))
         .route("/earnings/claims/{chain_id}", get(earnings::claim_calls))
         .route("/developer", get(developer::developer_page))
+        .route("/developer/deposit", get(developer::deposit_calls))
         .route("/models", get(models::models_page))
         .route("/explorer", get(explorer::epochs))
         .route("/explorer/epochs/{epoch}", get(explorer::epoch))
