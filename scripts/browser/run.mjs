@@ -556,6 +556,44 @@ async function main() {
       expect(now === expected, `the balance went from ${before} to ${now}, not ${expected}`);
     });
 
+    await check('a requester watches their project, then publishes it from the page', async () => {
+      const requesterWallet = privateKeyToAccount('0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d');
+      const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      await desk.exposeBinding('caravanTestWallet', async (_source, method, params) => {
+        switch (method) {
+          case 'eth_requestAccounts':
+          case 'eth_accounts':
+            return [requesterWallet.address];
+          case 'eth_chainId':
+            return '0x7a69';
+          case 'personal_sign':
+            return requesterWallet.signMessage({ message: { raw: params[0] } });
+          default:
+            throw new Error(`the requester's test wallet does not do ${method}`);
+        }
+      });
+      await desk.addInitScript(() => {
+        window.ethereum = { request: ({ method, params }) => window.caravanTestWallet(method, params || []) };
+      });
+      const requester = await desk.newPage();
+      await requester.goto(`${url}/sign-in`);
+      await requester.getByRole('button', { name: 'Sign in with your wallet' }).click();
+      await requester.waitForURL(`${url}/tasks`);
+      await requester.getByRole('link', { name: 'Projects' }).click();
+      await requester.getByRole('link', { name: projects.topics.spec.title }).click();
+      const progress = (await requester.locator('main').textContent()).replace(/\s+/g, ' ');
+      expect(progress.includes('Items resolved') && progress.includes(wallet.address), `the labeller's record is not shown: ${progress}`);
+      await shot(requester, 'request');
+      await accessible(requester, 'a requester\'s project page');
+      await requester.getByLabel('Dataset name').fill('support-ticket-topics');
+      await requester.getByRole('button', { name: 'Publish' }).click();
+      await requester.waitForURL(/published=0x/);
+      expect((await requester.locator('.notice').textContent()).includes('Published as dataset 0x'), 'no word of the dataset');
+      const exported = await requester.evaluate(async (path) => (await fetch(path)).text(), `/v1/projects/${projects.topics.id}/export?format=jsonl`);
+      expect(exported.includes('"choices"'), `the export has no rows: ${exported.slice(0, 200)}`);
+      await desk.close();
+    });
+
     await check('signing out ends the session', async () => {
       await page.goto(`${url}/tasks`);
       await page.getByRole('button', { name: 'Sign out' }).click();

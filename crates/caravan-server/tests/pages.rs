@@ -904,3 +904,94 @@ async fn the_model_catalogue_lists_what_the_node_serves_with_price_lineage_and_a
     assert!(seen.contains("No validator has attested it yet"), "{seen}");
     assert!(seen.contains("Call shop-assistant"), "{seen}");
 }
+
+#[tokio::test]
+async fn a_requester_watches_their_project_and_publishes_it_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let requester = Person::new("requester");
+    let worker = Person::new("worker");
+    let node = open_node(
+        dir.path(),
+        &[(requester.address, 10_000_000)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = caravan_server::router(node);
+    let lab = requester.sign_in(&app).await;
+    let project = post_project(&app, &lab, 1, 2).await;
+    let session = worker.sign_in(&app).await;
+    for _ in 0..2 {
+        let next = format!("/v1/projects/{project}/next");
+        let assignment = call(&app, Method::POST, &next, Auth::Session(&session), None).await;
+        let body = json!({ "item": assignment.body["item"], "answer": { "choice": "pos" } });
+        let uri = format!("/v1/projects/{project}/judgments");
+        let judged = call(
+            &app,
+            Method::POST,
+            &uri,
+            Auth::Session(&session),
+            Some(body),
+        )
+        .await;
+        assert_eq!(judged.status, StatusCode::CREATED, "{}", judged.body);
+    }
+
+    let mine = visible(text(&page(&app, "/requests", &lab).await));
+    assert!(
+        mine.contains("Sentiment of product reviews 2 open"),
+        "{mine}"
+    );
+    let theirs = visible(text(&page(&app, "/requests", &session).await));
+    assert!(theirs.contains("You have posted no project"), "{theirs}");
+
+    let path = format!("/requests/{project}");
+    let watched = page(&app, &path, &lab).await;
+    assert_eq!(watched.status, StatusCode::OK);
+    let seen = visible(text(&watched));
+    assert!(seen.contains("Judgments 2"), "{seen}");
+    assert!(seen.contains("Contributors 1 (0 paused)"), "{seen}");
+    assert!(
+        seen.contains(&format!("{} 2 0 0 —", worker.address.to_checksum())),
+        "the worker's record: {seen}"
+    );
+    let refused = page(&app, &path, &session).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "only its requester");
+
+    let csrf = csrf_of(text(&watched));
+    let publish = format!("{path}/publish");
+    let forged = form(
+        &app,
+        &publish,
+        &lab,
+        "name=reviews&licence=open_use&curator_share=0%25",
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let bad_share = form(
+        &app,
+        &publish,
+        &lab,
+        &format!("csrf={csrf}&name=reviews&licence=open_use&curator_share=lots"),
+    )
+    .await;
+    assert_eq!(bad_share.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&bad_share).contains("Write a percentage such as 10%"));
+    let nothing = form(
+        &app,
+        &publish,
+        &lab,
+        &format!("csrf={csrf}&name=reviews&licence=open_use&curator_share=0%25"),
+    )
+    .await;
+    assert_eq!(
+        nothing.status,
+        StatusCode::CONFLICT,
+        "an overlap of 1 to 3 at 90% confidence resolves nothing with one answer each: {}",
+        text(&nothing)
+    );
+    assert!(
+        text(&nothing).contains("nothing to publish yet"),
+        "{}",
+        text(&nothing)
+    );
+}

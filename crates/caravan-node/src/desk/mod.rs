@@ -29,9 +29,11 @@ mod bounties;
 mod listings;
 mod payouts;
 mod publishing;
+mod requests;
 
 pub use bounties::{BountyKey, BountyTally};
 pub use listings::{ListedProject, Shelf, TaskBoardPage};
+pub use requests::{ContributorRecord, RequestView, RequestedProject};
 
 use bounties::{BountyBook, epoch_of};
 

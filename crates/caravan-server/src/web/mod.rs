@@ -15,6 +15,7 @@ mod item;
 mod label;
 mod models;
 pub mod page;
+mod requests;
 mod sign_in;
 
 use std::sync::Arc;
@@ -61,6 +62,9 @@ pub fn pages() -> Router<Arc<Node>> {
         )
         .route("/earnings/claim", post(earnings::claim_on_embedded))
         .route("/earnings/claims/{chain_id}", get(earnings::claim_calls))
+        .route("/requests", get(requests::requests))
+        .route("/requests/{project}", get(requests::request))
+        .route("/requests/{project}/publish", post(requests::publish))
         .route("/developer", get(developer::developer_page))
         .route("/developer/deposit", get(developer::deposit_calls))
         .route("/models", get(models::models_page))
