@@ -64,6 +64,9 @@ struct Submissions {
     reopen_seconds: f64,
     /// Judgments on the board when it was reopened.
     judgments: u64,
+    /// Milliseconds for the requester's project page after the reopen (median of 5): the
+    /// board's status and the first page of its contributors.
+    request_page_ms: f64,
 }
 
 pub fn tasks(args: TasksArgs) -> Result<(), String> {
@@ -75,6 +78,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     let mut sqlite_sign_ins = Vec::new();
     let mut sqlite_warm = Vec::new();
     let mut reopen = Vec::new();
+    let mut request_pages = Vec::new();
     let mut reopened_judgments = 0;
     for run in 0..args.runs {
         let scratch = ScratchStore::sqlite(&args.scratch_dir)?;
@@ -84,6 +88,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
         sqlite_sign_ins.push(measured.sign_in_rate);
         sqlite_warm.push(measured.warm_up_rate);
         reopen.push(measured.reopen_seconds);
+        request_pages.push(measured.request_page_ms);
         reopened_judgments = measured.judgments;
     }
     let mut postgres = Vec::new();
@@ -120,6 +125,15 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
             "open the store and rebuild the board from {reopened_judgments} judgments' records"
         ),
         format!("{reopen:.3} s"),
+        "—".into(),
+    ]);
+    let request_page = median(request_pages);
+    t.add_row(vec![
+        "requester's project page".into(),
+        format!(
+            "the board of {reopened_judgments} judgments by {contributors} contributors: its status (progress, money, agreement) and the first 50 contributors, most submissions first"
+        ),
+        format!("{request_page:.1} ms"),
         "—".into(),
     ]);
     if !postgres.is_empty() {
@@ -172,6 +186,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     println!("judgments_per_s_sqlite: {:.0}", median(sqlite));
     println!("sign_ins_per_s_sqlite: {:.0}", median(sqlite_sign_ins));
     println!("reopen_board_s: {reopen:.3}");
+    println!("request_page_ms: {request_page:.1}");
     println!("task_board_page_ms: {:.1}", board.new_ms);
     if !postgres.is_empty() {
         println!("judgments_per_s_postgres: {:.0}", median(postgres));
@@ -358,12 +373,21 @@ fn measure_submissions(
             "the reopened board has {rebuilt} judgments, not {judgments}"
         ));
     }
+    let mut request_page = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        reopened
+            .request_view(&project, requester, 0, 50)
+            .map_err(|e| e.to_string())?;
+        request_page.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
     Ok(Submissions {
         rate: timed_done.into_inner() as f64 / timed_phase,
         sign_in_rate: (CLIENTS * per_client) as f64 / signing_in,
         warm_up_rate: warm_done.into_inner() as f64 / warm_up,
         reopen_seconds,
         judgments,
+        request_page_ms: median(request_page),
     })
 }
 
