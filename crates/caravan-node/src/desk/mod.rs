@@ -33,7 +33,9 @@ mod requests;
 
 pub use bounties::{BountyKey, BountyTally};
 pub use listings::{ListedProject, Shelf, TaskBoardPage};
-pub use requests::{ContributorRecord, RequestView, RequestedProject};
+pub use requests::{
+    AGREEMENT_FRESH_MS, ContributorRecord, MeasuredAgreement, RequestView, RequestedProject,
+};
 
 use bounties::{BountyBook, epoch_of};
 
@@ -139,6 +141,8 @@ pub struct Desk {
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
     /// Every contributor's bounties per epoch, kept with the boards.
     bounties: RwLock<BountyBook>,
+    /// Each project's agreement as last measured for its requester's page.
+    agreements: Mutex<BTreeMap<ProjectId, requests::MeasuredAgreement>>,
     clock: Clock,
     /// The chains accounts may choose; they change when the operator adds one or moves home.
     chains: RwLock<ChainDirectory>,
@@ -169,6 +173,7 @@ impl Desk {
             meter,
             boards: RwLock::new(boards),
             bounties: RwLock::new(bounties),
+            agreements: Mutex::new(BTreeMap::new()),
             clock,
             chains: RwLock::new(ChainDirectory::default()),
         })

@@ -10,13 +10,20 @@ use axum::http::StatusCode;
 use axum::response::{Redirect, Response};
 use caravan_core::{Licence, Ppm};
 use caravan_node::Node;
-use caravan_node::desk::{RequestView, RequestedProject};
+use caravan_node::desk::{AGREEMENT_FRESH_MS, RequestView, RequestedProject};
 use serde::Deserialize;
 
-use super::earnings::token_of;
+use super::earnings::{token_of, utc_minute};
 use super::page::{Chrome, PageError, Viewer, render, url_encode};
 use crate::error::blocking;
 use crate::tasks::project_id;
+
+/// A moment to the second: `2026-12-05 14:03:07 UTC`.
+fn utc_second(ms: u64) -> String {
+    let minute = utc_minute(ms);
+    let seconds = (ms / 1000) % 60;
+    minute.replacen(" UTC", &format!(":{seconds:02} UTC"), 1)
+}
 
 /// Contributors per page of a project's table.
 pub const CONTRIBUTORS_PER_PAGE: usize = 50;
@@ -63,6 +70,7 @@ struct RequestPage {
     notice: Option<String>,
     progress: Vec<(&'static str, String)>,
     agreement: Vec<(String, String)>,
+    agreement_note: String,
     contributors: Vec<ContributorRow>,
     contributor_count: usize,
     page: usize,
@@ -147,6 +155,18 @@ fn request_page(
             ),
         ],
         agreement,
+        agreement_note: if view.agreement_exact {
+            format!(
+                "Measured at {}, and still exact.",
+                utc_second(view.agreement_measured_ms)
+            )
+        } else {
+            format!(
+                "Measured at {}; answers came in since. It is measured again at most every {} s.",
+                utc_second(view.agreement_measured_ms),
+                AGREEMENT_FRESH_MS / 1000
+            )
+        },
         contributors: view
             .contributors
             .iter()

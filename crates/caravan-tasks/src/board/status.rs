@@ -9,12 +9,15 @@ use super::Board;
 impl Board {
     /// A summary a requester reads.
     pub fn status(&self) -> BoardStatus {
-        let real = self.items.iter().filter(|i| !i.is_gold());
-        let (mut resolved, mut total) = (0, 0);
-        for item in real {
-            total += 1;
-            resolved += u64::from(item.resolved);
-        }
+        let mut status = self.counts();
+        (status.fleiss_kappa, status.krippendorff_alpha) = self.agreement();
+        status.model_agreement = self.model_agreements();
+        status
+    }
+
+    /// [`Board::status`] without the agreement measures, which walk every item: the counters
+    /// alone, for a page that measures agreement less often than it is drawn.
+    pub fn counts(&self) -> BoardStatus {
         let paused = self
             .contributors
             .values()
@@ -26,21 +29,25 @@ impl Board {
             .values()
             .filter(|c| c.submitted > 0)
             .count() as u64;
-        let (fleiss_kappa, krippendorff_alpha) = self.agreement();
         BoardStatus {
-            items: total,
+            items: (self.items.len() - self.gold.len()) as u64,
             gold_items: self.gold.len() as u64,
-            resolved,
+            resolved: self.resolved_items,
             judgments: self.judgments.len() as u64,
             contributors,
             paused,
             awaiting_review: self.awaiting_review.len() as u64,
             paid: self.paid,
             budget: self.spec.budget,
-            model_agreement: self.model_agreement(),
-            fleiss_kappa,
-            krippendorff_alpha,
+            model_agreement: BTreeMap::new(),
+            fleiss_kappa: None,
+            krippendorff_alpha: None,
         }
+    }
+
+    /// How often each model's suggestions agree with the resolved labels: (agreed, compared).
+    pub fn model_agreements(&self) -> BTreeMap<String, (u64, u64)> {
+        self.model_agreement()
     }
 }
 

@@ -494,6 +494,16 @@ fn replaying_the_log_rebuilds_the_board_and_its_effects() {
     assert_eq!(replayed.items(), board.items());
     assert_eq!(replayed.paid(), board.paid());
     assert_eq!(replayed.status(), board.status());
+    let resolved = board
+        .items()
+        .iter()
+        .filter(|i| !i.is_gold() && i.resolved)
+        .count() as u64;
+    assert_eq!(board.counts().resolved, resolved, "the counter is the walk");
+    assert_eq!(
+        board.counts().items,
+        board.items().iter().filter(|i| !i.is_gold()).count() as u64
+    );
 }
 
 #[test]

@@ -64,9 +64,10 @@ struct Submissions {
     reopen_seconds: f64,
     /// Judgments on the board when it was reopened.
     judgments: u64,
-    /// Milliseconds for the requester's project page after the reopen (median of 5): the
-    /// board's status and the first page of its contributors.
-    request_page_ms: f64,
+    /// Milliseconds for the requester's project page after the reopen, the first view (which
+    /// measures agreement) and the median of four more (which reuse it): the board's counts,
+    /// agreement and the first page of its contributors.
+    request_page_ms: (f64, f64),
 }
 
 pub fn tasks(args: TasksArgs) -> Result<(), String> {
@@ -127,11 +128,12 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
         format!("{reopen:.3} s"),
         "—".into(),
     ]);
-    let request_page = median(request_pages);
+    let request_first = median(request_pages.iter().map(|(first, _)| *first).collect());
+    let request_page = median(request_pages.iter().map(|(_, later)| *later).collect());
     t.add_row(vec![
         "requester's project page".into(),
         format!(
-            "the board of {reopened_judgments} judgments by {contributors} contributors: its status (progress, money, agreement) and the first 50 contributors, most submissions first"
+            "the board of {reopened_judgments} judgments by {contributors} contributors: its counts, agreement and the first 50 contributors, most submissions first; the first view measures agreement ({request_first:.1} ms), later ones reuse it while the board is unchanged or for 30 s"
         ),
         format!("{request_page:.1} ms"),
         "—".into(),
@@ -186,6 +188,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     println!("judgments_per_s_sqlite: {:.0}", median(sqlite));
     println!("sign_ins_per_s_sqlite: {:.0}", median(sqlite_sign_ins));
     println!("reopen_board_s: {reopen:.3}");
+    println!("request_page_first_ms: {request_first:.1}");
     println!("request_page_ms: {request_page:.1}");
     println!("task_board_page_ms: {:.1}", board.new_ms);
     if !postgres.is_empty() {
@@ -387,7 +390,7 @@ fn measure_submissions(
         warm_up_rate: warm_done.into_inner() as f64 / warm_up,
         reopen_seconds,
         judgments,
-        request_page_ms: median(request_page),
+        request_page_ms: (request_page[0], median(request_page[1..].to_vec())),
     })
 }
 
