@@ -898,7 +898,7 @@ async fn the_model_catalogue_lists_what_the_node_serves_with_price_lineage_and_a
     );
     let seen = visible(html);
     assert!(
-        seen.contains("shop-assistant model · /v1/chat/completions 0.0025 USDC per call"),
+        seen.contains("shop-assistant model · /v1/chat/completions 0.0025 USDC per call + 0.1 USDC per million prompt tokens + 0.4 USDC per million completion tokens"),
         "{seen}"
     );
     assert!(seen.contains("No validator has attested it yet"), "{seen}");

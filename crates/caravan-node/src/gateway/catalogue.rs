@@ -324,6 +324,7 @@ impl Gateway {
                 .into_iter()
                 .map(|model| CatalogueEntry {
                     endpoint: self.endpoint(&model),
+                    metered: self.metered(&model.asset),
                     parents: lineage
                         .get(&model.asset)
                         .map(|asset| {
@@ -347,6 +348,20 @@ impl Gateway {
                 })
                 .collect()
         })
+    }
+
+    /// What `asset` charges per million tokens besides its price per call.
+    fn metered(&self, asset: &AssetId) -> Vec<(&'static str, caravan_core::Amount)> {
+        if let Some(encoder) = self.encoder(asset) {
+            return vec![("input tokens", encoder.input_per_million)];
+        }
+        if let Some(upstream) = self.upstream(asset) {
+            return vec![
+                ("prompt tokens", upstream.prompt_per_million),
+                ("completion tokens", upstream.completion_per_million),
+            ];
+        }
+        Vec::new()
     }
 
     fn artifacts_have(&self, content: &Hash32) -> bool {
@@ -414,6 +429,9 @@ pub struct CatalogueEntry {
     pub model: ServedModel,
     /// The route that serves it (`/v1/chat/completions`, `/v1/embeddings`, `/v1/classifications`).
     pub endpoint: &'static str,
+    /// What it charges per million tokens besides its price per call, by what is counted.
+    pub metered: Vec<(&'static str, caravan_core::Amount)>,
+    /// An agent also charges what each model it calls costs.
     pub parents: Vec<CatalogueParent>,
     pub attestations: Vec<caravan_core::attestation::Attestation>,
 }

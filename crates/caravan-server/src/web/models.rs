@@ -55,7 +55,16 @@ pub async fn models_page(State(node): State<Arc<Node>>, viewer: Option<Viewer>) 
                 name: model.name.clone(),
                 kind: model.kind.name(),
                 endpoint: entry.endpoint,
-                price: format!("{} per call", token.format(model.price_per_call)),
+                price: std::iter::once(format!("{} per call", token.format(model.price_per_call)))
+                    .chain(entry.metered.iter().map(|(counted, per_million)| {
+                        format!("{} per million {counted}", token.format(*per_million))
+                    }))
+                    .chain(
+                        (model.kind == caravan_core::AssetKind::Agent)
+                            .then(|| "what each model it calls costs".to_owned()),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(" + "),
                 symbol: token.symbol.clone(),
                 decimals: token.decimals,
                 parents: entry
