@@ -25,8 +25,9 @@ use crate::settlement::{Chains, ChainsError, ClaimPosition};
 mod explorer;
 
 pub use explorer::{
-    AssetDetail, AssetRevenue, Beneficiary, ChainPost, EpochDetail, EpochSummary, GRAPH_HOPS,
-    GRAPH_WIDTH, GraphEdge, GraphNode, PublicEpoch, PublicStatement, PublicTokenLine, TokenTotals,
+    AssetDetail, AssetRevenue, Beneficiary, ChainPost, EARNERS_SHOWN, Earner, EpochDetail,
+    EpochSummary, GRAPH_HOPS, GRAPH_WIDTH, GraphEdge, GraphNode, PublicEpoch, PublicStatement,
+    PublicTokenLine, TokenTotals,
 };
 
 /// How many closed epochs a statement covers, newest first.

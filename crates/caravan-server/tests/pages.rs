@@ -580,6 +580,10 @@ async fn a_labeller_sees_bounties_then_a_royalty_traced_to_their_labels_and_clai
         "the model's 1 USDC propagated, all of it paid: {epoch}"
     );
     assert!(
+        epoch.contains("review-reader 1 USDC 1 USDC review-sentiment 0 USDC 0.3 USDC"),
+        "the assets that earned, each with its own revenue and all that reached it: {epoch}"
+    );
+    assert!(
         epoch.contains("embedded chain id 6513010") && epoch.contains("State active"),
         "where the root was posted and that it is active: {epoch}"
     );

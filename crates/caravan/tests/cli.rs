@@ -962,8 +962,30 @@ fn the_demo_leaves_a_node_serving_its_store_for_a_browser() {
     let sign_in = http_get(&address, "/sign-in", "");
     let board = http_get(&address, "/tasks", "");
     let epochs = http_get(&address, "/v1/epochs", "");
+    let verified = http_send(&address, "POST", "/explorer/epochs/1/verify", "", "");
+    let model = verified
+        .split("href=\"/explorer/assets/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let lineage = http_get(&address, &format!("/explorer/assets/{model}"), "");
     demo.kill().unwrap();
     demo.wait().unwrap();
+    assert!(
+        verified.contains("Match: the root rebuilt from the bundle"),
+        "the demo's epoch verifies in the explorer: {verified}"
+    );
+    assert!(
+        verified.contains(">shop-assistant</a>"),
+        "the epoch lists the assets that earned, the agent first: {verified}"
+    );
+    assert!(
+        lineage.contains(r#"<svg class="lineage""#)
+            && lineage.contains(r#"class="edge""#)
+            && lineage.contains("COMPOSED_OF"),
+        "the explorer draws the demo agent's lineage: {lineage}"
+    );
     assert!(sign_in.starts_with("HTTP/1.1 200"), "{sign_in}");
     assert!(sign_in.contains("Sign in with your wallet"), "{sign_in}");
     assert!(board.starts_with("HTTP/1.1 303"), "{board}");

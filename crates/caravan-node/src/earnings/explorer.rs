@@ -90,12 +90,30 @@ pub struct ChainPost {
     pub posted: Result<Option<PostedRoot>, String>,
 }
 
+/// An asset that earned in an epoch: all that reached it in one token, its own calls'
+/// revenue among it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Earner {
+    pub asset: AssetId,
+    pub name: String,
+    pub token: Address,
+    pub own: Amount,
+    pub inflow: Amount,
+}
+
+/// How many earning assets an epoch page lists, largest first.
+pub const EARNERS_SHOWN: usize = 20;
+
 /// A closed epoch in full, for its explorer page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EpochDetail {
     pub record: EpochRecord,
     pub summary: EpochSummary,
     pub chains: Vec<ChainPost>,
+    /// The assets that earned the most, largest first (at most [`EARNERS_SHOWN`]).
+    pub earners: Vec<Earner>,
+    /// How many assets earned in all.
+    pub earner_count: usize,
 }
 
 /// What one epoch brought an address, from the public bundles.
@@ -151,7 +169,28 @@ impl Earnings {
     /// Epoch `epoch` in full: what it moved, its roots, and where each was posted.
     pub fn epoch_detail(&self, epoch: u64) -> Result<EpochDetail, EarningsError> {
         let record = self.closed_epoch(epoch)?;
-        let summary = self.index(epoch)?.summary.clone();
+        let index = self.index(epoch)?;
+        let summary = index.summary.clone();
+        let mut earners: Vec<Earner> = self.journal.read(|j| {
+            let lineage = j.economy().lineage();
+            index
+                .inflows
+                .iter()
+                .filter(|(_, amount)| **amount > 0)
+                .map(|((asset, token), inflow)| Earner {
+                    asset: *asset,
+                    name: lineage
+                        .get(asset)
+                        .map_or_else(|| asset.to_string(), |a| a.manifest.name.clone()),
+                    token: *token,
+                    own: index.accruals.get(&(*asset, *token)).copied().unwrap_or(0),
+                    inflow: *inflow,
+                })
+                .collect()
+        });
+        let earner_count = earners.len();
+        earners.sort_by_key(|e| (std::cmp::Reverse(e.inflow), e.asset));
+        earners.truncate(EARNERS_SHOWN);
         let directory = self.desk.chains();
         let chains = summary
             .chain_roots
@@ -176,6 +215,8 @@ impl Earnings {
             record,
             summary,
             chains,
+            earners,
+            earner_count,
         })
     }
 

@@ -106,7 +106,16 @@ struct EpochPage {
     payouts: usize,
     totals: Vec<TotalsRow>,
     chains: Vec<ChainRow>,
+    earners: Vec<EarnerRow>,
+    earner_count: usize,
     verdict: Option<Verdict>,
+}
+
+pub struct EarnerRow {
+    pub id: String,
+    pub name: String,
+    pub own: String,
+    pub inflow: String,
 }
 
 /// What re-checking the bundle found.
@@ -188,6 +197,20 @@ fn epoch_page(node: &Node, detail: &EpochDetail, viewer: Option<&Viewer>) -> Epo
         payouts: detail.summary.payouts,
         totals,
         chains,
+        earners: detail
+            .earners
+            .iter()
+            .map(|e| {
+                let token = token_of(&tokens, &e.token);
+                EarnerRow {
+                    id: e.asset.to_string(),
+                    name: e.name.clone(),
+                    own: token.format(e.own),
+                    inflow: token.format(e.inflow),
+                }
+            })
+            .collect(),
+        earner_count: detail.earner_count,
         verdict: None,
     }
 }
