@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use caravan_core::{Address, AssetId, EpochRecord, Licence, Token};
 use caravan_node::Node;
 use caravan_node::earnings::{AssetDetail, EpochDetail, GRAPH_HOPS, GraphNode, PublicStatement};
-use caravan_node::settlement::RootState;
 use serde::Deserialize;
 
 use super::earnings::{
@@ -158,12 +157,7 @@ fn epoch_page(node: &Node, detail: &EpochDetail, viewer: Option<&Viewer>) -> Epo
                         )
                     }),
                 ),
-                Ok(None) => (
-                    "not posted".to_owned(),
-                    "—".to_owned(),
-                    RootState::NeverActivated.describe(),
-                    None,
-                ),
+                Ok(None) => ("not posted".to_owned(), "—".to_owned(), "—".to_owned(), None),
                 Err(why) => (
                     "could not be read".to_owned(),
                     "—".to_owned(),
@@ -177,11 +171,7 @@ fn epoch_page(node: &Node, detail: &EpochDetail, viewer: Option<&Viewer>) -> Epo
                 root: post.root.to_string(),
                 posted,
                 activated,
-                state: if matches!(post.posted, Ok(None)) {
-                    "—".to_owned()
-                } else {
-                    state
-                },
+                state,
                 problem,
             }
         })
@@ -289,6 +279,16 @@ pub async fn bundle(
         .into_response())
 }
 
+/// The address `text` names, or a 400 that says how to write one.
+fn address_of(text: &str) -> Result<Address, PageError> {
+    text.parse().map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{text:?} is not an address: give 0x and 40 hexadecimal digits"),
+        )
+    })
+}
+
 #[derive(Deserialize)]
 pub struct Lookup {
     #[serde(default)]
@@ -297,15 +297,7 @@ pub struct Lookup {
 
 /// `GET /explorer/accounts?address=…`: the search box's answer, sent on to the account page.
 pub async fn look_up(Query(lookup): Query<Lookup>) -> Result<Redirect, PageError> {
-    let address: Address = lookup.address.trim().parse().map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{:?} is not an address: give 0x and 40 hexadecimal digits",
-                lookup.address
-            ),
-        )
-    })?;
+    let address = address_of(lookup.address.trim())?;
     Ok(Redirect::to(&format!("/explorer/accounts/{address}")))
 }
 
@@ -358,12 +350,7 @@ pub async fn account(
     viewer: Option<Viewer>,
     Path(address): Path<String>,
 ) -> Result<Response, PageError> {
-    let account: Address = address.parse().map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{address:?} is not an address: give 0x and 40 hexadecimal digits"),
-        )
-    })?;
+    let account = address_of(&address)?;
     let earnings = Arc::clone(node.earnings());
     let statement = blocking(move || earnings.public_statement(account, None)).await?;
     Ok(render(&account_page(&statement, viewer.as_ref())))
