@@ -527,6 +527,18 @@ impl Earnings {
         account: Address,
         through: Option<u64>,
     ) -> Result<Statement, EarningsError> {
+        self.statement_for(account, through, true)
+    }
+
+    /// [`Earnings::statement`]; with `labelled`, each dataset royalty says how many of its
+    /// labels are the account's (which takes a look at every project's publications, and is
+    /// for the account's own eyes only).
+    fn statement_for(
+        &self,
+        account: Address,
+        through: Option<u64>,
+        labelled: bool,
+    ) -> Result<Statement, EarningsError> {
         let (closed, tokens, names) = self.journal.read(|j| {
             let economy = j.economy();
             (
@@ -549,7 +561,7 @@ impl Earnings {
             );
         }
         let mut royalties = Vec::new();
-        let mut labels = LabelCounts::new(&self.desk, account);
+        let mut labels = labelled.then(|| LabelCounts::new(&self.desk, account));
         for epoch in (first..=last).rev() {
             let index = self.index(epoch)?;
             let line = epochs.entry(epoch).or_insert(EpochEarnings {
@@ -560,7 +572,7 @@ impl Earnings {
             let mut from_epoch = Vec::new();
             for received in index.received.get(&account).into_iter().flatten() {
                 token_line(&mut line.tokens, received.token).royalties += received.amount;
-                from_epoch.push(royalty(&index, received, &names, &mut labels));
+                from_epoch.push(royalty(&index, received, &names, labels.as_mut()));
             }
             from_epoch.sort_by_key(|r: &Royalty| std::cmp::Reverse(r.amount));
             royalties.extend(from_epoch);
@@ -872,7 +884,7 @@ fn royalty(
     index: &EpochIndex,
     received: &Received,
     names: &AssetNames,
-    labels: &mut LabelCounts<'_>,
+    labels: Option<&mut LabelCounts<'_>>,
 ) -> Royalty {
     let paths: Vec<RoyaltyPath> = index
         .top_paths(&received.asset, &received.token, PATHS_SHOWN)
@@ -893,7 +905,7 @@ fn royalty(
         weight,
         role_weight,
         labels: match received.role {
-            Some(Role::DataContributor) => labels.of(&received.asset),
+            Some(Role::DataContributor) => labels.and_then(|labels| labels.of(&received.asset)),
             _ => None,
         },
     });

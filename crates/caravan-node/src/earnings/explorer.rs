@@ -252,7 +252,7 @@ impl Earnings {
         account: Address,
         through: Option<u64>,
     ) -> Result<PublicStatement, EarningsError> {
-        let private = self.statement(account, through)?;
+        let private = self.statement_for(account, through, false)?;
         let mut epochs = Vec::new();
         for line in private.epochs.iter().filter(|e| e.closed_at_ms.is_some()) {
             let entitled = self.entitled(account, line.epoch)?;
@@ -280,20 +280,10 @@ impl Earnings {
                 tokens,
             });
         }
-        let royalties = private
-            .royalties
-            .into_iter()
-            .map(|mut royalty| {
-                if let Some(contribution) = &mut royalty.contribution {
-                    contribution.labels = None;
-                }
-                royalty
-            })
-            .collect();
         Ok(PublicStatement {
             account,
             epochs,
-            royalties,
+            royalties: private.royalties,
             chains: private.chains,
             tokens: private.tokens,
             closed_epochs: private.closed_epochs,
