@@ -2,6 +2,8 @@
 //! keys, the OpenAI error shape, paid classifications with signed receipts, idempotent retries,
 //! and 64 clients racing one prepaid balance.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -873,33 +875,11 @@ async fn mock_upstream(words: usize, delay_ms: u64) -> MockUpstream {
 }
 
 use axum::response::IntoResponse;
-use caravan_node::gateway::upstream::Upstream;
 
 /// Registers a chat model forwarding to `url`: 1,000 per call, 0.1 per prompt token and 0.4
 /// per completion token (base units).
 fn chat_model(gateway: &Gateway, name: &str, url: &str) -> AssetId {
-    let upstream = Upstream {
-        base_url: url.to_owned(),
-        model: "llama-up".into(),
-        prompt_per_million: 100_000,
-        completion_per_million: 400_000,
-        api_key_env: None,
-    };
-    let mut manifest = Manifest {
-        kind: AssetKind::Model,
-        name: name.into(),
-        owner: Address::from_label("developer"),
-        content: upstream.content_hash(),
-        licence: Licence::Commercial {
-            token: token(),
-            price_per_call: 1_000,
-            derivative_royalty: Ppm::ZERO,
-        },
-        parents: vec![],
-        roles: vec![],
-    };
-    manifest.normalise();
-    gateway.register_upstream(manifest, upstream).unwrap()
+    common::upstream_chat_model(gateway, name, url, token(), 1_000)
 }
 
 /// The whole body of a streamed reply, frame by frame.

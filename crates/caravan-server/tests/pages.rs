@@ -852,9 +852,6 @@ async fn the_developer_page_shows_the_balance_the_keys_and_snippets_for_this_nod
 
 #[tokio::test]
 async fn the_model_catalogue_lists_what_the_node_serves_with_price_lineage_and_attestations() {
-    use caravan_core::{Address, AssetKind, Licence, Manifest, Ppm};
-    use caravan_node::gateway::upstream::Upstream;
-
     let dir = tempfile::tempdir().unwrap();
     let node = open_node(dir.path(), &[], ChainDirectory::default(), &[]);
     let empty = call(
@@ -867,31 +864,13 @@ async fn the_model_catalogue_lists_what_the_node_serves_with_price_lineage_and_a
     .await;
     assert!(visible(text(&empty)).contains("This node serves no paid model yet"));
 
-    let upstream = Upstream {
-        base_url: "http://127.0.0.1:9/v1".into(),
-        model: "llama-up".into(),
-        prompt_per_million: 100_000,
-        completion_per_million: 400_000,
-        api_key_env: None,
-    };
-    let mut manifest = Manifest {
-        kind: AssetKind::Model,
-        name: "shop-assistant".into(),
-        owner: Address::from_label("developer"),
-        content: upstream.content_hash(),
-        licence: Licence::Commercial {
-            token: common::token(),
-            price_per_call: 2_500,
-            derivative_royalty: Ppm::ZERO,
-        },
-        parents: vec![],
-        roles: vec![],
-    };
-    manifest.normalise();
-    let asset = node
-        .gateway()
-        .register_upstream(manifest, upstream)
-        .unwrap();
+    let asset = common::upstream_chat_model(
+        node.gateway(),
+        "shop-assistant",
+        "http://127.0.0.1:9/v1",
+        common::token(),
+        2_500,
+    );
     let app = caravan_server::router(node);
     let listed = call(&app, Method::GET, "/models", Auth::None, None).await;
     assert_eq!(listed.status, StatusCode::OK, "open to anyone");

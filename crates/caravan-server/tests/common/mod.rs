@@ -292,3 +292,40 @@ pub async fn post_project(app: &Router, session: &str, overlap: u32, items: usiz
     assert_eq!(added.body["added"], items);
     project
 }
+
+/// Registers on `gateway` a chat model named `name` forwarding to the OpenAI server at `url`:
+/// `price_per_call` in `token`, plus 0.1 per prompt token and 0.4 per completion token (base
+/// units).
+pub fn upstream_chat_model(
+    gateway: &caravan_node::gateway::Gateway,
+    name: &str,
+    url: &str,
+    token: Address,
+    price_per_call: u128,
+) -> caravan_core::AssetId {
+    use caravan_core::{AssetKind, Licence, Manifest};
+    use caravan_node::gateway::upstream::Upstream;
+
+    let upstream = Upstream {
+        base_url: url.to_owned(),
+        model: "llama-up".into(),
+        prompt_per_million: 100_000,
+        completion_per_million: 400_000,
+        api_key_env: None,
+    };
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: name.into(),
+        owner: Address::from_label("developer"),
+        content: upstream.content_hash(),
+        licence: Licence::Commercial {
+            token,
+            price_per_call,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: vec![],
+        roles: vec![],
+    };
+    manifest.normalise();
+    gateway.register_upstream(manifest, upstream).unwrap()
+}
