@@ -19,6 +19,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More for a program to act on, beside `code` and `message` in the body's `error`: an
+    /// import's bad records, each with its place and field.
+    pub details: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -27,6 +30,7 @@ impl ApiError {
             status,
             code,
             message: message.to_string(),
+            details: None,
         }
     }
 
@@ -41,7 +45,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some((name, value)) = self.details {
+            error[name] = value;
+        }
+        let body = json!({ "error": error });
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -109,6 +117,21 @@ impl From<DeskError> for ApiError {
             DeskError::InsufficientBalance { .. } => (S::PAYMENT_REQUIRED, "insufficient_balance"),
             DeskError::ProjectExists(_) => (S::CONFLICT, "project_exists"),
             DeskError::Item { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_item"),
+            DeskError::Import(errors) => {
+                let records: Vec<serde_json::Value> = errors
+                    .errors
+                    .iter()
+                    .map(|e| {
+                        json!({ "unit": e.unit, "record": e.record, "field": e.field, "message": e.message })
+                    })
+                    .collect();
+                let mut refused = ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_import", &error);
+                refused.details = Some((
+                    "records",
+                    json!({ "listed": records, "bad_records": errors.bad_records }),
+                ));
+                return refused;
+            }
             DeskError::Assign(e) => (
                 S::CONFLICT,
                 match e {

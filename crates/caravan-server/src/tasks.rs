@@ -18,7 +18,7 @@ use caravan_node::Node;
 use caravan_node::auth::{Acting, Caller};
 use caravan_tasks::board::Verdict;
 use caravan_tasks::export::{ExportFormat, export_chunk};
-use caravan_tasks::import::{ImportFormat, import_items};
+use caravan_tasks::import::ImportFormat;
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::{ProjectId, ProjectSpec};
 use caravan_tasks::schema::Answer;
@@ -154,15 +154,8 @@ pub async fn add_items(
     let text = String::from_utf8(body.to_vec())
         .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8 text: {e}")))?;
     let desk = Arc::clone(node.desk());
-    let schema = desk.with_board(&id, |b| b.spec.schema.clone())?;
-    let items = import_items(format, &text, &schema)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_import", e))?;
-    let submitted = items.len();
-    let added = blocking(move || desk.add_items(&id, requester, items)).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({ "added": added, "already_present": submitted - added })),
-    ))
+    let imported = blocking(move || desk.import(&id, requester, format, &text)).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!(imported))))
 }
 
 #[derive(Deserialize)]

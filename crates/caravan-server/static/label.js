@@ -3,10 +3,13 @@
 // token, and is driven from the keyboard: digits pick (as the buttons show), Enter submits,
 // S skips, U takes back the latest answer while it is unsettled, ? shows the keys, arrows move
 // where that makes sense. A failed submission keeps what was typed and says why.
+// In review mode (the review queue) the form holds the labeller's answer: Enter accepts it, with
+// the reviewer's changes as a fix if they made any; A accepts it as written; R rejects it.
 (() => {
   const screen = document.querySelector('.label-screen');
   if (!screen) return;
-  const base = `/projects/${screen.dataset.project}/label`;
+  const reviewing = screen.dataset.mode === 'review';
+  const base = `/projects/${screen.dataset.project}/${reviewing ? 'review' : 'label'}`;
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const work = document.getElementById('work');
   const outcome = document.getElementById('outcome');
@@ -50,6 +53,7 @@
 
   // Redraws the progress strip; a failure leaves the last one standing.
   async function refreshProgress() {
+    if (reviewing) return;
     try {
       const response = await fetch(`${base}/progress`, { credentials: 'same-origin' });
       if (response.ok) document.getElementById('progress').innerHTML = await response.text();
@@ -95,8 +99,13 @@
       event.preventDefault();
       submit();
     });
-    form.querySelector('#skip').addEventListener('click', skip);
-    form.querySelector('#undo').addEventListener('click', undo);
+    if (reviewing) {
+      form.querySelector('#accept-as-written').addEventListener('click', () => decide({ decision: 'accept' }));
+      form.querySelector('#reject').addEventListener('click', () => decide({ decision: 'reject' }));
+    } else {
+      form.querySelector('#skip').addEventListener('click', skip);
+      form.querySelector('#undo').addEventListener('click', undo);
+    }
     const kind = form.dataset.kind;
     if (kind === 'free_text') {
       const text = form.querySelector('#text');
@@ -138,7 +147,7 @@
   }
 
   function tick() {
-    if (!form) return;
+    if (!form || reviewing) return;
     const early = Number(form.dataset.handedOut) + Number(form.dataset.minMs) - now();
     const left = Number(form.dataset.leaseUntil) - now();
     const submit = form.querySelector('#submit');
@@ -226,6 +235,11 @@
       say(String(missing));
       return;
     }
+    if (reviewing) {
+      const unchanged = JSON.stringify(value) === JSON.stringify(JSON.parse(form.dataset.takenBack));
+      await decide(unchanged ? { decision: 'accept' } : { decision: 'fix', answer: value });
+      return;
+    }
     const early = Number(form.dataset.handedOut) + Number(form.dataset.minMs) - now();
     if (early > 0) {
       say(`Not yet: this project accepts an answer ${seconds(Number(form.dataset.minMs))} s after the item was handed out, so in ${seconds(early)} s.`);
@@ -246,6 +260,29 @@
       await next();
     } catch {
       say('The network failed, so your answer may not have arrived. It is still here: submit again when you are back online.');
+    } finally {
+      busy = false;
+      form?.removeAttribute('aria-busy');
+    }
+  }
+
+  // Sends the reviewer's verdict on the judgment in the form, then shows the next one.
+  async function decide(verdict) {
+    if (busy || !form) return;
+    busy = true;
+    form.setAttribute('aria-busy', 'true');
+    try {
+      const response = await post('/verdict', { judgment: Number(form.dataset.judgment), verdict });
+      if (!response.ok) {
+        say(`Not recorded: ${await reason(response)} The answer is still here.`);
+        return;
+      }
+      const result = await response.json();
+      say('');
+      outcome.textContent = result.messages.join(' ');
+      await next();
+    } catch {
+      say('The network failed, so your review may not have arrived. Send it again when you are back online.');
     } finally {
       busy = false;
       form?.removeAttribute('aria-busy');
@@ -482,20 +519,29 @@
       keys.showModal();
       return;
     }
-    if (event.key === 'u' || event.key === 'U') {
+    if (!reviewing && (event.key === 'u' || event.key === 'U')) {
       event.preventDefault();
       undo();
       return;
     }
     if (!form) return;
+    if (reviewing && (event.key === 'a' || event.key === 'A')) {
+      event.preventDefault();
+      decide({ decision: 'accept' });
+      return;
+    }
+    if (reviewing && (event.key === 'r' || event.key === 'R')) {
+      event.preventDefault();
+      decide({ decision: 'reject' });
+      return;
+    }
     if (event.key === 'Enter') {
       if (target.matches('button, a, summary')) return;
       event.preventDefault();
       submit();
-    } else if (event.key === 's' || event.key === 'S') {
+    } else if (!reviewing && (event.key === 's' || event.key === 'S')) {
       event.preventDefault();
       skip();
-
     } else if (/^[0-9]$/.test(event.key)) {
       event.preventDefault();
       pick(event.key);

@@ -978,3 +978,400 @@ async fn a_requester_watches_their_project_and_publishes_it_from_the_page() {
         text(&nothing)
     );
 }
+
+/// A `multipart/form-data` body of `fields` and one file, as a browser's upload form sends it.
+fn upload_body(fields: &[(&str, &str)], file_name: &str, file: &str) -> (String, String) {
+    let boundary = "caravan-test-boundary";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n{file}\r\n--{boundary}--\r\n"
+    ));
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+async fn upload(
+    app: &axum::Router,
+    path: &str,
+    session: &str,
+    fields: &[(&str, &str)],
+    file_name: &str,
+    file: &str,
+) -> common::Reply {
+    let (body, content_type) = upload_body(fields, file_name, file);
+    send_with(
+        app,
+        Method::POST,
+        path,
+        Auth::Session(session),
+        Body::from(body),
+        &content_type,
+        &[],
+    )
+    .await
+}
+
+/// A urlencoded form body from pairs.
+fn encoded(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let value: String = value
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_in_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let requester = Person::new("requester");
+    let worker = Person::new("worker");
+    let reviewer = Person::new("reviewer");
+    let node = open_node(
+        dir.path(),
+        &[(requester.address, 10_000_000)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = caravan_server::router(node);
+    let lab = requester.sign_in(&app).await;
+
+    let blank = page(&app, "/requests/new", &lab).await;
+    assert_eq!(blank.status, StatusCode::OK);
+    let shown = visible(text(&blank));
+    assert!(
+        shown.contains("USDC — 10 USDC available to escrow"),
+        "{shown}"
+    );
+    let csrf = csrf_of(text(&blank));
+    let token = common::token().to_checksum();
+    let filled = |changes: &[(&'static str, &'static str)]| {
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("csrf", csrf.as_str()),
+            ("title", "Summaries of support tickets"),
+            ("instructions", "Summarise the ticket in one sentence."),
+            ("kind", "free_text"),
+            ("min_chars", "5"),
+            ("max_chars", "200"),
+            ("token", token.as_str()),
+            ("bounty", "0.5"),
+            ("budget", "4"),
+            ("overlap_min", "1"),
+            ("overlap_max", "1"),
+            ("confidence", "90%"),
+            ("gold_rate", "0%"),
+            ("exam_questions", "0"),
+            ("pass_mark", "80%"),
+            ("skill_bar", "50%"),
+            ("gold_grace", "3"),
+            ("min_seconds", "0"),
+            ("daily_cap", "100"),
+            ("lease_minutes", "10"),
+            ("deadline", ""),
+            ("method", "mv"),
+            ("order", "import_order"),
+        ];
+        for (name, value) in changes {
+            pairs.retain(|(n, _)| n != name);
+            pairs.push((name, value));
+        }
+        encoded(&pairs)
+    };
+
+    let forged = form(&app, "/requests/new", &lab, &filled(&[("csrf", "")])).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let wrong = form(
+        &app,
+        "/requests/new",
+        &lab,
+        &filled(&[("max_chars", "2"), ("bounty", "half"), ("daily_cap", "0")]),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let said = visible(text(&wrong));
+    assert!(said.contains("change these 3"), "{said}");
+    assert!(said.contains("min_chars 5 and max_chars 2"), "{said}");
+    assert!(said.contains("write it in whole tokens"), "{said}");
+    assert!(
+        said.contains("Answers per day must be at least 1"),
+        "{said}"
+    );
+    assert!(
+        text(&wrong).contains(r#"value="Summaries of support tickets""#),
+        "what was typed stays in the form"
+    );
+    assert!(
+        text(&wrong).contains(r##"href="#max_chars""##)
+            || text(&wrong).contains(r##"href="#min_chars""##)
+    );
+
+    let short = form(&app, "/requests/new", &lab, &filled(&[("budget", "11")])).await;
+    assert_eq!(short.status, StatusCode::PAYMENT_REQUIRED);
+    let said = visible(text(&short));
+    assert!(said.contains("Deposit at least 1 USDC more"), "{said}");
+    assert!(text(&short).contains(r#"<a href="/developer">developer page</a>"#));
+
+    let posted = form(&app, "/requests/new", &lab, &filled(&[])).await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", text(&posted));
+    let to = location(&posted).to_owned();
+    let project = to
+        .strip_prefix("/requests/")
+        .and_then(|rest| rest.strip_suffix("?created=1"))
+        .expect("the new project's page")
+        .to_owned();
+    let opened = visible(text(&page(&app, &to, &lab).await));
+    assert!(
+        opened.contains("Posted, and the budget is escrowed"),
+        "{opened}"
+    );
+    assert!(
+        opened.contains("Budget 0 USDC paid, 0 USDC committed, of 4 USDC"),
+        "{opened}"
+    );
+    let balance = call(&app, Method::GET, "/v1/balance", Auth::Session(&lab), None).await;
+    assert!(
+        balance.body.to_string().contains("6000000"),
+        "4 of 10 USDC escrowed: {}",
+        balance.body
+    );
+
+    let items = format!("/requests/{project}/items");
+    let bad = "{\"ticket\": \"fine\", \"data\": 3}\n{\"data\": {\"ticket\": \"x\"}, \"gold\": {\"text\": \"no\"}}\n{\"ticket\": \"ok\"}\n{\"ticket\": \n";
+    let refused = upload(
+        &app,
+        &items,
+        &lab,
+        &[("csrf", &csrf), ("format", "auto")],
+        "tickets.jsonl",
+        bad,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let said = visible(text(&refused));
+    assert!(
+        said.contains("tickets.jsonl was not imported: 2 bad records, nothing was added"),
+        "{said}"
+    );
+    assert!(
+        said.contains("line 2 gold text must be 5 to 200 characters, got 2"),
+        "{said}"
+    );
+    assert!(said.contains("line 4 json not valid JSON"), "{said}");
+    assert!(said.contains("Items resolved 0 of 0"), "{said}");
+    let unsigned = upload(
+        &app,
+        &items,
+        &lab,
+        &[("format", "auto")],
+        "tickets.jsonl",
+        bad,
+    )
+    .await;
+    assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
+    let unknown = upload(
+        &app,
+        &items,
+        &lab,
+        &[("csrf", &csrf), ("format", "auto")],
+        "tickets.txt",
+        "a",
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&unknown).contains("choose the format in the form"));
+
+    let good = "{\"ticket\": \"The printer on floor 3 jams on every job.\"}\n{\"ticket\": \"VPN drops every ten minutes since the update.\"}\n";
+    let imported = upload(
+        &app,
+        &items,
+        &lab,
+        &[("csrf", &csrf), ("format", "jsonl")],
+        "tickets.jsonl",
+        good,
+    )
+    .await;
+    assert_eq!(
+        imported.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        text(&imported)
+    );
+    let said = visible(text(&page(&app, location(&imported), &lab).await));
+    assert!(said.contains("Imported 2 items."), "{said}");
+    let again = upload(
+        &app,
+        &items,
+        &lab,
+        &[("csrf", &csrf), ("format", "jsonl")],
+        "tickets.jsonl",
+        good,
+    )
+    .await;
+    let said = visible(text(&page(&app, location(&again), &lab).await));
+    assert!(
+        said.contains("Imported 0 items; 2 were already in the project"),
+        "{said}"
+    );
+
+    let reviewers = format!("/requests/{project}/reviewers");
+    let typo = form(
+        &app,
+        &reviewers,
+        &lab,
+        &encoded(&[("csrf", &csrf), ("reviewer", "0x12")]),
+    )
+    .await;
+    assert_eq!(typo.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&typo).contains("paste the reviewer"));
+    let reviewer_address = reviewer.address.to_checksum();
+    let added = form(
+        &app,
+        &reviewers,
+        &lab,
+        &encoded(&[("csrf", &csrf), ("reviewer", &reviewer_address)]),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER);
+    let said = visible(text(&page(&app, location(&added), &lab).await));
+    assert!(
+        said.contains(&format!("{reviewer_address} may now review answers here")),
+        "{said}"
+    );
+
+    let labeller = worker.sign_in(&app).await;
+    for summary in ["Printer jams on floor 3.", "VPN dropz after update"] {
+        let next = format!("/v1/projects/{project}/next");
+        let assignment = call(&app, Method::POST, &next, Auth::Session(&labeller), None).await;
+        let body = json!({ "item": assignment.body["item"], "answer": { "text": summary } });
+        let uri = format!("/v1/projects/{project}/judgments");
+        let judged = call(
+            &app,
+            Method::POST,
+            &uri,
+            Auth::Session(&labeller),
+            Some(body),
+        )
+        .await;
+        assert_eq!(judged.status, StatusCode::CREATED, "{}", judged.body);
+    }
+    let watched = visible(text(
+        &page(&app, &format!("/requests/{project}"), &lab).await,
+    ));
+    assert!(
+        watched.contains("2 answers waiting for review"),
+        "{watched}"
+    );
+    let worker_row = format!("{} 2 0 0 — ", worker.address.to_checksum());
+    let median = watched
+        .split(&worker_row)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the worker's row");
+    assert!(
+        median.parse::<f64>().is_ok(),
+        "a median time in seconds: {watched}"
+    );
+
+    let queue = format!("/projects/{project}/review");
+    assert_eq!(
+        page(&app, &queue, &labeller).await.status,
+        StatusCode::FORBIDDEN,
+        "only reviewers"
+    );
+    let checker = reviewer.sign_in(&app).await;
+    let screen = page(&app, &queue, &checker).await;
+    assert_eq!(screen.status, StatusCode::OK);
+    assert!(visible(text(&screen)).contains("2 answers waiting when this page opened"));
+    let csrf = csrf_of(text(&screen));
+    let first = script(&app, &format!("{queue}/next"), &checker, Some(&csrf), None).await;
+    let fragment = text(&first).to_owned();
+    assert!(
+        fragment.contains("The printer on floor 3 jams on every job."),
+        "the item as the labeller saw it: {fragment}"
+    );
+    assert!(
+        fragment.contains("Printer jams on floor 3."),
+        "the answer in the form: {fragment}"
+    );
+    assert!(fragment.contains("Accept as written"));
+    let judgment: u32 = fragment
+        .split(r#"data-judgment=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the judgment under review");
+    let verdict = format!("{queue}/verdict");
+    let unsigned = script(
+        &app,
+        &verdict,
+        &checker,
+        None,
+        Some(json!({ "judgment": judgment, "verdict": { "decision": "accept" } })),
+    )
+    .await;
+    assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
+    let accepted = script(
+        &app,
+        &verdict,
+        &checker,
+        Some(&csrf),
+        Some(json!({ "judgment": judgment, "verdict": { "decision": "accept" } })),
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+    assert_eq!(
+        accepted.body["messages"][0],
+        "Accepted: 0.5 USDC paid to its labeller."
+    );
+
+    let second = script(&app, &format!("{queue}/next"), &checker, Some(&csrf), None).await;
+    assert!(text(&second).contains("VPN dropz after update"));
+    let judgment: u32 = text(&second)
+        .split(r#"data-judgment=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let too_short = script(&app, &verdict, &checker, Some(&csrf), Some(json!({ "judgment": judgment, "verdict": { "decision": "fix", "answer": { "text": "VPN" } } }))).await;
+    assert_eq!(too_short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        too_short
+            .body
+            .to_string()
+            .contains("text must be 5 to 200 characters")
+    );
+    let fixed = script(&app, &verdict, &checker, Some(&csrf), Some(json!({ "judgment": judgment, "verdict": { "decision": "fix", "answer": { "text": "The VPN drops after the update." } } }))).await;
+    assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.body);
+    assert!(
+        fixed.body["messages"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Accepted with your fix")
+    );
+    let done = script(&app, &format!("{queue}/next"), &checker, Some(&csrf), None).await;
+    assert!(visible(text(&done)).contains("Nothing waits for review"));
+
+    let watched = visible(text(
+        &page(&app, &format!("/requests/{project}"), &lab).await,
+    ));
+    assert!(watched.contains("Items resolved 2 of 2"), "{watched}");
+    assert!(watched.contains("Budget 1 USDC paid"), "{watched}");
+    assert!(
+        watched.contains("0 answers waiting for review"),
+        "{watched}"
+    );
+}

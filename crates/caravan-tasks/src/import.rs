@@ -1,6 +1,8 @@
 //! Item import from JSONL, CSV and Label Studio task JSON. Every record is validated against the
-//! project's schema (gold answers and model predictions included); the first bad record stops
-//! the import with its position and field, so nothing is half-imported.
+//! project's schema (gold answers and model predictions included). A bad record stops the import,
+//! so nothing is half-imported, but the parser carries on to the end of the file and reports
+//! every bad record (the first [`MAX_REPORTED_ERRORS`], and how many in all) with its position
+//! and field, so a requester fixes a file in one pass rather than one error per try.
 //!
 //! - JSONL: one object per line, either `{"data": {...}, "gold": ANSWER, "predictions": [...]}`
 //!   or a plain object that is the item's data.
@@ -52,24 +54,100 @@ pub struct ImportError {
     pub message: String,
 }
 
+/// The most bad records one refused import lists; the rest are only counted.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Why an import was refused: its bad records in file order (at most [`MAX_REPORTED_ERRORS`])
+/// and how many there were in all. A fault of the whole file (not JSON, no header) is one error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportErrors {
+    pub errors: Vec<ImportError>,
+    pub bad_records: usize,
+}
+
+impl ImportErrors {
+    fn one(error: ImportError) -> ImportErrors {
+        ImportErrors {
+            errors: vec![error],
+            bad_records: 1,
+        }
+    }
+
+    /// The first bad record, which every refused import has.
+    pub fn first(&self) -> &ImportError {
+        &self.errors[0]
+    }
+}
+
+impl std::fmt::Display for ImportErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.first())?;
+        match self.bad_records {
+            1 => Ok(()),
+            2 => write!(f, " (and 1 more bad record)"),
+            n => write!(f, " (and {} more bad records)", n - 1),
+        }
+    }
+}
+
+impl std::error::Error for ImportErrors {}
+
+impl From<ImportError> for ImportErrors {
+    fn from(error: ImportError) -> ImportErrors {
+        ImportErrors::one(error)
+    }
+}
+
+/// The records of a file as they are parsed: good ones kept, bad ones listed.
+#[derive(Default)]
+struct Records {
+    items: Vec<Item>,
+    errors: Vec<ImportError>,
+    bad_records: usize,
+}
+
+impl Records {
+    fn push(&mut self, record: Result<Item, ImportError>) {
+        match record {
+            Ok(item) => self.items.push(item),
+            Err(error) => {
+                self.bad_records += 1;
+                if self.errors.len() < MAX_REPORTED_ERRORS {
+                    self.errors.push(error);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Vec<Item>, ImportErrors> {
+        if self.bad_records > 0 {
+            return Err(ImportErrors {
+                errors: self.errors,
+                bad_records: self.bad_records,
+            });
+        }
+        Ok(self.items)
+    }
+}
+
 /// Parses and validates every record of `text`.
 pub fn import_items(
     format: ImportFormat,
     text: &str,
     schema: &LabelSchema,
-) -> Result<Vec<Item>, ImportError> {
+) -> Result<Vec<Item>, ImportErrors> {
     let items = match format {
         ImportFormat::Jsonl => parse_jsonl(text, schema)?,
         ImportFormat::Csv => parse_csv(text, schema)?,
         ImportFormat::LabelStudio => parse_label_studio(text, schema)?,
     };
     if items.len() > MAX_IMPORT_ITEMS {
-        return Err(ImportError {
+        return Err(ImportErrors::one(ImportError {
             unit: "import",
             record: items.len(),
             field: "items".into(),
             message: format!("more than {MAX_IMPORT_ITEMS} items; split the file"),
-        });
+        }));
     }
     Ok(items)
 }
@@ -98,35 +176,42 @@ fn checked(
                 format!("predictions[{index}]")
             }
         };
-        error(unit, record, &field, e)
+        // The error's own text may start with the field it names; say the field once.
+        let message = e.to_string();
+        let message = message
+            .strip_prefix(&format!("{field}: "))
+            .map_or(message.clone(), str::to_owned);
+        error(unit, record, &field, message)
     })?;
     Ok(item)
 }
 
-fn parse_jsonl(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError> {
-    let mut items = Vec::new();
+fn parse_jsonl(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportErrors> {
+    let mut records = Records::default();
     for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
+        if !line.trim().is_empty() {
+            records.push(jsonl_record(line, i + 1, schema));
         }
-        let value: Value = serde_json::from_str(line)
-            .map_err(|e| error("line", line_no, "json", format!("not valid JSON: {e}")))?;
-        let item = match value.get("data") {
-            Some(data) if data.is_object() => serde_json::from_value::<Item>(value.clone())
-                .map_err(|e| error("line", line_no, "item", e))?,
-            _ => Item {
-                data: value,
-                gold: None,
-                predictions: Vec::new(),
-            },
-        };
-        items.push(checked(item, schema, "line", line_no)?);
     }
-    Ok(items)
+    records.finish()
 }
 
-fn parse_csv(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError> {
+fn jsonl_record(line: &str, line_no: usize, schema: &LabelSchema) -> Result<Item, ImportError> {
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| error("line", line_no, "json", format!("not valid JSON: {e}")))?;
+    let item = match value.get("data") {
+        Some(data) if data.is_object() => serde_json::from_value::<Item>(value.clone())
+            .map_err(|e| error("line", line_no, "item", e))?,
+        _ => Item {
+            data: value,
+            gold: None,
+            predictions: Vec::new(),
+        },
+    };
+    checked(item, schema, "line", line_no)
+}
+
+fn parse_csv(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportErrors> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
@@ -135,37 +220,48 @@ fn parse_csv(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError>
         .map_err(|e| error("line", 1, "header", e))?
         .clone();
     if headers.is_empty() || headers.iter().any(str::is_empty) {
-        return Err(error("line", 1, "header", "every column needs a name"));
+        return Err(error("line", 1, "header", "every column needs a name").into());
     }
-    let mut items = Vec::new();
+    let mut records = Records::default();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            error("line", line, "row", e)
-        })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let mut data = serde_json::Map::new();
-        let mut gold = None;
-        for (name, value) in headers.iter().zip(record.iter()) {
-            if name == "gold" {
-                if !value.is_empty() {
-                    gold = Some(
-                        parse_answer_text(schema, value)
-                            .map_err(|message| error("line", line, "gold", message))?,
-                    );
-                }
-            } else {
-                data.insert(name.to_owned(), Value::String(value.to_owned()));
-            }
-        }
-        let item = Item {
-            data: Value::Object(data),
-            gold,
-            predictions: Vec::new(),
-        };
-        items.push(checked(item, schema, "line", line)?);
+        records.push(
+            record
+                .map_err(|e| {
+                    let line = e.position().map_or(0, |p| p.line() as usize);
+                    error("line", line, "row", e)
+                })
+                .and_then(|record| csv_record(&headers, &record, schema)),
+        );
     }
-    Ok(items)
+    records.finish()
+}
+
+fn csv_record(
+    headers: &csv::StringRecord,
+    record: &csv::StringRecord,
+    schema: &LabelSchema,
+) -> Result<Item, ImportError> {
+    let line = record.position().map_or(0, |p| p.line() as usize);
+    let mut data = serde_json::Map::new();
+    let mut gold = None;
+    for (name, value) in headers.iter().zip(record.iter()) {
+        if name == "gold" {
+            if !value.is_empty() {
+                gold = Some(
+                    parse_answer_text(schema, value)
+                        .map_err(|message| error("line", line, "gold", message))?,
+                );
+            }
+        } else {
+            data.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    let item = Item {
+        data: Value::Object(data),
+        gold,
+        predictions: Vec::new(),
+    };
+    checked(item, schema, "line", line)
 }
 
 /// Reads an answer written as plain text, as a CSV cell or a command-line argument holds it:
@@ -197,7 +293,7 @@ pub fn parse_answer_text(schema: &LabelSchema, text: &str) -> Result<Answer, Str
     })
 }
 
-fn parse_label_studio(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportError> {
+fn parse_label_studio(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportErrors> {
     let tasks: Vec<Value> = serde_json::from_str(text).map_err(|e| {
         error(
             "task",
@@ -206,66 +302,73 @@ fn parse_label_studio(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, Imp
             format!("expected a JSON array of Label Studio tasks: {e}"),
         )
     })?;
-    let mut items = Vec::with_capacity(tasks.len());
+    let mut records = Records::default();
     for (i, task) in tasks.iter().enumerate() {
-        let record = i + 1;
-        let data = task
-            .get("data")
-            .filter(|d| d.is_object())
-            .ok_or_else(|| error("task", record, "data", "missing or not an object"))?
-            .clone();
-        let mut predictions = Vec::new();
-        let listed = match task.get("predictions") {
-            None | Some(Value::Null) => &Vec::new(),
-            Some(Value::Array(list)) => list,
-            Some(_) => return Err(error("task", record, "predictions", "must be an array")),
-        };
-        for (p, prediction) in listed.iter().enumerate() {
-            let field = format!("predictions[{p}]");
-            let model = prediction
-                .get("model_version")
-                .and_then(Value::as_str)
-                .unwrap_or("unnamed model")
-                .to_owned();
-            let score = match prediction.get("score") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_f64().ok_or_else(|| {
-                    error(
-                        "task",
-                        record,
-                        &format!("{field}.score"),
-                        "must be a number",
-                    )
-                })?),
-            };
-            let results = prediction
-                .get("result")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    error(
-                        "task",
-                        record,
-                        &format!("{field}.result"),
-                        "must be an array",
-                    )
-                })?;
-            let answer = answer_from_results(schema, results).map_err(|(r, message)| {
-                error("task", record, &format!("{field}.result[{r}]"), message)
-            })?;
-            predictions.push(Prediction {
-                model,
-                answer,
-                score,
-            });
-        }
-        let item = Item {
-            data,
-            gold: None,
-            predictions,
-        };
-        items.push(checked(item, schema, "task", record)?);
+        records.push(label_studio_task(task, i + 1, schema));
     }
-    Ok(items)
+    records.finish()
+}
+
+fn label_studio_task(
+    task: &Value,
+    record: usize,
+    schema: &LabelSchema,
+) -> Result<Item, ImportError> {
+    let data = task
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| error("task", record, "data", "missing or not an object"))?
+        .clone();
+    let mut predictions = Vec::new();
+    let listed = match task.get("predictions") {
+        None | Some(Value::Null) => &Vec::new(),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(error("task", record, "predictions", "must be an array")),
+    };
+    for (p, prediction) in listed.iter().enumerate() {
+        let field = format!("predictions[{p}]");
+        let model = prediction
+            .get("model_version")
+            .and_then(Value::as_str)
+            .unwrap_or("unnamed model")
+            .to_owned();
+        let score = match prediction.get("score") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_f64().ok_or_else(|| {
+                error(
+                    "task",
+                    record,
+                    &format!("{field}.score"),
+                    "must be a number",
+                )
+            })?),
+        };
+        let results = prediction
+            .get("result")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                error(
+                    "task",
+                    record,
+                    &format!("{field}.result"),
+                    "must be an array",
+                )
+            })?;
+        let answer = answer_from_results(schema, results).map_err(|(r, message)| {
+            error("task", record, &format!("{field}.result[{r}]"), message)
+        })?;
+        predictions.push(Prediction {
+            model,
+            answer,
+            score,
+        });
+    }
+    let item = Item {
+        data,
+        gold: None,
+        predictions,
+    };
+    checked(item, schema, "task", record)
 }
 
 /// Converts one prediction's Label Studio results into an answer for `schema`; the error names

@@ -18,6 +18,7 @@ use caravan_tasks::board::{
     Verdict,
 };
 use caravan_tasks::dataset::DatasetError;
+use caravan_tasks::import::{ImportErrors, ImportFormat, import_items};
 use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
@@ -73,6 +74,8 @@ pub enum DeskError {
     ProjectExists(ProjectId),
     #[error("item {index}: {error}")]
     Item { index: usize, error: ItemError },
+    #[error("the file was not imported, nothing was added: {0}")]
+    Import(ImportErrors),
     #[error(transparent)]
     Assign(#[from] AssignError),
     #[error(transparent)]
@@ -103,6 +106,14 @@ pub enum DeskError {
     Store(#[from] JournalError),
     #[error("stored work record {seq} cannot be read: {why}")]
     CorruptRecord { seq: u64, why: String },
+}
+
+/// What an import added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Imported {
+    pub added: usize,
+    /// Items of the file the project already had (the same data), left as they were.
+    pub already_present: usize,
 }
 
 /// What a submission or review led to, for the person who made it.
@@ -268,6 +279,29 @@ impl Desk {
         let pending = self.meter.settle(hold, || self.journal.enqueue(events));
         self.commit_pending(boards, pending)?;
         Ok(id)
+    }
+
+    /// Imports a file of items in `format` for the project's requester: every record is parsed
+    /// and checked against the project's schema, and the file is refused whole, with every bad
+    /// record named, if any is wrong. Items already on the project are not added twice.
+    pub fn import(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+        format: ImportFormat,
+        text: &str,
+    ) -> Result<Imported, DeskError> {
+        let schema = self.with_board(project, |board| {
+            check_requester(board, requester)?;
+            Ok::<_, DeskError>(board.spec.schema.clone())
+        })??;
+        let items = import_items(format, text, &schema).map_err(DeskError::Import)?;
+        let submitted = items.len();
+        let added = self.add_items(project, requester, items)?;
+        Ok(Imported {
+            added,
+            already_present: submitted - added,
+        })
     }
 
     /// Adds items; returns how many were new. Every item is validated against the schema before

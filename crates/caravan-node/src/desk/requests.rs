@@ -48,6 +48,8 @@ pub struct ContributorRecord {
     pub gold_answered: u32,
     pub gold_right: u32,
     pub paused: Option<String>,
+    /// The median time from hand-out to answer, in milliseconds (filled for the page shown).
+    pub median_spent_ms: Option<u32>,
 }
 
 /// A project as its requester watches it.
@@ -64,6 +66,8 @@ pub struct RequestView {
     pub contributor_count: usize,
     /// Datasets published from it, newest first.
     pub publications: Vec<AssetId>,
+    /// Who may review its written and marked answers.
+    pub reviewers: Vec<Address>,
     /// When the agreement in `status` was measured (see [`AGREEMENT_FRESH_MS`]).
     pub agreement_measured_ms: u64,
     /// Whether the board changed since.
@@ -145,6 +149,7 @@ impl Desk {
                     gold_answered: c.gold_seen + c.exam_answered,
                     gold_right: c.gold_correct + c.exam_correct,
                     paused: c.paused.as_ref().map(ToString::to_string),
+                    median_spent_ms: None,
                 })
                 .collect();
             let contributor_count = records.len();
@@ -164,7 +169,17 @@ impl Desk {
                 status,
                 committed: board.committed(),
                 closed: board.is_closed(),
-                contributors: records.into_iter().skip(skip).take(take).collect(),
+                contributors: records
+                    .into_iter()
+                    .skip(skip)
+                    .take(take)
+                    .map(|mut record| {
+                        record.median_spent_ms = board
+                            .contributor(&record.account)
+                            .and_then(|c| c.median_spent_ms());
+                        record
+                    })
+                    .collect(),
                 contributor_count,
                 publications: board
                     .publications()
@@ -172,6 +187,7 @@ impl Desk {
                     .rev()
                     .map(|(asset, _)| AssetId(*asset))
                     .collect(),
+                reviewers: board.reviewers(),
                 agreement_measured_ms: agreement.measured_ms,
                 agreement_exact: agreement.events == board.event_count(),
             })

@@ -59,8 +59,10 @@ pub struct ItemView {
     /// The text spans are marked in (a field of the item).
     pub span_text: String,
     /// An answer taken back to be changed, as JSON, which the screen puts back in the form
-    /// (empty for a fresh item).
+    /// (empty for a fresh item); on the review screen, the answer under review.
     pub taken_back: String,
+    /// On the review screen: the judgment under review.
+    pub review: Option<u32>,
 }
 
 fn key_of(index: usize) -> String {
@@ -202,6 +204,7 @@ pub fn item_view(spec: &ProjectSpec, assignment: &Assignment, now_ms: u64) -> It
         input_name: "",
         legend: String::new(),
         taken_back: String::new(),
+        review: None,
         compact: false,
         min_selected: 0,
         max_selected: 0,

@@ -191,23 +191,23 @@ pub async fn label_page(
 
 #[derive(Template)]
 #[template(path = "item.html")]
-struct ItemFragment {
-    view: ItemView,
+pub(super) struct ItemFragment {
+    pub(super) view: ItemView,
 }
 
 #[derive(Template)]
 #[template(path = "no_item.html")]
-struct NoItemFragment {
-    heading: &'static str,
-    message: String,
-    paused: bool,
+pub(super) struct NoItemFragment {
+    pub(super) heading: &'static str,
+    pub(super) message: String,
+    pub(super) paused: bool,
 }
 
 /// A request of the screen's own script: the signed-in viewer, checked to carry their session's
 /// CSRF token, and the project in the path.
 pub struct ScreenRequest {
-    account: Address,
-    project: ProjectId,
+    pub(super) account: Address,
+    pub(super) project: ProjectId,
 }
 
 impl FromRequestParts<Arc<Node>> for ScreenRequest {

@@ -1,5 +1,6 @@
 //! The web pages people use, served by the node itself: sign-in, the task board, the
-//! labeling screen, the earnings page, and the explorer anyone may use without signing in. Pages are drawn on the server from compile-time-checked templates
+//! labeling screen, the earnings page, the requester's console (new projects, imports,
+//! reviewers, the review queue), and the explorer anyone may use without signing in. Pages are drawn on the server from compile-time-checked templates
 //! (`templates/`); the few scripts they use are the node's own (`static/`), served from the
 //! binary, with no build step and nothing fetched from elsewhere.
 //!
@@ -14,13 +15,16 @@ mod explorer;
 mod item;
 mod label;
 mod models;
+mod new_project;
 pub mod page;
 mod requests;
+mod review;
 mod sign_in;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use caravan_node::Node;
@@ -55,6 +59,9 @@ pub fn pages() -> Router<Arc<Node>> {
         .route("/projects/{project}/label/skip", post(label::skip_item))
         .route("/projects/{project}/label/undo", post(label::undo_last))
         .route("/projects/{project}/label/progress", get(label::progress))
+        .route("/projects/{project}/review", get(review::review_page))
+        .route("/projects/{project}/review/next", post(review::next_review))
+        .route("/projects/{project}/review/verdict", post(review::decide))
         .route("/earnings", get(earnings::earnings_page))
         .route(
             "/earnings/payout-chain",
@@ -63,7 +70,20 @@ pub fn pages() -> Router<Arc<Node>> {
         .route("/earnings/claim", post(earnings::claim_on_embedded))
         .route("/earnings/claims/{chain_id}", get(earnings::claim_calls))
         .route("/requests", get(requests::requests))
+        .route(
+            "/requests/new",
+            get(new_project::new_project).post(new_project::create_project),
+        )
         .route("/requests/{project}", get(requests::request))
+        .route(
+            "/requests/{project}/items",
+            post(requests::upload_items)
+                .layer(DefaultBodyLimit::max(crate::routes::MAX_BODY_BYTES)),
+        )
+        .route(
+            "/requests/{project}/reviewers",
+            post(requests::add_reviewer),
+        )
         .route("/requests/{project}/publish", post(requests::publish))
         .route("/developer", get(developer::developer_page))
         .route("/developer/deposit", get(developer::deposit_calls))

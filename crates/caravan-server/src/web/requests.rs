@@ -1,21 +1,24 @@
 //! The requester's pages: their projects, and each one watched live — progress, money,
-//! agreement, every contributor's record in pages — with publishing and the exports.
+//! agreement, every contributor's record in pages (median time per answer included) — with
+//! item uploads (a refused file lists every bad record), reviewers, publishing and the exports.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Redirect, Response};
-use caravan_core::{Licence, Ppm};
+use axum::response::{IntoResponse, Redirect, Response};
+use caravan_core::{Address, Licence, Ppm};
 use caravan_node::Node;
-use caravan_node::desk::{AGREEMENT_FRESH_MS, RequestView, RequestedProject};
+use caravan_node::desk::{AGREEMENT_FRESH_MS, DeskError, RequestView, RequestedProject};
+use caravan_tasks::import::ImportFormat;
+use caravan_tasks::project::ProjectId;
 use serde::Deserialize;
 
 use super::earnings::{token_of, utc_minute};
 use super::page::{Chrome, PageError, Viewer, render, url_encode};
-use crate::error::blocking;
+use crate::error::{ApiError, blocking};
 use crate::tasks::project_id;
 
 /// A moment to the second: `2026-12-05 14:03:07 UTC`.
@@ -57,7 +60,26 @@ pub struct ContributorRow {
     pub accepted: u32,
     pub rejected: u32,
     pub gold: String,
+    pub median_time: String,
     pub paused: String,
+}
+
+/// A refused import, as the page lists it: each bad record with its place and field.
+pub struct ImportReport {
+    pub file: String,
+    pub bad_records: usize,
+    pub listed: Vec<(String, String, String)>,
+    /// Bad records beyond those listed.
+    pub unlisted: usize,
+}
+
+/// A time spent on an item, to the tenth of a second under a minute.
+fn time_spent(ms: u32) -> String {
+    if ms < 60_000 {
+        format!("{:.1} s", f64::from(ms) / 1000.0)
+    } else {
+        super::board::seconds_in_words(ms / 1000)
+    }
 }
 
 #[derive(Template)]
@@ -78,6 +100,9 @@ struct RequestPage {
     next: Option<usize>,
     publications: Vec<String>,
     closed: bool,
+    reviewers: Vec<String>,
+    awaiting_review: u64,
+    import_report: Option<ImportReport>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +111,40 @@ pub struct RequestQuery {
     page: Option<usize>,
     #[serde(default)]
     published: Option<String>,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    imported: Option<usize>,
+    #[serde(default)]
+    present: Option<usize>,
+    #[serde(default)]
+    reviewer: Option<String>,
+}
+
+impl RequestQuery {
+    /// What the last change did, said once on the page it led back to.
+    fn notice(&self) -> Option<String> {
+        if let Some(asset) = &self.published {
+            return Some(format!(
+                "Published as dataset {asset}: its contributors share every royalty it earns."
+            ));
+        }
+        if let Some(added) = self.imported {
+            let present = self.present.unwrap_or(0);
+            return Some(match present {
+                0 => format!("Imported {added} items."),
+                _ => format!(
+                    "Imported {added} items; {present} were already in the project and were left as they were."
+                ),
+            });
+        }
+        if let Some(reviewer) = &self.reviewer {
+            return Some(format!("{reviewer} may now review answers here."));
+        }
+        self.created.as_ref().map(|_| {
+            "Posted, and the budget is escrowed. Import items below: the project is listed once it has some.".to_owned()
+        })
+    }
 }
 
 fn percent(part: u64, whole: u64) -> String {
@@ -103,6 +162,7 @@ fn request_page(
     project: String,
     page: usize,
     notice: Option<String>,
+    import_report: Option<ImportReport>,
 ) -> RequestPage {
     let tokens = node.journal().read(|j| j.economy().tokens().clone());
     let token = token_of(&tokens, &view.spec.token);
@@ -185,6 +245,7 @@ fn request_page(
                         percent(u64::from(c.gold_right), u64::from(c.gold_answered))
                     )
                 },
+                median_time: c.median_spent_ms.map_or_else(|| "—".to_owned(), time_spent),
                 paused: c.paused.clone().unwrap_or_default(),
             })
             .collect(),
@@ -194,7 +255,30 @@ fn request_page(
         next: (shown < view.contributor_count).then_some(page + 1),
         publications: view.publications.iter().map(ToString::to_string).collect(),
         closed: view.closed,
+        reviewers: view.reviewers.iter().map(Address::to_checksum).collect(),
+        awaiting_review: status.awaiting_review,
+        import_report,
     }
+}
+
+/// One page of `project` for `viewer`, off the async runtime.
+async fn view_of(
+    node: &Arc<Node>,
+    viewer: &Viewer,
+    id: ProjectId,
+    page: usize,
+) -> Result<RequestView, PageError> {
+    let desk = Arc::clone(node.desk());
+    let account = viewer.account;
+    Ok(blocking(move || {
+        desk.request_view(
+            &id,
+            account,
+            page * CONTRIBUTORS_PER_PAGE,
+            CONTRIBUTORS_PER_PAGE,
+        )
+    })
+    .await?)
 }
 
 /// `GET /requests/{project}`.
@@ -206,27 +290,159 @@ pub async fn request(
 ) -> Result<Response, PageError> {
     let id = project_id(&project)?;
     let page = query.page.unwrap_or(0);
-    let desk = Arc::clone(node.desk());
-    let account = viewer.account;
-    let view = blocking(move || {
-        desk.request_view(
-            &id,
-            account,
-            page * CONTRIBUTORS_PER_PAGE,
-            CONTRIBUTORS_PER_PAGE,
-        )
-    })
-    .await?;
-    let notice = query.published.map(|asset| {
-        format!("Published as dataset {asset}: its contributors share every royalty it earns.")
-    });
+    let view = view_of(&node, &viewer, id, page).await?;
     Ok(render(&request_page(
         &node,
         &view,
         &viewer,
         id.to_string(),
         page,
-        notice,
+        query.notice(),
+        None,
+    )))
+}
+
+/// The file format an upload names, or the one its file name says.
+fn upload_format(chosen: &str, file_name: &str) -> Result<ImportFormat, PageError> {
+    match chosen {
+        "jsonl" => Ok(ImportFormat::Jsonl),
+        "csv" => Ok(ImportFormat::Csv),
+        "label_studio" => Ok(ImportFormat::LabelStudio),
+        _ => ImportFormat::from_file_name(file_name).ok_or_else(|| {
+            PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{file_name:?} does not end in .jsonl, .csv or .json, so its format is not known: choose the format in the form."
+                ),
+            )
+        }),
+    }
+}
+
+/// What an upload form sent.
+struct Upload {
+    csrf: String,
+    format: String,
+    file_name: String,
+    bytes: Vec<u8>,
+}
+
+async fn read_upload(mut form: Multipart) -> Result<Upload, PageError> {
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        PageError::new(
+            e.status(),
+            format!("The upload could not be read: {}.", e.body_text()),
+        )
+    };
+    let mut upload = Upload {
+        csrf: String::new(),
+        format: String::new(),
+        file_name: String::new(),
+        bytes: Vec::new(),
+    };
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("csrf") => upload.csrf = field.text().await.map_err(unreadable)?,
+            Some("format") => upload.format = field.text().await.map_err(unreadable)?,
+            Some("file") => {
+                upload.file_name = field.file_name().unwrap_or_default().to_owned();
+                upload.bytes = field.bytes().await.map_err(unreadable)?.to_vec();
+            }
+            _ => {}
+        }
+    }
+    Ok(upload)
+}
+
+/// `POST /requests/{project}/items`: a file of items uploaded from the page. A refused file
+/// adds nothing and comes back on the project's page with every bad record listed.
+pub async fn upload_items(
+    State(node): State<Arc<Node>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    form: Multipart,
+) -> Result<Response, PageError> {
+    let upload = read_upload(form).await?;
+    viewer.check_csrf(Some(&upload.csrf))?;
+    let id = project_id(&project)?;
+    if upload.bytes.is_empty() {
+        return Err(PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No file came with the form, or it was empty: choose a file of items to import.",
+        ));
+    }
+    let format = upload_format(&upload.format, &upload.file_name)?;
+    let text = String::from_utf8(upload.bytes).map_err(|e| {
+        PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{:?} is not UTF-8 text (byte {} is not): save it as UTF-8 and upload it again.",
+                upload.file_name,
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    let desk = Arc::clone(node.desk());
+    let account = viewer.account;
+    let imported =
+        blocking(move || Ok::<_, ApiError>(desk.import(&id, account, format, &text))).await?;
+    match imported {
+        Ok(imported) => Ok(Redirect::to(&format!(
+            "/requests/{project}?imported={}&present={}",
+            imported.added, imported.already_present
+        ))
+        .into_response()),
+        Err(DeskError::Import(refused)) => {
+            let report = ImportReport {
+                file: upload.file_name,
+                bad_records: refused.bad_records,
+                unlisted: refused.bad_records - refused.errors.len(),
+                listed: refused
+                    .errors
+                    .into_iter()
+                    .map(|e| (format!("{} {}", e.unit, e.record), e.field, e.message))
+                    .collect(),
+            };
+            let view = view_of(&node, &viewer, id, 0).await?;
+            let page = request_page(&node, &view, &viewer, id.to_string(), 0, None, Some(report));
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+        }
+        Err(error) => Err(ApiError::from(error).into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReviewerForm {
+    #[serde(default)]
+    csrf: String,
+    reviewer: String,
+}
+
+/// `POST /requests/{project}/reviewers`: lets an account review the project's written and
+/// marked answers.
+pub async fn add_reviewer(
+    State(node): State<Arc<Node>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Form(form): Form<ReviewerForm>,
+) -> Result<Redirect, PageError> {
+    viewer.check_csrf(Some(&form.csrf))?;
+    let id = project_id(&project)?;
+    let reviewer: Address = form.reviewer.trim().parse().map_err(|why| {
+        PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{:?} is not an account address ({why}): paste the reviewer's 0x address.",
+                form.reviewer.trim()
+            ),
+        )
+    })?;
+    let desk = Arc::clone(node.desk());
+    let account = viewer.account;
+    blocking(move || desk.add_reviewer(&id, account, reviewer)).await?;
+    Ok(Redirect::to(&format!(
+        "/requests/{project}?reviewer={}",
+        reviewer.to_checksum()
     )))
 }
 

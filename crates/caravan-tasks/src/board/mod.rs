@@ -58,6 +58,10 @@ pub enum TaskEvent {
         item: ItemId,
         answer: Answer,
         at_ms: u64,
+        /// When the item was handed out under the lease it was answered in, so the time spent
+        /// is known (absent in records written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handed_out_ms: Option<u64>,
     },
     Reviewed {
         reviewer: Address,
@@ -169,6 +173,8 @@ pub struct Judgment {
     pub contributor: Address,
     pub answer: Answer,
     pub at_ms: u64,
+    /// Milliseconds from hand-out to answer, where the record kept the hand-out.
+    pub spent_ms: Option<u32>,
     /// Answered on a gold item (exam or check question).
     pub gold: bool,
     pub status: JudgmentStatus,
@@ -231,9 +237,22 @@ pub struct Contributor {
     pub rejected: u32,
     /// When they last submitted, for the project's [`Pace`].
     pub last_at_ms: Option<u64>,
+    /// Time from hand-out to answer of each answer whose record kept it, in order.
+    pub spent_ms: Vec<u32>,
 }
 
 impl Contributor {
+    /// The median time from hand-out to answer, in milliseconds (the lower middle of an even
+    /// count); `None` before any timed answer.
+    pub fn median_spent_ms(&self) -> Option<u32> {
+        if self.spent_ms.is_empty() {
+            return None;
+        }
+        let mut times = self.spent_ms.clone();
+        let middle = (times.len() - 1) / 2;
+        Some(*times.select_nth_unstable(middle).1)
+    }
+
     /// The board's running estimate of how often this contributor is right, from gold answers
     /// (exam included) with a Beta(4, 1) prior: 0.8 before any gold, so newcomers count but
     /// less than a proven contributor.
@@ -364,7 +383,18 @@ impl Board {
                 item,
                 answer,
                 at_ms,
-            } => self.record_judgment(*contributor, *item, answer.clone(), *at_ms, &mut effects),
+                handed_out_ms,
+            } => {
+                let spent_ms = handed_out_ms
+                    .map(|since| u32::try_from(at_ms.saturating_sub(since)).unwrap_or(u32::MAX));
+                self.record_judgment(
+                    *contributor,
+                    *item,
+                    answer.clone(),
+                    (*at_ms, spent_ms),
+                    &mut effects,
+                )
+            }
             TaskEvent::Reviewed {
                 judgment, verdict, ..
             } => self.record_review(*judgment, verdict, &mut effects),
@@ -446,6 +476,7 @@ impl Board {
             item,
             answer,
             at_ms: now_ms,
+            handed_out_ms: Some(lease.since_ms),
         };
         let effects = self.apply(&event);
         let judgment = self.judgments.len() as u32 - 1;
@@ -458,7 +489,7 @@ impl Board {
         contributor: Address,
         item_id: ItemId,
         answer: Answer,
-        at_ms: u64,
+        (at_ms, spent_ms): (u64, Option<u32>),
         effects: &mut Vec<Effect>,
     ) {
         self.release_lease(&contributor);
@@ -473,6 +504,7 @@ impl Board {
             contributor,
             answer,
             at_ms,
+            spent_ms,
             gold,
             status: JudgmentStatus::Pending,
         });
@@ -480,6 +512,7 @@ impl Board {
         let record = self.contributors.entry(contributor).or_default();
         record.seen.insert(index);
         record.submitted += 1;
+        record.spent_ms.extend(spent_ms);
         let day = at_ms / DAY_MS;
         if record.day != day {
             record.day = day;
@@ -590,6 +623,13 @@ impl Board {
 
     pub fn is_reviewer(&self, account: &Address) -> bool {
         self.reviewers.contains(account)
+    }
+
+    /// Who may review, in address order.
+    pub fn reviewers(&self) -> Vec<Address> {
+        let mut reviewers: Vec<Address> = self.reviewers.iter().copied().collect();
+        reviewers.sort();
+        reviewers
     }
 
     /// Paid so far, in the token's base units; never more than the budget.

@@ -652,6 +652,10 @@ fn the_latest_unsettled_submission_is_taken_back_and_its_item_handed_back_under_
         "the item comes back under the lease it was answered under"
     );
     assert_eq!(board.contributor(&ada).unwrap().submitted, 0);
+    assert!(
+        board.contributor(&ada).unwrap().spent_ms.is_empty(),
+        "the time of the answer taken back goes with it"
+    );
     assert!(board.judgments()[0].status == JudgmentStatus::Withdrawn);
     assert!(board.items()[0].judgments.is_empty(), "it no longer counts");
     assert_eq!(
@@ -679,6 +683,15 @@ fn the_latest_unsettled_submission_is_taken_back_and_its_item_handed_back_under_
     assert_eq!(
         paid, 30,
         "three agreeing judgments, the withdrawn one not among them"
+    );
+    assert_eq!(
+        board.contributor(&ada).unwrap().median_spent_ms(),
+        Some(7 * SECOND as u32),
+        "answered again 7 s after the first hand-out, under the same lease"
+    );
+    assert_eq!(
+        replayed_contributor_times(&log, &board, ada),
+        vec![7 * SECOND as u32]
     );
     assert_eq!(
         board.withdraw_last(ada, now),
@@ -721,4 +734,23 @@ fn a_submission_is_not_taken_back_once_its_lease_would_have_ended_or_once_graded
         Err(UndoError::Nothing),
         "a check answer is graded at once"
     );
+}
+
+#[test]
+fn the_median_time_per_answer_is_the_lower_middle_and_starts_unknown() {
+    let mut contributor = Contributor::default();
+    assert_eq!(contributor.median_spent_ms(), None);
+    contributor.spent_ms = vec![9_000, 1_000, 4_000];
+    assert_eq!(contributor.median_spent_ms(), Some(4_000));
+    contributor.spent_ms.push(2_000);
+    assert_eq!(contributor.median_spent_ms(), Some(2_000));
+}
+
+/// The answer times a replay of `log` gives `account`.
+fn replayed_contributor_times(log: &[TaskEvent], board: &Board, account: Address) -> Vec<u32> {
+    let mut replayed = Board::new(board.id, board.requester, spec());
+    for event in log {
+        replayed.apply(event);
+    }
+    replayed.contributor(&account).unwrap().spent_ms.clone()
 }

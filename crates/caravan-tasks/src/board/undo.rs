@@ -132,6 +132,7 @@ impl Board {
         }
         record.status = JudgmentStatus::Withdrawn;
         let item = record.item;
+        let timed = record.spent_ms.is_some();
         self.liable -= 1;
         self.awaiting_review.remove(&judgment);
         self.items[item as usize]
@@ -140,6 +141,10 @@ impl Board {
         if let Some(state) = self.contributors.get_mut(&contributor) {
             state.submitted -= 1;
             state.seen.remove(&item);
+            if timed {
+                // The latest answer is the one taken back, and its time goes with it.
+                state.spent_ms.pop();
+            }
             if state.day == at_ms / DAY_MS {
                 state.today = state.today.saturating_sub(1);
             }

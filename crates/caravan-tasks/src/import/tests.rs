@@ -24,14 +24,20 @@ fn jsonl_takes_plain_objects_or_items_with_gold_and_predictions() {
     let bad =
         "{\"text\": \"ok\"}\n{\"data\": {\"text\": \"x\"}, \"gold\": {\"choice\": \"Neutral\"}}\n";
     let err = import_items(ImportFormat::Jsonl, bad, &sentiment()).unwrap_err();
-    assert_eq!((err.record, err.field.as_str()), (2, "gold"));
+    assert_eq!(
+        (err.first().record, err.first().field.as_str()),
+        (2, "gold")
+    );
     assert!(
         err.to_string().contains("\"Neutral\" is not an option"),
         "{err}"
     );
 
     let err = import_items(ImportFormat::Jsonl, "{\"text\": \n", &sentiment()).unwrap_err();
-    assert_eq!((err.record, err.field.as_str()), (1, "json"));
+    assert_eq!(
+        (err.first().record, err.first().field.as_str()),
+        (1, "json")
+    );
 }
 
 #[test]
@@ -47,12 +53,15 @@ fn csv_rows_become_data_and_the_gold_column_is_parsed_for_the_schema() {
 
     let rating = LabelSchema::Rating { min: 1, max: 5 };
     let err = import_items(ImportFormat::Csv, "text,gold\nfine,7\n", &rating).unwrap_err();
-    assert_eq!((err.record, err.field.as_str()), (2, "gold"));
+    assert_eq!(
+        (err.first().record, err.first().field.as_str()),
+        (2, "gold")
+    );
     assert!(err.to_string().contains("from 1 to 5, got 7"), "{err}");
     let err = import_items(ImportFormat::Csv, "text,gold\nfine,seven\n", &rating).unwrap_err();
     assert!(err.to_string().contains("not a whole number"), "{err}");
     let err = import_items(ImportFormat::Csv, "text,gold\nfine,3,extra\n", &rating).unwrap_err();
-    assert_eq!(err.field, "row");
+    assert_eq!(err.first().field, "row");
 }
 
 #[test]
@@ -84,7 +93,11 @@ fn label_studio_predictions_are_converted_and_a_mismatch_names_the_field() {
     )
     .unwrap_err();
     assert_eq!(
-        (err.unit, err.record, err.field.as_str()),
+        (
+            err.first().unit,
+            err.first().record,
+            err.first().field.as_str()
+        ),
         ("task", 1, "predictions[0]")
     );
     assert!(
@@ -100,7 +113,7 @@ fn label_studio_predictions_are_converted_and_a_mismatch_names_the_field() {
         &sentiment(),
     )
     .unwrap_err();
-    assert_eq!(err.field, "predictions[0].result[0]");
+    assert_eq!(err.first().field, "predictions[0].result[0]");
     assert!(
         err.to_string().contains("value.choices is missing"),
         "{err}"
@@ -139,4 +152,35 @@ fn the_same_content_is_the_same_item_whatever_the_key_order() {
         Some(ImportFormat::LabelStudio)
     );
     assert_eq!(ImportFormat::from_file_name("items.txt"), None);
+}
+
+#[test]
+fn every_bad_record_is_reported_with_its_place_and_none_is_imported() {
+    let text = concat!(
+        "{\"data\": {\"text\": \"a\"}, \"gold\": {\"choice\": \"Neutral\"}}\n",
+        "{\"text\": \"fine\"}\n",
+        "{\"text\": \n",
+        "{\"data\": {\"text\": \"b\"}, \"gold\": {\"rating\": 3}}\n",
+    );
+    let err = import_items(ImportFormat::Jsonl, text, &sentiment()).unwrap_err();
+    let places: Vec<(usize, &str)> = err
+        .errors
+        .iter()
+        .map(|e| (e.record, e.field.as_str()))
+        .collect();
+    assert_eq!(places, [(1, "gold"), (3, "json"), (4, "gold")]);
+    assert_eq!(err.bad_records, 3);
+    assert!(
+        err.to_string().ends_with("(and 2 more bad records)"),
+        "{err}"
+    );
+
+    let many = format!(
+        "text,gold\n{}",
+        "x,Neutral\n".repeat(MAX_REPORTED_ERRORS + 20)
+    );
+    let err = import_items(ImportFormat::Csv, &many, &sentiment()).unwrap_err();
+    assert_eq!(err.errors.len(), MAX_REPORTED_ERRORS);
+    assert_eq!(err.bad_records, MAX_REPORTED_ERRORS + 20);
+    assert_eq!(err.errors[1].record, 3, "lines count the header");
 }

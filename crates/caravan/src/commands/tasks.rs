@@ -153,8 +153,23 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
             let schema = desk
                 .with_board(&project, |b| b.spec.schema.clone())
                 .map_err(|e| e.to_string())?;
-            let items = import_items(format, &text, &schema)
-                .map_err(|e| format!("{}: {e}", args.file.display()))?;
+            let items = import_items(format, &text, &schema).map_err(|refused| {
+                let mut why = format!(
+                    "{}: not imported, {} bad record(s):",
+                    args.file.display(),
+                    refused.bad_records
+                );
+                for error in &refused.errors {
+                    why.push_str(&format!("\n  {error}"));
+                }
+                if refused.bad_records > refused.errors.len() {
+                    why.push_str(&format!(
+                        "\n  … and {} more",
+                        refused.bad_records - refused.errors.len()
+                    ));
+                }
+                why
+            })?;
             let bar = progress(items.len() as u64, "importing");
             let mut added = 0;
             for chunk in items.chunks(5_000) {
