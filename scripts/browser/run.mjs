@@ -3,7 +3,9 @@
 // exam, labels items of every task type with the keyboard only, is paused by failing check
 // questions, keeps a typed answer when the network fails, sees the bounties and, once an epoch
 // closes, the royalty its labels earned traced through the lineage, claims it on the embedded
-// chain, then chooses to be paid on an anvil chain and claims there from the wallet. Each main page is saved as a
+// chain, then chooses to be paid on an anvil chain and claims there from the wallet. A requester
+// posts a project in the form, imports items (a bad file first), and fixes a marked answer in the
+// review queue. Each main page is saved as a
 // screenshot and checked with axe-core for WCAG 2 A/AA violations.
 //
 // Usage: CARAVAN_ANVIL=ANVIL_BINARY node run.mjs CARAVAN_BINARY DIGITS_CSV ARTIFACTS_DIR
@@ -108,6 +110,33 @@ async function onPhone(browser, context) {
     storageState: await context.storageState(),
   });
   return { phone, small: await phone.newPage() };
+}
+
+/** The requester (who posted the world's projects) signed in with their wallet in a context of their own. */
+async function requesterSignedIn(browser, url) {
+  const requesterWallet = privateKeyToAccount('0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d');
+  const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await desk.exposeBinding('caravanTestWallet', async (_source, method, params) => {
+    switch (method) {
+      case 'eth_requestAccounts':
+      case 'eth_accounts':
+        return [requesterWallet.address];
+      case 'eth_chainId':
+        return '0x7a69';
+      case 'personal_sign':
+        return requesterWallet.signMessage({ message: { raw: params[0] } });
+      default:
+        throw new Error(`the requester's test wallet does not do ${method}`);
+    }
+  });
+  await desk.addInitScript(() => {
+    window.ethereum = { request: ({ method, params }) => window.caravanTestWallet(method, params || []) };
+  });
+  const requester = await desk.newPage();
+  await requester.goto(`${url}/sign-in`);
+  await requester.getByRole('button', { name: 'Sign in with your wallet' }).click();
+  await requester.waitForURL(`${url}/tasks`);
+  return { desk, requester };
 }
 
 async function openProject(page, url, project) {
@@ -556,29 +585,59 @@ async function main() {
       expect(now === expected, `the balance went from ${before} to ${now}, not ${expected}`);
     });
 
+    await check('a requester posts a project in the form, imports items (a bad file is listed record by record), and reviews a marked answer in the queue', async () => {
+      const { desk, requester } = await requesterSignedIn(browser, url);
+      await requester.goto(`${url}/requests`);
+      await requester.getByRole('link', { name: 'New project' }).click();
+      await requester.getByLabel('Title').fill('People and places in letters');
+      await requester.getByText('Marked spans of text').click();
+      await requester.getByLabel('Span labels').fill('person\nplace');
+      await requester.getByLabel('Bounty per accepted answer').fill('a cent');
+      await requester.getByLabel('Budget, escrowed now').fill('1');
+      await requester.getByRole('button', { name: 'Post the project and escrow the budget' }).click();
+      const problems = (await requester.locator('.problems').textContent()).replace(/\s+/g, ' ');
+      expect(problems.includes('write it in whole tokens'), `the bounty's problem is not said: ${problems}`);
+      expect(await requester.getByLabel('Title').inputValue() === 'People and places in letters', 'the title typed was lost');
+      await shot(requester, 'new-project-problems');
+      await accessible(requester, 'the new-project form with problems');
+      await requester.getByLabel('Bounty per accepted answer').fill('0.01');
+      await requester.getByRole('button', { name: 'Post the project and escrow the budget' }).click();
+      await requester.waitForURL(/\/requests\/0x[0-9a-f]{64}\?created=1/);
+      expect((await requester.locator('.notice').textContent()).includes('the budget is escrowed'), 'no word of the escrow');
+      const bad = '{"text": "Ada wrote to Babbage."}\n{"data": {"text": "Ada"}, "gold": {"spans": [{"start": 0, "end": 9, "label": "person"}]}}\n{"text": \n';
+      await requester.getByLabel('File of items').setInputFiles({ name: 'letters.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(bad) });
+      await requester.getByRole('button', { name: 'Import' }).click();
+      const report = (await requester.locator('.import-report').textContent()).replace(/\s+/g, ' ');
+      expect(report.includes('letters.jsonl was not imported: 2 bad records'), report);
+      expect(report.includes('line 2') && report.includes('line 3'), `the bad lines are not named: ${report}`);
+      await shot(requester, 'import-report');
+      await accessible(requester, 'a refused import');
+      const good = '{"text": "Ada wrote to Babbage from London."}\n{"text": "Mary Somerville lived in Florence."}\n';
+      await requester.getByLabel('File of items').setInputFiles({ name: 'letters.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(good) });
+      await requester.getByRole('button', { name: 'Import' }).click();
+      await requester.waitForURL(/imported=2/);
+
+      // The entities project holds the spans the labeller marked earlier: the requester reviews them.
+      await requester.goto(`${url}/requests/${projects.entities.id}`);
+      await requester.getByRole('button', { name: 'Add' }).click();
+      await requester.waitForURL(/reviewer=0x/);
+      await requester.getByRole('link', { name: 'Open the review queue' }).click();
+      await requester.locator('#answer').waitFor({ timeout: 10000 });
+      const marks = await requester.locator('#spans li').allTextContents();
+      expect(marks.length === 2 && marks[0].startsWith('person: “Ada Lovelace”'), `the labeller's marks are not in the form: ${marks.join(' | ')}`);
+      await shot(requester, 'review');
+      await accessible(requester, 'the review queue');
+      await requester.locator('#span-text').focus();
+      await requester.keyboard.press('Backspace');
+      await requester.keyboard.press('Enter');
+      await requester.waitForFunction(() => document.querySelector('#outcome')?.textContent || document.querySelector('#problem')?.textContent, null, { timeout: 10000 });
+      const outcome = await requester.locator('#outcome').textContent();
+      expect(outcome.startsWith('Accepted with your fix'), `the fix was not recorded: ${outcome} ${await requester.locator('#problem').textContent()}`);
+      await desk.close();
+    });
+
     await check('a requester watches their project, then publishes it from the page', async () => {
-      const requesterWallet = privateKeyToAccount('0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d');
-      const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-      await desk.exposeBinding('caravanTestWallet', async (_source, method, params) => {
-        switch (method) {
-          case 'eth_requestAccounts':
-          case 'eth_accounts':
-            return [requesterWallet.address];
-          case 'eth_chainId':
-            return '0x7a69';
-          case 'personal_sign':
-            return requesterWallet.signMessage({ message: { raw: params[0] } });
-          default:
-            throw new Error(`the requester's test wallet does not do ${method}`);
-        }
-      });
-      await desk.addInitScript(() => {
-        window.ethereum = { request: ({ method, params }) => window.caravanTestWallet(method, params || []) };
-      });
-      const requester = await desk.newPage();
-      await requester.goto(`${url}/sign-in`);
-      await requester.getByRole('button', { name: 'Sign in with your wallet' }).click();
-      await requester.waitForURL(`${url}/tasks`);
+      const { desk, requester } = await requesterSignedIn(browser, url);
       await requester.getByRole('link', { name: 'Projects' }).click();
       await requester.getByRole('link', { name: projects.topics.spec.title }).click();
       const progress = (await requester.locator('main').textContent()).replace(/\s+/g, ' ');
