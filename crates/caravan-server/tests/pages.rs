@@ -1375,3 +1375,46 @@ async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_i
         "{watched}"
     );
 }
+
+#[tokio::test]
+async fn label_studios_own_export_uploads_and_the_page_says_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let requester = Person::new("requester");
+    let node = open_node(
+        dir.path(),
+        &[(requester.address, 10_000_000)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = caravan_server::router(node);
+    let lab = requester.sign_in(&app).await;
+    let project = post_project(&app, &lab, 1, 0).await;
+    let csrf = csrf_of(text(&page(&app, "/requests", &lab).await));
+    let exported = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../caravan-tasks/tests/label_studio/sentiment.json.export"
+    ))
+    .unwrap();
+    let uploaded = upload(
+        &app,
+        &format!("/requests/{project}/items"),
+        &lab,
+        &[("csrf", &csrf), ("format", "auto")],
+        "project-1-at-2026-12-06.json",
+        &exported,
+    )
+    .await;
+    assert_eq!(
+        uploaded.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        text(&uploaded)
+    );
+    let said = visible(text(&page(&app, location(&uploaded), &lab).await));
+    assert!(said.contains("Imported 2 items."), "{said}");
+    assert!(
+        said.contains("2 prediction(s) were listed only by id and were skipped"),
+        "{said}"
+    );
+    assert!(said.contains("2 annotation(s) were not imported"), "{said}");
+}

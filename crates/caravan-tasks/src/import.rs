@@ -8,9 +8,13 @@
 //!   or a plain object that is the item's data.
 //! - CSV: a header line of field names; each row's fields become the item's data. A `gold` column
 //!   holds the known answer written as text (see [`parse_answer_text`]) and is not part of the data.
-//! - Label Studio: a JSON array of tasks `{"data": {...}, "predictions": [{"model_version",
-//!   "score", "result": [...]}]}`. Results of type `choices`, `labels`, `rating`, `textarea` and
-//!   `pairwise` are converted to answers; annotations are not imported.
+//! - Label Studio: a JSON array of tasks `{"id", "data": {...}, "predictions": [{"model_version",
+//!   "score", "result": [...]}]}`. Of each prediction's results, those of the tag type the schema
+//!   answers with (`choices`, `labels`, `rating`, `textarea` or `pairwise`) become the answer,
+//!   whatever their position; results of other tags are left out. Errors name Label Studio's own
+//!   task id. What is not imported is counted in [`Skipped`]: predictions listed only by id (as
+//!   the Export button writes them), relations, and annotations. A file of flat rows (the
+//!   JSON_MIN export) is refused with which export to use instead.
 
 use serde_json::Value;
 
@@ -130,16 +134,70 @@ impl Records {
     }
 }
 
-/// Parses and validates every record of `text`.
+/// What a file held that was not imported, so nothing is dropped without a word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// Label Studio predictions listed only by their id, with no result to import.
+    pub prediction_ids: usize,
+    /// Label Studio relations between spans, which no caravan answer holds.
+    pub relations: usize,
+    /// Label Studio annotations (people's answers), which an import does not take as answers.
+    pub annotations: usize,
+}
+
+impl Skipped {
+    /// Each kind skipped, in words, with what to do about it.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.prediction_ids > 0 {
+            notes.push(format!(
+                "{} prediction(s) were listed only by id and were skipped: Label Studio's Export button writes predictions as ids. To import them, export a snapshot with predictions in full (Label Studio's API: POST /api/projects/{{id}}/exports with serialization_options.predictions.only_id false).",
+                self.prediction_ids
+            ));
+        }
+        if self.relations > 0 {
+            notes.push(format!(
+                "{} relation(s) between spans were skipped: caravan's span answers hold the spans, not relations.",
+                self.relations
+            ));
+        }
+        if self.annotations > 0 {
+            notes.push(format!(
+                "{} annotation(s) were not imported: items are imported for contributors to answer; give known answers as gold instead.",
+                self.annotations
+            ));
+        }
+        notes
+    }
+}
+
+/// A parsed, valid file: its items and what it held that was not imported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportedFile {
+    pub items: Vec<Item>,
+    pub skipped: Skipped,
+}
+
+/// Parses and validates every record of `text`, keeping only the items.
 pub fn import_items(
     format: ImportFormat,
     text: &str,
     schema: &LabelSchema,
 ) -> Result<Vec<Item>, ImportErrors> {
+    import_file(format, text, schema).map(|file| file.items)
+}
+
+/// Parses and validates every record of `text`, and counts what it held that was not imported.
+pub fn import_file(
+    format: ImportFormat,
+    text: &str,
+    schema: &LabelSchema,
+) -> Result<ImportedFile, ImportErrors> {
+    let mut skipped = Skipped::default();
     let items = match format {
         ImportFormat::Jsonl => parse_jsonl(text, schema)?,
         ImportFormat::Csv => parse_csv(text, schema)?,
-        ImportFormat::LabelStudio => parse_label_studio(text, schema)?,
+        ImportFormat::LabelStudio => parse_label_studio(text, schema, &mut skipped)?,
     };
     if items.len() > MAX_IMPORT_ITEMS {
         return Err(ImportErrors::one(ImportError {
@@ -149,7 +207,7 @@ pub fn import_items(
             message: format!("more than {MAX_IMPORT_ITEMS} items; split the file"),
         }));
     }
-    Ok(items)
+    Ok(ImportedFile { items, skipped })
 }
 
 fn error(unit: &'static str, record: usize, field: &str, message: impl ToString) -> ImportError {
@@ -293,7 +351,14 @@ pub fn parse_answer_text(schema: &LabelSchema, text: &str) -> Result<Answer, Str
     })
 }
 
-fn parse_label_studio(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, ImportErrors> {
+/// Keys Label Studio's JSON_MIN export adds to each flat row.
+const JSON_MIN_KEYS: [&str; 3] = ["annotator", "annotation_id", "lead_time"];
+
+fn parse_label_studio(
+    text: &str,
+    schema: &LabelSchema,
+    skipped: &mut Skipped,
+) -> Result<Vec<Item>, ImportErrors> {
     let tasks: Vec<Value> = serde_json::from_str(text).map_err(|e| {
         error(
             "task",
@@ -302,18 +367,63 @@ fn parse_label_studio(text: &str, schema: &LabelSchema) -> Result<Vec<Item>, Imp
             format!("expected a JSON array of Label Studio tasks: {e}"),
         )
     })?;
+    if let Some(row) = tasks.first()
+        && row.get("data").is_none()
+        && JSON_MIN_KEYS.iter().any(|key| row.get(key).is_some())
+    {
+        return Err(error(
+            "task",
+            task_id(row, 1),
+            "data",
+            "this is Label Studio's JSON_MIN export: flat rows that mix each task's data with its annotations, so the two cannot be told apart. Export JSON instead (the Export button's first choice)",
+        )
+        .into());
+    }
     let mut records = Records::default();
     for (i, task) in tasks.iter().enumerate() {
-        records.push(label_studio_task(task, i + 1, schema));
+        records.push(label_studio_task(
+            task,
+            task_id(task, i + 1),
+            schema,
+            skipped,
+        ));
     }
     records.finish()
+}
+
+/// Label Studio's own id of a task, or its place in the file (from 1) when it has none.
+fn task_id(task: &Value, position: usize) -> usize {
+    task.get("id")
+        .and_then(Value::as_u64)
+        .and_then(|id| usize::try_from(id).ok())
+        .unwrap_or(position)
+}
+
+/// The result type of the Label Studio tag that answers like `schema`.
+fn tag_type(schema: &LabelSchema) -> &'static str {
+    match schema {
+        LabelSchema::SingleChoice { .. } | LabelSchema::MultipleChoice { .. } => "choices",
+        LabelSchema::FreeText { .. } => "textarea",
+        LabelSchema::Rating { .. } => "rating",
+        LabelSchema::Pairwise { .. } => "pairwise",
+        LabelSchema::Spans { .. } => "labels",
+    }
 }
 
 fn label_studio_task(
     task: &Value,
     record: usize,
     schema: &LabelSchema,
+    skipped: &mut Skipped,
 ) -> Result<Item, ImportError> {
+    skipped.annotations += task
+        .get("annotations")
+        .and_then(Value::as_array)
+        .map_or(0, |list| {
+            list.iter()
+                .filter(|a| a.get("was_cancelled") != Some(&Value::Bool(true)))
+                .count()
+        });
     let data = task
         .get("data")
         .filter(|d| d.is_object())
@@ -326,6 +436,10 @@ fn label_studio_task(
         Some(_) => return Err(error("task", record, "predictions", "must be an array")),
     };
     for (p, prediction) in listed.iter().enumerate() {
+        if prediction.is_number() {
+            skipped.prediction_ids += 1;
+            continue;
+        }
         let field = format!("predictions[{p}]");
         let model = prediction
             .get("model_version")
@@ -354,8 +468,16 @@ fn label_studio_task(
                     "must be an array",
                 )
             })?;
+        skipped.relations += results
+            .iter()
+            .filter(|r| r.get("type").and_then(Value::as_str) == Some("relation"))
+            .count();
         let answer = answer_from_results(schema, results).map_err(|(r, message)| {
-            error("task", record, &format!("{field}.result[{r}]"), message)
+            let place = r.map_or_else(
+                || format!("{field}.result"),
+                |r| format!("{field}.result[{r}]"),
+            );
+            error("task", record, &place, message)
         })?;
         predictions.push(Prediction {
             model,
@@ -371,16 +493,31 @@ fn label_studio_task(
     checked(item, schema, "task", record)
 }
 
-/// Converts one prediction's Label Studio results into an answer for `schema`; the error names
-/// the result index.
-fn answer_from_results(schema: &LabelSchema, results: &[Value]) -> Result<Answer, (usize, String)> {
-    let value_of = |r: usize, key: &str| -> Result<&Value, (usize, String)> {
+/// Converts one prediction's Label Studio results into an answer for `schema`, from the results
+/// of the tag type the schema answers with (from the first such tag, by `from_name`); the error
+/// names the result's index in the prediction, or none when no result fits.
+fn answer_from_results(
+    schema: &LabelSchema,
+    results: &[Value],
+) -> Result<Answer, (Option<usize>, String)> {
+    let wanted = tag_type(schema);
+    let of_type: Vec<usize> = (0..results.len())
+        .filter(|&r| results[r].get("type").and_then(Value::as_str) == Some(wanted))
+        .collect();
+    let tag = of_type
+        .first()
+        .map(|&r| results[r].get("from_name").cloned());
+    let matching: Vec<usize> = of_type
+        .into_iter()
+        .filter(|&r| Some(results[r].get("from_name").cloned()) == tag)
+        .collect();
+    let value_of = |r: usize, key: &str| -> Result<&Value, (Option<usize>, String)> {
         results[r]
             .get("value")
             .and_then(|v| v.get(key))
             .ok_or_else(|| {
                 (
-                    r,
+                    Some(r),
                     format!(
                         "value.{key} is missing; a {} schema needs it",
                         schema.answer_kind()
@@ -388,21 +525,34 @@ fn answer_from_results(schema: &LabelSchema, results: &[Value]) -> Result<Answer
                 )
             })
     };
-    let strings = |r: usize, key: &str| -> Result<Vec<String>, (usize, String)> {
+    let strings = |r: usize, key: &str| -> Result<Vec<String>, (Option<usize>, String)> {
         value_of(r, key)?
             .as_array()
             .and_then(|list| list.iter().map(|v| v.as_str().map(str::to_owned)).collect())
-            .ok_or_else(|| (r, format!("value.{key} must be an array of strings")))
+            .ok_or_else(|| (Some(r), format!("value.{key} must be an array of strings")))
     };
-    if results.is_empty() && !matches!(schema, LabelSchema::Spans { .. }) {
-        return Err((0, "the prediction has no result".into()));
-    }
+    let Some(&first) = matching.first() else {
+        if matches!(schema, LabelSchema::Spans { .. }) {
+            return Ok(Answer::Spans(Vec::new()));
+        }
+        let found: Vec<&str> = results
+            .iter()
+            .filter_map(|r| r.get("type").and_then(Value::as_str))
+            .collect();
+        return Err((
+            None,
+            format!(
+                "no `{wanted}` result, which a {} schema is answered with (the prediction has {found:?})",
+                schema.answer_kind()
+            ),
+        ));
+    };
     Ok(match schema {
         LabelSchema::SingleChoice { .. } => {
-            let mut chosen = strings(0, "choices")?;
+            let mut chosen = strings(first, "choices")?;
             if chosen.len() != 1 {
                 return Err((
-                    0,
+                    Some(first),
                     format!(
                         "value.choices must hold exactly one option, got {}",
                         chosen.len()
@@ -411,28 +561,33 @@ fn answer_from_results(schema: &LabelSchema, results: &[Value]) -> Result<Answer
             }
             Answer::Choice(chosen.remove(0))
         }
-        LabelSchema::MultipleChoice { .. } => Answer::Choices(strings(0, "choices")?),
+        LabelSchema::MultipleChoice { .. } => Answer::Choices(strings(first, "choices")?),
         LabelSchema::FreeText { .. } => {
-            let mut texts = strings(0, "text")?;
+            let mut texts = strings(first, "text")?;
             if texts.is_empty() {
-                return Err((0, "value.text is empty".into()));
+                return Err((Some(first), "value.text is empty".into()));
             }
             Answer::Text(texts.remove(0))
         }
         LabelSchema::Rating { .. } => Answer::Rating(
-            value_of(0, "rating")?
+            value_of(first, "rating")?
                 .as_i64()
                 .and_then(|v| i32::try_from(v).ok())
-                .ok_or_else(|| (0, "value.rating must be a whole number".to_owned()))?,
+                .ok_or_else(|| {
+                    (
+                        Some(first),
+                        "value.rating must be a whole number".to_owned(),
+                    )
+                })?,
         ),
         LabelSchema::Pairwise { .. } => {
-            Answer::Preference(match value_of(0, "selected")?.as_str() {
+            Answer::Preference(match value_of(first, "selected")?.as_str() {
                 Some("left") => Preference::A,
                 Some("right") => Preference::B,
                 Some("tie") => Preference::Tie,
                 other => {
                     return Err((
-                        0,
+                        Some(first),
                         format!(
                             "value.selected must be \"left\", \"right\" or \"tie\", got {other:?}"
                         ),
@@ -441,18 +596,18 @@ fn answer_from_results(schema: &LabelSchema, results: &[Value]) -> Result<Answer
             })
         }
         LabelSchema::Spans { .. } => {
-            let mut spans = Vec::with_capacity(results.len());
-            for r in 0..results.len() {
+            let mut spans = Vec::with_capacity(matching.len());
+            for &r in &matching {
                 let bound = |key| {
                     value_of(r, key)?
                         .as_u64()
                         .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| (r, format!("value.{key} must be a character offset")))
+                        .ok_or_else(|| (Some(r), format!("value.{key} must be a character offset")))
                 };
                 let mut labels = strings(r, "labels")?;
                 if labels.len() != 1 {
                     return Err((
-                        r,
+                        Some(r),
                         format!(
                             "value.labels must hold exactly one label, got {}",
                             labels.len()

@@ -18,7 +18,7 @@ use caravan_tasks::board::{
     Verdict,
 };
 use caravan_tasks::dataset::DatasetError;
-use caravan_tasks::import::{ImportErrors, ImportFormat, import_items};
+use caravan_tasks::import::{ImportErrors, ImportFormat, Skipped, import_file};
 use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
@@ -109,11 +109,15 @@ pub enum DeskError {
 }
 
 /// What an import added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Imported {
     pub added: usize,
     /// Items of the file the project already had (the same data), left as they were.
     pub already_present: usize,
+    /// What the file held that was not imported, counted...
+    pub skipped: Skipped,
+    /// ...and said in words, with what to do about it.
+    pub notes: Vec<String>,
 }
 
 /// What a submission or review led to, for the person who made it.
@@ -295,12 +299,14 @@ impl Desk {
             check_requester(board, requester)?;
             Ok::<_, DeskError>(board.spec.schema.clone())
         })??;
-        let items = import_items(format, text, &schema).map_err(DeskError::Import)?;
-        let submitted = items.len();
-        let added = self.add_items(project, requester, items)?;
+        let file = import_file(format, text, &schema).map_err(DeskError::Import)?;
+        let submitted = file.items.len();
+        let added = self.add_items(project, requester, file.items)?;
         Ok(Imported {
             added,
             already_present: submitted - added,
+            notes: file.skipped.notes(),
+            skipped: file.skipped,
         })
     }
 

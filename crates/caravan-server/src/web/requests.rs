@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use caravan_core::{Address, Licence, Ppm};
 use caravan_node::Node;
 use caravan_node::desk::{AGREEMENT_FRESH_MS, DeskError, RequestView, RequestedProject};
-use caravan_tasks::import::ImportFormat;
+use caravan_tasks::import::{ImportFormat, Skipped};
 use caravan_tasks::project::ProjectId;
 use serde::Deserialize;
 
@@ -118,6 +118,12 @@ pub struct RequestQuery {
     #[serde(default)]
     present: Option<usize>,
     #[serde(default)]
+    prediction_ids: usize,
+    #[serde(default)]
+    relations: usize,
+    #[serde(default)]
+    annotations: usize,
+    #[serde(default)]
     reviewer: Option<String>,
 }
 
@@ -131,12 +137,23 @@ impl RequestQuery {
         }
         if let Some(added) = self.imported {
             let present = self.present.unwrap_or(0);
-            return Some(match present {
+            let skipped = Skipped {
+                prediction_ids: self.prediction_ids,
+                relations: self.relations,
+                annotations: self.annotations,
+            };
+            let said = match present {
                 0 => format!("Imported {added} items."),
                 _ => format!(
                     "Imported {added} items; {present} were already in the project and were left as they were."
                 ),
-            });
+            };
+            return Some(
+                std::iter::once(said)
+                    .chain(skipped.notes())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
         if let Some(reviewer) = &self.reviewer {
             return Some(format!("{reviewer} may now review answers here."));
@@ -388,8 +405,12 @@ pub async fn upload_items(
         blocking(move || Ok::<_, ApiError>(desk.import(&id, account, format, &text))).await?;
     match imported {
         Ok(imported) => Ok(Redirect::to(&format!(
-            "/requests/{project}?imported={}&present={}",
-            imported.added, imported.already_present
+            "/requests/{project}?imported={}&present={}&prediction_ids={}&relations={}&annotations={}",
+            imported.added,
+            imported.already_present,
+            imported.skipped.prediction_ids,
+            imported.skipped.relations,
+            imported.skipped.annotations
         ))
         .into_response()),
         Err(DeskError::Import(refused)) => {

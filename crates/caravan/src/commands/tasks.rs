@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use caravan_core::{Address, Licence, Ppm};
 use caravan_node::desk::Desk;
 use caravan_tasks::export::{ExportFormat, export_chunks};
-use caravan_tasks::import::{ImportFormat, import_items};
+use caravan_tasks::import::{ImportFormat, import_file};
 use caravan_tasks::project::{ProjectId, ProjectSpec};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -153,7 +153,7 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
             let schema = desk
                 .with_board(&project, |b| b.spec.schema.clone())
                 .map_err(|e| e.to_string())?;
-            let items = import_items(format, &text, &schema).map_err(|refused| {
+            let file = import_file(format, &text, &schema).map_err(|refused| {
                 let mut why = format!(
                     "{}: not imported, {} bad record(s):",
                     args.file.display(),
@@ -170,6 +170,7 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
                 }
                 why
             })?;
+            let items = &file.items;
             let bar = progress(items.len() as u64, "importing");
             let mut added = 0;
             for chunk in items.chunks(5_000) {
@@ -183,6 +184,9 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
                 "imported {added} new items ({} already present)",
                 items.len() - added
             );
+            for note in file.skipped.notes() {
+                println!("{note}");
+            }
         }
         TaskCommand::List => {
             let mut t = table(

@@ -1,0 +1,155 @@
+//! Importing files Label Studio 1.23.2 itself exported (see `label_studio/PROVENANCE.md`): its
+//! Export button's JSON (predictions as ids), its JSON_MIN rows, and its results used as
+//! predictions, matched by tag type rather than position, with relations and annotations counted.
+
+use caravan_tasks::import::{ImportFormat, import_file};
+use caravan_tasks::schema::{Answer, LabelSchema, Span};
+use serde_json::{Value, json};
+
+fn export(name: &str) -> String {
+    let path = format!("{}/tests/label_studio/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn sentiment() -> LabelSchema {
+    LabelSchema::SingleChoice {
+        options: vec!["Positive".into(), "Negative".into()],
+    }
+}
+
+fn entities() -> LabelSchema {
+    LabelSchema::Spans {
+        labels: vec!["PER".into(), "LOC".into()],
+        text_field: "text".into(),
+    }
+}
+
+/// The export with each task's annotations turned into predictions, as a model's pre-labels
+/// would come: Label Studio's own result objects, untouched.
+fn annotations_as_predictions(text: &str) -> String {
+    let mut tasks: Vec<Value> = serde_json::from_str(text).unwrap();
+    for task in &mut tasks {
+        let predictions: Vec<Value> = task["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| json!({ "model_version": "reviewed", "result": a["result"] }))
+            .collect();
+        task["predictions"] = Value::Array(predictions);
+        task["annotations"] = json!([]);
+    }
+    serde_json::to_string(&tasks).unwrap()
+}
+
+#[test]
+fn the_export_buttons_json_imports_with_its_prediction_ids_and_annotations_counted() {
+    let file = import_file(
+        ImportFormat::LabelStudio,
+        &export("sentiment.json.export"),
+        &sentiment(),
+    )
+    .unwrap();
+    assert_eq!(
+        file.items.len(),
+        2,
+        "Label Studio exports only the annotated tasks by default"
+    );
+    assert_eq!(
+        file.items[1].data["text"],
+        "Broke after a week — très déçu."
+    );
+    assert_eq!(
+        (file.skipped.prediction_ids, file.skipped.annotations),
+        (2, 2)
+    );
+    let notes = file.skipped.notes().join(" ");
+    assert!(
+        notes.contains("2 prediction(s) were listed only by id"),
+        "{notes}"
+    );
+    assert!(notes.contains("only_id false"), "{notes}");
+}
+
+#[test]
+fn json_min_rows_are_refused_with_the_export_to_use_instead() {
+    let refused = import_file(
+        ImportFormat::LabelStudio,
+        &export("sentiment.json-min.export"),
+        &sentiment(),
+    )
+    .unwrap_err();
+    let first = refused.first();
+    assert_eq!(
+        (first.unit, first.record, first.field.as_str()),
+        ("task", 1, "data")
+    );
+    assert!(
+        first.message.contains("Label Studio's JSON_MIN export"),
+        "{refused}"
+    );
+    assert!(first.message.contains("Export JSON instead"), "{refused}");
+}
+
+#[test]
+fn results_are_matched_by_tag_type_not_position_and_relations_are_counted() {
+    let sentiment_file = import_file(
+        ImportFormat::LabelStudio,
+        &annotations_as_predictions(&export("sentiment.json.export")),
+        &sentiment(),
+    )
+    .unwrap();
+    assert_eq!(
+        sentiment_file.items[0].predictions[0].answer,
+        Answer::Choice("Positive".into()),
+        "the TextArea's result comes first in the file"
+    );
+    assert_eq!(
+        sentiment_file.items[1].predictions[0].answer,
+        Answer::Choice("Negative".into())
+    );
+
+    let entities_file = import_file(
+        ImportFormat::LabelStudio,
+        &annotations_as_predictions(&export("entities.json.export")),
+        &entities(),
+    )
+    .unwrap();
+    assert_eq!(entities_file.skipped.relations, 1);
+    let item = &entities_file.items[0];
+    let Answer::Spans(spans) = &item.predictions[0].answer else {
+        panic!("spans expected")
+    };
+    let text = item.data["text"].as_str().unwrap();
+    let words: Vec<String> = spans
+        .iter()
+        .map(|Span { start, end, .. }| {
+            text.chars()
+                .skip(*start as usize)
+                .take((end - start) as usize)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        words,
+        ["Zoë", "Ada", "Zürich"],
+        "offsets count characters past the emoji"
+    );
+}
+
+#[test]
+fn an_error_names_label_studios_own_task_id() {
+    let people_only = LabelSchema::Spans {
+        labels: vec!["PER".into()],
+        text_field: "text".into(),
+    };
+    let text = annotations_as_predictions(&export("entities.json.export"));
+    let file_id = serde_json::from_str::<Value>(&text).unwrap()[0]["id"]
+        .as_u64()
+        .unwrap() as usize;
+    let refused = import_file(ImportFormat::LabelStudio, &text, &people_only).unwrap_err();
+    assert_eq!(refused.first().record, file_id);
+    assert!(
+        refused.to_string().contains("\"LOC\" is not one of"),
+        "{refused}"
+    );
+}
