@@ -16,14 +16,12 @@ use crate::access::{Access, Guard, Shape, enforce};
 use crate::gateway::{calls, keys, models};
 use crate::{openapi, operator, settlement, sign_in, tasks, withdrawals};
 
-/// The largest request body the task API accepts (an item import), in bytes.
-pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// The largest request body the OpenAI-compatible routes accept, in bytes.
 pub const MAX_GATEWAY_BODY_BYTES: usize = 2 << 20;
 
 fn body_limit(shape: Shape) -> DefaultBodyLimit {
     DefaultBodyLimit::max(match shape {
-        Shape::Api => MAX_BODY_BYTES,
+        Shape::Api => tasks::MAX_BODY_BYTES,
         Shape::OpenAi => MAX_GATEWAY_BODY_BYTES,
     })
 }

@@ -28,6 +28,10 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, JsonBody, blocking};
 
+/// The largest request body the task API accepts (an item import), in bytes; the page that
+/// uploads items takes the same.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
 /// A JSON body that may be left out (read as `T::default()`), for requests whose only field
 /// used to name the acting account.
 pub struct JsonOrEmpty<T>(pub T);

@@ -77,8 +77,7 @@ pub fn pages() -> Router<Arc<Node>> {
         .route("/requests/{project}", get(requests::request))
         .route(
             "/requests/{project}/items",
-            post(requests::upload_items)
-                .layer(DefaultBodyLimit::max(crate::routes::MAX_BODY_BYTES)),
+            post(requests::upload_items).layer(DefaultBodyLimit::max(crate::tasks::MAX_BODY_BYTES)),
         )
         .route(
             "/requests/{project}/reviewers",
