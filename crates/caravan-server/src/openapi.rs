@@ -230,13 +230,21 @@ pub fn document(routes: &[RouteSpec]) -> Value {
         ok(
             "added",
             object(
-                json!({ "added": { "type": "integer" }, "already_present": { "type": "integer" } }),
-                &["added", "already_present"],
+                json!({
+                    "added": { "type": "integer" },
+                    "already_present": { "type": "integer" },
+                    "skipped": { "type": "object", "description": "What the file held that was not imported, or what its annotations became: prediction_ids, relations, annotations, annotations_as_gold, annotations_as_pre_labels" },
+                    "notes": { "type": "array", "items": { "type": "string" }, "description": "The same, in words, with what to do about it" }
+                }),
+                &["added", "already_present", "skipped", "notes"],
             ),
         ),
     );
     import["parameters"] = json!([format("jsonl,csv,label_studio"),
-        { "name": "requester", "in": "query", "required": false, "schema": acting("requester") }]);
+        { "name": "requester", "in": "query", "required": false, "schema": acting("requester") },
+        { "name": "annotations", "in": "query", "required": false,
+          "description": "What a Label Studio file's annotations become: left out (skip), each task's first as its gold answer (gold), or suggestions (pre_labels)",
+          "schema": { "type": "string", "enum": ["skip", "gold", "pre_labels"], "default": "skip" } }]);
     add("post", "/v1/projects/{project}/items", import);
     add(
         "post",

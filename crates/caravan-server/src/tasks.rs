@@ -18,7 +18,7 @@ use caravan_node::Node;
 use caravan_node::auth::{Acting, Caller};
 use caravan_tasks::board::Verdict;
 use caravan_tasks::export::{ExportFormat, export_chunk};
-use caravan_tasks::import::ImportFormat;
+use caravan_tasks::import::{AnnotationUse, ImportFormat};
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::{ProjectId, ProjectSpec};
 use caravan_tasks::schema::Answer;
@@ -120,6 +120,22 @@ pub struct ImportQuery {
     format: String,
     #[serde(default)]
     requester: Option<String>,
+    /// What a Label Studio file's annotations become: `skip` (the default), `gold` or
+    /// `pre_labels`.
+    #[serde(default)]
+    annotations: Option<String>,
+}
+
+/// The annotation use a request names, `skip` when it names none.
+pub fn annotation_use(code: Option<&str>) -> Result<AnnotationUse, ApiError> {
+    match code {
+        None | Some("") => Ok(AnnotationUse::Skip),
+        Some(code) => AnnotationUse::from_code(code).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "annotations {code:?} is not one of skip, gold, pre_labels"
+            ))
+        }),
+    }
 }
 
 fn data_format(text: &str) -> Result<(ImportFormat, ExportFormat, &'static str), ApiError> {
@@ -158,7 +174,9 @@ pub async fn add_items(
     let text = String::from_utf8(body.to_vec())
         .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8 text: {e}")))?;
     let desk = Arc::clone(node.desk());
-    let imported = blocking(move || desk.import(&id, requester, format, &text)).await?;
+    let annotations = annotation_use(query.annotations.as_deref())?;
+    let imported =
+        blocking(move || desk.import(&id, requester, format, &text, annotations)).await?;
     Ok((StatusCode::CREATED, axum::Json(json!(imported))))
 }
 

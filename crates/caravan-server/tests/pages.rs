@@ -1377,7 +1377,7 @@ async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_i
 }
 
 #[tokio::test]
-async fn label_studios_own_export_uploads_and_the_page_says_what_it_left_out() {
+async fn label_studios_own_export_uploads_with_its_annotations_as_gold_and_the_page_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let requester = Person::new("requester");
     let node = open_node(
@@ -1388,7 +1388,17 @@ async fn label_studios_own_export_uploads_and_the_page_says_what_it_left_out() {
     );
     let app = caravan_server::router(node);
     let lab = requester.sign_in(&app).await;
-    let project = post_project(&app, &lab, 1, 0).await;
+    let mut spec = common::spec(1, 1_000_000);
+    spec["schema"]["options"] = json!(["Positive", "Negative"]);
+    let created = call(
+        &app,
+        Method::POST,
+        "/v1/projects",
+        Auth::Session(&lab),
+        Some(json!({ "spec": spec })),
+    )
+    .await;
+    let project = created.body["project"].as_str().unwrap().to_owned();
     let csrf = csrf_of(text(&page(&app, "/requests", &lab).await));
     let exported = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -1399,7 +1409,7 @@ async fn label_studios_own_export_uploads_and_the_page_says_what_it_left_out() {
         &app,
         &format!("/requests/{project}/items"),
         &lab,
-        &[("csrf", &csrf), ("format", "auto")],
+        &[("csrf", &csrf), ("format", "auto"), ("annotations", "gold")],
         "project-1-at-2026-12-06.json",
         &exported,
     )
@@ -1416,5 +1426,17 @@ async fn label_studios_own_export_uploads_and_the_page_says_what_it_left_out() {
         said.contains("2 prediction(s) were listed only by id and were skipped"),
         "{said}"
     );
-    assert!(said.contains("2 annotation(s) were not imported"), "{said}");
+    assert!(
+        said.contains("2 annotation(s) became gold answers"),
+        "{said}"
+    );
+    let status = call(
+        &app,
+        Method::GET,
+        &format!("/v1/projects/{project}"),
+        Auth::Session(&lab),
+        None,
+    )
+    .await;
+    assert_eq!(status.body["status"]["gold_items"], 2, "{}", status.body);
 }

@@ -141,8 +141,37 @@ pub struct Skipped {
     pub prediction_ids: usize,
     /// Label Studio relations between spans, which no caravan answer holds.
     pub relations: usize,
-    /// Label Studio annotations (people's answers), which an import does not take as answers.
+    /// Label Studio annotations (people's answers) not taken: all of them when the requester
+    /// chose not to import them, and those after a task's first when it is taken as gold.
     pub annotations: usize,
+    /// Annotations taken as gold answers (a task's first).
+    pub annotations_as_gold: usize,
+    /// Annotations taken as pre-labels, shown to contributors as suggestions.
+    pub annotations_as_pre_labels: usize,
+}
+
+/// What an import does with the people's answers a Label Studio file holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnnotationUse {
+    /// Leave them out (counted): the items are to be answered afresh.
+    #[default]
+    Skip,
+    /// Take each task's first annotation as its known answer, making it a check question.
+    Gold,
+    /// Show each annotation to contributors as a suggestion, like a model's pre-label.
+    PreLabels,
+}
+
+impl AnnotationUse {
+    /// `skip`, `gold` or `pre_labels`, as the API and the forms name them.
+    pub fn from_code(code: &str) -> Option<AnnotationUse> {
+        match code {
+            "skip" => Some(AnnotationUse::Skip),
+            "gold" => Some(AnnotationUse::Gold),
+            "pre_labels" => Some(AnnotationUse::PreLabels),
+            _ => None,
+        }
+    }
 }
 
 impl Skipped {
@@ -161,9 +190,21 @@ impl Skipped {
                 self.relations
             ));
         }
+        if self.annotations_as_gold > 0 {
+            notes.push(format!(
+                "{} annotation(s) became gold answers: those items are check questions.",
+                self.annotations_as_gold
+            ));
+        }
+        if self.annotations_as_pre_labels > 0 {
+            notes.push(format!(
+                "{} annotation(s) became pre-labels, shown to contributors as suggestions.",
+                self.annotations_as_pre_labels
+            ));
+        }
         if self.annotations > 0 {
             notes.push(format!(
-                "{} annotation(s) were not imported: items are imported for contributors to answer; give known answers as gold instead.",
+                "{} annotation(s) were not imported: import them as gold answers or as pre-labels if they should count.",
                 self.annotations
             ));
         }
@@ -178,26 +219,28 @@ pub struct ImportedFile {
     pub skipped: Skipped,
 }
 
-/// Parses and validates every record of `text`, keeping only the items.
+/// Parses and validates every record of `text`, keeping only the items (annotations skipped).
 pub fn import_items(
     format: ImportFormat,
     text: &str,
     schema: &LabelSchema,
 ) -> Result<Vec<Item>, ImportErrors> {
-    import_file(format, text, schema).map(|file| file.items)
+    import_file(format, text, schema, AnnotationUse::Skip).map(|file| file.items)
 }
 
-/// Parses and validates every record of `text`, and counts what it held that was not imported.
+/// Parses and validates every record of `text`, using Label Studio annotations as `annotations`
+/// says, and counts what it held that was not imported.
 pub fn import_file(
     format: ImportFormat,
     text: &str,
     schema: &LabelSchema,
+    annotations: AnnotationUse,
 ) -> Result<ImportedFile, ImportErrors> {
     let mut skipped = Skipped::default();
     let items = match format {
         ImportFormat::Jsonl => parse_jsonl(text, schema)?,
         ImportFormat::Csv => parse_csv(text, schema)?,
-        ImportFormat::LabelStudio => parse_label_studio(text, schema, &mut skipped)?,
+        ImportFormat::LabelStudio => parse_label_studio(text, schema, annotations, &mut skipped)?,
     };
     if items.len() > MAX_IMPORT_ITEMS {
         return Err(ImportErrors::one(ImportError {
@@ -357,6 +400,7 @@ const JSON_MIN_KEYS: [&str; 3] = ["annotator", "annotation_id", "lead_time"];
 fn parse_label_studio(
     text: &str,
     schema: &LabelSchema,
+    annotations: AnnotationUse,
     skipped: &mut Skipped,
 ) -> Result<Vec<Item>, ImportErrors> {
     let tasks: Vec<Value> = serde_json::from_str(text).map_err(|e| {
@@ -385,6 +429,7 @@ fn parse_label_studio(
             task,
             task_id(task, i + 1),
             schema,
+            annotations,
             skipped,
         ));
     }
@@ -414,16 +459,54 @@ fn label_studio_task(
     task: &Value,
     record: usize,
     schema: &LabelSchema,
+    annotations: AnnotationUse,
     skipped: &mut Skipped,
 ) -> Result<Item, ImportError> {
-    skipped.annotations += task
+    let answered: Vec<(usize, &Value)> = task
         .get("annotations")
         .and_then(Value::as_array)
-        .map_or(0, |list| {
+        .map(|list| {
             list.iter()
-                .filter(|a| a.get("was_cancelled") != Some(&Value::Bool(true)))
-                .count()
-        });
+                .enumerate()
+                .filter(|(_, a)| a.get("was_cancelled") != Some(&Value::Bool(true)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut gold = None;
+    let mut from_annotations = Vec::new();
+    match annotations {
+        AnnotationUse::Skip => skipped.annotations += answered.len(),
+        AnnotationUse::Gold => {
+            if let Some(&first) = answered.first() {
+                let (a, annotation) = first;
+                let field = format!("annotations[{a}]");
+                gold = Some(labelled_answer(
+                    annotation, &field, record, schema, skipped,
+                )?);
+                skipped.annotations_as_gold += 1;
+                skipped.annotations += answered.len() - 1;
+            }
+        }
+        AnnotationUse::PreLabels => {
+            for &(a, annotation) in &answered {
+                let by = annotation
+                    .get("completed_by")
+                    .map_or_else(|| "someone".to_owned(), Value::to_string);
+                from_annotations.push(Prediction {
+                    model: format!("Label Studio annotator {by}"),
+                    answer: labelled_answer(
+                        annotation,
+                        &format!("annotations[{a}]"),
+                        record,
+                        schema,
+                        skipped,
+                    )?,
+                    score: None,
+                });
+                skipped.annotations_as_pre_labels += 1;
+            }
+        }
+    }
     let data = task
         .get("data")
         .filter(|d| d.is_object())
@@ -457,40 +540,53 @@ fn label_studio_task(
                 )
             })?),
         };
-        let results = prediction
-            .get("result")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                error(
-                    "task",
-                    record,
-                    &format!("{field}.result"),
-                    "must be an array",
-                )
-            })?;
-        skipped.relations += results
-            .iter()
-            .filter(|r| r.get("type").and_then(Value::as_str) == Some("relation"))
-            .count();
-        let answer = answer_from_results(schema, results).map_err(|(r, message)| {
-            let place = r.map_or_else(
-                || format!("{field}.result"),
-                |r| format!("{field}.result[{r}]"),
-            );
-            error("task", record, &place, message)
-        })?;
+        let answer = labelled_answer(prediction, &field, record, schema, skipped)?;
         predictions.push(Prediction {
             model,
             answer,
             score,
         });
     }
+    predictions.extend(from_annotations);
     let item = Item {
         data,
-        gold: None,
+        gold,
         predictions,
     };
     checked(item, schema, "task", record)
+}
+
+/// The answer a Label Studio prediction or annotation (`labelled`, at `field` of task `record`)
+/// gives, with its relations counted in `skipped`.
+fn labelled_answer(
+    labelled: &Value,
+    field: &str,
+    record: usize,
+    schema: &LabelSchema,
+    skipped: &mut Skipped,
+) -> Result<Answer, ImportError> {
+    let results = labelled
+        .get("result")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            error(
+                "task",
+                record,
+                &format!("{field}.result"),
+                "must be an array",
+            )
+        })?;
+    skipped.relations += results
+        .iter()
+        .filter(|r| r.get("type").and_then(Value::as_str) == Some("relation"))
+        .count();
+    answer_from_results(schema, results).map_err(|(r, message)| {
+        let place = r.map_or_else(
+            || format!("{field}.result"),
+            |r| format!("{field}.result[{r}]"),
+        );
+        error("task", record, &place, message)
+    })
 }
 
 /// Converts one prediction's Label Studio results into an answer for `schema`, from the results

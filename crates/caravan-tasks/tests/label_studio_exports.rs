@@ -2,7 +2,7 @@
 //! Export button's JSON (predictions as ids), its JSON_MIN rows, and its results used as
 //! predictions, matched by tag type rather than position, with relations and annotations counted.
 
-use caravan_tasks::import::{ImportFormat, import_file};
+use caravan_tasks::import::{AnnotationUse, ImportFormat, import_file};
 use caravan_tasks::schema::{Answer, LabelSchema, Span};
 use serde_json::{Value, json};
 
@@ -47,6 +47,7 @@ fn the_export_buttons_json_imports_with_its_prediction_ids_and_annotations_count
         ImportFormat::LabelStudio,
         &export("sentiment.json.export"),
         &sentiment(),
+        AnnotationUse::Skip,
     )
     .unwrap();
     assert_eq!(
@@ -76,6 +77,7 @@ fn json_min_rows_are_refused_with_the_export_to_use_instead() {
         ImportFormat::LabelStudio,
         &export("sentiment.json-min.export"),
         &sentiment(),
+        AnnotationUse::Skip,
     )
     .unwrap_err();
     let first = refused.first();
@@ -96,6 +98,7 @@ fn results_are_matched_by_tag_type_not_position_and_relations_are_counted() {
         ImportFormat::LabelStudio,
         &annotations_as_predictions(&export("sentiment.json.export")),
         &sentiment(),
+        AnnotationUse::Skip,
     )
     .unwrap();
     assert_eq!(
@@ -112,6 +115,7 @@ fn results_are_matched_by_tag_type_not_position_and_relations_are_counted() {
         ImportFormat::LabelStudio,
         &annotations_as_predictions(&export("entities.json.export")),
         &entities(),
+        AnnotationUse::Skip,
     )
     .unwrap();
     assert_eq!(entities_file.skipped.relations, 1);
@@ -146,10 +150,77 @@ fn an_error_names_label_studios_own_task_id() {
     let file_id = serde_json::from_str::<Value>(&text).unwrap()[0]["id"]
         .as_u64()
         .unwrap() as usize;
-    let refused = import_file(ImportFormat::LabelStudio, &text, &people_only).unwrap_err();
+    let refused = import_file(
+        ImportFormat::LabelStudio,
+        &text,
+        &people_only,
+        AnnotationUse::Skip,
+    )
+    .unwrap_err();
     assert_eq!(refused.first().record, file_id);
     assert!(
         refused.to_string().contains("\"LOC\" is not one of"),
         "{refused}"
+    );
+}
+
+#[test]
+fn annotations_become_gold_answers_or_pre_labels_when_the_requester_says_so() {
+    let text = export("sentiment.json.export");
+    let as_gold = import_file(
+        ImportFormat::LabelStudio,
+        &text,
+        &sentiment(),
+        AnnotationUse::Gold,
+    )
+    .unwrap();
+    let golds: Vec<_> = as_gold.items.iter().map(|item| item.gold.clone()).collect();
+    assert_eq!(
+        golds,
+        [
+            Some(Answer::Choice("Positive".into())),
+            Some(Answer::Choice("Negative".into()))
+        ],
+        "the Choices result is found past the TextArea's"
+    );
+    assert_eq!(
+        (
+            as_gold.skipped.annotations_as_gold,
+            as_gold.skipped.annotations
+        ),
+        (2, 0)
+    );
+
+    let as_pre_labels = import_file(
+        ImportFormat::LabelStudio,
+        &text,
+        &sentiment(),
+        AnnotationUse::PreLabels,
+    )
+    .unwrap();
+    let first = &as_pre_labels.items[0].predictions;
+    assert_eq!(first.len(), 1, "the prediction listed by id is skipped");
+    assert_eq!(first[0].model, "Label Studio annotator 1");
+    assert_eq!(first[0].answer, Answer::Choice("Positive".into()));
+    assert!(as_pre_labels.items.iter().all(|item| item.gold.is_none()));
+    assert_eq!(as_pre_labels.skipped.annotations_as_pre_labels, 2);
+
+    let entities_gold = import_file(
+        ImportFormat::LabelStudio,
+        &export("entities.json.export"),
+        &entities(),
+        AnnotationUse::Gold,
+    )
+    .unwrap();
+    let Some(Answer::Spans(spans)) = &entities_gold.items[0].gold else {
+        panic!("spans expected")
+    };
+    assert_eq!(
+        spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
+        [(2, 5), (10, 13), (17, 23)]
+    );
+    assert_eq!(
+        entities_gold.skipped.relations, 1,
+        "the annotation's relation is counted"
     );
 }

@@ -18,7 +18,7 @@ use caravan_tasks::board::{
     Verdict,
 };
 use caravan_tasks::dataset::DatasetError;
-use caravan_tasks::import::{ImportErrors, ImportFormat, Skipped, import_file};
+use caravan_tasks::import::{AnnotationUse, ImportErrors, ImportFormat, Skipped, import_file};
 use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
@@ -285,7 +285,8 @@ impl Desk {
         Ok(id)
     }
 
-    /// Imports a file of items in `format` for the project's requester: every record is parsed
+    /// Imports a file of items in `format` for the project's requester, using a Label Studio
+    /// file's annotations as `annotations` says: every record is parsed
     /// and checked against the project's schema, and the file is refused whole, with every bad
     /// record named, if any is wrong. Items already on the project are not added twice.
     pub fn import(
@@ -294,12 +295,13 @@ impl Desk {
         requester: Address,
         format: ImportFormat,
         text: &str,
+        annotations: AnnotationUse,
     ) -> Result<Imported, DeskError> {
         let schema = self.with_board(project, |board| {
             check_requester(board, requester)?;
             Ok::<_, DeskError>(board.spec.schema.clone())
         })??;
-        let file = import_file(format, text, &schema).map_err(DeskError::Import)?;
+        let file = import_file(format, text, &schema, annotations).map_err(DeskError::Import)?;
         let submitted = file.items.len();
         let added = self.add_items(project, requester, file.items)?;
         Ok(Imported {

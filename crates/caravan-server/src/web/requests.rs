@@ -124,6 +124,10 @@ pub struct RequestQuery {
     #[serde(default)]
     annotations: usize,
     #[serde(default)]
+    gold: usize,
+    #[serde(default)]
+    pre_labels: usize,
+    #[serde(default)]
     reviewer: Option<String>,
 }
 
@@ -141,6 +145,8 @@ impl RequestQuery {
                 prediction_ids: self.prediction_ids,
                 relations: self.relations,
                 annotations: self.annotations,
+                annotations_as_gold: self.gold,
+                annotations_as_pre_labels: self.pre_labels,
             };
             let said = match present {
                 0 => format!("Imported {added} items."),
@@ -340,6 +346,7 @@ fn upload_format(chosen: &str, file_name: &str) -> Result<ImportFormat, PageErro
 struct Upload {
     csrf: String,
     format: String,
+    annotations: String,
     file_name: String,
     bytes: Vec<u8>,
 }
@@ -354,6 +361,7 @@ async fn read_upload(mut form: Multipart) -> Result<Upload, PageError> {
     let mut upload = Upload {
         csrf: String::new(),
         format: String::new(),
+        annotations: String::new(),
         file_name: String::new(),
         bytes: Vec::new(),
     };
@@ -361,6 +369,7 @@ async fn read_upload(mut form: Multipart) -> Result<Upload, PageError> {
         match field.name() {
             Some("csrf") => upload.csrf = field.text().await.map_err(unreadable)?,
             Some("format") => upload.format = field.text().await.map_err(unreadable)?,
+            Some("annotations") => upload.annotations = field.text().await.map_err(unreadable)?,
             Some("file") => {
                 upload.file_name = field.file_name().unwrap_or_default().to_owned();
                 upload.bytes = field.bytes().await.map_err(unreadable)?.to_vec();
@@ -389,6 +398,7 @@ pub async fn upload_items(
         ));
     }
     let format = upload_format(&upload.format, &upload.file_name)?;
+    let annotations = crate::tasks::annotation_use(Some(&upload.annotations))?;
     let text = String::from_utf8(upload.bytes).map_err(|e| {
         PageError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -402,15 +412,18 @@ pub async fn upload_items(
     let desk = Arc::clone(node.desk());
     let account = viewer.account;
     let imported =
-        blocking(move || Ok::<_, ApiError>(desk.import(&id, account, format, &text))).await?;
+        blocking(move || Ok::<_, ApiError>(desk.import(&id, account, format, &text, annotations)))
+            .await?;
     match imported {
         Ok(imported) => Ok(Redirect::to(&format!(
-            "/requests/{project}?imported={}&present={}&prediction_ids={}&relations={}&annotations={}",
+            "/requests/{project}?imported={}&present={}&prediction_ids={}&relations={}&annotations={}&gold={}&pre_labels={}",
             imported.added,
             imported.already_present,
             imported.skipped.prediction_ids,
             imported.skipped.relations,
-            imported.skipped.annotations
+            imported.skipped.annotations,
+            imported.skipped.annotations_as_gold,
+            imported.skipped.annotations_as_pre_labels
         ))
         .into_response()),
         Err(DeskError::Import(refused)) => {

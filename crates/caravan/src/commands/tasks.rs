@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use caravan_core::{Address, Licence, Ppm};
 use caravan_node::desk::Desk;
 use caravan_tasks::export::{ExportFormat, export_chunks};
-use caravan_tasks::import::{ImportFormat, import_file};
+use caravan_tasks::import::{AnnotationUse, ImportFormat, import_file};
 use caravan_tasks::project::{ProjectId, ProjectSpec};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -70,6 +70,17 @@ pub struct ImportArgs {
     file: PathBuf,
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// What a Label Studio file's annotations become: left out, each task's first as its gold
+    /// answer (a check question), or suggestions shown to contributors.
+    #[arg(long, value_enum, default_value = "skip")]
+    annotations: AnnotationsArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AnnotationsArg {
+    Skip,
+    Gold,
+    PreLabels,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,7 +164,12 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
             let schema = desk
                 .with_board(&project, |b| b.spec.schema.clone())
                 .map_err(|e| e.to_string())?;
-            let file = import_file(format, &text, &schema).map_err(|refused| {
+            let annotations = match args.annotations {
+                AnnotationsArg::Skip => AnnotationUse::Skip,
+                AnnotationsArg::Gold => AnnotationUse::Gold,
+                AnnotationsArg::PreLabels => AnnotationUse::PreLabels,
+            };
+            let file = import_file(format, &text, &schema, annotations).map_err(|refused| {
                 let mut why = format!(
                     "{}: not imported, {} bad record(s):",
                     args.file.display(),
