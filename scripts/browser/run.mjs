@@ -596,7 +596,7 @@ async function main() {
       await requester.getByLabel('Budget, escrowed now').fill('1');
       await requester.getByRole('button', { name: 'Post the project and escrow the budget' }).click();
       const problems = (await requester.locator('.problems').textContent()).replace(/\s+/g, ' ');
-      expect(problems.includes('write it in whole tokens'), `the bounty's problem is not said: ${problems}`);
+      expect(problems.includes('in whole tokens: amount `a cent`'), `the bounty's problem is not said: ${problems}`);
       expect(await requester.getByLabel('Title').inputValue() === 'People and places in letters', 'the title typed was lost');
       await shot(requester, 'new-project-problems');
       await accessible(requester, 'the new-project form with problems');

@@ -1105,7 +1105,10 @@ async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_i
     let said = visible(text(&wrong));
     assert!(said.contains("change these 3"), "{said}");
     assert!(said.contains("min_chars 5 and max_chars 2"), "{said}");
-    assert!(said.contains("write it in whole tokens"), "{said}");
+    assert!(
+        said.contains("in whole tokens: amount `half` for USDC"),
+        "{said}"
+    );
     assert!(
         said.contains("Answers per day must be at least 1"),
         "{said}"

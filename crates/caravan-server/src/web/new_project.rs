@@ -306,10 +306,7 @@ impl ProjectForm {
                     None
                 }
                 Err(why) => {
-                    problems.add(
-                        field,
-                        format!("{label}: {why}; write it in whole tokens, such as 0.05."),
-                    );
+                    problems.add(field, format!("{label}, in whole tokens: {why}."));
                     None
                 }
             }
@@ -676,7 +673,12 @@ mod tests {
             problems[0].message.contains("between 2 and"),
             "{problems:?}"
         );
-        assert!(problems[1].message.contains("0.05"), "{problems:?}");
+        assert!(
+            problems[1]
+                .message
+                .contains("in whole tokens: amount `0.0000001`"),
+            "{problems:?}"
+        );
     }
 
     #[test]
