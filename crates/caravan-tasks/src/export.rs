@@ -70,7 +70,7 @@ pub fn export_chunk(
                 let task = json!({
                     "data": data(row),
                     "meta": { "caravan_item": row.item, "confidence": row.confidence },
-                    "annotations": [{ "result": label_studio_result(&dataset.schema, &row.answer) }],
+                    "annotations": [{ "result": label_studio_result(&dataset.schema, &row.answer, &data(row)) }],
                 });
                 let separator = if n < rows.len() { ",\n" } else { "\n" };
                 Some(format!("{task}{separator}"))
@@ -106,8 +106,9 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// An answer as Label Studio annotation results (the shapes the importer reads).
-fn label_studio_result(schema: &LabelSchema, answer: &Answer) -> Value {
+/// An answer as Label Studio annotation results (the shapes the importer reads). Spans carry
+/// `value.text`, the words they cover in the item's `data`, as Label Studio writes them.
+fn label_studio_result(schema: &LabelSchema, answer: &Answer, data: &Value) -> Value {
     let to_name = match schema {
         LabelSchema::Spans { text_field, .. } => text_field.as_str(),
         _ => "text",
@@ -126,14 +127,75 @@ fn label_studio_result(schema: &LabelSchema, answer: &Answer) -> Value {
                 Preference::Tie => "tie",
             } }),
         ),
-        Answer::Spans(spans) => Value::Array(
-            spans
-                .iter()
-                .map(|s| {
-                    json!({ "from_name": "label", "to_name": to_name, "type": "labels",
-                            "value": { "start": s.start, "end": s.end, "labels": [s.label] } })
-                })
-                .collect(),
-        ),
+        Answer::Spans(spans) => {
+            let text = data
+                .get(to_name)
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Value::Array(
+                spans
+                    .iter()
+                    .map(|s| {
+                        let covered: String = text
+                            .chars()
+                            .skip(s.start as usize)
+                            .take(s.end.saturating_sub(s.start) as usize)
+                            .collect();
+                        json!({ "from_name": "label", "to_name": to_name, "type": "labels",
+                                "value": { "start": s.start, "end": s.end, "text": covered, "labels": [s.label] } })
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{AnnotationUse, ImportFormat, import_file};
+    use crate::schema::Span;
+
+    #[test]
+    fn spans_carry_the_words_they_cover_and_come_back_through_an_import_unchanged() {
+        let schema = LabelSchema::Spans {
+            labels: vec!["PER".into(), "LOC".into()],
+            text_field: "text".into(),
+        };
+        let data = json!({ "text": "🎉 Zoë met Ada in Zürich." });
+        let spans = vec![
+            Span {
+                start: 2,
+                end: 5,
+                label: "PER".into(),
+            },
+            Span {
+                start: 17,
+                end: 23,
+                label: "LOC".into(),
+            },
+        ];
+        let result = label_studio_result(&schema, &Answer::Spans(spans.clone()), &data);
+        let covered: Vec<&str> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            covered,
+            ["Zoë", "Zürich"],
+            "offsets count characters, past the emoji"
+        );
+
+        let file = json!([{ "id": 7, "data": data, "annotations": [{ "result": result }] }]);
+        let imported = import_file(
+            ImportFormat::LabelStudio,
+            &file.to_string(),
+            &schema,
+            AnnotationUse::Gold,
+        )
+        .unwrap();
+        assert_eq!(imported.items[0].gold, Some(Answer::Spans(spans)));
     }
 }
