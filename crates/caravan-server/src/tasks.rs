@@ -138,7 +138,7 @@ pub fn annotation_use(code: Option<&str>) -> Result<AnnotationUse, ApiError> {
     }
 }
 
-fn data_format(text: &str) -> Result<(ImportFormat, ExportFormat, &'static str), ApiError> {
+pub fn data_format(text: &str) -> Result<(ImportFormat, ExportFormat, &'static str), ApiError> {
     match text {
         "jsonl" => Ok((
             ImportFormat::Jsonl,

@@ -413,6 +413,21 @@ impl Desk {
         self.persist(guard, &event, effects)
     }
 
+    /// The project's spec and how many judgments wait for review, for one of its reviewers
+    /// opening the review queue; anyone else is refused.
+    pub fn review_queue(
+        &self,
+        project: &ProjectId,
+        reviewer: Address,
+    ) -> Result<(ProjectSpec, u64), DeskError> {
+        self.with_board(project, |board| {
+            if !board.is_reviewer(&reviewer) {
+                return Err(DeskError::Review(ReviewError::NotReviewer(reviewer)));
+            }
+            Ok((board.spec.clone(), board.awaiting_review()))
+        })?
+    }
+
     pub fn next_review(
         &self,
         project: &ProjectId,

@@ -325,13 +325,11 @@ pub async fn request(
     )))
 }
 
-/// The file format an upload names, or the one its file name says.
+/// The file format an upload names (as the API's `format` does), or, for `auto`, the one its
+/// file name says.
 fn upload_format(chosen: &str, file_name: &str) -> Result<ImportFormat, PageError> {
     match chosen {
-        "jsonl" => Ok(ImportFormat::Jsonl),
-        "csv" => Ok(ImportFormat::Csv),
-        "label_studio" => Ok(ImportFormat::LabelStudio),
-        _ => ImportFormat::from_file_name(file_name).ok_or_else(|| {
+        "" | "auto" => ImportFormat::from_file_name(file_name).ok_or_else(|| {
             PageError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
@@ -339,6 +337,7 @@ fn upload_format(chosen: &str, file_name: &str) -> Result<ImportFormat, PageErro
                 ),
             )
         }),
+        named => Ok(crate::tasks::data_format(named)?.0),
     }
 }
 

@@ -50,17 +50,7 @@ pub async fn review_page(
     let id = project_id(&project)?;
     let desk = Arc::clone(node.desk());
     let account = viewer.account;
-    let (spec, waiting) = blocking(move || {
-        desk.with_board(&id, |board| {
-            if !board.is_reviewer(&account) {
-                return Err(DeskError::Review(
-                    caravan_tasks::board::ReviewError::NotReviewer(account),
-                ));
-            }
-            Ok((board.spec.clone(), board.counts().awaiting_review))
-        })?
-    })
-    .await?;
+    let (spec, waiting) = blocking(move || desk.review_queue(&id, account)).await?;
     Ok(render(&ReviewPage {
         chrome: Chrome::of(&viewer, "requests"),
         project: id.to_string(),

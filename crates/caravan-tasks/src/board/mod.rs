@@ -625,6 +625,11 @@ impl Board {
         self.reviewers.contains(account)
     }
 
+    /// How many judgments wait for a reviewer.
+    pub fn awaiting_review(&self) -> u64 {
+        self.awaiting_review.len() as u64
+    }
+
     /// Who may review, in address order.
     pub fn reviewers(&self) -> Vec<Address> {
         let mut reviewers: Vec<Address> = self.reviewers.iter().copied().collect();
