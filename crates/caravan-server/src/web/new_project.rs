@@ -16,7 +16,7 @@ use caravan_core::{Address, Ppm, Token};
 use caravan_node::Node;
 use caravan_node::desk::DeskError;
 use caravan_tasks::inference::Method;
-use caravan_tasks::project::{Exam, Overlap, ProjectSpec, QueueOrder};
+use caravan_tasks::project::{Exam, Overlap, ProjectSpec, QueueOrder, SpecError};
 use caravan_tasks::schema::LabelSchema;
 use serde::Deserialize;
 
@@ -275,6 +275,19 @@ impl ProjectForm {
         }
     }
 
+    /// The field a spec's refusal is about.
+    fn field_of(&self, why: &SpecError) -> &'static str {
+        match why {
+            SpecError::Title => "title",
+            SpecError::Instructions => "instructions",
+            SpecError::Schema(_) => self.schema_field(),
+            SpecError::Overlap { .. } => "overlap_min",
+            SpecError::Bounty => "bounty",
+            SpecError::Exam => "exam_questions",
+            SpecError::Limits => "daily_cap",
+        }
+    }
+
     /// The project this form describes, paid in one of `tokens`, or every problem with it.
     pub fn spec(
         &self,
@@ -450,7 +463,7 @@ impl ProjectForm {
             Some(spec) if problems.0.is_empty() => match spec.validate() {
                 Ok(()) => Ok(spec),
                 Err(why) => Err(vec![FieldProblem {
-                    field: "title",
+                    field: self.field_of(&why),
                     message: format!("{why}."),
                 }]),
             },
@@ -559,9 +572,9 @@ pub async fn create_project(
             let short = matches!(error, DeskError::InsufficientBalance { .. });
             let (status, field) = match &error {
                 DeskError::InsufficientBalance { .. } => (StatusCode::PAYMENT_REQUIRED, "budget"),
-                DeskError::Spec(_) | DeskError::UnknownToken(_) | DeskError::ProjectExists(_) => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "title")
-                }
+                DeskError::Spec(why) => (StatusCode::UNPROCESSABLE_ENTITY, form.field_of(why)),
+                DeskError::UnknownToken(_) => (StatusCode::UNPROCESSABLE_ENTITY, "token"),
+                DeskError::ProjectExists(_) => (StatusCode::UNPROCESSABLE_ENTITY, "title"),
                 _ => return Err(crate::error::ApiError::from(error).into()),
             };
             let problems = vec![FieldProblem {
