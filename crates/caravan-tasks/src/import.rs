@@ -134,7 +134,8 @@ impl Records {
     }
 }
 
-/// What a file held that was not imported, so nothing is dropped without a word.
+/// What a file held besides its items, so nothing is dropped without a word: what was left out,
+/// and what its Label Studio annotations became.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
     /// Label Studio predictions listed only by their id, with no result to import.
@@ -175,40 +176,34 @@ impl AnnotationUse {
 }
 
 impl Skipped {
-    /// Each kind skipped, in words, with what to do about it.
+    /// Each count that is not zero, in words, with what to do about it.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        if self.prediction_ids > 0 {
-            notes.push(format!(
-                "{} prediction(s) were listed only by id and were skipped: Label Studio's Export button writes predictions as ids. To import them, export a snapshot with predictions in full (Label Studio's API: POST /api/projects/{{id}}/exports with serialization_options.predictions.only_id false).",
-                self.prediction_ids
-            ));
-        }
-        if self.relations > 0 {
-            notes.push(format!(
-                "{} relation(s) between spans were skipped: caravan's span answers hold the spans, not relations.",
-                self.relations
-            ));
-        }
-        if self.annotations_as_gold > 0 {
-            notes.push(format!(
-                "{} annotation(s) became gold answers: those items are check questions.",
-                self.annotations_as_gold
-            ));
-        }
-        if self.annotations_as_pre_labels > 0 {
-            notes.push(format!(
-                "{} annotation(s) became pre-labels, shown to contributors as suggestions.",
-                self.annotations_as_pre_labels
-            ));
-        }
-        if self.annotations > 0 {
-            notes.push(format!(
-                "{} annotation(s) were not imported: import them as gold answers or as pre-labels if they should count.",
-                self.annotations
-            ));
-        }
-        notes
+        [
+            (
+                self.prediction_ids,
+                "prediction(s) were listed only by id and were skipped: Label Studio's Export button writes predictions as ids. To import them, export a snapshot with predictions in full (Label Studio's API: POST /api/projects/{id}/exports with serialization_options.predictions.only_id false).",
+            ),
+            (
+                self.relations,
+                "relation(s) between spans were skipped: caravan's span answers hold the spans, not relations.",
+            ),
+            (
+                self.annotations_as_gold,
+                "annotation(s) became gold answers: those items are check questions.",
+            ),
+            (
+                self.annotations_as_pre_labels,
+                "annotation(s) became pre-labels, shown to contributors as suggestions.",
+            ),
+            (
+                self.annotations,
+                "annotation(s) were not imported: import them as gold answers or as pre-labels if they should count.",
+            ),
+        ]
+        .into_iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, said)| format!("{count} {said}"))
+        .collect()
     }
 }
 
