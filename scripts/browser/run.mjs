@@ -537,7 +537,7 @@ async function main() {
       await visitor.close();
     });
 
-    await check("developer: a key issued with the wallet's signature makes a paid call from the model catalogue, revoking it stops it, and a deposit from the wallet reaches the balance", async () => {
+    await check("developer: a key issued with the wallet's signature makes a paid call from the model catalogue and one with the copied curl snippet, both show in the spending, revoking it stops it, and a deposit from the wallet reaches the balance", async () => {
       await page.goto(`${url}/developer`);
       await page.getByLabel('Name').fill('shop backend');
       await page.getByRole('button', { name: 'Sign with your wallet and issue' }).click();
@@ -561,6 +561,19 @@ async function main() {
       await shot(page, 'models');
       await accessible(page, 'the model catalogue');
       await page.goto(`${url}/developer`);
+      // The curl snippet runs as pasted, with the key in the environment it names.
+      const curl = (await page.locator('.snippet').first().textContent()).trim();
+      expect(curl.startsWith(`curl ${url}/v1/embeddings`), `the snippet does not call the encoder: ${curl}`);
+      const answered = JSON.parse(execFileSync('sh', ['-c', curl], { encoding: 'utf8', env: { ...process.env, CARAVAN_API_KEY: key } }));
+      expect(answered.data?.[0]?.embedding?.length === 384, `the snippet's call failed: ${JSON.stringify(answered).slice(0, 300)}`);
+      // Both paid calls (the catalogue's and the snippet's) are in the spending, once each.
+      let spent = '';
+      for (let tries = 0; tries < 20 && !/all-MiniLM-L6-v2 model 2 2 /.test(spent); tries += 1) {
+        await page.goto(`${url}/developer?days=7`);
+        spent = (await page.locator('section', { has: page.locator('#spend') }).innerText()).replace(/\s+/g, ' ');
+      }
+      expect(/all-MiniLM-L6-v2 model 2 2 0\.\d+ USDC/.test(spent), `the spending does not show the two calls: ${spent}`);
+      expect(await page.locator('svg.chart rect.spend').count() === 7, 'the chart does not have a bar per day');
       const row = page.locator('tr', { hasText: 'shop backend' });
       expect(await row.count() === 1, 'the new key is not listed');
       await shot(page, 'developer');

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::Address;
 use crate::asset::{AssetId, Manifest};
 use crate::attestation::Attestation;
+use crate::calendar::DAY_MS;
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::hash::{Hash32, keccak256_parts};
 use crate::money::{Amount, Ppm, Token};
@@ -279,6 +280,32 @@ impl Lane {
     }
 }
 
+/// What one event charged one payer for one asset on one UTC day: the unit the per-payer
+/// spend tables add up (an app developer's usage page reads them, per day and per model).
+/// Not part of the economy's state: a read model beside the log, rebuilt from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Spending {
+    pub payer: Address,
+    /// Days since the Unix epoch, UTC.
+    pub day: u64,
+    pub asset: AssetId,
+    pub token: Address,
+    /// Calls charged with this asset first (the one the app called, unless it charged
+    /// nothing): summed over assets, the number of paid calls.
+    pub calls: u64,
+    /// Calls whose charge included this asset: an agent's components are used by its calls
+    /// without being called.
+    pub uses: u64,
+    pub amount: Amount,
+}
+
+impl Spending {
+    /// The fields spending is added up by.
+    pub fn key(&self) -> (Address, u64, AssetId, Address) {
+        (self.payer, self.day, self.asset, self.token)
+    }
+}
+
 impl Event {
     /// The lane this event is filed in.
     pub fn lane(&self) -> Lane {
@@ -287,6 +314,39 @@ impl Event {
             Event::AccessRecorded { .. } => Lane::Access,
             Event::CallMetered(call) if call.request.is_some() => Lane::KeyedCall,
             _ => Lane::Bulk,
+        }
+    }
+
+    /// What this event, recorded at `at_ms`, charged payers: one entry per asset a paid call
+    /// used (an agent's call names the agent and each component it called), the call counted
+    /// once, against its first part; nothing for every other kind of event.
+    pub fn spending(&self, at_ms: u64) -> Vec<Spending> {
+        let day = at_ms / DAY_MS;
+        match self {
+            Event::UsageRecorded(usage) => vec![Spending {
+                payer: usage.payer,
+                day,
+                asset: usage.asset,
+                token: usage.token,
+                calls: u64::from(usage.calls),
+                uses: u64::from(usage.calls),
+                amount: usage.amount,
+            }],
+            Event::CallMetered(call) => call
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(index, part)| Spending {
+                    payer: call.payer,
+                    day,
+                    asset: part.asset,
+                    token: call.token,
+                    calls: u64::from(index == 0),
+                    uses: 1,
+                    amount: part.amount,
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -644,6 +704,66 @@ pub enum ChainError {
 mod tests {
     use super::*;
     use crate::asset::tests::dataset;
+
+    #[test]
+    fn a_call_spends_once_per_asset_and_counts_once_against_its_first_part() {
+        let (payer, token) = (Address::from_label("payer"), Address::from_label("token"));
+        let (agent, model) = (dataset("agent", &[]).id(), dataset("model", &[]).id());
+        let call = Event::CallMetered(MeteredCall {
+            payer,
+            token,
+            node: Address::from_label("node"),
+            request: None,
+            parts: vec![
+                CallPart {
+                    asset: agent,
+                    amount: 7,
+                    calls: 1,
+                },
+                CallPart {
+                    asset: model,
+                    amount: 5,
+                    calls: 4,
+                },
+            ],
+            trace: String::new(),
+        });
+        // One millisecond before the second UTC day ends.
+        let at_ms = 2 * DAY_MS - 1;
+        let spent = call.spending(at_ms);
+        assert_eq!(
+            spent
+                .iter()
+                .map(|s| (s.payer, s.day, s.asset, s.token, s.calls, s.uses, s.amount))
+                .collect::<Vec<_>>(),
+            [
+                (payer, 1, agent, token, 1, 1, 7),
+                (payer, 1, model, token, 0, 1, 5)
+            ]
+        );
+        let usage = Event::UsageRecorded(Usage {
+            asset: model,
+            payer,
+            token,
+            amount: 90,
+            calls: 9,
+            node: payer,
+        });
+        let spent = usage.spending(2 * DAY_MS);
+        assert_eq!(
+            (spent[0].day, spent[0].calls, spent[0].uses, spent[0].amount),
+            (2, 9, 9, 90)
+        );
+        assert!(
+            Event::Deposited {
+                payer,
+                token,
+                amount: 5
+            }
+            .spending(0)
+            .is_empty()
+        );
+    }
 
     fn samples() -> Vec<Event> {
         let a = Address::from_label("a");

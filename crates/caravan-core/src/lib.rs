@@ -12,6 +12,7 @@
 pub mod address;
 pub mod asset;
 pub mod attestation;
+pub mod calendar;
 pub mod codec;
 pub mod economy;
 pub mod epoch;
@@ -35,7 +36,7 @@ pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{ChainLeaves, ChainProofs, EpochBundle, EpochOutcome, ProvenLeaf, verify_bundle};
 pub use event::{
     Bounty, CallPart, ChainDeposit, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, Lane,
-    MAX_CALL_PARTS, MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Usage,
+    MAX_CALL_PARTS, MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Spending, Usage,
 };
 pub use hash::{Hash32, keccak256};
 pub use ledger::{AccountRef, Balance, Ledger, Transfer};

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use caravan_node::auth::AuthError;
 use caravan_node::desk::DeskError;
 use caravan_node::earnings::EarningsError;
+use caravan_node::gateway::usage::UsageError;
 use caravan_node::sessions::{SessionError, SignInError};
 use caravan_node::settlement::ChainsError;
 use caravan_tasks::board::{AssignError, ReviewError};
@@ -171,6 +172,16 @@ impl From<ChainsError> for ApiError {
             ChainsError::Conflict(_) => (S::CONFLICT, "conflict"),
             ChainsError::Chain(_) => (S::BAD_GATEWAY, "chain"),
             ChainsError::Node(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, error)
+    }
+}
+
+impl From<UsageError> for ApiError {
+    fn from(error: UsageError) -> ApiError {
+        let (status, code) = match &error {
+            UsageError::Days(_) => (StatusCode::BAD_REQUEST, "invalid_days"),
+            UsageError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         };
         ApiError::new(status, code, error)
     }

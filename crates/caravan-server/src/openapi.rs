@@ -3,10 +3,12 @@
 //! same route table the router is built from; a test checks that every route is documented here
 //! and nothing else is.
 
+use caravan_node::gateway::usage::MAX_USAGE_DAYS;
 use caravan_node::keys::Scope;
 use serde_json::{Value, json};
 
 use crate::access::{Access, RouteSpec, SESSION_COOKIE};
+use crate::gateway::models::DEFAULT_USAGE_DAYS;
 
 fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -617,6 +619,31 @@ pub fn document(routes: &[RouteSpec]) -> Value {
             ),
         ),
     );
+    let mut usage = gateway_operation(
+        "What the caller (an API key's payer, or the signed-in account) spent on calls over the last `days` UTC days, today included: in each token, the totals, every day (those without calls too) and every model or agent the calls paid, the largest first. `calls` counts the calls made to a model; `uses` also counts an agent's calls that used it as a component. Calls whose charge is still being written appear once it is durable.",
+        None,
+        "200",
+        ok(
+            "ok",
+            json!({ "type": "object", "properties": { "object": { "const": "usage" },
+            "payer": address(), "first_day": { "type": "string", "format": "date" },
+            "days": { "type": "integer" },
+            "tokens": { "type": "array", "items": { "type": "object", "properties": {
+                "token": address(), "symbol": { "type": "string" }, "decimals": { "type": "integer" },
+                "calls": { "type": "integer" }, "amount": amount(),
+                "per_day": { "type": "array", "items": { "type": "object", "properties": {
+                    "date": { "type": "string", "format": "date" }, "calls": { "type": "integer" },
+                    "amount": amount() } } },
+                "per_model": { "type": "array", "items": { "type": "object", "properties": {
+                    "asset": hash(), "name": { "type": "string" }, "kind": { "type": "string" },
+                    "calls": { "type": "integer" }, "uses": { "type": "integer" },
+                    "amount": amount() } } } } } } } }),
+        ),
+    );
+    usage["parameters"] = json!([{ "name": "days", "in": "query", "required": false,
+        "description": "how many UTC days back, today included",
+        "schema": { "type": "integer", "minimum": 1, "maximum": MAX_USAGE_DAYS, "default": DEFAULT_USAGE_DAYS } }]);
+    add("get", "/v1/usage", usage);
     add(
         "post",
         "/v1/balance/withdrawals",

@@ -104,6 +104,7 @@ routes! {
     get "/v1/keys", Signed, OpenAi => keys::list_keys;
     delete "/v1/keys/{id}", Signed, OpenAi => keys::revoke_key;
     get "/v1/balance", Account(Scope::Models), OpenAi => models::balance;
+    get "/v1/usage", Account(Scope::Models), OpenAi => models::usage;
     post "/v1/balance/withdrawals", Session, Api => withdrawals::withdraw;
     get "/v1/node", Public, OpenAi => models::node_identity;
 }

@@ -848,6 +848,15 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
             forbidden,
         ),
     );
+    case(
+        "get",
+        "/v1/usage",
+        Case::guarded(
+            Req::new(M::GET, "/v1/usage?days=7", as_shop.clone()),
+            Req::new(M::GET, "/v1/usage?days=7", labeling_key.clone()),
+            forbidden,
+        ),
+    );
     let withdrawal = json!({ "token": token(), "amount": "1" });
     case(
         "post",

@@ -1286,19 +1286,23 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
         .journal()
         .read(|j| j.read_events(0, 1_000_000))
         .unwrap();
-    let call = rows
+    let metered_call = rows
         .iter()
         .find_map(|row| match Event::decode(&row.body).unwrap() {
             Event::CallMetered(call) => Some(call),
             _ => None,
         })
         .unwrap();
-    let parts: Vec<(AssetId, u128)> = call.parts.iter().map(|p| (p.asset, p.amount)).collect();
+    let parts: Vec<(AssetId, u128)> = metered_call
+        .parts
+        .iter()
+        .map(|p| (p.asset, p.amount))
+        .collect();
     assert_eq!(
         parts,
         vec![(agent_id, 500), (classifier, PRICE), (chat_id, 1_004)]
     );
-    let trace: Value = serde_json::from_str(&call.trace).unwrap();
+    let trace: Value = serde_json::from_str(&metered_call.trace).unwrap();
     assert_eq!(trace.as_array().unwrap().len(), 3);
     assert_eq!(trace[1]["label"], "negative");
     assert_eq!(trace[2]["completion_tokens"], 5);
@@ -1308,6 +1312,73 @@ async fn an_agent_call_pays_the_agent_and_each_component_it_called_with_the_trac
     let receipt: Value = serde_json::from_slice(&receipt).unwrap();
     assert_eq!(receipt["charged"], "3504");
     assert_eq!(receipt["model"], json!(agent_id));
+
+    // The shop's usage: the call counted once, against the agent it called; each component
+    // used by it, with what it was paid.
+    let reader = issue(&app, &[Scope::Models]).await;
+    let usage = call(
+        &app,
+        Method::GET,
+        "/v1/usage?days=7",
+        Some(&reader),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
+    assert_eq!(usage.body["payer"], json!(shop()));
+    assert_eq!(usage.body["days"], 7);
+    let usdc = &usage.body["tokens"][0];
+    assert_eq!(
+        (usdc["calls"].as_u64(), usdc["amount"].as_str()),
+        (Some(1), Some("3504"))
+    );
+    let per_day = usdc["per_day"].as_array().unwrap();
+    assert_eq!(per_day.len(), 7, "every day, those without calls too");
+    assert_eq!(per_day[6]["amount"], "3504", "today is the last");
+    assert_eq!(per_day[0]["amount"], "0");
+    let models: Vec<(String, u64, u64, String)> = usdc["per_model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["calls"].as_u64().unwrap(),
+                m["uses"].as_u64().unwrap(),
+                m["amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        models,
+        [
+            ("review-sentiment".to_owned(), 0, 1, "2000".to_owned()),
+            ("chat-upstream".to_owned(), 0, 1, "1004".to_owned()),
+            ("support-agent".to_owned(), 1, 1, "500".to_owned()),
+        ],
+        "the largest spending first"
+    );
+    for bad in [
+        "/v1/usage?days=0",
+        "/v1/usage?days=367",
+        "/v1/usage?days=week",
+    ] {
+        let refused = call(&app, Method::GET, bad, Some(&reader), &[], None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            refused.body
+        );
+        assert_eq!(refused.body["error"]["param"], "days", "{bad}");
+    }
+    let chat_only = call(&app, Method::GET, "/v1/usage", Some(&key), &[], None).await;
+    assert_eq!(
+        chat_only.status,
+        StatusCode::FORBIDDEN,
+        "needs the models scope"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

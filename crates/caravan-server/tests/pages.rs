@@ -779,14 +779,71 @@ async fn the_developer_page_shows_the_balance_the_keys_and_snippets_for_this_nod
         &[],
     );
     let node_address = node.keys().node();
-    let app = caravan_server::router(node);
+    let model = common::upstream_chat_model(
+        node.gateway(),
+        "shop-assistant",
+        "http://127.0.0.1:9/v1",
+        common::token(),
+        2_500,
+    );
+    let app = caravan_server::router(std::sync::Arc::clone(&node));
     let session = payer.sign_in(&app).await;
     let before = visible(text(&page(&app, "/developer", &session).await));
     assert!(before.contains("USDC 2.5 USDC 0 USDC 0"), "{before}");
     assert!(before.contains("No key yet"), "{before}");
     assert!(
+        before.contains("No paid calls in the last 30 days"),
+        "{before}"
+    );
+
+    // Two calls the gateway charged, as it records them.
+    let charge = caravan_core::Event::CallMetered(caravan_core::MeteredCall {
+        payer: payer.address,
+        token: common::token(),
+        node: node_address,
+        request: None,
+        parts: vec![caravan_core::CallPart {
+            asset: model,
+            amount: 2_500,
+            calls: 1,
+        }],
+        trace: "[]".into(),
+    });
+    let charged = node.journal().submit(vec![charge.clone(), charge]).unwrap();
+    assert!(charged.refused.is_empty(), "{:?}", charged.refused);
+    let spent = page(&app, "/developer?days=7", &session).await;
+    let html = text(&spent);
+    assert!(
+        html.contains(r#"<a href="/developer?days=7#spend" aria-current="page">7 days</a>"#),
+        "{html}"
+    );
+    assert!(html.contains("<title id=\"spend-USDC-title\">Spending per day in USDC</title>"));
+    let seen = visible(html);
+    assert!(
+        seen.contains("0.005 USDC in 2 call(s) over 7 days"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("shop-assistant model 2 2 0.005 USDC"),
+        "the model's row: {seen}"
+    );
+    let today =
+        caravan_core::calendar::utc_date(caravan_store::now_ms() / caravan_core::calendar::DAY_MS);
+    assert!(
+        seen.contains(&format!("{today} 2 0.005 USDC")),
+        "today's row: {seen}"
+    );
+    let bad_days = page(&app, "/developer?days=0", &session).await;
+    assert_eq!(bad_days.status, StatusCode::BAD_REQUEST);
+    assert!(visible(text(&bad_days)).contains("days must be from 1 to 366, got 0"));
+    assert!(
         before.contains(r#"OpenAI(base_url="http://127.0.0.1:8080/v1""#),
         "the snippets point at this node: {before}"
+    );
+    assert!(
+        before.contains(r#"curl http://127.0.0.1:8080/v1/chat/completions"#)
+            && before.contains(r#"-d '{"model": "shop-assistant", "messages""#),
+        "the snippets call a model the node serves: {before}"
     );
 
     let scopes = [Scope::Chat, Scope::Models];

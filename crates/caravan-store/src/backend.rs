@@ -1,6 +1,6 @@
 //! What a storage backend must provide: append a batch atomically and durably, read back in order.
 
-use caravan_core::{Address, Hash32, Lane};
+use caravan_core::{Address, AssetId, Hash32, Lane, Spending};
 
 /// One event as stored: the envelope fields and the canonical body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +79,26 @@ pub struct Attachments {
     pub bundles: Vec<BundleRow>,
     pub snapshots: Vec<SnapshotRow>,
     pub answers: Vec<AnswerRow>,
+    /// What the batch's events charged payers ([`caravan_core::Event::spending`]), added to
+    /// the per-payer spend table in the same transaction, so the table never disagrees with
+    /// the log.
+    pub spending: Vec<Spending>,
+    /// `spending` holds everything the events stored before the spend table existed charged:
+    /// once written, the table counts the whole log (see [`Backend::spending_from`]).
+    pub spending_backfill: bool,
+}
+
+/// Everything one group commit writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct Commit<'a> {
+    pub events: Vec<&'a EventRow>,
+    pub bundles: Vec<&'a BundleRow>,
+    pub snapshots: Vec<&'a SnapshotRow>,
+    pub answers: Vec<&'a AnswerRow>,
+    /// Spending to add, at most one entry per [`Spending::key`].
+    pub spending: Vec<Spending>,
+    /// Marks the spend table as counting the whole log.
+    pub spending_backfill: bool,
 }
 
 /// How many snapshots a store keeps; older ones are deleted when a new one is written.
@@ -138,17 +158,18 @@ impl From<postgres::Error> for StoreError {
 /// A connection to one store. Implementations keep every method atomic: a batch is written whole
 /// or not at all, and is durable when `append` returns.
 pub trait Backend: Send {
-    /// Writes `events` (consecutive, following what is stored), `bundles`, `snapshots` and
-    /// `answers` in one transaction, keeping only the newest [`SNAPSHOTS_KEPT`] snapshots. An
-    /// answer replaces one kept under the same key; every answer that expired by the newest
-    /// `kept_at_ms` among `answers` is deleted.
-    fn append(
-        &mut self,
-        events: &[&EventRow],
-        bundles: &[&BundleRow],
-        snapshots: &[&SnapshotRow],
-        answers: &[&AnswerRow],
-    ) -> Result<(), StoreError>;
+    /// Writes the commit's events (consecutive, following what is stored), bundles, snapshots
+    /// and answers, and adds its spending, in one transaction, keeping only the newest
+    /// [`SNAPSHOTS_KEPT`] snapshots. An answer replaces one kept under the same key; every
+    /// answer that expired by the newest `kept_at_ms` among the answers is deleted.
+    fn append(&mut self, commit: &Commit<'_>) -> Result<(), StoreError>;
+    /// The first sequence number whose spending the spend table counts: 0 once it counts the
+    /// whole log; the event count at the upgrade that made the table until a writer has added
+    /// what the older events charged.
+    fn spending_from(&mut self) -> Result<u64, StoreError>;
+    /// What `payer` spent from UTC day `from_day` on, per day, asset and token, ordered by day,
+    /// asset and token.
+    fn spending(&mut self, payer: &Address, from_day: u64) -> Result<Vec<Spending>, StoreError>;
     /// The answer kept under `key`, unless it expired by `now_ms`.
     fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError>;
     /// Applies `ops` in order in one transaction, first forgetting the nonces and sessions that
@@ -246,6 +267,40 @@ pub(crate) fn session_account(bytes: &[u8]) -> Result<Address, StoreError> {
         ))
     })?;
     Ok(Address(array))
+}
+
+/// A spend row's fields as stored (the asset's id, the token's address, the counts and the
+/// amount in decimal), checked.
+pub(crate) fn spending_row(
+    payer: Address,
+    day: i64,
+    asset: &[u8],
+    token: &[u8],
+    [calls, uses]: [i64; 2],
+    amount: &str,
+) -> Result<Spending, StoreError> {
+    let row_name = || format!("the spend row of {payer} on day {day}");
+    let token: [u8; 20] = token.try_into().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{}: its token has {} bytes, not 20",
+            row_name(),
+            token.len()
+        ))
+    })?;
+    Ok(Spending {
+        payer,
+        day: u64::try_from(day)
+            .map_err(|_| StoreError::Corrupt(format!("{}: negative day", row_name())))?,
+        asset: AssetId(stored_hash(asset, row_name)?),
+        token: Address(token),
+        calls: u64::try_from(calls)
+            .map_err(|_| StoreError::Corrupt(format!("{}: negative call count", row_name())))?,
+        uses: u64::try_from(uses)
+            .map_err(|_| StoreError::Corrupt(format!("{}: negative use count", row_name())))?,
+        amount: amount.parse().map_err(|_| {
+            StoreError::Corrupt(format!("{}: amount {amount:?} is not a u128", row_name()))
+        })?,
+    })
 }
 
 pub(crate) fn hash_from(bytes: &[u8], seq: i64) -> Result<Hash32, StoreError> {

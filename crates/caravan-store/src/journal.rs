@@ -12,14 +12,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{
-    Economy, Envelope, EpochOutcome, Event, EventError, Hash32, Lane, ReplayError, keccak256,
+    Address, Economy, Envelope, EpochOutcome, Event, EventError, Hash32, Lane, ReplayError,
+    Spending, keccak256,
 };
 
 use crate::backend::{
     AnswerRow, Attachments, BundleRow, EventRow, SessionRow, SignInOp, SnapshotRow, StoreError,
 };
 use crate::location::Location;
-use crate::log::{AppendTicket, CommitStats, EventLog, Reply};
+use crate::log::{AppendTicket, CommitStats, EventLog, Reply, SpendingSum};
 
 /// How many events a replay reads per round trip.
 const REPLAY_PAGE: usize = 50_000;
@@ -88,6 +89,7 @@ impl Journal {
     ) -> Result<Journal, JournalError> {
         let log = EventLog::open(&location)?;
         let (economy, report) = restore(&log, progress)?;
+        count_older_spending(&log, progress)?;
         Ok(Journal::opened(location, log, economy, report))
     }
 
@@ -213,6 +215,12 @@ impl Journal {
         Ok(low)
     }
 
+    /// What `payer` spent from UTC day `from_day` on, per day, asset and token, from the spend
+    /// table kept beside the log: it costs what the payer's rows hold, not what the log holds.
+    pub fn spending(&self, payer: Address, from_day: u64) -> Reply<Vec<Spending>> {
+        self.log.spending(payer, from_day)
+    }
+
     /// How the last open (or reload) reached the current state.
     pub fn open_report(&self) -> &OpenReport {
         &self.report
@@ -247,10 +255,13 @@ impl Journal {
     ) -> (Submitted, AppendTicket) {
         let mut submitted = Submitted::default();
         let mut rows = Vec::with_capacity(events.len());
+        let mut spending = Vec::new();
         for (index, event) in events.into_iter().enumerate() {
             let lane = event.lane();
+            let spent = event.spending(at_ms);
             match self.economy.append(event, at_ms) {
                 Ok((envelope, body)) => {
+                    spending.extend(spent);
                     rows.push(EventRow {
                         seq: envelope.seq,
                         at_ms,
@@ -263,7 +274,11 @@ impl Journal {
                 Err(error) => submitted.refused.push((index, error)),
             }
         }
-        (submitted, self.log.append_within(rows, window))
+        let attachments = Attachments {
+            spending,
+            ..Attachments::default()
+        };
+        (submitted, self.log.append_within(rows, attachments, window))
     }
 
     /// Waits for a queued submission to be durable. On a store failure the journal reopens the
@@ -445,7 +460,7 @@ impl CloseAttachments {
         Attachments {
             bundles: vec![bundle_row(bundle)],
             snapshots: vec![self.snapshot],
-            answers: Vec::new(),
+            ..Attachments::default()
         }
     }
 }
@@ -504,6 +519,44 @@ fn restore(
     report.replayed = economy.head().next_seq - from;
     report.bundles_remade = remade;
     Ok((economy, report))
+}
+
+/// Adds what the events stored before the spend table existed charged (a store upgraded from
+/// an older caravan), in one transaction that also marks the table as counting the whole log.
+/// Runs once per store; `progress(done, total)` is called per page read.
+fn count_older_spending(
+    log: &EventLog,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), JournalError> {
+    let until = log.spending_from()?;
+    if until == 0 {
+        return Ok(());
+    }
+    let mut spending = SpendingSum::default();
+    let mut next = 0;
+    progress(next, until);
+    while next < until {
+        let limit = usize::try_from(until - next).map_or(REPLAY_PAGE, |left| left.min(REPLAY_PAGE));
+        let page = log.read(next, limit)?;
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        for row in &page {
+            let event = Event::decode(&row.body).map_err(|error| {
+                StoreError::Corrupt(format!("event {} does not decode: {error}", row.seq))
+            })?;
+            for spent in event.spending(row.at_ms) {
+                spending.add(&spent).map_err(StoreError::Corrupt)?;
+            }
+        }
+        progress(next, until);
+    }
+    let attachments = Attachments {
+        spending: spending.into_vec(),
+        spending_backfill: true,
+        ..Attachments::default()
+    };
+    log.append(Vec::new(), attachments).wait()?;
+    Ok(())
 }
 
 fn decode_snapshot(snapshot: &SnapshotRow, stored_events: u64) -> Result<Economy, String> {

@@ -17,12 +17,13 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use caravan_core::Lane;
+use std::collections::BTreeMap;
 
-use caravan_core::Hash32;
+use caravan_core::{Address, Hash32, Lane, Spending};
 
 use crate::backend::{
-    AnswerRow, Attachments, Backend, EventRow, SessionRow, SignInOp, SnapshotRow, StoreError,
+    AnswerRow, Attachments, Backend, Commit, EventRow, SessionRow, SignInOp, SnapshotRow,
+    StoreError,
 };
 use crate::location::Location;
 
@@ -72,6 +73,14 @@ enum Request {
         id_hash: Hash32,
         now_ms: u64,
         reply: Sender<Result<Option<SessionRow>, StoreError>>,
+    },
+    SpendingFrom {
+        reply: Sender<Result<u64, StoreError>>,
+    },
+    Spending {
+        payer: Address,
+        from_day: u64,
+        reply: Sender<Result<Vec<Spending>, StoreError>>,
     },
 }
 
@@ -210,11 +219,33 @@ impl EventLog {
         self.queue_append(events, attachments, Duration::ZERO)
     }
 
-    /// Queues `events` for a group commit that starts within `window`, sharing it with whatever
-    /// else is appended meanwhile. The ticket still answers only once they are durable, so
-    /// whoever waits on it waits up to `window` longer: for appends whose callers do not wait.
-    pub fn append_within(&self, events: Vec<EventRow>, window: Duration) -> AppendTicket {
-        self.queue_append(events, Attachments::default(), window)
+    /// Queues `events` and their `attachments` for a group commit that starts within `window`,
+    /// sharing it with whatever else is appended meanwhile. The ticket still answers only once
+    /// they are durable, so whoever waits on it waits up to `window` longer: for appends whose
+    /// callers do not wait.
+    pub fn append_within(
+        &self,
+        events: Vec<EventRow>,
+        attachments: Attachments,
+        window: Duration,
+    ) -> AppendTicket {
+        self.queue_append(events, attachments, window)
+    }
+
+    /// Where the spend table starts counting (see [`Backend::spending_from`]).
+    pub fn spending_from(&self) -> Result<u64, StoreError> {
+        self.ask(|reply| Request::SpendingFrom { reply })
+    }
+
+    /// What `payer` spent from UTC day `from_day` on (see [`Backend::spending`]).
+    pub fn spending(&self, payer: Address, from_day: u64) -> Reply<Vec<Spending>> {
+        Reply {
+            answer: self.send(|reply| Request::Spending {
+                payer,
+                from_day,
+                reply,
+            }),
+        }
     }
 
     /// Queues `answer` to be kept by a commit that starts within `window` (with no events of
@@ -488,6 +519,16 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             } => {
                 let _ = reply.send(backend.session(&id_hash, now_ms));
             }
+            Request::SpendingFrom { reply } => {
+                let _ = reply.send(backend.spending_from());
+            }
+            Request::Spending {
+                payer,
+                from_day,
+                reply,
+            } => {
+                let _ = reply.send(backend.spending(&payer, from_day));
+            }
         }
     }
 }
@@ -495,20 +536,50 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
 type Group = [(Vec<EventRow>, Attachments, Sender<Result<(), StoreError>>)];
 
 fn commit_group(backend: &mut dyn Backend, group: &Group) -> Result<(), String> {
-    let events: Vec<&EventRow> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
-    let bundles: Vec<_> = group
-        .iter()
-        .flat_map(|(_, a, _)| a.bundles.iter())
-        .collect();
-    let snapshots: Vec<_> = group
-        .iter()
-        .flat_map(|(_, a, _)| a.snapshots.iter())
-        .collect();
-    let answers: Vec<_> = group
-        .iter()
-        .flat_map(|(_, a, _)| a.answers.iter())
-        .collect();
-    backend
-        .append(&events, &bundles, &snapshots, &answers)
-        .map_err(|e| e.to_string())
+    let attachments = || group.iter().map(|(_, a, _)| a);
+    let commit = Commit {
+        events: group.iter().flat_map(|(e, _, _)| e.iter()).collect(),
+        bundles: attachments().flat_map(|a| a.bundles.iter()).collect(),
+        snapshots: attachments().flat_map(|a| a.snapshots.iter()).collect(),
+        answers: attachments().flat_map(|a| a.answers.iter()).collect(),
+        spending: merge_spending(attachments().flat_map(|a| a.spending.iter()))?,
+        spending_backfill: attachments().any(|a| a.spending_backfill),
+    };
+    backend.append(&commit).map_err(|e| e.to_string())
+}
+
+/// Spending added up by [`Spending::key`], so the backend writes each row once per commit.
+#[derive(Default)]
+pub(crate) struct SpendingSum(BTreeMap<(Address, u64, caravan_core::AssetId, Address), Spending>);
+
+impl SpendingSum {
+    pub(crate) fn add(&mut self, spent: &Spending) -> Result<(), String> {
+        match self.0.get_mut(&spent.key()) {
+            Some(sum) => {
+                sum.calls = sum.calls.saturating_add(spent.calls);
+                sum.uses = sum.uses.saturating_add(spent.uses);
+                sum.amount = sum.amount.checked_add(spent.amount).ok_or_else(|| {
+                    "a payer's spending on one asset in one day passes 2^128 base units".to_owned()
+                })?;
+            }
+            None => {
+                self.0.insert(spent.key(), *spent);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Spending> {
+        self.0.into_values().collect()
+    }
+}
+
+fn merge_spending<'a>(
+    spending: impl Iterator<Item = &'a Spending>,
+) -> Result<Vec<Spending>, String> {
+    let mut sum = SpendingSum::default();
+    for spent in spending {
+        sum.add(spent)?;
+    }
+    Ok(sum.into_vec())
 }

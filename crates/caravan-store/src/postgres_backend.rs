@@ -5,12 +5,12 @@
 use postgres::Client;
 use postgres::error::SqlState;
 
-use caravan_core::{Hash32, Lane};
+use caravan_core::{Address, Hash32, Lane, Spending};
 
 use crate::backend::{
-    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
+    AnswerRow, Backend, Commit, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
     StoreError, answer_fingerprint, answers_expired_by, check_schema, hash_from, lane_from,
-    pending_migrations, redact, session_account, to_i64,
+    pending_migrations, redact, session_account, spending_row, to_i64,
 };
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
@@ -71,7 +71,26 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_expiry ON sessions (expires_ms);
 ",
+    // What each payer spent per UTC day, asset and token. `spending_from` is where the table
+    // starts counting; a writer adds what older events charged and sets it to 0.
+    "
+    CREATE TABLE spending (
+        payer  BYTEA         NOT NULL,
+        day    BIGINT        NOT NULL,
+        asset  BYTEA         NOT NULL,
+        token  BYTEA         NOT NULL,
+        calls  BIGINT        NOT NULL,
+        uses   BIGINT        NOT NULL,
+        amount NUMERIC(39,0) NOT NULL,
+        PRIMARY KEY (payer, day, asset, token)
+    );
+    CREATE TABLE spending_from (from_seq BIGINT NOT NULL);
+    INSERT INTO spending_from (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
+",
 ];
+
+/// Adds a commit's spending to the spend table; `$1`…`$7` are its columns as arrays.
+const ADD_SPENDING: &str = "INSERT INTO spending (payer, day, asset, token, calls, uses, amount) SELECT p, d, a, t, c, u, m::NUMERIC FROM unnest($1::BYTEA[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BIGINT[], $6::BIGINT[], $7::TEXT[]) AS s(p, d, a, t, c, u, m) ON CONFLICT (payer, day, asset, token) DO UPDATE SET calls = spending.calls + EXCLUDED.calls, uses = spending.uses + EXCLUDED.uses, amount = spending.amount + EXCLUDED.amount";
 
 /// Arbitrary constant naming caravan's advisory lock (advisory locks are per database).
 const WRITER_LOCK: i64 = 0x6361_7261_7661_6e00;
@@ -173,13 +192,8 @@ impl PostgresBackend {
 }
 
 impl Backend for PostgresBackend {
-    fn append(
-        &mut self,
-        events: &[&EventRow],
-        bundles: &[&BundleRow],
-        snapshots: &[&SnapshotRow],
-        answers: &[&AnswerRow],
-    ) -> Result<(), StoreError> {
+    fn append(&mut self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        let events = &commit.events;
         let mut seqs = Vec::with_capacity(events.len());
         let mut times = Vec::with_capacity(events.len());
         let mut hashes: Vec<&[u8]> = Vec::with_capacity(events.len());
@@ -192,11 +206,37 @@ impl Backend for PostgresBackend {
             bodies.push(&row.body);
             lanes.push(i16::from(row.lane as u8));
         }
+        let spending = SpendingColumns::of(&commit.spending)?;
         let mut tx = self.client.transaction()?;
-        let inserted = tx.execute(
-            "INSERT INTO events (seq, at_ms, hash, body, lane) SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::SMALLINT[])",
-            &[&seqs, &times, &hashes, &bodies, &lanes],
-        );
+        // Calls are most of the log and each one spends: their spending rides in the events'
+        // statement, so a commit of calls stays one round trip.
+        let inserted = if spending.is_empty() {
+            tx.execute(
+                "INSERT INTO events (seq, at_ms, hash, body, lane) SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::SMALLINT[])",
+                &[&seqs, &times, &hashes, &bodies, &lanes],
+            )
+        } else {
+            let statement = format!(
+                "WITH stored AS (INSERT INTO events (seq, at_ms, hash, body, lane) SELECT * FROM unnest($8::BIGINT[], $9::BIGINT[], $10::BYTEA[], $11::BYTEA[], $12::SMALLINT[])) {ADD_SPENDING}"
+            );
+            tx.execute(
+                &statement,
+                &[
+                    &spending.payers,
+                    &spending.days,
+                    &spending.assets,
+                    &spending.tokens,
+                    &spending.calls,
+                    &spending.uses,
+                    &spending.amounts,
+                    &seqs,
+                    &times,
+                    &hashes,
+                    &bodies,
+                    &lanes,
+                ],
+            )
+        };
         match inserted {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 return Err(StoreError::Conflict {
@@ -205,7 +245,7 @@ impl Backend for PostgresBackend {
             }
             other => other?,
         };
-        for bundle in bundles {
+        for bundle in &commit.bundles {
             tx.execute(
                 "INSERT INTO epoch_bundles (epoch, root, bundle) VALUES ($1, $2, $3)",
                 &[
@@ -215,22 +255,22 @@ impl Backend for PostgresBackend {
                 ],
             )?;
         }
-        for snapshot in snapshots {
+        for snapshot in &commit.snapshots {
             tx.execute(
                 "INSERT INTO snapshots (seq, state_hash, state) VALUES ($1, $2, $3) ON CONFLICT (seq) DO UPDATE SET state_hash = EXCLUDED.state_hash, state = EXCLUDED.state",
                 &[&to_i64(snapshot.seq, "sequence number")?, &&snapshot.state_hash.0[..], &snapshot.state],
             )?;
         }
-        if !snapshots.is_empty() {
+        if !commit.snapshots.is_empty() {
             tx.execute("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT $1)", &[&(SNAPSHOTS_KEPT as i64)])?;
         }
-        if let Some(now) = answers_expired_by(answers) {
+        if let Some(now) = answers_expired_by(&commit.answers) {
             tx.execute(
                 "DELETE FROM kept_answers WHERE expires_ms <= $1",
                 &[&to_i64(now, "timestamp")?],
             )?;
         }
-        for answer in answers {
+        for answer in &commit.answers {
             tx.execute(
                 "INSERT INTO kept_answers (key, fingerprint, kept_at_ms, expires_ms, answer) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, kept_at_ms = EXCLUDED.kept_at_ms, expires_ms = EXCLUDED.expires_ms, answer = EXCLUDED.answer",
                 &[
@@ -242,8 +282,41 @@ impl Backend for PostgresBackend {
                 ],
             )?;
         }
+        if commit.spending_backfill {
+            tx.execute("UPDATE spending_from SET from_seq = 0", &[])?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    fn spending_from(&mut self) -> Result<u64, StoreError> {
+        let from: i64 = self
+            .client
+            .query_one("SELECT from_seq FROM spending_from", &[])?
+            .get(0);
+        Ok(from as u64)
+    }
+
+    fn spending(&mut self, payer: &Address, from_day: u64) -> Result<Vec<Spending>, StoreError> {
+        let rows = self.client.query(
+            "SELECT day, asset, token, calls, uses, amount::TEXT FROM spending WHERE payer = $1 AND day >= $2 ORDER BY day, asset, token",
+            &[&&payer.0[..], &to_i64(from_day, "day")?],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let asset: &[u8] = row.get(1);
+                let token: &[u8] = row.get(2);
+                let amount: &str = row.get(5);
+                spending_row(
+                    *payer,
+                    row.get(0),
+                    asset,
+                    token,
+                    [row.get(3), row.get(4)],
+                    amount,
+                )
+            })
+            .collect()
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
@@ -419,5 +492,44 @@ impl Drop for PostgresBackend {
         let _ = self
             .client
             .execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK]);
+    }
+}
+
+/// A commit's spending as the arrays of [`ADD_SPENDING`].
+struct SpendingColumns {
+    payers: Vec<Vec<u8>>,
+    days: Vec<i64>,
+    assets: Vec<Vec<u8>>,
+    tokens: Vec<Vec<u8>>,
+    calls: Vec<i64>,
+    uses: Vec<i64>,
+    amounts: Vec<String>,
+}
+
+impl SpendingColumns {
+    fn of(spending: &[Spending]) -> Result<SpendingColumns, StoreError> {
+        let mut columns = SpendingColumns {
+            payers: Vec::with_capacity(spending.len()),
+            days: Vec::with_capacity(spending.len()),
+            assets: Vec::with_capacity(spending.len()),
+            tokens: Vec::with_capacity(spending.len()),
+            calls: Vec::with_capacity(spending.len()),
+            uses: Vec::with_capacity(spending.len()),
+            amounts: Vec::with_capacity(spending.len()),
+        };
+        for spent in spending {
+            columns.payers.push(spent.payer.0.to_vec());
+            columns.days.push(to_i64(spent.day, "day")?);
+            columns.assets.push(spent.asset.0.0.to_vec());
+            columns.tokens.push(spent.token.0.to_vec());
+            columns.calls.push(to_i64(spent.calls, "call count")?);
+            columns.uses.push(to_i64(spent.uses, "use count")?);
+            columns.amounts.push(spent.amount.to_string());
+        }
+        Ok(columns)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.payers.is_empty()
     }
 }

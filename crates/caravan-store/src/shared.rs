@@ -8,7 +8,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use caravan_core::{Event, Hash32};
+use caravan_core::{Address, Event, Hash32, Spending};
 
 use crate::backend::{SessionRow, SignInOp};
 use crate::journal::{Journal, JournalError, Submitted, now_ms};
@@ -132,6 +132,14 @@ impl SharedJournal {
         now_ms: u64,
     ) -> Result<Option<SessionRow>, JournalError> {
         let reply = self.lock().session(id_hash, now_ms);
+        Ok(reply.wait()?)
+    }
+
+    /// What `payer` spent from UTC day `from_day` on, per day, asset and token (see
+    /// [`Journal::spending`]); the journal is locked only to ask. The table holds committed
+    /// calls only, so a call whose commit is in flight shows once it is durable.
+    pub fn spending(&self, payer: Address, from_day: u64) -> Result<Vec<Spending>, JournalError> {
+        let reply = self.lock().spending(payer, from_day);
         Ok(reply.wait()?)
     }
 

@@ -6,12 +6,12 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use caravan_core::{Hash32, Lane};
+use caravan_core::{Address, Hash32, Lane, Spending};
 
 use crate::backend::{
-    AnswerRow, Backend, BundleRow, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
+    AnswerRow, Backend, Commit, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
     StoreError, answer_fingerprint, answers_expired_by, check_schema, hash_from, lane_from,
-    pending_migrations, session_account, to_i64,
+    pending_migrations, session_account, spending_row, to_i64,
 };
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
@@ -71,6 +71,23 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     );
     CREATE INDEX sessions_expiry ON sessions (expires_ms);
+",
+    // What each payer spent per UTC day, asset and token (amounts as decimal text: they are
+    // u128). `spending_from` is where the table starts counting; a writer adds what older
+    // events charged and sets it to 0.
+    "
+    CREATE TABLE spending (
+        payer  BLOB    NOT NULL,
+        day    INTEGER NOT NULL,
+        asset  BLOB    NOT NULL,
+        token  BLOB    NOT NULL,
+        calls  INTEGER NOT NULL,
+        uses   INTEGER NOT NULL,
+        amount TEXT    NOT NULL,
+        PRIMARY KEY (payer, day, asset, token)
+    ) WITHOUT ROWID;
+    CREATE TABLE spending_from (from_seq INTEGER NOT NULL);
+    INSERT INTO spending_from (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
 ",
 ];
 
@@ -172,13 +189,7 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn append(
-        &mut self,
-        events: &[&EventRow],
-        bundles: &[&BundleRow],
-        snapshots: &[&SnapshotRow],
-        answers: &[&AnswerRow],
-    ) -> Result<(), StoreError> {
+    fn append(&mut self, commit: &Commit<'_>) -> Result<(), StoreError> {
         let tx = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -186,7 +197,7 @@ impl Backend for SqliteBackend {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (seq, at_ms, hash, body, lane) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for row in events {
+            for row in &commit.events {
                 let seq = to_i64(row.seq, "sequence number")?;
                 match insert.execute(params![
                     seq,
@@ -206,7 +217,7 @@ impl Backend for SqliteBackend {
             let mut insert_bundle = tx.prepare_cached(
                 "INSERT INTO epoch_bundles (epoch, root, bundle) VALUES (?1, ?2, ?3)",
             )?;
-            for bundle in bundles {
+            for bundle in &commit.bundles {
                 insert_bundle.execute(params![
                     to_i64(bundle.epoch, "epoch")?,
                     &bundle.root.0[..],
@@ -216,24 +227,24 @@ impl Backend for SqliteBackend {
             let mut insert_snapshot = tx.prepare_cached(
                 "INSERT OR REPLACE INTO snapshots (seq, state_hash, state) VALUES (?1, ?2, ?3)",
             )?;
-            for snapshot in snapshots {
+            for snapshot in &commit.snapshots {
                 insert_snapshot.execute(params![
                     to_i64(snapshot.seq, "sequence number")?,
                     &snapshot.state_hash.0[..],
                     &snapshot.state
                 ])?;
             }
-            if !snapshots.is_empty() {
+            if !commit.snapshots.is_empty() {
                 tx.execute("DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?1)", params![SNAPSHOTS_KEPT as i64])?;
             }
-            if let Some(now) = answers_expired_by(answers) {
+            if let Some(now) = answers_expired_by(&commit.answers) {
                 tx.prepare_cached("DELETE FROM kept_answers WHERE expires_ms <= ?1")?
                     .execute(params![to_i64(now, "timestamp")?])?;
             }
             let mut insert_answer = tx.prepare_cached(
                 "INSERT OR REPLACE INTO kept_answers (key, fingerprint, kept_at_ms, expires_ms, answer) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for answer in answers {
+            for answer in &commit.answers {
                 insert_answer.execute(params![
                     &answer.key.0[..],
                     &answer.fingerprint.0[..],
@@ -242,9 +253,41 @@ impl Backend for SqliteBackend {
                     &answer.answer
                 ])?;
             }
+            add_spending(&tx, &commit.spending)?;
+            if commit.spending_backfill {
+                tx.execute("UPDATE spending_from SET from_seq = 0", [])?;
+            }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn spending_from(&mut self) -> Result<u64, StoreError> {
+        let from: i64 =
+            self.connection
+                .query_row("SELECT from_seq FROM spending_from", [], |row| row.get(0))?;
+        Ok(from as u64)
+    }
+
+    fn spending(&mut self, payer: &Address, from_day: u64) -> Result<Vec<Spending>, StoreError> {
+        let mut select = self.connection.prepare_cached(
+            "SELECT day, asset, token, calls, uses, amount FROM spending WHERE payer = ?1 AND day >= ?2 ORDER BY day, asset, token",
+        )?;
+        let rows = select.query_map(params![&payer.0[..], to_i64(from_day, "day")?], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (day, asset, token, calls, uses, amount) = row?;
+            spending_row(*payer, day, &asset, &token, [calls, uses], &amount)
+        })
+        .collect()
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
@@ -428,6 +471,62 @@ impl Backend for SqliteBackend {
 }
 
 /// The events a `SELECT seq, at_ms, hash, body, lane` with `?1 = from` and `?2 = limit` gives.
+/// Adds `spending` to the spend table: read, add, write back, since SQLite's integers stop at
+/// 2^63 and amounts are u128.
+fn add_spending(tx: &rusqlite::Transaction<'_>, spending: &[Spending]) -> Result<(), StoreError> {
+    if spending.is_empty() {
+        return Ok(());
+    }
+    let mut select = tx.prepare_cached(
+        "SELECT calls, uses, amount FROM spending WHERE payer = ?1 AND day = ?2 AND asset = ?3 AND token = ?4",
+    )?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO spending (payer, day, asset, token, calls, uses, amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for spent in spending {
+        let key = params![
+            &spent.payer.0[..],
+            to_i64(spent.day, "day")?,
+            &spent.asset.0.0[..],
+            &spent.token.0[..]
+        ];
+        let before: Option<(i64, i64, String)> = select
+            .query_row(key, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        let (calls, uses, amount) = match before {
+            Some((calls, uses, amount)) => (
+                (calls as u64).saturating_add(spent.calls),
+                (uses as u64).saturating_add(spent.uses),
+                amount
+                    .parse::<u128>()
+                    .map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "a stored spend amount {amount:?} is not a u128"
+                        ))
+                    })?
+                    .checked_add(spent.amount)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(
+                            "a payer's spending on one asset in one day passes 2^128 base units"
+                                .into(),
+                        )
+                    })?,
+            ),
+            None => (spent.calls, spent.uses, spent.amount),
+        };
+        upsert.execute(params![
+            &spent.payer.0[..],
+            to_i64(spent.day, "day")?,
+            &spent.asset.0.0[..],
+            &spent.token.0[..],
+            to_i64(calls, "call count")?,
+            to_i64(uses, "use count")?,
+            amount.to_string()
+        ])?;
+    }
+    Ok(())
+}
+
 fn rows_of(
     mut select: rusqlite::CachedStatement<'_>,
     from: u64,

@@ -1090,8 +1090,8 @@ fn forget_sqlite_lanes(location: &Location) {
         .execute_batch(
             "DROP INDEX events_lane_1; DROP INDEX events_lane_2; DROP INDEX events_lane_3;
              DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
-             DROP TABLE sign_in_nonces; DROP TABLE sessions;
-             PRAGMA user_version = 2;",
+             DROP TABLE sign_in_nonces; DROP TABLE sessions; DROP TABLE spending;
+             DROP TABLE spending_from; PRAGMA user_version = 2;",
         )
         .unwrap();
 }
@@ -1100,14 +1100,133 @@ fn forget_postgres_lanes(location: &Location) {
     postgres_client(location)
         .batch_execute(
             "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
-             DROP TABLE sign_in_nonces; DROP TABLE sessions;
-             UPDATE caravan_schema SET version = 2;",
+             DROP TABLE sign_in_nonces; DROP TABLE sessions; DROP TABLE spending;
+             DROP TABLE spending_from; UPDATE caravan_schema SET version = 2;",
+        )
+        .unwrap();
+}
+
+/// A call that paid two assets, as an agent's call pays the agent and the model it called.
+fn agent_call(agent: AssetId, model: AssetId) -> Event {
+    Event::CallMetered(MeteredCall {
+        payer: Address::from_label("payer"),
+        token: usdc().address,
+        node: Address::from_label("node"),
+        request: None,
+        parts: vec![
+            CallPart {
+                asset: agent,
+                amount: 40,
+                calls: 1,
+            },
+            CallPart {
+                asset: model,
+                amount: 60,
+                calls: 3,
+            },
+        ],
+        trace: "{}".into(),
+    })
+}
+
+/// `payer`'s spending from `from_day` as (asset, calls, uses, amount), the day checked to be
+/// today's.
+fn spent(journal: &Journal, from_day: u64) -> Vec<(AssetId, u64, u64, u128)> {
+    let today = caravan_store::now_ms() / caravan_core::calendar::DAY_MS;
+    journal
+        .spending(Address::from_label("payer"), from_day)
+        .wait()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            assert_eq!((row.day, row.token), (today, usdc().address));
+            (row.asset, row.calls, row.uses, row.amount)
+        })
+        .collect()
+}
+
+fn spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls(
+    scratch: Scratch,
+    forget_spending: fn(&Location),
+) {
+    let mut journal = open(&scratch.location);
+    let reviews = seed_economy(&mut journal);
+    let agent = dataset("agent");
+    let agent_id = agent.id();
+    let events = vec![
+        Event::AssetRegistered(agent),
+        usage(reviews, 500),
+        metered(reviews, None),
+        agent_call(agent_id, reviews),
+        // Refused (more than the balance): it charges nobody.
+        usage(reviews, 1_000_000_000),
+    ];
+    let submitted = journal.submit(events).unwrap();
+    assert_eq!(submitted.refused.len(), 1);
+    // Calls queued one by one share a group commit: the writer adds them up before writing.
+    let tickets: Vec<_> = (0..5)
+        .map(|_| {
+            journal
+                .submit_pipelined(vec![metered(reviews, None)], caravan_store::now_ms())
+                .1
+        })
+        .collect();
+    for ticket in tickets {
+        journal.settle(ticket).unwrap();
+    }
+    let mut expected = vec![
+        (reviews, 1 + 1 + 5, 1 + 1 + 1 + 5, 500 + 300 + 60 + 5 * 300),
+        (agent_id, 1, 1, 40),
+    ];
+    expected.sort();
+    assert_eq!(spent(&journal, 0), expected);
+    let today = caravan_store::now_ms() / caravan_core::calendar::DAY_MS;
+    assert!(spent(&journal, today + 1).is_empty());
+    assert!(
+        journal
+            .spending(Address::from_label("someone else"), 0)
+            .wait()
+            .unwrap()
+            .is_empty()
+    );
+    drop(journal);
+
+    let journal = open(&scratch.location);
+    assert_eq!(spent(&journal, 0), expected, "the table outlives a reopen");
+    drop(journal);
+
+    // The same store as a caravan from before the spend table left it: the first writer to
+    // open it counts what its calls charged, once.
+    forget_spending(&scratch.location);
+    let mut journal = open(&scratch.location);
+    assert_eq!(spent(&journal, 0), expected);
+    journal.submit(vec![metered(reviews, None)]).unwrap();
+    drop(journal);
+    let journal = open(&scratch.location);
+    let after: Vec<_> = spent(&journal, 0);
+    assert_eq!(
+        after[0].3 + after[1].3,
+        expected[0].3 + expected[1].3 + 300,
+        "counted once"
+    );
+}
+
+fn forget_sqlite_spending(location: &Location) {
+    sqlite_connection(location)
+        .execute_batch("DROP TABLE spending; DROP TABLE spending_from; PRAGMA user_version = 5;")
+        .unwrap();
+}
+
+fn forget_postgres_spending(location: &Location) {
+    postgres_client(location)
+        .batch_execute(
+            "DROP TABLE spending; DROP TABLE spending_from; UPDATE caravan_schema SET version = 5;",
         )
         .unwrap();
 }
 
 macro_rules! suite {
-    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $forget:expr, $($ignore:tt)*) => {
+    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $forget:expr, $forget_spending:expr, $($ignore:tt)*) => {
         mod $module {
             use super::*;
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
@@ -1128,6 +1247,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_bundle_being_stored_is_pending_not_missing() { super::a_bundle_being_stored_is_pending_not_missing($scratch) }
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
+            $($ignore)* #[test] fn spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls() { super::spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls($scratch, $forget_spending) }
             $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }
             $($ignore)* #[test] fn a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end() { super::a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end($scratch) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
@@ -1146,8 +1266,9 @@ suite!(
     damage_sqlite_snapshot,
     refuse_sqlite_writes,
     forget_sqlite_lanes,
+    forget_sqlite_spending,
 );
-suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, forget_postgres_lanes, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, forget_postgres_lanes, forget_postgres_spending, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
 
 /// `url` with `parameters` added to its query.
 fn with_query(url: &str, parameters: &str) -> String {

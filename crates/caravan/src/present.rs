@@ -125,28 +125,7 @@ pub fn read_input(path: &std::path::Path) -> Result<String, String> {
 
 /// A time given in milliseconds since the Unix epoch, as `2026-11-25 14:03 UTC`.
 pub fn utc_time(ms: u64) -> String {
-    let minutes = ms / 60_000;
-    let (days, minute_of_day) = (minutes / 1_440, minutes % 1_440);
-    // Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year}-{month:02}-{day:02} {:02}:{:02} UTC",
-        minute_of_day / 60,
-        minute_of_day % 60
-    )
+    caravan_core::calendar::utc_minute(ms)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod embeddings;
 pub mod idempotency;
 pub mod receipt;
 pub mod upstream;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use caravan_node::auth::AuthError;
 use caravan_node::gateway::GatewayError;
+use caravan_node::gateway::usage::UsageError;
 use caravan_node::keys::{KeyError, KeysError};
 use caravan_node::sessions::SessionError;
 use serde_json::json;
@@ -70,6 +71,17 @@ impl IntoResponse for OpenAiError {
             );
         }
         response
+    }
+}
+
+impl From<UsageError> for OpenAiError {
+    fn from(error: UsageError) -> OpenAiError {
+        match error {
+            UsageError::Days(_) => OpenAiError::invalid("invalid_days", Some("days"), error),
+            UsageError::Store(_) => {
+                OpenAiError::api_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error)
+            }
+        }
     }
 }
 

@@ -1,15 +1,17 @@
 //! The catalogue side of the gateway: the models this node serves, validators' attestations,
-//! the node's identity and a payer's balance.
+//! the node's identity and a payer's balance and spending.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use caravan_core::Address;
+use caravan_core::calendar::utc_date;
 use caravan_node::Node;
 use caravan_node::auth::Caller;
+use caravan_node::gateway::usage::{MAX_USAGE_DAYS, UsageReport};
 use caravan_node::gateway::{Gateway, ServedModel};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -140,4 +142,68 @@ pub async fn balance(
         })
         .collect();
     axum::Json(json!({ "payer": caller.account, "balances": balances })).into_response()
+}
+
+/// How many days `GET /v1/usage` covers when the query does not say.
+pub const DEFAULT_USAGE_DAYS: u32 = 30;
+
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    days: Option<u32>,
+}
+
+/// `GET /v1/usage?days=N`: what the caller spent on calls over the last N UTC days (30 by
+/// default), per day and per model, in each token.
+pub async fn usage(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, OpenAiError> {
+    let days = query
+        .map_err(|e| {
+            OpenAiError::invalid(
+                "invalid_days",
+                Some("days"),
+                format!(
+                    "{}: days is a whole number from 1 to {MAX_USAGE_DAYS}",
+                    e.body_text()
+                ),
+            )
+        })?
+        .0
+        .days
+        .unwrap_or(DEFAULT_USAGE_DAYS);
+    let gateway = Arc::clone(node.gateway());
+    let report =
+        blocking(move || gateway.usage(caller.account, days, caravan_store::now_ms())).await?;
+    Ok(axum::Json(usage_object(caller.account, &report)).into_response())
+}
+
+fn usage_object(payer: Address, report: &UsageReport) -> Value {
+    json!({
+        "object": "usage",
+        "payer": payer,
+        "first_day": utc_date(report.first_day),
+        "days": report.days,
+        "tokens": report.tokens.iter().map(|usage| json!({
+            "token": usage.token.address,
+            "symbol": usage.token.symbol,
+            "decimals": usage.token.decimals,
+            "calls": usage.calls,
+            "amount": usage.amount.to_string(),
+            "per_day": usage.per_day.iter().map(|day| json!({
+                "date": utc_date(day.day),
+                "calls": day.calls,
+                "amount": day.amount.to_string(),
+            })).collect::<Vec<_>>(),
+            "per_model": usage.per_model.iter().map(|model| json!({
+                "asset": model.asset,
+                "name": model.name,
+                "kind": model.kind.name(),
+                "calls": model.calls,
+                "uses": model.uses,
+                "amount": model.amount.to_string(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }

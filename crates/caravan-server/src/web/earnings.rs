@@ -17,6 +17,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use caravan_core::calendar::utc_minute;
 use caravan_core::hash::hex_lower;
 use caravan_core::{Address, Amount, Role, Token};
 use caravan_node::Node;
@@ -27,6 +28,7 @@ use caravan_node::earnings::{
 use serde::Deserialize;
 use serde_json::json;
 
+use super::chart::Frame;
 use super::page::{Chrome, PageError, Viewer, render};
 use crate::error::blocking;
 
@@ -130,24 +132,6 @@ fn short_hex(address: &Address) -> String {
     super::page::short_address(&address.to_checksum())
 }
 
-/// A date as `2026-12-05 14:03 UTC` from milliseconds since the Unix epoch.
-pub fn utc_minute(ms: u64) -> String {
-    let seconds = ms / 1000;
-    let days = (seconds / 86_400) as i64;
-    let (hour, minute) = ((seconds % 86_400) / 3600, (seconds % 3600) / 60);
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
-}
-
 /// Escapes text for SVG and HTML.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -179,31 +163,28 @@ fn chart(statement: &Statement, token: &Token) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
-    let (width, height, left, bottom, top_pad) = (640.0, 240.0, 28.0, 32.0, 32.0);
-    let plot = height - bottom - top_pad;
-    let slot = (width - left - 8.0) / epochs.len().max(1) as f64;
+    let frame = Frame {
+        width: 640.0,
+        height: 240.0,
+        left: 28.0,
+        bottom: 32.0,
+        top: 32.0,
+    };
+    let (plot, height, left) = (frame.plot(), frame.height, frame.left);
+    let slot = frame.slot(epochs.len());
     let bar = (slot * 0.6).min(48.0);
-    let symbol = escape(&token.symbol);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-{symbol}-title chart-{symbol}-desc" xmlns="http://www.w3.org/2000/svg"><title id="chart-{symbol}-title">Earnings per epoch in {symbol}</title><desc id="chart-{symbol}-desc">Bounties and royalties per epoch, oldest on the left; the table below gives every figure.</desc>"#
-    );
-    // The scale's top value sits above its grid line, so a long amount never runs off the left.
-    let _ = write!(
-        svg,
-        r#"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" class="axis"/><line x1="{left}" y1="{top_pad}" x2="{x2}" y2="{top_pad}" class="grid"/><text x="{left}" y="{ty}" class="tick">{label}</text><text x="{tx}" y="{y}" class="tick" text-anchor="end">0</text>"#,
-        y = height - bottom,
-        x2 = width - 4.0,
-        tx = left - 6.0,
-        ty = top_pad - 8.0,
-        label = escape(&token.format(top)),
+    let symbol = &token.symbol;
+    let mut svg = frame.open(
+        &format!("chart-{symbol}"),
+        &format!("Earnings per epoch in {symbol}"),
+        "Bounties and royalties per epoch, oldest on the left; the table below gives every figure.",
+        &token.format(top),
     );
     for (i, (epoch, open, bounties, royalties)) in epochs.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bar) / 2.0;
         let scale = |amount: Amount| plot * amount as f64 / top as f64;
         let (hb, hr) = (scale(*bounties), scale(*royalties));
-        let base = height - bottom;
+        let base = frame.base();
         let name = if *open {
             format!("Epoch {epoch} (open)")
         } else {

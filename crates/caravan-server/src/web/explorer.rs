@@ -10,14 +10,13 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use caravan_core::calendar::utc_minute;
 use caravan_core::{Address, AssetId, EpochRecord, Licence, Token};
 use caravan_node::Node;
 use caravan_node::earnings::{AssetDetail, EpochDetail, GRAPH_HOPS, GraphNode, PublicStatement};
 use serde::Deserialize;
 
-use super::earnings::{
-    ChainView, RoyaltyView, Whose, chain_views, escape, royalty_view, token_of, utc_minute,
-};
+use super::earnings::{ChainView, RoyaltyView, Whose, chain_views, escape, royalty_view, token_of};
 use super::page::{Chrome, PageError, Viewer, render};
 use crate::error::blocking;
 

@@ -9,6 +9,7 @@
 
 mod assets;
 mod board;
+mod chart;
 mod developer;
 mod earnings;
 mod explorer;

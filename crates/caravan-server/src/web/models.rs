@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::response::Response;
 use caravan_node::Node;
 
-use super::earnings::{token_of, utc_minute};
+use caravan_core::calendar::utc_minute;
+
+use super::earnings::token_of;
 use super::page::{Chrome, Viewer, render};
 
 pub struct ParentView {

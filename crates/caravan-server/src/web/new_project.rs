@@ -204,14 +204,7 @@ pub fn utc_ms(text: &str) -> Option<u64> {
     {
         return None;
     }
-    // Civil date to days (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = caravan_core::calendar::days_from_civil(year, month as u64, day as u64);
     u64::try_from(((days * 24 + hour) * 60 + minute) * 60 + second)
         .ok()
         .map(|s| s * 1000)

@@ -9,6 +9,7 @@ use axum::Form;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use caravan_core::calendar::utc_minute;
 use caravan_core::{Address, Licence, Ppm};
 use caravan_node::Node;
 use caravan_node::desk::{AGREEMENT_FRESH_MS, DeskError, RequestView, RequestedProject};
@@ -16,7 +17,7 @@ use caravan_tasks::import::{ImportFormat, Skipped};
 use caravan_tasks::project::ProjectId;
 use serde::Deserialize;
 
-use super::earnings::{token_of, utc_minute};
+use super::earnings::token_of;
 use super::page::{Chrome, PageError, Viewer, render, url_encode};
 use crate::error::{ApiError, blocking};
 use crate::tasks::project_id;
