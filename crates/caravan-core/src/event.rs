@@ -320,23 +320,27 @@ impl Event {
     /// What this event, recorded at `at_ms`, charged payers: one entry per asset a paid call
     /// used (an agent's call names the agent and each component it called), the call counted
     /// once, against its first part; nothing for every other kind of event.
-    pub fn spending(&self, at_ms: u64) -> Vec<Spending> {
+    pub fn spending(&self, at_ms: u64) -> impl Iterator<Item = Spending> + '_ {
         let day = at_ms / DAY_MS;
-        match self {
-            Event::UsageRecorded(usage) => vec![Spending {
-                payer: usage.payer,
-                day,
-                asset: usage.asset,
-                token: usage.token,
-                calls: u64::from(usage.calls),
-                uses: u64::from(usage.calls),
-                amount: usage.amount,
-            }],
-            Event::CallMetered(call) => call
-                .parts
+        let (usage, call) = match self {
+            Event::UsageRecorded(usage) => (Some(usage), None),
+            Event::CallMetered(call) => (None, Some(call)),
+            _ => (None, None),
+        };
+        let recorded = usage.map(move |usage| Spending {
+            payer: usage.payer,
+            day,
+            asset: usage.asset,
+            token: usage.token,
+            calls: u64::from(usage.calls),
+            uses: u64::from(usage.calls),
+            amount: usage.amount,
+        });
+        let metered = call.into_iter().flat_map(move |call| {
+            call.parts
                 .iter()
                 .enumerate()
-                .map(|(index, part)| Spending {
+                .map(move |(index, part)| Spending {
                     payer: call.payer,
                     day,
                     asset: part.asset,
@@ -345,9 +349,8 @@ impl Event {
                     uses: 1,
                     amount: part.amount,
                 })
-                .collect(),
-            _ => Vec::new(),
-        }
+        });
+        recorded.into_iter().chain(metered)
     }
 
     pub fn kind_name(&self) -> &'static str {
@@ -730,7 +733,7 @@ mod tests {
         });
         // One millisecond before the second UTC day ends.
         let at_ms = 2 * DAY_MS - 1;
-        let spent = call.spending(at_ms);
+        let spent: Vec<Spending> = call.spending(at_ms).collect();
         assert_eq!(
             spent
                 .iter()
@@ -749,7 +752,7 @@ mod tests {
             calls: 9,
             node: payer,
         });
-        let spent = usage.spending(2 * DAY_MS);
+        let spent: Vec<Spending> = usage.spending(2 * DAY_MS).collect();
         assert_eq!(
             (spent[0].day, spent[0].calls, spent[0].uses, spent[0].amount),
             (2, 9, 9, 90)
@@ -761,7 +764,8 @@ mod tests {
                 amount: 5
             }
             .spending(0)
-            .is_empty()
+            .next()
+            .is_none()
         );
     }
 

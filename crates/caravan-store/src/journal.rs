@@ -258,10 +258,11 @@ impl Journal {
         let mut spending = Vec::new();
         for (index, event) in events.into_iter().enumerate() {
             let lane = event.lane();
-            let spent = event.spending(at_ms);
+            // Added before the event moves into the economy, taken back if it is refused.
+            let spent_from = spending.len();
+            spending.extend(event.spending(at_ms));
             match self.economy.append(event, at_ms) {
                 Ok((envelope, body)) => {
-                    spending.extend(spent);
                     rows.push(EventRow {
                         seq: envelope.seq,
                         at_ms,
@@ -271,7 +272,10 @@ impl Journal {
                     });
                     submitted.accepted.push(envelope);
                 }
-                Err(error) => submitted.refused.push((index, error)),
+                Err(error) => {
+                    spending.truncate(spent_from);
+                    submitted.refused.push((index, error));
+                }
             }
         }
         let attachments = Attachments {
