@@ -79,13 +79,13 @@ pub struct Attachments {
     pub bundles: Vec<BundleRow>,
     pub snapshots: Vec<SnapshotRow>,
     pub answers: Vec<AnswerRow>,
-    /// What the batch's events charged payers ([`caravan_core::Event::spending`]), added to
-    /// the per-payer spend table in the same transaction, so the table never disagrees with
-    /// the log.
+    /// What the batch's events charged payers ([`caravan_core::Event::spending`]). The writer
+    /// adds it up in memory and writes it to the per-payer spend table about once a second,
+    /// with the point the table then counts to (see [`Backend::spending_counted_to`]).
     pub spending: Vec<Spending>,
-    /// `spending` holds everything the events stored before the spend table existed charged:
-    /// once written, the table counts the whole log (see [`Backend::spending_from`]).
-    pub spending_backfill: bool,
+    /// `spending` is what every stored event from the table's count up to this sequence
+    /// number charged (an open catching up): written at once, and the table counts to here.
+    pub spending_counted_to: Option<u64>,
 }
 
 /// Everything one group commit writes, in one transaction.
@@ -97,8 +97,8 @@ pub struct Commit<'a> {
     pub answers: Vec<&'a AnswerRow>,
     /// Spending to add, at most one entry per [`Spending::key`].
     pub spending: Vec<Spending>,
-    /// Marks the spend table as counting the whole log.
-    pub spending_backfill: bool,
+    /// The spend table counts every event below this sequence number once written.
+    pub spending_counted_to: Option<u64>,
 }
 
 /// How many snapshots a store keeps; older ones are deleted when a new one is written.
@@ -163,10 +163,9 @@ pub trait Backend: Send {
     /// [`SNAPSHOTS_KEPT`] snapshots. An answer replaces one kept under the same key; every
     /// answer that expired by the newest `kept_at_ms` among the answers is deleted.
     fn append(&mut self, commit: &Commit<'_>) -> Result<(), StoreError>;
-    /// The first sequence number whose spending the spend table counts: 0 once it counts the
-    /// whole log; the event count at the upgrade that made the table until a writer has added
-    /// what the older events charged.
-    fn spending_from(&mut self) -> Result<u64, StoreError>;
+    /// The spend table holds what every event below this sequence number charged, and nothing
+    /// of the events from it on: a writer that opens the store adds what those charged.
+    fn spending_counted_to(&mut self) -> Result<u64, StoreError>;
     /// What `payer` spent from UTC day `from_day` on, per day, asset and token, ordered by day,
     /// asset and token.
     fn spending(&mut self, payer: &Address, from_day: u64) -> Result<Vec<Spending>, StoreError>;

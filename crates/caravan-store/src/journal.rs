@@ -89,7 +89,7 @@ impl Journal {
     ) -> Result<Journal, JournalError> {
         let log = EventLog::open(&location)?;
         let (economy, report) = restore(&log, progress)?;
-        count_older_spending(&log, progress)?;
+        count_uncounted_spending(&log, progress)?;
         Ok(Journal::opened(location, log, economy, report))
     }
 
@@ -216,7 +216,8 @@ impl Journal {
     }
 
     /// What `payer` spent from UTC day `from_day` on, per day, asset and token, from the spend
-    /// table kept beside the log: it costs what the payer's rows hold, not what the log holds.
+    /// table kept beside the log and what the writer counted since it last wrote to it: it
+    /// costs what the payer's rows hold, not what the log holds.
     pub fn spending(&self, payer: Address, from_day: u64) -> Reply<Vec<Spending>> {
         self.log.spending(payer, from_day)
     }
@@ -336,6 +337,9 @@ impl Journal {
         self.generation += 1;
         self.log.reopen(&self.location)?;
         (self.economy, self.report) = restore(&self.log, &mut |_, _| {})?;
+        if !self.log.is_reader() {
+            count_uncounted_spending(&self.log, &mut |_, _| {})?;
+        }
         Ok(())
     }
 
@@ -525,22 +529,23 @@ fn restore(
     Ok((economy, report))
 }
 
-/// Adds what the events stored before the spend table existed charged (a store upgraded from
-/// an older caravan), in one transaction that also marks the table as counting the whole log.
-/// Runs once per store; `progress(done, total)` is called per page read.
-fn count_older_spending(
+/// Adds to the spend table what the events it does not count yet charged: those a crash left
+/// uncounted (the writer adds spending up in memory and writes it about once a second), or a
+/// whole log stored before the table existed. A writer does this at every open, before anything
+/// else is appended; `progress(done, total)` is called per page read.
+fn count_uncounted_spending(
     log: &EventLog,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), JournalError> {
-    let until = log.spending_from()?;
-    if until == 0 {
+    let (from, to) = (log.spending_counted_to()?, log.event_count()?);
+    if from >= to {
         return Ok(());
     }
     let mut spending = SpendingSum::default();
-    let mut next = 0;
-    progress(next, until);
-    while next < until {
-        let limit = usize::try_from(until - next).map_or(REPLAY_PAGE, |left| left.min(REPLAY_PAGE));
+    let mut next = from;
+    progress(next - from, to - from);
+    while next < to {
+        let limit = usize::try_from(to - next).map_or(REPLAY_PAGE, |left| left.min(REPLAY_PAGE));
         let page = log.read(next, limit)?;
         let Some(last) = page.last() else { break };
         next = last.seq + 1;
@@ -552,11 +557,11 @@ fn count_older_spending(
                 spending.add(&spent).map_err(StoreError::Corrupt)?;
             }
         }
-        progress(next, until);
+        progress(next - from, to - from);
     }
     let attachments = Attachments {
         spending: spending.into_vec(),
-        spending_backfill: true,
+        spending_counted_to: Some(to),
         ..Attachments::default()
     };
     log.append(Vec::new(), attachments).wait()?;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use caravan_core::{Address, Hash32, Lane, Spending};
+use caravan_core::{Address, AssetId, Hash32, Lane, Spending};
 
 use crate::backend::{
     AnswerRow, Attachments, Backend, Commit, EventRow, SessionRow, SignInOp, SnapshotRow,
@@ -74,7 +74,7 @@ enum Request {
         now_ms: u64,
         reply: Sender<Result<Option<SessionRow>, StoreError>>,
     },
-    SpendingFrom {
+    SpendingCountedTo {
         reply: Sender<Result<u64, StoreError>>,
     },
     Spending {
@@ -232,9 +232,9 @@ impl EventLog {
         self.queue_append(events, attachments, window)
     }
 
-    /// Where the spend table starts counting (see [`Backend::spending_from`]).
-    pub fn spending_from(&self) -> Result<u64, StoreError> {
-        self.ask(|reply| Request::SpendingFrom { reply })
+    /// Up to which event the spend table counts (see [`Backend::spending_counted_to`]).
+    pub fn spending_counted_to(&self) -> Result<u64, StoreError> {
+        self.ask(|reply| Request::SpendingCountedTo { reply })
     }
 
     /// What `payer` spent from UTC day `from_day` on (see [`Backend::spending`]).
@@ -390,8 +390,20 @@ impl Drop for EventLog {
 fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters: &CommitCounters) {
     let mut stopped: Option<String> = None;
     let mut carried: Option<Request> = None;
+    let mut pending = PendingSpending::new();
     loop {
         let Some(request) = carried.take().or_else(|| queue.recv().ok()) else {
+            // Shutting down: what is still counted only in memory goes to the table now (a
+            // crash instead leaves it to the next open to count again from the log).
+            if stopped.is_none() && !pending.sum.is_empty() {
+                let (spending, counted_to) = pending.take();
+                let commit = Commit {
+                    spending,
+                    spending_counted_to: counted_to,
+                    ..Commit::default()
+                };
+                let _ = backend.append(&commit);
+            }
             return;
         };
         match request {
@@ -439,7 +451,7 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
                 }
                 let outcome = match &stopped {
                     Some(why) => Err(why.clone()),
-                    None => commit_group(backend.as_mut(), &group),
+                    None => commit_group(backend.as_mut(), &group, &mut pending),
                 };
                 match &outcome {
                     Ok(()) => {
@@ -519,15 +531,19 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             } => {
                 let _ = reply.send(backend.session(&id_hash, now_ms));
             }
-            Request::SpendingFrom { reply } => {
-                let _ = reply.send(backend.spending_from());
+            Request::SpendingCountedTo { reply } => {
+                let _ = reply.send(backend.spending_counted_to());
             }
             Request::Spending {
                 payer,
                 from_day,
                 reply,
             } => {
-                let _ = reply.send(backend.spending(&payer, from_day));
+                let _ = reply.send(
+                    backend
+                        .spending(&payer, from_day)
+                        .and_then(|stored| pending.with(stored, &payer, from_day)),
+                );
             }
         }
     }
@@ -535,22 +551,103 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
 
 type Group = [(Vec<EventRow>, Attachments, Sender<Result<(), StoreError>>)];
 
-fn commit_group(backend: &mut dyn Backend, group: &Group) -> Result<(), String> {
+/// How often the spending counted in memory is written to the spend table, at the latest.
+const SPENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How many rows of spending the writer holds in memory before writing them, at the most.
+const MAX_PENDING_SPENDING: usize = 16_384;
+
+/// Spending the writer has counted from committed events but not yet written: adding a few rows
+/// to the spend table costs a commit far more than the events do, so rows are added up here and
+/// written with a later commit about once a second, with the point the table then counts to.
+/// A crash loses only this, and the next open counts it again from the log.
+struct PendingSpending {
+    sum: SpendingSum,
+    /// The sequence number after the last event counted in `sum`.
+    counted_to: Option<u64>,
+    since: Instant,
+}
+
+impl PendingSpending {
+    fn new() -> PendingSpending {
+        PendingSpending {
+            sum: SpendingSum::default(),
+            counted_to: None,
+            since: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> (Vec<Spending>, Option<u64>) {
+        let taken = std::mem::replace(self, PendingSpending::new());
+        (taken.sum.into_vec(), taken.counted_to)
+    }
+
+    /// `stored` rows of `payer` (from `from_day` on) with what is pending added, in the
+    /// table's order.
+    fn with(
+        &self,
+        stored: Vec<Spending>,
+        payer: &Address,
+        from_day: u64,
+    ) -> Result<Vec<Spending>, StoreError> {
+        let mut sum = SpendingSum::default();
+        let pending = self.sum.rows_of(payer, from_day);
+        for spent in stored.iter().chain(pending) {
+            sum.add(spent).map_err(StoreError::Corrupt)?;
+        }
+        Ok(sum.into_vec())
+    }
+}
+
+fn commit_group(
+    backend: &mut dyn Backend,
+    group: &Group,
+    pending: &mut PendingSpending,
+) -> Result<(), String> {
     let attachments = || group.iter().map(|(_, a, _)| a);
-    let commit = Commit {
-        events: group.iter().flat_map(|(e, _, _)| e.iter()).collect(),
+    let events: Vec<&EventRow> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
+    let events_to = events.last().map(|row| row.seq + 1);
+    let catching_up = attachments().filter_map(|a| a.spending_counted_to).max();
+    let mut spending = SpendingSum::default();
+    for spent in attachments().flat_map(|a| a.spending.iter()) {
+        spending.add(spent)?;
+    }
+    let flush = catching_up.is_some()
+        || pending.since.elapsed() >= SPENDING_FLUSH_INTERVAL
+        || pending.sum.len() + spending.len() >= MAX_PENDING_SPENDING;
+    let mut commit = Commit {
+        events,
         bundles: attachments().flat_map(|a| a.bundles.iter()).collect(),
         snapshots: attachments().flat_map(|a| a.snapshots.iter()).collect(),
         answers: attachments().flat_map(|a| a.answers.iter()).collect(),
-        spending: merge_spending(attachments().flat_map(|a| a.spending.iter()))?,
-        spending_backfill: attachments().any(|a| a.spending_backfill),
+        ..Commit::default()
     };
-    backend.append(&commit).map_err(|e| e.to_string())
+    if flush {
+        let mut all = SpendingSum::default();
+        for spent in pending.sum.rows().chain(spending.rows()) {
+            all.add(spent)?;
+        }
+        commit.spending = all.into_vec();
+        commit.spending_counted_to = [catching_up, events_to, pending.counted_to]
+            .into_iter()
+            .flatten()
+            .max();
+    }
+    backend.append(&commit).map_err(|e| e.to_string())?;
+    if flush {
+        *pending = PendingSpending::new();
+    } else {
+        for spent in spending.rows() {
+            pending.sum.add(spent)?;
+        }
+        if events_to.is_some() {
+            pending.counted_to = events_to;
+        }
+    }
+    Ok(())
 }
-
 /// Spending added up by [`Spending::key`], so the backend writes each row once per commit.
 #[derive(Default)]
-pub(crate) struct SpendingSum(BTreeMap<(Address, u64, caravan_core::AssetId, Address), Spending>);
+pub(crate) struct SpendingSum(BTreeMap<(Address, u64, AssetId, Address), Spending>);
 
 impl SpendingSum {
     pub(crate) fn add(&mut self, spent: &Spending) -> Result<(), String> {
@@ -572,14 +669,24 @@ impl SpendingSum {
     pub(crate) fn into_vec(self) -> Vec<Spending> {
         self.0.into_values().collect()
     }
-}
 
-fn merge_spending<'a>(
-    spending: impl Iterator<Item = &'a Spending>,
-) -> Result<Vec<Spending>, String> {
-    let mut sum = SpendingSum::default();
-    for spent in spending {
-        sum.add(spent)?;
+    fn len(&self) -> usize {
+        self.0.len()
     }
-    Ok(sum.into_vec())
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Spending> {
+        self.0.values()
+    }
+
+    /// `payer`'s rows from `from_day` on.
+    fn rows_of(&self, payer: &Address, from_day: u64) -> impl Iterator<Item = &Spending> {
+        self.0
+            .range((*payer, from_day, AssetId(Hash32::ZERO), Address::default())..)
+            .take_while(move |(key, _)| key.0 == *payer)
+            .map(|(_, spent)| spent)
+    }
 }

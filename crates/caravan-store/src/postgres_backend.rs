@@ -71,8 +71,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_expiry ON sessions (expires_ms);
 ",
-    // What each payer spent per UTC day, asset and token. `spending_from` is where the table
-    // starts counting; a writer adds what older events charged and sets it to 0.
+    // What each payer spent per UTC day, asset and token. `spending_counted` says up to which
+    // event it counts; a writer that opens the store adds what the events after charged.
     "
     CREATE TABLE spending (
         payer  BYTEA         NOT NULL,
@@ -84,8 +84,8 @@ const MIGRATIONS: &[&str] = &[
         amount NUMERIC(39,0) NOT NULL,
         PRIMARY KEY (payer, day, asset, token)
     );
-    CREATE TABLE spending_from (from_seq BIGINT NOT NULL);
-    INSERT INTO spending_from (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
+    CREATE TABLE spending_counted (to_seq BIGINT NOT NULL);
+    INSERT INTO spending_counted (to_seq) VALUES (0);
 ",
 ];
 
@@ -206,37 +206,11 @@ impl Backend for PostgresBackend {
             bodies.push(&row.body);
             lanes.push(i16::from(row.lane as u8));
         }
-        let spending = SpendingColumns::of(&commit.spending)?;
         let mut tx = self.client.transaction()?;
-        // Calls are most of the log and each one spends: their spending rides in the events'
-        // statement, so a commit of calls stays one round trip.
-        let inserted = if spending.is_empty() {
-            tx.execute(
-                "INSERT INTO events (seq, at_ms, hash, body, lane) SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::SMALLINT[])",
-                &[&seqs, &times, &hashes, &bodies, &lanes],
-            )
-        } else {
-            let statement = format!(
-                "WITH stored AS (INSERT INTO events (seq, at_ms, hash, body, lane) SELECT * FROM unnest($8::BIGINT[], $9::BIGINT[], $10::BYTEA[], $11::BYTEA[], $12::SMALLINT[])) {ADD_SPENDING}"
-            );
-            tx.execute(
-                &statement,
-                &[
-                    &spending.payers,
-                    &spending.days,
-                    &spending.assets,
-                    &spending.tokens,
-                    &spending.calls,
-                    &spending.uses,
-                    &spending.amounts,
-                    &seqs,
-                    &times,
-                    &hashes,
-                    &bodies,
-                    &lanes,
-                ],
-            )
-        };
+        let inserted = tx.execute(
+            "INSERT INTO events (seq, at_ms, hash, body, lane) SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::SMALLINT[])",
+            &[&seqs, &times, &hashes, &bodies, &lanes],
+        );
         match inserted {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 return Err(StoreError::Conflict {
@@ -282,17 +256,35 @@ impl Backend for PostgresBackend {
                 ],
             )?;
         }
-        if commit.spending_backfill {
-            tx.execute("UPDATE spending_from SET from_seq = 0", &[])?;
+        if !commit.spending.is_empty() {
+            let spending = SpendingColumns::of(&commit.spending)?;
+            tx.execute(
+                ADD_SPENDING,
+                &[
+                    &spending.payers,
+                    &spending.days,
+                    &spending.assets,
+                    &spending.tokens,
+                    &spending.calls,
+                    &spending.uses,
+                    &spending.amounts,
+                ],
+            )?;
+        }
+        if let Some(to) = commit.spending_counted_to {
+            tx.execute(
+                "UPDATE spending_counted SET to_seq = $1",
+                &[&to_i64(to, "sequence number")?],
+            )?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn spending_from(&mut self) -> Result<u64, StoreError> {
+    fn spending_counted_to(&mut self) -> Result<u64, StoreError> {
         let from: i64 = self
             .client
-            .query_one("SELECT from_seq FROM spending_from", &[])?
+            .query_one("SELECT to_seq FROM spending_counted", &[])?
             .get(0);
         Ok(from as u64)
     }
@@ -527,9 +519,5 @@ impl SpendingColumns {
             columns.amounts.push(spent.amount.to_string());
         }
         Ok(columns)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.payers.is_empty()
     }
 }

@@ -73,8 +73,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_expiry ON sessions (expires_ms);
 ",
     // What each payer spent per UTC day, asset and token (amounts as decimal text: they are
-    // u128). `spending_from` is where the table starts counting; a writer adds what older
-    // events charged and sets it to 0.
+    // u128). `spending_counted` says up to which event it counts; a writer that opens the
+    // store adds what the events after charged.
     "
     CREATE TABLE spending (
         payer  BLOB    NOT NULL,
@@ -86,8 +86,8 @@ const MIGRATIONS: &[&str] = &[
         amount TEXT    NOT NULL,
         PRIMARY KEY (payer, day, asset, token)
     ) WITHOUT ROWID;
-    CREATE TABLE spending_from (from_seq INTEGER NOT NULL);
-    INSERT INTO spending_from (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
+    CREATE TABLE spending_counted (to_seq INTEGER NOT NULL);
+    INSERT INTO spending_counted (to_seq) VALUES (0);
 ",
 ];
 
@@ -254,18 +254,19 @@ impl Backend for SqliteBackend {
                 ])?;
             }
             add_spending(&tx, &commit.spending)?;
-            if commit.spending_backfill {
-                tx.execute("UPDATE spending_from SET from_seq = 0", [])?;
+            if let Some(to) = commit.spending_counted_to {
+                tx.prepare_cached("UPDATE spending_counted SET to_seq = ?1")?
+                    .execute(params![to_i64(to, "sequence number")?])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn spending_from(&mut self) -> Result<u64, StoreError> {
+    fn spending_counted_to(&mut self) -> Result<u64, StoreError> {
         let from: i64 =
             self.connection
-                .query_row("SELECT from_seq FROM spending_from", [], |row| row.get(0))?;
+                .query_row("SELECT to_seq FROM spending_counted", [], |row| row.get(0))?;
         Ok(from as u64)
     }
 
