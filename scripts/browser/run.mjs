@@ -649,7 +649,7 @@ async function main() {
       await desk.close();
     });
 
-    await check('a requester watches their project, then publishes it from the page', async () => {
+    await check('a requester watches their project, publishes it from the page, and downloads its exports', async () => {
       const { desk, requester } = await requesterSignedIn(browser, url);
       await requester.getByRole('link', { name: 'Projects' }).click();
       await requester.getByRole('link', { name: projects.topics.spec.title }).click();
@@ -661,8 +661,19 @@ async function main() {
       await requester.getByRole('button', { name: 'Publish' }).click();
       await requester.waitForURL(/published=0x/);
       expect((await requester.locator('.notice').textContent()).includes('Published as dataset 0x'), 'no word of the dataset');
-      const exported = await requester.evaluate(async (path) => (await fetch(path)).text(), `/v1/projects/${projects.topics.id}/export?format=jsonl`);
-      expect(exported.includes('"choices"'), `the export has no rows: ${exported.slice(0, 200)}`);
+      // The exports download as files: JSONL from its link, Label Studio JSON from the form,
+      // with the tag names of the requester's Label Studio config.
+      const saved = async (start) => {
+        const [download] = await Promise.all([requester.waitForEvent('download'), start()]);
+        return { name: download.suggestedFilename(), text: readFileSync(await download.path(), 'utf8') };
+      };
+      const jsonl = await saved(() => requester.getByRole('link', { name: 'JSONL' }).click());
+      expect(jsonl.name.endsWith('.jsonl') && jsonl.text.includes('"choices"'), `the JSONL export is not a file of rows: ${jsonl.name} ${jsonl.text.slice(0, 200)}`);
+      await requester.getByLabel('Answering tag').fill('topics');
+      await requester.getByLabel('Labelled tag').fill('ticket');
+      const studio = await saved(() => requester.getByRole('button', { name: 'Download Label Studio JSON' }).click());
+      const result = JSON.parse(studio.text)[0].annotations[0].result[0];
+      expect(studio.name.endsWith('.label-studio.json') && result.from_name === 'topics' && result.to_name === 'ticket', `the Label Studio export is not named as asked: ${studio.name} ${JSON.stringify(result)}`);
       await desk.close();
     });
 

@@ -5,6 +5,7 @@
 
 use caravan_node::gateway::usage::MAX_USAGE_DAYS;
 use caravan_node::keys::Scope;
+use caravan_tasks::export::MAX_TAG_NAME_BYTES;
 use serde_json::{Value, json};
 
 use crate::access::{Access, RouteSpec, SESSION_COOKIE};
@@ -356,7 +357,16 @@ pub fn document(routes: &[RouteSpec]) -> Value {
         "The published rows as JSONL, CSV or Label Studio JSON, streamed; for the project's requester.",
         json!({ "type": "string" }),
     );
-    export["parameters"] = json!([format("jsonl,csv,label_studio")]);
+    let tag = |name: &str, what: &str| {
+        json!({ "name": name, "in": "query", "required": false,
+                "description": format!("label_studio only: the `name` of {what} in your Label Studio config; by default the one the project's Label Studio import found, else caravan's own"),
+                "schema": { "type": "string", "minLength": 1, "maxLength": MAX_TAG_NAME_BYTES } })
+    };
+    export["parameters"] = json!([
+        format("jsonl,csv,label_studio"),
+        tag("from_name", "the tag that answers (`<Choices name=…>`)"),
+        tag("to_name", "the tag it labels (`<Text name=…>`)")
+    ]);
     add("get", "/v1/projects/{project}/export", export);
     let epoch = json!({ "type": "object", "properties": {
         "epoch": { "type": "integer" }, "root": hash(), "leaves": { "type": "integer" },

@@ -17,7 +17,7 @@ use caravan_core::{Address, Hash32, Licence, Ppm};
 use caravan_node::Node;
 use caravan_node::auth::{Acting, Caller};
 use caravan_tasks::board::Verdict;
-use caravan_tasks::export::{ExportFormat, export_chunk};
+use caravan_tasks::export::{ExportFormat, check_tag_name, export_chunk};
 use caravan_tasks::import::{AnnotationUse, ImportFormat};
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::{ProjectId, ProjectSpec};
@@ -148,7 +148,10 @@ pub fn data_format(text: &str) -> Result<(ImportFormat, ExportFormat, &'static s
         "csv" => Ok((ImportFormat::Csv, ExportFormat::Csv, "text/csv")),
         "label_studio" => Ok((
             ImportFormat::LabelStudio,
-            ExportFormat::LabelStudio,
+            ExportFormat::LabelStudio {
+                from_name: None,
+                to_name: None,
+            },
             "application/json",
         )),
         other => Err(ApiError::bad_request(format!(
@@ -366,6 +369,35 @@ pub async fn publish(
 #[derive(Deserialize)]
 pub struct ExportQuery {
     format: String,
+    /// Label Studio only: the names of the config's answering tag and of the tag it labels.
+    from_name: Option<String>,
+    to_name: Option<String>,
+}
+
+impl ExportQuery {
+    /// The format asked for, with the Label Studio tag names given, and its content type.
+    fn format(self) -> Result<(ExportFormat, &'static str), ApiError> {
+        let (_, format, content_type) = data_format(&self.format)?;
+        let named = self.from_name.is_some() || self.to_name.is_some();
+        match format {
+            ExportFormat::LabelStudio { .. } => {
+                for name in [&self.from_name, &self.to_name].into_iter().flatten() {
+                    check_tag_name(name).map_err(ApiError::bad_request)?;
+                }
+                Ok((
+                    ExportFormat::LabelStudio {
+                        from_name: self.from_name,
+                        to_name: self.to_name,
+                    },
+                    content_type,
+                ))
+            }
+            _ if named => Err(ApiError::bad_request(
+                "from_name and to_name name Label Studio's tags: use them with format=label_studio",
+            )),
+            format => Ok((format, content_type)),
+        }
+    }
 }
 
 pub async fn export(
@@ -375,22 +407,35 @@ pub async fn export(
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let id = project_id(&project)?;
-    let (_, format, content_type) = data_format(&query.format)?;
+    let (format, content_type) = query.format()?;
+    // Saved as a file by a browser, named after the project and the format.
+    let extension = match format {
+        ExportFormat::Jsonl => "jsonl",
+        ExportFormat::Csv => "csv",
+        ExportFormat::LabelStudio { .. } => "label-studio.json",
+    };
+    let disposition = format!(
+        "attachment; filename=\"caravan-{}.{extension}\"",
+        &id.0.to_string()[2..14]
+    );
     let desk = Arc::clone(node.desk());
     let requester = caller.account;
     let (_, dataset, board) = blocking(move || desk.published_for(&id, requester)).await?;
     // Rendered row by row as the client reads: the export is never built whole in memory.
-    let published = Arc::new((dataset, board));
+    let published = Arc::new((dataset, board, format));
     let stream = futures_util::stream::unfold(0usize, move |n| {
         let published = published.clone();
         async move {
-            let (dataset, board) = &*published;
+            let (dataset, board, format) = &*published;
             export_chunk(dataset, board, format, n)
                 .map(|chunk| (Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), n + 1))
         }
     });
     Ok((
-        [(header::CONTENT_TYPE, content_type)],
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
         Body::from_stream(stream),
     )
         .into_response())

@@ -23,6 +23,147 @@ fn requester() -> Person {
 }
 
 #[tokio::test]
+async fn a_label_studio_export_names_its_results_as_the_config_the_items_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(
+        dir.path(),
+        &[(requester().address, DEPOSIT)],
+        ChainDirectory::default(),
+        &[],
+    );
+    let app = router(Arc::clone(&node));
+    let lab = requester().sign_in(&app).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/v1/projects",
+        Auth::Session(&lab),
+        Some(json!({ "spec": spec(3, 1_000_000) })),
+    )
+    .await;
+    let project = created.body["project"].as_str().unwrap().to_owned();
+    // Tasks as a Label Studio project whose config says
+    // <Text name="review" value="$text"/><Choices name="sentiment" toName="review">.
+    let tasks: Vec<Value> = ["great phone", "broken on arrival"]
+        .iter()
+        .zip(["pos", "neg"])
+        .enumerate()
+        .map(|(n, (text, choice))| {
+            json!({ "id": n + 1, "data": { "text": text }, "annotations": [{ "result": [
+                { "from_name": "sentiment", "to_name": "review", "type": "choices",
+                  "value": { "choices": [choice] } }] }] })
+        })
+        .collect();
+    let added = send(
+        &app,
+        Method::POST,
+        &format!("/v1/projects/{project}/items?format=label_studio"),
+        Auth::Session(&lab),
+        Body::from(Value::Array(tasks).to_string()),
+        "application/json",
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    for n in 0..3 {
+        let worker = Person::new(&format!("worker {n}"));
+        let session = worker.sign_in(&app).await;
+        for _ in 0..2 {
+            let next = format!("/v1/projects/{project}/next");
+            let assignment = call(&app, Method::POST, &next, Auth::Session(&session), None).await;
+            let choice = if assignment.body["data"]["text"] == "great phone" {
+                "pos"
+            } else {
+                "neg"
+            };
+            let body = json!({ "item": assignment.body["item"], "answer": { "choice": choice } });
+            let uri = format!("/v1/projects/{project}/judgments");
+            let judged = call(
+                &app,
+                Method::POST,
+                &uri,
+                Auth::Session(&session),
+                Some(body),
+            )
+            .await;
+            assert_eq!(judged.status, StatusCode::CREATED, "{}", judged.body);
+        }
+    }
+    let publish =
+        json!({ "name": "reviews", "licence": { "type": "open_use" }, "curator_share": "0%" });
+    let published = call(
+        &app,
+        Method::POST,
+        &format!("/v1/projects/{project}/publish"),
+        Auth::Session(&lab),
+        Some(publish),
+    )
+    .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+
+    let export = |query: &'static str| {
+        let uri = format!("/v1/projects/{project}/export?{query}");
+        let app = app.clone();
+        let lab = lab.clone();
+        async move { call(&app, Method::GET, &uri, Auth::Session(&lab), None).await }
+    };
+    let names = |reply: &common::Reply| -> Vec<(String, String)> {
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|task| {
+                let result = &task["annotations"][0]["result"][0];
+                (
+                    result["from_name"].as_str().unwrap().to_owned(),
+                    result["to_name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let kept = export("format=label_studio").await;
+    assert_eq!(kept.status, StatusCode::OK);
+    assert_eq!(
+        names(&kept),
+        vec![("sentiment".to_owned(), "review".to_owned()); 2],
+        "the names the import found"
+    );
+    let disposition = kept.headers["content-disposition"].to_str().unwrap();
+    assert_eq!(
+        disposition,
+        format!(
+            r#"attachment; filename="caravan-{}.label-studio.json""#,
+            &project[2..14]
+        )
+    );
+    let given = export("format=label_studio&from_name=mood&to_name=body").await;
+    assert_eq!(
+        names(&given),
+        vec![("mood".to_owned(), "body".to_owned()); 2]
+    );
+    for bad in [
+        "format=label_studio&from_name=",
+        "format=jsonl&to_name=body",
+    ] {
+        let refused = export(bad).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            refused.body
+        );
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Label Studio"),
+            "{}",
+            refused.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_project_goes_from_posting_to_a_published_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let node = open_node(

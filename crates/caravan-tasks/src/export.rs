@@ -1,24 +1,67 @@
 //! Dataset export as JSONL, CSV and Label Studio JSON, one chunk of text per row, so the shell
 //! streams any size of dataset without building it in memory.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::board::Board;
 use crate::dataset::{Dataset, DatasetRow};
 use crate::schema::{Answer, LabelSchema, Preference};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Jsonl,
     Csv,
-    LabelStudio,
+    /// Label Studio's JSON, its results named `from_name` and `to_name` where given, else as
+    /// the project's Label Studio import found them ([`Board::label_studio_tags`]).
+    LabelStudio {
+        from_name: Option<String>,
+        to_name: Option<String>,
+    },
+}
+
+/// The longest tag name taken, from a file or a requester: a config's names are short words.
+pub const MAX_TAG_NAME_BYTES: usize = 256;
+
+/// Checks a tag name a requester gives for an export.
+pub fn check_tag_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_TAG_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(format!(
+            "a Label Studio tag name is the `name` of a tag in its config: 1 to {MAX_TAG_NAME_BYTES} bytes, no control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The names a Label Studio config gives its tags: the control tag that answers (`from_name`,
+/// `<Choices name="sentiment" …>`) and the object tag it labels (`to_name`,
+/// `<Text name="text" …>`). Label Studio matches results to its config by these names, so an
+/// export shows its labels in a Label Studio project only if it uses that project's names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelStudioTags {
+    pub from_name: String,
+    pub to_name: String,
+}
+
+impl LabelStudioTags {
+    /// The names caravan uses when it knows no better: `label`, on `text` (a span schema's
+    /// text field).
+    pub fn default_for(schema: &LabelSchema) -> LabelStudioTags {
+        LabelStudioTags {
+            from_name: "label".into(),
+            to_name: match schema {
+                LabelSchema::Spans { text_field, .. } => text_field.clone(),
+                _ => "text".into(),
+            },
+        }
+    }
 }
 
 /// The export as chunks of text; concatenated, they are the whole file.
 pub fn export_chunks<'a>(
     dataset: &'a Dataset,
     board: &'a Board,
-    format: ExportFormat,
+    format: &'a ExportFormat,
 ) -> impl Iterator<Item = String> + 'a {
     (0..).map_while(move |n| export_chunk(dataset, board, format, n))
 }
@@ -28,7 +71,7 @@ pub fn export_chunks<'a>(
 pub fn export_chunk(
     dataset: &Dataset,
     board: &Board,
-    format: ExportFormat,
+    format: &ExportFormat,
     n: usize,
 ) -> Option<String> {
     let data = |row: &DatasetRow| {
@@ -63,14 +106,34 @@ pub fn export_chunk(
                 )
             }),
         },
-        ExportFormat::LabelStudio => match n {
+        ExportFormat::LabelStudio { from_name, to_name } => match n {
             0 => Some("[\n".to_owned()),
             n if n <= rows.len() => {
                 let row = &rows[n - 1];
+                let kept = board.label_studio_tags();
+                let tags = &LabelStudioTags {
+                    from_name: from_name.clone().unwrap_or_else(|| kept.from_name.clone()),
+                    to_name: to_name.clone().unwrap_or_else(|| kept.to_name.clone()),
+                };
+                let data = data(row);
+                let predictions: Vec<Value> = board
+                    .item(&row.item)
+                    .map(|state| state.item.predictions.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|prediction| {
+                        json!({
+                            "model_version": prediction.model,
+                            "score": prediction.score,
+                            "result": label_studio_result(&dataset.schema, tags, &prediction.answer, &data),
+                        })
+                    })
+                    .collect();
                 let task = json!({
-                    "data": data(row),
+                    "data": data,
                     "meta": { "caravan_item": row.item, "confidence": row.confidence },
-                    "annotations": [{ "result": label_studio_result(&dataset.schema, &row.answer, &data(row)) }],
+                    "annotations": [{ "result": label_studio_result(&dataset.schema, tags, &row.answer, &data) }],
+                    "predictions": predictions,
                 });
                 let separator = if n < rows.len() { ",\n" } else { "\n" };
                 Some(format!("{task}{separator}"))
@@ -106,14 +169,17 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// An answer as Label Studio annotation results (the shapes the importer reads). Spans carry
-/// `value.text`, the words they cover in the item's `data`, as Label Studio writes them.
-fn label_studio_result(schema: &LabelSchema, answer: &Answer, data: &Value) -> Value {
-    let to_name = match schema {
-        LabelSchema::Spans { text_field, .. } => text_field.as_str(),
-        _ => "text",
-    };
-    let one = |kind: &str, value: Value| json!([{ "from_name": "label", "to_name": to_name, "type": kind, "value": value }]);
+/// An answer as Label Studio annotation results (the shapes the importer reads), named by
+/// `tags`. Spans carry `value.text`, the words they cover in the item's `data`, as Label Studio
+/// writes them.
+fn label_studio_result(
+    schema: &LabelSchema,
+    tags: &LabelStudioTags,
+    answer: &Answer,
+    data: &Value,
+) -> Value {
+    let (from_name, to_name) = (&tags.from_name, &tags.to_name);
+    let one = |kind: &str, value: Value| json!([{ "from_name": from_name, "to_name": to_name, "type": kind, "value": value }]);
     match answer {
         Answer::Choice(c) => one("choices", json!({ "choices": [c] })),
         Answer::Choices(c) => one("choices", json!({ "choices": c })),
@@ -128,8 +194,12 @@ fn label_studio_result(schema: &LabelSchema, answer: &Answer, data: &Value) -> V
             } }),
         ),
         Answer::Spans(spans) => {
+            let text_field = match schema {
+                LabelSchema::Spans { text_field, .. } => text_field.as_str(),
+                _ => "text",
+            };
             let text = data
-                .get(to_name)
+                .get(text_field)
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             Value::Array(
@@ -141,7 +211,7 @@ fn label_studio_result(schema: &LabelSchema, answer: &Answer, data: &Value) -> V
                             .skip(s.start as usize)
                             .take(s.end.saturating_sub(s.start) as usize)
                             .collect();
-                        json!({ "from_name": "label", "to_name": to_name, "type": "labels",
+                        json!({ "from_name": from_name, "to_name": to_name, "type": "labels",
                                 "value": { "start": s.start, "end": s.end, "text": covered, "labels": [s.label] } })
                     })
                     .collect(),
@@ -175,7 +245,8 @@ mod tests {
                 label: "LOC".into(),
             },
         ];
-        let result = label_studio_result(&schema, &Answer::Spans(spans.clone()), &data);
+        let tags = LabelStudioTags::default_for(&schema);
+        let result = label_studio_result(&schema, &tags, &Answer::Spans(spans.clone()), &data);
         let covered: Vec<&str> = result
             .as_array()
             .unwrap()

@@ -18,6 +18,7 @@
 
 use serde_json::Value;
 
+use crate::export::{LabelStudioTags, check_tag_name};
 use crate::item::{Item, ItemError, Prediction};
 use crate::schema::{Answer, LabelSchema, Preference, Span};
 
@@ -212,6 +213,9 @@ impl Skipped {
 pub struct ImportedFile {
     pub items: Vec<Item>,
     pub skipped: Skipped,
+    /// The tag names of the Label Studio config the file was exported from, as its results
+    /// use them, so caravan's own Label Studio export can use them too.
+    pub label_studio_tags: Option<LabelStudioTags>,
 }
 
 /// Parses and validates every record of `text`, keeping only the items (annotations skipped).
@@ -232,10 +236,15 @@ pub fn import_file(
     annotations: AnnotationUse,
 ) -> Result<ImportedFile, ImportErrors> {
     let mut skipped = Skipped::default();
+    let mut label_studio_tags = None;
     let items = match format {
         ImportFormat::Jsonl => parse_jsonl(text, schema)?,
         ImportFormat::Csv => parse_csv(text, schema)?,
-        ImportFormat::LabelStudio => parse_label_studio(text, schema, annotations, &mut skipped)?,
+        ImportFormat::LabelStudio => {
+            let tasks = label_studio_tasks(text)?;
+            label_studio_tags = tags_used(&tasks, schema);
+            parse_label_studio(&tasks, schema, annotations, &mut skipped)?
+        }
     };
     if items.len() > MAX_IMPORT_ITEMS {
         return Err(ImportErrors::one(ImportError {
@@ -245,7 +254,11 @@ pub fn import_file(
             message: format!("more than {MAX_IMPORT_ITEMS} items; split the file"),
         }));
     }
-    Ok(ImportedFile { items, skipped })
+    Ok(ImportedFile {
+        items,
+        skipped,
+        label_studio_tags,
+    })
 }
 
 fn error(unit: &'static str, record: usize, field: &str, message: impl ToString) -> ImportError {
@@ -392,20 +405,52 @@ pub fn parse_answer_text(schema: &LabelSchema, text: &str) -> Result<Answer, Str
 /// Keys Label Studio's JSON_MIN export adds to each flat row.
 const JSON_MIN_KEYS: [&str; 3] = ["annotator", "annotation_id", "lead_time"];
 
-fn parse_label_studio(
-    text: &str,
-    schema: &LabelSchema,
-    annotations: AnnotationUse,
-    skipped: &mut Skipped,
-) -> Result<Vec<Item>, ImportErrors> {
-    let tasks: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+/// A Label Studio file's tasks, unchecked.
+fn label_studio_tasks(text: &str) -> Result<Vec<Value>, ImportErrors> {
+    serde_json::from_str(text).map_err(|e| {
         error(
             "task",
             0,
             "json",
             format!("expected a JSON array of Label Studio tasks: {e}"),
         )
-    })?;
+        .into()
+    })
+}
+
+/// The names of the tags that answer like `schema` in the Label Studio config the tasks come
+/// from: those of the first result of that type, in an annotation or a prediction.
+fn tags_used(tasks: &[Value], schema: &LabelSchema) -> Option<LabelStudioTags> {
+    let wanted = tag_type(schema);
+    tasks
+        .iter()
+        .flat_map(|task| {
+            ["annotations", "predictions"]
+                .into_iter()
+                .filter_map(|key| task.get(key).and_then(Value::as_array))
+                .flatten()
+        })
+        .filter_map(|labelled| labelled.get("result").and_then(Value::as_array))
+        .flatten()
+        .filter(|result| result.get("type").and_then(Value::as_str) == Some(wanted))
+        .find_map(|result| {
+            let name = |key: &str| {
+                let name = result.get(key)?.as_str()?;
+                check_tag_name(name).ok().map(|()| name.to_owned())
+            };
+            Some(LabelStudioTags {
+                from_name: name("from_name")?,
+                to_name: name("to_name")?,
+            })
+        })
+}
+
+fn parse_label_studio(
+    tasks: &[Value],
+    schema: &LabelSchema,
+    annotations: AnnotationUse,
+    skipped: &mut Skipped,
+) -> Result<Vec<Item>, ImportErrors> {
     if let Some(row) = tasks.first()
         && row.get("data").is_none()
         && JSON_MIN_KEYS.iter().any(|key| row.get(key).is_some())

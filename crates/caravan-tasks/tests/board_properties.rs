@@ -110,7 +110,10 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
         gold: None,
         predictions: Vec::new(),
     }));
-    let added = TaskEvent::ItemsAdded { items };
+    let added = TaskEvent::ItemsAdded {
+        items,
+        label_studio: None,
+    };
     let mut board = Board::new(ProjectId(Hash32::ZERO), Address::ZERO, spec.clone());
     board.apply(&added);
     let mut log = vec![added];

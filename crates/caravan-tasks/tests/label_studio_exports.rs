@@ -2,6 +2,7 @@
 //! Export button's JSON (predictions as ids), its JSON_MIN rows, and its results used as
 //! predictions, matched by tag type rather than position, with relations and annotations counted.
 
+use caravan_tasks::export::LabelStudioTags;
 use caravan_tasks::import::{AnnotationUse, ImportFormat, import_file};
 use caravan_tasks::schema::{Answer, LabelSchema, Span};
 use serde_json::{Value, json};
@@ -223,4 +224,43 @@ fn annotations_become_gold_answers_or_pre_labels_when_the_requester_says_so() {
         entities_gold.skipped.relations, 1,
         "the annotation's relation is counted"
     );
+}
+
+#[test]
+fn the_configs_tag_names_are_found_for_the_projects_own_export() {
+    let tags = |file: &str, schema: &LabelSchema| {
+        import_file(
+            ImportFormat::LabelStudio,
+            &export(file),
+            schema,
+            AnnotationUse::Skip,
+        )
+        .unwrap()
+        .label_studio_tags
+    };
+    // The sentiment config names its text `review` (its data field is `text`), and a TextArea
+    // named `note` answers before the Choices named `sentiment`.
+    assert_eq!(
+        tags("sentiment.json.export", &sentiment()),
+        Some(LabelStudioTags {
+            from_name: "sentiment".into(),
+            to_name: "review".into(),
+        })
+    );
+    assert_eq!(
+        tags("entities.json.export", &entities()),
+        Some(LabelStudioTags {
+            from_name: "label".into(),
+            to_name: "text".into(),
+        })
+    );
+    let bare = json!([{ "id": 1, "data": { "text": "no results here" } }]);
+    let none = import_file(
+        ImportFormat::LabelStudio,
+        &bare.to_string(),
+        &sentiment(),
+        AnnotationUse::Skip,
+    )
+    .unwrap();
+    assert_eq!(none.label_studio_tags, None, "nothing to learn them from");
 }

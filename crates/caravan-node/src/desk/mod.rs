@@ -18,6 +18,7 @@ use caravan_tasks::board::{
     Verdict,
 };
 use caravan_tasks::dataset::DatasetError;
+use caravan_tasks::export::LabelStudioTags;
 use caravan_tasks::import::{AnnotationUse, ImportErrors, ImportFormat, Skipped, import_file};
 use caravan_tasks::item::{Item, ItemError, ItemId};
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
@@ -303,7 +304,8 @@ impl Desk {
         })??;
         let file = import_file(format, text, &schema, annotations).map_err(DeskError::Import)?;
         let submitted = file.items.len();
-        let added = self.add_items(project, requester, file.items)?;
+        let added =
+            self.add_tagged_items(project, requester, file.items, file.label_studio_tags)?;
         Ok(Imported {
             added,
             already_present: submitted - added,
@@ -320,6 +322,18 @@ impl Desk {
         requester: Address,
         items: Vec<Item>,
     ) -> Result<usize, DeskError> {
+        self.add_tagged_items(project, requester, items, None)
+    }
+
+    /// [`Desk::add_items`], keeping the tag names of the Label Studio config they came from
+    /// (recorded with the first new items, or alone when they change and no item is new).
+    fn add_tagged_items(
+        &self,
+        project: &ProjectId,
+        requester: Address,
+        items: Vec<Item>,
+        label_studio: Option<LabelStudioTags>,
+    ) -> Result<usize, DeskError> {
         let board = self.board(project)?;
         {
             let guard = lock(&board);
@@ -330,6 +344,7 @@ impl Desk {
             }
         }
         let mut added = 0;
+        let mut label_studio = label_studio;
         for chunk in record_chunks(&items) {
             let guard = lock(&board);
             let fresh: Vec<Item> = chunk
@@ -341,8 +356,21 @@ impl Desk {
                 continue;
             }
             added += fresh.len();
-            let event = TaskEvent::ItemsAdded { items: fresh };
+            let event = TaskEvent::ItemsAdded {
+                items: fresh,
+                label_studio: label_studio.take(),
+            };
             self.record(guard, event)?;
+        }
+        if let Some(tags) = label_studio {
+            let guard = lock(&board);
+            if *guard.label_studio_tags() != tags {
+                let event = TaskEvent::ItemsAdded {
+                    items: Vec::new(),
+                    label_studio: Some(tags),
+                };
+                self.record(guard, event)?;
+            }
         }
         Ok(added)
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use caravan_core::{Address, Amount, AssetId};
 use caravan_tasks::board::{Board, BoardStatus};
+use caravan_tasks::export::LabelStudioTags;
 use caravan_tasks::project::{ProjectId, ProjectSpec};
 
 use super::{Desk, DeskError, check_requester};
@@ -72,6 +73,8 @@ pub struct RequestView {
     pub agreement_measured_ms: u64,
     /// Whether the board changed since.
     pub agreement_exact: bool,
+    /// The tag names its Label Studio export uses by default.
+    pub label_studio_tags: LabelStudioTags,
 }
 
 /// A project of the requester's, listed.
@@ -190,6 +193,7 @@ impl Desk {
                 reviewers: board.reviewers(),
                 agreement_measured_ms: agreement.measured_ms,
                 agreement_exact: agreement.events == board.event_count(),
+                label_studio_tags: board.label_studio_tags().clone(),
             })
         })?
     }

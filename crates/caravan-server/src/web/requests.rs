@@ -104,6 +104,9 @@ struct RequestPage {
     reviewers: Vec<String>,
     awaiting_review: u64,
     import_report: Option<ImportReport>,
+    /// The Label Studio export's tag names unless the requester changes them.
+    from_name: String,
+    to_name: String,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +242,8 @@ fn request_page(
             ),
         ],
         agreement,
+        from_name: view.label_studio_tags.from_name.clone(),
+        to_name: view.label_studio_tags.to_name.clone(),
         agreement_note: if view.agreement_exact {
             format!(
                 "Measured at {}, and still exact.",

@@ -28,6 +28,7 @@ pub use resolve::{ReviewError, ReviewTask, Verdict};
 pub use status::BoardStatus;
 pub use undo::{UndoError, Withdrawn};
 
+use crate::export::LabelStudioTags;
 use crate::item::{Item, ItemId};
 use crate::project::{ProjectId, ProjectSpec};
 use crate::schema::{Answer, AnswerError};
@@ -49,6 +50,10 @@ pub enum TaskEvent {
     },
     ItemsAdded {
         items: Vec<Item>,
+        /// The tag names of the Label Studio config the items were imported from, kept for
+        /// the project's Label Studio export (absent for other imports and older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label_studio: Option<LabelStudioTags>,
     },
     ReviewerAdded {
         reviewer: Address,
@@ -315,6 +320,8 @@ pub struct Board {
     closed: bool,
     /// Budget returned to the requester so far.
     released: Amount,
+    /// The tag names its Label Studio export uses: the latest import's, else caravan's own.
+    label_studio_tags: LabelStudioTags,
 }
 
 impl Board {
@@ -324,6 +331,7 @@ impl Board {
         Board {
             id,
             requester,
+            label_studio_tags: LabelStudioTags::default_for(&spec.schema),
             spec,
             items: Vec::new(),
             item_index: FxHashMap::default(),
@@ -348,6 +356,12 @@ impl Board {
         }
     }
 
+    /// The tag names the project's Label Studio export uses: those of the config its latest
+    /// Label Studio import came from, else caravan's own ([`LabelStudioTags::default_for`]).
+    pub fn label_studio_tags(&self) -> &LabelStudioTags {
+        &self.label_studio_tags
+    }
+
     /// The board a `ProjectCreated` record describes, with the project's id; `None` for any
     /// other record.
     pub fn created(event: &TaskEvent) -> Option<Board> {
@@ -370,9 +384,15 @@ impl Board {
         let mut effects = Vec::new();
         match event {
             TaskEvent::ProjectCreated { .. } => {}
-            TaskEvent::ItemsAdded { items } => {
+            TaskEvent::ItemsAdded {
+                items,
+                label_studio,
+            } => {
                 for item in items {
                     self.add_item(item.clone());
+                }
+                if let Some(tags) = label_studio {
+                    self.label_studio_tags = tags.clone();
                 }
             }
             TaskEvent::ReviewerAdded { reviewer } => {

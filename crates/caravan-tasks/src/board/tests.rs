@@ -57,7 +57,10 @@ fn board_with(spec: ProjectSpec, items: Vec<Item>) -> (Board, Vec<TaskEvent>) {
         Address::from_label("requester"),
         spec,
     );
-    let event = TaskEvent::ItemsAdded { items };
+    let event = TaskEvent::ItemsAdded {
+        items,
+        label_studio: None,
+    };
     board.apply(&event);
     (board, vec![event])
 }

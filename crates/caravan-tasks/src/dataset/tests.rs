@@ -1,6 +1,6 @@
 use super::*;
 use crate::board::TaskEvent;
-use crate::export::{ExportFormat, export_chunks};
+use crate::export::{ExportFormat, LabelStudioTags, export_chunks};
 use crate::import::{ImportFormat, import_items};
 use crate::inference::Method;
 use crate::item::Item;
@@ -54,7 +54,10 @@ fn judged_board() -> Board {
             predictions: Vec::new(),
         })
         .collect();
-    board.apply(&TaskEvent::ItemsAdded { items });
+    board.apply(&TaskEvent::ItemsAdded {
+        items,
+        label_studio: None,
+    });
     let mut now = 0;
     for round in 0..20 {
         // The sloppy contributor errs on every third item, the average one on two others.
@@ -146,16 +149,26 @@ fn nothing_resolved_is_nothing_to_publish() {
     assert_eq!(Dataset::build(&board), Err(DatasetError::Empty));
 }
 
+/// A Label Studio export with each task's annotations made its predictions, as a model's
+/// pre-labels would come.
+fn annotations_as_predictions(studio: &str) -> String {
+    let mut tasks: Vec<serde_json::Value> = serde_json::from_str(studio).unwrap();
+    for task in &mut tasks {
+        task["predictions"] = task["annotations"].take();
+    }
+    serde_json::to_string(&tasks).unwrap()
+}
+
 #[test]
 fn exports_stream_every_row_and_label_studio_output_reimports() {
     let board = judged_board();
     let dataset = Dataset::build(&board).unwrap();
-    let jsonl: String = export_chunks(&dataset, &board, ExportFormat::Jsonl).collect();
+    let jsonl: String = export_chunks(&dataset, &board, &ExportFormat::Jsonl).collect();
     assert_eq!(jsonl.lines().count(), 20);
     let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
     assert!(first["data"]["text"].is_string() && first["answer"]["choice"].is_string());
 
-    let csv: String = export_chunks(&dataset, &board, ExportFormat::Csv).collect();
+    let csv: String = export_chunks(&dataset, &board, &ExportFormat::Csv).collect();
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     assert_eq!(
         reader.records().count(),
@@ -163,14 +176,68 @@ fn exports_stream_every_row_and_label_studio_output_reimports() {
         "quoted JSON data stays one field"
     );
 
-    let studio: String = export_chunks(&dataset, &board, ExportFormat::LabelStudio).collect();
-    let as_predictions = studio.replace("\"annotations\"", "\"predictions\"");
+    let studio: String = export_chunks(
+        &dataset,
+        &board,
+        &ExportFormat::LabelStudio {
+            from_name: None,
+            to_name: None,
+        },
+    )
+    .collect();
+    let as_predictions = annotations_as_predictions(&studio);
     let items = import_items(ImportFormat::LabelStudio, &as_predictions, &dataset.schema).unwrap();
     assert_eq!(items.len(), 20);
     for (item, row) in items.iter().zip(&dataset.rows) {
         assert_eq!(item.id(), row.item);
         assert_eq!(item.predictions[0].answer, row.answer);
     }
+    let names = |studio: &str| -> (String, String) {
+        let tasks: serde_json::Value = serde_json::from_str(studio).unwrap();
+        let result = &tasks[0]["annotations"][0]["result"][0];
+        (
+            result["from_name"].as_str().unwrap().to_owned(),
+            result["to_name"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(names(&studio), ("label".to_owned(), "text".to_owned()));
+
+    // Once a Label Studio import found its config's names, the export uses them; names the
+    // requester gives win.
+    let mut board = board;
+    board.apply(&TaskEvent::ItemsAdded {
+        items: Vec::new(),
+        label_studio: Some(LabelStudioTags {
+            from_name: "sentiment".into(),
+            to_name: "review".into(),
+        }),
+    });
+    let export = |from_name: Option<&str>| -> String {
+        export_chunks(
+            &dataset,
+            &board,
+            &ExportFormat::LabelStudio {
+                from_name: from_name.map(str::to_owned),
+                to_name: None,
+            },
+        )
+        .collect()
+    };
+    assert_eq!(
+        names(&export(None)),
+        ("sentiment".to_owned(), "review".to_owned())
+    );
+    assert_eq!(
+        names(&export(Some("mood"))),
+        ("mood".to_owned(), "review".to_owned())
+    );
+    let items = import_items(
+        ImportFormat::LabelStudio,
+        &annotations_as_predictions(&export(None)),
+        &dataset.schema,
+    )
+    .unwrap();
+    assert_eq!(items.len(), 20, "the names do not change what imports");
 }
 
 #[test]
@@ -187,7 +254,10 @@ fn reviewed_work_publishes_accepted_and_fixed_answers_only() {
             predictions: Vec::new(),
         })
         .collect();
-    board.apply(&TaskEvent::ItemsAdded { items });
+    board.apply(&TaskEvent::ItemsAdded {
+        items,
+        label_studio: None,
+    });
     let reviewer = person("reviewer");
     board.apply(&TaskEvent::ReviewerAdded { reviewer });
     let verdicts = [

@@ -126,6 +126,19 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// With --format label-studio: the `name` of the answering tag in your Label Studio config
+    /// (`<Choices name="sentiment" …>`). By default, the one the project's Label Studio import
+    /// found, else `label`.
+    #[arg(long, value_parser = tag_name)]
+    from_name: Option<String>,
+    /// With --format label-studio: the `name` of the tag it labels (`<Text name="text" …>`).
+    /// By default, the one the project's Label Studio import found, else `text`.
+    #[arg(long, value_parser = tag_name)]
+    to_name: Option<String>,
+}
+
+fn tag_name(text: &str) -> Result<String, String> {
+    caravan_tasks::export::check_tag_name(text).map(|()| text.to_owned())
 }
 
 pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
@@ -262,7 +275,10 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
             let format = match args.format {
                 FormatArg::Jsonl => ExportFormat::Jsonl,
                 FormatArg::Csv => ExportFormat::Csv,
-                FormatArg::LabelStudio => ExportFormat::LabelStudio,
+                FormatArg::LabelStudio => ExportFormat::LabelStudio {
+                    from_name: args.from_name.clone(),
+                    to_name: args.to_name.clone(),
+                },
             };
             let out: Box<dyn Write> = match &args.out {
                 Some(path) => Box::new(
@@ -273,7 +289,7 @@ pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
             };
             let mut out = BufWriter::new(out);
             let (asset, dataset, board) = desk.published(&project).map_err(|e| e.to_string())?;
-            for chunk in export_chunks(&dataset, &board, format) {
+            for chunk in export_chunks(&dataset, &board, &format) {
                 out.write_all(chunk.as_bytes())
                     .map_err(|e| format!("cannot write the export: {e}"))?;
             }
