@@ -17,9 +17,8 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
 use caravan_core::{Address, AssetId, Hash32, Lane, Spending};
+use rustc_hash::FxHashMap;
 
 use crate::backend::{
     AnswerRow, Attachments, Backend, Commit, EventRow, SessionRow, SignInOp, SnapshotRow,
@@ -605,15 +604,16 @@ fn commit_group(
 ) -> Result<(), String> {
     let attachments = || group.iter().map(|(_, a, _)| a);
     let events: Vec<&EventRow> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
-    let events_to = events.last().map(|row| row.seq + 1);
-    let catching_up = attachments().filter_map(|a| a.spending_counted_to).max();
-    let mut spending = SpendingSum::default();
+    // Added to what is pending before the commit: if the commit fails the writer stops and
+    // what is pending is never written.
     for spent in attachments().flat_map(|a| a.spending.iter()) {
-        spending.add(spent)?;
+        pending.sum.add(spent)?;
     }
+    pending.counted_to = events.last().map(|row| row.seq + 1).or(pending.counted_to);
+    let catching_up = attachments().filter_map(|a| a.spending_counted_to).max();
     let flush = catching_up.is_some()
         || pending.since.elapsed() >= SPENDING_FLUSH_INTERVAL
-        || pending.sum.len() + spending.len() >= MAX_PENDING_SPENDING;
+        || pending.sum.len() >= MAX_PENDING_SPENDING;
     let mut commit = Commit {
         events,
         bundles: attachments().flat_map(|a| a.bundles.iter()).collect(),
@@ -622,32 +622,16 @@ fn commit_group(
         ..Commit::default()
     };
     if flush {
-        let mut all = SpendingSum::default();
-        for spent in pending.sum.rows().chain(spending.rows()) {
-            all.add(spent)?;
-        }
-        commit.spending = all.into_vec();
-        commit.spending_counted_to = [catching_up, events_to, pending.counted_to]
-            .into_iter()
-            .flatten()
-            .max();
+        let (spending, counted_to) = pending.take();
+        commit.spending = spending;
+        commit.spending_counted_to = counted_to.max(catching_up);
     }
-    backend.append(&commit).map_err(|e| e.to_string())?;
-    if flush {
-        *pending = PendingSpending::new();
-    } else {
-        for spent in spending.rows() {
-            pending.sum.add(spent)?;
-        }
-        if events_to.is_some() {
-            pending.counted_to = events_to;
-        }
-    }
-    Ok(())
+    backend.append(&commit).map_err(|e| e.to_string())
 }
+
 /// Spending added up by [`Spending::key`], so the backend writes each row once per commit.
 #[derive(Default)]
-pub(crate) struct SpendingSum(BTreeMap<(Address, u64, AssetId, Address), Spending>);
+pub(crate) struct SpendingSum(FxHashMap<(Address, u64, AssetId, Address), Spending>);
 
 impl SpendingSum {
     pub(crate) fn add(&mut self, spent: &Spending) -> Result<(), String> {
@@ -666,8 +650,11 @@ impl SpendingSum {
         Ok(())
     }
 
+    /// The rows in the spend table's order (payer, day, asset, token).
     pub(crate) fn into_vec(self) -> Vec<Spending> {
-        self.0.into_values().collect()
+        let mut rows: Vec<Spending> = self.0.into_values().collect();
+        rows.sort_unstable_by_key(Spending::key);
+        rows
     }
 
     fn len(&self) -> usize {
@@ -678,15 +665,10 @@ impl SpendingSum {
         self.0.is_empty()
     }
 
-    fn rows(&self) -> impl Iterator<Item = &Spending> {
-        self.0.values()
-    }
-
-    /// `payer`'s rows from `from_day` on.
+    /// `payer`'s rows from `from_day` on, in no order.
     fn rows_of(&self, payer: &Address, from_day: u64) -> impl Iterator<Item = &Spending> {
         self.0
-            .range((*payer, from_day, AssetId(Hash32::ZERO), Address::default())..)
-            .take_while(move |(key, _)| key.0 == *payer)
-            .map(|(_, spent)| spent)
+            .values()
+            .filter(move |spent| spent.payer == *payer && spent.day >= from_day)
     }
 }
