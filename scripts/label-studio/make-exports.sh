@@ -3,7 +3,10 @@
 # installs the pinned label-studio from PyPI in a venv outside the checkout, starts it on a
 # throwaway data directory, creates two projects through its API (sentiment with a TextArea before
 # the Choices, and named entities with relations over non-ASCII text), imports tasks with
-# predictions, annotates some, and saves every export kind (JSON, JSON_MIN, CSV) into OUT_DIR.
+# predictions, annotates some, and saves every export kind (JSON, JSON_MIN, CSV, and a snapshot
+# with predictions in full) into OUT_DIR. Then it imports caravan's own Label Studio exports
+# (caravan-*.label-studio.json in OUT_DIR) into projects with the same configs and saves Label
+# Studio's snapshot of them: the round trip caravan -> Label Studio -> caravan.
 #
 # Usage: scripts/label-studio/make-exports.sh OUT_DIR [VENV_DIR]
 set -euo pipefail
@@ -88,11 +91,36 @@ api POST "/tasks/$1/annotations" -d @- > /dev/null <<'JSON'
   {"from_id": "zoe", "to_id": "ada", "type": "relation", "direction": "right", "labels": ["met"]}]}
 JSON
 
+# A snapshot export (`POST /api/projects/{id}/exports`) with predictions in full, not as ids;
+# written to the file named $2 once Label Studio has made it.
+snapshot() {
+  local id="$1" file="$2" export status
+  export=$(api POST "/projects/$id/exports" -d '{"title": "caravan", "serialization_options": {"predictions": {"only_id": false}}}' | id_of)
+  for _ in $(seq 1 60); do
+    status=$(api GET "/projects/$id/exports/$export" | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+    [ "$status" = completed ] && break
+    sleep 1
+  done
+  [ "$status" = completed ] || { echo "Label Studio did not finish the snapshot of project $id: $status" >&2; exit 1; }
+  api GET "/projects/$id/exports/$export/download?exportType=JSON" -o "$file"
+}
+
 for project in sentiment entities; do
   id="${!project}"
   for kind in JSON JSON_MIN CSV; do
     api GET "/projects/$id/export?exportType=$kind" -o "$out/$project.$(echo "$kind" | tr 'A-Z_' 'a-z-').export"
   done
+  snapshot "$id" "$out/$project.snapshot.export"
   api GET "/projects/$id" | python3 -c 'import json, sys; print(json.load(sys.stdin)["label_config"])' > "$out/$project.config.xml"
+done
+
+# The round trip: what caravan exports (caravan-*.label-studio.json, which a caravan test keeps
+# equal to its exporter's output) imported into Label Studio projects with the same configs,
+# then exported again by Label Studio, annotations and predictions in full.
+for project in sentiment entities; do
+  config=$(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read().strip()))' "$out/$project.config.xml")
+  id=$(api POST /projects -d "{\"title\": \"Round trip $project\", \"label_config\": $config}" | id_of)
+  api POST "/projects/$id/import" --data-binary @"$out/caravan-$project.label-studio.json" > /dev/null
+  snapshot "$id" "$out/roundtrip-$project.snapshot.export"
 done
 echo "Label Studio $version exports written to $out"

@@ -292,3 +292,125 @@ fn reviewed_work_publishes_accepted_and_fixed_answers_only() {
         "the rejected writer has no weight"
     );
 }
+
+/// `schema`'s items (each with a model's pre-label) answered by one contributor each and
+/// accepted by a reviewer when the type is reviewed, with the Label Studio tag names of
+/// `tags`: a board whose export is exactly determined.
+fn answered_board(
+    schema: LabelSchema,
+    tags: LabelStudioTags,
+    items: Vec<(serde_json::Value, Answer, Answer)>,
+) -> Board {
+    let mut board = Board::new(ProjectId(Hash32::ZERO), person("r"), spec(schema, 1));
+    let answers: Vec<Answer> = items.iter().map(|(_, _, answer)| answer.clone()).collect();
+    let items = items
+        .into_iter()
+        .map(|(data, predicted, _)| Item {
+            data,
+            gold: None,
+            predictions: vec![crate::item::Prediction {
+                model: "bert-v2".into(),
+                answer: predicted,
+                score: Some(0.875),
+            }],
+        })
+        .collect();
+    board.apply(&TaskEvent::ItemsAdded {
+        items,
+        label_studio: Some(tags),
+    });
+    let reviewer = person("reviewer");
+    board.apply(&TaskEvent::ReviewerAdded { reviewer });
+    for (n, answer) in answers.into_iter().enumerate() {
+        let writer = person(&format!("labeller {n}"));
+        let a = board.assign_next_item(writer, 0).unwrap();
+        board.submit(writer, a.item, answer, 1).unwrap();
+        if let Ok(Some(task)) = board.next_review(&reviewer) {
+            board
+                .review(reviewer, task.judgment, crate::board::Verdict::Accept, 2)
+                .unwrap();
+        }
+    }
+    board
+}
+
+/// caravan's Label Studio exports that `scripts/label-studio/make-exports.sh` loads into Label
+/// Studio itself for the round trip: the committed files are what caravan exports today (set
+/// `CARAVAN_WRITE_FIXTURES=1` to write them after changing the export on purpose).
+#[test]
+fn the_files_sent_through_label_studio_are_what_caravan_exports() {
+    let choice = |c: &str| Answer::Choice(c.into());
+    let sentiment = answered_board(
+        LabelSchema::SingleChoice {
+            options: vec!["Positive".into(), "Negative".into()],
+        },
+        LabelStudioTags {
+            from_name: "sentiment".into(),
+            to_name: "review".into(),
+        },
+        vec![
+            (
+                json!({ "text": "Battery lasts two days, love it." }),
+                choice("Positive"),
+                choice("Positive"),
+            ),
+            (
+                json!({ "text": "Broke after a week — très déçu." }),
+                choice("Positive"),
+                choice("Negative"),
+            ),
+        ],
+    );
+    let span = |start, end, label: &str| crate::schema::Span {
+        start,
+        end,
+        label: label.into(),
+    };
+    let entities = answered_board(
+        LabelSchema::Spans {
+            labels: vec!["PER".into(), "LOC".into()],
+            text_field: "text".into(),
+        },
+        LabelStudioTags {
+            from_name: "label".into(),
+            to_name: "text".into(),
+        },
+        vec![
+            (
+                json!({ "text": "🎉 Zoë met Ada in Zürich." }),
+                Answer::Spans(vec![span(2, 5, "PER")]),
+                Answer::Spans(vec![
+                    span(2, 5, "PER"),
+                    span(10, 13, "PER"),
+                    span(17, 23, "LOC"),
+                ]),
+            ),
+            (
+                json!({ "text": "Ünal flew 🛫 from Köln." }),
+                Answer::Spans(vec![]),
+                Answer::Spans(vec![span(0, 4, "PER"), span(17, 21, "LOC")]),
+            ),
+        ],
+    );
+    for (name, board) in [("sentiment", &sentiment), ("entities", &entities)] {
+        let dataset = Dataset::build(board).unwrap();
+        assert_eq!(dataset.rows.len(), 2, "{name}: every item resolved");
+        let format = ExportFormat::LabelStudio {
+            from_name: None,
+            to_name: None,
+        };
+        let exported: String = export_chunks(&dataset, board, &format).collect();
+        let path = format!(
+            "{}/tests/label_studio/caravan-{name}.label-studio.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if std::env::var_os("CARAVAN_WRITE_FIXTURES").is_some() {
+            std::fs::write(&path, &exported).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            committed, exported,
+            "{path} is not what caravan exports: regenerate it with CARAVAN_WRITE_FIXTURES=1 and the Label Studio round trip with scripts/label-studio/make-exports.sh"
+        );
+    }
+}
