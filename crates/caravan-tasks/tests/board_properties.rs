@@ -145,10 +145,17 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
         else {
             continue;
         };
-        prop_assert!(judged.insert((account, assignment.item)), "judged twice");
         log.push(event);
         effects.extend(new_effects);
         prop_assert!(board.committed() <= spec.budget, "overcommitted");
+        // Now and then the contributor takes the answer back at once (U on the page).
+        if draw % 13 == 0
+            && let Ok((withdrawn, _)) = board.withdraw_last(account, now)
+        {
+            log.push(withdrawn);
+            continue;
+        }
+        prop_assert!(judged.insert((account, assignment.item)), "judged twice");
     }
 
     let payments: Vec<u32> = effects
@@ -177,6 +184,22 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
     prop_assert_eq!(replay_effects, effects);
     prop_assert_eq!(replayed.judgments(), board.judgments());
     prop_assert_eq!(replayed.status(), board.status());
+    // The requester's table, read from the ranking the board keeps, lists exactly who a scan
+    // would: everyone who submitted or was paused, most submissions first, then by address.
+    for board in [&board, &replayed] {
+        let mut scanned: Vec<(u32, Address)> = board
+            .contributors()
+            .filter(|(_, c)| c.submitted > 0 || c.paused.is_some())
+            .map(|(account, c)| (c.submitted, *account))
+            .collect();
+        scanned.sort_by_key(|&(submitted, account)| (std::cmp::Reverse(submitted), account));
+        let ranked: Vec<(u32, Address)> = board
+            .ranked_contributors(0)
+            .map(|(account, c)| (c.submitted, *account))
+            .collect();
+        prop_assert_eq!(board.ranked_count(), scanned.len());
+        prop_assert_eq!(ranked, scanned);
+    }
     Ok(())
 }
 

@@ -141,9 +141,10 @@ impl Desk {
                     }
                 }
             };
-            let mut records: Vec<ContributorRecord> = board
-                .contributors()
-                .filter(|(_, c)| c.submitted > 0 || c.paused.is_some())
+            let contributor_count = board.ranked_count();
+            let records: Vec<ContributorRecord> = board
+                .ranked_contributors(skip)
+                .take(take)
                 .map(|(account, c)| ContributorRecord {
                     account: *account,
                     submitted: c.submitted,
@@ -152,17 +153,9 @@ impl Desk {
                     gold_answered: c.gold_seen + c.exam_answered,
                     gold_right: c.gold_correct + c.exam_correct,
                     paused: c.paused.as_ref().map(ToString::to_string),
-                    median_spent_ms: None,
+                    median_spent_ms: c.median_spent_ms(),
                 })
                 .collect();
-            let contributor_count = records.len();
-            let order = |r: &ContributorRecord| (std::cmp::Reverse(r.submitted), r.account);
-            let end = (skip + take).min(contributor_count);
-            if end > 0 && end < contributor_count {
-                records.select_nth_unstable_by_key(end, order);
-                records.truncate(end);
-            }
-            records.sort_by_key(order);
             let mut status = board.counts();
             status.fleiss_kappa = agreement.fleiss_kappa;
             status.krippendorff_alpha = agreement.krippendorff_alpha;
@@ -172,17 +165,7 @@ impl Desk {
                 status,
                 committed: board.committed(),
                 closed: board.is_closed(),
-                contributors: records
-                    .into_iter()
-                    .skip(skip)
-                    .take(take)
-                    .map(|mut record| {
-                        record.median_spent_ms = board
-                            .contributor(&record.account)
-                            .and_then(|c| c.median_spent_ms());
-                        record
-                    })
-                    .collect(),
+                contributors: records,
                 contributor_count,
                 publications: board
                     .publications()

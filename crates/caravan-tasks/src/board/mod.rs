@@ -20,6 +20,7 @@ mod undo;
 use caravan_core::{Address, Amount, Hash32, Ppm};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
 pub use assign::{AssignError, Assignment, ExamQuestion, SkipError};
@@ -247,6 +248,12 @@ pub struct Contributor {
 }
 
 impl Contributor {
+    /// Where a requester's table lists `account`: by submissions, most first, then by address;
+    /// `None` when it is not listed (it never submitted and was never paused).
+    fn rank(&self, account: Address) -> Option<(Reverse<u32>, Address)> {
+        (self.submitted > 0 || self.paused.is_some()).then_some((Reverse(self.submitted), account))
+    }
+
     /// The median time from hand-out to answer, in milliseconds (the lower middle of an even
     /// count); `None` before any timed answer.
     pub fn median_spent_ms(&self) -> Option<u32> {
@@ -322,6 +329,10 @@ pub struct Board {
     released: Amount,
     /// The tag names its Label Studio export uses: the latest import's, else caravan's own.
     label_studio_tags: LabelStudioTags,
+    /// The contributors a requester's table lists (those who submitted or were paused), most
+    /// submissions first, then by address: a page of the table is read from here without
+    /// going over every contributor.
+    ranked: BTreeSet<(Reverse<u32>, Address)>,
 }
 
 impl Board {
@@ -332,6 +343,7 @@ impl Board {
             id,
             requester,
             label_studio_tags: LabelStudioTags::default_for(&spec.schema),
+            ranked: BTreeSet::new(),
             spec,
             items: Vec::new(),
             item_index: FxHashMap::default(),
@@ -530,8 +542,10 @@ impl Board {
         });
         self.items[index as usize].judgments.push(judgment);
         let record = self.contributors.entry(contributor).or_default();
+        let listed = record.rank(contributor);
         record.seen.insert(index);
         record.submitted += 1;
+        let ranked = record.rank(contributor);
         record.spent_ms.extend(spent_ms);
         let day = at_ms / DAY_MS;
         if record.day != day {
@@ -542,6 +556,7 @@ impl Board {
         if let Some(last) = record.last_at_ms.replace(at_ms) {
             self.pace.record(at_ms.saturating_sub(last));
         }
+        self.rerank(listed, ranked);
         if gold {
             self.grade_gold(judgment, effects);
         } else {
@@ -639,6 +654,42 @@ impl Board {
 
     pub fn contributors(&self) -> impl Iterator<Item = (&Address, &Contributor)> {
         self.contributors.iter()
+    }
+
+    /// The contributors a requester's table lists (who submitted or was paused), most
+    /// submissions first, then by address, from the `skip`-th on: costs the rows read and
+    /// skipped, not the number of contributors.
+    pub fn ranked_contributors(
+        &self,
+        skip: usize,
+    ) -> impl Iterator<Item = (&Address, &Contributor)> {
+        self.ranked.iter().skip(skip).filter_map(|(_, account)| {
+            self.contributors
+                .get(account)
+                .map(|contributor| (account, contributor))
+        })
+    }
+
+    /// How many contributors a requester's table lists.
+    pub fn ranked_count(&self) -> usize {
+        self.ranked.len()
+    }
+
+    /// Moves a contributor in the ranking from where it was listed (`before`) to where it is
+    /// now (`after`), after its submissions or pause changed.
+    fn rerank(
+        &mut self,
+        before: Option<(Reverse<u32>, Address)>,
+        after: Option<(Reverse<u32>, Address)>,
+    ) {
+        if before != after {
+            if let Some(before) = before {
+                self.ranked.remove(&before);
+            }
+            if let Some(after) = after {
+                self.ranked.insert(after);
+            }
+        }
     }
 
     pub fn is_reviewer(&self, account: &Address) -> bool {

@@ -209,7 +209,10 @@ impl Board {
     /// Pauses a contributor: their unsettled judgments stop counting and their items reopen.
     fn pause(&mut self, contributor: Address, reason: PauseReason, effects: &mut Vec<Effect>) {
         let state = self.contributors.entry(contributor).or_default();
+        let listed = state.rank(contributor);
         state.paused = Some(reason.clone());
+        let ranked = state.rank(contributor);
+        self.rerank(listed, ranked);
         self.release_lease(&contributor);
         let pending: Vec<u32> = (0..self.judgments.len() as u32)
             .filter(|&j| {

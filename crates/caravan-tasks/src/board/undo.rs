@@ -139,7 +139,12 @@ impl Board {
             .judgments
             .retain(|&other| other != judgment);
         if let Some(state) = self.contributors.get_mut(&contributor) {
+            let listed = state.rank(contributor);
             state.submitted -= 1;
+            let ranked = state.rank(contributor);
+            self.ranked
+                .remove(&listed.expect("a contributor with a judgment is listed"));
+            self.ranked.extend(ranked);
             state.seen.remove(&item);
             if timed {
                 // The latest answer is the one taken back, and its time goes with it.
