@@ -649,6 +649,44 @@ async function main() {
       await desk.close();
     });
 
+    await check('a requester creates a project of every other task type in the form, each with its answers as asked', async () => {
+      const { desk, requester } = await requesterSignedIn(browser, url);
+      const kinds = [
+        ['One option', async () => requester.getByRole('textbox', { name: /^Options/ }).fill('bug\nfeature\nquestion'),
+          { type: 'single_choice', options: ['bug', 'feature', 'question'] }],
+        ['Several options', async () => {
+          await requester.getByRole('textbox', { name: /^Options/ }).fill('red\ngreen\nblue');
+          await requester.getByLabel('Most options picked').fill('3');
+        }, { type: 'multiple_choice', options: ['red', 'green', 'blue'], max_selected: 3 }],
+        ['A rating on a scale', async () => {
+          await requester.getByLabel('Lowest rating').fill('0');
+          await requester.getByLabel('Highest rating').fill('10');
+        }, { type: 'rating', min: 0, max: 10 }],
+        ['Which of two is better', async () => requester.getByText('Allow “about the same”').click(),
+          { type: 'pairwise', allow_tie: true }],
+        ['Written text', async () => {
+          await requester.getByLabel('Shortest text, in characters').fill('20');
+          await requester.getByLabel('Longest text, in characters').fill('500');
+        }, { type: 'free_text', min_chars: 20, max_chars: 500 }],
+      ];
+      for (const [label, fill, expected] of kinds) {
+        await requester.goto(`${url}/requests/new`);
+        await requester.getByLabel('Title').fill(`A ${expected.type} project`);
+        await requester.getByText(label, { exact: true }).click();
+        await fill();
+        await requester.getByLabel('Bounty per accepted answer').fill('0.01');
+        await requester.getByLabel('Budget, escrowed now').fill('0.05');
+        await requester.getByRole('button', { name: 'Post the project and escrow the budget' }).click();
+        await requester.waitForURL(/\/requests\/0x[0-9a-f]{64}\?created=1/, { timeout: 10000 });
+        const id = requester.url().match(/0x[0-9a-f]{64}/)[0];
+        const { spec } = await (await fetch(`${url}/v1/projects/${id}`)).json();
+        for (const [key, value] of Object.entries(expected)) {
+          expect(JSON.stringify(spec.schema[key]) === JSON.stringify(value), `${label}: schema.${key} is ${JSON.stringify(spec.schema[key])}, not ${JSON.stringify(value)}`);
+        }
+      }
+      await desk.close();
+    });
+
     await check('a requester watches their project, publishes it from the page, and downloads its exports', async () => {
       const { desk, requester } = await requesterSignedIn(browser, url);
       await requester.getByRole('link', { name: 'Projects' }).click();
@@ -667,6 +705,8 @@ async function main() {
         const [download] = await Promise.all([requester.waitForEvent('download'), start()]);
         return { name: download.suggestedFilename(), text: readFileSync(await download.path(), 'utf8') };
       };
+      await shot(requester, 'request-published');
+      await accessible(requester, 'a published project\'s page with its exports');
       const jsonl = await saved(() => requester.getByRole('link', { name: 'JSONL' }).click());
       expect(jsonl.name.endsWith('.jsonl') && jsonl.text.includes('"choices"'), `the JSONL export is not a file of rows: ${jsonl.name} ${jsonl.text.slice(0, 200)}`);
       await requester.getByLabel('Answering tag').fill('topics');
