@@ -5,7 +5,7 @@
 
 use caravan_node::gateway::usage::MAX_USAGE_DAYS;
 use caravan_node::keys::Scope;
-use caravan_tasks::export::MAX_TAG_NAME_BYTES;
+use caravan_tasks::label_studio::MAX_TAG_NAME_BYTES;
 use serde_json::{Value, json};
 
 use crate::access::{Access, RouteSpec, SESSION_COOKIE};

@@ -18,8 +18,8 @@
 
 use serde_json::Value;
 
-use crate::export::{LabelStudioTags, check_tag_name};
 use crate::item::{Item, ItemError, Prediction};
+use crate::label_studio::{LabelStudioTags, check_tag_name};
 use crate::schema::{Answer, LabelSchema, Preference, Span};
 
 /// The most items one import may carry; split bigger files.

@@ -16,6 +16,7 @@ pub mod export;
 pub mod import;
 pub mod inference;
 pub mod item;
+pub mod label_studio;
 pub mod project;
 pub mod schema;
 

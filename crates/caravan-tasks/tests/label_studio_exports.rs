@@ -2,8 +2,8 @@
 //! Export button's JSON (predictions as ids), its JSON_MIN rows, and its results used as
 //! predictions, matched by tag type rather than position, with relations and annotations counted.
 
-use caravan_tasks::export::LabelStudioTags;
 use caravan_tasks::import::{AnnotationUse, ImportFormat, import_file};
+use caravan_tasks::label_studio::LabelStudioTags;
 use caravan_tasks::schema::{Answer, LabelSchema, Span};
 use serde_json::{Value, json};
 

@@ -18,9 +18,9 @@ use caravan_tasks::board::{
     Verdict,
 };
 use caravan_tasks::dataset::DatasetError;
-use caravan_tasks::export::LabelStudioTags;
 use caravan_tasks::import::{AnnotationUse, ImportErrors, ImportFormat, Skipped, import_file};
 use caravan_tasks::item::{Item, ItemError, ItemId};
+use caravan_tasks::label_studio::LabelStudioTags;
 use caravan_tasks::project::{ProjectId, ProjectSpec, SpecError};
 use caravan_tasks::schema::Answer;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use caravan_core::{Address, Amount, AssetId};
 use caravan_tasks::board::{Board, BoardStatus};
-use caravan_tasks::export::LabelStudioTags;
+use caravan_tasks::label_studio::LabelStudioTags;
 use caravan_tasks::project::{ProjectId, ProjectSpec};
 
 use super::{Desk, DeskError, check_requester};

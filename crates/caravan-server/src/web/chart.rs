@@ -1,10 +1,9 @@
 //! The frame of the pages' bar charts, drawn on the server as SVG: a fixed view box that scales
 //! to the width, an accessible name and description, the axis, a grid line at the top of the
-//! scale and its value (above the line, so a long amount never runs off the left).
+//! scale and its value (above the line, so a long amount never runs off the left); and the
+//! escaping of text put into SVG or HTML by hand.
 
 use std::fmt::Write as _;
-
-use super::earnings::escape;
 
 /// Where a chart draws: its view box and the margins around the bars.
 #[derive(Clone, Copy)]
@@ -56,4 +55,12 @@ impl Frame {
         );
         svg
     }
+}
+
+/// Escapes text for SVG and HTML.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

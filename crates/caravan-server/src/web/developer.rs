@@ -23,8 +23,7 @@ use caravan_store::now_ms;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::chart::Frame;
-use super::earnings::escape;
+use super::chart::{Frame, escape};
 use super::page::{Chrome, PageError, Viewer, render};
 use crate::error::{ApiError, blocking};
 use crate::gateway::models::DEFAULT_USAGE_DAYS;

@@ -28,7 +28,7 @@ use caravan_node::earnings::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::chart::Frame;
+use super::chart::{Frame, escape};
 use super::page::{Chrome, PageError, Viewer, render};
 use crate::error::blocking;
 
@@ -130,14 +130,6 @@ pub fn token_of(tokens: &BTreeMap<Address, Token>, token: &Address) -> Token {
 
 fn short_hex(address: &Address) -> String {
     super::page::short_address(&address.to_checksum())
-}
-
-/// Escapes text for SVG and HTML.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The chart of one token: a pair of stacked bars per epoch (bounties below, royalties above),

@@ -16,7 +16,8 @@ use caravan_node::Node;
 use caravan_node::earnings::{AssetDetail, EpochDetail, GRAPH_HOPS, GraphNode, PublicStatement};
 use serde::Deserialize;
 
-use super::earnings::{ChainView, RoyaltyView, Whose, chain_views, escape, royalty_view, token_of};
+use super::chart::escape;
+use super::earnings::{ChainView, RoyaltyView, Whose, chain_views, royalty_view, token_of};
 use super::page::{Chrome, PageError, Viewer, render};
 use crate::error::blocking;
 

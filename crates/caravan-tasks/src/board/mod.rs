@@ -29,8 +29,8 @@ pub use resolve::{ReviewError, ReviewTask, Verdict};
 pub use status::BoardStatus;
 pub use undo::{UndoError, Withdrawn};
 
-use crate::export::LabelStudioTags;
 use crate::item::{Item, ItemId};
+use crate::label_studio::LabelStudioTags;
 use crate::project::{ProjectId, ProjectSpec};
 use crate::schema::{Answer, AnswerError};
 

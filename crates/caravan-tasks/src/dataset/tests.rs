@@ -1,9 +1,10 @@
 use super::*;
 use crate::board::TaskEvent;
-use crate::export::{ExportFormat, LabelStudioTags, export_chunks};
+use crate::export::{ExportFormat, export_chunks};
 use crate::import::{ImportFormat, import_items};
 use crate::inference::Method;
 use crate::item::Item;
+use crate::label_studio::LabelStudioTags;
 use crate::project::{Overlap, ProjectId, ProjectSpec, QueueOrder};
 use serde_json::json;
 

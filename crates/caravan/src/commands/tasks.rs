@@ -138,7 +138,7 @@ pub struct ExportArgs {
 }
 
 fn tag_name(text: &str) -> Result<String, String> {
-    caravan_tasks::export::check_tag_name(text).map(|()| text.to_owned())
+    caravan_tasks::label_studio::check_tag_name(text).map(|()| text.to_owned())
 }
 
 pub fn task(store: &StoreArgs, command: TaskCommand) -> Result<(), String> {
