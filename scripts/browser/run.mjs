@@ -498,7 +498,7 @@ async function main() {
       expect((await after.locator('td').nth(1).textContent()).trim() === claimable, `the chain shows ${await after.locator('td').nth(1).textContent()} claimed, not ${claimable}`);
     });
 
-    await check('the explorer, without signing in: an epoch verified on the node, an address traced, an asset and its lineage', async () => {
+    await check('the explorer, without signing in: an epoch verified in the browser (a tampered bundle fails) and on the node, an address traced, an asset and its lineage', async () => {
       const visitor = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       const anyone = await visitor.newPage();
       await anyone.goto(`${url}/explorer`);
@@ -506,9 +506,24 @@ async function main() {
       await accessible(anyone, 'the explorer');
       await anyone.getByRole('link', { name: '1', exact: true }).click();
       await anyone.waitForURL(/\/explorer\/epochs\/1$/);
+      // The root rebuilt in the page from the bundle's leaves, with nothing asked of the node.
+      const here = anyone.locator('#verify-here-status');
+      await anyone.getByRole('button', { name: 'Verify in this browser' }).click();
+      await here.filter({ hasText: /^(Match|No match|The bundle)/ }).waitFor({ timeout: 30000 });
+      const rebuilt = await here.textContent();
+      expect(rebuilt.startsWith('Match: the root rebuilt in this browser from the bundle\'s'), rebuilt);
+      // A bundle with one amount changed on its way to the page does not match.
+      await anyone.route('**/explorer/epochs/1/bundle', async (route) => {
+        const bundle = await (await route.fetch()).json();
+        bundle.leaves[0].cumulative = (BigInt(bundle.leaves[0].cumulative) + 1n).toString();
+        await route.fulfill({ json: bundle });
+      });
+      await anyone.getByRole('button', { name: 'Verify in this browser' }).click();
+      await here.filter({ hasText: /^No match/ }).waitFor({ timeout: 30000 });
+      await anyone.unroute('**/explorer/epochs/1/bundle');
       await anyone.getByRole('button', { name: 'Verify on this node' }).click();
       await anyone.waitForURL(/\/explorer\/epochs\/1\/verify$/);
-      const verdict = await anyone.locator('main [role="status"]').textContent();
+      const verdict = await anyone.locator('main [role="status"]').first().textContent();
       expect(verdict.startsWith('Match: the root rebuilt from the bundle'), verdict);
       const chain = (await anyone.locator('.chain').first().textContent()).replace(/\s+/g, ' ');
       expect(/Posted\s*block \d+, transaction 0x[0-9a-f]{64}/.test(chain), `no posting transaction: ${chain}`);

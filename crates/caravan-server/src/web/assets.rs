@@ -37,6 +37,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/models.js"),
     ),
+    (
+        "verify.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/verify.js"),
+    ),
 ];
 
 /// `GET /static/{file}`: one of [`FILES`], cached for an hour.
