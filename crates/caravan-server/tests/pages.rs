@@ -1353,6 +1353,19 @@ async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_i
         "only reviewers"
     );
     let checker = reviewer.sign_in(&app).await;
+    // The reviewer finds the queue on their task board, with how many answers wait.
+    let board = text(&page(&app, "/tasks", &checker).await).to_owned();
+    assert!(
+        board.contains(&format!(r#"<a href="{queue}">"#)),
+        "the queue is linked from the task board: {board}"
+    );
+    assert!(visible(&board).contains("Your review queues"), "{board}");
+    assert!(visible(&board).contains("2 answer(s) wait"), "{board}");
+    let theirs = visible(text(&page(&app, "/tasks", &labeller).await));
+    assert!(
+        !theirs.contains("Your review queues"),
+        "only reviewers see queues: {theirs}"
+    );
     let screen = page(&app, &queue, &checker).await;
     assert_eq!(screen.status, StatusCode::OK);
     assert!(visible(text(&screen)).contains("2 answers waiting when this page opened"));
@@ -1424,6 +1437,8 @@ async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_i
     );
     let done = script(&app, &format!("{queue}/next"), &checker, Some(&csrf), None).await;
     assert!(visible(text(&done)).contains("Nothing waits for review"));
+    let emptied = visible(text(&page(&app, "/tasks", &checker).await));
+    assert!(emptied.contains("nothing waits"), "{emptied}");
 
     let watched = visible(text(
         &page(&app, &format!("/requests/{project}"), &lab).await,

@@ -1,5 +1,6 @@
-//! The task board a contributor browses: every project as it stands for them, in pages, without
-//! walking any project's items (each board keeps the counters a listing reads).
+//! The task board a contributor browses: every project as it stands for them, in pages, and the
+//! review queues they may open, without walking any project's items (each board keeps the
+//! counters a listing reads).
 
 use caravan_core::{Address, Token};
 use caravan_tasks::board::{Availability, Listing};
@@ -29,6 +30,15 @@ pub struct ListedProject {
     pub token: Token,
 }
 
+/// A project whose review queue the contributor may open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewQueue {
+    pub project: ProjectId,
+    pub title: String,
+    /// Answers waiting for a reviewer.
+    pub waiting: u64,
+}
+
 /// A page of the task board and how many projects each tab holds.
 #[derive(Clone, Debug)]
 pub struct TaskBoardPage {
@@ -36,6 +46,8 @@ pub struct TaskBoardPage {
     pub new: usize,
     pub in_progress: usize,
     pub completed: usize,
+    /// Every project the contributor reviews, the most answers waiting first.
+    pub reviewing: Vec<ReviewQueue>,
 }
 
 impl Shelf {
@@ -72,8 +84,17 @@ impl Desk {
             .collect();
         let (mut new, mut in_progress, mut completed) = (0, 0, 0);
         let mut shelved = Vec::new();
+        let mut reviewing = Vec::new();
         for (project, board) in boards {
-            let listing = lock(&board).listing(contributor, now);
+            let board = lock(&board);
+            if board.is_reviewer(contributor) {
+                reviewing.push(ReviewQueue {
+                    project,
+                    title: board.spec.title.clone(),
+                    waiting: board.awaiting_review(),
+                });
+            }
+            let listing = board.listing(contributor, now);
             let Some(on) = Shelf::of(&listing) else {
                 continue;
             };
@@ -106,11 +127,13 @@ impl Desk {
                 listing,
             })
             .collect();
+        reviewing.sort_by(|a, b| b.waiting.cmp(&a.waiting).then(a.project.cmp(&b.project)));
         TaskBoardPage {
             projects,
             new,
             in_progress,
             completed,
+            reviewing,
         }
     }
 

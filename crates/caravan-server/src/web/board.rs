@@ -60,6 +60,8 @@ struct BoardPage {
     page: usize,
     previous: Option<usize>,
     next: Option<usize>,
+    /// The review queues the viewer may open: project id, title, answers waiting.
+    reviewing: Vec<(String, String, u64)>,
 }
 
 /// A duration in seconds as people say it: `14 s`, `2 min 5 s`.
@@ -209,6 +211,17 @@ pub async fn task_board(
         page,
         previous: page.checked_sub(1),
         next: ((page + 1) * PROJECTS_PER_PAGE < count).then_some(page + 1),
+        reviewing: board
+            .reviewing
+            .iter()
+            .map(|queue| {
+                (
+                    queue.project.to_string(),
+                    queue.title.clone(),
+                    queue.waiting,
+                )
+            })
+            .collect(),
     })
 }
 
