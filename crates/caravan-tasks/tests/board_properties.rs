@@ -116,6 +116,9 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
     };
     let mut board = Board::new(ProjectId(Hash32::ZERO), Address::ZERO, spec.clone());
     board.apply(&added);
+    // Read now, the ranking is kept in step with every change below; the replayed board's is
+    // built when first read, at the end.
+    prop_assert_eq!(board.ranked_count(), 0);
     let mut log = vec![added];
     let mut effects = Vec::new();
     let mut now = 0u64;
@@ -184,8 +187,9 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
     prop_assert_eq!(replay_effects, effects);
     prop_assert_eq!(replayed.judgments(), board.judgments());
     prop_assert_eq!(replayed.status(), board.status());
-    // The requester's table, read from the ranking the board keeps, lists exactly who a scan
-    // would: everyone who submitted or was paused, most submissions first, then by address.
+    // The requester's table, read from the ranking the board keeps (or builds), lists exactly
+    // who a scan would: everyone who submitted or was paused, most submissions first, then by
+    // address.
     for board in [&board, &replayed] {
         let mut scanned: Vec<(u32, Address)> = board
             .contributors()

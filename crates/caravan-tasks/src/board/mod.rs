@@ -22,6 +22,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 pub use assign::{AssignError, Assignment, ExamQuestion, SkipError};
 pub use listing::{Availability, Listing, MAX_ITEM_SECONDS, MyStanding, Pace};
@@ -331,8 +332,9 @@ pub struct Board {
     label_studio_tags: LabelStudioTags,
     /// The contributors a requester's table lists (those who submitted or were paused), most
     /// submissions first, then by address: a page of the table is read from here without
-    /// going over every contributor.
-    ranked: BTreeSet<(Reverse<u32>, Address)>,
+    /// going over every contributor. Built at the first read (a replay and a board nobody
+    /// watches never pay for it), then kept in step with every submission.
+    ranked: OnceLock<BTreeSet<(Reverse<u32>, Address)>>,
 }
 
 impl Board {
@@ -343,7 +345,7 @@ impl Board {
             id,
             requester,
             label_studio_tags: LabelStudioTags::default_for(&spec.schema),
-            ranked: BTreeSet::new(),
+            ranked: OnceLock::new(),
             spec,
             items: Vec::new(),
             item_index: FxHashMap::default(),
@@ -663,7 +665,7 @@ impl Board {
         &self,
         skip: usize,
     ) -> impl Iterator<Item = (&Address, &Contributor)> {
-        self.ranked.iter().skip(skip).filter_map(|(_, account)| {
+        self.ranking().iter().skip(skip).filter_map(|(_, account)| {
             self.contributors
                 .get(account)
                 .map(|contributor| (account, contributor))
@@ -672,7 +674,17 @@ impl Board {
 
     /// How many contributors a requester's table lists.
     pub fn ranked_count(&self) -> usize {
-        self.ranked.len()
+        self.ranking().len()
+    }
+
+    /// The ranking, built from every contributor the first time it is read.
+    fn ranking(&self) -> &BTreeSet<(Reverse<u32>, Address)> {
+        self.ranked.get_or_init(|| {
+            self.contributors
+                .iter()
+                .filter_map(|(account, contributor)| contributor.rank(*account))
+                .collect()
+        })
     }
 
     /// Moves a contributor in the ranking from where it was listed (`before`) to where it is
@@ -682,12 +694,14 @@ impl Board {
         before: Option<(Reverse<u32>, Address)>,
         after: Option<(Reverse<u32>, Address)>,
     ) {
-        if before != after {
+        if let Some(ranked) = self.ranked.get_mut()
+            && before != after
+        {
             if let Some(before) = before {
-                self.ranked.remove(&before);
+                ranked.remove(&before);
             }
             if let Some(after) = after {
-                self.ranked.insert(after);
+                ranked.insert(after);
             }
         }
     }

@@ -142,9 +142,10 @@ impl Board {
             let listed = state.rank(contributor);
             state.submitted -= 1;
             let ranked = state.rank(contributor);
-            self.ranked
-                .remove(&listed.expect("a contributor with a judgment is listed"));
-            self.ranked.extend(ranked);
+            if let Some(ranking) = self.ranked.get_mut() {
+                ranking.remove(&listed.expect("a contributor with a judgment is listed"));
+                ranking.extend(ranked);
+            }
             state.seen.remove(&item);
             if timed {
                 // The latest answer is the one taken back, and its time goes with it.
