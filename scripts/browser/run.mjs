@@ -702,12 +702,21 @@ async function main() {
       await desk.close();
     });
 
-    await check('a requester watches their project, publishes it from the page, and downloads its exports', async () => {
+    await check('a requester watches a labeller answer from another browser, publishes the project from the page, and downloads its exports', async () => {
       const { desk, requester } = await requesterSignedIn(browser, url);
       await requester.getByRole('link', { name: 'Projects' }).click();
       await requester.getByRole('link', { name: projects.topics.spec.title }).click();
       const progress = (await requester.locator('main').textContent()).replace(/\s+/g, ' ');
       expect(progress.includes('Items resolved') && progress.includes(wallet.address), `the labeller's record is not shown: ${progress}`);
+      // The labeller answers in their own browser while the requester watches: the page shows
+      // the new judgment and the labeller's row grows.
+      const judgments = async () => Number((await requester.locator('main').textContent()).replace(/\s+/g, ' ').match(/Judgments ?(\d+)/)[1]);
+      const before = await judgments();
+      await openProject(page, url, projects.topics);
+      await page.keyboard.press('3');
+      expect((await submitAndWaitForNext(page)).includes('Accepted'), 'the labeller\'s answer was not accepted');
+      await requester.reload();
+      expect(await judgments() === before + 1, `the requester's page did not show the new judgment (${before} before)`);
       await shot(requester, 'request');
       await accessible(requester, 'a requester\'s project page');
       await requester.getByLabel('Dataset name').fill('support-ticket-topics');
