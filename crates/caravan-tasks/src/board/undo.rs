@@ -140,12 +140,9 @@ impl Board {
             .retain(|&other| other != judgment);
         if let Some(state) = self.contributors.get_mut(&contributor) {
             let listed = state.rank(contributor);
+            debug_assert!(listed.is_some(), "a contributor with a judgment is listed");
             state.submitted -= 1;
             let ranked = state.rank(contributor);
-            if let Some(ranking) = self.ranked.get_mut() {
-                ranking.remove(&listed.expect("a contributor with a judgment is listed"));
-                ranking.extend(ranked);
-            }
             state.seen.remove(&item);
             if timed {
                 // The latest answer is the one taken back, and its time goes with it.
@@ -154,6 +151,7 @@ impl Board {
             if state.day == at_ms / DAY_MS {
                 state.today = state.today.saturating_sub(1);
             }
+            self.rerank(listed, ranked);
         }
         self.undoable.remove(&contributor);
         self.refresh_open(item);
