@@ -304,7 +304,25 @@ impl Spending {
     pub fn key(&self) -> (Address, u64, AssetId, Address) {
         (self.payer, self.day, self.asset, self.token)
     }
+
+    /// Adds `more` (spending with the same key) to this: counts add up, and so does the amount,
+    /// which may not pass 2^128 base units (it cannot, for spending the ledger allowed).
+    pub fn add(&mut self, more: &Spending) -> Result<(), SpendingOverflow> {
+        debug_assert_eq!(self.key(), more.key(), "spending adds up within one key");
+        self.amount = self
+            .amount
+            .checked_add(more.amount)
+            .ok_or(SpendingOverflow)?;
+        self.calls = self.calls.saturating_add(more.calls);
+        self.uses = self.uses.saturating_add(more.uses);
+        Ok(())
+    }
 }
+
+/// A payer's spending on one asset in one day added up past 2^128 base units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a payer's spending on one asset in one day passes 2^128 base units")]
+pub struct SpendingOverflow;
 
 impl Event {
     /// The lane this event is filed in.

@@ -36,7 +36,8 @@ pub use economy::{Economy, EpochRecord, EventError, ReplayError};
 pub use epoch::{ChainLeaves, ChainProofs, EpochBundle, EpochOutcome, ProvenLeaf, verify_bundle};
 pub use event::{
     Bounty, CallPart, ChainDeposit, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, Lane,
-    MAX_CALL_PARTS, MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Spending, Usage,
+    MAX_CALL_PARTS, MAX_TRACE_BYTES, MAX_WORK_RECORD_BYTES, MeteredCall, Spending,
+    SpendingOverflow, Usage,
 };
 pub use hash::{Hash32, keccak256};
 pub use ledger::{AccountRef, Balance, Ledger, Transfer};

@@ -636,18 +636,12 @@ pub(crate) struct SpendingSum(FxHashMap<(Address, u64, AssetId, Address), Spendi
 impl SpendingSum {
     pub(crate) fn add(&mut self, spent: &Spending) -> Result<(), String> {
         match self.0.get_mut(&spent.key()) {
-            Some(sum) => {
-                sum.calls = sum.calls.saturating_add(spent.calls);
-                sum.uses = sum.uses.saturating_add(spent.uses);
-                sum.amount = sum.amount.checked_add(spent.amount).ok_or_else(|| {
-                    "a payer's spending on one asset in one day passes 2^128 base units".to_owned()
-                })?;
-            }
+            Some(sum) => sum.add(spent).map_err(|overflow| overflow.to_string()),
             None => {
                 self.0.insert(spent.key(), *spent);
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// The rows in the spend table's order (payer, day, asset, token).

@@ -494,35 +494,25 @@ fn add_spending(tx: &rusqlite::Transaction<'_>, spending: &[Spending]) -> Result
         let before: Option<(i64, i64, String)> = select
             .query_row(key, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .optional()?;
-        let (calls, uses, amount) = match before {
-            Some((calls, uses, amount)) => (
-                (calls as u64).saturating_add(spent.calls),
-                (uses as u64).saturating_add(spent.uses),
-                amount
-                    .parse::<u128>()
-                    .map_err(|_| {
-                        StoreError::Corrupt(format!(
-                            "a stored spend amount {amount:?} is not a u128"
-                        ))
-                    })?
-                    .checked_add(spent.amount)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(
-                            "a payer's spending on one asset in one day passes 2^128 base units"
-                                .into(),
-                        )
-                    })?,
-            ),
-            None => (spent.calls, spent.uses, spent.amount),
+        let sum = match before {
+            Some((calls, uses, amount)) => {
+                let (asset, token) = (&spent.asset.0.0[..], &spent.token.0[..]);
+                let day = to_i64(spent.day, "day")?;
+                let mut sum = spending_row(spent.payer, day, asset, token, [calls, uses], &amount)?;
+                sum.add(spent)
+                    .map_err(|overflow| StoreError::Corrupt(overflow.to_string()))?;
+                sum
+            }
+            None => *spent,
         };
         upsert.execute(params![
             &spent.payer.0[..],
             to_i64(spent.day, "day")?,
             &spent.asset.0.0[..],
             &spent.token.0[..],
-            to_i64(calls, "call count")?,
-            to_i64(uses, "use count")?,
-            amount.to_string()
+            to_i64(sum.calls, "call count")?,
+            to_i64(sum.uses, "use count")?,
+            sum.amount.to_string()
         ])?;
     }
     Ok(())
