@@ -1,11 +1,11 @@
-//! The requester's view of a project: counts exact on every view, agreement measured again only
-//! when the board changed and the last measure has aged, contributors paged in order.
+//! The requester's view of a project: counts and agreement exact on every view, contributors
+//! paged in order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use caravan_core::{Address, Event, Genesis, Ppm, Token};
-use caravan_node::desk::{AGREEMENT_FRESH_MS, Desk};
+use caravan_node::desk::Desk;
 use caravan_node::meter::Meter;
 use caravan_store::{Journal, Location, SharedJournal};
 use caravan_tasks::item::Item;
@@ -43,7 +43,7 @@ fn spec() -> ProjectSpec {
 }
 
 #[test]
-fn agreement_is_measured_again_only_once_the_board_changed_and_the_measure_aged() {
+fn every_view_is_exact_and_a_rejected_answer_still_disagrees() {
     let dir = tempfile::tempdir().unwrap();
     let requester = Address::from_label("requester");
     let mut journal =
@@ -97,20 +97,20 @@ fn agreement_is_measured_again_only_once_the_board_changed_and_the_measure_aged(
 
     let first = desk.request_view(&project, requester, 0, 2).unwrap();
     assert_eq!(first.status.judgments, 4);
-    assert!(first.agreement_exact);
+    assert_eq!(first.status.resolved, 2);
+    assert_eq!(
+        first.status.fleiss_kappa, None,
+        "everyone said pos: there is no disagreement for chance to explain"
+    );
     assert_eq!(first.contributor_count, 2);
-    let measured = first.agreement_measured_ms;
 
+    // The third item: worker 2 says neg, worker 0 says pos. The tie resolves it, and one of
+    // the two answers is rejected; it still counts as the disagreement it was.
     answer(workers[2], "neg");
     now.fetch_add(1_000, Ordering::SeqCst);
     let soon = desk.request_view(&project, requester, 0, 2).unwrap();
     assert_eq!(soon.status.judgments, 5, "counts are exact on every view");
     assert_eq!(soon.contributor_count, 3);
-    assert_eq!(
-        soon.agreement_measured_ms, measured,
-        "agreement kept while fresh"
-    );
-    assert!(!soon.agreement_exact, "and said to predate the last answer");
     assert_eq!(
         soon.contributors
             .iter()
@@ -123,15 +123,28 @@ fn agreement_is_measured_again_only_once_the_board_changed_and_the_measure_aged(
     assert_eq!(second_page.contributors.len(), 1);
     assert_eq!(second_page.contributors[0].account, workers[2]);
 
-    now.fetch_add(AGREEMENT_FRESH_MS, Ordering::SeqCst);
-    let later = desk.request_view(&project, requester, 0, 2).unwrap();
-    assert!(
-        later.agreement_measured_ms > measured,
-        "measured again once aged"
+    answer(workers[0], "pos");
+    let split = desk.request_view(&project, requester, 0, 2).unwrap();
+    assert_eq!(split.status.resolved, 3);
+    assert_eq!(
+        split.contributors.iter().map(|c| c.rejected).sum::<u32>(),
+        1,
+        "the tie rejected one answer"
     );
-    assert!(later.agreement_exact);
-    let idle = desk.request_view(&project, requester, 0, 2).unwrap();
-    assert_eq!(idle.agreement_measured_ms, later.agreement_measured_ms);
+    // Items {pos, pos}, {pos, pos}, {pos, neg}: observed agreement 2/3 against 26/36 by
+    // chance gives κ = −0.2; the coincidences give α = 0.
+    let kappa = split
+        .status
+        .fleiss_kappa
+        .expect("defined once two labels were used");
+    let alpha = split.status.krippendorff_alpha.expect("defined too");
+    assert!((kappa + 0.2).abs() < 1e-12, "kappa {kappa}");
+    assert!(alpha.abs() < 1e-12, "alpha {alpha}");
+    // Two items resolved near-certain (two votes of skill 0.8: 94%), the tie at 50%.
+    let mut bins = vec![0; 10];
+    bins[9] = 2;
+    bins[5] = 1;
+    assert_eq!(split.status.confidence_at_resolution, bins);
 
     assert!(
         desk.request_view(&project, workers[0], 0, 2).is_err(),

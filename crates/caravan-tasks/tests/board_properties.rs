@@ -4,7 +4,9 @@
 //! stored events reproduces the board and its effects exactly.
 
 use caravan_core::{Address, Amount, Hash32, Ppm};
-use caravan_tasks::board::{Board, Effect, TaskEvent};
+use caravan_tasks::agreement::{fleiss_kappa, krippendorff_alpha};
+use caravan_tasks::answers::Answers;
+use caravan_tasks::board::{Board, Effect, JudgmentStatus, TaskEvent};
 use caravan_tasks::inference::Method;
 use caravan_tasks::item::Item;
 use caravan_tasks::project::{Exam, Overlap, ProjectId, ProjectSpec, QueueOrder};
@@ -66,6 +68,9 @@ struct Seen {
     payments: usize,
     pauses: usize,
     resolved: u64,
+    /// Answers the agreement measures counted, and measures that were defined.
+    evidence: usize,
+    measured: usize,
 }
 
 fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
@@ -116,9 +121,10 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
     };
     let mut board = Board::new(ProjectId(Hash32::ZERO), Address::ZERO, spec.clone());
     board.apply(&added);
-    // Read now, the ranking is kept in step with every change below; the replayed board's is
-    // built when first read, at the end.
+    // Read now, the ranking and the agreement tally are kept in step with every change below;
+    // the replayed board's are built when first read, at the end.
     prop_assert_eq!(board.ranked_count(), 0);
+    prop_assert_eq!(board.agreement(), (None, None));
     let mut log = vec![added];
     let mut effects = Vec::new();
     let mut now = 0u64;
@@ -204,6 +210,44 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
         prop_assert_eq!(board.ranked_count(), scanned.len());
         prop_assert_eq!(ranked, scanned);
     }
+    // Agreement kept in step (and built at the end, by `replayed.status()` above) equals the
+    // measures computed afresh from every answer on a real item that was neither taken back
+    // nor discarded with a paused contributor, rejected ones included.
+    let mut scanned = Answers::new(OPTIONS.iter().map(|s| s.to_string()).collect()).unwrap();
+    let mut evidence = 0;
+    for judgment in board.judgments() {
+        if judgment.gold
+            || matches!(
+                judgment.status,
+                JudgmentStatus::Discarded | JudgmentStatus::Withdrawn
+            )
+        {
+            continue;
+        }
+        evidence += 1;
+        let Answer::Choice(label) = &judgment.answer else {
+            unreachable!("a single-choice project")
+        };
+        scanned
+            .push(
+                &judgment.item.to_string(),
+                &judgment.contributor.to_string(),
+                label,
+            )
+            .unwrap();
+    }
+    seen.evidence += evidence;
+    let (kappa, alpha) = board.agreement();
+    for (kept, fresh) in [
+        (kappa, fleiss_kappa(&scanned)),
+        (alpha, krippendorff_alpha(&scanned)),
+    ] {
+        prop_assert_eq!(kept.is_some(), fresh.is_some());
+        if let (Some(kept), Some(fresh)) = (kept, fresh) {
+            prop_assert!((kept - fresh).abs() < 1e-9, "kept {} fresh {}", kept, fresh);
+            seen.measured += 1;
+        }
+    }
     Ok(())
 }
 
@@ -226,5 +270,11 @@ fn random_crowds_keep_every_board_invariant() {
         seen.payments,
         seen.pauses,
         seen.resolved
+    );
+    assert!(
+        seen.evidence > 1000 && seen.measured > 100,
+        "agreement was hardly measured: {} answers, {} defined measures",
+        seen.evidence,
+        seen.measured
     );
 }

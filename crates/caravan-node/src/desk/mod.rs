@@ -35,9 +35,7 @@ mod requests;
 
 pub use bounties::{BountyKey, BountyTally};
 pub use listings::{ListedProject, Shelf, TaskBoardPage};
-pub use requests::{
-    AGREEMENT_FRESH_MS, ContributorRecord, MeasuredAgreement, RequestView, RequestedProject,
-};
+pub use requests::{ContributorRecord, RequestView, RequestedProject};
 
 use bounties::{BountyBook, epoch_of};
 
@@ -157,8 +155,6 @@ pub struct Desk {
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
     /// Every contributor's bounties per epoch, kept with the boards.
     bounties: RwLock<BountyBook>,
-    /// Each project's agreement as last measured for its requester's page.
-    agreements: Mutex<BTreeMap<ProjectId, requests::MeasuredAgreement>>,
     clock: Clock,
     /// The chains accounts may choose; they change when the operator adds one or moves home.
     chains: RwLock<ChainDirectory>,
@@ -189,7 +185,6 @@ impl Desk {
             meter,
             boards: RwLock::new(boards),
             bounties: RwLock::new(bounties),
-            agreements: Mutex::new(BTreeMap::new()),
             clock,
             chains: RwLock::new(ChainDirectory::default()),
         })

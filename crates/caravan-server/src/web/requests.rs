@@ -2,6 +2,7 @@
 //! agreement, every contributor's record in pages (median time per answer included) — with
 //! item uploads (a refused file lists every bad record), reviewers, publishing and the exports.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use askama::Template;
@@ -9,25 +10,18 @@ use axum::Form;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use caravan_core::calendar::utc_minute;
 use caravan_core::{Address, Licence, Ppm};
 use caravan_node::Node;
-use caravan_node::desk::{AGREEMENT_FRESH_MS, DeskError, RequestView, RequestedProject};
+use caravan_node::desk::{DeskError, RequestView, RequestedProject};
 use caravan_tasks::import::{ImportFormat, Skipped};
 use caravan_tasks::project::ProjectId;
 use serde::Deserialize;
 
+use super::chart::Frame;
 use super::earnings::token_of;
 use super::page::{Chrome, PageError, Viewer, render, url_encode};
 use crate::error::{ApiError, blocking};
 use crate::tasks::project_id;
-
-/// A moment to the second: `2026-12-05 14:03:07 UTC`.
-fn utc_second(ms: u64) -> String {
-    let minute = utc_minute(ms);
-    let seconds = (ms / 1000) % 60;
-    minute.replacen(" UTC", &format!(":{seconds:02} UTC"), 1)
-}
 
 /// Contributors per page of a project's table.
 pub const CONTRIBUTORS_PER_PAGE: usize = 50;
@@ -93,7 +87,8 @@ struct RequestPage {
     notice: Option<String>,
     progress: Vec<(&'static str, String)>,
     agreement: Vec<(String, String)>,
-    agreement_note: String,
+    /// The resolved items' confidence as an SVG bar chart; `None` before any resolved.
+    confidence_chart: Option<String>,
     contributors: Vec<ContributorRow>,
     contributor_count: usize,
     page: usize,
@@ -182,6 +177,46 @@ fn percent(part: u64, whole: u64) -> String {
     }
 }
 
+/// Resolved items per tenth of confidence, as bars from 0–10% on the left to 90–100% on the
+/// right, each with its count in its title; `None` before any item resolved.
+fn confidence_chart(bins: &[u64]) -> Option<String> {
+    let top = bins.iter().copied().max().filter(|&top| top > 0)?;
+    let frame = Frame {
+        width: 640.0,
+        height: 200.0,
+        left: 28.0,
+        bottom: 32.0,
+        top: 32.0,
+    };
+    let (slot, plot, base, left) = (
+        frame.slot(bins.len()),
+        frame.plot(),
+        frame.base(),
+        frame.left,
+    );
+    let bar = slot * 0.8;
+    let mut svg = frame.open(
+        "confidence",
+        "Resolved items by the confidence of their label",
+        "One bar per tenth of confidence, from 0–10% on the left to 90–100% on the right, as it stood when each item resolved.",
+        &format!("{top} items"),
+    );
+    for (tenth, &count) in bins.iter().enumerate() {
+        let x = left + slot * tenth as f64 + (slot - bar) / 2.0;
+        let h = plot * count as f64 / top as f64;
+        let (from, to) = (tenth * 10, tenth * 10 + 10);
+        let _ = write!(
+            svg,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{bar:.1}" height="{h:.1}" class="spend"><title>{from}–{to}%: {count} item(s)</title></rect><text x="{cx:.1}" y="{ly}" class="tick" text-anchor="middle">{from}</text>"#,
+            y = base - h,
+            cx = x + bar / 2.0,
+            ly = frame.height - 10.0,
+        );
+    }
+    svg.push_str("</svg>");
+    Some(svg)
+}
+
 fn request_page(
     node: &Node,
     view: &RequestView,
@@ -244,18 +279,7 @@ fn request_page(
         agreement,
         from_name: view.label_studio_tags.from_name.clone(),
         to_name: view.label_studio_tags.to_name.clone(),
-        agreement_note: if view.agreement_exact {
-            format!(
-                "Measured at {}, and still exact.",
-                utc_second(view.agreement_measured_ms)
-            )
-        } else {
-            format!(
-                "Measured at {}; answers came in since. It is measured again at most every {} s.",
-                utc_second(view.agreement_measured_ms),
-                AGREEMENT_FRESH_MS / 1000
-            )
-        },
+        confidence_chart: confidence_chart(&status.confidence_at_resolution),
         contributors: view
             .contributors
             .iter()

@@ -21,7 +21,7 @@ use caravan_core::{Address, Amount, Hash32, Ppm};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 pub use assign::{AssignError, Assignment, ExamQuestion, SkipError};
@@ -30,6 +30,7 @@ pub use resolve::{ReviewError, ReviewTask, Verdict};
 pub use status::BoardStatus;
 pub use undo::{UndoError, Withdrawn};
 
+use crate::agreement::AgreementTally;
 use crate::item::{Item, ItemId};
 use crate::label_studio::LabelStudioTags;
 use crate::project::{ProjectId, ProjectSpec};
@@ -37,6 +38,9 @@ use crate::schema::{Answer, AnswerError};
 
 /// Milliseconds in a UTC day, the period of the daily cap.
 pub const DAY_MS: u64 = 86_400_000;
+
+/// Bins of [`BoardStatus::confidence_at_resolution`]: tenths of certainty.
+pub const CONFIDENCE_BINS: usize = 10;
 
 /// A durable fact about a project. Only these change a board (besides ephemeral leases).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -188,6 +192,18 @@ pub struct Judgment {
 }
 
 impl Judgment {
+    /// Part of the agreement between contributors: a contributor's own answer on a real item,
+    /// whether it was paid or rejected, unless it was taken back or discarded with a paused
+    /// contributor. (A rejected answer no longer counts towards its item's label, but it is
+    /// still a disagreement the requester should see.)
+    pub fn is_agreement_evidence(&self) -> bool {
+        !self.gold
+            && !matches!(
+                self.status,
+                JudgmentStatus::Discarded | JudgmentStatus::Withdrawn
+            )
+    }
+
     /// Still part of its item's evidence.
     pub fn counts(&self) -> bool {
         matches!(
@@ -335,6 +351,19 @@ pub struct Board {
     /// going over every contributor. Built at the first read (a replay and a board nobody
     /// watches never pay for it), then kept in step with every submission.
     ranked: OnceLock<BTreeSet<(Reverse<u32>, Address)>>,
+    /// Contributors with at least one stored judgment, and contributors paused.
+    working: u64,
+    paused: u64,
+    /// Fleiss' kappa and Krippendorff's alpha in sums over the real items (categorical
+    /// projects): built at the first read like `ranked`, then kept in step by each judgment
+    /// that becomes or stops being [`Judgment::is_agreement_evidence`].
+    agreement: OnceLock<AgreementTally<String>>,
+    /// Per model: resolved items where its pre-label matched the label the item resolved with,
+    /// and items compared.
+    model_agreement: BTreeMap<String, (u64, u64)>,
+    /// Resolved categorical items by the confidence their label had when they resolved, in
+    /// tenths (the last bin holds 90–100%).
+    confidence_at_resolution: [u64; CONFIDENCE_BINS],
 }
 
 impl Board {
@@ -346,6 +375,11 @@ impl Board {
             requester,
             label_studio_tags: LabelStudioTags::default_for(&spec.schema),
             ranked: OnceLock::new(),
+            working: 0,
+            paused: 0,
+            agreement: OnceLock::new(),
+            model_agreement: BTreeMap::new(),
+            confidence_at_resolution: [0; CONFIDENCE_BINS],
             spec,
             items: Vec::new(),
             item_index: FxHashMap::default(),
@@ -547,6 +581,7 @@ impl Board {
         let listed = record.rank(contributor);
         record.seen.insert(index);
         record.submitted += 1;
+        let first = record.submitted == 1;
         let ranked = record.rank(contributor);
         record.spent_ms.extend(spent_ms);
         let day = at_ms / DAY_MS;
@@ -558,10 +593,12 @@ impl Board {
         if let Some(last) = record.last_at_ms.replace(at_ms) {
             self.pace.record(at_ms.saturating_sub(last));
         }
+        self.working += u64::from(first);
         self.rerank(listed, ranked);
         if gold {
             self.grade_gold(judgment, effects);
         } else {
+            self.retally(judgment, true);
             self.liable += 1;
             self.after_judgment(index, judgment, effects);
         }

@@ -5,7 +5,7 @@ use caravan_core::{Address, Ppm};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{Board, Effect, ExamState, JudgmentStatus, PauseReason, TaskEvent};
+use super::{Board, CONFIDENCE_BINS, Effect, ExamState, JudgmentStatus, PauseReason, TaskEvent};
 use crate::schema::{Answer, AnswerError};
 
 /// A reviewer's decision on a free-text or span judgment.
@@ -210,6 +210,7 @@ impl Board {
     fn pause(&mut self, contributor: Address, reason: PauseReason, effects: &mut Vec<Effect>) {
         let state = self.contributors.entry(contributor).or_default();
         let listed = state.rank(contributor);
+        self.paused += u64::from(state.paused.is_none());
         state.paused = Some(reason.clone());
         let ranked = state.rank(contributor);
         self.rerank(listed, ranked);
@@ -222,6 +223,7 @@ impl Board {
             .collect();
         for j in pending {
             self.judgments[j as usize].status = JudgmentStatus::Discarded;
+            self.retally(j, false);
             self.liable -= 1;
             self.awaiting_review.remove(&j);
             let item = self.judgments[j as usize].item;
@@ -241,18 +243,22 @@ impl Board {
             self.refresh_open(item);
             return;
         }
+        let leading = self.item_confidence(item);
         if self.items[item as usize].resolved {
             // Submitted under a lease taken before the item resolved: settled at once against
             // the resolved label, so work done in good faith is still paid when it agrees.
-            self.settle_against_label(item, effects);
+            if let Some((label, _)) = leading {
+                self.settle_against(item, &label, effects);
+            }
             return;
         }
         let counting = self.counting(item);
-        let confidence = self.item_confidence(item).map_or(0.0, |(_, c)| c);
         let overlap = self.spec.overlap;
-        if counting >= overlap.min && (confidence >= overlap.confidence || counting >= overlap.max)
-        {
-            self.resolve_categorical(item, effects);
+        let confidence = leading.as_ref().map_or(0.0, |(_, c)| *c);
+        if let Some(leading) = leading.filter(|_| {
+            counting >= overlap.min && (confidence >= overlap.confidence || counting >= overlap.max)
+        }) {
+            self.resolve_categorical(item, leading, effects);
         } else {
             let state = &mut self.items[item as usize];
             state.needed = (counting + 1).clamp(overlap.min, overlap.max);
@@ -309,8 +315,25 @@ impl Board {
         Some((best.clone(), (score - max).exp() / total))
     }
 
-    fn resolve_categorical(&mut self, item: u32, effects: &mut Vec<Effect>) {
-        self.settle_against_label(item, effects);
+    /// Resolves a real item with its leading label and that label's confidence: settles its
+    /// judgments, and counts the confidence and the models' pre-labels against the label.
+    fn resolve_categorical(
+        &mut self,
+        item: u32,
+        (label, confidence): (String, f64),
+        effects: &mut Vec<Effect>,
+    ) {
+        self.settle_against(item, &label, effects);
+        let bin = ((confidence * CONFIDENCE_BINS as f64) as usize).min(CONFIDENCE_BINS - 1);
+        self.confidence_at_resolution[bin] += 1;
+        for prediction in &self.items[item as usize].item.predictions {
+            let entry = self
+                .model_agreement
+                .entry(prediction.model.clone())
+                .or_default();
+            entry.0 += u64::from(prediction.answer.category().as_deref() == Some(&label));
+            entry.1 += 1;
+        }
         self.mark_resolved(item, effects);
     }
 
@@ -326,45 +349,20 @@ impl Board {
         self.resolved_items += 1;
     }
 
-    /// Pays the item's pending judgments that agree with its leading label; rejects the rest.
-    fn settle_against_label(&mut self, item: u32, effects: &mut Vec<Effect>) {
-        let Some((label, _)) = self.item_confidence(item) else {
-            return;
-        };
+    /// Pays the item's pending judgments that agree with `label`; rejects the rest.
+    fn settle_against(&mut self, item: u32, label: &str, effects: &mut Vec<Effect>) {
         let judgments = self.items[item as usize].judgments.clone();
         for j in judgments {
             let record = &self.judgments[j as usize];
             if record.status != JudgmentStatus::Pending {
                 continue;
             }
-            if record.answer.category().as_deref() == Some(label.as_str()) {
+            if record.answer.category().as_deref() == Some(label) {
                 self.pay(j, None, effects);
             } else {
                 self.reject(j);
             }
         }
-    }
-
-    /// Per model: resolved categorical items where its prediction matched the people's label.
-    pub(super) fn model_agreement(&self) -> BTreeMap<String, (u64, u64)> {
-        let mut agreement: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        if !self.spec.schema.is_categorical() {
-            return agreement;
-        }
-        for (index, state) in self.items.iter().enumerate() {
-            if !state.resolved || state.is_gold() || state.item.predictions.is_empty() {
-                continue;
-            }
-            let Some((label, _)) = self.item_confidence(index as u32) else {
-                continue;
-            };
-            for prediction in &state.item.predictions {
-                let entry = agreement.entry(prediction.model.clone()).or_default();
-                entry.0 += u64::from(prediction.answer.category().as_deref() == Some(&label));
-                entry.1 += 1;
-            }
-        }
-        agreement
     }
 }
 

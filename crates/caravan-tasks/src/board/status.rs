@@ -5,49 +5,93 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::Board;
+use crate::agreement::AgreementTally;
 
 impl Board {
-    /// A summary a requester reads.
+    /// A summary a requester reads. Costs the same whatever the project's size, but for the
+    /// first read of the agreement measures after the board was built, which goes over every
+    /// judgment once.
     pub fn status(&self) -> BoardStatus {
-        let mut status = self.counts();
-        (status.fleiss_kappa, status.krippendorff_alpha) = self.agreement();
-        status.model_agreement = self.model_agreements();
-        status
-    }
-
-    /// [`Board::status`] without the agreement measures, which walk every item: the counters
-    /// alone, for a page that measures agreement less often than it is drawn.
-    pub fn counts(&self) -> BoardStatus {
-        let paused = self
-            .contributors
-            .values()
-            .filter(|c| c.paused.is_some())
-            .count() as u64;
-        // Only contributors with a stored judgment: asking for work leaves no durable trace.
-        let contributors = self
-            .contributors
-            .values()
-            .filter(|c| c.submitted > 0)
-            .count() as u64;
+        let (fleiss_kappa, krippendorff_alpha) = self.agreement();
         BoardStatus {
             items: (self.items.len() - self.gold.len()) as u64,
             gold_items: self.gold.len() as u64,
             resolved: self.resolved_items,
             judgments: self.judgments.len() as u64,
-            contributors,
-            paused,
+            contributors: self.working,
+            paused: self.paused,
             awaiting_review: self.awaiting_review.len() as u64,
             paid: self.paid,
             budget: self.spec.budget,
-            model_agreement: BTreeMap::new(),
-            fleiss_kappa: None,
-            krippendorff_alpha: None,
+            model_agreement: self.model_agreement.clone(),
+            confidence_at_resolution: self.confidence_at_resolution.to_vec(),
+            fleiss_kappa,
+            krippendorff_alpha,
         }
     }
 
-    /// How often each model's suggestions agree with the resolved labels: (agreed, compared).
-    pub fn model_agreements(&self) -> BTreeMap<String, (u64, u64)> {
-        self.model_agreement()
+    /// Fleiss' kappa and Krippendorff's alpha over every contributor's answers on real items
+    /// (see [`super::Judgment::is_agreement_evidence`]), for categorical task types; `None` otherwise
+    /// or when undefined.
+    pub fn agreement(&self) -> (Option<f64>, Option<f64>) {
+        if self.spec.schema.categories().is_none() && !self.spec.schema.is_categorical() {
+            return (None, None);
+        }
+        let tally = self.agreement.get_or_init(|| {
+            let mut tally = AgreementTally::default();
+            for index in 0..self.items.len() as u32 {
+                tally.add_item(&self.evidence_row(index));
+            }
+            tally
+        });
+        (tally.fleiss_kappa(), tally.krippendorff_alpha())
+    }
+
+    /// Keeps the agreement tally (once built) in step after `judgment` became agreement
+    /// evidence (`added`) or stopped being it: its item's row is replaced by the row now.
+    pub(super) fn retally(&mut self, judgment: u32, added: bool) {
+        if self.agreement.get().is_none() {
+            return;
+        }
+        let record = &self.judgments[judgment as usize];
+        if record.gold {
+            return;
+        }
+        let Some(category) = record.answer.category() else {
+            return;
+        };
+        let now = self.evidence_row(record.item);
+        let mut before = now.clone();
+        match before.iter_mut().find(|(label, _)| *label == category) {
+            Some((_, count)) if added => *count -= 1,
+            Some((_, count)) => *count += 1,
+            None => before.push((category, 1)),
+        }
+        let tally = self
+            .agreement
+            .get_mut()
+            .expect("the tally was seen built above");
+        tally.remove_item(&before);
+        tally.add_item(&now);
+    }
+
+    /// An item's agreement evidence: judgments per category.
+    fn evidence_row(&self, item: u32) -> Vec<(String, u64)> {
+        let mut row: Vec<(String, u64)> = Vec::new();
+        for &j in &self.items[item as usize].judgments {
+            let record = &self.judgments[j as usize];
+            if !record.is_agreement_evidence() {
+                continue;
+            }
+            let Some(category) = record.answer.category() else {
+                continue;
+            };
+            match row.iter_mut().find(|(label, _)| *label == category) {
+                Some((_, count)) => *count += 1,
+                None => row.push((category, 1)),
+            }
+        }
+        row
     }
 }
 
@@ -66,49 +110,14 @@ pub struct BoardStatus {
     pub paid: Amount,
     #[serde(with = "caravan_core::serde_u128")]
     pub budget: Amount,
-    /// Per model: resolved items where its prediction matched the people's label, and items compared.
+    /// Per model: resolved items where its prediction matched the label the item resolved
+    /// with, and items compared.
     pub model_agreement: BTreeMap<String, (u64, u64)>,
+    /// Resolved categorical items by how certain their label was when they resolved, in
+    /// tenths: `[0]` counts 0–10%, …, `[9]` counts 90–100%.
+    #[serde(default)]
+    pub confidence_at_resolution: Vec<u64>,
     /// Chance-corrected agreement between contributors (categorical projects with overlap).
     pub fleiss_kappa: Option<f64>,
     pub krippendorff_alpha: Option<f64>,
-}
-
-impl Board {
-    /// Fleiss' kappa and Krippendorff's alpha over the judgments that count on real items (for
-    /// categorical task types; `None` otherwise or when undefined).
-    pub fn agreement(&self) -> (Option<f64>, Option<f64>) {
-        let Some(mut categories) = self
-            .spec
-            .schema
-            .categories()
-            .or_else(|| self.spec.schema.is_categorical().then(Vec::new))
-        else {
-            return (None, None);
-        };
-        let counted = || {
-            self.judgments
-                .iter()
-                .filter(|j| !j.gold && j.counts())
-                .filter_map(|j| Some((j, j.answer.category()?)))
-        };
-        for (_, category) in counted() {
-            if !categories.contains(&category) {
-                categories.push(category);
-            }
-        }
-        let Ok(mut answers) = crate::answers::Answers::new(categories) else {
-            return (None, None);
-        };
-        for (j, category) in counted() {
-            let item = j.item.to_string();
-            let worker = j.contributor.to_string();
-            answers
-                .push(&item, &worker, &category)
-                .expect("every category was listed");
-        }
-        (
-            crate::agreement::fleiss_kappa(&answers),
-            crate::agreement::krippendorff_alpha(&answers),
-        )
-    }
 }

@@ -502,9 +502,9 @@ fn replaying_the_log_rebuilds_the_board_and_its_effects() {
         .iter()
         .filter(|i| !i.is_gold() && i.resolved)
         .count() as u64;
-    assert_eq!(board.counts().resolved, resolved, "the counter is the walk");
+    assert_eq!(board.status().resolved, resolved, "the counter is the walk");
     assert_eq!(
-        board.counts().items,
+        board.status().items,
         board.items().iter().filter(|i| !i.is_gold()).count() as u64
     );
 }

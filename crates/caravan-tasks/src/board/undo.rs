@@ -138,10 +138,12 @@ impl Board {
         self.items[item as usize]
             .judgments
             .retain(|&other| other != judgment);
+        self.retally(judgment, false);
         if let Some(state) = self.contributors.get_mut(&contributor) {
             let listed = state.rank(contributor);
             debug_assert!(listed.is_some(), "a contributor with a judgment is listed");
             state.submitted -= 1;
+            self.working -= u64::from(state.submitted == 0);
             let ranked = state.rank(contributor);
             state.seen.remove(&item);
             if timed {

@@ -361,6 +361,17 @@ pub fn print_status(desk: &Desk, project: &ProjectId) -> Result<(), String> {
             format!("{agree} of {compared}"),
         ]);
     }
+    if status.resolved > 0 && status.confidence_at_resolution.iter().any(|&n| n > 0) {
+        let bins: Vec<String> = status
+            .confidence_at_resolution
+            .iter()
+            .map(u64::to_string)
+            .collect();
+        t.add_row(vec![
+            "confidence at resolution (0–10% … 90–100%)".to_owned(),
+            bins.join(" "),
+        ]);
+    }
     println!("{t}");
     Ok(())
 }
