@@ -5,6 +5,7 @@
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use caravan_core::lineage::LineageError;
 use caravan_node::auth::AuthError;
 use caravan_node::desk::DeskError;
 use caravan_node::earnings::EarningsError;
@@ -37,6 +38,13 @@ impl ApiError {
 
     pub fn bad_request(message: impl ToString) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// A path or query names something by an id that cannot be one (a project id that is not
+    /// 32 bytes of hex, an epoch that is not a number): 400, where an id the node does not
+    /// know is 404.
+    pub fn malformed_id(message: impl ToString) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_id", message)
     }
 
     pub fn internal(message: impl ToString) -> ApiError {
@@ -155,7 +163,11 @@ impl From<DeskError> for ApiError {
             DeskError::NotPublished(_) => (S::CONFLICT, "not_published"),
             DeskError::UnknownDataset(_) => (S::NOT_FOUND, "unknown_dataset"),
             DeskError::UnknownChain(_) => (S::UNPROCESSABLE_ENTITY, "unknown_chain"),
-            DeskError::Refused(_) => (S::CONFLICT, "refused"),
+            DeskError::Refused(_) => (S::INTERNAL_SERVER_ERROR, "refused_internally"),
+            DeskError::Publish(LineageError::AlreadyRegistered(_)) => {
+                (S::CONFLICT, "already_published")
+            }
+            DeskError::Publish(_) => (S::UNPROCESSABLE_ENTITY, "invalid_dataset"),
             DeskError::Store(_) => (S::SERVICE_UNAVAILABLE, "storage"),
             DeskError::CorruptRecord { .. } => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
         };
@@ -233,4 +245,36 @@ pub async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         .await
         .map_err(|e| ApiError::internal(format!("the request failed inside the node: {e}")))?
         .map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caravan_core::AssetId;
+
+    /// A refusal of what the node itself had checked is the node's fault: a 5xx saying so,
+    /// never a 4xx that sends the caller to fix a request that was fine. What the caller can
+    /// change stays a 4xx.
+    #[test]
+    fn the_node_s_own_faults_are_5xx_and_the_caller_s_are_4xx() {
+        let refused = ApiError::from(DeskError::Refused("budget overdrawn".into()));
+        assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            refused.message.contains("fault in the node"),
+            "{}",
+            refused.message
+        );
+        let corrupt = ApiError::from(DeskError::CorruptRecord {
+            seq: 7,
+            why: "not JSON".into(),
+        });
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let twice = ApiError::from(DeskError::Publish(LineageError::AlreadyRegistered(
+            AssetId(caravan_core::keccak256(b"a dataset")),
+        )));
+        assert_eq!(
+            (twice.status, twice.code),
+            (StatusCode::CONFLICT, "already_published")
+        );
+    }
 }

@@ -22,7 +22,8 @@ fn ok(description: &str, schema: Value) -> Value {
 fn errors() -> Value {
     let error = json!({ "description": "what was wrong and how to fix it",
         "content": { "application/json": { "schema": reference("Error") } } });
-    json!({ "400": error, "403": error, "404": error, "409": error, "422": error, "503": error })
+    json!({ "400": error, "403": error, "404": error, "409": error, "422": error, "500": error,
+        "503": error })
 }
 
 fn operation(summary: &str, request: Option<Value>, status: &str, response: Value) -> Value {

@@ -144,11 +144,9 @@ pub async fn post_root(
     JsonBody(body): JsonBody<PostRoot>,
 ) -> Result<impl IntoResponse, ApiError> {
     let epoch: u64 = epoch.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_epoch",
-            format!("{epoch:?} is not an epoch number (1, 2, …)"),
-        )
+        ApiError::malformed_id(format!(
+            "{epoch:?} is not an epoch number: epochs count from 1"
+        ))
     })?;
     let outcome = blocking(move || node.post_epoch(epoch, body.chain.as_deref())).await?;
     Ok(match outcome {

@@ -35,11 +35,9 @@ pub async fn list_epochs(State(node): State<Arc<Node>>) -> axum::Json<Value> {
 
 fn closed_epoch(node: &Node, text: &str) -> Result<caravan_core::EpochRecord, ApiError> {
     let epoch: u64 = text.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_epoch",
-            format!("{text:?} is not an epoch number (1, 2, …)"),
-        )
+        ApiError::malformed_id(format!(
+            "{text:?} is not an epoch number: epochs count from 1"
+        ))
     })?;
     Ok(node.earnings().closed_epoch(epoch)?)
 }

@@ -60,13 +60,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> axum::extract::FromRequest<S
     }
 }
 
+/// The project `text` names: a malformed id is the caller's mistake (400); a well-formed one
+/// the node does not hold is answered 404 where it is looked up.
 pub fn project_id(text: &str) -> Result<ProjectId, ApiError> {
     Hash32::from_str(text).map(ProjectId).map_err(|e| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_project",
-            format!("{text:?} is not a project id (0x and 64 hex digits): {e}"),
-        )
+        ApiError::malformed_id(format!(
+            "{text:?} is not a project id: give 0x and 64 hexadecimal digits ({e})"
+        ))
     })
 }
 

@@ -747,6 +747,52 @@ async fn bad_input_gets_a_clear_4xx() {
         "{}",
         incomplete.body
     );
+
+    // An id that cannot be one is the caller's mistake (400, saying how ids are written); an
+    // id that could be one but names nothing the node holds is 404.
+    let unknown_project = format!("0x{}", "ab".repeat(32));
+    for (uri, status, code, says) in [
+        (
+            "/v1/projects/0x12".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "malformed_id",
+            "64 hexadecimal digits",
+        ),
+        (
+            format!("/v1/projects/{unknown_project}"),
+            StatusCode::NOT_FOUND,
+            "unknown_project",
+            "",
+        ),
+        (
+            "/v1/epochs/first".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "malformed_id",
+            "epochs count from 1",
+        ),
+        (
+            "/v1/epochs/7".to_owned(),
+            StatusCode::NOT_FOUND,
+            "unknown_epoch",
+            "",
+        ),
+    ] {
+        let answer = call(&app, Method::GET, &uri, Auth::None, None).await;
+        assert_eq!(
+            (answer.status, answer.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{uri}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{uri}: {}",
+            answer.body
+        );
+    }
 }
 
 /// Many contributors at once through the shared desk: no item is handed out beyond its overlap

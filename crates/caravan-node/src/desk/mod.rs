@@ -99,8 +99,15 @@ pub enum DeskError {
     UnknownDataset(AssetId),
     #[error("{0}")]
     UnknownChain(String),
-    #[error("the economy refused the record: {0}")]
+    /// The economy refused a record the desk had checked: the node's checks and the economy's
+    /// rules disagree, a fault in the node (nothing was recorded; the boards were rebuilt).
+    #[error(
+        "the node let through a record its economy refused ({0}); nothing was recorded and the project is as it was. This is a fault in the node, not in the request: please report it"
+    )]
     Refused(String),
+    /// The dataset to publish cannot join the lineage as it is.
+    #[error("the dataset cannot be published: {0}")]
+    Publish(caravan_core::lineage::LineageError),
     #[error("storage: {0}")]
     Store(#[from] JournalError),
     #[error("stored work record {seq} cannot be read: {why}")]

@@ -28,7 +28,7 @@ impl Desk {
         let id = manifest.id();
         self.journal
             .read(|j| j.economy().lineage().check(&manifest))
-            .map_err(|e| DeskError::Refused(e.to_string()))?;
+            .map_err(DeskError::Publish)?;
         let record = TaskEvent::Published {
             asset: id.0,
             item_root: dataset.item_root,

@@ -118,7 +118,7 @@ impl Gateway {
             }
         };
         if let Some((_, why)) = submitted.refused.pop() {
-            return Err(GatewayError::Refused(why.to_string()));
+            return Err(GatewayError::ChargeRefused(why.to_string()));
         }
         let envelope = submitted.accepted.remove(0);
         Ok((envelope.seq, envelope.at_ms))

@@ -368,9 +368,9 @@ pub async fn chat_completions(
     let stored = if gateway.answers_before_commit() {
         settle()?
     } else {
-        tokio::task::spawn_blocking(settle).await.map_err(|e| {
-            GatewayError::Refused(format!("the charge failed inside the node: {e}"))
-        })??
+        tokio::task::spawn_blocking(settle)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("the charge's task failed: {e}")))??
     };
     Ok(ChatAnswer::Whole(stored))
 }

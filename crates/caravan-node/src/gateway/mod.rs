@@ -87,8 +87,18 @@ pub enum GatewayError {
         "the attestation is signed by {signer}, not by the validator it names, {validator}; a validator signs its own attestations with its own key"
     )]
     NotValidatorsSignature { signer: Address, validator: Address },
-    #[error("the economy refused the charge: {0}")]
+    /// The economy refused an asset's registration (an operator's request).
+    #[error("the economy refused the registration: {0}")]
     Refused(String),
+    /// The economy refused the charge of a call the gateway had priced and reserved: the two
+    /// disagree, a fault in the node; nothing was charged.
+    #[error(
+        "the economy refused the charge ({0}); nothing was charged. This is a fault in the node, not in the request: please report it"
+    )]
+    ChargeRefused(String),
+    /// Something inside the node failed (a task that panicked, a client it could not make).
+    #[error("the node failed inside: {0}")]
+    Internal(String),
     #[error("the upstream server of {model} failed: {why}")]
     Upstream { model: String, why: String },
     #[error("storage is unavailable; nothing was charged, retry: {0}")]
@@ -188,7 +198,7 @@ impl Gateway {
             encoder: EncoderSlot::new(caravan_models::embedding::default_models_dir()),
             http: upstream::client_builder()
                 .build()
-                .map_err(|e| GatewayError::Refused(format!("cannot make an HTTP client: {e}")))?,
+                .map_err(|e| GatewayError::Internal(format!("cannot make an HTTP client: {e}")))?,
             queued_commits: None,
             commit_waiter: None,
             meter,

@@ -48,7 +48,10 @@ pub enum KeysError {
         param: &'static str,
         message: String,
     },
-    #[error("the economy refused the key's record: {0}")]
+    /// The economy refused a key's record the service had checked: a fault in the node.
+    #[error(
+        "the economy refused the key's record ({0}); nothing changed. This is a fault in the node, not in the request: please report it"
+    )]
     Refused(String),
     #[error("storage is unavailable; nothing changed, retry: {0}")]
     Store(#[from] JournalError),

@@ -158,6 +158,14 @@ impl From<GatewayError> for OpenAiError {
             GatewayError::Refused(_) => {
                 OpenAiError::invalid("refused", None, message).with_status(StatusCode::CONFLICT)
             }
+            GatewayError::ChargeRefused(_) => OpenAiError::api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "refused_internally",
+                message,
+            ),
+            GatewayError::Internal(_) => {
+                OpenAiError::api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
             GatewayError::Store(_) => OpenAiError::api_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
@@ -178,9 +186,11 @@ impl From<KeysError> for OpenAiError {
             KeysError::BadParam { param, .. } => {
                 OpenAiError::invalid("invalid_value", Some(param), message)
             }
-            KeysError::Refused(_) => {
-                OpenAiError::invalid("refused", None, message).with_status(StatusCode::CONFLICT)
-            }
+            KeysError::Refused(_) => OpenAiError::api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "refused_internally",
+                message,
+            ),
             KeysError::Store(_) => OpenAiError::api_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
@@ -218,4 +228,27 @@ pub async fn blocking<T: Send + 'static, E: Into<OpenAiError> + Send + 'static>(
             )
         })?
         .map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A charge the economy refuses after the gateway priced and held it, or a task of the
+    /// node that failed, is the node's fault: a 500 that says so, never the 409 "refused" that
+    /// told a caller to change a request that was fine.
+    #[test]
+    fn a_refused_charge_or_a_failed_task_is_a_500() {
+        for fault in [
+            GatewayError::ChargeRefused("overdrawn".into()),
+            GatewayError::Internal("the charge's task failed: panicked".into()),
+        ] {
+            let answer = OpenAiError::from(fault);
+            assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(answer.kind, "api_error");
+        }
+        let key = OpenAiError::from(KeysError::Refused("a duplicate key".into()));
+        assert_eq!(key.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(key.message.contains("fault in the node"), "{}", key.message);
+    }
 }
