@@ -18,7 +18,7 @@ pub enum QualityCommand {
     ///
     /// Reads a CSV file with a header line and rows `item,worker,label` (columns by position,
     /// header names ignored). Prints `item,label,confidence` per item; with `--truth`, prints a
-    /// summary instead whose last line is the accuracy over the items with known truth.
+    /// summary instead whose last line is the accuracy over the items with known truth and judgments.
     ///
     /// Example: caravan quality infer --method ds --answers answer.csv --truth truth.csv
     Infer(InferArgs),
@@ -57,7 +57,8 @@ pub struct InferArgs {
     #[arg(long)]
     answers: PathBuf,
     /// Known truth: header line, then `item,label` rows. Switches the output to a summary
-    /// ending in `accuracy: 0.9400`.
+    /// ending in `accuracy: 0.9400`: the share of the truth items that have judgments, the
+    /// way published evaluations count it (truth items nobody judged are counted apart).
     #[arg(long)]
     truth: Option<PathBuf>,
 }
@@ -107,10 +108,19 @@ fn infer_labels(args: InferArgs) -> Result<(), String> {
     };
     let truth = parse_truth_csv(&read(&truth_path)?)
         .map_err(|e| format!("{}: {e}", truth_path.display()))?;
-    let (correct, compared) = accuracy(&answers, &result, &truth);
-    if compared == 0 {
-        return Err(format!("{} has no truth rows", truth_path.display()));
-    }
+    let scored = accuracy(&answers, &result, &truth);
+    let Some(share) = scored.share() else {
+        return Err(if truth.is_empty() {
+            format!("{} has no truth rows", truth_path.display())
+        } else {
+            format!(
+                "none of the {} items in {} has a judgment in {}: check that both files name items the same way",
+                truth.len(),
+                truth_path.display(),
+                args.answers.display()
+            )
+        });
+    };
     let mut summary = table(&["", ""], &[1]);
     summary.add_row(vec!["method".to_owned(), method.code().to_owned()]);
     summary.add_row(vec!["items".to_owned(), answers.item_count().to_string()]);
@@ -123,10 +133,17 @@ fn infer_labels(args: InferArgs) -> Result<(), String> {
         answers.judgments().len().to_string(),
     ]);
     summary.add_row(vec!["iterations".to_owned(), result.iterations.to_string()]);
-    summary.add_row(vec!["items with truth".to_owned(), compared.to_string()]);
-    summary.add_row(vec!["correct".to_owned(), correct.to_string()]);
+    summary.add_row(vec![
+        "items with truth and judgments".to_owned(),
+        scored.compared.to_string(),
+    ]);
+    summary.add_row(vec![
+        "truth items nobody judged (left out)".to_owned(),
+        scored.unjudged.to_string(),
+    ]);
+    summary.add_row(vec!["correct".to_owned(), scored.correct.to_string()]);
     println!("{summary}");
-    println!("accuracy: {:.4}", correct as f64 / compared as f64);
+    println!("accuracy: {share:.4}");
     Ok(())
 }
 

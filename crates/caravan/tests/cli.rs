@@ -407,7 +407,8 @@ fn quality_infer_prints_labels_or_accuracy_and_names_bad_lines() {
         "question,worker,answer\nq1,a,1\nq1,b,1\nq1,c,2\nq2,a,2\nq2,b,2\nq2,c,1\nq3,a,2\nq3,c,1\n",
     )
     .unwrap();
-    std::fs::write(&truth, "question,truth\nq1,1\nq2,2\nq3,2\n").unwrap();
+    // Nobody judged q9: published evaluations leave it out, and the summary says so.
+    std::fs::write(&truth, "question,truth\nq1,1\nq2,2\nq3,2\nq9,1\n").unwrap();
     let args = |extra: &[&str]| {
         let mut args = vec!["quality", "infer", "--method", "mv", "--answers"];
         args.push(answers.to_str().unwrap());
@@ -430,6 +431,11 @@ fn quality_infer_prints_labels_or_accuracy_and_names_bad_lines() {
         Some("accuracy: 0.6667"),
         "{summary}"
     );
+    let unjudged = summary
+        .lines()
+        .find(|l| l.contains("truth items nobody judged"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(unjudged.contains(" 1 "), "{unjudged}");
 
     std::fs::write(&answers, "question,worker,answer\nq1,a,1\nq1;b;2\n").unwrap();
     let err = failure(&run(args(&[])));

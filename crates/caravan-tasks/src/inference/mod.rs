@@ -157,24 +157,45 @@ pub(crate) fn average_per_worker(answers: &Answers, score: impl Fn(&Judgment) ->
         .collect()
 }
 
-/// Accuracy of `inference` over the items that have a known truth: `(correct, compared)`. Truth
-/// rows whose item is absent from the judgments, or whose label is outside the label set, count
-/// as compared and wrong, so a truth file cannot quietly shrink the denominator.
-pub fn accuracy(
-    answers: &Answers,
-    inference: &Inference,
-    truth: &[(String, String)],
-) -> (usize, usize) {
-    let correct = truth
-        .iter()
-        .filter(
-            |(item, label)| match (answers.item_index(item), answers.label_index(label)) {
-                (Some(i), Some(l)) => inference.labels[i as usize] == l,
-                _ => false,
-            },
-        )
-        .count();
-    (correct, truth.len())
+/// How an inference scores against known truth, counted the way published evaluations of
+/// truth inference count it: over the items that have both a truth row and judgments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accuracy {
+    /// Compared items whose inferred label is the true one.
+    pub correct: usize,
+    /// Truth rows whose item has judgments. A true label no contributor gave still counts
+    /// (and is wrong): the item was judged, the crowd missed it.
+    pub compared: usize,
+    /// Truth rows whose item nobody judged: no inference was made, so they are left out of
+    /// the share and reported, never counted as wrong.
+    pub unjudged: usize,
+}
+
+impl Accuracy {
+    /// `correct / compared`; `None` when no truth item was judged.
+    pub fn share(&self) -> Option<f64> {
+        (self.compared > 0).then(|| self.correct as f64 / self.compared as f64)
+    }
+}
+
+/// Scores `inference` against `truth` (`item, label` rows); see [`Accuracy`].
+pub fn accuracy(answers: &Answers, inference: &Inference, truth: &[(String, String)]) -> Accuracy {
+    let mut scored = Accuracy {
+        correct: 0,
+        compared: 0,
+        unjudged: 0,
+    };
+    for (item, label) in truth {
+        let Some(index) = answers.item_index(item) else {
+            scored.unjudged += 1;
+            continue;
+        };
+        scored.compared += 1;
+        if answers.label_index(label) == Some(inference.labels[index as usize]) {
+            scored.correct += 1;
+        }
+    }
+    scored
 }
 
 #[cfg(test)]

@@ -140,13 +140,28 @@ fn confidences_are_probabilities_and_results_are_deterministic() {
 }
 
 #[test]
-fn accuracy_counts_missing_truth_items_as_wrong() {
-    let a = answers(&[("x", "w1", "a"), ("y", "w1", "b")]);
+fn accuracy_counts_judged_truth_items_and_reports_the_unjudged() {
+    let a = answers(&[("x", "w1", "a"), ("y", "w1", "b"), ("w", "w1", "b")]);
     let mv = infer(&a, Method::MajorityVote);
     let truth = vec![
         ("x".to_owned(), "a".to_owned()),
         ("y".to_owned(), "a".to_owned()),
+        // A true label nobody gave: judged, and wrong.
+        ("w".to_owned(), "c".to_owned()),
+        // Nobody judged z: left out, and counted as such.
         ("z".to_owned(), "a".to_owned()),
     ];
-    assert_eq!(accuracy(&a, &mv, &truth), (1, 3));
+    let scored = accuracy(&a, &mv, &truth);
+    assert_eq!(
+        scored,
+        Accuracy {
+            correct: 1,
+            compared: 3,
+            unjudged: 1
+        }
+    );
+    assert_eq!(scored.share(), Some(1.0 / 3.0));
+    let none_judged = accuracy(&a, &mv, &truth[3..]);
+    assert_eq!(none_judged.share(), None);
+    assert_eq!(none_judged.unjudged, 1);
 }

@@ -255,11 +255,11 @@ fn measure_inference(
             result = Some(infer(&answers, method));
             times.push(start.elapsed().as_secs_f64());
         }
-        let (correct, compared) = accuracy(&answers, &result.expect("runs >= 1"), &truth);
+        let scored = accuracy(&answers, &result.expect("runs >= 1"), &truth);
         rows.push(InferenceTiming {
             method,
             seconds: median(times),
-            accuracy: correct as f64 / compared as f64,
+            accuracy: scored.share().unwrap_or(0.0),
             judgments: answers.judgments().len(),
         });
     }
