@@ -17,21 +17,17 @@ pub const ANVIL_CHAIN_ID: u64 = 31_337;
 /// How long anvil may take to answer after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// anvil where `scripts/anvil/install.sh` installs it in this checkout, for tests: `None` (and a
-/// note on standard error) when it is not installed, and a failure instead when
-/// `CARAVAN_REQUIRE_ANVIL` is set, as CI sets it, so a missing anvil never passes silently there.
-pub fn installed_for_tests() -> Option<PathBuf> {
+/// anvil where `scripts/anvil/install.sh` installs it in this checkout, for tests. Fails the test,
+/// naming the script, when it is not installed: a chain test never passes without having run
+/// (`scripts/test.sh` installs it before the tests).
+pub fn installed_for_tests() -> PathBuf {
     let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../scripts/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if binary.exists() {
-        return Some(binary);
-    }
     assert!(
-        std::env::var_os("CARAVAN_REQUIRE_ANVIL").is_none(),
-        "anvil is not installed; run scripts/anvil/install.sh"
+        binary.exists(),
+        "anvil is not installed; run scripts/anvil/install.sh (or scripts/test.sh, which installs everything the tests need)"
     );
-    eprintln!("anvil is not installed (scripts/anvil/install.sh); skipping");
-    None
+    binary
 }
 
 pub struct LocalAnvil {

@@ -1,6 +1,6 @@
 //! Settlement over JSON-RPC against a real node: anvil from npm (`scripts/anvil/install.sh`),
-//! started by the test on a free loopback port. Without anvil installed the test says so and
-//! passes, unless `CARAVAN_REQUIRE_ANVIL` is set (CI installs it and sets it).
+//! started by the test on a free loopback port. Without anvil installed the tests fail, naming
+//! the script that installs it (`scripts/test.sh` runs it first).
 
 use caravan_chain::anvil::{ANVIL_CHAIN_ID, ANVIL_DEV_KEY, LocalAnvil};
 use caravan_chain::chain::ChainFault;
@@ -18,9 +18,7 @@ fn leaf(name: &str, cumulative: u128) -> Leaf {
 
 #[test]
 fn an_epoch_settles_over_json_rpc_on_anvil() {
-    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
-        return;
-    };
+    let binary = caravan_chain::anvil::installed_for_tests();
     let anvil = LocalAnvil::start(&binary).unwrap();
     let records = tempfile::tempdir().unwrap();
     let connect = || Box::new(anvil.connect().unwrap());
@@ -107,9 +105,7 @@ fn block_number(url: &str) -> u64 {
 
 #[test]
 fn a_post_a_reorganisation_removed_is_not_taken_as_done_and_posts_again() {
-    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
-        return;
-    };
+    let binary = caravan_chain::anvil::installed_for_tests();
     let anvil = LocalAnvil::start(&binary).unwrap();
     let url = anvil.url().to_owned();
     let records = tempfile::tempdir().unwrap();
@@ -183,9 +179,7 @@ fn trusting(ca: &str) -> reqwest::Client {
 
 #[test]
 fn a_chain_behind_https_settles_when_its_authority_is_trusted_and_is_refused_otherwise() {
-    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
-        return;
-    };
+    let binary = caravan_chain::anvil::installed_for_tests();
     let anvil = LocalAnvil::start(&binary).unwrap();
     let fronts = tokio::runtime::Runtime::new().unwrap();
     let front = fronts.block_on(caravan_testkit::TlsFront::start(anvil.address()));
@@ -289,9 +283,7 @@ fn a_transaction_a_stopped_run_left_waiting_is_replaced_and_a_stuck_one_is_resen
     use alloy::rpc::types::TransactionRequest;
     use caravan_chain::chain::Chain;
     use std::future::IntoFuture;
-    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
-        return;
-    };
+    let binary = caravan_chain::anvil::installed_for_tests();
     let anvil = LocalAnvil::start(&binary).unwrap();
     let url = anvil.url().to_owned();
     let payee = alloy_primitives::Address::repeat_byte(0x42);
@@ -408,9 +400,7 @@ fn deploy_wallet(chain: &mut RpcChain, owner: Address) -> alloy_primitives::Addr
 fn a_contract_wallet_accepts_only_its_owners_signatures_read_from_the_chain() {
     use caravan_chain::rpc::contract_accepts;
     use caravan_core::attestation::{address_of, sign_digest};
-    let Some(binary) = caravan_chain::anvil::installed_for_tests() else {
-        return;
-    };
+    let binary = caravan_chain::anvil::installed_for_tests();
     let anvil = LocalAnvil::start(&binary).unwrap();
     let key = |label: &str| {
         k256::ecdsa::SigningKey::from_bytes((&caravan_core::keccak256(label.as_bytes()).0).into())

@@ -5,44 +5,40 @@ use caravan_core::keccak256;
 use caravan_models::{ArtifactStore, Classifier, Example, TrainError, TrainOptions};
 use serde_json::json;
 
-/// The digits scikit-learn ships (1,797 8×8 images), or `None` (and the test skips) when they
-/// were never fetched and `CARAVAN_REQUIRE_DIGITS` is not set; CI fetches them and sets it.
-fn digits() -> Option<Vec<Example>> {
+/// The digits scikit-learn ships (1,797 8×8 images) from `$CARAVAN_DIGITS_DIR`, else
+/// `~/.cache/caravan/digits`; the test fails, naming the script that fetches them, when they are
+/// not there (`scripts/test.sh` fetches them before the tests).
+fn digits() -> Vec<Example> {
     let dir = std::env::var_os("CARAVAN_DIGITS_DIR")
         .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/digits"))
-        })?;
-    let Ok(text) = std::fs::read_to_string(dir.join("digits.csv")) else {
-        assert!(
-            std::env::var_os("CARAVAN_REQUIRE_DIGITS").is_none(),
-            "digits not found in {}; run scripts/fetch-digits.sh",
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            std::path::PathBuf::from(home).join(".cache/caravan/digits")
+        });
+    let text = std::fs::read_to_string(dir.join("digits.csv")).unwrap_or_else(|error| {
+        panic!(
+            "digits not found in {} ({error}); run scripts/fetch-digits.sh (or scripts/test.sh, which installs everything the tests need)",
             dir.display()
-        );
-        eprintln!("digits not fetched (scripts/fetch-digits.sh); skipping");
-        return None;
-    };
-    Some(
-        text.lines()
-            .enumerate()
-            .map(|(n, line)| {
-                let mut values: Vec<u8> = line.split(',').map(|v| v.parse().unwrap()).collect();
-                let truth = values.pop().unwrap();
-                let data = json!({ "image": n, "pixels": values });
-                Example {
-                    key: keccak256(data.to_string().as_bytes()),
-                    data,
-                    label: truth.to_string(),
-                }
-            })
-            .collect(),
-    )
+        )
+    });
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let mut values: Vec<u8> = line.split(',').map(|v| v.parse().unwrap()).collect();
+            let truth = values.pop().unwrap();
+            let data = json!({ "image": n, "pixels": values });
+            Example {
+                key: keccak256(data.to_string().as_bytes()),
+                data,
+                label: truth.to_string(),
+            }
+        })
+        .collect()
 }
 
 #[test]
 fn a_digit_classifier_trained_on_pixels_is_right_on_held_out_images() {
-    let Some(examples) = digits() else { return };
+    let examples = digits();
     let trained = Classifier::train(&examples, &TrainOptions::default()).unwrap();
     let evaluation = trained.evaluation.expect("a fifth is held out");
     assert_eq!(trained.train_examples + evaluation.examples, 1_797);
@@ -81,7 +77,7 @@ fn a_digit_classifier_trained_on_pixels_is_right_on_held_out_images() {
 
 #[test]
 fn fine_tuning_starts_from_the_parent_and_keeps_its_labels() {
-    let Some(examples) = digits() else { return };
+    let examples = digits();
     let (first, second): (Vec<Example>, Vec<Example>) =
         examples.into_iter().partition(|e| e.key.0[31] % 2 == 0);
     let parent = Classifier::train(&first, &TrainOptions::default()).unwrap();

@@ -103,8 +103,8 @@ struct Case {
     unauthenticated: Option<Req>,
     wrong: Option<(Req, StatusCode)>,
     right: Req,
-    /// The right request's success may depend on something this test does not have (the
-    /// sentence encoder, a JSON-RPC chain); then only its passing the access check is asserted.
+    /// The right request's success may depend on something this test does not have (a
+    /// JSON-RPC chain); then only its passing the access check is asserted.
     right_may_lack: Option<&'static str>,
 }
 
@@ -196,18 +196,14 @@ async fn upstream() -> String {
     url
 }
 
-/// The sentence encoder, when installed (CI requires it).
-fn installed_encoder() -> Option<SentenceEncoder> {
-    match SentenceEncoder::load_installed(&default_models_dir()) {
-        Ok(encoder) => Some(encoder),
-        Err(error) => {
-            assert!(
-                std::env::var_os("CARAVAN_REQUIRE_EMBEDDINGS").is_none(),
-                "{error}"
-            );
-            None
-        }
-    }
+/// The installed sentence encoder; the test fails, naming the install script, when it is not
+/// installed (`scripts/test.sh` installs it before the tests).
+fn installed_encoder() -> SentenceEncoder {
+    SentenceEncoder::load_installed(&default_models_dir()).unwrap_or_else(|error| {
+        panic!(
+            "{error}; run scripts/models/install.sh (or scripts/test.sh, which installs everything the tests need)"
+        )
+    })
 }
 
 /// A project spec where one judgment resolves an item.
@@ -386,18 +382,15 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
     node.gateway()
         .register_upstream(paid_model("chat", upstream.content_hash()), upstream)
         .unwrap();
-    let encoder = installed_encoder();
-    if let Some(encoder) = &encoder {
-        let serving = EncoderServing {
-            encoder: MINILM.into(),
-            weights: encoder.weights_hash(),
-            dimensions: 384,
-            input_per_million: 1_000,
-        };
-        node.gateway()
-            .register_encoder(paid_model("minilm", serving.content_hash()), serving)
-            .unwrap();
-    }
+    let serving = EncoderServing {
+        encoder: MINILM.into(),
+        weights: installed_encoder().weights_hash(),
+        dimensions: 384,
+        input_per_million: 1_000,
+    };
+    node.gateway()
+        .register_encoder(paid_model("minilm", serving.content_hash()), serving)
+        .unwrap();
 
     // Credentials.
     let session = |person: &Person| {
@@ -756,16 +749,13 @@ async fn every_route_refuses_the_wrong_callers_and_serves_the_right_one() {
             forbidden,
         ),
     );
-    let mut embeddings = Case::guarded(
+    let embeddings = Case::guarded(
         Req::new(M::POST, "/v1/embeddings", shop_key.clone())
             .json(json!({ "model": "minilm", "input": "a sentence" })),
         Req::new(M::POST, "/v1/embeddings", labeling_key.clone())
             .json(json!({ "model": "minilm", "input": "a sentence" })),
         forbidden,
     );
-    if encoder.is_none() {
-        embeddings.right_may_lack = Some("the sentence encoder (scripts/models/install.sh)");
-    }
     case("post", "/v1/embeddings", embeddings);
     let chat = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }] });
     case(

@@ -1436,20 +1436,14 @@ async fn a_validator_posts_a_signed_evaluation_and_a_forged_one_is_refused() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
-/// The installed sentence encoder, or `None` (and the test skips) when `scripts/models/install.sh`
-/// was never run and `CARAVAN_REQUIRE_EMBEDDINGS` is not set; CI installs it and sets it.
-fn installed_encoder() -> Option<SentenceEncoder> {
-    match SentenceEncoder::load_installed(&default_models_dir()) {
-        Ok(encoder) => Some(encoder),
-        Err(error) => {
-            assert!(
-                std::env::var_os("CARAVAN_REQUIRE_EMBEDDINGS").is_none(),
-                "{error}"
-            );
-            eprintln!("{MINILM} not installed (scripts/models/install.sh); skipping");
-            None
-        }
-    }
+/// The installed sentence encoder; the test fails, naming the install script, when it is not
+/// installed (`scripts/test.sh` installs it before the tests).
+fn installed_encoder() -> SentenceEncoder {
+    SentenceEncoder::load_installed(&default_models_dir()).unwrap_or_else(|error| {
+        panic!(
+            "{error}; run scripts/models/install.sh (or scripts/test.sh, which installs everything the tests need)"
+        )
+    })
 }
 
 /// Registers all-MiniLM-L6-v2 as the paid model `minilm`: 100 base units per call and one per
@@ -1493,9 +1487,7 @@ fn floats(value: &Value) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format() {
-    let Some(encoder) = installed_encoder() else {
-        return;
-    };
+    let encoder = installed_encoder();
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = gateway(dir.path(), 1_000_000);
     let gateway = services.gateway();
@@ -1651,9 +1643,7 @@ async fn embeddings_are_charged_by_the_tokens_read_in_any_input_shape_and_format
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges_nothing() {
-    let Some(encoder) = installed_encoder() else {
-        return;
-    };
+    let encoder = installed_encoder();
     let dir = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let (services, _) = gateway_reading_models(dir.path(), 1_000_000, empty.path().to_owned());
@@ -1684,9 +1674,7 @@ async fn a_node_without_the_encoder_installed_says_how_to_install_it_and_charges
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classifier_on_embeddings_pays_the_embedding_model_from_every_call() {
-    let Some(encoder) = installed_encoder() else {
-        return;
-    };
+    let encoder = installed_encoder();
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = gateway(dir.path(), 1_000_000);
     let gateway = services.gateway();

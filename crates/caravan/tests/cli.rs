@@ -385,15 +385,14 @@ fn the_gateway_benchmark_measures_each_concurrency_from_a_separate_load_process(
         .parse()
         .unwrap();
     assert!(calls > 0.0, "{out}");
-    if installed_models_dir().is_some() {
-        let tokens: f64 = out
-            .lines()
-            .find_map(|l| l.strip_prefix("embedding_tokens_per_s: "))
-            .unwrap_or_else(|| panic!("no embedding line in:\n{out}"))
-            .parse()
-            .unwrap();
-        assert!(tokens > 0.0, "{out}");
-    }
+    installed_models_dir();
+    let tokens: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("embedding_tokens_per_s: "))
+        .unwrap_or_else(|| panic!("no embedding line in:\n{out}"))
+        .parse()
+        .unwrap();
+    assert!(tokens > 0.0, "{out}");
 }
 
 #[test]
@@ -445,35 +444,37 @@ fn quality_infer_prints_labels_or_accuracy_and_names_bad_lines() {
     );
 }
 
-/// Where the demo's digits are, or `None` (and the test skips) when they were never fetched and
-/// `CARAVAN_REQUIRE_DIGITS` is not set; CI fetches them and sets it.
-fn digits_dir() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("CARAVAN_DIGITS_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/digits"))
-        })?;
-    let missing = format!(
-        "digits not found in {}; run scripts/fetch-digits.sh",
-        dir.display()
-    );
+/// Where the demo's digits are (`$CARAVAN_DIGITS_DIR`, else `~/.cache/caravan/digits`). The test
+/// fails, naming the script that fetches them, when they are not there.
+fn digits_dir() -> std::path::PathBuf {
+    let dir = cache_dir("CARAVAN_DIGITS_DIR", "digits");
     installed(
-        dir.join("digits.csv").exists().then_some(dir),
-        "CARAVAN_REQUIRE_DIGITS",
-        missing,
-    )
+        dir.join("digits.csv").exists(),
+        format!("digits not found in {}", dir.display()),
+        "scripts/fetch-digits.sh",
+    );
+    dir
 }
 
-/// `found`, or `None` after saying what is `missing` and how to install it — a test failure
-/// instead when the environment variable `require` is set (CI sets one for each thing it
-/// installs).
-fn installed<T>(found: Option<T>, require: &str, missing: String) -> Option<T> {
-    if found.is_none() {
-        assert!(std::env::var_os(require).is_none(), "{missing}");
-        eprintln!("{missing}; skipping");
-    }
-    found
+/// `$variable`, else `~/.cache/caravan/{name}`: where the project's install scripts put things.
+fn cache_dir(variable: &str, name: &str) -> std::path::PathBuf {
+    std::env::var_os(variable)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            std::path::PathBuf::from(home)
+                .join(".cache/caravan")
+                .join(name)
+        })
+}
+
+/// Fails the test when something it needs is not `found`, saying what is missing and which
+/// script installs it: a test that needs it never passes without having run.
+fn installed(found: bool, missing: String, script: &str) {
+    assert!(
+        found,
+        "{missing}; run {script} (or scripts/test.sh, which installs everything the tests need)"
+    );
 }
 
 /// Runs the demo with `calls` paid calls in `scratch`; returns its output and the directory of
@@ -499,7 +500,7 @@ fn run_demo(scratch: &Path, digits: &Path, calls: &str) -> (String, std::path::P
 
 #[test]
 fn the_demo_crowd_labels_digits_and_the_ring_is_caught() {
-    let Some(digits) = digits_dir() else { return };
+    let digits = digits_dir();
     let scratch = tempfile::tempdir().unwrap();
     let (out, demo_dir) = run_demo(scratch.path(), &digits, "500");
     assert!(out.contains("ring: 6 of 6 paused"), "{out}");
@@ -572,7 +573,7 @@ fn model_id(output: &str) -> String {
 
 #[test]
 fn a_model_is_trained_on_the_crowd_labelled_digits_and_paid_through_its_lineage() {
-    let Some(digits) = digits_dir() else { return };
+    let digits = digits_dir();
     let scratch = tempfile::tempdir().unwrap();
     let (_, dir) = run_demo(scratch.path(), &digits, "100");
     let dataset = asset_id(&dir, "handwritten-digits-8x8");
@@ -1219,26 +1220,17 @@ fn no_key_session_id_or_signing_key_reaches_a_log_line_or_an_error_body() {
     assert!(answers.iter().any(|a| a.starts_with("HTTP/1.1 401")));
 }
 
-/// The venv python with the official `openai` client and LangChain, or `None` (and the test
-/// skips) when `scripts/python-clients/install.sh` was never run and
-/// `CARAVAN_REQUIRE_PYTHON_CLIENTS` is not set; CI installs them and sets it.
-fn python_clients() -> Option<std::path::PathBuf> {
-    let python = std::env::var_os("CARAVAN_PYTHON_CLIENTS")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/caravan/python-clients"))
-        })?
-        .join("bin/python");
-    let missing = format!(
-        "no {}; run scripts/python-clients/install.sh",
-        python.display()
-    );
+/// The venv python with the official `openai` client and LangChain
+/// (`$CARAVAN_PYTHON_CLIENTS/bin/python`, else under `~/.cache/caravan/python-clients`); the test
+/// fails, naming the install script, when it is not there.
+fn python_clients() -> std::path::PathBuf {
+    let python = cache_dir("CARAVAN_PYTHON_CLIENTS", "python-clients").join("bin/python");
     installed(
-        python.exists().then_some(python),
-        "CARAVAN_REQUIRE_PYTHON_CLIENTS",
-        missing,
-    )
+        python.exists(),
+        format!("no {}", python.display()),
+        "scripts/python-clients/install.sh",
+    );
+    python
 }
 
 /// The secret key of anvil's second development account, 0x70997970C51812dc3A010C7d01b50e0d17dc79C8.
@@ -1336,9 +1328,7 @@ fn a_payer_issues_lists_and_revokes_its_api_keys_with_its_wallet_key() {
 
 #[test]
 fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
-    let Some(python) = python_clients() else {
-        return;
-    };
+    let python = python_clients();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let usdc = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
@@ -1402,39 +1392,36 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
         ],
     ));
     assert!(agent.starts_with("agent asset "), "{agent}");
-    // The embedding model, when installed: 0.0001 USDC per call and 1 USDC per million tokens
-    // (100 base units and one per token).
+    // The embedding model: 0.0001 USDC per call and 1 USDC per million tokens (100 base units
+    // and one per token).
     let models_dir = installed_models_dir();
-    let mut embedding_args: Vec<String> = Vec::new();
-    if let Some(models_dir) = &models_dir {
-        let models_dir = models_dir.to_str().unwrap();
-        let embedder = ok(&caravan(
-            dir,
-            &[
-                "--models-dir",
-                models_dir,
-                "model",
-                "embedder",
-                "--name",
-                "minilm",
-                "--developer",
-                developer,
-                "--token",
-                usdc,
-                "--price",
-                "0.0001",
-                "--token-price",
-                "1",
-            ],
-        ));
-        assert!(embedder.contains("/v1/embeddings as minilm"), "{embedder}");
-        embedding_args = vec![
-            "--embedding-model".into(),
-            "minilm".into(),
-            "--models-dir".into(),
-            models_dir.into(),
-        ];
-    }
+    let models_dir = models_dir.to_str().unwrap();
+    let embedder = ok(&caravan(
+        dir,
+        &[
+            "--models-dir",
+            models_dir,
+            "model",
+            "embedder",
+            "--name",
+            "minilm",
+            "--developer",
+            developer,
+            "--token",
+            usdc,
+            "--price",
+            "0.0001",
+            "--token-price",
+            "1",
+        ],
+    ));
+    assert!(embedder.contains("/v1/embeddings as minilm"), "{embedder}");
+    let embedding_args: Vec<String> = vec![
+        "--embedding-model".into(),
+        "minilm".into(),
+        "--models-dir".into(),
+        models_dir.into(),
+    ];
     let (mut server, address) = start_serve(dir);
     let payer_key = dir.join("payer.key");
     std::fs::write(&payer_key, ANVIL_SECOND_KEY).unwrap();
@@ -1491,24 +1478,22 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
     // ceil(9 × 0.5) + ceil(3 × 1.5) = 1,010 base units; the agent's call cost its own 500 plus
     // its chat model's 1,010: 7,570 in all. 1 USDC = 1,000,000 base units.
     let mut spent = 7_570;
-    if models_dir.is_some() {
-        for step in [
-            "embeddings.create",
-            "float and token ids",
-            "BadRequestError",
-            "langchain OpenAIEmbeddings",
-        ] {
-            assert!(out.contains(step), "{step} missing from {out}");
-        }
-        let line = out
-            .lines()
-            .find(|l| l.contains("\"embeddings charged\""))
-            .unwrap();
-        let figures: serde_json::Value = serde_json::from_str(line).unwrap();
-        let embedding_spend = figures["spent"].as_u64().unwrap();
-        assert!(embedding_spend > 500, "{line}");
-        spent += embedding_spend;
+    for step in [
+        "embeddings.create",
+        "float and token ids",
+        "BadRequestError",
+        "langchain OpenAIEmbeddings",
+    ] {
+        assert!(out.contains(step), "{step} missing from {out}");
     }
+    let line = out
+        .lines()
+        .find(|l| l.contains("\"embeddings charged\""))
+        .unwrap();
+    let figures: serde_json::Value = serde_json::from_str(line).unwrap();
+    let embedding_spend = figures["spent"].as_u64().unwrap();
+    assert!(embedding_spend > 500, "{line}");
+    spent += embedding_spend;
     let balances = ok(&caravan(dir, &["balances", "--account", payer]));
     let left = format!("{}", 1_000_000 - spent);
     let expected = format!("0.{left:0>6}").trim_end_matches('0').to_owned();
@@ -1518,16 +1503,16 @@ fn the_openai_and_langchain_clients_work_unchanged_against_the_gateway() {
     );
 }
 
-/// The folder holding all-MiniLM-L6-v2, or `None` (and the embedding checks are left out) when
-/// `scripts/models/install.sh` was never run and `CARAVAN_REQUIRE_EMBEDDINGS` is not set.
-fn installed_models_dir() -> Option<std::path::PathBuf> {
+/// The folder holding all-MiniLM-L6-v2; the test fails, naming the install script, when the
+/// model is not there.
+fn installed_models_dir() -> std::path::PathBuf {
     let dir = caravan_models::embedding::default_models_dir();
-    let missing = format!(
-        "all-MiniLM-L6-v2 not in {}; run scripts/models/install.sh",
-        dir.display()
+    installed(
+        dir.join("all-MiniLM-L6-v2/model.safetensors").is_file(),
+        format!("all-MiniLM-L6-v2 not in {}", dir.display()),
+        "scripts/models/install.sh",
     );
-    let found = dir.join("all-MiniLM-L6-v2/model.safetensors").is_file();
-    installed(found.then_some(dir), "CARAVAN_REQUIRE_EMBEDDINGS", missing)
+    dir
 }
 
 /// A store whose first epoch pays the example dataset's contributors in the development token;
@@ -1669,11 +1654,10 @@ fn an_epoch_is_posted_claimed_and_verified_on_the_embedded_chain() {
     );
 }
 
-/// anvil from npm started on a free port, or `None` (and a note) when it is not installed and
-/// the run does not require it.
-fn local_anvil() -> Option<caravan_chain::anvil::LocalAnvil> {
-    let anvil = caravan_chain::anvil::installed_for_tests()?;
-    Some(caravan_chain::anvil::LocalAnvil::start(&anvil).unwrap())
+/// anvil from npm started on a free port (the test fails, naming the install script, when it is
+/// not installed).
+fn local_anvil() -> caravan_chain::anvil::LocalAnvil {
+    caravan_chain::anvil::LocalAnvil::start(&caravan_chain::anvil::installed_for_tests()).unwrap()
 }
 
 /// A contract wallet (an ERC-1271 OwnedWallet deployed on anvil) signs in to a node that has
@@ -1684,7 +1668,7 @@ fn a_contract_wallet_signs_in_through_the_chain_it_lives_on() {
     use alloy_sol_types::SolConstructor;
     use caravan_chain::chain::Chain;
     use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
-    let Some(anvil) = local_anvil() else { return };
+    let anvil = local_anvil();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let owner =
@@ -1759,7 +1743,7 @@ fn a_contract_wallet_signs_in_through_the_chain_it_lives_on() {
 /// told to trust with `CARAVAN_EXTRA_CA_CERTS`.
 #[test]
 fn an_epoch_is_posted_and_claimed_on_a_json_rpc_chain() {
-    let Some(node) = local_anvil() else { return };
+    let node = local_anvil();
     let fronts = tokio::runtime::Runtime::new().unwrap();
     let front = fronts.block_on(caravan_testkit::TlsFront::start(node.address()));
     let scratch = tempfile::tempdir().unwrap();
@@ -1891,7 +1875,7 @@ fn session_cookie(signed_in: &str) -> String {
 /// one the store rebuilds. Someone who is not an operator is refused every step.
 #[test]
 fn an_operator_adds_a_chain_and_posts_a_root_over_http_while_the_node_serves() {
-    let Some(anvil) = local_anvil() else { return };
+    let anvil = local_anvil();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     store_with_a_closed_epoch(dir);
@@ -2099,7 +2083,7 @@ fn a_contributor_is_paid_on_the_chain_they_choose() {
     ok(&caravan(dir, &["epoch", "post"]));
     ok(&caravan(dir, &["claim", "--account", labeler]));
 
-    let Some(node) = local_anvil() else { return };
+    let node = local_anvil();
     let with_key = |args: &[&str]| caravan_with_chain_key(dir, args);
     let url = node.url().to_owned();
     let add = [
@@ -2431,15 +2415,9 @@ fn verify_checks_every_epoch_ever_posted_and_names_its_state() {
 /// anvil, and the model developer's claim landing USDC in their wallet.
 #[test]
 fn the_readme_walkthrough_runs_from_nothing_to_a_paid_call_and_a_claim_on_anvil() {
-    let Some(anvil) = caravan_chain::anvil::installed_for_tests() else {
-        return;
-    };
-    let Some(python) = python_clients() else {
-        return;
-    };
-    let Some(models) = installed_models_dir() else {
-        return;
-    };
+    let anvil = caravan_chain::anvil::installed_for_tests();
+    let python = python_clients();
+    let models = installed_models_dir();
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
             .unwrap();
