@@ -204,7 +204,7 @@ fn mock_upstream() -> Router {
 }
 
 /// Two clusters of 16 numbers, for a classifier that needs no download.
-fn blobs() -> Vec<Example> {
+pub(super) fn blobs() -> Vec<Example> {
     let mut state = 7u64;
     let mut noise = move || {
         state = state

@@ -4,6 +4,7 @@
 mod board;
 mod close;
 mod earnings;
+mod faults;
 mod gateway;
 mod ingest;
 mod merkle;
@@ -57,6 +58,13 @@ pub enum BenchCommand {
     /// The node and a stand-in upstream run in this process; the load comes from a separate
     /// process over loopback, first straight to the upstream, then through the gateway.
     Gateway(gateway::GatewayArgs),
+    /// The node under faults: `caravan serve` killed with SIGKILL at random moments (200 times,
+    /// 10 with --quick) while clients make paid calls (half with an Idempotency-Key, retried
+    /// until answered; both charge durabilities) and submit judgments, and epochs close and
+    /// post their roots on schedule. After every kill the store is checked: every answered
+    /// event in the log exactly once, no key charged twice, a full replay that verifies and
+    /// balances and equals the state opened from snapshots, every root posted once.
+    Faults(faults::FaultsArgs),
     /// The load generator `bench gateway` runs as a separate process.
     #[command(hide = true)]
     GatewayLoad(gateway::LoadArgs),
@@ -85,6 +93,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Tasks(args) => tasks::tasks(args),
         BenchCommand::Settlement(args) => settlement::settlement(args),
         BenchCommand::Gateway(args) => gateway::gateway(args),
+        BenchCommand::Faults(args) => faults::faults(args),
         BenchCommand::GatewayLoad(args) => gateway::load(args),
     }
 }

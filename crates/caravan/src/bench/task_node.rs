@@ -20,8 +20,8 @@ pub(super) struct BenchNode {
     pub(super) node: Arc<Node>,
     pub(super) requester: Address,
     pub(super) spec: ProjectSpec,
-    /// Holds the node's model folder.
-    pub(super) _scratch: tempfile::TempDir,
+    /// Holds the node's model folder, when the bench made one.
+    pub(super) _scratch: Option<tempfile::TempDir>,
 }
 
 pub(super) fn open_bench_node(location: &Location) -> Result<BenchNode, String> {
@@ -30,7 +30,6 @@ pub(super) fn open_bench_node(location: &Location) -> Result<BenchNode, String> 
         symbol: "TKN".into(),
         decimals: 6,
     };
-    let requester = Address::from_label("bench requester");
     let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
     let mut journal = Journal::open(location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
     journal
@@ -40,26 +39,43 @@ pub(super) fn open_bench_node(location: &Location) -> Result<BenchNode, String> 
                 protocol_fee: Ppm::ZERO,
             }),
             Event::TokenRegistered(token.clone()),
-            Event::Deposited {
-                payer: requester,
-                token: token.address,
-                amount: u128::from(u64::MAX),
-            },
         ])
+        .map_err(|e| e.to_string())?;
+    let mut bench = open_bench_node_at(
+        journal,
+        caravan_models::ArtifactStore::new(scratch.path().join("models")),
+        NodeSigner::generate(),
+        token.address,
+    )?;
+    bench._scratch = Some(scratch);
+    Ok(bench)
+}
+
+/// [`open_bench_node`] over a journal that already has its genesis and `token`: funds the
+/// requester and opens the node with `artifacts` and `signer`.
+pub(super) fn open_bench_node_at(
+    mut journal: Journal,
+    artifacts: caravan_models::ArtifactStore,
+    signer: NodeSigner,
+    token: Address,
+) -> Result<BenchNode, String> {
+    let requester = Address::from_label("bench requester");
+    journal
+        .submit(vec![Event::Deposited {
+            payer: requester,
+            token,
+            amount: u128::from(u64::MAX),
+        }])
         .map_err(|e| e.to_string())?;
     let origin = PublicOrigin::parse(caravan_node::DEFAULT_PUBLIC_URL).expect("the default parses");
     let node = Arc::new(
-        Node::builder(
-            journal,
-            caravan_models::ArtifactStore::new(scratch.path().join("models")),
-            NodeSigner::generate(),
-        )
-        .sign_in(SignInPolicy {
-            origin,
-            chain_ids: vec![caravan_chain::embedded::EMBEDDED_CHAIN_ID],
-        })
-        .open()
-        .map_err(|e| e.to_string())?,
+        Node::builder(journal, artifacts, signer)
+            .sign_in(SignInPolicy {
+                origin,
+                chain_ids: vec![caravan_chain::embedded::EMBEDDED_CHAIN_ID],
+            })
+            .open()
+            .map_err(|e| e.to_string())?,
     );
     let spec = ProjectSpec {
         title: "bench: pick the topic".into(),
@@ -74,7 +90,7 @@ pub(super) fn open_bench_node(location: &Location) -> Result<BenchNode, String> 
             max: 5,
             confidence: 0.9,
         },
-        token: token.address,
+        token,
         bounty: 1_000,
         budget: u128::from(u64::MAX),
         gold_rate: Ppm::new(50_000).expect("5%"),
@@ -92,7 +108,7 @@ pub(super) fn open_bench_node(location: &Location) -> Result<BenchNode, String> 
         node,
         requester,
         spec,
-        _scratch: scratch,
+        _scratch: None,
     })
 }
 

@@ -1,0 +1,1014 @@
+//! `caravan bench faults`: the node killed with SIGKILL at random moments while clients work it.
+//!
+//! A real `caravan serve` (this binary, as a child process) serves a store on SQLite with a
+//! paid classifier, a labelling project and scheduled epoch closes whose roots it posts on the
+//! embedded chain. Clients call the classifier (half with an `Idempotency-Key`, retried with the
+//! same key until answered) and submit judgments, and keep a record of every answer they were
+//! given. The node is killed at a random moment, the store is checked with the node down, and
+//! the node is started again, alternating the two charge durabilities. The checks, after every
+//! kill and at the end:
+//!
+//! - every answered judgment, and every charge answered under `committed`, is in the log exactly
+//!   once (a charge answered under `queued` may be lost with a crash: that is the mode's stated
+//!   window, counted apart);
+//! - no idempotency key was charged twice, and a retry answered with the first call's charge;
+//! - a full replay of the log checks every hash link and rule, the ledger balances to zero in
+//!   every token, and the state it reaches equals the one the node opens from its snapshots;
+//! - the chain holds each posted epoch's root once, equal to the log's; at the end every closed
+//!   epoch's root is posted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use caravan_core::{Address, AssetKind, Event, Genesis, Hash32, Licence, Manifest, Ppm, Token};
+use caravan_models::{ArtifactStore, Classifier, TrainOptions};
+use caravan_node::gateway::receipt::NodeSigner;
+use caravan_node::keys::{KeyRequest, Scope};
+use caravan_node::settlement::{Chains, chains_dir};
+use caravan_server::access::SESSION_COOKIE;
+use caravan_store::{Journal, Location};
+use caravan_tasks::board::TaskEvent;
+use caravan_tasks::item::{Item, ItemId};
+use caravan_tasks::schema::Answer;
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::task_node::{open_bench_node_at, sign_in, wallet};
+use crate::present::table;
+
+#[derive(Args)]
+pub struct FaultsArgs {
+    /// A short run for CI: 10 kills instead of 200.
+    #[arg(long)]
+    quick: bool,
+    /// How many times the node is killed [default: 200, or 10 with --quick].
+    #[arg(long)]
+    kills: Option<u32>,
+    /// Seed of the kill moments and the clients' choices: a run that fails replays with it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory for the scratch store (a fresh temporary one inside it).
+    #[arg(long, default_value = ".")]
+    scratch_dir: PathBuf,
+}
+
+/// Clients calling the classifier, each as its own payer with its own key.
+const CALLERS: usize = 4;
+/// Clients submitting judgments, each a contributor signed in with a wallet.
+const LABELLERS: usize = 4;
+/// Items in the project: more than the labellers can judge in a run.
+const ITEMS: usize = 20_000;
+/// How long the node serves between kills: a random moment in this range.
+const UP_MS: (u64, u64) = (200, 3_500);
+/// How long a client waits for a node to come back before it tries again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// What the clients were answered, kept until the end of the run.
+#[derive(Default)]
+struct Answered {
+    /// Paid calls answered: the charge's sequence number, time, payer, idempotency key, and
+    /// whether the node answered after the charge was durable (`committed`).
+    calls: Vec<AnsweredCall>,
+    /// Judgments answered: the contributor and the item.
+    judgments: Vec<(Address, ItemId)>,
+    /// API keys issued: their ids.
+    keys: Vec<String>,
+    /// Retries of an idempotency key whose answer named another charge than the first answer.
+    replays_differing: u64,
+    /// Retries answered from the first call (the node's replay header).
+    replays: u64,
+    /// Keys whose call was charged while a crash took the answer: the node answers such a
+    /// retry with 409 `idempotency_key_charged` and charges nothing more.
+    charged_unanswered: Vec<String>,
+    /// Answers a client did not cause: a 4xx other than "nothing left to judge", or a 5xx
+    /// other than the storage being down.
+    unexpected: Vec<String>,
+}
+
+#[derive(Clone)]
+struct AnsweredCall {
+    seq: u64,
+    at_ms: u64,
+    payer: Address,
+    key: Option<String>,
+    durable: bool,
+}
+
+/// What one check of the store found.
+#[derive(Default)]
+struct Findings {
+    events: u64,
+    /// Answered under `committed` (or a judgment) and not in the log.
+    lost: u64,
+    /// Answered under `queued` and not in the log: the mode's stated window.
+    lost_queued: u64,
+    /// A charge with the same idempotency key twice, or one judgment stored twice.
+    duplicated: u64,
+    epochs_closed: u64,
+    roots_posted: u64,
+    /// Roots posted twice for one epoch, or unlike the log's.
+    roots_wrong: u64,
+    problems: Vec<String>,
+}
+
+pub fn faults(args: FaultsArgs) -> Result<(), String> {
+    let kills = args.kills.unwrap_or(if args.quick { 10 } else { 200 });
+    std::fs::create_dir_all(&args.scratch_dir)
+        .map_err(|e| format!("cannot make {}: {e}", args.scratch_dir.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("caravan-faults-")
+        .tempdir_in(&args.scratch_dir)
+        .map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+    let dir = scratch.path().to_path_buf();
+    let world = prepare(&dir)?;
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let answered = Arc::new(Mutex::new(Answered::default()));
+    let durable = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let mut clients = Vec::new();
+    for (n, (payer, key)) in world.keys.iter().enumerate() {
+        let client = Caller {
+            http: http.clone(),
+            base: base.clone(),
+            payer: *payer,
+            key: key.clone(),
+            input: world.input.clone(),
+            answered: Arc::clone(&answered),
+            durable: Arc::clone(&durable),
+            stop: Arc::clone(&stop),
+            served: Arc::clone(&served),
+            dice: Dice(args.seed ^ (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            name: n,
+        };
+        clients.push(runtime.spawn(client.run()));
+    }
+    for (contributor, session) in &world.sessions {
+        let labeller = Labeller {
+            http: http.clone(),
+            base: base.clone(),
+            project: world.project.clone(),
+            contributor: *contributor,
+            session: session.clone(),
+            answered: Arc::clone(&answered),
+            stop: Arc::clone(&stop),
+            served: Arc::clone(&served),
+        };
+        clients.push(runtime.spawn(labeller.run()));
+    }
+
+    let issuer = Issuer {
+        http: http.clone(),
+        base: base.clone(),
+        wallet: wallet("faults key holder"),
+        node: world.node,
+        answered: Arc::clone(&answered),
+        stop: Arc::clone(&stop),
+        served: Arc::clone(&served),
+    };
+    clients.push(runtime.spawn(issuer.run()));
+
+    let log_path = dir.join("serve.log");
+    let mut dice = Dice(args.seed);
+    let mut checks = Vec::new();
+    let started = Instant::now();
+    let bar = crate::present::progress(u64::from(kills), "kills");
+    let mut node = Serving::start(&dir, port, true, &log_path)?;
+    for kill in 0..kills {
+        let mode = kill % 2 == 0;
+        durable.store(mode, Ordering::SeqCst);
+        let up = UP_MS.0 + dice.below(UP_MS.1 - UP_MS.0);
+        std::thread::sleep(Duration::from_millis(up));
+        node.kill()?;
+        let findings = check(&dir, &answered.lock().expect("answers lock"), false)?;
+        if !findings.problems.is_empty() || findings.lost > 0 || findings.duplicated > 0 {
+            return Err(format!(
+                "after kill {}: {} lost, {} duplicated; {}; the store is kept in {}",
+                kill + 1,
+                findings.lost,
+                findings.duplicated,
+                findings.problems.join("; "),
+                keep(scratch)?.display()
+            ));
+        }
+        checks.push(findings);
+        bar.inc(1);
+        node = Serving::start(&dir, port, kill % 2 == 1, &log_path)?;
+    }
+    bar.finish_and_clear();
+    // The clients stop; a retry in flight still gets its answer from the node that is up.
+    stop.store(true, Ordering::SeqCst);
+    runtime.block_on(async {
+        for client in clients {
+            let _ = client.await;
+        }
+    });
+    // With no new work the node only finishes what it started: every closed epoch's root posted.
+    let mut settled = None;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(3));
+        node.kill()?;
+        let findings = check(&dir, &answered.lock().expect("answers lock"), true)?;
+        if findings.roots_posted == findings.epochs_closed || !findings.problems.is_empty() {
+            settled = Some(findings);
+            break;
+        }
+        node = Serving::start(&dir, port, true, &log_path)?;
+    }
+    let Some(last) = settled else {
+        return Err(format!(
+            "the node did not post every closed epoch's root within a minute of the work stopping; the store is kept in {}",
+            keep(scratch)?.display()
+        ));
+    };
+    let answered = answered.lock().expect("answers lock");
+    if !last.problems.is_empty() || last.lost > 0 || last.duplicated > 0 {
+        return Err(format!(
+            "at the end: {} lost, {} duplicated; {}; the store is kept in {}",
+            last.lost,
+            last.duplicated,
+            last.problems.join("; "),
+            keep(scratch)?.display()
+        ));
+    }
+    let idempotent = answered.calls.iter().filter(|c| c.key.is_some()).count();
+    let mut t = table(&["figure", "value", "must be"], &[1]);
+    let rows: Vec<(&str, String, &str)> = vec![
+        (
+            "kills survived (SIGKILL at a random moment)",
+            kills.to_string(),
+            "",
+        ),
+        ("events in the log at the end", last.events.to_string(), ""),
+        (
+            "paid calls answered (with an Idempotency-Key)",
+            format!("{} ({idempotent})", answered.calls.len()),
+            "",
+        ),
+        (
+            "retries answered from the first call",
+            answered.replays.to_string(),
+            "",
+        ),
+        (
+            "retries of a key charged whose answer a crash took (409, not charged again)",
+            answered.charged_unanswered.len().to_string(),
+            "",
+        ),
+        (
+            "judgments answered",
+            answered.judgments.len().to_string(),
+            "",
+        ),
+        (
+            "API keys issued (signed by the payer's wallet)",
+            answered.keys.len().to_string(),
+            "",
+        ),
+        (
+            "answered under committed, judgments and keys not in the log (lost)",
+            last.lost.to_string(),
+            "0",
+        ),
+        (
+            "answered under queued, lost with a crash (the mode's stated window)",
+            last.lost_queued.to_string(),
+            "",
+        ),
+        (
+            "charged twice for one key, or stored twice (duplicated)",
+            (last.duplicated + answered.replays_differing).to_string(),
+            "0",
+        ),
+        (
+            "epochs closed / roots posted",
+            format!("{} / {}", last.epochs_closed, last.roots_posted),
+            "equal",
+        ),
+        (
+            "roots posted twice or unlike the log's",
+            last.roots_wrong.to_string(),
+            "0",
+        ),
+        (
+            "answers a client did not cause (4xx, 5xx)",
+            answered.unexpected.len().to_string(),
+            "0",
+        ),
+        (
+            "checks of the store (replay, ledger, snapshots)",
+            (checks.len() + 1).to_string(),
+            "",
+        ),
+    ];
+    for (figure, value, must) in rows {
+        t.add_row(vec![figure.to_owned(), value, must.to_owned()]);
+    }
+    println!("{t}");
+    println!(
+        "{kills} kills in {:.0} s; calls and judgments answered between kills: {}",
+        started.elapsed().as_secs_f64(),
+        served.load(Ordering::Relaxed)
+    );
+    if let Some(first) = answered.unexpected.first() {
+        return Err(format!(
+            "{} answers the clients did not cause, the first: {first}",
+            answered.unexpected.len()
+        ));
+    }
+    println!("faults_kills: {kills}");
+    println!("faults_lost: {}", last.lost);
+    println!(
+        "faults_duplicated: {}",
+        last.duplicated + answered.replays_differing
+    );
+    Ok(())
+}
+
+/// The store as the run left it, kept (and named in the error) when a check fails.
+fn keep(scratch: tempfile::TempDir) -> Result<PathBuf, String> {
+    Ok(scratch.keep())
+}
+
+/// What the clients need: a key per payer, a session per labeller, the project, the input.
+struct World {
+    /// The node's address, which a payer's signed key request names.
+    node: Address,
+    keys: Vec<(Address, String)>,
+    sessions: Vec<(Address, String)>,
+    project: String,
+    input: Value,
+}
+
+/// Sets the store up in-process: the development token of the embedded chain (so roots are
+/// posted without funding), a paid classifier, payers with deposits and keys, and a project
+/// with labellers signed in. Closes it before the first `caravan serve`.
+fn prepare(dir: &Path) -> Result<World, String> {
+    let token = Token {
+        address: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
+        symbol: "USDC".into(),
+        decimals: 6,
+    };
+    let artifacts = ArtifactStore::new(dir.join("models"));
+    let examples = super::gateway::blobs();
+    let classifier = Classifier::train(&examples, &TrainOptions::default())
+        .map_err(|e| e.to_string())?
+        .classifier;
+    let content = artifacts
+        .put(&classifier.to_artifact())
+        .map_err(|e| e.to_string())?;
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: "classifier".into(),
+        owner: Address::from_label("faults developer"),
+        content,
+        licence: Licence::Commercial {
+            token: token.address,
+            price_per_call: 1_000,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: vec![],
+        roles: vec![],
+    };
+    manifest.normalise();
+    let payers: Vec<Address> = (0..CALLERS)
+        .map(|n| Address::from_label(&format!("faults payer {n}")))
+        .collect();
+    let mut events = vec![
+        Event::Genesis(Genesis {
+            treasury: Address::from_label("faults treasury"),
+            protocol_fee: Ppm::ZERO,
+        }),
+        Event::TokenRegistered(token.clone()),
+        Event::AssetRegistered(manifest),
+    ];
+    events.extend(payers.iter().map(|&payer| Event::Deposited {
+        payer,
+        token: token.address,
+        amount: 1 << 80,
+    }));
+    let mut journal = Journal::open(Location::DataDir(dir.to_path_buf()), &mut |_, _| {})
+        .map_err(|e| e.to_string())?;
+    journal.submit(events).map_err(|e| e.to_string())?;
+    let signer = NodeSigner::load_or_create(&dir.join("node.key")).map_err(|e| e.to_string())?;
+    let node_address = signer.address();
+    let bench = open_bench_node_at(journal, artifacts, signer, token.address)?;
+    let node = &bench.node;
+    let mut keys = Vec::new();
+    for &payer in &payers {
+        let (secret, _) = node
+            .keys()
+            .issue(
+                payer,
+                vec![Scope::Classify, Scope::Models],
+                None,
+                "faults".into(),
+            )
+            .map_err(|e| e.to_string())?;
+        keys.push((payer, secret));
+    }
+    let desk = node.desk();
+    let project = desk
+        .create_project(bench.requester, bench.spec.clone())
+        .map_err(|e| e.to_string())?;
+    let items: Vec<Item> = (0..ITEMS)
+        .map(|n| Item {
+            data: json!({ "text": format!("faults article {n}") }),
+            gold: None,
+            predictions: Vec::new(),
+        })
+        .collect();
+    desk.add_items(&project, bench.requester, items)
+        .map_err(|e| e.to_string())?;
+    let mut sessions = Vec::new();
+    for n in 0..LABELLERS {
+        let wallet = wallet(&format!("faults labeller {n}"));
+        let contributor = caravan_core::attestation::address_of(wallet.verifying_key());
+        sessions.push((contributor, sign_in(node, &wallet)?));
+    }
+    Ok(World {
+        node: node_address,
+        keys,
+        sessions,
+        project: project.to_string(),
+        input: examples[0].data.clone(),
+    })
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|e| e.to_string())
+}
+
+/// `caravan serve` as a child process.
+struct Serving {
+    child: Child,
+}
+
+impl Serving {
+    /// Starts the node on `port` and waits until it answers.
+    fn start(dir: &Path, port: u16, committed: bool, log: &Path) -> Result<Serving, String> {
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let errors = output.try_clone().map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let child = Command::new(exe)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--epoch-every", "1s"])
+            .args([
+                "--charge-durability",
+                if committed { "committed" } else { "queued" },
+            ])
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .spawn()
+            .map_err(|e| format!("cannot start caravan serve: {e}"))?;
+        let mut serving = Serving { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = serving.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "caravan serve exited ({status}) before it answered; its output is in {}",
+                    log.display()
+                ));
+            }
+            if Instant::now() > deadline {
+                serving.kill()?;
+                return Err(format!(
+                    "caravan serve did not answer within a minute; its output is in {}",
+                    log.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(serving)
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    fn kill(&mut self) -> Result<(), String> {
+        self.child
+            .kill()
+            .map_err(|e| format!("cannot kill the node: {e}"))?;
+        self.child.wait().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Checks the store with the node down (see the module's list).
+fn check(dir: &Path, answered: &Answered, at_end: bool) -> Result<Findings, String> {
+    let location = Location::DataDir(dir.to_path_buf());
+    let mut findings = Findings::default();
+    let replayed = Journal::open_verifying(location.clone(), &mut |_, _| {})
+        .map_err(|e| format!("the log does not replay: {e}"))?;
+    if let Err(why) = replayed.economy().ledger().check_balanced() {
+        findings
+            .problems
+            .push(format!("the ledger does not balance: {why}"));
+    }
+    let replayed_state = replayed.economy().state_hash();
+    findings.events = replayed.economy().head().next_seq;
+    drop(replayed);
+    let journal = Journal::open(location, &mut |_, _| {})
+        .map_err(|e| format!("the store does not open: {e}"))?;
+    if journal.economy().state_hash() != replayed_state {
+        findings.problems.push(
+            "the state opened from the snapshots differs from a full replay of the log".into(),
+        );
+    }
+    // One pass over the log: charges by sequence number, keyed charges by request, judgments,
+    // epoch roots.
+    let mut charges: BTreeMap<u64, (u64, Address, Option<Hash32>)> = BTreeMap::new();
+    let mut requests: BTreeMap<Hash32, u64> = BTreeMap::new();
+    let mut judged: BTreeMap<(Address, ItemId), u64> = BTreeMap::new();
+    let mut roots: BTreeMap<u64, Hash32> = BTreeMap::new();
+    let mut keys: BTreeMap<String, u64> = BTreeMap::new();
+    let mut from = 0;
+    loop {
+        let rows = journal
+            .read_events(from, 10_000)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = rows.last() else { break };
+        from = last.seq + 1;
+        for row in rows {
+            let event = Event::decode(&row.body)
+                .map_err(|e| format!("event {} does not decode: {e}", row.seq))?;
+            match event {
+                Event::CallMetered(call) => {
+                    if let Some(request) = call.request {
+                        *requests.entry(request).or_default() += 1;
+                    }
+                    charges.insert(row.seq, (row.at_ms, call.payer, call.request));
+                }
+                Event::WorkRecorded { record, .. } => {
+                    if let Ok(TaskEvent::JudgmentSubmitted {
+                        contributor, item, ..
+                    }) = serde_json::from_str::<TaskEvent>(&record)
+                    {
+                        *judged.entry((contributor, item)).or_default() += 1;
+                    }
+                }
+                Event::EpochClosed { epoch, root, .. } => {
+                    roots.insert(epoch, root);
+                }
+                Event::AccessRecorded { record } => {
+                    if let Some(id) = issued_key(&record) {
+                        *keys.entry(id).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(journal);
+    findings.duplicated += requests.values().filter(|&&n| n > 1).count() as u64;
+    findings.duplicated += judged.values().filter(|&&n| n > 1).count() as u64;
+    findings.duplicated += keys.values().filter(|&&n| n > 1).count() as u64;
+    findings.lost += answered
+        .keys
+        .iter()
+        .filter(|id| !keys.contains_key(*id))
+        .count() as u64;
+    for call in &answered.calls {
+        let stored = charges
+            .get(&call.seq)
+            .is_some_and(|&(at_ms, payer, _)| at_ms == call.at_ms && payer == call.payer);
+        match (stored, call.durable) {
+            (true, _) => {}
+            (false, true) => findings.lost += 1,
+            (false, false) => findings.lost_queued += 1,
+        }
+    }
+    for judgment in &answered.judgments {
+        if !judged.contains_key(judgment) {
+            findings.lost += 1;
+        }
+    }
+    findings.epochs_closed = roots.len() as u64;
+    let chains = Chains::new(
+        chains_dir(dir),
+        reqwest::Client::builder()
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
+    let posted = chains
+        .posted_roots("embedded")
+        .map_err(|e| format!("the embedded chain cannot be read: {e}"))?;
+    findings.roots_posted = posted.len() as u64;
+    let mut seen = BTreeSet::new();
+    for root in &posted {
+        if !seen.insert(root.epoch) || roots.get(&root.epoch) != Some(&root.root) {
+            findings.roots_wrong += 1;
+        }
+    }
+    if findings.roots_wrong > 0 {
+        findings.problems.push(format!(
+            "{} root(s) posted twice or unlike the log's",
+            findings.roots_wrong
+        ));
+    }
+    if at_end && findings.lost_queued > 0 && answered.calls.iter().all(|c| c.durable) {
+        findings
+            .problems
+            .push("a charge was lost though every answer waited for its commit".into());
+    }
+    Ok(findings)
+}
+
+/// A payer's client: calls the classifier again and again, half the calls with an
+/// idempotency key that it retries until the node answers.
+struct Caller {
+    http: reqwest::Client,
+    base: String,
+    payer: Address,
+    key: String,
+    input: Value,
+    answered: Arc<Mutex<Answered>>,
+    durable: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    dice: Dice,
+    name: usize,
+}
+
+impl Caller {
+    async fn run(mut self) {
+        let mut n = 0u64;
+        while !self.stop.load(Ordering::SeqCst) {
+            n += 1;
+            let Some(key) = (self.dice.below(2) == 0).then(|| format!("c{}-{n}", self.name)) else {
+                let durable = self.durable.load(Ordering::SeqCst);
+                match self.call(None).await {
+                    Outcome::Answered { seq, at_ms, .. } => {
+                        self.answered(seq, at_ms, None, durable)
+                    }
+                    Outcome::Unavailable | Outcome::ChargedUnanswered => {
+                        tokio::time::sleep(RETRY_PAUSE).await
+                    }
+                    Outcome::Unexpected(what) => self.unexpected(what),
+                }
+                continue;
+            };
+            // A keyed call is retried until answered, even after the stop: the client must
+            // learn what its first attempt did.
+            let Some((seq, durable)) = self.until_answered(&key).await else {
+                continue;
+            };
+            // Now and then the answer is asked for again, as a client does that lost it: the
+            // node must answer from the first call, not charge a second time. (Under `queued`
+            // a crash may have taken the first charge and its kept answer with it; a new charge
+            // is then right.)
+            if self.dice.below(4) == 0 {
+                if let Some((again, _)) = self.until_answered(&key).await {
+                    if again != seq && durable {
+                        self.answered
+                            .lock()
+                            .expect("answers lock")
+                            .replays_differing += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the keyed call until the node answers it: its charge's sequence number and
+    /// whether it was answered under `committed`; `None` when the node refused it.
+    async fn until_answered(&self, key: &str) -> Option<(u64, bool)> {
+        loop {
+            let durable = self.durable.load(Ordering::SeqCst);
+            match self.call(Some(key)).await {
+                Outcome::Answered {
+                    seq,
+                    at_ms,
+                    replayed,
+                } => {
+                    // A replay answers with the first call's charge: from the store, or from
+                    // this node's memory of a call it charged under the same durability.
+                    if replayed {
+                        self.answered.lock().expect("answers lock").replays += 1;
+                    }
+                    self.answered(seq, at_ms, Some(key.to_owned()), durable);
+                    return Some((seq, durable));
+                }
+                Outcome::Unavailable => tokio::time::sleep(RETRY_PAUSE).await,
+                Outcome::ChargedUnanswered => {
+                    self.answered
+                        .lock()
+                        .expect("answers lock")
+                        .charged_unanswered
+                        .push(key.to_owned());
+                    return None;
+                }
+                Outcome::Unexpected(what) => {
+                    self.unexpected(what);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn answered(&self, seq: u64, at_ms: u64, key: Option<String>, durable: bool) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.answered
+            .lock()
+            .expect("answers lock")
+            .calls
+            .push(AnsweredCall {
+                seq,
+                at_ms,
+                payer: self.payer,
+                key,
+                durable,
+            });
+    }
+
+    fn unexpected(&self, what: String) {
+        self.answered
+            .lock()
+            .expect("answers lock")
+            .unexpected
+            .push(what);
+    }
+
+    async fn call(&self, idempotency: Option<&str>) -> Outcome {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/classifications", self.base))
+            .bearer_auth(&self.key)
+            .json(&json!({ "model": "classifier", "input": self.input }));
+        if let Some(key) = idempotency {
+            request = request.header("Idempotency-Key", key);
+        }
+        let Ok(response) = request.send().await else {
+            return Outcome::Unavailable;
+        };
+        let status = response.status();
+        let replayed = response
+            .headers()
+            .contains_key(caravan_node::gateway::answer::REPLAYED_HEADER);
+        let receipt = response
+            .headers()
+            .get(caravan_node::gateway::answer::RECEIPT_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+        let Ok(body) = response.bytes().await else {
+            return Outcome::Unavailable;
+        };
+        if status.is_server_error() && status.as_u16() == 503 {
+            return Outcome::Unavailable;
+        }
+        if status.as_u16() == 409
+            && serde_json::from_slice::<Value>(&body)
+                .is_ok_and(|b| b["error"]["code"] == "idempotency_key_charged")
+        {
+            return Outcome::ChargedUnanswered;
+        }
+        if !status.is_success() {
+            return Outcome::Unexpected(format!(
+                "classify: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let seq = receipt
+            .as_ref()
+            .and_then(|r| r["call"].as_str()?.strip_prefix("clf-")?.parse().ok());
+        let at_ms = receipt.as_ref().and_then(|r| r["at_ms"].as_u64());
+        match (seq, at_ms) {
+            (Some(seq), Some(at_ms)) => Outcome::Answered {
+                seq,
+                at_ms,
+                replayed,
+            },
+            _ => Outcome::Unexpected(format!("classify: a receipt without a call: {receipt:?}")),
+        }
+    }
+}
+
+enum Outcome {
+    Answered {
+        seq: u64,
+        at_ms: u64,
+        replayed: bool,
+    },
+    /// No answer, or the node said it cannot write now: try again.
+    Unavailable,
+    /// The key's call was charged, but a crash took its answer before the node kept it: the
+    /// node says so and never charges the key again.
+    ChargedUnanswered,
+    Unexpected(String),
+}
+
+/// A labeller's client: asks for the next item and answers it, again and again.
+struct Labeller {
+    http: reqwest::Client,
+    base: String,
+    project: String,
+    contributor: Address,
+    session: String,
+    answered: Arc<Mutex<Answered>>,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+}
+
+impl Labeller {
+    async fn run(self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.judge().await {
+                Ok(Some(item)) => {
+                    self.served.fetch_add(1, Ordering::Relaxed);
+                    self.answered
+                        .lock()
+                        .expect("answers lock")
+                        .judgments
+                        .push((self.contributor, item));
+                }
+                Ok(None) => tokio::time::sleep(RETRY_PAUSE).await,
+                Err(what) => {
+                    self.answered
+                        .lock()
+                        .expect("answers lock")
+                        .unexpected
+                        .push(what);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One item asked for and answered: `Some(item)` once the node answered the judgment,
+    /// `None` when the node was not there to ask or to answer.
+    async fn judge(&self) -> Result<Option<ItemId>, String> {
+        let cookie = format!("{SESSION_COOKIE}={}", self.session);
+        let post = |path: String| {
+            self.http
+                .post(format!("{}/v1/projects/{}/{path}", self.base, self.project))
+                .header("cookie", &cookie)
+        };
+        let Ok(next) = post("next".into()).send().await else {
+            return Ok(None);
+        };
+        let status = next.status();
+        let Ok(assigned) = next.json::<Value>().await else {
+            return Ok(None);
+        };
+        if status.as_u16() == 503 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("next item: {status} {assigned}"));
+        }
+        let item: ItemId = serde_json::from_value(assigned["item"].clone())
+            .map_err(|e| format!("next item: {e}: {assigned}"))?;
+        let body = json!({ "item": assigned["item"], "answer": Answer::Choice("sports".into()) });
+        let Ok(submitted) = post("judgments".into()).json(&body).send().await else {
+            return Ok(None);
+        };
+        let status = submitted.status();
+        let Ok(reply) = submitted.json::<Value>().await else {
+            return Ok(None);
+        };
+        match status.as_u16() {
+            200..=299 => Ok(Some(item)),
+            503 => Ok(None),
+            // The lease taken before a kill may have lapsed or moved: ask again.
+            409 => Ok(None),
+            _ => Err(format!("judgment: {status} {reply}")),
+        }
+    }
+}
+
+/// The id of the key an access record issues, if it issues one.
+fn issued_key(record: &str) -> Option<String> {
+    let record: Value = serde_json::from_str(record).ok()?;
+    (record["type"] == "key_issued")
+        .then(|| record["key"]["id"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+/// A payer issuing API keys with its wallet's signature, one after another.
+struct Issuer {
+    http: reqwest::Client,
+    base: String,
+    wallet: k256::ecdsa::SigningKey,
+    node: Address,
+    answered: Arc<Mutex<Answered>>,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+}
+
+impl Issuer {
+    async fn run(self) {
+        let payer = caravan_core::attestation::address_of(self.wallet.verifying_key());
+        let scopes = [Scope::Models];
+        let mut n = 0u64;
+        while !self.stop.load(Ordering::SeqCst) {
+            n += 1;
+            let name = format!("faults key {n}");
+            let signed = KeyRequest::Issue {
+                scopes: &scopes,
+                expires_in_days: None,
+                name: &name,
+            }
+            .sign(&self.wallet, &self.node, caravan_store::now_ms());
+            let body = json!({
+                "payer": payer,
+                "scopes": scopes,
+                "name": name,
+                "signed_at_ms": signed.signed_at_ms,
+                "signature": signed.signature,
+            });
+            let sent = self
+                .http
+                .post(format!("{}/v1/keys", self.base))
+                .json(&body)
+                .send()
+                .await;
+            let Ok(response) = sent else {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            };
+            let status = response.status();
+            let Ok(reply) = response.json::<Value>().await else {
+                continue;
+            };
+            match (status.as_u16(), reply["id"].as_str()) {
+                (200..=299, Some(id)) => {
+                    self.served.fetch_add(1, Ordering::Relaxed);
+                    self.answered
+                        .lock()
+                        .expect("answers lock")
+                        .keys
+                        .push(id.to_owned());
+                }
+                (503, _) => tokio::time::sleep(RETRY_PAUSE).await,
+                _ => {
+                    self.answered
+                        .lock()
+                        .expect("answers lock")
+                        .unexpected
+                        .push(format!("key issue: {status} {reply}"));
+                    return;
+                }
+            }
+            // A person issues keys now and then, not in a loop.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so a run replays with its seed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dice_replay_with_their_seed_and_stay_below_the_bound() {
+        let (mut a, mut b) = (Dice(7), Dice(7));
+        let rolls: Vec<u64> = (0..1000).map(|_| a.below(6)).collect();
+        assert!(rolls.iter().all(|&r| r < 6));
+        assert_eq!(rolls, (0..1000).map(|_| b.below(6)).collect::<Vec<_>>());
+        assert_eq!(
+            rolls.iter().copied().collect::<BTreeSet<_>>().len(),
+            6,
+            "every face comes up"
+        );
+    }
+}
