@@ -717,6 +717,11 @@ async function main() {
       expect((await submitAndWaitForNext(page)).includes('Accepted'), 'the labeller\'s answer was not accepted');
       await requester.reload();
       expect(await judgments() === before + 1, `the requester's page did not show the new judgment (${before} before)`);
+      // Every resolved item stands in the confidence chart, in the tenth its label had.
+      const bars = await requester.locator('#confidence-title').locator('xpath=..').locator('rect title').allTextContents();
+      const charted = bars.reduce((sum, bar) => sum + Number(bar.match(/: (\d+) item/)[1]), 0);
+      const resolved = Number(progress.match(/Items resolved ?(\d+) of/)[1]);
+      expect(bars.length === 10 && charted >= resolved && charted > 0, `the confidence chart holds ${charted} items in ${bars.length} bars, ${resolved} were resolved before the last answer`);
       await shot(requester, 'request');
       await accessible(requester, 'a requester\'s project page');
       await requester.getByLabel('Dataset name').fill('support-ticket-topics');

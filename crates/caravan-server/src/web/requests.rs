@@ -207,7 +207,7 @@ fn confidence_chart(bins: &[u64]) -> Option<String> {
         let (from, to) = (tenth * 10, tenth * 10 + 10);
         let _ = write!(
             svg,
-            r#"<rect x="{x:.1}" y="{y:.1}" width="{bar:.1}" height="{h:.1}" class="spend"><title>{from}–{to}%: {count} item(s)</title></rect><text x="{cx:.1}" y="{ly}" class="tick" text-anchor="middle">{from}</text>"#,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{bar:.1}" height="{h:.1}" class="spend"><title>{from}–{to}%: {count} item(s)</title></rect><text x="{cx:.1}" y="{ly}" class="tick" text-anchor="middle">{from}%</text>"#,
             y = base - h,
             cx = x + bar / 2.0,
             ly = frame.height - 10.0,
