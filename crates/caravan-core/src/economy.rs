@@ -13,7 +13,8 @@ use crate::asset::{AssetId, AssetKind, Licence};
 use crate::attestation::Attestation;
 use crate::codec::DecodeError;
 use crate::epoch::{
-    Accrual, BUNDLE_FORMAT, ChainLeaves, EpochBundle, EpochOutcome, TreasuryFee, prepare_close,
+    Accrual, BUNDLE_FORMAT, ChainLeaves, Credited, EpochBundle, EpochOutcome, TreasuryFee,
+    prepare_close,
 };
 use crate::event::{
     ChainDeposit, ChainError, ChainHead, Envelope, Event, Genesis, HOME_CHAIN, MAX_CALL_PARTS,
@@ -138,6 +139,10 @@ pub struct Economy {
     pub(crate) attestations: BTreeMap<u32, Vec<Attestation>>,
     /// Every deposit credited from a chain, by its key (chain id, transaction, log index).
     pub(crate) chain_deposits: BTreeMap<(u64, Hash32, u64), ChainDeposit>,
+    /// Entitlement credited since the last close outside the royalties (bounties, escrow
+    /// releases, withdrawals), per (account, token): the next bundle lists it (see
+    /// [`crate::epoch::Credited`]).
+    pub(crate) credited: BTreeMap<(Address, Address), Amount>,
 }
 
 impl Economy {
@@ -575,6 +580,9 @@ impl Economy {
         if let Some(key) = self.chain_credit_key(&transfer) {
             *self.chain_credits.entry(key).or_default() += transfer.amount;
         }
+        if let AccountRef::Beneficiary(account) = transfer.to {
+            *self.credited.entry((account, transfer.token)).or_default() += transfer.amount;
+        }
     }
 
     /// The (chain, account, token) a transfer counts towards when it pays an account that chose
@@ -625,6 +633,15 @@ impl Economy {
             self.next_epoch(),
         );
         outcome.chains = self.chain_partitions(&outcome.transfers);
+        outcome.credited = self
+            .credited
+            .iter()
+            .map(|(&(account, token), &amount)| Credited {
+                account,
+                token,
+                amount,
+            })
+            .collect();
         outcome
     }
 
@@ -720,6 +737,7 @@ impl Economy {
                 })
                 .collect(),
             payouts: outcome.payouts.clone(),
+            credited: outcome.credited.clone(),
             leaves: outcome.leaves.clone(),
             chains: outcome.chains.clone(),
             validators: outcome
@@ -739,6 +757,8 @@ impl Economy {
         for transfer in &outcome.transfers {
             self.credit(*transfer);
         }
+        // The close's own royalties are its payouts, not credits between closes.
+        self.credited.clear();
         self.served.clear();
         self.epochs.push(EpochRecord {
             epoch: outcome.epoch,

@@ -40,6 +40,21 @@ pub struct EpochOutcome {
     pub chains: Vec<ChainLeaves>,
     /// The validators who had attested each model when the epoch closed.
     pub validators: Vec<AttestedValidator>,
+    /// What entitlements gained during the epoch outside its royalties, per (account, token).
+    pub credited: Vec<Credited>,
+}
+
+/// Entitlement an account gained during an epoch outside the epoch's royalties: bounties for
+/// its accepted judgments, an escrow released to a requester, a withdrawal from its own prepaid
+/// balance. Each is credited when its event is applied, so the close finds it already in the
+/// ledger; the bundle lists the epoch's total per account and token so that a verifier can
+/// account for every leaf's growth.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Credited {
+    pub account: Address,
+    pub token: Address,
+    #[serde(with = "crate::serde_u128")]
+    pub amount: Amount,
 }
 
 /// A validator of a model: a member of its validator role because it attested the model.
@@ -174,6 +189,7 @@ pub(crate) fn prepare_close(
         tree,
         root,
         chains: Vec::new(),
+        credited: Vec::new(),
         validators: validators
             .iter()
             .flat_map(|(position, accounts)| {
@@ -263,6 +279,11 @@ pub struct EpochBundle {
     /// (empty while nobody attested a model in the bundle).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validators: Vec<AttestedValidator>,
+    /// What entitlements gained during the epoch outside its royalties (bounties, escrow
+    /// releases, withdrawals), per account and token, sorted; each leaf is the previous
+    /// epoch's plus its payouts, its treasury fees and these. Empty when none was credited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credited: Vec<Credited>,
 }
 
 /// An account's leaf with the Merkle proof a wallet submits to claim it.
@@ -525,6 +546,9 @@ pub fn verify_bundle(
         *expected
             .entry((bundle.genesis.treasury, fee.token))
             .or_default() += fee.amount;
+    }
+    for credit in &bundle.credited {
+        *expected.entry((credit.account, credit.token)).or_default() += credit.amount;
     }
     let stated: BTreeMap<(Address, Address), Amount> = bundle
         .leaves

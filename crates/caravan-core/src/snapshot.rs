@@ -23,11 +23,13 @@ use crate::royalty::ServedBy;
 
 /// Version 1 is the state of an economy where nobody chose a payout chain; version 2 adds the
 /// choices and what each chosen chain pays; version 3 adds validators' attestations; version 4
-/// adds the deposits credited from chains; version 5 adds when each asset was registered.
+/// adds the deposits credited from chains; version 5 adds when each asset was registered;
+/// version 6 adds the entitlements credited since the last close outside its royalties.
 /// Writing the lowest version that holds the state keeps the state hash of an economy without
 /// assets unchanged; a snapshot an older caravan wrote is checked against the state encoded in
 /// its own version ([`Economy::encode_state_as`]).
-const SNAPSHOT_VERSION: u8 = 5;
+const SNAPSHOT_VERSION: u8 = 6;
+const SNAPSHOT_VERSION_WITHOUT_CREDITS: u8 = 5;
 const SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES: u8 = 4;
 const SNAPSHOT_VERSION_WITHOUT_DEPOSITS: u8 = 3;
 const SNAPSHOT_VERSION_WITHOUT_ATTESTATIONS: u8 = 2;
@@ -42,8 +44,12 @@ impl Economy {
 
     /// The lowest snapshot version that holds the state.
     fn snapshot_version(&self) -> u8 {
-        if !self.lineage.is_empty() {
+        // Whenever anyone is entitled to anything, so that a layout without the credits since
+        // the last close tells (in `decode_state`) that an older caravan wrote it.
+        if !self.credited.is_empty() || has_entitlements(&self.ledger) {
             SNAPSHOT_VERSION
+        } else if !self.lineage.is_empty() {
+            SNAPSHOT_VERSION_WITHOUT_CREDITS
         } else if !self.chain_deposits.is_empty() {
             SNAPSHOT_VERSION_WITHOUT_REGISTRATION_TIMES
         } else if !self.attestations.is_empty() {
@@ -56,7 +62,8 @@ impl Economy {
     }
 
     /// The state in the layout of snapshot `version`, as a caravan that wrote that version
-    /// would encode it; when `version` predates registration times they are left out. `None`
+    /// would encode it; when `version` predates registration times, or the credits since the
+    /// last close, they are left out. `None`
     /// when the version is unknown or cannot hold the state (chains, attestations or deposits
     /// it predates).
     pub fn encode_state_as(&self, version: u8) -> Option<Vec<u8>> {
@@ -141,9 +148,15 @@ impl Economy {
                 deposit.encode_into(&mut e);
             }
         }
-        if version == SNAPSHOT_VERSION {
+        if version >= SNAPSHOT_VERSION_WITHOUT_CREDITS {
             for asset in self.lineage.iter() {
                 e.u64(asset.registered_ms);
+            }
+        }
+        if version >= SNAPSHOT_VERSION {
+            e.len(self.credited.len());
+            for ((account, token), amount) in &self.credited {
+                e.address(account).address(token).u128(*amount);
             }
         }
         Some(e.bytes)
@@ -304,7 +317,7 @@ impl Economy {
                 }
             }
         }
-        if version == SNAPSHOT_VERSION {
+        if version >= SNAPSHOT_VERSION_WITHOUT_CREDITS {
             lineage.set_registration_times(
                 (0..lineage.len())
                     .map(|_| d.u64())
@@ -313,6 +326,27 @@ impl Economy {
         } else if !lineage.is_empty() {
             return Err(d.error(
                 "this snapshot was written before assets' registration times were kept; the log is replayed instead",
+            ));
+        }
+        let mut credited = BTreeMap::new();
+        if version >= SNAPSHOT_VERSION {
+            for _ in 0..d.len(56)? {
+                let key = (d.address()?, d.address()?);
+                if !tokens.contains_key(&key.1) {
+                    return Err(d.error(format!(
+                        "a credit is in token {}, which is not registered",
+                        key.1
+                    )));
+                }
+                if credited.insert(key, d.u128()?).is_some() {
+                    return Err(d.error("a credit is listed twice"));
+                }
+            }
+        } else if has_entitlements(&ledger) {
+            // What was credited since the last close is not in this layout, and the next
+            // epoch's bundle must list it.
+            return Err(d.error(
+                "this snapshot was written before the credits between closes were kept; the log is replayed instead",
             ));
         }
         d.finish()?;
@@ -328,8 +362,16 @@ impl Economy {
             chain_credits,
             attestations,
             chain_deposits,
+            credited,
         })
     }
+}
+
+/// Whether any account was ever credited an entitlement.
+fn has_entitlements(ledger: &Ledger) -> bool {
+    ledger.entries().any(|((account, _), balance)| {
+        matches!(account, AccountRef::Beneficiary(_)) && balance.credits > 0
+    })
 }
 
 fn encode_account(e: &mut Encoder, account: &AccountRef) {

@@ -786,16 +786,67 @@ fn bounties_leave_escrow_for_contributors_and_never_exceed_it() {
     assert_eq!(entitled(&economy, "requester"), 10);
 
     // Paid bounties are entitlements: the next epoch's root pays them out on chain.
-    let (outcome, _, _) = economy.close_epoch(5).unwrap();
+    let (outcome, envelope, _) = economy.close_epoch(5).unwrap();
+    let first = economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, 5);
     let alice = outcome
         .leaves
         .iter()
         .find(|l| l.account == Address::from_label("alice"))
         .unwrap();
     assert_eq!(alice.cumulative, 60);
+    let credited = |bundle: &EpochBundle, who: &str| {
+        bundle
+            .credited
+            .iter()
+            .find(|c| c.account == Address::from_label(who))
+            .map(|c| c.amount)
+    };
+    assert_eq!(
+        (credited(&first, "alice"), credited(&first, "requester")),
+        (Some(60), Some(10)),
+        "the bundle lists the bounties and the release it did not pay as royalties"
+    );
     // Escrow balances survive a snapshot.
     let restored = Economy::decode_state(&economy.encode_state()).unwrap();
     assert_eq!(restored.state_hash(), economy.state_hash());
+
+    // Bounties of a later epoch: its bundle accounts for every leaf's growth against the one
+    // before, and the credits since the close survive a snapshot taken between closes.
+    economy
+        .append(
+            Event::Deposited {
+                payer: requester,
+                token,
+                amount: 50,
+            },
+            6,
+        )
+        .unwrap();
+    economy
+        .append(
+            Event::BudgetEscrowed {
+                project,
+                requester,
+                token,
+                amount: 50,
+            },
+            6,
+        )
+        .unwrap();
+    economy.append(work(&[("alice", 20)]), 7).unwrap();
+    let restored = Economy::decode_state(&economy.encode_state()).unwrap();
+    assert_eq!(restored.state_hash(), economy.state_hash());
+    let (outcome, envelope, _) = economy.close_epoch(8).unwrap();
+    let second = economy.epoch_bundle(&outcome, envelope.seq, envelope.hash, 8);
+    assert_eq!(credited(&second, "alice"), Some(20));
+    assert_eq!(credited(&second, "bob"), None, "bob earned nothing new");
+    verify_bundle(&second, Some(&first)).unwrap();
+    let mut unaccounted = second.clone();
+    unaccounted.credited.clear();
+    assert!(
+        verify_bundle(&unaccounted, Some(&first)).is_err(),
+        "without its credits alice's leaf grew from nothing"
+    );
 }
 
 #[test]
