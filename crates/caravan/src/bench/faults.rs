@@ -12,8 +12,9 @@
 //!   once (a charge answered under `queued` may be lost with a crash: that is the mode's stated
 //!   window, counted apart);
 //! - no idempotency key was charged twice, and a retry answered with the first call's charge;
-//! - a full replay of the log checks every hash link and rule, the ledger balances to zero in
-//!   every token, and the state it reaches equals the one the node opens from its snapshots;
+//! - `caravan log verify` passes (a full replay checks every hash link, rule, snapshot and
+//!   epoch bundle, and the ledger balances to zero in every token), and the state it reaches
+//!   equals the one the node opens from its snapshots;
 //! - the chain holds each posted epoch's root once, equal to the log's; at the end every closed
 //!   epoch's root is posted.
 
@@ -524,23 +525,13 @@ impl Serving {
 fn check(dir: &Path, answered: &Answered) -> Result<Findings, String> {
     let location = Location::DataDir(dir.to_path_buf());
     let mut findings = Findings::default();
-    let replayed = Journal::open_verifying(location.clone(), &mut |_, _| {})
-        .map_err(|e| format!("the log does not replay: {e}"))?;
-    if let Err(why) = replayed.economy().ledger().check_balanced() {
-        findings
-            .problems
-            .push(format!("the ledger does not balance: {why}"));
-    }
-    let replayed_state = replayed.economy().state_hash();
-    findings.events = replayed.economy().head().next_seq;
-    drop(replayed);
-    let journal = Journal::open(location, &mut |_, _| {})
+    // Opened as the restarted node opens it (from its snapshots, finishing what the crash
+    // left, such as an epoch's bundle), then replayed from the first event as `caravan log
+    // verify` does: both must reach the same state.
+    let journal = Journal::open(location.clone(), &mut |_, _| {})
         .map_err(|e| format!("the store does not open: {e}"))?;
-    if journal.economy().state_hash() != replayed_state {
-        findings.problems.push(
-            "the state opened from the snapshots differs from a full replay of the log".into(),
-        );
-    }
+    let opened_state = journal.economy().state_hash();
+    findings.events = journal.economy().head().next_seq;
     // One pass over the log: charges by sequence number, keyed charges by request, judgments,
     // epoch roots.
     let mut charges: BTreeMap<u64, (u64, Address, Option<Hash32>)> = BTreeMap::new();
@@ -586,6 +577,19 @@ fn check(dir: &Path, answered: &Answered) -> Result<Findings, String> {
         }
     }
     drop(journal);
+    let replayed = Journal::open_verifying(location, &mut |_, _| {})
+        .map_err(|e| format!("the log does not replay: {e}"))?;
+    if let Err(why) = crate::commands::verify_replayed(&replayed) {
+        findings
+            .problems
+            .push(format!("caravan log verify fails: {why}"));
+    }
+    if replayed.economy().state_hash() != opened_state {
+        findings.problems.push(
+            "the state opened from the snapshots differs from a full replay of the log".into(),
+        );
+    }
+    drop(replayed);
     findings.duplicated += requests.values().filter(|&&n| n > 1).count() as u64;
     findings.duplicated += judged.values().filter(|&&n| n > 1).count() as u64;
     findings.duplicated += keys.values().filter(|&&n| n > 1).count() as u64;

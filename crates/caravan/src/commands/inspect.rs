@@ -120,6 +120,31 @@ pub enum LogCommand {
 pub fn log(store: &StoreArgs, command: LogCommand) -> Result<(), String> {
     let LogCommand::Verify = command;
     let journal = open_journal_verifying(store)?;
+    verify_replayed(&journal)?;
+    let economy = journal.economy();
+    let head = economy.head();
+    println!(
+        "log verified: {} events, hash chain intact, every event valid under the rules",
+        head.next_seq
+    );
+    println!("head hash   {}", head.hash);
+    println!("state hash  {}", economy.state_hash());
+    println!(
+        "ledger balances to zero in every token; {} epoch(s) re-derived with matching roots and bundles",
+        economy.epochs().len()
+    );
+    println!(
+        "{} kept snapshot(s) equal the replayed state at their point",
+        journal.open_report().snapshots_verified
+    );
+    Ok(())
+}
+
+/// What `caravan log verify` checks of a journal opened by a full replay
+/// ([`caravan_store::Journal::open_verifying`], which already checked every hash link, every
+/// rule and every kept snapshot): the ledger balances to zero in every token, and every
+/// epoch's stored bundle has the log's root and re-derives.
+pub fn verify_replayed(journal: &caravan_store::Journal) -> Result<(), String> {
     let economy = journal.economy();
     economy
         .ledger()
@@ -141,20 +166,5 @@ pub fn log(store: &StoreArgs, command: LogCommand) -> Result<(), String> {
             .map_err(|e| format!("epoch {} bundle: {e}", record.epoch))?;
         previous = Some(bundle);
     }
-    let head = economy.head();
-    println!(
-        "log verified: {} events, hash chain intact, every event valid under the rules",
-        head.next_seq
-    );
-    println!("head hash   {}", head.hash);
-    println!("state hash  {}", economy.state_hash());
-    println!(
-        "ledger balances to zero in every token; {} epoch(s) re-derived with matching roots and bundles",
-        economy.epochs().len()
-    );
-    println!(
-        "{} kept snapshot(s) equal the replayed state at their point",
-        journal.open_report().snapshots_verified
-    );
     Ok(())
 }

@@ -13,7 +13,7 @@ mod tasks;
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
 pub use chains::{ChainCommand, PayoutChainArgs, chain, payout_chain, settlement};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
-pub use inspect::{BalancesArgs, LogCommand, balances, log};
+pub use inspect::{BalancesArgs, LogCommand, balances, log, verify_replayed};
 pub use keys::{KeyCommand, LoginArgs, key, login};
 pub use models::{ModelCommand, artifact_store, model, training_examples};
 pub use settle::{ChainArg, ClaimArgs, PostArgs, VerifyArgs, activate, claim, post, verify};
