@@ -68,6 +68,10 @@ const ITEMS: usize = 20_000;
 const UP_MS: (u64, u64) = (200, 3_500);
 /// How long a client waits for a node to come back before it tries again.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How long a client waits between its requests. The loop is about the moments a node dies,
+/// not throughput: paced, a run of 200 kills leaves a log each check can replay in about a
+/// second, where clients going flat out would grow it by millions of events.
+const PACE: Duration = Duration::from_millis(5);
 
 /// What the clients were answered, kept until the end of the run.
 #[derive(Default)]
@@ -659,6 +663,7 @@ impl Caller {
     async fn run(mut self) {
         let mut n = 0u64;
         while !self.stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(PACE).await;
             n += 1;
             let Some(key) = (self.dice.below(2) == 0).then(|| format!("c{}-{n}", self.name)) else {
                 let durable = self.durable.load(Ordering::SeqCst);
@@ -838,6 +843,7 @@ struct Labeller {
 impl Labeller {
     async fn run(self) {
         while !self.stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(PACE).await;
             match self.judge().await {
                 Ok(Some(item)) => {
                     self.served.fetch_add(1, Ordering::Relaxed);
