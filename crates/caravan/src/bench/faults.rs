@@ -39,6 +39,7 @@ use caravan_tasks::schema::Answer;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::store::ScratchStore;
 use super::task_node::{open_bench_node_at, sign_in, wallet};
 use crate::present::table;
 
@@ -53,9 +54,35 @@ pub struct FaultsArgs {
     /// Seed of the kill moments and the clients' choices: a run that fails replays with it.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Directory for the scratch store (a fresh temporary one inside it).
+    /// Directory for the scratch store (a fresh temporary one inside it), and for the
+    /// chains and bundles when the store is on PostgreSQL.
     #[arg(long, default_value = ".")]
     scratch_dir: PathBuf,
+    /// Keep the store on PostgreSQL instead: a URL of a server where the run may create (and
+    /// afterwards drop) a scratch database, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// A shell command that restarts the PostgreSQL server (with --postgres), run while the
+    /// node serves before every tenth kill, e.g. "pg_ctlcluster 15 main restart".
+    #[arg(long, requires = "postgres")]
+    restart_postgres: Option<String>,
+}
+
+/// Where the node keeps its store: the data directory (chains, bundles, keys; the SQLite
+/// store too) and the store's location.
+struct Site {
+    dir: PathBuf,
+    location: Location,
+}
+
+impl Site {
+    /// `--database URL` for `caravan serve` when the store is on PostgreSQL.
+    fn database(&self) -> Option<&str> {
+        match &self.location {
+            Location::Postgres(url) => Some(url),
+            Location::DataDir(_) => None,
+        }
+    }
 }
 
 /// Clients calling the classifier, each as its own payer with its own key.
@@ -130,7 +157,17 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         .tempdir_in(&args.scratch_dir)
         .map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let dir = scratch.path().to_path_buf();
-    let world = prepare(&dir)?;
+    let database = match &args.postgres {
+        Some(admin) => Some(ScratchStore::postgres(admin, 900)?),
+        None => None,
+    };
+    let site = Site {
+        location: database
+            .as_ref()
+            .map_or_else(|| Location::DataDir(dir.clone()), |db| db.location.clone()),
+        dir: dir.clone(),
+    };
+    let world = prepare(&site)?;
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let answered = Arc::new(Mutex::new(Answered::default()));
@@ -194,27 +231,40 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     let mut checks = Vec::new();
     let started = Instant::now();
     let bar = crate::present::progress(u64::from(kills), "kills");
-    let mut node = Serving::start(&dir, port, true, &log_path)?;
+    durable.store(true, Ordering::SeqCst);
+    let mut node = Serving::start(&site, port, true, &log_path)?;
+    let mut database_restarts = 0;
+    let mut answered_after_restarts = 0;
     for kill in 0..kills {
-        let mode = kill % 2 == 0;
-        durable.store(mode, Ordering::SeqCst);
         let up = UP_MS.0 + dice.below(UP_MS.1 - UP_MS.0);
         std::thread::sleep(Duration::from_millis(up));
+        if let Some(restart) = args.restart_postgres.as_deref().filter(|_| kill % 10 == 5) {
+            restart_database(restart)?;
+            database_restarts += 1;
+            // The node serves on through the restart: what it answers afterwards shows it
+            // came back to the new server.
+            let before = served.load(Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(up));
+            answered_after_restarts += served.load(Ordering::SeqCst) - before;
+        }
         node.kill()?;
-        let findings = check(&dir, &answered.lock().expect("answers lock"))?;
+        let findings = check(&site, &answered.lock().expect("answers lock"))?;
         if !findings.problems.is_empty() || findings.lost > 0 || findings.duplicated > 0 {
             return Err(format!(
-                "after kill {}: {} lost, {} duplicated; {}; the store is kept in {}",
+                "after kill {}: {} lost, {} duplicated; {}; {}",
                 kill + 1,
                 findings.lost,
                 findings.duplicated,
                 findings.problems.join("; "),
-                keep(scratch)?.display()
+                keep(scratch, database)
             ));
         }
         checks.push(findings);
         bar.inc(1);
-        node = Serving::start(&dir, port, kill % 2 == 1, &log_path)?;
+        // The durability the next node answers with, set before it answers anything.
+        let committed = kill % 2 == 1;
+        durable.store(committed, Ordering::SeqCst);
+        node = Serving::start(&site, port, committed, &log_path)?;
     }
     bar.finish_and_clear();
     // The clients stop; a retry in flight still gets its answer from the node that is up.
@@ -229,27 +279,28 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     for _ in 0..20 {
         std::thread::sleep(Duration::from_secs(3));
         node.kill()?;
-        let findings = check(&dir, &answered.lock().expect("answers lock"))?;
+        let findings = check(&site, &answered.lock().expect("answers lock"))?;
         if findings.roots_posted == findings.epochs_closed || !findings.problems.is_empty() {
             settled = Some(findings);
             break;
         }
-        node = Serving::start(&dir, port, true, &log_path)?;
+        durable.store(true, Ordering::SeqCst);
+        node = Serving::start(&site, port, true, &log_path)?;
     }
     let Some(last) = settled else {
         return Err(format!(
-            "the node did not post every closed epoch's root within a minute of the work stopping; the store is kept in {}",
-            keep(scratch)?.display()
+            "the node did not post every closed epoch's root within a minute of the work stopping; {}",
+            keep(scratch, database)
         ));
     };
     let answered = answered.lock().expect("answers lock");
     if !last.problems.is_empty() || last.lost > 0 || last.duplicated > 0 {
         return Err(format!(
-            "at the end: {} lost, {} duplicated; {}; the store is kept in {}",
+            "at the end: {} lost, {} duplicated; {}; {}",
             last.lost,
             last.duplicated,
             last.problems.join("; "),
-            keep(scratch)?.display()
+            keep(scratch, database)
         ));
     }
     let idempotent = answered.calls.iter().filter(|c| c.key.is_some()).count();
@@ -258,6 +309,20 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         (
             "kills survived (SIGKILL at a random moment)",
             kills.to_string(),
+            "",
+        ),
+        (
+            "store",
+            if site.database().is_some() {
+                "PostgreSQL".into()
+            } else {
+                "SQLite".into()
+            },
+            "",
+        ),
+        (
+            "PostgreSQL restarts while the node served (answers after them)",
+            format!("{database_restarts} ({answered_after_restarts})"),
             "",
         ),
         ("events in the log at the end", last.events.to_string(), ""),
@@ -346,9 +411,33 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The store as the run left it, kept (and named in the error) when a check fails.
-fn keep(scratch: tempfile::TempDir) -> Result<PathBuf, String> {
-    Ok(scratch.keep())
+/// Keeps the store as the run left it when a check fails, and says where it is.
+fn keep(scratch: tempfile::TempDir, database: Option<ScratchStore>) -> String {
+    let dir = scratch.keep();
+    match database {
+        Some(database) => {
+            let kept = format!(
+                "the store is kept in the database {} (chains and bundles in {})",
+                database.name(),
+                dir.display()
+            );
+            std::mem::forget(database);
+            kept
+        }
+        None => format!("the store is kept in {}", dir.display()),
+    }
+}
+
+/// Runs the command that restarts the PostgreSQL server.
+fn restart_database(command: &str) -> Result<(), String> {
+    let status = Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{command:?} failed ({status})"));
+    }
+    Ok(())
 }
 
 /// What the clients need: a key per payer, a session per labeller, the project, the input.
@@ -364,7 +453,8 @@ struct World {
 /// Sets the store up in-process: the development token of the embedded chain (so roots are
 /// posted without funding), a paid classifier, payers with deposits and keys, and a project
 /// with labellers signed in. Closes it before the first `caravan serve`.
-fn prepare(dir: &Path) -> Result<World, String> {
+fn prepare(site: &Site) -> Result<World, String> {
+    let dir = &site.dir;
     let token = Token {
         address: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
         symbol: "USDC".into(),
@@ -408,8 +498,8 @@ fn prepare(dir: &Path) -> Result<World, String> {
         token: token.address,
         amount: 1 << 80,
     }));
-    let mut journal = Journal::open(Location::DataDir(dir.to_path_buf()), &mut |_, _| {})
-        .map_err(|e| e.to_string())?;
+    let mut journal =
+        Journal::open(site.location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
     journal.submit(events).map_err(|e| e.to_string())?;
     let signer = NodeSigner::load_or_create(&dir.join("node.key")).map_err(|e| e.to_string())?;
     let node_address = signer.address();
@@ -472,7 +562,7 @@ struct Serving {
 
 impl Serving {
     /// Starts the node on `port` and waits until it answers.
-    fn start(dir: &Path, port: u16, committed: bool, log: &Path) -> Result<Serving, String> {
+    fn start(site: &Site, port: u16, committed: bool, log: &Path) -> Result<Serving, String> {
         let output = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -480,9 +570,12 @@ impl Serving {
             .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
         let errors = output.try_clone().map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let child = Command::new(exe)
-            .arg("--data-dir")
-            .arg(dir)
+        let mut command = Command::new(exe);
+        command.arg("--data-dir").arg(&site.dir);
+        if let Some(url) = site.database() {
+            command.args(["--database", url]);
+        }
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--epoch-every", "1s"])
             .args([
@@ -526,8 +619,8 @@ impl Serving {
 }
 
 /// Checks the store with the node down (see the module's list).
-fn check(dir: &Path, answered: &Answered) -> Result<Findings, String> {
-    let location = Location::DataDir(dir.to_path_buf());
+fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
+    let (dir, location) = (&site.dir, site.location.clone());
     let mut findings = Findings::default();
     // Opened as the restarted node opens it (from its snapshots, finishing what the crash
     // left, such as an epoch's bundle), then replayed from the first event as `caravan log
@@ -597,25 +690,35 @@ fn check(dir: &Path, answered: &Answered) -> Result<Findings, String> {
     findings.duplicated += requests.values().filter(|&&n| n > 1).count() as u64;
     findings.duplicated += judged.values().filter(|&&n| n > 1).count() as u64;
     findings.duplicated += keys.values().filter(|&&n| n > 1).count() as u64;
-    findings.lost += answered
-        .keys
-        .iter()
-        .filter(|id| !keys.contains_key(*id))
-        .count() as u64;
+    let mut lost = |what: String| {
+        findings.lost += 1;
+        if findings.lost <= 3 {
+            findings.problems.push(format!("lost: {what}"));
+        }
+    };
+    for id in answered.keys.iter().filter(|id| !keys.contains_key(*id)) {
+        lost(format!("API key {id}"));
+    }
     for call in &answered.calls {
-        let stored = charges
-            .get(&call.seq)
-            .is_some_and(|&(at_ms, payer, _)| at_ms == call.at_ms && payer == call.payer);
-        match (stored, call.durable) {
-            (true, _) => {}
-            (false, true) => findings.lost += 1,
-            (false, false) => findings.lost_queued += 1,
+        let stored = charges.get(&call.seq);
+        if stored.is_some_and(|&(at_ms, payer, _)| at_ms == call.at_ms && payer == call.payer) {
+            continue;
+        }
+        if call.durable {
+            lost(format!(
+                "the charge answered as event {} at {} ms (key {:?}); the log holds {stored:?} there",
+                call.seq, call.at_ms, call.key
+            ));
+        } else {
+            findings.lost_queued += 1;
         }
     }
-    for judgment in &answered.judgments {
-        if !judged.contains_key(judgment) {
-            findings.lost += 1;
-        }
+    for (contributor, item) in answered
+        .judgments
+        .iter()
+        .filter(|j| !judged.contains_key(*j))
+    {
+        lost(format!("the judgment of {contributor} on item {}", item.0));
     }
     findings.epochs_closed = roots.len() as u64;
     let chains = Chains::new(
@@ -1010,9 +1113,13 @@ mod tests {
     #[test]
     fn a_check_finds_what_the_log_lost_and_a_key_charged_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let world = prepare(dir.path()).unwrap();
+        let site = Site {
+            dir: dir.path().to_path_buf(),
+            location: Location::DataDir(dir.path().to_path_buf()),
+        };
+        let world = prepare(&site).unwrap();
         let mut answered = Answered::default();
-        let clean = check(dir.path(), &answered).unwrap();
+        let clean = check(&site, &answered).unwrap();
         assert!(clean.problems.is_empty(), "{:?}", clean.problems);
         assert_eq!(
             (clean.lost, clean.duplicated, clean.epochs_closed),
@@ -1035,8 +1142,7 @@ mod tests {
         ));
         answered.keys.push("key_0011223344556677".into());
         let request = caravan_core::keccak256(b"one idempotency key");
-        let mut journal =
-            Journal::open(Location::DataDir(dir.path().to_path_buf()), &mut |_, _| {}).unwrap();
+        let mut journal = Journal::open(site.location.clone(), &mut |_, _| {}).unwrap();
         let classifier = journal
             .read_events(0, 100)
             .unwrap()
@@ -1066,14 +1172,19 @@ mod tests {
         assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
         drop(journal);
 
-        let found = check(dir.path(), &answered).unwrap();
+        let found = check(&site, &answered).unwrap();
         assert_eq!(
             found.lost, 3,
             "the committed call, the judgment and the key"
         );
         assert_eq!(found.lost_queued, 1);
         assert_eq!(found.duplicated, 1, "one key charged twice");
-        assert!(found.problems.is_empty(), "{:?}", found.problems);
+        assert_eq!(found.problems.len(), 3, "{:?}", found.problems);
+        assert!(
+            found.problems.iter().all(|p| p.starts_with("lost: ")),
+            "each loss is named: {:?}",
+            found.problems
+        );
     }
 
     #[test]

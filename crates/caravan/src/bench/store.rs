@@ -40,6 +40,13 @@ impl ScratchStore {
     }
 }
 
+impl ScratchStore {
+    /// The scratch database's name (none for a SQLite store).
+    pub fn name(&self) -> &str {
+        self.database.as_ref().map_or("", |(_, name)| name)
+    }
+}
+
 impl Drop for ScratchStore {
     fn drop(&mut self) {
         if let Some((admin_url, name)) = &self.database
