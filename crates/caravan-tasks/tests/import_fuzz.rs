@@ -80,7 +80,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         prop::sample::select(vec![
             "text", "Positive", "PER", "choices", "labels", "rating", "textarea", "a", "b", "tie",
             "", "😀", "\u{0}",
@@ -90,9 +91,25 @@ fn json_value() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         let keys = prop::sample::select(vec![
-            "data", "text", "id", "annotations", "predictions", "result", "value", "choices",
-            "labels", "start", "end", "from_name", "to_name", "type", "rating", "gold", "image",
-            "model_version", "score",
+            "data",
+            "text",
+            "id",
+            "annotations",
+            "predictions",
+            "result",
+            "value",
+            "choices",
+            "labels",
+            "start",
+            "end",
+            "from_name",
+            "to_name",
+            "type",
+            "rating",
+            "gold",
+            "image",
+            "model_version",
+            "score",
         ]);
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
