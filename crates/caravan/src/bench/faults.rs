@@ -91,7 +91,7 @@ const CALLERS: usize = 4;
 /// Clients submitting judgments, each a contributor signed in with a wallet.
 const LABELLERS: usize = 4;
 /// Items in the project: more than the labellers can judge in a run.
-const ITEMS: usize = 20_000;
+const ITEMS: usize = 50_000;
 /// How long the node serves between kills: a random moment in this range.
 const UP_MS: (u64, u64) = (200, 3_500);
 /// How long a client waits for a node to come back before it tries again.
@@ -727,9 +727,31 @@ fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
         );
     }
     drop(replayed);
-    findings.duplicated += requests.values().filter(|&&n| n > 1).count() as u64;
-    findings.duplicated += judged.values().filter(|&&n| n > 1).count() as u64;
-    findings.duplicated += keys.values().filter(|&&n| n > 1).count() as u64;
+    let twice: Vec<String> = requests
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(request, n)| format!("the request {request} charged {n} times"))
+        .chain(
+            judged
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|((who, item), n)| {
+                    format!("the judgment of {who} on {} stored {n} times", item.0)
+                }),
+        )
+        .chain(
+            keys.iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(id, n)| format!("the key {id} issued {n} times")),
+        )
+        .collect();
+    findings.duplicated = twice.len() as u64;
+    findings.problems.extend(
+        twice
+            .into_iter()
+            .take(3)
+            .map(|what| format!("duplicated: {what}")),
+    );
     let mut lost = |what: String| {
         findings.lost += 1;
         if findings.lost <= 3 {
@@ -1035,7 +1057,11 @@ impl Labeller {
         let Ok(assigned) = next.json::<Value>().await else {
             return Ok(None);
         };
-        if status.as_u16() == 503 {
+        // 503: the store cannot write now; 409 nothing_left: every item this labeller may
+        // answer waits for others or is resolved. Both pass; the labeller asks again.
+        if status.as_u16() == 503
+            || (status.as_u16() == 409 && assigned["error"]["code"] == "nothing_left")
+        {
             return Ok(None);
         }
         if !status.is_success() {
