@@ -141,7 +141,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
             "the board of {} items, {reopened_judgments} judgments by {contributors} contributors: its counts, agreement, confidence bins and the first 50 contributors, most submissions first; the first view after a reopen builds the agreement tally and the ranking ({request_first:.1} ms), which every judgment then keeps in step; the median of four views, each after one more judgment",
             ITEMS / scale
         ),
-        format!("{request_page:.1} ms"),
+        format!("{request_page:.3} ms"),
         "—".into(),
     ]);
     if !postgres.is_empty() {
@@ -195,7 +195,7 @@ pub fn tasks(args: TasksArgs) -> Result<(), String> {
     println!("sign_ins_per_s_sqlite: {:.0}", median(sqlite_sign_ins));
     println!("reopen_board_s: {reopen:.3}");
     println!("request_page_first_ms: {request_first:.1}");
-    println!("request_page_ms: {request_page:.1}");
+    println!("request_page_ms: {request_page:.3}");
     println!("task_board_page_ms: {:.1}", board.new_ms);
     if !postgres.is_empty() {
         println!("judgments_per_s_postgres: {:.0}", median(postgres));
