@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use caravan_core::{Address, AssetKind, Event, Genesis, Hash32, Licence, Manifest, Ppm, Token};
-use caravan_models::{ArtifactStore, Classifier, TrainOptions};
+use caravan_core::{Address, Event, Genesis, Hash32, Ppm, Token};
+use caravan_models::ArtifactStore;
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::keys::{KeyRequest, Scope};
 use caravan_node::settlement::{Chains, chains_dir};
@@ -40,6 +40,7 @@ use caravan_tasks::schema::Answer;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::gateway::{paid_model, stored_classifier};
 use super::store::ScratchStore;
 use super::task_node::{open_bench_node_at, sign_in, wallet};
 use crate::present::table;
@@ -493,27 +494,13 @@ fn prepare(site: &Site) -> Result<World, String> {
         decimals: 6,
     };
     let artifacts = ArtifactStore::new(dir.join("models"));
-    let examples = super::gateway::blobs();
-    let classifier = Classifier::train(&examples, &TrainOptions::default())
-        .map_err(|e| e.to_string())?
-        .classifier;
-    let content = artifacts
-        .put(&classifier.to_artifact())
-        .map_err(|e| e.to_string())?;
-    let mut manifest = Manifest {
-        kind: AssetKind::Model,
-        name: "classifier".into(),
-        owner: Address::from_label("faults developer"),
+    let (examples, content) = stored_classifier(&artifacts)?;
+    let manifest = paid_model(
+        "classifier",
+        Address::from_label("faults developer"),
         content,
-        licence: Licence::Commercial {
-            token: token.address,
-            price_per_call: 1_000,
-            derivative_royalty: Ppm::ZERO,
-        },
-        parents: vec![],
-        roles: vec![],
-    };
-    manifest.normalise();
+        token.address,
+    );
     let payers: Vec<Address> = (0..CALLERS)
         .map(|n| Address::from_label(&format!("faults payer {n}")))
         .collect();

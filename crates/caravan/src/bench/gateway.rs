@@ -204,6 +204,41 @@ fn mock_upstream() -> Router {
 }
 
 /// Two clusters of 16 numbers, for a classifier that needs no download.
+/// The benchmarks' classifier: trained on [`blobs`] and stored in `artifacts`; returns the
+/// examples it was trained on and its artifact's content hash.
+pub(super) fn stored_classifier(
+    artifacts: &ArtifactStore,
+) -> Result<(Vec<Example>, Hash32), String> {
+    let examples = blobs();
+    let classifier = Classifier::train(&examples, &TrainOptions::default())
+        .map_err(|e| e.to_string())?
+        .classifier;
+    let content = artifacts
+        .put(&classifier.to_artifact())
+        .map_err(|e| e.to_string())?;
+    Ok((examples, content))
+}
+
+/// A model the benchmarks' payers call: `owner`'s, 1,000 base units of `token` per call, no
+/// derivative royalty.
+pub(super) fn paid_model(name: &str, owner: Address, content: Hash32, token: Address) -> Manifest {
+    let mut manifest = Manifest {
+        kind: AssetKind::Model,
+        name: name.into(),
+        owner,
+        content,
+        licence: Licence::Commercial {
+            token,
+            price_per_call: 1_000,
+            derivative_royalty: Ppm::ZERO,
+        },
+        parents: vec![],
+        roles: vec![],
+    };
+    manifest.normalise();
+    manifest
+}
+
 pub(super) fn blobs() -> Vec<Example> {
     let mut state = 7u64;
     let mut noise = move || {
@@ -268,30 +303,9 @@ async fn start_node(
     };
     let payer = Address::from_label("bench payer");
     let artifacts = ArtifactStore::new(dir.join("models"));
-    let examples = blobs();
-    let classifier = Classifier::train(&examples, &TrainOptions::default())
-        .map_err(|e| e.to_string())?
-        .classifier;
-    let content = artifacts
-        .put(&classifier.to_artifact())
-        .map_err(|e| e.to_string())?;
-    let model = |name: &str, content: Hash32| {
-        let mut manifest = Manifest {
-            kind: AssetKind::Model,
-            name: name.into(),
-            owner: Address::from_label("bench developer"),
-            content,
-            licence: Licence::Commercial {
-                token: usdc.address,
-                price_per_call: 1_000,
-                derivative_royalty: Ppm::ZERO,
-            },
-            parents: vec![],
-            roles: vec![],
-        };
-        manifest.normalise();
-        manifest
-    };
+    let (examples, content) = stored_classifier(&artifacts)?;
+    let developer = Address::from_label("bench developer");
+    let model = |name: &str, content: Hash32| paid_model(name, developer, content, usdc.address);
     let upstream = Upstream {
         base_url: upstream_url.clone(),
         model: "mock".into(),
