@@ -337,7 +337,6 @@ pub struct Board {
     paid: Amount,
     /// Judgments that may still be paid (pending ones); with leases, what the budget must cover.
     liable: u64,
-    events: u64,
     /// Datasets published from this board, oldest first: asset id and item root.
     publications: Vec<(Hash32, Hash32)>,
     /// Closed by the requester: nothing more is handed out.
@@ -397,7 +396,6 @@ impl Board {
             pace: Pace::default(),
             paid: 0,
             liable: 0,
-            events: 0,
             publications: Vec::new(),
             closed: false,
             released: 0,
@@ -428,7 +426,6 @@ impl Board {
     /// Applies a durable event. Events come from this board's commands or from the log, so they
     /// are trusted: a replay applies them without re-checking leases or timing.
     pub fn apply(&mut self, event: &TaskEvent) -> Vec<Effect> {
-        self.events += 1;
         let mut effects = Vec::new();
         match event {
             TaskEvent::ProjectCreated { .. } => {}
@@ -784,11 +781,6 @@ impl Board {
     /// Datasets published from this board, oldest first: asset id and item root.
     pub fn publications(&self) -> &[(Hash32, Hash32)] {
         &self.publications
-    }
-
-    /// Events applied so far.
-    pub fn event_count(&self) -> u64 {
-        self.events
     }
 }
 
