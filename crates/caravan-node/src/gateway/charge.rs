@@ -107,8 +107,18 @@ impl Gateway {
             self.journal()
                 .enqueue_within(vec![Event::CallMetered(call)], window)
         });
-        let mut submitted = match &self.queued_commits {
-            None => pending.wait()?,
+        let queue = self
+            .queued_commits
+            .as_ref()
+            .filter(|_| !self.store_failing());
+        let mut submitted = match queue {
+            None => {
+                let submitted = pending.wait()?;
+                // Durable again: queued answers may go on.
+                self.store_failing
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                submitted
+            }
             Some(commits) => {
                 let (submitted, commit) = pending.detach();
                 if let Err(unsent) = commits.send(commit) {

@@ -170,6 +170,10 @@ pub struct Gateway {
     /// The thread that awaits them, joined when the gateway is dropped so that every answered
     /// charge's commit has been awaited (and the journal is no longer shared) by then.
     commit_waiter: Option<std::thread::JoinHandle<()>>,
+    /// Set when a queued charge's commit failed, cleared by the next charge that commits: while
+    /// set, calls are answered only once their charge is durable, so a store that cannot write
+    /// refuses calls (503) instead of answering them unpaid.
+    store_failing: Arc<std::sync::atomic::AtomicBool>,
     meter: Arc<Meter>,
     idempotency: Idempotency,
     signer: NodeSigner,
@@ -201,6 +205,7 @@ impl Gateway {
                 .map_err(|e| GatewayError::Internal(format!("cannot make an HTTP client: {e}")))?,
             queued_commits: None,
             commit_waiter: None,
+            store_failing: Arc::default(),
             meter,
             idempotency: Idempotency::default(),
             signer: signer.with_prepared_nonces(),
@@ -215,13 +220,20 @@ impl Gateway {
         if durability == ChargeDurability::Queued {
             let (commits, queue) = std::sync::mpsc::channel::<QueuedCommit>();
             let journal = Arc::clone(&self.journal);
+            let failing = Arc::clone(&self.store_failing);
             let waiter = std::thread::Builder::new()
                 .name("charge commits".into())
                 .spawn(move || {
                     for commit in queue {
                         if let Err(error) = journal.await_commit(commit) {
+                            let first = !failing.swap(true, std::sync::atomic::Ordering::SeqCst);
                             eprintln!(
-                                "charges already answered were lost: their commit failed ({error}); those calls go unpaid"
+                                "charges already answered were lost: their commit failed ({error}); those calls go unpaid{}",
+                                if first {
+                                    "; calls are answered only once charged until the store commits again"
+                                } else {
+                                    ""
+                                }
                             );
                         }
                     }
@@ -244,7 +256,12 @@ impl Gateway {
     /// Whether answers go out before their charge's commit ([`ChargeDurability::Queued`]), so
     /// charging never waits.
     pub fn answers_before_commit(&self) -> bool {
-        self.queued_commits.is_some()
+        self.queued_commits.is_some() && !self.store_failing()
+    }
+
+    /// Whether a queued charge's commit failed and no charge has committed since.
+    fn store_failing(&self) -> bool {
+        self.store_failing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Forwards to upstream servers with `http` instead of a client that trusts only the
