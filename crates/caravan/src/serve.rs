@@ -68,7 +68,9 @@ pub struct ServeArgs {
     /// the last close: royalties propagate, the bundle is written to --bundles, and the root is
     /// posted on the home chain (funded within --fund-limit) and activated once its delay is
     /// over. A failed step is retried every few seconds, after a restart too, and a root is never
-    /// posted twice. Without it, epochs close only when asked (`POST /v1/epochs`).
+    /// posted twice. Without it, epochs close only when asked (`POST /v1/epochs`). Chains are
+    /// kept with the SQLite store's data directory: a node whose store is on PostgreSQL
+    /// (--database) closes epochs and writes their bundles but posts no root.
     #[arg(long, value_parser = parse_duration, env = "CARAVAN_EPOCH_EVERY")]
     epoch_every: Option<Duration>,
     /// Where --epoch-every writes each epoch's bundle, as `epoch-N.json` [default: epochs in the
