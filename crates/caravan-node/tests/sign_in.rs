@@ -330,3 +330,63 @@ fn a_contract_wallet_signs_in_when_its_chain_accepts_the_signature() {
         "{error}"
     );
 }
+
+/// Sign-in messages come from outside: whatever the text and signature, the parser and the
+/// node answer with a message or an error, never a panic; a message the parser takes prints
+/// back to text it reads the same; and nothing but a real signature of a real challenge opens
+/// a session. Inputs: arbitrary text, and a real challenge cut and with characters changed.
+/// `CARAVAN_FUZZ_CASES` sets the cases (default 256).
+#[test]
+fn any_sign_in_text_gets_an_answer_and_only_a_signed_challenge_opens_a_session() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path());
+    let alice = wallet("alice");
+    let real = node
+        .challenge()
+        .message(&address(&alice), CHAIN)
+        .to_string();
+    let cases = std::env::var("CARAVAN_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(256);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..6);
+    let inputs = prop_oneof![
+        any::<String>(),
+        (edits, prop::option::of(any::<prop::sample::Index>())).prop_map(move |(edits, cut)| {
+            let mut chars: Vec<char> = real.chars().collect();
+            for (at, c) in edits {
+                let at = at.index(chars.len());
+                chars[at] = c;
+            }
+            if let Some(cut) = cut {
+                chars.truncate(cut.index(chars.len() + 1));
+            }
+            chars.into_iter().collect::<String>()
+        }),
+    ];
+    runner
+        .run(&(inputs, ".{0,140}"), |(text, signature)| {
+            if let Ok(parsed) = SiweMessage::parse(&text) {
+                let printed = parsed.to_string();
+                prop_assert_eq!(SiweMessage::parse(&printed).ok(), Some(parsed));
+            }
+            prop_assert!(node.sessions.sign_in(&text, &signature).is_err());
+            let signed = personal_sign(&alice, &text);
+            if let Ok(opened) = node.sessions.sign_in(&text, &signed) {
+                // Only a message the node issued, for this domain and chain, opens a session.
+                let parsed = SiweMessage::parse(&text).expect("a session comes from a message");
+                prop_assert_eq!(opened.session.account, address(&alice));
+                prop_assert_eq!(parsed.domain.as_str(), "caravan.example");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
