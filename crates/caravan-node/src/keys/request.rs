@@ -295,4 +295,45 @@ mod tests {
             Err(KeyError::BadSignature(_))
         ));
     }
+
+    proptest::proptest! {
+        /// A key request comes from outside (a payer's wallet, over HTTP): whatever its fields,
+        /// signature and time, checking it answers, never panics; only the payer's own
+        /// signature of exactly those fields passes, and a changed name no longer does.
+        #[test]
+        fn any_key_request_is_checked_and_only_its_payers_signature_passes(
+            name in ".{0,200}",
+            chosen in proptest::collection::vec(proptest::sample::select(Scope::ALL.to_vec()), 0..8),
+            expires_in_days in proptest::option::of(proptest::num::u32::ANY),
+            signed_at_ms in proptest::num::u64::ANY,
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 65),
+        ) {
+            let payer = address_of(wallet().verifying_key());
+            let request = KeyRequest::Issue {
+                scopes: &chosen,
+                expires_in_days,
+                name: &name,
+            };
+            let forged = PayerSignature {
+                signed_at_ms,
+                signature: Signature65(noise.try_into().expect("65 bytes")),
+            };
+            proptest::prop_assert!(request.check(&payer, &node(), Some(&forged), signed_at_ms).is_err());
+            let signed = request.sign(&wallet(), &node(), signed_at_ms);
+            let checked = request.check(&payer, &node(), Some(&signed), signed_at_ms);
+            proptest::prop_assert_eq!(checked.map(|c| c.signed_at_ms), Ok(signed_at_ms));
+            let renamed = format!("{name}!");
+            let changed = KeyRequest::Issue {
+                scopes: &chosen,
+                expires_in_days,
+                name: &renamed,
+            };
+            let refused = changed.check(&payer, &node(), Some(&signed), signed_at_ms);
+            proptest::prop_assert!(
+                matches!(refused, Err(KeyError::NotPayers { .. })),
+                "{:?}",
+                refused
+            );
+        }
+    }
 }
