@@ -2,7 +2,7 @@
 //! parsing, normalising and registering answer with an asset or an error, never a panic; a
 //! manifest the economy takes survives the event codec unchanged. Inputs: the repository's
 //! example manifests cut and with characters changed, and arbitrary text.
-//! `CARAVAN_FUZZ_CASES` sets the cases (default 256).
+//! `PROPTEST_CASES` sets the cases (default 256).
 
 use caravan_core::*;
 use proptest::prelude::*;
@@ -48,12 +48,7 @@ fn economy() -> Economy {
 fn any_manifest_text_gets_an_asset_or_an_error() {
     let base = economy();
     let examples = vec![example("dataset.json"), example("model.json")];
-    let cases = std::env::var("CARAVAN_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256);
     let mut runner = TestRunner::new(Config {
-        cases,
         failure_persistence: None,
         ..Config::default()
     });
@@ -93,7 +88,7 @@ fn any_manifest_text_gets_an_asset_or_an_error() {
         })
         .unwrap();
     assert!(
-        cases < 256 || registered.get() > 0,
+        runner.config().cases < 256 || registered.get() > 0,
         "some changed manifests still register (the mutations reach the rules)"
     );
 }

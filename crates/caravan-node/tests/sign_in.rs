@@ -335,7 +335,7 @@ fn a_contract_wallet_signs_in_when_its_chain_accepts_the_signature() {
 /// node answer with a message or an error, never a panic; a message the parser takes prints
 /// back to text it reads the same; and nothing but a real signature of a real challenge opens
 /// a session. Inputs: arbitrary text, and a real challenge cut and with characters changed.
-/// `CARAVAN_FUZZ_CASES` sets the cases (default 256).
+/// `PROPTEST_CASES` sets the cases (default 256).
 #[test]
 fn any_sign_in_text_gets_an_answer_and_only_a_signed_challenge_opens_a_session() {
     use proptest::prelude::*;
@@ -348,12 +348,7 @@ fn any_sign_in_text_gets_an_answer_and_only_a_signed_challenge_opens_a_session()
         .challenge()
         .message(&address(&alice), CHAIN)
         .to_string();
-    let cases = std::env::var("CARAVAN_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256);
     let mut runner = TestRunner::new(Config {
-        cases,
         failure_persistence: None,
         ..Config::default()
     });

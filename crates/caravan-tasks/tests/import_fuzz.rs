@@ -4,8 +4,8 @@
 //! random values (so that parsing gets past the first character and into the fields); and the
 //! files Label Studio itself exported (`label_studio/`), cut and with bytes changed.
 //!
-//! `CARAVAN_FUZZ_CASES` sets the cases per property (default 256); the fault campaign runs
-//! them by the million.
+//! `PROPTEST_CASES` sets the cases per property (default 256): run them by the thousand when
+//! fuzzing in earnest.
 
 use caravan_tasks::import::{AnnotationUse, ImportFormat, import_file};
 use caravan_tasks::schema::LabelSchema;
@@ -48,12 +48,8 @@ fn schemas() -> Vec<LabelSchema> {
 }
 
 fn runner() -> TestRunner {
-    let cases = std::env::var("CARAVAN_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(256);
+    // Proptest's own setting: `PROPTEST_CASES` (default 256).
     TestRunner::new(Config {
-        cases,
         failure_persistence: None,
         ..Config::default()
     })
