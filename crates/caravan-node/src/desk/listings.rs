@@ -7,7 +7,7 @@ use caravan_tasks::board::{Availability, Listing};
 use caravan_tasks::item::ItemId;
 use caravan_tasks::project::ProjectId;
 
-use super::{Desk, DeskError, lock, work_event};
+use super::{Changing, Desk, DeskError, lock, work_event};
 
 /// The tabs of the task board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,8 +177,8 @@ impl Desk {
         project: &ProjectId,
         contributor: Address,
     ) -> Result<caravan_tasks::board::Withdrawn, DeskError> {
-        let board = self.board(project)?;
-        let mut guard = lock(&board);
+        let (hold, board) = self.board_to_change(project)?;
+        let mut guard = Changing::lock(hold, &board);
         let (event, withdrawn) = guard.withdraw_last(contributor, (self.clock)())?;
         let event = work_event(&guard, &event, Vec::new());
         self.commit(guard, vec![event])?;

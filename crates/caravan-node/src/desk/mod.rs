@@ -5,10 +5,13 @@
 //! A command locks its project's board, checks and applies the change in memory, queues the
 //! event while still holding the lock (so the log keeps each project's order), releases the lock
 //! and waits for durability; concurrent submissions share group commits. If a write fails, the
-//! boards are rebuilt from the log, so memory never runs ahead of the disk.
+//! boards are rebuilt from the log, so memory never runs ahead of the disk. A rebuild excludes
+//! every change (see `Desk::changes`), so none is applied to a board being replaced.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use caravan_core::{Address, AssetId, Bounty, Event, Lane};
 use caravan_store::{Journal, JournalError, SharedJournal, now_ms};
@@ -160,6 +163,14 @@ pub struct Desk {
     /// Shared with the gateway: a budget is escrowed only from money no call in flight holds.
     meter: Arc<Meter>,
     boards: RwLock<BTreeMap<ProjectId, Arc<Mutex<Board>>>>,
+    /// Held shared by every change from looking its board up until its records are queued, and
+    /// exclusively by a rebuild. Without it a change applied to a board a rebuild is replacing,
+    /// and queued after the rebuild read the log, would be in the log but on no board: its
+    /// contributor could answer the same item again.
+    changes: RwLock<()>,
+    /// Set when a rebuild failed (the store was unreachable): the boards may hold changes the
+    /// log does not, so the next change rebuilds them first.
+    behind: AtomicBool,
     /// Every contributor's bounties per epoch, kept with the boards.
     bounties: RwLock<BountyBook>,
     clock: Clock,
@@ -191,6 +202,8 @@ impl Desk {
             journal,
             meter,
             boards: RwLock::new(boards),
+            changes: RwLock::new(()),
+            behind: AtomicBool::new(false),
             bounties: RwLock::new(bounties),
             clock,
             chains: RwLock::new(ChainDirectory::default()),
@@ -216,6 +229,24 @@ impl Desk {
             .get(project)
             .cloned()
             .ok_or(DeskError::UnknownProject(*project))
+    }
+
+    /// The project's board, to be changed under the returned hold on [`Desk::changes`] (see
+    /// [`Changing`]); boards a failed rebuild left ahead of the log are rebuilt first.
+    fn board_to_change(
+        &self,
+        project: &ProjectId,
+    ) -> Result<(RwLockReadGuard<'_, ()>, Arc<Mutex<Board>>), DeskError> {
+        let hold = self.hold_changes()?;
+        Ok((hold, self.board(project)?))
+    }
+
+    /// A shared hold on [`Desk::changes`], once the boards are in step with the log.
+    fn hold_changes(&self) -> Result<RwLockReadGuard<'_, ()>, DeskError> {
+        if self.behind.load(Ordering::Acquire) {
+            self.rebuild()?;
+        }
+        Ok(self.changes.read().expect("change gate lock"))
     }
 
     /// Every project, in id order.
@@ -252,6 +283,7 @@ impl Desk {
             .journal
             .read(|j| j.economy().tokens().get(&spec.token).cloned())
             .ok_or(DeskError::UnknownToken(spec.token))?;
+        let changing = self.hold_changes()?;
         let mut boards = self.boards.write().expect("board map lock");
         let nonce = boards.len() as u64;
         let created = TaskEvent::ProjectCreated {
@@ -284,7 +316,7 @@ impl Desk {
         ];
         boards.insert(id, Arc::new(Mutex::new(board)));
         let pending = self.meter.settle(hold, || self.journal.enqueue(events));
-        self.commit_pending(boards, pending)?;
+        self.commit_pending((boards, changing), pending)?;
         Ok(id)
     }
 
@@ -348,7 +380,8 @@ impl Desk {
         let mut added = 0;
         let mut label_studio = label_studio;
         for chunk in record_chunks(&items) {
-            let guard = lock(&board);
+            let (hold, board) = self.board_to_change(project)?;
+            let guard = Changing::lock(hold, &board);
             let fresh: Vec<Item> = chunk
                 .iter()
                 .filter(|item| guard.item(&item.id()).is_none())
@@ -365,7 +398,8 @@ impl Desk {
             self.record(guard, event)?;
         }
         if let Some(tags) = label_studio {
-            let guard = lock(&board);
+            let (hold, board) = self.board_to_change(project)?;
+            let guard = Changing::lock(hold, &board);
             if *guard.label_studio_tags() != tags {
                 let event = TaskEvent::ItemsAdded {
                     items: Vec::new(),
@@ -383,8 +417,8 @@ impl Desk {
         requester: Address,
         reviewer: Address,
     ) -> Result<(), DeskError> {
-        let board = self.board(project)?;
-        let guard = lock(&board);
+        let (hold, board) = self.board_to_change(project)?;
+        let guard = Changing::lock(hold, &board);
         check_requester(&guard, requester)?;
         self.record(guard, TaskEvent::ReviewerAdded { reviewer })
             .map(|_| ())
@@ -398,8 +432,8 @@ impl Desk {
         project: &ProjectId,
         requester: Address,
     ) -> Result<caravan_core::Amount, DeskError> {
-        let board = self.board(project)?;
-        let mut guard = lock(&board);
+        let (hold, board) = self.board_to_change(project)?;
+        let mut guard = Changing::lock(hold, &board);
         check_requester(&guard, requester)?;
         let released = guard.releasable();
         let record = TaskEvent::Closed { released };
@@ -437,8 +471,8 @@ impl Desk {
         item: ItemId,
         answer: Answer,
     ) -> Result<Receipt, DeskError> {
-        let board = self.board(project)?;
-        let mut guard = lock(&board);
+        let (hold, board) = self.board_to_change(project)?;
+        let mut guard = Changing::lock(hold, &board);
         let (event, effects) = guard.submit(contributor, item, answer, (self.clock)())?;
         self.persist(guard, &event, effects)
     }
@@ -475,8 +509,8 @@ impl Desk {
         judgment: u32,
         verdict: Verdict,
     ) -> Result<Receipt, DeskError> {
-        let board = self.board(project)?;
-        let mut guard = lock(&board);
+        let (hold, board) = self.board_to_change(project)?;
+        let mut guard = Changing::lock(hold, &board);
         let (event, effects) = guard.review(reviewer, judgment, verdict, (self.clock)())?;
         self.persist(guard, &event, effects)
     }
@@ -525,11 +559,7 @@ impl Desk {
     }
 
     /// Applies a requester's record (no bounties) to the locked board and stores it.
-    fn record(
-        &self,
-        mut guard: MutexGuard<'_, Board>,
-        event: TaskEvent,
-    ) -> Result<Receipt, DeskError> {
+    fn record(&self, mut guard: Changing<'_>, event: TaskEvent) -> Result<Receipt, DeskError> {
         let effects = guard.apply(&event);
         self.persist(guard, &event, effects)
     }
@@ -538,7 +568,7 @@ impl Desk {
     /// board and waits for durability.
     fn persist(
         &self,
-        guard: MutexGuard<'_, Board>,
+        guard: Changing<'_>,
         event: &TaskEvent,
         effects: Vec<Effect>,
     ) -> Result<Receipt, DeskError> {
@@ -609,12 +639,47 @@ impl Desk {
         Ok(())
     }
 
-    /// Rebuilds every board from the durable log.
+    /// Rebuilds every board from the durable log, with every change held off: each change
+    /// before it has queued its records, so the log (read through the writer, after them) holds
+    /// them if they were stored; each after it sees the rebuilt boards. When the log cannot be
+    /// read the boards stay as they were and the next change tries again.
     fn rebuild(&self) -> Result<(), DeskError> {
-        let (boards, bounties) = self.journal.read(fold_boards)?;
+        let _exclusive = self.changes.write().expect("change gate lock");
+        let folded = self.journal.read(fold_boards);
+        self.behind.store(folded.is_err(), Ordering::Release);
+        let (boards, bounties) = folded?;
         *self.boards.write().expect("board map lock") = boards;
         *self.bounties.write().expect("bounty book lock") = bounties;
         Ok(())
+    }
+}
+
+/// A board locked for a change, with a shared hold on [`Desk::changes`] kept until the change's
+/// records are queued (dropping it releases both).
+struct Changing<'a> {
+    board: MutexGuard<'a, Board>,
+    _hold: RwLockReadGuard<'a, ()>,
+}
+
+impl<'a> Changing<'a> {
+    fn lock(hold: RwLockReadGuard<'a, ()>, board: &'a Mutex<Board>) -> Changing<'a> {
+        Changing {
+            board: lock(board),
+            _hold: hold,
+        }
+    }
+}
+
+impl Deref for Changing<'_> {
+    type Target = Board;
+    fn deref(&self) -> &Board {
+        &self.board
+    }
+}
+
+impl DerefMut for Changing<'_> {
+    fn deref_mut(&mut self) -> &mut Board {
+        &mut self.board
     }
 }
 
@@ -735,5 +800,128 @@ mod tests {
         let sizes: Vec<usize> = record_chunks(&big).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert!(record_chunks(&[]).is_empty());
+    }
+
+    /// A desk with one project whose every item takes `contributors` answers, and the
+    /// contributors.
+    fn busy_project(dir: &std::path::Path, contributors: usize) -> (Desk, ProjectId, Vec<Address>) {
+        let usdc = caravan_core::Token {
+            address: Address::from_label("usdc"),
+            symbol: "USDC".into(),
+            decimals: 6,
+        };
+        let requester = Address::from_label("requester");
+        let mut journal = Journal::open(
+            caravan_store::Location::DataDir(dir.to_owned()),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        journal
+            .submit(vec![
+                Event::Genesis(caravan_core::Genesis {
+                    treasury: Address::from_label("treasury"),
+                    protocol_fee: caravan_core::Ppm::ZERO,
+                }),
+                Event::TokenRegistered(usdc.clone()),
+                Event::Deposited {
+                    payer: requester,
+                    token: usdc.address,
+                    amount: 1_000_000_000,
+                },
+            ])
+            .unwrap();
+        let desk = Desk::open(journal).unwrap();
+        let spec: ProjectSpec = serde_json::from_value(serde_json::json!({
+            "title": "Sentiment",
+            "instructions": "Pick one.",
+            "schema": { "type": "single_choice", "options": ["pos", "neg"] },
+            "overlap": { "min": contributors, "max": contributors, "confidence": 0.99 },
+            "token": usdc.address,
+            "bounty": "10",
+            "budget": "100000000",
+            "gold_rate": 0,
+            "skill_bar": 0,
+            "gold_grace": 3,
+            "min_seconds_per_item": 0,
+            "daily_cap": 100000,
+            "deadline_ms": u64::MAX,
+            "lease_seconds": 600,
+            "method": "mv"
+        }))
+        .unwrap();
+        let project = desk.create_project(requester, spec).unwrap();
+        let items: Vec<Item> = (0..400)
+            .map(|n| Item {
+                data: serde_json::json!({ "text": format!("review {n}") }),
+                gold: None,
+                predictions: Vec::new(),
+            })
+            .collect();
+        desk.add_items(&project, requester, items).unwrap();
+        let workers = (0..contributors)
+            .map(|n| Address::from_label(&format!("worker {n}")))
+            .collect();
+        (desk, project, workers)
+    }
+
+    /// Judgments per contributor, as the boards in memory hold them.
+    fn submitted(desk: &Desk, project: &ProjectId, workers: &[Address]) -> Vec<u32> {
+        desk.with_board(project, |board| {
+            workers
+                .iter()
+                .map(|w| board.contributor(w).map_or(0, |c| c.submitted))
+                .collect()
+        })
+        .unwrap()
+    }
+
+    /// A rebuild (what follows a failed commit) while contributors go on working must leave the
+    /// boards holding every judgment the log holds: a judgment left off would let its
+    /// contributor answer the same item again.
+    #[test]
+    fn a_rebuild_amid_submissions_keeps_every_recorded_judgment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (desk, project, workers) = busy_project(dir.path(), 4);
+        let working = std::sync::atomic::AtomicUsize::new(workers.len());
+        let failures = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for worker in &workers {
+                let (desk, project, working, failures) = (&desk, &project, &working, &failures);
+                scope.spawn(move || {
+                    // Leases live in memory: one taken before a rebuild is gone after it, and
+                    // the contributor asks for the next item again.
+                    let judge = || -> Result<(), DeskError> {
+                        loop {
+                            let assignment = desk.next_item(project, *worker)?;
+                            let answer = Answer::Choice("pos".into());
+                            match desk.submit(project, *worker, assignment.item, answer) {
+                                Err(DeskError::Submit(SubmitError::NoLease(_))) => continue,
+                                submitted => return submitted.map(|_| ()),
+                            }
+                        }
+                    };
+                    if let Err(error) = (0..150).try_for_each(|_| judge()) {
+                        failures.lock().unwrap().push(error.to_string());
+                    }
+                    working.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            // Rebuilds follow failed writes, which are rare: one every millisecond is plenty
+            // to land amid submissions, and leaves the contributors room to work.
+            scope.spawn(|| {
+                while working.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    desk.rebuild().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+        });
+        assert_eq!(failures.into_inner().unwrap(), Vec::<String>::new());
+        assert_eq!(submitted(&desk, &project, &workers), vec![150; 4]);
+        desk.rebuild().unwrap();
+        assert_eq!(
+            submitted(&desk, &project, &workers),
+            vec![150; 4],
+            "the log holds exactly the judgments the boards held"
+        );
     }
 }

@@ -7,7 +7,7 @@ use caravan_tasks::board::{Board, TaskEvent};
 use caravan_tasks::dataset::Dataset;
 use caravan_tasks::project::ProjectId;
 
-use super::{Desk, DeskError, READ_PAGE, check_requester, lock, work_event};
+use super::{Changing, Desk, DeskError, READ_PAGE, check_requester, work_event};
 
 impl Desk {
     /// Publishes the project's resolved work as a dataset asset owned by the requester, and
@@ -20,8 +20,8 @@ impl Desk {
         licence: Licence,
         curator_share: Ppm,
     ) -> Result<(AssetId, Dataset), DeskError> {
-        let board = self.board(project)?;
-        let mut guard = lock(&board);
+        let (hold, board) = self.board_to_change(project)?;
+        let mut guard = Changing::lock(hold, &board);
         check_requester(&guard, requester)?;
         let dataset = Dataset::build(&guard)?;
         let manifest = dataset.manifest(name, requester, licence, curator_share)?;
