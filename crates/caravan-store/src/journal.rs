@@ -41,6 +41,18 @@ pub enum JournalError {
         "the snapshot at event {seq} does not match a replay of the log ({why}); it is only a cache — delete it and reopen"
     )]
     SnapshotMismatch { seq: u64, why: String },
+    /// The log holds fewer events than what the store kept beside it has seen: its end was lost
+    /// (a truncated file, a restore from an older copy, rows deleted by hand).
+    #[error(
+        "the event log is truncated: it holds {events} events, but {witness}. Restore the store from a backup taken after that point; caravan will not serve a log that lost events"
+    )]
+    Truncated { events: u64, witness: String },
+    /// Stored events the latest snapshot covers (and so a plain open would not replay) do not
+    /// chain up to it.
+    #[error(
+        "the stored events before the snapshot at event {snapshot} are damaged: {why}. `caravan log verify` replays the whole log and names every fault; restore the store from a backup"
+    )]
+    Damaged { snapshot: u64, why: String },
 }
 
 /// The outcome of a submission: accepted events are durable, refused ones changed nothing.
@@ -88,7 +100,7 @@ impl Journal {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Journal, JournalError> {
         let log = EventLog::open(&location)?;
-        let (economy, report) = restore(&log, progress)?;
+        let (economy, report) = restore(&log, progress, CoveredEvents::Check)?;
         count_uncounted_spending(&log, progress)?;
         Ok(Journal::opened(location, log, economy, report))
     }
@@ -101,7 +113,7 @@ impl Journal {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Journal, JournalError> {
         let log = EventLog::open_reader(&location)?;
-        let (economy, report) = restore(&log, progress)?;
+        let (economy, report) = restore(&log, progress, CoveredEvents::Check)?;
         Ok(Journal::opened(location, log, economy, report))
     }
 
@@ -336,7 +348,7 @@ impl Journal {
     pub fn reload(&mut self) -> Result<(), JournalError> {
         self.generation += 1;
         self.log.reopen(&self.location)?;
-        (self.economy, self.report) = restore(&self.log, &mut |_, _| {})?;
+        (self.economy, self.report) = restore(&self.log, &mut |_, _| {}, CoveredEvents::Trust)?;
         if !self.log.is_reader() {
             count_uncounted_spending(&self.log, &mut |_, _| {})?;
         }
@@ -485,16 +497,31 @@ fn bundle_row(bundle: &EpochBundle) -> BundleRow {
 /// after it; a full replay when no snapshot qualifies. A close whose bundle never reached the
 /// store (the node stopped between storing the event and the bundle) gets its bundle made again
 /// from the state right after the replayed close, unless the store was opened only to read.
+/// Whether an open checks the stored events its snapshot covers (see [`check_covered_events`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CoveredEvents {
+    /// At an open: the store may have been damaged while no one had it open.
+    Check,
+    /// At a reload after a failed write: this process checked them when it opened the store.
+    Trust,
+}
+
 fn restore(
     log: &EventLog,
     progress: &mut dyn FnMut(u64, u64),
+    covered: CoveredEvents,
 ) -> Result<(Economy, OpenReport), JournalError> {
     let mut report = OpenReport::default();
     let stored = log.event_count()?;
+    let mut snapshots = log.snapshots()?;
+    check_not_truncated(log, stored, &snapshots)?;
     let mut start = Economy::default();
-    if let Some(snapshot) = log.snapshots()?.pop() {
-        match decode_snapshot(&snapshot, stored) {
+    if let Some(snapshot) = snapshots.pop() {
+        match decode_snapshot(&snapshot) {
             Ok(economy) => {
+                if covered == CoveredEvents::Check {
+                    check_covered_events(log, economy.head(), stored, progress)?;
+                }
                 report.snapshot_seq = Some(snapshot.seq);
                 start = economy;
             }
@@ -524,9 +551,86 @@ fn restore(
             Ok(())
         },
     )?;
+    let closed = economy.epochs().len() as u64;
+    if log.has_bundle(closed + 1)? {
+        return Err(JournalError::Truncated {
+            events: economy.head().next_seq,
+            witness: format!(
+                "the bundle of epoch {} is stored, and the log ends before that epoch's close",
+                closed + 1
+            ),
+        });
+    }
     report.replayed = economy.head().next_seq - from;
     report.bundles_remade = remade;
     Ok((economy, report))
+}
+
+/// Refuses a log shorter than what was stored beside it in the same transactions as its events
+/// has seen: the latest snapshot, and the event up to which the spend table counts.
+fn check_not_truncated(
+    log: &EventLog,
+    stored: u64,
+    snapshots: &[SnapshotRow],
+) -> Result<(), JournalError> {
+    let truncated = |witness: String| JournalError::Truncated {
+        events: stored,
+        witness,
+    };
+    if let Some(latest) = snapshots.last()
+        && latest.seq > stored
+    {
+        return Err(truncated(format!(
+            "a snapshot was taken after {} events",
+            latest.seq
+        )));
+    }
+    let counted = log.spending_counted_to()?;
+    if counted > stored {
+        return Err(truncated(format!(
+            "the spend table has counted the calls of {counted} events"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the stored events a snapshot covers still hash, one after another, to the head
+/// it recorded, so a damaged event is found at open even where no replay reads it. This reads
+/// what the snapshot saves replaying but does none of the replay's work (about a million events
+/// a second); `progress` is called per page, as the replay after it goes on to call it.
+fn check_covered_events(
+    log: &EventLog,
+    recorded: caravan_core::ChainHead,
+    stored: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), JournalError> {
+    let damaged = |why: String| JournalError::Damaged {
+        snapshot: recorded.next_seq,
+        why,
+    };
+    let mut head = caravan_core::ChainHead::default();
+    while head.next_seq < recorded.next_seq {
+        let left = recorded.next_seq - head.next_seq;
+        let limit = usize::try_from(left).map_or(REPLAY_PAGE, |left| left.min(REPLAY_PAGE));
+        let page = log.read(head.next_seq, limit)?;
+        if page.is_empty() {
+            return Err(damaged(format!("event {} is missing", head.next_seq)));
+        }
+        for row in &page {
+            head.follow(row.seq, row.at_ms, &row.hash, &row.body)
+                .map_err(|error| damaged(error.to_string()))?;
+        }
+        progress(head.next_seq, stored);
+    }
+    if head.hash != recorded.hash {
+        return Err(damaged(format!(
+            "event {} has hash {}, the snapshot recorded {}",
+            recorded.next_seq.saturating_sub(1),
+            head.hash,
+            recorded.hash
+        )));
+    }
+    Ok(())
 }
 
 /// Adds to the spend table what the events it does not count yet charged: those a crash left
@@ -568,12 +672,7 @@ fn count_uncounted_spending(
     Ok(())
 }
 
-fn decode_snapshot(snapshot: &SnapshotRow, stored_events: u64) -> Result<Economy, String> {
-    if snapshot.seq > stored_events {
-        return Err(format!(
-            "it is ahead of the log, which holds {stored_events} events"
-        ));
-    }
+fn decode_snapshot(snapshot: &SnapshotRow) -> Result<Economy, String> {
     if keccak256(&snapshot.state) != snapshot.state_hash {
         return Err("its bytes do not match its hash".into());
     }

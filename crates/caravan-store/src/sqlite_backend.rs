@@ -124,18 +124,21 @@ impl SqliteBackend {
                 )));
             }
         }
-        let connection = Connection::open(dir.join("caravan.db"))?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.pragma_update(None, "cache_size", -65_536)?;
-        let mut backend = SqliteBackend {
-            connection,
-            lanes_from: 0,
-            _lock: Some(lock),
+        let opened = || -> Result<SqliteBackend, StoreError> {
+            let connection = Connection::open(dir.join("caravan.db"))?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.pragma_update(None, "cache_size", -65_536)?;
+            let mut backend = SqliteBackend {
+                connection,
+                lanes_from: 0,
+                _lock: Some(lock),
+            };
+            backend.migrate()?;
+            backend.read_lanes_from()?;
+            Ok(backend)
         };
-        backend.migrate()?;
-        backend.read_lanes_from()?;
-        Ok(backend)
+        opened().map_err(|error| damage_named(error, "its header and schema"))
     }
 
     /// Opens the store in `dir` only to read, beside a writer that may be serving from it: no
@@ -149,21 +152,25 @@ impl SqliteBackend {
                 dir.display()
             )));
         }
-        let connection = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(std::time::Duration::from_secs(10))?;
-        connection.pragma_update(None, "cache_size", -65_536)?;
-        let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        check_schema(version, MIGRATIONS)?;
-        let mut backend = SqliteBackend {
-            connection,
-            lanes_from: 0,
-            _lock: None,
+        let opened = || -> Result<SqliteBackend, StoreError> {
+            let connection = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            connection.busy_timeout(std::time::Duration::from_secs(10))?;
+            connection.pragma_update(None, "cache_size", -65_536)?;
+            let version: i64 =
+                connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+            check_schema(version, MIGRATIONS)?;
+            let mut backend = SqliteBackend {
+                connection,
+                lanes_from: 0,
+                _lock: None,
+            };
+            backend.read_lanes_from()?;
+            Ok(backend)
         };
-        backend.read_lanes_from()?;
-        Ok(backend)
+        opened().map_err(|error| damage_named(error, "its header and schema"))
     }
 
     fn read_lanes_from(&mut self) -> Result<(), StoreError> {
@@ -316,9 +323,10 @@ impl Backend for SqliteBackend {
     }
 
     fn event_count(&mut self) -> Result<u64, StoreError> {
-        let max: Option<i64> =
-            self.connection
-                .query_row("SELECT MAX(seq) FROM events", [], |row| row.get(0))?;
+        let max: Option<i64> = self
+            .connection
+            .query_row("SELECT MAX(seq) FROM events", [], |row| row.get(0))
+            .map_err(|error| damage_named(error.into(), "the end of the event log"))?;
         Ok(max.map(|m| m as u64 + 1).unwrap_or(0))
     }
 
@@ -518,7 +526,36 @@ fn add_spending(tx: &rusqlite::Transaction<'_>, spending: &[Spending]) -> Result
     Ok(())
 }
 
+/// The stored events `select` finds from `from` on; where the file is damaged, the error says
+/// which events the damage holds.
 fn rows_of(
+    select: rusqlite::CachedStatement<'_>,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<EventRow>, StoreError> {
+    read_rows(select, from, limit)
+        .map_err(|error| damage_named(error, &format!("the events from {from} on")))
+}
+
+/// A SQLite error saying the file is damaged, with what was being read there; other errors as
+/// they are.
+fn damage_named(error: StoreError, what: &str) -> StoreError {
+    match &error {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+            if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            StoreError::Corrupt(format!(
+                "the SQLite file caravan.db is damaged where it keeps {what} ({error}); `sqlite3 caravan.db 'PRAGMA integrity_check'` lists the damaged pages. Restore the store from a backup"
+            ))
+        }
+        _ => error,
+    }
+}
+
+fn read_rows(
     mut select: rusqlite::CachedStatement<'_>,
     from: u64,
     limit: usize,
