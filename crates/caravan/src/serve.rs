@@ -69,8 +69,7 @@ pub struct ServeArgs {
     /// posted on the home chain (funded within --fund-limit) and activated once its delay is
     /// over. A failed step is retried every few seconds, after a restart too, and a root is never
     /// posted twice. Without it, epochs close only when asked (`POST /v1/epochs`). Chains are
-    /// kept with the SQLite store's data directory: a node whose store is on PostgreSQL
-    /// (--database) closes epochs and writes their bundles but posts no root.
+    /// kept in the data directory, with the node's key, whichever store keeps the log.
     #[arg(long, value_parser = parse_duration, env = "CARAVAN_EPOCH_EVERY")]
     epoch_every: Option<Duration>,
     /// Where --epoch-every writes each epoch's bundle, as `epoch-N.json` [default: epochs in the
@@ -162,11 +161,8 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let mut journal = open_journal(store)?;
     ensure_genesis(&mut journal)?;
     let funding = funding_limits(journal.economy(), &args.fund_limits)?;
-    let chains = crate::commands::settlement(store)?;
-    let directory = match &chains {
-        Some(chains) => chains.directory().map_err(|e| e.to_string())?,
-        None => Default::default(),
-    };
+    let chains = crate::commands::chains(store)?;
+    let directory = chains.directory().map_err(|e| e.to_string())?;
     // Bound before anything names the node's address, so with port 0 the sign-in messages
     // name the port the system chose, not 0.
     let listener = std::net::TcpListener::bind(args.listen)
@@ -192,9 +188,7 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
     let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
     let artifacts = crate::commands::artifact_store(store);
     let mut builder = Node::builder(journal, artifacts, signer);
-    if let Some(chains) = chains {
-        builder = builder.settlement(chains).map_err(|e| e.to_string())?;
-    }
+    builder = builder.settlement(chains).map_err(|e| e.to_string())?;
     let services = Arc::new(
         builder
             .models_dir(store.models_dir())

@@ -291,10 +291,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         node.kill()?;
         let findings = check(&site, &answered.lock().expect("answers lock"))?;
         checks += 1;
-        // `caravan serve` settles only with the SQLite store's data directory: on PostgreSQL
-        // no root is posted, and there is nothing to wait for.
-        let settles = site.database().is_none();
-        if !settles || findings.latest_posted || !findings.problems.is_empty() {
+        if findings.latest_posted || !findings.problems.is_empty() {
             settled = Some(findings);
             break;
         }
@@ -382,14 +379,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         ),
         (
             "epochs closed / roots posted",
-            if site.database().is_none() {
-                format!("{} / {}", last.epochs_closed, last.roots_posted)
-            } else {
-                format!(
-                    "{} / none: a node on PostgreSQL does not settle",
-                    last.epochs_closed
-                )
-            },
+            format!("{} / {}", last.epochs_closed, last.roots_posted),
             "",
         ),
         (
@@ -399,11 +389,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         ),
         (
             "the latest closed epoch's root posted",
-            if site.database().is_none() {
-                if last.latest_posted { "yes" } else { "no" }.into()
-            } else {
-                "—".into()
-            },
+            if last.latest_posted { "yes" } else { "no" }.into(),
             "yes",
         ),
         (

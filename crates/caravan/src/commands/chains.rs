@@ -91,10 +91,9 @@ pub struct PayoutChainArgs {
 }
 
 /// The chains configured in the data directory, as the node's settlement service sees them.
+/// They are the node's own (like its signing key), so they stay in the data directory whichever
+/// store keeps the log.
 pub fn chains(store: &StoreArgs) -> Result<Chains, String> {
-    if store.database.is_some() {
-        return Err("chains are kept in the data directory; use --data-dir with them".into());
-    }
     Ok(Chains::new(
         chains_dir(&store.data_dir),
         http_client(store)?,
@@ -224,12 +223,8 @@ pub fn chain(store: &StoreArgs, command: ChainCommand) -> Result<(), String> {
     Ok(())
 }
 
-/// Every chain this node settles on, with the home chain marked. A store kept in a database
-/// rather than a data directory has no chain configuration: it pays on its home chain only.
+/// Every chain this node settles on, with the home chain marked.
 pub fn directory(store: &StoreArgs) -> Result<ChainDirectory, String> {
-    if store.database.is_some() {
-        return Ok(ChainDirectory::default());
-    }
     chains(store)?.directory().map_err(|e| e.to_string())
 }
 
@@ -241,15 +236,6 @@ pub fn named_or_home(store: &StoreArgs, named: Option<String>) -> Result<String,
             .home()
             .map_or_else(|| EMBEDDED.to_owned(), |home| home.name.clone())),
     }
-}
-
-/// The chains a node serving this store settles on: those in its data directory, or none for
-/// a store kept in a database (which pays on its home chain only).
-pub fn settlement(store: &StoreArgs) -> Result<Option<Chains>, String> {
-    if store.database.is_some() {
-        return Ok(None);
-    }
-    chains(store).map(Some)
 }
 
 /// The chain named `name` and the share of the entitlements it pays, as the log names it.

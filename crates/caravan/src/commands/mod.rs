@@ -11,7 +11,7 @@ mod setup;
 mod tasks;
 
 pub use assets::{AssetCommand, UsageCommand, asset, usage};
-pub use chains::{ChainCommand, PayoutChainArgs, chain, payout_chain, settlement};
+pub use chains::{ChainCommand, PayoutChainArgs, chain, chains, payout_chain};
 pub use epochs::{EpochCommand, epoch, print_close_summary};
 pub use inspect::{BalancesArgs, LogCommand, balances, log, verify_replayed};
 pub use keys::{KeyCommand, LoginArgs, key, login};
