@@ -641,14 +641,22 @@ impl Desk {
 
     /// Rebuilds every board from the durable log, with every change held off: each change
     /// before it has queued its records, so the log (read through the writer, after them) holds
-    /// them if they were stored; each after it sees the rebuilt boards. When the log cannot be
-    /// read the boards stay as they were and the next change tries again.
+    /// them if they were stored; each after it sees the rebuilt boards. Leases and skips, kept
+    /// in memory only, carry over. When the log cannot be read the boards stay as they were and
+    /// the next change tries again.
     fn rebuild(&self) -> Result<(), DeskError> {
         let _exclusive = self.changes.write().expect("change gate lock");
         let folded = self.journal.read(fold_boards);
         self.behind.store(folded.is_err(), Ordering::Release);
         let (boards, bounties) = folded?;
-        *self.boards.write().expect("board map lock") = boards;
+        let mut current = self.boards.write().expect("board map lock");
+        for (project, rebuilt) in &boards {
+            if let Some(earlier) = current.get(project) {
+                lock(rebuilt).keep_promises_of(&lock(earlier));
+            }
+        }
+        *current = boards;
+        drop(current);
         *self.bounties.write().expect("bounty book lock") = bounties;
         Ok(())
     }
@@ -888,17 +896,12 @@ mod tests {
             for worker in &workers {
                 let (desk, project, working, failures) = (&desk, &project, &working, &failures);
                 scope.spawn(move || {
-                    // Leases live in memory: one taken before a rebuild is gone after it, and
-                    // the contributor asks for the next item again.
+                    // A lease taken before a rebuild holds after it.
                     let judge = || -> Result<(), DeskError> {
-                        loop {
-                            let assignment = desk.next_item(project, *worker)?;
-                            let answer = Answer::Choice("pos".into());
-                            match desk.submit(project, *worker, assignment.item, answer) {
-                                Err(DeskError::Submit(SubmitError::NoLease(_))) => continue,
-                                submitted => return submitted.map(|_| ()),
-                            }
-                        }
+                        let assignment = desk.next_item(project, *worker)?;
+                        let answer = Answer::Choice("pos".into());
+                        desk.submit(project, *worker, assignment.item, answer)?;
+                        Ok(())
                     };
                     if let Err(error) = (0..150).try_for_each(|_| judge()) {
                         failures.lock().unwrap().push(error.to_string());

@@ -260,4 +260,30 @@ impl Board {
     pub fn active_leases(&self) -> usize {
         self.leases.len()
     }
+
+    /// Keeps the promises `earlier` made in memory — leases and skipped items — on this board,
+    /// rebuilt from the log while `earlier` served: a store failure that makes a node rebuild
+    /// its boards must not take from contributors the items they are answering. A lease
+    /// is kept only on the same item of this board.
+    pub fn keep_promises_of(&mut self, earlier: &Board) {
+        for (contributor, lease) in &earlier.leases {
+            let same_item = self
+                .items
+                .get(lease.item as usize)
+                .is_some_and(|state| state.id == lease.item_id);
+            if !same_item || self.leases.contains_key(contributor) {
+                continue;
+            }
+            self.items[lease.item as usize].leased += 1;
+            self.leases.insert(*contributor, lease.clone());
+            self.lease_expiry.insert((lease.until_ms, *contributor));
+            self.refresh_open(lease.item);
+        }
+        for (contributor, skipped) in &earlier.skipped {
+            let known = skipped
+                .iter()
+                .filter(|&&item| (item as usize) < self.items.len());
+            self.skipped.entry(*contributor).or_default().extend(known);
+        }
+    }
 }
