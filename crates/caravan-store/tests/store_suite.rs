@@ -708,31 +708,14 @@ fn tampering_behind_a_snapshot_is_found_at_open(scratch: Scratch, tamper: fn(&Lo
     assert!(error.contains("does not match its hash"), "{error}");
 }
 
-/// Cuts the end off the log: the events from `from` on are gone, what was stored beside them
-/// (snapshots, bundles, the spend table's count) stays.
-fn truncate_log(location: &Location, from: u64) {
-    let sql = format!("DELETE FROM events WHERE seq >= {from}");
+/// Runs `sql` on the store at `location` behind caravan's back.
+fn execute_behind(location: &Location, sql: &str) {
     match location {
         Location::DataDir(_) => {
-            sqlite_connection(location).execute(&sql, []).unwrap();
+            sqlite_connection(location).execute(sql, []).unwrap();
         }
         Location::Postgres(_) => {
-            postgres_client(location).execute(&sql, &[]).unwrap();
-        }
-    }
-}
-
-fn forget_snapshots(location: &Location) {
-    match location {
-        Location::DataDir(_) => {
-            sqlite_connection(location)
-                .execute("DELETE FROM snapshots", [])
-                .unwrap();
-        }
-        Location::Postgres(_) => {
-            postgres_client(location)
-                .execute("DELETE FROM snapshots", &[])
-                .unwrap();
+            postgres_client(location).execute(sql, &[]).unwrap();
         }
     }
 }
@@ -746,7 +729,11 @@ fn a_truncated_log_is_refused_at_open_naming_what_saw_more(scratch: Scratch) {
     journal.submit(vec![usage(asset, 600)]).unwrap();
     drop(journal);
 
-    truncate_log(&scratch.location, closed_at - 1);
+    // The end of the log is cut off; what was stored beside it stays.
+    execute_behind(
+        &scratch.location,
+        &format!("DELETE FROM events WHERE seq >= {}", closed_at - 1),
+    );
     let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
         .err()
         .expect("a log that lost its end must not open")
@@ -765,7 +752,7 @@ fn a_truncated_log_is_refused_at_open_naming_what_saw_more(scratch: Scratch) {
     assert!(error.contains("the event log is truncated"), "{error}");
 
     // Without the snapshot, what else was stored with the lost events still tells.
-    forget_snapshots(&scratch.location);
+    execute_behind(&scratch.location, "DELETE FROM snapshots");
     let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
         .err()
         .expect("a log that lost its end must not open")
