@@ -266,6 +266,13 @@ impl Journal {
         at_ms: u64,
         window: Duration,
     ) -> (Submitted, AppendTicket) {
+        // A writer stopped by a failure the last reload could not get past (the disk was still
+        // full, the server still down) gets another chance before anything is applied, so a
+        // submission after the store recovers is not refused for the failure before it. If
+        // the store is still failing, the append below fails and says why.
+        if !self.log.is_reader() && self.log.writer_stopped() {
+            let _ = self.reload();
+        }
         let mut submitted = Submitted::default();
         let mut rows = Vec::with_capacity(events.len());
         let mut spending = Vec::new();

@@ -125,6 +125,8 @@ pub struct EventLog {
 struct CommitCounters {
     transactions: AtomicU64,
     events: AtomicU64,
+    /// Set once a commit failed: the writer refuses every append after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// Group commits so far: how many transactions carried how many events.
@@ -163,6 +165,12 @@ impl EventLog {
             writer: Some(writer),
             stats,
         })
+    }
+
+    /// Whether this log can no longer append: a commit failed (its writer refuses every append
+    /// after it), or reopening the store after one failed. Only a reopen makes it write again.
+    pub fn writer_stopped(&self) -> bool {
+        self.requests.is_none() || self.stats.stopped.load(Ordering::Acquire)
     }
 
     /// Transactions and events committed since this log was opened.
@@ -459,6 +467,7 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
                     }
                     Err(why) => {
                         stopped.get_or_insert_with(|| why.clone());
+                        counters.stopped.store(true, Ordering::Release);
                     }
                 }
                 for (_, _, reply) in group {

@@ -55,8 +55,10 @@ impl SharedJournal {
     /// [`crate::EventLog::append_within`]). Waiting on it takes up to `window` longer.
     pub fn enqueue_within(&self, events: Vec<Event>, window: Duration) -> PendingSubmission<'_> {
         let mut journal = self.lock();
-        let generation = journal.generation();
         let (submitted, ticket) = journal.submit_pipelined_within(events, now_ms(), window);
+        // Read after the submission, which may have reloaded the store: the generation of the
+        // writer the events were queued to.
+        let generation = journal.generation();
         PendingSubmission {
             shared: self,
             submitted,
