@@ -187,8 +187,9 @@ pub fn run(store: &StoreArgs, args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| store.data_dir.join("node.key"));
     let signer = NodeSigner::load_or_create(&node_key).map_err(|e| e.to_string())?;
     let artifacts = crate::commands::artifact_store(store);
-    let mut builder = Node::builder(journal, artifacts, signer);
-    builder = builder.settlement(chains).map_err(|e| e.to_string())?;
+    let builder = Node::builder(journal, artifacts, signer)
+        .settlement(chains)
+        .map_err(|e| e.to_string())?;
     let services = Arc::new(
         builder
             .models_dir(store.models_dir())

@@ -2,9 +2,9 @@
 //!
 //! A real `caravan serve` (this binary, as a child process) serves a store on SQLite (or on
 //! PostgreSQL, whose server the run may restart while the node serves) with a paid classifier,
-//! a labelling project and scheduled epoch closes whose roots it posts on the embedded chain. Clients call the classifier (half with an `Idempotency-Key`, retried with the
-//! same key until answered) and submit judgments, and keep a record of every answer they were
-//! given. The node is killed at a random moment, the store is checked with the node down, and
+//! a labelling project and scheduled epoch closes whose roots it posts on the embedded chain.
+//! Clients call the classifier (half with an `Idempotency-Key`, retried with the same key until
+//! answered) and submit judgments, and keep a record of every answer they were given. The node is killed at a random moment, the store is checked with the node down, and
 //! the node is started again, alternating the two charge durabilities. The checks, after every
 //! kill and at the end:
 //!
