@@ -54,6 +54,17 @@ fn open(location: &Location) -> Journal {
     Journal::open(location.clone(), &mut |_, _| {}).unwrap()
 }
 
+/// One of the ways to open a journal: [`Journal::open`], `open_reader` or `open_verifying`.
+type Opener = fn(Location, &mut dyn FnMut(u64, u64)) -> Result<Journal, JournalError>;
+
+/// Why `opener` refused the store at `location`; `refused` says why it must have.
+fn refusal(opener: Opener, location: &Location, refused: &str) -> String {
+    opener(location.clone(), &mut |_, _| {})
+        .err()
+        .expect(refused)
+        .to_string()
+}
+
 fn usdc() -> Token {
     Token {
         address: Address::from_label("usdc"),
@@ -166,18 +177,20 @@ fn epoch_bundles_are_stored_with_their_event(scratch: Scratch) {
 
 fn a_second_writer_is_refused_with_a_clear_error(scratch: Scratch) {
     let _first = open(&scratch.location);
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a second writer must be refused")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a second writer must be refused",
+    );
     assert!(error.contains("another caravan process"), "{error}");
 }
 
 fn a_reader_opens_beside_the_writer_sees_its_commits_and_cannot_write(scratch: Scratch) {
-    let before = Journal::open_reader(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("no store yet: nothing to read")
-        .to_string();
+    let before = refusal(
+        Journal::open_reader,
+        &scratch.location,
+        "no store yet: nothing to read",
+    );
     assert!(before.contains("no caravan store"), "{before}");
     let mut writer = open(&scratch.location);
     seed_economy(&mut writer);
@@ -265,20 +278,22 @@ fn a_tampered_log_fails_to_open(scratch: Scratch, tamper: fn(&Location)) {
     journal.submit(vec![usage(asset, 500)]).unwrap();
     drop(journal);
     tamper(&scratch.location);
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a tampered log must not open")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a tampered log must not open",
+    );
     assert!(error.contains("does not match its hash"), "{error}");
 }
 
 fn a_store_from_a_newer_caravan_is_refused(scratch: Scratch, bump: fn(&Location)) {
     drop(open(&scratch.location));
     bump(&scratch.location);
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a newer schema must be refused")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a newer schema must be refused",
+    );
     assert!(
         error.contains("written by a newer caravan (schema version 99"),
         "{error}"
@@ -385,10 +400,11 @@ fn a_damaged_snapshot_is_passed_over_and_caught_by_verification(
         "a full replay still reaches the same state"
     );
     drop(reopened);
-    let error = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("verification must catch a damaged snapshot")
-        .to_string();
+    let error = refusal(
+        Journal::open_verifying,
+        &scratch.location,
+        "verification must catch a damaged snapshot",
+    );
     assert!(
         error.contains("does not match a replay of the log"),
         "{error}"
@@ -692,19 +708,21 @@ fn tampering_behind_a_snapshot_is_found_at_open(scratch: Scratch, tamper: fn(&Lo
     journal.close_epoch().unwrap();
     drop(journal);
     tamper(&scratch.location);
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("an open must not take a snapshot's word for a damaged history behind it")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "an open must not take a snapshot's word for a damaged history behind it",
+    );
     assert!(
         error.contains("before the snapshot at event 6 are damaged")
             && error.contains("event 4 does not match its hash"),
         "{error}"
     );
-    let error = Journal::open_verifying(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a full replay must catch the altered event")
-        .to_string();
+    let error = refusal(
+        Journal::open_verifying,
+        &scratch.location,
+        "a full replay must catch the altered event",
+    );
     assert!(error.contains("does not match its hash"), "{error}");
 }
 
@@ -734,10 +752,11 @@ fn a_truncated_log_is_refused_at_open_naming_what_saw_more(scratch: Scratch) {
         &scratch.location,
         &format!("DELETE FROM events WHERE seq >= {}", closed_at - 1),
     );
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a log that lost its end must not open")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a log that lost its end must not open",
+    );
     assert!(
         error.contains(&format!(
             "the event log is truncated: it holds {} events, but a snapshot was taken after {closed_at} events",
@@ -745,18 +764,16 @@ fn a_truncated_log_is_refused_at_open_naming_what_saw_more(scratch: Scratch) {
         )),
         "{error}"
     );
-    let error = Journal::open_reader(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("nor open to read")
-        .to_string();
+    let error = refusal(Journal::open_reader, &scratch.location, "nor open to read");
     assert!(error.contains("the event log is truncated"), "{error}");
 
     // Without the snapshot, what else was stored with the lost events still tells.
     execute_behind(&scratch.location, "DELETE FROM snapshots");
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a log that lost its end must not open")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a log that lost its end must not open",
+    );
     assert!(
         error.contains("the event log is truncated")
             && (error.contains("the spend table has counted")
@@ -808,10 +825,11 @@ fn a_flipped_byte_in_an_old_event_is_found_at_open_and_named() {
         .expect("the record is stored as written");
     bytes[at + 15] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a flipped byte in an event the snapshot covers must be found")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a flipped byte in an event the snapshot covers must be found",
+    );
     assert!(
         error.contains("are damaged") && error.contains("does not match its hash"),
         "{error}"
@@ -830,10 +848,11 @@ fn a_cut_store_file_is_refused_at_open_and_named() {
         .unwrap()
         .set_len(length / 2)
         .unwrap();
-    let error = Journal::open(scratch.location.clone(), &mut |_, _| {})
-        .err()
-        .expect("a store file cut in half must not open")
-        .to_string();
+    let error = refusal(
+        Journal::open,
+        &scratch.location,
+        "a store file cut in half must not open",
+    );
     assert!(
         error.contains("caravan.db is damaged where it keeps"),
         "{error}"
