@@ -49,14 +49,21 @@ pub enum Beat {
     Failed { step: &'static str, why: String },
 }
 
+/// How often the home chain is asked again whether it still holds the latest root: a
+/// reorganisation deeper than the chain's confirmations can take a posted root away, and the
+/// round that finds it gone posts it again. One read a minute.
+const RECHECK_MS: u64 = 60_000;
+
 /// Closes epochs every `every` and settles them; one per node, driven by [`Rhythm::beat`].
 pub struct Rhythm {
     every: Duration,
     bundles: PathBuf,
     /// When the first close is due if the store has none (the node's start).
     started_ms: u64,
-    /// Epochs up to this one need nothing more on the home chain.
+    /// Epochs up to this one needed nothing more on the home chain when last asked.
     settled_through: u64,
+    /// When the home chain was last asked (see [`RECHECK_MS`]).
+    asked_ms: u64,
     /// The latest bundle and the one before, kept so that posting reads neither again.
     latest: Option<Arc<EpochBundle>>,
     previous: Option<Arc<EpochBundle>>,
@@ -72,6 +79,7 @@ impl Rhythm {
             bundles,
             started_ms,
             settled_through: 0,
+            asked_ms: 0,
             latest: None,
             previous: None,
         }
@@ -84,7 +92,9 @@ impl Rhythm {
 
     /// One round at `now_ms`: close the epoch if it is due, write the latest bundle if it is not
     /// written, then activate a root whose delay is over and post the latest epoch on the home
-    /// chain. Failures are returned as beats; nothing here panics or gives up for good.
+    /// chain (asking the chain again every [`RECHECK_MS`] even when it held the root, so a
+    /// root a reorganisation took is posted again). Failures are returned as beats; nothing
+    /// here panics or gives up for good.
     pub fn beat(&mut self, node: &Node, now_ms: u64) -> Vec<Beat> {
         let mut beats = Vec::new();
         if self.close_due(node, now_ms) {
@@ -127,7 +137,8 @@ impl Rhythm {
                 }),
             }
         }
-        if latest > self.settled_through {
+        if latest > self.settled_through || now_ms >= self.asked_ms.saturating_add(RECHECK_MS) {
+            self.asked_ms = now_ms;
             self.settle(node, latest, now_ms, &mut beats);
         }
         beats
