@@ -87,11 +87,31 @@ impl Meter {
 
     /// What calls in flight hold of the payer's `token`.
     pub fn held(&self, payer: &Address, token: &Address) -> Amount {
+        self.reading(|in_flight| in_flight.of(payer, token))
+    }
+
+    /// Runs `read` with what calls in flight hold (per payer and token), under the meter's
+    /// lock, so that no call is reserved or settled meanwhile. The locks are always taken in
+    /// one order, the meter's and then the journal's (as [`Meter::reserve`] and
+    /// [`Meter::settle`] take them): a reader that also reads the journal does so inside
+    /// `read`, never the other way round, or a reader and a call would each wait for the
+    /// other's lock for ever.
+    pub fn reading<T>(&self, read: impl FnOnce(&InFlight<'_>) -> T) -> T {
         let held = self
             .held
             .lock()
             .expect("the meter's lock is never poisoned");
-        held.get(&(*payer, *token)).copied().unwrap_or(0)
+        read(&InFlight(&held))
+    }
+}
+
+/// What calls in flight hold, while the meter's lock is held (see [`Meter::reading`]).
+pub struct InFlight<'a>(&'a HashMap<(Address, Address), Amount>);
+
+impl InFlight<'_> {
+    /// What calls in flight hold of the payer's `token`.
+    pub fn of(&self, payer: &Address, token: &Address) -> Amount {
+        self.0.get(&(*payer, *token)).copied().unwrap_or(0)
     }
 }
 

@@ -759,6 +759,68 @@ async fn race_one_balance(durability: ChargeDurability) {
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
 }
 
+/// Reading a balance (which counts what calls in flight hold) while paid calls reserve and
+/// settle must never stall either: both take the meter's lock and the journal's, in one
+/// order. A node that took them in opposite orders stopped answering within a second of a soak
+/// mixing the two; here a watchdog fails the test instead of letting it hang.
+#[test]
+fn balance_reads_racing_paid_calls_never_stall_the_node() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (services, _) = gateway(dir.path(), 1 << 60);
+        let app = router(Arc::clone(&services));
+        let answered = runtime.block_on(async {
+            let key = issue(&app, &[Scope::Classify, Scope::Models]).await;
+            let mut clients = Vec::new();
+            for client in 0..16 {
+                let (app, key) = (app.clone(), key.clone());
+                clients.push(tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    for n in 0..40 {
+                        let reply = if client % 2 == 0 {
+                            let body = json!({ "model": "review-sentiment",
+                                "input": { "text": format!("great {client} {n}") } });
+                            call(
+                                &app,
+                                Method::POST,
+                                "/v1/classifications",
+                                Some(&key),
+                                &[],
+                                Some(body),
+                            )
+                            .await
+                        } else {
+                            call(&app, Method::GET, "/v1/balance", Some(&key), &[], None).await
+                        };
+                        statuses.push(reply.status);
+                    }
+                    statuses
+                }));
+            }
+            let mut answered = Vec::new();
+            for client in clients {
+                answered.extend(client.await.unwrap());
+            }
+            answered
+        });
+        let _ = done.send(answered);
+    });
+    let answered = finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("640 calls and balance reads are answered within two minutes, not stalled");
+    assert_eq!(answered.len(), 640);
+    assert!(
+        answered.iter().all(|status| *status == StatusCode::OK),
+        "{answered:?}"
+    );
+}
+
 /// A stand-in OpenAI-compatible upstream (allowed here: the test is about the gateway): it
 /// answers with `words` words, streamed one per chunk every `delay_ms`, and says whether a
 /// stream was cut off before its end.
@@ -1843,4 +1905,227 @@ async fn a_chat_call_refused_for_its_reserve_says_which_max_tokens_fits_and_not_
     let served = chat(&app, &key, smaller).await;
     assert_eq!(served.status, StatusCode::OK, "{}", served.body);
     assert_eq!(payer_balance(gateway), 1_500 - 1_004);
+}
+
+/// Any JSON value, with the field names the OpenAI-shaped bodies use most of the time.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (0u64..100_000).prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<String>().prop_map(Value::from),
+        prop::sample::select(vec![
+            "user",
+            "system",
+            "assistant",
+            "tool",
+            "float",
+            "base64",
+            "llama",
+            "minilm",
+            "review-sentiment",
+            ""
+        ])
+        .prop_map(Value::from),
+    ];
+    let name = prop_oneof![
+        prop::sample::select(vec![
+            "model",
+            "input",
+            "messages",
+            "role",
+            "content",
+            "stream",
+            "stream_options",
+            "include_usage",
+            "max_tokens",
+            "encoding_format",
+            "dimensions",
+            "n",
+            "tools",
+            "text",
+        ])
+        .prop_map(String::from),
+        "[a-z_]{1,10}",
+    ];
+    leaf.prop_recursive(3, 32, 5, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(name.clone(), inner, 0..5)
+                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+        ]
+    })
+}
+
+/// The `at`-th node of `value` in document order (the whole value is node 0): replaced by
+/// `with`, or, when `with` is `None` and the node is a field or an element, taken out.
+fn change_node(value: &mut Value, at: &mut usize, with: &Option<Value>) -> bool {
+    if *at == 0 {
+        if let Some(with) = with {
+            *value = with.clone();
+        }
+        return true;
+    }
+    *at -= 1;
+    match value {
+        Value::Array(items) => {
+            for i in 0..items.len() {
+                if *at == 0 && with.is_none() {
+                    items.remove(i);
+                    return true;
+                }
+                if change_node(&mut items[i], at, with) {
+                    return true;
+                }
+            }
+            false
+        }
+        Value::Object(fields) => {
+            let names: Vec<String> = fields.keys().cloned().collect();
+            for name in names {
+                if *at == 0 && with.is_none() {
+                    fields.remove(&name);
+                    return true;
+                }
+                if change_node(fields.get_mut(&name).expect("listed"), at, with) {
+                    return true;
+                }
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Whatever body reaches the OpenAI-shaped routes (classifications, chat completions,
+/// streamed or not, and embeddings) — arbitrary bytes, arbitrary JSON, or a real request with
+/// one part replaced by anything or taken out — the gateway answers it or says what was wrong
+/// with a 4xx; never a 5xx or a panic; and a call it did not answer costs the payer nothing
+/// and adds nothing to the log.
+/// `PROPTEST_CASES` sets the cases (default 256); the count of inputs is printed as
+/// `fuzzed OpenAI-shaped bodies: N inputs`.
+#[test]
+fn any_body_on_the_openai_routes_is_answered_or_refused_with_a_4xx_and_only_answers_cost() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let encoder = installed_encoder();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (services, _) = gateway(dir.path(), 1 << 100);
+    let gateway = services.gateway();
+    embedding_model(gateway, &encoder);
+    let app = router(Arc::clone(&services));
+    let (key, _upstream) = runtime.block_on(async {
+        let upstream = mock_upstream(3, 0).await;
+        chat_model(gateway, "llama", &upstream.url);
+        let scopes = [Scope::Classify, Scope::Chat, Scope::Embeddings];
+        (issue(&app, &scopes).await, upstream)
+    });
+    let routes = [
+        (
+            "/v1/classifications",
+            json!({ "model": "review-sentiment", "input": { "text": "great phone" } }),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "model": "llama", "messages": [{ "role": "user", "content": "hi" }],
+                    "max_tokens": 5 }),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "model": "llama", "messages": [{ "role": "user", "content": "hi" }],
+                    "stream": true, "stream_options": { "include_usage": true } }),
+        ),
+        (
+            "/v1/embeddings",
+            json!({ "model": "minilm", "input": ["a phone", "a battery"],
+                    "encoding_format": "base64", "dimensions": 384 }),
+        ),
+    ];
+    let nodes = |value: &Value| -> usize {
+        fn count(value: &Value) -> usize {
+            1 + match value {
+                Value::Array(items) => items.iter().map(count).sum(),
+                Value::Object(fields) => fields.values().map(count).sum(),
+                _ => 0,
+            }
+        }
+        count(value)
+    };
+    let templates: Vec<(usize, usize)> = routes
+        .iter()
+        .enumerate()
+        .map(|(n, (_, body))| (n, nodes(body)))
+        .collect();
+    let real = routes.clone();
+    let changed = prop::sample::select(templates)
+        .prop_flat_map(|(route, size)| (Just(route), 0..size, prop::option::of(any_json())))
+        .prop_map(move |(route, at, with)| {
+            let mut body = real[route].1.clone();
+            change_node(&mut body, &mut { at }, &with);
+            (route, body.to_string().into_bytes())
+        });
+    let raw = (0..routes.len(), prop::collection::vec(any::<u8>(), 0..256));
+    let json =
+        (0..routes.len(), any_json()).prop_map(|(route, v)| (route, v.to_string().into_bytes()));
+    let mut runner = TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let inputs = std::cell::Cell::new(0u64);
+    let answered = std::cell::Cell::new(0u64);
+    runner
+        .run(&prop_oneof![raw, json, changed], |(route, body)| {
+            inputs.set(inputs.get() + 1);
+            let events = || gateway.journal().read(|j| j.economy().head().next_seq);
+            let before = (payer_balance(gateway), events());
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(routes[route].0)
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let (status, reply) = runtime.block_on(async {
+                let response = app.clone().oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&bytes).into_owned())
+            });
+            prop_assert!(
+                status.is_success() || status.is_client_error(),
+                "{} answered {status} to {}: {reply}",
+                routes[route].0,
+                String::from_utf8_lossy(&body)
+            );
+            if status.is_success() {
+                answered.set(answered.get() + 1);
+            } else {
+                prop_assert_eq!(
+                    (payer_balance(gateway), events()),
+                    before,
+                    "a refused call cost the payer: {} {}",
+                    status,
+                    reply
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!("fuzzed OpenAI-shaped bodies: {} inputs", inputs.get());
+    assert!(
+        runner.config().cases < 256 || answered.get() > 0,
+        "some changed requests are still answered (the changes reach past the parser)"
+    );
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use caravan_core::{AccountRef, Address, Amount, ChainDeposit, Economy, Event, Token};
 
 use super::Gateway;
+use crate::meter::InFlight;
 
 /// A prepaid balance in one token, as its owner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,40 +57,32 @@ impl Gateway {
     /// `account`'s prepaid balance in every registered token, less what calls in flight hold,
     /// with the deposits that filled it.
     pub fn balances(&self, account: &Address) -> Vec<PrepaidBalance> {
-        self.journal.read(|j| {
-            let economy = j.economy();
-            let mut deposits: BTreeMap<Address, Vec<ChainDeposit>> = BTreeMap::new();
-            for deposit in economy.chain_deposits().filter(|d| d.account == *account) {
-                deposits
-                    .entry(deposit.token)
-                    .or_default()
-                    .push(deposit.clone());
-            }
-            economy
-                .tokens()
-                .values()
-                .map(|token| {
-                    let (available, held) = self.spendable(economy, account, &token.address);
-                    PrepaidBalance {
-                        token: token.clone(),
-                        available,
-                        held,
-                        deposits: deposits.remove(&token.address).unwrap_or_default(),
-                    }
-                })
-                .collect()
+        self.meter.reading(|in_flight| {
+            self.journal.read(|j| {
+                let economy = j.economy();
+                let mut deposits: BTreeMap<Address, Vec<ChainDeposit>> = BTreeMap::new();
+                for deposit in economy.chain_deposits().filter(|d| d.account == *account) {
+                    deposits
+                        .entry(deposit.token)
+                        .or_default()
+                        .push(deposit.clone());
+                }
+                economy
+                    .tokens()
+                    .values()
+                    .map(|token| {
+                        let (available, held) =
+                            spendable(economy, in_flight, account, &token.address);
+                        PrepaidBalance {
+                            token: token.clone(),
+                            available,
+                            held,
+                            deposits: deposits.remove(&token.address).unwrap_or_default(),
+                        }
+                    })
+                    .collect()
+            })
         })
-    }
-
-    /// What `account` may still spend of `token` (its prepaid balance less what calls in flight
-    /// hold), and what they hold.
-    fn spendable(&self, economy: &Economy, account: &Address, token: &Address) -> (Amount, Amount) {
-        let balance = economy
-            .ledger()
-            .balance(&AccountRef::Payer(*account), token)
-            .available();
-        let held = self.meter.held(account, token);
-        (balance.saturating_sub(held), held)
     }
 
     /// Takes `amount` of `token` out of `account`'s prepaid balance into its entitlement,
@@ -135,9 +128,10 @@ impl Gateway {
         if let Some((_, why)) = submitted.refused.first() {
             return Err(WithdrawError::Node(why.to_string()));
         }
-        let (available, _) = self
-            .journal
-            .read(|j| self.spendable(j.economy(), &account, &token.address));
+        let (available, _) = self.meter.reading(|in_flight| {
+            self.journal
+                .read(|j| spendable(j.economy(), in_flight, &account, &token.address))
+        });
         Ok(Withdrawal {
             token,
             amount,
@@ -145,4 +139,20 @@ impl Gateway {
             claimable_from_epoch: next_epoch,
         })
     }
+}
+
+/// What `account` may still spend of `token` (its prepaid balance less what calls in flight
+/// hold), and what they hold.
+fn spendable(
+    economy: &Economy,
+    in_flight: &InFlight<'_>,
+    account: &Address,
+    token: &Address,
+) -> (Amount, Amount) {
+    let balance = economy
+        .ledger()
+        .balance(&AccountRef::Payer(*account), token)
+        .available();
+    let held = in_flight.of(account, token);
+    (balance.saturating_sub(held), held)
 }
