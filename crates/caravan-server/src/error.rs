@@ -47,6 +47,22 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_id", message)
     }
 
+    /// A query string the route cannot read: 400 in this shape, where axum's own rejection
+    /// answers plain text the API document does not describe.
+    pub fn query<T>(
+        query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+    ) -> Result<T, ApiError> {
+        query
+            .map(|axum::extract::Query(query)| query)
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    rejection.body_text(),
+                )
+            })
+    }
+
     pub fn internal(message: impl ToString) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

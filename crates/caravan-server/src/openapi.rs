@@ -696,6 +696,13 @@ pub fn document(routes: &[RouteSpec]) -> Value {
             op["responses"]["401"] = error.clone();
             op["responses"]["403"] = error;
         }
+        let mut parameters = path_parameters(route.path);
+        if let Some(Value::Array(rest)) = op.get("parameters") {
+            parameters.extend(rest.iter().cloned());
+        }
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
+        }
     }
     json!({
         "openapi": "3.1.0",
@@ -774,20 +781,20 @@ fn sign_in_operations(add: &mut impl FnMut(&str, &str, Value)) {
     let mut opened = ok("signed in; the session cookie is set", session.clone());
     opened["headers"] = json!({ "Set-Cookie": { "schema": { "type": "string" },
         "description": format!("{SESSION_COOKIE}=…; HttpOnly; SameSite=Lax (and Secure when the node's public URL is https)") } });
-    add(
-        "post",
-        "/v1/auth/siwe",
-        operation(
-            "Sign in with a wallet: the EIP-4361 message and its personal_sign signature. Each check refuses with its own code: malformed_message, wrong_domain, wrong_uri, wrong_version, unknown_chain, issued_in_the_future, issued_too_long_ago, message_expired, not_yet_valid, malformed_signature, wrong_signer, unknown_nonce. A contract wallet's signature is checked with ERC-1271 on a JSON-RPC chain the node is configured with.",
-            Some(inline(object(
-                json!({ "message": { "type": "string", "maxLength": 4096 },
+    let mut siwe = operation(
+        "Sign in with a wallet: the EIP-4361 message and its personal_sign signature. Each check refuses with its own code: malformed_message, wrong_domain, wrong_uri, wrong_version, unknown_chain, issued_in_the_future, issued_too_long_ago, message_expired, not_yet_valid, malformed_signature, wrong_signer, unknown_nonce. A contract wallet's signature is checked with ERC-1271 on a JSON-RPC chain the node is configured with.",
+        Some(inline(object(
+            json!({ "message": { "type": "string", "maxLength": 4096 },
                         "signature": { "type": "string", "pattern": "^0x([0-9a-fA-F]{2})+$" } }),
-                &["message", "signature"],
-            ))),
-            "200",
-            opened,
-        ),
+            &["message", "signature"],
+        ))),
+        "200",
+        opened,
     );
+    // A signature that is not the named account's (wrong_signer) is 401: the caller is not
+    // who the message says.
+    siwe["responses"]["401"] = siwe["responses"]["400"].clone();
+    add("post", "/v1/auth/siwe", siwe);
     add(
         "get",
         "/v1/auth/session",
@@ -912,6 +919,23 @@ fn reaches_a_chain(mut op: Value) -> Value {
     op
 }
 
+/// The `{name}` segments of `path` as OpenAPI path parameters, each with the shape the route
+/// takes (a malformed one is answered 400, an unknown one 404).
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let schema = match name {
+                "project" => hash(),
+                "account" => address(),
+                "epoch" => json!({ "type": "integer", "minimum": 1 }),
+                _ => json!({ "type": "string" }),
+            };
+            json!({ "name": name, "in": "path", "required": true, "schema": schema })
+        })
+        .collect()
+}
+
 fn ok_op(summary: &str, schema: Value) -> Value {
     operation(summary, None, "200", ok("ok", schema))
 }
@@ -947,6 +971,25 @@ mod tests {
                 doc["components"]["schemas"].get(name).is_some(),
                 "{name} undefined"
             );
+        }
+        for (path, methods) in doc["paths"].as_object().unwrap() {
+            for (method, op) in methods.as_object().unwrap() {
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                let templated: Vec<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                    .collect();
+                assert_eq!(
+                    declared, templated,
+                    "{method} {path} declares its path parameters"
+                );
+            }
         }
         let create = &doc["paths"]["/v1/projects"]["post"];
         assert_eq!(

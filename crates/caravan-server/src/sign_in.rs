@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,8 +30,9 @@ pub struct NonceQuery {
 /// A nonce and everything a wallet's message must say to sign in here.
 pub async fn nonce(
     State(node): State<Arc<Node>>,
-    Query(query): Query<NonceQuery>,
+    query: Result<Query<NonceQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let query = ApiError::query(query)?;
     let sessions = Arc::clone(node.sessions());
     let challenge = blocking(move || sessions.challenge()).await?;
     let mut answer = json!({

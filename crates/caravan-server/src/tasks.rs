@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -165,9 +166,10 @@ pub async fn add_items(
     State(node): State<Arc<Node>>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
-    Query(query): Query<ImportQuery>,
+    query: Result<Query<ImportQuery>, QueryRejection>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    let query = ApiError::query(query)?;
     let id = project_id(&project)?;
     let named = match &query.requester {
         Some(text) => Some(address(text, "requester")?),
@@ -405,8 +407,9 @@ pub async fn export(
     State(node): State<Arc<Node>>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
-    Query(query): Query<ExportQuery>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let query = ApiError::query(query)?;
     let id = project_id(&project)?;
     let (format, content_type) = query.format()?;
     // Saved as a file by a browser, named after the project and the format.
