@@ -2,7 +2,10 @@
 //! parsing, normalising and registering answer with an asset or an error, never a panic; a
 //! manifest the economy takes survives the event codec unchanged. Inputs: the repository's
 //! example manifests cut and with characters changed, and arbitrary text.
-//! `PROPTEST_CASES` sets the cases (default 256).
+//! `PROPTEST_CASES` sets the cases (default 256); the count of inputs is printed as
+//! `fuzzed manifests: N inputs`.
+
+mod fuzzing;
 
 use caravan_core::*;
 use proptest::prelude::*;
@@ -52,26 +55,12 @@ fn any_manifest_text_gets_an_asset_or_an_error() {
         failure_persistence: None,
         ..Config::default()
     });
-    let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..6);
-    let mutated = (
-        prop::sample::select(examples),
-        edits,
-        prop::option::of(any::<prop::sample::Index>()),
-    )
-        .prop_map(|(text, edits, cut)| {
-            let mut chars: Vec<char> = text.chars().collect();
-            for (at, c) in edits {
-                let at = at.index(chars.len());
-                chars[at] = c;
-            }
-            if let Some(cut) = cut {
-                chars.truncate(cut.index(chars.len() + 1));
-            }
-            chars.into_iter().collect::<String>()
-        });
+    let mutated = fuzzing::cut_and_changed(examples);
     let registered = std::cell::Cell::new(0u32);
+    let inputs = std::cell::Cell::new(0u64);
     runner
         .run(&prop_oneof![any::<String>(), mutated], |text| {
+            inputs.set(inputs.get() + 1);
             let Ok(mut manifest) = serde_json::from_str::<Manifest>(&text) else {
                 return Ok(());
             };
@@ -87,6 +76,7 @@ fn any_manifest_text_gets_an_asset_or_an_error() {
             Ok(())
         })
         .unwrap();
+    println!("fuzzed manifests: {} inputs", inputs.get());
     assert!(
         runner.config().cases < 256 || registered.get() > 0,
         "some changed manifests still register (the mutations reach the rules)"

@@ -5,7 +5,7 @@
 //! files Label Studio itself exported (`label_studio/`), cut and with bytes changed.
 //!
 //! `PROPTEST_CASES` sets the cases per property (default 256): run them by the thousand when
-//! fuzzing in earnest.
+//! fuzzing in earnest. Each property prints its count of inputs as `fuzzed item imports: N inputs`.
 
 use caravan_tasks::import::{AnnotationUse, ImportFormat, import_file};
 use caravan_tasks::schema::LabelSchema;
@@ -47,12 +47,20 @@ fn schemas() -> Vec<LabelSchema> {
     ]
 }
 
-fn runner() -> TestRunner {
-    // Proptest's own setting: `PROPTEST_CASES` (default 256).
+/// Runs `test` on inputs from `strategy`, as many as proptest's own `PROPTEST_CASES` asks
+/// (default 256), and prints how many it generated as `fuzzed item imports: N inputs`.
+fn fuzz<S: Strategy>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+    let inputs = std::cell::Cell::new(0u64);
     TestRunner::new(Config {
         failure_persistence: None,
         ..Config::default()
     })
+    .run(&strategy, |input| {
+        inputs.set(inputs.get() + 1);
+        test(input)
+    })
+    .unwrap();
+    println!("fuzzed item imports: {} inputs", inputs.get());
 }
 
 /// Every format under every task type and annotation use: an answer, never a panic. An
@@ -118,29 +126,23 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 #[test]
 fn arbitrary_text_gets_an_answer_in_every_format() {
-    runner()
-        .run(&any::<String>(), |text| import_everywhere(&text))
-        .unwrap();
+    fuzz(any::<String>(), |text| import_everywhere(&text));
 }
 
 #[test]
 fn arbitrary_bytes_read_as_text_get_an_answer_in_every_format() {
-    runner()
-        .run(&prop::collection::vec(any::<u8>(), 0..512), |bytes| {
-            import_everywhere(&String::from_utf8_lossy(&bytes))
-        })
-        .unwrap();
+    fuzz(prop::collection::vec(any::<u8>(), 0..512), |bytes| {
+        import_everywhere(&String::from_utf8_lossy(&bytes))
+    });
 }
 
 #[test]
 fn json_shaped_records_get_an_answer_in_every_format() {
-    runner()
-        .run(&prop::collection::vec(json_value(), 0..6), |records| {
-            let lines: Vec<String> = records.iter().map(Value::to_string).collect();
-            import_everywhere(&lines.join("\n"))?;
-            import_everywhere(&Value::Array(records).to_string())
-        })
-        .unwrap();
+    fuzz(prop::collection::vec(json_value(), 0..6), |records| {
+        let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+        import_everywhere(&lines.join("\n"))?;
+        import_everywhere(&Value::Array(records).to_string())
+    });
 }
 
 #[test]
@@ -152,23 +154,21 @@ fn label_studio_s_own_exports_cut_and_changed_get_an_answer() {
         .collect();
     assert!(files.len() >= 10, "the Label Studio fixtures are in {dir}");
     let changes = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8);
-    runner()
-        .run(
-            &(
-                prop::sample::select(files),
-                changes,
-                any::<prop::sample::Index>(),
-            ),
-            |(mut file, changes, cut)| {
-                for (at, byte) in changes {
-                    if !file.is_empty() {
-                        let at = at.index(file.len());
-                        file[at] = byte;
-                    }
+    fuzz(
+        (
+            prop::sample::select(files),
+            changes,
+            any::<prop::sample::Index>(),
+        ),
+        |(mut file, changes, cut)| {
+            for (at, byte) in changes {
+                if !file.is_empty() {
+                    let at = at.index(file.len());
+                    file[at] = byte;
                 }
-                file.truncate(cut.index(file.len() + 1));
-                import_everywhere(&String::from_utf8_lossy(&file))
-            },
-        )
-        .unwrap();
+            }
+            file.truncate(cut.index(file.len() + 1));
+            import_everywhere(&String::from_utf8_lossy(&file))
+        },
+    );
 }

@@ -296,44 +296,65 @@ mod tests {
         ));
     }
 
-    proptest::proptest! {
-        /// A key request comes from outside (a payer's wallet, over HTTP): whatever its fields,
-        /// signature and time, checking it answers, never panics; only the payer's own
-        /// signature of exactly those fields passes, and a changed name no longer does.
-        #[test]
-        fn any_key_request_is_checked_and_only_its_payers_signature_passes(
-            name in ".{0,200}",
-            chosen in proptest::collection::vec(proptest::sample::select(Scope::ALL.to_vec()), 0..8),
-            expires_in_days in proptest::option::of(proptest::num::u32::ANY),
-            signed_at_ms in proptest::num::u64::ANY,
-            noise in proptest::collection::vec(proptest::num::u8::ANY, 65),
-        ) {
-            let payer = address_of(wallet().verifying_key());
-            let request = KeyRequest::Issue {
-                scopes: &chosen,
-                expires_in_days,
-                name: &name,
-            };
-            let forged = PayerSignature {
-                signed_at_ms,
-                signature: Signature65(noise.try_into().expect("65 bytes")),
-            };
-            proptest::prop_assert!(request.check(&payer, &node(), Some(&forged), signed_at_ms).is_err());
-            let signed = request.sign(&wallet(), &node(), signed_at_ms);
-            let checked = request.check(&payer, &node(), Some(&signed), signed_at_ms);
-            proptest::prop_assert_eq!(checked.map(|c| c.signed_at_ms), Ok(signed_at_ms));
-            let renamed = format!("{name}!");
-            let changed = KeyRequest::Issue {
-                scopes: &chosen,
-                expires_in_days,
-                name: &renamed,
-            };
-            let refused = changed.check(&payer, &node(), Some(&signed), signed_at_ms);
-            proptest::prop_assert!(
-                matches!(refused, Err(KeyError::NotPayers { .. })),
-                "{:?}",
-                refused
-            );
-        }
+    /// A key request comes from outside (a payer's wallet, over HTTP): whatever its fields,
+    /// signature and time, checking it answers, never panics; only the payer's own signature
+    /// of exactly those fields passes, and a changed name no longer does. `PROPTEST_CASES`
+    /// sets the cases (default 256); the count is printed as `fuzzed EIP-712 key requests: N
+    /// inputs`.
+    #[test]
+    fn any_key_request_is_checked_and_only_its_payers_signature_passes() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let inputs = std::cell::Cell::new(0u64);
+        let fields = (
+            ".{0,200}",
+            prop::collection::vec(prop::sample::select(Scope::ALL.to_vec()), 0..8),
+            prop::option::of(any::<u32>()),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 65),
+        );
+        TestRunner::new(Config {
+            failure_persistence: None,
+            ..Config::default()
+        })
+        .run(
+            &fields,
+            |(name, chosen, expires_in_days, signed_at_ms, noise)| {
+                inputs.set(inputs.get() + 1);
+                let payer = address_of(wallet().verifying_key());
+                let request = KeyRequest::Issue {
+                    scopes: &chosen,
+                    expires_in_days,
+                    name: &name,
+                };
+                let forged = PayerSignature {
+                    signed_at_ms,
+                    signature: Signature65(noise.try_into().expect("65 bytes")),
+                };
+                prop_assert!(
+                    request
+                        .check(&payer, &node(), Some(&forged), signed_at_ms)
+                        .is_err()
+                );
+                let signed = request.sign(&wallet(), &node(), signed_at_ms);
+                let checked = request.check(&payer, &node(), Some(&signed), signed_at_ms);
+                prop_assert_eq!(checked.map(|c| c.signed_at_ms), Ok(signed_at_ms));
+                let renamed = format!("{name}!");
+                let changed = KeyRequest::Issue {
+                    scopes: &chosen,
+                    expires_in_days,
+                    name: &renamed,
+                };
+                let refused = changed.check(&payer, &node(), Some(&signed), signed_at_ms);
+                prop_assert!(
+                    matches!(refused, Err(KeyError::NotPayers { .. })),
+                    "{:?}",
+                    refused
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+        println!("fuzzed EIP-712 key requests: {} inputs", inputs.get());
     }
 }

@@ -20,29 +20,23 @@
 //!   the next root, which pays everything it did: roots are cumulative; counted apart).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use caravan_core::{Address, Event, Genesis, Hash32, Ppm, Token};
-use caravan_models::ArtifactStore;
-use caravan_node::gateway::receipt::NodeSigner;
-use caravan_node::keys::{KeyRequest, Scope};
+use caravan_core::{Address, Event, Hash32};
 use caravan_node::settlement::{Chains, chains_dir};
-use caravan_server::access::SESSION_COOKIE;
-use caravan_store::{Journal, Location};
+use caravan_store::Journal;
 use caravan_tasks::board::TaskEvent;
-use caravan_tasks::item::{Item, ItemId};
-use caravan_tasks::schema::Answer;
+use caravan_tasks::item::ItemId;
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::gateway::{paid_model, stored_classifier};
+use super::clients::{Answered, Crowd, Dice, Team, spawn_clients};
+use super::served::{How, Serving, Site, Size, free_port, prepare, scratch_site};
 use super::store::ScratchStore;
-use super::task_node::{open_bench_node_at, sign_in, wallet};
 use crate::present::table;
 
 #[derive(Args)]
@@ -70,68 +64,18 @@ pub struct FaultsArgs {
     restart_postgres: Option<String>,
 }
 
-/// Where the node keeps its store: the data directory (chains, bundles, keys; the SQLite
-/// store too) and the store's location.
-struct Site {
-    dir: PathBuf,
-    location: Location,
-}
-
-impl Site {
-    /// `--database URL` for `caravan serve` when the store is on PostgreSQL.
-    fn database(&self) -> Option<&str> {
-        match &self.location {
-            Location::Postgres(url) => Some(url),
-            Location::DataDir(_) => None,
-        }
-    }
-}
-
-/// Clients calling the classifier, each as its own payer with its own key.
-const CALLERS: usize = 4;
-/// Clients submitting judgments, each a contributor signed in with a wallet.
-const LABELLERS: usize = 4;
-/// Items in the project: more than the labellers can judge in a run.
-const ITEMS: usize = 50_000;
+/// The store the kill loop works: few clients, paced, so each check replays a small log.
+const SIZE: Size = Size {
+    callers: 4,
+    labellers: 4,
+    items: 50_000,
+};
 /// How long the node serves between kills: a random moment in this range.
 const UP_MS: (u64, u64) = (200, 3_500);
-/// How long a client waits for a node to come back before it tries again.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How long a client waits between its requests. The loop is about the moments a node dies,
 /// not throughput: paced, a run of 200 kills leaves a log each check can replay in about a
 /// second, where clients going flat out would grow it by millions of events.
 const PACE: Duration = Duration::from_millis(5);
-
-/// What the clients were answered, kept until the end of the run.
-#[derive(Default)]
-struct Answered {
-    /// Paid calls answered: the charge's sequence number, time, payer, idempotency key, and
-    /// whether the node answered after the charge was durable (`committed`).
-    calls: Vec<AnsweredCall>,
-    /// Judgments answered: the contributor and the item.
-    judgments: Vec<(Address, ItemId)>,
-    /// API keys issued: their ids.
-    keys: Vec<String>,
-    /// Retries of an idempotency key whose answer named another charge than the first answer.
-    replays_differing: u64,
-    /// Retries answered from the first call (the node's replay header).
-    replays: u64,
-    /// Keys whose call was charged while a crash took the answer: the node answers such a
-    /// retry with 409 `idempotency_key_charged` and charges nothing more.
-    charged_unanswered: Vec<String>,
-    /// Answers a client did not cause: a 4xx other than "nothing left to judge", or a 5xx
-    /// other than the storage being down.
-    unexpected: Vec<String>,
-}
-
-#[derive(Clone)]
-struct AnsweredCall {
-    seq: u64,
-    at_ms: u64,
-    payer: Address,
-    key: Option<String>,
-    durable: bool,
-}
 
 /// What one check of the store found.
 #[derive(Default)]
@@ -156,92 +100,47 @@ struct Findings {
     problems: Vec<String>,
 }
 
+/// The node the loop starts: a root posted every second, under the durability given.
+fn serving(committed: bool) -> How {
+    How {
+        committed,
+        epoch_every: "1s",
+    }
+}
+
 pub fn faults(args: FaultsArgs) -> Result<(), String> {
     let kills = args.kills.unwrap_or(if args.quick { 10 } else { 200 });
-    std::fs::create_dir_all(&args.scratch_dir)
-        .map_err(|e| format!("cannot make {}: {e}", args.scratch_dir.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("caravan-faults-")
-        .tempdir_in(&args.scratch_dir)
-        .map_err(|e| format!("cannot make a scratch directory: {e}"))?;
-    let dir = scratch.path().to_path_buf();
-    let database = match &args.postgres {
-        Some(admin) => Some(ScratchStore::postgres(admin, 900)?),
-        None => None,
-    };
-    let site = Site {
-        location: database
-            .as_ref()
-            .map_or_else(|| Location::DataDir(dir.clone()), |db| db.location.clone()),
-        dir: dir.clone(),
-    };
-    let world = prepare(&site)?;
+    let (scratch, database, site) = scratch_site(
+        "caravan-faults-",
+        &args.scratch_dir,
+        args.postgres.as_deref(),
+    )?;
+    let world = prepare(&site, SIZE)?;
     let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let answered = Arc::new(Mutex::new(Answered::default()));
-    let durable = Arc::new(AtomicBool::new(true));
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicU64::new(0));
-
+    let team = Arc::new(Team::new(format!("http://127.0.0.1:{port}"), PACE)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
-    let mut clients = Vec::new();
-    for (n, (payer, key)) in world.keys.iter().enumerate() {
-        let client = Caller {
-            http: http.clone(),
-            base: base.clone(),
-            payer: *payer,
-            key: key.clone(),
-            input: world.input.clone(),
-            answered: Arc::clone(&answered),
-            durable: Arc::clone(&durable),
-            stop: Arc::clone(&stop),
-            served: Arc::clone(&served),
-            dice: Dice(args.seed ^ (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            name: n,
-        };
-        clients.push(runtime.spawn(client.run()));
-    }
-    for (contributor, session) in &world.sessions {
-        let labeller = Labeller {
-            http: http.clone(),
-            base: base.clone(),
-            project: world.project.clone(),
-            contributor: *contributor,
-            session: session.clone(),
-            answered: Arc::clone(&answered),
-            stop: Arc::clone(&stop),
-            served: Arc::clone(&served),
-        };
-        clients.push(runtime.spawn(labeller.run()));
-    }
+    let clients = spawn_clients(
+        &runtime,
+        &team,
+        &world,
+        Crowd {
+            issuers: 1,
+            readers: 0,
+            seed: args.seed,
+        },
+    );
 
-    let issuer = Issuer {
-        http: http.clone(),
-        base: base.clone(),
-        wallet: wallet("faults key holder"),
-        node: world.node,
-        answered: Arc::clone(&answered),
-        stop: Arc::clone(&stop),
-        served: Arc::clone(&served),
-    };
-    clients.push(runtime.spawn(issuer.run()));
-
-    let log_path = dir.join("serve.log");
+    let log_path = site.log();
     let mut dice = Dice(args.seed);
     // Every check of the store, after each kill and in the closing wait for the last root.
     let mut checks = 0u32;
     let started = Instant::now();
     let bar = crate::present::progress(u64::from(kills), "kills");
-    durable.store(true, Ordering::SeqCst);
-    let mut node = Serving::start(&site, port, true, &log_path)?;
+    let mut node = Serving::start(&site, port, serving(true), &log_path)?;
     let mut database_restarts = 0;
     let mut answered_after_restarts = 0;
     for kill in 0..kills {
@@ -252,12 +151,12 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             database_restarts += 1;
             // The node serves on through the restart: what it answers afterwards shows it
             // came back to the new server.
-            let before = served.load(Ordering::SeqCst);
+            let before = team.served.load(Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(up));
-            answered_after_restarts += served.load(Ordering::SeqCst) - before;
+            answered_after_restarts += team.served.load(Ordering::SeqCst) - before;
         }
         node.kill()?;
-        let findings = check(&site, &answered.lock().expect("answers lock"))?;
+        let findings = check(&site, &team.answered.lock().expect("answers lock"))?;
         checks += 1;
         if !findings.problems.is_empty() || findings.lost > 0 || findings.duplicated > 0 {
             return Err(format!(
@@ -272,12 +171,12 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         bar.inc(1);
         // The durability the next node answers with, set before it answers anything.
         let committed = kill % 2 == 1;
-        durable.store(committed, Ordering::SeqCst);
-        node = Serving::start(&site, port, committed, &log_path)?;
+        team.durable.store(committed, Ordering::SeqCst);
+        node = Serving::start(&site, port, serving(committed), &log_path)?;
     }
     bar.finish_and_clear();
     // The clients stop; a retry in flight still gets its answer from the node that is up.
-    stop.store(true, Ordering::SeqCst);
+    team.stop.store(true, Ordering::SeqCst);
     runtime.block_on(async {
         for client in clients {
             let _ = client.await;
@@ -289,14 +188,14 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     for _ in 0..20 {
         std::thread::sleep(Duration::from_secs(3));
         node.kill()?;
-        let findings = check(&site, &answered.lock().expect("answers lock"))?;
+        let findings = check(&site, &team.answered.lock().expect("answers lock"))?;
         checks += 1;
         if findings.latest_posted || !findings.problems.is_empty() {
             settled = Some(findings);
             break;
         }
-        durable.store(true, Ordering::SeqCst);
-        node = Serving::start(&site, port, true, &log_path)?;
+        team.durable.store(true, Ordering::SeqCst);
+        node = Serving::start(&site, port, serving(true), &log_path)?;
     }
     let Some(last) = settled else {
         return Err(format!(
@@ -304,7 +203,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             keep(scratch, database)
         ));
     };
-    let answered = answered.lock().expect("answers lock");
+    let answered = team.answered.lock().expect("answers lock");
     if !last.problems.is_empty() || last.lost > 0 || last.duplicated > 0 {
         return Err(format!(
             "at the end: {} lost, {} duplicated; {}; {}",
@@ -314,6 +213,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             keep(scratch, database)
         ));
     }
+    let latency = team.latencies.overall();
     let idempotent = answered.calls.iter().filter(|c| c.key.is_some()).count();
     let mut t = table(&["figure", "value", "must be"], &[1]);
     let rows: Vec<(&str, String, &str)> = vec![
@@ -403,6 +303,15 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             "0",
         ),
         (
+            "answers' p50 / p99 (ms; slowed by kills and checks)",
+            format!(
+                "{:.1} / {:.1}",
+                latency.p50.as_secs_f64() * 1e3,
+                latency.p99.as_secs_f64() * 1e3
+            ),
+            "",
+        ),
+        (
             "checks of the store (replay, ledger, snapshots)",
             checks.to_string(),
             "",
@@ -415,7 +324,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     println!(
         "{kills} kills in {:.0} s; calls and judgments answered between kills: {}",
         started.elapsed().as_secs_f64(),
-        served.load(Ordering::Relaxed)
+        team.served.load(Ordering::Relaxed)
     );
     if let Some(first) = answered.unexpected.first() {
         return Err(format!(
@@ -459,178 +368,6 @@ fn restart_database(command: &str) -> Result<(), String> {
         return Err(format!("{command:?} failed ({status})"));
     }
     Ok(())
-}
-
-/// What the clients need: a key per payer, a session per labeller, the project, the input.
-struct World {
-    /// The node's address, which a payer's signed key request names.
-    node: Address,
-    keys: Vec<(Address, String)>,
-    sessions: Vec<(Address, String)>,
-    project: String,
-    input: Value,
-}
-
-/// Sets the store up in-process: the development token of the embedded chain (so roots are
-/// posted without funding), a paid classifier, payers with deposits and keys, and a project
-/// with labellers signed in. Closes it before the first `caravan serve`.
-fn prepare(site: &Site) -> Result<World, String> {
-    let dir = &site.dir;
-    let token = Token {
-        address: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
-        symbol: "USDC".into(),
-        decimals: 6,
-    };
-    let artifacts = ArtifactStore::new(dir.join("models"));
-    let (examples, content) = stored_classifier(&artifacts)?;
-    let manifest = paid_model(
-        "classifier",
-        Address::from_label("faults developer"),
-        content,
-        token.address,
-    );
-    let payers: Vec<Address> = (0..CALLERS)
-        .map(|n| Address::from_label(&format!("faults payer {n}")))
-        .collect();
-    let mut events = vec![
-        Event::Genesis(Genesis {
-            treasury: Address::from_label("faults treasury"),
-            protocol_fee: Ppm::ZERO,
-        }),
-        Event::TokenRegistered(token.clone()),
-        Event::AssetRegistered(manifest),
-    ];
-    events.extend(payers.iter().map(|&payer| Event::Deposited {
-        payer,
-        token: token.address,
-        amount: 1 << 80,
-    }));
-    let mut journal =
-        Journal::open(site.location.clone(), &mut |_, _| {}).map_err(|e| e.to_string())?;
-    journal.submit(events).map_err(|e| e.to_string())?;
-    let signer = NodeSigner::load_or_create(&dir.join("node.key")).map_err(|e| e.to_string())?;
-    let node_address = signer.address();
-    let bench = open_bench_node_at(journal, artifacts, signer, token.address)?;
-    let node = &bench.node;
-    let mut keys = Vec::new();
-    for &payer in &payers {
-        let (secret, _) = node
-            .keys()
-            .issue(
-                payer,
-                vec![Scope::Classify, Scope::Models],
-                None,
-                "faults".into(),
-            )
-            .map_err(|e| e.to_string())?;
-        keys.push((payer, secret));
-    }
-    let desk = node.desk();
-    let project = desk
-        .create_project(bench.requester, bench.spec.clone())
-        .map_err(|e| e.to_string())?;
-    let items: Vec<Item> = (0..ITEMS)
-        .map(|n| Item {
-            data: json!({ "text": format!("faults article {n}") }),
-            gold: None,
-            predictions: Vec::new(),
-        })
-        .collect();
-    desk.add_items(&project, bench.requester, items)
-        .map_err(|e| e.to_string())?;
-    let mut sessions = Vec::new();
-    for n in 0..LABELLERS {
-        let wallet = wallet(&format!("faults labeller {n}"));
-        let contributor = caravan_core::attestation::address_of(wallet.verifying_key());
-        sessions.push((contributor, sign_in(node, &wallet)?));
-    }
-    Ok(World {
-        node: node_address,
-        keys,
-        sessions,
-        project: project.to_string(),
-        input: examples[0].data.clone(),
-    })
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|e| e.to_string())
-}
-
-/// `caravan serve` as a child process.
-struct Serving {
-    child: Child,
-}
-
-impl Serving {
-    /// Starts the node on `port` and waits until it answers.
-    fn start(site: &Site, port: u16, committed: bool, log: &Path) -> Result<Serving, String> {
-        let output = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let errors = output.try_clone().map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut command = Command::new(exe);
-        command.arg("--data-dir").arg(&site.dir);
-        if let Some(url) = site.database() {
-            command.args(["--database", url]);
-        }
-        let child = command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--epoch-every", "1s"])
-            .args([
-                "--charge-durability",
-                if committed { "committed" } else { "queued" },
-            ])
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(errors)
-            .spawn()
-            .map_err(|e| format!("cannot start caravan serve: {e}"))?;
-        let mut serving = Serving { child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = serving.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!(
-                    "caravan serve exited ({status}) before it answered; its output is in {}",
-                    log.display()
-                ));
-            }
-            if Instant::now() > deadline {
-                serving.kill()?;
-                return Err(format!(
-                    "caravan serve did not answer within a minute; its output is in {}",
-                    log.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(serving)
-    }
-
-    /// SIGKILL: no shutdown, no flush, no goodbye.
-    fn kill(&mut self) -> Result<(), String> {
-        self.child
-            .kill()
-            .map_err(|e| format!("cannot kill the node: {e}"))?;
-        self.child.wait().map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
-
-impl Drop for Serving {
-    /// A run that stops early (a failed check) leaves no node behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Checks the store with the node down (see the module's list).
@@ -793,275 +530,6 @@ fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
     Ok(findings)
 }
 
-/// A payer's client: calls the classifier again and again, half the calls with an
-/// idempotency key that it retries until the node answers.
-struct Caller {
-    http: reqwest::Client,
-    base: String,
-    payer: Address,
-    key: String,
-    input: Value,
-    answered: Arc<Mutex<Answered>>,
-    durable: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicU64>,
-    dice: Dice,
-    name: usize,
-}
-
-impl Caller {
-    async fn run(mut self) {
-        let mut n = 0u64;
-        while !self.stop.load(Ordering::SeqCst) {
-            tokio::time::sleep(PACE).await;
-            n += 1;
-            let Some(key) = (self.dice.below(2) == 0).then(|| format!("c{}-{n}", self.name)) else {
-                let durable = self.durable.load(Ordering::SeqCst);
-                match self.call(None).await {
-                    Outcome::Answered { seq, at_ms, .. } => {
-                        self.answered(seq, at_ms, None, durable)
-                    }
-                    Outcome::Unavailable | Outcome::ChargedUnanswered => {
-                        tokio::time::sleep(RETRY_PAUSE).await
-                    }
-                    Outcome::Unexpected(what) => self.unexpected(what),
-                }
-                continue;
-            };
-            // A keyed call is retried until answered, even after the stop: the client must
-            // learn what its first attempt did.
-            let Some((seq, durable)) = self.until_answered(&key).await else {
-                continue;
-            };
-            // Now and then the answer is asked for again, as a client does that lost it: the
-            // node must answer from the first call, not charge a second time. (Under `queued`
-            // a crash may have taken the first charge and its kept answer with it; a new charge
-            // is then right.)
-            if self.dice.below(4) == 0
-                && let Some((again, _)) = self.until_answered(&key).await
-                && again != seq
-                && durable
-            {
-                self.answered
-                    .lock()
-                    .expect("answers lock")
-                    .replays_differing += 1;
-            }
-        }
-    }
-
-    /// Sends the keyed call until the node answers it: its charge's sequence number and
-    /// whether it was answered under `committed`; `None` when the node refused it.
-    async fn until_answered(&self, key: &str) -> Option<(u64, bool)> {
-        loop {
-            let durable = self.durable.load(Ordering::SeqCst);
-            match self.call(Some(key)).await {
-                Outcome::Answered {
-                    seq,
-                    at_ms,
-                    replayed,
-                } => {
-                    // A replay answers with the first call's charge: from the store, or from
-                    // this node's memory of a call it charged under the same durability.
-                    if replayed {
-                        self.answered.lock().expect("answers lock").replays += 1;
-                    }
-                    self.answered(seq, at_ms, Some(key.to_owned()), durable);
-                    return Some((seq, durable));
-                }
-                Outcome::Unavailable => tokio::time::sleep(RETRY_PAUSE).await,
-                Outcome::ChargedUnanswered => {
-                    self.answered
-                        .lock()
-                        .expect("answers lock")
-                        .charged_unanswered
-                        .push(key.to_owned());
-                    return None;
-                }
-                Outcome::Unexpected(what) => {
-                    self.unexpected(what);
-                    return None;
-                }
-            }
-        }
-    }
-
-    fn answered(&self, seq: u64, at_ms: u64, key: Option<String>, durable: bool) {
-        self.served.fetch_add(1, Ordering::Relaxed);
-        self.answered
-            .lock()
-            .expect("answers lock")
-            .calls
-            .push(AnsweredCall {
-                seq,
-                at_ms,
-                payer: self.payer,
-                key,
-                durable,
-            });
-    }
-
-    fn unexpected(&self, what: String) {
-        self.answered
-            .lock()
-            .expect("answers lock")
-            .unexpected
-            .push(what);
-    }
-
-    async fn call(&self, idempotency: Option<&str>) -> Outcome {
-        let mut request = self
-            .http
-            .post(format!("{}/v1/classifications", self.base))
-            .bearer_auth(&self.key)
-            .json(&json!({ "model": "classifier", "input": self.input }));
-        if let Some(key) = idempotency {
-            request = request.header("Idempotency-Key", key);
-        }
-        let Ok(response) = request.send().await else {
-            return Outcome::Unavailable;
-        };
-        let status = response.status();
-        let replayed = response
-            .headers()
-            .contains_key(caravan_node::gateway::answer::REPLAYED_HEADER);
-        let receipt = response
-            .headers()
-            .get(caravan_node::gateway::answer::RECEIPT_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
-        let Ok(body) = response.bytes().await else {
-            return Outcome::Unavailable;
-        };
-        if status.is_server_error() && status.as_u16() == 503 {
-            return Outcome::Unavailable;
-        }
-        if status.as_u16() == 409
-            && serde_json::from_slice::<Value>(&body)
-                .is_ok_and(|b| b["error"]["code"] == "idempotency_key_charged")
-        {
-            return Outcome::ChargedUnanswered;
-        }
-        if !status.is_success() {
-            return Outcome::Unexpected(format!(
-                "classify: {status} {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        let seq = receipt
-            .as_ref()
-            .and_then(|r| r["call"].as_str()?.strip_prefix("clf-")?.parse().ok());
-        let at_ms = receipt.as_ref().and_then(|r| r["at_ms"].as_u64());
-        match (seq, at_ms) {
-            (Some(seq), Some(at_ms)) => Outcome::Answered {
-                seq,
-                at_ms,
-                replayed,
-            },
-            _ => Outcome::Unexpected(format!("classify: a receipt without a call: {receipt:?}")),
-        }
-    }
-}
-
-enum Outcome {
-    Answered {
-        seq: u64,
-        at_ms: u64,
-        replayed: bool,
-    },
-    /// No answer, or the node said it cannot write now: try again.
-    Unavailable,
-    /// The key's call was charged, but a crash took its answer before the node kept it: the
-    /// node says so and never charges the key again.
-    ChargedUnanswered,
-    Unexpected(String),
-}
-
-/// A labeller's client: asks for the next item and answers it, again and again.
-struct Labeller {
-    http: reqwest::Client,
-    base: String,
-    project: String,
-    contributor: Address,
-    session: String,
-    answered: Arc<Mutex<Answered>>,
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicU64>,
-}
-
-impl Labeller {
-    async fn run(self) {
-        while !self.stop.load(Ordering::SeqCst) {
-            tokio::time::sleep(PACE).await;
-            match self.judge().await {
-                Ok(Some(item)) => {
-                    self.served.fetch_add(1, Ordering::Relaxed);
-                    self.answered
-                        .lock()
-                        .expect("answers lock")
-                        .judgments
-                        .push((self.contributor, item));
-                }
-                Ok(None) => tokio::time::sleep(RETRY_PAUSE).await,
-                Err(what) => {
-                    self.answered
-                        .lock()
-                        .expect("answers lock")
-                        .unexpected
-                        .push(what);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One item asked for and answered: `Some(item)` once the node answered the judgment,
-    /// `None` when the node was not there to ask or to answer.
-    async fn judge(&self) -> Result<Option<ItemId>, String> {
-        let cookie = format!("{SESSION_COOKIE}={}", self.session);
-        let post = |path: String| {
-            self.http
-                .post(format!("{}/v1/projects/{}/{path}", self.base, self.project))
-                .header("cookie", &cookie)
-        };
-        let Ok(next) = post("next".into()).send().await else {
-            return Ok(None);
-        };
-        let status = next.status();
-        let Ok(assigned) = next.json::<Value>().await else {
-            return Ok(None);
-        };
-        // 503: the store cannot write now; 409 nothing_left: every item this labeller may
-        // answer waits for others or is resolved. Both pass; the labeller asks again.
-        if status.as_u16() == 503
-            || (status.as_u16() == 409 && assigned["error"]["code"] == "nothing_left")
-        {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(format!("next item: {status} {assigned}"));
-        }
-        let item: ItemId = serde_json::from_value(assigned["item"].clone())
-            .map_err(|e| format!("next item: {e}: {assigned}"))?;
-        let body = json!({ "item": assigned["item"], "answer": Answer::Choice("sports".into()) });
-        let Ok(submitted) = post("judgments".into()).json(&body).send().await else {
-            return Ok(None);
-        };
-        let status = submitted.status();
-        let Ok(reply) = submitted.json::<Value>().await else {
-            return Ok(None);
-        };
-        match status.as_u16() {
-            200..=299 => Ok(Some(item)),
-            503 => Ok(None),
-            // The lease taken before a kill may have lapsed or moved: ask again.
-            409 => Ok(None),
-            _ => Err(format!("judgment: {status} {reply}")),
-        }
-    }
-}
-
 /// The id of the key an access record issues, if it issues one.
 fn issued_key(record: &str) -> Option<String> {
     let record: Value = serde_json::from_str(record).ok()?;
@@ -1070,94 +538,12 @@ fn issued_key(record: &str) -> Option<String> {
         .flatten()
 }
 
-/// A payer issuing API keys with its wallet's signature, one after another.
-struct Issuer {
-    http: reqwest::Client,
-    base: String,
-    wallet: k256::ecdsa::SigningKey,
-    node: Address,
-    answered: Arc<Mutex<Answered>>,
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicU64>,
-}
-
-impl Issuer {
-    async fn run(self) {
-        let payer = caravan_core::attestation::address_of(self.wallet.verifying_key());
-        let scopes = [Scope::Models];
-        let mut n = 0u64;
-        while !self.stop.load(Ordering::SeqCst) {
-            n += 1;
-            let name = format!("faults key {n}");
-            let signed = KeyRequest::Issue {
-                scopes: &scopes,
-                expires_in_days: None,
-                name: &name,
-            }
-            .sign(&self.wallet, &self.node, caravan_store::now_ms());
-            let body = json!({
-                "payer": payer,
-                "scopes": scopes,
-                "name": name,
-                "signed_at_ms": signed.signed_at_ms,
-                "signature": signed.signature,
-            });
-            let sent = self
-                .http
-                .post(format!("{}/v1/keys", self.base))
-                .json(&body)
-                .send()
-                .await;
-            let Ok(response) = sent else {
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            };
-            let status = response.status();
-            let Ok(reply) = response.json::<Value>().await else {
-                continue;
-            };
-            match (status.as_u16(), reply["id"].as_str()) {
-                (200..=299, Some(id)) => {
-                    self.served.fetch_add(1, Ordering::Relaxed);
-                    self.answered
-                        .lock()
-                        .expect("answers lock")
-                        .keys
-                        .push(id.to_owned());
-                }
-                (503, _) => tokio::time::sleep(RETRY_PAUSE).await,
-                _ => {
-                    self.answered
-                        .lock()
-                        .expect("answers lock")
-                        .unexpected
-                        .push(format!("key issue: {status} {reply}"));
-                    return;
-                }
-            }
-            // A person issues keys now and then, not in a loop.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a run replays with its seed.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::clients::AnsweredCall;
     use caravan_core::{CallPart, MeteredCall};
+    use caravan_store::Location;
 
     /// The check is what the figures rest on: it must see an answer the log lost (under each
     /// durability), a judgment and a key that are not there, and one key charged twice.
@@ -1168,7 +554,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             location: Location::DataDir(dir.path().to_path_buf()),
         };
-        let world = prepare(&site).unwrap();
+        let world = prepare(&site, SIZE).unwrap();
         let mut answered = Answered::default();
         let clean = check(&site, &answered).unwrap();
         assert!(clean.problems.is_empty(), "{:?}", clean.problems);

@@ -1,7 +1,9 @@
 //! `caravan bench`: measures the economy on this machine and prints a table, then one
 //! `name: value` line per figure so scripts can read them.
 
+mod api;
 mod board;
+mod clients;
 mod close;
 mod earnings;
 mod faults;
@@ -9,7 +11,9 @@ mod gateway;
 mod ingest;
 mod merkle;
 mod pipeline;
+mod served;
 mod settlement;
+mod soak;
 mod start;
 mod store;
 mod task_node;
@@ -65,6 +69,16 @@ pub enum BenchCommand {
     /// event in the log exactly once, no key charged twice, a full replay that verifies and
     /// balances and equals the state opened from snapshots, every root posted once.
     Faults(faults::FaultsArgs),
+    /// The HTTP API fuzzed from its own OpenAPI document: schemathesis (pinned, installed by
+    /// scripts/schemathesis/install.sh) sends every operation of a served node generated
+    /// requests with a payer's key and a contributor's session, and checks that no answer is a
+    /// 5xx and every answer matches the document.
+    Api(api::ApiArgs),
+    /// A soak: 64 clients mixing every kind of request against `caravan serve` for 10 minutes
+    /// (2 with --quick): paid calls, judgments, key issues, reads and web pages, each client
+    /// pausing between requests. Prints each minute's answers, p50 and p99, and the node's
+    /// resident memory; fails on any answer a client did not cause.
+    Soak(soak::SoakArgs),
     /// The load generator `bench gateway` runs as a separate process.
     #[command(hide = true)]
     GatewayLoad(gateway::LoadArgs),
@@ -94,6 +108,8 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Settlement(args) => settlement::settlement(args),
         BenchCommand::Gateway(args) => gateway::gateway(args),
         BenchCommand::Faults(args) => faults::faults(args),
+        BenchCommand::Soak(args) => soak::soak(args),
+        BenchCommand::Api(args) => api::api(args),
         BenchCommand::GatewayLoad(args) => gateway::load(args),
     }
 }
