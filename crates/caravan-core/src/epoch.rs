@@ -410,6 +410,10 @@ pub enum BundleError {
     #[error("accrual or served revenue names asset {0}, which the bundle does not include")]
     MissingAsset(AssetId),
     #[error(
+        "node {node} is listed as serving nothing of asset {asset}; a served row is revenue a node served, above zero"
+    )]
+    NothingServed { asset: AssetId, node: Address },
+    #[error(
         "recomputing the payouts from the bundle's inputs gives a different result, first at payout {index}: bundle says {stated}, recomputed {computed}"
     )]
     Payouts {
@@ -484,6 +488,14 @@ pub fn verify_bundle(
     }
     let mut served: FxHashMap<(u32, Address), ServedBy> = FxHashMap::default();
     for row in &bundle.served {
+        // A node's share of the compute role is its revenue served: a bundle claiming zero
+        // would leave the role's weights summing to nothing.
+        if row.amount == 0 {
+            return Err(BundleError::NothingServed {
+                asset: row.asset,
+                node: row.node,
+            });
+        }
         *served
             .entry((position(&row.asset)?, row.token))
             .or_default()

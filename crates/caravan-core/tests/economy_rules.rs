@@ -593,6 +593,11 @@ fn every_way_a_bundle_can_be_wrong_is_named() {
     assert!(
         matches!(wrong(&|b| { b.assets.pop(); }), BundleError::MissingAsset(id) if id == model_id)
     );
+    // Found by the bundle fuzz test: zero served revenue used to panic the payout split.
+    assert!(matches!(
+        wrong(&|b| b.served[0].amount = 0),
+        BundleError::NothingServed { asset, .. } if asset == model_id
+    ));
     assert!(matches!(
         wrong(&|b| b.payouts[0].amount += 1),
         BundleError::Payouts { index: 0, .. }
