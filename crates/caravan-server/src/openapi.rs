@@ -199,7 +199,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
     add(
         "post",
         "/v1/projects",
-        operation(
+        spending(operation(
             "Post a project as the caller; its budget is escrowed from the caller's prepaid balance (402 insufficient_balance says how much more to deposit).",
             Some(inline(object(
                 json!({ "requester": acting("requester"), "spec": reference("ProjectSpec") }),
@@ -210,7 +210,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
                 "created",
                 object(json!({ "project": hash() }), &["project"]),
             ),
-        ),
+        )),
     );
     add(
         "get",
@@ -658,7 +658,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
     add(
         "post",
         "/v1/balance/withdrawals",
-        operation(
+        spending(operation(
             "Take back prepaid balance the signed-in account has not spent or escrowed (money calls in flight hold stays): it becomes the account's entitlement, claimable on its payout chain with the next epoch's root. 402 insufficient_balance says what is available.",
             Some(inline(object(
                 json!({ "token": address(), "amount": amount() }),
@@ -671,7 +671,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
                 "symbol": { "type": "string" }, "amount": amount(), "available": amount(),
                 "claimable_from_epoch": { "type": "integer" } } }),
             ),
-        ),
+        )),
     );
     let node = gateway_operation(
         "The node's identity: the address it signs receipts with, which every key request signed for this node names. Needs no key.",
@@ -908,6 +908,13 @@ fn operator_operations(add: &mut impl FnMut(&str, &str, Value)) {
             ),
         )),
     );
+}
+
+/// An operation that takes money from the caller's prepaid balance: 402 says how much is
+/// available.
+fn spending(mut op: Value) -> Value {
+    op["responses"]["402"] = op["responses"]["400"].clone();
+    op
 }
 
 /// An operation that waits on a chain, which may fail it: 502 says so (the node's own side
