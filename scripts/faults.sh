@@ -5,8 +5,8 @@
 # (`caravan bench api`), and a soak (`caravan bench soak`). Ends with one table of figures.
 #
 #   scripts/faults.sh --quick                 CI's size: 10 kills, 256 inputs per fuzz
-#                                             property, 10 API requests per operation and
-#                                             phase, a 2-minute soak
+#                                             property (a debug build), 10 API requests per
+#                                             operation and phase, a 2-minute soak
 #   scripts/faults.sh                         the full size: 200 kills, 100,000 inputs per
 #                                             property, 100 per operation, a 10-minute soak
 #   scripts/faults.sh --cases N               inputs per fuzz property
@@ -21,11 +21,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 quick=""
 cases=100000
+# The fuzz properties run in release at full size; --quick reuses the test command's debug build.
+fuzz_profile=(--release)
 postgres=""
 restart=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) quick="--quick"; cases=256 ;;
+    --quick) quick="--quick"; cases=256; fuzz_profile=() ;;
     --cases) cases="$2"; shift ;;
     --postgres) postgres="$2"; shift ;;
     --restart-postgres) restart="$2"; shift ;;
@@ -71,7 +73,7 @@ fuzz_targets=(
   "caravan-core economy_properties corrupt_events_and_snapshots"
   "caravan-core manifest_fuzz any_manifest_text"
   "caravan-core bundle_fuzz any_bundle_text"
-  "caravan-tasks import_fuzz get_an_answer"
+  "caravan-tasks import_fuzz an_answer"
   "caravan-node sign_in any_sign_in_text"
   "caravan-node lib any_key_request_is_checked"
   "caravan-server gateway any_body_on_the_openai_routes"
@@ -83,9 +85,10 @@ for entry in "${fuzz_targets[@]}"; do
   args=(-p "$package")
   if [ "$test" = "lib" ]; then args+=(--lib); else args+=(--test "$test"); fi
   part "fuzz-$package-$test" env PROPTEST_CASES="$cases" \
-    cargo test --release "${args[@]}" -- --nocapture "$filter"
+    cargo test "${fuzz_profile[@]}" "${args[@]}" -- --nocapture --test-threads 1 "$filter"
 done
-fuzz_lines="$(cat "$logs"/fuzz-*.log | grep -E '^fuzzed .*: [0-9]+ inputs$' || true)"
+# A test's own output lands after libtest's "test NAME ... ", on the same line.
+fuzz_lines="$(cat "$logs"/fuzz-*.log | grep -oE 'fuzzed [^:]+: [0-9]+ inputs' || true)"
 
 part api "$caravan" bench api $quick --scratch-dir "$scratch" \
   --schemathesis "$(scripts/schemathesis/install.sh)"
