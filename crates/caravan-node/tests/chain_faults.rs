@@ -6,6 +6,8 @@
 //! is lost, the node goes on taking work while a chain call hangs, and every failed round says
 //! what failed and why.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -14,14 +16,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use caravan_chain::anvil::{ANVIL_CHAIN_ID, ANVIL_DEV_KEY, LocalAnvil};
-use caravan_chain::settlement::{DEV_TOKEN, FundingLimits, Settlement};
-use caravan_core::{AccountRef, Address, Event, Genesis, Ppm, Token};
+use caravan_chain::settlement::{FundingLimits, Settlement};
+use caravan_core::{AccountRef, Address, Event};
 use caravan_models::ArtifactStore;
 use caravan_node::Node;
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::rhythm::{Beat, Rhythm};
 use caravan_node::settlement::{Chains, RpcConfig};
-use caravan_store::{Journal, Location, now_ms};
+use caravan_store::now_ms;
+use common::{dev_token, failures, started_store};
 
 /// What the proxy does to the requests it gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,26 +199,9 @@ fn anvil_rpc(anvil: &LocalAnvil, method: &str, params: serde_json::Value) -> ser
     reply["result"].clone()
 }
 
-fn dev_token() -> Address {
-    Address(DEV_TOKEN.into_array())
-}
-
 /// A node whose home chain is anvil behind `proxy`, with the development token registered.
 fn node(dir: &Path, proxy: &Proxy) -> Node {
-    let mut journal = Journal::open(Location::DataDir(dir.to_owned()), &mut |_, _| {}).unwrap();
-    journal
-        .submit(vec![
-            Event::Genesis(Genesis {
-                treasury: Address::from_label("treasury"),
-                protocol_fee: Ppm::ZERO,
-            }),
-            Event::TokenRegistered(Token {
-                address: dev_token(),
-                symbol: "USDC".into(),
-                decimals: 6,
-            }),
-        ])
-        .unwrap();
+    let journal = started_store(dir, Vec::new());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -280,16 +266,6 @@ fn posted(anvil: &LocalAnvil, node: &Node) -> (u64, u64) {
     let mut chain = Settlement::open(&dir, Box::new(anvil.connect().unwrap()), 0, 0).unwrap();
     let (active, pending, _) = chain.epochs().unwrap();
     (active, pending)
-}
-
-fn failures(beats: &[Beat]) -> Vec<String> {
-    beats
-        .iter()
-        .filter_map(|beat| match beat {
-            Beat::Failed { step, why } => Some(format!("{step}: {why}")),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Whether a failure is the home chain's settling (asking it which roots it holds, or

@@ -4,37 +4,23 @@
 //! confirmed. On the embedded chain and on anvil (`scripts/anvil/install.sh`, which
 //! `scripts/test.sh` runs first).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::sync::Arc;
 
 use caravan_chain::anvil::{ANVIL_CHAIN_ID, LocalAnvil};
 use caravan_chain::embedded::EMBEDDED_CHAIN_ID;
-use caravan_chain::settlement::{DEV_TOKEN, Settlement};
-use caravan_core::{AccountRef, Address, Event, Genesis, Ppm, Token};
+use caravan_chain::settlement::Settlement;
+use caravan_core::{AccountRef, Address};
 use caravan_node::deposits::DepositFollower;
 use caravan_node::settlement::{Chains, EMBEDDED, RpcConfig};
-use caravan_store::{Journal, Location, SharedJournal};
-
-fn dev_token() -> Address {
-    Address(DEV_TOKEN.into_array())
-}
+use caravan_store::SharedJournal;
+use common::{dev_token, started_store};
 
 /// A store with the development token registered, and the chains folder beside it.
 fn node_store(dir: &std::path::Path) -> (Arc<SharedJournal>, Arc<Chains>) {
-    let mut journal = Journal::open(Location::DataDir(dir.to_owned()), &mut |_, _| {}).unwrap();
-    journal
-        .submit(vec![
-            Event::Genesis(Genesis {
-                treasury: Address::from_label("treasury"),
-                protocol_fee: Ppm::ZERO,
-            }),
-            Event::TokenRegistered(Token {
-                address: dev_token(),
-                symbol: "USDC".into(),
-                decimals: 6,
-            }),
-        ])
-        .unwrap();
+    let journal = started_store(dir, Vec::new());
     let chains = Chains::new(dir.join("chains"), reqwest::Client::new());
     (Arc::new(SharedJournal::new(journal)), Arc::new(chains))
 }

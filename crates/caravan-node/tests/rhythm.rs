@@ -3,10 +3,12 @@
 //! activates it once its delay is over — and a round after a failure or a restart finishes what
 //! was left without ever posting a root twice.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use caravan_chain::settlement::{DEV_TOKEN, FundingLimits};
+use caravan_chain::settlement::FundingLimits;
 use caravan_core::epoch::EpochBundle;
 use caravan_core::{Address, Event, Genesis, Ppm, Token};
 use caravan_models::ArtifactStore;
@@ -15,12 +17,9 @@ use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::rhythm::{Beat, Rhythm};
 use caravan_node::settlement::{Chains, EMBEDDED};
 use caravan_store::{Journal, Location, now_ms};
+use common::{dev_token, failures};
 
 const MINUTE: u64 = 60_000;
-
-fn dev_token() -> Address {
-    Address(DEV_TOKEN.into_array())
-}
 
 fn eurc() -> Token {
     Token {
@@ -93,16 +92,6 @@ fn on_chain(node: &Node) -> (u64, u64) {
         .unwrap();
     let (active, pending, _) = chain.epochs().unwrap();
     (active, pending)
-}
-
-fn failures(beats: &[Beat]) -> Vec<String> {
-    beats
-        .iter()
-        .filter_map(|beat| match beat {
-            Beat::Failed { step, why } => Some(format!("{step}: {why}")),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
