@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use caravan_chain::anvil::{ANVIL_CHAIN_ID, ANVIL_DEV_KEY, LocalAnvil};
 use caravan_chain::settlement::{FundingLimits, Settlement};
-use caravan_core::{AccountRef, Address, Event};
+use caravan_core::{AccountRef, Address};
 use caravan_models::ArtifactStore;
 use caravan_node::Node;
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::rhythm::{Beat, Rhythm};
 use caravan_node::settlement::{Chains, RpcConfig};
 use caravan_store::now_ms;
-use common::{dev_token, failures, started_store};
+use common::{dev_token, failures, started_store, withdrawal};
 
 /// What the proxy does to the requests it gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,21 +241,13 @@ fn prepaid(node: &Node, account: Address) -> u128 {
 
 /// Something for the next epoch to owe: a payer who deposited (in the log) withdraws it.
 fn owe(node: &Node, amount: u128) {
-    let payer = Address::from_label("withdrawer");
     let submitted = node
         .journal()
-        .submit(vec![
-            Event::Deposited {
-                payer,
-                token: dev_token(),
-                amount,
-            },
-            Event::Withdrawn {
-                account: payer,
-                token: dev_token(),
-                amount,
-            },
-        ])
+        .submit(withdrawal(
+            Address::from_label("withdrawer"),
+            dev_token(),
+            amount,
+        ))
         .unwrap();
     assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
 }

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use caravan_chain::settlement::FundingLimits;
 use caravan_core::epoch::EpochBundle;
-use caravan_core::{Address, Event, Genesis, Ppm, Token};
+use caravan_core::{Address, Event, Token};
 use caravan_models::ArtifactStore;
 use caravan_node::Node;
 use caravan_node::gateway::receipt::NodeSigner;
 use caravan_node::rhythm::{Beat, Rhythm};
 use caravan_node::settlement::{Chains, EMBEDDED};
-use caravan_store::{Journal, Location, now_ms};
-use common::{dev_token, failures};
+use caravan_store::{Journal, now_ms};
+use common::{dev_token, failures, started_store, withdrawal};
 
 const MINUTE: u64 = 60_000;
 
@@ -32,24 +32,13 @@ fn eurc() -> Token {
 /// A node settling on the embedded chain of `dir`, whose payer withdrew 2 USDC (an entitlement
 /// the next root pays), posting with `funding`.
 fn node(dir: &Path, funding: FundingLimits) -> Node {
-    let mut journal = Journal::open(Location::DataDir(dir.to_owned()), &mut |_, _| {}).unwrap();
-    if journal.economy().head().next_seq == 0 {
-        journal
-            .submit(vec![
-                Event::Genesis(Genesis {
-                    treasury: Address::from_label("treasury"),
-                    protocol_fee: Ppm::ZERO,
-                }),
-                Event::TokenRegistered(Token {
-                    address: dev_token(),
-                    symbol: "USDC".into(),
-                    decimals: 6,
-                }),
-                Event::TokenRegistered(eurc()),
-            ])
-            .unwrap();
-        withdraw(&mut journal, dev_token(), 2_000_000);
-    }
+    let mut started = vec![Event::TokenRegistered(eurc())];
+    started.extend(withdrawal(
+        Address::from_label("payer"),
+        dev_token(),
+        2_000_000,
+    ));
+    let journal = started_store(dir, started);
     let chains = Chains::new(dir.join("chains"), reqwest::Client::new());
     Node::builder(
         journal,
@@ -65,21 +54,10 @@ fn node(dir: &Path, funding: FundingLimits) -> Node {
 
 /// A payer deposits `amount` of `token` and withdraws it all: the next root owes it that much.
 fn withdraw(journal: &mut Journal, token: Address, amount: u128) {
-    let payer = Address::from_label("payer");
-    journal
-        .submit(vec![
-            Event::Deposited {
-                payer,
-                token,
-                amount,
-            },
-            Event::Withdrawn {
-                account: payer,
-                token,
-                amount,
-            },
-        ])
+    let submitted = journal
+        .submit(withdrawal(Address::from_label("payer"), token, amount))
         .unwrap();
+    assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
 }
 
 /// The home chain's active and pending epochs, read without deploying anything.

@@ -12,10 +12,13 @@ pub fn dev_token() -> Address {
     Address(DEV_TOKEN.into_array())
 }
 
-/// A store in `dir` opened with its genesis and the development token (as "USDC") registered,
-/// and `more` events after them.
+/// The store in `dir`. Opened the first time (an empty log), it is started: its genesis, the
+/// development token (as "USDC") and `more` events after them; opened again, it is as it was.
 pub fn started_store(dir: &std::path::Path, more: Vec<Event>) -> Journal {
     let mut journal = Journal::open(Location::DataDir(dir.to_owned()), &mut |_, _| {}).unwrap();
+    if journal.economy().head().next_seq > 0 {
+        return journal;
+    }
     let mut events = vec![
         Event::Genesis(Genesis {
             treasury: Address::from_label("treasury"),
@@ -30,6 +33,23 @@ pub fn started_store(dir: &std::path::Path, more: Vec<Event>) -> Journal {
     events.extend(more);
     journal.submit(events).unwrap();
     journal
+}
+
+/// `payer` deposits `amount` of `token` (in the log) and withdraws it all: the next root owes it
+/// that much.
+pub fn withdrawal(payer: Address, token: Address, amount: u128) -> Vec<Event> {
+    vec![
+        Event::Deposited {
+            payer,
+            token,
+            amount,
+        },
+        Event::Withdrawn {
+            account: payer,
+            token,
+            amount,
+        },
+    ]
 }
 
 /// Each failed step of a round, with its cause.
