@@ -53,6 +53,22 @@ impl Team {
         })
     }
 
+    /// Sends `request` and reads the whole answer, recording how long it took in the minute it
+    /// was sent; `None` when the node was not there to answer (not recorded).
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Option<Exchanged> {
+        let sent = Instant::now();
+        let response = request.send().await.ok()?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.ok()?;
+        self.latencies.record(sent);
+        Some(Exchanged {
+            status,
+            headers,
+            body,
+        })
+    }
+
     fn answers(&self) -> std::sync::MutexGuard<'_, Answered> {
         self.answered.lock().expect("answers lock")
     }
@@ -124,6 +140,13 @@ pub fn spawn_clients(
         clients.push(runtime.spawn(reader.run()));
     }
     clients
+}
+
+/// An answer the node gave, read whole.
+struct Exchanged {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: axum::body::Bytes,
 }
 
 /// What the clients were answered, kept until the end of the run.
@@ -321,24 +344,20 @@ impl Caller {
         if let Some(key) = idempotency {
             request = request.header("Idempotency-Key", key);
         }
-        let sent = Instant::now();
-        let Ok(response) = request.send().await else {
+        let Some(Exchanged {
+            status,
+            headers,
+            body,
+        }) = self.team.exchange(request).await
+        else {
             return Outcome::Unavailable;
         };
-        let status = response.status();
-        let replayed = response
-            .headers()
-            .contains_key(caravan_node::gateway::answer::REPLAYED_HEADER);
-        let receipt = response
-            .headers()
+        let replayed = headers.contains_key(caravan_node::gateway::answer::REPLAYED_HEADER);
+        let receipt = headers
             .get(caravan_node::gateway::answer::RECEIPT_HEADER)
             .and_then(|value| value.to_str().ok())
             .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
-        let Ok(body) = response.bytes().await else {
-            return Outcome::Unavailable;
-        };
-        self.team.latencies.record(sent);
         if status.as_u16() == 503 {
             return Outcome::Unavailable;
         }
@@ -422,15 +441,13 @@ impl Labeller {
                 ))
                 .header("cookie", &cookie)
         };
-        let sent = Instant::now();
-        let Ok(next) = post("next".into()).send().await else {
+        let Some(next) = self.team.exchange(post("next".into())).await else {
             return Ok(None);
         };
-        let status = next.status();
-        let Ok(assigned) = next.json::<Value>().await else {
+        let status = next.status;
+        let Ok(assigned) = serde_json::from_slice::<Value>(&next.body) else {
             return Ok(None);
         };
-        self.team.latencies.record(sent);
         // 503: the store cannot write now; 409 nothing_left: every item this labeller may
         // answer waits for others or is resolved. Both pass; the labeller asks again.
         if status.as_u16() == 503
@@ -444,15 +461,17 @@ impl Labeller {
         let item: ItemId = serde_json::from_value(assigned["item"].clone())
             .map_err(|e| format!("next item: {e}: {assigned}"))?;
         let body = json!({ "item": assigned["item"], "answer": Answer::Choice("sports".into()) });
-        let sent = Instant::now();
-        let Ok(submitted) = post("judgments".into()).json(&body).send().await else {
+        let Some(submitted) = self
+            .team
+            .exchange(post("judgments".into()).json(&body))
+            .await
+        else {
             return Ok(None);
         };
-        let status = submitted.status();
-        let Ok(reply) = submitted.json::<Value>().await else {
+        let status = submitted.status;
+        let Ok(reply) = serde_json::from_slice::<Value>(&submitted.body) else {
             return Ok(None);
         };
-        self.team.latencies.record(sent);
         match status.as_u16() {
             200..=299 => Ok(Some(item)),
             503 => Ok(None),
@@ -494,23 +513,19 @@ impl Issuer {
                 "signed_at_ms": signed.signed_at_ms,
                 "signature": signed.signature,
             });
-            let sent = Instant::now();
-            let answer = self
+            let request = self
                 .team
                 .http
                 .post(format!("{}/v1/keys", self.team.base))
-                .json(&body)
-                .send()
-                .await;
-            let Ok(response) = answer else {
+                .json(&body);
+            let Some(answer) = self.team.exchange(request).await else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
-            let status = response.status();
-            let Ok(reply) = response.json::<Value>().await else {
+            let status = answer.status;
+            let Ok(reply) = serde_json::from_slice::<Value>(&answer.body) else {
                 continue;
             };
-            self.team.latencies.record(sent);
             match (status.as_u16(), reply["id"].as_str()) {
                 (200..=299, Some(id)) => {
                     self.team.served.fetch_add(1, Ordering::Relaxed);
@@ -529,7 +544,7 @@ impl Issuer {
 }
 
 /// Someone looking around: their balance and usage with an API key, the models, the project,
-/// the epochs and a proof, and the web pages a signed-in contributor opens, in turn.
+/// the epochs, and the web pages a signed-in contributor opens, in turn.
 struct Reader {
     team: Arc<Team>,
     /// A payer's API key.
@@ -559,24 +574,16 @@ impl Reader {
                 return;
             }
             tokio::time::sleep(self.team.pace).await;
-            let sent = Instant::now();
-            let answer = self
+            let request = self
                 .team
                 .http
                 .get(format!("{}{path}", self.team.base))
                 .bearer_auth(&self.key)
-                .header("cookie", &cookie)
-                .send()
-                .await;
-            let Ok(response) = answer else {
+                .header("cookie", &cookie);
+            let Some(Exchanged { status, body, .. }) = self.team.exchange(request).await else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
-            let status = response.status();
-            let Ok(body) = response.bytes().await else {
-                continue;
-            };
-            self.team.latencies.record(sent);
             if status.is_success() {
                 self.team.answers().reads += 1;
             } else if status.as_u16() != 503 {
