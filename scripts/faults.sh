@@ -95,17 +95,19 @@ part api "$caravan" bench api $quick --scratch-dir "$scratch" \
 part soak "$caravan" bench soak $quick --scratch-dir "$scratch"
 
 figure() { grep -E "^$1: " "$figures" | tail -1 | sed "s/^$1: //"; }
+# A figure from one part's own output (the two kill loops print the same names).
+from() { grep -E "^$2: " "$logs/$1.log" | tail -1 | sed "s/^$2: //"; }
 echo
 echo "== the campaign's figures"
 {
   printf '%s\t%s\t%s\n' "figure" "value" "must be"
-  printf '%s\t%s\t%s\n' "kills survived (SQLite)" "$(grep -E '^faults_kills: ' "$logs/kill-loop.log" | sed 's/.*: //')" ""
-  printf '%s\t%s\t%s\n' "lost (SQLite)" "$(grep -E '^faults_lost: ' "$logs/kill-loop.log" | sed 's/.*: //')" "0"
-  printf '%s\t%s\t%s\n' "duplicated (SQLite)" "$(grep -E '^faults_duplicated: ' "$logs/kill-loop.log" | sed 's/.*: //')" "0"
+  printf '%s\t%s\t%s\n' "kills survived (SQLite)" "$(from kill-loop faults_kills)" ""
+  printf '%s\t%s\t%s\n' "lost (SQLite)" "$(from kill-loop faults_lost)" "0"
+  printf '%s\t%s\t%s\n' "duplicated (SQLite)" "$(from kill-loop faults_duplicated)" "0"
   if [ -n "$postgres" ]; then
-    printf '%s\t%s\t%s\n' "kills survived (PostgreSQL)" "$(grep -E '^faults_kills: ' "$logs/kill-loop-postgres.log" | sed 's/.*: //')" ""
-    printf '%s\t%s\t%s\n' "lost (PostgreSQL)" "$(grep -E '^faults_lost: ' "$logs/kill-loop-postgres.log" | sed 's/.*: //')" "0"
-    printf '%s\t%s\t%s\n' "duplicated (PostgreSQL)" "$(grep -E '^faults_duplicated: ' "$logs/kill-loop-postgres.log" | sed 's/.*: //')" "0"
+    printf '%s\t%s\t%s\n' "kills survived (PostgreSQL)" "$(from kill-loop-postgres faults_kills)" ""
+    printf '%s\t%s\t%s\n' "lost (PostgreSQL)" "$(from kill-loop-postgres faults_lost)" "0"
+    printf '%s\t%s\t%s\n' "duplicated (PostgreSQL)" "$(from kill-loop-postgres faults_duplicated)" "0"
   fi
   # One row per fuzz target, its properties' inputs summed.
   printf '%s\n' "$fuzz_lines" | sed -E 's/^fuzzed (.*): ([0-9]+) inputs$/\1\t\2/' |
