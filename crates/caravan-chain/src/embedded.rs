@@ -56,6 +56,13 @@ pub struct ChainLog {
     pub data: LogData,
 }
 
+/// What an [`EmbeddedEvm`] holds between transactions: every account, contract and storage
+/// slot, and the clock.
+pub struct ChainState {
+    db: CacheDB<EmptyDB>,
+    timestamp: u64,
+}
+
 /// An EVM with its state in memory.
 pub struct EmbeddedEvm {
     evm: MainnetEvm<MainnetContext<CacheDB<EmptyDB>>>,
@@ -71,8 +78,17 @@ impl EmbeddedEvm {
     /// A fresh chain whose clock reads `timestamp` (seconds since the Unix epoch). Gas is free
     /// (price and base fee zero), so accounts need no ether.
     pub fn new(timestamp: u64) -> EmbeddedEvm {
+        EmbeddedEvm::resume(ChainState {
+            db: CacheDB::new(EmptyDB::default()),
+            timestamp,
+        })
+    }
+
+    /// An EVM over a state [`EmbeddedEvm::take_state`] gave.
+    pub fn resume(state: ChainState) -> EmbeddedEvm {
+        let ChainState { db, timestamp } = state;
         let evm = Context::mainnet()
-            .with_db(CacheDB::new(EmptyDB::default()))
+            .with_db(db)
             .modify_block_chained(|block| {
                 block.timestamp = U256::from(timestamp);
                 block.basefee = 0;
@@ -84,6 +100,15 @@ impl EmbeddedEvm {
             })
             .build_mainnet();
         EmbeddedEvm { evm }
+    }
+
+    /// The chain's state and clock, leaving this EVM empty: a state can be kept across threads
+    /// (the EVM itself cannot) and resumed.
+    pub fn take_state(&mut self) -> ChainState {
+        ChainState {
+            timestamp: self.timestamp(),
+            db: std::mem::take(&mut self.evm.ctx.journaled_state.database),
+        }
     }
 
     /// Moves the clock forward.
