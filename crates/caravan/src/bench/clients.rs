@@ -3,6 +3,7 @@
 //! Each keeps a record of what it was answered (for the kill loop's checks) and how long each
 //! answer took (for the soak's minutes).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,13 +56,19 @@ impl Team {
 
     /// Sends `request` and reads the whole answer, recording how long it took in the minute it
     /// was sent; `None` when the node was not there to answer (not recorded).
-    async fn exchange(&self, request: reqwest::RequestBuilder) -> Option<Exchanged> {
+    /// Sends `request` (of the kind `what` names, as the per-request figures show it) and
+    /// reads its whole answer, recording how long it took; `None` if no answer came.
+    async fn exchange(
+        &self,
+        what: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Option<Exchanged> {
         let sent = Instant::now();
         let response = request.send().await.ok()?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.ok()?;
-        self.latencies.record(sent);
+        self.latencies.record(what, sent);
         Some(Exchanged {
             status,
             headers,
@@ -182,10 +189,10 @@ pub struct AnsweredCall {
     pub durable: bool,
 }
 
-/// How long answers took, by minute of the run, in microseconds.
+/// How long answers took, by minute of the run and kind of request, in microseconds.
 pub struct Latencies {
     started: Instant,
-    minutes: Mutex<Vec<Vec<u32>>>,
+    minutes: Mutex<Vec<BTreeMap<&'static str, Vec<u32>>>>,
 }
 
 /// One minute's answers: how many, and their median and 99th percentile.
@@ -203,27 +210,45 @@ impl Latencies {
         }
     }
 
-    /// Records an answer to a request sent at `sent`, in the minute it was sent.
-    fn record(&self, sent: Instant) {
+    /// Records an answer to a request of kind `what` sent at `sent`, in the minute it was sent.
+    fn record(&self, what: &'static str, sent: Instant) {
         let took = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
         let minute = (sent - self.started).as_secs() as usize / 60;
         let mut minutes = self.minutes.lock().expect("latencies lock");
         if minutes.len() <= minute {
-            minutes.resize_with(minute + 1, Vec::new);
+            minutes.resize_with(minute + 1, BTreeMap::new);
         }
-        minutes[minute].push(took);
+        minutes[minute].entry(what).or_default().push(took);
     }
 
-    /// The answers of each minute so far, the first minute first.
+    /// The answers of each minute so far, every kind together, the first minute first.
     pub fn minutes(&self) -> Vec<Minute> {
         let minutes = self.minutes.lock().expect("latencies lock");
-        minutes.iter().map(|answers| summary(answers)).collect()
+        minutes
+            .iter()
+            .map(|kinds| summary(&kinds.values().flatten().copied().collect::<Vec<_>>()))
+            .collect()
+    }
+
+    /// The answers of minute `minute` (from 0), kind by kind: what slows down shows by name.
+    pub fn by_request(&self, minute: usize) -> Vec<(&'static str, Minute)> {
+        let minutes = self.minutes.lock().expect("latencies lock");
+        minutes.get(minute).map_or_else(Vec::new, |kinds| {
+            kinds
+                .iter()
+                .map(|(what, answers)| (*what, summary(answers)))
+                .collect()
+        })
     }
 
     /// All answers of the run.
     pub fn overall(&self) -> Minute {
         let minutes = self.minutes.lock().expect("latencies lock");
-        summary(&minutes.concat())
+        let all: Vec<u32> = minutes
+            .iter()
+            .flat_map(|kinds| kinds.values().flatten().copied())
+            .collect();
+        summary(&all)
     }
 }
 
@@ -348,7 +373,10 @@ impl Caller {
             status,
             headers,
             body,
-        }) = self.team.exchange(request).await
+        }) = self
+            .team
+            .exchange("POST /v1/classifications", request)
+            .await
         else {
             return Outcome::Unavailable;
         };
@@ -441,7 +469,11 @@ impl Labeller {
                 ))
                 .header("cookie", &cookie)
         };
-        let Some(next) = self.team.exchange(post("next".into())).await else {
+        let Some(next) = self
+            .team
+            .exchange("POST /v1/projects/{id}/next", post("next".into()))
+            .await
+        else {
             return Ok(None);
         };
         let status = next.status;
@@ -463,7 +495,10 @@ impl Labeller {
         let body = json!({ "item": assigned["item"], "answer": Answer::Choice("sports".into()) });
         let Some(submitted) = self
             .team
-            .exchange(post("judgments".into()).json(&body))
+            .exchange(
+                "POST /v1/projects/{id}/judgments",
+                post("judgments".into()).json(&body),
+            )
             .await
         else {
             return Ok(None);
@@ -518,7 +553,7 @@ impl Issuer {
                 .http
                 .post(format!("{}/v1/keys", self.team.base))
                 .json(&body);
-            let Some(answer) = self.team.exchange(request).await else {
+            let Some(answer) = self.team.exchange("POST /v1/keys", request).await else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
@@ -558,18 +593,24 @@ struct Reader {
 impl Reader {
     async fn run(self) {
         let paths = [
-            "/v1/balance".to_owned(),
-            "/v1/usage".to_owned(),
-            "/v1/models".to_owned(),
-            format!("/v1/projects/{}", self.project),
-            "/v1/epochs".to_owned(),
-            "/tasks".to_owned(),
-            "/earnings".to_owned(),
-            "/explorer".to_owned(),
-            format!("/explorer/accounts/{}", self.contributor),
+            ("GET /v1/balance", "/v1/balance".to_owned()),
+            ("GET /v1/usage", "/v1/usage".to_owned()),
+            ("GET /v1/models", "/v1/models".to_owned()),
+            (
+                "GET /v1/projects/{id}",
+                format!("/v1/projects/{}", self.project),
+            ),
+            ("GET /v1/epochs", "/v1/epochs".to_owned()),
+            ("GET /tasks", "/tasks".to_owned()),
+            ("GET /earnings", "/earnings".to_owned()),
+            ("GET /explorer", "/explorer".to_owned()),
+            (
+                "GET /explorer/accounts/{account}",
+                format!("/explorer/accounts/{}", self.contributor),
+            ),
         ];
         let cookie = format!("{SESSION_COOKIE}={}", self.session);
-        for path in paths.iter().cycle() {
+        for (what, path) in paths.iter().cycle() {
             if self.team.stop.load(Ordering::SeqCst) {
                 return;
             }
@@ -580,7 +621,8 @@ impl Reader {
                 .get(format!("{}{path}", self.team.base))
                 .bearer_auth(&self.key)
                 .header("cookie", &cookie);
-            let Some(Exchanged { status, body, .. }) = self.team.exchange(request).await else {
+            let Some(Exchanged { status, body, .. }) = self.team.exchange(what, request).await
+            else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };

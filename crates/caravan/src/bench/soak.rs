@@ -9,6 +9,7 @@
 //! that degrades shows it as a p99 or a memory that climbs from minute to minute. Any answer a
 //! client did not cause (a 4xx other than "nothing left to judge", or any 5xx) fails the run.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::clients::{Crowd, Team, spawn_clients};
+use super::clients::{Crowd, Latencies, Minute, Team, spawn_clients};
 use super::served::{How, Serving, Size, free_port, prepare, scratch_site};
 use crate::present::table;
 
@@ -161,6 +162,7 @@ pub fn soak(args: SoakArgs) -> Result<(), String> {
         ]);
     }
     println!("{t}");
+    println!("{}", by_request(&team.latencies, rows.len()));
     let answered = team.answered.lock().expect("answers lock");
     println!(
         "answered: {} paid calls ({} retries from the first call), {} judgments, {} keys, {} reads",
@@ -185,6 +187,36 @@ pub fn soak(args: SoakArgs) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Each kind of request in the first minute and the last: which one slows down, by name.
+fn by_request(latencies: &Latencies, minutes: usize) -> comfy_table::Table {
+    let first = latencies.by_request(0);
+    let last: BTreeMap<&str, Minute> = latencies
+        .by_request(minutes.saturating_sub(1))
+        .into_iter()
+        .collect();
+    let mut t = table(
+        &[
+            "request",
+            "answers, first minute",
+            "p99 ms, first",
+            "answers, last minute",
+            "p99 ms, last",
+        ],
+        &[1, 2, 3, 4],
+    );
+    for (what, early) in first {
+        let late = last.get(what);
+        t.add_row(vec![
+            what.to_owned(),
+            early.answers.to_string(),
+            format!("{:.2}", ms(early.p99)),
+            late.map_or("0".into(), |m| m.answers.to_string()),
+            late.map_or("-".into(), |m| format!("{:.2}", ms(m.p99))),
+        ]);
+    }
+    t
 }
 
 /// The resident memory of a process, from the kernel's own account of it.
