@@ -2129,3 +2129,124 @@ fn any_body_on_the_openai_routes_is_answered_or_refused_with_a_4xx_and_only_answ
         "some changed requests are still answered (the changes reach past the parser)"
     );
 }
+
+/// A node whose store lives on a 16 MiB filesystem that fills up while it serves: the paid call
+/// the disk has no room for is answered 503 with the cause and costs nothing (nor does a key
+/// issue), and once there is space again the node serves on without a restart — the refused
+/// call's retry runs and is charged once, and the store holds exactly the answered calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "mounts a size-limited tmpfs, which needs root; `.ci/run` runs it with the PostgreSQL half"]
+async fn a_full_disk_answers_503_with_its_cause_charges_nothing_and_the_node_serves_on_once_there_is_space()
+ {
+    let small = caravan_testkit::SmallDisk::mount(16);
+    let data = small.path().join("data");
+    let deposit = 1_000_000 * PRICE;
+    let (services, _) = gateway(&data, deposit);
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
+    let key = issue(&app, &[Scope::Classify]).await;
+    let classify = |n: usize| {
+        let app = app.clone();
+        let key = key.clone();
+        async move {
+            let order = format!("order-{n}");
+            let body = json!({ "model": "review-sentiment", "input": { "text": format!("great, order {n}") } });
+            call(
+                &app,
+                Method::POST,
+                "/v1/classifications",
+                Some(&key),
+                &[("idempotency-key", order.as_str())],
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(classify(0).await.status, StatusCode::OK);
+    let mut answered = 1;
+
+    let ballast = small.fill();
+    let mut refused = None;
+    for n in 1..5_000 {
+        let before = payer_balance(gateway);
+        let reply = classify(n).await;
+        if reply.status == StatusCode::OK {
+            answered += 1;
+            continue;
+        }
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a full disk is the node's fault, not the caller's: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["code"], "storage_unavailable");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("full"),
+            "the answer names the cause: {message}"
+        );
+        assert!(
+            !message.contains(&key[4..]),
+            "the key stays secret: {message}"
+        );
+        assert_eq!(
+            payer_balance(gateway),
+            before,
+            "a refused call costs nothing"
+        );
+        refused = Some(n);
+        break;
+    }
+    let refused = refused.expect("the full disk refuses a call before 5,000");
+    let node = node_of(&app).await;
+    let body = signed_issue(
+        &shop_wallet(),
+        &node,
+        shop(),
+        &[Scope::Classify],
+        "full",
+        now_ms(),
+    );
+    let issued = call(&app, Method::POST, "/v1/keys", None, &[], Some(body)).await;
+    assert_eq!(
+        issued.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        issued.body
+    );
+
+    ballast.remove();
+    let before = payer_balance(gateway);
+    let retried = classify(refused).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    assert!(
+        !retried.headers.contains_key(REPLAYED_HEADER),
+        "the refused call ran for the first time"
+    );
+    assert_eq!(payer_balance(gateway), before - PRICE);
+    assert_eq!(classify(refused).await.headers[REPLAYED_HEADER], "true");
+    assert_eq!(
+        payer_balance(gateway),
+        before - PRICE,
+        "and its retry is free"
+    );
+    answered += 1;
+
+    let (charged, calls) = metered(gateway);
+    assert_eq!(calls, answered, "the store holds every answered call, once");
+    assert_eq!(charged, answered as u128 * PRICE);
+    drop(app);
+    drop(services);
+    let reopened = Journal::open(Location::DataDir(data), &mut |_, _| {}).unwrap();
+    let balance = reopened
+        .economy()
+        .ledger()
+        .balance(&AccountRef::Payer(shop()), &token())
+        .available();
+    assert_eq!(
+        balance,
+        deposit - charged,
+        "a restart finds the same balance"
+    );
+}

@@ -907,43 +907,16 @@ fn no_flipped_byte_in_the_store_file_changes_the_economy_unnoticed() {
     assert!(refused > 0, "some flips must land where they matter");
 }
 
-/// Unmounts a filesystem the test mounted, whatever the test's outcome.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 #[ignore = "mounts a size-limited tmpfs, which needs root; `.ci/run` runs it with the PostgreSQL half"]
 fn a_full_disk_refuses_the_commit_keeps_nothing_of_it_and_the_store_goes_on_once_there_is_space() {
-    use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .expect("run mount");
-    assert!(
-        status.success(),
-        "mount a tmpfs at {}: {status}",
-        small.display()
-    );
-    let _mounted = Mounted(small.clone());
-    let location = Location::DataDir(small.join("data"));
+    let small = caravan_testkit::SmallDisk::mount(16);
+    let location = Location::DataDir(small.path().join("data"));
     let mut journal = open(&location);
     let asset = seed_economy(&mut journal);
     journal.submit(vec![usage(asset, 500)]).unwrap();
 
-    let ballast = small.join("ballast");
-    let mut file = std::fs::File::create(&ballast).unwrap();
-    let chunk = vec![1u8; 64 * 1024];
-    while file.write_all(&chunk).is_ok() {}
-    drop(file);
+    let ballast = small.fill();
     let record = "a record the full disk has no room for ".repeat(5_000);
     let mut refusal = None;
     for _ in 0..200 {
@@ -967,7 +940,7 @@ fn a_full_disk_refuses_the_commit_keeps_nothing_of_it_and_the_store_goes_on_once
         "the refusal names the cause: {refusal}"
     );
 
-    std::fs::remove_file(&ballast).unwrap();
+    ballast.remove();
     journal
         .submit(vec![usage(asset, 700)])
         .expect("with space again, the store goes on without a restart");

@@ -3,9 +3,15 @@
 //! [`TlsFront`] puts HTTPS in front of a plain local server (anvil, a stand-in upstream), signed
 //! by a certificate authority made up for the test, so tests can check that caravan reaches
 //! HTTPS endpoints, trusts an operator's extra CA when told to, and refuses an unknown one.
+//!
+//! [`SmallDisk`] is a size-limited filesystem the test mounts, so a store on it meets a real
+//! full disk.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+mod small_disk;
+pub use small_disk::{Ballast, SmallDisk};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use tokio::net::{TcpListener, TcpStream};
