@@ -209,7 +209,7 @@ impl Replay {
     }
 
     /// Replays what `journal` holds past the state, from its start if it is not the journal
-    /// the state was replayed from.
+    /// the state was replayed from. Called with the cross-process lock held.
     fn catch_up(mut self, journal: &mut File, path: &Path) -> Result<Replay, StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_path_buf(),
@@ -225,7 +225,7 @@ impl Replay {
         loop {
             line.clear();
             let count = reader.read_line(&mut line).map_err(io)?;
-            if count == 0 {
+            if !line.ends_with('\n') {
                 break;
             }
             let entry: Entry =
@@ -239,6 +239,12 @@ impl Replay {
             let _ = self.apply(entry, line.trim_end().as_bytes());
             self.read += count as u64;
             self.remember_tail(line.as_bytes());
+        }
+        if len > self.read {
+            // A last line without its newline is an append cut short (a full disk, a power
+            // cut): its transaction was never acknowledged, so it goes, and the next one is
+            // written where it began.
+            journal.set_len(self.read).map_err(io)?;
         }
         Ok(self)
     }

@@ -176,3 +176,34 @@ fn a_reopened_chain_sees_what_another_process_appended_and_a_replaced_journal_is
     assert_eq!(balance(&mut reopened, token, who("bob")), U256::ZERO);
     assert_eq!(balance(&mut reopened, token, who("carol")), U256::ZERO);
 }
+
+/// An append cut short (a full disk, a power cut) leaves a last line without its newline. Its
+/// transaction was never acknowledged: the chain opens without it, and the next transaction is
+/// journaled where it began, so the journal replays whole.
+#[test]
+fn a_journal_whose_last_append_was_cut_short_opens_without_it_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = who("holder");
+    let token = {
+        let mut chain = PersistentEvm::open(dir.path()).unwrap();
+        let token = deploy_token(&mut chain, holder, 1_000);
+        transfer(&mut chain, token, holder, "alice", 100);
+        token
+    };
+    let journal = dir.path().join("transactions.jsonl");
+    let whole = journal_of(dir.path());
+    let cut = whole.lines().last().unwrap();
+    std::fs::write(&journal, format!("{whole}{}", &cut[..cut.len() / 2])).unwrap();
+    {
+        let mut chain = PersistentEvm::open(dir.path()).unwrap();
+        assert_eq!(chain.transactions(), 2);
+        transfer(&mut chain, token, holder, "bob", 7);
+    }
+    // Read by a process that never held it (a copy, so nothing is kept from before).
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&journal, copy.path().join("transactions.jsonl")).unwrap();
+    let mut fresh = PersistentEvm::open(copy.path()).unwrap();
+    assert_eq!(fresh.transactions(), 3);
+    assert_eq!(balance(&mut fresh, token, who("alice")), U256::from(100u64));
+    assert_eq!(balance(&mut fresh, token, who("bob")), U256::from(7u64));
+}
