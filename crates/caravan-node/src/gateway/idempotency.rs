@@ -7,11 +7,13 @@
 //! restart the node still knows a request was charged, even though the response it gave is gone.
 //!
 //! Responses are held in memory up to a byte budget ([`RESPONSE_BUDGET_BYTES`]): past it the
-//! oldest are let go from memory. So a client that sends a key with every call cannot grow the
-//! node's memory without bound. Each response up to [`KEPT_ANSWER_MAX_BYTES`] is also kept in
-//! the store for the day (see [`Stored::encode`]), so a retry after a restart, or after its
-//! response left memory, is still answered with it; a retry whose response is in neither place is
-//! told it was charged (and is not charged again).
+//! oldest are let go from memory, and their requests are remembered in a compact map (the id
+//! and when it was admitted) for the rest of the day. So a client that sends a key with every
+//! call grows the node's memory by those few dozen bytes a call for a day, never by its answers.
+//! Each response up to [`KEPT_ANSWER_MAX_BYTES`] is also kept in the store for the day (see
+//! [`Stored::encode`]), so a retry after a restart, or after its response left memory, is still
+//! answered with it; a retry whose response is in neither place is told it was charged (and is
+//! not charged again).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -23,8 +25,10 @@ use caravan_core::{Address, Hash32};
 /// How long a response is kept for replay.
 pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The most memory the responses held for replay may take.
-pub const RESPONSE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+/// The most memory the responses held for replay may take: about the last minute's answers of
+/// a node serving 500 keyed calls a second. Clients retry within seconds; an older retry is
+/// answered from the store, with one point read.
+pub const RESPONSE_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 
 /// The largest response kept in the store as well as in memory: above every answer the gateway
 /// gives to a valid request (2,048 embeddings of 384 numbers as JSON take about 9 MB), so the
@@ -135,6 +139,7 @@ pub struct Finished {
     pub admitted_ms: u64,
 }
 
+/// A request this node admitted whose response is not yet let go of.
 enum Entry {
     InFlight {
         fingerprint: Hash32,
@@ -143,10 +148,9 @@ enum Entry {
         fingerprint: Hash32,
         response: Stored,
     },
-    /// Charged, but the response is not held: charged before this node last started, or a
-    /// stream the client left. The body's fingerprint when this node admitted it.
+    /// Charged before its response exists (a stream): never run again, and kept once finished.
     Charged {
-        fingerprint: Option<Hash32>,
+        fingerprint: Hash32,
     },
 }
 
@@ -169,7 +173,12 @@ pub struct Idempotency {
 }
 
 struct Entries {
-    by_request: HashMap<Hash32, (u64, Entry)>,
+    /// Requests running, or whose response is held, with when they were admitted.
+    live: HashMap<Hash32, (u64, Entry)>,
+    /// Requests charged within the day whose response memory does not hold (let go for the
+    /// budget, or charged before this node started), with when they were admitted: a retry of
+    /// one is looked up in the store.
+    charged: HashMap<Hash32, u64>,
     prune_at: usize,
     /// Requests whose responses are held, oldest first, with when they were admitted (an
     /// entry that no longer matches its request's is stale and skipped).
@@ -191,24 +200,41 @@ impl Entries {
             let Some((request, at)) = self.held.pop_front() else {
                 break;
             };
-            let Some((admitted, entry)) = self.by_request.get_mut(&request) else {
-                continue;
-            };
-            if *admitted != at {
+            if !matches!(self.live.get(&request), Some((admitted, Entry::Done { .. })) if *admitted == at)
+            {
                 continue;
             }
-            if let Entry::Done {
-                fingerprint,
-                response,
-            } = entry
-            {
-                let size = response.size();
-                *entry = Entry::Charged {
-                    fingerprint: Some(*fingerprint),
-                };
-                self.held_bytes -= size;
+            if let Some((admitted, Entry::Done { response, .. })) = self.live.remove(&request) {
+                self.release(&response);
+                self.charged.insert(request, admitted);
             }
         }
+    }
+
+    /// Forgets every request admitted a day or more before `now_ms` (but none still running).
+    fn prune(&mut self, now_ms: u64) {
+        let mut released = 0;
+        self.live.retain(|_, (at, entry)| {
+            let keep = matches!(entry, Entry::InFlight { .. })
+                || now_ms.saturating_sub(*at) < RETENTION_MS;
+            if let (false, Entry::Done { response, .. }) = (keep, &entry) {
+                released += response.size();
+            }
+            keep
+        });
+        self.held_bytes -= released;
+        self.charged
+            .retain(|_, at| now_ms.saturating_sub(*at) < RETENTION_MS);
+        let Entries { live, held, .. } = self;
+        held.retain(|(request, at)| {
+            matches!(live.get(request), Some((admitted, Entry::Done { .. })) if admitted == at)
+        });
+        self.prune_at = FIRST_PRUNE_AT.max(2 * self.known());
+    }
+
+    /// How many requests are remembered.
+    fn known(&self) -> usize {
+        self.live.len() + self.charged.len()
     }
 }
 
@@ -223,7 +249,8 @@ impl Idempotency {
     pub fn with_budget(budget_bytes: usize) -> Idempotency {
         Idempotency {
             entries: Mutex::new(Entries {
-                by_request: HashMap::new(),
+                live: HashMap::new(),
+                charged: HashMap::new(),
                 prune_at: FIRST_PRUNE_AT,
                 held: VecDeque::new(),
                 held_bytes: 0,
@@ -242,23 +269,21 @@ impl Idempotency {
     /// a restart, or a stream the client left).
     pub fn charged_earlier(&self, request: Hash32, at_ms: u64) {
         let mut entries = self.lock();
-        let replaced = entries
-            .by_request
-            .insert(request, (at_ms, Entry::Charged { fingerprint: None }));
-        if let Some((_, Entry::Done { response, .. })) = replaced {
+        if let Some((_, Entry::Done { response, .. })) = entries.live.remove(&request) {
             entries.release(&response);
         }
+        entries.charged.insert(request, at_ms);
     }
 
     /// Marks an admitted request as charged before its response exists: from here on a retry
     /// is never run (and charged) again, even if the response is never finished.
     pub fn charged(&self, request: Hash32) {
         let mut entries = self.lock();
-        if let Some((_, entry)) = entries.by_request.get_mut(&request)
+        if let Some((_, entry)) = entries.live.get_mut(&request)
             && let Entry::InFlight { fingerprint } = entry
         {
             *entry = Entry::Charged {
-                fingerprint: Some(*fingerprint),
+                fingerprint: *fingerprint,
             };
         }
     }
@@ -266,26 +291,16 @@ impl Idempotency {
     /// Admits a request with id `request` and body `fingerprint` at `now_ms`.
     pub fn admit(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Admission {
         let mut entries = self.lock();
-        if entries.by_request.len() > entries.prune_at {
-            let mut released = 0;
-            entries.by_request.retain(|_, (at, entry)| {
-                let keep = matches!(entry, Entry::InFlight { .. })
-                    || now_ms.saturating_sub(*at) < RETENTION_MS;
-                if let (false, Entry::Done { response, .. }) = (keep, &entry) {
-                    released += response.size();
-                }
-                keep
-            });
-            entries.held_bytes -= released;
-            let Entries {
-                by_request, held, ..
-            } = &mut *entries;
-            held.retain(|(request, at)| {
-                matches!(by_request.get(request), Some((admitted, Entry::Done { .. })) if admitted == at)
-            });
-            entries.prune_at = FIRST_PRUNE_AT.max(2 * entries.by_request.len());
+        if entries.known() > entries.prune_at {
+            entries.prune(now_ms);
         }
-        match entries.by_request.get(&request) {
+        if let Some(&at) = entries.charged.get(&request) {
+            if now_ms.saturating_sub(at) < RETENTION_MS {
+                return Admission::ChargedEarlier;
+            }
+            entries.charged.remove(&request);
+        }
+        match entries.live.get(&request) {
             Some((at, _)) if now_ms.saturating_sub(*at) >= RETENTION_MS => {}
             Some((_, Entry::InFlight { fingerprint: first })) => {
                 return if *first == fingerprint {
@@ -311,7 +326,7 @@ impl Idempotency {
             None => {}
         }
         let expired = entries
-            .by_request
+            .live
             .insert(request, (now_ms, Entry::InFlight { fingerprint }));
         if let Some((_, Entry::Done { response, .. })) = expired {
             entries.release(&response);
@@ -324,13 +339,10 @@ impl Idempotency {
     /// node admitted (or it already has a response).
     pub fn finish(&self, request: Hash32, response: Stored) -> Option<Finished> {
         let mut entries = self.lock();
-        let (admitted, entry) = entries.by_request.get_mut(&request)?;
+        let (admitted, entry) = entries.live.get_mut(&request)?;
         let fingerprint = match entry {
-            Entry::InFlight { fingerprint } => *fingerprint,
-            Entry::Charged {
-                fingerprint: Some(fingerprint),
-            } => *fingerprint,
-            _ => return None,
+            Entry::InFlight { fingerprint } | Entry::Charged { fingerprint } => *fingerprint,
+            Entry::Done { .. } => return None,
         };
         let admitted = *admitted;
         let size = response.size();
@@ -351,10 +363,10 @@ impl Idempotency {
     pub fn abandon(&self, request: Hash32) {
         let mut entries = self.lock();
         if matches!(
-            entries.by_request.get(&request),
+            entries.live.get(&request),
             Some((_, Entry::InFlight { .. }))
         ) {
-            entries.by_request.remove(&request);
+            entries.live.remove(&request);
         }
     }
 }
@@ -487,9 +499,10 @@ mod tests {
         let live = request_id(&shop, "live");
         idempotency.admit(live, body, RETENTION_MS);
         let entries = idempotency.lock();
-        assert_eq!(entries.by_request.len(), 2);
-        assert!(entries.by_request.contains_key(&live));
-        assert!(entries.by_request.contains_key(&running));
+        assert_eq!(entries.live.len(), 2);
+        assert!(entries.charged.is_empty());
+        assert!(entries.live.contains_key(&live));
+        assert!(entries.live.contains_key(&running));
         assert_eq!(entries.prune_at, FIRST_PRUNE_AT);
         // The responses dropped no longer count against the memory budget.
         assert_eq!(entries.held_bytes, 0);
@@ -513,8 +526,10 @@ mod tests {
             idempotency.finish(*request, stored("a response of some length"));
         }
         assert_eq!(idempotency.lock().held_bytes, 3 * one);
-        // The two oldest are no longer replayed, but they are known as charged; the newest three
-        // still replay.
+        // The two oldest are no longer replayed, but they are known as charged (in the compact
+        // map, without their responses); the newest three still replay.
+        assert_eq!(idempotency.lock().charged.len(), 2);
+        assert_eq!(idempotency.lock().live.len(), 3);
         for (n, request) in requests.iter().enumerate() {
             let admission = idempotency.admit(*request, body, 10);
             if n < 2 {
@@ -530,5 +545,11 @@ mod tests {
             Admission::Run
         ));
         assert_eq!(idempotency.lock().held_bytes, 2 * one);
+        // A request let go of is forgotten a day after it was admitted, like any other.
+        assert!(matches!(
+            idempotency.admit(requests[0], body, RETENTION_MS),
+            Admission::Run
+        ));
+        assert_eq!(idempotency.lock().charged.len(), 1);
     }
 }
