@@ -104,10 +104,12 @@ echo "== the campaign's figures"
   printf '%s\t%s\t%s\n' "kills survived (SQLite)" "$(from kill-loop faults_kills)" ""
   printf '%s\t%s\t%s\n' "lost (SQLite)" "$(from kill-loop faults_lost)" "0"
   printf '%s\t%s\t%s\n' "duplicated (SQLite)" "$(from kill-loop faults_duplicated)" "0"
+  printf '%s\t%s\t%s\n' "deposits on chain / credited once (SQLite)" "$(from kill-loop faults_deposits_made) / $(from kill-loop faults_deposits_credited)" "equal"
   if [ -n "$postgres" ]; then
     printf '%s\t%s\t%s\n' "kills survived (PostgreSQL)" "$(from kill-loop-postgres faults_kills)" ""
     printf '%s\t%s\t%s\n' "lost (PostgreSQL)" "$(from kill-loop-postgres faults_lost)" "0"
     printf '%s\t%s\t%s\n' "duplicated (PostgreSQL)" "$(from kill-loop-postgres faults_duplicated)" "0"
+    printf '%s\t%s\t%s\n' "deposits on chain / credited once (PostgreSQL)" "$(from kill-loop-postgres faults_deposits_made) / $(from kill-loop-postgres faults_deposits_credited)" "equal"
   fi
   # One row per fuzz target, its properties' inputs summed.
   printf '%s\n' "$fuzz_lines" | sed -E 's/^fuzzed (.*): ([0-9]+) inputs$/\1\t\2/' |

@@ -4,13 +4,17 @@
 //! PostgreSQL, whose server the run may restart while the node serves) with a paid classifier,
 //! a labelling project and scheduled epoch closes whose roots it posts on the embedded chain.
 //! Clients call the classifier (half with an `Idempotency-Key`, retried with the same key until
-//! answered) and submit judgments, and keep a record of every answer they were given. The node is killed at a random moment, the store is checked with the node down, and
+//! answered) and submit judgments, a wallet deposits into caravan's vault on the embedded chain
+//! (from this process, as a wallet beside the node would), and each keeps a record of every
+//! answer it was given. The node is killed at a random moment, the store is checked with the node down, and
 //! the node is started again, alternating the two charge durabilities. The checks, after every
 //! kill and at the end:
 //!
 //! - every answered judgment, and every charge answered under `committed`, is in the log exactly
 //!   once (a charge answered under `queued` may be lost with a crash: that is the mode's stated
 //!   window, counted apart);
+//! - no deposit is credited twice, and at the end every deposit the chain acknowledged is
+//!   credited (between kills one may still wait for the node's follower);
 //! - no idempotency key was charged twice, and a retry answered with the first call's charge;
 //! - `caravan log verify` passes (a full replay checks every hash link, rule, snapshot and
 //!   epoch bundle, and the ledger balances to zero in every token), and the state it reaches
@@ -22,12 +26,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caravan_core::{Address, Event, Hash32};
-use caravan_node::settlement::{Chains, chains_dir};
+use caravan_node::settlement::{Chains, EMBEDDED, chains_dir};
 use caravan_store::Journal;
 use caravan_tasks::board::TaskEvent;
 use caravan_tasks::item::ItemId;
@@ -77,6 +81,47 @@ const UP_MS: (u64, u64) = (200, 3_500);
 /// second, where clients going flat out would grow it by millions of events.
 const PACE: Duration = Duration::from_millis(5);
 
+/// How often the wallet beside the node deposits.
+const DEPOSIT_EVERY: Duration = Duration::from_millis(400);
+/// The account the deposits fill. Each deposit's amount is its own (this plus its number), so
+/// its credit is found by it.
+const DEPOSIT_BASE: u128 = 1_000_000;
+
+fn depositor() -> Address {
+    Address::from_label("faults depositor")
+}
+
+/// A wallet beside the node: deposits the development token into the vault on the embedded
+/// chain every [`DEPOSIT_EVERY`] until `stop`, and records each amount the chain acknowledged.
+/// The node, killed and restarted meanwhile, credits them by following the vault's logs.
+fn spawn_depositor(
+    site: &Site,
+    stop: Arc<AtomicBool>,
+    made: Arc<Mutex<Vec<u128>>>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    let dir = chains_dir(&site.dir);
+    std::thread::spawn(move || {
+        let chains = Chains::new(dir, reqwest::Client::new());
+        let token = Address(caravan_chain::settlement::DEV_TOKEN.into_array());
+        let mut amount = DEPOSIT_BASE;
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(DEPOSIT_EVERY);
+            // Held from before the deposit until it is recorded: a check (which holds it too)
+            // never finds a credit for a deposit not yet on its list.
+            let mut made = made.lock().expect("deposits lock");
+            let mut chain = chains
+                .open(EMBEDDED, 0)
+                .map_err(|e| format!("the wallet cannot open the embedded chain: {e}"))?;
+            chain
+                .deposit(token, amount, depositor(), caravan_store::now_ms() / 1000)
+                .map_err(|e| format!("the wallet's deposit of {amount} failed: {e}"))?;
+            made.push(amount);
+            amount += 1;
+        }
+        Ok(())
+    })
+}
+
 /// What one check of the store found.
 #[derive(Default)]
 struct Findings {
@@ -97,6 +142,10 @@ struct Findings {
     superseded: u64,
     /// Roots posted twice for one epoch, out of order, or unlike the log's.
     roots_wrong: u64,
+    /// Deposits the chain acknowledged that the log credits (once).
+    deposits_credited: u64,
+    /// Deposits the chain acknowledged that the log does not credit yet.
+    deposits_waiting: u64,
     problems: Vec<String>,
 }
 
@@ -134,6 +183,14 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
         },
     );
 
+    let deposits_stop = Arc::new(AtomicBool::new(false));
+    let deposits_made = Arc::new(Mutex::new(Vec::new()));
+    let wallet = spawn_depositor(
+        &site,
+        Arc::clone(&deposits_stop),
+        Arc::clone(&deposits_made),
+    );
+
     let log_path = site.log();
     let mut dice = Dice(args.seed);
     // Every check of the store, after each kill and in the closing wait for the last root.
@@ -156,7 +213,11 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             answered_after_restarts += team.served.load(Ordering::SeqCst) - before;
         }
         node.kill()?;
-        let findings = check(&site, &team.answered.lock().expect("answers lock"))?;
+        let findings = check(
+            &site,
+            &team.answered.lock().expect("answers lock"),
+            &deposits_made.lock().expect("deposits lock"),
+        )?;
         checks += 1;
         if !findings.problems.is_empty() || findings.lost > 0 || findings.duplicated > 0 {
             return Err(format!(
@@ -177,20 +238,31 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     bar.finish_and_clear();
     // The clients stop; a retry in flight still gets its answer from the node that is up.
     team.stop.store(true, Ordering::SeqCst);
+    deposits_stop.store(true, Ordering::SeqCst);
     runtime.block_on(async {
         for client in clients {
             let _ = client.await;
         }
     });
+    wallet
+        .join()
+        .map_err(|_| "the wallet's thread panicked".to_string())??;
+    let deposits_made = deposits_made.lock().expect("deposits lock").clone();
     // With no new work the node only finishes what it started: the latest closed epoch's root
-    // posted.
+    // posted, and every deposit credited.
     let mut settled = None;
     for _ in 0..20 {
         std::thread::sleep(Duration::from_secs(3));
         node.kill()?;
-        let findings = check(&site, &team.answered.lock().expect("answers lock"))?;
+        let findings = check(
+            &site,
+            &team.answered.lock().expect("answers lock"),
+            &deposits_made,
+        )?;
         checks += 1;
-        if findings.latest_posted || !findings.problems.is_empty() {
+        if (findings.latest_posted && findings.deposits_waiting == 0)
+            || !findings.problems.is_empty()
+        {
             settled = Some(findings);
             break;
         }
@@ -199,7 +271,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     }
     let Some(last) = settled else {
         return Err(format!(
-            "the node did not post the latest closed epoch's root within a minute of the work stopping; {}",
+            "the node did not post the latest closed epoch's root, or credit every deposit, within a minute of the work stopping; {}",
             keep(scratch, database)
         ));
     };
@@ -263,7 +335,12 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             "",
         ),
         (
-            "answered under committed, judgments and keys not in the log (lost)",
+            "deposits made on chain by a wallet beside the node / credited once",
+            format!("{} / {}", deposits_made.len(), last.deposits_credited),
+            "equal",
+        ),
+        (
+            "answered under committed, judgments, keys and deposits not in the log (lost)",
             last.lost.to_string(),
             "0",
         ),
@@ -273,7 +350,7 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             "",
         ),
         (
-            "charged twice for one key, or stored twice (duplicated)",
+            "charged twice for one key, stored or credited twice (duplicated)",
             (last.duplicated + answered.replays_differing).to_string(),
             "0",
         ),
@@ -334,6 +411,8 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
     }
     println!("faults_kills: {kills}");
     println!("faults_lost: {}", last.lost);
+    println!("faults_deposits_made: {}", deposits_made.len());
+    println!("faults_deposits_credited: {}", last.deposits_credited);
     println!(
         "faults_duplicated: {}",
         last.duplicated + answered.replays_differing
@@ -371,7 +450,9 @@ fn restart_database(command: &str) -> Result<(), String> {
 }
 
 /// Checks the store with the node down (see the module's list).
-fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
+/// Checks the store with the node down. `deposits` are the amounts the chain acknowledged; one
+/// not credited yet is waiting (the follower had not read it before the kill), not lost.
+fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings, String> {
     let (dir, location) = (&site.dir, site.location.clone());
     let mut findings = Findings::default();
     // Opened as the restarted node opens it (from its snapshots, finishing what the crash
@@ -388,6 +469,7 @@ fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
     let mut judged: BTreeMap<(Address, ItemId), u64> = BTreeMap::new();
     let mut roots: BTreeMap<u64, Hash32> = BTreeMap::new();
     let mut keys: BTreeMap<String, u64> = BTreeMap::new();
+    let mut credited: BTreeMap<u128, u64> = BTreeMap::new();
     let mut from = 0;
     loop {
         let rows = journal
@@ -420,6 +502,9 @@ fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
                     if let Some(id) = issued_key(&record) {
                         *keys.entry(id).or_default() += 1;
                     }
+                }
+                Event::DepositConfirmed(deposit) if deposit.account == depositor() => {
+                    *credited.entry(deposit.amount).or_default() += 1;
                 }
                 _ => {}
             }
@@ -456,6 +541,12 @@ fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
                 .filter(|(_, n)| **n > 1)
                 .map(|(id, n)| format!("the key {id} issued {n} times")),
         )
+        .chain(
+            credited
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(amount, n)| format!("the deposit of {amount} credited {n} times")),
+        )
         .collect();
     findings.duplicated = twice.len() as u64;
     findings.problems.extend(
@@ -464,6 +555,14 @@ fn check(site: &Site, answered: &Answered) -> Result<Findings, String> {
             .take(3)
             .map(|what| format!("duplicated: {what}")),
     );
+    if let Some(amount) = credited.keys().find(|amount| !deposits.contains(amount)) {
+        findings.problems.push(format!(
+            "a deposit of {amount} credited that the chain never acknowledged"
+        ));
+    }
+    findings.deposits_credited =
+        deposits.iter().filter(|a| credited.contains_key(a)).count() as u64;
+    findings.deposits_waiting = deposits.len() as u64 - findings.deposits_credited;
     let mut lost = |what: String| {
         findings.lost += 1;
         if findings.lost <= 3 {
@@ -546,7 +645,8 @@ mod tests {
     use caravan_store::Location;
 
     /// The check is what the figures rest on: it must see an answer the log lost (under each
-    /// durability), a judgment and a key that are not there, and one key charged twice.
+    /// durability), a judgment and a key that are not there, one key charged twice, one
+    /// deposit credited twice and one credited that was never made.
     #[test]
     fn a_check_finds_what_the_log_lost_and_a_key_charged_twice() {
         let dir = tempfile::tempdir().unwrap();
@@ -556,7 +656,7 @@ mod tests {
         };
         let world = prepare(&site, SIZE).unwrap();
         let mut answered = Answered::default();
-        let clean = check(&site, &answered).unwrap();
+        let clean = check(&site, &answered, &[]).unwrap();
         assert!(clean.problems.is_empty(), "{:?}", clean.problems);
         assert_eq!(
             (clean.lost, clean.duplicated, clean.epochs_closed),
@@ -603,19 +703,44 @@ mod tests {
                 trace: "[]".into(),
             })
         };
+        let deposit = |tx: &[u8], amount| {
+            Event::DepositConfirmed(caravan_core::ChainDeposit {
+                chain_id: caravan_chain::embedded::EMBEDDED_CHAIN_ID,
+                tx: caravan_core::keccak256(tx),
+                log_index: 0,
+                block: 1,
+                account: depositor(),
+                token: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
+                amount,
+            })
+        };
         let submitted = journal
-            .submit(vec![charged(request), charged(request)])
+            .submit(vec![
+                charged(request),
+                charged(request),
+                deposit(b"first", DEPOSIT_BASE),
+                deposit(b"again", DEPOSIT_BASE),
+                deposit(b"never made", DEPOSIT_BASE + 7),
+            ])
             .unwrap();
         assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
         drop(journal);
 
-        let found = check(&site, &answered).unwrap();
+        let found = check(&site, &answered, &[DEPOSIT_BASE, DEPOSIT_BASE + 1]).unwrap();
         assert_eq!(
             found.lost, 3,
             "the committed call, the judgment and the key"
         );
         assert_eq!(found.lost_queued, 1);
-        assert_eq!(found.duplicated, 1, "one key charged twice");
+        assert_eq!(
+            found.duplicated, 2,
+            "one key charged twice, one deposit credited twice"
+        );
+        assert_eq!(
+            (found.deposits_credited, found.deposits_waiting),
+            (1, 1),
+            "a deposit not credited yet waits for the follower"
+        );
         let named = |kind: &str| {
             found
                 .problems
@@ -624,8 +749,13 @@ mod tests {
                 .count()
         };
         assert_eq!(
-            (named("lost: "), named("duplicated: "), found.problems.len()),
-            (3, 1, 4),
+            (
+                named("lost: "),
+                named("duplicated: "),
+                named("a deposit of 1000007 credited that the chain never acknowledged"),
+                found.problems.len()
+            ),
+            (3, 2, 1, 6),
             "each loss and each double is named: {:?}",
             found.problems
         );
