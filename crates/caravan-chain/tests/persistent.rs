@@ -102,6 +102,15 @@ fn transfer(chain: &mut PersistentEvm, token: Address, from: Address, to: &str, 
         .unwrap();
 }
 
+/// A chain in `dir` whose journal holds a token of 1,000 deployed by `holder` and a transfer of
+/// 100 of it to alice; the chain is let go before this returns the token.
+fn token_with_alice_paid(dir: &std::path::Path, holder: Address) -> Address {
+    let mut chain = PersistentEvm::open(dir).unwrap();
+    let token = deploy_token(&mut chain, holder, 1_000);
+    transfer(&mut chain, token, holder, "alice", 100);
+    token
+}
+
 fn journal_of(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("transactions.jsonl")).unwrap()
 }
@@ -114,12 +123,7 @@ fn a_reopened_chain_sees_what_another_process_appended_and_a_replaced_journal_is
     let here = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let holder = who("holder");
-    let token = {
-        let mut chain = PersistentEvm::open(here.path()).unwrap();
-        let token = deploy_token(&mut chain, holder, 1_000);
-        transfer(&mut chain, token, holder, "alice", 100);
-        token
-    };
+    let token = token_with_alice_paid(here.path(), holder);
     // Another process, working on a copy of the same journal, appends one transfer; its line
     // lands at the end of this journal as that process's own append would.
     std::fs::write(
@@ -184,12 +188,7 @@ fn a_reopened_chain_sees_what_another_process_appended_and_a_replaced_journal_is
 fn a_journal_whose_last_append_was_cut_short_opens_without_it_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let holder = who("holder");
-    let token = {
-        let mut chain = PersistentEvm::open(dir.path()).unwrap();
-        let token = deploy_token(&mut chain, holder, 1_000);
-        transfer(&mut chain, token, holder, "alice", 100);
-        token
-    };
+    let token = token_with_alice_paid(dir.path(), holder);
     let journal = dir.path().join("transactions.jsonl");
     let whole = journal_of(dir.path());
     let cut = whole.lines().last().unwrap();
