@@ -54,7 +54,9 @@ part() {
   shift
   echo "== $name"
   if ! "$@" 2>&1 | tee "$logs/$name.log"; then
-    echo "$name failed; its output is in $logs/$name.log" >&2
+    # CI keeps only what reaches the screen: show the end of the part's own output there too.
+    echo "$name failed; the end of its output (all of it is in $logs/$name.log):" >&2
+    tail -n 200 "$logs/$name.log" >&2
     exit 1
   fi
   grep -E '^[a-z0-9_]+: ' "$logs/$name.log" >> "$figures" || true

@@ -558,7 +558,7 @@ pub fn document(routes: &[RouteSpec]) -> Value {
     );
     let signature = json!({ "type": "string", "pattern": "^0x[0-9a-fA-F]{130}$",
         "description": "the payer's 65-byte EIP-712 signature (r, s, v) of the request" });
-    let signed_at = json!({ "type": "integer",
+    let signed_at = json!({ "type": "integer", "minimum": 0,
         "description": "when the payer signed, in ms since the Unix epoch; accepted for 5 minutes either side of the node's clock" });
     let signed_query = |extra: &str| {
         json!([
@@ -880,20 +880,17 @@ fn operator_operations(add: &mut impl FnMut(&str, &str, Value)) {
             ok("the new home", reference("Chain")),
         )),
     );
-    add(
-        "post",
-        "/v1/epochs/{epoch}/roots",
-        reaches_a_chain(operation(
-            "Post a closed epoch's root on a chain (home when `chain` is left out): its share of the epoch, checked so nobody's cumulative amount goes down, activated at once when the distributor has no delay. 200 with `posted: false` when the chain pays nobody in the epoch or already holds it.",
-            Some(inline(object(
-                json!({ "chain": { "type": "string" } }),
-                &[],
-            ))),
-            "201",
-            ok(
-                "posted",
-                object(
-                    json!({ "epoch": { "type": "integer" }, "chain": reference("Chain"),
+    let mut post_root = reaches_a_chain(operation(
+        "Post a closed epoch's root on a chain (home when `chain` is left out): its share of the epoch, checked so nobody's cumulative amount goes down, activated at once when the distributor has no delay. 200 with `posted: false` when the chain pays nobody in the epoch or already holds it.",
+        Some(inline(object(
+            json!({ "chain": { "type": "string" } }),
+            &[],
+        ))),
+        "201",
+        ok(
+            "posted",
+            object(
+                json!({ "epoch": { "type": "integer" }, "chain": reference("Chain"),
                             "posted": { "type": "boolean" }, "root": hash(),
                             "leaves": { "type": "integer" }, "gas_used": { "type": "integer" },
                             "activated": { "type": "boolean" },
@@ -903,11 +900,17 @@ fn operator_operations(add: &mut impl FnMut(&str, &str, Value)) {
                                 &["token", "amount"]) },
                             "reason": { "type": "string" },
                             "active": { "type": "integer" }, "pending": { "type": "integer" } }),
-                    &["epoch", "chain", "posted"],
-                ),
+                &["epoch", "chain", "posted"],
             ),
-        )),
+        ),
+    ));
+    // The same answer when nothing was posted, so nothing was created.
+    let mut unchanged = post_root["responses"]["201"].clone();
+    unchanged["description"] = json!(
+        "nothing posted (`posted: false`): the chain pays nobody in the epoch or already holds its root; `reason` says which"
     );
+    post_root["responses"]["200"] = unchanged;
+    add("post", "/v1/epochs/{epoch}/roots", post_root);
 }
 
 /// An operation that takes money from the caller's prepaid balance: 402 says how much is

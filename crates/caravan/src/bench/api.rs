@@ -4,20 +4,23 @@
 //! benchmarks prepare: a paid classifier, payers with API keys, a labelling project and signed-in
 //! contributors. schemathesis (installed, pinned, by `scripts/schemathesis/install.sh`) reads
 //! `/v1/openapi.json` from the node and sends every operation but signing out generated
-//! requests, valid and invalid, with a payer's key and a contributor's session, and checks every
-//! answer against the document: its status is one the document lists, its content type, headers
-//! and body match it, and it is never a 5xx. The run counts every request and every 5xx from schemathesis's own record of the
-//! traffic (a HAR file) and fails on any failed check.
+//! requests, valid and invalid, with a payer's key of every scope and a contributor's session
+//! that is also the node's operator (so requests get past authentication to each route's own
+//! checks), and checks every answer against the document: its status is one the document lists,
+//! its content type, headers and body match it, and it is never a 5xx. The run counts every
+//! request and every 5xx from schemathesis's own record of the traffic (a HAR file) and fails on
+//! any failed check.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use caravan_node::keys::Scope;
 use caravan_server::access::SESSION_COOKIE;
 use clap::Args;
 use serde_json::Value;
 
-use super::served::{How, Serving, Size, free_port, prepare, scratch_site};
+use super::served::{How, PAID_MODEL, Serving, Size, World, free_port, prepare, scratch_site};
 use crate::present::table;
 
 #[derive(Args)]
@@ -41,11 +44,15 @@ pub struct ApiArgs {
     scratch_dir: PathBuf,
 }
 
-/// A payer to call with, a contributor whose session opens the task routes.
+/// A payer whose key may do everything a key can (call models, request, label, review), so
+/// that generated requests reach every route's own checks rather than stopping at the key's
+/// scope; a contributor whose session is also the node's operator, for the session and
+/// operator routes.
 const SIZE: Size = Size {
     callers: 1,
     labellers: 1,
     items: 100,
+    key_scopes: &Scope::ALL,
 };
 
 pub fn api(args: ApiArgs) -> Result<(), String> {
@@ -56,11 +63,21 @@ pub fn api(args: ApiArgs) -> Result<(), String> {
     let world = prepare(&site, SIZE)?;
     let port = free_port()?;
     let log = site.log();
-    let _node = Serving::start(&site, port, How::SERVING, &log)?;
+    let serving = How {
+        operator: Some(world.sessions[0].0),
+        ..How::SERVING
+    };
+    let _node = Serving::start(&site, port, serving, &log)?;
     let reports = site.dir.join("schemathesis");
     let har = reports.join("traffic.har");
+    let config = reports.join("schemathesis.toml");
+    std::fs::create_dir_all(&reports)
+        .and_then(|()| std::fs::write(&config, known_values(&world)))
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let started = Instant::now();
     let status = Command::new(&args.schemathesis)
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(format!("http://127.0.0.1:{port}/v1/openapi.json"))
         // Every answer against the document; not whether the document describes inputs as
@@ -136,6 +153,39 @@ pub fn api(args: ApiArgs) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How often a generated request uses a value that names something the node holds, rather
+/// than one drawn from the document's types (which almost always names nothing: a 404).
+const KNOWN_VALUE_PROBABILITY: f64 = 0.8;
+
+/// schemathesis's configuration: the ids of what the prepared store holds (the project, the
+/// payer and the contributor, the paid model, the first epochs), offered for the path
+/// parameters and body fields that name them, so that generated requests reach past "not
+/// found" to each route's own checks.
+fn known_values(world: &World) -> String {
+    let accounts: Vec<String> = world
+        .keys
+        .iter()
+        .chain(&world.sessions)
+        .map(|(account, _)| format!("{:?}", account.to_string()))
+        .collect();
+    let p = KNOWN_VALUE_PROBABILITY;
+    format!(
+        "[dictionaries.projects]\nvalues = [{project:?}]\n\
+         [dictionaries.accounts]\nvalues = [{accounts}]\n\
+         [dictionaries.models]\nvalues = [{model:?}]\n\
+         [dictionaries.epochs]\nvalues = [1, 2]\n\
+         [parameters]\n\
+         \"path.project\" = {{ dictionary = \"projects\", probability = {p} }}\n\
+         \"path.account\" = {{ dictionary = \"accounts\", probability = {p} }}\n\
+         \"path.model\" = {{ dictionary = \"models\", probability = {p} }}\n\
+         \"path.epoch\" = {{ dictionary = \"epochs\", probability = {p} }}\n\
+         \"body.model\" = {{ dictionary = \"models\", probability = {p} }}\n",
+        project = world.project,
+        accounts = accounts.join(", "),
+        model = PAID_MODEL,
+    )
 }
 
 /// What schemathesis sent and what came back, counted from its HAR record.

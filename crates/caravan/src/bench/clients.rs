@@ -16,7 +16,7 @@ use caravan_tasks::item::ItemId;
 use caravan_tasks::schema::Answer;
 use serde_json::{Value, json};
 
-use super::served::World;
+use super::served::{PAID_MODEL, World};
 use super::task_node::wallet;
 
 /// How long a client waits for a node to come back before it tries again.
@@ -365,7 +365,7 @@ impl Caller {
             .http
             .post(format!("{}/v1/classifications", self.team.base))
             .bearer_auth(&self.key)
-            .json(&json!({ "model": "classifier", "input": self.input }));
+            .json(&json!({ "model": PAID_MODEL, "input": self.input }));
         if let Some(key) = idempotency {
             request = request.header("Idempotency-Key", key);
         }

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caravan_core::{Address, Event, Hash32};
+use caravan_node::keys::Scope;
 use caravan_node::settlement::{Chains, EMBEDDED, chains_dir};
 use caravan_store::Journal;
 use caravan_tasks::board::TaskEvent;
@@ -73,6 +74,7 @@ const SIZE: Size = Size {
     callers: 4,
     labellers: 4,
     items: 50_000,
+    key_scopes: &[Scope::Classify, Scope::Models],
 };
 /// How long the node serves between kills: a random moment in this range.
 const UP_MS: (u64, u64) = (200, 3_500);
@@ -154,6 +156,7 @@ fn serving(committed: bool) -> How {
     How {
         committed,
         epoch_every: "1s",
+        operator: None,
     }
 }
 

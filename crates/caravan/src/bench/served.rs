@@ -76,7 +76,12 @@ pub struct Size {
     pub labellers: usize,
     /// Items in the project: more than the labellers judge in a run.
     pub items: usize,
+    /// What each payer's key may do.
+    pub key_scopes: &'static [Scope],
 }
+
+/// The id of the paid classifier [`prepare`] registers.
+pub const PAID_MODEL: &str = "classifier";
 
 /// What the clients need: a key per payer, a session per labeller, the project, the input.
 pub struct World {
@@ -101,7 +106,7 @@ pub fn prepare(site: &Site, size: Size) -> Result<World, String> {
     let artifacts = ArtifactStore::new(dir.join("models"));
     let (examples, content) = stored_classifier(&artifacts)?;
     let manifest = paid_model(
-        "classifier",
+        PAID_MODEL,
         Address::from_label("faults developer"),
         content,
         token.address,
@@ -133,12 +138,7 @@ pub fn prepare(site: &Site, size: Size) -> Result<World, String> {
     for &payer in &payers {
         let (secret, _) = node
             .keys()
-            .issue(
-                payer,
-                vec![Scope::Classify, Scope::Models],
-                None,
-                "faults".into(),
-            )
+            .issue(payer, size.key_scopes.to_vec(), None, "faults".into())
             .map_err(|e| e.to_string())?;
         keys.push((payer, secret));
     }
@@ -185,6 +185,8 @@ pub struct How {
     pub committed: bool,
     /// `--epoch-every`, e.g. "1s".
     pub epoch_every: &'static str,
+    /// An account whose session may do the node's operator work (`--operator`).
+    pub operator: Option<Address>,
 }
 
 impl How {
@@ -193,6 +195,7 @@ impl How {
     pub const SERVING: How = How {
         committed: true,
         epoch_every: "10s",
+        operator: None,
     };
 }
 
@@ -216,8 +219,11 @@ impl Serving {
         if let Some(url) = site.database() {
             command.args(["--database", url]);
         }
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(operator) = how.operator {
+            command.arg("--operator").arg(operator.to_string());
+        }
         let child = command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--epoch-every", how.epoch_every])
             .args([
                 "--charge-durability",

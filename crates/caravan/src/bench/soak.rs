@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use caravan_node::keys::Scope;
 use clap::Args;
 
 use super::clients::{Crowd, Latencies, Minute, Team, spawn_clients};
@@ -47,6 +48,7 @@ const SIZE: Size = Size {
     callers: 24,
     labellers: 16,
     items: 150_000,
+    key_scopes: &[Scope::Classify, Scope::Models],
 };
 const CROWD: Crowd = Crowd {
     issuers: 4,
