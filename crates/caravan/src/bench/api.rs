@@ -108,7 +108,8 @@ pub fn api(args: ApiArgs) -> Result<(), String> {
                 args.schemathesis.display()
             )
         })?;
-    let traffic = traffic(&har)?;
+    let traffic = traffic(&har)
+        .map_err(|e| format!("{e}; the node's output ends:\n{}", site.log_tail(40)))?;
     let mut t = table(&["figure", "value", "must be"], &[1]);
     for (figure, value, must) in [
         (
@@ -139,9 +140,10 @@ pub fn api(args: ApiArgs) -> Result<(), String> {
     println!("api_fuzz_requests: {}", traffic.requests);
     println!("api_fuzz_5xx: {}", traffic.server_errors);
     if traffic.server_errors > 0 || !status.success() {
+        let node_said = site.log_tail(40);
         let kept = scratch.keep();
         return Err(format!(
-            "schemathesis found {} (5xx answers: {}); its record of every request is in {}, the node's output in {}",
+            "schemathesis found {} (5xx answers: {}); its record of every request is in {}, the node's output in {}, which ends:\n{node_said}",
             if status.success() {
                 "no failed check".to_owned()
             } else {

@@ -31,6 +31,14 @@ impl Site {
         self.dir.join("serve.log")
     }
 
+    /// The last `lines` lines of the node's output, for an error message: a run whose files
+    /// are gone afterwards (a CI machine) still shows what the node said.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// `--database URL` for `caravan serve` when the store is on PostgreSQL.
     pub fn database(&self) -> Option<&str> {
         match &self.location {
