@@ -25,9 +25,9 @@ use crate::settlement::{Chains, ChainsError, ClaimPosition};
 mod explorer;
 
 pub use explorer::{
-    AssetDetail, AssetRevenue, Beneficiary, ChainPost, EARNERS_SHOWN, Earner, EpochDetail,
-    EpochSummary, GRAPH_HOPS, GRAPH_WIDTH, GraphEdge, GraphNode, PublicEpoch, PublicStatement,
-    PublicTokenLine, TokenTotals,
+    AssetDetail, AssetRevenue, Beneficiary, ChainPost, ClosedEpochs, EARNERS_SHOWN,
+    EPOCHS_PAGE_MAX, EPOCHS_PER_PAGE, Earner, EpochDetail, EpochSummary, GRAPH_HOPS, GRAPH_WIDTH,
+    GraphEdge, GraphNode, PublicEpoch, PublicStatement, PublicTokenLine, TokenTotals,
 };
 
 /// How many closed epochs a statement covers, newest first.
@@ -60,6 +60,9 @@ pub enum EarningsError {
     /// No asset is registered under the id asked for.
     #[error("{0}")]
     UnknownAsset(String),
+    /// A page of a list asked for with a size out of range.
+    #[error("{0}")]
+    BadPage(String),
 }
 
 /// What one epoch brought an account in one token.

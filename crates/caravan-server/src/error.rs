@@ -235,6 +235,7 @@ impl From<EarningsError> for ApiError {
             EarningsError::UnknownAsset(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_asset", error)
             }
+            EarningsError::BadPage(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_page", error),
         }
     }
 }

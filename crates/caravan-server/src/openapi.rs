@@ -3,6 +3,7 @@
 //! same route table the router is built from; a test checks that every route is documented here
 //! and nothing else is.
 
+use caravan_node::earnings::{EPOCHS_PAGE_MAX, EPOCHS_PER_PAGE};
 use caravan_node::gateway::usage::MAX_USAGE_DAYS;
 use caravan_node::keys::Scope;
 use caravan_tasks::label_studio::MAX_TAG_NAME_BYTES;
@@ -372,14 +373,22 @@ pub fn document(routes: &[RouteSpec]) -> Value {
     let epoch = json!({ "type": "object", "properties": {
         "epoch": { "type": "integer" }, "root": hash(), "leaves": { "type": "integer" },
         "closed_at_ms": { "type": "integer" }, "event_seq": { "type": "integer" } } });
-    add(
-        "get",
-        "/v1/epochs",
-        ok_op(
-            "Every closed epoch with its settlement root.",
-            json!({ "type": "array", "items": epoch }),
-        ),
+    let mut list_epochs = ok_op(
+        "Closed epochs with their settlement roots, newest first, a page at a time: a `Link` header with `rel=\"next\"` names the next, older page while there is one.",
+        json!({ "type": "array", "items": epoch }),
     );
+    list_epochs["parameters"] = json!([
+        { "name": "before", "in": "query", "required": false,
+          "description": "only epochs numbered below this one (the next page's link sets it)",
+          "schema": { "type": "integer", "minimum": 0 } },
+        { "name": "limit", "in": "query", "required": false,
+          "description": format!("how many epochs at most; {EPOCHS_PER_PAGE} when left out"),
+          "schema": { "type": "integer", "minimum": 1, "maximum": EPOCHS_PAGE_MAX } },
+    ]);
+    list_epochs["responses"]["200"]["headers"] = json!({ "Link": {
+        "description": "`</v1/epochs?before=N…>; rel=\"next\"` while older epochs remain",
+        "schema": { "type": "string" } } });
+    add("get", "/v1/epochs", list_epochs);
     add(
         "get",
         "/v1/epochs/{epoch}",

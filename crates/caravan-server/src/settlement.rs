@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use caravan_node::Node;
 use caravan_node::auth::{Acting, Caller};
 use caravan_node::chains::PayoutChain;
@@ -25,12 +27,35 @@ fn epoch_json(record: &caravan_core::EpochRecord) -> Value {
     })
 }
 
-pub async fn list_epochs(State(node): State<Arc<Node>>) -> axum::Json<Value> {
-    let epochs: Vec<Value> = node
-        .desk()
-        .journal()
-        .read(|j| j.economy().epochs().iter().map(epoch_json).collect());
-    axum::Json(Value::Array(epochs))
+#[derive(Deserialize)]
+pub struct EpochsQuery {
+    /// Only epochs numbered below this one.
+    before: Option<u64>,
+    /// How many epochs at most (the node's page size when left out).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/epochs[?before=N][&limit=L]`: closed epochs newest first, a page at a time; a
+/// `Link: <…>; rel="next"` header asks for the next, older page while there is one.
+pub async fn list_epochs(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<EpochsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = ApiError::query(query)?;
+    let page = node.earnings().closed_epochs(query.before, query.limit)?;
+    let epochs: Vec<Value> = page.epochs.iter().map(epoch_json).collect();
+    let mut response = axum::Json(Value::Array(epochs)).into_response();
+    if let Some(older) = page.older {
+        let limit = query
+            .limit
+            .map_or_else(String::new, |limit| format!("&limit={limit}"));
+        let next = format!("</v1/epochs?before={older}{limit}>; rel=\"next\"");
+        response.headers_mut().insert(
+            header::LINK,
+            HeaderValue::try_from(next).expect("a link of digits is a valid header value"),
+        );
+    }
+    Ok(response)
 }
 
 fn closed_epoch(node: &Node, text: &str) -> Result<caravan_core::EpochRecord, ApiError> {

@@ -1035,3 +1035,111 @@ async fn a_deposit_made_on_chain_shows_in_the_balance_and_what_is_withdrawn_is_i
         proofs.body
     );
 }
+
+#[tokio::test]
+async fn closed_epochs_are_listed_newest_first_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open_node(dir.path(), &[], ChainDirectory::default(), &[]);
+    for _ in 0..5 {
+        node.close_epoch().unwrap();
+    }
+    let app = router(node);
+    let numbers = |reply: &common::Reply| -> Vec<u64> {
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|epoch| epoch["epoch"].as_u64().unwrap())
+            .collect()
+    };
+    let next_link = |reply: &common::Reply| {
+        reply
+            .headers
+            .get("link")
+            .map(|link| link.to_str().unwrap().to_owned())
+    };
+
+    let all = call(&app, Method::GET, "/v1/epochs", Auth::None, None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(numbers(&all), [5, 4, 3, 2, 1], "newest first");
+    assert_eq!(next_link(&all), None, "one page holds them all");
+
+    let first = call(&app, Method::GET, "/v1/epochs?limit=2", Auth::None, None).await;
+    assert_eq!(numbers(&first), [5, 4]);
+    assert_eq!(
+        next_link(&first).as_deref(),
+        Some("</v1/epochs?before=4&limit=2>; rel=\"next\"")
+    );
+    let second = call(
+        &app,
+        Method::GET,
+        "/v1/epochs?before=4&limit=2",
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(numbers(&second), [3, 2]);
+    let last = call(
+        &app,
+        Method::GET,
+        "/v1/epochs?before=2&limit=2",
+        Auth::None,
+        None,
+    )
+    .await;
+    assert_eq!(numbers(&last), [1]);
+    assert_eq!(next_link(&last), None, "epoch 1 is on the last page");
+
+    for (query, code) in [
+        ("limit=0", "bad_page"),
+        ("limit=1001", "bad_page"),
+        ("limit=many", "invalid_query"),
+        ("before=-1", "invalid_query"),
+    ] {
+        let refused = call(
+            &app,
+            Method::GET,
+            &format!("/v1/epochs?{query}"),
+            Auth::None,
+            None,
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(refused.body["error"]["code"], code, "{query}");
+    }
+
+    let explorer = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            send(
+                &app,
+                Method::GET,
+                uri,
+                Auth::None,
+                Body::empty(),
+                "text/html",
+            )
+            .await
+        }
+    };
+    let page = explorer("/explorer?before=3").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap();
+    assert!(html.contains("href=\"/explorer/epochs/2\""), "{html}");
+    assert!(html.contains("href=\"/explorer/epochs/1\""));
+    assert!(
+        !html.contains("href=\"/explorer/epochs/3\""),
+        "the explorer's page starts below epoch 3"
+    );
+    assert!(
+        html.contains("Newest epochs"),
+        "and links back to the newest"
+    );
+    assert!(
+        !html.contains("Older epochs"),
+        "nothing is older than epoch 1"
+    );
+    let refused = explorer("/explorer?before=soon").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}

@@ -146,11 +146,48 @@ pub struct PublicStatement {
     pub closed_epochs: u64,
 }
 
+/// How many closed epochs a page lists when the caller does not say: an epoch closed every
+/// ten seconds makes 8,640 a day, which no page or answer should carry whole.
+pub const EPOCHS_PER_PAGE: usize = 100;
+
+/// The most closed epochs one page may list.
+pub const EPOCHS_PAGE_MAX: usize = 1_000;
+
+/// A page of closed epochs, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosedEpochs {
+    pub epochs: Vec<EpochRecord>,
+    /// The `before` that asks for the next, older page; `None` on the page with epoch 1.
+    pub older: Option<u64>,
+}
+
 impl Earnings {
-    /// Every closed epoch, newest first.
-    pub fn closed_epochs(&self) -> Vec<EpochRecord> {
-        self.journal
-            .read(|j| j.economy().epochs().iter().rev().cloned().collect())
+    /// The closed epochs numbered below `before` (the newest when `None`), newest first, at
+    /// most `limit` of them ([`EPOCHS_PER_PAGE`] when `None`). Reads only the page: the cost
+    /// does not grow with the epochs closed. A `limit` of 0 or above [`EPOCHS_PAGE_MAX`] is
+    /// refused.
+    pub fn closed_epochs(
+        &self,
+        before: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<ClosedEpochs, EarningsError> {
+        let limit = limit.unwrap_or(EPOCHS_PER_PAGE);
+        if !(1..=EPOCHS_PAGE_MAX).contains(&limit) {
+            return Err(EarningsError::BadPage(format!(
+                "limit {limit} is out of range: ask for 1 to {EPOCHS_PAGE_MAX} epochs a page"
+            )));
+        }
+        Ok(self.journal.read(|j| {
+            let epochs = j.economy().epochs();
+            let end = before.map_or(epochs.len(), |before| {
+                epochs.partition_point(|record| record.epoch < before)
+            });
+            let start = end.saturating_sub(limit);
+            ClosedEpochs {
+                epochs: epochs[start..end].iter().rev().cloned().collect(),
+                older: (start > 0).then(|| epochs[start].epoch),
+            }
+        }))
     }
 
     /// Closed epoch `epoch` as the log records it.

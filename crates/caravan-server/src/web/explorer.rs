@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::chart::escape;
 use super::earnings::{ChainView, RoyaltyView, Whose, chain_views, royalty_view, token_of};
 use super::page::{Chrome, PageError, Viewer, render};
-use crate::error::blocking;
+use crate::error::{ApiError, blocking};
 
 fn chrome(viewer: Option<&Viewer>) -> Chrome {
     match viewer {
@@ -49,6 +49,17 @@ pub struct EpochRow {
 struct EpochsPage {
     chrome: Chrome,
     epochs: Vec<EpochRow>,
+    /// The link to the next, older page, when there is one.
+    older: Option<u64>,
+    /// Whether this page starts below the newest epoch (so a link back to it is shown).
+    paged: bool,
+}
+
+#[derive(Deserialize)]
+pub struct EpochsQuery {
+    /// Only epochs numbered below this one: the next page's link.
+    #[serde(default)]
+    before: Option<String>,
 }
 
 fn epoch_row(record: &EpochRecord) -> EpochRow {
@@ -60,18 +71,24 @@ fn epoch_row(record: &EpochRecord) -> EpochRow {
     }
 }
 
-/// `GET /explorer`: every closed epoch, and a box to look up an address.
-pub async fn epochs(State(node): State<Arc<Node>>, viewer: Option<Viewer>) -> Response {
-    let epochs = node
+/// `GET /explorer[?before=N]`: the closed epochs a page at a time, newest first, and a box to
+/// look up an address.
+pub async fn epochs(
+    State(node): State<Arc<Node>>,
+    viewer: Option<Viewer>,
+    Query(query): Query<EpochsQuery>,
+) -> Result<Response, PageError> {
+    let before = query.before.as_deref().map(epoch_number).transpose()?;
+    let page = node
         .earnings()
-        .closed_epochs()
-        .iter()
-        .map(epoch_row)
-        .collect();
-    render(&EpochsPage {
+        .closed_epochs(before, None)
+        .map_err(ApiError::from)?;
+    Ok(render(&EpochsPage {
         chrome: chrome(viewer.as_ref()),
-        epochs,
-    })
+        epochs: page.epochs.iter().map(epoch_row).collect(),
+        older: page.older,
+        paged: before.is_some(),
+    }))
 }
 
 pub struct TotalsRow {
