@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caravan_core::{Address, Event, Hash32};
-use caravan_node::keys::Scope;
 use caravan_node::settlement::{Chains, EMBEDDED, chains_dir};
 use caravan_store::Journal;
 use caravan_tasks::board::TaskEvent;
@@ -40,7 +39,9 @@ use clap::Args;
 use serde_json::Value;
 
 use super::clients::{Answered, Crowd, Dice, Team, spawn_clients};
-use super::served::{How, Serving, Site, Size, free_port, prepare, scratch_site};
+use super::served::{
+    CALLING_SCOPES, How, Serving, Site, Size, dev_token, free_port, prepare, scratch_site,
+};
 use super::store::ScratchStore;
 use crate::present::table;
 
@@ -74,7 +75,7 @@ const SIZE: Size = Size {
     callers: 4,
     labellers: 4,
     items: 50_000,
-    key_scopes: &[Scope::Classify, Scope::Models],
+    key_scopes: CALLING_SCOPES,
 };
 /// How long the node serves between kills: a random moment in this range.
 const UP_MS: (u64, u64) = (200, 3_500);
@@ -104,7 +105,7 @@ fn spawn_depositor(
     let dir = chains_dir(&site.dir);
     std::thread::spawn(move || {
         let chains = Chains::new(dir, reqwest::Client::new());
-        let token = Address(caravan_chain::settlement::DEV_TOKEN.into_array());
+        let token = dev_token();
         let mut amount = DEPOSIT_BASE;
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(DEPOSIT_EVERY);
@@ -452,9 +453,9 @@ fn restart_database(command: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the store with the node down (see the module's list).
-/// Checks the store with the node down. `deposits` are the amounts the chain acknowledged; one
-/// not credited yet is waiting (the follower had not read it before the kill), not lost.
+/// Checks the store with the node down (see the module's list). `deposits` are the amounts the
+/// chain acknowledged; one not credited yet is waiting (the follower had not read it before the
+/// kill), not lost.
 fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings, String> {
     let (dir, location) = (&site.dir, site.location.clone());
     let mut findings = Findings::default();
@@ -695,7 +696,7 @@ mod tests {
         let charged = |request| {
             Event::CallMetered(MeteredCall {
                 payer,
-                token: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
+                token: dev_token(),
                 node: world.node,
                 request: Some(request),
                 parts: vec![CallPart {
@@ -713,7 +714,7 @@ mod tests {
                 log_index: 0,
                 block: 1,
                 account: depositor(),
-                token: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
+                token: dev_token(),
                 amount,
             })
         };

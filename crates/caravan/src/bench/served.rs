@@ -88,6 +88,15 @@ pub struct Size {
     pub key_scopes: &'static [Scope],
 }
 
+/// The development token of the embedded chain, which [`prepare`] registers and pays in: roots
+/// are posted on the embedded chain without funding.
+pub fn dev_token() -> Address {
+    Address(caravan_chain::settlement::DEV_TOKEN.into_array())
+}
+
+/// What a payer's key may do when its clients only call the paid model.
+pub const CALLING_SCOPES: &[Scope] = &[Scope::Classify, Scope::Models];
+
 /// The id of the paid classifier [`prepare`] registers.
 pub const PAID_MODEL: &str = "classifier";
 
@@ -107,7 +116,7 @@ pub struct World {
 pub fn prepare(site: &Site, size: Size) -> Result<World, String> {
     let dir = &site.dir;
     let token = Token {
-        address: Address(caravan_chain::settlement::DEV_TOKEN.into_array()),
+        address: dev_token(),
         symbol: "USDC".into(),
         decimals: 6,
     };

@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use caravan_chain::anvil::LocalAnvil;
-use caravan_chain::settlement::{DEV_TOKEN, EpochRoot, Settlement};
+use caravan_chain::settlement::{EpochRoot, Settlement};
 use caravan_core::*;
 use clap::Args;
 
+use super::served::dev_token;
 use crate::present::{progress, table};
 
 #[derive(Args)]
@@ -22,10 +23,6 @@ pub struct SettlementArgs {
     /// binary (`scripts/anvil/install.sh` installs it and prints its path).
     #[arg(long)]
     anvil: Option<std::path::PathBuf>,
-}
-
-fn token() -> Address {
-    Address(DEV_TOKEN.into_array())
 }
 
 /// `count` leaves of distinct accounts in `token`, `bump` added to leaf 0. The accounts look
@@ -112,7 +109,7 @@ struct EndToEnd {
 /// contributor claiming.
 fn measure_end_to_end(scratch: &std::path::Path, count: usize) -> Result<EndToEnd, String> {
     let mut economy = Economy::default();
-    let token = token();
+    let token = dev_token();
     let members: Vec<Member> = (0..count)
         .map(|i| Member {
             account: Address::from_label(&format!("bench contributor {i}")),
@@ -390,7 +387,7 @@ fn measure_deposit_latency(
                 protocol_fee: Ppm::ZERO,
             }),
             Event::TokenRegistered(Token {
-                address: token(),
+                address: dev_token(),
                 symbol: "USDC".into(),
                 decimals: 6,
             }),
@@ -439,7 +436,7 @@ fn measure_deposit_latency(
         let payer = Address::from_label(&format!("bench depositor {n}"));
         let mut wallet = chains.open("anvil", 0).map_err(|e| e.to_string())?;
         wallet
-            .deposit(token(), 1_000_000, payer, 0)
+            .deposit(dev_token(), 1_000_000, payer, 0)
             .map_err(|e| e.to_string())?;
         let mined = Instant::now();
         drop(wallet);
@@ -448,7 +445,7 @@ fn measure_deposit_latency(
             let available = journal.read(|j| {
                 j.economy()
                     .ledger()
-                    .balance(&AccountRef::Payer(payer), &token())
+                    .balance(&AccountRef::Payer(payer), &dev_token())
                     .available()
             });
             if available >= 1_000_000 {

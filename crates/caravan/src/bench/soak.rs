@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use caravan_node::keys::Scope;
 use clap::Args;
 
 use super::clients::{Crowd, Latencies, Minute, Team, spawn_clients};
-use super::served::{How, Serving, Size, free_port, prepare, scratch_site};
+use super::served::{CALLING_SCOPES, How, Serving, Size, free_port, prepare, scratch_site};
 use crate::present::table;
 
 #[derive(Args)]
@@ -48,7 +47,7 @@ const SIZE: Size = Size {
     callers: 24,
     labellers: 16,
     items: 150_000,
-    key_scopes: &[Scope::Classify, Scope::Models],
+    key_scopes: CALLING_SCOPES,
 };
 const CROWD: Crowd = Crowd {
     issuers: 4,
