@@ -1252,16 +1252,24 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     assert_eq!(gateway.meter().held(&shop(), &token()), 0);
     // The client's retry under the same key is told it was charged (after "still running",
     // which clients retry, while the charge is being marked), and is not charged again.
+    let send_retry = |app: Router| {
+        let (key, ask) = (key.clone(), ask.clone());
+        async move {
+            let idempotency = [("idempotency-key", "stream-1")];
+            let path = "/v1/chat/completions";
+            call(
+                &app,
+                Method::POST,
+                path,
+                Some(&key),
+                &idempotency,
+                Some(ask),
+            )
+            .await
+        }
+    };
     let retry = loop {
-        let retry = call(
-            &app,
-            Method::POST,
-            "/v1/chat/completions",
-            Some(&key),
-            &[("idempotency-key", "stream-1")],
-            Some(ask.clone()),
-        )
-        .await;
+        let retry = send_retry(app.clone()).await;
         if retry.body["error"]["code"] != "idempotency_in_progress" {
             break retry;
         }
@@ -1271,6 +1279,55 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_produced_and_the_upst
     assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.body);
     assert_eq!(retry.body["error"]["code"], "idempotency_key_charged");
     assert_eq!(metered(gateway), (charged, 1));
+
+    // After a restart memory knows the request only as "maybe charged"; the store's index says
+    // it was, and there is no answer to give: still refused, still charged once.
+    drop(app);
+    drop(services);
+    let (services, _) = self::gateway(dir.path(), 1_000_000);
+    let retry = send_retry(router(Arc::clone(&services))).await;
+    assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.body);
+    assert_eq!(retry.body["error"]["code"], "idempotency_key_charged");
+    assert_eq!(metered(services.gateway()), (charged, 1));
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1, "not asked again");
+}
+
+/// Memory keeps the day's charged requests in a filter of fixed size that may take a new
+/// request for a charged one. The store's index then says it was never charged, so the call
+/// runs, is charged once, and its retry is replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_call_the_memory_takes_for_a_charged_one_runs_and_is_charged_once() {
+    use caravan_node::gateway::idempotency::request_id;
+    let dir = tempfile::tempdir().unwrap();
+    let (services, _) = gateway(dir.path(), 1_000_000);
+    let gateway = services.gateway();
+    let app = router(Arc::clone(&services));
+    let key = issue(&app, &[Scope::Classify]).await;
+    let request = json!({ "model": "review-sentiment", "input": { "text": "great phone" } });
+    let classify = || {
+        call(
+            &app,
+            Method::POST,
+            "/v1/classifications",
+            Some(&key),
+            &[("idempotency-key", "fresh-1")],
+            Some(request.clone()),
+        )
+    };
+    // The filter's false positive, made on purpose: the id is marked, nothing was charged.
+    gateway
+        .idempotency()
+        .charged_earlier(request_id(&shop(), "fresh-1"), now_ms());
+    let first = classify().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert!(first.headers.get(REPLAYED_HEADER).is_none());
+    assert_eq!(payer_balance(gateway), 1_000_000 - PRICE);
+    let again = classify().await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.headers[REPLAYED_HEADER], "true");
+    assert_eq!(again.body, first.body);
+    assert_eq!(payer_balance(gateway), 1_000_000 - PRICE);
+    assert_eq!(metered(gateway), (PRICE, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -48,6 +48,21 @@ pub struct AnswerRow {
     pub answer: Vec<u8>,
 }
 
+/// A call charged under an idempotency key, found by its request id
+/// ([`caravan_core::MeteredCall::request`]) for [`CHARGED_REQUESTS_KEPT_MS`]: so a node can
+/// tell a retry of a call it charged hours ago from a new call with one point read, without
+/// holding every id of the day in memory. Written in the charge's own transaction, so a
+/// request is indexed exactly when its charge is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChargedRequest {
+    pub request: Hash32,
+    /// When the charge was recorded (its event's time).
+    pub at_ms: u64,
+}
+
+/// How long a charged request stays indexed: the day an idempotency key is honoured for.
+pub const CHARGED_REQUESTS_KEPT_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// A signed-in session as stored: found by the hash of its secret id (the secret itself is never
 /// stored), for one account, until it expires. Not part of the log: who is signed in is not an
 /// economic fact, and a lost session only means signing in again.
@@ -86,6 +101,11 @@ pub struct Attachments {
     /// `spending` is what every stored event from the table's count up to this sequence
     /// number charged (an open catching up): written at once, and the table counts to here.
     pub spending_counted_to: Option<u64>,
+    /// The requests the batch's events charged under an idempotency key.
+    pub charged: Vec<ChargedRequest>,
+    /// `charged` holds every keyed call stored from this sequence number on that the index
+    /// lacked (an open catching up): the index is complete from here on.
+    pub charged_requests_from: Option<u64>,
 }
 
 /// Everything one group commit writes, in one transaction.
@@ -99,6 +119,9 @@ pub struct Commit<'a> {
     pub spending: Vec<Spending>,
     /// The spend table counts every event below this sequence number once written.
     pub spending_counted_to: Option<u64>,
+    pub charged: Vec<&'a ChargedRequest>,
+    /// The charged-request index is complete from this sequence number on, once written.
+    pub charged_requests_from: Option<u64>,
 }
 
 /// How many snapshots a store keeps; older ones are deleted when a new one is written.
@@ -161,7 +184,9 @@ pub trait Backend: Send {
     /// Writes the commit's events (consecutive, following what is stored), bundles, snapshots
     /// and answers, and adds its spending, in one transaction, keeping only the newest
     /// [`SNAPSHOTS_KEPT`] snapshots. An answer replaces one kept under the same key; every
-    /// answer that expired by the newest `kept_at_ms` among the answers is deleted.
+    /// answer that expired by the newest `kept_at_ms` among the answers is deleted. A charged
+    /// request replaces one indexed under the same id; every one charged
+    /// [`CHARGED_REQUESTS_KEPT_MS`] or more before the newest among them is deleted.
     fn append(&mut self, commit: &Commit<'_>) -> Result<(), StoreError>;
     /// The spend table holds what every event below this sequence number charged, and nothing
     /// of the events from it on: a writer that opens the store adds what those charged.
@@ -171,6 +196,11 @@ pub trait Backend: Send {
     fn spending(&mut self, payer: &Address, from_day: u64) -> Result<Vec<Spending>, StoreError>;
     /// The answer kept under `key`, unless it expired by `now_ms`.
     fn answer(&mut self, key: &Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError>;
+    /// When `request` was last charged, if at or after `since_ms` (see [`ChargedRequest`]).
+    fn charged_at(&mut self, request: &Hash32, since_ms: u64) -> Result<Option<u64>, StoreError>;
+    /// The charged-request index holds every keyed call stored from this sequence number on; a
+    /// store made before it was kept has none of the calls before.
+    fn charged_requests_from(&mut self) -> Result<u64, StoreError>;
     /// Applies `ops` in order in one transaction, first forgetting the nonces and sessions that
     /// expired by `now_ms`; returns whether each succeeded (see [`SignInOp`]).
     fn sign_in(&mut self, ops: &[SignInOp], now_ms: u64) -> Result<Vec<bool>, StoreError>;
@@ -238,6 +268,15 @@ pub(crate) fn lane_from(number: i64, seq: i64) -> Result<Lane, StoreError> {
 /// The newest `kept_at_ms` among `answers`: answers that expired by then are deleted.
 pub(crate) fn answers_expired_by(answers: &[&AnswerRow]) -> Option<u64> {
     answers.iter().map(|answer| answer.kept_at_ms).max()
+}
+
+/// The time before which charged requests are deleted by a commit indexing `charged`: a day
+/// before the newest of them.
+pub(crate) fn charged_expired_before(charged: &[&ChargedRequest]) -> Option<u64> {
+    charged
+        .iter()
+        .map(|row| row.at_ms.saturating_sub(CHARGED_REQUESTS_KEPT_MS))
+        .max()
 }
 
 /// A stored 32-byte hash; `holder` names what holds it for the error if it is not 32 bytes.

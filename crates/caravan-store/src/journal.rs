@@ -17,7 +17,8 @@ use caravan_core::{
 };
 
 use crate::backend::{
-    AnswerRow, Attachments, BundleRow, EventRow, SessionRow, SignInOp, SnapshotRow, StoreError,
+    AnswerRow, Attachments, BundleRow, CHARGED_REQUESTS_KEPT_MS, ChargedRequest, EventRow,
+    SessionRow, SignInOp, SnapshotRow, StoreError,
 };
 use crate::location::Location;
 use crate::log::{AppendTicket, CommitStats, EventLog, Reply, SpendingSum};
@@ -79,6 +80,14 @@ pub struct OpenReport {
     pub bundles_remade: Vec<u64>,
 }
 
+/// The idempotency request a keyed call was charged under; `None` for every other event.
+fn keyed_request(event: &Event) -> Option<Hash32> {
+    match event {
+        Event::CallMetered(call) => call.request,
+        _ => None,
+    }
+}
+
 /// How many events [`Journal::for_each_in_lane`] reads at a time.
 pub const EVENT_PAGE: usize = 20_000;
 
@@ -102,7 +111,39 @@ impl Journal {
         let log = EventLog::open(&location)?;
         let (economy, report) = restore(&log, progress, CoveredEvents::Check)?;
         count_uncounted_spending(&log, progress)?;
-        Ok(Journal::opened(location, log, economy, report))
+        let journal = Journal::opened(location, log, economy, report);
+        journal.index_unindexed_keyed_calls()?;
+        Ok(journal)
+    }
+
+    /// Indexes the last day's keyed calls stored before the charged-request index was kept (a
+    /// store made by an older caravan), so that from here on the index holds every keyed call
+    /// of the day. A store whose index already covers the day reads nothing.
+    fn index_unindexed_keyed_calls(&self) -> Result<(), JournalError> {
+        let indexed_from = self.log.charged_requests_from()?;
+        let day_starts = self.first_seq_at(now_ms().saturating_sub(CHARGED_REQUESTS_KEPT_MS))?;
+        if indexed_from <= day_starts {
+            return Ok(());
+        }
+        let mut charged = Vec::new();
+        self.for_each_in_lane(Lane::KeyedCall, day_starts, |row| {
+            if row.seq < indexed_from
+                && let Ok(event) = Event::decode(&row.body)
+                && let Some(request) = keyed_request(&event)
+            {
+                charged.push(ChargedRequest {
+                    request,
+                    at_ms: row.at_ms,
+                });
+            }
+            Ok::<_, JournalError>(())
+        })?;
+        let attachments = Attachments {
+            charged,
+            charged_requests_from: Some(day_starts),
+            ..Attachments::default()
+        };
+        Ok(self.log.append(Vec::new(), attachments).wait()?)
     }
 
     /// Opens the store at `location` only to read, as [`Journal::open`] does, beside a node that
@@ -276,13 +317,16 @@ impl Journal {
         let mut submitted = Submitted::default();
         let mut rows = Vec::with_capacity(events.len());
         let mut spending = Vec::new();
+        let mut charged = Vec::new();
         for (index, event) in events.into_iter().enumerate() {
             let lane = event.lane();
+            let request = keyed_request(&event);
             // Added before the event moves into the economy, taken back if it is refused.
             let spent_from = spending.len();
             spending.extend(event.spending(at_ms));
             match self.economy.append(event, at_ms) {
                 Ok((envelope, body)) => {
+                    charged.extend(request.map(|request| ChargedRequest { request, at_ms }));
                     rows.push(EventRow {
                         seq: envelope.seq,
                         at_ms,
@@ -300,6 +344,7 @@ impl Journal {
         }
         let attachments = Attachments {
             spending,
+            charged,
             ..Attachments::default()
         };
         (submitted, self.log.append_within(rows, attachments, window))
@@ -327,6 +372,14 @@ impl Journal {
     /// The answer kept under `key`, unless it expired by `now_ms`.
     pub fn answer(&self, key: Hash32, now_ms: u64) -> Result<Option<AnswerRow>, JournalError> {
         Ok(self.log.answer(key, now_ms)?)
+    }
+
+    /// When `request` was last charged under an idempotency key, if at or after `since_ms`:
+    /// one point read of an index written with each charge, complete for the last
+    /// [`CHARGED_REQUESTS_KEPT_MS`] once the journal is open for writing. A charge submitted
+    /// before the question is seen, durable or not yet.
+    pub fn charged_at(&self, request: Hash32, since_ms: u64) -> Result<Option<u64>, JournalError> {
+        Ok(self.log.charged_at(request, since_ms)?)
     }
 
     /// Queues `ops` on the sign-in tables beside the log (see [`crate::Backend::sign_in`]);

@@ -17,8 +17,8 @@ mod shared;
 mod sqlite_backend;
 
 pub use backend::{
-    AnswerRow, Attachments, Backend, BundleRow, Commit, EventRow, SNAPSHOTS_KEPT, SessionRow,
-    SignInOp, SnapshotRow, StoreError,
+    AnswerRow, Attachments, Backend, BundleRow, CHARGED_REQUESTS_KEPT_MS, ChargedRequest, Commit,
+    EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow, StoreError,
 };
 pub use journal::{
     BundleRequest, CloseAttachments, ClosedEpoch, Journal, JournalError, OpenReport, Submitted,

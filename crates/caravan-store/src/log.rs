@@ -63,6 +63,14 @@ enum Request {
         now_ms: u64,
         reply: Sender<Result<Option<AnswerRow>, StoreError>>,
     },
+    ChargedAt {
+        request: Hash32,
+        since_ms: u64,
+        reply: Sender<Result<Option<u64>, StoreError>>,
+    },
+    ChargedRequestsFrom {
+        reply: Sender<Result<u64, StoreError>>,
+    },
     SignIn {
         ops: Vec<SignInOp>,
         now_ms: u64,
@@ -269,6 +277,22 @@ impl EventLog {
     /// The answer kept under `key`, unless it expired by `now_ms`.
     pub fn answer(&self, key: Hash32, now_ms: u64) -> Result<Option<AnswerRow>, StoreError> {
         self.ask(|reply| Request::Answer { key, now_ms, reply })
+    }
+
+    /// When `request` was last charged, if at or after `since_ms` (see [`Backend::charged_at`]).
+    /// Asked after a charge was queued, it sees that charge: the writer commits what is queued
+    /// before it answers a read.
+    pub fn charged_at(&self, request: Hash32, since_ms: u64) -> Result<Option<u64>, StoreError> {
+        self.ask(|reply| Request::ChargedAt {
+            request,
+            since_ms,
+            reply,
+        })
+    }
+
+    /// Where the charged-request index starts (see [`Backend::charged_requests_from`]).
+    pub fn charged_requests_from(&self) -> Result<u64, StoreError> {
+        self.ask(|reply| Request::ChargedRequestsFrom { reply })
     }
 
     /// Queues `ops` on the sign-in tables (see [`Backend::sign_in`]); sign-ins queued together
@@ -500,6 +524,16 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
             Request::Answer { key, now_ms, reply } => {
                 let _ = reply.send(backend.answer(&key, now_ms));
             }
+            Request::ChargedAt {
+                request,
+                since_ms,
+                reply,
+            } => {
+                let _ = reply.send(backend.charged_at(&request, since_ms));
+            }
+            Request::ChargedRequestsFrom { reply } => {
+                let _ = reply.send(backend.charged_requests_from());
+            }
             Request::SignIn { ops, now_ms, reply } => {
                 let mut group = vec![(ops, reply)];
                 let mut now = now_ms;
@@ -628,6 +662,8 @@ fn commit_group(
         bundles: attachments().flat_map(|a| a.bundles.iter()).collect(),
         snapshots: attachments().flat_map(|a| a.snapshots.iter()).collect(),
         answers: attachments().flat_map(|a| a.answers.iter()).collect(),
+        charged: attachments().flat_map(|a| a.charged.iter()).collect(),
+        charged_requests_from: attachments().filter_map(|a| a.charged_requests_from).min(),
         ..Commit::default()
     };
     if flush {

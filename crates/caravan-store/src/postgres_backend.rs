@@ -8,9 +8,10 @@ use postgres::error::SqlState;
 use caravan_core::{Address, Hash32, Lane, Spending};
 
 use crate::backend::{
-    AnswerRow, Backend, Commit, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
-    StoreError, answer_fingerprint, answers_expired_by, check_schema, hash_from, lane_from,
-    pending_migrations, redact, session_account, spending_row, to_i64,
+    AnswerRow, Backend, ChargedRequest, Commit, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp,
+    SnapshotRow, StoreError, answer_fingerprint, answers_expired_by, charged_expired_before,
+    check_schema, hash_from, lane_from, pending_migrations, redact, session_account, spending_row,
+    to_i64,
 };
 
 /// Schema migrations in order; `caravan_schema.version` records how many have run.
@@ -87,10 +88,38 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE spending_counted (to_seq BIGINT NOT NULL);
     INSERT INTO spending_counted (to_seq) VALUES (0);
 ",
+    // Requests charged under an idempotency key in the last day, by id. The index is complete
+    // from `charged_requests_from` on; a writer that opens the store indexes the day's calls
+    // stored before it.
+    "
+    CREATE TABLE charged_requests (
+        request BYTEA  PRIMARY KEY,
+        at_ms   BIGINT NOT NULL
+    );
+    CREATE INDEX charged_requests_age ON charged_requests (at_ms);
+    CREATE TABLE charged_requests_from (from_seq BIGINT NOT NULL);
+    INSERT INTO charged_requests_from (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
+",
 ];
 
 /// Adds a commit's spending to the spend table; `$1`…`$7` are its columns as arrays.
 const ADD_SPENDING: &str = "INSERT INTO spending (payer, day, asset, token, calls, uses, amount) SELECT p, d, a, t, c, u, m::NUMERIC FROM unnest($1::BYTEA[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BIGINT[], $6::BIGINT[], $7::TEXT[]) AS s(p, d, a, t, c, u, m) ON CONFLICT (payer, day, asset, token) DO UPDATE SET calls = spending.calls + EXCLUDED.calls, uses = spending.uses + EXCLUDED.uses, amount = spending.amount + EXCLUDED.amount";
+
+/// A commit's charged requests as the two columns of one `unnest` insert, each request once
+/// (its latest charge): one statement may not update a row twice.
+fn charged_columns<'a>(
+    charged: &[&'a ChargedRequest],
+) -> Result<(Vec<&'a [u8]>, Vec<i64>), StoreError> {
+    let mut latest: Vec<&ChargedRequest> = charged.to_vec();
+    latest.sort_by_key(|row| (row.request, std::cmp::Reverse(row.at_ms)));
+    latest.dedup_by_key(|row| row.request);
+    let requests = latest.iter().map(|row| &row.request.0[..]).collect();
+    let times = latest
+        .iter()
+        .map(|row| to_i64(row.at_ms, "timestamp"))
+        .collect::<Result<_, _>>()?;
+    Ok((requests, times))
+}
 
 /// Arbitrary constant naming caravan's advisory lock (advisory locks are per database).
 const WRITER_LOCK: i64 = 0x6361_7261_7661_6e00;
@@ -256,6 +285,25 @@ impl Backend for PostgresBackend {
                 ],
             )?;
         }
+        if let Some(before) = charged_expired_before(&commit.charged) {
+            tx.execute(
+                "DELETE FROM charged_requests WHERE at_ms < $1",
+                &[&to_i64(before, "timestamp")?],
+            )?;
+        }
+        if !commit.charged.is_empty() {
+            let (requests, times) = charged_columns(&commit.charged)?;
+            tx.execute(
+                "INSERT INTO charged_requests (request, at_ms) SELECT * FROM unnest($1::BYTEA[], $2::BIGINT[]) ON CONFLICT (request) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+                &[&requests, &times],
+            )?;
+        }
+        if let Some(from) = commit.charged_requests_from {
+            tx.execute(
+                "UPDATE charged_requests_from SET from_seq = $1",
+                &[&to_i64(from, "sequence number")?],
+            )?;
+        }
         if !commit.spending.is_empty() {
             let spending = SpendingColumns::of(&commit.spending)?;
             tx.execute(
@@ -382,6 +430,22 @@ impl Backend for PostgresBackend {
             })
         })
         .transpose()
+    }
+
+    fn charged_at(&mut self, request: &Hash32, since_ms: u64) -> Result<Option<u64>, StoreError> {
+        let row = self.client.query_opt(
+            "SELECT at_ms FROM charged_requests WHERE request = $1 AND at_ms >= $2",
+            &[&&request.0[..], &to_i64(since_ms, "timestamp")?],
+        )?;
+        Ok(row.map(|row| row.get::<_, i64>(0) as u64))
+    }
+
+    fn charged_requests_from(&mut self) -> Result<u64, StoreError> {
+        let from: i64 = self
+            .client
+            .query_one("SELECT from_seq FROM charged_requests_from", &[])?
+            .get(0);
+        Ok(from as u64)
     }
 
     fn sign_in(&mut self, ops: &[SignInOp], now_ms: u64) -> Result<Vec<bool>, StoreError> {

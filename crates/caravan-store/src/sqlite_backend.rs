@@ -10,8 +10,8 @@ use caravan_core::{Address, Hash32, Lane, Spending};
 
 use crate::backend::{
     AnswerRow, Backend, Commit, EventRow, SNAPSHOTS_KEPT, SessionRow, SignInOp, SnapshotRow,
-    StoreError, answer_fingerprint, answers_expired_by, check_schema, hash_from, lane_from,
-    pending_migrations, session_account, spending_row, to_i64,
+    StoreError, answer_fingerprint, answers_expired_by, charged_expired_before, check_schema,
+    hash_from, lane_from, pending_migrations, session_account, spending_row, to_i64,
 };
 
 /// Schema migrations in order; `PRAGMA user_version` records how many have run.
@@ -88,6 +88,18 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE TABLE spending_counted (to_seq INTEGER NOT NULL);
     INSERT INTO spending_counted (to_seq) VALUES (0);
+",
+    // Requests charged under an idempotency key in the last day, by id. The index is complete
+    // from `charged_requests_from` on; a writer that opens the store indexes the day's calls
+    // stored before it.
+    "
+    CREATE TABLE charged_requests (
+        request BLOB    PRIMARY KEY,
+        at_ms   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX charged_requests_age ON charged_requests (at_ms);
+    CREATE TABLE charged_requests_from (from_seq INTEGER NOT NULL);
+    INSERT INTO charged_requests_from (from_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM events;
 ",
 ];
 
@@ -260,6 +272,23 @@ impl Backend for SqliteBackend {
                     &answer.answer
                 ])?;
             }
+            if let Some(before) = charged_expired_before(&commit.charged) {
+                tx.prepare_cached("DELETE FROM charged_requests WHERE at_ms < ?1")?
+                    .execute(params![to_i64(before, "timestamp")?])?;
+            }
+            let mut insert_charged = tx.prepare_cached(
+                "INSERT OR REPLACE INTO charged_requests (request, at_ms) VALUES (?1, ?2)",
+            )?;
+            for charged in &commit.charged {
+                insert_charged.execute(params![
+                    &charged.request.0[..],
+                    to_i64(charged.at_ms, "timestamp")?
+                ])?;
+            }
+            if let Some(from) = commit.charged_requests_from {
+                tx.prepare_cached("UPDATE charged_requests_from SET from_seq = ?1")?
+                    .execute(params![to_i64(from, "sequence number")?])?;
+            }
             add_spending(&tx, &commit.spending)?;
             if let Some(to) = commit.spending_counted_to {
                 tx.prepare_cached("UPDATE spending_counted SET to_seq = ?1")?
@@ -378,6 +407,29 @@ impl Backend for SqliteBackend {
             })
         })
         .transpose()
+    }
+
+    fn charged_at(&mut self, request: &Hash32, since_ms: u64) -> Result<Option<u64>, StoreError> {
+        let at: Option<i64> = self
+            .connection
+            .prepare_cached(
+                "SELECT at_ms FROM charged_requests WHERE request = ?1 AND at_ms >= ?2",
+            )?
+            .query_row(
+                params![&request.0[..], to_i64(since_ms, "timestamp")?],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(at.map(|at| at as u64))
+    }
+
+    fn charged_requests_from(&mut self) -> Result<u64, StoreError> {
+        let from: i64 =
+            self.connection
+                .query_row("SELECT from_seq FROM charged_requests_from", [], |row| {
+                    row.get(0)
+                })?;
+        Ok(from as u64)
     }
 
     fn sign_in(&mut self, ops: &[SignInOp], now_ms: u64) -> Result<Vec<bool>, StoreError> {

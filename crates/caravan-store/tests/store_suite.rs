@@ -97,6 +97,11 @@ fn dataset(name: &str) -> Manifest {
 }
 
 fn seed_economy(journal: &mut Journal) -> AssetId {
+    seed_economy_at(journal, now_ms())
+}
+
+/// [`seed_economy`], its events stamped `at_ms`.
+fn seed_economy_at(journal: &mut Journal, at_ms: u64) -> AssetId {
     let data = dataset("reviews");
     let id = data.id();
     let payer = Address::from_label("payer");
@@ -113,9 +118,16 @@ fn seed_economy(journal: &mut Journal) -> AssetId {
             amount: 10_000_000,
         },
     ];
-    let submitted = journal.submit(events).unwrap();
+    let submitted = submit_at(journal, events, at_ms);
     assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
     id
+}
+
+/// Submits `events` stamped `at_ms` and waits until they are durable.
+fn submit_at(journal: &mut Journal, events: Vec<Event>, at_ms: u64) -> Submitted {
+    let (submitted, ticket) = journal.submit_pipelined(events, at_ms);
+    journal.settle(ticket).unwrap();
+    submitted
 }
 
 fn usage(asset: AssetId, amount: u128) -> Event {
@@ -1412,7 +1424,8 @@ fn forget_sqlite_lanes(location: &Location) {
             "DROP INDEX events_lane_1; DROP INDEX events_lane_2; DROP INDEX events_lane_3;
              DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
              DROP TABLE sign_in_nonces; DROP TABLE sessions; DROP TABLE spending;
-             DROP TABLE spending_counted; PRAGMA user_version = 2;",
+             DROP TABLE spending_counted; DROP TABLE charged_requests;
+             DROP TABLE charged_requests_from; PRAGMA user_version = 2;",
         )
         .unwrap();
 }
@@ -1422,7 +1435,8 @@ fn forget_postgres_lanes(location: &Location) {
         .batch_execute(
             "DROP TABLE lanes; ALTER TABLE events DROP COLUMN lane; DROP TABLE kept_answers;
              DROP TABLE sign_in_nonces; DROP TABLE sessions; DROP TABLE spending;
-             DROP TABLE spending_counted; UPDATE caravan_schema SET version = 2;",
+             DROP TABLE spending_counted; DROP TABLE charged_requests;
+             DROP TABLE charged_requests_from; UPDATE caravan_schema SET version = 2;",
         )
         .unwrap();
 }
@@ -1534,20 +1548,140 @@ fn spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_old
 
 fn forget_sqlite_spending(location: &Location) {
     sqlite_connection(location)
-        .execute_batch("DROP TABLE spending; DROP TABLE spending_counted; PRAGMA user_version = 5;")
+        .execute_batch(
+            "DROP TABLE spending; DROP TABLE spending_counted; DROP TABLE charged_requests;
+             DROP TABLE charged_requests_from; PRAGMA user_version = 5;",
+        )
         .unwrap();
 }
 
 fn forget_postgres_spending(location: &Location) {
     postgres_client(location)
         .batch_execute(
-            "DROP TABLE spending; DROP TABLE spending_counted; UPDATE caravan_schema SET version = 5;",
+            "DROP TABLE spending; DROP TABLE spending_counted; DROP TABLE charged_requests;
+             DROP TABLE charged_requests_from; UPDATE caravan_schema SET version = 5;",
+        )
+        .unwrap();
+}
+
+/// The request id of a [`metered`] call sent under `key`.
+fn request_of(key: &str) -> Hash32 {
+    keccak256(key.as_bytes())
+}
+
+/// Keyed calls are found by request id, the moment they are submitted (durable or not), after a
+/// reopen, and until a day has passed; an upgraded store indexes the last day's calls it already
+/// held, and only those.
+fn keyed_calls_are_indexed_by_request_for_a_day_and_an_upgraded_store_indexes_its_last_day(
+    scratch: Scratch,
+    forget_index: fn(&Location),
+) {
+    const DAY: u64 = CHARGED_REQUESTS_KEPT_MS;
+    let now = now_ms();
+    let mut journal = open(&scratch.location);
+    let asset = seed_economy_at(&mut journal, now - 3 * DAY);
+    // Three days ago; then a day and a millisecond later, which forgets the first.
+    let three_days_ago = now - 3 * DAY;
+    submit_at(
+        &mut journal,
+        vec![metered(asset, Some("order-1"))],
+        three_days_ago,
+    );
+    assert_eq!(
+        journal.charged_at(request_of("order-1"), 0).unwrap(),
+        Some(three_days_ago)
+    );
+    let two_days_ago = three_days_ago + DAY + 1;
+    submit_at(
+        &mut journal,
+        vec![metered(asset, Some("order-2")), metered(asset, None)],
+        two_days_ago,
+    );
+    assert_eq!(journal.charged_at(request_of("order-1"), 0).unwrap(), None);
+    assert_eq!(
+        journal.charged_at(request_of("order-2"), 0).unwrap(),
+        Some(two_days_ago)
+    );
+    // Asked for charges since a later time, it is not found.
+    assert_eq!(
+        journal
+            .charged_at(request_of("order-2"), two_days_ago + 1)
+            .unwrap(),
+        None
+    );
+
+    // A charge queued for a long commit window is found at once: the question ends the wait.
+    let (submitted, ticket) = journal.submit_pipelined_within(
+        vec![metered(asset, Some("order-3"))],
+        now,
+        std::time::Duration::from_secs(600),
+    );
+    assert!(submitted.refused.is_empty());
+    assert_eq!(
+        journal.charged_at(request_of("order-3"), 0).unwrap(),
+        Some(now)
+    );
+    journal.settle(ticket).unwrap();
+    // The same request charged again (its key used afresh a day later) is found at its latest.
+    submit_at(&mut journal, vec![metered(asset, Some("order-2"))], now + 1);
+    assert_eq!(
+        journal.charged_at(request_of("order-2"), 0).unwrap(),
+        Some(now + 1)
+    );
+    assert_eq!(
+        journal.charged_at(request_of("never sent"), 0).unwrap(),
+        None
+    );
+    let head = journal.economy().state_hash();
+    drop(journal);
+
+    let journal = open(&scratch.location);
+    assert_eq!(
+        journal.charged_at(request_of("order-3"), 0).unwrap(),
+        Some(now)
+    );
+    drop(journal);
+
+    // A store from before the index: the open indexes the keyed calls of the last day.
+    forget_index(&scratch.location);
+    let journal = open(&scratch.location);
+    assert_eq!(journal.economy().state_hash(), head, "the log is untouched");
+    assert_eq!(
+        journal.charged_at(request_of("order-3"), 0).unwrap(),
+        Some(now)
+    );
+    assert_eq!(
+        journal.charged_at(request_of("order-2"), 0).unwrap(),
+        Some(now + 1)
+    );
+    assert_eq!(journal.charged_at(request_of("order-1"), 0).unwrap(), None);
+    drop(journal);
+    // And the next open finds nothing left to index, and loses nothing.
+    let journal = open(&scratch.location);
+    assert_eq!(
+        journal.charged_at(request_of("order-3"), 0).unwrap(),
+        Some(now)
+    );
+}
+
+fn forget_sqlite_index(location: &Location) {
+    sqlite_connection(location)
+        .execute_batch(
+            "DROP TABLE charged_requests; DROP TABLE charged_requests_from; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+}
+
+fn forget_postgres_index(location: &Location) {
+    postgres_client(location)
+        .batch_execute(
+            "DROP TABLE charged_requests; DROP TABLE charged_requests_from; UPDATE caravan_schema SET version = 6;",
         )
         .unwrap();
 }
 
 macro_rules! suite {
-    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $forget:expr, $forget_spending:expr, $($ignore:tt)*) => {
+    ($module:ident, $scratch:expr, $tamper:expr, $bump:expr, $damage:expr, $refuse:expr, $forget:expr, $forget_spending:expr, $forget_index:expr, $($ignore:tt)*) => {
         mod $module {
             use super::*;
             $($ignore)* #[test] fn reopen_reproduces_state_and_refused_events_are_not_stored() { super::reopen_reproduces_state_and_refused_events_are_not_stored($scratch) }
@@ -1571,6 +1705,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls() { super::spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls($scratch, $forget_spending) }
+            $($ignore)* #[test] fn keyed_calls_are_indexed_by_request_for_a_day_and_an_upgraded_store_indexes_its_last_day() { super::keyed_calls_are_indexed_by_request_for_a_day_and_an_upgraded_store_indexes_its_last_day($scratch, $forget_index) }
             $($ignore)* #[test] fn kept_answers_are_found_until_they_expire_and_survive_a_reopen() { super::kept_answers_are_found_until_they_expire_and_survive_a_reopen($scratch) }
             $($ignore)* #[test] fn a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end() { super::a_nonce_opens_one_session_and_sessions_outlive_a_reopen_until_they_end($scratch) }
             $($ignore)* #[test] fn acknowledged_events_survive_a_kill() {
@@ -1590,8 +1725,9 @@ suite!(
     refuse_sqlite_writes,
     forget_sqlite_lanes,
     forget_sqlite_spending,
+    forget_sqlite_index,
 );
-suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, forget_postgres_lanes, forget_postgres_spending, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
+suite!(on_postgres, postgres(), tamper_postgres, bump_postgres_schema, damage_postgres_snapshot, refuse_postgres_writes, forget_postgres_lanes, forget_postgres_spending, forget_postgres_index, #[ignore = "needs CARAVAN_TEST_POSTGRES_URL; run with `cargo test -- --ignored`"]);
 
 /// `url` with `parameters` added to its query.
 fn with_query(url: &str, parameters: &str) -> String {

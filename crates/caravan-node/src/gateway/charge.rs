@@ -6,7 +6,7 @@ use caravan_core::{Address, Amount, CallPart, Event, Hash32, MeteredCall};
 use caravan_store::{AnswerRow, now_ms};
 use serde_json::{Value, json};
 
-use super::idempotency::{self, Admission, Stored};
+use super::idempotency::{self, Admission, Remembered, Stored};
 use super::{
     Gateway, GatewayError, KEPT_ANSWERS_COMMIT_WITHIN, QUEUED_CHARGES_COMMIT_WITHIN, Served,
     ServedModel,
@@ -16,18 +16,30 @@ use crate::meter;
 
 impl Gateway {
     /// Admits a request sent with an idempotency key (see [`Idempotency::admit`]). A request
-    /// the memory knows only as charged is looked up among the answers kept in the store:
-    /// replayed if it is the same request, refused if its body differs. Only that rare path
-    /// reads the store (a point lookup, well under a millisecond).
+    /// memory no longer holds but may have charged is looked up in the store's index of the
+    /// day's charged requests (one point read): if it was charged, among the answers kept in the
+    /// store, replayed if it is the same request and refused if its body differs; if it was not
+    /// (the filter's false positive), admitted. Only those paths read the store.
     pub fn admit_keyed(
         &self,
         request: Hash32,
         fingerprint: Hash32,
     ) -> Result<Admission, GatewayError> {
         let now = now_ms();
-        let admission = self.idempotency.admit(request, fingerprint, now);
-        if !matches!(admission, Admission::ChargedEarlier) {
-            return Ok(admission);
+        match self.idempotency.admit(request, fingerprint, now) {
+            Remembered::Settled(Admission::ChargedEarlier) => {}
+            Remembered::Settled(admission) => return Ok(admission),
+            Remembered::MaybeCharged => {
+                // Charged less than a day ago, as memory counts it.
+                let since = (now + 1).saturating_sub(idempotency::RETENTION_MS);
+                if self
+                    .journal()
+                    .read(|j| j.charged_at(request, since))?
+                    .is_none()
+                {
+                    return Ok(self.idempotency.admit_uncharged(request, fingerprint, now));
+                }
+            }
         }
         let kept = self.journal().read(|j| j.answer(request, now))?;
         Ok(

@@ -7,23 +7,26 @@
 //! restart the node still knows a request was charged, even though the response it gave is gone.
 //!
 //! Responses are held in memory up to a byte budget ([`RESPONSE_BUDGET_BYTES`]): past it the
-//! oldest are let go from memory, and their requests are remembered in a compact map (the id
-//! and when it was admitted) for the rest of the day. So a client that sends a key with every
-//! call grows the node's memory by those few dozen bytes a call for a day, never by its answers.
+//! oldest are let go from memory, and their requests go into a Bloom filter of the day's
+//! charged requests ([`ChargedFilter`]), whose size is fixed whatever the traffic. The store
+//! indexes every charged request by id in the charge's own transaction, so when the filter says
+//! "maybe", one point read of that index says whether it really was charged: a false positive
+//! costs a read, never a charge, and a true one is never missed. So a client that sends a key
+//! with every call grows the node's memory by neither its answers nor its ids.
 //! Each response up to [`KEPT_ANSWER_MAX_BYTES`] is also kept in the store for the day (see
 //! [`Stored::encode`]), so a retry after a restart, or after its response left memory, is still
 //! answered with it; a retry whose response is in neither place is told it was charged (and is
 //! not charged again).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use caravan_core::hash::keccak256_parts;
 use caravan_core::{Address, Hash32};
 
-/// How long a response is kept for replay.
-pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+/// How long a response is kept for replay: as long as the store indexes a charged request.
+pub const RETENTION_MS: u64 = caravan_store::CHARGED_REQUESTS_KEPT_MS;
 
 /// The most memory the responses held for replay may take: about the last minute's answers of
 /// a node serving 500 keyed calls a second. Clients retry within seconds; an older retry is
@@ -164,6 +167,75 @@ pub enum Admission {
     ChargedEarlier,
 }
 
+/// What memory alone says about a request that carries a key.
+pub enum Remembered {
+    Settled(Admission),
+    /// Memory no longer holds it, and the filter of requests charged earlier may contain it:
+    /// the store's index says whether it was charged; if it was not,
+    /// [`Idempotency::admit_uncharged`] admits it.
+    MaybeCharged,
+}
+
+/// How long one generation of the [`ChargedFilter`] takes requests in.
+const GENERATION_MS: u64 = RETENTION_MS / 4;
+/// Bits in one generation's filter: 1 MiB. At 600,000 keyed calls in a generation (about 28 a
+/// second) a new request is taken for a charged one about 4 times in 1,000; at 20 times that
+/// traffic most are, and each then costs one point read.
+const GENERATION_BITS: usize = 1 << 23;
+/// Bits set (and checked) per request.
+const PROBES: usize = 4;
+
+/// The requests charged in the last day that memory holds no answer for, as Bloom filters, one
+/// per quarter of a day: a generation is dropped once every request in it is a day old, so at
+/// most five are kept and memory stays under 5 MiB whatever the traffic. Never says "no" for a
+/// request it was given within the day; may say "maybe" for one it was not.
+#[derive(Default)]
+pub struct ChargedFilter {
+    /// Each generation's bits (allocated when its first request comes), by
+    /// `admitted_ms / GENERATION_MS`.
+    generations: BTreeMap<u64, Vec<u64>>,
+}
+
+impl ChargedFilter {
+    /// The bits `request` sets: request ids are keccak-256 hashes, so their bytes are already
+    /// uniform and independent.
+    fn bits(request: &Hash32) -> impl Iterator<Item = usize> + '_ {
+        request.0.chunks_exact(4).take(PROBES).map(|chunk| {
+            let word = u32::from_le_bytes(chunk.try_into().expect("chunks of four"));
+            word as usize % GENERATION_BITS
+        })
+    }
+
+    /// Takes in a request charged at `admitted_ms`.
+    pub fn insert(&mut self, request: &Hash32, admitted_ms: u64) {
+        let words = self
+            .generations
+            .entry(admitted_ms / GENERATION_MS)
+            .or_insert_with(|| vec![0; GENERATION_BITS / 64]);
+        for bit in ChargedFilter::bits(request) {
+            words[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Whether `request` may have been taken in.
+    pub fn may_contain(&self, request: &Hash32) -> bool {
+        self.generations.values().any(|words| {
+            ChargedFilter::bits(request).all(|bit| words[bit / 64] & (1 << (bit % 64)) != 0)
+        })
+    }
+
+    /// Drops the generations whose every request was admitted a day or more before `now_ms`.
+    pub fn forget_expired(&mut self, now_ms: u64) {
+        let expired_before = now_ms.saturating_sub(RETENTION_MS) / GENERATION_MS;
+        self.generations = self.generations.split_off(&expired_before);
+    }
+
+    /// How many bytes its filters take.
+    pub fn bytes(&self) -> usize {
+        self.generations.len() * GENERATION_BITS / 8
+    }
+}
+
 /// Entries are pruned of expired ones when they grow past this, and then only again once they
 /// have doubled, so a day with many live keys does not scan them all on every request.
 const FIRST_PRUNE_AT: usize = 10_000;
@@ -176,9 +248,8 @@ struct Entries {
     /// Requests running, or whose response is held, with when they were admitted.
     live: HashMap<Hash32, (u64, Entry)>,
     /// Requests charged within the day whose response memory does not hold (let go for the
-    /// budget, or charged before this node started), with when they were admitted: a retry of
-    /// one is looked up in the store.
-    charged: HashMap<Hash32, u64>,
+    /// budget, or charged before this node started): a retry of one is looked up in the store.
+    charged: ChargedFilter,
     prune_at: usize,
     /// Requests whose responses are held, oldest first, with when they were admitted (an
     /// entry that no longer matches its request's is stale and skipped).
@@ -206,7 +277,7 @@ impl Entries {
             }
             if let Some((admitted, Entry::Done { response, .. })) = self.live.remove(&request) {
                 self.release(&response);
-                self.charged.insert(request, admitted);
+                self.charged.insert(&request, admitted);
             }
         }
     }
@@ -223,18 +294,11 @@ impl Entries {
             keep
         });
         self.held_bytes -= released;
-        self.charged
-            .retain(|_, at| now_ms.saturating_sub(*at) < RETENTION_MS);
         let Entries { live, held, .. } = self;
         held.retain(|(request, at)| {
             matches!(live.get(request), Some((admitted, Entry::Done { .. })) if admitted == at)
         });
-        self.prune_at = FIRST_PRUNE_AT.max(2 * self.known());
-    }
-
-    /// How many requests are remembered.
-    fn known(&self) -> usize {
-        self.live.len() + self.charged.len()
+        self.prune_at = FIRST_PRUNE_AT.max(2 * self.live.len());
     }
 }
 
@@ -250,7 +314,7 @@ impl Idempotency {
         Idempotency {
             entries: Mutex::new(Entries {
                 live: HashMap::new(),
-                charged: HashMap::new(),
+                charged: ChargedFilter::default(),
                 prune_at: FIRST_PRUNE_AT,
                 held: VecDeque::new(),
                 held_bytes: 0,
@@ -272,7 +336,7 @@ impl Idempotency {
         if let Some((_, Entry::Done { response, .. })) = entries.live.remove(&request) {
             entries.release(&response);
         }
-        entries.charged.insert(request, at_ms);
+        entries.charged.insert(&request, at_ms);
     }
 
     /// Marks an admitted request as charged before its response exists: from here on a retry
@@ -288,18 +352,37 @@ impl Idempotency {
         }
     }
 
-    /// Admits a request with id `request` and body `fingerprint` at `now_ms`.
-    pub fn admit(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Admission {
+    /// Admits a request with id `request` and body `fingerprint` at `now_ms`, as far as memory
+    /// can tell.
+    pub fn admit(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Remembered {
         let mut entries = self.lock();
-        if entries.known() > entries.prune_at {
+        if entries.live.len() > entries.prune_at {
             entries.prune(now_ms);
         }
-        if let Some(&at) = entries.charged.get(&request) {
-            if now_ms.saturating_sub(at) < RETENTION_MS {
-                return Admission::ChargedEarlier;
-            }
-            entries.charged.remove(&request);
+        entries.charged.forget_expired(now_ms);
+        if !entries.live.contains_key(&request) && entries.charged.may_contain(&request) {
+            return Remembered::MaybeCharged;
         }
+        Remembered::Settled(Idempotency::admit_locked(
+            &mut entries,
+            request,
+            fingerprint,
+            now_ms,
+        ))
+    }
+
+    /// Admits a request the filter took for a charged one, once the store said it was not
+    /// charged within the day.
+    pub fn admit_uncharged(&self, request: Hash32, fingerprint: Hash32, now_ms: u64) -> Admission {
+        Idempotency::admit_locked(&mut self.lock(), request, fingerprint, now_ms)
+    }
+
+    fn admit_locked(
+        entries: &mut Entries,
+        request: Hash32,
+        fingerprint: Hash32,
+        now_ms: u64,
+    ) -> Admission {
         match entries.live.get(&request) {
             Some((at, _)) if now_ms.saturating_sub(*at) >= RETENTION_MS => {}
             Some((_, Entry::InFlight { fingerprint: first })) => {
@@ -375,6 +458,14 @@ impl Idempotency {
 mod tests {
     use super::*;
 
+    /// What memory says, for a request memory settles on its own.
+    fn admit(idempotency: &Idempotency, request: Hash32, body: Hash32, now_ms: u64) -> Admission {
+        match idempotency.admit(request, body, now_ms) {
+            Remembered::Settled(admission) => admission,
+            Remembered::MaybeCharged => panic!("memory should settle this request"),
+        }
+    }
+
     fn stored(body: &'static str) -> Stored {
         Stored {
             status: 200,
@@ -395,30 +486,30 @@ mod tests {
         let body = caravan_core::keccak256(b"{}");
         let other = caravan_core::keccak256(b"{\"x\":1}");
         assert!(matches!(
-            idempotency.admit(request, body, 0),
+            admit(&idempotency, request, body, 0),
             Admission::Run
         ));
         assert!(matches!(
-            idempotency.admit(request, body, 1),
+            admit(&idempotency, request, body, 1),
             Admission::InFlight
         ));
         idempotency.finish(request, stored("first"));
-        match idempotency.admit(request, body, 2) {
+        match admit(&idempotency, request, body, 2) {
             Admission::Replay(response) => assert_eq!(response.body, "first"),
             _ => panic!("a finished request replays"),
         }
         assert!(matches!(
-            idempotency.admit(request, other, 3),
+            admit(&idempotency, request, other, 3),
             Admission::DifferentBody
         ));
         // A day later the key may be used afresh.
         assert!(matches!(
-            idempotency.admit(request, other, RETENTION_MS),
+            admit(&idempotency, request, other, RETENTION_MS),
             Admission::Run
         ));
         idempotency.abandon(request);
         assert!(matches!(
-            idempotency.admit(request, other, RETENTION_MS),
+            admit(&idempotency, request, other, RETENTION_MS),
             Admission::Run
         ));
 
@@ -426,26 +517,32 @@ mod tests {
         // kept, then replayed.
         let streamed = request_id(&shop, "stream-1");
         assert!(matches!(
-            idempotency.admit(streamed, body, 4),
+            admit(&idempotency, streamed, body, 4),
             Admission::Run
         ));
         idempotency.charged(streamed);
         idempotency.abandon(streamed);
         assert!(matches!(
-            idempotency.admit(streamed, body, 5),
+            admit(&idempotency, streamed, body, 5),
             Admission::ChargedEarlier
         ));
         idempotency.finish(streamed, stored("streamed"));
         assert!(matches!(
-            idempotency.admit(streamed, body, 6),
+            admit(&idempotency, streamed, body, 6),
             Admission::Replay(_)
         ));
 
+        // Charged before a restart: memory cannot settle it, the store must.
         let earlier = request_id(&shop, "before-restart");
         idempotency.charged_earlier(earlier, 5);
         assert!(matches!(
             idempotency.admit(earlier, body, 6),
-            Admission::ChargedEarlier
+            Remembered::MaybeCharged
+        ));
+        // Once the store said it was not charged within the day, it runs.
+        assert!(matches!(
+            idempotency.admit_uncharged(earlier, body, 6),
+            Admission::Run
         ));
     }
 
@@ -486,21 +583,21 @@ mod tests {
         let body = caravan_core::keccak256(b"{}");
         for n in 0..FIRST_PRUNE_AT {
             let request = request_id(&shop, &n.to_string());
-            idempotency.admit(request, body, 0);
+            admit(&idempotency, request, body, 0);
             idempotency.finish(request, stored("old"));
         }
         let running = request_id(&shop, "running");
         assert!(matches!(
-            idempotency.admit(running, body, 0),
+            admit(&idempotency, running, body, 0),
             Admission::Run
         ));
         // Past the threshold, the next admission drops every finished entry older than a day,
         // but never one still running.
         let live = request_id(&shop, "live");
-        idempotency.admit(live, body, RETENTION_MS);
+        admit(&idempotency, live, body, RETENTION_MS);
         let entries = idempotency.lock();
         assert_eq!(entries.live.len(), 2);
-        assert!(entries.charged.is_empty());
+        assert_eq!(entries.charged.bytes(), 0);
         assert!(entries.live.contains_key(&live));
         assert!(entries.live.contains_key(&running));
         assert_eq!(entries.prune_at, FIRST_PRUNE_AT);
@@ -520,36 +617,92 @@ mod tests {
             .collect();
         for (n, request) in requests.iter().enumerate() {
             assert!(matches!(
-                idempotency.admit(*request, body, n as u64),
+                admit(&idempotency, *request, body, n as u64),
                 Admission::Run
             ));
             idempotency.finish(*request, stored("a response of some length"));
         }
         assert_eq!(idempotency.lock().held_bytes, 3 * one);
-        // The two oldest are no longer replayed, but they are known as charged (in the compact
-        // map, without their responses); the newest three still replay.
-        assert_eq!(idempotency.lock().charged.len(), 2);
+        // The two oldest are no longer replayed: memory holds them only in the filter, which
+        // sends them to the store; the newest three still replay.
         assert_eq!(idempotency.lock().live.len(), 3);
         for (n, request) in requests.iter().enumerate() {
-            let admission = idempotency.admit(*request, body, 10);
+            let remembered = idempotency.admit(*request, body, 10);
             if n < 2 {
-                assert!(matches!(admission, Admission::ChargedEarlier), "call-{n}");
+                assert!(matches!(remembered, Remembered::MaybeCharged), "call-{n}");
             } else {
-                assert!(matches!(admission, Admission::Replay(_)), "call-{n}");
+                assert!(
+                    matches!(remembered, Remembered::Settled(Admission::Replay(_))),
+                    "call-{n}"
+                );
             }
         }
         // A day on, an expired response that is used afresh stops counting against the budget.
         let again = requests[4];
         assert!(matches!(
-            idempotency.admit(again, body, 4 + RETENTION_MS),
+            admit(&idempotency, again, body, 4 + RETENTION_MS),
             Admission::Run
         ));
         assert_eq!(idempotency.lock().held_bytes, 2 * one);
-        // A request let go of is forgotten a day after it was admitted, like any other.
+        // Once every request of its generation is a day old, the filter forgets them all.
         assert!(matches!(
-            idempotency.admit(requests[0], body, RETENTION_MS),
+            admit(
+                &idempotency,
+                requests[0],
+                body,
+                RETENTION_MS + GENERATION_MS
+            ),
             Admission::Run
         ));
-        assert_eq!(idempotency.lock().charged.len(), 1);
+        assert_eq!(idempotency.lock().charged.bytes(), 0);
+    }
+
+    /// Request ids as the gateway makes them, `count` of them from `first` on.
+    fn ids(first: u64, count: u64) -> impl Iterator<Item = Hash32> {
+        let payer = Address::from_label("payer");
+        (first..first + count).map(move |n| request_id(&payer, &format!("order-{n}")))
+    }
+
+    #[test]
+    fn the_charged_filter_never_forgets_a_day_and_stays_the_same_size_whatever_the_traffic() {
+        let mut filter = ChargedFilter::default();
+        // Three days of requests, one every 10 seconds of every generation, checked as they go:
+        // every one admitted within the day is still contained.
+        let step = 10_000;
+        let mut admitted = Vec::new();
+        for (n, request) in ids(0, 3 * RETENTION_MS / step).enumerate() {
+            let at = n as u64 * step;
+            filter.forget_expired(at);
+            filter.insert(&request, at);
+            admitted.push((request, at));
+            if n % 97 == 0 {
+                let day_ago = at.saturating_sub(RETENTION_MS - 1);
+                let start = admitted.partition_point(|(_, when)| *when < day_ago);
+                for (earlier, when) in &admitted[start..] {
+                    assert!(filter.may_contain(earlier), "admitted at {when}, now {at}");
+                }
+            }
+            assert!(filter.bytes() <= 5 * GENERATION_BITS / 8, "at {at}");
+        }
+        // A day after the last, nothing is held.
+        filter.forget_expired(3 * RETENTION_MS + RETENTION_MS);
+        assert_eq!(filter.bytes(), 0);
+        assert!(!filter.may_contain(&admitted[admitted.len() - 1].0));
+    }
+
+    #[test]
+    fn the_charged_filter_sends_few_new_requests_to_the_store_at_the_traffic_it_is_sized_for() {
+        let mut filter = ChargedFilter::default();
+        for request in ids(0, 600_000) {
+            filter.insert(&request, 0);
+        }
+        let taken_for_charged = ids(600_000, 100_000)
+            .filter(|request| filter.may_contain(request))
+            .count();
+        // The design's figure is about 4 in 1,000 (see GENERATION_BITS).
+        assert!(
+            taken_for_charged < 1_000,
+            "{taken_for_charged} of 100,000 new requests would read the store"
+        );
     }
 }
