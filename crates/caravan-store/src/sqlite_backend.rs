@@ -103,6 +103,13 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
+/// The page cache of each connection, in KiB. SQLite walks its page cache at the end of every
+/// transaction, so the cache's size is paid on every commit as well as in memory: in the soak,
+/// with 64 MiB the log writer spent 11% of its time in that walk once the cache had filled, with
+/// 8 MiB 3%, and the node's memory is 56 MiB lower. 8 MiB keeps the B-trees' upper levels and
+/// the latest pages; older pages come from the system's file cache.
+const PAGE_CACHE_KIB: i64 = 8 * 1024;
+
 pub struct SqliteBackend {
     connection: Connection,
     lanes_from: u64,
@@ -140,7 +147,7 @@ impl SqliteBackend {
             let connection = Connection::open(dir.join("caravan.db"))?;
             connection.pragma_update(None, "journal_mode", "WAL")?;
             connection.pragma_update(None, "synchronous", "FULL")?;
-            connection.pragma_update(None, "cache_size", -65_536)?;
+            connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
             let mut backend = SqliteBackend {
                 connection,
                 lanes_from: 0,
@@ -170,7 +177,7 @@ impl SqliteBackend {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             connection.busy_timeout(std::time::Duration::from_secs(10))?;
-            connection.pragma_update(None, "cache_size", -65_536)?;
+            connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
             let version: i64 =
                 connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
             check_schema(version, MIGRATIONS)?;
