@@ -885,8 +885,14 @@ async fn mock_upstream(words: usize, delay_ms: u64) -> MockUpstream {
                             let usage = usage.clone();
                             async move {
                                 let frame = if i < words {
-                                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms))
+                                    // Even a zero sleep waits for the timer's next
+                                    // millisecond tick, which a fuzz run pays per frame.
+                                    if delay_ms > 0 {
+                                        tokio::time::sleep(std::time::Duration::from_millis(
+                                            delay_ms,
+                                        ))
                                         .await;
+                                    }
                                     json!({ "id": "up-1", "object": "chat.completion.chunk",
                                         "created": 1, "model": "llama-up",
                                         "choices": [{ "index": 0,
