@@ -17,6 +17,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// jemalloc in place of glibc's malloc. A serving node allocates small, short-lived buffers on
+/// many threads for hours. Under glibc the merging of freed chunks (`malloc_consolidate`,
+/// `unlink_chunk`) grew from 4% to 9% of the node's CPU over a ten-minute soak, 18% with the
+/// rest of malloc, and the heap grew 6.9 MiB a minute; with jemalloc the allocator takes 3%
+/// and the heap grows 4.9 MiB a minute, which is the judgments the boards keep.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// caravan turns AI work into shared, continuing income: accepted data work becomes datasets,
 /// datasets train models, paid calls to models send money back along the lineage to everyone whose
 /// work is in it, and each epoch settles as one Merkle root anyone can re-check.
