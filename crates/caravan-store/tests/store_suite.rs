@@ -1166,6 +1166,50 @@ fn kept_answers_are_found_until_they_expire_and_survive_a_reopen(scratch: Scratc
     assert_eq!(journal.answer(later.key, 6_000).unwrap(), Some(later));
 }
 
+/// A writer that never pauses still finds its write-ahead log copied into the database file
+/// and started over: after 120 MiB of commits the log file is at most the writer's 64 MiB mark
+/// and a little, not the sum of everything written, and every commit is there after a reopen.
+#[test]
+fn the_write_ahead_log_stays_bounded_under_commits_without_pause() {
+    const ANSWERS: usize = 2_560;
+    const ANSWER_BYTES: usize = 48 * 1024;
+    let scratch = sqlite();
+    let Location::DataDir(dir) = &scratch.location else {
+        unreachable!("a SQLite store")
+    };
+    let journal = open(&scratch.location);
+    let window = std::time::Duration::from_millis(2);
+    let kept = |n: usize| AnswerRow {
+        answer: vec![(n % 251) as u8; ANSWER_BYTES],
+        ..answer(
+            &format!("order-{n}"),
+            &format!("request {n}"),
+            1_000,
+            u64::MAX / 2,
+        )
+    };
+    for n in 0..ANSWERS {
+        let answer = kept(n);
+        let key = answer.key;
+        journal.keep_answer(answer, window);
+        // The lookup ends the commit window: one commit per answer, as a busy node makes.
+        assert!(journal.answer(key, 2_000).unwrap().is_some());
+    }
+    let log_bytes = std::fs::metadata(dir.join("caravan.db-wal")).unwrap().len();
+    let written = (ANSWERS * ANSWER_BYTES) as u64;
+    assert!(
+        log_bytes <= 80 << 20,
+        "the write-ahead log grew to {} MiB for {} MiB written",
+        log_bytes >> 20,
+        written >> 20
+    );
+    drop(journal);
+    let journal = open(&scratch.location);
+    for n in [0, ANSWERS / 2, ANSWERS - 1] {
+        assert_eq!(journal.answer(kept(n).key, 2_000).unwrap(), Some(kept(n)));
+    }
+}
+
 fn session(label: &str, account: &str, expires_ms: u64) -> SessionRow {
     SessionRow {
         id_hash: keccak256(label.as_bytes()),
