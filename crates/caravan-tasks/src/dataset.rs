@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::answers::Answers;
-use crate::board::{Board, JudgmentStatus};
+use crate::board::{Board, Judgment, JudgmentStatus, Memory};
 use crate::inference::infer;
 use crate::item::ItemId;
 use crate::schema::{Answer, LabelSchema};
@@ -69,7 +69,16 @@ pub enum DatasetError {
 
 impl Dataset {
     /// Builds the dataset from everything resolved on `board` so far.
+    ///
+    /// # Panics
+    /// On a board that forgets settled judgments ([`Memory::OpenWork`]): its rows would be
+    /// missing. A serving node replays the project into a board that keeps every judgment.
     pub fn build(board: &Board) -> Result<Dataset, DatasetError> {
+        assert_eq!(
+            board.memory(),
+            Memory::Everything,
+            "a dataset is built from a board that keeps every judgment"
+        );
         let paused: Vec<Address> = board
             .contributors()
             .filter(|(_, c)| c.paused.is_some())
@@ -162,8 +171,8 @@ fn categorical_rows(
     paused: &[Address],
     weights: &mut BTreeMap<Address, u64>,
 ) -> Vec<DatasetRow> {
-    let judgments = board.judgments();
-    let counted = |j: &&crate::board::Judgment| {
+    let judgments: Vec<&Judgment> = board.judgments().map(|(_, j)| j).collect();
+    let counted = |j: &&&Judgment| {
         !j.gold && j.counts() && !paused.contains(&j.contributor) && {
             board.items()[j.item as usize].resolved
         }
@@ -235,7 +244,7 @@ fn reviewed_rows(
     weights: &mut BTreeMap<Address, u64>,
 ) -> Vec<DatasetRow> {
     let mut rows = Vec::new();
-    for j in board.judgments() {
+    for (_, j) in board.judgments() {
         if j.gold || paused.contains(&j.contributor) {
             continue;
         }

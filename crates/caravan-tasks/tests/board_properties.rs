@@ -1,12 +1,14 @@
 //! Invariants of the work board under random crowds, with fixed seeds so a failure replays:
 //! the budget is never overcommitted and every payment is one accepted judgment; nobody judges
 //! an item twice; no item collects more judgments than its maximum overlap; replaying the
-//! stored events reproduces the board and its effects exactly.
+//! stored events reproduces the board and its effects exactly; a board that forgets settled
+//! work (as a serving node's does) holds only open work and produces what a board keeping
+//! every judgment does.
 
 use caravan_core::{Address, Amount, Hash32, Ppm};
 use caravan_tasks::agreement::{fleiss_kappa, krippendorff_alpha};
 use caravan_tasks::answers::Answers;
-use caravan_tasks::board::{Board, Effect, JudgmentStatus, TaskEvent};
+use caravan_tasks::board::{Board, Effect, JudgmentStatus, Memory, TaskEvent};
 use caravan_tasks::inference::Method;
 use caravan_tasks::item::Item;
 use caravan_tasks::project::{Exam, Overlap, ProjectId, ProjectSpec, QueueOrder};
@@ -119,10 +121,12 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
         items,
         label_studio: None,
     };
-    let mut board = Board::new(ProjectId(Hash32::ZERO), Address::ZERO, spec.clone());
+    // The board works as a serving node's does, forgetting settled work.
+    let mut board = Board::new(ProjectId(Hash32::ZERO), Address::ZERO, spec.clone())
+        .with_memory(Memory::OpenWork);
     board.apply(&added);
-    // Read now, the ranking and the agreement tally are kept in step with every change below;
-    // the replayed board's are built when first read, at the end.
+    // Read now, the ranking is kept in step with every change below; the replayed board's is
+    // built when first read, at the end.
     prop_assert_eq!(board.ranked_count(), 0);
     prop_assert_eq!(board.agreement(), (None, None));
     let mut log = vec![added];
@@ -184,15 +188,39 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
     prop_assert_eq!(distinct.len(), payments.len(), "a judgment paid twice");
     prop_assert_eq!(board.paid(), spec.bounty * payments.len() as u128);
     prop_assert!(board.paid() <= spec.budget);
-    for item in board.items().iter().filter(|i| !i.is_gold()) {
+
+    let mut replayed = Board::new(board.id, board.requester, spec.clone());
+    let mut forgetful =
+        Board::new(board.id, board.requester, spec.clone()).with_memory(Memory::OpenWork);
+    for forgets in [&mut replayed, &mut forgetful] {
+        let replay_effects: Vec<Effect> = log.iter().flat_map(|e| forgets.apply(e)).collect();
+        prop_assert_eq!(&replay_effects, &effects);
+        prop_assert_eq!(forgets.status(), board.status());
+    }
+    for item in replayed.items().iter().filter(|i| !i.is_gold()) {
         prop_assert!(item.judgments.len() as u32 <= spec.overlap.max);
     }
-
-    let mut replayed = Board::new(board.id, board.requester, spec);
-    let replay_effects: Vec<Effect> = log.iter().flat_map(|e| replayed.apply(e)).collect();
-    prop_assert_eq!(replay_effects, effects);
-    prop_assert_eq!(replayed.judgments(), board.judgments());
-    prop_assert_eq!(replayed.status(), board.status());
+    let held: Vec<_> = board.judgments().collect();
+    prop_assert_eq!(&forgetful.judgments().collect::<Vec<_>>(), &held);
+    // The forgetting board holds exactly the judgments that can still change or still bear on
+    // their item: pending ones, and settled ones on items still collecting answers.
+    for (number, judgment) in replayed.judgments() {
+        let item = &replayed.items()[judgment.item as usize];
+        let open = judgment.status == JudgmentStatus::Pending
+            || (!item.resolved && !item.is_gold() && judgment.status != JudgmentStatus::Withdrawn);
+        prop_assert_eq!(
+            board.judgment(number),
+            open.then_some(judgment),
+            "judgment {} ({:?}) on an item resolved {}",
+            number,
+            &judgment.status,
+            item.resolved
+        );
+    }
+    prop_assert_eq!(
+        board.judgment_count() as usize,
+        replayed.judgments().count()
+    );
     // The requester's table, read from the ranking the board keeps (or builds), lists exactly
     // who a scan would: everyone who submitted or was paused, most submissions first, then by
     // address.
@@ -210,12 +238,12 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
         prop_assert_eq!(board.ranked_count(), scanned.len());
         prop_assert_eq!(ranked, scanned);
     }
-    // Agreement kept in step (and built at the end, by `replayed.status()` above) equals the
-    // measures computed afresh from every answer on a real item that was neither taken back
-    // nor discarded with a paused contributor, rejected ones included.
+    // Agreement kept in step by each board, forgetting or not, equals the measures computed
+    // afresh from every answer on a real item that was neither taken back nor discarded with
+    // a paused contributor, rejected ones included.
     let mut scanned = Answers::new(OPTIONS.iter().map(|s| s.to_string()).collect()).unwrap();
     let mut evidence = 0;
-    for judgment in board.judgments() {
+    for (_, judgment) in replayed.judgments() {
         if judgment.gold
             || matches!(
                 judgment.status,
@@ -237,15 +265,15 @@ fn run(crowd: &Crowd, seen: &mut Seen) -> Result<(), TestCaseError> {
             .unwrap();
     }
     seen.evidence += evidence;
-    let (kappa, alpha) = board.agreement();
-    for (kept, fresh) in [
-        (kappa, fleiss_kappa(&scanned)),
-        (alpha, krippendorff_alpha(&scanned)),
-    ] {
-        prop_assert_eq!(kept.is_some(), fresh.is_some());
-        if let (Some(kept), Some(fresh)) = (kept, fresh) {
-            prop_assert!((kept - fresh).abs() < 1e-9, "kept {} fresh {}", kept, fresh);
-            seen.measured += 1;
+    let (fresh_kappa, fresh_alpha) = (fleiss_kappa(&scanned), krippendorff_alpha(&scanned));
+    for measured in [&board, &replayed, &forgetful] {
+        let (kappa, alpha) = measured.agreement();
+        for (kept, fresh) in [(kappa, fresh_kappa), (alpha, fresh_alpha)] {
+            prop_assert_eq!(kept.is_some(), fresh.is_some());
+            if let (Some(kept), Some(fresh)) = (kept, fresh) {
+                prop_assert!((kept - fresh).abs() < 1e-9, "kept {} fresh {}", kept, fresh);
+                seen.measured += 1;
+            }
         }
     }
     Ok(())

@@ -17,8 +17,8 @@ use caravan_core::{Address, AssetId, Bounty, Event, Lane};
 use caravan_store::{Journal, JournalError, SharedJournal, now_ms};
 use caravan_tasks::board::ReviewTask;
 use caravan_tasks::board::{
-    AssignError, Assignment, Board, BoardStatus, Effect, ReviewError, SubmitError, TaskEvent,
-    Verdict,
+    AssignError, Assignment, Board, BoardStatus, Effect, Memory, ReviewError, SubmitError,
+    TaskEvent, Verdict,
 };
 use caravan_tasks::dataset::DatasetError;
 use caravan_tasks::import::{AnnotationUse, ImportErrors, ImportFormat, Skipped, import_file};
@@ -291,7 +291,9 @@ impl Desk {
             nonce,
             spec: Box::new(spec.clone()),
         };
-        let board = Board::created(&created).expect("a creation record");
+        let board = Board::created(&created)
+            .expect("a creation record")
+            .with_memory(Memory::OpenWork);
         let id = board.id;
         if boards.contains_key(&id) {
             return Err(DeskError::ProjectExists(id));
@@ -753,7 +755,7 @@ fn fold_boards(journal: &Journal) -> Result<(Boards, BountyBook), DeskError> {
         }
         let task: TaskEvent = serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
         if let Some(board) = Board::created(&task) {
-            boards.insert(board.id, board);
+            boards.insert(board.id, board.with_memory(Memory::OpenWork));
             return Ok(());
         }
         let board = boards

@@ -1,9 +1,12 @@
 //! Publishing a project's resolved work as a dataset asset, and reading a publication back as
 //! it was (for exports and training), checked against its recorded item root.
+//!
+//! The desk's boards forget settled judgments ([`Memory::OpenWork`]), so both replay the
+//! project's records into a board that keeps every one. The replay reads the log a page at a
+//! time, each page its own short read, so calls and submissions go on meanwhile.
 
-use caravan_core::{Address, AssetId, Event, Lane, Licence, Ppm};
-use caravan_store::Journal;
-use caravan_tasks::board::{Board, TaskEvent};
+use caravan_core::{Address, AssetId, Event, Hash32, Lane, Licence, Ppm};
+use caravan_tasks::board::{Board, Memory, TaskEvent};
 use caravan_tasks::dataset::Dataset;
 use caravan_tasks::project::ProjectId;
 
@@ -23,7 +26,24 @@ impl Desk {
         let (hold, board) = self.board_to_change(project)?;
         let mut guard = Changing::lock(hold, &board);
         check_requester(&guard, requester)?;
-        let dataset = Dataset::build(&guard)?;
+        // The board is locked, so no record of the project lands while the replay reads them;
+        // reads queue behind the records already handed to the log's writer.
+        let every_judgment = self.replay(project, None)?;
+        if every_judgment.judgment_count() != guard.judgment_count()
+            || every_judgment.status().resolved != guard.status().resolved
+        {
+            return Err(DeskError::CorruptRecord {
+                seq: 0,
+                why: format!(
+                    "replaying project {project} gives {} judgments and {} resolved items; its board holds {} and {}",
+                    every_judgment.judgment_count(),
+                    every_judgment.status().resolved,
+                    guard.judgment_count(),
+                    guard.status().resolved
+                ),
+            });
+        }
+        let dataset = Dataset::build(&every_judgment)?;
         let manifest = dataset.manifest(name, requester, licence, curator_share)?;
         let id = manifest.id();
         self.journal
@@ -92,9 +112,7 @@ impl Desk {
                     .map(|(_, root)| *root)
             })?
             .ok_or(DeskError::UnknownDataset(*asset))?;
-        let board = self
-            .journal
-            .read(|j| board_at_publication(j, project, &asset.0))?;
+        let board = self.replay(project, Some(&asset.0))?;
         let dataset = Dataset::build(&board)?;
         if dataset.item_root != item_root {
             return Err(DeskError::CorruptRecord {
@@ -109,46 +127,58 @@ impl Desk {
     }
 }
 
-/// The project's board as it stood when `asset` was published from it.
-fn board_at_publication(
-    journal: &Journal,
-    project: &ProjectId,
-    asset: &caravan_core::Hash32,
-) -> Result<Board, DeskError> {
-    let mut board: Option<Board> = None;
-    let mut next = 0;
-    loop {
-        let page = journal.read_lane(Lane::Work, next, READ_PAGE)?;
-        let Some(last) = page.last() else { break };
-        next = last.seq + 1;
-        for row in &page {
-            let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
-            let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
-            let Event::WorkRecorded {
-                project: of,
-                record,
-                ..
-            } = event
-            else {
-                continue;
-            };
-            if ProjectId(of) != *project {
-                continue;
-            }
-            let task: TaskEvent =
-                serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
-            if let Some(created) = Board::created(&task) {
-                board = Some(created);
-                continue;
-            }
-            let current = board
-                .as_mut()
-                .ok_or_else(|| corrupt("a record before its project was created".into()))?;
-            current.apply(&task);
-            if matches!(&task, TaskEvent::Published { asset: a, .. } if a == asset) {
-                return Ok(board.expect("created above"));
+impl Desk {
+    /// The project's board as it stands, with every judgment (the desk's own boards forget
+    /// settled ones), replayed from the log: what reports over all of a project's work read.
+    pub fn board_with_every_judgment(&self, project: &ProjectId) -> Result<Board, DeskError> {
+        self.replay(project, None)
+    }
+
+    /// The project's board with every judgment, replayed from the log: as it stands now, or as
+    /// it stood when `published` (an asset id) was published from it.
+    fn replay(&self, project: &ProjectId, published: Option<&Hash32>) -> Result<Board, DeskError> {
+        let mut board: Option<Board> = None;
+        let mut next = 0;
+        loop {
+            let page = self
+                .journal
+                .read(|j| j.read_lane(Lane::Work, next, READ_PAGE))?;
+            let Some(last) = page.last() else { break };
+            next = last.seq + 1;
+            for row in &page {
+                let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
+                let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
+                let Event::WorkRecorded {
+                    project: of,
+                    record,
+                    ..
+                } = event
+                else {
+                    continue;
+                };
+                if ProjectId(of) != *project {
+                    continue;
+                }
+                let task: TaskEvent =
+                    serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
+                if let Some(created) = Board::created(&task) {
+                    board = Some(created.with_memory(Memory::Everything));
+                    continue;
+                }
+                let current = board
+                    .as_mut()
+                    .ok_or_else(|| corrupt("a record before its project was created".into()))?;
+                current.apply(&task);
+                if matches!((&task, published), (TaskEvent::Published { asset, .. }, Some(wanted)) if asset == wanted)
+                {
+                    return Ok(board.expect("created above"));
+                }
             }
         }
+        match (board, published) {
+            (Some(board), None) => Ok(board),
+            (None, None) => Err(DeskError::UnknownProject(*project)),
+            (_, Some(_)) => Err(DeskError::NotPublished(*project)),
+        }
     }
-    Err(DeskError::NotPublished(*project))
 }

@@ -10,6 +10,13 @@
 //! Commands ([`Board::assign_next_item`], [`Board::submit`], [`Board::review`]) check a request
 //! against the current state and, when it is acceptable, apply the event they produce and return
 //! it with its effects.
+//!
+//! A board that serves contributors keeps only open work ([`Memory::OpenWork`]): once a judgment
+//! is settled on an item that will take no more changes from it, the board folds it into the
+//! item's counts and forgets it, so a node's memory follows the work in progress rather than
+//! every judgment ever made. Publishing a dataset needs every judgment, so it replays the
+//! project's records into a board that keeps them all ([`Memory::Everything`]). Both kinds
+//! produce the same effects from the same events.
 
 mod assign;
 mod listing;
@@ -213,22 +220,62 @@ impl Judgment {
     }
 }
 
+impl JudgmentStatus {
+    /// How a settled judgment ended, in the words its contributor is told; `None` while it is
+    /// pending.
+    pub fn settled_as(&self) -> Option<&'static str> {
+        match self {
+            JudgmentStatus::Pending => None,
+            JudgmentStatus::Accepted | JudgmentStatus::Fixed(_) => Some("accepted"),
+            JudgmentStatus::Rejected => Some("rejected"),
+            JudgmentStatus::Exam { .. } => Some("graded"),
+            JudgmentStatus::Discarded | JudgmentStatus::Withdrawn => Some("set aside"),
+        }
+    }
+}
+
+/// What a board keeps of judgments once they are settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// Every judgment, settled or not: what publishing a dataset and the tests read.
+    Everything,
+    /// Only judgments that can still change (pending or awaiting review) and those on items
+    /// still collecting answers: settled judgments on resolved items, gold answers once graded
+    /// and withdrawn judgments are folded into their item's and contributor's counts and
+    /// forgotten. What a serving node keeps.
+    OpenWork,
+}
+
 /// An item on the board.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemState {
     pub id: ItemId,
     pub item: Item,
+    /// The item's judgments the board still holds (under [`Memory::OpenWork`], settled ones of
+    /// a resolved item are forgotten), oldest first.
     pub judgments: Vec<u32>,
     /// Judgments this item should collect now (grows with dynamic overlap).
     pub needed: u32,
     /// Contributors holding a lease on it.
     pub leased: u32,
     pub resolved: bool,
+    /// The label a categorical item resolved with, as an index into the board's labels: what a
+    /// judgment arriving later (under a lease taken before) is settled against.
+    resolved_label: Option<u32>,
+    /// Agreement evidence of the judgments the board forgot, per label index: the part of the
+    /// item's evidence row no held judgment carries any more.
+    forgotten_evidence: Box<[(u32, u32)]>,
 }
 
 impl ItemState {
     pub fn is_gold(&self) -> bool {
         self.item.gold.is_some()
+    }
+
+    /// No change of a judgment on this item changes anything but that judgment's own status:
+    /// gold items (graded at once) and resolved ones.
+    fn is_final(&self) -> bool {
+        self.resolved || self.is_gold()
     }
 }
 
@@ -316,7 +363,14 @@ pub struct Board {
     items: Vec<ItemState>,
     item_index: FxHashMap<ItemId, u32>,
     gold: Vec<u32>,
-    judgments: Vec<Judgment>,
+    /// The judgments held (see [`Memory`]), by their number in the order they were made.
+    judgments: BTreeMap<u32, Judgment>,
+    /// Judgments ever made, forgotten ones included: the next one's number.
+    judgment_count: u32,
+    memory: Memory,
+    /// Labels items resolved with, each once; items refer to them by index.
+    labels: Vec<String>,
+    label_index: FxHashMap<String, u32>,
     contributors: FxHashMap<Address, Contributor>,
     reviewers: FxHashSet<Address>,
     /// Real items that can take another assignment, in queue order.
@@ -354,9 +408,10 @@ pub struct Board {
     working: u64,
     paused: u64,
     /// Fleiss' kappa and Krippendorff's alpha in sums over the real items (categorical
-    /// projects): built at the first read like `ranked`, then kept in step by each judgment
-    /// that becomes or stops being [`Judgment::is_agreement_evidence`].
-    agreement: OnceLock<AgreementTally<String>>,
+    /// projects, `None` otherwise), kept in step by each judgment that becomes or stops being
+    /// [`Judgment::is_agreement_evidence`]: kept from the start, since a board that forgets
+    /// settled judgments could not build it later.
+    agreement: Option<AgreementTally<String>>,
     /// Per model: resolved items where its pre-label matched the label the item resolved with,
     /// and items compared.
     model_agreement: BTreeMap<String, (u64, u64)>,
@@ -376,14 +431,19 @@ impl Board {
             ranked: OnceLock::new(),
             working: 0,
             paused: 0,
-            agreement: OnceLock::new(),
+            agreement: (spec.schema.categories().is_some() || spec.schema.is_categorical())
+                .then(AgreementTally::default),
             model_agreement: BTreeMap::new(),
             confidence_at_resolution: [0; CONFIDENCE_BINS],
             spec,
             items: Vec::new(),
             item_index: FxHashMap::default(),
             gold: Vec::new(),
-            judgments: Vec::new(),
+            judgments: BTreeMap::new(),
+            judgment_count: 0,
+            memory: Memory::Everything,
+            labels: Vec::new(),
+            label_index: FxHashMap::default(),
             contributors: FxHashMap::default(),
             reviewers: FxHashSet::default(),
             open: BTreeSet::new(),
@@ -400,6 +460,21 @@ impl Board {
             closed: false,
             released: 0,
         }
+    }
+
+    /// The board keeping `memory` of settled judgments; chosen before any event is applied.
+    pub fn with_memory(mut self, memory: Memory) -> Board {
+        debug_assert_eq!(
+            self.judgment_count, 0,
+            "memory is chosen before any judgment"
+        );
+        self.memory = memory;
+        self
+    }
+
+    /// What the board keeps of settled judgments.
+    pub fn memory(&self) -> Memory {
+        self.memory
     }
 
     /// The tag names the project's Label Studio export uses: those of the config its latest
@@ -494,6 +569,8 @@ impl Board {
             needed: self.spec.overlap.min,
             leased: 0,
             resolved: false,
+            resolved_label: None,
+            forgotten_evidence: Box::default(),
         });
         self.item_index.insert(id, index);
         if gold {
@@ -544,7 +621,7 @@ impl Board {
             handed_out_ms: Some(lease.since_ms),
         };
         let effects = self.apply(&event);
-        let judgment = self.judgments.len() as u32 - 1;
+        let judgment = self.judgment_count - 1;
         self.remember_undoable(contributor, judgment, lease);
         Ok((event, effects))
     }
@@ -563,16 +640,20 @@ impl Board {
             return;
         };
         let gold = self.items[index as usize].is_gold();
-        let judgment = self.judgments.len() as u32;
-        self.judgments.push(Judgment {
-            item: index,
-            contributor,
-            answer,
-            at_ms,
-            spent_ms,
-            gold,
-            status: JudgmentStatus::Pending,
-        });
+        let judgment = self.judgment_count;
+        self.judgment_count += 1;
+        self.judgments.insert(
+            judgment,
+            Judgment {
+                item: index,
+                contributor,
+                answer,
+                at_ms,
+                spent_ms,
+                gold,
+                status: JudgmentStatus::Pending,
+            },
+        );
         self.items[index as usize].judgments.push(judgment);
         let record = self.contributors.entry(contributor).or_default();
         let listed = record.rank(contributor);
@@ -599,6 +680,61 @@ impl Board {
             self.liable += 1;
             self.after_judgment(index, judgment, effects);
         }
+        self.forget_settled(index);
+    }
+
+    /// Under [`Memory::OpenWork`], forgets the settled judgments of an item whose judgments can
+    /// no longer change one another (see [`ItemState::is_final`]): their agreement evidence moves
+    /// into the item's forgotten counts, and their contributors' record of having seen the item
+    /// goes (a resolved item is never handed out again; a gold one's is kept, so nobody sees
+    /// the same check question twice). Pending judgments stay until they settle.
+    fn forget_settled(&mut self, index: u32) {
+        if self.memory == Memory::Everything || !self.items[index as usize].is_final() {
+            return;
+        }
+        let held = std::mem::take(&mut self.items[index as usize].judgments);
+        let mut kept = Vec::new();
+        let mut evidence = self.items[index as usize].forgotten_evidence.to_vec();
+        for j in held {
+            if self.judgments[&j].status == JudgmentStatus::Pending {
+                kept.push(j);
+                continue;
+            }
+            let record = self.judgments.remove(&j).expect("held above");
+            if record.is_agreement_evidence()
+                && let Some(category) = record.answer.category()
+            {
+                let label = self.label_number(category);
+                match evidence.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, count)) => *count += 1,
+                    None => evidence.push((label, 1)),
+                }
+            }
+            if let Some(undoable) = self.undoable.get_mut(&record.contributor)
+                && undoable.judgment == j
+            {
+                undoable.settled = record.status.settled_as();
+            }
+            if !record.gold
+                && let Some(contributor) = self.contributors.get_mut(&record.contributor)
+            {
+                contributor.seen.remove(&index);
+            }
+        }
+        let state = &mut self.items[index as usize];
+        state.judgments = kept;
+        state.forgotten_evidence = evidence.into_boxed_slice();
+    }
+
+    /// The number of a label in the board's list of labels, added on first use.
+    fn label_number(&mut self, label: String) -> u32 {
+        if let Some(&number) = self.label_index.get(&label) {
+            return number;
+        }
+        let number = self.labels.len() as u32;
+        self.labels.push(label.clone());
+        self.label_index.insert(label, number);
+        number
     }
 
     /// Adds an item to or removes it from the assignment queue to match its state.
@@ -636,12 +772,12 @@ impl Board {
         self.items[index as usize]
             .judgments
             .iter()
-            .filter(|&&j| self.judgments[j as usize].counts())
+            .filter(|&&j| self.judgments[&j].counts())
             .count() as u32
     }
 
     fn pay(&mut self, judgment: u32, fixed: Option<Answer>, effects: &mut Vec<Effect>) {
-        let record = &mut self.judgments[judgment as usize];
+        let record = self.judgments.get_mut(&judgment).expect("a held judgment");
         if !record.gold {
             self.liable -= 1;
         }
@@ -663,7 +799,7 @@ impl Board {
     }
 
     fn reject(&mut self, judgment: u32) {
-        let record = &mut self.judgments[judgment as usize];
+        let record = self.judgments.get_mut(&judgment).expect("a held judgment");
         if !record.gold && record.status == JudgmentStatus::Pending {
             self.liable -= 1;
         }
@@ -680,8 +816,21 @@ impl Board {
         self.item_index.get(id).map(|&i| &self.items[i as usize])
     }
 
-    pub fn judgments(&self) -> &[Judgment] {
-        &self.judgments
+    /// The judgments the board holds (every one under [`Memory::Everything`]), by number.
+    pub fn judgments(&self) -> impl DoubleEndedIterator<Item = (u32, &Judgment)> {
+        self.judgments
+            .iter()
+            .map(|(&number, judgment)| (number, judgment))
+    }
+
+    /// Judgment number `number`, if the board holds it.
+    pub fn judgment(&self, number: u32) -> Option<&Judgment> {
+        self.judgments.get(&number)
+    }
+
+    /// Judgments ever made on the board, forgotten ones included.
+    pub fn judgment_count(&self) -> u32 {
+        self.judgment_count
     }
 
     pub fn contributor(&self, account: &Address) -> Option<&Contributor> {

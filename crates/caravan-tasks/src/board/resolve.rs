@@ -51,7 +51,7 @@ impl Board {
         Ok(self
             .awaiting_review
             .iter()
-            .map(|&j| (j, &self.judgments[j as usize]))
+            .map(|&j| (j, &self.judgments[&j]))
             .find(|(_, j)| j.contributor != *reviewer)
             .map(|(judgment, j)| {
                 let item = &self.items[j.item as usize];
@@ -78,7 +78,7 @@ impl Board {
         if !self.awaiting_review.contains(&judgment) {
             return Err(ReviewError::NotAwaiting(judgment));
         }
-        let record = &self.judgments[judgment as usize];
+        let record = &self.judgments[&judgment];
         if record.contributor == reviewer {
             return Err(ReviewError::OwnWork);
         }
@@ -108,7 +108,7 @@ impl Board {
         if !self.awaiting_review.remove(&judgment) {
             return;
         }
-        let item = self.judgments[judgment as usize].item;
+        let item = self.judgments[&judgment].item;
         match verdict {
             Verdict::Accept => self.pay(judgment, None, effects),
             Verdict::Fix { answer } => self.pay(judgment, Some(answer.clone()), effects),
@@ -119,7 +119,7 @@ impl Board {
             .iter()
             .filter(|&&j| {
                 matches!(
-                    self.judgments[j as usize].status,
+                    self.judgments[&j].status,
                     JudgmentStatus::Accepted | JudgmentStatus::Fixed(_)
                 )
             })
@@ -130,19 +130,20 @@ impl Board {
             self.mark_resolved(item, effects);
         }
         self.refresh_open(item);
+        self.forget_settled(item);
     }
 
     fn has_pending(&self, item: u32) -> bool {
         self.items[item as usize]
             .judgments
             .iter()
-            .any(|&j| self.judgments[j as usize].status == JudgmentStatus::Pending)
+            .any(|&j| self.judgments[&j].status == JudgmentStatus::Pending)
     }
 
     /// Grades a gold answer: the exam while it lasts, then the running gold accuracy that can
     /// pause a contributor. A right gold answer after the exam is paid; exam answers are not.
     pub(super) fn grade_gold(&mut self, judgment: u32, effects: &mut Vec<Effect>) {
-        let record = &self.judgments[judgment as usize];
+        let record = &self.judgments[&judgment];
         let contributor = record.contributor;
         let gold = self.items[record.item as usize]
             .item
@@ -160,7 +161,10 @@ impl Board {
         {
             state.exam_answered += 1;
             state.exam_correct += u32::from(right);
-            self.judgments[judgment as usize].status = JudgmentStatus::Exam { right };
+            self.judgments
+                .get_mut(&judgment)
+                .expect("the judgment being graded")
+                .status = JudgmentStatus::Exam { right };
             effects.push(Effect::ExamAnswered {
                 contributor,
                 right,
@@ -215,19 +219,23 @@ impl Board {
         let ranked = state.rank(contributor);
         self.rerank(listed, ranked);
         self.release_lease(&contributor);
-        let pending: Vec<u32> = (0..self.judgments.len() as u32)
-            .filter(|&j| {
-                let record = &self.judgments[j as usize];
+        let pending: Vec<u32> = self
+            .judgments
+            .iter()
+            .filter(|(_, record)| {
                 record.contributor == contributor && record.status == JudgmentStatus::Pending
             })
+            .map(|(&j, _)| j)
             .collect();
         for j in pending {
-            self.judgments[j as usize].status = JudgmentStatus::Discarded;
+            let record = self.judgments.get_mut(&j).expect("listed above");
+            record.status = JudgmentStatus::Discarded;
+            let item = record.item;
             self.retally(j, false);
             self.liable -= 1;
             self.awaiting_review.remove(&j);
-            let item = self.judgments[j as usize].item;
             self.refresh_open(item);
+            self.forget_settled(item);
         }
         effects.push(Effect::Paused {
             contributor,
@@ -243,15 +251,18 @@ impl Board {
             self.refresh_open(item);
             return;
         }
-        let leading = self.item_confidence(item);
-        if self.items[item as usize].resolved {
+        let state = &self.items[item as usize];
+        if state.resolved {
             // Submitted under a lease taken before the item resolved: settled at once against
-            // the resolved label, so work done in good faith is still paid when it agrees.
-            if let Some((label, _)) = leading {
+            // the label it resolved with, so work done in good faith is still paid when it
+            // agrees.
+            if let Some(label) = state.resolved_label {
+                let label = self.labels[label as usize].clone();
                 self.settle_against(item, &label, effects);
             }
             return;
         }
+        let leading = self.item_confidence(item);
         let counting = self.counting(item);
         let overlap = self.spec.overlap;
         let confidence = leading.as_ref().map_or(0.0, |(_, c)| *c);
@@ -273,7 +284,7 @@ impl Board {
         let mut log_scores: BTreeMap<String, f64> = BTreeMap::new();
         let mut votes = Vec::new();
         for &j in &self.items[item as usize].judgments {
-            let record = &self.judgments[j as usize];
+            let record = &self.judgments[&j];
             if !record.counts() {
                 continue;
             }
@@ -324,6 +335,7 @@ impl Board {
         effects: &mut Vec<Effect>,
     ) {
         self.settle_against(item, &label, effects);
+        self.items[item as usize].resolved_label = Some(self.label_number(label.clone()));
         let bin = ((confidence * CONFIDENCE_BINS as f64) as usize).min(CONFIDENCE_BINS - 1);
         self.confidence_at_resolution[bin] += 1;
         for prediction in &self.items[item as usize].item.predictions {
@@ -353,7 +365,7 @@ impl Board {
     fn settle_against(&mut self, item: u32, label: &str, effects: &mut Vec<Effect>) {
         let judgments = self.items[item as usize].judgments.clone();
         for j in judgments {
-            let record = &self.judgments[j as usize];
+            let record = &self.judgments[&j];
             if record.status != JudgmentStatus::Pending {
                 continue;
             }

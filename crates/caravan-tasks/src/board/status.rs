@@ -5,19 +5,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::Board;
-use crate::agreement::AgreementTally;
 
 impl Board {
-    /// A summary a requester reads. Costs the same whatever the project's size, but for the
-    /// first read of the agreement measures after the board was built, which goes over every
-    /// judgment once.
+    /// A summary a requester reads. Costs the same whatever the project's size.
     pub fn status(&self) -> BoardStatus {
         let (fleiss_kappa, krippendorff_alpha) = self.agreement();
         BoardStatus {
             items: (self.items.len() - self.gold.len()) as u64,
             gold_items: self.gold.len() as u64,
             resolved: self.resolved_items,
-            judgments: self.judgments.len() as u64,
+            judgments: u64::from(self.judgment_count),
             contributors: self.working,
             paused: self.paused,
             awaiting_review: self.awaiting_review.len() as u64,
@@ -34,26 +31,18 @@ impl Board {
     /// (see [`super::Judgment::is_agreement_evidence`]), for categorical task types; `None` otherwise
     /// or when undefined.
     pub fn agreement(&self) -> (Option<f64>, Option<f64>) {
-        if self.spec.schema.categories().is_none() && !self.spec.schema.is_categorical() {
-            return (None, None);
-        }
-        let tally = self.agreement.get_or_init(|| {
-            let mut tally = AgreementTally::default();
-            for index in 0..self.items.len() as u32 {
-                tally.add_item(&self.evidence_row(index));
-            }
-            tally
-        });
-        (tally.fleiss_kappa(), tally.krippendorff_alpha())
+        self.agreement.as_ref().map_or((None, None), |tally| {
+            (tally.fleiss_kappa(), tally.krippendorff_alpha())
+        })
     }
 
-    /// Keeps the agreement tally (once built) in step after `judgment` became agreement
-    /// evidence (`added`) or stopped being it: its item's row is replaced by the row now.
+    /// Keeps the agreement tally in step after `judgment` became agreement evidence (`added`)
+    /// or stopped being it: its item's row is replaced by the row now.
     pub(super) fn retally(&mut self, judgment: u32, added: bool) {
-        if self.agreement.get().is_none() {
+        if self.agreement.is_none() {
             return;
         }
-        let record = &self.judgments[judgment as usize];
+        let record = &self.judgments[&judgment];
         if record.gold {
             return;
         }
@@ -67,19 +56,21 @@ impl Board {
             Some((_, count)) => *count += 1,
             None => before.push((category, 1)),
         }
-        let tally = self
-            .agreement
-            .get_mut()
-            .expect("the tally was seen built above");
+        let tally = self.agreement.as_mut().expect("seen kept above");
         tally.remove_item(&before);
         tally.add_item(&now);
     }
 
-    /// An item's agreement evidence: judgments per category.
+    /// An item's agreement evidence: judgments per category, forgotten ones included.
     fn evidence_row(&self, item: u32) -> Vec<(String, u64)> {
-        let mut row: Vec<(String, u64)> = Vec::new();
-        for &j in &self.items[item as usize].judgments {
-            let record = &self.judgments[j as usize];
+        let state = &self.items[item as usize];
+        let mut row: Vec<(String, u64)> = state
+            .forgotten_evidence
+            .iter()
+            .map(|&(label, count)| (self.labels[label as usize].clone(), u64::from(count)))
+            .collect();
+        for &j in &state.judgments {
+            let record = &self.judgments[&j];
             if !record.is_agreement_evidence() {
                 continue;
             }

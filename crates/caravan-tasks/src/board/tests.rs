@@ -139,7 +139,7 @@ fn leases_expire_and_late_or_hasty_submissions_are_refused() {
         matches!(invalid, Err(SubmitError::Invalid(_))),
         "{invalid:?}"
     );
-    assert!(board.judgments().is_empty());
+    assert_eq!(board.judgments().count(), 0);
 }
 
 #[test]
@@ -173,8 +173,7 @@ fn agreement_resolves_at_minimum_overlap_and_pays_only_the_agreeing() {
     assert_eq!(paid_total(&effects), 30, "the three `neg` answers are paid");
     let rejected = board
         .judgments()
-        .iter()
-        .filter(|j| j.status == JudgmentStatus::Rejected)
+        .filter(|(_, j)| j.status == JudgmentStatus::Rejected)
         .count();
     assert_eq!(rejected, 2);
 }
@@ -294,9 +293,8 @@ fn failing_gold_pauses_and_discards_unsettled_work_which_reopens_items() {
     assert!(
         board
             .judgments()
-            .iter()
-            .filter(|j| !j.gold)
-            .all(|j| j.status == JudgmentStatus::Discarded)
+            .filter(|(_, j)| !j.gold)
+            .all(|(_, j)| j.status == JudgmentStatus::Discarded)
     );
     assert_eq!(board.paid(), 0);
     assert_eq!(board.committed(), 0, "discarded work is no longer owed");
@@ -352,19 +350,24 @@ fn daily_cap_and_deadline_stop_assignment_with_when_it_resets() {
     );
 }
 
-#[test]
-fn reviews_accept_fix_or_reject_and_a_rejected_item_returns_to_the_pool() {
+/// A free-text project whose items each want `min` accepted answers out of at most three.
+fn reviewed_spec(min: u32) -> ProjectSpec {
     let mut s = spec();
     s.schema = LabelSchema::FreeText {
         min_chars: 5,
         max_chars: 200,
     };
     s.overlap = Overlap {
-        min: 1,
+        min,
         max: 3,
         confidence: 1.0,
     };
-    let (mut board, _) = board_with(s, vec![item(0)]);
+    s
+}
+
+#[test]
+fn reviews_accept_fix_or_reject_and_a_rejected_item_returns_to_the_pool() {
+    let (mut board, _) = board_with(reviewed_spec(1), vec![item(0)]);
     let reviewer = person(100);
     board.apply(&TaskEvent::ReviewerAdded { reviewer });
     let writer = person(1);
@@ -422,6 +425,73 @@ fn reviews_accept_fix_or_reject_and_a_rejected_item_returns_to_the_pool() {
     assert_eq!(
         board.review(reviewer, task.judgment, Verdict::Accept, 13 * SECOND),
         Err(ReviewError::NotAwaiting(task.judgment))
+    );
+}
+
+/// A serving node's board forgets reviewed work once its item resolves, yet a contributor is
+/// still told how their latest answer settled, and a replay that keeps every judgment (what
+/// publishing reads) has the reviewer's fix.
+#[test]
+fn a_board_keeping_only_open_work_forgets_reviewed_work_once_its_item_resolves() {
+    let (full, mut log) = board_with(reviewed_spec(2), vec![item(0), item(1)]);
+    let mut board =
+        Board::new(full.id, full.requester, full.spec.clone()).with_memory(Memory::OpenWork);
+    board.apply(&log[0]);
+    let reviewer = person(100);
+    let added = TaskEvent::ReviewerAdded { reviewer };
+    board.apply(&added);
+    log.push(added);
+    let mut now = 0;
+    for writer in [person(1), person(2)] {
+        let handed = board.assign_next_item(writer, now).unwrap();
+        assert_eq!(handed.item, item(0).id());
+        now += 3 * SECOND;
+        let answer = Answer::Text(format!("summary by {writer}"));
+        log.push(board.submit(writer, handed.item, answer, now).unwrap().0);
+    }
+    assert_eq!(board.judgments().count(), 2, "both wait for review");
+    let fix = Verdict::Fix {
+        answer: Answer::Text("the fixed summary".into()),
+    };
+    for verdict in [fix, Verdict::Accept] {
+        let task = board.next_review(&reviewer).unwrap().unwrap();
+        now += SECOND;
+        log.push(
+            board
+                .review(reviewer, task.judgment, verdict, now)
+                .unwrap()
+                .0,
+        );
+    }
+    assert_eq!(board.status().resolved, 1);
+    assert_eq!(
+        board.judgments().count(),
+        0,
+        "settled on a resolved item: forgotten"
+    );
+    assert!(board.items()[0].judgments.is_empty());
+    assert_eq!(board.status().judgments, 2, "still counted");
+    assert_eq!(
+        board.withdraw_last(person(2), now),
+        Err(UndoError::Settled("accepted"))
+    );
+    // The item is done, so a third writer gets the other one.
+    assert_eq!(
+        board.assign_next_item(person(3), now).unwrap().item,
+        item(1).id()
+    );
+
+    let mut replayed = Board::new(full.id, full.requester, full.spec.clone());
+    for event in &log {
+        replayed.apply(event);
+    }
+    assert_eq!(replayed.judgments().count(), 2);
+    assert_eq!(replayed.status(), board.status());
+    let rows = crate::dataset::Dataset::build(&replayed).unwrap().rows;
+    let answers: Vec<&Answer> = rows.iter().map(|row| &row.answer).collect();
+    assert!(
+        answers.contains(&&Answer::Text("the fixed summary".into())),
+        "{answers:?}"
     );
 }
 
@@ -493,7 +563,7 @@ fn replaying_the_log_rebuilds_the_board_and_its_effects() {
     let mut replayed = Board::new(board.id, board.requester, s);
     let replay_effects: Vec<Effect> = log.iter().flat_map(|e| replayed.apply(e)).collect();
     assert_eq!(replay_effects, live_effects);
-    assert_eq!(replayed.judgments(), board.judgments());
+    assert!(replayed.judgments().eq(board.judgments()));
     assert_eq!(replayed.items(), board.items());
     assert_eq!(replayed.paid(), board.paid());
     assert_eq!(replayed.status(), board.status());
@@ -659,7 +729,7 @@ fn the_latest_unsettled_submission_is_taken_back_and_its_item_handed_back_under_
         board.contributor(&ada).unwrap().spent_ms.is_empty(),
         "the time of the answer taken back goes with it"
     );
-    assert!(board.judgments()[0].status == JudgmentStatus::Withdrawn);
+    assert!(board.judgment(0).unwrap().status == JudgmentStatus::Withdrawn);
     assert!(board.items()[0].judgments.is_empty(), "it no longer counts");
     assert_eq!(
         board.withdraw_last(ada, now),
@@ -705,7 +775,7 @@ fn the_latest_unsettled_submission_is_taken_back_and_its_item_handed_back_under_
     for event in &log {
         replayed.apply(event);
     }
-    assert_eq!(replayed.judgments(), board.judgments());
+    assert!(replayed.judgments().eq(board.judgments()));
     assert_eq!(replayed.items(), board.items());
     assert_eq!(replayed.status(), board.status());
     assert_eq!(replayed.paid(), board.paid());

@@ -10,7 +10,7 @@
 use caravan_core::Address;
 
 use super::assign::{Assignment, Lease};
-use super::{Board, DAY_MS, Effect, JudgmentStatus, PauseReason, TaskEvent};
+use super::{Board, DAY_MS, Effect, JudgmentStatus, Memory, PauseReason, TaskEvent};
 use crate::schema::Answer;
 
 /// A contributor's latest submission and the lease it was made under.
@@ -18,6 +18,8 @@ use crate::schema::Answer;
 pub(super) struct Undoable {
     pub(super) judgment: u32,
     pub(super) lease: Lease,
+    /// How the judgment settled, once a board keeping only open work forgot it.
+    pub(super) settled: Option<&'static str>,
 }
 
 /// Why the last submission could not be taken back. Nothing changed.
@@ -49,9 +51,19 @@ impl Board {
     /// Remembers that `contributor` may take back `judgment`, answered under `lease`, when it
     /// is still unsettled after being recorded.
     pub(super) fn remember_undoable(&mut self, contributor: Address, judgment: u32, lease: Lease) {
-        if self.judgments[judgment as usize].status == JudgmentStatus::Pending {
-            self.undoable
-                .insert(contributor, Undoable { judgment, lease });
+        let pending = self
+            .judgments
+            .get(&judgment)
+            .is_some_and(|record| record.status == JudgmentStatus::Pending);
+        if pending {
+            self.undoable.insert(
+                contributor,
+                Undoable {
+                    judgment,
+                    lease,
+                    settled: None,
+                },
+            );
         } else {
             self.undoable.remove(&contributor);
         }
@@ -80,18 +92,17 @@ impl Board {
             self.undoable.remove(&contributor);
             return Err(UndoError::Expired);
         }
-        let record = &self.judgments[undoable.judgment as usize];
-        let settled = match record.status {
-            JudgmentStatus::Pending => None,
-            JudgmentStatus::Accepted | JudgmentStatus::Fixed(_) => Some("accepted"),
-            JudgmentStatus::Rejected => Some("rejected"),
-            JudgmentStatus::Exam { .. } => Some("graded"),
-            JudgmentStatus::Discarded | JudgmentStatus::Withdrawn => Some("set aside"),
+        let record = match self.judgments.get(&undoable.judgment) {
+            Some(record) if record.status == JudgmentStatus::Pending => record,
+            held => {
+                let settled = held
+                    .and_then(|record| record.status.settled_as())
+                    .or(undoable.settled)
+                    .unwrap_or("settled");
+                self.undoable.remove(&contributor);
+                return Err(UndoError::Settled(settled));
+            }
         };
-        if let Some(settled) = settled {
-            self.undoable.remove(&contributor);
-            return Err(UndoError::Settled(settled));
-        }
         let answer = record.answer.clone();
         self.release_lease(&contributor);
         let event = TaskEvent::JudgmentWithdrawn {
@@ -119,7 +130,7 @@ impl Board {
         at_ms: u64,
         _effects: &mut Vec<Effect>,
     ) {
-        let Some(record) = self.judgments.get_mut(judgment as usize) else {
+        let Some(record) = self.judgments.get_mut(&judgment) else {
             debug_assert!(false, "a withdrawal of a judgment the board does not have");
             return;
         };
@@ -157,5 +168,8 @@ impl Board {
         }
         self.undoable.remove(&contributor);
         self.refresh_open(item);
+        if self.memory == Memory::OpenWork {
+            self.judgments.remove(&judgment);
+        }
     }
 }

@@ -243,8 +243,10 @@ pub fn label_digits(
 
     let project_id = crate::commands::project_id(&project)?;
     let desk = node.desk();
-    desk.with_board(&project_id, |board| report(board, cast, &crowd, &truth_of))
-        .map_err(|e| e.to_string())??;
+    let board = desk
+        .board_with_every_judgment(&project_id)
+        .map_err(|e| e.to_string())?;
+    report(&board, cast, &crowd, &truth_of)?;
     let publish = json!({ "name": "handwritten-digits-8x8",
                           "licence": { "type": "open_use" }, "curator_share": "10%" });
     let published = api
@@ -400,7 +402,7 @@ fn report(
     let mut all = Answers::new(options.clone()).map_err(|e| e.to_string())?;
     let mut counted = Answers::new(options).map_err(|e| e.to_string())?;
     let (mut right, mut judged) = (0u64, 0u64);
-    for j in board.judgments().iter().filter(|j| !j.gold) {
+    for (_, j) in board.judgments().filter(|(_, j)| !j.gold) {
         let caravan_tasks::schema::Answer::Choice(label) = &j.answer else {
             continue;
         };
