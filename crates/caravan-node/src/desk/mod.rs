@@ -874,6 +874,57 @@ mod tests {
         (desk, project, workers)
     }
 
+    /// Publishing replays the project's records (the desk's boards forget settled ones), most
+    /// of them before it locks the board: while contributors go on working, every publication
+    /// still holds exactly the work recorded before it, which a replay to it confirms.
+    #[test]
+    fn publications_amid_submissions_hold_exactly_the_work_recorded_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (desk, project, workers) = busy_project(dir.path(), 3);
+        let requester = Address::from_label("requester");
+        let working = std::sync::atomic::AtomicUsize::new(workers.len());
+        let mut rows = Vec::new();
+        std::thread::scope(|scope| {
+            for worker in &workers {
+                let (desk, project, working) = (&desk, &project, &working);
+                scope.spawn(move || {
+                    while let Ok(assignment) = desk.next_item(project, *worker) {
+                        let answer = Answer::Choice("pos".into());
+                        desk.submit(project, *worker, assignment.item, answer)
+                            .unwrap();
+                    }
+                    working.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            while working.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                let licence = caravan_core::Licence::OpenUse;
+                let name = format!("sentiment {}", rows.len());
+                match desk.publish(&project, requester, name, licence, caravan_core::Ppm::ZERO) {
+                    Ok((asset, dataset)) => {
+                        let (_, again, _) = desk.dataset(&asset).unwrap();
+                        assert_eq!(again, dataset, "a replay to the publication");
+                        rows.push(dataset.rows.len());
+                    }
+                    Err(DeskError::Dataset(DatasetError::Empty)) => {}
+                    Err(other) => panic!("{other}"),
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        assert!(rows.len() >= 2, "published {} times", rows.len());
+        assert!(rows.is_sorted(), "rows only grow: {rows:?}");
+        let (_, latest) = desk
+            .publish(
+                &project,
+                requester,
+                "sentiment, all".into(),
+                caravan_core::Licence::OpenUse,
+                caravan_core::Ppm::ZERO,
+            )
+            .unwrap();
+        assert_eq!(latest.rows.len(), 400, "every item resolved");
+    }
+
     /// Judgments per contributor, as the boards in memory hold them.
     fn submitted(desk: &Desk, project: &ProjectId, workers: &[Address]) -> Vec<u32> {
         desk.with_board(project, |board| {

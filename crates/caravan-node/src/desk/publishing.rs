@@ -3,7 +3,9 @@
 //!
 //! The desk's boards forget settled judgments ([`Memory::OpenWork`]), so both replay the
 //! project's records into a board that keeps every one. The replay reads the log a page at a
-//! time, each page its own short read, so calls and submissions go on meanwhile.
+//! time, each page its own short read, so calls and submissions go on meanwhile; publishing
+//! replays most of the records before it locks the project's board, and only those that
+//! arrived meanwhile with it locked, so the project's contributors wait for the tail alone.
 
 use caravan_core::{Address, AssetId, Event, Hash32, Lane, Licence, Ppm};
 use caravan_tasks::board::{Board, Memory, TaskEvent};
@@ -23,12 +25,16 @@ impl Desk {
         licence: Licence,
         curator_share: Ppm,
     ) -> Result<(AssetId, Dataset), DeskError> {
+        // A project's requester never changes: checked before the replay, which costs.
+        self.with_board(project, |board| check_requester(board, requester))??;
+        let mut replay = Replay::default();
+        self.replay_more(project, &mut replay, None)?;
         let (hold, board) = self.board_to_change(project)?;
         let mut guard = Changing::lock(hold, &board);
-        check_requester(&guard, requester)?;
-        // The board is locked, so no record of the project lands while the replay reads them;
-        // reads queue behind the records already handed to the log's writer.
-        let every_judgment = self.replay(project, None)?;
+        // The board is locked, so no record of the project lands while the replay reads the
+        // rest; reads queue behind the records already handed to the log's writer.
+        self.replay_more(project, &mut replay, None)?;
+        let every_judgment = replay.board.ok_or(DeskError::UnknownProject(*project))?;
         if every_judgment.judgment_count() != guard.judgment_count()
             || every_judgment.status().resolved != guard.status().resolved
         {
@@ -112,7 +118,7 @@ impl Desk {
                     .map(|(_, root)| *root)
             })?
             .ok_or(DeskError::UnknownDataset(*asset))?;
-        let board = self.replay(project, Some(&asset.0))?;
+        let board = self.board_at_publication(project, &asset.0)?;
         let dataset = Dataset::build(&board)?;
         if dataset.item_root != item_root {
             return Err(DeskError::CorruptRecord {
@@ -127,24 +133,53 @@ impl Desk {
     }
 }
 
+/// One project's records replayed so far: the board they built and where the log goes on.
+#[derive(Default)]
+struct Replay {
+    board: Option<Board>,
+    next: u64,
+}
+
 impl Desk {
     /// The project's board as it stands, with every judgment (the desk's own boards forget
     /// settled ones), replayed from the log: what reports over all of a project's work read.
     pub fn board_with_every_judgment(&self, project: &ProjectId) -> Result<Board, DeskError> {
-        self.replay(project, None)
+        let mut replay = Replay::default();
+        self.replay_more(project, &mut replay, None)?;
+        replay.board.ok_or(DeskError::UnknownProject(*project))
     }
 
-    /// The project's board with every judgment, replayed from the log: as it stands now, or as
-    /// it stood when `published` (an asset id) was published from it.
-    fn replay(&self, project: &ProjectId, published: Option<&Hash32>) -> Result<Board, DeskError> {
-        let mut board: Option<Board> = None;
-        let mut next = 0;
+    /// The project's board with every judgment as it stood when asset `published` was
+    /// published from it, replayed from the log.
+    fn board_at_publication(
+        &self,
+        project: &ProjectId,
+        published: &Hash32,
+    ) -> Result<Board, DeskError> {
+        let mut replay = Replay::default();
+        if !self.replay_more(project, &mut replay, Some(published))? {
+            return Err(DeskError::NotPublished(*project));
+        }
+        Ok(replay
+            .board
+            .expect("a publication follows its project's creation"))
+    }
+
+    /// Applies the project's records from where `replay` stopped to the end of the log, or up
+    /// to and including the publication of asset `published`: says whether it reached that.
+    fn replay_more(
+        &self,
+        project: &ProjectId,
+        replay: &mut Replay,
+        published: Option<&Hash32>,
+    ) -> Result<bool, DeskError> {
         loop {
             let page = self
                 .journal
-                .read(|j| j.read_lane(Lane::Work, next, READ_PAGE))?;
-            let Some(last) = page.last() else { break };
-            next = last.seq + 1;
+                .read(|j| j.read_lane(Lane::Work, replay.next, READ_PAGE))?;
+            let Some(last) = page.last() else {
+                return Ok(false);
+            };
             for row in &page {
                 let corrupt = |why: String| DeskError::CorruptRecord { seq: row.seq, why };
                 let event = Event::decode(&row.body).map_err(|e| corrupt(e.to_string()))?;
@@ -162,23 +197,20 @@ impl Desk {
                 let task: TaskEvent =
                     serde_json::from_str(&record).map_err(|e| corrupt(e.to_string()))?;
                 if let Some(created) = Board::created(&task) {
-                    board = Some(created.with_memory(Memory::Everything));
+                    replay.board = Some(created.with_memory(Memory::Everything));
                     continue;
                 }
-                let current = board
+                let board = replay
+                    .board
                     .as_mut()
                     .ok_or_else(|| corrupt("a record before its project was created".into()))?;
-                current.apply(&task);
+                board.apply(&task);
                 if matches!((&task, published), (TaskEvent::Published { asset, .. }, Some(wanted)) if asset == wanted)
                 {
-                    return Ok(board.expect("created above"));
+                    return Ok(true);
                 }
             }
-        }
-        match (board, published) {
-            (Some(board), None) => Ok(board),
-            (None, None) => Err(DeskError::UnknownProject(*project)),
-            (_, Some(_)) => Err(DeskError::NotPublished(*project)),
+            replay.next = last.seq + 1;
         }
     }
 }
