@@ -35,17 +35,17 @@ impl Desk {
         // rest; reads queue behind the records already handed to the log's writer.
         self.replay_more(project, &mut replay, None)?;
         let every_judgment = replay.board.ok_or(DeskError::UnknownProject(*project))?;
-        if every_judgment.judgment_count() != guard.judgment_count()
-            || every_judgment.status().resolved != guard.status().resolved
-        {
+        let replayed = (
+            every_judgment.judgment_count(),
+            every_judgment.status().resolved,
+        );
+        let held = (guard.judgment_count(), guard.status().resolved);
+        if replayed != held {
             return Err(DeskError::CorruptRecord {
                 seq: 0,
                 why: format!(
                     "replaying project {project} gives {} judgments and {} resolved items; its board holds {} and {}",
-                    every_judgment.judgment_count(),
-                    every_judgment.status().resolved,
-                    guard.judgment_count(),
-                    guard.status().resolved
+                    replayed.0, replayed.1, held.0, held.1
                 ),
             });
         }

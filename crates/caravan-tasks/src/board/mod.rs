@@ -704,11 +704,7 @@ impl Board {
             if record.is_agreement_evidence()
                 && let Some(category) = record.answer.category()
             {
-                let label = self.label_number(category);
-                match evidence.iter_mut().find(|(l, _)| *l == label) {
-                    Some((_, count)) => *count += 1,
-                    None => evidence.push((label, 1)),
-                }
+                count_one(&mut evidence, self.label_number(category));
             }
             if let Some(undoable) = self.undoable.get_mut(&record.contributor)
                 && undoable.judgment == j
@@ -930,6 +926,14 @@ impl Board {
     /// Datasets published from this board, oldest first: asset id and item root.
     pub fn publications(&self) -> &[(Hash32, Hash32)] {
         &self.publications
+    }
+}
+
+/// Adds one to `label`'s count in an evidence row, appending the label when it has none yet.
+fn count_one<L: PartialEq, C: std::ops::AddAssign + From<u8>>(row: &mut Vec<(L, C)>, label: L) {
+    match row.iter_mut().find(|(l, _)| *l == label) {
+        Some((_, count)) => *count += C::from(1),
+        None => row.push((label, C::from(1))),
     }
 }
 

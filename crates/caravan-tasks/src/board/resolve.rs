@@ -335,7 +335,6 @@ impl Board {
         effects: &mut Vec<Effect>,
     ) {
         self.settle_against(item, &label, effects);
-        self.items[item as usize].resolved_label = Some(self.label_number(label.clone()));
         let bin = ((confidence * CONFIDENCE_BINS as f64) as usize).min(CONFIDENCE_BINS - 1);
         self.confidence_at_resolution[bin] += 1;
         for prediction in &self.items[item as usize].item.predictions {
@@ -346,6 +345,7 @@ impl Board {
             entry.0 += u64::from(prediction.answer.category().as_deref() == Some(&label));
             entry.1 += 1;
         }
+        self.items[item as usize].resolved_label = Some(self.label_number(label));
         self.mark_resolved(item, effects);
     }
 

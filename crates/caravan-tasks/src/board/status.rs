@@ -4,7 +4,7 @@ use caravan_core::Amount;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::Board;
+use super::{Board, count_one};
 
 impl Board {
     /// A summary a requester reads. Costs the same whatever the project's size.
@@ -77,10 +77,7 @@ impl Board {
             let Some(category) = record.answer.category() else {
                 continue;
             };
-            match row.iter_mut().find(|(label, _)| *label == category) {
-                Some((_, count)) => *count += 1,
-                None => row.push((category, 1)),
-            }
+            count_one(&mut row, category);
         }
         row
     }
