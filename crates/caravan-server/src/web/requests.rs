@@ -68,10 +68,12 @@ pub struct ImportReport {
     pub unlisted: usize,
 }
 
-/// A time spent on an item, to the tenth of a second under a minute.
+/// A time spent on an item, truncated to the tenth of a second under a minute and to the second
+/// from a minute on: the precision the board keeps answer times with.
 fn time_spent(ms: u32) -> String {
     if ms < 60_000 {
-        format!("{:.1} s", f64::from(ms) / 1000.0)
+        let tenths = ms / 100;
+        format!("{}.{} s", tenths / 10, tenths % 10)
     } else {
         super::board::seconds_in_words(ms / 1000)
     }
@@ -557,4 +559,25 @@ pub async fn publish(
         "/requests/{project}?published={}",
         url_encode(&asset.to_string())
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_spent;
+
+    #[test]
+    fn times_spent_read_as_truncated_tenths_then_minutes_and_seconds() {
+        let shown = [0, 4_099, 59_999, 60_000, 61_999, 125_000].map(time_spent);
+        assert_eq!(
+            shown,
+            [
+                "0.0 s",
+                "4.0 s",
+                "59.9 s",
+                "1 min",
+                "1 min 1 s",
+                "2 min 5 s"
+            ]
+        );
+    }
 }

@@ -22,6 +22,7 @@ mod assign;
 mod listing;
 mod resolve;
 mod status;
+mod times;
 mod undo;
 
 use caravan_core::{Address, Amount, Hash32, Ppm};
@@ -42,6 +43,7 @@ use crate::item::{Item, ItemId};
 use crate::label_studio::LabelStudioTags;
 use crate::project::{ProjectId, ProjectSpec};
 use crate::schema::{Answer, AnswerError};
+pub use times::AnswerTimes;
 
 /// Milliseconds in a UTC day, the period of the daily cap.
 pub const DAY_MS: u64 = 86_400_000;
@@ -307,8 +309,8 @@ pub struct Contributor {
     pub rejected: u32,
     /// When they last submitted, for the project's [`Pace`].
     pub last_at_ms: Option<u64>,
-    /// Time from hand-out to answer of each answer whose record kept it, in order.
-    pub spent_ms: Vec<u32>,
+    /// Time from hand-out to answer of the answers whose records kept it.
+    pub answer_times: AnswerTimes,
 }
 
 impl Contributor {
@@ -318,15 +320,10 @@ impl Contributor {
         (self.submitted > 0 || self.paused.is_some()).then_some((Reverse(self.submitted), account))
     }
 
-    /// The median time from hand-out to answer, in milliseconds (the lower middle of an even
-    /// count); `None` before any timed answer.
+    /// The median time from hand-out to answer, in milliseconds, to the precision
+    /// [`AnswerTimes`] keeps; `None` before any timed answer.
     pub fn median_spent_ms(&self) -> Option<u32> {
-        if self.spent_ms.is_empty() {
-            return None;
-        }
-        let mut times = self.spent_ms.clone();
-        let middle = (times.len() - 1) / 2;
-        Some(*times.select_nth_unstable(middle).1)
+        self.answer_times.median_ms()
     }
 
     /// The board's running estimate of how often this contributor is right, from gold answers
@@ -661,7 +658,9 @@ impl Board {
         record.submitted += 1;
         let first = record.submitted == 1;
         let ranked = record.rank(contributor);
-        record.spent_ms.extend(spent_ms);
+        if let Some(ms) = spent_ms {
+            record.answer_times.add(ms);
+        }
         let day = at_ms / DAY_MS;
         if record.day != day {
             record.day = day;

@@ -143,7 +143,7 @@ impl Board {
         }
         record.status = JudgmentStatus::Withdrawn;
         let item = record.item;
-        let timed = record.spent_ms.is_some();
+        let spent_ms = record.spent_ms;
         self.liable -= 1;
         self.awaiting_review.remove(&judgment);
         self.items[item as usize]
@@ -157,9 +157,8 @@ impl Board {
             self.working -= u64::from(state.submitted == 0);
             let ranked = state.rank(contributor);
             state.seen.remove(&item);
-            if timed {
-                // The latest answer is the one taken back, and its time goes with it.
-                state.spent_ms.pop();
+            if let Some(ms) = spent_ms {
+                state.answer_times.remove(ms);
             }
             if state.day == at_ms / DAY_MS {
                 state.today = state.today.saturating_sub(1);
