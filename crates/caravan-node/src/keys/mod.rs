@@ -15,7 +15,7 @@ mod service;
 pub use request::{KeyRequest, PayerSignature, SIGNATURE_WINDOW_MS, SignedRequest};
 pub use service::{KeyRecord, Keys, KeysError, MAX_KEY_NAME_BYTES};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use caravan_core::hash::keccak256_parts;
@@ -172,25 +172,60 @@ pub enum KeyError {
     SignatureReused,
 }
 
-/// Every live key, by hash, and the signed requests that issued keys.
+/// Every live key, by hash, and the signed requests that issued keys lately.
+///
+/// A signed request is accepted only within [`SIGNATURE_WINDOW_MS`] of the node's clock, so
+/// the one that issued a key created at `c` (signed at most a window before or after `c`) could
+/// be sent again only until `c` plus twice the window. Until then its digest is remembered;
+/// after that it is forgotten, and any request signed no later than a forgotten one may have
+/// been is refused as stale, which only a clock set back could otherwise let through.
+/// Remembering every digest ever grew the node's memory with each key issued.
 #[derive(Default)]
 pub struct KeyRing {
     keys: HashMap<Hash32, ApiKey>,
     authorizations: HashSet<Hash32>,
+    /// The remembered digests with their keys' creation times, in the order issued.
+    authorized_in_order: VecDeque<(u64, Hash32)>,
+    /// Every forgotten digest was signed at or before this time.
+    forgotten_through_ms: u64,
 }
 
 impl KeyRing {
     /// A key issued (from the log, or just committed), by the signed request `authorization`
     /// when it came from one.
     pub fn issue(&mut self, hash: Hash32, key: ApiKey, authorization: Option<Hash32>) {
+        if let Some(authorization) = authorization {
+            self.authorizations.insert(authorization);
+            self.authorized_in_order
+                .push_back((key.created_ms, authorization));
+        }
         self.keys.insert(hash, key);
-        self.authorizations.extend(authorization);
     }
 
     /// Whether the signed request with this digest has issued a key already (even one since
-    /// revoked).
+    /// revoked), as far as remembered: see [`KeyRing::may_have_forgotten`].
     pub fn authorized_before(&self, authorization: &Hash32) -> bool {
         self.authorizations.contains(authorization)
+    }
+
+    /// Whether a request signed at `signed_at_ms` may have issued a key whose digest is
+    /// forgotten. Never for one signed within the window of a clock that did not go back.
+    pub fn may_have_forgotten(&self, signed_at_ms: u64) -> bool {
+        signed_at_ms <= self.forgotten_through_ms
+    }
+
+    /// Forgets the digests of signed requests that can no longer be accepted at `now_ms`.
+    pub fn forget_stale(&mut self, now_ms: u64) {
+        while let Some(&(created_ms, authorization)) = self.authorized_in_order.front() {
+            if created_ms.saturating_add(2 * SIGNATURE_WINDOW_MS) >= now_ms {
+                break;
+            }
+            self.authorized_in_order.pop_front();
+            self.authorizations.remove(&authorization);
+            self.forgotten_through_ms = self
+                .forgotten_through_ms
+                .max(created_ms + SIGNATURE_WINDOW_MS);
+        }
     }
 
     /// A key revoked: it stops working at once.
@@ -270,6 +305,39 @@ mod tests {
             None,
         );
         (secret, ring, hash)
+    }
+
+    #[test]
+    fn a_signed_request_is_remembered_while_it_could_be_sent_again() {
+        let mut ring = KeyRing::default();
+        let window = SIGNATURE_WINDOW_MS;
+        let key = |created_ms| ApiKey {
+            id: "key_0".into(),
+            payer: Address::from_label("shop"),
+            scopes: vec![Scope::Models],
+            expires_ms: None,
+            name: "rotated".into(),
+            created_ms,
+        };
+        let (first, second) = (keccak256_parts(&[b"first"]), keccak256_parts(&[b"second"]));
+        ring.issue(keccak256_parts(&[b"a"]), key(1_000_000), Some(first));
+        ring.issue(keccak256_parts(&[b"b"]), key(1_060_000), Some(second));
+        ring.forget_stale(1_000_000 + 2 * window);
+        assert!(ring.authorized_before(&first), "still within reach");
+        assert!(!ring.may_have_forgotten(1_000_000 + window));
+
+        ring.forget_stale(1_000_001 + 2 * window);
+        assert!(!ring.authorized_before(&first), "forgotten");
+        assert!(ring.authorized_before(&second), "the later one is kept");
+        assert!(
+            ring.may_have_forgotten(1_000_000 + window),
+            "the latest the first request can have been signed"
+        );
+        assert!(
+            !ring.may_have_forgotten(1_000_001 + window),
+            "a request signed within the window of the clock that forgot it is taken"
+        );
+        assert_eq!(ring.authorized_in_order.len(), 1);
     }
 
     #[test]

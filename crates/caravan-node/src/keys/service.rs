@@ -80,6 +80,10 @@ impl Keys {
             issuing: Mutex::new(()),
         };
         records.iter().for_each(|record| keys.apply(record));
+        keys.ring
+            .write()
+            .expect("key ring lock")
+            .forget_stale(now_ms());
         Ok(keys)
     }
 
@@ -156,17 +160,24 @@ impl Keys {
             expires_in_days,
             name: &name,
         };
-        let signed = request.check(&payer, &self.node, signed, now_ms())?;
+        let now = now_ms();
+        let signed = request.check(&payer, &self.node, signed, now)?;
         let expires_ms = expires_in_days.map(|days| signed.signed_at_ms + u64::from(days) * DAY_MS);
         // One signed request at a time between the replay check and the key's record.
         let _issuing = self.issuing.lock().expect("key issuing lock");
-        if self
-            .ring
-            .read()
-            .expect("key ring lock")
-            .authorized_before(&signed.digest)
         {
-            return Err(KeyError::SignatureReused.into());
+            let mut ring = self.ring.write().expect("key ring lock");
+            ring.forget_stale(now);
+            if ring.authorized_before(&signed.digest) {
+                return Err(KeyError::SignatureReused.into());
+            }
+            if ring.may_have_forgotten(signed.signed_at_ms) {
+                return Err(KeyError::StaleSignature {
+                    signed_at_ms: signed.signed_at_ms,
+                    now_ms: now,
+                }
+                .into());
+            }
         }
         self.record_key(payer, scopes, expires_ms, name, Some(signed.digest))
     }
