@@ -166,6 +166,8 @@ pub struct Answered {
     pub judgments: Vec<(Address, ItemId)>,
     /// API keys issued: their ids.
     pub keys: Vec<String>,
+    /// API keys revoked, by id (each issuer revokes its previous key after issuing the next).
+    pub revoked: Vec<String>,
     /// Pages and reads answered.
     pub reads: u64,
     /// Retries of an idempotency key whose answer named another charge than the first answer.
@@ -517,7 +519,8 @@ impl Labeller {
     }
 }
 
-/// A payer issuing API keys with its wallet's signature, one after another.
+/// A payer rotating API keys with its wallet's signature: it issues a key, then revokes the one
+/// issued before, so it holds one live key at a time as a careful payer would.
 struct Issuer {
     team: Arc<Team>,
     wallet: k256::ecdsa::SigningKey,
@@ -532,6 +535,7 @@ impl Issuer {
         let payer = caravan_core::attestation::address_of(self.wallet.verifying_key());
         let scopes = [Scope::Models];
         let mut n = 0u64;
+        let mut previous: Option<String> = None;
         while !self.team.stop.load(Ordering::SeqCst) {
             n += 1;
             let name = format!("key {n} of issuer {}", self.name);
@@ -565,6 +569,11 @@ impl Issuer {
                 (200..=299, Some(id)) => {
                     self.team.served.fetch_add(1, Ordering::Relaxed);
                     self.team.answers().keys.push(id.to_owned());
+                    if let Some(old) = previous.replace(id.to_owned())
+                        && !self.revoke(payer, &old).await
+                    {
+                        return;
+                    }
                 }
                 (503, _) => tokio::time::sleep(RETRY_PAUSE).await,
                 _ => {
@@ -574,6 +583,37 @@ impl Issuer {
             }
             // A person issues keys now and then, not in a loop.
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Revokes the payer's key `id`: `false` when the node answered what a client would not
+    /// cause. Not retried: a node that crashed meanwhile may have revoked it, and revoking it
+    /// again would be refused.
+    async fn revoke(&self, payer: Address, id: &str) -> bool {
+        let signed =
+            KeyRequest::Revoke { key: id }.sign(&self.wallet, &self.node, caravan_store::now_ms());
+        let request = self.team.http.delete(format!(
+            "{}/v1/keys/{id}?payer={payer}&signed_at_ms={}&signature={}",
+            self.team.base,
+            signed.signed_at_ms,
+            signed.signature.to_hex()
+        ));
+        let Some(answer) = self.team.exchange("DELETE /v1/keys/{id}", request).await else {
+            return true;
+        };
+        match answer.status.as_u16() {
+            200..=299 => {
+                self.team.served.fetch_add(1, Ordering::Relaxed);
+                self.team.answers().revoked.push(id.to_owned());
+                true
+            }
+            503 => true,
+            _ => {
+                let reply = String::from_utf8_lossy(&answer.body);
+                self.team
+                    .unexpected(format!("key revocation: {} {reply}", answer.status));
+                false
+            }
         }
     }
 }

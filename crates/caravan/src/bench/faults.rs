@@ -31,12 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caravan_core::{Address, Event, Hash32};
+use caravan_node::keys::{KeyRecord, key_id};
 use caravan_node::settlement::{Chains, EMBEDDED, chains_dir};
 use caravan_store::Journal;
 use caravan_tasks::board::TaskEvent;
 use caravan_tasks::item::ItemId;
 use clap::Args;
-use serde_json::Value;
 
 use super::clients::{Answered, Crowd, Dice, Team, spawn_clients};
 use super::served::{
@@ -334,8 +334,8 @@ pub fn faults(args: FaultsArgs) -> Result<(), String> {
             "",
         ),
         (
-            "API keys issued (signed by the payer's wallet)",
-            answered.keys.len().to_string(),
+            "API keys issued / revoked (signed by the payer's wallet)",
+            format!("{} / {}", answered.keys.len(), answered.revoked.len()),
             "",
         ),
         (
@@ -473,6 +473,7 @@ fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings
     let mut judged: BTreeMap<(Address, ItemId), u64> = BTreeMap::new();
     let mut roots: BTreeMap<u64, Hash32> = BTreeMap::new();
     let mut keys: BTreeMap<String, u64> = BTreeMap::new();
+    let mut revoked: BTreeMap<String, u64> = BTreeMap::new();
     let mut credited: BTreeMap<u128, u64> = BTreeMap::new();
     let mut from = 0;
     loop {
@@ -502,11 +503,13 @@ fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings
                 Event::EpochClosed { epoch, root, .. } => {
                     roots.insert(epoch, root);
                 }
-                Event::AccessRecorded { record } => {
-                    if let Some(id) = issued_key(&record) {
-                        *keys.entry(id).or_default() += 1;
+                Event::AccessRecorded { record } => match serde_json::from_str(&record) {
+                    Ok(KeyRecord::KeyIssued { key, .. }) => *keys.entry(key.id).or_default() += 1,
+                    Ok(KeyRecord::KeyRevoked { hash, .. }) => {
+                        *revoked.entry(key_id(&hash)).or_default() += 1;
                     }
-                }
+                    Err(_) => {}
+                },
                 Event::DepositConfirmed(deposit) if deposit.account == depositor() => {
                     *credited.entry(deposit.amount).or_default() += 1;
                 }
@@ -546,6 +549,12 @@ fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings
                 .map(|(id, n)| format!("the key {id} issued {n} times")),
         )
         .chain(
+            revoked
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(id, n)| format!("the key {id} revoked {n} times")),
+        )
+        .chain(
             credited
                 .iter()
                 .filter(|(_, n)| **n > 1)
@@ -575,6 +584,13 @@ fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings
     };
     for id in answered.keys.iter().filter(|id| !keys.contains_key(*id)) {
         lost(format!("API key {id}"));
+    }
+    for id in answered
+        .revoked
+        .iter()
+        .filter(|id| !revoked.contains_key(*id))
+    {
+        lost(format!("the revocation of API key {id}"));
     }
     for call in &answered.calls {
         let stored = charges.get(&call.seq);
@@ -633,14 +649,6 @@ fn check(site: &Site, answered: &Answered, deposits: &[u128]) -> Result<Findings
     Ok(findings)
 }
 
-/// The id of the key an access record issues, if it issues one.
-fn issued_key(record: &str) -> Option<String> {
-    let record: Value = serde_json::from_str(record).ok()?;
-    (record["type"] == "key_issued")
-        .then(|| record["key"]["id"].as_str().map(str::to_owned))
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,8 +657,9 @@ mod tests {
     use caravan_store::Location;
 
     /// The check is what the figures rest on: it must see an answer the log lost (under each
-    /// durability), a judgment and a key that are not there, one key charged twice, one
-    /// deposit credited twice and one credited that was never made.
+    /// durability), a judgment, a key and a revocation that are not there, one key charged
+    /// twice, one key revoked twice, one deposit credited twice and one credited that was never
+    /// made.
     #[test]
     fn a_check_finds_what_the_log_lost_and_a_key_charged_twice() {
         let dir = tempfile::tempdir().unwrap();
@@ -682,6 +691,15 @@ mod tests {
             ItemId(caravan_core::keccak256(b"an item never judged")),
         ));
         answered.keys.push("key_0011223344556677".into());
+        answered.revoked.push("key_8899aabbccddeeff".into());
+        let revoked_twice = caravan_core::keccak256(b"a key revoked twice");
+        let revocation = || Event::AccessRecorded {
+            record: serde_json::to_string(&KeyRecord::KeyRevoked {
+                hash: revoked_twice,
+                at_ms: 1,
+            })
+            .unwrap(),
+        };
         let request = caravan_core::keccak256(b"one idempotency key");
         let mut journal = Journal::open(site.location.clone(), &mut |_, _| {}).unwrap();
         let classifier = journal
@@ -725,6 +743,8 @@ mod tests {
                 deposit(b"first", DEPOSIT_BASE),
                 deposit(b"again", DEPOSIT_BASE),
                 deposit(b"never made", DEPOSIT_BASE + 7),
+                revocation(),
+                revocation(),
             ])
             .unwrap();
         assert!(submitted.refused.is_empty(), "{:?}", submitted.refused);
@@ -732,13 +752,13 @@ mod tests {
 
         let found = check(&site, &answered, &[DEPOSIT_BASE, DEPOSIT_BASE + 1]).unwrap();
         assert_eq!(
-            found.lost, 3,
-            "the committed call, the judgment and the key"
+            found.lost, 4,
+            "the committed call, the judgment, the key and the revocation"
         );
         assert_eq!(found.lost_queued, 1);
         assert_eq!(
-            found.duplicated, 2,
-            "one key charged twice, one deposit credited twice"
+            found.duplicated, 3,
+            "one key charged twice, one deposit credited twice, one key revoked twice"
         );
         assert_eq!(
             (found.deposits_credited, found.deposits_waiting),
@@ -759,7 +779,7 @@ mod tests {
                 named("a deposit of 1000007 credited that the chain never acknowledged"),
                 found.problems.len()
             ),
-            (3, 2, 1, 6),
+            (3, 3, 1, 7),
             "each loss and each double is named: {:?}",
             found.problems
         );

@@ -2,7 +2,7 @@
 //!
 //! The node (this binary, a child process, committed charges, an epoch closed and its root
 //! posted every ten seconds) serves payers calling the classifier (half with an
-//! Idempotency-Key), contributors judging items, wallets issuing API keys, and readers
+//! Idempotency-Key), contributors judging items, wallets rotating API keys, and readers
 //! opening balances, usage, models, the project, epochs and the web pages. Every client waits
 //! a moment between its requests, so the load is bounded. Each minute prints how many answers
 //! the clients got, their median and 99th percentile, and the node's resident memory: a node
@@ -166,11 +166,12 @@ pub fn soak(args: SoakArgs) -> Result<(), String> {
     println!("{}", by_request(&team.latencies, rows.len()));
     let answered = team.answered.lock().expect("answers lock");
     println!(
-        "answered: {} paid calls ({} retries from the first call), {} judgments, {} keys, {} reads",
+        "answered: {} paid calls ({} retries from the first call), {} judgments, {} keys issued and {} revoked, {} reads",
         answered.calls.len(),
         answered.replays,
         answered.judgments.len(),
         answered.keys.len(),
+        answered.revoked.len(),
         answered.reads
     );
     println!("soak_minutes: {minutes}");
