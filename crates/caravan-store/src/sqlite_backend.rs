@@ -145,6 +145,32 @@ struct Checkpointer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Whether the [`Checkpointer`]'s work is failing, so that the node's log says when it starts
+/// failing and when it works again, once each, not once a quarter second.
+#[derive(Default)]
+struct CheckpointHealth {
+    failing: bool,
+}
+
+impl CheckpointHealth {
+    /// What to tell the operator after a checkpoint ended with `outcome`, if anything changed.
+    fn after(&mut self, outcome: Result<(), String>) -> Option<String> {
+        match (self.failing, outcome) {
+            (false, Err(why)) => {
+                self.failing = true;
+                Some(format!(
+                    "{why}. Commits go on: their pages stay in the write-ahead log (the file beside it, which grows meanwhile), where reads find them, and are copied once a checkpoint succeeds"
+                ))
+            }
+            (true, Ok(())) => {
+                self.failing = false;
+                Some("checkpoints succeed again".into())
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct CheckpointerShared {
     state: Mutex<CheckpointerState>,
@@ -167,22 +193,32 @@ impl Checkpointer {
         })?;
         let shared = Arc::new(CheckpointerShared::default());
         let woken = Arc::clone(&shared);
+        let db = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("caravan-checkpoint".into())
             .spawn(move || {
                 let mut copied_before = 0;
+                let mut failing = CheckpointHealth::default();
                 while woken.wait_for_commit() {
                     // A checkpoint that fails (a full disk, say) leaves every frame in the log,
                     // where readers find it and the next checkpoint copies it; so does a flush
                     // that fails, since SQLite flushes again before the log starts over.
-                    let copied = connection
+                    let outcome = connection
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
                             row.get::<_, i64>(2)
                         })
-                        .unwrap_or(copied_before);
-                    if copied != copied_before {
-                        let _ = database.sync_data();
-                        copied_before = copied;
+                        .map_err(|e| format!("a checkpoint failed: {e}"))
+                        .and_then(|copied| {
+                            if copied != copied_before {
+                                database
+                                    .sync_data()
+                                    .map_err(|e| format!("flushing it to disk failed: {e}"))?;
+                                copied_before = copied;
+                            }
+                            Ok(())
+                        });
+                    if let Some(news) = failing.after(outcome) {
+                        eprintln!("copying the write-ahead log into {}: {news}", db.display());
                     }
                     woken.pause();
                 }
@@ -783,4 +819,33 @@ fn read_rows(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CheckpointHealth;
+
+    #[test]
+    fn a_failing_checkpointer_says_so_once_and_once_more_when_it_recovers() {
+        let mut health = CheckpointHealth::default();
+        assert_eq!(health.after(Ok(())), None, "working, nothing to say");
+        let failed = health.after(Err("a checkpoint failed: database or disk is full".into()));
+        assert!(
+            failed.as_deref().is_some_and(|news| news
+                .starts_with("a checkpoint failed: database or disk is full. Commits go on")),
+            "{failed:?}"
+        );
+        assert_eq!(
+            health.after(Err(
+                "flushing it to disk failed: No space left on device".into()
+            )),
+            None,
+            "still failing: said already"
+        );
+        assert_eq!(
+            health.after(Ok(())).as_deref(),
+            Some("checkpoints succeed again")
+        );
+        assert_eq!(health.after(Ok(())), None);
+    }
 }
