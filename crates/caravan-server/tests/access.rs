@@ -255,12 +255,7 @@ fn key_body(person: &Person, node: Address, scopes: &[Scope], name: &str) -> Val
 }
 
 fn signed_query(person: &Person, payer: Address, node: Address, request: KeyRequest) -> String {
-    let signed = request.sign(&person.wallet, &node, now_ms());
-    format!(
-        "payer={payer}&signed_at_ms={}&signature={}",
-        signed.signed_at_ms,
-        signed.signature.to_hex()
-    )
+    request.sign(&person.wallet, &node, now_ms()).query(&payer)
 }
 
 fn attestation(validator: &Person, named: Option<Address>, model: AssetId) -> Value {

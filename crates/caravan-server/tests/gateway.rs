@@ -22,7 +22,7 @@ use caravan_node::gateway::ChargeDurability;
 use caravan_node::gateway::Gateway;
 use caravan_node::gateway::embeddings::EncoderServing;
 use caravan_node::gateway::receipt::{NodeSigner, recover_signer};
-use caravan_node::keys::{KeyRequest, Scope};
+use caravan_node::keys::{KeyRecord, KeyRequest, Scope};
 use caravan_node::{Node, NodeBuilder};
 use caravan_server::gateway::{RECEIPT_HEADER, REPLAYED_HEADER, SIGNATURE_HEADER};
 use caravan_server::router;
@@ -55,13 +55,7 @@ async fn node_of(app: &Router) -> Address {
 
 /// The query string of a key listing or revocation the shop's wallet signed now for `node`.
 fn signed_query(node: &Address, request: KeyRequest) -> String {
-    let signed = request.sign(&shop_wallet(), node, now_ms());
-    format!(
-        "payer={}&signed_at_ms={}&signature={}",
-        shop(),
-        signed.signed_at_ms,
-        signed.signature.to_hex()
-    )
+    request.sign(&shop_wallet(), node, now_ms()).query(&shop())
 }
 
 /// The body of a key request for `scopes`, named `name`, that `wallet` signed at `signed_at_ms`
@@ -542,6 +536,49 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
     let after = classify(good, Some(key.clone())).await;
     assert_eq!(after.body["error"]["code"], "invalid_api_key");
+
+    // Revoking it again names the key as unknown (404), and an id not shaped like one is the
+    // request's fault (400); neither writes a record.
+    let revoke = |id: String| {
+        let app = app.clone();
+        async move {
+            let node = node_of(&app).await;
+            let query = signed_query(&node, KeyRequest::Revoke { key: &id });
+            call(
+                &app,
+                Method::DELETE,
+                &format!("/v1/keys/{id}?{query}"),
+                None,
+                &[],
+                None,
+            )
+            .await
+        }
+    };
+    let again = revoke(id.clone()).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    assert_eq!(again.body["error"]["code"], "unknown_key");
+    assert!(
+        again.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked already or never issued"),
+        "{}",
+        again.body
+    );
+    let malformed = revoke("key_12345".into()).await;
+    assert_eq!(
+        malformed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        malformed.body
+    );
+    assert_eq!(malformed.body["error"]["param"], "id");
+    let revocations: Vec<KeyRecord> = services
+        .journal()
+        .read(|j| caravan_node::access::recorded(j, &["key_revoked"]))
+        .unwrap();
+    assert_eq!(revocations.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -637,12 +674,7 @@ async fn only_the_payers_wallet_issues_lists_and_revokes_its_keys_and_a_signed_r
     let id = services.keys().of(&shop())[0].id.clone();
     let thief_list = KeyRequest::List.sign(&thief, &node, now_ms());
     let unsigned_list = format!("/v1/keys?payer={}", shop());
-    let thief_list = format!(
-        "/v1/keys?payer={}&signed_at_ms={}&signature={}",
-        shop(),
-        thief_list.signed_at_ms,
-        thief_list.signature.to_hex()
-    );
+    let thief_list = format!("/v1/keys?{}", thief_list.query(&shop()));
     // A signature for revoking another key does not revoke this one.
     let other_revoke = format!(
         "/v1/keys/{id}?{}",

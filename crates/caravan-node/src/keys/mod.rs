@@ -120,11 +120,29 @@ pub fn new_secret() -> (String, Hash32) {
 pub fn key_id(hash: &Hash32) -> String {
     format!(
         "key_{}",
-        hash.0[..8]
+        hash.0[..KEY_ID_BYTES]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     )
+}
+
+/// How many of a key's hash bytes its public id shows.
+const KEY_ID_BYTES: usize = 8;
+
+/// The hash bytes a public id names (`key_` and 16 hex digits, either case), or `None` when
+/// `id` is not shaped like one.
+pub fn parse_key_id(id: &str) -> Option<[u8; KEY_ID_BYTES]> {
+    let hex = id.strip_prefix("key_")?.as_bytes();
+    if hex.len() != 2 * KEY_ID_BYTES {
+        return None;
+    }
+    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let mut bytes = [0u8; KEY_ID_BYTES];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(bytes)
 }
 
 /// Why a request's key was not accepted. Messages never repeat the key.
@@ -183,6 +201,8 @@ pub enum KeyError {
 #[derive(Default)]
 pub struct KeyRing {
     keys: HashMap<Hash32, ApiKey>,
+    /// Each payer's live keys, so listing and revoking read only the payer's own.
+    by_payer: HashMap<Address, HashSet<Hash32>>,
     authorizations: HashSet<Hash32>,
     /// The remembered digests with their keys' creation times, in the order issued.
     authorized_in_order: VecDeque<(u64, Hash32)>,
@@ -199,6 +219,7 @@ impl KeyRing {
             self.authorized_in_order
                 .push_back((key.created_ms, authorization));
         }
+        self.by_payer.entry(key.payer).or_default().insert(hash);
         self.keys.insert(hash, key);
     }
 
@@ -230,7 +251,15 @@ impl KeyRing {
 
     /// A key revoked: it stops working at once.
     pub fn revoke(&mut self, hash: &Hash32) {
-        self.keys.remove(hash);
+        let Some(key) = self.keys.remove(hash) else {
+            return;
+        };
+        if let Some(live) = self.by_payer.get_mut(&key.payer) {
+            live.remove(hash);
+            if live.is_empty() {
+                self.by_payer.remove(&key.payer);
+            }
+        }
     }
 
     /// The key behind an `Authorization` header value, if it is live at `now_ms` and allows
@@ -264,20 +293,23 @@ impl KeyRing {
         Ok(key.clone())
     }
 
-    /// The hash of the payer's key with this public id.
-    pub fn find(&self, payer: &Address, id: &str) -> Option<Hash32> {
-        self.keys
+    /// The hash of the payer's live key whose public id shows these bytes.
+    pub fn find(&self, payer: &Address, id: &[u8; KEY_ID_BYTES]) -> Option<Hash32> {
+        self.by_payer
+            .get(payer)?
             .iter()
-            .find(|(_, key)| key.payer == *payer && key.id == id)
-            .map(|(hash, _)| *hash)
+            .find(|hash| hash.0[..KEY_ID_BYTES] == id[..])
+            .copied()
     }
 
     /// The payer's live keys, oldest first.
     pub fn of_payer(&self, payer: &Address) -> Vec<ApiKey> {
-        let mut keys: Vec<ApiKey> = self
-            .keys
-            .values()
-            .filter(|key| key.payer == *payer)
+        let Some(live) = self.by_payer.get(payer) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<ApiKey> = live
+            .iter()
+            .filter_map(|hash| self.keys.get(hash))
             .cloned()
             .collect();
         keys.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
@@ -288,6 +320,78 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn payers_key(payer: usize, created_ms: u64) -> (Hash32, ApiKey) {
+        let (_, hash) = new_secret();
+        let key = ApiKey {
+            id: key_id(&hash),
+            payer: Address::from_label(&format!("payer {payer}")),
+            scopes: vec![Scope::Chat],
+            expires_ms: None,
+            name: "rotated".into(),
+            created_ms,
+        };
+        (hash, key)
+    }
+
+    #[test]
+    fn a_key_id_is_key_and_sixteen_hex_digits_in_either_case() {
+        let (_, hash) = new_secret();
+        let id = key_id(&hash);
+        assert_eq!(parse_key_id(&id).unwrap()[..], hash.0[..8]);
+        let upper = format!("key_{}", id[4..].to_uppercase());
+        assert_eq!(parse_key_id(&upper), parse_key_id(&id));
+        for malformed in [
+            "",
+            "key_",
+            "key_0123456789abcde",
+            "key_0123456789abcdef0",
+            "key_0123456789abcdeg",
+            "kez_0123456789abcdef",
+            "key_01234567\u{e9}9abcde",
+        ] {
+            assert_eq!(parse_key_id(malformed), None, "{malformed:?}");
+        }
+    }
+
+    proptest! {
+        /// Whatever keys are issued and revoked, for whichever payers, each payer lists exactly
+        /// its own live keys, finds each by id, and finds none of another payer's.
+        #[test]
+        fn each_payer_lists_and_finds_exactly_its_own_live_keys(
+            steps in proptest::collection::vec((0usize..4, any::<bool>(), any::<prop::sample::Index>()), 1..80),
+        ) {
+            let mut ring = KeyRing::default();
+            let mut live: Vec<(Hash32, ApiKey)> = Vec::new();
+            for (created_ms, (payer, revoke, pick)) in (0u64..).zip(steps) {
+                if revoke && !live.is_empty() {
+                    let (hash, _) = live.remove(pick.index(live.len()));
+                    ring.revoke(&hash);
+                    ring.revoke(&hash);
+                } else {
+                    let (hash, key) = payers_key(payer, created_ms);
+                    ring.issue(hash, key.clone(), None);
+                    live.push((hash, key));
+                }
+            }
+            for payer in 0..4 {
+                let address = Address::from_label(&format!("payer {payer}"));
+                let own: Vec<ApiKey> = live
+                    .iter()
+                    .filter(|(_, key)| key.payer == address)
+                    .map(|(_, key)| key.clone())
+                    .collect();
+                prop_assert_eq!(ring.of_payer(&address), own);
+                for (hash, key) in &live {
+                    let found = ring.find(&address, &parse_key_id(&key.id).unwrap());
+                    prop_assert_eq!(found, (key.payer == address).then_some(*hash));
+                }
+            }
+            prop_assert_eq!(ring.keys.len(), live.len());
+            prop_assert!(ring.by_payer.values().all(|keys| !keys.is_empty()));
+        }
+    }
 
     fn issued(scopes: Vec<Scope>, expires_ms: Option<u64>) -> (String, KeyRing, Hash32) {
         let (secret, hash) = new_secret();

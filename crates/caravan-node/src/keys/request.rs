@@ -157,6 +157,18 @@ pub struct PayerSignature {
     pub signature: Signature65,
 }
 
+impl PayerSignature {
+    /// The query string that names `payer` and carries this signature, as listing
+    /// (`GET /v1/keys`) and revoking (`DELETE /v1/keys/{id}`) take it.
+    pub fn query(&self, payer: &Address) -> String {
+        format!(
+            "payer={payer}&signed_at_ms={}&signature={}",
+            self.signed_at_ms,
+            self.signature.to_hex()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

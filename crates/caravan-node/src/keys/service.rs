@@ -8,7 +8,7 @@ use caravan_store::{JournalError, SharedJournal, now_ms};
 use serde::{Deserialize, Serialize};
 
 use super::request::{KeyRequest, PayerSignature};
-use super::{ApiKey, KeyError, KeyRing, Scope, key_id, new_secret};
+use super::{ApiKey, KeyError, KeyRing, Scope, key_id, new_secret, parse_key_id};
 use crate::access::{self, AccessError};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -48,6 +48,10 @@ pub enum KeysError {
         param: &'static str,
         message: String,
     },
+    #[error(
+        "{payer} has no live key {id}: it was revoked already or never issued to {payer}. `caravan key list` (GET /v1/keys) lists the live ones"
+    )]
+    UnknownKey { payer: Address, id: String },
     /// The economy refused a key's record the service had checked: a fault in the node.
     #[error(
         "the economy refused the key's record ({0}); nothing changed. This is a fault in the node, not in the request: please report it"
@@ -65,8 +69,10 @@ pub struct Keys {
     /// The node's address, which every signed key request names.
     node: Address,
     ring: RwLock<KeyRing>,
-    /// Held from checking that a signed request has not issued a key to recording its key.
-    issuing: Mutex<()>,
+    /// Held from checking a request against the ring to recording what it changes, so two
+    /// requests cannot both pass one check: a signed request issuing twice, or one key
+    /// revoked twice.
+    changing: Mutex<()>,
 }
 
 impl Keys {
@@ -77,7 +83,7 @@ impl Keys {
             journal,
             node,
             ring: RwLock::new(KeyRing::default()),
-            issuing: Mutex::new(()),
+            changing: Mutex::new(()),
         };
         records.iter().for_each(|record| keys.apply(record));
         keys.ring
@@ -164,7 +170,7 @@ impl Keys {
         let signed = request.check(&payer, &self.node, signed, now)?;
         let expires_ms = expires_in_days.map(|days| signed.signed_at_ms + u64::from(days) * DAY_MS);
         // One signed request at a time between the replay check and the key's record.
-        let _issuing = self.issuing.lock().expect("key issuing lock");
+        let _changing = self.changing.lock().expect("key change lock");
         {
             let mut ring = self.ring.write().expect("key ring lock");
             ring.forget_stale(now);
@@ -226,24 +232,30 @@ impl Keys {
     }
 
     /// Revokes the payer's key `id`, asked for with the payer's wallet signature; a revoked key
-    /// stops working at once. Blocking: waits until the revocation is durable.
+    /// stops working at once. A key is revoked once: asking again (a retry whose answer was
+    /// lost, say) is [`KeysError::UnknownKey`]. Blocking: waits until the revocation is durable.
     pub fn revoke_signed(
         &self,
         payer: Address,
         id: &str,
         signed: Option<&PayerSignature>,
     ) -> Result<(), KeysError> {
+        let shown = parse_key_id(id).ok_or_else(|| KeysError::BadParam {
+            param: "id",
+            message: format!(
+                "{id:?} is not a key id: ids are key_ and 16 hex digits, as `caravan key list` (GET /v1/keys) shows them"
+            ),
+        })?;
         KeyRequest::Revoke { key: id }.check(&payer, &self.node, signed, now_ms())?;
+        let _changing = self.changing.lock().expect("key change lock");
         let hash = self
             .ring
             .read()
             .expect("key ring lock")
-            .find(&payer, id)
-            .ok_or_else(|| KeysError::BadParam {
-                param: "id",
-                message: format!(
-                    "{payer} has no live key {id}; `caravan key list` (GET /v1/keys) lists them"
-                ),
+            .find(&payer, &shown)
+            .ok_or_else(|| KeysError::UnknownKey {
+                payer,
+                id: id.to_owned(),
             })?;
         self.record(KeyRecord::KeyRevoked {
             hash,

@@ -186,6 +186,10 @@ impl From<KeysError> for OpenAiError {
             KeysError::BadParam { param, .. } => {
                 OpenAiError::invalid("invalid_value", Some(param), message)
             }
+            KeysError::UnknownKey { .. } => {
+                OpenAiError::invalid("unknown_key", Some("id"), message)
+                    .with_status(StatusCode::NOT_FOUND)
+            }
             KeysError::Refused(_) => OpenAiError::api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "refused_internally",

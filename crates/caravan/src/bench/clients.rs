@@ -593,10 +593,9 @@ impl Issuer {
         let signed =
             KeyRequest::Revoke { key: id }.sign(&self.wallet, &self.node, caravan_store::now_ms());
         let request = self.team.http.delete(format!(
-            "{}/v1/keys/{id}?payer={payer}&signed_at_ms={}&signature={}",
+            "{}/v1/keys/{id}?{}",
             self.team.base,
-            signed.signed_at_ms,
-            signed.signature.to_hex()
+            signed.query(&payer)
         ));
         let Some(answer) = self.team.exchange("DELETE /v1/keys/{id}", request).await else {
             return true;

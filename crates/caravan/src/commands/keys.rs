@@ -11,7 +11,7 @@ use caravan_core::Address;
 use caravan_core::attestation::{address_of, personal_message_digest, sign_digest};
 use caravan_core::report::{certificate_hint, with_causes};
 use caravan_node::gateway::receipt::NodeSigner;
-use caravan_node::keys::{KeyRequest, PayerSignature, Scope};
+use caravan_node::keys::{KeyRequest, PayerSignature, Scope, parse_key_id};
 use caravan_server::web::page::url_encode;
 use caravan_store::now_ms;
 use clap::{Args, Subcommand};
@@ -209,13 +209,7 @@ impl Payer {
 
     /// The query string that names the payer and carries its signature of `request`.
     fn signed_query(&self, request: KeyRequest) -> String {
-        let signed = self.sign(request);
-        format!(
-            "payer={}&signed_at_ms={}&signature={}",
-            self.address,
-            signed.signed_at_ms,
-            signed.signature.to_hex()
-        )
+        self.sign(request).query(&self.address)
     }
 
     /// Sends a request to the node and returns its JSON answer, or the node's own error
@@ -360,11 +354,7 @@ fn list(store: &StoreArgs, args: NodeArgs) -> Result<(), String> {
 }
 
 fn revoke(store: &StoreArgs, args: RevokeArgs) -> Result<(), String> {
-    let well_formed = args
-        .id
-        .strip_prefix("key_")
-        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !well_formed {
+    if parse_key_id(&args.id).is_none() {
         return Err(format!(
             "{:?} is not a key id: ids are key_ and 16 hex digits, as `caravan key list` shows them",
             args.id
