@@ -707,7 +707,11 @@ async function main() {
       await requester.getByRole('link', { name: 'Projects' }).click();
       await requester.getByRole('link', { name: projects.topics.spec.title }).click();
       const progress = (await requester.locator('main').textContent()).replace(/\s+/g, ' ');
-      expect(progress.includes('Items resolved') && progress.includes(wallet.address), `the labeller's record is not shown: ${progress}`);
+      // The labeller's row shows the address short, as a link to the account in the explorer.
+      const labellerRow = requester.locator(`table a[href="/explorer/accounts/${wallet.address}"]`);
+      const shown = await labellerRow.textContent();
+      const full = await labellerRow.getAttribute('title');
+      expect(progress.includes('Items resolved') && shown === `${wallet.address.slice(0, 6)}…${wallet.address.slice(-4)}` && full === wallet.address, `the labeller's record is not shown: ${shown} ${full} ${progress}`);
       // The labeller answers in their own browser while the requester watches: the page shows
       // the new judgment and the labeller's row grows.
       const judgments = async () => Number((await requester.locator('main').textContent()).replace(/\s+/g, ' ').match(/Judgments ?(\d+)/)[1]);

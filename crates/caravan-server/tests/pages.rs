@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use caravan_core::attestation::{personal_message_digest, sign_digest};
 use caravan_node::chains::ChainDirectory;
+use caravan_server::web::page::short_address;
 use common::{Auth, Person, call, open_node, post_project, send_with, session_of};
 use serde_json::{Value, json};
 
@@ -990,9 +991,17 @@ async fn a_requester_watches_their_project_and_publishes_it_from_the_page() {
     let seen = visible(text(&watched));
     assert!(seen.contains("Judgments 2"), "{seen}");
     assert!(seen.contains("Contributors 1 (0 paused)"), "{seen}");
+    // The worker's row shows the address short, linked to the account in the explorer.
+    let address = worker.address.to_checksum();
     assert!(
-        seen.contains(&format!("{} 2 0 0 —", worker.address.to_checksum())),
+        seen.contains(&format!("{} 2 0 0 —", short_address(&address))),
         "the worker's record: {seen}"
+    );
+    assert!(
+        text(&watched).contains(&format!(
+            r#"<a href="/explorer/accounts/{address}" title="{address}""#
+        )),
+        "no link to the worker's account"
     );
     let refused = page(&app, &path, &session).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "only its requester");
@@ -1335,7 +1344,7 @@ async fn a_requester_posts_a_project_imports_items_adds_a_reviewer_who_reviews_i
         watched.contains("2 answers waiting for review"),
         "{watched}"
     );
-    let worker_row = format!("{} 2 0 0 — ", worker.address.to_checksum());
+    let worker_row = format!("{} 2 0 0 — ", short_address(&worker.address.to_checksum()));
     let median = watched
         .split(&worker_row)
         .nth(1)

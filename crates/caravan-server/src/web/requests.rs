@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::chart::Frame;
 use super::earnings::token_of;
-use super::page::{Chrome, PageError, Viewer, render, url_encode};
+use super::page::{Chrome, PageError, Viewer, render, short_address, url_encode};
 use crate::error::{ApiError, blocking};
 use crate::tasks::project_id;
 
@@ -50,7 +50,10 @@ pub async fn requests(
 }
 
 pub struct ContributorRow {
+    /// The full checksummed address, which the row links to in the explorer.
     pub account: String,
+    /// `0x1234…abcd`, shown so the table's figures fit beside it.
+    pub short: String,
     pub submitted: u32,
     pub accepted: u32,
     pub rejected: u32,
@@ -287,6 +290,7 @@ fn request_page(
             .iter()
             .map(|c| ContributorRow {
                 account: c.account.to_checksum(),
+                short: short_address(&c.account.to_checksum()),
                 submitted: c.submitted,
                 accepted: c.accepted,
                 rejected: c.rejected,
