@@ -130,19 +130,31 @@ pub fn key_id(hash: &Hash32) -> String {
 /// How many of a key's hash bytes its public id shows.
 const KEY_ID_BYTES: usize = 8;
 
-/// The hash bytes a public id names (`key_` and 16 hex digits, either case), or `None` when
-/// `id` is not shaped like one.
-pub fn parse_key_id(id: &str) -> Option<[u8; KEY_ID_BYTES]> {
-    let hex = id.strip_prefix("key_")?.as_bytes();
+/// A public key id that is not `key_` and 16 hex digits, as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a key id: ids are key_ and 16 hex digits, as `caravan key list` (GET /v1/keys) shows them"
+)]
+pub struct MalformedKeyId(pub String);
+
+/// The hash bytes a public id names (`key_` and 16 hex digits, either case).
+pub fn parse_key_id(id: &str) -> Result<[u8; KEY_ID_BYTES], MalformedKeyId> {
+    let malformed = || MalformedKeyId(id.to_owned());
+    let hex = id.strip_prefix("key_").ok_or_else(malformed)?.as_bytes();
     if hex.len() != 2 * KEY_ID_BYTES {
-        return None;
+        return Err(malformed());
     }
-    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let digit = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .map(|d| d as u8)
+            .ok_or_else(malformed)
+    };
     let mut bytes = [0u8; KEY_ID_BYTES];
     for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
         *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
     }
-    Some(bytes)
+    Ok(bytes)
 }
 
 /// Why a request's key was not accepted. Messages never repeat the key.
@@ -351,7 +363,11 @@ mod tests {
             "kez_0123456789abcdef",
             "key_01234567\u{e9}9abcde",
         ] {
-            assert_eq!(parse_key_id(malformed), None, "{malformed:?}");
+            assert_eq!(
+                parse_key_id(malformed),
+                Err(MalformedKeyId(malformed.into())),
+                "{malformed:?}"
+            );
         }
     }
 

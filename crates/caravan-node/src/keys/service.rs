@@ -240,11 +240,9 @@ impl Keys {
         id: &str,
         signed: Option<&PayerSignature>,
     ) -> Result<(), KeysError> {
-        let shown = parse_key_id(id).ok_or_else(|| KeysError::BadParam {
+        let shown = parse_key_id(id).map_err(|malformed| KeysError::BadParam {
             param: "id",
-            message: format!(
-                "{id:?} is not a key id: ids are key_ and 16 hex digits, as `caravan key list` (GET /v1/keys) shows them"
-            ),
+            message: malformed.to_string(),
         })?;
         KeyRequest::Revoke { key: id }.check(&payer, &self.node, signed, now_ms())?;
         let _changing = self.changing.lock().expect("key change lock");

@@ -354,12 +354,7 @@ fn list(store: &StoreArgs, args: NodeArgs) -> Result<(), String> {
 }
 
 fn revoke(store: &StoreArgs, args: RevokeArgs) -> Result<(), String> {
-    if parse_key_id(&args.id).is_none() {
-        return Err(format!(
-            "{:?} is not a key id: ids are key_ and 16 hex digits, as `caravan key list` shows them",
-            args.id
-        ));
-    }
+    parse_key_id(&args.id).map_err(|malformed| malformed.to_string())?;
     let payer = Payer::open(&args.node, store)?;
     let path = format!(
         "/v1/keys/{}?{}",
