@@ -520,25 +520,6 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
     assert_eq!(metered(gateway), (0, 0));
 
     // A revoked key stops working at once.
-    let id = services.keys().of(&shop())[0].id.clone();
-    let revoked = call(
-        &app,
-        Method::DELETE,
-        &format!(
-            "/v1/keys/{id}?{}",
-            signed_query(&node_of(&app).await, KeyRequest::Revoke { key: &id })
-        ),
-        None,
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
-    let after = classify(good, Some(key.clone())).await;
-    assert_eq!(after.body["error"]["code"], "invalid_api_key");
-
-    // Revoking it again names the key as unknown (404), and an id not shaped like one is the
-    // request's fault (400); neither writes a record.
     let revoke = |id: String| {
         let app = app.clone();
         async move {
@@ -555,6 +536,14 @@ async fn bad_requests_get_openai_errors_that_say_what_to_do_and_cost_nothing() {
             .await
         }
     };
+    let id = services.keys().of(&shop())[0].id.clone();
+    let revoked = revoke(id.clone()).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    let after = classify(good, Some(key.clone())).await;
+    assert_eq!(after.body["error"]["code"], "invalid_api_key");
+
+    // Revoking it again names the key as unknown (404), and an id not shaped like one is the
+    // request's fault (400); neither writes a record.
     let again = revoke(id.clone()).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
     assert_eq!(again.body["error"]["code"], "unknown_key");

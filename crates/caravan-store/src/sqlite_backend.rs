@@ -198,7 +198,7 @@ impl Checkpointer {
             .name("caravan-checkpoint".into())
             .spawn(move || {
                 let mut copied_before = 0;
-                let mut failing = CheckpointHealth::default();
+                let mut health = CheckpointHealth::default();
                 while woken.wait_for_commit() {
                     // A checkpoint that fails (a full disk, say) leaves every frame in the log,
                     // where readers find it and the next checkpoint copies it; so does a flush
@@ -217,7 +217,7 @@ impl Checkpointer {
                             }
                             Ok(())
                         });
-                    if let Some(news) = failing.after(outcome) {
+                    if let Some(news) = health.after(outcome) {
                         eprintln!("copying the write-ahead log into {}: {news}", db.display());
                     }
                     woken.pause();

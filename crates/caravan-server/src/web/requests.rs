@@ -288,24 +288,27 @@ fn request_page(
         contributors: view
             .contributors
             .iter()
-            .map(|c| ContributorRow {
-                account: c.account.to_checksum(),
-                short: short_address(&c.account.to_checksum()),
-                submitted: c.submitted,
-                accepted: c.accepted,
-                rejected: c.rejected,
-                gold: if c.gold_answered == 0 {
-                    "—".to_owned()
-                } else {
-                    format!(
-                        "{} of {} ({})",
-                        c.gold_right,
-                        c.gold_answered,
-                        percent(u64::from(c.gold_right), u64::from(c.gold_answered))
-                    )
-                },
-                median_time: c.median_spent_ms.map_or_else(|| "—".to_owned(), time_spent),
-                paused: c.paused.clone().unwrap_or_default(),
+            .map(|c| {
+                let account = c.account.to_checksum();
+                ContributorRow {
+                    short: short_address(&account),
+                    account,
+                    submitted: c.submitted,
+                    accepted: c.accepted,
+                    rejected: c.rejected,
+                    gold: if c.gold_answered == 0 {
+                        "—".to_owned()
+                    } else {
+                        format!(
+                            "{} of {} ({})",
+                            c.gold_right,
+                            c.gold_answered,
+                            percent(u64::from(c.gold_right), u64::from(c.gold_answered))
+                        )
+                    },
+                    median_time: c.median_spent_ms.map_or_else(|| "—".to_owned(), time_spent),
+                    paused: c.paused.clone().unwrap_or_default(),
+                }
             })
             .collect(),
         contributor_count: view.contributor_count,
