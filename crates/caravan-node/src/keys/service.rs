@@ -1,14 +1,15 @@
 //! The key service: issues, lists, revokes and checks API keys, keeping each issue and
 //! revocation as an access record in the log.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use caravan_core::{Address, Hash32};
 use caravan_store::{JournalError, SharedJournal, now_ms};
 use serde::{Deserialize, Serialize};
 
 use super::request::{KeyRequest, PayerSignature};
-use super::{ApiKey, KeyError, KeyRing, Scope, key_id, new_secret, parse_key_id};
+use super::{ApiKey, KEY_ID_BYTES, KeyError, KeyRing, Scope, key_id, new_secret, parse_key_id};
 use crate::access::{self, AccessError};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -69,10 +70,42 @@ pub struct Keys {
     /// The node's address, which every signed key request names.
     node: Address,
     ring: RwLock<KeyRing>,
-    /// Held from checking a request against the ring to recording what it changes, so two
-    /// requests cannot both pass one check: a signed request issuing twice, or one key
-    /// revoked twice.
-    changing: Mutex<()>,
+    /// The changes checked against the ring and not yet recorded, so two requests cannot both
+    /// pass one check (a signed request issuing twice, or one key revoked twice) while each
+    /// writes its record outside any lock, sharing group commits with the others.
+    in_flight: Mutex<HashSet<Change>>,
+    /// Signalled whenever a change leaves `in_flight`.
+    settled: Condvar,
+}
+
+/// What a key request changes, as reserved while its record is written.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Change {
+    /// An issue authorized by the signed request with this digest.
+    Issue { authorization: Hash32 },
+    /// The revocation of the payer's key shown as this id.
+    Revoke {
+        payer: Address,
+        id: [u8; KEY_ID_BYTES],
+    },
+}
+
+/// A change reserved in [`Keys::in_flight`]; dropping it (once the record is applied to the
+/// ring, or failed) releases it and wakes whoever waits for the same change.
+struct Reserved<'a> {
+    keys: &'a Keys,
+    change: Change,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.keys
+            .in_flight
+            .lock()
+            .expect("key change lock")
+            .remove(&self.change);
+        self.keys.settled.notify_all();
+    }
 }
 
 impl Keys {
@@ -83,7 +116,8 @@ impl Keys {
             journal,
             node,
             ring: RwLock::new(KeyRing::default()),
-            changing: Mutex::new(()),
+            in_flight: Mutex::new(HashSet::new()),
+            settled: Condvar::new(),
         };
         records.iter().for_each(|record| keys.apply(record));
         keys.ring
@@ -103,6 +137,24 @@ impl Keys {
             } => ring.issue(*hash, key.clone(), *authorization),
             KeyRecord::KeyRevoked { hash, .. } => ring.revoke(hash),
         }
+    }
+
+    /// Checks `change` against the ring with `check` and reserves it until the returned guard
+    /// drops. A request for a change already in flight waits for it to settle and is then
+    /// checked against the ring as the first one left it: a retry racing its original is
+    /// refused if the original succeeded and goes ahead if it failed.
+    fn reserve<T>(
+        &self,
+        change: Change,
+        check: impl FnOnce() -> Result<T, KeysError>,
+    ) -> Result<(T, Reserved<'_>), KeysError> {
+        let mut in_flight = self.in_flight.lock().expect("key change lock");
+        while in_flight.contains(&change) {
+            in_flight = self.settled.wait(in_flight).expect("key change lock");
+        }
+        let checked = check()?;
+        in_flight.insert(change);
+        Ok((checked, Reserved { keys: self, change }))
     }
 
     /// The node every signed key request must name.
@@ -169,9 +221,10 @@ impl Keys {
         let now = now_ms();
         let signed = request.check(&payer, &self.node, signed, now)?;
         let expires_ms = expires_in_days.map(|days| signed.signed_at_ms + u64::from(days) * DAY_MS);
-        // One signed request at a time between the replay check and the key's record.
-        let _changing = self.changing.lock().expect("key change lock");
-        {
+        let change = Change::Issue {
+            authorization: signed.digest,
+        };
+        let ((), _reserved) = self.reserve(change, || {
             let mut ring = self.ring.write().expect("key ring lock");
             ring.forget_stale(now);
             if ring.authorized_before(&signed.digest) {
@@ -184,7 +237,8 @@ impl Keys {
                 }
                 .into());
             }
-        }
+            Ok(())
+        })?;
         self.record_key(payer, scopes, expires_ms, name, Some(signed.digest))
     }
 
@@ -245,16 +299,17 @@ impl Keys {
             message: malformed.to_string(),
         })?;
         KeyRequest::Revoke { key: id }.check(&payer, &self.node, signed, now_ms())?;
-        let _changing = self.changing.lock().expect("key change lock");
-        let hash = self
-            .ring
-            .read()
-            .expect("key ring lock")
-            .find(&payer, &shown)
-            .ok_or_else(|| KeysError::UnknownKey {
-                payer,
-                id: id.to_owned(),
-            })?;
+        let change = Change::Revoke { payer, id: shown };
+        let (hash, _reserved) = self.reserve(change, || {
+            self.ring
+                .read()
+                .expect("key ring lock")
+                .find(&payer, &shown)
+                .ok_or_else(|| KeysError::UnknownKey {
+                    payer,
+                    id: id.to_owned(),
+                })
+        })?;
         self.record(KeyRecord::KeyRevoked {
             hash,
             at_ms: now_ms(),
@@ -280,6 +335,111 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caravan_core::attestation::{address_of, parse_secret_key};
+    use caravan_core::{Event, Genesis, Ppm};
+    use caravan_store::{Journal, Location};
+
+    /// A key service over a fresh store in `dir`, for the node at the second development key's
+    /// address.
+    fn service(dir: &std::path::Path) -> Keys {
+        let mut journal = Journal::open(Location::DataDir(dir.to_owned()), &mut |_, _| {}).unwrap();
+        journal
+            .submit(vec![Event::Genesis(Genesis {
+                treasury: Address::from_label("treasury"),
+                protocol_fee: Ppm::ZERO,
+            })])
+            .unwrap();
+        let node = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+            .parse()
+            .unwrap();
+        Keys::open(Arc::new(SharedJournal::new(journal)), node).unwrap()
+    }
+
+    /// The first anvil/hardhat development key (0xf39F…2266).
+    fn wallet() -> k256::ecdsa::SigningKey {
+        let secret =
+            parse_secret_key("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+                .unwrap();
+        k256::ecdsa::SigningKey::from_bytes((&secret).into()).unwrap()
+    }
+
+    fn recorded(keys: &Keys) -> Vec<KeyRecord> {
+        keys.journal
+            .read(|j| access::recorded(j, &KeyRecord::KINDS))
+            .unwrap()
+    }
+
+    /// Many copies of one signed request sent at once (a client retrying while the first is
+    /// still being written) issue one key; then many revocations of that key sent at once
+    /// revoke it once. Each change is written outside the service's lock, so only the
+    /// reservation of what it changes stands between the copies.
+    #[test]
+    fn racing_copies_of_one_change_make_it_once() {
+        const COPIES: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = service(dir.path());
+        let wallet = wallet();
+        let payer = address_of(wallet.verifying_key());
+        let scopes = vec![Scope::Models];
+        let issue = KeyRequest::Issue {
+            scopes: &scopes,
+            expires_in_days: None,
+            name: "shop",
+        }
+        .sign(&wallet, &keys.node(), now_ms());
+        let issued: Vec<Result<(String, ApiKey), KeysError>> = std::thread::scope(|scope| {
+            let copies: Vec<_> = (0..COPIES)
+                .map(|_| {
+                    scope.spawn(|| {
+                        keys.issue_signed(payer, scopes.clone(), None, "shop".into(), Some(&issue))
+                    })
+                })
+                .collect();
+            copies
+                .into_iter()
+                .map(|copy| copy.join().unwrap())
+                .collect()
+        });
+        let ids: Vec<String> = issued
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok().map(|(_, key)| key.id.clone()))
+            .collect();
+        assert_eq!(ids.len(), 1, "issued {ids:?}");
+        for refused in issued.iter().filter_map(|outcome| outcome.as_ref().err()) {
+            assert!(
+                matches!(refused, KeysError::Key(KeyError::SignatureReused)),
+                "{refused}"
+            );
+        }
+        assert_eq!(keys.of(&payer).len(), 1);
+
+        let revoke = KeyRequest::Revoke { key: &ids[0] }.sign(&wallet, &keys.node(), now_ms());
+        let revoked: Vec<Result<(), KeysError>> = std::thread::scope(|scope| {
+            let copies: Vec<_> = (0..COPIES)
+                .map(|_| scope.spawn(|| keys.revoke_signed(payer, &ids[0], Some(&revoke))))
+                .collect();
+            copies
+                .into_iter()
+                .map(|copy| copy.join().unwrap())
+                .collect()
+        });
+        assert_eq!(revoked.iter().filter(|outcome| outcome.is_ok()).count(), 1);
+        for refused in revoked.iter().filter_map(|outcome| outcome.as_ref().err()) {
+            assert!(matches!(refused, KeysError::UnknownKey { .. }), "{refused}");
+        }
+        assert!(keys.of(&payer).is_empty());
+
+        let records = recorded(&keys);
+        let issues = records
+            .iter()
+            .filter(|record| matches!(record, KeyRecord::KeyIssued { .. }))
+            .count();
+        let revocations = records
+            .iter()
+            .filter(|record| matches!(record, KeyRecord::KeyRevoked { .. }))
+            .count();
+        assert_eq!((issues, revocations), (1, 1), "{records:?}");
+    }
 
     #[test]
     fn keys_are_random_and_stored_only_as_hashes() {
