@@ -7,7 +7,8 @@
 //! may instead give a commit window ([`EventLog::append_within`]): the writer then waits, up to
 //! the earliest deadline in its group, for more appends to share the sync, and is not woken by
 //! each one — the way to keep a steady stream of appends nobody waits on from costing one sync
-//! and one thread wake-up each. Every other request ends the wait at once. If a commit fails, the
+//! and one thread wake-up each. A usage report (which counts committed calls only) is answered
+//! while a group is gathered; every other request ends the wait at once. If a commit fails, the
 //! writer refuses every later append: the caller's in-memory state already includes the failed
 //! events, so it must reopen the store and replay rather than write on top of a hole.
 
@@ -461,6 +462,20 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
                                 commit_by = commit_by.min(deadline);
                                 group.push((events, attachments, reply));
                             }
+                            // A usage report counts committed calls only, so it is answered
+                            // now, neither waiting for the group nor cutting it short.
+                            Ok(Request::Spending {
+                                payer,
+                                from_day,
+                                reply,
+                            }) => {
+                                let _ = reply.send(spending(
+                                    backend.as_mut(),
+                                    &pending,
+                                    payer,
+                                    from_day,
+                                ));
+                            }
                             Ok(other) => {
                                 carried = Some(other);
                                 break;
@@ -581,14 +596,23 @@ fn run_writer(mut backend: Box<dyn Backend>, queue: Receiver<Request>, counters:
                 from_day,
                 reply,
             } => {
-                let _ = reply.send(
-                    backend
-                        .spending(&payer, from_day)
-                        .and_then(|stored| pending.with(stored, &payer, from_day)),
-                );
+                let _ = reply.send(spending(backend.as_mut(), &pending, payer, from_day));
             }
         }
     }
+}
+
+/// What `payer` spent from `from_day` on, as committed: the spend table with what the writer
+/// has counted since it last wrote to it.
+fn spending(
+    backend: &mut dyn Backend,
+    pending: &PendingSpending,
+    payer: Address,
+    from_day: u64,
+) -> Result<Vec<Spending>, StoreError> {
+    backend
+        .spending(&payer, from_day)
+        .and_then(|stored| pending.with(stored, &payer, from_day))
 }
 
 type Group = [(Vec<EventRow>, Attachments, Sender<Result<(), StoreError>>)];

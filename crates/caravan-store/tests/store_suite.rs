@@ -1061,7 +1061,7 @@ fn acknowledged_events_survive_a_kill(scratch: Scratch, test_name: &str) {
 
 /// Appends given a commit window share one transaction; an ordinary append, a read, or closing
 /// the store ends the wait at once, and nothing windowed is lost.
-fn windowed_appends_share_a_commit_that_anything_else_starts(scratch: Scratch) {
+fn windowed_appends_share_a_commit_that_anything_but_a_usage_report_starts(scratch: Scratch) {
     // Far longer than the test may take: if the wait were not cut short it would hang.
     let window = std::time::Duration::from_secs(600);
     let started = std::time::Instant::now();
@@ -1090,6 +1090,23 @@ fn windowed_appends_share_a_commit_that_anything_else_starts(scratch: Scratch) {
     journal.settle(ticket).unwrap();
     // The seed's 4 events, the 21 above and the windowed one.
     assert_eq!(stored.len(), 26);
+
+    // A usage report neither ends the wait nor waits it out: it counts committed calls only.
+    let counted = spent(&journal, 0);
+    let (_, ticket) = journal.submit_pipelined_within(vec![usage(asset, 11)], now_ms(), window);
+    let commits = journal.commit_stats().transactions;
+    assert_eq!(spent(&journal, 0), counted, "a call still gathered counted");
+    assert_eq!(
+        journal.commit_stats().transactions,
+        commits,
+        "the report cut the wait short"
+    );
+    journal.read_events(0, 1).unwrap();
+    journal.settle(ticket).unwrap();
+    let [(_, calls, _, amount)] = spent(&journal, 0)[..] else {
+        panic!("one asset was called")
+    };
+    assert_eq!((calls, amount), (counted[0].1 + 1, counted[0].3 + 11));
 
     // Closing the store commits what is still waiting.
     let (_, ticket) = journal.submit_pipelined_within(vec![usage(asset, 9)], now_ms(), window);
@@ -1746,7 +1763,7 @@ macro_rules! suite {
             $($ignore)* #[test] fn a_snapshot_from_before_credits_were_kept_is_replayed_over_and_the_next_bundle_verifies() { super::a_snapshot_from_before_credits_were_kept_is_replayed_over_and_the_next_bundle_verifies($scratch) }
             $($ignore)* #[test] fn a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open() { super::a_close_whose_bundle_never_reached_the_store_gets_it_back_at_the_next_open($scratch) }
             $($ignore)* #[test] fn a_bundle_being_stored_is_pending_not_missing() { super::a_bundle_being_stored_is_pending_not_missing($scratch) }
-            $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_else_starts() { super::windowed_appends_share_a_commit_that_anything_else_starts($scratch) }
+            $($ignore)* #[test] fn windowed_appends_share_a_commit_that_anything_but_a_usage_report_starts() { super::windowed_appends_share_a_commit_that_anything_but_a_usage_report_starts($scratch) }
             $($ignore)* #[test] fn a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none() { super::a_lane_holds_just_its_events_and_a_store_from_before_lanes_misses_none($scratch, $forget) }
             $($ignore)* #[test] fn spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls() { super::spending_adds_up_per_payer_day_and_asset_and_an_upgraded_store_counts_its_older_calls($scratch, $forget_spending) }
             $($ignore)* #[test] fn keyed_calls_are_indexed_by_request_for_a_day_and_an_upgraded_store_indexes_its_last_day() { super::keyed_calls_are_indexed_by_request_for_a_day_and_an_upgraded_store_indexes_its_last_day($scratch, $forget_index) }
