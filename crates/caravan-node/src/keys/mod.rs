@@ -18,7 +18,7 @@ pub use service::{KeyRecord, Keys, KeysError, MAX_KEY_NAME_BYTES};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
-use caravan_core::hash::keccak256_parts;
+use caravan_core::hash::{hex_lower, keccak256_parts, parse_hex_exact};
 use caravan_core::{Address, Hash32};
 use serde::{Deserialize, Serialize};
 
@@ -108,23 +108,14 @@ pub fn key_hash(secret: &str) -> Hash32 {
 pub fn new_secret() -> (String, Hash32) {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source works");
-    let secret = format!(
-        "{KEY_PREFIX}{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let secret = format!("{KEY_PREFIX}{}", hex_lower(&bytes));
     let hash = key_hash(&secret);
     (secret, hash)
 }
 
 /// The public id of the key with this hash.
 pub fn key_id(hash: &Hash32) -> String {
-    format!(
-        "key_{}",
-        hash.0[..KEY_ID_BYTES]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("key_{}", hex_lower(&hash.0[..KEY_ID_BYTES]))
 }
 
 /// How many of a key's hash bytes its public id shows.
@@ -139,22 +130,9 @@ pub struct MalformedKeyId(pub String);
 
 /// The hash bytes a public id names (`key_` and 16 hex digits, either case).
 pub fn parse_key_id(id: &str) -> Result<[u8; KEY_ID_BYTES], MalformedKeyId> {
-    let malformed = || MalformedKeyId(id.to_owned());
-    let hex = id.strip_prefix("key_").ok_or_else(malformed)?.as_bytes();
-    if hex.len() != 2 * KEY_ID_BYTES {
-        return Err(malformed());
-    }
-    let digit = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .map(|d| d as u8)
-            .ok_or_else(malformed)
-    };
-    let mut bytes = [0u8; KEY_ID_BYTES];
-    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Ok(bytes)
+    id.strip_prefix("key_")
+        .and_then(|hex| parse_hex_exact(&format!("0x{hex}")).ok())
+        .ok_or_else(|| MalformedKeyId(id.to_owned()))
 }
 
 /// Why a request's key was not accepted. Messages never repeat the key.
