@@ -169,12 +169,13 @@ impl PayerSignature {
     }
 }
 
+/// The wallet and node the key service's tests sign with (the service's tests use them too).
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The first anvil/hardhat development key (0xf39F…2266).
-    fn wallet() -> k256::ecdsa::SigningKey {
+    pub(in crate::keys) fn wallet() -> k256::ecdsa::SigningKey {
         let secret = caravan_core::attestation::parse_secret_key(
             "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
         )
@@ -185,7 +186,7 @@ mod tests {
     const SIGNED_AT: u64 = 1_764_000_000_000;
 
     /// The node the requests are signed for: the second development key's address.
-    fn node() -> Address {
+    pub(in crate::keys) fn node() -> Address {
         "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
             .parse()
             .unwrap()

@@ -335,12 +335,12 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caravan_core::attestation::{address_of, parse_secret_key};
+    use crate::keys::request::tests::{node, wallet};
+    use caravan_core::attestation::address_of;
     use caravan_core::{Event, Genesis, Ppm};
     use caravan_store::{Journal, Location};
 
-    /// A key service over a fresh store in `dir`, for the node at the second development key's
-    /// address.
+    /// A key service over a fresh store in `dir`, for the node the request tests sign for.
     fn service(dir: &std::path::Path) -> Keys {
         let mut journal = Journal::open(Location::DataDir(dir.to_owned()), &mut |_, _| {}).unwrap();
         journal
@@ -349,18 +349,7 @@ mod tests {
                 protocol_fee: Ppm::ZERO,
             })])
             .unwrap();
-        let node = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-            .parse()
-            .unwrap();
-        Keys::open(Arc::new(SharedJournal::new(journal)), node).unwrap()
-    }
-
-    /// The first anvil/hardhat development key (0xf39F…2266).
-    fn wallet() -> k256::ecdsa::SigningKey {
-        let secret =
-            parse_secret_key("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
-                .unwrap();
-        k256::ecdsa::SigningKey::from_bytes((&secret).into()).unwrap()
+        Keys::open(Arc::new(SharedJournal::new(journal)), node()).unwrap()
     }
 
     fn recorded(keys: &Keys) -> Vec<KeyRecord> {
